@@ -1,1 +1,6 @@
-//! server
+//! FaaSCache server: the storage engine today; master, backup, coordinator and dispatch as
+//! they are built (see `docs/ARCHITECTURE.md`).
+
+#![deny(unsafe_code)]
+
+pub mod storage;

@@ -1,0 +1,317 @@
+//! The seglet arena: the memory every log segment is carved from.
+//!
+//! At start the arena reserves `max_memory_bytes` of address space with one anonymous
+//! `MAP_NORESERVE` mapping and divides it into fixed-size *seglets* (64 KiB by default).
+//! A *budget* says how many seglets may be in use at once; [`Arena::set_budget`] changes it at
+//! run time (vertical elasticity). Seglets are handed out from a free list; a freed seglet whose
+//! memory is above the budget is returned to the kernel with `MADV_DONTNEED`, so resident memory
+//! follows the budget.
+//!
+//! A byte's *address* in the log is its offset from the start of the arena (a [`LogRef`]
+//! holds one). Seglets never move, so an address stays valid until its seglet is freed; the
+//! object table guarantees nobody reads a freed seglet (see `engine.rs`).
+//!
+//! Threads: any thread may allocate or free (a mutex guards the free list). Reads and writes of
+//! seglet bytes go through [`Arena::read`] / [`Arena::write`], which copy; the caller must
+//! own the bytes written (the log head's unpublished tail, or a fresh survivor segment) and
+//! must read only bytes that were published before.
+//!
+//! All `unsafe` of the storage engine lives in this file.
+
+use parking_lot::Mutex;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use super::error::ConfigError;
+
+/// Memory of the log, reserved once, handed out as seglets.
+#[derive(Debug)]
+pub struct Arena {
+    base: NonNull<u8>,
+    reserved_bytes: usize,
+    seglet_bytes: usize,
+    seglet_shift: u32,
+    total_seglets: usize,
+    state: Mutex<FreeList>,
+    in_use: AtomicUsize,
+    budget: AtomicUsize,
+}
+
+#[derive(Debug)]
+struct FreeList {
+    /// Free seglets that were touched before (likely resident), most recently freed last.
+    warm: Vec<u32>,
+    /// Seglets never touched or given back to the kernel, lowest index last.
+    cold: Vec<u32>,
+}
+
+// SAFETY: the arena hands out disjoint seglets; all access to their bytes goes through
+// `read`/`write`, whose contracts (above) make concurrent use data-race free. The raw base
+// pointer is only an address.
+unsafe impl Send for Arena {}
+// SAFETY: as above.
+unsafe impl Sync for Arena {}
+
+impl Arena {
+    /// Reserves `max_bytes` of address space and allows `budget_bytes` of it to be used.
+    pub fn new(
+        budget_bytes: usize,
+        max_bytes: usize,
+        seglet_bytes: usize,
+        huge_pages: bool,
+    ) -> Result<Arena, ConfigError> {
+        assert!(seglet_bytes.is_power_of_two());
+        let total_seglets = max_bytes / seglet_bytes;
+        let reserved_bytes = total_seglets * seglet_bytes;
+        if total_seglets == 0 {
+            return Err(ConfigError(format!(
+                "arena of {max_bytes} bytes holds no {seglet_bytes}-byte seglet"
+            )));
+        }
+        // SAFETY: an anonymous private mapping at an address the kernel picks; no file, no
+        // aliasing. MAP_NORESERVE: pages are allocated on first touch, within the budget.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                reserved_bytes,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(ConfigError(format!(
+                "could not reserve {reserved_bytes} bytes of address space for the log: {}; \
+                 lower --memory or the maximum memory",
+                std::io::Error::last_os_error()
+            )));
+        }
+        if huge_pages {
+            // SAFETY: advice on the mapping we just created; failure only means no huge pages.
+            let rc = unsafe { libc::madvise(ptr, reserved_bytes, libc::MADV_HUGEPAGE) };
+            if rc != 0 {
+                tracing::warn!(
+                    "transparent huge pages unavailable for the log arena: {}",
+                    std::io::Error::last_os_error()
+                );
+            }
+        }
+        let base = NonNull::new(ptr.cast::<u8>()).expect("mmap returned null");
+        let cold: Vec<u32> = (0..total_seglets as u32).rev().collect();
+        let arena = Arena {
+            base,
+            reserved_bytes,
+            seglet_bytes,
+            seglet_shift: seglet_bytes.trailing_zeros(),
+            total_seglets,
+            state: Mutex::new(FreeList { warm: Vec::new(), cold }),
+            in_use: AtomicUsize::new(0),
+            budget: AtomicUsize::new(0),
+        };
+        arena.set_budget_seglets((budget_bytes / seglet_bytes).min(total_seglets));
+        Ok(arena)
+    }
+
+    /// Bytes in a seglet.
+    pub fn seglet_bytes(&self) -> usize {
+        self.seglet_bytes
+    }
+
+    /// Seglet holding the byte at arena offset `addr`.
+    #[inline]
+    pub fn seglet_of(&self, addr: u64) -> u32 {
+        (addr >> self.seglet_shift) as u32
+    }
+
+    /// Arena offset of the first byte of `seglet`.
+    #[inline]
+    pub fn seglet_addr(&self, seglet: u32) -> u64 {
+        (seglet as u64) << self.seglet_shift
+    }
+
+    /// Seglets the address space can ever hold.
+    pub fn total_seglets(&self) -> usize {
+        self.total_seglets
+    }
+
+    /// Seglets allocated now.
+    pub fn in_use(&self) -> usize {
+        self.in_use.load(Ordering::Relaxed)
+    }
+
+    /// Seglets that may be allocated at once.
+    pub fn budget(&self) -> usize {
+        self.budget.load(Ordering::Relaxed)
+    }
+
+    /// Changes the budget. Seglets above it that are free go back to the kernel; seglets in use
+    /// above it stay until freed (the engine cleans first so that does not happen).
+    pub fn set_budget_seglets(&self, seglets: usize) {
+        let seglets = seglets.min(self.total_seglets);
+        let old = self.budget.swap(seglets, Ordering::Relaxed);
+        if seglets < old {
+            let mut st = self.state.lock();
+            // Give every free warm seglet back: which of them count against the budget is a
+            // matter of counting, and resident memory is what the operator watches.
+            let warm = std::mem::take(&mut st.warm);
+            for s in warm {
+                self.release(s);
+                st.cold.push(s);
+            }
+        }
+    }
+
+    /// Allocates up to `n` seglets, all or nothing, keeping `keep_free` seglets of the budget
+    /// unallocated (the cleaner's reserve when the caller is not the cleaner).
+    pub fn alloc(&self, n: usize, keep_free: usize) -> Option<Vec<u32>> {
+        let mut st = self.state.lock();
+        let used = self.in_use.load(Ordering::Relaxed);
+        let budget = self.budget.load(Ordering::Relaxed);
+        if used + n + keep_free > budget {
+            return None;
+        }
+        if st.warm.len() + st.cold.len() < n {
+            return None;
+        }
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            let s = st.warm.pop().or_else(|| st.cold.pop()).expect("counted above");
+            out.push(s);
+        }
+        self.in_use.fetch_add(n, Ordering::Relaxed);
+        Some(out)
+    }
+
+    /// Returns seglets to the free list. The caller guarantees nobody reads them any more.
+    pub fn free(&self, seglets: &[u32]) {
+        let mut st = self.state.lock();
+        let over = self.in_use.load(Ordering::Relaxed) > self.budget.load(Ordering::Relaxed);
+        for &s in seglets {
+            assert!((s as usize) < self.total_seglets, "freeing seglet {s} out of range");
+            if over {
+                self.release(s);
+                st.cold.push(s);
+            } else {
+                st.warm.push(s);
+            }
+        }
+        let prev = self.in_use.fetch_sub(seglets.len(), Ordering::Relaxed);
+        assert!(prev >= seglets.len(), "arena freed more seglets than it allocated");
+    }
+
+    fn release(&self, seglet: u32) {
+        let addr = self.seglet_addr(seglet) as usize;
+        // SAFETY: the range is one whole seglet inside our mapping and free: nobody holds or
+        // reads it. MADV_DONTNEED on private anonymous memory zero-fills it on next touch.
+        unsafe {
+            libc::madvise(
+                self.base.as_ptr().add(addr).cast(),
+                self.seglet_bytes,
+                libc::MADV_DONTNEED,
+            );
+        }
+    }
+
+    /// Copies `src` into the arena at `addr`. `addr..addr+len` must lie in one seglet that the
+    /// caller owns and whose bytes in that range no other thread reads yet.
+    #[inline]
+    pub fn write(&self, addr: u64, src: &[u8]) {
+        let start = addr as usize;
+        assert!(
+            (start & (self.seglet_bytes - 1)) + src.len() <= self.seglet_bytes,
+            "arena write crosses a seglet boundary"
+        );
+        assert!(start + src.len() <= self.reserved_bytes);
+        // SAFETY: the range is inside the mapping (checked above) and, by this function's
+        // contract, not read or written by anyone else until published.
+        unsafe {
+            std::ptr::copy_nonoverlapping(src.as_ptr(), self.base.as_ptr().add(start), src.len());
+        }
+    }
+
+    /// Copies bytes at `addr` into `dst`. The range must lie in one seglet and have been
+    /// written and published before (no concurrent writer of these bytes).
+    #[inline]
+    pub fn read(&self, addr: u64, dst: &mut [u8]) {
+        let start = addr as usize;
+        assert!(
+            (start & (self.seglet_bytes - 1)) + dst.len() <= self.seglet_bytes,
+            "arena read crosses a seglet boundary"
+        );
+        assert!(start + dst.len() <= self.reserved_bytes);
+        // SAFETY: inside the mapping (checked); published bytes are immutable while readers
+        // may see them, so no data race.
+        unsafe {
+            std::ptr::copy_nonoverlapping(self.base.as_ptr().add(start), dst.as_mut_ptr(), dst.len());
+        }
+    }
+
+    /// Calls `f` with the published bytes at `addr..addr+len` (one seglet), without copying.
+    #[inline]
+    pub fn with_slice<R>(&self, addr: u64, len: usize, f: impl FnOnce(&[u8]) -> R) -> R {
+        let start = addr as usize;
+        assert!(
+            (start & (self.seglet_bytes - 1)) + len <= self.seglet_bytes,
+            "arena slice crosses a seglet boundary"
+        );
+        assert!(start + len <= self.reserved_bytes);
+        // SAFETY: inside the mapping (checked); the bytes are published and immutable for as
+        // long as the caller's lock keeps their seglet allocated, which outlives `f`.
+        let slice = unsafe { std::slice::from_raw_parts(self.base.as_ptr().add(start), len) };
+        f(slice)
+    }
+}
+
+impl Drop for Arena {
+    fn drop(&mut self) {
+        // SAFETY: unmapping the region mapped in `new`; no references into it survive `self`.
+        unsafe {
+            libc::munmap(self.base.as_ptr().cast(), self.reserved_bytes);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alloc_free_respects_budget_and_reserve() {
+        let a = Arena::new(64 * 1024, 128 * 1024, 4096, false).unwrap();
+        assert_eq!(a.budget(), 16);
+        assert!(a.alloc(17, 0).is_none());
+        assert!(a.alloc(15, 2).is_none());
+        let s = a.alloc(14, 2).unwrap();
+        assert_eq!(a.in_use(), 14);
+        a.free(&s);
+        assert_eq!(a.in_use(), 0);
+        a.set_budget_seglets(32);
+        assert_eq!(a.alloc(32, 0).map(|v| v.len()), Some(32));
+    }
+
+    #[test]
+    fn read_back_what_was_written() {
+        let a = Arena::new(64 * 1024, 64 * 1024, 4096, false).unwrap();
+        let s = a.alloc(2, 0).unwrap();
+        let addr = a.seglet_addr(s[1]) + 100;
+        a.write(addr, b"hello");
+        let mut out = [0u8; 5];
+        a.read(addr, &mut out);
+        assert_eq!(&out, b"hello");
+        a.with_slice(addr, 5, |b| assert_eq!(b, b"hello"));
+    }
+
+    #[test]
+    #[should_panic(expected = "crosses a seglet boundary")]
+    fn writes_across_seglets_are_refused() {
+        let a = Arena::new(64 * 1024, 64 * 1024, 4096, false).unwrap();
+        a.write(4090, b"0123456789");
+    }
+
+    #[test]
+    fn impossible_reservation_is_a_clear_error() {
+        let e = Arena::new(0, 0, 4096, false).unwrap_err();
+        assert!(e.to_string().contains("holds no"), "{e}");
+    }
+}

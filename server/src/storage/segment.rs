@@ -1,0 +1,282 @@
+//! In-memory segments: a segment is a logical byte range (8 MiB by default) made of seglets
+//! that need not be contiguous in the arena. Entries are appended; an entry may straddle
+//! seglets. Appended bytes never change (except an object's dirty bit, see `format.rs`) until
+//! the whole segment is freed by the cleaner.
+//!
+//! Per-seglet metadata ([`SegletTable`]) maps any log address back to its segment, to the next
+//! seglet of that segment (to read an entry that straddles seglets), and keeps the live-byte
+//! count the cleaner uses to pick segments. Writers update live bytes with atomics, without
+//! locking anything else.
+//!
+//! Threads: only one thread appends to a given segment at a time — the holder of the log lock
+//! for the head, the cleaner for its survivor segments.
+
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
+
+use super::arena::Arena;
+use super::format::{self, Certificate, EntryHeader, EntryType};
+
+/// Per-seglet bookkeeping, indexed by seglet number.
+#[derive(Debug)]
+pub struct SegletTable {
+    next: Box<[AtomicU32]>,
+    segment: Box<[AtomicU64]>,
+    live: Box<[AtomicI64]>,
+}
+
+/// Marks "no next seglet".
+pub const NO_SEGLET: u32 = u32::MAX;
+
+impl SegletTable {
+    /// Bookkeeping for `n` seglets.
+    pub fn new(n: usize) -> SegletTable {
+        SegletTable {
+            next: (0..n).map(|_| AtomicU32::new(NO_SEGLET)).collect(),
+            segment: (0..n).map(|_| AtomicU64::new(u64::MAX)).collect(),
+            live: (0..n).map(|_| AtomicI64::new(0)).collect(),
+        }
+    }
+
+    /// Records that `seglets` (in order) make up segment `id`.
+    pub fn assign(&self, id: u64, seglets: &[u32]) {
+        for (i, &s) in seglets.iter().enumerate() {
+            let next = seglets.get(i + 1).copied().unwrap_or(NO_SEGLET);
+            self.next[s as usize].store(next, Ordering::Release);
+            self.segment[s as usize].store(id, Ordering::Release);
+            self.live[s as usize].store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// Seglet after `s` in its segment.
+    #[inline]
+    pub fn next(&self, s: u32) -> u32 {
+        self.next[s as usize].load(Ordering::Acquire)
+    }
+
+    /// Segment id owning seglet `s`.
+    #[inline]
+    pub fn segment_of(&self, s: u32) -> u64 {
+        self.segment[s as usize].load(Ordering::Acquire)
+    }
+
+    /// Adds `delta` live bytes to the entry that starts in seglet `s`.
+    #[inline]
+    pub fn add_live(&self, s: u32, delta: i64) {
+        self.live[s as usize].fetch_add(delta, Ordering::Relaxed);
+    }
+
+    /// Live bytes of entries starting in `seglets`.
+    pub fn live_of(&self, seglets: &[u32]) -> i64 {
+        seglets.iter().map(|&s| self.live[s as usize].load(Ordering::Relaxed)).sum()
+    }
+}
+
+/// Copies `dst.len()` log bytes starting at `addr`, following seglet chains.
+pub fn read_log(arena: &Arena, seglets: &SegletTable, mut addr: u64, mut dst: &mut [u8]) {
+    let sb = arena.seglet_bytes() as u64;
+    while !dst.is_empty() {
+        let in_seglet = (sb - (addr & (sb - 1))) as usize;
+        let n = in_seglet.min(dst.len());
+        let (head, tail) = dst.split_at_mut(n);
+        arena.read(addr, head);
+        dst = tail;
+        if !dst.is_empty() {
+            let next = seglets.next(arena.seglet_of(addr));
+            assert!(next != NO_SEGLET, "log read ran off the end of a segment");
+            addr = arena.seglet_addr(next);
+        }
+    }
+}
+
+/// Calls `f(header, body)` for the entry at `addr`. The body is borrowed from the arena when
+/// the entry lies in one seglet (the common case) and gathered into a buffer otherwise.
+#[inline]
+pub fn with_entry<R>(
+    arena: &Arena,
+    seglets: &SegletTable,
+    addr: u64,
+    f: impl FnOnce(EntryHeader, &[u8]) -> R,
+) -> R {
+    let sb = arena.seglet_bytes();
+    let room = sb - (addr as usize & (sb - 1));
+    let mut hdr = [0u8; 5];
+    let hn = room.min(5);
+    if hn == 5 {
+        arena.read(addr, &mut hdr);
+    } else {
+        read_log(arena, seglets, addr, &mut hdr);
+    }
+    let h = format::decode_entry_header(&hdr, addr as usize)
+        .expect("log entry header in memory is corrupt");
+    if h.total_len() <= room {
+        arena.with_slice(addr + h.header_len as u64, h.body_len, |body| f(h, body))
+    } else {
+        let mut whole = vec![0u8; h.total_len()];
+        read_log(arena, seglets, addr, &mut whole);
+        f(h, &whole[h.header_len..])
+    }
+}
+
+/// One segment in memory.
+#[derive(Debug)]
+pub struct Segment {
+    /// Id, unique in this log.
+    pub id: u64,
+    /// Seglets in order.
+    pub seglets: Box<[u32]>,
+    seglet_bytes: usize,
+    /// (length << 32) | running checksum: the certificate of the published prefix.
+    cert: AtomicU64,
+    /// Seconds on the engine clock when opened.
+    pub created: u32,
+    closed: AtomicBool,
+    /// Sum and count of the timestamps of objects and tombstones appended: their mean is the
+    /// segment's age for cost-benefit cleaning (survivor segments hold old data).
+    ts_sum: AtomicU64,
+    ts_count: AtomicU64,
+}
+
+impl Segment {
+    /// A new empty segment over `seglets`.
+    pub fn new(id: u64, seglets: Vec<u32>, seglet_bytes: usize, created: u32) -> Segment {
+        Segment {
+            id,
+            seglets: seglets.into_boxed_slice(),
+            seglet_bytes,
+            cert: AtomicU64::new(0),
+            created,
+            closed: AtomicBool::new(false),
+            ts_sum: AtomicU64::new(0),
+            ts_count: AtomicU64::new(0),
+        }
+    }
+
+    /// Bytes this segment can hold.
+    pub fn capacity(&self) -> usize {
+        self.seglets.len() * self.seglet_bytes
+    }
+
+    /// Bytes appended so far.
+    pub fn len(&self) -> usize {
+        (self.cert.load(Ordering::Acquire) >> 32) as usize
+    }
+
+    /// Whether nothing was appended.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Certificate of everything appended so far.
+    pub fn certificate(&self) -> Certificate {
+        let c = self.cert.load(Ordering::Acquire);
+        Certificate { length: (c >> 32) as u32, checksum: c as u32 }
+    }
+
+    /// Whether the segment takes no more appends.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// Stops appends.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+    }
+
+    /// Log address of byte `offset` of the segment.
+    pub fn addr_of(&self, arena: &Arena, offset: usize) -> u64 {
+        arena.seglet_addr(self.seglets[offset / self.seglet_bytes])
+            + (offset % self.seglet_bytes) as u64
+    }
+
+    /// Whether an entry with a body of `body_len` bytes fits.
+    pub fn fits(&self, body_len: usize) -> bool {
+        let total = 1 + format::length_bytes(body_len) + body_len;
+        self.len() + total <= self.capacity()
+    }
+
+    /// Mean timestamp of the data in the segment (its creation time if it holds none).
+    pub fn timestamp(&self) -> u32 {
+        let n = self.ts_count.load(Ordering::Relaxed);
+        if n == 0 {
+            self.created
+        } else {
+            (self.ts_sum.load(Ordering::Relaxed) / n) as u32
+        }
+    }
+
+    /// Appends an entry and returns its log address, or `None` if it does not fit. Only the
+    /// segment's single writer may call this. `timestamp` is the data's age, for objects and
+    /// tombstones.
+    pub fn append(
+        &self,
+        arena: &Arena,
+        ty: EntryType,
+        body: &[u8],
+        timestamp: Option<u32>,
+    ) -> Option<u64> {
+        assert!(!self.is_closed(), "append to closed segment {}", self.id);
+        if !self.fits(body.len()) {
+            return None;
+        }
+        let c = self.cert.load(Ordering::Relaxed);
+        let (start, crc) = ((c >> 32) as usize, c as u32);
+        let mut hdr = [0u8; 5];
+        let hn = format::encode_entry_header(ty, body.len(), &mut hdr);
+        self.write_at(arena, start, &hdr[..hn]);
+        self.write_at(arena, start + hn, body);
+        let crc = crc32c::crc32c_append(crc, &hdr[..hn]);
+        let end = (start + hn + body.len()) as u64;
+        self.cert.store((end << 32) | crc as u64, Ordering::Release);
+        if let Some(ts) = timestamp {
+            self.ts_sum.fetch_add(ts as u64, Ordering::Relaxed);
+            self.ts_count.fetch_add(1, Ordering::Relaxed);
+        }
+        Some(self.addr_of(arena, start))
+    }
+
+    fn write_at(&self, arena: &Arena, mut offset: usize, mut src: &[u8]) {
+        while !src.is_empty() {
+            let in_seglet = self.seglet_bytes - offset % self.seglet_bytes;
+            let n = in_seglet.min(src.len());
+            arena.write(self.addr_of(arena, offset), &src[..n]);
+            src = &src[n..];
+            offset += n;
+        }
+    }
+
+    /// Copies the appended bytes out as one contiguous image (for replication, recovery and
+    /// verification with [`format::SegmentIterator`]).
+    pub fn copy_out(&self, arena: &Arena) -> (Vec<u8>, Certificate) {
+        let cert = self.certificate();
+        let mut out = vec![0u8; cert.length as usize];
+        let mut off = 0;
+        while off < out.len() {
+            let n = (self.seglet_bytes - off % self.seglet_bytes).min(out.len() - off);
+            arena.read(self.addr_of(arena, off), &mut out[off..off + n]);
+            off += n;
+        }
+        (out, cert)
+    }
+
+    /// Calls `f(addr, header)` for every entry appended, in order, by walking entry headers.
+    pub fn for_each_entry(
+        &self,
+        arena: &Arena,
+        seglets: &SegletTable,
+        mut f: impl FnMut(u64, EntryHeader),
+    ) {
+        let end = self.len();
+        let mut off = 0;
+        while off < end {
+            let addr = self.addr_of(arena, off);
+            let mut hdr = [0u8; 5];
+            let n = 5.min(end - off);
+            read_log(arena, seglets, addr, &mut hdr[..n]);
+            let h = format::decode_entry_header(&hdr[..n], off)
+                .expect("segment in memory has a corrupt entry header");
+            f(addr, h);
+            off += h.total_len();
+        }
+        assert_eq!(off, end, "segment {} entries overrun its length", self.id);
+    }
+}

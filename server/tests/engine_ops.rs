@@ -493,3 +493,52 @@ fn concurrent_readers_and_writers_with_background_cleaner() {
     let s = e.stats();
     assert!(s.cleaner.compactions + s.cleaner.combined > 0, "cleaner never ran: {s:?}");
 }
+
+#[test]
+fn overwrites_at_90_percent_utilisation_keep_every_object() {
+    // 1 MiB engine; live data is 90 % of what writers can use (budget less the cleaner's
+    // reserve and one head segment). Random overwrites force cleaning continually.
+    let (e, clock) = small_engine(1 << 20);
+    e.create_table(1, TableOptions::default()).unwrap();
+    let usable = (1 << 20) - 48 * 1024;
+    let value_len = 200;
+    let per_object = value_len + 30 + 25;
+    let n = usable * 90 / 100 / per_object;
+    let mut versions = vec![0u64; n];
+    let key = |i: usize| format!("object-{i:08}-padding-to-30-b");
+    for (i, v) in versions.iter_mut().enumerate() {
+        *v = e.write(1, key(i).as_bytes(), &[i as u8; 200], &RejectRules::NONE).unwrap();
+    }
+    let mut x = 12345u64;
+    let mut retries = 0;
+    for round in 0..5 * n {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let i = (x % n as u64) as usize;
+        if round % 500 == 0 {
+            clock.advance(1);
+        }
+        loop {
+            match e.write(1, key(i).as_bytes(), &[(i + round) as u8; 200], &RejectRules::NONE) {
+                Ok(v) => {
+                    versions[i] = v;
+                    break;
+                }
+                Err(StorageError::NoSpace) => {
+                    retries += 1;
+                    e.clean();
+                    assert!(retries < 100 * n, "cleaning makes no progress: {:?}", e.stats());
+                }
+                Err(x) => panic!("{x}"),
+            }
+        }
+        let j = (x >> 32) as usize % n;
+        let mut out = Vec::new();
+        assert_eq!(e.read(1, key(j).as_bytes(), &RejectRules::NONE, &mut out), Ok(versions[j]));
+        assert_eq!(out.len(), 200);
+    }
+    let s = e.stats();
+    assert!(s.live_bytes as f64 > 0.85 * usable as f64, "{s:?}");
+    assert!(s.cleaner.compactions + s.cleaner.combined > 10, "{s:?}");
+}

@@ -95,6 +95,7 @@ impl Relocator<'_> {
                     return None;
                 }
                 seg.close();
+                self.current = None;
             }
             let seg = self.log.open_side_segment(self.log.config.seglets_per_segment(), None, self.now)?;
             self.opened.push(seg.clone());
@@ -194,8 +195,10 @@ pub fn clean_pass(
         return CleanReport::default();
     }
     let sb = log.config.seglet_bytes;
-    let needed = |live: usize| (live + 64).div_ceil(sb) + 1;
-    let freeable = |c: &Candidate| c.seg.seglets.len().saturating_sub(needed(c.live));
+    // Seglets a compacted copy needs: live bytes plus a segment header. One more is
+    // allocated as slack (live bytes may be overestimated, never under) and trimmed after.
+    let needed = |live: usize| (live + 64).div_ceil(sb);
+    let freeable = |c: &Candidate| c.seg.seglets().len().saturating_sub(needed(c.live));
     let level = match want {
         Want::Compact => 1,
         Want::Combined | Want::Evict => 2,
@@ -203,10 +206,10 @@ pub fn clean_pass(
             if log_too_long || evict {
                 2
             } else {
-                // Compaction is worth it while some segment gives back a good share of its
-                // seglets; otherwise only combined cleaning can consolidate the free space.
+                // Compaction costs no backup I/O, so it runs while some segment can give back
+                // a seglet; only then is combined cleaning needed to consolidate free space.
                 let best = cands.iter().map(freeable).max().unwrap_or(0);
-                if best * 4 >= log.config.seglets_per_segment() { 1 } else { 2 }
+                if best >= 1 { 1 } else { 2 }
             }
         }
     };
@@ -217,7 +220,7 @@ pub fn clean_pass(
         if freeable(best) == 0 {
             return CleanReport::default();
         }
-        compact(log, handlers, best, needed(best.live), now, evict)
+        compact(log, handlers, best, needed(best.live) + 1, now, evict)
     } else {
         let sort_key_age = want == Want::Evict || evict;
         combined(log, handlers, meta, &mut cands, now, evict, sort_key_age)
@@ -257,13 +260,15 @@ fn compact(
             _ => {}
         }
     }
-    let before = c.seg.seglets.len();
-    let after = target.seglets.len();
-    log.replace_compacted(target);
+    let before = c.seg.seglets().len();
+    let bytes_relocated = to.bytes;
+    drop(to);
+    log.replace_compacted(target.clone());
+    let after = target.seglets().len();
     CleanReport {
         level: 1,
         segments: 1,
-        bytes_relocated: to.bytes,
+        bytes_relocated,
         evicted,
         seglets_freed: before.saturating_sub(after),
     }
@@ -336,6 +341,9 @@ fn combined(
     if let Some(cur) = &to.current {
         cur.close();
     }
+    for s in &to.opened {
+        s.trim(&log.arena);
+    }
     let done: Vec<u64> = chosen
         .iter()
         .zip(&failed)
@@ -348,8 +356,8 @@ fn combined(
             chosen.len() - done.len()
         );
     }
-    let freed: usize = chosen.iter().filter(|s| done.contains(&s.id)).map(|s| s.seglets.len()).sum();
-    let used: usize = to.opened.iter().map(|s| s.seglets.len()).sum();
+    let freed: usize = chosen.iter().filter(|s| done.contains(&s.id)).map(|s| s.seglets().len()).sum();
+    let used: usize = to.opened.iter().map(|s| s.seglets().len()).sum();
     log.remove_cleaned(&done);
     // A new head whose digest no longer names the cleaned segments. If memory is too tight
     // for a new head right now, the next head a writer opens carries the digest instead.

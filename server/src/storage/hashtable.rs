@@ -8,7 +8,8 @@
 //! bit 48      clean: the object is also in its backing store (cache tables may evict it);
 //!             kept here, not in the log, because the log is immutable
 //! bit 47      chain: the entry points to an overflow bucket, not to the log
-//! bit 46..0   log address of the entry (arena offset), or the overflow bucket index
+//! bit 46..0   log address of the entry (arena offset) plus one, or the overflow bucket
+//!             index
 //! ```
 //!
 //! and 0 is an empty slot. The table stores no keys: callers compare the real key in the log
@@ -148,10 +149,22 @@ impl HashTable {
     }
 }
 
+/// Stored form of a log address: plus one, so that address 0 (the first byte of the arena,
+/// which may hold an object) is not mistaken for an empty slot.
+#[inline]
+fn enc(addr: u64) -> u64 {
+    assert!(addr < ADDR_MASK, "log address {addr} cannot be indexed");
+    addr + 1
+}
+
+#[inline]
+fn dec(e: u64) -> u64 {
+    (e & ADDR_MASK) - 1
+}
+
 #[inline]
 fn entry(tag: u16, clean: bool, addr: u64) -> u64 {
-    assert!(addr != 0 && addr <= ADDR_MASK, "log address {addr} cannot be indexed");
-    (((tag & 0x7fff) as u64) << TAG_SHIFT) | if clean { CLEAN_BIT } else { 0 } | addr
+    (((tag & 0x7fff) as u64) << TAG_SHIFT) | if clean { CLEAN_BIT } else { 0 } | enc(addr)
 }
 
 /// What a hash-table entry says about an object.
@@ -208,21 +221,21 @@ impl StripeGuard<'_> {
         let tag = (self.tag & 0x7fff) as u64;
         let mut found = 0;
         let slot = self.walk(|_, e| {
-            if e != EMPTY && e >> TAG_SHIFT == tag && is_match(e & ADDR_MASK) {
+            if e != EMPTY && e >> TAG_SHIFT == tag && is_match(dec(e)) {
                 found = e;
                 true
             } else {
                 false
             }
         })?;
-        Some(Found { slot, addr: found & ADDR_MASK, clean: found & CLEAN_BIT != 0 })
+        Some(Found { slot, addr: dec(found), clean: found & CLEAN_BIT != 0 })
     }
 
     /// Every log address in this bucket chain, whatever its tag.
     pub fn all(&self, out: &mut Vec<u64>) {
         self.walk(|_, e| {
             if e != EMPTY {
-                out.push(e & ADDR_MASK);
+                out.push(dec(e));
             }
             false
         });
@@ -250,7 +263,7 @@ impl StripeGuard<'_> {
         let mut found = 0;
         let slot = self.walk(|_, e| {
             found = e;
-            e != EMPTY && e & ADDR_MASK == addr
+            e != EMPTY && dec(e) == addr
         })?;
         Some(Found { slot, addr, clean: found & CLEAN_BIT != 0 })
     }
@@ -260,8 +273,7 @@ impl StripeGuard<'_> {
         let b = self.bucket_mut(slot.bucket);
         let old = b.0[slot.slot as usize];
         assert!(old != EMPTY && old & CHAIN_BIT == 0, "relocating an empty or chain slot");
-        assert!(new_addr != 0 && new_addr <= ADDR_MASK);
-        b.0[slot.slot as usize] = (old & !ADDR_MASK) | new_addr;
+        b.0[slot.slot as usize] = (old & !ADDR_MASK) | enc(new_addr);
     }
 
     /// Empties a slot.

@@ -131,7 +131,7 @@ impl Log {
         let id = st.next_segment_id;
         st.next_segment_id += 1;
         let seg = Arc::new(Segment::new(id, seglets, self.config.seglet_bytes, now));
-        self.seglets.assign(id, &seg.seglets);
+        self.seglets.assign(id, seg.seglets());
         let ids: Vec<u64> = {
             let mut reg = self.registry.lock();
             reg.insert(id, seg.clone());
@@ -149,6 +149,8 @@ impl Log {
         seg.append(&self.arena, EntryType::TableStats, &body, None).expect("stats fit");
         if let Some(old) = st.head.replace(seg) {
             old.close();
+            // A head closed early (level-2 cleaning rolls it) returns its unused seglets.
+            old.trim(&self.arena);
         }
         Ok(())
     }
@@ -171,7 +173,7 @@ impl Log {
         let mut body = Vec::with_capacity(format::SEGMENT_HEADER_BODY);
         let h = SegmentHeader { log_id: self.config.log_id, segment_id: id, capacity: seg.capacity() as u32 };
         format::encode_segment_header(&mut body, &h);
-        self.seglets.assign(id, &seg.seglets);
+        self.seglets.assign(id, seg.seglets());
         seg.append(&self.arena, EntryType::SegmentHeader, &body, None).expect("header fits");
         if reuse_id.is_none() {
             self.registry.lock().insert(id, seg.clone());
@@ -183,9 +185,10 @@ impl Log {
     /// original's seglets. Every live entry of the original must have been relocated.
     pub fn replace_compacted(&self, compacted: Arc<Segment>) {
         compacted.close();
+        compacted.trim(&self.arena);
         let old = self.registry.lock().insert(compacted.id, compacted.clone());
         let old = old.expect("compacted segment was in the registry");
-        self.arena.free(&old.seglets);
+        self.arena.free(old.seglets());
     }
 
     /// Removes cleaned segments from the registry and frees their memory. Every live entry of
@@ -197,13 +200,13 @@ impl Log {
             ids.iter().filter_map(|id| reg.remove(id)).collect()
         };
         for seg in removed {
-            self.arena.free(&seg.seglets);
+            self.arena.free(seg.seglets());
         }
     }
 
     /// Frees a side segment that was never published (a compaction that was abandoned).
     pub fn discard_side_segment(&self, seg: Arc<Segment>) {
-        self.arena.free(&seg.seglets);
+        self.arena.free(seg.seglets());
     }
 
     /// Whether segment `id` is still part of the log.
@@ -231,7 +234,7 @@ impl Log {
 
     /// Live bytes in segment `seg`.
     pub fn live_bytes(&self, seg: &Segment) -> usize {
-        self.seglets.live_of(&seg.seglets).max(0) as usize
+        self.seglets.live_of(seg.seglets()).max(0) as usize
     }
 
     /// Calls `f` with the entry at `addr` (see [`segment::with_entry`]).

@@ -122,8 +122,9 @@ pub fn with_entry<R>(
 pub struct Segment {
     /// Id, unique in this log.
     pub id: u64,
-    /// Seglets in order.
-    pub seglets: Box<[u32]>,
+    /// Seglets in order; only the first `active` still belong to the segment.
+    seglets: Box<[u32]>,
+    active: std::sync::atomic::AtomicUsize,
     seglet_bytes: usize,
     /// (length << 32) | running checksum: the certificate of the published prefix.
     cert: AtomicU64,
@@ -141,6 +142,7 @@ impl Segment {
     pub fn new(id: u64, seglets: Vec<u32>, seglet_bytes: usize, created: u32) -> Segment {
         Segment {
             id,
+            active: std::sync::atomic::AtomicUsize::new(seglets.len()),
             seglets: seglets.into_boxed_slice(),
             seglet_bytes,
             cert: AtomicU64::new(0),
@@ -153,7 +155,26 @@ impl Segment {
 
     /// Bytes this segment can hold.
     pub fn capacity(&self) -> usize {
-        self.seglets.len() * self.seglet_bytes
+        self.seglets().len() * self.seglet_bytes
+    }
+
+    /// The seglets the segment owns, in order.
+    pub fn seglets(&self) -> &[u32] {
+        &self.seglets[..self.active.load(Ordering::Acquire)]
+    }
+
+    /// Gives the seglets past the last appended byte back to the arena; returns how many.
+    /// Only for a closed segment (nothing will be appended again), by its owner.
+    pub fn trim(&self, arena: &Arena) -> usize {
+        assert!(self.is_closed(), "trimming open segment {}", self.id);
+        let used = self.len().div_ceil(self.seglet_bytes).max(1);
+        let active = self.active.load(Ordering::Acquire);
+        if used >= active {
+            return 0;
+        }
+        self.active.store(used, Ordering::Release);
+        arena.free(&self.seglets[used..active]);
+        active - used
     }
 
     /// Bytes appended so far.

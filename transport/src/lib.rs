@@ -1,1 +1,116 @@
-//! transport
+//! FaaSCache transport: service locators, the wire protocol, client RPC sessions and the server
+//! dispatch loop, over loopback (in-process), TCP and a reliable datagram protocol on UDP.
+//!
+//! Reading order: [`locator`] → [`wire`] (header, opcode table, status, payload codec) → [`limits`] →
+//! [`session`] (client, caller-driven progress) → [`server`] (handlers, deferral, dispatch) →
+//! the transports: `loopback`, `tcp`, [`datagram`] (driver trait, sans-I/O reliable protocol,
+//! UDP driver) and `udp` (the UDP transport built from them).
+//!
+//! ```no_run
+//! use std::{sync::Arc, time::Duration};
+//! use faascache_transport::*;
+//! let server = serve(&"tcp:host=127.0.0.1,port=0".parse().unwrap(), Arc::new(NoHandler),
+//!                    DispatchConfig::default()).unwrap();
+//! let session = connect(&server.local_locator().clone().into(), ClientConfig::default()).unwrap();
+//! let (status, reply) = session.call(Opcode::Echo, b"hi", Duration::from_secs(1)).unwrap();
+//! assert!(status.is_ok() && reply == b"hi");
+//! ```
+
+// `unsafe` is allowed only in the named FFI modules (`sys`, `datagram::sys`).
+#![deny(unsafe_code)]
+
+pub mod datagram;
+pub mod error;
+mod frame;
+pub mod limits;
+pub mod locator;
+mod loopback;
+pub mod poll;
+pub mod server;
+pub mod session;
+mod sys;
+mod tcp;
+mod udp;
+pub mod wire;
+
+use std::sync::Arc;
+
+pub use error::{Error, Result};
+pub use locator::{Locator, LocatorError, ServiceLocator, TransportKind};
+pub use poll::PollMode;
+pub use server::{
+    DispatchConfig, DispatchHandler, Handler, IncomingRpc, NoHandler, Responder, ServerHandle,
+};
+pub use session::{ClientConfig, PendingRpc, Session};
+pub use sys::process_cpu_time;
+pub use wire::{dispatch, Dispatch, Opcode, Status};
+
+// Handles the other crates share across threads.
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    send_sync::<Session>();
+    send_sync::<PendingRpc>();
+    send_sync::<ServerHandle>();
+    send_sync::<Responder>();
+    send_sync::<ServiceLocator>();
+};
+
+/// Transports this build can run (`dpdk` and `infrc` are parsed but not built yet).
+pub const SUPPORTED: &[TransportKind] = &[
+    TransportKind::Loopback,
+    TransportKind::Tcp,
+    TransportKind::Udp,
+];
+
+fn unsupported(kind: TransportKind) -> Error {
+    Error::Unsupported {
+        kind: kind.as_str(),
+        reason: "its driver is not implemented yet (a later issue); use tcp or udp",
+    }
+}
+
+/// Connect to a server, trying the locator's alternatives in order. The chosen transport is
+/// logged and available as [`Session::transport`]; a skipped preferred alternative is logged at
+/// `warn` (never a silent fallback).
+pub fn connect(locator: &ServiceLocator, cfg: ClientConfig) -> Result<Session> {
+    let mut failures = Vec::new();
+    for (i, alt) in locator.alternatives().iter().enumerate() {
+        let r = match alt.kind() {
+            TransportKind::Loopback => loopback::connect(alt, &cfg),
+            TransportKind::Tcp => tcp::connect(alt, &cfg),
+            TransportKind::Udp => udp::connect(alt, &cfg),
+            k @ (TransportKind::Dpdk | TransportKind::Infrc) => Err(unsupported(k)),
+        };
+        match r {
+            Ok(s) => {
+                if i > 0 {
+                    tracing::warn!(chosen = %alt, skipped = ?failures, "connected with a less preferred transport");
+                }
+                tracing::info!(transport = %alt.kind(), peer = %alt, poll = %cfg.poll, "session connected");
+                return Ok(s);
+            }
+            Err(e) if locator.alternatives().len() == 1 => return Err(e),
+            Err(e) => failures.push(format!("{alt}: {e}")),
+        }
+    }
+    Err(Error::AllAlternativesFailed(failures))
+}
+
+/// Serve RPCs on the locator's first alternative (a server listens on exactly one address per
+/// transport; run `serve` once per transport to listen on several).
+pub fn serve(
+    locator: &ServiceLocator,
+    handler: Arc<dyn Handler>,
+    cfg: DispatchConfig,
+) -> Result<ServerHandle> {
+    let loc = locator.first();
+    let h = match loc.kind() {
+        TransportKind::Loopback => loopback::serve(loc, handler, &cfg),
+        TransportKind::Tcp => tcp::serve(loc, handler, &cfg),
+        TransportKind::Udp => udp::serve(loc, handler, &cfg),
+        k @ (TransportKind::Dpdk | TransportKind::Infrc) => Err(unsupported(k)),
+    }?;
+    tracing::info!(transport = %loc.kind(), local = %h.local_locator(), cores = cfg.cores, pin = cfg.pin,
+                   poll = %cfg.poll, "serving");
+    Ok(h)
+}

@@ -1,0 +1,862 @@
+//! The reliable message protocol over an unreliable datagram [`Driver`](super::Driver), as a
+//! sans-I/O state machine (after quinn-proto): packets come in through [`Endpoint::handle`],
+//! the application's messages through [`Endpoint::send_request`] / [`Endpoint::send_response`],
+//! time through `now` arguments and [`Endpoint::handle_timeout`]; packets go out through
+//! [`Endpoint::poll_transmit`] and deliveries through [`Endpoint::poll_event`]. No I/O, no clock:
+//! the same code runs over kernel UDP and over the seeded simulator in tests.
+//!
+//! Mechanism (RAMCloud BasicTransport / Homa, simplified):
+//! * a message is cut into DATA fragments of at most `mtu - 40` bytes;
+//! * the sender sends the first `grant_window` bytes unscheduled; the receiver GRANTs more as
+//!   bytes arrive (received + window), so it controls how much is in flight towards it;
+//! * the *waiting* side drives recovery: after `resend_interval` of silence the receiver of an
+//!   incomplete message asks for the first gap (RESEND) and repeats its grant; a client with no
+//!   response yet sends RESEND(0) — the server answers with data, a GRANT/RESEND of its own for a
+//!   request it lacks, BUSY while the handler runs, or UNKNOWN if it never heard of the RPC (the
+//!   client then restarts the request);
+//! * after `abort_timeout` of silence an RPC fails ([`FailReason::Timeout`]);
+//! * exactly once: a server delivers a request once (state leaves `Receiving` for good), keeps the
+//!   finished RPC as a tombstone until the client's `ack_below` watermark (in every client packet:
+//!   every id below it is finished at the client) passes it, and ignores packets below the
+//!   watermark. Client RPC ids must increase per (client endpoint, server).
+//!
+//! Invariants: a message buffer is allocated only after its length passed the packet decoder's
+//! `MAX_MESSAGE` check and the endpoint's `max_rx_bytes` budget; `received <= len`; the
+//! received-range set never overlaps.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::hash::Hash;
+use std::time::{Duration, Instant};
+
+use super::packet::{Kind, Packet, PKT_HEADER_LEN};
+use crate::limits;
+
+/// Protocol parameters (defaults from [`crate::limits`]).
+#[derive(Debug, Clone)]
+pub struct ProtoConfig {
+    /// Largest datagram (header included).
+    pub mtu: usize,
+    /// Unscheduled bytes and grant lead.
+    pub grant_window: u32,
+    /// Silence before asking for a resend.
+    pub resend_interval: Duration,
+    /// Silence before aborting an RPC.
+    pub abort_timeout: Duration,
+    /// Budget for partially received messages.
+    pub max_rx_bytes: usize,
+}
+
+impl Default for ProtoConfig {
+    fn default() -> Self {
+        ProtoConfig {
+            mtu: limits::UDP_DEFAULT_MTU,
+            grant_window: limits::DGRAM_GRANT_WINDOW,
+            resend_interval: limits::DGRAM_RESEND_INTERVAL,
+            abort_timeout: limits::DGRAM_ABORT_TIMEOUT,
+            max_rx_bytes: limits::DGRAM_MAX_RX_BYTES,
+        }
+    }
+}
+
+/// Why an RPC failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailReason {
+    /// The peer was silent for `abort_timeout`.
+    Timeout,
+    /// The server aborted it (shutting down).
+    Aborted,
+}
+
+/// Something for the application.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Event<A> {
+    /// A whole request arrived (server role). Answer with [`Endpoint::send_response`].
+    Request {
+        /// Client.
+        peer: A,
+        /// RPC id.
+        id: u64,
+        /// The message.
+        msg: Vec<u8>,
+    },
+    /// A whole response arrived (client role).
+    Response {
+        /// Server.
+        peer: A,
+        /// RPC id.
+        id: u64,
+        /// The message.
+        msg: Vec<u8>,
+    },
+    /// A client RPC failed.
+    Failed {
+        /// Server.
+        peer: A,
+        /// RPC id.
+        id: u64,
+        /// Why.
+        reason: FailReason,
+    },
+}
+
+/// Counters, for tests and diagnostics.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Stats {
+    /// Datagrams that failed to decode.
+    pub bad_packets: u64,
+    /// DATA packets sent (first transmissions and resends).
+    pub data_sent: u64,
+    /// DATA packets sent again on request.
+    pub data_resent: u64,
+    /// Data dropped for lack of receive budget.
+    pub rx_budget_drops: u64,
+}
+
+/// Received byte ranges of one message (non-overlapping, merged).
+#[derive(Debug, Default)]
+struct Ranges(BTreeMap<u32, u32>);
+
+impl Ranges {
+    /// Insert `[s, e)`; returns the number of new bytes.
+    fn insert(&mut self, mut s: u32, mut e: u32) -> u32 {
+        let before: u32 = self.total();
+        // Merge with a range starting at or before s that reaches s.
+        if let Some((&ps, &pe)) = self.0.range(..=s).next_back() {
+            if pe >= s {
+                s = ps;
+                e = e.max(pe);
+                self.0.remove(&ps);
+            }
+        }
+        // Absorb ranges starting inside [s, e].
+        let inside: Vec<u32> = self.0.range(s..=e).map(|(&k, _)| k).collect();
+        for k in inside {
+            let ke = self.0.remove(&k).expect("present");
+            e = e.max(ke);
+        }
+        self.0.insert(s, e);
+        self.total() - before
+    }
+    fn total(&self) -> u32 {
+        self.0.iter().map(|(s, e)| e - s).sum()
+    }
+    /// First missing range below `limit`, if any.
+    fn first_gap(&self, limit: u32) -> Option<(u32, u32)> {
+        let mut at = 0;
+        for (&s, &e) in &self.0 {
+            if s > at {
+                return Some((at, s.min(limit)));
+            }
+            at = e;
+            if at >= limit {
+                return None;
+            }
+        }
+        (at < limit).then_some((at, limit))
+    }
+}
+
+#[derive(Debug)]
+struct InMsg {
+    buf: Vec<u8>,
+    ranges: Ranges,
+    received: u32,
+    granted: u32,
+}
+
+impl InMsg {
+    fn len(&self) -> u32 {
+        self.buf.len() as u32
+    }
+    fn complete(&self) -> bool {
+        self.received == self.len()
+    }
+}
+
+#[derive(Debug)]
+struct OutMsg {
+    data: Vec<u8>,
+    sent: u32,
+    granted: u32,
+}
+
+#[derive(Debug)]
+struct ClientRpc {
+    req: OutMsg,
+    resp: Option<InMsg>,
+    last_heard: Instant,
+    last_nudge: Instant,
+}
+
+#[derive(Debug)]
+enum ServerState {
+    Receiving(InMsg),
+    Executing,
+    Responding(OutMsg),
+    Done,
+}
+
+#[derive(Debug)]
+struct ServerRpc {
+    state: ServerState,
+    last_heard: Instant,
+    last_nudge: Instant,
+}
+
+#[derive(Debug, Default)]
+struct ClientPeer {
+    active: BTreeSet<u64>,
+    next: u64,
+}
+
+/// One endpoint of the protocol; it can be client and server at once.
+#[derive(Debug)]
+pub struct Endpoint<A> {
+    cfg: ProtoConfig,
+    frag: u32,
+    client: HashMap<(A, u64), ClientRpc>,
+    client_peers: HashMap<A, ClientPeer>,
+    server: HashMap<(A, u64), ServerRpc>,
+    watermark: HashMap<A, u64>,
+    rx_bytes: usize,
+    transmit: VecDeque<(A, Vec<u8>)>,
+    events: VecDeque<Event<A>>,
+    stats: Stats,
+}
+
+impl<A: Copy + Eq + Hash + std::fmt::Debug> Endpoint<A> {
+    /// A new endpoint. Panics if `cfg.mtu` leaves no room for data (a configuration bug).
+    pub fn new(cfg: ProtoConfig) -> Self {
+        assert!(
+            cfg.mtu > PKT_HEADER_LEN + 8,
+            "mtu {} too small for the datagram header",
+            cfg.mtu
+        );
+        assert!(cfg.grant_window > 0);
+        let frag = (cfg.mtu - PKT_HEADER_LEN) as u32;
+        Endpoint {
+            cfg,
+            frag,
+            client: HashMap::new(),
+            client_peers: HashMap::new(),
+            server: HashMap::new(),
+            watermark: HashMap::new(),
+            rx_bytes: 0,
+            transmit: VecDeque::new(),
+            events: VecDeque::new(),
+            stats: Stats::default(),
+        }
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// Client RPCs in flight.
+    pub fn client_rpcs(&self) -> usize {
+        self.client.len()
+    }
+
+    /// Bytes held in partially received messages (bounded by `max_rx_bytes`).
+    pub fn rx_buffered(&self) -> usize {
+        self.rx_bytes
+    }
+
+    /// Server RPCs held (including tombstones).
+    pub fn server_rpcs(&self) -> usize {
+        self.server.len()
+    }
+
+    /// Start a client RPC. `id` must be unique and increasing per server `peer`.
+    pub fn send_request(&mut self, now: Instant, peer: A, id: u64, msg: Vec<u8>) {
+        debug_assert!(!msg.is_empty() && msg.len() <= limits::MAX_MESSAGE);
+        let cp = self.client_peers.entry(peer).or_default();
+        debug_assert!(
+            id >= cp.next,
+            "client rpc ids must increase per server (got {id} after {})",
+            cp.next
+        );
+        cp.active.insert(id);
+        cp.next = cp.next.max(id + 1);
+        let granted = (msg.len() as u32).min(self.cfg.grant_window);
+        let rpc = ClientRpc {
+            req: OutMsg {
+                data: msg,
+                sent: 0,
+                granted,
+            },
+            resp: None,
+            last_heard: now,
+            last_nudge: now,
+        };
+        self.client.insert((peer, id), rpc);
+        self.pump_client(peer, id);
+    }
+
+    /// Give up on a client RPC (no event follows).
+    pub fn cancel(&mut self, peer: A, id: u64) {
+        self.finish_client(peer, id);
+    }
+
+    /// Answer a request delivered by [`Event::Request`]. Ignored if the RPC is gone (aborted).
+    pub fn send_response(&mut self, now: Instant, peer: A, id: u64, msg: Vec<u8>) {
+        debug_assert!(!msg.is_empty() && msg.len() <= limits::MAX_MESSAGE);
+        let window = self.cfg.grant_window;
+        let Some(rpc) = self.server.get_mut(&(peer, id)) else {
+            return;
+        };
+        if !matches!(rpc.state, ServerState::Executing) {
+            return;
+        }
+        let granted = (msg.len() as u32).min(window);
+        rpc.state = ServerState::Responding(OutMsg {
+            data: msg,
+            sent: 0,
+            granted,
+        });
+        // The response phase starts now: a long-running handler must not make it look silent.
+        rpc.last_heard = now;
+        self.pump_server(peer, id);
+    }
+
+    /// Abort every server RPC not yet finished, telling the clients (server shutdown).
+    pub fn abort_all(&mut self) {
+        let keys: Vec<(A, u64)> = self
+            .server
+            .iter()
+            .filter(|(_, r)| !matches!(r.state, ServerState::Done))
+            .map(|(k, _)| *k)
+            .collect();
+        for (peer, id) in keys {
+            self.control(peer, Kind::Abort, false, id, 0, 0);
+            if let Some(ServerRpc {
+                state: ServerState::Receiving(m),
+                ..
+            }) = self.server.remove(&(peer, id))
+            {
+                self.rx_bytes -= m.buf.len();
+            }
+        }
+    }
+
+    /// Next datagram to send.
+    pub fn poll_transmit(&mut self) -> Option<(A, Vec<u8>)> {
+        self.transmit.pop_front()
+    }
+
+    /// Next event for the application.
+    pub fn poll_event(&mut self) -> Option<Event<A>> {
+        self.events.pop_front()
+    }
+
+    /// When [`Endpoint::handle_timeout`] should next be called (`None`: nothing pending).
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let c = self
+            .client
+            .values()
+            .map(|r| r.last_heard.max(r.last_nudge) + self.cfg.resend_interval);
+        let s = self.server.values().filter_map(|r| match r.state {
+            ServerState::Receiving(_) => {
+                Some(r.last_heard.max(r.last_nudge) + self.cfg.resend_interval)
+            }
+            // The handler owns an executing RPC; no timer runs for it.
+            ServerState::Executing => None,
+            ServerState::Responding(_) => Some(r.last_heard + self.cfg.abort_timeout),
+            ServerState::Done => Some(r.last_heard + self.cfg.abort_timeout * 10),
+        });
+        c.chain(s).min()
+    }
+
+    fn control(
+        &mut self,
+        peer: A,
+        kind: Kind,
+        from_client: bool,
+        id: u64,
+        offset: u32,
+        length: u32,
+    ) {
+        let ack = if from_client { self.ack_below(peer) } else { 0 };
+        let p = Packet::control(kind, from_client, id, offset, length, ack);
+        self.transmit.push_back((peer, p.encode()));
+    }
+
+    fn ack_below(&self, peer: A) -> u64 {
+        self.client_peers
+            .get(&peer)
+            .map_or(0, |cp| cp.active.first().copied().unwrap_or(cp.next))
+    }
+
+    fn data(&mut self, peer: A, from_client: bool, id: u64, msg: &[u8], s: u32, e: u32) {
+        let ack = if from_client { self.ack_below(peer) } else { 0 };
+        let mut at = s;
+        while at < e {
+            let end = (at + self.frag).min(e);
+            let p = Packet {
+                kind: Kind::Data,
+                from_client,
+                rpc_id: id,
+                msg_len: msg.len() as u32,
+                offset: at,
+                length: end - at,
+                ack_below: ack,
+                payload: &msg[at as usize..end as usize],
+            };
+            self.transmit.push_back((peer, p.encode()));
+            self.stats.data_sent += 1;
+            at = end;
+        }
+    }
+
+    fn pump_client(&mut self, peer: A, id: u64) {
+        let Some(rpc) = self.client.get_mut(&(peer, id)) else {
+            return;
+        };
+        let (s, e) = (rpc.req.sent, rpc.req.granted.min(rpc.req.data.len() as u32));
+        if s >= e {
+            return;
+        }
+        rpc.req.sent = e;
+        let msg = std::mem::take(&mut rpc.req.data);
+        self.data(peer, true, id, &msg, s, e);
+        self.client.get_mut(&(peer, id)).expect("present").req.data = msg;
+    }
+
+    fn pump_server(&mut self, peer: A, id: u64) {
+        let Some(rpc) = self.server.get_mut(&(peer, id)) else {
+            return;
+        };
+        let ServerState::Responding(out) = &mut rpc.state else {
+            return;
+        };
+        let (s, e) = (out.sent, out.granted.min(out.data.len() as u32));
+        if s >= e {
+            return;
+        }
+        out.sent = e;
+        let msg = std::mem::take(&mut out.data);
+        self.data(peer, false, id, &msg, s, e);
+        if let Some(ServerRpc {
+            state: ServerState::Responding(out),
+            ..
+        }) = self.server.get_mut(&(peer, id))
+        {
+            out.data = msg;
+        }
+    }
+
+    fn finish_client(&mut self, peer: A, id: u64) {
+        if let Some(rpc) = self.client.remove(&(peer, id)) {
+            if let Some(m) = &rpc.resp {
+                self.rx_bytes -= m.buf.len();
+            }
+        }
+        if let Some(cp) = self.client_peers.get_mut(&peer) {
+            cp.active.remove(&id);
+        }
+    }
+
+    /// Allocate an inbound message buffer if the budget allows (length already checked by the
+    /// packet decoder against MAX_MESSAGE).
+    fn new_in_msg(&mut self, len: u32) -> Option<InMsg> {
+        if self.rx_bytes + len as usize > self.cfg.max_rx_bytes {
+            self.stats.rx_budget_drops += 1;
+            return None;
+        }
+        self.rx_bytes += len as usize;
+        Some(InMsg {
+            buf: vec![0u8; len as usize],
+            ranges: Ranges::default(),
+            received: 0,
+            granted: len.min(self.cfg.grant_window),
+        })
+    }
+
+    /// Store a fragment; returns Some(new grant) if a GRANT should be sent.
+    fn store(window: u32, m: &mut InMsg, p: &Packet<'_>) -> Option<u32> {
+        if p.msg_len != m.len() {
+            return None; // inconsistent with the first fragment: ignore
+        }
+        let (s, e) = (p.offset, p.offset + p.length);
+        let new = m.ranges.insert(s, e);
+        if new > 0 {
+            m.buf[s as usize..e as usize].copy_from_slice(p.payload);
+            m.received += new;
+        }
+        let want = (m.received.saturating_add(window)).min(m.len());
+        if want > m.granted && (want - m.granted >= window / 4 || want == m.len()) {
+            m.granted = want;
+            return Some(want);
+        }
+        None
+    }
+
+    /// Feed one received datagram.
+    pub fn handle(&mut self, now: Instant, from: A, bytes: &[u8]) {
+        let p = match Packet::decode(bytes) {
+            Ok(p) => p,
+            Err(e) => {
+                self.stats.bad_packets += 1;
+                tracing::trace!(?from, %e, "dropping bad datagram");
+                return;
+            }
+        };
+        if p.from_client {
+            self.handle_as_server(now, from, &p);
+        } else {
+            self.handle_as_client(now, from, &p);
+        }
+    }
+
+    fn handle_as_server(&mut self, now: Instant, peer: A, p: &Packet<'_>) {
+        let wm = self.watermark.entry(peer).or_insert(0);
+        if p.ack_below > *wm {
+            *wm = p.ack_below;
+            let w = *wm;
+            let mut freed = 0;
+            self.server.retain(|(a, id), r| {
+                let keep = *a != peer || *id >= w;
+                if let (false, ServerState::Receiving(m)) = (keep, &r.state) {
+                    freed += m.buf.len(); // a request the client gave up on mid-way
+                }
+                keep
+            });
+            self.rx_bytes -= freed;
+        }
+        if p.rpc_id < *self.watermark.get(&peer).expect("inserted") {
+            return; // finished at the client: a stale duplicate
+        }
+        let key = (peer, p.rpc_id);
+        if !self.server.contains_key(&key) {
+            match p.kind {
+                Kind::Data => {
+                    let Some(m) = self.new_in_msg(p.msg_len) else {
+                        return;
+                    };
+                    self.server.insert(
+                        key,
+                        ServerRpc {
+                            state: ServerState::Receiving(m),
+                            last_heard: now,
+                            last_nudge: now,
+                        },
+                    );
+                }
+                Kind::Resend => return self.control(peer, Kind::Unknown, false, p.rpc_id, 0, 0),
+                _ => return,
+            }
+        }
+        let window = self.cfg.grant_window;
+        let rpc = self.server.get_mut(&key).expect("present");
+        rpc.last_heard = now;
+        match (&mut rpc.state, p.kind) {
+            (ServerState::Receiving(m), Kind::Data) => {
+                let grant = Self::store(window, m, p);
+                if m.complete() {
+                    let ServerState::Receiving(m) =
+                        std::mem::replace(&mut rpc.state, ServerState::Executing)
+                    else {
+                        unreachable!()
+                    };
+                    self.rx_bytes -= m.buf.len();
+                    self.events.push_back(Event::Request {
+                        peer,
+                        id: p.rpc_id,
+                        msg: m.buf,
+                    });
+                } else if let Some(g) = grant {
+                    self.control(peer, Kind::Grant, false, p.rpc_id, g, 0);
+                }
+            }
+            (ServerState::Receiving(m), Kind::Resend) => {
+                // The client waits for a response but we lack request bytes: ask for them.
+                let (granted, gap) = (m.granted, m.ranges.first_gap(m.granted));
+                self.control(peer, Kind::Grant, false, p.rpc_id, granted, 0);
+                if let Some((s, e)) = gap {
+                    self.control(peer, Kind::Resend, false, p.rpc_id, s, e - s);
+                }
+            }
+            (ServerState::Executing, Kind::Resend) => {
+                self.control(peer, Kind::Busy, false, p.rpc_id, 0, 0)
+            }
+            (ServerState::Responding(out), Kind::Resend) => {
+                let len = out.data.len() as u32;
+                let s = p.offset.min(len);
+                let e = p
+                    .offset
+                    .saturating_add(p.length.max(1))
+                    .min(len)
+                    .min(out.sent.max(s));
+                // Nothing sent yet in range: treat as a nudge and resend from the start of the gap.
+                let e = if e <= s { (s + self.frag).min(len) } else { e };
+                let msg = std::mem::take(&mut out.data);
+                out.sent = out.sent.max(e);
+                self.stats.data_resent += 1;
+                self.data(peer, false, p.rpc_id, &msg, s, e);
+                if let Some(ServerRpc {
+                    state: ServerState::Responding(out),
+                    ..
+                }) = self.server.get_mut(&key)
+                {
+                    out.data = msg;
+                }
+            }
+            (ServerState::Responding(out), Kind::Grant) => {
+                out.granted = out.granted.max(p.offset.min(out.data.len() as u32));
+                self.pump_server(peer, p.rpc_id);
+            }
+            (ServerState::Responding(_), Kind::Ack) => rpc.state = ServerState::Done,
+            _ => {} // duplicates and stale packets
+        }
+    }
+
+    fn handle_as_client(&mut self, now: Instant, peer: A, p: &Packet<'_>) {
+        let key = (peer, p.rpc_id);
+        let window = self.cfg.grant_window;
+        if !self.client.contains_key(&key) {
+            return; // finished or cancelled
+        }
+        if p.kind == Kind::Data && self.client[&key].resp.is_none() {
+            let Some(m) = self.new_in_msg(p.msg_len) else {
+                return;
+            };
+            let rpc = self.client.get_mut(&key).expect("present");
+            rpc.resp = Some(m);
+            // Response data means the whole request arrived.
+            rpc.req.sent = rpc.req.data.len() as u32;
+            rpc.req.granted = rpc.req.sent;
+        }
+        let rpc = self.client.get_mut(&key).expect("present");
+        rpc.last_heard = now;
+        match p.kind {
+            Kind::Data => {
+                let m = rpc.resp.as_mut().expect("created above");
+                let grant = Self::store(window, m, p);
+                if m.complete() {
+                    let m = rpc.resp.take().expect("present");
+                    self.rx_bytes -= m.buf.len();
+                    self.finish_client(peer, p.rpc_id);
+                    self.control(peer, Kind::Ack, true, p.rpc_id, 0, 0);
+                    self.events.push_back(Event::Response {
+                        peer,
+                        id: p.rpc_id,
+                        msg: m.buf,
+                    });
+                } else if let Some(g) = grant {
+                    self.control(peer, Kind::Grant, true, p.rpc_id, g, 0);
+                }
+            }
+            Kind::Grant => {
+                let len = rpc.req.data.len() as u32;
+                rpc.req.granted = rpc.req.granted.max(p.offset.min(len));
+                self.pump_client(peer, p.rpc_id);
+            }
+            Kind::Resend => {
+                let len = rpc.req.data.len() as u32;
+                let s = p.offset.min(len);
+                let e = p.offset.saturating_add(p.length).min(len);
+                if e > s {
+                    rpc.req.sent = rpc.req.sent.max(e);
+                    let msg = std::mem::take(&mut rpc.req.data);
+                    self.stats.data_resent += 1;
+                    self.data(peer, true, p.rpc_id, &msg, s, e);
+                    self.client.get_mut(&key).expect("present").req.data = msg;
+                }
+            }
+            Kind::Busy => {}
+            Kind::Unknown => {
+                // The server lost (or never saw) the request: start it over.
+                if let Some(m) = rpc.resp.take() {
+                    self.rx_bytes -= m.buf.len();
+                }
+                let rpc = self.client.get_mut(&key).expect("present");
+                rpc.req.sent = 0;
+                rpc.req.granted = (rpc.req.data.len() as u32).min(window);
+                self.pump_client(peer, p.rpc_id);
+            }
+            Kind::Abort => {
+                self.finish_client(peer, p.rpc_id);
+                self.events.push_back(Event::Failed {
+                    peer,
+                    id: p.rpc_id,
+                    reason: FailReason::Aborted,
+                });
+            }
+            Kind::Ack => {}
+        }
+    }
+
+    /// Run timers: resend requests, grants, aborts. Call at (or after) [`Endpoint::poll_timeout`].
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let (ri, at) = (self.cfg.resend_interval, self.cfg.abort_timeout);
+        // Client side.
+        let mut fail = Vec::new();
+        let mut nudge = Vec::new();
+        for (&(peer, id), rpc) in &mut self.client {
+            if now.duration_since(rpc.last_heard) >= at {
+                fail.push((peer, id));
+            } else if now.duration_since(rpc.last_heard.max(rpc.last_nudge)) >= ri {
+                rpc.last_nudge = now;
+                nudge.push((
+                    peer,
+                    id,
+                    rpc.resp
+                        .as_ref()
+                        .map(|m| (m.granted, m.ranges.first_gap(m.granted))),
+                ));
+            }
+        }
+        for (peer, id) in fail {
+            self.finish_client(peer, id);
+            self.events.push_back(Event::Failed {
+                peer,
+                id,
+                reason: FailReason::Timeout,
+            });
+        }
+        for (peer, id, resp) in nudge {
+            match resp {
+                None => self.control(peer, Kind::Resend, true, id, 0, self.frag),
+                Some((granted, gap)) => {
+                    self.control(peer, Kind::Grant, true, id, granted, 0);
+                    if let Some((s, e)) = gap {
+                        self.control(peer, Kind::Resend, true, id, s, e - s);
+                    }
+                }
+            }
+        }
+        // Server side.
+        let mut drop_keys = Vec::new();
+        let mut nudge = Vec::new();
+        for (&(peer, id), rpc) in &mut self.server {
+            let silent = now.duration_since(rpc.last_heard);
+            match &mut rpc.state {
+                ServerState::Receiving(m) => {
+                    if silent >= at {
+                        drop_keys.push((peer, id));
+                    } else if now.duration_since(rpc.last_heard.max(rpc.last_nudge)) >= ri {
+                        rpc.last_nudge = now;
+                        nudge.push((peer, id, m.granted, m.ranges.first_gap(m.granted)));
+                    }
+                }
+                ServerState::Responding(_) if silent >= at => rpc.state = ServerState::Done,
+                ServerState::Done if silent >= at * 10 => drop_keys.push((peer, id)),
+                _ => {}
+            }
+        }
+        for k in drop_keys {
+            if let Some(ServerRpc {
+                state: ServerState::Receiving(m),
+                ..
+            }) = self.server.remove(&k)
+            {
+                self.rx_bytes -= m.buf.len();
+            }
+        }
+        for (peer, id, granted, gap) in nudge {
+            self.control(peer, Kind::Grant, false, id, granted, 0);
+            if let Some((s, e)) = gap {
+                self.control(peer, Kind::Resend, false, id, s, e - s);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_merge_and_gaps() {
+        let mut r = Ranges::default();
+        assert_eq!(r.insert(10, 20), 10);
+        assert_eq!(r.insert(15, 25), 5);
+        assert_eq!(r.insert(0, 5), 5);
+        assert_eq!(r.first_gap(100), Some((5, 10)));
+        assert_eq!(r.insert(5, 10), 5);
+        assert_eq!(r.first_gap(100), Some((25, 100)));
+        assert_eq!(r.first_gap(25), None);
+        assert_eq!(r.insert(0, 25), 0);
+        assert_eq!(r.0.len(), 1);
+        let mut r = Ranges::default();
+        r.insert(30, 40);
+        r.insert(10, 20);
+        assert_eq!(r.insert(0, 50), 30);
+        assert_eq!(r.0.len(), 1);
+    }
+
+    #[test]
+    fn ranges_agree_with_a_byte_model() {
+        let mut rng = crate::datagram::sim::Rng::new(77);
+        for _ in 0..200 {
+            let len = 1 + rng.upto(300) as u32;
+            let mut r = Ranges::default();
+            let mut model = vec![false; len as usize];
+            for _ in 0..rng.upto(40) {
+                let s = rng.upto(u64::from(len) - 1) as u32;
+                let e = s + 1 + rng.upto(u64::from(len - s - 1)) as u32;
+                let before = model.iter().filter(|&&b| b).count() as u32;
+                model[s as usize..e as usize]
+                    .iter_mut()
+                    .for_each(|b| *b = true);
+                let after = model.iter().filter(|&&b| b).count() as u32;
+                assert_eq!(r.insert(s, e), after - before);
+                assert_eq!(r.total(), after);
+                let gap = model.iter().position(|&b| !b).map(|g| {
+                    let end = model[g..]
+                        .iter()
+                        .position(|&b| b)
+                        .map_or(len as usize, |x| g + x);
+                    (g as u32, end as u32)
+                });
+                assert_eq!(r.first_gap(len), gap);
+                // Ranges stay disjoint and non-adjacent.
+                let v: Vec<(u32, u32)> = r.0.iter().map(|(&a, &b)| (a, b)).collect();
+                assert!(v.windows(2).all(|w| w[0].1 < w[1].0), "{v:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn lossless_exchange() {
+        let t = Instant::now();
+        let cfg = ProtoConfig {
+            mtu: 100,
+            grant_window: 300,
+            ..Default::default()
+        };
+        let mut c: Endpoint<u8> = Endpoint::new(cfg.clone());
+        let mut s: Endpoint<u8> = Endpoint::new(cfg);
+        let msg: Vec<u8> = (0..1000u32).map(|i| i as u8).collect();
+        c.send_request(t, 2, 1, msg.clone());
+        let mut got = None;
+        for _ in 0..1000 {
+            while let Some((_, p)) = c.poll_transmit() {
+                s.handle(t, 1, &p);
+            }
+            while let Some(e) = s.poll_event() {
+                let Event::Request { peer, id, msg } = e else {
+                    panic!()
+                };
+                s.send_response(t, peer, id, msg);
+            }
+            while let Some((_, p)) = s.poll_transmit() {
+                c.handle(t, 2, &p);
+            }
+            if let Some(e) = c.poll_event() {
+                got = Some(e);
+                break;
+            }
+        }
+        assert_eq!(
+            got,
+            Some(Event::Response {
+                peer: 2,
+                id: 1,
+                msg
+            })
+        );
+        assert_eq!(c.client_rpcs(), 0);
+    }
+}

@@ -1,0 +1,72 @@
+//! Every tunable of the transport crate, in one place, each with its reason.
+//!
+//! Change a value here and nowhere else. Values that are part of the wire contract (the maximum
+//! payload) are also stated in `docs/protocol.md`; changing them is a protocol change.
+
+use std::time::Duration;
+
+/// Largest RPC payload (request or response body, header excluded): 8 MiB + 64 KiB.
+///
+/// Why: the largest thing an RPC must carry is one whole 8 MiB log segment (backup replication and
+/// recovery) plus up to 64 KiB of per-RPC metadata (segment certificate, ids, key). Anything larger
+/// must be split by the caller. Every decoder checks a length against this *before* it allocates.
+pub const MAX_PAYLOAD: usize = 8 * 1024 * 1024 + 64 * 1024;
+
+/// Largest whole RPC message (header + payload) — what a datagram receiver may reassemble.
+pub const MAX_MESSAGE: usize = crate::wire::HEADER_LEN + MAX_PAYLOAD;
+
+/// Initial capacity of a stream connection's read buffer. Frames that fit are parsed in place
+/// (no copy); larger payloads get an exactly sized buffer once their length has been checked.
+/// 64 KiB holds hundreds of small pipelined RPCs and is one typical socket read.
+pub const STREAM_READ_BUFFER: usize = 64 * 1024;
+
+/// Server-side cap on bytes of replies queued on one stream connection before the dispatcher stops
+/// reading new requests from it (backpressure against a client that does not read its replies).
+pub const STREAM_MAX_QUEUED_REPLY_BYTES: usize = 2 * MAX_MESSAGE;
+
+/// Default time an `adaptive` poller spins before it blocks. A wake-up from a blocked poll costs
+/// ~70 µs on the development VM; spinning 200 µs covers back-to-back RPCs of one client while
+/// an idle server blocks (< 1 % of a core, measured by `examples/idle_cpu.rs`).
+pub const DEFAULT_ADAPTIVE_SPIN: Duration = Duration::from_micros(200);
+
+/// Longest a blocked dispatcher sleeps before it re-checks its shutdown flag even if no wake-up
+/// arrives. Shutdown normally wakes it through its waker; this is only a safety net.
+pub const DISPATCH_MAX_BLOCK: Duration = Duration::from_millis(250);
+
+/// Longest a client waiter blocks in one `poll(2)` before re-checking its slot; bounds the delay
+/// with which a waiter notices that another thread delivered its reply while it was not polling.
+pub const CLIENT_MAX_BLOCK: Duration = Duration::from_millis(10);
+
+/// Default connect timeout for stream transports.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Kernel socket buffer size requested for UDP sockets: room for a grant window of several
+/// messages so that a burst is not dropped by the kernel before the dispatcher reads it.
+pub const UDP_SOCKET_BUFFER: usize = 8 * 1024 * 1024;
+
+/// Default datagram size for the kernel UDP driver: 1500-byte Ethernet MTU minus IPv4 (20) and
+/// UDP (8) headers, so a packet is never IP-fragmented on a real network.
+pub const UDP_DEFAULT_MTU: usize = 1472;
+
+/// Largest datagram the UDP driver accepts as a configured MTU (the UDP/IPv4 maximum).
+pub const UDP_MAX_MTU: usize = 65_507;
+
+/// Packets per `rx_burst` / `tx_burst` of the kernel UDP driver (one `recvmmsg` batch).
+pub const UDP_BURST: usize = 32;
+
+/// Reliable datagram protocol: bytes a sender may send before the first grant ("unscheduled"
+/// bytes) and the window a receiver keeps granted ahead of what it has received. About one
+/// bandwidth-delay product of a 10 Gb/s LAN (~10 µs × 10 Gb/s = 12.5 KB) times a safety factor;
+/// small enough that a few concurrent messages do not overflow a socket buffer.
+pub const DGRAM_GRANT_WINDOW: u32 = 64 * 1024;
+
+/// Reliable datagram protocol: silence after which the waiting side asks for a resend.
+pub const DGRAM_RESEND_INTERVAL: Duration = Duration::from_millis(10);
+
+/// Reliable datagram protocol: silence after which an RPC is aborted (peer presumed dead).
+pub const DGRAM_ABORT_TIMEOUT: Duration = Duration::from_millis(1500);
+
+/// Reliable datagram protocol: cap on bytes of partially received messages one endpoint buffers;
+/// data for new messages beyond it is dropped (the sender resends later). Bounds memory a flood
+/// of message starts can pin.
+pub const DGRAM_MAX_RX_BYTES: usize = 64 * 1024 * 1024;

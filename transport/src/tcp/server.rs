@@ -1,0 +1,446 @@
+//! TCP dispatch threads. Each owns a mio `Poll` (an epoll set) with its connections and a
+//! `Waker` (eventfd); dispatch thread 0 also owns the listener and deals accepted connections
+//! round-robin to all threads. Requests are run to completion on the thread that read them;
+//! replies are queued per connection and flushed with vectored writes after each read batch.
+//! Deferred replies arrive through the thread's inbox and its waker.
+
+use std::collections::{HashMap, VecDeque};
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token, Waker};
+use parking_lot::Mutex;
+
+use crate::error::{Error, Result};
+use crate::frame::{write_frame, FrameError, FrameReader, Payload, ReadStop};
+use crate::limits::{DISPATCH_MAX_BLOCK, STREAM_MAX_QUEUED_REPLY_BYTES};
+use crate::locator::Locator;
+use crate::server::{
+    run_rpc, DispatchConfig, Handler, Outcome, ReplySink, Responder, Route, ServerHandle,
+    ServerShared,
+};
+use crate::wire::{Header, Status, HEADER_LEN};
+
+const LISTENER: Token = Token(usize::MAX - 1);
+const WAKER: Token = Token(usize::MAX);
+
+#[derive(Default)]
+struct InboxData {
+    conns: Vec<TcpStream>,
+    replies: Vec<(u64, Header, Vec<u8>)>,
+}
+
+/// Per-dispatch-thread mailbox: new connections and deferred replies.
+struct Inbox {
+    data: Mutex<InboxData>,
+    pending: AtomicBool,
+    waker: Waker,
+}
+
+impl Inbox {
+    fn wake(&self) {
+        self.pending.store(true, Ordering::Release);
+        if let Err(e) = self.waker.wake() {
+            tracing::error!("dispatch waker failed: {e}");
+        }
+    }
+}
+
+impl ReplySink for Inbox {
+    fn deliver(&self, route: Route, header: Header, payload: Vec<u8>) {
+        let Route::Conn(id) = route else { return };
+        self.data.lock().replies.push((id, header, payload));
+        self.wake();
+    }
+}
+
+pub(crate) fn serve(
+    loc: &Locator,
+    handler: Arc<dyn Handler>,
+    cfg: &DispatchConfig,
+) -> Result<ServerHandle> {
+    let bind_err = |e: io::Error| Error::Bind {
+        locator: loc.to_string(),
+        reason: e.to_string(),
+    };
+    let addr: SocketAddr = *super::resolve(loc)?
+        .first()
+        .expect("resolve returns at least one");
+    let std_listener = std::net::TcpListener::bind(addr).map_err(bind_err)?;
+    std_listener.set_nonblocking(true).map_err(bind_err)?;
+    let local_addr = std_listener.local_addr().map_err(bind_err)?;
+    let mut listener = Some(TcpListener::from_std(std_listener));
+    let local = loc
+        .clone()
+        .with("host", &local_addr.ip().to_string())
+        .with("port", &local_addr.port().to_string());
+
+    let cores = cfg.cores.max(1);
+    let shared = Arc::new(ServerShared::default());
+    let mut polls = Vec::new();
+    let mut inboxes = Vec::new();
+    for _ in 0..cores {
+        let poll = Poll::new().map_err(bind_err)?;
+        let waker = Waker::new(poll.registry(), WAKER).map_err(bind_err)?;
+        inboxes.push(Arc::new(Inbox {
+            data: Mutex::new(InboxData::default()),
+            pending: AtomicBool::new(false),
+            waker,
+        }));
+        polls.push(poll);
+    }
+    let mut threads = Vec::new();
+    for (i, poll) in polls.into_iter().enumerate() {
+        let mut d = Dispatcher {
+            index: i,
+            poll,
+            listener: if i == 0 { listener.take() } else { None },
+            inboxes: inboxes.clone(),
+            conns: HashMap::new(),
+            next_id: 0,
+            rr: 0,
+            handler: handler.clone(),
+            out: Vec::new(),
+        };
+        let (shared, cfg) = (shared.clone(), cfg.clone());
+        let t = std::thread::Builder::new()
+            .name(format!("tcp-dispatch-{i}"))
+            .spawn(move || {
+                shared.enter_dispatch_thread(&cfg, i);
+                if let Err(e) = d.run(&shared, cfg.poll.spin_budget()) {
+                    tracing::error!("tcp dispatch thread {i} failed: {e}");
+                }
+            })
+            .map_err(bind_err)?;
+        threads.push(t);
+    }
+    let wake = move || {
+        for ib in &inboxes {
+            ib.wake();
+        }
+    };
+    Ok(ServerHandle {
+        local,
+        shared,
+        threads,
+        wake: Box::new(wake),
+        poll: cfg.poll,
+    })
+}
+
+struct OutFrame {
+    hdr: [u8; HEADER_LEN],
+    payload: Vec<u8>,
+    pos: usize,
+}
+
+struct Conn {
+    stream: TcpStream,
+    reader: FrameReader,
+    outq: VecDeque<OutFrame>,
+    queued: usize,
+    read_paused: bool,
+    /// Close once the output queue is flushed (after an error reply).
+    closing: bool,
+}
+
+struct Dispatcher {
+    index: usize,
+    poll: Poll,
+    listener: Option<TcpListener>,
+    inboxes: Vec<Arc<Inbox>>,
+    conns: HashMap<u64, Conn>,
+    next_id: u64,
+    rr: usize,
+    handler: Arc<dyn Handler>,
+    out: Vec<u8>,
+}
+
+impl Dispatcher {
+    fn run(&mut self, shared: &ServerShared, spin: Option<Duration>) -> io::Result<()> {
+        if let Some(l) = &mut self.listener {
+            self.poll
+                .registry()
+                .register(l, LISTENER, Interest::READABLE)?;
+        }
+        let mut events = Events::with_capacity(256);
+        let mut last_work = Instant::now();
+        loop {
+            if shared.stopping() {
+                return Ok(());
+            }
+            let spinning = match spin {
+                None => true,
+                Some(s) => last_work.elapsed() < s,
+            };
+            let timeout = if spinning {
+                Duration::ZERO
+            } else {
+                DISPATCH_MAX_BLOCK
+            };
+            match self.poll.poll(&mut events, Some(timeout)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+            let mut worked = !events.is_empty();
+            for ev in events.iter() {
+                match ev.token() {
+                    LISTENER => self.accept(),
+                    WAKER => {}
+                    Token(t) => {
+                        let id = t as u64;
+                        if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                            self.on_readable(id);
+                        }
+                        if ev.is_writable() {
+                            self.flush(id);
+                        }
+                    }
+                }
+            }
+            if self.inboxes[self.index]
+                .pending
+                .swap(false, Ordering::AcqRel)
+            {
+                worked = true;
+                self.drain_inbox();
+            }
+            if worked {
+                last_work = Instant::now();
+            }
+        }
+    }
+
+    fn accept(&mut self) {
+        loop {
+            let Some(l) = &self.listener else { return };
+            match l.accept() {
+                Ok((s, peer)) => {
+                    let _ = s.set_nodelay(true);
+                    let target = self.rr % self.inboxes.len();
+                    self.rr += 1;
+                    tracing::debug!(%peer, dispatch = target, "accepted tcp connection");
+                    if target == self.index {
+                        self.add_conn(s);
+                    } else {
+                        self.inboxes[target].data.lock().conns.push(s);
+                        self.inboxes[target].wake();
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    tracing::warn!("accept failed: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn add_conn(&mut self, mut s: TcpStream) {
+        let id = self.next_id;
+        self.next_id += 1;
+        if let Err(e) = self.poll.registry().register(
+            &mut s,
+            Token(id as usize),
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
+            tracing::warn!("register failed: {e}");
+            return;
+        }
+        self.conns.insert(
+            id,
+            Conn {
+                stream: s,
+                reader: FrameReader::new(),
+                outq: VecDeque::new(),
+                queued: 0,
+                read_paused: false,
+                closing: false,
+            },
+        );
+        // Data may already be waiting (edge-triggered registration after the fact).
+        self.on_readable(id);
+    }
+
+    fn drain_inbox(&mut self) {
+        let InboxData { conns, replies } =
+            std::mem::take(&mut *self.inboxes[self.index].data.lock());
+        for s in conns {
+            self.add_conn(s);
+        }
+        let mut touched = Vec::new();
+        for (id, h, p) in replies {
+            if let Some(c) = self.conns.get_mut(&id) {
+                c.queued += p.len() + HEADER_LEN;
+                c.outq.push_back(OutFrame {
+                    hdr: h.encode(),
+                    payload: p,
+                    pos: 0,
+                });
+                touched.push(id);
+            } // else: the connection closed meanwhile; drop the reply.
+        }
+        touched.dedup();
+        for id in touched {
+            self.flush(id);
+        }
+    }
+
+    fn close(&mut self, id: u64, why: &str) {
+        if let Some(mut c) = self.conns.remove(&id) {
+            tracing::debug!(conn = id, why, "closing tcp connection");
+            let _ = self.poll.registry().deregister(&mut c.stream);
+        }
+    }
+
+    fn on_readable(&mut self, id: u64) {
+        let index = self.index;
+        let Some(c) = self.conns.get_mut(&id) else {
+            return;
+        };
+        if c.read_paused || c.closing {
+            return;
+        }
+        let handler = &*self.handler;
+        let out = &mut self.out;
+        let inbox = &self.inboxes[index];
+        let outq = &mut c.outq;
+        let queued = &mut c.queued;
+        let mut bad_frame = false;
+        let r = c
+            .reader
+            .read_frames(&mut c.stream, &mut |h: Header, p: Payload<'_>| {
+                if h.flags.is_response() {
+                    bad_frame = true;
+                    return false;
+                }
+                let mut defer = || {
+                    let sink: Arc<dyn ReplySink> = inbox.clone();
+                    Responder::new(sink, Route::Conn(id), h.opcode, h.request_id)
+                };
+                let (status, body) = match run_rpc(handler, &h, p.as_slice(), out, &mut defer) {
+                    Outcome::Reply(s) => (s, std::mem::take(out)),
+                    Outcome::Echo => (Status::OK, p.into_vec()),
+                    Outcome::Deferred => return true,
+                };
+                let rh = Header::response(h.opcode, h.request_id, status.0, body.len() as u32);
+                *queued += HEADER_LEN + body.len();
+                outq.push_back(OutFrame {
+                    hdr: rh.encode(),
+                    payload: body,
+                    pos: 0,
+                });
+                // Stop reading when too many reply bytes wait (client not reading): backpressure.
+                *queued < STREAM_MAX_QUEUED_REPLY_BYTES
+            });
+        match r {
+            Ok(ReadStop::WouldBlock) => {}
+            Ok(ReadStop::Stopped) if bad_frame => {
+                c.closing = true;
+                tracing::debug!(conn = id, "client sent a response frame; closing");
+            }
+            Ok(ReadStop::Stopped) => c.read_paused = true,
+            Ok(ReadStop::Eof) => c.closing = true,
+            Err(FrameError::Io(e)) => return self.close(id, &e.to_string()),
+            Err(FrameError::Decode { err, reply_to }) => {
+                tracing::debug!(conn = id, %err, "bad frame from client");
+                c.closing = true;
+                if let Some((op, rid)) = reply_to {
+                    let status = match err {
+                        crate::wire::DecodeError::TooLarge { .. } => Status::REQUEST_TOO_LARGE,
+                        crate::wire::DecodeError::BadVersion { .. } => Status::BAD_PROTOCOL_VERSION,
+                        _ => Status::REQUEST_FORMAT_ERROR,
+                    };
+                    let rh = Header::response(op, rid, status.0, 0);
+                    c.queued += HEADER_LEN;
+                    c.outq.push_back(OutFrame {
+                        hdr: rh.encode(),
+                        payload: Vec::new(),
+                        pos: 0,
+                    });
+                }
+            }
+        }
+        self.flush(id);
+    }
+
+    fn flush(&mut self, id: u64) {
+        let Some(c) = self.conns.get_mut(&id) else {
+            return;
+        };
+        while !c.outq.is_empty() {
+            // Batch whole frames into one vectored write.
+            if c.outq.len() > 1 && c.outq[0].pos == 0 {
+                match write_batch(&mut c.stream, &mut c.outq, &mut c.queued) {
+                    Ok(true) => continue,
+                    Ok(false) => break,
+                    Err(e) => return self.close(id, &e.to_string()),
+                }
+            }
+            let Some(f) = c.outq.front_mut() else { break };
+            match write_frame(&mut c.stream, &f.hdr, &f.payload, f.pos) {
+                Ok(pos) if pos == HEADER_LEN + f.payload.len() => {
+                    c.queued -= pos;
+                    c.outq.pop_front();
+                }
+                Ok(pos) => {
+                    f.pos = pos;
+                    break;
+                }
+                Err(e) => return self.close(id, &e.to_string()),
+            }
+        }
+        if c.outq.is_empty() && c.closing {
+            return self.close(id, "closed by peer or after an error reply");
+        }
+        if c.read_paused && c.queued < STREAM_MAX_QUEUED_REPLY_BYTES / 2 {
+            c.read_paused = false;
+            self.on_readable(id);
+        }
+    }
+}
+
+/// Write up to 64 whole queued frames with one `writev`. Returns Ok(true) if every frame in the
+/// batch went out (caller continues), Ok(false) on a partial write (positions updated).
+fn write_batch(
+    s: &mut TcpStream,
+    q: &mut VecDeque<OutFrame>,
+    queued: &mut usize,
+) -> io::Result<bool> {
+    use std::io::{IoSlice, Write};
+    let n = q.len().min(32);
+    let mut iov = Vec::with_capacity(2 * n);
+    for f in q.iter().take(n) {
+        iov.push(IoSlice::new(&f.hdr));
+        if !f.payload.is_empty() {
+            iov.push(IoSlice::new(&f.payload));
+        }
+    }
+    let mut written = loop {
+        match s.write_vectored(&iov) {
+            Ok(w) => break w,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    };
+    for _ in 0..n {
+        let f = q.front_mut().expect("n <= len");
+        let len = HEADER_LEN + f.payload.len();
+        if written >= len {
+            written -= len;
+            *queued -= len;
+            q.pop_front();
+        } else {
+            f.pos = written;
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}

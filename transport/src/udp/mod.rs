@@ -1,0 +1,469 @@
+//! The UDP transport: [`Session`]s and `serve` over the reliable datagram protocol
+//! ([`crate::datagram::proto::Endpoint`]) on the kernel UDP driver. Each RPC is one request
+//! message and one response message; a message is the same header + payload frame TCP uses, and
+//! the RPC's request id is its datagram rpc id.
+//!
+//! Client: one socket and one endpoint per session; the waiting caller drives it (no background
+//! thread). Server: each dispatch thread binds its own socket to the port (`SO_REUSEPORT`) with
+//! its own endpoint, so a client's packets always reach the same thread.
+
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token, Waker};
+use parking_lot::Mutex;
+
+use crate::datagram::proto::{Endpoint, Event, FailReason, ProtoConfig};
+use crate::datagram::udp::UdpDriver;
+use crate::datagram::{Driver, RxPacket, TxPacket};
+use crate::error::{Error, Result};
+use crate::limits::{DISPATCH_MAX_BLOCK, UDP_BURST, UDP_DEFAULT_MTU};
+use crate::locator::Locator;
+use crate::server::{
+    run_rpc, DispatchConfig, Handler, Outcome, ReplySink, Responder, Route, ServerHandle,
+    ServerShared,
+};
+use crate::session::{ClientChannel, ClientConfig, Delivery, Session};
+use crate::wire::{DecodeError, Header, Status, HEADER_LEN};
+
+fn mtu_of(loc: &Locator) -> Result<usize> {
+    Ok(loc.get_parsed::<usize>("mtu")?.unwrap_or(UDP_DEFAULT_MTU))
+}
+
+fn proto_cfg(mtu: usize) -> ProtoConfig {
+    ProtoConfig {
+        mtu,
+        ..ProtoConfig::default()
+    }
+}
+
+/// Driver + endpoint + scratch vectors: one "datagram stack".
+struct Stack {
+    /// Client stacks talk to one server: packets from its port are attributed to the server
+    /// address the session resolved, whatever source address the kernel gave them (a server
+    /// bound to 0.0.0.0 answers from the address the route picks); packets from any other port
+    /// are dropped.
+    only_peer: Option<SocketAddr>,
+    drv: UdpDriver,
+    ep: Endpoint<SocketAddr>,
+    rx: Vec<RxPacket<SocketAddr>>,
+    tx: Vec<TxPacket<SocketAddr>>,
+    bufs: Vec<Vec<u8>>,
+}
+
+impl Stack {
+    fn new(drv: UdpDriver) -> Stack {
+        let ep = Endpoint::new(proto_cfg(drv.mtu()));
+        Stack {
+            only_peer: None,
+            drv,
+            ep,
+            rx: Vec::new(),
+            tx: Vec::new(),
+            bufs: Vec::new(),
+        }
+    }
+
+    /// Receive everything waiting, run due timers. Returns whether any packet arrived.
+    fn receive(&mut self, now: Instant) -> std::io::Result<bool> {
+        let mut any = false;
+        loop {
+            let n = self.drv.rx_burst(&mut self.rx, UDP_BURST)?;
+            for p in self.rx.drain(..) {
+                match self.only_peer {
+                    None => self.ep.handle(now, p.from, &p.data),
+                    Some(peer) if p.from.port() == peer.port() => {
+                        self.ep.handle(now, peer, &p.data)
+                    }
+                    Some(_) => {}
+                }
+                self.bufs.push(p.data);
+            }
+            self.drv.post_buffers(&mut self.bufs);
+            if n == 0 {
+                break;
+            }
+            any = true;
+        }
+        if self.ep.poll_timeout().is_some_and(|t| t <= now) {
+            self.ep.handle_timeout(now);
+        }
+        Ok(any)
+    }
+
+    /// Send every queued packet (waits briefly if the socket buffer is full).
+    fn flush(&mut self) -> std::io::Result<()> {
+        while let Some((to, data)) = self.ep.poll_transmit() {
+            self.tx.push(TxPacket { to, data });
+        }
+        while !self.tx.is_empty() {
+            if self.drv.tx_burst(&mut self.tx)? == 0 {
+                crate::sys::poll_fd(
+                    self.drv.as_raw_fd(),
+                    false,
+                    true,
+                    Some(Duration::from_millis(1)),
+                )?;
+            }
+        }
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Client
+// ---------------------------------------------------------------------------------------------
+
+struct UdpClient {
+    /// The stack, plus the map from datagram rpc ids (allocated in order under this lock, as the
+    /// protocol's `ack_below` watermark requires) to session request ids (allocated before it).
+    stack: Mutex<(Stack, IdMap)>,
+    fd: RawFd,
+    server: SocketAddr,
+}
+
+pub(crate) fn connect(loc: &Locator, cfg: &ClientConfig) -> Result<Session> {
+    let err = |reason: String| Error::Connect {
+        locator: loc.to_string(),
+        reason,
+    };
+    let server = *crate::tcp::resolve(loc)?.first().expect("non-empty");
+    if server.port() == 0 {
+        return Err(err("port 0 is not a server address".into()));
+    }
+    let any: SocketAddr = if server.is_ipv4() {
+        "0.0.0.0:0"
+    } else {
+        "[::]:0"
+    }
+    .parse()
+    .expect("valid");
+    let drv = UdpDriver::bind(any, mtu_of(loc)?, false).map_err(|e| err(e.to_string()))?;
+    let fd = drv.as_raw_fd();
+    let mut stack = Stack::new(drv);
+    stack.only_peer = Some(server);
+    let chan = UdpClient {
+        stack: Mutex::new((stack, IdMap::default())),
+        fd,
+        server,
+    };
+    Ok(Session::new(Box::new(chan), loc.clone(), cfg.poll))
+}
+
+#[derive(Default)]
+struct IdMap {
+    next: u64,
+    to_request: std::collections::HashMap<u64, u64>,
+    to_rpc: std::collections::HashMap<u64, u64>,
+}
+
+impl UdpClient {
+    fn run(&self, out: &mut Vec<Delivery>) -> std::result::Result<Option<Instant>, String> {
+        let mut guard = self.stack.lock();
+        let (st, ids) = &mut *guard;
+        let now = Instant::now();
+        st.receive(now)
+            .map_err(|e| format!("receive failed: {e}"))?;
+        let mut failure = None;
+        while let Some(ev) = st.ep.poll_event() {
+            match ev {
+                Event::Response { id, mut msg, .. } => match Header::decode_message(&msg) {
+                    Ok((h, _))
+                        if h.flags.is_response()
+                            && ids.to_request.get(&id) == Some(&h.request_id) =>
+                    {
+                        ids.to_request.remove(&id);
+                        ids.to_rpc.remove(&h.request_id);
+                        msg.drain(..HEADER_LEN);
+                        out.push((h.request_id, Status(h.status), msg));
+                    }
+                    Ok(_) => {
+                        failure = Some(format!(
+                            "protocol violation: bad response header for rpc {id}"
+                        ))
+                    }
+                    Err(e) => failure = Some(format!("protocol violation from server: {e}")),
+                },
+                Event::Failed { id, reason, .. } => {
+                    failure = Some(match reason {
+                        FailReason::Timeout => {
+                            format!("server silent too long (rpc {id}); it is down or unreachable")
+                        }
+                        FailReason::Aborted => format!("server aborted rpc {id} (shutting down)"),
+                    })
+                }
+                Event::Request { .. } => {} // a client endpoint serves nothing
+            }
+        }
+        st.flush().map_err(|e| format!("send failed: {e}"))?;
+        match failure {
+            Some(f) => Err(f),
+            None => Ok(st.ep.poll_timeout()),
+        }
+    }
+}
+
+impl ClientChannel for UdpClient {
+    fn send_request(
+        &self,
+        header: &Header,
+        payload: &[u8],
+        _stalled: &mut dyn FnMut(),
+    ) -> std::result::Result<(), String> {
+        let msg = header.encode_message(payload);
+        let mut guard = self.stack.lock();
+        let (st, ids) = &mut *guard;
+        ids.next += 1;
+        let rpc = ids.next;
+        ids.to_request.insert(rpc, header.request_id);
+        ids.to_rpc.insert(header.request_id, rpc);
+        st.ep.send_request(Instant::now(), self.server, rpc, msg);
+        st.flush().map_err(|e| format!("send failed: {e}"))
+    }
+
+    fn progress(
+        &self,
+        wait: Option<Duration>,
+        out: &mut Vec<Delivery>,
+    ) -> std::result::Result<(), String> {
+        let next_timer = self.run(out)?;
+        if out.is_empty() {
+            if let Some(mut w) = wait.filter(|w| !w.is_zero()) {
+                if let Some(t) = next_timer {
+                    w = w.min(t.saturating_duration_since(Instant::now()));
+                }
+                // Block without holding the stack lock, so other threads can keep sending.
+                crate::sys::poll_fd(self.fd, true, false, Some(w)).map_err(|e| e.to_string())?;
+                self.run(out)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn cancel(&self, request_id: u64) {
+        let mut guard = self.stack.lock();
+        let (st, ids) = &mut *guard;
+        if let Some(rpc) = ids.to_rpc.remove(&request_id) {
+            ids.to_request.remove(&rpc);
+            st.ep.cancel(self.server, rpc);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Server
+// ---------------------------------------------------------------------------------------------
+
+const SOCKET: Token = Token(0);
+const WAKER: Token = Token(1);
+
+/// A deferred reply: client address, datagram rpc id, response header, payload.
+type DeferredReply = (SocketAddr, u64, Header, Vec<u8>);
+
+struct Inbox {
+    replies: Mutex<Vec<DeferredReply>>,
+    pending: AtomicBool,
+    waker: Waker,
+}
+
+impl Inbox {
+    fn wake(&self) {
+        self.pending.store(true, Ordering::Release);
+        let _ = self.waker.wake();
+    }
+}
+
+impl ReplySink for Inbox {
+    fn deliver(&self, route: Route, header: Header, payload: Vec<u8>) {
+        let Route::Peer(addr, rpc) = route else {
+            return;
+        };
+        self.replies.lock().push((addr, rpc, header, payload));
+        self.wake();
+    }
+}
+
+pub(crate) fn serve(
+    loc: &Locator,
+    handler: Arc<dyn Handler>,
+    cfg: &DispatchConfig,
+) -> Result<ServerHandle> {
+    let bind_err = |e: std::io::Error| Error::Bind {
+        locator: loc.to_string(),
+        reason: e.to_string(),
+    };
+    let mtu = mtu_of(loc)?;
+    let mut addr = *crate::tcp::resolve(loc)?.first().expect("non-empty");
+    let cores = cfg.cores.max(1);
+    let mut drivers = Vec::new();
+    for _ in 0..cores {
+        let d = UdpDriver::bind(addr, mtu, true).map_err(bind_err)?;
+        addr = d.local_addr(); // later sockets bind the port the first one got
+        drivers.push(d);
+    }
+    let local = loc
+        .clone()
+        .with("host", &addr.ip().to_string())
+        .with("port", &addr.port().to_string());
+    let shared = Arc::new(ServerShared::default());
+    let mut inboxes = Vec::new();
+    let mut threads = Vec::new();
+    for (i, drv) in drivers.into_iter().enumerate() {
+        let poll = Poll::new().map_err(bind_err)?;
+        let fd = drv.as_raw_fd();
+        poll.registry()
+            .register(&mut SourceFd(&fd), SOCKET, Interest::READABLE)
+            .map_err(bind_err)?;
+        let waker = Waker::new(poll.registry(), WAKER).map_err(bind_err)?;
+        let inbox = Arc::new(Inbox {
+            replies: Mutex::new(Vec::new()),
+            pending: AtomicBool::new(false),
+            waker,
+        });
+        inboxes.push(inbox.clone());
+        let (shared, cfg, handler) = (shared.clone(), cfg.clone(), handler.clone());
+        let t = std::thread::Builder::new()
+            .name(format!("udp-dispatch-{i}"))
+            .spawn(move || {
+                shared.enter_dispatch_thread(&cfg, i);
+                let mut d = UdpDispatcher {
+                    stack: Stack::new(drv),
+                    poll,
+                    inbox,
+                    handler,
+                    out: Vec::new(),
+                };
+                if let Err(e) = d.run(&shared, cfg.poll.spin_budget()) {
+                    tracing::error!("udp dispatch thread {i} failed: {e}");
+                }
+            })
+            .map_err(bind_err)?;
+        threads.push(t);
+    }
+    let wake = move || {
+        for ib in &inboxes {
+            ib.wake();
+        }
+    };
+    Ok(ServerHandle {
+        local,
+        shared,
+        threads,
+        wake: Box::new(wake),
+        poll: cfg.poll,
+    })
+}
+
+struct UdpDispatcher {
+    stack: Stack,
+    poll: Poll,
+    inbox: Arc<Inbox>,
+    handler: Arc<dyn Handler>,
+    out: Vec<u8>,
+}
+
+impl UdpDispatcher {
+    fn run(&mut self, shared: &ServerShared, spin: Option<Duration>) -> std::io::Result<()> {
+        let mut events = Events::with_capacity(8);
+        let mut last_work = Instant::now();
+        loop {
+            if shared.stopping() {
+                self.stack.ep.abort_all();
+                return self.stack.flush();
+            }
+            let spinning = match spin {
+                None => true,
+                Some(s) => last_work.elapsed() < s,
+            };
+            let timeout = if spinning {
+                Duration::ZERO
+            } else {
+                let t = self
+                    .stack
+                    .ep
+                    .poll_timeout()
+                    .map(|t| t.saturating_duration_since(Instant::now()));
+                t.unwrap_or(DISPATCH_MAX_BLOCK).min(DISPATCH_MAX_BLOCK)
+            };
+            match self.poll.poll(&mut events, Some(timeout)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+            let now = Instant::now();
+            let mut worked = self.stack.receive(now)?;
+            if self.inbox.pending.swap(false, Ordering::AcqRel) {
+                worked = true;
+                let replies = std::mem::take(&mut *self.inbox.replies.lock());
+                for (peer, rpc, h, p) in replies {
+                    self.stack
+                        .ep
+                        .send_response(now, peer, rpc, h.encode_message(&p));
+                }
+            }
+            while let Some(ev) = self.stack.ep.poll_event() {
+                if let Event::Request { peer, id, msg } = ev {
+                    worked = true;
+                    self.serve_one(now, peer, id, &msg);
+                }
+            }
+            self.stack.flush()?;
+            if worked {
+                last_work = Instant::now();
+            }
+        }
+    }
+
+    fn serve_one(&mut self, now: Instant, peer: SocketAddr, id: u64, msg: &[u8]) {
+        let (h, payload) = match Header::decode_message(msg) {
+            Ok((h, _)) if h.flags.is_response() => {
+                let rh =
+                    Header::response(h.opcode, h.request_id, Status::REQUEST_FORMAT_ERROR.0, 0);
+                return self
+                    .stack
+                    .ep
+                    .send_response(now, peer, id, rh.encode_message(&[]));
+            }
+            Ok(x) => x,
+            Err(e) => {
+                let status = match e {
+                    DecodeError::TooLarge { .. } => Status::REQUEST_TOO_LARGE,
+                    DecodeError::BadVersion { .. } => Status::BAD_PROTOCOL_VERSION,
+                    _ => Status::REQUEST_FORMAT_ERROR,
+                };
+                // Address the error reply with the header's own fields when they are there.
+                let op = if msg.len() >= 8 {
+                    u16::from_le_bytes([msg[6], msg[7]])
+                } else {
+                    0
+                };
+                let rid = msg
+                    .get(8..16)
+                    .map_or(0, |b| u64::from_le_bytes(b.try_into().expect("8 bytes")));
+                let rh = Header::response(op, rid, status.0, 0);
+                return self
+                    .stack
+                    .ep
+                    .send_response(now, peer, id, rh.encode_message(&[]));
+            }
+        };
+        let inbox = &self.inbox;
+        let mut defer = || {
+            let sink: Arc<dyn ReplySink> = inbox.clone();
+            Responder::new(sink, Route::Peer(peer, id), h.opcode, h.request_id)
+        };
+        let (status, body): (Status, &[u8]) =
+            match run_rpc(&*self.handler, &h, payload, &mut self.out, &mut defer) {
+                Outcome::Reply(s) => (s, &self.out),
+                Outcome::Echo => (Status::OK, payload),
+                Outcome::Deferred => return,
+            };
+        let rh = Header::response(h.opcode, h.request_id, status.0, body.len() as u32);
+        let m = rh.encode_message(body);
+        self.stack.ep.send_response(now, peer, id, m);
+    }
+}

@@ -1,0 +1,178 @@
+//! The one table of RPC types.
+//!
+//! Adding an RPC is one line in the `rpc_table!` invocation at the bottom of this file:
+//! `/// doc` + `Name = 0xNNNN => method_name,` with a number from the right range of
+//! [`OPCODE_RANGES`]. The macro generates:
+//!
+//! * the [`Opcode`] enum, [`Opcode::name`], [`Opcode::from_u16`], [`Opcode::ALL`];
+//! * the [`crate::Dispatch`] trait with one method per RPC (default: reply
+//!   `UNIMPLEMENTED_REQUEST`) and [`crate::dispatch`], which routes an incoming RPC to the method —
+//!   a service implements only the methods it serves.
+//!
+//! Opcode numbers are part of the wire contract: never renumber, never reuse a retired number.
+
+/// A reserved block of opcode numbers and who owns it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpcodeRange {
+    /// First opcode of the block.
+    pub first: u16,
+    /// Last opcode of the block (inclusive).
+    pub last: u16,
+    /// Owner / purpose.
+    pub purpose: &'static str,
+}
+
+/// The reserved opcode ranges (also documented in `docs/protocol.md`). Opcode 0 is never valid.
+pub const OPCODE_RANGES: &[OpcodeRange] = &[
+    OpcodeRange {
+        first: 0x0001,
+        last: 0x00FF,
+        purpose: "transport and diagnostics (ping, echo)",
+    },
+    OpcodeRange {
+        first: 0x0100,
+        last: 0x01FF,
+        purpose: "master data operations (read, write, remove, increment, multi-ops, enumerate)",
+    },
+    OpcodeRange {
+        first: 0x0200,
+        last: 0x02FF,
+        purpose: "coordinator (server list, tables, tablet map, recovery)",
+    },
+    OpcodeRange {
+        first: 0x0300,
+        last: 0x03FF,
+        purpose: "backup (open/write/free segment, recovery reads)",
+    },
+    OpcodeRange {
+        first: 0x0400,
+        last: 0x04FF,
+        purpose: "server control and membership (server-list updates, recovery masters, migration)",
+    },
+    OpcodeRange {
+        first: 0x0500,
+        last: 0x05FF,
+        purpose: "FaaS layer (node agent, capacity, write-back) — tranche 2",
+    },
+    OpcodeRange {
+        first: 0xF000,
+        last: 0xFFFF,
+        purpose: "tests and experiments; never used by a shipped service",
+    },
+];
+
+macro_rules! rpc_table {
+    ($( $(#[doc = $doc:literal])* $name:ident = $code:literal => $method:ident, )*) => {
+        /// Every RPC type. Generated from the one table in `wire/opcode.rs`.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[repr(u16)]
+        #[non_exhaustive]
+        pub enum Opcode {
+            $( $(#[doc = $doc])* $name = $code, )*
+        }
+
+        impl Opcode {
+            /// Every opcode in table order.
+            pub const ALL: &'static [Opcode] = &[$(Opcode::$name,)*];
+
+            /// Human-readable name (the enum variant name).
+            pub const fn name(self) -> &'static str {
+                match self { $( Opcode::$name => stringify!($name), )* }
+            }
+
+            /// The opcode for a wire value, or `None` if this build does not know it.
+            pub const fn from_u16(v: u16) -> Option<Opcode> {
+                match v { $( $code => Some(Opcode::$name), )* _ => None }
+            }
+
+            /// The wire value.
+            pub const fn as_u16(self) -> u16 {
+                self as u16
+            }
+        }
+
+        /// A service: one method per RPC type, each defaulting to `UNIMPLEMENTED_REQUEST`.
+        /// Implement the ones you serve and route with [`dispatch`]. Generated from the table.
+        #[allow(unused_variables)]
+        pub trait Dispatch {
+            $(
+                $(#[doc = $doc])*
+                fn $method(&self, call: &mut $crate::server::IncomingRpc<'_>) {
+                    call.reply($crate::wire::Status::UNIMPLEMENTED_REQUEST, &[]);
+                }
+            )*
+        }
+
+        /// Route `call` to the [`Dispatch`] method for its opcode.
+        pub fn dispatch<D: Dispatch + ?Sized>(service: &D, call: &mut $crate::server::IncomingRpc<'_>) {
+            match call.opcode() { $( Opcode::$name => service.$method(call), )* }
+        }
+    };
+}
+
+// Every opcode must be non-zero and inside a reserved range.
+const fn in_ranges(code: u16) -> bool {
+    let mut i = 0;
+    while i < OPCODE_RANGES.len() {
+        if code >= OPCODE_RANGES[i].first && code <= OPCODE_RANGES[i].last {
+            return true;
+        }
+        i += 1;
+    }
+    false
+}
+const _: () = {
+    let mut i = 0;
+    while i < Opcode::ALL.len() {
+        assert!(
+            in_ranges(Opcode::ALL[i].as_u16()),
+            "opcode outside the reserved ranges"
+        );
+        i += 1;
+    }
+};
+
+impl std::fmt::Display for Opcode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// THE TABLE. One line per RPC. Keep numbers inside OPCODE_RANGES; never renumber.
+// ------------------------------------------------------------------------------------------------
+rpc_table! {
+    /// Liveness probe; empty request and response. Answered by the transport on the dispatch core.
+    Ping = 0x0001 => ping,
+    /// Returns the request payload unchanged. Answered by the transport on the dispatch core.
+    Echo = 0x0002 => echo,
+    /// Test-only opcode that no built-in handler serves (exercises `UNIMPLEMENTED_REQUEST`).
+    TestUnserved = 0xF001 => test_unserved,
+    /// Test-only opcode for handlers written by tests.
+    TestCustom = 0xF002 => test_custom,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_round_trips() {
+        for &op in Opcode::ALL {
+            assert_eq!(Opcode::from_u16(op.as_u16()), Some(op));
+            assert!(!op.name().is_empty());
+        }
+        assert_eq!(Opcode::from_u16(0), None);
+        assert_eq!(Opcode::Echo.to_string(), "Echo");
+    }
+
+    #[test]
+    fn ranges_do_not_overlap() {
+        for (i, a) in OPCODE_RANGES.iter().enumerate() {
+            assert!(a.first <= a.last && a.first != 0);
+            for b in &OPCODE_RANGES[i + 1..] {
+                assert!(a.last < b.first, "{a:?} overlaps {b:?}");
+            }
+        }
+    }
+}

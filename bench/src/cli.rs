@@ -1,0 +1,207 @@
+//! Command line.
+
+use crate::net::PollMode;
+use clap::Parser;
+use serde::Serialize;
+use std::path::PathBuf;
+
+/// Test names (ClusterPerf names where one exists).
+pub const TESTS: &[(&str, &str)] = &[
+    ("floor", "plain-socket ping-pong (TCP and UDP loopback), the physical floor, same polling mode"),
+    ("echo", "no-op round trip through the system (Redis ECHO, memcached mn, FaaSCache echo RPC)"),
+    ("readDist", "1 client reads one object repeatedly: latency distribution"),
+    ("readDistRandom", "1 client reads uniformly random objects of a --keys table"),
+    ("writeDist", "1 client overwrites one object repeatedly"),
+    ("writeDistRandom", "1 client overwrites uniformly random objects"),
+    ("readThroughput", "1..=--clients clients read random objects (pipelined with --pipeline): ops/s"),
+    ("writeThroughput", "1..=--clients clients overwrite random objects: ops/s"),
+    ("multiRead_oneMaster", "multi-read of N objects (MGET / multi-key get), N = --batch-sizes"),
+    ("multiWrite_oneMaster", "multi-write of N objects (MSET / pipelined sets)"),
+    ("readVaryingKeyLength", "read latency for key lengths 1..60000 B (--key-lengths)"),
+    ("writeVaryingKeyLength", "write latency for key lengths 1..60000 B"),
+    ("ycsbA", "YCSB A: 50 % read, 50 % update, zipfian"),
+    ("ycsbB", "YCSB B: 95 % read, 5 % update, zipfian"),
+    ("ycsbC", "YCSB C: 100 % read, zipfian"),
+    ("ycsbD", "YCSB D: 95 % read, 5 % insert, latest"),
+    ("ycsbE", "YCSB E: 95 % scan (1..100 records), 5 % insert, zipfian"),
+    ("ycsbF", "YCSB F: 50 % read, 50 % read-modify-write, zipfian"),
+    ("mix", "--read-fraction reads, the rest overwrites; keys uniform (--zipf 0) or zipfian (for cross-checks)"),
+    ("memory", "RSS ÷ live bytes under FAST'14 size shifts W2, W3, W5, W8"),
+    ("compare", "the whole suite against Redis, memcached (and FaaSCache when wired) → bench/results/<date>/"),
+    ("render", "re-render Markdown (--markdown or stdout) and plots (--plots) from a results --json file"),
+    ("list", "list the tests"),
+];
+
+const AFTER_HELP: &str = "\
+Tests: floor echo readDist readDistRandom writeDist writeDistRandom readThroughput writeThroughput
+       multiRead_oneMaster multiWrite_oneMaster readVaryingKeyLength writeVaryingKeyLength
+       ycsbA ycsbB ycsbC ycsbD ycsbE ycsbF mix memory compare render list
+
+Load models: closed loop by default (each client keeps --pipeline requests in flight; latency per
+request from its batch's send time). --rate R switches to an open loop: Poisson arrivals at R ops/s
+in total, latency from each request's intended send time (no coordinated omission). --sweep runs
+an open-loop rate sweep up to the closed-loop maximum and reports the knee.
+
+Examples:
+  scripts/peers.sh start
+  faascache-bench floor --duration 3
+  faascache-bench readDist --driver redis://127.0.0.1:6379 --runs 5 --json out.json
+  faascache-bench readThroughput --driver memcached://127.0.0.1:11211 --clients 2 --pipeline 16
+  faascache-bench ycsbB --driver redis:// --keys 100000 --zipf 0.99 --rate 20000
+  faascache-bench compare --runs 5";
+
+/// FaaSCache benchmark harness (ClusterPerf-style tests, YCSB, floors, peers).
+#[derive(Debug, Clone, Parser, Serialize)]
+#[command(name = "faascache-bench", version, after_help = AFTER_HELP)]
+pub struct Opts {
+    /// Test to run (see the list below), `compare` for the whole suite, `list` to list tests
+    pub test: String,
+
+    /// System under test: redis://HOST:PORT or memcached://HOST:PORT (FaaSCache: --coordinator / --dir)
+    #[arg(long, default_value = "redis://127.0.0.1:6379")]
+    pub driver: String,
+    /// FaaSCache cluster directory (local cluster); the FaaSCache driver is not wired yet
+    #[arg(long, conflicts_with = "coordinator")]
+    pub dir: Option<String>,
+    /// FaaSCache coordinator service locator, e.g. tcp:host=127.0.0.1,port=12246 (not wired yet)
+    #[arg(long)]
+    pub coordinator: Option<String>,
+    /// Write results (metadata + one record per test configuration) to this JSON file
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Write a Markdown report to this file
+    #[arg(long)]
+    pub markdown: Option<PathBuf>,
+    /// Write SVG plots (CDF, latency vs throughput) into this directory
+    #[arg(long)]
+    pub plots: Option<PathBuf>,
+
+    /// Measured time per run and configuration, seconds
+    #[arg(long, default_value_t = 5.0, value_name = "S")]
+    pub duration: f64,
+    /// Measure this many operations per run instead of --duration
+    #[arg(long, value_name = "N")]
+    pub ops: Option<u64>,
+    /// Warm-up per run, seconds (discarded)
+    #[arg(long, default_value_t = 1.0, value_name = "S")]
+    pub warmup: f64,
+    /// Repeat each measurement N times; the report gives the median and the spread [default: 1; compare: 5]
+    #[arg(long, value_name = "N")]
+    pub runs: Option<usize>,
+    /// Client threads, one connection each (throughput tests sweep 1..=N)
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub clients: usize,
+    /// Requests in flight per client connection (closed loop)
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub pipeline: usize,
+    /// Open loop: offered load in ops/s over all clients (Poisson arrivals)
+    #[arg(long, value_name = "OPS/S")]
+    pub rate: Option<f64>,
+    /// Open-loop rate sweep up to the closed-loop maximum; reports the knee
+    #[arg(long)]
+    pub sweep: bool,
+    /// Sweep points as fractions of the closed-loop maximum
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "0.1,0.25,0.5,0.7,0.8,0.9,1.0,1.1"
+    )]
+    pub sweep_points: Vec<f64>,
+    /// Value size in bytes [default: 100; YCSB: 1000]
+    #[arg(long, value_name = "B")]
+    pub value_size: Option<usize>,
+    /// Key size in bytes (keys are zero-padded record numbers)
+    #[arg(long, default_value_t = 30, value_name = "B")]
+    pub key_size: usize,
+    /// Records in the data set (ClusterPerf's readDistRandom uses 2,000,000; YCSB's default is 1000)
+    #[arg(long, default_value_t = 100_000, value_name = "N")]
+    pub keys: u64,
+    /// Zipfian θ for YCSB tests (0 = uniform)
+    #[arg(long, default_value_t = 0.99, value_name = "THETA")]
+    pub zipf: f64,
+    /// `mix` test: fraction of reads (the rest are overwrites)
+    #[arg(long, default_value_t = 0.9, value_name = "F")]
+    pub read_fraction: f64,
+    /// Client polling mode: busy (non-blocking socket, spin) or block
+    #[arg(long, value_enum, default_value_t = PollMode::Busy)]
+    pub poll: PollMode,
+    /// Pin client thread i to core LIST[i % len] (comma-separated)
+    #[arg(long, value_delimiter = ',', value_name = "N")]
+    pub client_core: Vec<usize>,
+    /// Server process id for CPU/RSS accounting [default: asked from the server or found from its port]
+    #[arg(long, value_name = "PID")]
+    pub server_pid: Option<u32>,
+    /// Reply timeout, milliseconds
+    #[arg(long, default_value_t = 5000, value_name = "MS")]
+    pub timeout_ms: u64,
+    /// Skip loading the data set (it is already there)
+    #[arg(long)]
+    pub no_load: bool,
+    /// RNG seed
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+
+    /// multiRead/multiWrite batch sizes
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "1,2,5,10,20,50,100,200,500,1000,2000,5000"
+    )]
+    pub batch_sizes: Vec<usize>,
+    /// readVaryingKeyLength/writeVaryingKeyLength key lengths (bytes)
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "1,5,10,15,20,25,30,35,40,45,50,55,60,65,70,75,80,85,90,95,100,200,300,400,500,600,700,800,900,1000,2000,3000,4000,5000,6000,7000,8000,9000,10000,20000,30000,40000,50000,60000"
+    )]
+    pub key_lengths: Vec<usize>,
+    /// floor: transports
+    #[arg(long, value_delimiter = ',', default_value = "tcp,udp")]
+    pub floor_transports: Vec<String>,
+    /// floor: message sizes in bytes
+    #[arg(long, value_delimiter = ',', default_value = "64,100,1000")]
+    pub floor_sizes: Vec<usize>,
+    /// floor: core for the echo thread [default: another core than the client's]
+    #[arg(long, value_name = "N")]
+    pub floor_server_core: Option<usize>,
+    /// memory: patterns
+    #[arg(long, value_delimiter = ',', default_value = "W2,W3,W5,W8")]
+    pub memory_patterns: Vec<String>,
+    /// memory: live key+value data to hold, MiB
+    #[arg(long, default_value_t = 64, value_name = "MIB")]
+    pub live_mb: u64,
+    /// memory: shell command run before each pattern to restart the peer fresh; `{peer}` is
+    /// replaced by redis/memcached (compare default: "scripts/peers.sh stop {peer}; scripts/peers.sh start {peer}")
+    #[arg(long)]
+    pub restart_cmd: Option<String>,
+
+    /// compare: drivers to measure
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "redis://127.0.0.1:6379,memcached://127.0.0.1:11211,faascache:"
+    )]
+    pub drivers: Vec<String>,
+    /// compare: tests to run
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "floor,echo,readDist,readDistRandom,writeDist,writeDistRandom,readThroughput,writeThroughput,multiRead_oneMaster,multiWrite_oneMaster,ycsbA,ycsbB,ycsbC,ycsbD,ycsbE,ycsbF,memory"
+    )]
+    pub tests: Vec<String>,
+    /// compare: output directory [default: bench/results/<UTC date>]
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// No progress bar
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+impl Opts {
+    /// Runs per measurement.
+    pub fn runs(&self) -> usize {
+        self.runs
+            .unwrap_or(if self.test == "compare" { 5 } else { 1 })
+            .max(1)
+    }
+}

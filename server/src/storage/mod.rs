@@ -16,6 +16,8 @@ pub mod format;
 pub mod hashtable;
 pub mod log;
 pub mod segment;
+#[allow(unsafe_code)]
+mod sys;
 
 pub use cleaner::{CleanReport, CleanerCounters, Want};
 pub use config::EngineConfig;

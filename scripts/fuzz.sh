@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Runs every cargo-fuzz target for a short time (default 20 s each).
+#
+#   scripts/fuzz.sh [SECONDS]
+#
+# Needs a nightly toolchain (cargo-fuzz uses sanitizer flags) and cargo-fuzz, which this
+# script installs with `cargo install` when missing. Targets: server/fuzz (segment decoder)
+# and transport/fuzz (RPC header, datagram packets and endpoint, locators, payload reader).
+# A crash leaves its input under <crate>/fuzz/artifacts/ and fails the script.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs=${1:-20}
+if ! rustup toolchain list 2>/dev/null | grep -q nightly; then
+  echo "fuzz.sh: no nightly toolchain here; cargo-fuzz needs one (rustup toolchain install nightly)" >&2
+  exit 2
+fi
+if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
+  echo "fuzz.sh: installing cargo-fuzz" >&2
+  cargo install --locked cargo-fuzz
+fi
+status=0
+for crate in server transport; do
+  for target in $(cd "$crate" && cargo +nightly fuzz list); do
+    echo "fuzz.sh: $crate/$target for ${secs}s" >&2
+    if ! (cd "$crate" && cargo +nightly fuzz run "$target" -- -max_total_time="$secs" -rss_limit_mb=2048 2>&1 | tail -n 3); then
+      echo "fuzz.sh: $crate/$target FAILED" >&2
+      status=1
+    fi
+  done
+done
+exit $status

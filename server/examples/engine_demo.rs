@@ -16,14 +16,24 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let value = [42u8; 100];
     let t = Instant::now();
     for i in 0..n {
-        e.write(1, format!("user:{i:08}:profile-xxxxxxxxx").as_bytes(), &value, &RejectRules::NONE)?;
+        e.write(
+            1,
+            format!("user:{i:08}:profile-xxxxxxxxx").as_bytes(),
+            &value,
+            &RejectRules::NONE,
+        )?;
     }
     let w = t.elapsed();
     let mut buf = Vec::new();
     let t = Instant::now();
     for i in 0..n {
         buf.clear();
-        e.read(1, format!("user:{:08}:profile-xxxxxxxxx", (i * 7919) % n).as_bytes(), &RejectRules::NONE, &mut buf)?;
+        e.read(
+            1,
+            format!("user:{:08}:profile-xxxxxxxxx", (i * 7919) % n).as_bytes(),
+            &RejectRules::NONE,
+            &mut buf,
+        )?;
     }
     let r = t.elapsed();
     println!(
@@ -35,7 +45,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let v = e.write(1, b"counter", &0i64.to_le_bytes(), &RejectRules::NONE)?;
     match e.write(1, b"counter", b"x", &RejectRules::version_is(v + 1)) {
         Err(StorageError::WrongVersion { current }) => {
-            println!("compare-and-swap with a stale version refused: object is at version {current}")
+            println!(
+                "compare-and-swap with a stale version refused: object is at version {current}"
+            )
         }
         other => println!("unexpected: {other:?}"),
     }
@@ -46,7 +58,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for _ in 0..3 {
         for i in 0..n {
             let k = format!("user:{i:08}:profile-xxxxxxxxx");
-            while let Err(StorageError::NoSpace) = e.write(1, k.as_bytes(), &value, &RejectRules::NONE) {
+            while let Err(StorageError::NoSpace) =
+                e.write(1, k.as_bytes(), &value, &RejectRules::NONE)
+            {
                 std::thread::yield_now();
             }
         }
@@ -62,15 +76,28 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     // A cache table: clean fills may be evicted under pressure, dirty writes never.
-    e.write(2, b"output-of-function-a", b"dirty result", &RejectRules::NONE)?;
+    e.write(
+        2,
+        b"output-of-function-a",
+        b"dirty result",
+        &RejectRules::NONE,
+    )?;
     let t = Instant::now();
     e.resize(96 << 20)?;
-    println!("shrank the log to 96 MiB in {:.1} ms without losing data", t.elapsed().as_secs_f64() * 1e3);
+    println!(
+        "shrank the log to 96 MiB in {:.1} ms without losing data",
+        t.elapsed().as_secs_f64() * 1e3
+    );
     buf.clear();
     e.read(2, b"output-of-function-a", &RejectRules::NONE, &mut buf)?;
     assert_eq!(buf, b"dirty result");
     buf.clear();
-    e.read(1, b"user:00000042:profile-xxxxxxxxx", &RejectRules::NONE, &mut buf)?;
+    e.read(
+        1,
+        b"user:00000042:profile-xxxxxxxxx",
+        &RejectRules::NONE,
+        &mut buf,
+    )?;
     assert_eq!(buf, value);
     println!("every object still reads back; demo done");
     Ok(())

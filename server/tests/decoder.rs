@@ -3,11 +3,13 @@
 //! `server/fuzz`).
 
 use faascache_server::storage::format::{self, Certificate, EntryType, SegmentIterator};
-use faascache_server::storage::{EngineConfig, Engine, RejectRules, TableOptions};
+use faascache_server::storage::{Engine, EngineConfig, RejectRules, TableOptions};
 use proptest::prelude::*;
 
 fn walk(bytes: &[u8], cert: Option<Certificate>) -> usize {
-    let Ok(mut it) = SegmentIterator::new(bytes, cert) else { return 0 };
+    let Ok(mut it) = SegmentIterator::new(bytes, cert) else {
+        return 0;
+    };
     let mut n = 0;
     while let Some(e) = it.next() {
         if e.is_err() {
@@ -24,9 +26,16 @@ fn real_segment() -> (Vec<u8>, Certificate) {
     let e = Engine::new(cfg).unwrap();
     e.create_table(1, TableOptions::default()).unwrap();
     for i in 0..50u32 {
-        e.write(1, format!("key{i}").as_bytes(), &vec![i as u8; i as usize * 7], &RejectRules::NONE).unwrap();
+        e.write(
+            1,
+            format!("key{i}").as_bytes(),
+            &vec![i as u8; i as usize * 7],
+            &RejectRules::NONE,
+        )
+        .unwrap();
         if i % 5 == 0 {
-            e.remove(1, format!("key{}", i / 2).as_bytes(), &RejectRules::NONE).unwrap();
+            e.remove(1, format!("key{}", i / 2).as_bytes(), &RejectRules::NONE)
+                .unwrap();
         }
     }
     let (_, img, cert) = e.segment_images().pop().unwrap();

@@ -5,7 +5,8 @@ mod common;
 use common::{small_config, small_engine};
 use faascache_server::storage::format::{Entry, SegmentIterator};
 use faascache_server::storage::{
-    key_hash, Engine, EngineConfig, RejectRules, ResizeError, StorageError, TableOptions, Want, WriteOp,
+    key_hash, Engine, EngineConfig, RejectRules, ResizeError, StorageError, TableOptions, Want,
+    WriteOp,
 };
 use std::collections::BTreeMap;
 
@@ -39,7 +40,10 @@ fn tables_are_separate_namespaces() {
     let (e, _) = small_engine(256 * 1024);
     e.create_table(1, TableOptions::default()).unwrap();
     e.create_table(2, TableOptions::default()).unwrap();
-    assert_eq!(e.create_table(2, TableOptions::default()), Err(StorageError::TableExists(2)));
+    assert_eq!(
+        e.create_table(2, TableOptions::default()),
+        Err(StorageError::TableExists(2))
+    );
     e.write(1, b"k", b"in one", &RejectRules::NONE).unwrap();
     e.write(2, b"k", b"in two", &RejectRules::NONE).unwrap();
     assert_eq!(read(&e, 1, b"k").unwrap().1, b"in one");
@@ -55,8 +59,13 @@ fn reject_rules_follow_ramcloud() {
     let (e, _) = small_engine(256 * 1024);
     e.create_table(1, TableOptions::default()).unwrap();
     let r = RejectRules::must_exist();
-    assert_eq!(e.write(1, b"k", b"v", &r), Err(StorageError::ObjectDoesntExist));
-    let v = e.write(1, b"k", b"v", &RejectRules::must_not_exist()).unwrap();
+    assert_eq!(
+        e.write(1, b"k", b"v", &r),
+        Err(StorageError::ObjectDoesntExist)
+    );
+    let v = e
+        .write(1, b"k", b"v", &RejectRules::must_not_exist())
+        .unwrap();
     assert_eq!(
         e.write(1, b"k", b"w", &RejectRules::must_not_exist()),
         Err(StorageError::ObjectExists { version: v })
@@ -67,17 +76,34 @@ fn reject_rules_follow_ramcloud() {
         Err(StorageError::WrongVersion { current: v })
     );
     let v2 = e.write(1, b"k", b"w", &RejectRules::version_is(v)).unwrap();
-    let le = RejectRules { version_le_given: true, given_version: v2, ..RejectRules::NONE };
-    assert_eq!(e.remove(1, b"k", &le), Err(StorageError::WrongVersion { current: v2 }));
-    let le = RejectRules { version_le_given: true, given_version: v2 - 1, ..RejectRules::NONE };
+    let le = RejectRules {
+        version_le_given: true,
+        given_version: v2,
+        ..RejectRules::NONE
+    };
+    assert_eq!(
+        e.remove(1, b"k", &le),
+        Err(StorageError::WrongVersion { current: v2 })
+    );
+    let le = RejectRules {
+        version_le_given: true,
+        given_version: v2 - 1,
+        ..RejectRules::NONE
+    };
     let mut out = Vec::new();
     assert_eq!(e.read(1, b"k", &le, &mut out), Ok(v2));
     // A refused read appends nothing.
     let mut out = Vec::new();
-    assert!(e.read(1, b"k", &RejectRules::version_is(1), &mut out).is_err());
+    assert!(e
+        .read(1, b"k", &RejectRules::version_is(1), &mut out)
+        .is_err());
     assert!(out.is_empty());
     // Version rules do not apply to a missing object.
-    let ne = RejectRules { version_ne_given: true, given_version: 5, ..RejectRules::NONE };
+    let ne = RejectRules {
+        version_ne_given: true,
+        given_version: 5,
+        ..RejectRules::NONE
+    };
     e.write(1, b"new", b"x", &ne).unwrap();
 }
 
@@ -85,14 +111,32 @@ fn reject_rules_follow_ramcloud() {
 fn increments_create_add_and_refuse_non_numbers() {
     let (e, _) = small_engine(256 * 1024);
     e.create_table(1, TableOptions::default()).unwrap();
-    assert_eq!(e.increment_i64(1, b"n", 5, &RejectRules::NONE).unwrap().0, 5);
+    assert_eq!(
+        e.increment_i64(1, b"n", 5, &RejectRules::NONE).unwrap().0,
+        5
+    );
     let (v, ver) = e.increment_i64(1, b"n", -7, &RejectRules::NONE).unwrap();
     assert_eq!(v, -2);
-    assert_eq!(read(&e, 1, b"n").unwrap(), (ver, (-2i64).to_le_bytes().to_vec()));
-    e.write(1, b"n", &i64::MAX.to_le_bytes(), &RejectRules::NONE).unwrap();
-    assert_eq!(e.increment_i64(1, b"n", 1, &RejectRules::NONE), Err(StorageError::Overflow));
-    assert_eq!(e.increment_f64(1, b"f", 1.5, &RejectRules::NONE).unwrap().0, 1.5);
-    assert_eq!(e.increment_f64(1, b"f", 0.25, &RejectRules::NONE).unwrap().0, 1.75);
+    assert_eq!(
+        read(&e, 1, b"n").unwrap(),
+        (ver, (-2i64).to_le_bytes().to_vec())
+    );
+    e.write(1, b"n", &i64::MAX.to_le_bytes(), &RejectRules::NONE)
+        .unwrap();
+    assert_eq!(
+        e.increment_i64(1, b"n", 1, &RejectRules::NONE),
+        Err(StorageError::Overflow)
+    );
+    assert_eq!(
+        e.increment_f64(1, b"f", 1.5, &RejectRules::NONE).unwrap().0,
+        1.5
+    );
+    assert_eq!(
+        e.increment_f64(1, b"f", 0.25, &RejectRules::NONE)
+            .unwrap()
+            .0,
+        1.75
+    );
     e.write(1, b"s", b"text", &RejectRules::NONE).unwrap();
     assert_eq!(
         e.increment_i64(1, b"s", 1, &RejectRules::NONE),
@@ -111,20 +155,37 @@ fn bad_input_is_a_typed_error_with_a_message() {
     let err = e.write(9, b"k", b"v", &RejectRules::NONE).unwrap_err();
     assert_eq!(err, StorageError::UnknownTable(9));
     assert!(err.to_string().contains("table 9 does not exist"));
-    assert_eq!(e.write(1, b"", b"v", &RejectRules::NONE), Err(StorageError::EmptyKey));
+    assert_eq!(
+        e.write(1, b"", b"v", &RejectRules::NONE),
+        Err(StorageError::EmptyKey)
+    );
     let big_key = vec![1u8; 65536];
     let err = e.write(1, &big_key, b"v", &RejectRules::NONE).unwrap_err();
-    assert!(matches!(err, StorageError::KeyTooLarge { len: 65536, max: 65535 }), "{err}");
+    assert!(
+        matches!(
+            err,
+            StorageError::KeyTooLarge {
+                len: 65536,
+                max: 65535
+            }
+        ),
+        "{err}"
+    );
     // This small engine's segments (16 KiB) cap values at what half a segment holds.
     let max = e.max_value_len(1);
-    let err = e.write(1, b"k", &vec![0; max + 1], &RejectRules::NONE).unwrap_err();
+    let err = e
+        .write(1, b"k", &vec![0; max + 1], &RejectRules::NONE)
+        .unwrap_err();
     assert!(matches!(err, StorageError::ValueTooLarge { .. }), "{err}");
     assert!(err.to_string().contains("too large"));
     e.write(1, b"k", &vec![7; max], &RejectRules::NONE).unwrap();
     // Nothing stored was lost by the refusals.
     assert_eq!(read(&e, 1, b"k").unwrap().1, vec![7; max]);
     let mut out = Vec::new();
-    assert_eq!(e.read(1, b"", &RejectRules::NONE, &mut out), Err(StorageError::EmptyKey));
+    assert_eq!(
+        e.read(1, b"", &RejectRules::NONE, &mut out),
+        Err(StorageError::EmptyKey)
+    );
 }
 
 #[test]
@@ -147,10 +208,16 @@ fn default_engine_takes_a_one_mib_value_and_a_max_key() {
 fn bad_configurations_are_refused_with_reasons() {
     let mut c = small_config(256 * 1024);
     c.seglet_bytes = 1000;
-    assert!(Engine::new(c).unwrap_err().to_string().contains("power of two"));
+    assert!(Engine::new(c)
+        .unwrap_err()
+        .to_string()
+        .contains("power of two"));
     let mut c = small_config(256 * 1024);
     c.memory_bytes = 1024;
-    assert!(Engine::new(c).unwrap_err().to_string().contains("too small"));
+    assert!(Engine::new(c)
+        .unwrap_err()
+        .to_string()
+        .contains("too small"));
 }
 
 #[test]
@@ -158,9 +225,24 @@ fn multi_operations_return_one_result_each() {
     let (e, _) = small_engine(256 * 1024);
     e.create_table(1, TableOptions::default()).unwrap();
     let ops = [
-        WriteOp { table: 1, key: b"a", value: b"1", rules: RejectRules::NONE },
-        WriteOp { table: 2, key: b"b", value: b"2", rules: RejectRules::NONE },
-        WriteOp { table: 1, key: b"c", value: b"3", rules: RejectRules::NONE },
+        WriteOp {
+            table: 1,
+            key: b"a",
+            value: b"1",
+            rules: RejectRules::NONE,
+        },
+        WriteOp {
+            table: 2,
+            key: b"b",
+            value: b"2",
+            rules: RejectRules::NONE,
+        },
+        WriteOp {
+            table: 1,
+            key: b"c",
+            value: b"3",
+            rules: RejectRules::NONE,
+        },
     ];
     let r = e.multi_write(&ops);
     assert!(r[0].is_ok() && r[2].is_ok());
@@ -182,8 +264,10 @@ fn enumerate_returns_each_object_once_across_batches_and_ranges() {
     let mut want = BTreeMap::new();
     for i in 0..300u32 {
         let k = format!("key-{i}");
-        e.write(1, k.as_bytes(), &i.to_le_bytes(), &RejectRules::NONE).unwrap();
-        e.write(2, k.as_bytes(), b"other table", &RejectRules::NONE).unwrap();
+        e.write(1, k.as_bytes(), &i.to_le_bytes(), &RejectRules::NONE)
+            .unwrap();
+        e.write(2, k.as_bytes(), b"other table", &RejectRules::NONE)
+            .unwrap();
         want.insert(k.into_bytes(), i.to_le_bytes().to_vec());
     }
     // Whole range in small batches.
@@ -194,7 +278,10 @@ fn enumerate_returns_each_object_once_across_batches_and_ranges() {
         let b = e.enumerate(1, 0..=u64::MAX, cursor, 200).unwrap();
         batches += 1;
         for o in b.objects {
-            assert!(got.insert(o.key, o.value).is_none(), "object returned twice");
+            assert!(
+                got.insert(o.key, o.value).is_none(),
+                "object returned twice"
+            );
         }
         match b.next_cursor {
             Some(c) => cursor = Some(c),
@@ -265,7 +352,9 @@ fn truly_full_memory_refuses_writes_without_losing_data() {
             Err(StorageError::NoSpace) => {
                 // All data is live: cleaning cannot help, and says so by freeing nothing.
                 let r = e.clean();
-                if e.write(1, k.as_bytes(), &[i as u8; 300], &RejectRules::NONE).is_err() {
+                if e.write(1, k.as_bytes(), &[i as u8; 300], &RejectRules::NONE)
+                    .is_err()
+                {
                     assert!(r.seglets_freed <= 2, "{r:?}");
                     break;
                 }
@@ -290,7 +379,10 @@ fn both_cleaner_levels_preserve_every_object_and_tombstones_die() {
         for i in 0..40u32 {
             let k = format!("obj{i}");
             if (i + round) % 7 == 0 {
-                if e.remove(1, k.as_bytes(), &RejectRules::NONE).unwrap().is_some() {
+                if e.remove(1, k.as_bytes(), &RejectRules::NONE)
+                    .unwrap()
+                    .is_some()
+                {
                     removes += 1;
                 }
                 model.remove(&k);
@@ -308,10 +400,18 @@ fn both_cleaner_levels_preserve_every_object_and_tombstones_die() {
                 model.insert(k, v);
             }
         }
-        let want = if round % 2 == 0 { Want::Compact } else { Want::Combined };
+        let want = if round % 2 == 0 {
+            Want::Compact
+        } else {
+            Want::Combined
+        };
         e.clean_with(want);
         for (k, v) in &model {
-            assert_eq!(&read(&e, 1, k.as_bytes()).unwrap().1, v, "after round {round}");
+            assert_eq!(
+                &read(&e, 1, k.as_bytes()).unwrap().1,
+                v,
+                "after round {round}"
+            );
         }
     }
     let s = e.stats();
@@ -337,7 +437,10 @@ fn both_cleaner_levels_preserve_every_object_and_tombstones_die() {
         e.clean_with(Want::Combined);
     }
     let left = count_tombstones(&e);
-    assert!(removes > 50 && left * 2 < removes, "{left} of {removes} tombstones still in the log");
+    assert!(
+        removes > 50 && left * 2 < removes,
+        "{left} of {removes} tombstones still in the log"
+    );
 }
 
 #[test]
@@ -345,7 +448,13 @@ fn newest_head_digest_names_the_whole_log() {
     let (e, _) = small_engine(256 * 1024);
     e.create_table(1, TableOptions::default()).unwrap();
     for i in 0..400u32 {
-        e.write(1, format!("k{}", i % 50).as_bytes(), &[1; 200], &RejectRules::NONE).unwrap();
+        e.write(
+            1,
+            format!("k{}", i % 50).as_bytes(),
+            &[1; 200],
+            &RejectRules::NONE,
+        )
+        .unwrap();
     }
     e.clean_with(Want::Combined);
     let images = e.segment_images();
@@ -373,8 +482,20 @@ fn cache_tables_evict_clean_objects_only() {
     e.create_table(2, TableOptions::default()).unwrap();
     // Dirty data in both tables, then many clean cache fills.
     for i in 0..20u32 {
-        e.write(1, format!("dirty{i}").as_bytes(), &[1; 200], &RejectRules::NONE).unwrap();
-        e.write(2, format!("plain{i}").as_bytes(), &[2; 200], &RejectRules::NONE).unwrap();
+        e.write(
+            1,
+            format!("dirty{i}").as_bytes(),
+            &[1; 200],
+            &RejectRules::NONE,
+        )
+        .unwrap();
+        e.write(
+            2,
+            format!("plain{i}").as_bytes(),
+            &[2; 200],
+            &RejectRules::NONE,
+        )
+        .unwrap();
     }
     // Far more clean fills than memory holds: each succeeds, at worst after a cleaning pass.
     for i in 0..2000u32 {
@@ -390,9 +511,18 @@ fn cache_tables_evict_clean_objects_only() {
     let s = e.stats();
     assert!(s.cleaner.evicted > 0, "{s:?}");
     for i in 0..20u32 {
-        assert_eq!(read(&e, 1, format!("dirty{i}").as_bytes()).unwrap().1, vec![1; 200]);
-        assert_eq!(read(&e, 2, format!("plain{i}").as_bytes()).unwrap().1, vec![2; 200]);
-        assert_eq!(e.is_dirty(1, format!("dirty{i}").as_bytes()).unwrap(), Some(true));
+        assert_eq!(
+            read(&e, 1, format!("dirty{i}").as_bytes()).unwrap().1,
+            vec![1; 200]
+        );
+        assert_eq!(
+            read(&e, 2, format!("plain{i}").as_bytes()).unwrap().1,
+            vec![2; 200]
+        );
+        assert_eq!(
+            e.is_dirty(1, format!("dirty{i}").as_bytes()).unwrap(),
+            Some(true)
+        );
     }
     // Write-back marks an object clean only at the version that was written back.
     let v = e.write(1, b"wb", b"x", &RejectRules::NONE).unwrap();
@@ -407,7 +537,13 @@ fn resize_grows_shrinks_and_refuses_when_data_does_not_fit() {
     e.create_table(1, TableOptions::default()).unwrap();
     for i in 0..100u32 {
         for _ in 0..4 {
-            e.write(1, format!("k{i}").as_bytes(), &[i as u8; 300], &RejectRules::NONE).unwrap();
+            e.write(
+                1,
+                format!("k{i}").as_bytes(),
+                &[i as u8; 300],
+                &RejectRules::NONE,
+            )
+            .unwrap();
         }
     }
     e.resize(512 * 1024).unwrap();
@@ -417,15 +553,30 @@ fn resize_grows_shrinks_and_refuses_when_data_does_not_fit() {
     assert_eq!(e.stats().budget_bytes, 128 * 1024);
     assert!(e.stats().allocated_bytes <= 128 * 1024);
     for i in 0..100u32 {
-        assert_eq!(read(&e, 1, format!("k{i}").as_bytes()).unwrap().1, vec![i as u8; 300]);
+        assert_eq!(
+            read(&e, 1, format!("k{i}").as_bytes()).unwrap().1,
+            vec![i as u8; 300]
+        );
     }
-    assert!(matches!(e.resize(10 * 1024), Err(ResizeError::BelowMinimum { .. })));
-    assert!(matches!(e.resize(4 << 20), Err(ResizeError::AboveReservation { .. })));
+    assert!(matches!(
+        e.resize(10 * 1024),
+        Err(ResizeError::BelowMinimum { .. })
+    ));
+    assert!(matches!(
+        e.resize(4 << 20),
+        Err(ResizeError::AboveReservation { .. })
+    ));
     // Fill with live data, then ask for less than it needs: refused, nothing lost.
     e.resize(512 * 1024).unwrap();
     let mut n = 0u32;
     while e.stats().live_bytes < 300 * 1024 {
-        e.write(1, format!("big{n}").as_bytes(), &[9; 1000], &RejectRules::NONE).unwrap();
+        e.write(
+            1,
+            format!("big{n}").as_bytes(),
+            &[9; 1000],
+            &RejectRules::NONE,
+        )
+        .unwrap();
         n += 1;
     }
     let err = e.resize(128 * 1024).unwrap_err();
@@ -433,7 +584,10 @@ fn resize_grows_shrinks_and_refuses_when_data_does_not_fit() {
     assert!(err.to_string().contains("still needed"));
     assert_eq!(e.stats().budget_bytes, 512 * 1024);
     for i in 0..n {
-        assert_eq!(read(&e, 1, format!("big{i}").as_bytes()).unwrap().1, vec![9; 1000]);
+        assert_eq!(
+            read(&e, 1, format!("big{i}").as_bytes()).unwrap().1,
+            vec![9; 1000]
+        );
     }
 }
 
@@ -442,14 +596,29 @@ fn shrinking_evicts_clean_cache_objects_but_never_dirty_ones() {
     let (e, _) = small_engine(512 * 1024);
     e.create_table(1, TableOptions { evictable: true }).unwrap();
     for i in 0..200u32 {
-        e.write_clean(1, format!("c{i}").as_bytes(), &[1; 1000], &RejectRules::NONE).unwrap();
+        e.write_clean(
+            1,
+            format!("c{i}").as_bytes(),
+            &[1; 1000],
+            &RejectRules::NONE,
+        )
+        .unwrap();
     }
     for i in 0..20u32 {
-        e.write(1, format!("d{i}").as_bytes(), &[2; 1000], &RejectRules::NONE).unwrap();
+        e.write(
+            1,
+            format!("d{i}").as_bytes(),
+            &[2; 1000],
+            &RejectRules::NONE,
+        )
+        .unwrap();
     }
     e.resize(128 * 1024).unwrap();
     for i in 0..20u32 {
-        assert_eq!(read(&e, 1, format!("d{i}").as_bytes()).unwrap().1, vec![2; 1000]);
+        assert_eq!(
+            read(&e, 1, format!("d{i}").as_bytes()).unwrap().1,
+            vec![2; 1000]
+        );
     }
     assert!(e.stats().cleaner.evicted > 0);
 }
@@ -464,7 +633,7 @@ fn concurrent_readers_and_writers_with_background_cleaner() {
         .map(|t| {
             let e = e.clone();
             std::thread::spawn(move || {
-                let mut last = vec![0u32; 50];
+                let mut last = [0u32; 50];
                 for n in 1..4000u32 {
                     let i = (n * 7 + t) as usize % 50;
                     let k = format!("t{t}-k{i}");
@@ -480,7 +649,13 @@ fn concurrent_readers_and_writers_with_background_cleaner() {
                     let j = (n as usize * 13) % 50;
                     if last[j] > 0 {
                         let mut out = Vec::new();
-                        e.read(1, format!("t{t}-k{j}").as_bytes(), &RejectRules::NONE, &mut out).unwrap();
+                        e.read(
+                            1,
+                            format!("t{t}-k{j}").as_bytes(),
+                            &RejectRules::NONE,
+                            &mut out,
+                        )
+                        .unwrap();
                         assert_eq!(out, last[j].to_le_bytes().repeat(20 + j));
                     }
                 }
@@ -491,7 +666,10 @@ fn concurrent_readers_and_writers_with_background_cleaner() {
         t.join().unwrap();
     }
     let s = e.stats();
-    assert!(s.cleaner.compactions + s.cleaner.combined > 0, "cleaner never ran: {s:?}");
+    assert!(
+        s.cleaner.compactions + s.cleaner.combined > 0,
+        "cleaner never ran: {s:?}"
+    );
 }
 
 #[test]
@@ -507,7 +685,9 @@ fn overwrites_at_90_percent_utilisation_keep_every_object() {
     let mut versions = vec![0u64; n];
     let key = |i: usize| format!("object-{i:08}-padding-to-30-b");
     for (i, v) in versions.iter_mut().enumerate() {
-        *v = e.write(1, key(i).as_bytes(), &[i as u8; 200], &RejectRules::NONE).unwrap();
+        *v = e
+            .write(1, key(i).as_bytes(), &[i as u8; 200], &RejectRules::NONE)
+            .unwrap();
     }
     let mut x = 12345u64;
     let mut retries = 0;
@@ -520,7 +700,12 @@ fn overwrites_at_90_percent_utilisation_keep_every_object() {
             clock.advance(1);
         }
         loop {
-            match e.write(1, key(i).as_bytes(), &[(i + round) as u8; 200], &RejectRules::NONE) {
+            match e.write(
+                1,
+                key(i).as_bytes(),
+                &[(i + round) as u8; 200],
+                &RejectRules::NONE,
+            ) {
                 Ok(v) => {
                     versions[i] = v;
                     break;
@@ -528,14 +713,21 @@ fn overwrites_at_90_percent_utilisation_keep_every_object() {
                 Err(StorageError::NoSpace) => {
                     retries += 1;
                     e.clean();
-                    assert!(retries < 100 * n, "cleaning makes no progress: {:?}", e.stats());
+                    assert!(
+                        retries < 100 * n,
+                        "cleaning makes no progress: {:?}",
+                        e.stats()
+                    );
                 }
                 Err(x) => panic!("{x}"),
             }
         }
         let j = (x >> 32) as usize % n;
         let mut out = Vec::new();
-        assert_eq!(e.read(1, key(j).as_bytes(), &RejectRules::NONE, &mut out), Ok(versions[j]));
+        assert_eq!(
+            e.read(1, key(j).as_bytes(), &RejectRules::NONE, &mut out),
+            Ok(versions[j])
+        );
         assert_eq!(out.len(), 200);
     }
     let s = e.stats();

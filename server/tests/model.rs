@@ -8,7 +8,9 @@
 mod common;
 
 use common::small_engine;
-use faascache_server::storage::{key_hash, Engine, RejectRules, ResizeError, StorageError, TableOptions, Want};
+use faascache_server::storage::{
+    key_hash, Engine, RejectRules, ResizeError, StorageError, TableOptions, Want,
+};
 use proptest::prelude::*;
 use std::collections::BTreeMap;
 
@@ -27,13 +29,34 @@ enum Cond {
 
 #[derive(Clone, Debug)]
 enum Op {
-    Write { table: u32, key: u8, len: u16, fill: u8, cond: Cond, clean: bool },
-    Remove { table: u32, key: u8, cond: Cond },
-    Read { table: u32, key: u8 },
-    Incr { table: u32, key: u8, delta: i16 },
+    Write {
+        table: u32,
+        key: u8,
+        len: u16,
+        fill: u8,
+        cond: Cond,
+        clean: bool,
+    },
+    Remove {
+        table: u32,
+        key: u8,
+        cond: Cond,
+    },
+    Read {
+        table: u32,
+        key: u8,
+    },
+    Incr {
+        table: u32,
+        key: u8,
+        delta: i16,
+    },
     Clean(u8),
     Resize(u16),
-    Enumerate { table: u32, half: bool },
+    Enumerate {
+        table: u32,
+        half: bool,
+    },
 }
 
 fn cond() -> impl Strategy<Value = Cond> {
@@ -73,9 +96,11 @@ fn rules(c: &Cond, current: Option<u64>) -> RejectRules {
         Cond::MustExist => RejectRules::must_exist(),
         Cond::MustNotExist => RejectRules::must_not_exist(),
         Cond::VersionIs(d) => RejectRules::version_is(v + *d as u64),
-        Cond::VersionLe(d) => {
-            RejectRules { version_le_given: true, given_version: v.saturating_sub(*d as u64), ..RejectRules::NONE }
-        }
+        Cond::VersionLe(d) => RejectRules {
+            version_le_given: true,
+            given_version: v.saturating_sub(*d as u64),
+            ..RejectRules::NONE
+        },
     }
 }
 
@@ -99,7 +124,10 @@ fn usable(e: &Engine) -> usize {
 }
 
 /// A write that may meet a full log: retried after cleaning, as a client retries `NoSpace`.
-fn with_retry<T>(e: &Engine, mut f: impl FnMut() -> Result<T, StorageError>) -> Result<T, StorageError> {
+fn with_retry<T>(
+    e: &Engine,
+    mut f: impl FnMut() -> Result<T, StorageError>,
+) -> Result<T, StorageError> {
     for _ in 0..4 {
         match f() {
             Err(StorageError::NoSpace) => {
@@ -160,7 +188,14 @@ fn run(fill_level: f64, ops: Vec<Op>) {
     for op in ops {
         clock.advance(1);
         match op {
-            Op::Write { table, key: k, len, fill, cond, clean } => {
+            Op::Write {
+                table,
+                key: k,
+                len,
+                fill,
+                cond,
+                clean,
+            } => {
                 let mk = (table, key(k));
                 let cur = m.get(&mk).map(|x| x.0);
                 let v = vec![fill; len as usize];
@@ -174,7 +209,10 @@ fn run(fill_level: f64, ops: Vec<Op>) {
                 });
                 match res {
                     Ok(ver) => {
-                        assert!(model_allows(&cond, cur), "{cond:?} on {cur:?} should refuse");
+                        assert!(
+                            model_allows(&cond, cur),
+                            "{cond:?} on {cur:?} should refuse"
+                        );
                         assert!(ver > cur.unwrap_or(0));
                         m.insert(mk, (ver, v));
                     }
@@ -182,7 +220,11 @@ fn run(fill_level: f64, ops: Vec<Op>) {
                     Err(err) => assert!(!model_allows(&cond, cur), "{cond:?} on {cur:?}: {err}"),
                 }
             }
-            Op::Remove { table, key: k, cond } => {
+            Op::Remove {
+                table,
+                key: k,
+                cond,
+            } => {
                 let mk = (table, key(k));
                 let cur = m.get(&mk).map(|x| x.0);
                 match with_retry(&e, || e.remove(table, &mk.1, &rules(&cond, cur))) {
@@ -206,10 +248,16 @@ fn run(fill_level: f64, ops: Vec<Op>) {
                     None => assert_eq!(got, Err(StorageError::ObjectDoesntExist)),
                 }
             }
-            Op::Incr { table, key: k, delta } => {
+            Op::Incr {
+                table,
+                key: k,
+                delta,
+            } => {
                 let mk = (table, key(k));
                 let cur = m.get(&mk).cloned();
-                let res = with_retry(&e, || e.increment_i64(table, &mk.1, delta as i64, &RejectRules::NONE));
+                let res = with_retry(&e, || {
+                    e.increment_i64(table, &mk.1, delta as i64, &RejectRules::NONE)
+                });
                 match (res, cur) {
                     (Err(StorageError::NoSpace), _) => {}
                     (Ok((n, ver)), None) => {
@@ -221,7 +269,9 @@ fn run(fill_level: f64, ops: Vec<Op>) {
                         assert_eq!(n, old + delta as i64);
                         m.insert(mk, (ver, n.to_le_bytes().to_vec()));
                     }
-                    (Err(StorageError::NotANumber { len }), Some((_, old))) => assert_eq!(len, old.len()),
+                    (Err(StorageError::NotANumber { len }), Some((_, old))) => {
+                        assert_eq!(len, old.len())
+                    }
                     (Err(x), c) => panic!("increment on {c:?}: {x}"),
                 }
             }
@@ -233,7 +283,9 @@ fn run(fill_level: f64, ops: Vec<Op>) {
                 let before = e.stats().budget_bytes;
                 match e.resize(kib as usize * 1024) {
                     Ok(()) => assert_eq!(e.stats().budget_bytes, kib as usize * 1024),
-                    Err(ResizeError::LiveDataTooLarge { .. }) => assert_eq!(e.stats().budget_bytes, before),
+                    Err(ResizeError::LiveDataTooLarge { .. }) => {
+                        assert_eq!(e.stats().budget_bytes, before)
+                    }
                     Err(ResizeError::BelowMinimum { .. }) => assert!(kib < 64),
                     Err(x) => panic!("{x}"),
                 }
@@ -265,7 +317,10 @@ fn run(fill_level: f64, ops: Vec<Op>) {
 }
 
 fn cases() -> u32 {
-    std::env::var("MODEL_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000)
+    std::env::var("MODEL_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000)
 }
 
 proptest! {

@@ -105,7 +105,10 @@ impl Arena {
             seglet_bytes,
             seglet_shift: seglet_bytes.trailing_zeros(),
             total_seglets,
-            state: Mutex::new(FreeList { warm: Vec::new(), cold }),
+            state: Mutex::new(FreeList {
+                warm: Vec::new(),
+                cold,
+            }),
             in_use: AtomicUsize::new(0),
             budget: AtomicUsize::new(0),
         };
@@ -176,7 +179,11 @@ impl Arena {
         }
         let mut out = Vec::with_capacity(n);
         for _ in 0..n {
-            let s = st.warm.pop().or_else(|| st.cold.pop()).expect("counted above");
+            let s = st
+                .warm
+                .pop()
+                .or_else(|| st.cold.pop())
+                .expect("counted above");
             out.push(s);
         }
         self.in_use.fetch_add(n, Ordering::Relaxed);
@@ -188,7 +195,10 @@ impl Arena {
         let mut st = self.state.lock();
         let over = self.in_use.load(Ordering::Relaxed) > self.budget.load(Ordering::Relaxed);
         for &s in seglets {
-            assert!((s as usize) < self.total_seglets, "freeing seglet {s} out of range");
+            assert!(
+                (s as usize) < self.total_seglets,
+                "freeing seglet {s} out of range"
+            );
             if over {
                 self.release(s);
                 st.cold.push(s);
@@ -197,7 +207,10 @@ impl Arena {
             }
         }
         let prev = self.in_use.fetch_sub(seglets.len(), Ordering::Relaxed);
-        assert!(prev >= seglets.len(), "arena freed more seglets than it allocated");
+        assert!(
+            prev >= seglets.len(),
+            "arena freed more seglets than it allocated"
+        );
     }
 
     fn release(&self, seglet: u32) {
@@ -249,7 +262,11 @@ impl Arena {
         // SAFETY: inside the mapping (checked); published bytes are immutable while readers
         // may see them, so no data race.
         unsafe {
-            std::ptr::copy_nonoverlapping(self.base.as_ptr().add(start), dst.as_mut_ptr(), dst.len());
+            std::ptr::copy_nonoverlapping(
+                self.base.as_ptr().add(start),
+                dst.as_mut_ptr(),
+                dst.len(),
+            );
         }
     }
 
@@ -272,7 +289,11 @@ impl Arena {
 fn page_size() -> usize {
     // SAFETY: sysconf has no preconditions.
     let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    if p > 0 { p as usize } else { 4096 }
+    if p > 0 {
+        p as usize
+    } else {
+        4096
+    }
 }
 
 impl Drop for Arena {

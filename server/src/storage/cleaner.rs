@@ -31,6 +31,10 @@ pub const BACKUP_EXPANSION: usize = 2;
 /// above it cleaning costs grow fast (cost ∝ u / (1 - u)).
 pub const EVICT_LIVE_FRACTION: f64 = 0.85;
 
+/// How many entries ahead of relocation the cleaner prefetches: enough to cover a DRAM miss
+/// with the work of relocating the entries in between.
+const PREFETCH_AHEAD: usize = 8;
+
 /// What the caller wants of a pass.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Want {
@@ -63,9 +67,19 @@ pub enum Fate {
 pub trait LogEntryHandlers {
     /// Age of the entry's data, or `None` for log metadata (dead once outside the head).
     fn timestamp(&self, ty: EntryType, body: &[u8]) -> Option<u32>;
+    /// Called a few entries ahead of `relocate` so the handler can start loading what it will
+    /// need (the object layer prefetches the entry's hash bucket). Optional.
+    fn prefetch(&self, _ty: EntryType, _body: &[u8]) {}
     /// Decides whether the entry at `old` is live; if so copies it with `to.append` and
     /// repoints references, atomically with respect to concurrent writers.
-    fn relocate(&self, ty: EntryType, body: &[u8], old: u64, evict: bool, to: &mut Relocator<'_>) -> Fate;
+    fn relocate(
+        &self,
+        ty: EntryType,
+        body: &[u8],
+        old: u64,
+        evict: bool,
+        to: &mut Relocator<'_>,
+    ) -> Fate;
 }
 
 /// Where relocated entries go: one compacted segment, or a series of survivor segments.
@@ -97,7 +111,11 @@ impl Relocator<'_> {
                 seg.close();
                 self.current = None;
             }
-            let seg = self.log.open_side_segment(self.log.config.seglets_per_segment(), None, self.now)?;
+            let seg = self.log.open_side_segment(
+                self.log.config.seglets_per_segment(),
+                None,
+                self.now,
+            )?;
             self.opened.push(seg.clone());
             self.current = Some(seg);
         }
@@ -153,7 +171,8 @@ impl AtomicCounters {
             2 => self.combined.fetch_add(1, Ordering::Relaxed),
             _ => 0,
         };
-        self.bytes_relocated.fetch_add(r.bytes_relocated as u64, Ordering::Relaxed);
+        self.bytes_relocated
+            .fetch_add(r.bytes_relocated as u64, Ordering::Relaxed);
         self.evicted.fetch_add(r.evicted as u64, Ordering::Relaxed);
     }
 
@@ -189,7 +208,10 @@ pub fn clean_pass(
     let mut cands: Vec<Candidate> = segs
         .into_iter()
         .filter(|s| Some(s.id) != head && s.is_closed())
-        .map(|s| Candidate { live: log.live_bytes(&s), seg: s })
+        .map(|s| Candidate {
+            live: log.live_bytes(&s),
+            seg: s,
+        })
         .collect();
     if cands.is_empty() {
         return CleanReport::default();
@@ -209,7 +231,11 @@ pub fn clean_pass(
                 // Compaction costs no backup I/O, so it runs while some segment can give back
                 // a seglet; only then is combined cleaning needed to consolidate free space.
                 let best = cands.iter().map(freeable).max().unwrap_or(0);
-                if best >= 1 { 1 } else { 2 }
+                if best >= 1 {
+                    1
+                } else {
+                    2
+                }
             }
         }
     };
@@ -244,9 +270,20 @@ fn compact(
     let Some(target) = log.open_side_segment(seglets, Some(c.seg.id), now) else {
         return CleanReport::default();
     };
-    let mut to = Relocator { log, now, current: Some(target.clone()), compacting: true, opened: vec![], bytes: 0 };
+    let mut to = Relocator {
+        log,
+        now,
+        current: Some(target.clone()),
+        compacting: true,
+        opened: vec![],
+        bytes: 0,
+    };
     let mut evicted = 0;
-    for (addr, _) in entries_of(log, &c.seg) {
+    let entries = entries_of(log, &c.seg);
+    for (i, &(addr, _)) in entries.iter().enumerate() {
+        if let Some(&(ahead, _)) = entries.get(i + PREFETCH_AHEAD) {
+            log.with_entry(ahead, |h, body| handlers.prefetch(h.ty, body));
+        }
         let fate = log.with_entry(addr, |h, body| {
             if handlers.timestamp(h.ty, body).is_none() {
                 return Fate::Dead;
@@ -287,7 +324,11 @@ fn combined(
     let score = |c: &Candidate| {
         let u = c.live as f64 / seg_bytes as f64;
         let age = now.saturating_sub(c.seg.timestamp()) as f64 + 1.0;
-        if u <= 0.0 { f64::INFINITY } else { (1.0 - u) * age / u }
+        if u <= 0.0 {
+            f64::INFINITY
+        } else {
+            (1.0 - u) * age / u
+        }
     };
     if oldest_first {
         cands.sort_by_key(|c| c.seg.timestamp());
@@ -296,7 +337,8 @@ fn combined(
     }
     // Survivors come from the cleaner's reserve; leave half a segment of slack for the room
     // lost at the end of each survivor.
-    let room = (log.config.reserve_seglets() * log.config.seglet_bytes).saturating_sub(seg_bytes / 2);
+    let room =
+        (log.config.reserve_seglets() * log.config.seglet_bytes).saturating_sub(seg_bytes / 2);
     let mut chosen = Vec::new();
     let mut total = 0;
     for c in cands.iter() {
@@ -327,11 +369,23 @@ fn combined(
         }
     }
     live.sort_unstable_by_key(|&(ts, addr, _)| (ts, addr));
-    let mut to = Relocator { log, now, current: None, compacting: false, opened: vec![], bytes: 0 };
+    let mut to = Relocator {
+        log,
+        now,
+        current: None,
+        compacting: false,
+        opened: vec![],
+        bytes: 0,
+    };
     let mut failed = vec![false; chosen.len()];
     let mut evicted = 0;
-    for &(_, addr, i) in &live {
-        let fate = log.with_entry(addr, |h, body| handlers.relocate(h.ty, body, addr, evict, &mut to));
+    for (n, &(_, addr, i)) in live.iter().enumerate() {
+        if let Some(&(_, ahead, _)) = live.get(n + PREFETCH_AHEAD) {
+            log.with_entry(ahead, |h, body| handlers.prefetch(h.ty, body));
+        }
+        let fate = log.with_entry(addr, |h, body| {
+            handlers.relocate(h.ty, body, addr, evict, &mut to)
+        });
         match fate {
             Fate::Evicted => evicted += 1,
             Fate::Failed => failed[i] = true,
@@ -356,7 +410,11 @@ fn combined(
             chosen.len() - done.len()
         );
     }
-    let freed: usize = chosen.iter().filter(|s| done.contains(&s.id)).map(|s| s.seglets().len()).sum();
+    let freed: usize = chosen
+        .iter()
+        .filter(|s| done.contains(&s.id))
+        .map(|s| s.seglets().len())
+        .sum();
     let used: usize = to.opened.iter().map(|s| s.seglets().len()).sum();
     log.remove_cleaned(&done);
     // A new head whose digest no longer names the cleaned segments. If memory is too tight

@@ -87,7 +87,10 @@ impl EngineConfig {
         // segment's room are refused at write time with `ValueTooLarge` naming the limit
         // (the default 8 MiB segment holds the largest object, 1 MiB value + 64 KiB key).
         if self.segment_bytes < 16 * 1024 {
-            return bad(format!("segment size {} is below 16 KiB", self.segment_bytes));
+            return bad(format!(
+                "segment size {} is below 16 KiB",
+                self.segment_bytes
+            ));
         }
         if self.max_memory_bytes < self.memory_bytes {
             return bad(format!(

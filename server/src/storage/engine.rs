@@ -69,23 +69,38 @@ impl RejectRules {
 
     /// Only if the object is at exactly `version` (compare-and-swap).
     pub fn version_is(version: u64) -> RejectRules {
-        RejectRules { doesnt_exist: true, version_ne_given: true, given_version: version, ..Self::NONE }
+        RejectRules {
+            doesnt_exist: true,
+            version_ne_given: true,
+            given_version: version,
+            ..Self::NONE
+        }
     }
 
     /// Only if no object has the key.
     pub fn must_not_exist() -> RejectRules {
-        RejectRules { exists: true, ..Self::NONE }
+        RejectRules {
+            exists: true,
+            ..Self::NONE
+        }
     }
 
     /// Only if an object has the key.
     pub fn must_exist() -> RejectRules {
-        RejectRules { doesnt_exist: true, ..Self::NONE }
+        RejectRules {
+            doesnt_exist: true,
+            ..Self::NONE
+        }
     }
 
     /// Checks the rules against the object's version (`None`: no object).
     pub fn check(&self, version: Option<u64>) -> Result<(), StorageError> {
         let Some(v) = version else {
-            return if self.doesnt_exist { Err(StorageError::ObjectDoesntExist) } else { Ok(()) };
+            return if self.doesnt_exist {
+                Err(StorageError::ObjectDoesntExist)
+            } else {
+                Ok(())
+            };
         };
         if self.exists {
             return Err(StorageError::ObjectExists { version: v });
@@ -227,7 +242,9 @@ pub(crate) struct Inner {
 
 impl std::fmt::Debug for Inner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Engine").field("log", &self.log.config).finish_non_exhaustive()
+        f.debug_struct("Engine")
+            .field("log", &self.log.config)
+            .finish_non_exhaustive()
     }
 }
 
@@ -294,21 +311,32 @@ impl Engine {
         if t.contains_key(&table) {
             return Err(StorageError::TableExists(table));
         }
-        let info = TableInfo { evictable: AtomicBool::new(opts.evictable), ..Default::default() };
+        let info = TableInfo {
+            evictable: AtomicBool::new(opts.evictable),
+            ..Default::default()
+        };
         t.insert(table, Arc::new(info));
         Ok(())
     }
 
     /// Marks a table evictable (a cache) or not.
     pub fn set_evictable(&self, table: TableId, evictable: bool) -> Result<(), StorageError> {
-        self.inner.table(table)?.evictable.store(evictable, Ordering::Relaxed);
+        self.inner
+            .table(table)?
+            .evictable
+            .store(evictable, Ordering::Relaxed);
         Ok(())
     }
 
     /// Drops a table and all its objects; returns how many objects were removed. No
     /// tombstones are written: a dropped table's objects are ignored by recovery.
     pub fn drop_table(&self, table: TableId) -> Result<u64, StorageError> {
-        let info = self.inner.tables.write().remove(&table).ok_or(StorageError::UnknownTable(table))?;
+        let info = self
+            .inner
+            .tables
+            .write()
+            .remove(&table)
+            .ok_or(StorageError::UnknownTable(table))?;
         let inner = &self.inner;
         let mut removed = 0;
         let mut addrs = Vec::new();
@@ -355,7 +383,9 @@ impl Engine {
         let mut result = Err(StorageError::ObjectDoesntExist);
         let found = g.find(|addr| {
             inner.log.with_entry(addr, |_, body| {
-                let Some(version) = object_matches(body, table, key) else { return false };
+                let Some(version) = object_matches(body, table, key) else {
+                    return false;
+                };
                 result = rules.check(Some(version)).map(|()| {
                     out.extend_from_slice(&body[format::OBJECT_FIXED + key.len()..]);
                     version
@@ -459,7 +489,9 @@ impl Engine {
     ) -> Result<(i64, u64), StorageError> {
         let (bytes, version) = self.increment(table, key, rules, |old| {
             let cur = i64::from_le_bytes(old);
-            cur.checked_add(delta).map(i64::to_le_bytes).ok_or(StorageError::Overflow)
+            cur.checked_add(delta)
+                .map(i64::to_le_bytes)
+                .ok_or(StorageError::Overflow)
         })?;
         Ok((i64::from_le_bytes(bytes), version))
     }
@@ -475,7 +507,11 @@ impl Engine {
     ) -> Result<(f64, u64), StorageError> {
         let (bytes, version) = self.increment(table, key, rules, |old| {
             let v = f64::from_le_bytes(old) + delta;
-            if v.is_finite() { Ok(v.to_le_bytes()) } else { Err(StorageError::Overflow) }
+            if v.is_finite() {
+                Ok(v.to_le_bytes())
+            } else {
+                Err(StorageError::Overflow)
+            }
         })?;
         Ok((f64::from_le_bytes(bytes), version))
     }
@@ -498,7 +534,8 @@ impl Engine {
             None => [0u8; 8],
             Some(e) => inner.log.with_entry(e.found.addr, |_, body| {
                 let v = &body[format::OBJECT_FIXED + key.len()..];
-                v.try_into().map_err(|_| StorageError::NotANumber { len: v.len() })
+                v.try_into()
+                    .map_err(|_| StorageError::NotANumber { len: v.len() })
             })?,
         };
         let new = op(old)?;
@@ -508,7 +545,12 @@ impl Engine {
 
     /// Marks an object clean (written back to its backing store) if it is still at `version`.
     /// Returns whether it was marked.
-    pub fn mark_clean(&self, table: TableId, key: &[u8], version: u64) -> Result<bool, StorageError> {
+    pub fn mark_clean(
+        &self,
+        table: TableId,
+        key: &[u8],
+        version: u64,
+    ) -> Result<bool, StorageError> {
         check_key(key)?;
         let inner = &self.inner;
         inner.table(table)?;
@@ -534,11 +576,15 @@ impl Engine {
     }
 
     /// Reads several objects; one result per request, in order.
-    pub fn multi_read(&self, reqs: &[(TableId, &[u8])]) -> Vec<Result<(u64, Vec<u8>), StorageError>> {
+    pub fn multi_read(
+        &self,
+        reqs: &[(TableId, &[u8])],
+    ) -> Vec<Result<(u64, Vec<u8>), StorageError>> {
         reqs.iter()
             .map(|&(t, k)| {
                 let mut v = Vec::new();
-                self.read(t, k, &RejectRules::NONE, &mut v).map(|ver| (ver, v))
+                self.read(t, k, &RejectRules::NONE, &mut v)
+                    .map(|ver| (ver, v))
             })
             .collect()
     }
@@ -546,12 +592,19 @@ impl Engine {
     /// Writes several objects; one result per request, in order. Each write is atomic on its
     /// own; the batch is not a transaction.
     pub fn multi_write(&self, ops: &[WriteOp<'_>]) -> Vec<Result<u64, StorageError>> {
-        ops.iter().map(|o| self.write(o.table, o.key, o.value, &o.rules)).collect()
+        ops.iter()
+            .map(|o| self.write(o.table, o.key, o.value, &o.rules))
+            .collect()
     }
 
     /// Removes several objects; one result per request, in order.
-    pub fn multi_remove(&self, reqs: &[(TableId, &[u8])]) -> Vec<Result<Option<u64>, StorageError>> {
-        reqs.iter().map(|&(t, k)| self.remove(t, k, &RejectRules::NONE)).collect()
+    pub fn multi_remove(
+        &self,
+        reqs: &[(TableId, &[u8])],
+    ) -> Vec<Result<Option<u64>, StorageError>> {
+        reqs.iter()
+            .map(|&(t, k)| self.remove(t, k, &RejectRules::NONE))
+            .collect()
     }
 
     /// Lists objects of `table` whose key hash lies in `range`, in batches of about
@@ -618,11 +671,17 @@ impl Engine {
         let arena = &inner.log.arena;
         let max = arena.total_seglets() * cfg.seglet_bytes;
         if bytes > max {
-            return Err(ResizeError::AboveReservation { requested: bytes, max });
+            return Err(ResizeError::AboveReservation {
+                requested: bytes,
+                max,
+            });
         }
         let min = cfg.segment_bytes * 2 + cfg.reserve_seglets() * cfg.seglet_bytes;
         if bytes < min {
-            return Err(ResizeError::BelowMinimum { requested: bytes, min });
+            return Err(ResizeError::BelowMinimum {
+                requested: bytes,
+                min,
+            });
         }
         let target = bytes / cfg.seglet_bytes;
         if target >= arena.budget() {
@@ -652,7 +711,10 @@ impl Engine {
         inner.shrink_target.store(u64::MAX, Ordering::Relaxed);
         if arena.in_use() > goal {
             let needed = (arena.in_use() + cfg.reserve_seglets()) * cfg.seglet_bytes;
-            return Err(ResizeError::LiveDataTooLarge { requested: bytes, needed });
+            return Err(ResizeError::LiveDataTooLarge {
+                requested: bytes,
+                needed,
+            });
         }
         arena.set_budget_seglets(target);
         Ok(())
@@ -681,8 +743,14 @@ impl Engine {
             budget_bytes: inner.log.arena.budget() * cfg.seglet_bytes,
             allocated_bytes: inner.log.arena.in_use() * cfg.seglet_bytes,
             live_bytes: live,
-            objects: tables.values().map(|t| t.objects.load(Ordering::Relaxed).max(0) as u64).sum(),
-            key_value_bytes: tables.values().map(|t| t.bytes.load(Ordering::Relaxed).max(0) as u64).sum(),
+            objects: tables
+                .values()
+                .map(|t| t.objects.load(Ordering::Relaxed).max(0) as u64)
+                .sum(),
+            key_value_bytes: tables
+                .values()
+                .map(|t| t.bytes.load(Ordering::Relaxed).max(0) as u64)
+                .sum(),
             segments: segs.len(),
             hash_table_bytes: inner.ht.bytes() + inner.ht.overflow_buckets() * 64,
             cleaner: inner.counters.snapshot(),
@@ -691,7 +759,11 @@ impl Engine {
 
     /// The largest value that can be stored with a key of `key_len` bytes.
     pub fn max_value_len(&self, key_len: usize) -> usize {
-        let room = self.inner.log.max_entry_body().saturating_sub(format::OBJECT_FIXED + key_len);
+        let room = self
+            .inner
+            .log
+            .max_entry_body()
+            .saturating_sub(format::OBJECT_FIXED + key_len);
         room.min(MAX_VALUE_LEN)
     }
 
@@ -710,7 +782,10 @@ impl Engine {
     fn check_value(&self, key: &[u8], value: &[u8]) -> Result<(), StorageError> {
         let max = self.max_value_len(key.len());
         if value.len() > max {
-            return Err(StorageError::ValueTooLarge { len: value.len(), max });
+            return Err(StorageError::ValueTooLarge {
+                len: value.len(),
+                max,
+            });
         }
         Ok(())
     }
@@ -731,7 +806,10 @@ fn check_key(key: &[u8]) -> Result<(), StorageError> {
         return Err(StorageError::EmptyKey);
     }
     if key.len() > MAX_KEY_LEN {
-        return Err(StorageError::KeyTooLarge { len: key.len(), max: MAX_KEY_LEN });
+        return Err(StorageError::KeyTooLarge {
+            len: key.len(),
+            max: MAX_KEY_LEN,
+        });
     }
     Ok(())
 }
@@ -752,7 +830,11 @@ fn object_matches(body: &[u8], table: TableId, key: &[u8]) -> Option<u64> {
 
 impl Inner {
     fn table(&self, table: TableId) -> Result<Arc<TableInfo>, StorageError> {
-        self.tables.read().get(&table).cloned().ok_or(StorageError::UnknownTable(table))
+        self.tables
+            .read()
+            .get(&table)
+            .cloned()
+            .ok_or(StorageError::UnknownTable(table))
     }
 
     fn check_table(&self, table: TableId) -> Result<(), StorageError> {
@@ -767,13 +849,20 @@ impl Inner {
         let mut info = None;
         let found = g.find(|addr| {
             self.log.with_entry(addr, |h, body| {
-                let Some(version) = object_matches(body, table, key) else { return false };
+                let Some(version) = object_matches(body, table, key) else {
+                    return false;
+                };
                 info = Some((version, h.total_len(), body.len() - format::OBJECT_FIXED));
                 true
             })
         })?;
         let (version, entry_len, kv_len) = info.expect("set with found");
-        Some(Existing { found, version, entry_len, kv_len })
+        Some(Existing {
+            found,
+            version,
+            entry_len,
+            kv_len,
+        })
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -789,7 +878,14 @@ impl Inner {
     ) -> Result<u64, StorageError> {
         let now = self.clock.now();
         let version = self.next_version.fetch_add(1, Ordering::Relaxed);
-        let o = ObjectView { table, version, timestamp: now, dirty: !clean, key, value };
+        let o = ObjectView {
+            table,
+            version,
+            timestamp: now,
+            dirty: !clean,
+            key,
+            value,
+        };
         let (addr, len) = SCRATCH.with(|s| {
             let mut body = s.borrow_mut();
             format::encode_object(&mut body, &o);
@@ -801,12 +897,16 @@ impl Inner {
             Some(old) => {
                 g.replace(old.found.slot, addr, clean);
                 self.log.add_live(old.found.addr, -(old.entry_len as i64));
-                info.bytes.fetch_add((key.len() + value.len()) as i64 - old.kv_len as i64, Ordering::Relaxed);
+                info.bytes.fetch_add(
+                    (key.len() + value.len()) as i64 - old.kv_len as i64,
+                    Ordering::Relaxed,
+                );
             }
             None => {
                 g.insert(addr, clean);
                 info.objects.fetch_add(1, Ordering::Relaxed);
-                info.bytes.fetch_add((key.len() + value.len()) as i64, Ordering::Relaxed);
+                info.bytes
+                    .fetch_add((key.len() + value.len()) as i64, Ordering::Relaxed);
             }
         }
         Ok(version)
@@ -879,7 +979,8 @@ impl Inner {
     pub(crate) fn log_too_long(&self) -> bool {
         let (segs, _) = self.log.segments();
         let cfg = &self.log.config;
-        segs.len() * cfg.segment_bytes > cleaner::BACKUP_EXPANSION * self.log.arena.budget() * cfg.seglet_bytes
+        segs.len() * cfg.segment_bytes
+            > cleaner::BACKUP_EXPANSION * self.log.arena.budget() * cfg.seglet_bytes
     }
 
     fn clean_pass(&self, want: Want) -> CleanReport {
@@ -891,7 +992,11 @@ impl Inner {
     }
 
     fn should_evict(&self, want: Want) -> bool {
-        let any_evictable = self.tables.read().values().any(|t| t.evictable.load(Ordering::Relaxed));
+        let any_evictable = self
+            .tables
+            .read()
+            .values()
+            .any(|t| t.evictable.load(Ordering::Relaxed));
         if !any_evictable {
             return false;
         }
@@ -902,7 +1007,11 @@ impl Inner {
         let (segs, _) = self.log.segments();
         let live: usize = segs.iter().map(|s| self.log.live_bytes(s)).sum();
         // Memory writers can fill: the budget less the cleaner's reserve and one head segment.
-        let usable = self.log.arena.budget().saturating_sub(cfg.reserve_seglets() + cfg.seglets_per_segment())
+        let usable = self
+            .log
+            .arena
+            .budget()
+            .saturating_sub(cfg.reserve_seglets() + cfg.seglets_per_segment())
             * cfg.seglet_bytes;
         let budget = usable;
         live as f64 > cleaner::EVICT_LIVE_FRACTION * budget as f64
@@ -931,6 +1040,15 @@ impl HeadMetadata for Inner {
 }
 
 impl LogEntryHandlers for Inner {
+    fn prefetch(&self, ty: EntryType, body: &[u8]) {
+        if ty == EntryType::Object && body.len() >= format::OBJECT_FIXED {
+            let kl = le16(body, 20) as usize;
+            if let Some(key) = body.get(format::OBJECT_FIXED..format::OBJECT_FIXED + kl) {
+                self.ht.prefetch(key_hash(key));
+            }
+        }
+    }
+
     fn timestamp(&self, ty: EntryType, body: &[u8]) -> Option<u32> {
         match ty {
             EntryType::Object => Some(le32(body, 16) & !format::DIRTY_BIT),
@@ -940,7 +1058,14 @@ impl LogEntryHandlers for Inner {
         }
     }
 
-    fn relocate(&self, ty: EntryType, body: &[u8], old: u64, evict: bool, to: &mut Relocator<'_>) -> Fate {
+    fn relocate(
+        &self,
+        ty: EntryType,
+        body: &[u8],
+        old: u64,
+        evict: bool,
+        to: &mut Relocator<'_>,
+    ) -> Fate {
         match ty {
             EntryType::Object => {
                 let table = le32(body, 4);
@@ -948,13 +1073,18 @@ impl LogEntryHandlers for Inner {
                 let key = &body[format::OBJECT_FIXED..format::OBJECT_FIXED + kl];
                 let h = key_hash(key);
                 let mut g = self.ht.lock(h, tag(h, table));
-                let Some(found) = g.find_addr(old) else { return Fate::Dead };
+                let Some(found) = g.find_addr(old) else {
+                    return Fate::Dead;
+                };
                 if evict && found.clean {
                     if let Some(info) = self.tables.read().get(&table) {
                         if info.evictable.load(Ordering::Relaxed) {
                             g.remove(found.slot);
                             info.objects.fetch_sub(1, Ordering::Relaxed);
-                            info.bytes.fetch_sub((body.len() - format::OBJECT_FIXED) as i64, Ordering::Relaxed);
+                            info.bytes.fetch_sub(
+                                (body.len() - format::OBJECT_FIXED) as i64,
+                                Ordering::Relaxed,
+                            );
                             return Fate::Evicted;
                         }
                     }

@@ -27,7 +27,9 @@ pub enum FormatError {
         ty: u8,
     },
     /// A stored checksum does not match the bytes.
-    #[error("{what} at offset {offset} is corrupt: checksum {stored:#010x}, bytes give {actual:#010x}")]
+    #[error(
+        "{what} at offset {offset} is corrupt: checksum {stored:#010x}, bytes give {actual:#010x}"
+    )]
     ChecksumMismatch {
         /// Where.
         offset: usize,
@@ -56,7 +58,9 @@ pub enum FormatError {
         found: u32,
     },
     /// A format version this build cannot read.
-    #[error("segment format version {found} is not supported (this build reads version {supported})")]
+    #[error(
+        "segment format version {found} is not supported (this build reads version {supported})"
+    )]
     UnsupportedVersion {
         /// Version found.
         found: u16,
@@ -72,7 +76,9 @@ pub enum FormatError {
         available: usize,
     },
     /// The entry headers do not match the certificate's checksum.
-    #[error("segment certificate checksum {stored:#010x} does not match the entries ({actual:#010x})")]
+    #[error(
+        "segment certificate checksum {stored:#010x} does not match the entries ({actual:#010x})"
+    )]
     CertificateMismatch {
         /// Certificate checksum.
         stored: u32,

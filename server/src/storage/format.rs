@@ -85,9 +85,15 @@ impl Certificate {
     /// Decodes [`Certificate::to_bytes`].
     pub fn from_bytes(b: &[u8]) -> Result<Certificate, FormatError> {
         if b.len() < 8 {
-            return Err(FormatError::Truncated { offset: 0, what: "certificate" });
+            return Err(FormatError::Truncated {
+                offset: 0,
+                what: "certificate",
+            });
         }
-        Ok(Certificate { length: le32(b, 0), checksum: le32(b, 4) })
+        Ok(Certificate {
+            length: le32(b, 0),
+            checksum: le32(b, 4),
+        })
     }
 }
 
@@ -146,17 +152,29 @@ impl EntryHeader {
 /// Decodes the entry header at the start of `b` (`offset` is only for error messages).
 pub fn decode_entry_header(b: &[u8], offset: usize) -> Result<EntryHeader, FormatError> {
     let Some(&first) = b.first() else {
-        return Err(FormatError::Truncated { offset, what: "entry header" });
+        return Err(FormatError::Truncated {
+            offset,
+            what: "entry header",
+        });
     };
-    let ty = EntryType::from_u8(first & 0x3f)
-        .ok_or(FormatError::UnknownEntryType { offset, ty: first & 0x3f })?;
+    let ty = EntryType::from_u8(first & 0x3f).ok_or(FormatError::UnknownEntryType {
+        offset,
+        ty: first & 0x3f,
+    })?;
     let n = ((first >> 6) + 1) as usize;
     if b.len() < 1 + n {
-        return Err(FormatError::Truncated { offset, what: "entry length" });
+        return Err(FormatError::Truncated {
+            offset,
+            what: "entry length",
+        });
     }
     let mut len = [0u8; 4];
     len[..n].copy_from_slice(&b[1..1 + n]);
-    Ok(EntryHeader { ty, header_len: 1 + n, body_len: u32::from_le_bytes(len) as usize })
+    Ok(EntryHeader {
+        ty,
+        header_len: 1 + n,
+        body_len: u32::from_le_bytes(len) as usize,
+    })
 }
 
 /// Fixed part of an object body: crc(4) table(4) version(8) timestamp|dirty(4) key_len(2).
@@ -207,16 +225,27 @@ pub fn object_crc(body: &[u8]) -> u32 {
 /// Decodes and verifies an object body.
 pub fn decode_object(body: &[u8], offset: usize) -> Result<ObjectView<'_>, FormatError> {
     if body.len() < OBJECT_FIXED {
-        return Err(FormatError::Truncated { offset, what: "object" });
+        return Err(FormatError::Truncated {
+            offset,
+            what: "object",
+        });
     }
     let key_len = le16(body, 20) as usize;
     if key_len == 0 || OBJECT_FIXED + key_len > body.len() {
-        return Err(FormatError::BadField { offset, what: "object key length" });
+        return Err(FormatError::BadField {
+            offset,
+            what: "object key length",
+        });
     }
     let stored = le32(body, 0);
     let actual = object_crc(body);
     if stored != actual {
-        return Err(FormatError::ChecksumMismatch { offset, what: "object", stored, actual });
+        return Err(FormatError::ChecksumMismatch {
+            offset,
+            what: "object",
+            stored,
+            actual,
+        });
     }
     let ts = le32(body, 16);
     Ok(ObjectView {
@@ -260,12 +289,18 @@ pub fn encode_tombstone(out: &mut Vec<u8>, t: &TombstoneView<'_>) {
 /// Decodes and verifies a tombstone body.
 pub fn decode_tombstone(body: &[u8], offset: usize) -> Result<TombstoneView<'_>, FormatError> {
     if body.len() < TOMBSTONE_FIXED {
-        return Err(FormatError::Truncated { offset, what: "tombstone" });
+        return Err(FormatError::Truncated {
+            offset,
+            what: "tombstone",
+        });
     }
     check_sealed(body, offset, "tombstone")?;
     let key_len = le16(body, 28) as usize;
     if key_len == 0 || TOMBSTONE_FIXED + key_len != body.len() {
-        return Err(FormatError::BadField { offset, what: "tombstone key length" });
+        return Err(FormatError::BadField {
+            offset,
+            what: "tombstone key length",
+        });
     }
     Ok(TombstoneView {
         table: le32(body, 4),
@@ -303,15 +338,23 @@ pub fn encode_segment_header(out: &mut Vec<u8>, h: &SegmentHeader) {
 /// Decodes and verifies a segment header body.
 pub fn decode_segment_header(body: &[u8], offset: usize) -> Result<SegmentHeader, FormatError> {
     if body.len() != SEGMENT_HEADER_BODY {
-        return Err(FormatError::BadField { offset, what: "segment header length" });
+        return Err(FormatError::BadField {
+            offset,
+            what: "segment header length",
+        });
     }
     check_sealed(body, offset, "segment header")?;
     if le32(body, 4) != SEGMENT_MAGIC {
-        return Err(FormatError::BadMagic { found: le32(body, 4) });
+        return Err(FormatError::BadMagic {
+            found: le32(body, 4),
+        });
     }
     let version = le16(body, 8);
     if version != FORMAT_VERSION {
-        return Err(FormatError::UnsupportedVersion { found: version, supported: FORMAT_VERSION });
+        return Err(FormatError::UnsupportedVersion {
+            found: version,
+            supported: FORMAT_VERSION,
+        });
     }
     Ok(SegmentHeader {
         log_id: le64(body, 12),
@@ -331,7 +374,10 @@ pub fn encode_safe_version(out: &mut Vec<u8>, version: u64) {
 /// Decodes a safe-version body.
 pub fn decode_safe_version(body: &[u8], offset: usize) -> Result<u64, FormatError> {
     if body.len() != 12 {
-        return Err(FormatError::BadField { offset, what: "safe version length" });
+        return Err(FormatError::BadField {
+            offset,
+            what: "safe version length",
+        });
     }
     check_sealed(body, offset, "safe version")?;
     Ok(le64(body, 4))
@@ -351,13 +397,19 @@ pub fn encode_log_digest(out: &mut Vec<u8>, segments: &[u64]) {
 /// Decodes a log-digest body.
 pub fn decode_log_digest(body: &[u8], offset: usize) -> Result<Vec<u64>, FormatError> {
     if body.len() < 8 {
-        return Err(FormatError::Truncated { offset, what: "log digest" });
+        return Err(FormatError::Truncated {
+            offset,
+            what: "log digest",
+        });
     }
     check_sealed(body, offset, "log digest")?;
     let n = le32(body, 4) as usize;
     // The count is checked against the bytes present before anything is allocated.
     if body.len() != 8 + n.saturating_mul(8) {
-        return Err(FormatError::BadField { offset, what: "log digest count" });
+        return Err(FormatError::BadField {
+            offset,
+            what: "log digest count",
+        });
     }
     Ok((0..n).map(|i| le64(body, 8 + 8 * i)).collect())
 }
@@ -389,17 +441,27 @@ pub fn encode_table_stats(out: &mut Vec<u8>, stats: &[TableStat]) {
 /// Decodes a table-stats body.
 pub fn decode_table_stats(body: &[u8], offset: usize) -> Result<Vec<TableStat>, FormatError> {
     if body.len() < 8 {
-        return Err(FormatError::Truncated { offset, what: "table stats" });
+        return Err(FormatError::Truncated {
+            offset,
+            what: "table stats",
+        });
     }
     check_sealed(body, offset, "table stats")?;
     let n = le32(body, 4) as usize;
     if body.len() != 8 + n.saturating_mul(20) {
-        return Err(FormatError::BadField { offset, what: "table stats count" });
+        return Err(FormatError::BadField {
+            offset,
+            what: "table stats count",
+        });
     }
     Ok((0..n)
         .map(|i| {
             let at = 8 + 20 * i;
-            TableStat { table: le32(body, at), bytes: le64(body, at + 4), objects: le64(body, at + 12) }
+            TableStat {
+                table: le32(body, at),
+                bytes: le64(body, at + 4),
+                objects: le64(body, at + 12),
+            }
         })
         .collect())
 }
@@ -413,7 +475,12 @@ fn check_sealed(body: &[u8], offset: usize, what: &'static str) -> Result<(), Fo
     let stored = le32(body, 0);
     let actual = crc32c::crc32c(&body[4..]);
     if stored != actual {
-        return Err(FormatError::ChecksumMismatch { offset, what, stored, actual });
+        return Err(FormatError::ChecksumMismatch {
+            offset,
+            what,
+            stored,
+            actual,
+        });
     }
     Ok(())
 }
@@ -481,10 +548,20 @@ impl<'a> SegmentIterator<'a> {
             return Err(FormatError::MissingSegmentHeader);
         }
         if h.total_len() > bytes.len() {
-            return Err(FormatError::Truncated { offset: 0, what: "segment header" });
+            return Err(FormatError::Truncated {
+                offset: 0,
+                what: "segment header",
+            });
         }
         let header = decode_segment_header(&bytes[h.header_len..h.total_len()], 0)?;
-        let mut it = SegmentIterator { bytes, pos: 0, crc: 0, header, cert, done: false };
+        let mut it = SegmentIterator {
+            bytes,
+            pos: 0,
+            crc: 0,
+            header,
+            cert,
+            done: false,
+        };
         it.crc = crc32c::crc32c(&bytes[..h.header_len]);
         it.pos = h.total_len();
         Ok(it)
@@ -524,11 +601,17 @@ impl<'a> SegmentIterator<'a> {
             let end = offset
                 .checked_add(h.total_len())
                 .filter(|&e| e <= self.bytes.len())
-                .ok_or(FormatError::Truncated { offset, what: "entry body" })?;
+                .ok_or(FormatError::Truncated {
+                    offset,
+                    what: "entry body",
+                })?;
             self.crc = crc32c::crc32c_append(self.crc, &self.bytes[offset..offset + h.header_len]);
             let body = &self.bytes[offset + h.header_len..end];
             if h.ty == EntryType::SegmentHeader {
-                return Err(FormatError::BadField { offset, what: "second segment header" });
+                return Err(FormatError::BadField {
+                    offset,
+                    what: "second segment header",
+                });
             }
             let e = decode_body(h.ty, body, offset)?;
             self.pos = end;
@@ -557,25 +640,55 @@ mod tests {
         let mut seg = Vec::new();
         let mut crc = 0;
         let mut body = Vec::new();
-        encode_segment_header(&mut body, &SegmentHeader { log_id: 7, segment_id: 3, capacity: 1 << 20 });
+        encode_segment_header(
+            &mut body,
+            &SegmentHeader {
+                log_id: 7,
+                segment_id: 3,
+                capacity: 1 << 20,
+            },
+        );
         entry(EntryType::SegmentHeader, &body, &mut seg, &mut crc);
         encode_log_digest(&mut body, &[1, 2, 3]);
         entry(EntryType::LogDigest, &body, &mut seg, &mut crc);
         encode_object(
             &mut body,
-            &ObjectView { table: 1, version: 9, timestamp: 5, dirty: true, key: b"k", value: b"v" },
+            &ObjectView {
+                table: 1,
+                version: 9,
+                timestamp: 5,
+                dirty: true,
+                key: b"k",
+                value: b"v",
+            },
         );
         entry(EntryType::Object, &body, &mut seg, &mut crc);
         encode_tombstone(
             &mut body,
-            &TombstoneView { table: 1, segment_id: 2, version: 8, timestamp: 6, key: b"old" },
+            &TombstoneView {
+                table: 1,
+                segment_id: 2,
+                version: 8,
+                timestamp: 6,
+                key: b"old",
+            },
         );
         entry(EntryType::Tombstone, &body, &mut seg, &mut crc);
         encode_safe_version(&mut body, 100);
         entry(EntryType::SafeVersion, &body, &mut seg, &mut crc);
-        encode_table_stats(&mut body, &[TableStat { table: 1, bytes: 30, objects: 1 }]);
+        encode_table_stats(
+            &mut body,
+            &[TableStat {
+                table: 1,
+                bytes: 30,
+                objects: 1,
+            }],
+        );
         entry(EntryType::TableStats, &body, &mut seg, &mut crc);
-        let cert = Certificate { length: seg.len() as u32, checksum: crc };
+        let cert = Certificate {
+            length: seg.len() as u32,
+            checksum: crc,
+        };
         (seg, cert)
     }
 
@@ -585,7 +698,10 @@ mod tests {
             let mut h = [0u8; 5];
             let n = encode_entry_header(EntryType::Object, len, &mut h);
             let d = decode_entry_header(&h[..n], 0).unwrap();
-            assert_eq!((d.ty, d.header_len, d.body_len), (EntryType::Object, n, len));
+            assert_eq!(
+                (d.ty, d.header_len, d.body_len),
+                (EntryType::Object, n, len)
+            );
         }
     }
 
@@ -624,7 +740,10 @@ mod tests {
                     }
                     Ok(())
                 });
-                assert!(res.is_err(), "flip of bit {bit} in byte {byte} went unnoticed");
+                assert!(
+                    res.is_err(),
+                    "flip of bit {bit} in byte {byte} went unnoticed"
+                );
             }
         }
     }
@@ -649,18 +768,27 @@ mod tests {
                 assert!(boundaries.contains(&cut), "cut at {cut} accepted");
             }
         }
-        let long = Certificate { length: seg.len() as u32 + 1, ..cert };
+        let long = Certificate {
+            length: seg.len() as u32 + 1,
+            ..cert
+        };
         assert!(matches!(
             SegmentIterator::new(&seg, Some(long)),
             Err(FormatError::CertificateBeyondData { .. })
         ));
-        let wrong = Certificate { checksum: cert.checksum ^ 1, ..cert };
+        let wrong = Certificate {
+            checksum: cert.checksum ^ 1,
+            ..cert
+        };
         let mut it = SegmentIterator::new(&seg, Some(wrong)).unwrap();
         let mut last = None;
         while let Some(e) = it.next() {
             last = Some(e);
         }
-        assert!(matches!(last, Some(Err(FormatError::CertificateMismatch { .. }))));
+        assert!(matches!(
+            last,
+            Some(Err(FormatError::CertificateMismatch { .. }))
+        ));
     }
 
     #[test]
@@ -670,6 +798,9 @@ mod tests {
         body[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
         let crc = crc32c::crc32c(&body[4..]);
         body[..4].copy_from_slice(&crc.to_le_bytes());
-        assert!(matches!(decode_log_digest(&body, 0), Err(FormatError::BadField { .. })));
+        assert!(matches!(
+            decode_log_digest(&body, 0),
+            Err(FormatError::BadField { .. })
+        ));
     }
 }

@@ -65,6 +65,9 @@ enum BucketId {
 #[derive(Debug)]
 pub struct HashTable {
     stripes: Box<[Mutex<Stripe>]>,
+    /// Address of each stripe's primary buckets (fixed at construction), for prefetching
+    /// without taking the lock.
+    bucket_base: Box<[usize]>,
     bucket_bits: u32,
     stripe_bits: u32,
 }
@@ -92,7 +95,12 @@ impl HashTable {
                 })
             })
             .collect();
+        let bucket_base = stripes_v
+            .iter()
+            .map(|s| s.lock().buckets.as_ptr() as usize)
+            .collect();
         HashTable {
+            bucket_base,
             stripes: stripes_v.into_boxed_slice(),
             bucket_bits: buckets.trailing_zeros(),
             stripe_bits: stripes.trailing_zeros(),
@@ -134,6 +142,18 @@ impl HashTable {
         }
     }
 
+    /// Asks the CPU to start loading the bucket of `key_hash` (the cleaner does this a few
+    /// entries ahead, so the lookups it then makes hit the cache).
+    #[inline]
+    pub fn prefetch(&self, key_hash: u64) {
+        let b = self.bucket_of(key_hash);
+        let stripe_mask = (1usize << self.stripe_bits) - 1;
+        let local = b >> self.stripe_bits;
+        super::sys::prefetch(
+            self.bucket_base[b & stripe_mask] + local * std::mem::size_of::<Bucket>(),
+        );
+    }
+
     /// Locks the stripe of `key_hash`; `tag` distinguishes keys within the bucket (the engine
     /// mixes the table id into it).
     #[inline]
@@ -145,7 +165,11 @@ impl HashTable {
     pub fn lock_bucket(&self, bucket: usize, tag: u16) -> StripeGuard<'_> {
         let stripe_mask = (1usize << self.stripe_bits) - 1;
         let stripe = self.stripes[bucket & stripe_mask].lock();
-        StripeGuard { stripe, local: (bucket >> self.stripe_bits) as u32, tag }
+        StripeGuard {
+            stripe,
+            local: (bucket >> self.stripe_bits) as u32,
+            tag,
+        }
     }
 }
 
@@ -204,7 +228,10 @@ impl StripeGuard<'_> {
                     id = BucketId::Overflow((e & ADDR_MASK) as u32);
                     break;
                 }
-                let slot = Slot { bucket: id, slot: i as u8 };
+                let slot = Slot {
+                    bucket: id,
+                    slot: i as u8,
+                };
                 if visit(slot, e) {
                     return Some(slot);
                 }
@@ -228,7 +255,11 @@ impl StripeGuard<'_> {
                 false
             }
         })?;
-        Some(Found { slot, addr: dec(found), clean: found & CLEAN_BIT != 0 })
+        Some(Found {
+            slot,
+            addr: dec(found),
+            clean: found & CLEAN_BIT != 0,
+        })
     }
 
     /// Every log address in this bucket chain, whatever its tag.
@@ -246,7 +277,10 @@ impl StripeGuard<'_> {
         let tag = self.tag;
         let b = self.bucket_mut(slot.bucket);
         let old = b.0[slot.slot as usize];
-        assert!(old != EMPTY && old & CHAIN_BIT == 0, "replacing an empty or chain slot");
+        assert!(
+            old != EMPTY && old & CHAIN_BIT == 0,
+            "replacing an empty or chain slot"
+        );
         b.0[slot.slot as usize] = entry(tag, clean, addr);
     }
 
@@ -254,8 +288,15 @@ impl StripeGuard<'_> {
     pub fn set_clean(&mut self, slot: Slot, clean: bool) {
         let b = self.bucket_mut(slot.bucket);
         let e = &mut b.0[slot.slot as usize];
-        assert!(*e != EMPTY && *e & CHAIN_BIT == 0, "flagging an empty or chain slot");
-        *e = if clean { *e | CLEAN_BIT } else { *e & !CLEAN_BIT };
+        assert!(
+            *e != EMPTY && *e & CHAIN_BIT == 0,
+            "flagging an empty or chain slot"
+        );
+        *e = if clean {
+            *e | CLEAN_BIT
+        } else {
+            *e & !CLEAN_BIT
+        };
     }
 
     /// Finds the entry holding exactly `addr` (the cleaner's liveness check).
@@ -265,14 +306,21 @@ impl StripeGuard<'_> {
             found = e;
             e != EMPTY && dec(e) == addr
         })?;
-        Some(Found { slot, addr, clean: found & CLEAN_BIT != 0 })
+        Some(Found {
+            slot,
+            addr,
+            clean: found & CLEAN_BIT != 0,
+        })
     }
 
     /// Points `slot` at `new_addr`, keeping its tag and flags.
     pub fn relocate(&mut self, slot: Slot, new_addr: u64) {
         let b = self.bucket_mut(slot.bucket);
         let old = b.0[slot.slot as usize];
-        assert!(old != EMPTY && old & CHAIN_BIT == 0, "relocating an empty or chain slot");
+        assert!(
+            old != EMPTY && old & CHAIN_BIT == 0,
+            "relocating an empty or chain slot"
+        );
         b.0[slot.slot as usize] = (old & !ADDR_MASK) | enc(new_addr);
     }
 

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use super::arena::Arena;
 use super::config::EngineConfig;
 use super::format::{self, EntryHeader, EntryType, SegmentHeader, TableStat};
-use super::segment::{self, Segment, SegletTable};
+use super::segment::{self, SegletTable, Segment};
 
 /// What a new head segment records besides the digest: supplied by the object layer.
 pub trait HeadMetadata {
@@ -75,7 +75,10 @@ impl Log {
             arena,
             seglets,
             config,
-            state: Mutex::new(LogState { head: None, next_segment_id: 1 }),
+            state: Mutex::new(LogState {
+                head: None,
+                next_segment_id: 1,
+            }),
             registry: Mutex::new(BTreeMap::new()),
             scratch: Mutex::new(Vec::new()),
         })
@@ -107,12 +110,18 @@ impl Log {
         }
         self.roll_head_locked(&mut st, meta, now, self.config.reserve_seglets())?;
         let head = st.head.as_ref().expect("just opened");
-        head.append(&self.arena, ty, body, timestamp).ok_or(AppendError::TooLarge)
+        head.append(&self.arena, ty, body, timestamp)
+            .ok_or(AppendError::TooLarge)
     }
 
     /// Closes the head and opens a new one whose digest names the log as it is now. The
     /// cleaner calls this after level-2 cleaning so that the cleaned segments leave the log.
-    pub fn roll_head(&self, meta: &dyn HeadMetadata, now: u32, keep_free: usize) -> Result<(), AppendError> {
+    pub fn roll_head(
+        &self,
+        meta: &dyn HeadMetadata,
+        now: u32,
+        keep_free: usize,
+    ) -> Result<(), AppendError> {
         let mut st = self.state.lock();
         self.roll_head_locked(&mut st, meta, now, keep_free)
     }
@@ -138,15 +147,23 @@ impl Log {
             reg.keys().copied().collect()
         };
         let mut body = self.scratch.lock();
-        let h = SegmentHeader { log_id: self.config.log_id, segment_id: id, capacity: seg.capacity() as u32 };
+        let h = SegmentHeader {
+            log_id: self.config.log_id,
+            segment_id: id,
+            capacity: seg.capacity() as u32,
+        };
         format::encode_segment_header(&mut body, &h);
-        seg.append(&self.arena, EntryType::SegmentHeader, &body, None).expect("header fits");
+        seg.append(&self.arena, EntryType::SegmentHeader, &body, None)
+            .expect("header fits");
         format::encode_log_digest(&mut body, &ids);
-        seg.append(&self.arena, EntryType::LogDigest, &body, None).expect("digest fits");
+        seg.append(&self.arena, EntryType::LogDigest, &body, None)
+            .expect("digest fits");
         format::encode_safe_version(&mut body, meta.safe_version());
-        seg.append(&self.arena, EntryType::SafeVersion, &body, None).expect("fits");
+        seg.append(&self.arena, EntryType::SafeVersion, &body, None)
+            .expect("fits");
         format::encode_table_stats(&mut body, &meta.table_stats());
-        seg.append(&self.arena, EntryType::TableStats, &body, None).expect("stats fit");
+        seg.append(&self.arena, EntryType::TableStats, &body, None)
+            .expect("stats fit");
         if let Some(old) = st.head.replace(seg) {
             old.close();
             // A head closed early (level-2 cleaning rolls it) returns its unused seglets.
@@ -159,7 +176,12 @@ impl Log {
     /// copy of `reuse_id`), with `seglets` seglets from the cleaner's reserve, and writes its
     /// header. A survivor joins the registry at once; a compacted copy replaces the original
     /// with [`Log::replace_compacted`].
-    pub fn open_side_segment(&self, seglet_count: usize, reuse_id: Option<u64>, now: u32) -> Option<Arc<Segment>> {
+    pub fn open_side_segment(
+        &self,
+        seglet_count: usize,
+        reuse_id: Option<u64>,
+        now: u32,
+    ) -> Option<Arc<Segment>> {
         let seglets = self.arena.alloc(seglet_count, 0)?;
         let id = match reuse_id {
             Some(id) => id,
@@ -171,10 +193,15 @@ impl Log {
         };
         let seg = Arc::new(Segment::new(id, seglets, self.config.seglet_bytes, now));
         let mut body = Vec::with_capacity(format::SEGMENT_HEADER_BODY);
-        let h = SegmentHeader { log_id: self.config.log_id, segment_id: id, capacity: seg.capacity() as u32 };
+        let h = SegmentHeader {
+            log_id: self.config.log_id,
+            segment_id: id,
+            capacity: seg.capacity() as u32,
+        };
         format::encode_segment_header(&mut body, &h);
         self.seglets.assign(id, seg.seglets());
-        seg.append(&self.arena, EntryType::SegmentHeader, &body, None).expect("header fits");
+        seg.append(&self.arena, EntryType::SegmentHeader, &body, None)
+            .expect("header fits");
         if reuse_id.is_none() {
             self.registry.lock().insert(id, seg.clone());
         }

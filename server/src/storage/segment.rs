@@ -67,7 +67,10 @@ impl SegletTable {
 
     /// Live bytes of entries starting in `seglets`.
     pub fn live_of(&self, seglets: &[u32]) -> i64 {
-        seglets.iter().map(|&s| self.live[s as usize].load(Ordering::Relaxed)).sum()
+        seglets
+            .iter()
+            .map(|&s| self.live[s as usize].load(Ordering::Relaxed))
+            .sum()
     }
 }
 
@@ -190,7 +193,10 @@ impl Segment {
     /// Certificate of everything appended so far.
     pub fn certificate(&self) -> Certificate {
         let c = self.cert.load(Ordering::Acquire);
-        Certificate { length: (c >> 32) as u32, checksum: c as u32 }
+        Certificate {
+            length: (c >> 32) as u32,
+            checksum: c as u32,
+        }
     }
 
     /// Whether the segment takes no more appends.
@@ -218,11 +224,10 @@ impl Segment {
     /// Mean timestamp of the data in the segment (its creation time if it holds none).
     pub fn timestamp(&self) -> u32 {
         let n = self.ts_count.load(Ordering::Relaxed);
-        if n == 0 {
-            self.created
-        } else {
-            (self.ts_sum.load(Ordering::Relaxed) / n) as u32
-        }
+        self.ts_sum
+            .load(Ordering::Relaxed)
+            .checked_div(n)
+            .map_or(self.created, |t| t as u32)
     }
 
     /// Appends an entry and returns its log address, or `None` if it does not fit. Only the

@@ -199,7 +199,9 @@ fn latency(o: &Opts, out: &mut Vec<String>) {
         let reqs: Vec<(u32, &[u8])> = chunk.iter().map(|k| (1u32, &k[..])).collect();
         let t = Instant::now();
         let r = e.multi_read(&reqs);
-        batch.record(t.elapsed().as_nanos() as u64 / chunk.len() as u64).unwrap();
+        batch
+            .record(t.elapsed().as_nanos() as u64 / chunk.len() as u64)
+            .unwrap();
         assert!(r.iter().all(|x| x.is_ok()));
     }
     let mops = keys.len() as f64 / t_all.elapsed().as_secs_f64() / 1e6;

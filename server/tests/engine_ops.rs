@@ -734,3 +734,87 @@ fn overwrites_at_90_percent_utilisation_keep_every_object() {
     assert!(s.live_bytes as f64 > 0.85 * usable as f64, "{s:?}");
     assert!(s.cleaner.compactions + s.cleaner.combined > 10, "{s:?}");
 }
+
+#[test]
+fn mass_deletes_at_high_utilisation_do_not_fill_memory_with_tombstones() {
+    // FAST'14 W3 in small: fill to 85 % of writable memory with 100 B objects, delete 90 %
+    // of them (a tombstone each), then write 130 B objects holding the same live amount.
+    // Tombstones die once level-2 cleaning removes the segments they point into; the
+    // workload must complete with every surviving object intact.
+    let (e, clock) = small_engine(1 << 20);
+    e.create_table(1, TableOptions::default()).unwrap();
+    let usable = (1 << 20) - 48 * 1024;
+    let target = usable * 85 / 100;
+    let key = |i: usize| format!("w3-{i:010}-padding-to-30-bytes");
+    let entry = |v: usize| 2 + 22 + 30 + v;
+    let retry = |f: &mut dyn FnMut() -> Result<(), StorageError>| {
+        let mut tries = 0;
+        loop {
+            match f() {
+                Ok(()) => return,
+                Err(StorageError::NoSpace) => {
+                    e.clean();
+                    tries += 1;
+                    assert!(tries < 1000, "no progress: {:?}", e.stats());
+                }
+                Err(x) => panic!("{x}"),
+            }
+        }
+    };
+    let mut live = 0;
+    let mut keys = Vec::new();
+    let mut next = 0;
+    while live + entry(100) <= target {
+        retry(&mut || {
+            e.write(1, key(next).as_bytes(), &[1; 100], &RejectRules::NONE)
+                .map(|_| ())
+        });
+        keys.push((next, 100));
+        live += entry(100);
+        next += 1;
+    }
+    let mut kept = Vec::new();
+    for (i, (k, sz)) in keys.drain(..).enumerate() {
+        if i % 10 == 0 {
+            kept.push((k, sz));
+        } else {
+            retry(&mut || {
+                e.remove(1, key(k).as_bytes(), &RejectRules::NONE)
+                    .map(|_| ())
+            });
+            live -= entry(sz);
+        }
+    }
+    let mut keys = kept;
+    let mut written = 0;
+    let mut x = 7u64;
+    while written < 3 * target {
+        clock.advance(1);
+        while live + entry(130) > target {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let (k, sz) = keys.swap_remove((x >> 33) as usize % keys.len());
+            retry(&mut || {
+                e.remove(1, key(k).as_bytes(), &RejectRules::NONE)
+                    .map(|_| ())
+            });
+            live -= entry(sz);
+        }
+        retry(&mut || {
+            e.write(1, key(next).as_bytes(), &[2; 130], &RejectRules::NONE)
+                .map(|_| ())
+        });
+        keys.push((next, 130));
+        live += entry(130);
+        written += entry(130);
+        next += 1;
+    }
+    for &(k, sz) in &keys {
+        let mut out = Vec::new();
+        e.read(1, key(k).as_bytes(), &RejectRules::NONE, &mut out)
+            .unwrap();
+        assert_eq!(out.len(), sz);
+    }
+    assert_eq!(e.stats().objects as usize, keys.len());
+}

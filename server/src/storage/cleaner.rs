@@ -70,6 +70,12 @@ pub trait LogEntryHandlers {
     /// Called a few entries ahead of `relocate` so the handler can start loading what it will
     /// need (the object layer prefetches the entry's hash bucket). Optional.
     fn prefetch(&self, _ty: EntryType, _body: &[u8]) {}
+    /// Whether an entry that is counted live is in fact no longer needed — for the object
+    /// layer, a tombstone whose object's segment has left the log. Used to recount segments
+    /// so compaction sees the space. Optional.
+    fn is_obsolete(&self, _ty: EntryType, _body: &[u8]) -> bool {
+        false
+    }
     /// Decides whether the entry at `old` is live; if so copies it with `to.append` and
     /// repoints references, atomically with respect to concurrent writers.
     fn relocate(
@@ -205,6 +211,7 @@ pub fn clean_pass(
     log_too_long: bool,
 ) -> CleanReport {
     let (segs, head) = log.segments();
+    recount_tombstones(log, handlers, &segs, head);
     let mut cands: Vec<Candidate> = segs
         .into_iter()
         .filter(|s| Some(s.id) != head && s.is_closed())
@@ -225,7 +232,17 @@ pub fn clean_pass(
         Want::Compact => 1,
         Want::Combined | Want::Evict => 2,
         Want::Auto | Want::Shrink => {
-            if log_too_long || evict {
+            // Tombstones die only when level 2 removes the segments they point into.
+            let tombstones: usize = cands
+                .iter()
+                .map(|c| {
+                    c.seg
+                        .tombstone_bytes()
+                        .saturating_sub(c.seg.dead_tombstones())
+                })
+                .sum();
+            let budget = log.arena.budget() * sb;
+            if log_too_long || evict || tombstones * 10 > budget {
                 2
             } else {
                 // Compaction costs no backup I/O, so it runs while some segment can give back
@@ -250,6 +267,38 @@ pub fn clean_pass(
     } else {
         let sort_key_age = want == Want::Evict || evict;
         combined(log, handlers, meta, &mut cands, now, evict, sort_key_age)
+    }
+}
+
+/// Tombstones die when the segment of the object they killed leaves the log, but the live
+/// bytes of the segment holding them only learn that when it is cleaned. After level-2
+/// removals, walk the closed segments that hold tombstones and record how many tombstone
+/// bytes are dead, so compaction sees that space (a delete-heavy workload would otherwise
+/// fill memory with tombstones nobody needs).
+fn recount_tombstones(
+    log: &Log,
+    handlers: &dyn LogEntryHandlers,
+    segs: &[Arc<Segment>],
+    head: Option<u64>,
+) {
+    let generation = log.removal_generation();
+    for seg in segs {
+        if Some(seg.id) == head
+            || !seg.is_closed()
+            || seg.tombstone_bytes() == 0
+            || seg.recounted_at() == generation
+        {
+            continue;
+        }
+        let mut dead = 0;
+        seg.for_each_entry(&log.arena, &log.seglets, |addr, h| {
+            if h.ty == EntryType::Tombstone
+                && log.with_entry(addr, |_, body| handlers.is_obsolete(h.ty, body))
+            {
+                dead += h.total_len();
+            }
+        });
+        seg.set_dead_tombstones(dead, generation);
     }
 }
 

@@ -1049,6 +1049,10 @@ impl HeadMetadata for Inner {
 }
 
 impl LogEntryHandlers for Inner {
+    fn is_obsolete(&self, ty: EntryType, body: &[u8]) -> bool {
+        ty == EntryType::Tombstone && body.len() >= 16 && !self.log.segment_exists(le64(body, 8))
+    }
+
     fn prefetch(&self, ty: EntryType, body: &[u8]) {
         if ty == EntryType::Object && body.len() >= format::OBJECT_FIXED {
             let kl = le16(body, 20) as usize;

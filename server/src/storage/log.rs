@@ -58,6 +58,8 @@ pub struct Log {
     state: Mutex<LogState>,
     registry: Mutex<BTreeMap<u64, Arc<Segment>>>,
     scratch: Mutex<Vec<u8>>,
+    /// Counts level-2 removals: a tombstone can only die when this moves.
+    removals: std::sync::atomic::AtomicU64,
 }
 
 impl Log {
@@ -81,6 +83,7 @@ impl Log {
             }),
             registry: Mutex::new(BTreeMap::new()),
             scratch: Mutex::new(Vec::new()),
+            removals: std::sync::atomic::AtomicU64::new(1),
         })
     }
 
@@ -226,6 +229,10 @@ impl Log {
             let mut reg = self.registry.lock();
             ids.iter().filter_map(|id| reg.remove(id)).collect()
         };
+        if !removed.is_empty() {
+            self.removals
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         for seg in removed {
             self.arena.free(seg.seglets());
         }
@@ -260,8 +267,14 @@ impl Log {
     }
 
     /// Live bytes in segment `seg`.
+    /// (Dead tombstones found by the last recount are not counted.)
     pub fn live_bytes(&self, seg: &Segment) -> usize {
-        self.seglets.live_of(seg.seglets()).max(0) as usize
+        (self.seglets.live_of(seg.seglets()).max(0) as usize).saturating_sub(seg.dead_tombstones())
+    }
+
+    /// Current level-2 removal generation.
+    pub fn removal_generation(&self) -> u64 {
+        self.removals.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Calls `f` with the entry at `addr` (see [`segment::with_entry`]).

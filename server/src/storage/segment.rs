@@ -11,7 +11,7 @@
 //! Threads: only one thread appends to a given segment at a time — the holder of the log lock
 //! for the head, the cleaner for its survivor segments.
 
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use super::arena::Arena;
 use super::format::{self, Certificate, EntryHeader, EntryType};
@@ -127,7 +127,7 @@ pub struct Segment {
     pub id: u64,
     /// Seglets in order; only the first `active` still belong to the segment.
     seglets: Box<[u32]>,
-    active: std::sync::atomic::AtomicUsize,
+    active: AtomicUsize,
     seglet_bytes: usize,
     /// (length << 32) | running checksum: the certificate of the published prefix.
     cert: AtomicU64,
@@ -138,6 +138,13 @@ pub struct Segment {
     /// segment's age for cost-benefit cleaning (survivor segments hold old data).
     ts_sum: AtomicU64,
     ts_count: AtomicU64,
+    /// Bytes of tombstone entries appended.
+    tombstone_bytes: AtomicUsize,
+    /// Bytes of those tombstones known to be no longer needed (their object's segment left
+    /// the log), found by the cleaner's recount; subtracted from the live bytes.
+    dead_tombstones: AtomicUsize,
+    /// Log removal generation at the last recount.
+    recounted_at: AtomicU64,
 }
 
 impl Segment {
@@ -145,7 +152,7 @@ impl Segment {
     pub fn new(id: u64, seglets: Vec<u32>, seglet_bytes: usize, created: u32) -> Segment {
         Segment {
             id,
-            active: std::sync::atomic::AtomicUsize::new(seglets.len()),
+            active: AtomicUsize::new(seglets.len()),
             seglets: seglets.into_boxed_slice(),
             seglet_bytes,
             cert: AtomicU64::new(0),
@@ -153,7 +160,31 @@ impl Segment {
             closed: AtomicBool::new(false),
             ts_sum: AtomicU64::new(0),
             ts_count: AtomicU64::new(0),
+            tombstone_bytes: AtomicUsize::new(0),
+            dead_tombstones: AtomicUsize::new(0),
+            recounted_at: AtomicU64::new(0),
         }
+    }
+
+    /// Bytes of tombstones appended to this segment.
+    pub fn tombstone_bytes(&self) -> usize {
+        self.tombstone_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Bytes of tombstones known dead (see [`Segment::set_dead_tombstones`]).
+    pub fn dead_tombstones(&self) -> usize {
+        self.dead_tombstones.load(Ordering::Relaxed)
+    }
+
+    /// Records the result of a recount made at removal generation `generation`.
+    pub fn set_dead_tombstones(&self, bytes: usize, generation: u64) {
+        self.dead_tombstones.store(bytes, Ordering::Relaxed);
+        self.recounted_at.store(generation, Ordering::Relaxed);
+    }
+
+    /// Removal generation at the last recount.
+    pub fn recounted_at(&self) -> u64 {
+        self.recounted_at.load(Ordering::Relaxed)
     }
 
     /// Bytes this segment can hold.
@@ -253,6 +284,10 @@ impl Segment {
         let crc = crc32c::crc32c_append(crc, &hdr[..hn]);
         let end = (start + hn + body.len()) as u64;
         self.cert.store((end << 32) | crc as u64, Ordering::Release);
+        if ty == EntryType::Tombstone {
+            self.tombstone_bytes
+                .fetch_add(hn + body.len(), Ordering::Relaxed);
+        }
         if let Some(ts) = timestamp {
             self.ts_sum.fetch_add(ts as u64, Ordering::Relaxed);
             self.ts_count.fetch_add(1, Ordering::Relaxed);

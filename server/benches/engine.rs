@@ -331,7 +331,6 @@ fn memory_efficiency(o: &Opts, out: &mut Vec<String>) {
     // 1 MiB segments (16 seglets): the cleaner's reserve and the head then take 1 % of a
     // 256 MiB budget, as 8 MiB segments do of a 2 GiB one.
     let memory: usize = if o.quick { 64 << 20 } else { 256 << 20 };
-    let live_target = (memory as f64 * 0.90) as usize;
     let wls = [
         Workload {
             name: "W2",

@@ -3,4 +3,8 @@
 
 #![deny(unsafe_code)]
 
+pub mod coordinator;
+pub mod master;
+pub mod node;
 pub mod storage;
+pub mod units;

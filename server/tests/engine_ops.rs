@@ -818,3 +818,18 @@ fn mass_deletes_at_high_utilisation_do_not_fill_memory_with_tombstones() {
     }
     assert_eq!(e.stats().objects as usize, keys.len());
 }
+
+#[test]
+fn versioned_writes_keep_the_newest_and_raise_the_counter() {
+    let (e, _) = small_engine(256 * 1024);
+    e.create_table(1, TableOptions::default()).unwrap();
+    assert!(e.write_versioned(1, b"m", b"from source", 500).unwrap());
+    assert_eq!(read(&e, 1, b"m").unwrap(), (500, b"from source".to_vec()));
+    // An older copy does not replace a newer one.
+    assert!(!e.write_versioned(1, b"m", b"stale", 400).unwrap());
+    assert!(e.write_versioned(1, b"m", b"newer", 501).unwrap());
+    // Versions handed out afterwards are above every version received.
+    let v = e.write(1, b"other", b"x", &RejectRules::NONE).unwrap();
+    assert!(v > 501);
+    assert!(e.write(1, b"m", b"y", &RejectRules::version_is(501)).unwrap() > 501);
+}

@@ -25,6 +25,7 @@ mod frame;
 pub mod limits;
 pub mod locator;
 mod loopback;
+pub mod msg;
 pub mod poll;
 pub mod server;
 pub mod session;
@@ -37,6 +38,7 @@ use std::sync::Arc;
 
 pub use error::{Error, Result};
 pub use locator::{Locator, LocatorError, ServiceLocator, TransportKind};
+pub use msg::{key_hash, Message, MsgError, Request as RpcRequest, ServerId};
 pub use poll::PollMode;
 pub use server::{
     DispatchConfig, DispatchHandler, Handler, IncomingRpc, NoHandler, Responder, ServerHandle,

@@ -422,6 +422,32 @@ impl Engine {
         self.write_with(table, key, value, rules, true)
     }
 
+    /// Stores an object at a version chosen elsewhere — an object migrated from another
+    /// master, or replayed by recovery — unless this engine already holds the key at that
+    /// version or a newer one. Returns whether it was stored. Versions handed out afterwards
+    /// are larger than `version`.
+    pub fn write_versioned(
+        &self,
+        table: TableId,
+        key: &[u8],
+        value: &[u8],
+        version: u64,
+    ) -> Result<bool, StorageError> {
+        check_key(key)?;
+        self.check_value(key, value)?;
+        let inner = &self.inner;
+        let info = inner.table(table)?;
+        let h = key_hash(key);
+        let mut g = inner.ht.lock(h, tag(h, table));
+        let existing = inner.lookup(&g, table, key);
+        if existing.as_ref().is_some_and(|e| e.version >= version) {
+            inner.next_version.fetch_max(version + 1, Ordering::Relaxed);
+            return Ok(false);
+        }
+        inner.put_locked(&mut g, &info, table, key, value, existing, false, Some(version))?;
+        Ok(true)
+    }
+
     fn write_with(
         &self,
         table: TableId,
@@ -438,7 +464,7 @@ impl Engine {
         let mut g = inner.ht.lock(h, tag(h, table));
         let existing = inner.lookup(&g, table, key);
         rules.check(existing.as_ref().map(|e| e.version))?;
-        inner.put_locked(&mut g, &info, table, key, value, existing, clean)
+        inner.put_locked(&mut g, &info, table, key, value, existing, clean, None)
     }
 
     /// Removes an object; returns the version removed (`None` if there was none).
@@ -539,7 +565,7 @@ impl Engine {
             })?,
         };
         let new = op(old)?;
-        let version = inner.put_locked(&mut g, &info, table, key, &new, existing, false)?;
+        let version = inner.put_locked(&mut g, &info, table, key, &new, existing, false, None)?;
         Ok((new, version))
     }
 
@@ -884,9 +910,17 @@ impl Inner {
         value: &[u8],
         existing: Option<Existing>,
         clean: bool,
+        version: Option<u64>,
     ) -> Result<u64, StorageError> {
         let now = self.clock.now();
-        let version = self.next_version.fetch_add(1, Ordering::Relaxed);
+        let version = match version {
+            Some(v) => {
+                // Keep the master-wide counter above every version stored here.
+                self.next_version.fetch_max(v + 1, Ordering::Relaxed);
+                v
+            }
+            None => self.next_version.fetch_add(1, Ordering::Relaxed),
+        };
         let o = ObjectView {
             table,
             version,

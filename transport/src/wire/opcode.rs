@@ -146,6 +146,59 @@ rpc_table! {
     Ping = 0x0001 => ping,
     /// Returns the request payload unchanged. Answered by the transport on the dispatch core.
     Echo = 0x0002 => echo,
+    // ---- master data operations (payloads: `msg::master`, docs/protocol.md "Cluster messages")
+    /// Read one object.
+    Read = 0x0101 => read,
+    /// Write one object (exactly-once, reject rules).
+    Write = 0x0102 => write,
+    /// Remove one object (exactly-once, reject rules).
+    Remove = 0x0103 => remove,
+    /// Add an i64 or f64 to an 8-byte value (exactly-once, reject rules).
+    Increment = 0x0104 => increment,
+    /// Read several objects of one master.
+    MultiRead = 0x0105 => multi_read,
+    /// Write several objects of one master (each exactly-once).
+    MultiWrite = 0x0106 => multi_write,
+    /// Remove several objects of one master (each exactly-once).
+    MultiRemove = 0x0107 => multi_remove,
+    /// List the objects of one tablet in batches.
+    Enumerate = 0x0108 => enumerate,
+    // ---- coordinator (payloads: `msg::coordinator`)
+    /// A server joins (or re-registers with) the cluster.
+    EnlistServer = 0x0201 => enlist_server,
+    /// A server's periodic liveness report.
+    ServerHeartbeat = 0x0202 => server_heartbeat,
+    /// The server list.
+    GetServerList = 0x0203 => get_server_list,
+    /// Create a table spread over masters.
+    CreateTable = 0x0204 => create_table,
+    /// Drop a table and its data.
+    DropTable = 0x0205 => drop_table,
+    /// Look up a table id by name.
+    GetTableId = 0x0206 => get_table_id,
+    /// List tables.
+    ListTables = 0x0207 => list_tables,
+    /// The tablet map (one table or all).
+    GetTabletMap = 0x0208 => get_tablet_map,
+    /// Split a tablet at a key hash.
+    SplitTablet = 0x0209 => split_tablet,
+    /// Move a tablet to another master.
+    MigrateTablet = 0x020A => migrate_tablet,
+    /// A fresh client id for exactly-once mutations.
+    AllocateClientId = 0x020B => allocate_client_id,
+    // ---- server control (payloads: `msg::control`)
+    /// Coordinator → master: serve a tablet.
+    TakeTabletOwnership = 0x0401 => take_tablet_ownership,
+    /// Coordinator → master: stop serving a tablet and delete its objects.
+    DropTabletOwnership = 0x0402 => drop_tablet_ownership,
+    /// Coordinator → migration target: accept data for a tablet.
+    PrepareMigration = 0x0403 => prepare_migration,
+    /// Coordinator → migration source: copy a tablet to the target.
+    MigrateTabletOut = 0x0404 => migrate_tablet_out,
+    /// Migration source → target: a batch of objects.
+    ReceiveMigrationData = 0x0405 => receive_migration_data,
+    /// Any server: id, memory, tablets, transport (for `status`).
+    GetServerInfo = 0x0406 => get_server_info,
     /// Test-only opcode that no built-in handler serves (exercises `UNIMPLEMENTED_REQUEST`).
     TestUnserved = 0xF001 => test_unserved,
     /// Test-only opcode for handlers written by tests.

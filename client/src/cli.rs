@@ -1,0 +1,795 @@
+//! The client subcommands of the `faascache` binary: `status`, `table create|drop|list`, `put`,
+//! `get`, `rm`, `incr`.
+//!
+//! The binary flattens [`ClientCommand`] into its own subcommands and calls [`run`]:
+//!
+//! ```
+//! use clap::{Parser, Subcommand};
+//! #[derive(Parser)]
+//! struct Cli {
+//!     #[command(subcommand)]
+//!     cmd: Cmd,
+//! }
+//! #[derive(Subcommand)]
+//! enum Cmd {
+//!     // ... the binary's own subcommands (coordinator, server, cluster) ...
+//!     #[command(flatten)]
+//!     Client(faascache_client::cli::ClientCommand),
+//! }
+//! let cli = Cli::parse_from(["faascache", "get", "users", "alice", "--dir", "/tmp/c"]);
+//! let Cmd::Client(cmd) = cli.cmd;
+//! // faascache_client::cli::run(cmd) would now connect and print the value.
+//! ```
+//!
+//! Every command finds the cluster through `--coordinator LOCATOR`, or `--dir DIR` (the file
+//! `DIR/coordinator.locator` that `faascache cluster up` writes; default
+//! [`DEFAULT_CLUSTER_DIR`]). Output is human-readable by default; `--json` prints one JSON
+//! document for scripts. `get` and `incr` print the bare value so that shell scripts can use it.
+//! Errors go to stderr with a hint. Exit status: 0 success, 1 error, 2 no such object or table.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use serde_json::json;
+
+use crate::{Client, ClientOptions, Error, Object};
+
+/// The cluster directory used when neither `--dir` nor `--coordinator` is given (the default of
+/// `faascache cluster up`).
+///
+/// ```
+/// assert_eq!(faascache_client::cli::DEFAULT_CLUSTER_DIR, ".faascache-cluster");
+/// ```
+pub const DEFAULT_CLUSTER_DIR: &str = ".faascache-cluster";
+
+/// The file in a cluster directory that holds the coordinator's service locator.
+///
+/// ```
+/// let f = std::path::Path::new(".faascache-cluster").join(faascache_client::cli::LOCATOR_FILE);
+/// assert!(f.ends_with("coordinator.locator"));
+/// ```
+pub const LOCATOR_FILE: &str = "coordinator.locator";
+
+/// Where the cluster is, and how to talk to it (common to every client command).
+///
+/// ```
+/// use clap::Parser;
+/// #[derive(Parser)]
+/// struct T { #[command(flatten)] t: faascache_client::cli::Target }
+/// let t = T::parse_from(["x", "--dir", "/tmp/c", "--json", "--timeout", "1s"]).t;
+/// assert!(t.json && t.coordinator.is_none());
+/// ```
+#[derive(Debug, Clone, Args)]
+pub struct Target {
+    /// Coordinator service locator, e.g. `tcp:host=127.0.0.1,port=12246` (`;` separates
+    /// alternatives)
+    #[arg(long, value_name = "LOCATOR", conflicts_with = "dir")]
+    pub coordinator: Option<String>,
+    /// Local cluster directory: reads DIR/coordinator.locator, written by `faascache cluster up`
+    /// [default: .faascache-cluster]
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Print JSON (one document) instead of text
+    #[arg(long)]
+    pub json: bool,
+    /// Give up on a call after this long (e.g. 500ms, 5s, 1m)
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pub timeout: Duration,
+}
+
+/// Client subcommands; flatten into the binary's command enum and pass to [`run`].
+///
+/// ```
+/// use clap::Parser;
+/// use faascache_client::cli::ClientCommand;
+/// #[derive(Parser)]
+/// struct Cli { #[command(subcommand)] cmd: ClientCommand }
+/// let cli = Cli::parse_from(["faascache", "put", "users", "alice", "-"]);
+/// assert!(matches!(cli.cmd, ClientCommand::Put { ref value, .. } if value == "-"));
+/// ```
+#[derive(Debug, Clone, Subcommand)]
+pub enum ClientCommand {
+    /// Show the cluster: coordinator, transport, servers and tables
+    Status {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Create, drop or list tables
+    Table {
+        #[command(subcommand)]
+        cmd: TableCommand,
+    },
+    /// Write an object (VALUE, or `-` to read the value from stdin)
+    Put {
+        /// Table name
+        table: String,
+        /// Key
+        key: String,
+        /// Value, or `-` for stdin
+        value: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Read an object and print its value (raw bytes, no newline added)
+    Get {
+        /// Table name
+        table: String,
+        /// Key
+        key: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Remove an object
+    Rm {
+        /// Table name
+        table: String,
+        /// Key
+        key: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Add DELTA (default 1) to the 8-byte integer stored at KEY and print the new value
+    Incr {
+        /// Table name
+        table: String,
+        /// Key
+        key: String,
+        /// What to add (may be negative)
+        #[arg(default_value_t = 1, allow_negative_numbers = true)]
+        delta: i64,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+/// `faascache table ...`
+///
+/// ```
+/// use clap::Parser;
+/// use faascache_client::cli::{ClientCommand, TableCommand};
+/// #[derive(Parser)]
+/// struct Cli { #[command(subcommand)] cmd: ClientCommand }
+/// let cli = Cli::parse_from(["faascache", "table", "create", "users", "--span", "4"]);
+/// assert!(matches!(cli.cmd, ClientCommand::Table { cmd: TableCommand::Create { span: 4, .. } }));
+/// ```
+#[derive(Debug, Clone, Subcommand)]
+pub enum TableCommand {
+    /// Create a table (or show the id of an existing one)
+    Create {
+        /// Table name
+        name: String,
+        /// Number of masters (tablets) to spread the table over
+        #[arg(long, default_value_t = 1, value_name = "N")]
+        span: u32,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Drop a table and all its objects
+    Drop {
+        /// Table name
+        name: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// List the tables
+    List {
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+/// Parses `500ms`, `5s`, `2m`, `1h` or a number of seconds (`1.5`).
+///
+/// ```
+/// use std::time::Duration;
+/// use faascache_client::cli::parse_duration;
+/// assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+/// assert_eq!(parse_duration("1.5").unwrap(), Duration::from_millis(1500));
+/// assert!(parse_duration("soon").is_err());
+/// ```
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| c.is_ascii_alphabetic()) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let v: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("bad duration {s:?}: use e.g. 500ms, 5s, 1m"))?;
+    let secs = match unit {
+        "us" | "µs" => v / 1e6,
+        "ms" => v / 1e3,
+        "s" => v,
+        "m" => v * 60.0,
+        "h" => v * 3600.0,
+        _ => {
+            return Err(format!(
+                "bad duration unit {unit:?} in {s:?}: use us, ms, s, m or h"
+            ))
+        }
+    };
+    if !(secs.is_finite() && secs >= 0.0) {
+        return Err(format!("bad duration {s:?}: must be a non-negative number"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// The coordinator locator of a cluster directory (`DIR/coordinator.locator`).
+///
+/// ```
+/// let dir = std::env::temp_dir().join(format!("fc-doc-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir).unwrap();
+/// std::fs::write(dir.join("coordinator.locator"), "tcp:host=127.0.0.1,port=12246\n").unwrap();
+/// assert_eq!(faascache_client::cli::locator_from_dir(&dir).unwrap(), "tcp:host=127.0.0.1,port=12246");
+/// assert!(faascache_client::cli::locator_from_dir(&dir.join("nope")).is_err());
+/// # std::fs::remove_dir_all(&dir).unwrap();
+/// ```
+pub fn locator_from_dir(dir: &Path) -> Result<String, String> {
+    let file = dir.join(LOCATOR_FILE);
+    match std::fs::read_to_string(&file) {
+        Ok(s) if !s.trim().is_empty() => Ok(s.trim().to_string()),
+        Ok(_) => Err(format!(
+            "{} is empty: the cluster in {} is still starting or was not shut down cleanly; \
+             restart it with `faascache cluster up --dir {}`",
+            file.display(),
+            dir.display(),
+            dir.display()
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(format!(
+            "no cluster at {} ({} not found): start one with `faascache cluster up --dir {}`, \
+             or pass --coordinator LOCATOR",
+            dir.display(),
+            file.display(),
+            dir.display()
+        )),
+        Err(e) => Err(format!("cannot read {}: {e}", file.display())),
+    }
+}
+
+impl Target {
+    /// The coordinator locator this target names.
+    ///
+    /// ```
+    /// use clap::Parser;
+    /// #[derive(Parser)]
+    /// struct T { #[command(flatten)] t: faascache_client::cli::Target }
+    /// let t = T::parse_from(["x", "--coordinator", "tcp:host=h,port=1"]).t;
+    /// assert_eq!(t.locator().unwrap(), "tcp:host=h,port=1");
+    /// ```
+    pub fn locator(&self) -> Result<String, String> {
+        match (&self.coordinator, &self.dir) {
+            (Some(c), _) => Ok(c.clone()),
+            (None, Some(d)) => locator_from_dir(d),
+            (None, None) => locator_from_dir(Path::new(DEFAULT_CLUSTER_DIR)),
+        }
+    }
+
+    fn connect(&self) -> Result<Client, Failure> {
+        let loc = self.locator().map_err(Failure::Usage)?;
+        let opts = ClientOptions::default().timeout(self.timeout);
+        Client::connect_with(&loc, opts).map_err(Failure::Client)
+    }
+}
+
+/// Why a command failed.
+enum Failure {
+    /// Bad arguments or no cluster: message with a hint.
+    Usage(String),
+    /// The object asked for does not exist (exit status 2).
+    NotFound(String),
+    /// A client error.
+    Client(Error),
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        Failure::Client(e)
+    }
+}
+
+/// Runs a client command; prints its result on stdout and errors on stderr.
+///
+/// ```no_run
+/// use clap::Parser;
+/// #[derive(Parser)]
+/// struct Cli { #[command(subcommand)] cmd: faascache_client::cli::ClientCommand }
+/// let cli = Cli::parse_from(["faascache", "status", "--dir", ".faascache-cluster"]);
+/// let code: std::process::ExitCode = faascache_client::cli::run(cli.cmd);
+/// ```
+pub fn run(cmd: ClientCommand) -> ExitCode {
+    let stdin = std::io::stdin();
+    let stdout = std::io::stdout();
+    let stderr = std::io::stderr();
+    run_with(
+        cmd,
+        &mut stdin.lock(),
+        &mut stdout.lock(),
+        &mut stderr.lock(),
+    )
+}
+
+/// [`run`] with explicit streams (tests, embedding): the value of `put ... -` is read from
+/// `stdin`, results go to `stdout`, errors to `stderr`.
+///
+/// ```
+/// use clap::Parser;
+/// #[derive(Parser)]
+/// struct Cli { #[command(subcommand)] cmd: faascache_client::cli::ClientCommand }
+/// let cli = Cli::parse_from(["faascache", "get", "t", "k", "--dir", "/nonexistent/dir"]);
+/// let (mut out, mut err) = (Vec::new(), Vec::new());
+/// let code = faascache_client::cli::run_with(cli.cmd, &mut std::io::empty(), &mut out, &mut err);
+/// assert_eq!(code, std::process::ExitCode::from(1));
+/// assert!(String::from_utf8(err).unwrap().contains("faascache cluster up"));
+/// ```
+pub fn run_with(
+    cmd: ClientCommand,
+    stdin: &mut dyn Read,
+    stdout: &mut dyn Write,
+    stderr: &mut dyn Write,
+) -> ExitCode {
+    let out = &mut Out(stdout);
+    let (json, r) = match &cmd {
+        ClientCommand::Status { target } => (target.json, status(out, target)),
+        ClientCommand::Table { cmd } => match cmd {
+            TableCommand::Create { name, span, target } => {
+                (target.json, table_create(out, target, name, *span))
+            }
+            TableCommand::Drop { name, target } => (target.json, table_drop(out, target, name)),
+            TableCommand::List { target } => (target.json, table_list(out, target)),
+        },
+        ClientCommand::Put {
+            table,
+            key,
+            value,
+            target,
+        } => (target.json, put(out, stdin, target, table, key, value)),
+        ClientCommand::Get { table, key, target } => (target.json, get(out, target, table, key)),
+        ClientCommand::Rm { table, key, target } => (target.json, rm(out, target, table, key)),
+        ClientCommand::Incr {
+            table,
+            key,
+            delta,
+            target,
+        } => (target.json, incr(out, target, table, key, *delta)),
+    };
+    let r = r.and_then(|()| {
+        out.0
+            .flush()
+            .map_err(|e| Failure::Usage(format!("cannot write to stdout: {e}")))
+    });
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            let (msg, code) = match f {
+                Failure::Usage(m) => (m, 1),
+                Failure::NotFound(m) => (m, 2),
+                Failure::Client(e) => {
+                    let code = match e {
+                        Error::NoSuchObject | Error::NoSuchTable(_) => 2,
+                        _ => 1,
+                    };
+                    (e.to_string(), code)
+                }
+            };
+            if json {
+                let _ = writeln!(out.0, "{}", json!({ "error": msg }));
+            }
+            let _ = writeln!(stderr, "faascache: error: {msg}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+/// Standard output of a command; write errors become [`Failure::Usage`].
+struct Out<'a>(&'a mut dyn Write);
+
+impl Out<'_> {
+    fn line(&mut self, s: &str) -> Result<(), Failure> {
+        writeln!(self.0, "{s}").map_err(|e| Failure::Usage(format!("cannot write to stdout: {e}")))
+    }
+    fn bytes(&mut self, b: &[u8]) -> Result<(), Failure> {
+        self.0
+            .write_all(b)
+            .map_err(|e| Failure::Usage(format!("cannot write to stdout: {e}")))
+    }
+}
+
+fn print_json(out: &mut Out<'_>, v: serde_json::Value) -> Result<(), Failure> {
+    out.line(&v.to_string())
+}
+
+fn status(out: &mut Out<'_>, t: &Target) -> Result<(), Failure> {
+    let c = t.connect()?;
+    let transport = c.transport()?;
+    let servers = c.servers()?;
+    let tables = c.list_tables()?;
+    // Each master that is up describes itself (memory, transport, durability).
+    let stats: Vec<Option<Result<crate::ServerStats, Error>>> = servers
+        .iter()
+        .map(|s| {
+            (s.status == "up" && s.services.contains("master")).then(|| c.server_stats(&s.locator))
+        })
+        .collect();
+    if t.json {
+        let servers: Vec<serde_json::Value> = servers
+            .iter()
+            .zip(&stats)
+            .map(|(s, st)| {
+                let mut v = json!({
+                    "id": s.id, "services": s.services, "status": s.status, "locator": s.locator,
+                });
+                match st {
+                    Some(Ok(st)) => {
+                        v["memory_budget_bytes"] = json!(st.budget_bytes);
+                        v["live_bytes"] = json!(st.live_bytes);
+                        v["objects"] = json!(st.objects);
+                        v["tablets"] = json!(st.tablets);
+                        v["transport"] = json!(st.transport);
+                        v["poll"] = json!(st.poll);
+                        v["durability"] = json!(st.durability);
+                    }
+                    Some(Err(e)) => v["error"] = json!(e.to_string()),
+                    None => {}
+                }
+                v
+            })
+            .collect();
+        return print_json(
+            out,
+            json!({
+                "coordinator": c.coordinator(),
+                "transport": transport,
+                "servers": servers,
+                "tables": tables.iter().map(|t| json!({
+                    "id": t.id, "name": t.name, "tablets": t.tablets,
+                })).collect::<Vec<_>>(),
+            }),
+        );
+    }
+    let up = servers.iter().filter(|s| s.status == "up").count();
+    out.line(&format!(
+        "coordinator  {} (transport {transport})",
+        c.coordinator()
+    ))?;
+    out.line(&format!("servers      {} ({up} up)", servers.len()))?;
+    print_table(
+        out,
+        &[
+            "ID",
+            "SERVICES",
+            "STATUS",
+            "TRANSPORT",
+            "POLL",
+            "TABLETS",
+            "OBJECTS",
+            "MEMORY",
+            "LOCATOR",
+        ],
+        servers
+            .iter()
+            .zip(&stats)
+            .map(|(s, st)| {
+                let mut row = vec![s.id.clone(), s.services.clone(), s.status.clone()];
+                match st {
+                    Some(Ok(st)) => row.extend([
+                        st.transport.clone(),
+                        st.poll.clone(),
+                        st.tablets.to_string(),
+                        st.objects.to_string(),
+                        format!("{} / {}", mib(st.live_bytes), mib(st.budget_bytes)),
+                    ]),
+                    Some(Err(_)) => row.extend([
+                        "unreachable".into(),
+                        "-".into(),
+                        "-".into(),
+                        "-".into(),
+                        "-".into(),
+                    ]),
+                    None => {
+                        row.extend(["-".into(), "-".into(), "-".into(), "-".into(), "-".into()])
+                    }
+                }
+                row.push(s.locator.clone());
+                row
+            })
+            .collect(),
+    )?;
+    let mut durability: Vec<&str> = stats
+        .iter()
+        .filter_map(|s| s.as_ref()?.as_ref().ok())
+        .map(|s| s.durability.as_str())
+        .collect();
+    durability.sort_unstable();
+    durability.dedup();
+    for d in durability {
+        out.line(&format!("durability   {d}"))?;
+    }
+    for (s, st) in servers.iter().zip(&stats) {
+        if let Some(Err(e)) = st {
+            out.line(&format!("warning      {}: {e}", s.locator))?;
+        }
+    }
+    out.line(&format!("tables       {}", tables.len()))?;
+    if !tables.is_empty() {
+        print_tables(out, &tables)?;
+    }
+    Ok(())
+}
+
+fn mib(b: u64) -> String {
+    format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0))
+}
+
+fn print_tables(out: &mut Out<'_>, tables: &[crate::TableInfo]) -> Result<(), Failure> {
+    print_table(
+        out,
+        &["ID", "NAME", "TABLETS"],
+        tables
+            .iter()
+            .map(|t| vec![t.id.to_string(), t.name.clone(), t.tablets.to_string()])
+            .collect(),
+    )
+}
+
+/// Prints rows as aligned columns under a header.
+fn print_table(out: &mut Out<'_>, header: &[&str], rows: Vec<Vec<String>>) -> Result<(), Failure> {
+    let mut width: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in &rows {
+        for (w, c) in width.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut s = String::from("  ");
+        for (i, (c, w)) in cells.iter().zip(&width).enumerate() {
+            if i + 1 == cells.len() {
+                s.push_str(c);
+            } else {
+                s.push_str(&format!("{c:<w$}  "));
+            }
+        }
+        s.trim_end().to_string()
+    };
+    out.line(&line(header.to_vec()))?;
+    for r in &rows {
+        out.line(&line(r.iter().map(String::as_str).collect()))?;
+    }
+    Ok(())
+}
+
+fn table_create(out: &mut Out<'_>, t: &Target, name: &str, span: u32) -> Result<(), Failure> {
+    let c = t.connect()?;
+    let id = c.create_table(name, span)?;
+    if t.json {
+        print_json(out, json!({ "name": name, "id": id }))
+    } else {
+        out.line(&format!("table {name} has id {id}"))
+    }
+}
+
+fn table_drop(out: &mut Out<'_>, t: &Target, name: &str) -> Result<(), Failure> {
+    let c = t.connect()?;
+    c.drop_table(name)?;
+    if t.json {
+        print_json(out, json!({ "name": name, "dropped": true }))
+    } else {
+        out.line(&format!("dropped table {name}"))
+    }
+}
+
+fn table_list(out: &mut Out<'_>, t: &Target) -> Result<(), Failure> {
+    let c = t.connect()?;
+    let tables = c.list_tables()?;
+    if t.json {
+        print_json(
+            out,
+            json!(tables
+                .iter()
+                .map(|t| json!({ "id": t.id, "name": t.name, "tablets": t.tablets }))
+                .collect::<Vec<_>>()),
+        )
+    } else if tables.is_empty() {
+        out.line("no tables (create one with `faascache table create NAME`)")
+    } else {
+        print_tables(out, &tables)
+    }
+}
+
+fn value_arg(stdin: &mut dyn Read, v: &str) -> Result<Vec<u8>, Failure> {
+    if v == "-" {
+        let mut buf = Vec::new();
+        stdin
+            .read_to_end(&mut buf)
+            .map_err(|e| Failure::Usage(format!("cannot read the value from stdin: {e}")))?;
+        Ok(buf)
+    } else {
+        Ok(v.as_bytes().to_vec())
+    }
+}
+
+fn put(
+    out: &mut Out<'_>,
+    stdin: &mut dyn Read,
+    t: &Target,
+    table: &str,
+    key: &str,
+    value: &str,
+) -> Result<(), Failure> {
+    let value = value_arg(stdin, value)?;
+    let c = t.connect()?;
+    let id = c.table_id(table)?;
+    let version = c.write(id, key.as_bytes(), &value)?;
+    if t.json {
+        print_json(
+            out,
+            json!({ "table": table, "key": key, "version": version }),
+        )
+    } else {
+        out.line(&format!(
+            "wrote {table}/{key} ({} bytes), version {version}",
+            value.len()
+        ))
+    }
+}
+
+fn get(out: &mut Out<'_>, t: &Target, table: &str, key: &str) -> Result<(), Failure> {
+    let c = t.connect()?;
+    let id = c.table_id(table)?;
+    let Object { value, version } = match c.read(id, key.as_bytes()) {
+        Err(Error::NoSuchObject) => {
+            return Err(Failure::NotFound(format!("no object {table}/{key}")))
+        }
+        r => r?,
+    };
+    if t.json {
+        let mut v = json!({ "table": table, "key": key, "version": version });
+        match std::str::from_utf8(&value) {
+            Ok(s) => v["value"] = json!(s),
+            Err(_) => v["value_hex"] = json!(hex(&value)),
+        }
+        print_json(out, v)
+    } else {
+        out.bytes(&value)
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn rm(out: &mut Out<'_>, t: &Target, table: &str, key: &str) -> Result<(), Failure> {
+    let c = t.connect()?;
+    let id = c.table_id(table)?;
+    let removed = c.remove(id, key.as_bytes())?;
+    if t.json {
+        return print_json(
+            out,
+            json!({ "table": table, "key": key, "removed_version": removed }),
+        );
+    }
+    match removed {
+        Some(v) => out.line(&format!("removed {table}/{key} (was version {v})")),
+        None => out.line(&format!("{table}/{key} did not exist: nothing removed")),
+    }
+}
+
+fn incr(out: &mut Out<'_>, t: &Target, table: &str, key: &str, delta: i64) -> Result<(), Failure> {
+    let c = t.connect()?;
+    let id = c.table_id(table)?;
+    let (value, version) = c.increment_i64(id, key.as_bytes(), delta)?;
+    if t.json {
+        print_json(
+            out,
+            json!({ "table": table, "key": key, "value": value, "version": version }),
+        )
+    } else {
+        out.line(&value.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser, Debug)]
+    struct Cli {
+        #[command(subcommand)]
+        cmd: ClientCommand,
+    }
+
+    fn parse(args: &[&str]) -> ClientCommand {
+        Cli::try_parse_from(std::iter::once("faascache").chain(args.iter().copied()))
+            .unwrap_or_else(|e| panic!("{args:?}: {e}"))
+            .cmd
+    }
+
+    #[test]
+    fn commands_parse() {
+        match parse(&[
+            "put",
+            "users",
+            "alice",
+            "-",
+            "--coordinator",
+            "tcp:host=h,port=1",
+        ]) {
+            ClientCommand::Put { value, target, .. } => {
+                assert_eq!(value, "-");
+                assert_eq!(target.locator().unwrap(), "tcp:host=h,port=1");
+            }
+            c => panic!("{c:?}"),
+        }
+        match parse(&["incr", "t", "k", "-5", "--json"]) {
+            ClientCommand::Incr { delta, target, .. } => {
+                assert_eq!(delta, -5);
+                assert!(target.json);
+            }
+            c => panic!("{c:?}"),
+        }
+        match parse(&["incr", "t", "k"]) {
+            ClientCommand::Incr { delta, .. } => assert_eq!(delta, 1),
+            c => panic!("{c:?}"),
+        }
+        match parse(&[
+            "table",
+            "create",
+            "users",
+            "--span",
+            "3",
+            "--timeout",
+            "250ms",
+        ]) {
+            ClientCommand::Table {
+                cmd: TableCommand::Create { span, target, .. },
+            } => {
+                assert_eq!(span, 3);
+                assert_eq!(target.timeout, Duration::from_millis(250));
+            }
+            c => panic!("{c:?}"),
+        }
+        assert!(matches!(parse(&["status"]), ClientCommand::Status { .. }));
+        assert!(Cli::try_parse_from([
+            "faascache",
+            "get",
+            "t",
+            "k",
+            "--dir",
+            "d",
+            "--coordinator",
+            "c"
+        ])
+        .is_err());
+    }
+
+    #[test]
+    fn missing_cluster_dir_gives_a_hint() {
+        let e = locator_from_dir(Path::new("/nonexistent/faascache-test-dir")).unwrap_err();
+        assert!(
+            e.contains("no cluster at /nonexistent/faascache-test-dir"),
+            "{e}"
+        );
+        assert!(e.contains("faascache cluster up"), "{e}");
+        let code = run(parse(&[
+            "get",
+            "t",
+            "k",
+            "--dir",
+            "/nonexistent/faascache-test-dir",
+        ]));
+        assert_eq!(code, ExitCode::from(1));
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("5s").unwrap(), Duration::from_secs(5));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("100us").unwrap(), Duration::from_micros(100));
+        assert!(parse_duration("-1s").is_err());
+        assert!(parse_duration("5 fortnights").is_err());
+    }
+}

@@ -1,0 +1,217 @@
+//! Options: reject rules for conditional operations and the client's tunables.
+
+use std::time::Duration;
+
+/// Conditions under which the server refuses an operation (RAMCloud's `RejectRules`).
+/// The default refuses nothing.
+///
+/// ```
+/// use faascache_client::RejectRules;
+/// // Compare-and-swap: only if the object is at version 7.
+/// let cas = RejectRules::version_is(7);
+/// assert!(cas.doesnt_exist && cas.version_ne_given && cas.given_version == 7);
+/// // Create-only.
+/// assert!(RejectRules::must_not_exist().exists);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct RejectRules {
+    /// Refuse if the object does not exist ([`crate::Error::NoSuchObject`]).
+    pub doesnt_exist: bool,
+    /// Refuse if the object exists ([`crate::Error::ObjectExists`]).
+    pub exists: bool,
+    /// Refuse if the object's version is ≤ `given_version` ([`crate::Error::VersionMismatch`]).
+    pub version_le_given: bool,
+    /// Refuse if the object's version is ≠ `given_version` ([`crate::Error::VersionMismatch`]).
+    pub version_ne_given: bool,
+    /// The version the version rules compare with.
+    pub given_version: u64,
+}
+
+impl RejectRules {
+    /// No conditions.
+    ///
+    /// ```
+    /// use faascache_client::RejectRules;
+    /// assert!(RejectRules::NONE.is_none());
+    /// ```
+    pub const NONE: RejectRules = RejectRules {
+        doesnt_exist: false,
+        exists: false,
+        version_le_given: false,
+        version_ne_given: false,
+        given_version: 0,
+    };
+
+    /// Only if the object exists at exactly `version` (compare-and-swap).
+    ///
+    /// ```
+    /// assert_eq!(faascache_client::RejectRules::version_is(3).given_version, 3);
+    /// ```
+    pub fn version_is(version: u64) -> RejectRules {
+        RejectRules {
+            doesnt_exist: true,
+            version_ne_given: true,
+            given_version: version,
+            ..Self::NONE
+        }
+    }
+
+    /// Only if the object does not exist yet (create).
+    ///
+    /// ```
+    /// assert!(faascache_client::RejectRules::must_not_exist().exists);
+    /// ```
+    pub fn must_not_exist() -> RejectRules {
+        RejectRules {
+            exists: true,
+            ..Self::NONE
+        }
+    }
+
+    /// Only if the object exists (update).
+    ///
+    /// ```
+    /// assert!(faascache_client::RejectRules::must_exist().doesnt_exist);
+    /// ```
+    pub fn must_exist() -> RejectRules {
+        RejectRules {
+            doesnt_exist: true,
+            ..Self::NONE
+        }
+    }
+
+    /// Whether no rule is set.
+    ///
+    /// ```
+    /// assert!(!faascache_client::RejectRules::must_exist().is_none());
+    /// ```
+    pub fn is_none(&self) -> bool {
+        !(self.doesnt_exist || self.exists || self.version_le_given || self.version_ne_given)
+    }
+}
+
+/// Options of one write, remove or increment.
+///
+/// ```
+/// use faascache_client::{RejectRules, WriteOptions};
+/// let o = WriteOptions::default().reject(RejectRules::must_not_exist());
+/// assert!(o.reject.exists);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WriteOptions {
+    /// Conditions under which the server refuses the operation.
+    pub reject: RejectRules,
+}
+
+impl WriteOptions {
+    /// With these reject rules.
+    ///
+    /// ```
+    /// let o = faascache_client::WriteOptions::default()
+    ///     .reject(faascache_client::RejectRules::version_is(2));
+    /// assert_eq!(o.reject.given_version, 2);
+    /// ```
+    pub fn reject(mut self, reject: RejectRules) -> Self {
+        self.reject = reject;
+        self
+    }
+}
+
+/// Options of one read.
+///
+/// ```
+/// use faascache_client::{ReadOptions, RejectRules};
+/// let o = ReadOptions::default().reject(RejectRules { version_le_given: true, given_version: 4, ..RejectRules::NONE });
+/// assert!(o.reject.version_le_given);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ReadOptions {
+    /// Conditions under which the server refuses the read.
+    pub reject: RejectRules,
+}
+
+impl ReadOptions {
+    /// With these reject rules.
+    ///
+    /// ```
+    /// let o = faascache_client::ReadOptions::default()
+    ///     .reject(faascache_client::RejectRules::must_exist());
+    /// assert!(o.reject.doesnt_exist);
+    /// ```
+    pub fn reject(mut self, reject: RejectRules) -> Self {
+        self.reject = reject;
+        self
+    }
+}
+
+/// Tunables of a [`crate::Client`].
+///
+/// ```
+/// use std::time::Duration;
+/// let o = faascache_client::ClientOptions::default().timeout(Duration::from_secs(2));
+/// assert_eq!(o.timeout, Duration::from_secs(2));
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ClientOptions {
+    /// Give up on a call (all its retries included) after this long. Default 5 s.
+    pub timeout: Duration,
+    /// First back-off delay after a retryable answer; doubles up to `max_backoff`. Default 100 µs.
+    pub min_backoff: Duration,
+    /// Longest back-off delay. Default 100 ms.
+    pub max_backoff: Duration,
+    /// Objects per RPC in multi-operations (RAMCloud uses 20). Default 20.
+    pub multi_batch: usize,
+    /// Transport options of every session (polling mode, connect timeout).
+    pub transport: faascache_transport::ClientConfig,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            timeout: Duration::from_secs(5),
+            min_backoff: Duration::from_micros(100),
+            max_backoff: Duration::from_millis(100),
+            multi_batch: 20,
+            transport: faascache_transport::ClientConfig::default(),
+        }
+    }
+}
+
+impl ClientOptions {
+    /// With this per-call timeout.
+    ///
+    /// ```
+    /// let o = faascache_client::ClientOptions::default().timeout(std::time::Duration::from_millis(500));
+    /// assert_eq!(o.timeout.as_millis(), 500);
+    /// ```
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// With this many objects per multi-operation RPC (at least 1).
+    ///
+    /// ```
+    /// assert_eq!(faascache_client::ClientOptions::default().multi_batch(0).multi_batch, 1);
+    /// ```
+    pub fn multi_batch(mut self, n: usize) -> Self {
+        self.multi_batch = n.max(1);
+        self
+    }
+
+    /// With these transport options (e.g. busy polling).
+    ///
+    /// ```
+    /// use faascache_transport::{ClientConfig, PollMode};
+    /// let o = faascache_client::ClientOptions::default()
+    ///     .transport(ClientConfig { poll: PollMode::Spin, ..ClientConfig::default() });
+    /// assert_eq!(o.transport.poll, PollMode::Spin);
+    /// ```
+    pub fn transport(mut self, cfg: faascache_transport::ClientConfig) -> Self {
+        self.transport = cfg;
+        self
+    }
+}

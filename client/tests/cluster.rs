@@ -1,0 +1,299 @@
+//! The client against a real cluster: a coordinator and two masters from `faascache-server`,
+//! in this process, over TCP on 127.0.0.1 (ports picked by the OS). Covers every public
+//! operation, tables spread over both masters, multi-ops across masters, enumeration across
+//! tablets, pipelined operations, error mapping, and the tablet-map refresh after a tablet
+//! moves to another master.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use faascache_client::{
+    Client, ClientOptions, Error, ReadOptions, RejectRules, WriteItem, WriteOptions,
+};
+mod common;
+use common::{cluster, Cluster};
+
+use faascache_transport::msg::coordinator::MigrateTabletRequest;
+use faascache_transport::msg::coordinator::SplitTabletRequest;
+use faascache_transport::msg::{self, ServerId};
+
+fn client(c: &Cluster) -> Client {
+    Client::connect_with(
+        &c.locator(),
+        ClientOptions::default().timeout(Duration::from_secs(10)),
+    )
+    .expect("client connects")
+}
+
+#[test]
+fn single_object_operations() {
+    let c = cluster(1);
+    let cl = client(&c);
+    let servers = cl.servers().unwrap();
+    assert_eq!(servers.len(), 1);
+    assert_eq!(servers[0].status, "up");
+    assert!(servers[0].services.contains("master"));
+
+    let t = cl.create_table("users", 1).unwrap();
+    assert_eq!(
+        cl.create_table("users", 1).unwrap(),
+        t,
+        "create is idempotent"
+    );
+    assert_eq!(cl.table_id("users").unwrap(), t);
+    assert!(matches!(cl.table_id("nope"), Err(Error::NoSuchTable(n)) if n == "nope"));
+
+    assert_eq!(cl.read(t, b"alice"), Err(Error::NoSuchObject));
+    let v1 = cl.write(t, b"alice", b"42").unwrap();
+    let o = cl.read(t, b"alice").unwrap();
+    assert_eq!((o.value.as_slice(), o.version), (&b"42"[..], v1));
+    let v2 = cl.write(t, b"alice", b"43").unwrap();
+    assert!(v2 > v1);
+
+    // Conditional operations.
+    let cas = WriteOptions::default().reject(RejectRules::version_is(v1));
+    assert_eq!(
+        cl.write_with(t, b"alice", b"x", &cas),
+        Err(Error::VersionMismatch { current: v2 })
+    );
+    let create = WriteOptions::default().reject(RejectRules::must_not_exist());
+    assert!(matches!(
+        cl.write_with(t, b"alice", b"x", &create),
+        Err(Error::ObjectExists)
+    ));
+    assert!(cl.write_with(t, b"bob", b"1", &create).is_ok());
+    let newer = ReadOptions::default().reject(RejectRules {
+        version_le_given: true,
+        given_version: v2,
+        ..RejectRules::NONE
+    });
+    assert!(matches!(
+        cl.read_with(t, b"alice", &newer),
+        Err(Error::VersionMismatch { .. })
+    ));
+
+    // Increments.
+    assert_eq!(cl.increment_i64(t, b"n", 5).unwrap().0, 5);
+    assert_eq!(cl.increment_i64(t, b"n", -7).unwrap().0, -2);
+    assert_eq!(cl.increment_f64(t, b"f", 0.5).unwrap().0, 0.5);
+    assert_eq!(cl.increment_i64(t, b"alice", 1), Err(Error::NotANumber));
+    assert_eq!(
+        cl.read(t, b"n").unwrap().value,
+        (-2i64).to_le_bytes().to_vec()
+    );
+
+    // Removes.
+    assert_eq!(cl.remove(t, b"alice").unwrap(), Some(v2));
+    assert_eq!(cl.remove(t, b"alice").unwrap(), None);
+    assert_eq!(cl.read(t, b"alice"), Err(Error::NoSuchObject));
+    assert!(matches!(
+        cl.remove_with(
+            t,
+            b"bob",
+            &WriteOptions::default().reject(RejectRules::version_is(999))
+        ),
+        Err(Error::VersionMismatch { .. })
+    ));
+
+    // Limits are checked before sending.
+    assert!(matches!(
+        cl.write(t, b"", b"v"),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        cl.write(t, b"k", &vec![0; msg::MAX_VALUE_LEN + 1]),
+        Err(Error::TooLarge { what: "value", .. })
+    ));
+
+    // Tables.
+    let listed = cl.list_tables().unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].name, "users");
+    cl.drop_table("users").unwrap();
+    assert!(matches!(cl.read(t, b"bob"), Err(Error::NoSuchTable(_))));
+    assert!(matches!(cl.drop_table("users"), Err(Error::NoSuchTable(_))));
+    assert!(cl.list_tables().unwrap().is_empty());
+    drop(c);
+}
+
+#[test]
+fn multi_ops_and_enumeration_span_masters() {
+    let c = cluster(2);
+    let cl = client(&c);
+    let t = cl.create_table("spread", 2).unwrap();
+    let tablets = cl.tablets(t).unwrap();
+    assert_eq!(tablets.len(), 2);
+    assert_ne!(
+        tablets[0].master, tablets[1].master,
+        "one tablet per master"
+    );
+
+    let keys: Vec<Vec<u8>> = (0..250)
+        .map(|i| format!("key{i:04}").into_bytes())
+        .collect();
+    let values: Vec<Vec<u8>> = (0..250).map(|i| format!("value{i}").into_bytes()).collect();
+    let items: Vec<WriteItem<'_>> = keys
+        .iter()
+        .zip(&values)
+        .map(|(k, v)| WriteItem::new(t, k, v))
+        .collect();
+    let written = cl.multi_write(&items);
+    assert!(written.iter().all(|r| r.is_ok()), "{written:?}");
+
+    let mut reads: Vec<(u64, &[u8])> = keys.iter().map(|k| (t, k.as_slice())).collect();
+    reads.push((t, b"missing"));
+    let got = cl.multi_read(&reads);
+    assert_eq!(got.len(), 251);
+    for (i, r) in got[..250].iter().enumerate() {
+        let o = r.as_ref().unwrap();
+        assert_eq!(o.value, values[i]);
+        assert_eq!(Some(o.version), written[i].clone().ok());
+    }
+    assert_eq!(got[250], Err(Error::NoSuchObject));
+
+    // Both masters hold some of the keys.
+    let per_tablet: Vec<usize> = tablets
+        .iter()
+        .map(|tb| {
+            keys.iter()
+                .filter(|k| tb.contains(faascache_client::key_hash(k)))
+                .count()
+        })
+        .collect();
+    assert!(per_tablet.iter().all(|&n| n > 0), "{per_tablet:?}");
+
+    // Enumeration sees each object exactly once.
+    let mut seen: Vec<Vec<u8>> = cl.enumerate(t).map(|e| e.unwrap().key).collect();
+    seen.sort();
+    assert_eq!(seen, keys);
+
+    // Multi-remove: half of them, then one that is gone.
+    let rm: Vec<(u64, &[u8])> = keys.iter().step_by(2).map(|k| (t, k.as_slice())).collect();
+    assert!(cl
+        .multi_remove(&rm)
+        .iter()
+        .all(|r| matches!(r, Ok(Some(_)))));
+    assert_eq!(cl.multi_remove(&rm[..1]), vec![Ok(None)]);
+    assert_eq!(cl.enumerate(t).count(), 125);
+
+    // Pipelined single operations.
+    let pending: Vec<_> = keys
+        .iter()
+        .map(|k| cl.write_async(t, k, b"p").unwrap())
+        .collect();
+    for p in pending {
+        p.wait().unwrap();
+    }
+    let pending: Vec<_> = keys.iter().map(|k| cl.read_async(t, k).unwrap()).collect();
+    for p in pending {
+        assert_eq!(p.wait().unwrap().value, b"p");
+    }
+    assert!(cl
+        .remove_async(t, &keys[0])
+        .unwrap()
+        .wait()
+        .unwrap()
+        .is_some());
+    drop(c);
+}
+
+#[test]
+fn tablet_moves_are_followed() {
+    let c = cluster(2);
+    let cl = client(&c);
+    let t = cl.create_table("moving", 1).unwrap();
+    for i in 0..100 {
+        cl.write(t, format!("k{i}").as_bytes(), b"v").unwrap();
+    }
+    let before = cl.tablets(t).unwrap();
+    assert_eq!(before.len(), 1);
+    // A second client caches the map before the move and enumerates only after it.
+    let stale = client(&c);
+    assert_eq!(stale.tablets(t).unwrap().len(), 1);
+
+    // Another handle (the operator) splits the tablet and moves the upper half elsewhere.
+    let admin = faascache_transport::connect(
+        &c.locator().parse().unwrap(),
+        faascache_transport::ClientConfig::default(),
+    )
+    .unwrap();
+    let split = 1u64 << 63;
+    msg::call(
+        &admin,
+        &SplitTabletRequest {
+            table_id: t,
+            split_hash: split,
+        },
+        Duration::from_secs(5),
+        |_| (),
+    )
+    .unwrap();
+    let target = c
+        .nodes
+        .iter()
+        .map(|n| n.master().server_id())
+        .find(|id| id.0 != before[0].server_id)
+        .expect("another master");
+    msg::call(
+        &admin,
+        &MigrateTabletRequest {
+            table_id: t,
+            start_hash: split,
+            end_hash: u64::MAX,
+            target: ServerId(target.0),
+        },
+        Duration::from_secs(30),
+        |_| (),
+    )
+    .unwrap();
+
+    // Enumeration with the old map cached follows the split and the move.
+    let mut keys: Vec<Vec<u8>> = stale.enumerate(t).map(|e| e.unwrap().key).collect();
+    keys.sort();
+    let mut want: Vec<Vec<u8>> = (0..100).map(|i| format!("k{i}").into_bytes()).collect();
+    want.sort();
+    assert_eq!(keys, want, "each object exactly once");
+
+    // The client still has the old map cached: it must follow the move.
+    for i in 0..100 {
+        let k = format!("k{i}");
+        assert_eq!(cl.read(t, k.as_bytes()).unwrap().value, b"v", "{k}");
+        cl.write(t, k.as_bytes(), b"w").unwrap();
+    }
+    let after = cl.tablets(t).unwrap();
+    assert_eq!(after.len(), 2);
+    assert_eq!(after[1].server_id, target.0);
+    assert_eq!(cl.enumerate(t).count(), 100);
+    let shared = Arc::new(cl);
+    let threads: Vec<_> = (0..4)
+        .map(|th| {
+            let cl = shared.clone();
+            std::thread::spawn(move || {
+                for i in 0..50 {
+                    cl.increment_i64(t, b"counter", 1).unwrap();
+                    cl.write(t, format!("t{th}-{i}").as_bytes(), b"x").unwrap();
+                }
+            })
+        })
+        .collect();
+    for th in threads {
+        th.join().unwrap();
+    }
+    assert_eq!(shared.increment_i64(t, b"counter", 0).unwrap().0, 200);
+    drop(c);
+}
+
+#[test]
+fn unreachable_cluster_is_reported() {
+    // A port nobody listens on.
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    drop(l);
+    let e = Client::connect(&format!("tcp:host=127.0.0.1,port={port}")).unwrap_err();
+    assert!(matches!(e, Error::Unavailable { .. }), "{e:?}");
+    assert!(e.to_string().contains("coordinator"), "{e}");
+    assert!(matches!(
+        Client::connect("nonsense"),
+        Err(Error::BadLocator(_))
+    ));
+}

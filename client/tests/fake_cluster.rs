@@ -1,0 +1,231 @@
+//! The client's retry, refresh and exactly-once logic against a scripted server (one loopback
+//! server playing coordinator and master), where the answers are chosen by the test:
+//! - a mutation answered `RETRY` and `UNKNOWN_TABLET` is resent with the same client id and
+//!   rpc id, after a tablet-map refresh, and the ack id then covers it;
+//! - a call that keeps getting `RETRY` ends with `Error::Timeout` at its deadline, naming why;
+//! - in a multi-write, only the item answered `RETRY` is resent, with its own rpc id.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use faascache_client::{Client, ClientOptions, Error, WriteItem};
+use faascache_transport::msg::coordinator::{
+    ClientIdResponse, GetTabletMapResponse, TableIdResponse, TabletEntry, TabletState,
+};
+use faascache_transport::msg::master::{
+    MultiResponse, MultiResult, MultiWriteRequest, VersionResponse, WriteRequest,
+};
+use faascache_transport::msg::{ErrorReply, ExactlyOnce, Message, ServerId};
+use faascache_transport::server::IncomingRpc;
+use faascache_transport::{serve, Dispatch, DispatchConfig, DispatchHandler, PollMode, Status};
+use parking_lot::Mutex;
+
+/// One multi-write attempt as the server saw it: client id, ack id, (rpc id, key) per item.
+type MultiAttempt = (u64, u64, Vec<(u64, Vec<u8>)>);
+
+#[derive(Default)]
+struct Script {
+    /// Statuses to answer the next writes with before answering OK.
+    write_failures: Vec<Status>,
+    writes: Vec<ExactlyOnce>,
+    tablet_map_fetches: usize,
+    /// Multi-write attempts: (client id, ack id, [(rpc id, key)]).
+    multi_writes: Vec<MultiAttempt>,
+}
+
+struct Fake {
+    locator: String,
+    script: Arc<Mutex<Script>>,
+}
+
+fn fail(call: &mut IncomingRpc<'_>, status: Status) {
+    call.reply_with(status, |b| {
+        ErrorReply {
+            version: 0,
+            detail: "scripted",
+        }
+        .encode(b)
+    });
+}
+
+impl Dispatch for Fake {
+    fn get_table_id(&self, call: &mut IncomingRpc<'_>) {
+        call.reply(Status::OK, &TableIdResponse { table_id: 1 }.to_vec());
+    }
+    fn allocate_client_id(&self, call: &mut IncomingRpc<'_>) {
+        call.reply(Status::OK, &ClientIdResponse { client_id: 77 }.to_vec());
+    }
+    fn get_tablet_map(&self, call: &mut IncomingRpc<'_>) {
+        self.script.lock().tablet_map_fetches += 1;
+        let r = GetTabletMapResponse {
+            version: 1,
+            tablets: vec![TabletEntry {
+                table_id: 1,
+                start_hash: 0,
+                end_hash: u64::MAX,
+                owner: ServerId::new(1, 1),
+                locator: &self.locator,
+                state: TabletState::Normal,
+            }],
+        };
+        call.reply(Status::OK, &r.to_vec());
+    }
+    fn read(&self, call: &mut IncomingRpc<'_>) {
+        fail(call, Status::RETRY);
+    }
+    fn write(&self, call: &mut IncomingRpc<'_>) {
+        let req = WriteRequest::decode(call.payload()).unwrap();
+        let mut s = self.script.lock();
+        s.writes.push(req.rpc);
+        if !s.write_failures.is_empty() {
+            let st = s.write_failures.remove(0);
+            drop(s);
+            return fail(call, st);
+        }
+        let v = VersionResponse {
+            version: req.rpc.rpc_id * 10,
+        };
+        call.reply(Status::OK, &v.to_vec());
+    }
+    fn multi_write(&self, call: &mut IncomingRpc<'_>) {
+        let req = MultiWriteRequest::decode(call.payload()).unwrap();
+        let mut s = self.script.lock();
+        let first = s.multi_writes.is_empty();
+        s.multi_writes.push((
+            req.client_id,
+            req.ack_id,
+            req.items
+                .iter()
+                .map(|i| (i.rpc_id, i.key.to_vec()))
+                .collect(),
+        ));
+        let items = req
+            .items
+            .iter()
+            .map(|i| MultiResult {
+                // On the first attempt, key "b" is refused with RETRY.
+                status: if first && i.key == b"b" {
+                    Status::RETRY
+                } else {
+                    Status::OK
+                },
+                version: i.rpc_id,
+            })
+            .collect();
+        call.reply(Status::OK, &MultiResponse { items }.to_vec());
+    }
+}
+
+fn setup(
+    name: &str,
+    timeout: Duration,
+) -> (
+    faascache_transport::ServerHandle,
+    Client,
+    Arc<Mutex<Script>>,
+) {
+    let locator = format!("loopback:name={name}");
+    let script = Arc::new(Mutex::new(Script::default()));
+    let fake = Fake {
+        locator: locator.clone(),
+        script: script.clone(),
+    };
+    let server = serve(
+        &locator.parse().unwrap(),
+        Arc::new(DispatchHandler(fake)),
+        DispatchConfig {
+            cores: 1,
+            pin: false,
+            first_core: 0,
+            poll: PollMode::Block,
+        },
+    )
+    .unwrap();
+    let client = Client::connect_with(&locator, ClientOptions::default().timeout(timeout)).unwrap();
+    (server, client, script)
+}
+
+#[test]
+fn retried_mutations_keep_their_rpc_id() {
+    let (_server, client, script) = setup("fake-eo", Duration::from_secs(5));
+    script.lock().write_failures = vec![
+        Status::RETRY,
+        Status::NO_TABLE_SPACE,
+        Status::UNKNOWN_TABLET,
+    ];
+    let t = client.table_id("t").unwrap();
+    assert_eq!(client.write(t, b"k", b"v").unwrap(), 10);
+    {
+        let s = script.lock();
+        assert_eq!(s.writes.len(), 4, "three refusals, then success");
+        for w in &s.writes {
+            assert_eq!((w.client_id, w.rpc_id, w.ack_id), (77, 1, 0));
+        }
+        assert_eq!(
+            s.tablet_map_fetches, 2,
+            "UNKNOWN_TABLET refreshed the map once"
+        );
+    }
+    // The next mutation acknowledges the first.
+    assert_eq!(client.write(t, b"k", b"w").unwrap(), 20);
+    assert_eq!(
+        *script.lock().writes.last().unwrap(),
+        ExactlyOnce {
+            client_id: 77,
+            rpc_id: 2,
+            ack_id: 1
+        }
+    );
+    // Pipelined writes: the retried one keeps its id too.
+    script.lock().write_failures = vec![Status::RETRY];
+    let p3 = client.write_async(t, b"a", b"1").unwrap();
+    let p4 = client.write_async(t, b"b", b"2").unwrap();
+    assert_eq!(p3.wait().unwrap(), 30);
+    assert_eq!(p4.wait().unwrap(), 40);
+    let ids: Vec<u64> = script.lock().writes[5..].iter().map(|w| w.rpc_id).collect();
+    assert_eq!(ids, vec![3, 4, 3], "rpc 3 refused once and resent as rpc 3");
+}
+
+#[test]
+fn persistent_retry_ends_in_a_timeout_at_the_deadline() {
+    let (_server, client, _script) = setup("fake-timeout", Duration::from_millis(300));
+    let t = client.table_id("t").unwrap();
+    let start = Instant::now();
+    let e = client.read(t, b"k").unwrap_err();
+    let took = start.elapsed();
+    assert!(
+        matches!(&e, Error::Timeout { cause, .. } if cause.contains("RETRY")),
+        "{e:?}"
+    );
+    assert!(
+        took >= Duration::from_millis(300) && took < Duration::from_secs(2),
+        "{took:?}"
+    );
+}
+
+#[test]
+fn multi_write_resends_only_refused_items() {
+    let (_server, client, script) = setup("fake-multi", Duration::from_secs(5));
+    let t = client.table_id("t").unwrap();
+    let r = client.multi_write(&[
+        WriteItem::new(t, b"a", b"1"),
+        WriteItem::new(t, b"b", b"2"),
+        WriteItem::new(t, b"c", b"3"),
+    ]);
+    assert_eq!(r, vec![Ok(1), Ok(2), Ok(3)]);
+    let s = script.lock();
+    assert_eq!(s.multi_writes.len(), 2);
+    let (client_id, ack, first) = &s.multi_writes[0];
+    assert_eq!((*client_id, *ack), (77, 0));
+    assert_eq!(
+        first.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+        vec![1, 2, 3]
+    );
+    let (_, ack, second) = &s.multi_writes[1];
+    assert_eq!(second, &vec![(2, b"b".to_vec())], "only b, with its rpc id");
+    assert_eq!(*ack, 0, "the call's ids stay in flight until it returns");
+    drop(s);
+    // The next call acknowledges all three.
+    client.write(t, b"d", b"4").unwrap();
+    assert_eq!(script.lock().writes.last().unwrap().ack_id, 3);
+}

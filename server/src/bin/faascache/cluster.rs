@@ -1,0 +1,372 @@
+//! `faascache cluster up|down`: a local cluster of child processes on 127.0.0.1.
+//!
+//! Layout of the cluster directory (default `./.faascache-cluster`):
+//!
+//! ```text
+//! DIR/coordinator.locator   the coordinator's locator (written once every server enlisted)
+//! DIR/supervisor.pid        pid of the `cluster up` process
+//! DIR/pids/NAME.pid         pid of each child (coordinator, server-1, ...)
+//! DIR/logs/NAME.log         stderr of each child
+//! DIR/run/NAME.locator      locator each child serves on
+//! DIR/coordinator-storage/  the coordinator's file: storage
+//! ```
+//!
+//! `cluster up` starts a fresh cluster each time (it clears the previous run's state in DIR),
+//! stays in the foreground and stops everything on Ctrl-C / SIGTERM; `cluster down` stops a
+//! cluster whose supervisor is gone or runs elsewhere.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::RecvTimeoutError;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::Subcommand;
+use faascache_client::cli::{DEFAULT_CLUSTER_DIR, LOCATOR_FILE};
+use faascache_server::units::parse_size;
+use faascache_transport::PollMode;
+
+use super::daemon::{termination, write_atomic};
+
+/// `faascache cluster ...`
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Start a coordinator and N servers on 127.0.0.1 as child processes; stay in the foreground
+    /// and stop them all on Ctrl-C or SIGTERM
+    Up {
+        /// Number of servers
+        #[arg(long, value_name = "N", default_value_t = 3)]
+        servers: usize,
+        /// Cluster directory (locator file, pid files, logs, coordinator storage)
+        #[arg(long, value_name = "DIR", default_value = DEFAULT_CLUSTER_DIR)]
+        dir: PathBuf,
+        /// Transport: tcp or udp
+        #[arg(long, value_name = "KIND", default_value = "tcp")]
+        transport: String,
+        /// Log memory of each server (bytes; units B, KiB, MiB, GiB); at least 32MiB
+        #[arg(long, value_name = "SIZE", default_value = "256MiB", value_parser = parse_size)]
+        memory: usize,
+        /// Poll mode of every process: spin, adaptive[:SPIN] or block
+        #[arg(long, value_name = "MODE", default_value = "adaptive")]
+        poll: PollMode,
+        /// Give up if the cluster is not up after this many seconds
+        #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+        timeout: u64,
+    },
+    /// Stop a cluster started by `cluster up` (its supervisor, or its children if the supervisor
+    /// is gone)
+    Down {
+        /// Cluster directory
+        #[arg(long, value_name = "DIR", default_value = DEFAULT_CLUSTER_DIR)]
+        dir: PathBuf,
+    },
+}
+
+/// Run a cluster subcommand.
+pub fn run(cmd: ClusterCommand) -> Result<()> {
+    match cmd {
+        ClusterCommand::Up {
+            servers,
+            dir,
+            transport,
+            memory,
+            poll,
+            timeout,
+        } => up(
+            servers,
+            &dir,
+            &transport,
+            memory,
+            &poll,
+            Duration::from_secs(timeout),
+        ),
+        ClusterCommand::Down { dir } => down(&dir),
+    }
+}
+
+fn alive(pid: u32) -> bool {
+    // A zombie (exited, not yet reaped) counts as gone.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => !s
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+fn signal(pid: u32, sig: &str) {
+    let _ = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .stderr(Stdio::null())
+        .status();
+}
+
+fn read_pid(path: &Path) -> Option<u32> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// A child process of the cluster.
+struct Proc {
+    name: String,
+    child: Child,
+    exited: bool,
+}
+
+struct Cluster {
+    dir: PathBuf,
+    procs: Vec<Proc>,
+}
+
+impl Cluster {
+    fn spawn(&mut self, name: &str, args: &[String]) -> Result<()> {
+        let exe =
+            std::env::current_exe().context("cannot find this executable to start children")?;
+        let log = self.dir.join("logs").join(format!("{name}.log"));
+        let log_file = std::fs::File::create(&log)
+            .with_context(|| format!("cannot create {}", log.display()))?;
+        let child = Command::new(exe)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .spawn()
+            .with_context(|| format!("cannot start {name}"))?;
+        write_atomic(
+            &self.dir.join("pids").join(format!("{name}.pid")),
+            &child.id().to_string(),
+        )?;
+        tracing::info!(name, pid = child.id(), log = %log.display(), "started");
+        self.procs.push(Proc {
+            name: name.to_string(),
+            child,
+            exited: false,
+        });
+        Ok(())
+    }
+
+    /// Wait for `file` to appear, failing early if the child `name` exits.
+    fn wait_file(&mut self, name: &str, file: &Path, deadline: Instant) -> Result<String> {
+        loop {
+            if let Ok(s) = std::fs::read_to_string(file) {
+                return Ok(s.trim().to_string());
+            }
+            if let Some(p) = self.procs.iter_mut().find(|p| p.name == name) {
+                if let Ok(Some(status)) = p.child.try_wait() {
+                    p.exited = true;
+                    let log = self.dir.join("logs").join(format!("{name}.log"));
+                    let tail = std::fs::read_to_string(&log).unwrap_or_default();
+                    let tail: Vec<&str> = tail.lines().rev().take(5).collect();
+                    bail!(
+                        "{name} exited ({status}) before it was up; its log {} ends with:\n{}",
+                        log.display(),
+                        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                    );
+                }
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "{name} was not up in time (see {})",
+                    self.dir.join("logs").join(format!("{name}.log")).display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGTERM every child (servers first), wait, SIGKILL stragglers.
+    fn stop(&mut self) {
+        for p in self.procs.iter().rev() {
+            if !p.exited {
+                signal(p.child.id(), "TERM");
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        for p in self.procs.iter_mut().rev() {
+            loop {
+                match p.child.try_wait() {
+                    Ok(Some(_)) | Err(_) => break,
+                    Ok(None) if Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(20))
+                    }
+                    Ok(None) => {
+                        tracing::warn!(name = %p.name, "did not stop in 5 s; killing it");
+                        let _ = p.child.kill();
+                        let _ = p.child.wait();
+                        break;
+                    }
+                }
+            }
+            let _ = std::fs::remove_file(self.dir.join("pids").join(format!("{}.pid", p.name)));
+        }
+        let _ = std::fs::remove_file(self.dir.join(LOCATOR_FILE));
+        let _ = std::fs::remove_file(self.dir.join("supervisor.pid"));
+        self.procs.clear();
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn up(
+    servers: usize,
+    dir: &Path,
+    transport: &str,
+    memory: usize,
+    poll: &PollMode,
+    timeout: Duration,
+) -> Result<()> {
+    if servers == 0 {
+        bail!("--servers must be at least 1");
+    }
+    if !matches!(transport, "tcp" | "udp") {
+        bail!("--transport {transport:?} is not supported by `cluster up`: use tcp or udp");
+    }
+    if let Some(pid) = read_pid(&dir.join("supervisor.pid")).filter(|&p| alive(p)) {
+        bail!("a cluster is already running in {} (supervisor pid {pid}); stop it with `faascache cluster down --dir {}`", dir.display(), dir.display());
+    }
+    // A fresh cluster: clear the previous run's state.
+    for sub in ["pids", "logs", "run", "coordinator-storage"] {
+        let p = dir.join(sub);
+        if p.exists() {
+            std::fs::remove_dir_all(&p).with_context(|| format!("cannot clear {}", p.display()))?;
+        }
+    }
+    let _ = std::fs::remove_file(dir.join(LOCATOR_FILE));
+    for sub in ["pids", "logs", "run"] {
+        std::fs::create_dir_all(dir.join(sub))
+            .with_context(|| format!("cannot create {}", dir.join(sub).display()))?;
+    }
+    let dir = dir
+        .canonicalize()
+        .with_context(|| format!("cannot resolve {}", dir.display()))?;
+    write_atomic(&dir.join("supervisor.pid"), &std::process::id().to_string())?;
+    let stop = termination()?;
+    let mut c = Cluster {
+        dir: dir.clone(),
+        procs: Vec::new(),
+    };
+    let deadline = Instant::now() + timeout;
+    let poll = poll.to_string();
+    let run = |name: &str| {
+        dir.join("run")
+            .join(format!("{name}.locator"))
+            .display()
+            .to_string()
+    };
+    c.spawn(
+        "coordinator",
+        &[
+            "coordinator".into(),
+            "--listen".into(),
+            format!("{transport}:host=127.0.0.1,port=0"),
+            "--storage".into(),
+            format!("file:{}", dir.join("coordinator-storage").display()),
+            "--poll".into(),
+            "block".into(),
+            "--locator-file".into(),
+            run("coordinator"),
+        ],
+    )?;
+    let coordinator = c.wait_file("coordinator", Path::new(&run("coordinator")), deadline)?;
+    tracing::info!(%coordinator, %transport, "coordinator up");
+    for i in 1..=servers {
+        let name = format!("server-{i}");
+        c.spawn(
+            &name,
+            &[
+                "server".into(),
+                "--coordinator".into(),
+                coordinator.clone(),
+                "--listen".into(),
+                format!("{transport}:host=127.0.0.1,port=0"),
+                "--memory".into(),
+                memory.to_string(),
+                "--poll".into(),
+                poll.clone(),
+                "--no-pin".into(),
+                "--locator-file".into(),
+                run(&name),
+            ],
+        )?;
+    }
+    for i in 1..=servers {
+        let name = format!("server-{i}");
+        let loc = c.wait_file(&name, Path::new(&run(&name)), deadline)?;
+        tracing::info!(%name, locator = %loc, "server up");
+    }
+    write_atomic(&dir.join(LOCATOR_FILE), &coordinator)?;
+    println!("{coordinator}");
+    eprintln!(
+        "faascache: cluster up: coordinator + {servers} servers over {transport}; locator in {}; logs in {}; Ctrl-C stops it",
+        dir.join(LOCATOR_FILE).display(),
+        dir.join("logs").display()
+    );
+    loop {
+        match stop.recv_timeout(Duration::from_millis(250)) {
+            Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
+            Err(RecvTimeoutError::Timeout) => {}
+        }
+        for p in c.procs.iter_mut().filter(|p| !p.exited) {
+            if let Ok(Some(status)) = p.child.try_wait() {
+                p.exited = true;
+                tracing::warn!(name = %p.name, %status, "a cluster process exited");
+            }
+        }
+    }
+    tracing::info!("stopping the cluster");
+    c.stop();
+    eprintln!("faascache: cluster stopped");
+    Ok(())
+}
+
+fn down(dir: &Path) -> Result<()> {
+    if !dir.exists() {
+        bail!("no cluster directory {}", dir.display());
+    }
+    let mut stopped = 0;
+    if let Some(pid) = read_pid(&dir.join("supervisor.pid")).filter(|&p| alive(p)) {
+        signal(pid, "TERM");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while alive(pid) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if alive(pid) {
+            bail!("the supervisor (pid {pid}) did not stop within 10 s");
+        }
+        stopped += 1;
+    }
+    // Children left behind (supervisor killed hard).
+    if let Ok(entries) = std::fs::read_dir(dir.join("pids")) {
+        let pids: Vec<(PathBuf, u32)> = entries
+            .flatten()
+            .filter_map(|e| read_pid(&e.path()).map(|p| (e.path(), p)))
+            .collect();
+        for (_, pid) in pids.iter().filter(|(_, p)| alive(*p)) {
+            signal(*pid, "TERM");
+            stopped += 1;
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        for (path, pid) in &pids {
+            while alive(*pid) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if alive(*pid) {
+                signal(*pid, "KILL");
+            }
+            let _ = std::fs::remove_file(path);
+        }
+    }
+    let _ = std::fs::remove_file(dir.join(LOCATOR_FILE));
+    let _ = std::fs::remove_file(dir.join("supervisor.pid"));
+    if stopped == 0 {
+        eprintln!("faascache: no running cluster in {}", dir.display());
+    } else {
+        eprintln!("faascache: cluster in {} stopped", dir.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,157 @@
+//! `faascache coordinator` and `faascache server`: run in the foreground until SIGINT/SIGTERM.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use faascache_server::coordinator::{self, CoordinatorConfig, MemStorage};
+use faascache_server::node::{self, NodeConfig};
+use faascache_server::units::{parse_duration, parse_size};
+use faascache_transport::{DispatchConfig, PollMode, ServiceLocator};
+
+/// Options of `faascache coordinator`.
+#[derive(Debug, Args)]
+pub struct CoordinatorArgs {
+    /// Service locator to listen on, e.g. tcp:host=10.0.0.1,port=12246 (port=0 picks a free port)
+    #[arg(long, value_name = "LOCATOR")]
+    pub listen: String,
+    /// Where the state (server list, tables, tablets) is kept so a restarted coordinator recovers
+    /// it: file:DIR. Without it the state lives in memory only and is lost on restart
+    #[arg(long, value_name = "STORAGE")]
+    pub storage: Option<String>,
+    /// Mark a server crashed when it has not sent a heartbeat for this long (e.g. 15s, 500ms)
+    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = parse_duration)]
+    pub heartbeat_timeout: Duration,
+    /// Dispatch threads
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub cores: usize,
+    /// How dispatch threads poll: spin, adaptive[:SPIN] (spin then block) or block
+    #[arg(long, value_name = "MODE", default_value = "block")]
+    pub poll: PollMode,
+    /// Write the locator actually served (with the real port) to this file once serving
+    #[arg(long, value_name = "FILE")]
+    pub locator_file: Option<PathBuf>,
+}
+
+/// Options of `faascache server`.
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// Coordinator service locator, e.g. tcp:host=10.0.0.1,port=12246
+    #[arg(long, value_name = "LOCATOR")]
+    pub coordinator: String,
+    /// Service locator to listen on; use a concrete address, clients are given it (port=0 picks a
+    /// free port)
+    #[arg(
+        long,
+        value_name = "LOCATOR",
+        default_value = "tcp:host=127.0.0.1,port=0"
+    )]
+    pub listen: String,
+    /// Log memory of the master (bytes; units B, KiB, MiB, GiB, TiB); at least 32MiB
+    #[arg(long, value_name = "SIZE", default_value = "1GiB", value_parser = parse_size)]
+    pub memory: usize,
+    /// Dispatch threads (each pinned to a core)
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub cores: usize,
+    /// How dispatch threads poll: spin (lowest latency, a full core each), adaptive[:SPIN] (spin
+    /// 200us after activity, then block) or block
+    #[arg(long, value_name = "MODE", default_value = "adaptive")]
+    pub poll: PollMode,
+    /// Do not pin dispatch threads to cores
+    #[arg(long)]
+    pub no_pin: bool,
+    /// Give up if the coordinator cannot be reached for this long
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub enlist_timeout: Duration,
+    /// Write the locator actually served (with the real port) to this file once enlisted
+    #[arg(long, value_name = "FILE")]
+    pub locator_file: Option<PathBuf>,
+}
+
+fn locator(s: &str, what: &str) -> Result<ServiceLocator> {
+    s.parse().with_context(|| {
+        format!("bad {what} locator {s:?} (expected e.g. tcp:host=127.0.0.1,port=12246)")
+    })
+}
+
+/// Write `text` to `path` atomically (temp file + rename).
+pub fn write_atomic(path: &Path, text: &str) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))
+}
+
+/// A channel that receives one message on SIGINT, SIGTERM or SIGHUP.
+pub fn termination() -> Result<mpsc::Receiver<()>> {
+    let (tx, rx) = mpsc::channel();
+    ctrlc::set_handler(move || {
+        let _ = tx.send(());
+    })
+    .context("cannot install the signal handler")?;
+    Ok(rx)
+}
+
+/// Run the coordinator until a termination signal.
+pub fn coordinator(args: CoordinatorArgs) -> Result<()> {
+    let listen = locator(&args.listen, "--listen")?;
+    let storage: Box<dyn coordinator::ExternalStorage> = match &args.storage {
+        Some(s) => coordinator::external::open(s)?,
+        None => {
+            tracing::warn!("no --storage: the coordinator's state is kept in memory only and lost if it restarts");
+            Box::new(MemStorage::default())
+        }
+    };
+    let stop = termination()?;
+    let cfg = CoordinatorConfig {
+        dispatch: DispatchConfig {
+            cores: args.cores,
+            pin: false,
+            first_core: 0,
+            poll: args.poll,
+        },
+        heartbeat_timeout: args.heartbeat_timeout,
+    };
+    let handle =
+        coordinator::start(&listen, storage, cfg).context("cannot start the coordinator")?;
+    let served = handle.locator().to_string();
+    println!("coordinator serving at {served}");
+    if let Some(f) = &args.locator_file {
+        write_atomic(f, &served)?;
+    }
+    let _ = stop.recv();
+    tracing::info!("shutting down");
+    handle.shutdown();
+    Ok(())
+}
+
+/// Run a server until a termination signal.
+pub fn server(args: ServerArgs) -> Result<()> {
+    let coordinator = locator(&args.coordinator, "--coordinator")?;
+    let listen = locator(&args.listen, "--listen")?;
+    let stop = termination()?;
+    let cfg = NodeConfig {
+        coordinator,
+        listen,
+        memory_bytes: args.memory,
+        dispatch: DispatchConfig {
+            cores: args.cores,
+            pin: !args.no_pin,
+            first_core: 0,
+            poll: args.poll,
+        },
+        enlist_timeout: args.enlist_timeout,
+    };
+    let node = node::start(cfg).context("cannot start the server")?;
+    let served = node.locator().to_string();
+    println!("server {} serving at {served}", node.master().server_id());
+    if let Some(f) = &args.locator_file {
+        write_atomic(f, &served)?;
+    }
+    let _ = stop.recv();
+    tracing::info!("shutting down");
+    node.shutdown();
+    Ok(())
+}

@@ -1,0 +1,608 @@
+//! External storage: where the coordinator keeps its state so that a restarted (or standby)
+//! coordinator recovers it. Named blobs, each written atomically, each with a version, and every
+//! write checked against the writer's *leader epoch* so a deposed coordinator cannot overwrite
+//! its successor's state (the ZooKeeper backend of the durability issue implements the same
+//! trait with znode versions and an ephemeral leader node).
+//!
+//! Backends: [`FileStorage`] (`file:DIR`, the default) and [`MemStorage`] (tests).
+//!
+//! File format of one blob `DIR/NAME` (little-endian):
+//!
+//! | offset | size | field |
+//! |---:|---:|---|
+//! | 0 | 4 | magic `FCEB` |
+//! | 4 | 2 | format version (1) |
+//! | 6 | 2 | reserved (0) |
+//! | 8 | 8 | blob version (1, 2, ...) |
+//! | 16 | 8 | epoch of the writer |
+//! | 24 | 4 | data length |
+//! | 28 | 4 | CRC32C of the data |
+//! | 32 | … | data |
+//!
+//! A write goes to `DIR/.NAME.tmp`, is fsynced, renamed over `DIR/NAME`, and the directory is
+//! fsynced: a crash leaves the old or the new blob, never a mix. The leader epoch is the blob
+//! `leader-epoch` (8 bytes); `DIR/lock` holds the pid of the running coordinator (taken over if that process is gone).
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use parking_lot::Mutex;
+
+/// A blob and its version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Versioned {
+    /// The bytes.
+    pub data: Vec<u8>,
+    /// Version (1 for the first write, +1 each write).
+    pub version: u64,
+}
+
+/// Why an external-storage operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ExternalStorageError {
+    /// An I/O error, with the path.
+    #[error("external storage: {op} {path}: {source}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// Path.
+        path: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A blob's bytes are damaged or not ours.
+    #[error("external storage: {path} is corrupt: {reason}; restore it from a backup or remove it (the coordinator then starts empty)")]
+    Corrupt {
+        /// Path.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Another coordinator became leader after us.
+    #[error("external storage: this coordinator (epoch {ours}) is no longer the leader (epoch {current}); exiting is the safe choice")]
+    NotLeader {
+        /// Our epoch.
+        ours: u64,
+        /// Current epoch.
+        current: u64,
+    },
+    /// The blob's version is not the one expected.
+    #[error("external storage: {name} is at version {found}, expected {expected}")]
+    VersionMismatch {
+        /// Blob.
+        name: String,
+        /// Expected version (0 = must not exist).
+        expected: u64,
+        /// Version found (0 = absent).
+        found: u64,
+    },
+    /// Another process holds the storage.
+    #[error("external storage {path} is in use by another coordinator (its lock file is held); stop it or choose another --storage")]
+    Locked {
+        /// Path.
+        path: String,
+    },
+    /// A blob name with characters outside `[A-Za-z0-9._-]`.
+    #[error("bad blob name {0:?}: use letters, digits, '.', '_' and '-'")]
+    BadName(String),
+    /// The `--storage` argument is not understood.
+    #[error("bad storage locator {0:?}: use file:DIR (ZooKeeper comes with a later issue)")]
+    BadLocator(String),
+}
+
+/// Named blobs with per-blob versions and a leader epoch.
+pub trait ExternalStorage: Send + Sync + std::fmt::Debug {
+    /// Become the leader: returns the new epoch (greater than every earlier one). Later writes
+    /// by an earlier epoch fail with [`ExternalStorageError::NotLeader`].
+    fn acquire_leadership(&self) -> Result<u64, ExternalStorageError>;
+    /// Read a blob (`None` if absent).
+    fn get(&self, name: &str) -> Result<Option<Versioned>, ExternalStorageError>;
+    /// Write a blob atomically if `epoch` is current and (when `expected` is `Some(v)`) the blob
+    /// is at version `v` (0 = absent). Returns the new version.
+    fn set(
+        &self,
+        epoch: u64,
+        name: &str,
+        data: &[u8],
+        expected: Option<u64>,
+    ) -> Result<u64, ExternalStorageError>;
+    /// Remove a blob (no error if absent) if `epoch` is current.
+    fn remove(&self, epoch: u64, name: &str) -> Result<(), ExternalStorageError>;
+    /// For logs: `file:DIR`, `memory`.
+    fn describe(&self) -> String;
+}
+
+/// Open the backend a `--storage` argument names: `file:DIR`.
+pub fn open(locator: &str) -> Result<Box<dyn ExternalStorage>, ExternalStorageError> {
+    match locator.split_once(':') {
+        Some(("file", dir)) if !dir.is_empty() => Ok(Box::new(FileStorage::open(dir)?)),
+        _ => Err(ExternalStorageError::BadLocator(locator.to_string())),
+    }
+}
+
+fn check_name(name: &str) -> Result<(), ExternalStorageError> {
+    let ok = !name.is_empty()
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(ExternalStorageError::BadName(name.to_string()))
+    }
+}
+
+const MAGIC: &[u8; 4] = b"FCEB";
+const FORMAT_VERSION: u16 = 1;
+const HEADER: usize = 32;
+const EPOCH_BLOB: &str = "leader-epoch";
+
+/// Encode a blob file.
+fn encode_blob(version: u64, epoch: u64, data: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(HEADER + data.len());
+    v.extend_from_slice(MAGIC);
+    v.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    v.extend_from_slice(&0u16.to_le_bytes());
+    v.extend_from_slice(&version.to_le_bytes());
+    v.extend_from_slice(&epoch.to_le_bytes());
+    v.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    v.extend_from_slice(&crc32c::crc32c(data).to_le_bytes());
+    v.extend_from_slice(data);
+    v
+}
+
+/// Decode a blob file; the first broken rule is the error.
+fn decode_blob(bytes: &[u8]) -> Result<Versioned, String> {
+    if bytes.len() < HEADER {
+        return Err(format!(
+            "truncated: {} bytes, the header alone is {HEADER}",
+            bytes.len()
+        ));
+    }
+    let u16at = |o: usize| u16::from_le_bytes([bytes[o], bytes[o + 1]]);
+    let u32at = |o: usize| u32::from_le_bytes(bytes[o..o + 4].try_into().expect("4 bytes"));
+    let u64at = |o: usize| u64::from_le_bytes(bytes[o..o + 8].try_into().expect("8 bytes"));
+    if &bytes[0..4] != MAGIC {
+        return Err("bad magic (not a FaaSCache external-storage blob)".into());
+    }
+    if u16at(4) != FORMAT_VERSION {
+        return Err(format!(
+            "format version {} is not supported (this build reads {FORMAT_VERSION})",
+            u16at(4)
+        ));
+    }
+    if u16at(6) != 0 {
+        return Err("reserved bytes are not zero".into());
+    }
+    let len = u32at(24) as usize;
+    if bytes.len() - HEADER != len {
+        return Err(format!(
+            "truncated or padded: header says {len} data bytes, file has {}",
+            bytes.len() - HEADER
+        ));
+    }
+    let data = &bytes[HEADER..];
+    let crc = crc32c::crc32c(data);
+    if crc != u32at(28) {
+        return Err(format!(
+            "checksum mismatch: stored {:#010x}, data gives {crc:#010x}",
+            u32at(28)
+        ));
+    }
+    Ok(Versioned {
+        data: data.to_vec(),
+        version: u64at(8),
+    })
+}
+
+/// Take `DIR/lock`: create it holding our pid, or take it over if the pid in it is not a running
+/// process (a coordinator that crashed). Released (removed) on drop.
+fn take_lock(path: &Path) -> Result<LockFile, ExternalStorageError> {
+    let io = |op, source| ExternalStorageError::Io {
+        op,
+        path: path.display().to_string(),
+        source,
+    };
+    for _ in 0..2 {
+        match OpenOptions::new().write(true).create_new(true).open(path) {
+            Ok(mut f) => {
+                f.write_all(std::process::id().to_string().as_bytes())
+                    .map_err(|e| io("write", e))?;
+                f.sync_all().map_err(|e| io("fsync", e))?;
+                return Ok(LockFile(path.to_path_buf()));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let holder = std::fs::read_to_string(path).unwrap_or_default();
+                let pid: Option<u32> = holder.trim().parse().ok();
+                let running = pid.is_some_and(|p| {
+                    std::fs::read_to_string(format!("/proc/{p}/stat")).is_ok_and(|s| {
+                        !s.rsplit(')')
+                            .next()
+                            .unwrap_or("")
+                            .trim_start()
+                            .starts_with('Z')
+                    })
+                });
+                if running {
+                    let dir = path.parent().unwrap_or(path).display().to_string();
+                    return Err(ExternalStorageError::Locked { path: dir });
+                }
+                // Stale: its holder is gone.
+                let _ = std::fs::remove_file(path);
+            }
+            Err(e) => return Err(io("create", e)),
+        }
+    }
+    Err(ExternalStorageError::Locked {
+        path: path.display().to_string(),
+    })
+}
+
+#[derive(Debug)]
+struct LockFile(PathBuf);
+
+impl Drop for LockFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// The `file:DIR` backend.
+#[derive(Debug)]
+pub struct FileStorage {
+    dir: PathBuf,
+    _lock: LockFile,
+    /// Serialises writers in this process.
+    write: Mutex<()>,
+}
+
+impl FileStorage {
+    /// Open (creating) `dir` and lock it for this process.
+    pub fn open(dir: impl AsRef<Path>) -> Result<FileStorage, ExternalStorageError> {
+        let dir = dir.as_ref().to_path_buf();
+        let io = |op, path: &Path| {
+            let path = path.display().to_string();
+            move |source| ExternalStorageError::Io { op, path, source }
+        };
+        std::fs::create_dir_all(&dir).map_err(io("create directory", &dir))?;
+        let lock_path = dir.join("lock");
+        let lock = take_lock(&lock_path)?;
+        Ok(FileStorage {
+            dir,
+            _lock: lock,
+            write: Mutex::new(()),
+        })
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    fn read_blob(&self, name: &str) -> Result<Option<Versioned>, ExternalStorageError> {
+        check_name(name)?;
+        let path = self.path(name);
+        let mut f = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => {
+                return Err(ExternalStorageError::Io {
+                    op: "open",
+                    path: path.display().to_string(),
+                    source,
+                })
+            }
+        };
+        let mut bytes = Vec::new();
+        f.read_to_end(&mut bytes)
+            .map_err(|source| ExternalStorageError::Io {
+                op: "read",
+                path: path.display().to_string(),
+                source,
+            })?;
+        decode_blob(&bytes)
+            .map(Some)
+            .map_err(|reason| ExternalStorageError::Corrupt {
+                path: path.display().to_string(),
+                reason,
+            })
+    }
+
+    fn write_blob(&self, name: &str, bytes: &[u8]) -> Result<(), ExternalStorageError> {
+        let path = self.path(name);
+        let tmp = self.dir.join(format!(".{name}.tmp"));
+        let io = |op, p: &Path| {
+            let path = p.display().to_string();
+            move |source| ExternalStorageError::Io { op, path, source }
+        };
+        {
+            let mut f = File::create(&tmp).map_err(io("create", &tmp))?;
+            f.write_all(bytes).map_err(io("write", &tmp))?;
+            f.sync_all().map_err(io("fsync", &tmp))?;
+        }
+        std::fs::rename(&tmp, &path).map_err(io("rename", &path))?;
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io("fsync directory", &self.dir))?;
+        Ok(())
+    }
+
+    fn current_epoch(&self) -> Result<u64, ExternalStorageError> {
+        Ok(match self.read_blob(EPOCH_BLOB)? {
+            Some(v) if v.data.len() == 8 => {
+                u64::from_le_bytes(v.data[..8].try_into().expect("8 bytes"))
+            }
+            Some(_) => {
+                return Err(ExternalStorageError::Corrupt {
+                    path: self.path(EPOCH_BLOB).display().to_string(),
+                    reason: "the epoch is not 8 bytes".into(),
+                })
+            }
+            None => 0,
+        })
+    }
+
+    fn check_epoch(&self, epoch: u64) -> Result<(), ExternalStorageError> {
+        let current = self.current_epoch()?;
+        if current != epoch {
+            return Err(ExternalStorageError::NotLeader {
+                ours: epoch,
+                current,
+            });
+        }
+        Ok(())
+    }
+}
+
+impl ExternalStorage for FileStorage {
+    fn acquire_leadership(&self) -> Result<u64, ExternalStorageError> {
+        let _g = self.write.lock();
+        let old = self.read_blob(EPOCH_BLOB)?;
+        let epoch = self.current_epoch()? + 1;
+        let version = old.map_or(1, |v| v.version + 1);
+        self.write_blob(
+            EPOCH_BLOB,
+            &encode_blob(version, epoch, &epoch.to_le_bytes()),
+        )?;
+        Ok(epoch)
+    }
+
+    fn get(&self, name: &str) -> Result<Option<Versioned>, ExternalStorageError> {
+        self.read_blob(name)
+    }
+
+    fn set(
+        &self,
+        epoch: u64,
+        name: &str,
+        data: &[u8],
+        expected: Option<u64>,
+    ) -> Result<u64, ExternalStorageError> {
+        check_name(name)?;
+        if name == EPOCH_BLOB {
+            return Err(ExternalStorageError::BadName(name.into()));
+        }
+        let _g = self.write.lock();
+        self.check_epoch(epoch)?;
+        let found = self.read_blob(name)?.map_or(0, |v| v.version);
+        if let Some(expected) = expected {
+            if expected != found {
+                return Err(ExternalStorageError::VersionMismatch {
+                    name: name.into(),
+                    expected,
+                    found,
+                });
+            }
+        }
+        self.write_blob(name, &encode_blob(found + 1, epoch, data))?;
+        Ok(found + 1)
+    }
+
+    fn remove(&self, epoch: u64, name: &str) -> Result<(), ExternalStorageError> {
+        check_name(name)?;
+        let _g = self.write.lock();
+        self.check_epoch(epoch)?;
+        let path = self.path(name);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(ExternalStorageError::Io {
+                    op: "remove",
+                    path: path.display().to_string(),
+                    source,
+                })
+            }
+        }
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|source| ExternalStorageError::Io {
+                op: "fsync directory",
+                path: self.dir.display().to_string(),
+                source,
+            })
+    }
+
+    fn describe(&self) -> String {
+        format!("file:{}", self.dir.display())
+    }
+}
+
+/// An in-memory backend (tests; state is lost with the process).
+#[derive(Debug, Default)]
+pub struct MemStorage {
+    inner: Mutex<(u64, HashMap<String, Versioned>)>,
+}
+
+impl ExternalStorage for MemStorage {
+    fn acquire_leadership(&self) -> Result<u64, ExternalStorageError> {
+        let mut g = self.inner.lock();
+        g.0 += 1;
+        Ok(g.0)
+    }
+    fn get(&self, name: &str) -> Result<Option<Versioned>, ExternalStorageError> {
+        check_name(name)?;
+        Ok(self.inner.lock().1.get(name).cloned())
+    }
+    fn set(
+        &self,
+        epoch: u64,
+        name: &str,
+        data: &[u8],
+        expected: Option<u64>,
+    ) -> Result<u64, ExternalStorageError> {
+        check_name(name)?;
+        let mut g = self.inner.lock();
+        if g.0 != epoch {
+            return Err(ExternalStorageError::NotLeader {
+                ours: epoch,
+                current: g.0,
+            });
+        }
+        let found = g.1.get(name).map_or(0, |v| v.version);
+        if let Some(expected) = expected {
+            if expected != found {
+                return Err(ExternalStorageError::VersionMismatch {
+                    name: name.into(),
+                    expected,
+                    found,
+                });
+            }
+        }
+        g.1.insert(
+            name.to_string(),
+            Versioned {
+                data: data.to_vec(),
+                version: found + 1,
+            },
+        );
+        Ok(found + 1)
+    }
+    fn remove(&self, epoch: u64, name: &str) -> Result<(), ExternalStorageError> {
+        let mut g = self.inner.lock();
+        if g.0 != epoch {
+            return Err(ExternalStorageError::NotLeader {
+                ours: epoch,
+                current: g.0,
+            });
+        }
+        g.1.remove(name);
+        Ok(())
+    }
+    fn describe(&self) -> String {
+        "memory".into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tempdir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!(
+            "faascache-ext-{tag}-{}-{:?}",
+            std::process::id(),
+            std::time::SystemTime::now()
+        ));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+
+    #[test]
+    fn file_backend_round_trip_versions_and_epochs() {
+        let dir = tempdir("rt");
+        {
+            let s = FileStorage::open(&dir).unwrap();
+            assert!(matches!(
+                FileStorage::open(&dir),
+                Err(ExternalStorageError::Locked { .. })
+            ));
+            let e = s.acquire_leadership().unwrap();
+            assert_eq!(e, 1);
+            assert_eq!(s.get("state").unwrap(), None);
+            assert_eq!(s.set(e, "state", b"one", Some(0)).unwrap(), 1);
+            assert_eq!(s.set(e, "state", b"two", None).unwrap(), 2);
+            assert!(matches!(
+                s.set(e, "state", b"x", Some(1)),
+                Err(ExternalStorageError::VersionMismatch { .. })
+            ));
+            assert_eq!(
+                s.get("state").unwrap(),
+                Some(Versioned {
+                    data: b"two".to_vec(),
+                    version: 2
+                })
+            );
+            assert!(matches!(
+                s.set(e, "../etc", b"x", None),
+                Err(ExternalStorageError::BadName(_))
+            ));
+            // A second leader deposes the first.
+            let e2 = s.acquire_leadership().unwrap();
+            assert_eq!(e2, 2);
+            assert!(matches!(
+                s.set(e, "state", b"old", None),
+                Err(ExternalStorageError::NotLeader { .. })
+            ));
+            s.remove(e2, "other").unwrap();
+        }
+        // Reopened (a restarted coordinator): data and epoch are there.
+        let s = FileStorage::open(&dir).unwrap();
+        assert_eq!(s.get("state").unwrap().unwrap().data, b"two");
+        assert_eq!(s.acquire_leadership().unwrap(), 3);
+        assert!(s.describe().starts_with("file:"));
+        drop(s);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn corrupt_and_truncated_blobs_are_clear_errors() {
+        let dir = tempdir("corrupt");
+        let s = FileStorage::open(&dir).unwrap();
+        let e = s.acquire_leadership().unwrap();
+        s.set(e, "state", b"hello world", None).unwrap();
+        let path = dir.join("state");
+        let good = std::fs::read(&path).unwrap();
+        // Truncated.
+        std::fs::write(&path, &good[..good.len() - 3]).unwrap();
+        let err = s.get("state").unwrap_err().to_string();
+        assert!(
+            err.contains("corrupt") && err.contains("truncated"),
+            "{err}"
+        );
+        std::fs::write(&path, &good[..10]).unwrap();
+        assert!(s
+            .get("state")
+            .unwrap_err()
+            .to_string()
+            .contains("truncated"));
+        // Flipped data byte.
+        let mut bad = good.clone();
+        *bad.last_mut().unwrap() ^= 1;
+        std::fs::write(&path, &bad).unwrap();
+        assert!(s.get("state").unwrap_err().to_string().contains("checksum"));
+        // Not ours.
+        std::fs::write(&path, b"garbage garbage garbage garbage garbage").unwrap();
+        assert!(s.get("state").unwrap_err().to_string().contains("magic"));
+        drop(s);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn storage_locators() {
+        assert!(matches!(
+            open("zk:host:1"),
+            Err(ExternalStorageError::BadLocator(_))
+        ));
+        assert!(matches!(
+            open("file:"),
+            Err(ExternalStorageError::BadLocator(_))
+        ));
+        let m = MemStorage::default();
+        let e = m.acquire_leadership().unwrap();
+        assert_eq!(m.set(e, "a", b"1", Some(0)).unwrap(), 1);
+        assert!(m.set(e + 1, "a", b"1", None).is_err());
+    }
+}

@@ -1,0 +1,622 @@
+//! The coordinator's RPC shell around [`CoordinatorState`]: decodes requests, feeds them to the
+//! state machine, persists the state to [`ExternalStorage`] before replying or sending, and
+//! carries out control RPCs to masters.
+//!
+//! Threads: queries (server list, table id, tables, tablet map, heartbeats) are answered on the
+//! dispatch core under the state mutex. Operations that persist or talk to masters are deferred
+//! to one worker thread, in arrival order; each migration runs on its own thread. A ticker thread
+//! checks heartbeats twice a second.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use faascache_transport::msg::control::{
+    DropTabletOwnershipRequest, MigrateTabletOutRequest, PrepareMigrationRequest,
+    TakeTabletOwnershipRequest,
+};
+use faascache_transport::msg::coordinator::*;
+use faascache_transport::msg::{call, CallError, ErrorReply, Message, MsgError, Request, Services};
+use faascache_transport::server::IncomingRpc;
+use faascache_transport::{
+    ClientConfig, Dispatch, DispatchConfig, DispatchHandler, Locator, Responder, ServerHandle,
+    ServiceLocator, Session, Status,
+};
+use parking_lot::Mutex;
+
+use super::external::{ExternalStorage, ExternalStorageError};
+use super::state::{Action, Control, CoordError, CoordinatorState, MigrationPlan};
+
+/// Name of the state blob in external storage.
+pub const STATE_BLOB: &str = "coordinator-state";
+/// Timeout of `TakeTabletOwnership` / `PrepareMigration`.
+pub const CONTROL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Timeout of `DropTabletOwnership` (the master deletes the data first).
+pub const DROP_TIMEOUT: Duration = Duration::from_secs(120);
+/// Timeout of `MigrateTabletOut` (copies the whole tablet).
+pub const MIGRATE_TIMEOUT: Duration = Duration::from_secs(600);
+/// How often heartbeats are checked.
+pub const TICK: Duration = Duration::from_millis(500);
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Coordinator options.
+#[derive(Debug, Clone)]
+pub struct CoordinatorConfig {
+    /// Dispatch options of its RPC server.
+    pub dispatch: DispatchConfig,
+    /// A server silent this long is marked crashed.
+    pub heartbeat_timeout: Duration,
+}
+
+impl Default for CoordinatorConfig {
+    fn default() -> Self {
+        CoordinatorConfig {
+            dispatch: DispatchConfig::default(),
+            heartbeat_timeout: Duration::from_secs(15),
+        }
+    }
+}
+
+/// Why the coordinator could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// External storage failed (including a corrupt state blob).
+    #[error(transparent)]
+    Storage(#[from] ExternalStorageError),
+    /// The state blob does not decode.
+    #[error("{0}")]
+    BadState(String),
+    /// Could not serve on the locator.
+    #[error(transparent)]
+    Transport(#[from] faascache_transport::Error),
+    /// Could not start a thread.
+    #[error("cannot start a coordinator thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// The shared coordinator.
+pub struct Coordinator {
+    state: Mutex<CoordinatorState>,
+    storage: Box<dyn ExternalStorage>,
+    epoch: u64,
+    start: Instant,
+    sessions: Mutex<HashMap<String, Session>>,
+    jobs: Mutex<Option<mpsc::Sender<Job>>>,
+}
+
+impl std::fmt::Debug for Coordinator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Coordinator")
+            .field("storage", &self.storage.describe())
+            .field("epoch", &self.epoch)
+            .finish()
+    }
+}
+
+/// A running coordinator. Dropping it shuts it down.
+#[derive(Debug)]
+pub struct CoordinatorHandle {
+    server: Option<ServerHandle>,
+    coordinator: Arc<Coordinator>,
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl CoordinatorHandle {
+    /// Where it serves (with the real port if the locator said port 0).
+    pub fn locator(&self) -> Locator {
+        self.server
+            .as_ref()
+            .expect("running")
+            .local_locator()
+            .clone()
+    }
+    /// The coordinator.
+    pub fn coordinator(&self) -> &Arc<Coordinator> {
+        &self.coordinator
+    }
+    /// Stop serving and join the threads.
+    pub fn shutdown(mut self) {
+        self.stop_all();
+    }
+    fn stop_all(&mut self) {
+        if let Some(s) = self.server.take() {
+            s.shutdown();
+        }
+        self.stop.store(true, Ordering::Release);
+        self.coordinator.jobs.lock().take();
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for CoordinatorHandle {
+    fn drop(&mut self) {
+        self.stop_all();
+    }
+}
+
+/// Start a coordinator: become leader of `storage`, recover the state it holds, serve on
+/// `listen`.
+pub fn start(
+    listen: &ServiceLocator,
+    storage: Box<dyn ExternalStorage>,
+    cfg: CoordinatorConfig,
+) -> Result<CoordinatorHandle, StartError> {
+    let epoch = storage.acquire_leadership()?;
+    let mut state = match storage.get(STATE_BLOB)? {
+        Some(blob) => CoordinatorState::decode(&blob.data).map_err(|e| {
+            StartError::BadState(format!("{e} (in {} blob {STATE_BLOB})", storage.describe()))
+        })?,
+        None => CoordinatorState::default(),
+    };
+    state.heartbeat_timeout = cfg.heartbeat_timeout;
+    let start = Instant::now();
+    state.restarted(Duration::ZERO);
+    let (tables, servers) = (state.tables().len(), state.server_list(Services(0)).1.len());
+    tracing::info!(storage = %storage.describe(), epoch, tables, servers, "coordinator state recovered");
+    let (tx, rx) = mpsc::channel::<Job>();
+    let coordinator = Arc::new(Coordinator {
+        state: Mutex::new(state),
+        storage,
+        epoch,
+        start,
+        sessions: Mutex::new(HashMap::new()),
+        jobs: Mutex::new(Some(tx)),
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut threads = Vec::new();
+    threads.push(
+        std::thread::Builder::new()
+            .name("coord-worker".into())
+            .spawn(move || {
+                while let Ok(job) = rx.recv() {
+                    job();
+                }
+            })
+            .map_err(StartError::Thread)?,
+    );
+    let (c2, stop2) = (coordinator.clone(), stop.clone());
+    threads.push(
+        std::thread::Builder::new()
+            .name("coord-ticker".into())
+            .spawn(move || {
+                while !stop2.load(Ordering::Acquire) {
+                    std::thread::sleep(TICK);
+                    let mut st = c2.state.lock();
+                    let actions = st.tick(c2.now());
+                    if actions.contains(&Action::Persist) {
+                        if let Err(e) = c2.persist(&st) {
+                            tracing::error!(error = %e, "cannot persist the coordinator state");
+                        }
+                    }
+                }
+            })
+            .map_err(StartError::Thread)?,
+    );
+    let service = CoordinatorService {
+        c: coordinator.clone(),
+    };
+    let server =
+        faascache_transport::serve(listen, Arc::new(DispatchHandler(service)), cfg.dispatch)?;
+    tracing::info!(locator = %server.local_locator(), transport = %server.transport(), "coordinator serving");
+    Ok(CoordinatorHandle {
+        server: Some(server),
+        coordinator,
+        stop,
+        threads,
+    })
+}
+
+/// A failed operation: status and detail for the error body.
+struct Fail(Status, String);
+
+impl From<CoordError> for Fail {
+    fn from(e: CoordError) -> Self {
+        Fail(e.status(), e.to_string())
+    }
+}
+
+impl Coordinator {
+    fn now(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    fn persist(&self, st: &CoordinatorState) -> Result<(), ExternalStorageError> {
+        self.storage
+            .set(self.epoch, STATE_BLOB, &st.encode(), None)
+            .map(|_| ())
+    }
+
+    /// Run a state transition; persist if asked (under the state lock, so persisted states are
+    /// in order); return its value and the sends to carry out.
+    fn transition<T>(
+        &self,
+        f: impl FnOnce(&mut CoordinatorState) -> Result<(T, Vec<Action>), CoordError>,
+    ) -> Result<(T, Vec<Action>), Fail> {
+        let mut st = self.state.lock();
+        let (v, actions) = f(&mut st)?;
+        debug_assert!(st.check().is_ok(), "{:?}", st.check());
+        if actions.contains(&Action::Persist) {
+            if let Err(e) = self.persist(&st) {
+                tracing::error!(error = %e, "cannot persist the coordinator state");
+                return Err(Fail(
+                    Status::INTERNAL_ERROR,
+                    format!("the coordinator cannot persist its state: {e}"),
+                ));
+            }
+        }
+        Ok((
+            v,
+            actions
+                .into_iter()
+                .filter(|a| *a != Action::Persist)
+                .collect(),
+        ))
+    }
+
+    fn session(&self, locator: &str) -> Result<Session, String> {
+        if let Some(s) = self.sessions.lock().get(locator) {
+            if s.failure().is_none() {
+                return Ok(s.clone());
+            }
+        }
+        let loc: ServiceLocator = locator
+            .parse()
+            .map_err(|e| format!("bad locator {locator:?}: {e}"))?;
+        let s = faascache_transport::connect(&loc, ClientConfig::default())
+            .map_err(|e| e.to_string())?;
+        self.sessions.lock().insert(locator.to_string(), s.clone());
+        Ok(s)
+    }
+
+    fn rpc<'a, R: Request<'a>>(
+        &self,
+        locator: &str,
+        req: &R,
+        timeout: Duration,
+    ) -> Result<(), String> {
+        let s = self.session(locator)?;
+        match call(&s, req, timeout, |_| ()) {
+            Ok(()) => Ok(()),
+            Err(e @ CallError::Transport(_)) => {
+                self.sessions.lock().remove(locator);
+                Err(e.to_string())
+            }
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// Carry out sends; failures are logged (a master that missed a message is told again when
+    /// it re-registers) and the first is returned.
+    fn send_all(&self, actions: Vec<Action>) -> Result<(), String> {
+        let mut first = Ok(());
+        for a in actions {
+            let Action::Send { to, locator, msg } = a else {
+                continue;
+            };
+            let r = match &msg {
+                Control::Take(r) => {
+                    self.rpc(&locator, &TakeTabletOwnershipRequest(*r), CONTROL_TIMEOUT)
+                }
+                Control::Drop(r) => {
+                    self.rpc(&locator, &DropTabletOwnershipRequest(*r), DROP_TIMEOUT)
+                }
+            };
+            if let Err(e) = r {
+                tracing::warn!(server = %to, ?msg, error = %e, "control RPC to a master failed");
+                if first.is_ok() {
+                    first = Err(format!("server {to}: {e}"));
+                }
+            }
+        }
+        first
+    }
+
+    fn run_migration(&self, plan: &MigrationPlan) -> Result<(), String> {
+        self.rpc(
+            &plan.target.1,
+            &PrepareMigrationRequest {
+                range: plan.range,
+                source: plan.source.0,
+            },
+            CONTROL_TIMEOUT,
+        )
+        .map_err(|e| format!("preparing the target failed: {e}"))?;
+        self.rpc(
+            &plan.source.1,
+            &MigrateTabletOutRequest {
+                range: plan.range,
+                target: plan.target.0,
+                target_locator: &plan.target.1,
+            },
+            MIGRATE_TIMEOUT,
+        )
+        .map_err(|e| format!("copying from the source failed: {e}"))
+    }
+
+    fn defer(&self, call: &mut IncomingRpc<'_>, job: impl FnOnce(Responder) + Send + 'static) {
+        let Some(responder) = call.defer() else {
+            return;
+        };
+        let jobs = self.jobs.lock();
+        match jobs.as_ref() {
+            Some(tx) => {
+                if let Err(mpsc::SendError(job)) = tx.send(Box::new(move || job(responder))) {
+                    drop(job); // the responder inside replies INTERNAL_ERROR
+                }
+            }
+            None => responder.reply_vec(
+                Status::SHUTTING_DOWN,
+                ErrorReply {
+                    version: 0,
+                    detail: "the coordinator is shutting down",
+                }
+                .to_vec(),
+            ),
+        }
+    }
+}
+
+fn reply_fail(r: Responder, f: Fail) {
+    r.reply_vec(
+        f.0,
+        ErrorReply {
+            version: 0,
+            detail: &f.1,
+        }
+        .to_vec(),
+    );
+}
+
+fn fail_now(call: &mut IncomingRpc<'_>, f: Fail) {
+    call.reply_with(f.0, |b| {
+        ErrorReply {
+            version: 0,
+            detail: &f.1,
+        }
+        .encode(b)
+    });
+}
+
+fn bad_request(call: &mut IncomingRpc<'_>, e: MsgError) {
+    let op = call.opcode();
+    fail_now(
+        call,
+        Fail(e.status(), format!("malformed {op} request: {e}")),
+    );
+}
+
+macro_rules! decode_or_reply {
+    ($call:expr, $ty:ty) => {
+        match <$ty>::decode($call.payload()) {
+            Ok(r) => r,
+            Err(e) => return bad_request($call, e),
+        }
+    };
+}
+
+/// The coordinator's [`Dispatch`] service.
+#[derive(Debug, Clone)]
+pub struct CoordinatorService {
+    c: Arc<Coordinator>,
+}
+
+impl Dispatch for CoordinatorService {
+    fn enlist_server(&self, call: &mut IncomingRpc<'_>) {
+        let req = decode_or_reply!(call, EnlistServerRequest<'_>);
+        if let Err(e) = req.locator.parse::<ServiceLocator>() {
+            return fail_now(
+                call,
+                Fail(
+                    Status::REQUEST_FORMAT_ERROR,
+                    format!("bad locator {:?}: {e}", req.locator),
+                ),
+            );
+        }
+        let (services, locator, previous) =
+            (req.services, req.locator.to_string(), req.previous_id);
+        let c = self.c.clone();
+        self.c.defer(call, move |r| {
+            let now = c.now();
+            match c.transition(|st| Ok(st.enlist(services, &locator, previous, now))) {
+                Ok((id, sends)) => {
+                    tracing::info!(server = %id, %locator, %services, reregistered = (id == previous), "server enlisted");
+                    r.reply_vec(Status::OK, EnlistServerResponse { server_id: id }.to_vec());
+                    let _ = c.send_all(sends);
+                }
+                Err(f) => reply_fail(r, f),
+            }
+        });
+    }
+
+    fn server_heartbeat(&self, call: &mut IncomingRpc<'_>) {
+        let req = decode_or_reply!(call, HeartbeatRequest);
+        let now = self.c.now();
+        let r = self.c.state.lock().heartbeat(req.server_id, now);
+        match r {
+            Ok(()) => call.reply(Status::OK, &[]),
+            Err(e) => fail_now(call, e.into()),
+        }
+    }
+
+    fn get_server_list(&self, call: &mut IncomingRpc<'_>) {
+        let req = decode_or_reply!(call, GetServerListRequest);
+        let st = self.c.state.lock();
+        let (version, list) = st.server_list(req.services);
+        let resp = GetServerListResponse {
+            version,
+            servers: list
+                .iter()
+                .map(|s| ServerEntry {
+                    id: s.id,
+                    services: s.services,
+                    status: s.status,
+                    locator: &s.locator,
+                })
+                .collect(),
+        };
+        call.reply_with(Status::OK, |b| resp.encode(b));
+    }
+
+    fn create_table(&self, call: &mut IncomingRpc<'_>) {
+        let req = decode_or_reply!(call, CreateTableRequest<'_>);
+        let (name, span) = (req.name.to_string(), req.server_span);
+        let c = self.c.clone();
+        self.c.defer(call, move |r| match c.transition(|st| st.create_table(&name, span)) {
+            Ok((id, sends)) => {
+                if !sends.is_empty() {
+                    tracing::info!(table = %name, id, span, "table created");
+                }
+                // Masters own their tablets before the client hears of the table.
+                if let Err(e) = c.send_all(sends) {
+                    tracing::warn!(table = %name, error = %e, "a master did not take its tablet; clients will retry");
+                }
+                r.reply_vec(Status::OK, TableIdResponse { table_id: id }.to_vec());
+            }
+            Err(f) => reply_fail(r, f),
+        });
+    }
+
+    fn drop_table(&self, call: &mut IncomingRpc<'_>) {
+        let req = decode_or_reply!(call, DropTableRequest<'_>);
+        let name = req.0.name.to_string();
+        let c = self.c.clone();
+        self.c.defer(call, move |r| match c.transition(|st| st.drop_table(&name).map(|a| ((), a))) {
+            Ok(((), sends)) => {
+                tracing::info!(table = %name, "table dropped");
+                if let Err(e) = c.send_all(sends) {
+                    tracing::warn!(table = %name, error = %e, "a master did not drop its tablet");
+                }
+                r.reply(Status::OK, &[]);
+            }
+            Err(f) => reply_fail(r, f),
+        });
+    }
+
+    fn get_table_id(&self, call: &mut IncomingRpc<'_>) {
+        let req = decode_or_reply!(call, GetTableIdRequest<'_>);
+        let r = self.c.state.lock().table_id(req.0.name);
+        match r {
+            Ok(id) => call.reply_with(Status::OK, |b| TableIdResponse { table_id: id }.encode(b)),
+            Err(e) => fail_now(call, e.into()),
+        }
+    }
+
+    fn list_tables(&self, call: &mut IncomingRpc<'_>) {
+        let _ = decode_or_reply!(call, ListTablesRequest);
+        let st = self.c.state.lock();
+        let resp = ListTablesResponse {
+            tables: st
+                .tables()
+                .into_iter()
+                .map(|(t, n)| TableEntry {
+                    id: t.id,
+                    name: &t.name,
+                    tablets: n,
+                })
+                .collect(),
+        };
+        call.reply_with(Status::OK, |b| resp.encode(b));
+    }
+
+    fn get_tablet_map(&self, call: &mut IncomingRpc<'_>) {
+        let req = decode_or_reply!(call, GetTabletMapRequest);
+        let st = self.c.state.lock();
+        match st.tablet_map(req.table_id) {
+            Ok((version, tablets)) => {
+                let resp = GetTabletMapResponse {
+                    version,
+                    tablets: tablets
+                        .iter()
+                        .map(|(t, loc)| TabletEntry {
+                            table_id: t.table_id,
+                            start_hash: t.start,
+                            end_hash: t.end,
+                            owner: t.owner,
+                            locator: loc,
+                            state: t.state,
+                        })
+                        .collect(),
+                };
+                call.reply_with(Status::OK, |b| resp.encode(b));
+            }
+            Err(e) => {
+                drop(st);
+                fail_now(call, e.into())
+            }
+        }
+    }
+
+    fn split_tablet(&self, call: &mut IncomingRpc<'_>) {
+        let req = decode_or_reply!(call, SplitTabletRequest);
+        let c = self.c.clone();
+        self.c.defer(call, move |r| {
+            match c.transition(|st| {
+                st.split_tablet(req.table_id, req.split_hash)
+                    .map(|a| ((), a))
+            }) {
+                Ok(_) => {
+                    tracing::info!(table = req.table_id, split = req.split_hash, "tablet split");
+                    r.reply(Status::OK, &[])
+                }
+                Err(f) => reply_fail(r, f),
+            }
+        });
+    }
+
+    fn migrate_tablet(&self, call: &mut IncomingRpc<'_>) {
+        let req = decode_or_reply!(call, MigrateTabletRequest);
+        let c = self.c.clone();
+        self.c.defer(call, move |r| {
+            let plan = match c.transition(|st| {
+                st.begin_migration(req.table_id, req.start_hash, req.end_hash, req.target).map(|p| (p, Vec::new()))
+            }) {
+                Ok((plan, _)) => plan,
+                Err(f) => return reply_fail(r, f),
+            };
+            tracing::info!(table = req.table_id, source = %plan.source.0, target = %plan.target.0, "migration started");
+            // The copy can take long: its own thread, so the worker keeps serving.
+            let c2 = c.clone();
+            let spawned = std::thread::Builder::new().name("coord-migrate".into()).spawn(move || {
+                let outcome = c2.run_migration(&plan);
+                match outcome {
+                    Ok(()) => match c2.transition(|st| Ok(((), st.finish_migration(&plan)))) {
+                        Ok(((), sends)) => {
+                            let sent = c2.send_all(sends);
+                            tracing::info!(table = req.table_id, target = %plan.target.0, ?sent, "migration finished");
+                            r.reply(Status::OK, &[]);
+                        }
+                        Err(f) => reply_fail(r, f),
+                    },
+                    Err(e) => {
+                        tracing::warn!(table = req.table_id, error = %e, "migration failed; the source keeps the tablet");
+                        if let Ok(((), sends)) = c2.transition(|st| Ok(((), st.abort_migration(&plan)))) {
+                            let _ = c2.send_all(sends);
+                        }
+                        reply_fail(r, Fail(Status::INTERNAL_ERROR, format!("migration failed: {e}")));
+                    }
+                }
+            });
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "cannot start a migration thread");
+            }
+        });
+    }
+
+    fn allocate_client_id(&self, call: &mut IncomingRpc<'_>) {
+        let _ = decode_or_reply!(call, AllocateClientIdRequest);
+        let c = self.c.clone();
+        self.c.defer(call, move |r| {
+            match c.transition(|st| Ok(st.allocate_client_id())) {
+                Ok((id, _)) => r.reply_vec(Status::OK, ClientIdResponse { client_id: id }.to_vec()),
+                Err(f) => reply_fail(r, f),
+            }
+        });
+    }
+}

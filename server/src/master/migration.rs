@@ -1,0 +1,185 @@
+//! Source side of a tablet migration (see `faascache_transport::msg::control` for the protocol).
+//!
+//! 1. Mark the range *migrating out*: writes go on, and every mutated key is noted.
+//! 2. Copy the range to the target in batches (enumeration).
+//! 3. Re-send the noted keys (current value, or "removed") until few remain.
+//! 4. Freeze the range (taking the ownership write lock waits for mutations in flight; later
+//!    ones get `RETRY`), send the last noted keys, return. The coordinator then moves ownership.
+//!
+//! Every write acknowledged before the freeze was either copied in step 2 or noted and re-sent
+//! (in step 3 or 4); after the freeze none is acknowledged here. On failure the range is served
+//! again as before.
+
+use std::time::{Duration, Instant};
+
+use faascache_transport::msg::control::{MigratedObject, ReceiveMigrationDataRequest, TabletRange};
+use faascache_transport::msg::{call, CallError};
+use faascache_transport::{ClientConfig, ServiceLocator, Session, Status};
+
+use super::tablets::Range;
+use super::Master;
+use crate::storage::{RejectRules, StorageError};
+
+/// Bytes of keys and values per `ReceiveMigrationData` batch.
+pub const BATCH_BYTES: usize = 512 * 1024;
+/// Re-send rounds stop when this few keys were written during the last one.
+pub const FREEZE_BELOW_KEYS: usize = 64;
+/// At most this many re-send rounds before freezing anyway (a writer faster than the copy).
+pub const MAX_RESEND_ROUNDS: usize = 8;
+/// Timeout of one batch RPC.
+pub const RPC_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a batch is retried while the target answers `RETRY` (out of memory).
+pub const RETRY_FOR: Duration = Duration::from_secs(30);
+
+/// What a migration moved.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct MigrationStats {
+    /// Objects copied in the bulk pass.
+    pub objects: u64,
+    /// Keys re-sent because they were written meanwhile.
+    pub resent: u64,
+}
+
+struct Sender<'a> {
+    session: Session,
+    range: TabletRange,
+    batch: Vec<(bool, Vec<u8>, Vec<u8>, u64)>,
+    bytes: usize,
+    master: &'a Master,
+    r: Range,
+}
+
+impl Sender<'_> {
+    fn push(
+        &mut self,
+        removed: bool,
+        key: Vec<u8>,
+        value: Vec<u8>,
+        version: u64,
+    ) -> Result<(), String> {
+        self.bytes += key.len() + value.len() + 16;
+        self.batch.push((removed, key, value, version));
+        if self.bytes >= BATCH_BYTES {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), String> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let req = ReceiveMigrationDataRequest {
+            range: self.range,
+            objects: self
+                .batch
+                .iter()
+                .map(|(removed, k, v, ver)| MigratedObject {
+                    removed: *removed,
+                    key: k,
+                    value: v,
+                    version: *ver,
+                })
+                .collect(),
+        };
+        let deadline = Instant::now() + RETRY_FOR;
+        loop {
+            match call(&self.session, &req, RPC_TIMEOUT, |_| ()) {
+                Ok(()) => break,
+                Err(CallError::Failed(f))
+                    if f.status == Status::RETRY && Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => {
+                    return Err(format!(
+                        "sending {} objects to the target failed: {e}",
+                        req.objects.len()
+                    ))
+                }
+            }
+        }
+        self.batch.clear();
+        self.bytes = 0;
+        Ok(())
+    }
+
+    /// Queue the current state of each key (value, or removed).
+    fn send_keys(&mut self, keys: Vec<Vec<u8>>) -> Result<u64, String> {
+        let n = keys.len() as u64;
+        for key in keys {
+            let mut value = Vec::new();
+            match self
+                .master
+                .engine
+                .read(self.r.table, &key, &RejectRules::NONE, &mut value)
+            {
+                Ok(version) => self.push(false, key, value, version)?,
+                Err(StorageError::ObjectDoesntExist) => self.push(true, key, Vec::new(), 0)?,
+                Err(e) => return Err(format!("reading a migrating key failed: {e}")),
+            }
+        }
+        self.flush()?;
+        Ok(n)
+    }
+}
+
+/// Copy range `r` of `master` to the master at `target` and freeze it here. On error the range
+/// is served again.
+pub fn migrate_out(master: &Master, r: Range, target: &str) -> Result<MigrationStats, String> {
+    let mig = master.ownership.write().start_migration(r)?;
+    let result = (|| {
+        let loc: ServiceLocator = target
+            .parse()
+            .map_err(|e| format!("bad target locator {target:?}: {e}"))?;
+        let session = faascache_transport::connect(&loc, ClientConfig::default())
+            .map_err(|e| format!("cannot reach the target {target}: {e}"))?;
+        let mut s = Sender {
+            session,
+            range: TabletRange {
+                table_id: r.table as u64,
+                start_hash: r.start,
+                end_hash: r.end,
+            },
+            batch: Vec::new(),
+            bytes: 0,
+            master,
+            r,
+        };
+        let mut stats = MigrationStats::default();
+        let mut cursor = None;
+        loop {
+            let en = master
+                .engine
+                .enumerate(r.table, r.start..=r.end, cursor, BATCH_BYTES)
+                .map_err(|e| format!("enumerating the tablet failed: {e}"))?;
+            for o in en.objects {
+                stats.objects += 1;
+                s.push(false, o.key, o.value, o.version)?;
+            }
+            match en.next_cursor {
+                Some(c) => cursor = Some(c),
+                None => break,
+            }
+        }
+        s.flush()?;
+        for _ in 0..MAX_RESEND_ROUNDS {
+            let keys = mig.take_dirty();
+            let small = keys.len() <= FREEZE_BELOW_KEYS;
+            stats.resent += s.send_keys(keys)?;
+            if small {
+                break;
+            }
+        }
+        {
+            let own = master.ownership.write();
+            own.freeze(&mig);
+        }
+        stats.resent += s.send_keys(mig.take_dirty())?;
+        Ok(stats)
+    })();
+    if result.is_err() {
+        master.ownership.write().abort_migration(r);
+    }
+    result
+}

@@ -1,0 +1,638 @@
+//! The master's RPC handlers: data operations, tablet control, migration target, server info.
+//! Each handler decodes its request (`faascache_transport::msg`), checks the table id and
+//! ownership, runs the engine operation and replies; see `docs/protocol.md` for the statuses.
+
+use std::sync::Arc;
+
+use faascache_transport::msg::common::ExactlyOnce;
+use faascache_transport::msg::control::{
+    DropTabletOwnershipRequest, GetServerInfoResponse, MigrateTabletOutRequest,
+    PrepareMigrationRequest, ReceiveMigrationDataRequest, TabletRange, TakeTabletOwnershipRequest,
+};
+use faascache_transport::msg::master::*;
+use faascache_transport::msg::{key_hash, ErrorReply, Message, MsgError};
+use faascache_transport::server::IncomingRpc;
+use faascache_transport::{Dispatch, Status};
+
+use super::exactly_once::{Begin, SavedReply};
+use super::tablets::Range;
+use super::{storage_status, table_id, Master, DURABILITY};
+use crate::storage::{RejectRules, StorageError, TableId, TableOptions, WriteOp};
+
+/// Largest `max_bytes` an enumeration reply is built for (keeps replies far below the protocol
+/// maximum even when the last hash bucket adds a few large objects).
+pub const ENUMERATE_MAX_BYTES: usize = 2 * 1024 * 1024;
+
+/// The master's [`Dispatch`] service (wrap in `DispatchHandler` to serve it).
+#[derive(Debug, Clone)]
+pub struct MasterService {
+    /// The master.
+    pub master: Arc<Master>,
+}
+
+/// Reply a non-OK status with an error body.
+pub(crate) fn fail(call: &mut IncomingRpc<'_>, status: Status, version: u64, detail: &str) {
+    call.reply_with(status, |b| ErrorReply { version, detail }.encode(b));
+}
+
+fn bad_request(call: &mut IncomingRpc<'_>, e: MsgError) {
+    fail(
+        call,
+        e.status(),
+        0,
+        &format!("malformed {} request: {e}", call.opcode()),
+    );
+}
+
+fn storage_reply(e: &StorageError) -> SavedReply {
+    let (status, version) = storage_status(e);
+    SavedReply {
+        status,
+        payload: ErrorReply {
+            version,
+            detail: &e.to_string(),
+        }
+        .to_vec(),
+    }
+}
+
+fn rules(r: &faascache_transport::msg::RejectRules) -> RejectRules {
+    RejectRules {
+        doesnt_exist: r.doesnt_exist,
+        exists: r.exists,
+        version_le_given: r.version_le_given,
+        version_ne_given: r.version_ne_given,
+        given_version: r.given_version,
+    }
+}
+
+const NO_TABLE: &str = "table ids are below 2^32: no such table";
+const NOT_OWNER: &str = "this master does not own the key's tablet: refresh the tablet map";
+
+fn decode_reply(e: MsgError) -> SavedReply {
+    not_run(e.status(), &format!("malformed request: {e}"))
+}
+
+macro_rules! decode_or_reply {
+    ($call:expr, $ty:ty) => {
+        match <$ty>::decode($call.payload()) {
+            Ok(r) => r,
+            Err(e) => return bad_request($call, e),
+        }
+    };
+}
+
+macro_rules! table_or_reply {
+    ($call:expr, $wire:expr) => {
+        match table_id($wire) {
+            Some(t) => t,
+            None => return fail($call, Status::TABLE_DOESNT_EXIST, 0, NO_TABLE),
+        }
+    };
+}
+
+/// Why a tracked mutation was not run.
+fn not_run(status: Status, detail: &str) -> SavedReply {
+    SavedReply {
+        status,
+        payload: ErrorReply { version: 0, detail }.to_vec(),
+    }
+}
+
+impl MasterService {
+    /// Run one mutation of `key` with ownership checks and exactly-once bookkeeping; `op`
+    /// returns the OK payload. Returns the reply to send (the caller holds no lock).
+    fn mutate(
+        &self,
+        table: TableId,
+        key: &[u8],
+        client_id: u64,
+        rpc_id: u64,
+        ack_id: u64,
+        op: impl FnOnce(&crate::storage::Engine) -> Result<Vec<u8>, StorageError>,
+    ) -> SavedReply {
+        let m = &self.master;
+        let own = m.ownership.read();
+        let mig = match own.check_write(table, key_hash(key)) {
+            Ok(mig) => mig,
+            Err(Status::RETRY) => {
+                return not_run(
+                    Status::RETRY,
+                    "the tablet is moving to another master: retry shortly",
+                )
+            }
+            Err(s) => {
+                return not_run(
+                    s,
+                    "this master does not own the key's tablet: refresh the tablet map",
+                )
+            }
+        };
+        let tracked = client_id != 0;
+        if tracked {
+            match m.results.begin(client_id, rpc_id, ack_id) {
+                Begin::Run => {}
+                Begin::Done(saved) => return saved,
+                Begin::InProgress => {
+                    return not_run(Status::RETRY, "the first attempt of this rpc is still running")
+                }
+                Begin::Full => {
+                    return not_run(
+                        Status::RETRY,
+                        "too many unacknowledged exactly-once results for this client: send acks (ack id)",
+                    )
+                }
+                Begin::Stale => {
+                    return not_run(
+                        Status::REQUEST_FORMAT_ERROR,
+                        "stale rpc: its id is at or below the client's ack id",
+                    )
+                }
+            }
+        }
+        let reply = match op(&m.engine) {
+            Ok(payload) => SavedReply {
+                status: Status::OK,
+                payload,
+            },
+            Err(e) => storage_reply(&e),
+        };
+        if let Some(mig) = mig {
+            mig.note(key);
+        }
+        if tracked {
+            // A mutation that did not run (no memory) is forgotten so that its retry runs.
+            if reply.status == Status::RETRY || reply.status == Status::UNKNOWN_TABLET {
+                m.results.abandon(client_id, rpc_id);
+            } else {
+                m.results.finish(client_id, rpc_id, reply.clone());
+            }
+        }
+        reply
+    }
+
+    fn send(call: &mut IncomingRpc<'_>, r: SavedReply) {
+        call.reply_with(r.status, |b| b.extend_from_slice(&r.payload));
+    }
+
+    fn range(&self, call: &mut IncomingRpc<'_>, r: &TabletRange) -> Option<Range> {
+        match table_id(r.table_id) {
+            Some(table) => Some(Range {
+                table,
+                start: r.start_hash,
+                end: r.end_hash,
+            }),
+            None => {
+                fail(call, Status::TABLE_DOESNT_EXIST, 0, NO_TABLE);
+                None
+            }
+        }
+    }
+
+    fn do_read(&self, payload: &[u8], buf: &mut Vec<u8>) -> Result<u64, SavedReply> {
+        let req = ReadRequest::decode(payload).map_err(decode_reply)?;
+        let table =
+            table_id(req.table).ok_or_else(|| not_run(Status::TABLE_DOESNT_EXIST, NO_TABLE))?;
+        let own = self.master.ownership.read();
+        own.check_read(table, key_hash(req.key))
+            .map_err(|s| not_run(s, NOT_OWNER))?;
+        self.master
+            .engine
+            .read(table, req.key, &rules(&req.rules), buf)
+            .map_err(|e| storage_reply(&e))
+    }
+
+    fn do_receive(&self, payload: &[u8]) -> SavedReply {
+        let req = match ReceiveMigrationDataRequest::decode(payload) {
+            Ok(r) => r,
+            Err(e) => return decode_reply(e),
+        };
+        let Some(table) = table_id(req.range.table_id) else {
+            return not_run(Status::TABLE_DOESNT_EXIST, NO_TABLE);
+        };
+        let m = &self.master;
+        let own = m.ownership.read();
+        if !own.is_incoming(table, req.range.start_hash, req.range.end_hash) {
+            return not_run(
+                Status::UNKNOWN_TABLET,
+                "not prepared to receive this tablet",
+            );
+        }
+        // Objects keep their source versions; a later item for the same key (re-sent because
+        // it was written meanwhile) carries a larger one and replaces it.
+        for o in &req.objects {
+            let res = if o.removed {
+                m.engine
+                    .remove(table, o.key, &RejectRules::NONE)
+                    .map(|_| ())
+            } else {
+                m.engine
+                    .write_versioned(table, o.key, o.value, o.version)
+                    .map(|_| ())
+            };
+            if let Err(e) = res {
+                return storage_reply(&e);
+            }
+        }
+        SavedReply {
+            status: Status::OK,
+            payload: Vec::new(),
+        }
+    }
+
+    /// Run a tablet-control step off the dispatch core, serialised with every other one by
+    /// `Master::table_ops` (so a table's data is never dropped while another step creates or
+    /// fills it), and reply `OK` when it is done.
+    fn control(&self, call: &mut IncomingRpc<'_>, step: impl FnOnce() + Send + 'static) {
+        let Some(responder) = call.defer() else {
+            return;
+        };
+        let master = self.master.clone();
+        let spawned = std::thread::Builder::new()
+            .name("faascache-control".into())
+            .spawn(move || {
+                let _serial = master.table_ops.lock();
+                step();
+                responder.reply(Status::OK, &[]);
+            });
+        if let Err(e) = spawned {
+            // The responder was moved into the closure and dropped: the caller gets INTERNAL_ERROR.
+            tracing::error!(error = %e, "cannot start a tablet-control thread");
+        }
+    }
+
+    fn ensure_table(&self, table: TableId) {
+        match self
+            .master
+            .engine
+            .create_table(table, TableOptions::default())
+        {
+            Ok(()) | Err(StorageError::TableExists(_)) => {}
+            Err(e) => tracing::error!(table, error = %e, "cannot create table"),
+        }
+    }
+}
+
+thread_local! {
+    static READ_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl Dispatch for MasterService {
+    fn read(&self, call: &mut IncomingRpc<'_>) {
+        READ_BUF.with(|b| {
+            let mut buf = b.borrow_mut();
+            buf.clear();
+            match self.do_read(call.payload(), &mut buf) {
+                Ok(version) => call.reply_with(Status::OK, |out| {
+                    ReadResponse::encode_head(version, buf.len(), out);
+                    out.extend_from_slice(&buf);
+                }),
+                Err(r) => Self::send(call, r),
+            }
+            if buf.capacity() > 64 * 1024 {
+                *buf = Vec::new();
+            }
+        });
+    }
+
+    fn write(&self, call: &mut IncomingRpc<'_>) {
+        let req = decode_or_reply!(call, WriteRequest<'_>);
+        let table = table_or_reply!(call, req.table);
+        let ExactlyOnce {
+            client_id,
+            rpc_id,
+            ack_id,
+        } = req.rpc;
+        let r = self.mutate(table, req.key, client_id, rpc_id, ack_id, |e| {
+            e.write(table, req.key, req.value, &rules(&req.rules))
+                .map(|version| VersionResponse { version }.to_vec())
+        });
+        Self::send(call, r);
+    }
+
+    fn remove(&self, call: &mut IncomingRpc<'_>) {
+        let req = decode_or_reply!(call, RemoveRequest<'_>);
+        let table = table_or_reply!(call, req.table);
+        let ExactlyOnce {
+            client_id,
+            rpc_id,
+            ack_id,
+        } = req.rpc;
+        let r = self.mutate(table, req.key, client_id, rpc_id, ack_id, |e| {
+            e.remove(table, req.key, &rules(&req.rules)).map(|v| {
+                VersionResponse {
+                    version: v.unwrap_or(0),
+                }
+                .to_vec()
+            })
+        });
+        Self::send(call, r);
+    }
+
+    fn increment(&self, call: &mut IncomingRpc<'_>) {
+        let req = decode_or_reply!(call, IncrementRequest<'_>);
+        let table = table_or_reply!(call, req.table);
+        let ExactlyOnce {
+            client_id,
+            rpc_id,
+            ack_id,
+        } = req.rpc;
+        let r = self.mutate(table, req.key, client_id, rpc_id, ack_id, |e| {
+            let rr = rules(&req.rules);
+            match req.delta {
+                Number::I64(d) => e.increment_i64(table, req.key, d, &rr).map(|(v, version)| {
+                    IncrementResponse {
+                        version,
+                        value: Number::I64(v),
+                    }
+                    .to_vec()
+                }),
+                Number::F64(d) => e.increment_f64(table, req.key, d, &rr).map(|(v, version)| {
+                    IncrementResponse {
+                        version,
+                        value: Number::F64(v),
+                    }
+                    .to_vec()
+                }),
+            }
+        });
+        Self::send(call, r);
+    }
+
+    fn multi_read(&self, call: &mut IncomingRpc<'_>) {
+        let req = decode_or_reply!(call, MultiReadRequest<'_>);
+        let m = &self.master;
+        let own = m.ownership.read();
+        let mut values: Vec<(Status, u64, Vec<u8>)> = Vec::with_capacity(req.items.len());
+        for item in &req.items {
+            let Some(table) = table_id(item.table) else {
+                values.push((Status::TABLE_DOESNT_EXIST, 0, Vec::new()));
+                continue;
+            };
+            if let Err(s) = own.check_read(table, key_hash(item.key)) {
+                values.push((s, 0, Vec::new()));
+                continue;
+            }
+            let mut v = Vec::new();
+            match m.engine.read(table, item.key, &RejectRules::NONE, &mut v) {
+                Ok(version) => values.push((Status::OK, version, v)),
+                Err(e) => {
+                    let (s, version) = storage_status(&e);
+                    values.push((s, version, Vec::new()));
+                }
+            }
+        }
+        drop(own);
+        let resp = MultiReadResponse {
+            items: values
+                .iter()
+                .map(|(status, version, value)| MultiReadResult {
+                    status: *status,
+                    version: *version,
+                    value,
+                })
+                .collect(),
+        };
+        call.reply_with(Status::OK, |b| resp.encode(b));
+    }
+
+    fn multi_write(&self, call: &mut IncomingRpc<'_>) {
+        let req = decode_or_reply!(call, MultiWriteRequest<'_>);
+        let mut items = Vec::with_capacity(req.items.len());
+        for it in &req.items {
+            let Some(table) = table_id(it.table) else {
+                items.push(MultiResult {
+                    status: Status::TABLE_DOESNT_EXIST,
+                    version: 0,
+                });
+                continue;
+            };
+            let op = WriteOp {
+                table,
+                key: it.key,
+                value: it.value,
+                rules: rules(&it.rules),
+            };
+            let r = self.mutate(table, it.key, req.client_id, it.rpc_id, req.ack_id, |e| {
+                e.write(op.table, op.key, op.value, &op.rules)
+                    .map(|v| v.to_le_bytes().to_vec())
+            });
+            items.push(multi_result(&r));
+        }
+        call.reply_with(Status::OK, |b| MultiResponse { items }.encode(b));
+    }
+
+    fn multi_remove(&self, call: &mut IncomingRpc<'_>) {
+        let req = decode_or_reply!(call, MultiRemoveRequest<'_>);
+        let mut items = Vec::with_capacity(req.items.len());
+        for it in &req.items {
+            let Some(table) = table_id(it.table) else {
+                items.push(MultiResult {
+                    status: Status::TABLE_DOESNT_EXIST,
+                    version: 0,
+                });
+                continue;
+            };
+            let r = self.mutate(table, it.key, req.client_id, it.rpc_id, req.ack_id, |e| {
+                e.remove(table, it.key, &rules(&it.rules))
+                    .map(|v| v.unwrap_or(0).to_le_bytes().to_vec())
+            });
+            items.push(multi_result(&r));
+        }
+        call.reply_with(Status::OK, |b| MultiResponse { items }.encode(b));
+    }
+
+    fn enumerate(&self, call: &mut IncomingRpc<'_>) {
+        let req = decode_or_reply!(call, EnumerateRequest);
+        let table = table_or_reply!(call, req.table);
+        let m = &self.master;
+        let own = m.ownership.read();
+        if !own.covers(table, req.start_hash, req.end_hash) {
+            drop(own);
+            return fail(
+                call,
+                Status::UNKNOWN_TABLET,
+                0,
+                "this master does not own that tablet range: refresh the tablet map",
+            );
+        }
+        let max = (req.max_bytes as usize).clamp(1, ENUMERATE_MAX_BYTES);
+        let res = m
+            .engine
+            .enumerate(table, req.start_hash..=req.end_hash, req.cursor, max);
+        drop(own);
+        match res {
+            Ok(en) => {
+                let resp = EnumerateResponse {
+                    next_cursor: en.next_cursor,
+                    objects: en
+                        .objects
+                        .iter()
+                        .map(|o| EnumeratedObject {
+                            key: &o.key,
+                            value: &o.value,
+                            version: o.version,
+                        })
+                        .collect(),
+                };
+                call.reply_with(Status::OK, |b| resp.encode(b));
+            }
+            Err(e) => Self::send(call, storage_reply(&e)),
+        }
+    }
+
+    fn take_tablet_ownership(&self, call: &mut IncomingRpc<'_>) {
+        let req = decode_or_reply!(call, TakeTabletOwnershipRequest);
+        let Some(r) = self.range(call, &req.0) else {
+            return;
+        };
+        let this = self.clone();
+        self.control(call, move || {
+            this.ensure_table(r.table);
+            this.master.ownership.write().take(r);
+            tracing::info!(
+                table = r.table,
+                start = r.start,
+                end = r.end,
+                "took tablet ownership"
+            );
+        });
+    }
+
+    fn drop_tablet_ownership(&self, call: &mut IncomingRpc<'_>) {
+        let req = decode_or_reply!(call, DropTabletOwnershipRequest);
+        let Some(r) = self.range(call, &req.0) else {
+            return;
+        };
+        let master = self.master.clone();
+        self.control(call, move || {
+            let table_gone = master.ownership.write().drop_range(r);
+            tracing::info!(
+                table = r.table,
+                start = r.start,
+                end = r.end,
+                table_gone,
+                "dropped tablet ownership"
+            );
+            delete_range(&master, r, table_gone);
+        });
+    }
+
+    fn prepare_migration(&self, call: &mut IncomingRpc<'_>) {
+        let req = decode_or_reply!(call, PrepareMigrationRequest);
+        let Some(r) = self.range(call, &req.range) else {
+            return;
+        };
+        let (this, source) = (self.clone(), req.source);
+        self.control(call, move || {
+            this.ensure_table(r.table);
+            this.master.ownership.write().prepare_incoming(r);
+            tracing::info!(table = r.table, start = r.start, end = r.end, %source, "prepared to receive a tablet");
+        });
+    }
+
+    fn migrate_tablet_out(&self, call: &mut IncomingRpc<'_>) {
+        let req = decode_or_reply!(call, MigrateTabletOutRequest<'_>);
+        let (range, locator) = (req.range, req.target_locator.to_string());
+        let Some(r) = self.range(call, &range) else {
+            return;
+        };
+        let Some(responder) = call.defer() else {
+            return;
+        };
+        let master = self.master.clone();
+        let spawned = std::thread::Builder::new().name("faascache-migrate".into()).spawn(move || {
+            match super::migration::migrate_out(&master, r, &locator) {
+                Ok(stats) => {
+                    tracing::info!(table = r.table, objects = stats.objects, resent = stats.resent, "tablet copied; range frozen until dropped");
+                    responder.reply(Status::OK, &[]);
+                }
+                Err(e) => {
+                    tracing::warn!(table = r.table, error = %e, "migration failed; serving the range again");
+                    responder.reply_vec(Status::INTERNAL_ERROR, ErrorReply { version: 0, detail: &e }.to_vec());
+                }
+            }
+        });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start the migration thread");
+        }
+    }
+
+    fn receive_migration_data(&self, call: &mut IncomingRpc<'_>) {
+        let r = self.do_receive(call.payload());
+        Self::send(call, r);
+    }
+
+    fn get_server_info(&self, call: &mut IncomingRpc<'_>) {
+        let m = &self.master;
+        let stats = m.engine.stats();
+        let resp = GetServerInfoResponse {
+            server_id: m.server_id(),
+            budget_bytes: stats.budget_bytes as u64,
+            live_bytes: stats.live_bytes as u64,
+            objects: stats.objects,
+            tablets: m.served_ranges() as u32,
+            transport: &m.transport,
+            poll: &m.poll,
+            durability: DURABILITY,
+        };
+        call.reply_with(Status::OK, |b| resp.encode(b));
+    }
+}
+
+fn multi_result(r: &SavedReply) -> MultiResult {
+    let version = if r.status.is_ok() {
+        r.payload
+            .get(..8)
+            .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+            .unwrap_or(0)
+    } else {
+        ErrorReply::decode(&r.payload)
+            .map(|e| e.version)
+            .unwrap_or(0)
+    };
+    MultiResult {
+        status: r.status,
+        version,
+    }
+}
+
+/// Delete the objects of a dropped range (the whole table if nothing of it is left here).
+fn delete_range(master: &Master, r: Range, table_gone: bool) {
+    let e = &master.engine;
+    if table_gone {
+        match e.drop_table(r.table) {
+            Ok(n) => tracing::info!(table = r.table, objects = n, "dropped table data"),
+            Err(StorageError::UnknownTable(_)) => {}
+            Err(err) => tracing::warn!(table = r.table, error = %err, "cannot drop table data"),
+        }
+        return;
+    }
+    let mut cursor = None;
+    let mut removed = 0u64;
+    loop {
+        let batch = match e.enumerate(r.table, r.start..=r.end, cursor, 256 * 1024) {
+            Ok(b) => b,
+            Err(_) => return,
+        };
+        for o in &batch.objects {
+            // Only if it still is the version we saw (a later owner's write is kept).
+            if e.remove(r.table, &o.key, &RejectRules::version_is(o.version))
+                .is_ok()
+            {
+                removed += 1;
+            }
+        }
+        match batch.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    tracing::info!(
+        table = r.table,
+        start = r.start,
+        end = r.end,
+        removed,
+        "deleted a dropped range's objects"
+    );
+}

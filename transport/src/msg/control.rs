@@ -1,0 +1,367 @@
+//! Server control RPCs (`0x0400`–`0x04FF`), sent by the coordinator to masters (and by one
+//! master to another during migration): tablet ownership, migration steps, server info.
+//!
+//! Migration of tablet `[start, end]` of table T from master S to master D (the coordinator
+//! drives it; see `docs/protocol.md`):
+//! 1. coordinator → D `PrepareMigration`: D accepts `ReceiveMigrationData` for the range but
+//!    still answers clients `UNKNOWN_TABLET`;
+//! 2. coordinator → S `MigrateTabletOut`: S copies the range to D in batches while serving
+//!    writes (recording the keys written meanwhile), re-sends those keys, then answers writes of
+//!    the range `RETRY` while it sends the last ones, and replies `OK`;
+//! 3. coordinator records D as the owner (persisted), → D `TakeTabletOwnership`, → S
+//!    `DropTabletOwnership` (S answers `UNKNOWN_TABLET` from then on, clients refresh the map).
+
+use super::common::{ServerId, MAX_LOCATOR_LEN};
+use super::{
+    decode_all, read_bool, read_count, read_key, read_str, read_value, write_count, Empty, Message,
+    MsgError, Request,
+};
+use crate::wire::codec::{Reader, Writer};
+use crate::wire::Opcode;
+
+/// A tablet named by table and key-hash range: table `u64`, start `u64`, end `u64` (inclusive).
+/// Body of `TakeTabletOwnership` and `DropTabletOwnership` (replies empty).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TabletRange {
+    /// Table id.
+    pub table_id: u64,
+    /// First key hash.
+    pub start_hash: u64,
+    /// Last key hash (inclusive).
+    pub end_hash: u64,
+}
+
+impl TabletRange {
+    /// Encoded size.
+    pub const LEN: usize = 24;
+    fn write(&self, w: &mut Writer<'_>) {
+        w.u64(self.table_id).u64(self.start_hash).u64(self.end_hash);
+    }
+    fn read(r: &mut Reader<'_>) -> Result<TabletRange, MsgError> {
+        let t = TabletRange {
+            table_id: r.u64()?,
+            start_hash: r.u64()?,
+            end_hash: r.u64()?,
+        };
+        if t.start_hash > t.end_hash {
+            return Err(MsgError::BadField {
+                field: "end_hash",
+                value: t.end_hash,
+            });
+        }
+        Ok(t)
+    }
+    /// Does the range contain `hash`?
+    pub fn contains(&self, hash: u64) -> bool {
+        self.start_hash <= hash && hash <= self.end_hash
+    }
+}
+
+impl Message<'_> for TabletRange {
+    fn encode(&self, out: &mut Vec<u8>) {
+        self.write(&mut Writer::new(out));
+    }
+    fn decode(buf: &[u8]) -> Result<Self, MsgError> {
+        decode_all(buf, TabletRange::read)
+    }
+}
+
+macro_rules! range_request {
+    ($(#[$doc:meta])* $name:ident, $op:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub struct $name(pub TabletRange);
+        impl Message<'_> for $name {
+            fn encode(&self, out: &mut Vec<u8>) {
+                self.0.encode(out)
+            }
+            fn decode(buf: &[u8]) -> Result<Self, MsgError> {
+                TabletRange::decode(buf).map($name)
+            }
+        }
+        impl Request<'_> for $name {
+            const OPCODE: Opcode = Opcode::$op;
+            type Response<'b> = Empty;
+        }
+    };
+}
+
+range_request!(
+    /// `TakeTabletOwnership` (coordinator → master): serve this range from now on (creates the
+    /// table on the master if needed; turns an incoming migration into ownership). Idempotent.
+    TakeTabletOwnershipRequest,
+    TakeTabletOwnership
+);
+range_request!(
+    /// `DropTabletOwnership` (coordinator → master): stop serving this range (clients get
+    /// `UNKNOWN_TABLET`) and delete its objects; cancels an incoming migration of it.
+    /// Idempotent.
+    DropTabletOwnershipRequest,
+    DropTabletOwnership
+);
+
+/// `PrepareMigration` (coordinator → target): range (24), source id `u64`. The target accepts
+/// `ReceiveMigrationData` for the range; clients still get `UNKNOWN_TABLET` there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PrepareMigrationRequest {
+    /// The tablet.
+    pub range: TabletRange,
+    /// The master it comes from.
+    pub source: ServerId,
+}
+
+impl Message<'_> for PrepareMigrationRequest {
+    fn encode(&self, out: &mut Vec<u8>) {
+        let mut w = Writer::new(out);
+        self.range.write(&mut w);
+        w.u64(self.source.0);
+    }
+    fn decode(buf: &[u8]) -> Result<Self, MsgError> {
+        decode_all(buf, |r| {
+            Ok(PrepareMigrationRequest {
+                range: TabletRange::read(r)?,
+                source: ServerId(r.u64()?),
+            })
+        })
+    }
+}
+impl Request<'_> for PrepareMigrationRequest {
+    const OPCODE: Opcode = Opcode::PrepareMigration;
+    type Response<'b> = Empty;
+}
+
+/// `MigrateTabletOut` (coordinator → source): range (24), target id `u64`, target locator
+/// (`u16` len). The source copies the range to the target (see the module docs) and replies `OK`
+/// once the target holds every acknowledged write; writes of the range then get `RETRY` until
+/// `DropTabletOwnership`. On failure it replies an error and serves the range as before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MigrateTabletOutRequest<'a> {
+    /// The tablet.
+    pub range: TabletRange,
+    /// The new owner.
+    pub target: ServerId,
+    /// Its locator.
+    pub target_locator: &'a str,
+}
+
+impl<'a> Message<'a> for MigrateTabletOutRequest<'a> {
+    fn encode(&self, out: &mut Vec<u8>) {
+        let mut w = Writer::new(out);
+        self.range.write(&mut w);
+        w.u64(self.target.0)
+            .bytes_u16(self.target_locator.as_bytes());
+    }
+    fn decode(buf: &'a [u8]) -> Result<Self, MsgError> {
+        decode_all(buf, |r| {
+            Ok(MigrateTabletOutRequest {
+                range: TabletRange::read(r)?,
+                target: ServerId(r.u64()?),
+                target_locator: read_str(r, "target_locator", MAX_LOCATOR_LEN)?,
+            })
+        })
+    }
+}
+impl<'a> Request<'a> for MigrateTabletOutRequest<'a> {
+    const OPCODE: Opcode = Opcode::MigrateTabletOut;
+    type Response<'b> = Empty;
+}
+
+/// One object in `ReceiveMigrationData`: removed `u8` (1 = the key was removed at the source:
+/// delete it; value then empty), key (`u16` len), value (`u32` len), version `u64` (the
+/// source's version).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MigratedObject<'a> {
+    /// The key no longer exists at the source.
+    pub removed: bool,
+    /// Key.
+    pub key: &'a [u8],
+    /// Value (empty if removed).
+    pub value: &'a [u8],
+    /// Version at the source.
+    pub version: u64,
+}
+
+/// `ReceiveMigrationData` (source → target): range (24), count `u32`, objects. Items are applied
+/// in order; a later item for the same key wins. Reply empty; `UNKNOWN_TABLET` if the target was
+/// not prepared for the range.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceiveMigrationDataRequest<'a> {
+    /// The tablet being migrated.
+    pub range: TabletRange,
+    /// Objects.
+    pub objects: Vec<MigratedObject<'a>>,
+}
+
+impl<'a> Message<'a> for ReceiveMigrationDataRequest<'a> {
+    fn encode(&self, out: &mut Vec<u8>) {
+        let mut w = Writer::new(out);
+        self.range.write(&mut w);
+        write_count(&mut w, self.objects.len());
+        for o in &self.objects {
+            w.u8(o.removed as u8)
+                .bytes_u16(o.key)
+                .bytes_u32(o.value)
+                .u64(o.version);
+        }
+    }
+    fn decode(buf: &'a [u8]) -> Result<Self, MsgError> {
+        decode_all(buf, |r| {
+            let range = TabletRange::read(r)?;
+            let n = read_count(r, "migrated objects", 1 + 2 + 1 + 4 + 8, usize::MAX)?;
+            let mut objects = Vec::with_capacity(n);
+            for _ in 0..n {
+                objects.push(MigratedObject {
+                    removed: read_bool(r, "removed")?,
+                    key: read_key(r)?,
+                    value: read_value(r)?,
+                    version: r.u64()?,
+                });
+            }
+            Ok(ReceiveMigrationDataRequest { range, objects })
+        })
+    }
+}
+impl<'a> Request<'a> for ReceiveMigrationDataRequest<'a> {
+    const OPCODE: Opcode = Opcode::ReceiveMigrationData;
+    type Response<'b> = Empty;
+}
+
+/// `GetServerInfo`: empty request (to any server; the CLI's `status`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GetServerInfoRequest;
+
+impl Message<'_> for GetServerInfoRequest {
+    fn encode(&self, _out: &mut Vec<u8>) {}
+    fn decode(buf: &[u8]) -> Result<Self, MsgError> {
+        Empty::decode(buf).map(|_| GetServerInfoRequest)
+    }
+}
+impl Request<'_> for GetServerInfoRequest {
+    const OPCODE: Opcode = Opcode::GetServerInfo;
+    type Response<'b> = GetServerInfoResponse<'b>;
+}
+
+/// `GetServerInfo` reply: server id `u64`, memory budget bytes `u64`, live log bytes `u64`,
+/// objects `u64`, owned tablets `u32`, transport (`u16` len), poll mode (`u16` len), durability
+/// (`u16` len, what an acknowledged write survives).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GetServerInfoResponse<'a> {
+    /// Id.
+    pub server_id: ServerId,
+    /// Log memory budget.
+    pub budget_bytes: u64,
+    /// Live log bytes.
+    pub live_bytes: u64,
+    /// Live objects.
+    pub objects: u64,
+    /// Owned tablets.
+    pub tablets: u32,
+    /// Transport serving clients (e.g. `tcp`).
+    pub transport: &'a str,
+    /// Poll mode of the dispatch cores.
+    pub poll: &'a str,
+    /// What an acknowledged write survives (e.g. "memory only: lost if this server crashes").
+    pub durability: &'a str,
+}
+
+impl<'a> Message<'a> for GetServerInfoResponse<'a> {
+    fn encode(&self, out: &mut Vec<u8>) {
+        Writer::new(out)
+            .u64(self.server_id.0)
+            .u64(self.budget_bytes)
+            .u64(self.live_bytes)
+            .u64(self.objects)
+            .u32(self.tablets)
+            .bytes_u16(self.transport.as_bytes())
+            .bytes_u16(self.poll.as_bytes())
+            .bytes_u16(self.durability.as_bytes());
+    }
+    fn decode(buf: &'a [u8]) -> Result<Self, MsgError> {
+        decode_all(buf, |r| {
+            Ok(GetServerInfoResponse {
+                server_id: ServerId(r.u64()?),
+                budget_bytes: r.u64()?,
+                live_bytes: r.u64()?,
+                objects: r.u64()?,
+                tablets: r.u32()?,
+                transport: read_str(r, "transport", 256)?,
+                poll: read_str(r, "poll", 256)?,
+                durability: read_str(r, "durability", 1024)?,
+            })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testutil::round_trip;
+    use super::*;
+
+    const R: TabletRange = TabletRange {
+        table_id: 3,
+        start_hash: 10,
+        end_hash: 20,
+    };
+
+    #[test]
+    fn control_messages_round_trip() {
+        round_trip!(TakeTabletOwnershipRequest(R));
+        round_trip!(DropTabletOwnershipRequest(R));
+        round_trip!(PrepareMigrationRequest {
+            range: R,
+            source: ServerId::new(1, 1)
+        });
+        round_trip!(MigrateTabletOutRequest {
+            range: R,
+            target: ServerId::new(2, 1),
+            target_locator: "tcp:host=x,port=1"
+        });
+        round_trip!(ReceiveMigrationDataRequest {
+            range: R,
+            objects: vec![
+                MigratedObject {
+                    removed: false,
+                    key: b"k",
+                    value: b"v",
+                    version: 4
+                },
+                MigratedObject {
+                    removed: true,
+                    key: b"gone",
+                    value: b"",
+                    version: 5
+                },
+            ]
+        });
+        round_trip!(GetServerInfoRequest);
+        round_trip!(GetServerInfoResponse {
+            server_id: ServerId::new(1, 2),
+            budget_bytes: 1 << 30,
+            live_bytes: 5,
+            objects: 1,
+            tablets: 2,
+            transport: "tcp",
+            poll: "adaptive",
+            durability: "memory"
+        });
+        assert!(R.contains(10) && R.contains(20) && !R.contains(21));
+        let bad = TabletRange {
+            table_id: 1,
+            start_hash: 5,
+            end_hash: 4,
+        };
+        assert!(TabletRange::decode(&bad.to_vec()).is_err());
+        let mut buf = R.to_vec();
+        Writer::new(&mut buf)
+            .u32(1)
+            .u8(2)
+            .u16(1)
+            .u8(b'k')
+            .u32(0)
+            .u64(0);
+        assert!(matches!(
+            ReceiveMigrationDataRequest::decode(&buf),
+            Err(MsgError::BadField { .. })
+        ));
+    }
+}

@@ -1,0 +1,740 @@
+//! Coordinator RPCs (`0x0200`–`0x02FF`): membership (enlist, heartbeat, server list), tables,
+//! the tablet map, split and migration, client ids.
+
+use super::common::{ServerId, Services, MAX_LOCATOR_LEN, MAX_TABLE_NAME_LEN};
+use super::{decode_all, read_count, read_str, write_count, Empty, Message, MsgError, Request};
+use crate::wire::codec::{Reader, Writer};
+use crate::wire::Opcode;
+
+/// `EnlistServer`: services `u32` mask, locator (`u16` len, UTF-8), previous id `u64`.
+///
+/// A fresh process sends previous id 0 and gets a new [`ServerId`]. A process that is already
+/// enlisted (it re-registers after a coordinator restart, or after being marked crashed for
+/// missed heartbeats) sends its id: if the coordinator lists that id with the same locator, the
+/// id is kept (and the server keeps its tablets); otherwise a new id is returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EnlistServerRequest<'a> {
+    /// Services this server runs.
+    pub services: Services,
+    /// Where clients and the coordinator reach it.
+    pub locator: &'a str,
+    /// The id it had, or [`ServerId::NONE`].
+    pub previous_id: ServerId,
+}
+
+/// `EnlistServer` reply: server id `u64`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EnlistServerResponse {
+    /// The server's id.
+    pub server_id: ServerId,
+}
+
+impl<'a> Message<'a> for EnlistServerRequest<'a> {
+    fn encode(&self, out: &mut Vec<u8>) {
+        Writer::new(out)
+            .u32(self.services.0)
+            .bytes_u16(self.locator.as_bytes())
+            .u64(self.previous_id.0);
+    }
+    fn decode(buf: &'a [u8]) -> Result<Self, MsgError> {
+        decode_all(buf, |r| {
+            Ok(EnlistServerRequest {
+                services: Services::read(r)?,
+                locator: read_str(r, "locator", MAX_LOCATOR_LEN)?,
+                previous_id: ServerId(r.u64()?),
+            })
+        })
+    }
+}
+impl<'a> Request<'a> for EnlistServerRequest<'a> {
+    const OPCODE: Opcode = Opcode::EnlistServer;
+    type Response<'b> = EnlistServerResponse;
+}
+
+impl Message<'_> for EnlistServerResponse {
+    fn encode(&self, out: &mut Vec<u8>) {
+        Writer::new(out).u64(self.server_id.0);
+    }
+    fn decode(buf: &[u8]) -> Result<Self, MsgError> {
+        decode_all(buf, |r| {
+            Ok(EnlistServerResponse {
+                server_id: ServerId(r.u64()?),
+            })
+        })
+    }
+}
+
+/// `ServerHeartbeat`: server id `u64`. Reply: empty `OK`, or `SERVER_DOESNT_EXIST` if the
+/// coordinator does not list the id as up (the server then enlists again).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeartbeatRequest {
+    /// The sender.
+    pub server_id: ServerId,
+}
+
+impl Message<'_> for HeartbeatRequest {
+    fn encode(&self, out: &mut Vec<u8>) {
+        Writer::new(out).u64(self.server_id.0);
+    }
+    fn decode(buf: &[u8]) -> Result<Self, MsgError> {
+        decode_all(buf, |r| {
+            Ok(HeartbeatRequest {
+                server_id: ServerId(r.u64()?),
+            })
+        })
+    }
+}
+impl Request<'_> for HeartbeatRequest {
+    const OPCODE: Opcode = Opcode::ServerHeartbeat;
+    type Response<'b> = Empty;
+}
+
+/// Status of a server in the server list. Wire: `u8` (1 up, 2 crashed, 3 removed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ServerStatus {
+    /// Enlisted and answering heartbeats.
+    Up,
+    /// Missed its heartbeats, or was replaced by a restarted process.
+    Crashed,
+    /// Removed from the cluster.
+    Removed,
+}
+
+impl ServerStatus {
+    /// Wire value.
+    pub fn as_u8(self) -> u8 {
+        match self {
+            ServerStatus::Up => 1,
+            ServerStatus::Crashed => 2,
+            ServerStatus::Removed => 3,
+        }
+    }
+    /// From the wire value.
+    pub fn from_u8(v: u8) -> Option<ServerStatus> {
+        match v {
+            1 => Some(ServerStatus::Up),
+            2 => Some(ServerStatus::Crashed),
+            3 => Some(ServerStatus::Removed),
+            _ => None,
+        }
+    }
+    pub(crate) fn read(r: &mut Reader<'_>) -> Result<ServerStatus, MsgError> {
+        let v = r.u8()?;
+        Self::from_u8(v).ok_or(MsgError::BadField {
+            field: "server_status",
+            value: v as u64,
+        })
+    }
+}
+
+impl std::fmt::Display for ServerStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ServerStatus::Up => "up",
+            ServerStatus::Crashed => "crashed",
+            ServerStatus::Removed => "removed",
+        })
+    }
+}
+
+/// `GetServerList`: services filter `u32` (a server is listed if it runs all of them; 0 = all).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GetServerListRequest {
+    /// Filter.
+    pub services: Services,
+}
+
+impl Message<'_> for GetServerListRequest {
+    fn encode(&self, out: &mut Vec<u8>) {
+        Writer::new(out).u32(self.services.0);
+    }
+    fn decode(buf: &[u8]) -> Result<Self, MsgError> {
+        decode_all(buf, |r| {
+            Ok(GetServerListRequest {
+                services: Services::read(r)?,
+            })
+        })
+    }
+}
+impl Request<'_> for GetServerListRequest {
+    const OPCODE: Opcode = Opcode::GetServerList;
+    type Response<'b> = GetServerListResponse<'b>;
+}
+
+/// An entry of the server list: id `u64`, services `u32`, status `u8`, locator (`u16` len).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerEntry<'a> {
+    /// Id.
+    pub id: ServerId,
+    /// Services.
+    pub services: Services,
+    /// Status.
+    pub status: ServerStatus,
+    /// Service locator.
+    pub locator: &'a str,
+}
+
+/// `GetServerList` reply: list version `u64` (grows with every change), count `u32`, entries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GetServerListResponse<'a> {
+    /// Version of the list.
+    pub version: u64,
+    /// Servers.
+    pub servers: Vec<ServerEntry<'a>>,
+}
+
+impl<'a> Message<'a> for GetServerListResponse<'a> {
+    fn encode(&self, out: &mut Vec<u8>) {
+        let mut w = Writer::new(out);
+        w.u64(self.version);
+        write_count(&mut w, self.servers.len());
+        for s in &self.servers {
+            w.u64(s.id.0)
+                .u32(s.services.0)
+                .u8(s.status.as_u8())
+                .bytes_u16(s.locator.as_bytes());
+        }
+    }
+    fn decode(buf: &'a [u8]) -> Result<Self, MsgError> {
+        decode_all(buf, |r| {
+            let version = r.u64()?;
+            let n = read_count(r, "servers", 8 + 4 + 1 + 2, usize::MAX)?;
+            let mut servers = Vec::with_capacity(n);
+            for _ in 0..n {
+                servers.push(ServerEntry {
+                    id: ServerId(r.u64()?),
+                    services: Services::read(r)?,
+                    status: ServerStatus::read(r)?,
+                    locator: read_str(r, "locator", MAX_LOCATOR_LEN)?,
+                });
+            }
+            Ok(GetServerListResponse { version, servers })
+        })
+    }
+}
+
+/// `CreateTable`: name (`u16` len, UTF-8, 1..=1024 bytes), server span `u32` (number of
+/// tablets, spread over that many masters round-robin; 0 is taken as 1). Creating a table that
+/// exists returns its id (`OK`), so a retried create is harmless.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CreateTableRequest<'a> {
+    /// Table name.
+    pub name: &'a str,
+    /// Tablets / masters to spread over.
+    pub server_span: u32,
+}
+
+/// Reply carrying a table id `u64` (`CreateTable`, `GetTableId`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TableIdResponse {
+    /// Table id (≥ 1, < 2^32).
+    pub table_id: u64,
+}
+
+fn read_name<'a>(r: &mut Reader<'a>) -> Result<&'a str, MsgError> {
+    let n = read_str(r, "table name", MAX_TABLE_NAME_LEN)?;
+    if n.is_empty() {
+        return Err(MsgError::BadField {
+            field: "table name (empty)",
+            value: 0,
+        });
+    }
+    Ok(n)
+}
+
+impl<'a> Message<'a> for CreateTableRequest<'a> {
+    fn encode(&self, out: &mut Vec<u8>) {
+        Writer::new(out)
+            .bytes_u16(self.name.as_bytes())
+            .u32(self.server_span);
+    }
+    fn decode(buf: &'a [u8]) -> Result<Self, MsgError> {
+        decode_all(buf, |r| {
+            Ok(CreateTableRequest {
+                name: read_name(r)?,
+                server_span: r.u32()?,
+            })
+        })
+    }
+}
+impl<'a> Request<'a> for CreateTableRequest<'a> {
+    const OPCODE: Opcode = Opcode::CreateTable;
+    type Response<'b> = TableIdResponse;
+}
+
+impl Message<'_> for TableIdResponse {
+    fn encode(&self, out: &mut Vec<u8>) {
+        Writer::new(out).u64(self.table_id);
+    }
+    fn decode(buf: &[u8]) -> Result<Self, MsgError> {
+        decode_all(buf, |r| Ok(TableIdResponse { table_id: r.u64()? }))
+    }
+}
+
+/// A request naming a table: name (`u16` len, UTF-8). Used by `DropTable` (reply empty;
+/// `TABLE_DOESNT_EXIST` if there is no such table) and `GetTableId` (reply [`TableIdResponse`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TableNameRequest<'a> {
+    /// Table name.
+    pub name: &'a str,
+}
+
+impl<'a> Message<'a> for TableNameRequest<'a> {
+    fn encode(&self, out: &mut Vec<u8>) {
+        Writer::new(out).bytes_u16(self.name.as_bytes());
+    }
+    fn decode(buf: &'a [u8]) -> Result<Self, MsgError> {
+        decode_all(buf, |r| {
+            Ok(TableNameRequest {
+                name: read_name(r)?,
+            })
+        })
+    }
+}
+
+/// `DropTable` request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DropTableRequest<'a>(pub TableNameRequest<'a>);
+/// `GetTableId` request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GetTableIdRequest<'a>(pub TableNameRequest<'a>);
+
+impl<'a> Message<'a> for DropTableRequest<'a> {
+    fn encode(&self, out: &mut Vec<u8>) {
+        self.0.encode(out)
+    }
+    fn decode(buf: &'a [u8]) -> Result<Self, MsgError> {
+        TableNameRequest::decode(buf).map(DropTableRequest)
+    }
+}
+impl<'a> Request<'a> for DropTableRequest<'a> {
+    const OPCODE: Opcode = Opcode::DropTable;
+    type Response<'b> = Empty;
+}
+impl<'a> Message<'a> for GetTableIdRequest<'a> {
+    fn encode(&self, out: &mut Vec<u8>) {
+        self.0.encode(out)
+    }
+    fn decode(buf: &'a [u8]) -> Result<Self, MsgError> {
+        TableNameRequest::decode(buf).map(GetTableIdRequest)
+    }
+}
+impl<'a> Request<'a> for GetTableIdRequest<'a> {
+    const OPCODE: Opcode = Opcode::GetTableId;
+    type Response<'b> = TableIdResponse;
+}
+
+/// `ListTables`: empty request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ListTablesRequest;
+
+impl Message<'_> for ListTablesRequest {
+    fn encode(&self, _out: &mut Vec<u8>) {}
+    fn decode(buf: &[u8]) -> Result<Self, MsgError> {
+        Empty::decode(buf).map(|_| ListTablesRequest)
+    }
+}
+impl Request<'_> for ListTablesRequest {
+    const OPCODE: Opcode = Opcode::ListTables;
+    type Response<'b> = ListTablesResponse<'b>;
+}
+
+/// A table in `ListTables`: id `u64`, name (`u16` len), tablet count `u32`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TableEntry<'a> {
+    /// Id.
+    pub id: u64,
+    /// Name.
+    pub name: &'a str,
+    /// Number of tablets.
+    pub tablets: u32,
+}
+
+/// `ListTables` reply: count `u32`, entries (sorted by name).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListTablesResponse<'a> {
+    /// Tables.
+    pub tables: Vec<TableEntry<'a>>,
+}
+
+impl<'a> Message<'a> for ListTablesResponse<'a> {
+    fn encode(&self, out: &mut Vec<u8>) {
+        let mut w = Writer::new(out);
+        write_count(&mut w, self.tables.len());
+        for t in &self.tables {
+            w.u64(t.id).bytes_u16(t.name.as_bytes()).u32(t.tablets);
+        }
+    }
+    fn decode(buf: &'a [u8]) -> Result<Self, MsgError> {
+        decode_all(buf, |r| {
+            let n = read_count(r, "tables", 8 + 2 + 1 + 4, usize::MAX)?;
+            let mut tables = Vec::with_capacity(n);
+            for _ in 0..n {
+                tables.push(TableEntry {
+                    id: r.u64()?,
+                    name: read_name(r)?,
+                    tablets: r.u32()?,
+                });
+            }
+            Ok(ListTablesResponse { tables })
+        })
+    }
+}
+
+/// `GetTabletMap`: table id `u64` (0 = every table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GetTabletMapRequest {
+    /// Table, or 0 for all.
+    pub table_id: u64,
+}
+
+impl Message<'_> for GetTabletMapRequest {
+    fn encode(&self, out: &mut Vec<u8>) {
+        Writer::new(out).u64(self.table_id);
+    }
+    fn decode(buf: &[u8]) -> Result<Self, MsgError> {
+        decode_all(buf, |r| Ok(GetTabletMapRequest { table_id: r.u64()? }))
+    }
+}
+impl Request<'_> for GetTabletMapRequest {
+    const OPCODE: Opcode = Opcode::GetTabletMap;
+    type Response<'b> = GetTabletMapResponse<'b>;
+}
+
+/// State of a tablet. Wire `u8`: 0 normal, 1 migrating (being moved; the owner answers, and
+/// may answer `RETRY` briefly at the end), 2 recovering (its owner crashed; no recovery until
+/// the durability issue: clients get errors).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TabletState {
+    /// Served by its owner.
+    Normal,
+    /// Being migrated to another master.
+    Migrating,
+    /// Owner crashed.
+    Recovering,
+}
+
+impl TabletState {
+    /// Wire value.
+    pub fn as_u8(self) -> u8 {
+        match self {
+            TabletState::Normal => 0,
+            TabletState::Migrating => 1,
+            TabletState::Recovering => 2,
+        }
+    }
+    /// From the wire value.
+    pub fn from_u8(v: u8) -> Option<TabletState> {
+        match v {
+            0 => Some(TabletState::Normal),
+            1 => Some(TabletState::Migrating),
+            2 => Some(TabletState::Recovering),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for TabletState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TabletState::Normal => "normal",
+            TabletState::Migrating => "migrating",
+            TabletState::Recovering => "recovering",
+        })
+    }
+}
+
+/// A tablet: table id `u64`, start hash `u64`, end hash `u64` (inclusive), owner id `u64`,
+/// owner locator (`u16` len), state `u8`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TabletEntry<'a> {
+    /// Table.
+    pub table_id: u64,
+    /// First key hash.
+    pub start_hash: u64,
+    /// Last key hash (inclusive).
+    pub end_hash: u64,
+    /// Owning master.
+    pub owner: ServerId,
+    /// Owner's locator.
+    pub locator: &'a str,
+    /// State.
+    pub state: TabletState,
+}
+
+/// `GetTabletMap` reply: map version `u64` (grows with every change), count `u32`, tablets
+/// (sorted by table, then start hash). `TABLE_DOESNT_EXIST` if a named table does not exist.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GetTabletMapResponse<'a> {
+    /// Map version.
+    pub version: u64,
+    /// Tablets.
+    pub tablets: Vec<TabletEntry<'a>>,
+}
+
+impl<'a> Message<'a> for GetTabletMapResponse<'a> {
+    fn encode(&self, out: &mut Vec<u8>) {
+        let mut w = Writer::new(out);
+        w.u64(self.version);
+        write_count(&mut w, self.tablets.len());
+        for t in &self.tablets {
+            w.u64(t.table_id)
+                .u64(t.start_hash)
+                .u64(t.end_hash)
+                .u64(t.owner.0);
+            w.bytes_u16(t.locator.as_bytes()).u8(t.state.as_u8());
+        }
+    }
+    fn decode(buf: &'a [u8]) -> Result<Self, MsgError> {
+        decode_all(buf, |r| {
+            let version = r.u64()?;
+            let n = read_count(r, "tablets", 32 + 2 + 1, usize::MAX)?;
+            let mut tablets = Vec::with_capacity(n);
+            for _ in 0..n {
+                let table_id = r.u64()?;
+                let start_hash = r.u64()?;
+                let end_hash = r.u64()?;
+                let owner = ServerId(r.u64()?);
+                let locator = read_str(r, "locator", MAX_LOCATOR_LEN)?;
+                let s = r.u8()?;
+                let state = TabletState::from_u8(s).ok_or(MsgError::BadField {
+                    field: "tablet_state",
+                    value: s as u64,
+                })?;
+                if start_hash > end_hash {
+                    return Err(MsgError::BadField {
+                        field: "end_hash",
+                        value: end_hash,
+                    });
+                }
+                tablets.push(TabletEntry {
+                    table_id,
+                    start_hash,
+                    end_hash,
+                    owner,
+                    locator,
+                    state,
+                });
+            }
+            Ok(GetTabletMapResponse { version, tablets })
+        })
+    }
+}
+
+/// `SplitTablet`: table id `u64`, split hash `u64`. The tablet containing the hash is split into
+/// `[start, split-1]` and `[split, end]` (same owner). Splitting at a tablet's start is a no-op
+/// (`OK`). Reply empty.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SplitTabletRequest {
+    /// Table.
+    pub table_id: u64,
+    /// First hash of the new upper tablet.
+    pub split_hash: u64,
+}
+
+impl Message<'_> for SplitTabletRequest {
+    fn encode(&self, out: &mut Vec<u8>) {
+        Writer::new(out).u64(self.table_id).u64(self.split_hash);
+    }
+    fn decode(buf: &[u8]) -> Result<Self, MsgError> {
+        decode_all(buf, |r| {
+            Ok(SplitTabletRequest {
+                table_id: r.u64()?,
+                split_hash: r.u64()?,
+            })
+        })
+    }
+}
+impl Request<'_> for SplitTabletRequest {
+    const OPCODE: Opcode = Opcode::SplitTablet;
+    type Response<'b> = Empty;
+}
+
+/// `MigrateTablet`: table id `u64`, start hash `u64`, end hash `u64` (must be exactly one
+/// tablet; split first), target server id `u64`. Replies `OK` when the target owns the tablet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MigrateTabletRequest {
+    /// Table.
+    pub table_id: u64,
+    /// Tablet start.
+    pub start_hash: u64,
+    /// Tablet end (inclusive).
+    pub end_hash: u64,
+    /// New owner.
+    pub target: ServerId,
+}
+
+impl Message<'_> for MigrateTabletRequest {
+    fn encode(&self, out: &mut Vec<u8>) {
+        Writer::new(out)
+            .u64(self.table_id)
+            .u64(self.start_hash)
+            .u64(self.end_hash)
+            .u64(self.target.0);
+    }
+    fn decode(buf: &[u8]) -> Result<Self, MsgError> {
+        decode_all(buf, |r| {
+            Ok(MigrateTabletRequest {
+                table_id: r.u64()?,
+                start_hash: r.u64()?,
+                end_hash: r.u64()?,
+                target: ServerId(r.u64()?),
+            })
+        })
+    }
+}
+impl Request<'_> for MigrateTabletRequest {
+    const OPCODE: Opcode = Opcode::MigrateTablet;
+    type Response<'b> = Empty;
+}
+
+/// `AllocateClientId`: empty request; reply [`ClientIdResponse`]. Ids are unique for the life of
+/// the cluster (kept in the coordinator's external storage) and never 0.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AllocateClientIdRequest;
+
+/// `AllocateClientId` reply: client id `u64`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientIdResponse {
+    /// The id for [`super::ExactlyOnce::client_id`].
+    pub client_id: u64,
+}
+
+impl Message<'_> for AllocateClientIdRequest {
+    fn encode(&self, _out: &mut Vec<u8>) {}
+    fn decode(buf: &[u8]) -> Result<Self, MsgError> {
+        Empty::decode(buf).map(|_| AllocateClientIdRequest)
+    }
+}
+impl Request<'_> for AllocateClientIdRequest {
+    const OPCODE: Opcode = Opcode::AllocateClientId;
+    type Response<'b> = ClientIdResponse;
+}
+impl Message<'_> for ClientIdResponse {
+    fn encode(&self, out: &mut Vec<u8>) {
+        Writer::new(out).u64(self.client_id);
+    }
+    fn decode(buf: &[u8]) -> Result<Self, MsgError> {
+        decode_all(buf, |r| {
+            Ok(ClientIdResponse {
+                client_id: r.u64()?,
+            })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testutil::round_trip;
+    use super::*;
+
+    #[test]
+    fn coordinator_messages_round_trip() {
+        round_trip!(EnlistServerRequest {
+            services: Services::MASTER,
+            locator: "tcp:host=127.0.0.1,port=1",
+            previous_id: ServerId::new(1, 2)
+        });
+        round_trip!(EnlistServerResponse {
+            server_id: ServerId::new(4, 1)
+        });
+        round_trip!(HeartbeatRequest {
+            server_id: ServerId::new(4, 1)
+        });
+        round_trip!(GetServerListRequest {
+            services: Services(0)
+        });
+        round_trip!(GetServerListResponse {
+            version: 3,
+            servers: vec![ServerEntry {
+                id: ServerId::new(1, 1),
+                services: Services(3),
+                status: ServerStatus::Crashed,
+                locator: "tcp:host=a,port=2"
+            }]
+        });
+        round_trip!(CreateTableRequest {
+            name: "users",
+            server_span: 3
+        });
+        round_trip!(TableIdResponse { table_id: 7 });
+        round_trip!(DropTableRequest(TableNameRequest { name: "t" }));
+        round_trip!(GetTableIdRequest(TableNameRequest { name: "t" }));
+        round_trip!(ListTablesRequest);
+        round_trip!(ListTablesResponse {
+            tables: vec![TableEntry {
+                id: 1,
+                name: "a",
+                tablets: 2
+            }]
+        });
+        round_trip!(GetTabletMapRequest { table_id: 0 });
+        round_trip!(GetTabletMapResponse {
+            version: 9,
+            tablets: vec![TabletEntry {
+                table_id: 1,
+                start_hash: 0,
+                end_hash: u64::MAX,
+                owner: ServerId::new(2, 1),
+                locator: "tcp:host=b,port=3",
+                state: TabletState::Migrating
+            }]
+        });
+        round_trip!(SplitTabletRequest {
+            table_id: 1,
+            split_hash: 1 << 63
+        });
+        round_trip!(MigrateTabletRequest {
+            table_id: 1,
+            start_hash: 0,
+            end_hash: 5,
+            target: ServerId::new(3, 1)
+        });
+        round_trip!(AllocateClientIdRequest);
+        round_trip!(ClientIdResponse { client_id: 11 });
+    }
+
+    #[test]
+    fn bad_fields() {
+        let mut buf = Vec::new();
+        Writer::new(&mut buf).u32(4).u16(0).u64(0);
+        assert!(matches!(
+            EnlistServerRequest::decode(&buf),
+            Err(MsgError::BadField {
+                field: "services",
+                ..
+            })
+        ));
+        let mut buf = Vec::new();
+        Writer::new(&mut buf).u16(2).raw(&[0xff, 0xfe]).u32(1);
+        assert_eq!(
+            CreateTableRequest::decode(&buf),
+            Err(MsgError::NotUtf8 {
+                field: "table name"
+            })
+        );
+        let mut buf = Vec::new();
+        Writer::new(&mut buf).u16(0).u32(1);
+        assert!(CreateTableRequest::decode(&buf).is_err());
+        let mut buf = Vec::new();
+        Writer::new(&mut buf)
+            .u64(1)
+            .u32(1)
+            .u64(1)
+            .u64(0)
+            .u64(u64::MAX)
+            .u64(1)
+            .u16(0)
+            .u8(9);
+        assert!(matches!(
+            GetTabletMapResponse::decode(&buf),
+            Err(MsgError::BadField { .. })
+        ));
+        let mut buf = Vec::new();
+        Writer::new(&mut buf).u64(1).u32(u32::MAX);
+        assert!(matches!(
+            GetServerListResponse::decode(&buf),
+            Err(MsgError::TooMany { .. })
+        ));
+    }
+}

@@ -60,12 +60,34 @@ pub struct Opts {
     /// System under test: redis://HOST:PORT or memcached://HOST:PORT (FaaSCache: --coordinator / --dir)
     #[arg(long, default_value = "redis://127.0.0.1:6379")]
     pub driver: String,
-    /// FaaSCache cluster directory (local cluster); the FaaSCache driver is not wired yet
+    /// FaaSCache cluster directory: reads DIR/coordinator.locator (written by `faascache cluster up`)
     #[arg(long, conflicts_with = "coordinator")]
     pub dir: Option<String>,
-    /// FaaSCache coordinator service locator, e.g. tcp:host=127.0.0.1,port=12246 (not wired yet)
+    /// FaaSCache coordinator service locator, e.g. tcp:host=127.0.0.1,port=12246
     #[arg(long)]
     pub coordinator: Option<String>,
+    /// echo: measure the transport's echo RPC against a running echo server at this locator
+    /// (e.g. `transport/examples/echo_server.rs`), beside the floor of the same transport
+    #[arg(long, value_name = "LOCATOR", conflicts_with = "echo_server")]
+    pub echo_locator: Option<String>,
+    /// echo: start an in-process FaaSCache echo server per transport (tcp,udp) and measure the
+    /// echo RPC against the plain-socket floor of the same transport, interleaved run by run
+    #[arg(long, value_delimiter = ',', value_name = "T")]
+    pub echo_server: Vec<String>,
+    /// echo: core of the in-process echo server and of the floor's echo thread [default: another core than the client's]
+    #[arg(long, value_name = "N")]
+    pub echo_server_core: Option<usize>,
+    /// echo: polling mode of the in-process echo server: spin, adaptive[:DUR], block [default: spin for --poll busy, block for --poll block]
+    #[arg(long, value_name = "MODE")]
+    pub echo_server_poll: Option<String>,
+    /// echo on the FaaSCache echo driver: payload sizes in bytes
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "100,1000",
+        value_name = "B"
+    )]
+    pub echo_sizes: Vec<usize>,
     /// Write results (metadata + one record per test configuration) to this JSON file
     #[arg(long)]
     pub json: Option<PathBuf>,

@@ -6,9 +6,9 @@
 //! `recv` returns replies in request order. The load engine, key generator and timing code are
 //! shared by every driver, so Redis, memcached and FaaSCache are measured the same way.
 //!
-//! A FaaSCache driver plugs in as `drivers/faascache.rs`: `connect` opens a transport `Session`,
-//! `send` calls `session.send(...)` and pushes the `PendingRpc` on a queue, `recv` waits on the
-//! oldest one; then one line in [`open`] maps `--coordinator`/`--dir` to it.
+//! FaaSCache plugs in twice: `drivers/faascache_kv.rs` (key-value ops over the client library;
+//! [`open`] maps `--coordinator`/`--dir`/`faascache:LOCATOR` to it) and `drivers/faascache.rs`
+//! (the echo RPC against a bare transport server).
 
 use crate::net::PollMode;
 use anyhow::Result;
@@ -244,7 +244,7 @@ pub fn open(spec: &DriverSpec, server_pid: Option<u32>) -> Result<Box<dyn Driver
             a, server_pid,
         )?)),
         DriverSpec::FaasCacheCoordinator(_) | DriverSpec::FaasCacheDir(_) => {
-            crate::drivers::faascache::open(spec, server_pid)
+            crate::drivers::faascache_kv::open(spec, server_pid)
         }
     }
 }
@@ -276,11 +276,11 @@ mod tests {
     }
 
     #[test]
-    fn faascache_driver_gives_a_clear_error() {
-        let e = match open(&DriverSpec::FaasCacheDir("/tmp/x".into()), None) {
-            Ok(_) => panic!("faascache driver should not exist yet"),
+    fn faascache_driver_without_a_cluster_gives_a_clear_error() {
+        let e = match open(&DriverSpec::FaasCacheDir("/nonexistent/fc-x".into()), None) {
+            Ok(_) => panic!("there is no cluster in /nonexistent/fc-x"),
             Err(e) => e.to_string(),
         };
-        assert!(e.contains("FaaSCache driver is not available yet"), "{e}");
+        assert!(e.contains("no cluster at /nonexistent/fc-x"), "{e}");
     }
 }

@@ -62,7 +62,7 @@ impl Ctx<'_> {
         }
     }
 
-    fn spec(&self, clients: usize, pipeline: usize) -> LoadSpec {
+    pub(crate) fn spec(&self, clients: usize, pipeline: usize) -> LoadSpec {
         LoadSpec {
             clients,
             pipeline,
@@ -82,7 +82,7 @@ impl Ctx<'_> {
         }
     }
 
-    fn base(&self, test: &str, variant: String, spec: &LoadSpec) -> Record {
+    pub(crate) fn base(&self, test: &str, variant: String, spec: &LoadSpec) -> Record {
         Record {
             test: test.to_string(),
             variant,
@@ -230,7 +230,7 @@ pub fn summarise(rec: &mut Record, runs: &[RunResult]) {
     }
 }
 
-fn print_line(r: &Record) {
+pub(crate) fn print_line(r: &Record) {
     eprintln!(
         "  {:<22} {:<10} {:<18} p50 {:>8.1} µs  p99 {:>8.1}  p99.9 {:>8.1}  {:>10.0} ops/s{}  server CPU {}  (runs {}, p50 {:.1}–{:.1}){}",
         r.test,
@@ -628,27 +628,33 @@ fn run_floor(ctx: &Ctx<'_>) -> Result<Vec<Record>> {
             for _ in 0..o.runs() {
                 runs.push(floor::run(&spec)?);
             }
-            let mut rec = Record {
-                test: "floor".into(),
-                variant: format!("{}/{size}B", transport.as_str()),
-                driver: "floor".into(),
-                transport: format!("{}:127.0.0.1 loopback", transport.as_str()),
-                poll: o.poll.as_str().into(),
-                load: "closed".into(),
-                clients: 1,
-                pipeline: 1,
-                value_size: size,
-                objects_per_op: 1,
-                extra: serde_json::json!({ "client_core": client_core, "server_core": server_core }),
-                ..Default::default()
-            };
-            rec.notes.push("server_cpu = CPU of the echo thread".into());
+            let mut rec = floor_record(o, &spec);
             summarise(&mut rec, &runs);
             print_line(&rec);
             out.push(rec);
         }
     }
     Ok(out)
+}
+
+/// An empty floor record for `spec` (fill it with [`summarise`]).
+pub(crate) fn floor_record(o: &Opts, spec: &FloorSpec) -> Record {
+    let mut rec = Record {
+        test: "floor".into(),
+        variant: format!("{}/{}B", spec.transport.as_str(), spec.size),
+        driver: "floor".into(),
+        transport: format!("{}:127.0.0.1 loopback", spec.transport.as_str()),
+        poll: o.poll.as_str().into(),
+        load: "closed".into(),
+        clients: 1,
+        pipeline: 1,
+        value_size: spec.size,
+        objects_per_op: 1,
+        extra: serde_json::json!({ "client_core": spec.client_core, "server_core": spec.server_core }),
+        ..Default::default()
+    };
+    rec.notes.push("server_cpu = CPU of the echo thread".into());
+    rec
 }
 
 fn run_memory(ctx: &Ctx<'_>) -> Result<Vec<Record>> {
@@ -784,6 +790,9 @@ pub fn run_single(opts: &Opts) -> Result<Report> {
             metadata: metadata(opts, vec![]),
             records,
         });
+    }
+    if name == "echo" && (!opts.echo_server.is_empty() || opts.echo_locator.is_some()) {
+        return crate::drivers::faascache::run_in_process(opts);
     }
     let spec = driver_spec(opts, &opts.driver)?;
     let d = driver::open(&spec, opts.server_pid)?;

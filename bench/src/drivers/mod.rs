@@ -1,6 +1,7 @@
 //! Drivers for the systems under test.
 
 pub mod faascache;
+pub mod faascache_kv;
 pub mod memcached;
 pub mod redis;
 

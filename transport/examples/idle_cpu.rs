@@ -2,7 +2,7 @@
 //! default adaptive mode: < 1 % of a core).
 //!
 //! ```text
-//! cargo run --release -p faascache-transport --example idle_cpu -- [tcp|udp|loopback] [poll mode] [seconds]
+//! cargo run --release -p faascache-transport --example idle_cpu -- [tcp|udp|loopback] [poll mode] [seconds] [dispatch threads, default 2]
 //! ```
 
 use std::sync::Arc;
@@ -19,6 +19,7 @@ fn main() {
         .parse()
         .expect("poll mode");
     let secs: u64 = a.get(2).map_or(10, |s| s.parse().expect("seconds"));
+    let cores: usize = a.get(3).map_or(2, |s| s.parse().expect("dispatch threads"));
     let loc: ServiceLocator = match kind {
         "loopback" => "loopback:name=idle".parse().unwrap(),
         k => format!("{k}:host=127.0.0.1,port=0").parse().unwrap(),
@@ -27,7 +28,7 @@ fn main() {
         &loc,
         Arc::new(NoHandler),
         DispatchConfig {
-            cores: 2,
+            cores,
             pin: false,
             first_core: 0,
             poll,
@@ -48,7 +49,7 @@ fn main() {
     std::thread::sleep(Duration::from_secs(secs));
     let (c1, p1, wall) = (server.cpu_time(), process_cpu_time(), t0.elapsed());
     println!(
-        "transport={kind} poll={poll} cores=2 idle {:.1}s: dispatch threads {:.3}% of one core, whole process {:.3}%",
+        "transport={kind} poll={poll} cores={cores} idle {:.1}s: dispatch threads {:.3}% of one core, whole process {:.3}%",
         wall.as_secs_f64(),
         (c1 - c0).as_secs_f64() * 100.0 / wall.as_secs_f64(),
         (p1 - p0).as_secs_f64() * 100.0 / wall.as_secs_f64(),

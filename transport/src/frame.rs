@@ -60,6 +60,7 @@ pub(crate) struct FrameReader {
     start: usize,
     end: usize,
     big: Option<(Header, Vec<u8>, usize)>,
+    stop_on_short_read: bool,
 }
 
 /// For a header that failed to decode: can we still address a reply? Only if the magic is ours
@@ -85,10 +86,57 @@ impl FrameReader {
             start: 0,
             end: 0,
             big: None,
+            stop_on_short_read: true,
         }
     }
 
-    /// Read and hand out frames until the source would block, ends, or `on_frame` returns false.
+    /// Keep reading until the source says `WouldBlock` even after a short read (for sources
+    /// that deliver in arbitrary chunks, e.g. tests). Sockets stop after a short read.
+    #[cfg(test)]
+    pub(crate) fn exhaustive(mut self) -> Self {
+        self.stop_on_short_read = false;
+        self
+    }
+
+    /// Hand out every complete frame already buffered. `Ok(false)`: the consumer asked to stop.
+    fn deliver_buffered(
+        &mut self,
+        on_frame: &mut dyn FnMut(Header, Payload<'_>) -> bool,
+    ) -> Result<bool, FrameError> {
+        while self.big.is_none() && self.end - self.start >= HEADER_LEN {
+            let avail = &self.buf[self.start..self.end];
+            let h = Header::decode(avail).map_err(|err| FrameError::Decode {
+                reply_to: reply_target(avail, &err),
+                err,
+            })?;
+            let total = HEADER_LEN + h.payload_len as usize;
+            if avail.len() >= total {
+                let p = &self.buf[self.start + HEADER_LEN..self.start + total];
+                self.start += total;
+                if !on_frame(h, Payload::Borrowed(p)) {
+                    return Ok(false);
+                }
+            } else if total > self.buf.len() {
+                // Length already checked against MAX_PAYLOAD by decode.
+                let mut v = vec![0u8; h.payload_len as usize];
+                let have = avail.len() - HEADER_LEN;
+                v[..have].copy_from_slice(&avail[HEADER_LEN..]);
+                self.start = 0;
+                self.end = 0;
+                self.big = Some((h, v, have));
+            } else {
+                break;
+            }
+        }
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+        Ok(true)
+    }
+
+    /// Read and hand out frames until the source would block (or a read came back short: the
+    /// socket is drained), ends, or `on_frame` returns false.
     pub(crate) fn read_frames<R: Read>(
         &mut self,
         src: &mut R,
@@ -96,37 +144,13 @@ impl FrameReader {
     ) -> Result<ReadStop, FrameError> {
         loop {
             // 1. Hand out every complete frame already buffered.
-            while self.big.is_none() && self.end - self.start >= HEADER_LEN {
-                let avail = &self.buf[self.start..self.end];
-                let h = Header::decode(avail).map_err(|err| FrameError::Decode {
-                    reply_to: reply_target(avail, &err),
-                    err,
-                })?;
-                let total = HEADER_LEN + h.payload_len as usize;
-                if avail.len() >= total {
-                    let p = &self.buf[self.start + HEADER_LEN..self.start + total];
-                    self.start += total;
-                    if !on_frame(h, Payload::Borrowed(p)) {
-                        return Ok(ReadStop::Stopped);
-                    }
-                } else if total > self.buf.len() {
-                    // Length already checked against MAX_PAYLOAD by decode.
-                    let mut v = vec![0u8; h.payload_len as usize];
-                    let have = avail.len() - HEADER_LEN;
-                    v[..have].copy_from_slice(&avail[HEADER_LEN..]);
-                    self.start = 0;
-                    self.end = 0;
-                    self.big = Some((h, v, have));
-                } else {
-                    break;
-                }
-            }
-            if self.start == self.end {
-                self.start = 0;
-                self.end = 0;
+            if !self.deliver_buffered(on_frame)? {
+                return Ok(ReadStop::Stopped);
             }
             // 2. Read more.
+            let asked;
             let r = if let Some((_, v, filled)) = &mut self.big {
+                asked = v.len() - *filled;
                 src.read(&mut v[*filled..])
             } else {
                 if self.start > 0 && self.buf.len() - self.end < HEADER_LEN.max(self.buf.len() / 4)
@@ -135,6 +159,7 @@ impl FrameReader {
                     self.end -= self.start;
                     self.start = 0;
                 }
+                asked = self.buf.len() - self.end;
                 src.read(&mut self.buf[self.end..])
             };
             match r {
@@ -150,6 +175,16 @@ impl FrameReader {
                         }
                     } else {
                         self.end += n;
+                    }
+                    // A short read drained the socket: hand out what arrived and return without
+                    // another `read` that would only say EAGAIN (saves a syscall per message).
+                    // Safe with edge-triggered epoll: bytes arriving later raise a new edge, and
+                    // client pollers simply read again.
+                    if n < asked && self.stop_on_short_read {
+                        if !self.deliver_buffered(on_frame)? {
+                            return Ok(ReadStop::Stopped);
+                        }
+                        return Ok(ReadStop::WouldBlock);
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(ReadStop::WouldBlock),
@@ -227,7 +262,7 @@ mod tests {
                 pos: 0,
                 step,
             };
-            let mut r = FrameReader::new();
+            let mut r = FrameReader::new().exhaustive();
             let mut got = Vec::new();
             let r = r.read_frames(&mut src, &mut |h, p| {
                 got.push((h.request_id, p.into_vec()));

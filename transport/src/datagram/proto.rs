@@ -222,6 +222,10 @@ pub struct Endpoint<A> {
     transmit: VecDeque<(A, Vec<u8>)>,
     events: VecDeque<Event<A>>,
     stats: Stats,
+    /// Hold ACKs of completed responses until the next packet to the server (see
+    /// [`Endpoint::set_lazy_acks`]).
+    lazy_acks: bool,
+    held_acks: Vec<(A, u64, Vec<u8>)>,
 }
 
 impl<A: Copy + Eq + Hash + std::fmt::Debug> Endpoint<A> {
@@ -245,7 +249,28 @@ impl<A: Copy + Eq + Hash + std::fmt::Debug> Endpoint<A> {
             transmit: VecDeque::new(),
             events: VecDeque::new(),
             stats: Stats::default(),
+            lazy_acks: false,
+            held_acks: Vec::new(),
         }
+    }
+
+    /// Client side: hold the ACK of a completed response instead of sending it at once. The next
+    /// request to that server drops it if its `ack_below` watermark covers the RPC (the server
+    /// frees everything below the watermark) and otherwise carries it in the same `sendmmsg`
+    /// burst; a timer run or [`Endpoint::release_acks`] (before the client blocks) sends the rest.
+    /// A ping-pong client then sends one datagram per RPC. A held ACK only frees server state
+    /// early; the server drops an unacknowledged response after the abort timeout anyway.
+    pub fn set_lazy_acks(&mut self, on: bool) {
+        self.lazy_acks = on;
+        if !on {
+            self.release_acks();
+        }
+    }
+
+    /// Queue every held ACK for transmission.
+    pub fn release_acks(&mut self) {
+        self.transmit
+            .extend(self.held_acks.drain(..).map(|(a, _, p)| (a, p)));
     }
 
     /// Counters.
@@ -279,6 +304,13 @@ impl<A: Copy + Eq + Hash + std::fmt::Debug> Endpoint<A> {
         );
         cp.active.insert(id);
         cp.next = cp.next.max(id + 1);
+        // Held ACKs below this request's `ack_below` watermark are redundant (the server frees
+        // everything below it on receipt): drop them; send the others along with the request.
+        if !self.held_acks.is_empty() {
+            let wm = self.ack_below(peer);
+            self.held_acks.retain(|(a, i, _)| *a != peer || *i >= wm);
+            self.release_acks();
+        }
         let granted = (msg.len() as u32).min(self.cfg.grant_window);
         let rpc = ClientRpc {
             req: OutMsg {
@@ -638,6 +670,10 @@ impl<A: Copy + Eq + Hash + std::fmt::Debug> Endpoint<A> {
                     self.rx_bytes -= m.buf.len();
                     self.finish_client(peer, p.rpc_id);
                     self.control(peer, Kind::Ack, true, p.rpc_id, 0, 0);
+                    if self.lazy_acks {
+                        let (a, ack) = self.transmit.pop_back().expect("just queued");
+                        self.held_acks.push((a, p.rpc_id, ack));
+                    }
                     self.events.push_back(Event::Response {
                         peer,
                         id: p.rpc_id,
@@ -689,6 +725,7 @@ impl<A: Copy + Eq + Hash + std::fmt::Debug> Endpoint<A> {
 
     /// Run timers: resend requests, grants, aborts. Call at (or after) [`Endpoint::poll_timeout`].
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.release_acks();
         let (ri, at) = (self.cfg.resend_interval, self.cfg.abort_timeout);
         // Client side.
         let mut fail = Vec::new();
@@ -766,6 +803,41 @@ impl<A: Copy + Eq + Hash + std::fmt::Debug> Endpoint<A> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lazy_acks_are_dropped_when_the_next_request_covers_them() {
+        let now = Instant::now();
+        let (cli, srv) = (1u8, 2u8);
+        let mut c: Endpoint<u8> = Endpoint::new(ProtoConfig::default());
+        c.set_lazy_acks(true);
+        let mut s: Endpoint<u8> = Endpoint::new(ProtoConfig::default());
+        for id in 1..=3u64 {
+            c.send_request(now, srv, id, vec![id as u8; 100]);
+            let mut sent = 0;
+            while let Some((to, p)) = c.poll_transmit() {
+                assert_eq!(to, srv);
+                sent += 1;
+                s.handle(now, cli, &p);
+            }
+            assert_eq!(sent, 1, "rpc {id}: only the request datagram (held ACK dropped)");
+            // The request's ack_below freed every earlier RPC at the server.
+            assert_eq!(s.server_rpcs(), 1, "rpc {id}");
+            while let Some(e) = s.poll_event() {
+                let Event::Request { peer, id, msg } = e else {
+                    panic!("unexpected event")
+                };
+                s.send_response(now, peer, id, msg);
+            }
+            while let Some((_, p)) = s.poll_transmit() {
+                c.handle(now, srv, &p);
+            }
+            assert!(matches!(c.poll_event(), Some(Event::Response { id: r, .. }) if r == id));
+            assert!(c.poll_transmit().is_none(), "ACK held");
+        }
+        // Before the client sleeps it releases the held ACK.
+        c.release_acks();
+        assert_eq!(std::iter::from_fn(|| c.poll_transmit()).count(), 1);
+    }
 
     #[test]
     fn ranges_merge_and_gaps() {

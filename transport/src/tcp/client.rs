@@ -12,13 +12,20 @@ use crate::locator::Locator;
 use crate::session::{ClientChannel, ClientConfig, Delivery, Session};
 use crate::sys::poll_fd;
 use crate::wire::{Header, Status, HEADER_LEN};
+use std::io::Write;
 use std::os::fd::AsRawFd;
 
 struct TcpClient {
     stream: TcpStream,
     reader: Mutex<FrameReader>,
-    writer: Mutex<()>,
+    /// Writer lock (keeps frames whole) and a scratch buffer that batches small frames into
+    /// one `write`.
+    writer: Mutex<Vec<u8>>,
 }
+
+/// Batches at most this many bytes are copied into one buffer and written with one `write`;
+/// larger frames go out with `writev` straight from the caller's payload.
+const COALESCE_MAX: usize = 256 * 1024;
 
 pub(crate) fn connect(loc: &Locator, cfg: &ClientConfig) -> Result<Session> {
     let mut last = String::new();
@@ -33,7 +40,7 @@ pub(crate) fn connect(loc: &Locator, cfg: &ClientConfig) -> Result<Session> {
                 let chan = TcpClient {
                     stream: s,
                     reader: Mutex::new(FrameReader::new()),
-                    writer: Mutex::new(()),
+                    writer: Mutex::new(Vec::new()),
                 };
                 return Ok(Session::new(Box::new(chan), loc.clone(), cfg.poll));
             }
@@ -74,6 +81,46 @@ impl ClientChannel for TcpClient {
             )
             .map_err(|e| format!("poll failed: {e}"))?;
         }
+    }
+
+    fn send_requests(
+        &self,
+        reqs: &[(Header, &[u8])],
+        stalled: &mut dyn FnMut(),
+    ) -> Result<(), String> {
+        let total: usize = reqs.iter().map(|(_, p)| HEADER_LEN + p.len()).sum();
+        if reqs.len() <= 1 || total > COALESCE_MAX {
+            for (h, p) in reqs {
+                self.send_request(h, p, stalled)?;
+            }
+            return Ok(());
+        }
+        let mut buf = self.writer.lock();
+        buf.clear();
+        for (h, p) in reqs {
+            buf.extend_from_slice(&h.encode());
+            buf.extend_from_slice(p);
+        }
+        let mut pos = 0;
+        while pos < buf.len() {
+            match (&self.stream).write(&buf[pos..]) {
+                Ok(0) => return Err("write failed: connection closed".into()),
+                Ok(n) => pos += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    stalled();
+                    poll_fd(
+                        self.stream.as_raw_fd(),
+                        false,
+                        true,
+                        Some(Duration::from_millis(1)),
+                    )
+                    .map_err(|e| format!("poll failed: {e}"))?;
+                }
+                Err(e) => return Err(format!("write failed: {e}")),
+            }
+        }
+        Ok(())
     }
 
     fn progress(&self, wait: Option<Duration>, out: &mut Vec<Delivery>) -> Result<(), String> {

@@ -3,6 +3,7 @@
 //! * `faascache coordinator --listen LOCATOR [--storage file:DIR]`
 //! * `faascache server --coordinator LOCATOR --listen LOCATOR --memory 1GiB [--cores N] [--poll MODE]`
 //! * `faascache cluster up|down` — a local cluster of child processes (see `cluster.rs`)
+//! * `faascache demo` — a local cluster, a short workload with its latency, then shutdown
 //! * client commands (`status`, `table`, `put`, `get`, `rm`, `incr`, ...) from
 //!   `faascache_client::cli`
 //!
@@ -13,6 +14,8 @@
 mod cluster;
 #[path = "faascache/daemon.rs"]
 mod daemon;
+#[path = "faascache/demo.rs"]
+mod demo;
 
 use std::process::ExitCode;
 
@@ -35,6 +38,9 @@ enum Command {
     /// Start or stop a local cluster of child processes on 127.0.0.1
     #[command(subcommand)]
     Cluster(cluster::ClusterCommand),
+    /// Start a local 3-server cluster, run a short workload through the client, print its
+    /// latency, and stop the cluster
+    Demo(demo::DemoArgs),
     // ---- Client commands (status, table, put, get, rm, incr, ...): defined by the client library.
     #[command(flatten)]
     Client(faascache_client::cli::ClientCommand),
@@ -67,6 +73,10 @@ fn main() -> ExitCode {
         Command::Cluster(cmd) => {
             init_logging("info");
             cluster::run(cmd)
+        }
+        Command::Demo(args) => {
+            init_logging("warn");
+            demo::run(args)
         }
     };
     match result {

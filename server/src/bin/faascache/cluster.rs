@@ -212,6 +212,22 @@ impl Drop for Cluster {
     }
 }
 
+/// A started local cluster: its processes (stopped on drop) and the coordinator locator.
+pub struct Started {
+    cluster: Cluster,
+    /// The coordinator's locator.
+    pub coordinator: String,
+    /// The cluster directory (canonical).
+    pub dir: PathBuf,
+}
+
+impl Started {
+    /// Stops every process of the cluster.
+    pub fn stop(mut self) {
+        self.cluster.stop();
+    }
+}
+
 fn up(
     servers: usize,
     dir: &Path,
@@ -220,6 +236,44 @@ fn up(
     poll: &PollMode,
     timeout: Duration,
 ) -> Result<()> {
+    let stop = termination()?;
+    let mut started = start(servers, dir, transport, memory, poll, timeout)?;
+    let coordinator = started.coordinator.clone();
+    let dir = started.dir.clone();
+    let c = &mut started.cluster;
+    println!("{coordinator}");
+    eprintln!(
+        "faascache: cluster up: coordinator + {servers} servers over {transport}; locator in {}; logs in {}; Ctrl-C stops it",
+        dir.join(LOCATOR_FILE).display(),
+        dir.join("logs").display()
+    );
+    loop {
+        match stop.recv_timeout(Duration::from_millis(250)) {
+            Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
+            Err(RecvTimeoutError::Timeout) => {}
+        }
+        for p in c.procs.iter_mut().filter(|p| !p.exited) {
+            if let Ok(Some(status)) = p.child.try_wait() {
+                p.exited = true;
+                tracing::warn!(name = %p.name, %status, "a cluster process exited");
+            }
+        }
+    }
+    tracing::info!("stopping the cluster");
+    started.stop();
+    eprintln!("faascache: cluster stopped");
+    Ok(())
+}
+
+/// Starts a coordinator and `servers` servers as child processes and waits until all are up.
+pub fn start(
+    servers: usize,
+    dir: &Path,
+    transport: &str,
+    memory: usize,
+    poll: &PollMode,
+    timeout: Duration,
+) -> Result<Started> {
     if servers == 0 {
         bail!("--servers must be at least 1");
     }
@@ -245,7 +299,6 @@ fn up(
         .canonicalize()
         .with_context(|| format!("cannot resolve {}", dir.display()))?;
     write_atomic(&dir.join("supervisor.pid"), &std::process::id().to_string())?;
-    let stop = termination()?;
     let mut c = Cluster {
         dir: dir.clone(),
         procs: Vec::new(),
@@ -300,28 +353,11 @@ fn up(
         tracing::info!(%name, locator = %loc, "server up");
     }
     write_atomic(&dir.join(LOCATOR_FILE), &coordinator)?;
-    println!("{coordinator}");
-    eprintln!(
-        "faascache: cluster up: coordinator + {servers} servers over {transport}; locator in {}; logs in {}; Ctrl-C stops it",
-        dir.join(LOCATOR_FILE).display(),
-        dir.join("logs").display()
-    );
-    loop {
-        match stop.recv_timeout(Duration::from_millis(250)) {
-            Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
-            Err(RecvTimeoutError::Timeout) => {}
-        }
-        for p in c.procs.iter_mut().filter(|p| !p.exited) {
-            if let Ok(Some(status)) = p.child.try_wait() {
-                p.exited = true;
-                tracing::warn!(name = %p.name, %status, "a cluster process exited");
-            }
-        }
-    }
-    tracing::info!("stopping the cluster");
-    c.stop();
-    eprintln!("faascache: cluster stopped");
-    Ok(())
+    Ok(Started {
+        cluster: c,
+        coordinator,
+        dir,
+    })
 }
 
 fn down(dir: &Path) -> Result<()> {

@@ -425,7 +425,10 @@ fn run_workload(w: Workload, memory: usize, level: f64, out: &mut Vec<String>) -
             remove_retry(&e, &key(k));
             live -= entry_bytes(old);
         }
-        if failed || !write_retry(&e, &key(next), &buf[..sz], &mut stalls) {
+        if failed
+            || started.elapsed() > Duration::from_secs(120)
+            || !write_retry(&e, &key(next), &buf[..sz], &mut stalls)
+        {
             failed = true;
             break;
         }

@@ -52,7 +52,8 @@ fn key(i: usize) -> String {
 /// Runs the demo.
 pub fn run(a: DemoArgs) -> Result<()> {
     let n = a.objects.max(1);
-    std::fs::create_dir_all(&a.dir).with_context(|| format!("cannot create {}", a.dir.display()))?;
+    std::fs::create_dir_all(&a.dir)
+        .with_context(|| format!("cannot create {}", a.dir.display()))?;
     eprintln!(
         "faascache demo: starting a coordinator and {} servers on 127.0.0.1 over {} ...",
         a.servers, a.transport

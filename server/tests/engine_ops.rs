@@ -831,5 +831,9 @@ fn versioned_writes_keep_the_newest_and_raise_the_counter() {
     // Versions handed out afterwards are above every version received.
     let v = e.write(1, b"other", b"x", &RejectRules::NONE).unwrap();
     assert!(v > 501);
-    assert!(e.write(1, b"m", b"y", &RejectRules::version_is(501)).unwrap() > 501);
+    assert!(
+        e.write(1, b"m", b"y", &RejectRules::version_is(501))
+            .unwrap()
+            > 501
+    );
 }

@@ -444,7 +444,16 @@ impl Engine {
             inner.next_version.fetch_max(version + 1, Ordering::Relaxed);
             return Ok(false);
         }
-        inner.put_locked(&mut g, &info, table, key, value, existing, false, Some(version))?;
+        inner.put_locked(
+            &mut g,
+            &info,
+            table,
+            key,
+            value,
+            existing,
+            false,
+            Some(version),
+        )?;
         Ok(true)
     }
 

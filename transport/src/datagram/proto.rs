@@ -819,7 +819,10 @@ mod tests {
                 sent += 1;
                 s.handle(now, cli, &p);
             }
-            assert_eq!(sent, 1, "rpc {id}: only the request datagram (held ACK dropped)");
+            assert_eq!(
+                sent, 1,
+                "rpc {id}: only the request datagram (held ACK dropped)"
+            );
             // The request's ack_below freed every earlier RPC at the server.
             assert_eq!(s.server_rpcs(), 1, "rpc {id}");
             while let Some(e) = s.poll_event() {

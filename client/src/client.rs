@@ -31,7 +31,7 @@ use faascache_transport::{ServiceLocator, Session, Status};
 use parking_lot::{Mutex, RwLock};
 
 use crate::error::{disposition, Disposition, Error, Result, TableId};
-use crate::options::{ClientOptions, ReadOptions, RejectRules, WriteOptions};
+use crate::options::{ClientOptions, ReadOptions, WriteOptions};
 use crate::retry::Backoff;
 use crate::tablets::{Tablet, TabletMap};
 
@@ -869,7 +869,7 @@ impl Client {
     ) -> Result<Object> {
         let req = ReadRequest {
             table,
-            rules: wire_rules(&opts.reject),
+            rules: opts.reject,
             key,
         };
         self.on_master(table, msg::key_hash(key), backoff, |s, left| {
@@ -942,7 +942,7 @@ impl Client {
             let req = WriteRequest {
                 table,
                 rpc: self.exactly_once(guard),
-                rules: wire_rules(&opts.reject),
+                rules: opts.reject,
                 key,
                 value,
             };
@@ -995,7 +995,7 @@ impl Client {
             let req = RemoveRequest {
                 table,
                 rpc: self.exactly_once(guard),
-                rules: wire_rules(&opts.reject),
+                rules: opts.reject,
                 key,
             };
             let r = msg::call(s, &req, left, |r| (r.version != 0).then_some(r.version));
@@ -1017,7 +1017,7 @@ impl Client {
             let req = IncrementRequest {
                 table,
                 rpc: self.exactly_once(&guard),
-                rules: wire_rules(&opts.reject),
+                rules: opts.reject,
                 key,
                 delta,
             };
@@ -1100,17 +1100,6 @@ impl Client {
                 "the master answered an f64 increment with an i64".into(),
             )),
         }
-    }
-}
-
-/// The wire form of the reject rules.
-pub(crate) fn wire_rules(r: &RejectRules) -> msg::RejectRules {
-    msg::RejectRules {
-        doesnt_exist: r.doesnt_exist,
-        exists: r.exists,
-        version_le_given: r.version_le_given,
-        version_ne_given: r.version_ne_given,
-        given_version: r.given_version,
     }
 }
 
@@ -1259,13 +1248,5 @@ mod tests {
         ));
         assert!(check_table_name("").is_err());
         assert!(check_table_name("users").is_ok());
-    }
-
-    #[test]
-    fn rules_go_on_the_wire_unchanged() {
-        let r = RejectRules::version_is(9);
-        let w = wire_rules(&r);
-        assert!(w.doesnt_exist && w.version_ne_given && !w.exists && !w.version_le_given);
-        assert_eq!(w.given_version, 9);
     }
 }

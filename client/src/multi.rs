@@ -23,7 +23,7 @@ use faascache_transport::msg::master::{
 use faascache_transport::msg::{self, Empty, Failure, Message, MsgError};
 use faascache_transport::{Opcode, Status};
 
-use crate::client::{check_key, check_value, failure_error, wire_rules, Client, Object};
+use crate::client::{check_key, check_value, failure_error, Client, Object};
 use crate::error::{disposition, Disposition, Error, Result, TableId};
 use crate::options::RejectRules;
 use crate::tablets::TabletMap;
@@ -419,7 +419,7 @@ impl Client {
                             MultiWriteItem {
                                 table: w.table,
                                 rpc_id: if client_id == 0 { 0 } else { guards[j].id },
-                                rules: wire_rules(&w.reject),
+                                rules: w.reject,
                                 key: w.key,
                                 value: w.value,
                             }

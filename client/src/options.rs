@@ -2,8 +2,9 @@
 
 use std::time::Duration;
 
-/// Conditions under which the server refuses an operation (RAMCloud's `RejectRules`).
-/// The default refuses nothing.
+/// Conditions under which the server refuses an operation (RAMCloud's `RejectRules`): the
+/// wire type itself, so what you build is exactly what the master checks. The default refuses
+/// nothing.
 ///
 /// ```
 /// use faascache_client::RejectRules;
@@ -13,82 +14,7 @@ use std::time::Duration;
 /// // Create-only.
 /// assert!(RejectRules::must_not_exist().exists);
 /// ```
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
-pub struct RejectRules {
-    /// Refuse if the object does not exist ([`crate::Error::NoSuchObject`]).
-    pub doesnt_exist: bool,
-    /// Refuse if the object exists ([`crate::Error::ObjectExists`]).
-    pub exists: bool,
-    /// Refuse if the object's version is ≤ `given_version` ([`crate::Error::VersionMismatch`]).
-    pub version_le_given: bool,
-    /// Refuse if the object's version is ≠ `given_version` ([`crate::Error::VersionMismatch`]).
-    pub version_ne_given: bool,
-    /// The version the version rules compare with.
-    pub given_version: u64,
-}
-
-impl RejectRules {
-    /// No conditions.
-    ///
-    /// ```
-    /// use faascache_client::RejectRules;
-    /// assert!(RejectRules::NONE.is_none());
-    /// ```
-    pub const NONE: RejectRules = RejectRules {
-        doesnt_exist: false,
-        exists: false,
-        version_le_given: false,
-        version_ne_given: false,
-        given_version: 0,
-    };
-
-    /// Only if the object exists at exactly `version` (compare-and-swap).
-    ///
-    /// ```
-    /// assert_eq!(faascache_client::RejectRules::version_is(3).given_version, 3);
-    /// ```
-    pub fn version_is(version: u64) -> RejectRules {
-        RejectRules {
-            doesnt_exist: true,
-            version_ne_given: true,
-            given_version: version,
-            ..Self::NONE
-        }
-    }
-
-    /// Only if the object does not exist yet (create).
-    ///
-    /// ```
-    /// assert!(faascache_client::RejectRules::must_not_exist().exists);
-    /// ```
-    pub fn must_not_exist() -> RejectRules {
-        RejectRules {
-            exists: true,
-            ..Self::NONE
-        }
-    }
-
-    /// Only if the object exists (update).
-    ///
-    /// ```
-    /// assert!(faascache_client::RejectRules::must_exist().doesnt_exist);
-    /// ```
-    pub fn must_exist() -> RejectRules {
-        RejectRules {
-            doesnt_exist: true,
-            ..Self::NONE
-        }
-    }
-
-    /// Whether no rule is set.
-    ///
-    /// ```
-    /// assert!(!faascache_client::RejectRules::must_exist().is_none());
-    /// ```
-    pub fn is_none(&self) -> bool {
-        !(self.doesnt_exist || self.exists || self.version_le_given || self.version_ne_given)
-    }
-}
+pub use faascache_transport::msg::RejectRules;
 
 /// Options of one write, remove or increment.
 ///

@@ -57,8 +57,17 @@ pub fn check_value(value: &[u8]) -> Result<(), MsgError> {
 /// Conditions under which a master refuses an operation (RAMCloud's reject rules). Version
 /// rules apply only to an object that exists. Wire: flags `u8` (bit 0 doesn't-exist, bit 1
 /// exists, bit 2 version ≤ given, bit 3 version ≠ given; bits 4–7 reserved) + given version
-/// `u64` = 9 bytes.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// `u64` = 9 bytes. The default refuses nothing.
+///
+/// ```
+/// use faascache_transport::msg::RejectRules;
+/// // Compare-and-swap: only if the object is at version 7.
+/// let cas = RejectRules::version_is(7);
+/// assert!(cas.doesnt_exist && cas.version_ne_given && cas.given_version == 7);
+/// // Create-only.
+/// assert!(RejectRules::must_not_exist().exists);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct RejectRules {
     /// Refuse if the object does not exist.
     pub doesnt_exist: bool,
@@ -83,6 +92,53 @@ impl RejectRules {
         version_ne_given: false,
         given_version: 0,
     };
+
+    /// Only if the object exists at exactly `version` (compare-and-swap).
+    ///
+    /// ```
+    /// assert_eq!(faascache_transport::msg::RejectRules::version_is(3).given_version, 3);
+    /// ```
+    pub fn version_is(version: u64) -> RejectRules {
+        RejectRules {
+            doesnt_exist: true,
+            version_ne_given: true,
+            given_version: version,
+            ..Self::NONE
+        }
+    }
+
+    /// Only if the object does not exist yet (create).
+    ///
+    /// ```
+    /// assert!(faascache_transport::msg::RejectRules::must_not_exist().exists);
+    /// ```
+    pub fn must_not_exist() -> RejectRules {
+        RejectRules {
+            exists: true,
+            ..Self::NONE
+        }
+    }
+
+    /// Only if the object exists (update).
+    ///
+    /// ```
+    /// assert!(faascache_transport::msg::RejectRules::must_exist().doesnt_exist);
+    /// ```
+    pub fn must_exist() -> RejectRules {
+        RejectRules {
+            doesnt_exist: true,
+            ..Self::NONE
+        }
+    }
+
+    /// Whether no rule is set.
+    ///
+    /// ```
+    /// assert!(faascache_transport::msg::RejectRules::NONE.is_none());
+    /// ```
+    pub fn is_none(&self) -> bool {
+        !(self.doesnt_exist || self.exists || self.version_le_given || self.version_ne_given)
+    }
 
     pub(crate) fn write(&self, w: &mut Writer<'_>) {
         let flags = self.doesnt_exist as u8

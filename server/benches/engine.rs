@@ -109,7 +109,7 @@ fn pct(h: &Histogram<u64>, q: f64) -> u64 {
 
 fn latency(o: &Opts, out: &mut Vec<String>) {
     let n: u64 = if o.quick { 100_000 } else { 1_000_000 };
-    let e = engine(512 << 20, false);
+    let e = engine(512 << 20, true);
     let v = [7u8; 100];
     let mut stalls = 0;
     for i in 0..n {

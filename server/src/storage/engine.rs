@@ -633,6 +633,13 @@ impl Engine {
         out
     }
 
+    /// Starts loading the hash bucket of `key` into the cache, so a read or write of it a
+    /// little later does not wait for DRAM (a batch of keys can overlap their misses).
+    #[inline]
+    pub fn prefetch(&self, key: &[u8]) {
+        self.inner.ht.prefetch(key_hash(key));
+    }
+
     /// Writes several objects; one result per request, in order. Each write is atomic on its
     /// own; the batch is not a transaction.
     pub fn multi_write(&self, ops: &[WriteOp<'_>]) -> Vec<Result<u64, StorageError>> {

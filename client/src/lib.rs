@@ -25,9 +25,9 @@
 //! ```
 //!
 //! Reading order: [`error`] (what can go wrong), [`options`], [`tablets`] (the tablet-map
-//! cache), [`retry`] (back-off), `client.rs` ([`Client`]: sessions, coordinator calls, single
-//! object operations, exactly-once ids), `multi.rs`, `enumerate.rs`, `pending.rs` (pipelining),
-//! `cli.rs`.
+//! cache), [`retry`] (back-off), `client.rs` ([`Client`]: sessions, coordinator calls,
+//! exactly-once ids, retries), `ops.rs` (single-object operations), `multi.rs`,
+//! `enumerate.rs`, `pending.rs` (pipelining), `cli.rs`.
 //!
 //! Threading: a [`Client`] is `Clone + Send + Sync`; clones share sessions and caches. Calls
 //! block the calling thread (the transport is caller-driven: the waiting thread reads the
@@ -42,6 +42,7 @@ mod client;
 mod enumerate;
 pub mod error;
 mod multi;
+mod ops;
 pub mod options;
 mod pending;
 pub mod retry;

@@ -46,9 +46,11 @@ pub enum ClusterCommand {
         /// Log memory of each server (bytes; units B, KiB, MiB, GiB); at least 32MiB
         #[arg(long, value_name = "SIZE", default_value = "256MiB", value_parser = parse_size)]
         memory: usize,
-        /// Poll mode of every process: spin, adaptive[:SPIN] or block
-        #[arg(long, value_name = "MODE", default_value = "adaptive")]
-        poll: PollMode,
+        /// Poll mode of the servers: spin, adaptive[:SPIN] or block. Default: adaptive when the
+        /// machine has a core for each server and one for clients, else block (spinning
+        /// servers that share cores delay each other's wake-ups by their whole spin window)
+        #[arg(long, value_name = "MODE")]
+        poll: Option<PollMode>,
         /// Give up if the cluster is not up after this many seconds
         #[arg(long, value_name = "SECONDS", default_value_t = 30)]
         timeout: u64,
@@ -60,6 +62,20 @@ pub enum ClusterCommand {
         #[arg(long, value_name = "DIR", default_value = DEFAULT_CLUSTER_DIR)]
         dir: PathBuf,
     },
+}
+
+/// The servers' poll mode when none is given: adaptive if every server and a client can have a
+/// core of their own, block otherwise. (Measured on 2 cores with 3 servers: adaptive gave a
+/// 205 µs read p50 — each request waited out another server's 200 µs spin — block gave 31 µs.)
+pub fn default_poll(servers: usize) -> PollMode {
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    if cores > servers {
+        PollMode::default()
+    } else {
+        PollMode::Block
+    }
 }
 
 /// Run a cluster subcommand.
@@ -77,7 +93,7 @@ pub fn run(cmd: ClusterCommand) -> Result<()> {
             &dir,
             &transport,
             memory,
-            &poll,
+            &poll.unwrap_or_else(|| default_poll(servers)),
             Duration::from_secs(timeout),
         ),
         ClusterCommand::Down { dir } => down(&dir),

@@ -25,9 +25,10 @@ pub struct DemoArgs {
     /// Transport: tcp or udp
     #[arg(long, value_name = "KIND", default_value = "tcp")]
     transport: String,
-    /// Poll mode of the servers: spin, adaptive[:SPIN] or block
-    #[arg(long, value_name = "MODE", default_value = "adaptive")]
-    poll: PollMode,
+    /// Poll mode of the servers: spin, adaptive[:SPIN] or block. Default: adaptive when the
+    /// machine has a core for each server and one for the client, else block
+    #[arg(long, value_name = "MODE")]
+    poll: Option<PollMode>,
     /// Log memory of each server
     #[arg(long, value_name = "SIZE", default_value = "128MiB", value_parser = parse_size)]
     memory: usize,
@@ -58,13 +59,17 @@ pub fn run(a: DemoArgs) -> Result<()> {
         "faascache demo: starting a coordinator and {} servers on 127.0.0.1 over {} ...",
         a.servers, a.transport
     );
+    let poll = a
+        .poll
+        .unwrap_or_else(|| super::cluster::default_poll(a.servers));
+    eprintln!("faascache demo: servers poll in {poll} mode");
     let t = Instant::now();
     let cluster = super::cluster::start(
         a.servers,
         &a.dir,
         &a.transport,
         a.memory,
-        &a.poll,
+        &poll,
         Duration::from_secs(30),
     )?;
     println!(

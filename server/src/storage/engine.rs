@@ -436,10 +436,7 @@ impl Engine {
         check_key(key)?;
         self.check_value(key, value)?;
         let inner = &self.inner;
-        let info = inner.table(table)?;
-        let h = key_hash(key);
-        let mut g = inner.ht.lock(h, tag(h, table));
-        let existing = inner.lookup(&g, table, key);
+        let (info, mut g, existing) = inner.locate(table, key)?;
         if existing.as_ref().is_some_and(|e| e.version >= version) {
             inner.next_version.fetch_max(version + 1, Ordering::Relaxed);
             return Ok(false);
@@ -468,10 +465,7 @@ impl Engine {
         check_key(key)?;
         self.check_value(key, value)?;
         let inner = &self.inner;
-        let info = inner.table(table)?;
-        let h = key_hash(key);
-        let mut g = inner.ht.lock(h, tag(h, table));
-        let existing = inner.lookup(&g, table, key);
+        let (info, mut g, existing) = inner.locate(table, key)?;
         rules.check(existing.as_ref().map(|e| e.version))?;
         inner.put_locked(&mut g, &info, table, key, value, existing, clean, None)
     }
@@ -483,12 +477,8 @@ impl Engine {
         key: &[u8],
         rules: &RejectRules,
     ) -> Result<Option<u64>, StorageError> {
-        check_key(key)?;
         let inner = &self.inner;
-        let info = inner.table(table)?;
-        let h = key_hash(key);
-        let mut g = inner.ht.lock(h, tag(h, table));
-        let existing = inner.lookup(&g, table, key);
+        let (info, mut g, existing) = inner.locate(table, key)?;
         rules.check(existing.as_ref().map(|e| e.version))?;
         let Some(old) = existing else { return Ok(None) };
         let now = inner.clock.now();
@@ -558,12 +548,8 @@ impl Engine {
         rules: &RejectRules,
         op: impl FnOnce([u8; 8]) -> Result<[u8; 8], StorageError>,
     ) -> Result<([u8; 8], u64), StorageError> {
-        check_key(key)?;
         let inner = &self.inner;
-        let info = inner.table(table)?;
-        let h = key_hash(key);
-        let mut g = inner.ht.lock(h, tag(h, table));
-        let existing = inner.lookup(&g, table, key);
+        let (info, mut g, existing) = inner.locate(table, key)?;
         rules.check(existing.as_ref().map(|e| e.version))?;
         let old = match &existing {
             None => [0u8; 8],
@@ -586,12 +572,8 @@ impl Engine {
         key: &[u8],
         version: u64,
     ) -> Result<bool, StorageError> {
-        check_key(key)?;
-        let inner = &self.inner;
-        inner.table(table)?;
-        let h = key_hash(key);
-        let mut g = inner.ht.lock(h, tag(h, table));
-        match inner.lookup(&g, table, key) {
+        let (_, mut g, existing) = self.inner.locate(table, key)?;
+        match existing {
             Some(e) if e.version == version => {
                 g.set_clean(e.found.slot, true);
                 Ok(true)
@@ -602,12 +584,8 @@ impl Engine {
 
     /// Whether the object is dirty (`None` if it does not exist).
     pub fn is_dirty(&self, table: TableId, key: &[u8]) -> Result<Option<bool>, StorageError> {
-        check_key(key)?;
-        let inner = &self.inner;
-        inner.table(table)?;
-        let h = key_hash(key);
-        let g = inner.ht.lock(h, tag(h, table));
-        Ok(inner.lookup(&g, table, key).map(|e| !e.found.clean))
+        let (_, _g, existing) = self.inner.locate(table, key)?;
+        Ok(existing.map(|e| !e.found.clean))
     }
 
     /// Reads several objects; one result per request, in order.
@@ -894,6 +872,21 @@ impl Inner {
         } else {
             Err(StorageError::UnknownTable(table))
         }
+    }
+
+    /// Checks the key and the table, locks the key's hash-table stripe and finds the object:
+    /// the common start of every operation that may change it.
+    fn locate(
+        &self,
+        table: TableId,
+        key: &[u8],
+    ) -> Result<(Arc<TableInfo>, StripeGuard<'_>, Option<Existing>), StorageError> {
+        check_key(key)?;
+        let info = self.table(table)?;
+        let h = key_hash(key);
+        let g = self.ht.lock(h, tag(h, table));
+        let existing = self.lookup(&g, table, key);
+        Ok((info, g, existing))
     }
 
     fn lookup(&self, g: &StripeGuard<'_>, table: TableId, key: &[u8]) -> Option<Existing> {

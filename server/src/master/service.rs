@@ -106,11 +106,14 @@ impl MasterService {
         &self,
         table: TableId,
         key: &[u8],
-        client_id: u64,
-        rpc_id: u64,
-        ack_id: u64,
+        rpc: ExactlyOnce,
         op: impl FnOnce(&crate::storage::Engine) -> Result<Vec<u8>, StorageError>,
     ) -> SavedReply {
+        let ExactlyOnce {
+            client_id,
+            rpc_id,
+            ack_id,
+        } = rpc;
         let m = &self.master;
         let own = m.ownership.read();
         let mig = match own.check_write(table, key_hash(key)) {
@@ -298,12 +301,7 @@ impl Dispatch for MasterService {
     fn write(&self, call: &mut IncomingRpc<'_>) {
         let req = decode_or_reply!(call, WriteRequest<'_>);
         let table = table_or_reply!(call, req.table);
-        let ExactlyOnce {
-            client_id,
-            rpc_id,
-            ack_id,
-        } = req.rpc;
-        let r = self.mutate(table, req.key, client_id, rpc_id, ack_id, |e| {
+        let r = self.mutate(table, req.key, req.rpc, |e| {
             e.write(table, req.key, req.value, &rules(&req.rules))
                 .map(|version| VersionResponse { version }.to_vec())
         });
@@ -313,12 +311,7 @@ impl Dispatch for MasterService {
     fn remove(&self, call: &mut IncomingRpc<'_>) {
         let req = decode_or_reply!(call, RemoveRequest<'_>);
         let table = table_or_reply!(call, req.table);
-        let ExactlyOnce {
-            client_id,
-            rpc_id,
-            ack_id,
-        } = req.rpc;
-        let r = self.mutate(table, req.key, client_id, rpc_id, ack_id, |e| {
+        let r = self.mutate(table, req.key, req.rpc, |e| {
             e.remove(table, req.key, &rules(&req.rules)).map(|v| {
                 VersionResponse {
                     version: v.unwrap_or(0),
@@ -332,12 +325,7 @@ impl Dispatch for MasterService {
     fn increment(&self, call: &mut IncomingRpc<'_>) {
         let req = decode_or_reply!(call, IncrementRequest<'_>);
         let table = table_or_reply!(call, req.table);
-        let ExactlyOnce {
-            client_id,
-            rpc_id,
-            ack_id,
-        } = req.rpc;
-        let r = self.mutate(table, req.key, client_id, rpc_id, ack_id, |e| {
+        let r = self.mutate(table, req.key, req.rpc, |e| {
             let rr = rules(&req.rules);
             match req.delta {
                 Number::I64(d) => e.increment_i64(table, req.key, d, &rr).map(|(v, version)| {
@@ -421,7 +409,12 @@ impl Dispatch for MasterService {
                 value: it.value,
                 rules: rules(&it.rules),
             };
-            let r = self.mutate(table, it.key, req.client_id, it.rpc_id, req.ack_id, |e| {
+            let rpc = ExactlyOnce {
+                client_id: req.client_id,
+                rpc_id: it.rpc_id,
+                ack_id: req.ack_id,
+            };
+            let r = self.mutate(table, it.key, rpc, |e| {
                 e.write(op.table, op.key, op.value, &op.rules)
                     .map(|v| v.to_le_bytes().to_vec())
             });
@@ -441,7 +434,12 @@ impl Dispatch for MasterService {
                 });
                 continue;
             };
-            let r = self.mutate(table, it.key, req.client_id, it.rpc_id, req.ack_id, |e| {
+            let rpc = ExactlyOnce {
+                client_id: req.client_id,
+                rpc_id: it.rpc_id,
+                ack_id: req.ack_id,
+            };
+            let r = self.mutate(table, it.key, rpc, |e| {
                 e.remove(table, it.key, &rules(&it.rules))
                     .map(|v| v.unwrap_or(0).to_le_bytes().to_vec())
             });

@@ -279,10 +279,13 @@ impl Raw {
     pub fn eo(&mut self) -> ExactlyOnce {
         let rpc_id = self.next_rpc;
         self.next_rpc += 1;
+        // This client issues one mutation at a time, so every earlier rpc has its reply:
+        // acknowledge them all, or the master keeps their results until its per-client limit
+        // (which a long run under load reaches, and then answers RETRY forever).
         ExactlyOnce {
             client_id: self.client_id,
             rpc_id,
-            ack_id: 0,
+            ack_id: rpc_id - 1,
         }
     }
 

@@ -60,6 +60,10 @@ pub struct Log {
     scratch: Mutex<Vec<u8>>,
     /// Counts level-2 removals: a tombstone can only die when this moves.
     removals: std::sync::atomic::AtomicU64,
+    /// Segments with this id or above are not cleaned: replication sets it to the oldest
+    /// segment whose replicas are not complete (a cleaned or compacted segment's bytes must
+    /// not change under the replicator). `u64::MAX` without replication.
+    clean_limit: std::sync::atomic::AtomicU64,
 }
 
 impl Log {
@@ -84,6 +88,7 @@ impl Log {
             registry: Mutex::new(BTreeMap::new()),
             scratch: Mutex::new(Vec::new()),
             removals: std::sync::atomic::AtomicU64::new(1),
+            clean_limit: std::sync::atomic::AtomicU64::new(u64::MAX),
         })
     }
 
@@ -241,6 +246,17 @@ impl Log {
     /// Frees a side segment that was never published (a compaction that was abandoned).
     pub fn discard_side_segment(&self, seg: Arc<Segment>) {
         self.arena.free(seg.seglets());
+    }
+
+    /// Segments with id `>= limit` are left alone by the cleaner from its next pass on.
+    pub fn set_clean_limit(&self, limit: u64) {
+        self.clean_limit
+            .store(limit, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Whether the cleaner may touch segment `id`.
+    pub fn cleanable(&self, id: u64) -> bool {
+        id < self.clean_limit.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Whether segment `id` is still part of the log.

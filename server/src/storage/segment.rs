@@ -309,14 +309,24 @@ impl Segment {
     /// verification with [`format::SegmentIterator`]).
     pub fn copy_out(&self, arena: &Arena) -> (Vec<u8>, Certificate) {
         let cert = self.certificate();
-        let mut out = vec![0u8; cert.length as usize];
-        let mut off = 0;
-        while off < out.len() {
-            let n = (self.seglet_bytes - off % self.seglet_bytes).min(out.len() - off);
-            arena.read(self.addr_of(arena, off), &mut out[off..off + n]);
+        let mut out = Vec::new();
+        self.read_range(arena, 0, cert.length as usize, &mut out);
+        (out, cert)
+    }
+
+    /// Appends bytes `from..to` of the segment to `out`. `to` must not exceed the length of a
+    /// certificate read earlier (bytes below it never change).
+    pub fn read_range(&self, arena: &Arena, from: usize, to: usize, out: &mut Vec<u8>) {
+        assert!(from <= to && to <= self.capacity(), "bad range {from}..{to}");
+        let base = out.len();
+        out.resize(base + (to - from), 0);
+        let mut off = from;
+        while off < to {
+            let n = (self.seglet_bytes - off % self.seglet_bytes).min(to - off);
+            let at = base + off - from;
+            arena.read(self.addr_of(arena, off), &mut out[at..at + n]);
             off += n;
         }
-        (out, cert)
     }
 
     /// Calls `f(addr, header)` for every entry appended, in order, by walking entry headers.

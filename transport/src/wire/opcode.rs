@@ -186,6 +186,17 @@ rpc_table! {
     MigrateTablet = 0x020A => migrate_tablet,
     /// A fresh client id for exactly-once mutations.
     AllocateClientId = 0x020B => allocate_client_id,
+    // ---- backup (payloads: `msg::backup`)
+    /// Master → backup: write (open, append, close) a replica of a log segment.
+    BackupWrite = 0x0301 => backup_write,
+    /// Master → backup: free a replica. Idempotent.
+    BackupFree = 0x0302 => backup_free,
+    /// Coordinator → backup: list a crashed master's replicas and its log digest; fences the master.
+    BackupGetReplicas = 0x0303 => backup_get_replicas,
+    /// Recovery master → backup: a replica's entries of the tablets being recovered.
+    BackupGetRecoveryData = 0x0304 => backup_get_recovery_data,
+    /// Coordinator → backup: recovery of a master is complete; free its replicas.
+    BackupRecoveryDone = 0x0305 => backup_recovery_done,
     // ---- server control (payloads: `msg::control`)
     /// Coordinator → master: serve a tablet.
     TakeTabletOwnership = 0x0401 => take_tablet_ownership,

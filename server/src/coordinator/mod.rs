@@ -10,6 +10,7 @@
 //! resume when it is back; a master the restarted coordinator does not know enlists again.
 
 pub mod external;
+pub mod recovery;
 pub mod service;
 pub mod state;
 

@@ -268,6 +268,23 @@ impl LogSegment {
     pub fn certificate(&self) -> format::Certificate {
         self.seg.certificate()
     }
+    /// For a head: the segments its digest names and the length just past the digest (once
+    /// that prefix is on every replica, the digest is durable).
+    pub fn digest(&self) -> Option<(&[u64], u32)> {
+        self.seg.digest().map(|(v, end)| (v.as_slice(), *end))
+    }
+    /// Whether replication marked it complete on every backup.
+    pub fn replicated(&self) -> bool {
+        self.seg.replicated()
+    }
+    /// Marks it complete on every backup (the cleaner may then touch it), or not.
+    pub fn set_replicated(&self, on: bool) {
+        self.seg.set_replicated(on)
+    }
+    /// Identity of the in-memory copy (a compacted copy has another).
+    pub fn identity(&self) -> u64 {
+        Arc::as_ptr(&self.seg) as u64
+    }
     /// Whether `other` is the same in-memory segment (not a compacted copy).
     pub fn same(&self, other: &LogSegment) -> bool {
         Arc::ptr_eq(&self.seg, &other.seg)
@@ -879,10 +896,21 @@ impl Engine {
         s.seg.read_range(&self.inner.log.arena, from, to, out);
     }
 
-    /// Keeps the cleaner away from segments with id `>= limit` (see [`Log::set_clean_limit`]);
-    /// returns once no cleaning pass that may have started before is still running.
-    pub fn set_clean_limit(&self, limit: u64) {
-        self.inner.log.set_clean_limit(limit);
+    /// Opens the first head (with its digest) if the log has none yet.
+    pub fn open_head(&self) {
+        let inner = &self.inner;
+        let _ = inner.log.ensure_head(&**inner, inner.clock.now());
+    }
+
+    /// Replication on: the cleaner touches only segments marked replicated
+    /// ([`LogSegment::set_replicated`]).
+    pub fn require_replication(&self, on: bool) {
+        self.inner.log.require_replicated(on);
+    }
+
+    /// Returns once no cleaning pass is running (one that started before may have chosen a
+    /// segment that has since been marked not replicated).
+    pub fn wait_cleaning(&self) {
         drop(self.inner.cleaning.lock());
     }
 

@@ -60,10 +60,9 @@ pub struct Log {
     scratch: Mutex<Vec<u8>>,
     /// Counts level-2 removals: a tombstone can only die when this moves.
     removals: std::sync::atomic::AtomicU64,
-    /// Segments with this id or above are not cleaned: replication sets it to the oldest
-    /// segment whose replicas are not complete (a cleaned or compacted segment's bytes must
-    /// not change under the replicator). `u64::MAX` without replication.
-    clean_limit: std::sync::atomic::AtomicU64,
+    /// With replication on, the cleaner touches only segments marked replicated (complete on
+    /// every backup): a segment's bytes must not change under the replicator.
+    require_replicated: std::sync::atomic::AtomicBool,
 }
 
 impl Log {
@@ -88,7 +87,7 @@ impl Log {
             registry: Mutex::new(BTreeMap::new()),
             scratch: Mutex::new(Vec::new()),
             removals: std::sync::atomic::AtomicU64::new(1),
-            clean_limit: std::sync::atomic::AtomicU64::new(u64::MAX),
+            require_replicated: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -120,6 +119,15 @@ impl Log {
         let head = st.head.as_ref().expect("just opened");
         head.append(&self.arena, ty, body, timestamp)
             .ok_or(AppendError::TooLarge)
+    }
+
+    /// Opens a head if there is none yet (so the log has a digest before the first write).
+    pub fn ensure_head(&self, meta: &dyn HeadMetadata, now: u32) -> Result<(), AppendError> {
+        let mut st = self.state.lock();
+        if st.head.is_some() {
+            return Ok(());
+        }
+        self.roll_head_locked(&mut st, meta, now, self.config.reserve_seglets())
     }
 
     /// Closes the head and opens a new one whose digest names the log as it is now. The
@@ -166,6 +174,7 @@ impl Log {
         format::encode_log_digest(&mut body, &ids);
         seg.append(&self.arena, EntryType::LogDigest, &body, None)
             .expect("digest fits");
+        seg.set_digest(ids, seg.certificate().length);
         format::encode_safe_version(&mut body, meta.safe_version());
         seg.append(&self.arena, EntryType::SafeVersion, &body, None)
             .expect("fits");
@@ -248,15 +257,18 @@ impl Log {
         self.arena.free(seg.seglets());
     }
 
-    /// Segments with id `>= limit` are left alone by the cleaner from its next pass on.
-    pub fn set_clean_limit(&self, limit: u64) {
-        self.clean_limit
-            .store(limit, std::sync::atomic::Ordering::Release);
+    /// From the next cleaning pass on, clean only segments marked replicated.
+    pub fn require_replicated(&self, on: bool) {
+        self.require_replicated
+            .store(on, std::sync::atomic::Ordering::Release);
     }
 
-    /// Whether the cleaner may touch segment `id`.
-    pub fn cleanable(&self, id: u64) -> bool {
-        id < self.clean_limit.load(std::sync::atomic::Ordering::Acquire)
+    /// Whether the cleaner may touch `seg`.
+    pub fn cleanable(&self, seg: &Segment) -> bool {
+        !self
+            .require_replicated
+            .load(std::sync::atomic::Ordering::Acquire)
+            || seg.replicated()
     }
 
     /// Whether segment `id` is still part of the log.

@@ -145,6 +145,12 @@ pub struct Segment {
     dead_tombstones: AtomicUsize,
     /// Log removal generation at the last recount.
     recounted_at: AtomicU64,
+    /// A head's digest (the segments of the log when it opened) and the segment length just
+    /// past it; unset for segments that are not heads.
+    digest: std::sync::OnceLock<(Vec<u64>, u32)>,
+    /// Complete on every backup (set by replication; the cleaner needs it when replication
+    /// is on).
+    replicated: AtomicBool,
 }
 
 impl Segment {
@@ -163,7 +169,29 @@ impl Segment {
             tombstone_bytes: AtomicUsize::new(0),
             dead_tombstones: AtomicUsize::new(0),
             recounted_at: AtomicU64::new(0),
+            digest: std::sync::OnceLock::new(),
+            replicated: AtomicBool::new(false),
         }
+    }
+
+    /// Records the head's digest and the length up to its end.
+    pub fn set_digest(&self, segments: Vec<u64>, end: u32) {
+        let _ = self.digest.set((segments, end));
+    }
+
+    /// Whether replication marked the segment complete on every backup.
+    pub fn replicated(&self) -> bool {
+        self.replicated.load(Ordering::Acquire)
+    }
+
+    /// Marks the segment complete (or not) on every backup.
+    pub fn set_replicated(&self, on: bool) {
+        self.replicated.store(on, Ordering::Release);
+    }
+
+    /// A head's digest and the segment length just past it.
+    pub fn digest(&self) -> Option<&(Vec<u64>, u32)> {
+        self.digest.get()
     }
 
     /// Bytes of tombstones appended to this segment.

@@ -186,6 +186,8 @@ rpc_table! {
     MigrateTablet = 0x020A => migrate_tablet,
     /// A fresh client id for exactly-once mutations.
     AllocateClientId = 0x020B => allocate_client_id,
+    /// A server suspects another crashed (the coordinator checks before acting).
+    HintServerCrashed = 0x020C => hint_server_crashed,
     // ---- backup (payloads: `msg::backup`)
     /// Master → backup: write (open, append, close) a replica of a log segment.
     BackupWrite = 0x0301 => backup_write,
@@ -210,6 +212,8 @@ rpc_table! {
     ReceiveMigrationData = 0x0405 => receive_migration_data,
     /// Any server: id, memory, tablets, transport (for `status`).
     GetServerInfo = 0x0406 => get_server_info,
+    /// Coordinator → recovery master: replay a crashed master's tablets from its replicas.
+    RecoverTablets = 0x0407 => recover_tablets,
     /// Test-only opcode that no built-in handler serves (exercises `UNIMPLEMENTED_REQUEST`).
     TestUnserved = 0xF001 => test_unserved,
     /// Test-only opcode for handlers written by tests.

@@ -476,7 +476,9 @@ mod tests {
         BackupGetRecoveryDataResponse::encode_head(3, &mut head);
         head.extend_from_slice(b"xyz");
         assert_eq!(
-            BackupGetRecoveryDataResponse::decode(&head).unwrap().entries,
+            BackupGetRecoveryDataResponse::decode(&head)
+                .unwrap()
+                .entries,
             b"xyz"
         );
     }

@@ -103,6 +103,16 @@ macro_rules! rpc_table {
             )*
         }
 
+        /// A shared service serves like the service itself (`DispatchHandler(Arc<S>)`).
+        impl<D: Dispatch + ?Sized> Dispatch for std::sync::Arc<D> {
+            $(
+                $(#[doc = $doc])*
+                fn $method(&self, call: &mut $crate::server::IncomingRpc<'_>) {
+                    (**self).$method(call)
+                }
+            )*
+        }
+
         /// Route `call` to the [`Dispatch`] method for its opcode.
         pub fn dispatch<D: Dispatch + ?Sized>(service: &D, call: &mut $crate::server::IncomingRpc<'_>) {
             match call.opcode() { $( Opcode::$name => service.$method(call), )* }

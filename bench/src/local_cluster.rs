@@ -94,7 +94,13 @@ impl LocalCluster {
         };
         let coord_file = dir.join("coordinator.run");
         let child = Command::new(&cfg.bin)
-            .args(["coordinator", "--listen", "tcp:host=127.0.0.1,port=0", "--poll", "block"])
+            .args([
+                "coordinator",
+                "--listen",
+                "tcp:host=127.0.0.1,port=0",
+                "--poll",
+                "block",
+            ])
             .arg("--storage")
             .arg(format!("file:{}", dir.join("coordinator").display()))
             .arg("--locator-file")

@@ -237,9 +237,7 @@ pub fn start(cfg: NodeConfig) -> Result<Node, NodeError> {
     );
     let heartbeat = std::thread::Builder::new()
         .name("faascache-heartbeat".into())
-        .spawn(move || {
-            heartbeat_loop(&m2, &stop2, &dead2, &coord, &loc2, services, Some(session))
-        })
+        .spawn(move || heartbeat_loop(&m2, &stop2, &dead2, &coord, &loc2, services, Some(session)))
         .map_err(NodeError::Thread)?;
     Ok(Node {
         server: Some(server),

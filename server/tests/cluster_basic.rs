@@ -533,11 +533,16 @@ fn cluster_crashed_server_is_detected() {
                     .collect::<Vec<_>>()
             })
             .unwrap();
-        if states.iter().all(|s| *s == (aloc.clone(), TabletState::Normal)) {
+        if states
+            .iter()
+            .all(|s| *s == (aloc.clone(), TabletState::Normal))
+        {
             break;
         }
         assert!(
-            states.iter().all(|s| s.0 == aloc || s.1 == TabletState::Recovering),
+            states
+                .iter()
+                .all(|s| s.0 == aloc || s.1 == TabletState::Recovering),
             "{states:?}"
         );
         assert!(

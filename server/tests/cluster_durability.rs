@@ -25,8 +25,11 @@ use rand::{Rng, SeedableRng};
 type Acked = HashMap<Vec<u8>, (Vec<u8>, u64)>;
 
 fn client(coord: &str) -> Client {
-    Client::connect_with(coord, ClientOptions::default().timeout(Duration::from_secs(30)))
-        .expect("client connects")
+    Client::connect_with(
+        coord,
+        ClientOptions::default().timeout(Duration::from_secs(30)),
+    )
+    .expect("client connects")
 }
 
 /// Writes fresh keys (and overwrites some of its own acknowledged ones) until `stop`;
@@ -212,8 +215,12 @@ fn lost_backup_is_replaced_and_a_later_master_crash_loses_nothing() {
     }
     // Two more servers join; then the owner's only backup dies.
     for i in 3..=4 {
-        c.servers
-            .push(server_with(&c.dir, &c.coord, &format!("server-{i}"), &["--replicas", "1"]));
+        c.servers.push(server_with(
+            &c.dir,
+            &c.coord,
+            &format!("server-{i}"),
+            &["--replicas", "1"],
+        ));
     }
     let backup = 1 - owner;
     c.servers[backup].0.kill();
@@ -241,7 +248,14 @@ fn whole_cluster_restart_from_disk_backups_recovers_everything() {
                     &dir,
                     coord,
                     &format!("server-{gen}-{i}"),
-                    &["--replicas", "1", "--durability", "disk", "--backup-dir", &b],
+                    &[
+                        "--replicas",
+                        "1",
+                        "--durability",
+                        "disk",
+                        "--backup-dir",
+                        &b,
+                    ],
                 )
             })
             .collect()

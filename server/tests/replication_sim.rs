@@ -287,7 +287,11 @@ impl Sim {
 
     fn step(&mut self) {
         if std::env::var_os("SIM_TRACE").is_some() {
-            eprintln!("log head {} segs {:?}", self.log.head, self.log.segs.keys().collect::<Vec<_>>());
+            eprintln!(
+                "log head {} segs {:?}",
+                self.log.head,
+                self.log.segs.keys().collect::<Vec<_>>()
+            );
         }
         match self.rng.gen_range(0..100) {
             0..=59 => {

@@ -98,7 +98,10 @@ fn locate_log(c: &Coordinator, crashed: &ServerRecord) -> Result<LogLocation, St
                     ));
                 }
                 if let Some(d) = r.digest {
-                    if best_digest.as_ref().is_none_or(|(id, _)| d.segment_id > *id) {
+                    if best_digest
+                        .as_ref()
+                        .is_none_or(|(id, _)| d.segment_id > *id)
+                    {
                         best_digest = Some((d.segment_id, d.segments));
                     }
                 }
@@ -203,7 +206,10 @@ fn recover(c: &Arc<Coordinator>, crashed: &ServerRecord) -> Result<(), String> {
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Err("recovery thread panicked".into())))
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err("recovery thread panicked".into()))
+            })
             .collect()
     });
     let failures: Vec<String> = results.into_iter().filter_map(Result::err).collect();

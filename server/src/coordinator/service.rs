@@ -657,7 +657,9 @@ impl Dispatch for CoordinatorService {
             .spawn(move || {
                 let locator = c.with_state(|st| {
                     st.server(req.server)
-                        .filter(|s| s.status == faascache_transport::msg::coordinator::ServerStatus::Up)
+                        .filter(|s| {
+                            s.status == faascache_transport::msg::coordinator::ServerStatus::Up
+                        })
                         .map(|s| s.locator.clone())
                 });
                 responder.reply(Status::OK, &[]);

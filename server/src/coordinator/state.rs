@@ -495,9 +495,11 @@ impl CoordinatorState {
                 let at = t.start as u128 + width * k as u128 / parts as u128;
                 if at > t.start as u128 && at <= t.end as u128 {
                     let split = at as u64;
-                    if let Some(i) = self.tablets.iter().position(|x| {
-                        x.table_id == t.table_id && x.start < split && split <= x.end
-                    }) {
+                    if let Some(i) = self
+                        .tablets
+                        .iter()
+                        .position(|x| x.table_id == t.table_id && x.start < split && split <= x.end)
+                    {
                         let x = self.tablets[i];
                         self.tablets[i].end = split - 1;
                         self.tablets.push(Tablet { start: split, ..x });

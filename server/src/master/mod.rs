@@ -105,7 +105,9 @@ impl Master {
                     st.replicas,
                     st.masters,
                     st.bytes >> 20,
-                    st.dir.map(|d| format!(" in {}", d.display())).unwrap_or_default()
+                    st.dir
+                        .map(|d| format!(" in {}", d.display()))
+                        .unwrap_or_default()
                 )
             }
         }

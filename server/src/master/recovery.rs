@@ -223,7 +223,9 @@ pub fn recover(
                         &seg.backups,
                         &req.ranges,
                         &mut |entries| {
-                            replay.read.fetch_add(entries.len() as u64, Ordering::Relaxed);
+                            replay
+                                .read
+                                .fetch_add(entries.len() as u64, Ordering::Relaxed);
                             let mut err = None;
                             for_each_recovery_entry(entries, |e| {
                                 if err.is_none() {

@@ -105,9 +105,10 @@ struct Seg {
 impl Seg {
     fn complete(&self, r: usize) -> bool {
         self.replicas.len() >= r
-            && self.replicas.iter().all(|x| {
-                !x.busy && x.acked >= self.info.length && (!self.info.closed || x.closed)
-            })
+            && self
+                .replicas
+                .iter()
+                .all(|x| !x.busy && x.acked >= self.info.length && (!self.info.closed || x.closed))
     }
 }
 
@@ -208,11 +209,7 @@ impl ReplicaManager {
         for (backup, segment) in self.stale.drain(..) {
             out.push(Action::Free { backup, segment });
         }
-        let candidates: Vec<ServerId> = backups
-            .iter()
-            .copied()
-            .filter(|&b| b != self.me)
-            .collect();
+        let candidates: Vec<ServerId> = backups.iter().copied().filter(|&b| b != self.me).collect();
         let r = self.r;
         let mut earlier_complete = true;
         let ids: Vec<u64> = self.segs.keys().copied().collect();
@@ -333,11 +330,14 @@ impl ReplicaManager {
         let Some((names, end)) = &seg.info.digest else {
             return;
         };
-        if self.durable_head.as_ref().is_some_and(|(h, _)| *h >= segment) {
+        if self
+            .durable_head
+            .as_ref()
+            .is_some_and(|(h, _)| *h >= segment)
+        {
             return;
         }
-        let durable =
-            seg.replicas.len() >= self.r && seg.replicas.iter().all(|x| x.acked >= *end);
+        let durable = seg.replicas.len() >= self.r && seg.replicas.iter().all(|x| x.acked >= *end);
         if durable {
             self.durable_head = Some((segment, names.iter().copied().collect()));
         }
@@ -436,7 +436,15 @@ mod tests {
         // Appends send only the new bytes.
         m.observe(&[seg(1, true, false, 150)]);
         let a = m.next_actions(&[b(1), b(2), b(3)]);
-        assert!(a.iter().all(|x| matches!(x, Action::Write { from: 100, to: 150, open: false, .. })));
+        assert!(a.iter().all(|x| matches!(
+            x,
+            Action::Write {
+                from: 100,
+                to: 150,
+                open: false,
+                ..
+            }
+        )));
     }
 
     #[test]
@@ -449,12 +457,26 @@ mod tests {
         m.observe(&[seg(1, false, true, 120), seg(2, true, false, 60)]);
         let a = m.next_actions(&[b(1)]);
         assert_eq!(a.len(), 1, "{a:?}");
-        assert!(matches!(a[0], Action::Write { segment: 1, close: true, .. }));
+        assert!(matches!(
+            a[0],
+            Action::Write {
+                segment: 1,
+                close: true,
+                ..
+            }
+        ));
         // Nothing for the head while 1 is busy.
         assert!(m.next_actions(&[b(1)]).is_empty());
         ack_all(&mut m, &a);
         let a = m.next_actions(&[b(1)]);
-        assert!(matches!(a[..], [Action::Write { segment: 2, open: true, .. }]));
+        assert!(matches!(
+            a[..],
+            [Action::Write {
+                segment: 2,
+                open: true,
+                ..
+            }]
+        ));
         ack_all(&mut m, &a);
         assert!(m.synced());
     }
@@ -476,10 +498,7 @@ mod tests {
         m.on_result(&a[0], WriteOutcome::Refused);
         // The refusing backup gets a free and is not chosen again for this segment.
         let a = m.next_actions(&[b(2), b(3), b(4)]);
-        assert!(a.contains(&Action::Free {
-            backup,
-            segment: 1
-        }));
+        assert!(a.contains(&Action::Free { backup, segment: 1 }));
         assert!(a
             .iter()
             .any(|x| matches!(x, Action::Write { backup: nb, .. } if *nb != backup)));

@@ -16,9 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use faascache_transport::msg::backup::{
-    BackupFreeRequest, BackupWriteRequest, ReplicaCertificate,
-};
+use faascache_transport::msg::backup::{BackupFreeRequest, BackupWriteRequest, ReplicaCertificate};
 use faascache_transport::msg::coordinator::{
     GetServerListRequest, HintServerCrashedRequest, ServerStatus,
 };
@@ -68,10 +66,9 @@ impl Waiter {
                 ..
             } => match round {
                 Round::Durable => responder.reply_vec(status, payload),
-                Round::Short(detail) => responder.reply_vec(
-                    Status::RETRY,
-                    ErrorReply { version: 0, detail }.to_vec(),
-                ),
+                Round::Short(detail) => {
+                    responder.reply_vec(Status::RETRY, ErrorReply { version: 0, detail }.to_vec())
+                }
                 Round::Fenced => {
                     let detail = "this master was declared dead and its tablets are being recovered elsewhere: refresh the tablet map";
                     responder.reply_vec(
@@ -439,7 +436,9 @@ impl Shell {
                 Action::Write { backup, .. } | Action::Free { backup, .. } => *backup,
             };
             let outcome = match p {
-                None if matches!(a, Action::Write { .. }) && !self.sessions.contains_key(&backup) => {
+                None if matches!(a, Action::Write { .. })
+                    && !self.sessions.contains_key(&backup) =>
+                {
                     WriteOutcome::BackupDown
                 }
                 None => WriteOutcome::Refused,
@@ -484,7 +483,11 @@ impl Shell {
     }
 
     fn session(&mut self, backup: ServerId) -> Option<&Session> {
-        if self.sessions.get(&backup).is_some_and(|s| s.failure().is_some()) {
+        if self
+            .sessions
+            .get(&backup)
+            .is_some_and(|s| s.failure().is_some())
+        {
             self.sessions.remove(&backup);
         }
         if !self.sessions.contains_key(&backup) {
@@ -505,11 +508,19 @@ impl Shell {
 
     /// The backups that are up (other than this server), from the coordinator.
     fn refresh_backups(&mut self, force: bool) {
-        if !force && self.listed_at.is_some_and(|t| t.elapsed() < BACKUP_LIST_REFRESH) {
+        if !force
+            && self
+                .listed_at
+                .is_some_and(|t| t.elapsed() < BACKUP_LIST_REFRESH)
+        {
             return;
         }
         self.listed_at = Some(Instant::now());
-        if self.coord_session.as_ref().is_none_or(|s| s.failure().is_some()) {
+        if self
+            .coord_session
+            .as_ref()
+            .is_none_or(|s| s.failure().is_some())
+        {
             self.coord_session =
                 faascache_transport::connect(&self.coordinator, ClientConfig::default()).ok();
         }

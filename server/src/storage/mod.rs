@@ -23,7 +23,6 @@ pub use cleaner::{CleanReport, CleanerCounters, Want};
 pub use config::EngineConfig;
 pub use engine::{
     key_hash, Clock, Engine, EngineStats, EnumeratedObject, Enumeration, LogSegment, RejectRules,
-    SystemClock,
-    TableId, TableOptions, WriteOp,
+    SystemClock, TableId, TableOptions, WriteOp,
 };
 pub use error::{ConfigError, FormatError, ResizeError, StorageError};

@@ -345,7 +345,10 @@ impl Segment {
     /// Appends bytes `from..to` of the segment to `out`. `to` must not exceed the length of a
     /// certificate read earlier (bytes below it never change).
     pub fn read_range(&self, arena: &Arena, from: usize, to: usize, out: &mut Vec<u8>) {
-        assert!(from <= to && to <= self.capacity(), "bad range {from}..{to}");
+        assert!(
+            from <= to && to <= self.capacity(),
+            "bad range {from}..{to}"
+        );
         let base = out.len();
         out.resize(base + (to - from), 0);
         let mut off = from;

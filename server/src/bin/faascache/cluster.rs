@@ -327,7 +327,8 @@ fn up(o: &Options, dir: &Path) -> Result<()> {
 
 /// Starts a coordinator and `servers` servers as child processes and waits until all are up.
 pub fn start(o: &Options, dir: &Path) -> Result<Started> {
-    let (servers, transport, memory, timeout) = (o.servers, o.transport.as_str(), o.memory, o.timeout);
+    let (servers, transport, memory, timeout) =
+        (o.servers, o.transport.as_str(), o.memory, o.timeout);
     let poll = &o.poll;
     if servers == 0 {
         bail!("--servers must be at least 1");

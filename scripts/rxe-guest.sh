@@ -46,7 +46,7 @@ die() { echo "rxe-guest: error: $*" >&2; exit 1; }
 # qemu and busybox for the guest; rdma-core's libraries and iproute2 to copy into it; cmake and
 # clang/libclang to build the verbs feature (rdma-mummy-sys runs cmake and bindgen).
 PKGS=(qemu-system-x86 busybox-static cpio rdma-core libibverbs1 ibverbs-providers iproute2
-      cmake clang libclang-dev binutils kmod)
+      cmake clang libclang-dev binutils kmod jq python3)
 
 install() {
   local missing=()
@@ -249,7 +249,7 @@ build_tests() {
     || { cargo test --no-run -p faascache-transport --features verbs; die "cargo test --no-run failed"; }
   exes=$(echo "$json" | jq -r 'select(.reason=="compiler-artifact" and .executable!=null
         and .profile.test==true
-        and (.target.name=="faascache_transport" or .target.name=="conformance")) | .executable')
+        and (.target.name=="faascache_transport" or .target.name=="conformance" or .target.name=="verbs")) | .executable')
   [[ -n $exes ]] || die "no test executables found"
   local tree=$GUEST_DIR/tests-root
   rm -rf "$tree"; mkdir -p "$tree/tests"
@@ -267,8 +267,9 @@ RUN
     objcopy --strip-debug "$e" "$tree/tests/$name"
     copy_with_libs "$tree" "$e"
     rm -rf "${tree:?}${e%/*}"
-    # Unit tests: only the verbs module's; conformance: only the verbs suite (and its host checks).
+    # Unit tests: only the verbs module's; conformance: only the verbs suite; tests/verbs.rs: all.
     local filter=verbs
+    [[ $name == verbs ]] && filter=
     echo "echo \"RXE-RUN $name\"; /tests/$name $filter --test-threads=2 ${RXE_TEST_ARGS:-}; echo \"RXE-RESULT $name rc=\$?\"" >>"$runner"
     echo "$name" >>"$tree/tests/expected"
   done

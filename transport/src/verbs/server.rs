@@ -543,20 +543,16 @@ impl Dispatcher {
                     continue;
                 }
                 Some((false, _)) => {}
-                Some((true, since)) => {
-                    if c.link.in_flight == 0 || since.elapsed() > DRAIN_TIMEOUT {
-                        if c.link.in_flight > 0 {
-                            tracing::warn!(
-                                conn = id,
-                                "queue pair did not flush its sends; dropping"
-                            );
-                        }
-                        let qpn = c.qpn;
-                        self.conns.remove(&id);
-                        self.by_qpn.remove(&qpn);
-                        continue;
+                Some((true, since)) if c.link.in_flight == 0 || since.elapsed() > DRAIN_TIMEOUT => {
+                    if c.link.in_flight > 0 {
+                        tracing::warn!(conn = id, "queue pair did not flush its sends; dropping");
                     }
+                    let qpn = c.qpn;
+                    self.conns.remove(&id);
+                    self.by_qpn.remove(&qpn);
+                    continue;
                 }
+                Some((true, _)) => {}
             }
             self.dirty.push(id);
         }

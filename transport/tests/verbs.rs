@@ -1,0 +1,105 @@
+//! Verbs-specific checks beyond the conformance suite (which also runs over verbs):
+//! what happens without a device, and a hostile side channel. Built with `--features verbs`;
+//! the device tests run on Soft-RoCE in the guest of `scripts/rxe-guest.sh` and print SKIP
+//! elsewhere.
+#![cfg(feature = "verbs")]
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::time::Duration;
+
+use faascache_transport::*;
+
+const LIVE: Duration = Duration::from_secs(30);
+
+fn server_locator() -> ServiceLocator {
+    std::env::var("FAASCACHE_VERBS_TEST_SERVER")
+        .unwrap_or_else(|_| "infrc:host=127.0.0.1,port=0".into())
+        .parse()
+        .unwrap()
+}
+
+fn device_or_skip() -> bool {
+    match verbs::devices() {
+        Ok(_) => true,
+        Err(e) => {
+            println!("SKIP: {e} (run scripts/rxe-guest.sh to test on Soft-RoCE)");
+            false
+        }
+    }
+}
+
+/// Without an RDMA device (or without libibverbs) both sides fail with an error that says so;
+/// nothing panics and nothing falls back to another transport.
+#[test]
+fn missing_device_is_a_clear_error() {
+    let Err(why) = verbs::devices() else {
+        println!("SKIP: an RDMA device is present; this test covers machines without one");
+        return;
+    };
+    assert!(!why.is_empty());
+    match serve(
+        &server_locator(),
+        Arc::new(NoHandler),
+        DispatchConfig::default(),
+    ) {
+        Err(e @ Error::Bind { .. }) => {
+            let m = e.to_string();
+            assert!(m.contains("RDMA") || m.contains("libibverbs"), "{m}");
+        }
+        other => panic!("expected a bind error, got {other:?}"),
+    }
+    match connect(
+        &"infrc:host=127.0.0.1,port=1".parse().unwrap(),
+        ClientConfig::default(),
+    ) {
+        Err(e @ Error::Connect { .. }) => {
+            let m = e.to_string();
+            assert!(m.contains("RDMA") || m.contains("libibverbs"), "{m}");
+        }
+        other => panic!("expected a connect error, got {other:?}"),
+    }
+    assert!(is_kernel_bypass(TransportKind::Infrc));
+    assert!(SUPPORTED.contains(&TransportKind::Infrc));
+}
+
+/// Garbage on the side channel is refused (the server closes it without creating a queue
+/// pair) and the server keeps serving real clients.
+#[test]
+fn hostile_side_channel_is_refused() {
+    if !device_or_skip() {
+        return;
+    }
+    let server = serve(
+        &server_locator(),
+        Arc::new(NoHandler),
+        DispatchConfig {
+            pin: false,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let loc = server.local_locator().clone();
+    let addr = format!("{}:{}", loc.host().unwrap(), loc.port().unwrap());
+    // Wrong bytes: closed without an answer.
+    let mut s = TcpStream::connect(&addr).unwrap();
+    s.set_read_timeout(Some(LIVE)).unwrap();
+    s.write_all(&[0xEE; 48]).unwrap();
+    let mut b = [0u8; 48];
+    assert!(
+        matches!(s.read(&mut b), Ok(0) | Err(_)),
+        "server answered garbage"
+    );
+    // A client that connects and goes away mid-handshake.
+    drop(TcpStream::connect(&addr).unwrap());
+    // Real sessions still work, and sessions that come and go leave the server healthy.
+    for i in 0..20u8 {
+        let s = connect(&loc.clone().into(), ClientConfig::default()).unwrap();
+        let p = vec![i; 5000];
+        assert_eq!(s.call(Opcode::Echo, &p, LIVE).unwrap().1, p);
+    }
+    let s = connect(&loc.into(), ClientConfig::default()).unwrap();
+    assert_eq!(s.call(Opcode::Ping, &[], LIVE).unwrap().0, Status::OK);
+    assert_eq!(s.transport(), TransportKind::Infrc);
+}

@@ -100,5 +100,11 @@ pub const VERBS_SERVER_SEND_CQ: usize = 4096;
 /// time (no send slot, no DMA read of the buffer): the header plus a small key or value.
 pub const VERBS_MAX_INLINE: usize = 128;
 
+/// Payloads at least this large are sent zero-copy: registered where they are (`ibv_reg_mr`,
+/// which pins their pages) instead of copied fragment by fragment into send slots. Below it a
+/// copy is cheaper than registering and deregistering. A guess to tune on real hardware; if
+/// registration fails (memlock limit) the payload is copied instead.
+pub const VERBS_ZERO_COPY_MIN: usize = 256 * 1024;
+
 /// Time allowed for the queue-pair exchange over the TCP side channel.
 pub const VERBS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);

@@ -10,13 +10,14 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
-use super::datapath::{Cursor, Endpoint, Link, Rx, Tx};
+use super::datapath::{zero_copy_id, Cursor, Endpoint, Link, Rx, Tx, ZeroCopy, ZC_WR};
 use super::handshake::{random_psn, read_hello, select, write_hello, Hello, Options};
 use super::reassembly::{Piece, Reassembler};
-use super::sys::{poll_readable, QpAddress};
+use super::sys::{poll_readable, QpAddress, SendReg};
 use crate::error::{Error, Result};
 use crate::limits::{
     VERBS_CLIENT_RECV_BUFFERS, VERBS_CLIENT_SEND_SLOTS, VERBS_HANDSHAKE_TIMEOUT, VERBS_SQ_DEPTH,
+    VERBS_ZERO_COPY_MIN,
 };
 use crate::locator::Locator;
 use crate::session::{ClientChannel, ClientConfig, Delivery, Session};
@@ -135,17 +136,32 @@ pub(super) fn side_channel_closed(s: &TcpStream) -> bool {
 }
 
 impl VerbsClient {
-    /// Reap send completions; an error completion breaks the session.
-    fn reap(&self, s: &mut Sender) -> Result<(), String> {
+    /// Reap send completions; an error completion breaks the session. Returns how many
+    /// zero-copy sends completed.
+    fn reap(&self, s: &mut Sender) -> Result<usize, String> {
         let mut err = None;
+        let mut zc_done = 0;
         let link = &mut s.link;
         s.tx.reap(&self.ep, &mut |wc| {
             link.in_flight = link.in_flight.saturating_sub(1);
+            if zero_copy_id(wc.wr_id).is_some() {
+                zc_done += 1;
+            }
             if !wc.ok() && err.is_none() {
                 err = Some(format!("send failed: {}", wc.status_str()));
             }
         })?;
-        err.map_or(Ok(()), Err)
+        err.map_or(Ok(zc_done), Err)
+    }
+
+    /// Between two attempts to post: let replies be read, notice a dead server.
+    fn wait_for_room(&self, stalled: &mut dyn FnMut()) -> Result<(), String> {
+        stalled();
+        if side_channel_closed(&self.tcp) {
+            return Err("connection closed by the server".into());
+        }
+        std::thread::yield_now();
+        Ok(())
     }
 
     fn poll_rx(&self, r: &mut Receiver, out: &mut Vec<Delivery>) -> Result<usize, String> {
@@ -190,19 +206,42 @@ impl ClientChannel for VerbsClient {
         let mut guard = self.sender.lock();
         let s = &mut *guard;
         let mut cur = Cursor::default();
+        // A large payload is registered and sent from where it is; the registration ends (and
+        // this call returns) only when all its sends have completed, so the borrow suffices.
+        let reg = if payload.len() >= VERBS_ZERO_COPY_MIN {
+            SendReg::new(&self.ep.pd, payload)
+                .inspect_err(|e| tracing::debug!("zero-copy send not possible, copying: {e}"))
+                .ok()
+        } else {
+            None
+        };
+        let piece = |off: usize, len: usize| match &reg {
+            Some(r) => r.piece(off, len),
+            None => unreachable!("zero-copy pieces are asked for only with a registration"),
+        };
+        let mut zc = reg.as_ref().map(|_| ZeroCopy {
+            wr_id: ZC_WR,
+            piece: &piece,
+            posted: 0,
+        });
+        let mut zc_done = 0;
         loop {
-            self.reap(s)?;
-            if s.link.pump(&mut s.tx, &hdr, payload, &mut cur)? {
-                return Ok(());
-            }
+            zc_done += self.reap(s)?;
             // Out of send slots or queue entries: keep reading replies (the server may wait for
             // us to take them), then retry once completions have freed something.
-            stalled();
-            if side_channel_closed(&self.tcp) {
-                return Err("connection closed by the server".into());
+            if s.link
+                .pump(&mut s.tx, &hdr, payload, &mut cur, zc.as_mut())?
+            {
+                break;
             }
-            std::thread::yield_now();
+            self.wait_for_room(stalled)?;
         }
+        let posted = zc.map_or(0, |z| z.posted);
+        while zc_done < posted {
+            self.wait_for_room(stalled)?;
+            zc_done += self.reap(s)?;
+        }
+        Ok(())
     }
 
     fn progress(&self, wait: Option<Duration>, out: &mut Vec<Delivery>) -> Result<(), String> {

@@ -14,6 +14,7 @@
 //! `Rx` and `Tx` belong to one thread at a time (the dispatch thread, or the client's poller and
 //! sender under their locks).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use super::handshake::{mtu_bytes, Selected};
@@ -23,6 +24,28 @@ use crate::wire::HEADER_LEN;
 
 /// `wr_id` of an inline send (it holds no slot).
 pub(crate) const INLINE_WR: u64 = u64::MAX;
+
+/// `wr_id` bit of a zero-copy send (from registered caller memory; the low bits name the
+/// registration). Never set in slot indices.
+pub(crate) const ZC_WR: u64 = 1 << 62;
+
+/// Fragments posted zero-copy by this process (all endpoints): observability and tests.
+pub(crate) static ZERO_COPY_SENDS: AtomicU64 = AtomicU64::new(0);
+
+/// Kind of a completed send, from its `wr_id`.
+pub(crate) fn zero_copy_id(wr_id: u64) -> Option<u64> {
+    (wr_id != INLINE_WR && wr_id & ZC_WR != 0).then_some(wr_id & !ZC_WR)
+}
+
+/// Where a message's payload may be sent from without copying.
+pub(crate) struct ZeroCopy<'r> {
+    /// `wr_id` for its sends (`ZC_WR | id`).
+    pub(crate) wr_id: u64,
+    /// The registered payload: `piece(off, len)` of payload bytes.
+    pub(crate) piece: &'r dyn Fn(usize, usize) -> Piece,
+    /// Sends posted from it (the caller waits for as many completions before unregistering).
+    pub(crate) posted: usize,
+}
 
 /// Device resources of one poller (a server dispatch thread or a client session).
 pub(crate) struct Endpoint {
@@ -139,7 +162,7 @@ impl Tx {
         let n = ep.send_cq.poll(&mut self.wcs)?;
         for i in 0..n {
             let wc = self.wcs[i];
-            if wc.wr_id != INLINE_WR {
+            if wc.wr_id != INLINE_WR && wc.wr_id & ZC_WR == 0 {
                 self.free.push(wc.wr_id as u32);
             }
             self.outstanding = self.outstanding.saturating_sub(1);
@@ -176,12 +199,16 @@ impl Link {
 
     /// Post as many fragments of the message `hdr ++ payload` as resources allow, from
     /// `cur.sent` on (the fragments `reassembly::fragments` describes). Returns whether the whole message is now posted.
+    ///
+    /// With `zc`, fragments that lie wholly in the payload and are too large to go inline are
+    /// sent straight from the registered payload (no slot, no copy).
     pub(crate) fn pump(
         &mut self,
         tx: &mut Tx,
         hdr: &[u8; HEADER_LEN],
         payload: &[u8],
         cur: &mut Cursor,
+        mut zc: Option<&mut ZeroCopy<'_>>,
     ) -> VResult<bool> {
         let total = HEADER_LEN + payload.len();
         debug_assert!(self.frag <= tx.slot_size);
@@ -197,6 +224,11 @@ impl Link {
             if len <= self.qp.max_inline() {
                 self.qp
                     .post_send(INLINE_WR, &[Piece::inline(h), Piece::inline(p)], true)?;
+            } else if let Some(z) = zc.as_deref_mut().filter(|_| h.is_empty()) {
+                let piece = (z.piece)(r.start - HEADER_LEN, len);
+                self.qp.post_send(z.wr_id, &[piece], false)?;
+                z.posted += 1;
+                ZERO_COPY_SENDS.fetch_add(1, Ordering::Relaxed);
             } else {
                 let Some(slot) = tx.free.pop() else {
                     return Ok(false);

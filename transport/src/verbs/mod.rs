@@ -35,3 +35,9 @@ pub fn devices() -> Result<Vec<String>, String> {
     }
     Ok(names)
 }
+
+/// Fragments this process has sent zero-copy (straight from a registered payload of at least
+/// `limits::VERBS_ZERO_COPY_MIN` bytes) since it started.
+pub fn zero_copy_sends() -> u64 {
+    datapath::ZERO_COPY_SENDS.load(std::sync::atomic::Ordering::Relaxed)
+}

@@ -17,21 +17,21 @@ use std::collections::{HashMap, VecDeque};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixDatagram;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
 use super::client::side_channel_closed;
-use super::datapath::{Cursor, Endpoint, Link, Rx, Tx};
+use super::datapath::{zero_copy_id, Cursor, Endpoint, Link, Rx, Tx, ZeroCopy, ZC_WR};
 use super::handshake::{random_psn, read_hello, select, write_hello, Hello, Options};
 use super::reassembly::{FrameError, Piece, Reassembler};
-use super::sys::{poll_readable, QpAddress};
+use super::sys::{poll_readable, Pd, QpAddress, RegisteredVec};
 use crate::error::{Error, Result};
 use crate::limits::{
-    DISPATCH_MAX_BLOCK, VERBS_HANDSHAKE_TIMEOUT, VERBS_SERVER_RECV_BUFFERS, VERBS_SERVER_SEND_CQ,
-    VERBS_SERVER_SEND_SLOTS,
+    DISPATCH_MAX_BLOCK, STREAM_MAX_QUEUED_REPLY_BYTES, VERBS_HANDSHAKE_TIMEOUT,
+    VERBS_SERVER_RECV_BUFFERS, VERBS_SERVER_SEND_CQ, VERBS_SERVER_SEND_SLOTS, VERBS_ZERO_COPY_MIN,
 };
 use crate::locator::Locator;
 use crate::server::{
@@ -44,6 +44,8 @@ use crate::wire::{DecodeError, Header, Status, HEADER_LEN};
 const ACCEPT_POLL: Duration = Duration::from_millis(50);
 /// How long a closing connection may wait for its flushed sends before it is dropped anyway.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
+/// Most queue-pair exchanges in progress at once (each on its own short-lived thread).
+const MAX_CONCURRENT_HANDSHAKES: usize = 64;
 /// Check every connection's side channel at least this often while spinning.
 const SIDE_CHANNEL_CHECK: Duration = Duration::from_millis(20);
 
@@ -134,6 +136,11 @@ pub(crate) fn serve(
             handler: handler.clone(),
             out: Vec::new(),
             inbox: inbox.clone(),
+            zc: ZcTable {
+                pd: ep.pd.clone(),
+                regs: HashMap::new(),
+                next: 0,
+            },
             rx,
             tx,
             ep: ep.clone(),
@@ -201,13 +208,31 @@ fn accept_loop(
     shared: &ServerShared,
 ) {
     let mut rr = 0usize;
+    // Handshakes run on short-lived threads so that a client that connects and stays silent
+    // delays nobody; their number is capped.
+    let active = Arc::new(AtomicUsize::new(0));
     while !shared.stopping() {
         match listener.accept() {
             Ok((s, peer)) => {
+                if active.load(Ordering::Acquire) >= MAX_CONCURRENT_HANDSHAKES {
+                    tracing::warn!(%peer, "too many verbs handshakes in progress; refusing");
+                    continue;
+                }
                 let i = rr % endpoints.len();
                 rr += 1;
-                if let Err(e) = handshake(s, &endpoints[i], &inboxes[i]) {
-                    tracing::warn!(%peer, "verbs connection refused: {e}");
+                let (ep, inbox, mine) = (endpoints[i].clone(), inboxes[i].clone(), active.clone());
+                active.fetch_add(1, Ordering::AcqRel);
+                let spawned = std::thread::Builder::new()
+                    .name("verbs-handshake".into())
+                    .spawn(move || {
+                        if let Err(e) = handshake(s, &ep, &inbox) {
+                            tracing::warn!(%peer, "verbs connection refused: {e}");
+                        }
+                        mine.fetch_sub(1, Ordering::AcqRel);
+                    });
+                if let Err(e) = spawned {
+                    tracing::warn!(%peer, "cannot start a handshake thread: {e}");
+                    active.fetch_sub(1, Ordering::AcqRel);
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
@@ -261,8 +286,49 @@ fn handshake(mut s: TcpStream, ep: &Endpoint, inbox: &Inbox) -> Result<(), Strin
 /// A reply (or error reply) waiting for send resources.
 struct OutMsg {
     hdr: [u8; HEADER_LEN],
-    payload: Vec<u8>,
+    body: Body,
     cur: Cursor,
+}
+
+enum Body {
+    /// Sent through send slots (or inline).
+    Plain(Vec<u8>),
+    /// Registered for zero-copy sends: an entry of the `ZcTable`.
+    Zc(u64),
+}
+
+/// Large reply payloads registered for zero-copy sends, until their last send completes.
+struct ZcTable {
+    pd: Arc<Pd>,
+    regs: HashMap<u64, ZcEntry>,
+    next: u64,
+}
+
+struct ZcEntry {
+    reg: RegisteredVec,
+    /// Sends posted from it and not completed.
+    pending: usize,
+    /// No more sends will be posted from it (message fully posted, or abandoned).
+    finished: bool,
+}
+
+impl ZcTable {
+    fn completed(&mut self, id: u64) {
+        if let Some(e) = self.regs.get_mut(&id) {
+            e.pending = e.pending.saturating_sub(1);
+            if e.pending == 0 && e.finished {
+                self.regs.remove(&id);
+            }
+        }
+    }
+    fn finish(&mut self, id: u64) {
+        if let Some(e) = self.regs.get_mut(&id) {
+            e.finished = true;
+            if e.pending == 0 {
+                self.regs.remove(&id);
+            }
+        }
+    }
 }
 
 struct Conn {
@@ -270,6 +336,9 @@ struct Conn {
     reasm: Reassembler,
     tcp: TcpStream,
     backlog: VecDeque<OutMsg>,
+    /// Payload bytes in `backlog` (a client that stops reading its replies is disconnected
+    /// when this passes `STREAM_MAX_QUEUED_REPLY_BYTES`: memory is bounded).
+    queued: usize,
     /// Set when the connection is ending: close once the backlog is sent (`Some(false)`) or
     /// now (`Some(true)`: the queue pair is in the error state, waiting for flushed sends).
     closing: Option<(bool, Instant)>,
@@ -286,6 +355,7 @@ struct Dispatcher {
     handler: Arc<dyn Handler>,
     out: Vec<u8>,
     inbox: Arc<Inbox>,
+    zc: ZcTable,
     rx: Rx,
     tx: Tx,
     ep: Arc<Endpoint>,
@@ -334,7 +404,7 @@ impl Dispatcher {
             self.fd_conns.clear();
             self.fds.push(self.ep.channel.fd());
             self.fds.push(self.inbox.wake_rx.as_raw_fd());
-            for (&id, c) in &self.conns {
+            for (&id, c) in self.conns.iter().filter(|(_, c)| c.closing.is_none()) {
                 self.fds.push(c.tcp.as_raw_fd());
                 self.fd_conns.push(id);
             }
@@ -383,6 +453,7 @@ impl Dispatcher {
             handler,
             out,
             inbox,
+            zc,
             rx,
             tx,
             ep,
@@ -457,7 +528,7 @@ impl Dispatcher {
             };
             let rh = Header::response(h.opcode, h.request_id, status.0, body.len() as u32);
             queue(c, rh, body);
-            if let Err(e) = send_backlog(c, tx) {
+            if let Err(e) = send_backlog(c, tx, zc) {
                 tracing::debug!(conn = id, "send failed: {e}");
                 c.closing = Some((true, Instant::now()));
             }
@@ -477,12 +548,16 @@ impl Dispatcher {
         let Dispatcher {
             conns,
             by_qpn,
+            zc,
             tx,
             ep,
             dirty,
             ..
         } = self;
         tx.reap(ep, &mut |wc| {
+            if let Some(id) = zero_copy_id(wc.wr_id) {
+                zc.completed(id);
+            }
             let Some(&id) = by_qpn.get(&wc.qp_num) else {
                 return;
             };
@@ -530,7 +605,7 @@ impl Dispatcher {
                 continue;
             };
             if c.closing.is_none() || c.closing.is_some_and(|(now, _)| !now) {
-                if let Err(e) = send_backlog(c, &mut self.tx) {
+                if let Err(e) = send_backlog(c, &mut self.tx, &mut self.zc) {
                     tracing::debug!(conn = id, "send failed: {e}");
                     c.closing = Some((true, Instant::now()));
                 }
@@ -580,7 +655,7 @@ impl Dispatcher {
             if let Err(e) = c.link.qp.set_error() {
                 tracing::debug!(conn = id, "{e}");
             }
-            c.backlog.clear();
+            abandon_backlog(c, &mut self.zc);
             c.closing = Some((true, Instant::now()));
             self.dirty.push(id);
         }
@@ -608,6 +683,7 @@ fn adopt(
                 reasm: Reassembler::new(frag),
                 tcp: nc.tcp,
                 backlog: VecDeque::new(),
+                queued: 0,
                 closing: None,
                 qpn,
             },
@@ -617,22 +693,97 @@ fn adopt(
 }
 
 fn queue(c: &mut Conn, h: Header, payload: Vec<u8>) {
+    c.queued += payload.len();
     c.backlog.push_back(OutMsg {
         hdr: h.encode(),
-        payload,
+        body: Body::Plain(payload),
         cur: Cursor::default(),
     });
 }
 
-/// Post the connection's queued replies, in order, as far as resources allow.
-fn send_backlog(c: &mut Conn, tx: &mut Tx) -> Result<(), String> {
+/// Post the connection's queued replies, in order, as far as resources allow. A large payload
+/// is registered when its message starts and sent from where it is.
+fn send_backlog(c: &mut Conn, tx: &mut Tx, zt: &mut ZcTable) -> Result<(), String> {
     while let Some(m) = c.backlog.front_mut() {
-        if !c.link.pump(tx, &m.hdr, &m.payload, &mut m.cur)? {
+        if let Body::Plain(p) = &mut m.body {
+            if p.len() >= VERBS_ZERO_COPY_MIN && m.cur.sent == 0 {
+                match RegisteredVec::new(&zt.pd, std::mem::take(p)) {
+                    Ok(reg) => {
+                        let id = zt.next;
+                        zt.next += 1;
+                        zt.regs.insert(
+                            id,
+                            ZcEntry {
+                                reg,
+                                pending: 0,
+                                finished: false,
+                            },
+                        );
+                        m.body = Body::Zc(id);
+                    }
+                    Err((e, data)) => {
+                        tracing::debug!("zero-copy send not possible, copying: {e}");
+                        *p = data;
+                    }
+                }
+            }
+        }
+        let done = match &m.body {
+            Body::Plain(p) => c.link.pump(tx, &m.hdr, p, &mut m.cur, None)?,
+            Body::Zc(id) => {
+                let id = *id;
+                let Some(e) = zt.regs.get_mut(&id) else {
+                    return Err("zero-copy registration missing".into());
+                };
+                let (done, posted) = {
+                    let reg = &e.reg;
+                    let piece = |off: usize, len: usize| reg.piece(off, len);
+                    let mut z = ZeroCopy {
+                        wr_id: ZC_WR | id,
+                        piece: &piece,
+                        posted: 0,
+                    };
+                    let r = c
+                        .link
+                        .pump(tx, &m.hdr, reg.data(), &mut m.cur, Some(&mut z));
+                    (r, z.posted)
+                };
+                e.pending += posted;
+                let done = done?;
+                if done {
+                    zt.finish(id);
+                }
+                done
+            }
+        };
+        if !done {
+            if c.queued > STREAM_MAX_QUEUED_REPLY_BYTES {
+                return Err(format!(
+                    "{} bytes of replies wait for a client that does not read them",
+                    c.queued
+                ));
+            }
             return Ok(());
         }
-        c.backlog.pop_front();
+        if let Some(m) = c.backlog.pop_front() {
+            c.queued -= match m.body {
+                Body::Plain(p) => p.len(),
+                Body::Zc(_) => m.cur.sent - HEADER_LEN,
+            };
+        }
     }
     Ok(())
+}
+
+/// Drop a connection's unsent replies (their registrations end once their posted sends are
+/// flushed).
+fn abandon_backlog(c: &mut Conn, zt: &mut ZcTable) {
+    for m in c.backlog.drain(..) {
+        if let Body::Zc(id) = m.body {
+            zt.finish(id);
+        }
+    }
+    c.queued = 0;
 }
 
 /// A request payload: in place in the receive buffer, or reassembled.

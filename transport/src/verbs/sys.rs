@@ -323,6 +323,95 @@ impl Drop for Region {
     }
 }
 
+/// Memory the caller owns, registered for the NIC to *read* (zero-copy sends of large values).
+/// The borrow keeps the bytes alive and unchanged while registered; dropping deregisters, after
+/// which the NIC cannot touch them (a send still posted then fails with a protection error).
+pub(crate) struct SendReg<'a> {
+    mr: NonNull<ib::ibv_mr>,
+    base: u64,
+    len: usize,
+    _pd: Arc<Pd>,
+    _mem: std::marker::PhantomData<&'a [u8]>,
+}
+// SAFETY: an MR handle is thread-safe; the borrowed bytes are only read.
+unsafe impl Send for SendReg<'_> {}
+// SAFETY: as above.
+unsafe impl Sync for SendReg<'_> {}
+
+impl<'a> SendReg<'a> {
+    pub(crate) fn new(pd: &Arc<Pd>, mem: &'a [u8]) -> VResult<SendReg<'a>> {
+        // SAFETY: `mem` is valid for `mem.len()` bytes for 'a, which outlives the registration
+        // (deregistered in Drop). Access flags 0: the NIC may only read (local read is implied),
+        // so casting the pointer to *mut for the C signature grants no write.
+        let mr = unsafe {
+            ib::ibv_reg_mr(
+                pd.pd.as_ptr(),
+                mem.as_ptr() as *mut libc::c_void,
+                mem.len(),
+                0,
+            )
+        };
+        let mr = NonNull::new(mr)
+            .ok_or_else(|| os_err(&format!("ibv_reg_mr({} bytes, send)", mem.len())))?;
+        Ok(SendReg {
+            mr,
+            base: mem.as_ptr() as u64,
+            len: mem.len(),
+            _pd: pd.clone(),
+            _mem: std::marker::PhantomData,
+        })
+    }
+
+    /// The registered bytes `off..off + len`, as a send piece.
+    pub(crate) fn piece(&self, off: usize, len: usize) -> Piece {
+        assert!(
+            off.checked_add(len).is_some_and(|e| e <= self.len),
+            "registered range out of bounds"
+        );
+        Piece {
+            addr: self.base + off as u64,
+            len: len as u32,
+            // SAFETY: the MR is valid while self lives.
+            lkey: unsafe { self.mr.as_ref().lkey },
+        }
+    }
+}
+
+impl Drop for SendReg<'_> {
+    fn drop(&mut self) {
+        // SAFETY: registered once, deregistered once.
+        unsafe { ib::ibv_dereg_mr(self.mr.as_ptr()) };
+    }
+}
+
+/// An owned buffer registered for sending: a `Vec` whose heap bytes do not move while the
+/// registration lives (the `Vec` is never touched mutably here).
+pub(crate) struct RegisteredVec {
+    // Declared first: deregistered before the bytes are freed.
+    reg: SendReg<'static>,
+    data: Vec<u8>,
+}
+
+impl RegisteredVec {
+    pub(crate) fn new(pd: &Arc<Pd>, data: Vec<u8>) -> Result<RegisteredVec, (String, Vec<u8>)> {
+        // SAFETY: the slice points into `data`'s heap buffer, which is stored in the returned
+        // struct beside the registration, never mutated or reallocated, and freed only after the
+        // registration is dropped (field order). The 'static lifetime never escapes: `reg` is
+        // private and only used through `piece`.
+        let mem: &'static [u8] = unsafe { std::slice::from_raw_parts(data.as_ptr(), data.len()) };
+        match SendReg::new(pd, mem) {
+            Ok(reg) => Ok(RegisteredVec { reg, data }),
+            Err(e) => Err((e, data)),
+        }
+    }
+    pub(crate) fn data(&self) -> &[u8] {
+        &self.data
+    }
+    pub(crate) fn piece(&self, off: usize, len: usize) -> Piece {
+        self.reg.piece(off, len)
+    }
+}
+
 /// A completion channel: a file descriptor that becomes readable when an armed CQ of it gets a
 /// completion (blocking mode of the pollers).
 pub(crate) struct CompChannel {

@@ -539,9 +539,11 @@ fn alternatives_are_tried_in_order() {
         Err(e @ Error::Unsupported { .. }) => {
             assert!(e.to_string().contains("infrc") && e.to_string().contains("--features verbs"))
         }
-        // With the feature: no device, or no server at `a:1`.
+        // With the feature: no device here, or no server at `a:1`.
         #[cfg(feature = "verbs")]
-        Err(e @ Error::Connect { .. }) => assert!(e.to_string().contains("infrc")),
+        Err(e @ (Error::Device { .. } | Error::Connect { .. })) => {
+            assert!(e.to_string().contains("infrc"))
+        }
         other => panic!("{other:?}"),
     }
     // All alternatives failing lists every failure.

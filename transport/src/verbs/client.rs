@@ -52,12 +52,17 @@ pub(crate) fn connect(loc: &Locator, cfg: &ClientConfig) -> Result<Session> {
         locator: loc.to_string(),
         reason,
     };
-    let opts = Options::from_env().map_err(fail)?;
-    let sel = select(&opts).map_err(fail)?;
-    let ep = Arc::new(Endpoint::new(sel, VERBS_CLIENT_RECV_BUFFERS, VERBS_SQ_DEPTH).map_err(fail)?);
-    let rx = Rx::new(&ep, VERBS_CLIENT_RECV_BUFFERS).map_err(fail)?;
-    let tx = Tx::new(&ep, VERBS_CLIENT_SEND_SLOTS, VERBS_SQ_DEPTH).map_err(fail)?;
-    let qp = ep.new_qp().map_err(fail)?;
+    let device = |reason: String| Error::Device {
+        locator: loc.to_string(),
+        reason,
+    };
+    let opts = Options::from_env().map_err(device)?;
+    let sel = select(&opts).map_err(device)?;
+    let ep =
+        Arc::new(Endpoint::new(sel, VERBS_CLIENT_RECV_BUFFERS, VERBS_SQ_DEPTH).map_err(device)?);
+    let rx = Rx::new(&ep, VERBS_CLIENT_RECV_BUFFERS).map_err(device)?;
+    let tx = Tx::new(&ep, VERBS_CLIENT_SEND_SLOTS, VERBS_SQ_DEPTH).map_err(device)?;
+    let qp = ep.new_qp().map_err(device)?;
 
     let mut last = String::from("no address");
     let mut stream = None;

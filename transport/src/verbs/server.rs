@@ -108,7 +108,11 @@ pub(crate) fn serve(
         locator: loc.to_string(),
         reason,
     };
-    let opts = Options::from_locator(loc).map_err(fail)?;
+    let device = |reason: String| Error::Device {
+        locator: loc.to_string(),
+        reason,
+    };
+    let opts = Options::from_locator(loc).map_err(device)?;
     let addr: SocketAddr = *crate::tcp::resolve(loc)?
         .first()
         .expect("resolve returns at least one");
@@ -118,15 +122,15 @@ pub(crate) fn serve(
     let mut inboxes = Vec::new();
     let mut chosen = None;
     for i in 0..cores {
-        let sel = select(&opts).map_err(fail)?;
+        let sel = select(&opts).map_err(device)?;
         if i == 0 {
             chosen = Some((sel.ctx.name().to_string(), sel.path.gid_index));
         }
         let ep = Arc::new(
-            Endpoint::new(sel, VERBS_SERVER_RECV_BUFFERS, VERBS_SERVER_SEND_CQ).map_err(fail)?,
+            Endpoint::new(sel, VERBS_SERVER_RECV_BUFFERS, VERBS_SERVER_SEND_CQ).map_err(device)?,
         );
-        let rx = Rx::new(&ep, VERBS_SERVER_RECV_BUFFERS).map_err(fail)?;
-        let tx = Tx::new(&ep, VERBS_SERVER_SEND_SLOTS, VERBS_SERVER_SEND_CQ).map_err(fail)?;
+        let rx = Rx::new(&ep, VERBS_SERVER_RECV_BUFFERS).map_err(device)?;
+        let tx = Tx::new(&ep, VERBS_SERVER_SEND_SLOTS, VERBS_SERVER_SEND_CQ).map_err(device)?;
         let inbox = Arc::new(Inbox::new().map_err(|e| fail(e.to_string()))?);
         dispatchers.push(Dispatcher {
             conns: HashMap::new(),

@@ -28,8 +28,11 @@ fn os_err(call: &str) -> String {
         Some(libc::ENOMEM) => {
             " (memory registration limit? raise `ulimit -l` / the memlock limit of the service)"
         }
-        Some(libc::EOPNOTSUPP) | Some(libc::ENOSYS) => {
+        Some(libc::EOPNOTSUPP) => {
             " (libibverbs could not be loaded: install rdma-core / libibverbs1 and ibverbs-providers)"
+        }
+        Some(libc::ENOSYS) => {
+            " (the kernel offers no RDMA: no ib_uverbs module / no RDMA device driver loaded)"
         }
         Some(libc::EPERM) | Some(libc::EACCES) => {
             " (permission denied on /dev/infiniband/uverbs*: run as a user allowed to use RDMA)"

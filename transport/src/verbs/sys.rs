@@ -280,7 +280,7 @@ impl Region {
         self.ptr.as_ptr() as u64 + off as u64
     }
 
-    /// Copy of nothing: a view of `len` bytes at `off`.
+    /// A view (no copy) of `len` bytes at `off`.
     ///
     /// Callers (the datapath) only view a receive slot after its completion and before reposting
     /// it, so the NIC does not write these bytes meanwhile.

@@ -5,7 +5,7 @@
 //! Reading order: [`locator`] → [`wire`] (header, opcode table, status, payload codec) → [`limits`] →
 //! [`session`] (client, caller-driven progress) → [`server`] (handlers, deferral, dispatch) →
 //! the transports: `loopback`, `tcp`, [`datagram`] (driver trait, sans-I/O reliable protocol,
-//! UDP driver) and `udp` (the UDP transport built from them); with `--features verbs`, [`verbs`].
+//! UDP driver) and `udp` (the UDP transport built from them); with `--features verbs`, `verbs`.
 //!
 //! ```no_run
 //! use std::{sync::Arc, time::Duration};

@@ -810,3 +810,162 @@ impl Payload<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Needs an RDMA device (Soft-RoCE in the guest of `scripts/rxe-guest.sh`); prints SKIP
+    //! elsewhere.
+    use std::io::Read;
+
+    use super::*;
+    use crate::limits::MAX_PAYLOAD;
+    use crate::{ClientConfig, NoHandler, Opcode};
+
+    const LIVE: Duration = Duration::from_secs(30);
+
+    /// A read on a side channel shows it closed: end of stream or reset (not a timeout, not data).
+    fn closed(r: std::io::Result<usize>) -> bool {
+        match r {
+            Ok(n) => n == 0,
+            Err(e) => !matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ),
+        }
+    }
+
+    /// A raw client that speaks the handshake and posts whatever bytes it likes.
+    struct RawClient {
+        ep: Endpoint,
+        rx: Rx,
+        tx: Tx,
+        link: Link,
+        tcp: TcpStream,
+    }
+
+    fn raw_client(server: &Locator) -> RawClient {
+        let sel = select(&Options::from_env().unwrap()).unwrap();
+        let ep = Endpoint::new(sel, 64, 64).unwrap();
+        let rx = Rx::new(&ep, 64).unwrap();
+        let tx = Tx::new(&ep, 16, 64).unwrap();
+        let qp = ep.new_qp().unwrap();
+        let mut tcp = TcpStream::connect((server.host().unwrap(), server.port().unwrap())).unwrap();
+        tcp.set_read_timeout(Some(LIVE)).unwrap();
+        let psn = random_psn();
+        let ours = Hello {
+            qp: QpAddress {
+                qpn: qp.qpn(),
+                psn,
+                lid: ep.sel.port.lid,
+                gid: ep.sel.gid,
+                mtu: ep.sel.port.active_mtu,
+            },
+            recv_buf: ep.buf_size as u32,
+        };
+        write_hello(&mut tcp, &ours).unwrap();
+        let peer = read_hello(&mut tcp).unwrap();
+        let mtu = ep.sel.port.active_mtu.min(peer.qp.mtu);
+        qp.connect(&ep.sel.path, psn, mtu, &peer.qp).unwrap();
+        let frag = ep.buf_size.min(peer.recv_buf as usize);
+        RawClient {
+            rx,
+            tx,
+            link: Link::new(qp, frag),
+            tcp,
+            ep,
+        }
+    }
+
+    /// A header claiming a payload above the limit gets `REQUEST_TOO_LARGE` and the connection
+    /// is closed (side channel ends); the server goes on serving others.
+    #[test]
+    fn hostile_fragments_close_the_connection() {
+        if let Err(e) = super::super::devices() {
+            println!("SKIP: {e} (run scripts/rxe-guest.sh to test on Soft-RoCE)");
+            return;
+        }
+        let loc: crate::ServiceLocator = std::env::var("FAASCACHE_VERBS_TEST_SERVER")
+            .unwrap_or_else(|_| "infrc:host=127.0.0.1,port=0".into())
+            .parse()
+            .unwrap();
+        let server = crate::serve(
+            &loc,
+            Arc::new(NoHandler),
+            DispatchConfig {
+                pin: false,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let local = server.local_locator().clone();
+        let mut c = raw_client(&local);
+        let mut h = Header::request(Opcode::Echo.as_u16(), 77, 0).encode();
+        h[16..20].copy_from_slice(&((MAX_PAYLOAD + 1) as u32).to_le_bytes());
+        let crc = crc32c::crc32c(&h[..28]);
+        h[28..32].copy_from_slice(&crc.to_le_bytes());
+        let mut cur = Cursor::default();
+        assert!(c.link.pump(&mut c.tx, &h, &[], &mut cur, None).unwrap());
+        // The error reply arrives...
+        let mut reply = None;
+        let deadline = Instant::now() + LIVE;
+        while reply.is_none() && Instant::now() < deadline {
+            c.rx.poll(&c.ep, &mut |wc, frag| {
+                assert!(wc.ok(), "receive failed: {}", wc.status_str());
+                reply = Some(Header::decode(frag).unwrap());
+            })
+            .unwrap();
+        }
+        let reply = reply.expect("an error reply");
+        assert!(reply.flags.is_response());
+        assert_eq!(reply.request_id, 77);
+        assert_eq!(reply.status, Status::REQUEST_TOO_LARGE.0);
+        // ...then the server ends the connection.
+        let mut b = [0u8; 1];
+        assert!(closed(c.tcp.read(&mut b)), "the server kept the connection");
+        // Others are served as before.
+        let s = crate::connect(&local.into(), ClientConfig::default()).unwrap();
+        assert_eq!(s.call(Opcode::Echo, b"still", LIVE).unwrap().1, b"still");
+    }
+
+    /// A first fragment shorter than the fragment size that does not hold its whole message
+    /// breaks the framing: the connection is closed without a reply.
+    #[test]
+    fn short_fragment_closes_the_connection() {
+        if let Err(e) = super::super::devices() {
+            println!("SKIP: {e} (run scripts/rxe-guest.sh to test on Soft-RoCE)");
+            return;
+        }
+        let loc: crate::ServiceLocator = std::env::var("FAASCACHE_VERBS_TEST_SERVER")
+            .unwrap_or_else(|_| "infrc:host=127.0.0.1,port=0".into())
+            .parse()
+            .unwrap();
+        let server = crate::serve(
+            &loc,
+            Arc::new(NoHandler),
+            DispatchConfig {
+                pin: false,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let local = server.local_locator().clone();
+        let c = raw_client(&local);
+        let mut m = Header::request(Opcode::Echo.as_u16(), 5, 10_000)
+            .encode()
+            .to_vec();
+        m.extend_from_slice(&[1; 10]);
+        c.link
+            .qp
+            .post_send(
+                super::super::datapath::INLINE_WR,
+                &[super::super::sys::Piece::inline(&m)],
+                true,
+            )
+            .unwrap();
+        let mut b = [0u8; 1];
+        let mut tcp = &c.tcp;
+        assert!(closed(tcp.read(&mut b)), "the server kept the connection");
+        let s = crate::connect(&local.into(), ClientConfig::default()).unwrap();
+        assert_eq!(s.call(Opcode::Ping, &[], LIVE).unwrap().0, Status::OK);
+    }
+}

@@ -2,8 +2,11 @@
 //!
 //! ```text
 //! cargo run --release -p faascache-transport --example echo_bench -- \
-//!     [tcp|udp|loopback|<locator>] [server poll: spin|adaptive|block] [client poll] [payload bytes] [iterations] [pipeline depth]
+//!     [tcp|udp|loopback|infrc|<locator>] [server poll: spin|adaptive|block] [client poll] [payload bytes] [iterations] [pipeline depth]
 //! ```
+//! `infrc` (or an `infrc:` locator, e.g. `infrc:host=10.0.0.1,port=0,dev=mlx5_0,gid=3`) needs
+//! `--features verbs` and an RDMA device; the client side picks its device from
+//! `FAASCACHE_VERBS_DEV` (default: the first active one). See docs/transports.md, "Verbs".
 //! Prints median / p99 / max round trip, throughput, and the server's CPU time per RPC.
 
 use std::sync::Arc;

@@ -37,6 +37,15 @@ pub enum Error {
         /// The OS error or other cause.
         reason: String,
     },
+    /// A kernel-bypass transport cannot use its device: none present, driver or library
+    /// missing, memory registration refused. The reason says which and what to do.
+    #[error("no usable device for {locator}: {reason}")]
+    Device {
+        /// The locator tried.
+        locator: String,
+        /// The cause and its remedy.
+        reason: String,
+    },
     /// Every alternative of a multi-alternative locator failed; each failure is listed.
     #[error("no alternative of the service locator worked: {0:?}")]
     AllAlternativesFailed(Vec<String>),

@@ -1,10 +1,11 @@
 //! FaaSCache transport: service locators, the wire protocol, client RPC sessions and the server
-//! dispatch loop, over loopback (in-process), TCP and a reliable datagram protocol on UDP.
+//! dispatch loop, over loopback (in-process), TCP and a reliable datagram protocol on UDP, and
+//! InfiniBand/RoCE verbs with the `verbs` feature.
 //!
 //! Reading order: [`locator`] → [`wire`] (header, opcode table, status, payload codec) → [`limits`] →
 //! [`session`] (client, caller-driven progress) → [`server`] (handlers, deferral, dispatch) →
 //! the transports: `loopback`, `tcp`, [`datagram`] (driver trait, sans-I/O reliable protocol,
-//! UDP driver) and `udp` (the UDP transport built from them).
+//! UDP driver) and `udp` (the UDP transport built from them); with `--features verbs`, `verbs`.
 //!
 //! ```no_run
 //! use std::{sync::Arc, time::Duration};
@@ -16,7 +17,7 @@
 //! assert!(status.is_ok() && reply == b"hi");
 //! ```
 
-// `unsafe` is allowed only in the named FFI modules (`sys`, `datagram::sys`).
+// `unsafe` is allowed only in the named FFI modules (`sys`, `datagram::sys`, `verbs::sys`).
 #![deny(unsafe_code)]
 
 pub mod datagram;
@@ -32,6 +33,8 @@ pub mod session;
 mod sys;
 mod tcp;
 mod udp;
+#[cfg(feature = "verbs")]
+pub mod verbs;
 pub mod wire;
 
 use std::sync::Arc;
@@ -57,18 +60,50 @@ const _: () = {
     send_sync::<ServiceLocator>();
 };
 
-/// Transports this build can run (`dpdk` and `infrc` are parsed but not built yet).
+/// Transports this build can run (`dpdk` is parsed but not built yet; `infrc` needs the `verbs`
+/// feature).
 pub const SUPPORTED: &[TransportKind] = &[
     TransportKind::Loopback,
     TransportKind::Tcp,
     TransportKind::Udp,
+    #[cfg(feature = "verbs")]
+    TransportKind::Infrc,
 ];
 
 fn unsupported(kind: TransportKind) -> Error {
     Error::Unsupported {
         kind: kind.as_str(),
-        reason: "its driver is not implemented yet (a later issue); use tcp or udp",
+        reason: match kind {
+            TransportKind::Infrc => {
+                "this build lacks the `verbs` feature: rebuild with `--features verbs` \
+                 (needs cmake and clang; rdma-core at run time)"
+            }
+            _ => "its driver is not implemented yet (a later issue); use tcp or udp",
+        },
     }
+}
+
+/// Is this a kernel-bypass transport (`dpdk`, `infrc`)? For `--require-bypass`: a server that
+/// must not fall back to a kernel transport checks its chosen locator with this.
+pub fn is_kernel_bypass(kind: TransportKind) -> bool {
+    matches!(kind, TransportKind::Dpdk | TransportKind::Infrc)
+}
+
+#[cfg(feature = "verbs")]
+fn connect_infrc(alt: &Locator, cfg: &ClientConfig) -> Result<Session> {
+    verbs::connect(alt, cfg)
+}
+#[cfg(not(feature = "verbs"))]
+fn connect_infrc(alt: &Locator, _cfg: &ClientConfig) -> Result<Session> {
+    Err(unsupported(alt.kind()))
+}
+#[cfg(feature = "verbs")]
+fn serve_infrc(loc: &Locator, h: Arc<dyn Handler>, cfg: &DispatchConfig) -> Result<ServerHandle> {
+    verbs::serve(loc, h, cfg)
+}
+#[cfg(not(feature = "verbs"))]
+fn serve_infrc(loc: &Locator, _h: Arc<dyn Handler>, _cfg: &DispatchConfig) -> Result<ServerHandle> {
+    Err(unsupported(loc.kind()))
 }
 
 /// Connect to a server, trying the locator's alternatives in order. The chosen transport is
@@ -81,7 +116,8 @@ pub fn connect(locator: &ServiceLocator, cfg: ClientConfig) -> Result<Session> {
             TransportKind::Loopback => loopback::connect(alt, &cfg),
             TransportKind::Tcp => tcp::connect(alt, &cfg),
             TransportKind::Udp => udp::connect(alt, &cfg),
-            k @ (TransportKind::Dpdk | TransportKind::Infrc) => Err(unsupported(k)),
+            TransportKind::Infrc => connect_infrc(alt, &cfg),
+            k @ TransportKind::Dpdk => Err(unsupported(k)),
         };
         match r {
             Ok(s) => {
@@ -110,7 +146,8 @@ pub fn serve(
         TransportKind::Loopback => loopback::serve(loc, handler, &cfg),
         TransportKind::Tcp => tcp::serve(loc, handler, &cfg),
         TransportKind::Udp => udp::serve(loc, handler, &cfg),
-        k @ (TransportKind::Dpdk | TransportKind::Infrc) => Err(unsupported(k)),
+        TransportKind::Infrc => serve_infrc(loc, handler, &cfg),
+        k @ TransportKind::Dpdk => Err(unsupported(k)),
     }?;
     tracing::info!(transport = %loc.kind(), local = %h.local_locator(), cores = cfg.cores, pin = cfg.pin,
                    poll = %cfg.poll, "serving");

@@ -70,3 +70,41 @@ pub const DGRAM_ABORT_TIMEOUT: Duration = Duration::from_millis(1500);
 /// data for new messages beyond it is dropped (the sender resends later). Bounds memory a flood
 /// of message starts can pin.
 pub const DGRAM_MAX_RX_BYTES: usize = 64 * 1024 * 1024;
+
+// --- verbs transport (`--features verbs`) ---------------------------------------------------------
+
+/// Receive buffers (each one port MTU, ≤ 4 KiB) in the shared receive queue of one server
+/// dispatch thread. All its queue pairs draw from it; when it runs dry, senders get
+/// receiver-not-ready NAKs and retry after 10 µs, so this bounds memory, not correctness.
+/// 1024 × 4 KiB = 4 MiB registered per dispatch thread: half a maximum-size message in flight.
+pub const VERBS_SERVER_RECV_BUFFERS: usize = 1024;
+
+/// Receive buffers of one client session (its own shared receive queue): 512 × 4 KiB = 2 MiB.
+pub const VERBS_CLIENT_RECV_BUFFERS: usize = 512;
+
+/// Registered send slots (one fragment each) of a server dispatch thread; a fragment that is
+/// not sent inline is copied into a slot and the slot is reused at its send completion.
+pub const VERBS_SERVER_SEND_SLOTS: usize = 512;
+
+/// Registered send slots of a client session.
+pub const VERBS_CLIENT_SEND_SLOTS: usize = 256;
+
+/// Send queue depth of each queue pair (sends posted and not yet completed).
+pub const VERBS_SQ_DEPTH: usize = 128;
+
+/// Send completion queue of a server dispatch thread: the most sends in flight over all its
+/// queue pairs together (one completion each).
+pub const VERBS_SERVER_SEND_CQ: usize = 4096;
+
+/// Inline data asked of each queue pair: a fragment this small is copied by the provider at post
+/// time (no send slot, no DMA read of the buffer): the header plus a small key or value.
+pub const VERBS_MAX_INLINE: usize = 128;
+
+/// Payloads at least this large are sent zero-copy: registered where they are (`ibv_reg_mr`,
+/// which pins their pages) instead of copied fragment by fragment into send slots. Below it a
+/// copy is cheaper than registering and deregistering. A guess to tune on real hardware; if
+/// registration fails (memlock limit) the payload is copied instead.
+pub const VERBS_ZERO_COPY_MIN: usize = 256 * 1024;
+
+/// Time allowed for the queue-pair exchange over the TCP side channel.
+pub const VERBS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);

@@ -62,6 +62,8 @@ fn locator(kind: &str) -> ServiceLocator {
             "loopback:name=conformance-{}",
             NAME.fetch_add(1, Ordering::Relaxed)
         ),
+        "infrc" => std::env::var("FAASCACHE_VERBS_TEST_SERVER")
+            .unwrap_or_else(|_| "infrc:host=127.0.0.1,port=0".into()),
         k => format!("{k}:host=127.0.0.1,port=0"),
     }
     .parse()
@@ -389,74 +391,83 @@ pub fn dispatch_trait_service(kind: &str) {
 
 macro_rules! conformance {
     ($m:ident, $kind:literal) => {
+        conformance!($m, $kind, || true);
+    };
+    // `$ready`: whether the transport can run here (else the tests print SKIP and pass).
+    ($m:ident, $kind:literal, $ready:expr) => {
         mod $m {
+            fn run(test: fn(&str)) {
+                if ($ready)() {
+                    test($kind)
+                }
+            }
             #[test]
             fn echo_sizes() {
-                super::echo_sizes($kind)
+                run(super::echo_sizes)
             }
             #[test]
             fn handler_reply() {
-                super::handler_reply($kind)
+                run(super::handler_reply)
             }
             #[test]
             fn pipelining() {
-                super::pipelining($kind)
+                run(super::pipelining)
             }
             #[test]
             fn pipelined_large() {
-                super::pipelined_large($kind)
+                run(super::pipelined_large)
             }
             #[test]
             fn concurrent_callers() {
-                super::concurrent_callers($kind)
+                run(super::concurrent_callers)
             }
             #[test]
             fn many_servers() {
-                super::many_servers($kind)
+                run(super::many_servers)
             }
             #[test]
             fn many_sessions_one_server() {
-                super::many_sessions_one_server($kind)
+                run(super::many_sessions_one_server)
             }
             #[test]
             fn deferred() {
-                super::deferred($kind)
+                run(super::deferred)
             }
             #[test]
             fn deferred_longer_than_abort_timeout() {
-                super::deferred_longer_than_abort_timeout($kind)
+                run(super::deferred_longer_than_abort_timeout)
             }
             #[test]
             fn timeout_then_wait_again() {
-                super::timeout_then_wait_again($kind)
+                run(super::timeout_then_wait_again)
             }
             #[test]
             fn cancellation() {
-                super::cancellation($kind)
+                run(super::cancellation)
             }
             #[test]
             fn server_shutdown_fails_waiters() {
-                super::server_shutdown_fails_waiters($kind)
+                run(super::server_shutdown_fails_waiters)
             }
             #[test]
             fn unknown_opcode() {
-                super::unknown_opcode($kind)
+                run(super::unknown_opcode)
             }
             #[test]
             fn oversize_rejected() {
-                super::oversize_rejected($kind)
+                run(super::oversize_rejected)
             }
             #[test]
             fn handler_failures_still_answer() {
-                super::handler_failures_still_answer($kind)
+                run(super::handler_failures_still_answer)
             }
             #[test]
             fn dispatch_trait_service() {
-                super::dispatch_trait_service($kind)
+                run(super::dispatch_trait_service)
             }
             #[test]
             fn poll_modes() {
-                super::poll_modes($kind)
+                run(super::poll_modes)
             }
         }
     };
@@ -465,6 +476,22 @@ macro_rules! conformance {
 conformance!(loopback, "loopback");
 conformance!(tcp, "tcp");
 conformance!(udp, "udp");
+#[cfg(feature = "verbs")]
+conformance!(verbs, "infrc", super::verbs_ready);
+
+/// The verbs suite runs where an RDMA device exists: on Soft-RoCE in the QEMU guest of
+/// `scripts/rxe-guest.sh` (which names the server side with `FAASCACHE_VERBS_TEST_SERVER` and the
+/// client's device with `FAASCACHE_VERBS_DEV`), or on a host with an RDMA NIC.
+#[cfg(feature = "verbs")]
+fn verbs_ready() -> bool {
+    match faascache_transport::verbs::devices() {
+        Ok(_) => true,
+        Err(e) => {
+            println!("SKIP: {e} (run scripts/rxe-guest.sh to test on Soft-RoCE)");
+            false
+        }
+    }
+}
 
 /// A server bound to the wildcard address, reached through 127.0.0.1 (replies may come from a
 /// source address other than the one the client sent to).
@@ -503,12 +530,20 @@ fn alternatives_are_tried_in_order() {
     let s = connect(&loc, ClientConfig::default()).unwrap();
     assert_eq!(s.transport(), TransportKind::Tcp);
     assert_eq!(s.call(Opcode::Ping, &[], LIVE).unwrap().0, Status::OK);
-    // A lone unsupported alternative is a clear error.
+    // A lone unsupported alternative is a clear error (naming the feature that builds it).
     match connect(
         &"infrc:host=a,port=1".parse().unwrap(),
         ClientConfig::default(),
     ) {
-        Err(e @ Error::Unsupported { .. }) => assert!(e.to_string().contains("infrc")),
+        #[cfg(not(feature = "verbs"))]
+        Err(e @ Error::Unsupported { .. }) => {
+            assert!(e.to_string().contains("infrc") && e.to_string().contains("--features verbs"))
+        }
+        // With the feature: no device here, or no server at `a:1`.
+        #[cfg(feature = "verbs")]
+        Err(e @ (Error::Device { .. } | Error::Connect { .. })) => {
+            assert!(e.to_string().contains("infrc"))
+        }
         other => panic!("{other:?}"),
     }
     // All alternatives failing lists every failure.

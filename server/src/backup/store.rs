@@ -473,6 +473,12 @@ impl Store {
             st.data[offset..overlap].copy_from_slice(&req.data[..overlap - offset]);
         }
         if end > len {
+            // Grow geometrically but never past the largest replica (no 16 MiB vector for an
+            // 8 MiB replica); `end` was checked against MAX_REPLICA_BYTES above.
+            if end > st.data.capacity() {
+                let target = (st.data.capacity() * 2).clamp(end, MAX_REPLICA_BYTES.max(end));
+                st.data.reserve_exact(target - len);
+            }
             st.data.extend_from_slice(&req.data[len - offset..]);
             self.bytes.fetch_add((end - len) as u64, Ordering::Relaxed);
         }
@@ -482,8 +488,10 @@ impl Store {
                 checksum: req.certificate.checksum,
             };
         }
-        if req.close() {
+        if req.close() && !st.closed {
             st.closed = true;
+            // A closed replica never grows: give back the spare capacity.
+            st.data.shrink_to_fit();
         }
         if st.declared.is_none() {
             st.declared = declared_capacity(&st.data);

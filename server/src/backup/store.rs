@@ -77,7 +77,7 @@ struct Io {
     file: Option<ReplicaFile>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct State {
     data: Vec<u8>,
     cert: Certificate,
@@ -92,6 +92,20 @@ struct State {
     dirty_from: Option<usize>,
     /// Queued in `Store::pending`.
     queued: bool,
+}
+
+impl std::fmt::Debug for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The bytes themselves (up to 8 MiB) are left out.
+        f.debug_struct("State")
+            .field("len", &self.data.len())
+            .field("cert", &self.cert)
+            .field("closed", &self.closed)
+            .field("fenced", &self.fenced)
+            .field("freed", &self.freed)
+            .field("charge", &self.charge)
+            .finish_non_exhaustive()
+    }
 }
 
 impl State {
@@ -443,17 +457,6 @@ impl Store {
             return Err(fenced(req.master));
         }
         let len = st.data.len();
-        if offset > len {
-            return Err(refuse(
-                Status::BACKUP_SEGMENT_OVERFLOW,
-                format!(
-                    "gap: the write starts at byte {offset} but this backup holds only {len} bytes \
-                     of segment {} (it lost data, e.g. restarted in memory mode): replicate the \
-                     segment to another backup",
-                    req.segment_id
-                ),
-            ));
-        }
         if st.closed {
             if end <= len {
                 return Ok(()); // a retry of a write already applied
@@ -464,6 +467,17 @@ impl Store {
                     "closed: segment {} of master {} was closed at {len} bytes; a write up to \
                      byte {end} cannot be added",
                     req.segment_id, req.master
+                ),
+            ));
+        }
+        if offset > len {
+            return Err(refuse(
+                Status::BACKUP_SEGMENT_OVERFLOW,
+                format!(
+                    "gap: the write starts at byte {offset} but this backup holds only {len} bytes \
+                     of segment {} (it lost data, e.g. restarted in memory mode): replicate the \
+                     segment to another backup",
+                    req.segment_id
                 ),
             ));
         }

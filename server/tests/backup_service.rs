@@ -621,6 +621,16 @@ fn measure_write_throughput() {
         })
         .unwrap();
         let (_server, s) = start(&svc);
+        // Baseline: the transport alone (Echo of the same payload size).
+        let t = Instant::now();
+        for _ in 0..256 {
+            let (st, _) = s.call(Opcode::Echo, &data[..chunk], T).unwrap();
+            assert!(st.is_ok());
+        }
+        println!(
+            "{durability}: baseline Echo of 64 KiB: {:.1} µs per call",
+            t.elapsed().as_secs_f64() * 1e6 / 256.0
+        );
         let t = Instant::now();
         let mut rpcs = 0;
         for seg in 0..segments {

@@ -33,6 +33,7 @@ use std::time::Duration;
 pub use faascache_transport::msg::backup::MAX_REPLICA_BYTES;
 pub use recovery::{for_each_recovery_entry, RecoveryEntry};
 pub use service::BackupService;
+pub use store::Refusal;
 
 /// How often the memory-mode flusher looks for replicas to write even if nobody woke it (it is
 /// woken by every write; this only bounds the delay if a wake-up is missed).

@@ -77,7 +77,7 @@ struct Io {
     file: Option<ReplicaFile>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct State {
     data: Vec<u8>,
     cert: Certificate,
@@ -92,6 +92,20 @@ struct State {
     dirty_from: Option<usize>,
     /// Queued in `Store::pending`.
     queued: bool,
+}
+
+impl std::fmt::Debug for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The bytes themselves (up to 8 MiB) are left out.
+        f.debug_struct("State")
+            .field("len", &self.data.len())
+            .field("cert", &self.cert)
+            .field("closed", &self.closed)
+            .field("fenced", &self.fenced)
+            .field("freed", &self.freed)
+            .field("charge", &self.charge)
+            .finish_non_exhaustive()
+    }
 }
 
 impl State {
@@ -443,17 +457,6 @@ impl Store {
             return Err(fenced(req.master));
         }
         let len = st.data.len();
-        if offset > len {
-            return Err(refuse(
-                Status::BACKUP_SEGMENT_OVERFLOW,
-                format!(
-                    "gap: the write starts at byte {offset} but this backup holds only {len} bytes \
-                     of segment {} (it lost data, e.g. restarted in memory mode): replicate the \
-                     segment to another backup",
-                    req.segment_id
-                ),
-            ));
-        }
         if st.closed {
             if end <= len {
                 return Ok(()); // a retry of a write already applied
@@ -467,12 +470,29 @@ impl Store {
                 ),
             ));
         }
+        if offset > len {
+            return Err(refuse(
+                Status::BACKUP_SEGMENT_OVERFLOW,
+                format!(
+                    "gap: the write starts at byte {offset} but this backup holds only {len} bytes \
+                     of segment {} (it lost data, e.g. restarted in memory mode): replicate the \
+                     segment to another backup",
+                    req.segment_id
+                ),
+            ));
+        }
         // Apply: overwrite what is there (retries resend the same bytes), append the rest.
         let overlap = end.min(len);
         if offset < overlap {
             st.data[offset..overlap].copy_from_slice(&req.data[..overlap - offset]);
         }
         if end > len {
+            // Grow geometrically but never past the largest replica (no 16 MiB vector for an
+            // 8 MiB replica); `end` was checked against MAX_REPLICA_BYTES above.
+            if end > st.data.capacity() {
+                let target = (st.data.capacity() * 2).clamp(end, MAX_REPLICA_BYTES.max(end));
+                st.data.reserve_exact(target - len);
+            }
             st.data.extend_from_slice(&req.data[len - offset..]);
             self.bytes.fetch_add((end - len) as u64, Ordering::Relaxed);
         }
@@ -482,8 +502,10 @@ impl Store {
                 checksum: req.certificate.checksum,
             };
         }
-        if req.close() {
+        if req.close() && !st.closed {
             st.closed = true;
+            // A closed replica never grows: give back the spare capacity.
+            st.data.shrink_to_fit();
         }
         if st.declared.is_none() {
             st.declared = declared_capacity(&st.data);

@@ -883,3 +883,99 @@ fn config_errors() {
     std::fs::write(dir.0.join("lock"), b"4000000000").unwrap();
     BackupService::open(cfg(&dir.0, Durability::Disk)).unwrap();
 }
+
+#[test]
+fn concurrent_writers_and_the_flusher() {
+    let imgs = Arc::new(images());
+    for durability in [Durability::Memory, Durability::Disk] {
+        let dir = TempDir::new("concurrent");
+        let b = BackupService::open(cfg(&dir.0, durability)).unwrap();
+        let threads: Vec<_> = (1..=4u32)
+            .map(|t| {
+                let (b, imgs) = (b.clone(), imgs.clone());
+                std::thread::spawn(move || {
+                    for img in imgs.iter() {
+                        replicate(&b, ServerId::new(t, 1), img, true);
+                    }
+                    // Free one, to race frees with the flusher too.
+                    b.free(ServerId::new(t, 1), imgs[0].id);
+                })
+            })
+            .collect();
+        let b2 = b.clone();
+        let poller = std::thread::spawn(move || {
+            for _ in 0..50 {
+                let _ = b2.stats();
+                b2.flush();
+            }
+        });
+        for t in threads {
+            t.join().unwrap();
+        }
+        poller.join().unwrap();
+        drop(b);
+        let b = BackupService::open(cfg(&dir.0, durability)).unwrap();
+        for t in 1..=4u32 {
+            let l = b.get_replicas(ServerId::new(t, 1));
+            let got: Vec<(u64, u32, bool)> = l
+                .replicas
+                .iter()
+                .map(|r| (r.segment_id, r.length, r.closed))
+                .collect();
+            let want: Vec<(u64, u32, bool)> = imgs[1..]
+                .iter()
+                .map(|i| (i.id, i.cert.length, true))
+                .collect();
+            assert_eq!(got, want, "{durability}, master {t}");
+        }
+        assert!(!file::replica_path(&dir.0, ServerId::new(1, 1), imgs[0].id).exists());
+    }
+}
+
+#[test]
+fn every_acknowledged_write_is_listed_after_the_fence() {
+    // A writer appends entry by entry while another thread fences the master: every write that
+    // was acknowledged must be covered by the listed length; every later one is refused.
+    let imgs = Arc::new(images());
+    for round in 0..20u64 {
+        let b = memory_backup();
+        let (bw, iw) = (b.clone(), imgs.clone());
+        let acked = Arc::new(AtomicU32::new(0));
+        let acked_w = acked.clone();
+        let writer = std::thread::spawn(move || {
+            for img in iw.iter() {
+                let mut at = 0u32;
+                for (i, c) in img.prefixes.iter().enumerate() {
+                    let flags = if i == 0 { OPEN } else { 0 };
+                    let data = &img.bytes[at as usize..c.length as usize];
+                    if let Err(r) = bw.write(&req(M, img.id, at, flags, *c, data)) {
+                        assert_eq!(r.status, Status::CALLER_NOT_IN_CLUSTER);
+                        return Some((img.id, at));
+                    }
+                    acked_w.fetch_add(1, Ordering::Release);
+                    at = c.length;
+                }
+            }
+            None
+        });
+        // Let the writer get going for a variable number of writes, then fence.
+        let total: usize = imgs.iter().map(|i| i.prefixes.len()).sum();
+        let target = (round as usize * total / 20) as u32;
+        while acked.load(Ordering::Acquire) < target {
+            std::thread::yield_now();
+        }
+        let l = b.get_replicas(M);
+        if let Some((stopped_seg, stopped_at)) = writer.join().unwrap() {
+            // The refused write's segment is listed up to exactly the acknowledged bytes (or
+            // not at all if nothing of it was acknowledged).
+            let listed = l.replicas.iter().find(|r| r.segment_id == stopped_seg);
+            assert_eq!(listed.map_or(0, |r| r.length), stopped_at, "round {round}");
+        }
+        // Every listed replica validates (the listing validated it) and the writes after the
+        // fence left nothing behind.
+        for r in &l.replicas {
+            let mut out = Vec::new();
+            b.recovery_data(M, r.segment_id, &[], &mut out).unwrap();
+        }
+    }
+}

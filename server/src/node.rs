@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use faascache_transport::msg::coordinator::{EnlistServerRequest, HeartbeatRequest};
 use faascache_transport::msg::{call, CallError, ServerId, Services};
+use faascache_transport::zk::CoordinatorLocator;
 use faascache_transport::{
     ClientConfig, DispatchConfig, DispatchHandler, Locator, ServerHandle, ServiceLocator, Session,
     Status,
@@ -24,8 +25,8 @@ pub const COORDINATOR_RPC_TIMEOUT: Duration = Duration::from_secs(5);
 /// Options of a server process.
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
-    /// The coordinator.
-    pub coordinator: ServiceLocator,
+    /// The coordinator: its locator, or a `zk:` address where the leader publishes it.
+    pub coordinator: CoordinatorLocator,
     /// Where to serve (port 0 picks a free port).
     pub listen: ServiceLocator,
     /// Log memory of the master, bytes.
@@ -110,8 +111,9 @@ fn enlist(session: &Session, locator: &str, previous: ServerId) -> Result<Server
     call(session, &req, COORDINATOR_RPC_TIMEOUT, |r| r.server_id)
 }
 
-fn connect(loc: &ServiceLocator) -> Result<Session, faascache_transport::Error> {
-    faascache_transport::connect(loc, ClientConfig::default())
+/// Connect to the coordinator (resolving the leader first when it is found through ZooKeeper).
+fn connect(loc: &CoordinatorLocator) -> Result<Session, faascache_transport::Error> {
+    loc.connect(ClientConfig::default())
 }
 
 /// Start a server: engine, master service, enlistment, heartbeats.
@@ -183,7 +185,7 @@ pub fn start(cfg: NodeConfig) -> Result<Node, NodeError> {
 fn heartbeat_loop(
     master: &Master,
     stop: &AtomicBool,
-    coord: &ServiceLocator,
+    coord: &CoordinatorLocator,
     locator: &str,
     mut session: Option<Session>,
 ) {

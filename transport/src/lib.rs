@@ -33,6 +33,7 @@ mod sys;
 mod tcp;
 mod udp;
 pub mod wire;
+pub mod zk;
 
 use std::sync::Arc;
 

@@ -4,7 +4,9 @@
 //! its successor's state (the ZooKeeper backend of the durability issue implements the same
 //! trait with znode versions and an ephemeral leader node).
 //!
-//! Backends: [`FileStorage`] (`file:DIR`, the default) and [`MemStorage`] (tests).
+//! Backends: [`FileStorage`] (`file:DIR`, the default), [`super::zk_storage::ZkStorage`]
+//! (`zk:HOST:PORT[,...][/CHROOT]`: standby coordinators, leader election, the leader's locator
+//! published for servers and clients) and [`MemStorage`] (tests).
 //!
 //! File format of one blob `DIR/NAME` (little-endian):
 //!
@@ -88,8 +90,16 @@ pub enum ExternalStorageError {
     #[error("bad blob name {0:?}: use letters, digits, '.', '_' and '-'")]
     BadName(String),
     /// The `--storage` argument is not understood.
-    #[error("bad storage locator {0:?}: use file:DIR (ZooKeeper comes with a later issue)")]
+    #[error("bad storage locator {0:?}: use file:DIR or zk:HOST:PORT[,HOST:PORT...][/CHROOT]")]
     BadLocator(String),
+    /// ZooKeeper failed (unreachable ensemble, lost session, unexpected answer).
+    #[error("external storage {address}: {reason}")]
+    ZooKeeper {
+        /// The `zk:` address.
+        address: String,
+        /// What failed.
+        reason: String,
+    },
 }
 
 /// Named blobs with per-blob versions and a leader epoch.
@@ -112,17 +122,31 @@ pub trait ExternalStorage: Send + Sync + std::fmt::Debug {
     fn remove(&self, epoch: u64, name: &str) -> Result<(), ExternalStorageError>;
     /// For logs: `file:DIR`, `memory`.
     fn describe(&self) -> String;
+    /// Publish the leader's service locator where servers and clients look for it (the `zk:`
+    /// backend's `leader` znode), if `epoch` is current. Backends without discovery ignore it.
+    fn advertise(&self, epoch: u64, locator: &str) -> Result<(), ExternalStorageError> {
+        let _ = (epoch, locator);
+        Ok(())
+    }
+    /// `Ok` while this process may still lead as far as the backend can tell; an error once it
+    /// has lost leadership (e.g. its ZooKeeper session is gone) and must stop coordinating.
+    fn check_leadership(&self) -> Result<(), ExternalStorageError> {
+        Ok(())
+    }
 }
 
-/// Open the backend a `--storage` argument names: `file:DIR`.
+/// Open the backend a `--storage` argument names: `file:DIR` or
+/// `zk:HOST:PORT[,HOST:PORT...][/CHROOT]` (which blocks in `acquire_leadership` while another
+/// coordinator leads).
 pub fn open(locator: &str) -> Result<Box<dyn ExternalStorage>, ExternalStorageError> {
     match locator.split_once(':') {
         Some(("file", dir)) if !dir.is_empty() => Ok(Box::new(FileStorage::open(dir)?)),
+        Some(("zk", _)) => Ok(Box::new(super::zk_storage::ZkStorage::open(locator)?)),
         _ => Err(ExternalStorageError::BadLocator(locator.to_string())),
     }
 }
 
-fn check_name(name: &str) -> Result<(), ExternalStorageError> {
+pub(crate) fn check_name(name: &str) -> Result<(), ExternalStorageError> {
     let ok = !name.is_empty()
         && !name.starts_with('.')
         && name
@@ -593,7 +617,7 @@ mod tests {
     #[test]
     fn storage_locators() {
         assert!(matches!(
-            open("zk:host:1"),
+            open("zk:"),
             Err(ExternalStorageError::BadLocator(_))
         ));
         assert!(matches!(

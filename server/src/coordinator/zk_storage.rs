@@ -330,9 +330,7 @@ impl ExternalStorage for ZkStorage {
                 )))),
             },
             Err(FenceFail::Storage(e)) => Err(e),
-            Err(FenceFail::Op(code))
-                if matches!(code, err::BAD_VERSION | err::NODE_EXISTS | err::NO_NODE) =>
-            {
+            Err(FenceFail::Op(err::BAD_VERSION | err::NODE_EXISTS | err::NO_NODE)) => {
                 let found = self.get(name)?.map_or(0, |v| v.version);
                 Err(ExternalStorageError::VersionMismatch {
                     name: name.into(),

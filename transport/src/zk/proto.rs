@@ -376,32 +376,33 @@ pub fn set_data(w: &mut Writer, path: &str, data: &[u8], version: i32) {
 
 /// Record of `multi`; paths are already absolute (chroot applied by the caller).
 pub fn multi(w: &mut Writer, ops: &[Op<'_>]) {
+    // Each op: MultiHeader {type, done = false, err = -1}, then its request record.
+    let header = |w: &mut Writer, code: i32| {
+        w.i32(code).bool(false).i32(-1);
+    };
     for op in ops {
-        let (code, f): (i32, Box<dyn Fn(&mut Writer) + '_>) = match op {
-            Op::Create { path, data, mode } => (
-                opcode::CREATE,
-                Box::new(move |w| create(w, path, data, *mode)),
-            ),
+        match op {
+            Op::Create { path, data, mode } => {
+                header(w, opcode::CREATE);
+                create(w, path, data, *mode);
+            }
             Op::Delete { path, version } => {
-                (opcode::DELETE, Box::new(move |w| delete(w, path, *version)))
+                header(w, opcode::DELETE);
+                delete(w, path, *version);
             }
             Op::SetData {
                 path,
                 data,
                 version,
-            } => (
-                opcode::SET_DATA,
-                Box::new(move |w| set_data(w, path, data, *version)),
-            ),
-            Op::Check { path, version } => (
-                opcode::CHECK,
-                Box::new(move |w| {
-                    w.string(path).i32(*version);
-                }),
-            ),
-        };
-        w.i32(code).bool(false).i32(-1);
-        f(w);
+            } => {
+                header(w, opcode::SET_DATA);
+                set_data(w, path, data, *version);
+            }
+            Op::Check { path, version } => {
+                header(w, opcode::CHECK);
+                w.string(path).i32(*version);
+            }
+        }
     }
     w.i32(-1).bool(true).i32(-1);
 }

@@ -226,3 +226,130 @@ fn hostile_server_bytes_end_the_session_without_panics() {
     let e = ZkSession::connect(&a, T).unwrap_err().to_string();
     assert!(e.contains(&format!("127.0.0.1:{port}")), "{e}");
 }
+
+/// A TCP proxy in front of ZooKeeper whose connections the test can cut, and which can refuse
+/// new ones: a broken connection without a broken server.
+struct Proxy {
+    port: u16,
+    conns: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+    refuse: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Proxy {
+    fn start(upstream: u16) -> Proxy {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::{Arc, Mutex};
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let conns: Arc<Mutex<Vec<std::net::TcpStream>>> = Arc::default();
+        let refuse = Arc::new(AtomicBool::new(false));
+        let (c2, r2) = (conns.clone(), refuse.clone());
+        std::thread::spawn(move || {
+            for client in l.incoming() {
+                let Ok(client) = client else { continue };
+                if r2.load(Ordering::Acquire) {
+                    drop(client);
+                    continue;
+                }
+                let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", upstream)) else {
+                    continue;
+                };
+                let pipe = |mut from: std::net::TcpStream, mut to: std::net::TcpStream| {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                };
+                c2.lock().unwrap().push(client.try_clone().unwrap());
+                c2.lock().unwrap().push(server.try_clone().unwrap());
+                pipe(client.try_clone().unwrap(), server.try_clone().unwrap());
+                pipe(server, client);
+            }
+        });
+        Proxy {
+            port,
+            conns,
+            refuse,
+        }
+    }
+    fn cut(&self) {
+        for c in self.conns.lock().unwrap().drain(..) {
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }
+    }
+    fn refuse(&self, on: bool) {
+        self.refuse.store(on, std::sync::atomic::Ordering::Release);
+    }
+}
+
+/// Retry a call through `ConnectionLoss` until it answers.
+fn retry<X>(mut f: impl FnMut() -> Result<X, ZkError>) -> Result<X, ZkError> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match f() {
+            Err(ZkError::ConnectionLoss(_)) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(50))
+            }
+            r => return r,
+        }
+    }
+}
+
+#[test]
+fn a_broken_connection_resumes_the_session_and_a_long_outage_loses_it() {
+    let Some(zk) = zk_server::ZkServer::start("zk_client_resume") else {
+        return;
+    };
+    let proxy = Proxy::start(zk.port);
+    // The first address is dead: the session also learns to go round the ensemble.
+    let dead = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr: ZkAddress = format!("zk:127.0.0.1:{dead},127.0.0.1:{}", proxy.port)
+        .parse()
+        .unwrap();
+    let s = ZkSession::connect(&addr, Duration::from_secs(4)).unwrap();
+    s.create("/eph", b"", CreateMode::Ephemeral).unwrap();
+
+    // Cut: calls fail with ConnectionLoss (or succeed after the resume), the session and its
+    // ephemeral znode survive.
+    for round in 0..3 {
+        proxy.cut();
+        let st = retry(|| s.exists("/eph", false)).unwrap();
+        assert_eq!(
+            st.map(|st| st.ephemeral_owner),
+            Some(s.session_id()),
+            "round {round}: the ephemeral znode belongs to the resumed session"
+        );
+        s.alive().unwrap();
+    }
+    retry(|| s.set_data("/eph", b"after", -1)).unwrap();
+
+    // An outage longer than the session timeout: the session is lost, its znode gone.
+    proxy.refuse(true);
+    proxy.cut();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while s.alive().is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "the session was not declared lost"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(matches!(
+        s.exists("/eph", false),
+        Err(ZkError::SessionLost(_))
+    ));
+    proxy.refuse(false);
+    let other = session(&zk.address());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while other.exists("/eph", false).unwrap().is_some() {
+        assert!(
+            Instant::now() < deadline,
+            "ZooKeeper did not expire the session"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -7,9 +7,11 @@
 //! Scope: what leader election, fenced state and leader discovery need — `create` (persistent,
 //! ephemeral, sequential), `delete`, `exists`, `getData`, `setData` (versioned), `getChildren`,
 //! `multi` (with version checks), watches and pings. No ACLs beyond `world:anyone`, no SASL, no
-//! read-only mode. A session does not move to another server of the ensemble when its connection
-//! breaks: it reports itself lost (see [`ZkSession::alive`]) and its owner opens a new one. The
-//! coordinator treats that as losing leadership.
+//! read-only mode. When its connection breaks, a session is resumed on another server of the
+//! ensemble (or the same one) while it has not expired; calls in flight meanwhile fail with
+//! [`ZkError::ConnectionLoss`] and watches set before are not re-armed (callers poll as well). A
+//! session that cannot be resumed before its timeout is *lost* ([`ZkSession::alive`]): its
+//! owner opens a new one, and the coordinator treats that as losing leadership.
 //!
 //! Addresses: `zk:HOST:PORT[,HOST:PORT...][/CHROOT]` — the ensemble's client ports and an
 //! optional path under which every FaaSCache znode lives (default [`DEFAULT_ROOT`]). One ensemble
@@ -73,6 +75,10 @@ pub enum ZkError {
     /// closed by us. Ephemeral znodes of the session are (or will be) gone; open a new session.
     #[error("ZooKeeper session lost: {0}")]
     SessionLost(String),
+    /// The connection to the ensemble broke; the session is being resumed on another (or the
+    /// same) server. A call that got this may or may not have been applied; retry it.
+    #[error("ZooKeeper connection lost ({0}); the session is reconnecting: retry")]
+    ConnectionLoss(String),
     /// The server answered with an error code.
     #[error("ZooKeeper {op} {path}: {} ({code})", proto::err_name(*code))]
     Api {

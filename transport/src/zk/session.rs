@@ -1,16 +1,19 @@
-//! [`ZkSession`]: one ZooKeeper session over one TCP connection.
+//! [`ZkSession`]: one ZooKeeper session, over one TCP connection at a time.
 //!
 //! Callers write a request under the write lock and wait on a per-xid channel; the reader
 //! thread reads every packet, hands replies to their waiters, queues watch events and sends a
-//! ping when nothing was sent for a third of the session timeout. When the connection breaks,
-//! the server falls silent for two thirds of the timeout, or a packet does not decode, the
-//! session is *lost*: every waiter gets [`ZkError::SessionLost`], later calls fail the same way,
-//! and the owner opens a new session if it wants one.
+//! ping when nothing was sent for a third of the session timeout. When the connection breaks
+//! (closed, reset, or the server silent for two thirds of the timeout) the reader fails the calls
+//! in flight with [`ZkError::ConnectionLoss`] and resumes the session (same id and password) on
+//! the ensemble's servers in turn until the session timeout has passed since the server was last
+//! heard. A session that cannot be resumed, that the server says has expired, or whose server
+//! sends bytes that do not decode is *lost*: every waiter gets [`ZkError::SessionLost`], later
+//! calls fail the same way, and the owner opens a new session if it wants one.
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -37,10 +40,17 @@ struct Pending {
 }
 
 struct Shared {
-    peer: String,
+    hosts: Vec<(String, u16)>,
+    /// The server of the current connection (`host:port`).
+    peer: Mutex<String>,
     session_id: i64,
+    passwd: Vec<u8>,
     timeout: Duration,
+    /// Highest transaction id seen (sent when resuming, so the server is not behind us).
+    last_zxid: AtomicI64,
     write: Mutex<TcpStream>,
+    /// False while the reader resumes the session on a new connection.
+    connected: AtomicBool,
     last_send: Mutex<Instant>,
     pending: Mutex<Pending>,
     next_xid: AtomicI32,
@@ -50,12 +60,17 @@ struct Shared {
 }
 
 impl Shared {
+    fn peer(&self) -> String {
+        self.peer.lock().clone()
+    }
+
+    /// The session is over: fail every waiter and every later call.
     fn fail(&self, reason: String) {
         let waiters = {
             let mut p = self.pending.lock();
             if p.lost.is_none() {
                 if !self.closing.load(Ordering::Acquire) {
-                    tracing::warn!(peer = %self.peer, session = format_args!("{:#x}", self.session_id), %reason, "ZooKeeper session lost");
+                    tracing::warn!(peer = %self.peer(), session = format_args!("{:#x}", self.session_id), %reason, "ZooKeeper session lost");
                 }
                 p.lost = Some(reason.clone());
             }
@@ -64,17 +79,23 @@ impl Shared {
         for (_, w) in waiters {
             let _ = w.send(Err(ZkError::SessionLost(reason.clone())));
         }
+        self.connected.store(false, Ordering::Release);
         let _ = self.write.lock().shutdown(Shutdown::Both);
         self.events_cv.notify_all();
     }
 
+    /// Write a packet. A failed write breaks the connection (the reader notices and resumes the
+    /// session); the caller gets `ConnectionLoss`.
     fn send(&self, packet: &[u8]) -> Result<(), ZkError> {
-        let r = self.write.lock().write_all(packet);
+        if !self.connected.load(Ordering::Acquire) {
+            return Err(ZkError::ConnectionLoss("not connected".into()));
+        }
+        let mut w = self.write.lock();
+        let r = w.write_all(packet);
         *self.last_send.lock() = Instant::now();
         r.map_err(|e| {
-            let reason = format!("write to {}: {e}", self.peer);
-            self.fail(reason.clone());
-            ZkError::SessionLost(reason)
+            let _ = w.shutdown(Shutdown::Both);
+            ZkError::ConnectionLoss(format!("write to {}: {e}", self.peer()))
         })
     }
 }
@@ -89,7 +110,7 @@ pub struct ZkSession {
 impl std::fmt::Debug for ZkSession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ZkSession")
-            .field("peer", &self.shared.peer)
+            .field("peer", &self.shared.peer())
             .field("session", &format_args!("{:#x}", self.shared.session_id))
             .finish()
     }
@@ -145,13 +166,17 @@ fn read_packet(stream: &mut TcpStream, deadline: Instant) -> Result<Vec<u8>, Str
     }
 }
 
+/// Open a connection to `host` and start (`session_id` 0) or resume a session.
 fn handshake(
     host: &(String, u16),
     timeout_ms: i32,
-) -> Result<(TcpStream, proto::ConnectResponse), String> {
+    last_zxid: i64,
+    session_id: i64,
+    passwd: &[u8],
+) -> Result<(TcpStream, proto::ConnectResponse), Handshake> {
     let addrs: Vec<_> = (host.0.as_str(), host.1)
         .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve: {e}"))?
+        .map_err(|e| Handshake::Failed(format!("cannot resolve: {e}")))?
         .collect();
     let mut last = "no address".to_string();
     for a in addrs {
@@ -163,16 +188,32 @@ fn handshake(
             }
         };
         let _ = s.set_nodelay(true);
-        s.write_all(&proto::connect_request(timeout_ms, 0, 0, &[0; 16]))
-            .map_err(|e| e.to_string())?;
-        let body = read_packet(&mut s, Instant::now() + CONNECT_TIMEOUT)?;
-        let r = proto::connect_response(&body).map_err(|e| e.to_string())?;
+        let hello = proto::connect_request(timeout_ms, last_zxid, session_id, passwd);
+        s.write_all(&hello)
+            .map_err(|e| Handshake::Failed(e.to_string()))?;
+        let body =
+            read_packet(&mut s, Instant::now() + CONNECT_TIMEOUT).map_err(Handshake::Failed)?;
+        let r = proto::connect_response(&body).map_err(|e| Handshake::Failed(e.to_string()))?;
         if r.timeout_ms <= 0 {
-            return Err("the server refused the session (timeout 0)".into());
+            return Err(Handshake::Expired);
+        }
+        if session_id != 0 && r.session_id != session_id {
+            return Err(Handshake::Failed(format!(
+                "the server resumed session {:#x} as {:#x}",
+                session_id, r.session_id
+            )));
         }
         return Ok((s, r));
     }
-    Err(last)
+    Err(Handshake::Failed(last))
+}
+
+/// Why a handshake failed.
+enum Handshake {
+    /// The server says the session expired (or refused it).
+    Expired,
+    /// Could not connect or talk to this server.
+    Failed(String),
 }
 
 impl ZkSession {
@@ -186,9 +227,12 @@ impl ZkSession {
         let start = std::process::id() as usize % hosts.len().max(1);
         for i in 0..hosts.len() {
             let h = &hosts[(start + i) % hosts.len()];
-            match handshake(h, timeout_ms) {
-                Ok((stream, resp)) => return Self::start(stream, h, resp),
-                Err(e) => failures.push(format!("{}:{}: {e}", h.0, h.1)),
+            match handshake(h, timeout_ms, 0, 0, &[0; 16]) {
+                Ok((stream, resp)) => return Self::start(stream, hosts, h, resp),
+                Err(Handshake::Expired) => {
+                    failures.push(format!("{}:{}: refused the session", h.0, h.1))
+                }
+                Err(Handshake::Failed(e)) => failures.push(format!("{}:{}: {e}", h.0, h.1)),
             }
         }
         Err(ZkError::Connect {
@@ -199,6 +243,7 @@ impl ZkSession {
 
     fn start(
         stream: TcpStream,
+        hosts: &[(String, u16)],
         host: &(String, u16),
         resp: proto::ConnectResponse,
     ) -> Result<ZkSession, ZkError> {
@@ -209,10 +254,14 @@ impl ZkSession {
             reason: e.to_string(),
         })?;
         let shared = Arc::new(Shared {
-            peer: peer.clone(),
+            hosts: hosts.to_vec(),
+            peer: Mutex::new(peer.clone()),
             session_id: resp.session_id,
+            passwd: resp.passwd,
             timeout,
+            last_zxid: AtomicI64::new(0),
             write: Mutex::new(stream),
+            connected: AtomicBool::new(true),
             last_send: Mutex::new(Instant::now()),
             pending: Mutex::new(Pending::default()),
             next_xid: AtomicI32::new(1),
@@ -284,7 +333,10 @@ impl ZkSession {
                 max: MAX_DATA,
             });
         }
-        sh.send(&packet)?;
+        if let Err(e) = sh.send(&packet) {
+            sh.pending.lock().waiters.remove(&xid);
+            return Err(e);
+        }
         let wait = sh.timeout.max(Duration::from_secs(1)) * 2;
         match rx.recv_timeout(wait) {
             Ok(r) => r,
@@ -492,27 +544,101 @@ fn check_data(data: &[u8]) -> Result<(), ZkError> {
     Ok(())
 }
 
-/// The reader thread: replies to waiters, events to the queue, pings when idle; ends (and fails
-/// the session) on any error.
+/// How one connection ended.
+enum Ended {
+    /// The session is over (closing, expired, protocol violation): the reason.
+    Fatal(String),
+    /// The connection broke (the reason); the session may be resumed until `last_recv + timeout`.
+    Broken(String, Instant),
+}
+
+/// The reader thread: serves a connection; when it breaks, resumes the session on a new one.
 fn reader_loop(sh: &Shared, mut stream: TcpStream) {
+    loop {
+        let (reason, last_recv) = match serve_connection(sh, &mut stream) {
+            Ended::Fatal(r) => return sh.fail(r),
+            Ended::Broken(r, t) => (r, t),
+        };
+        if sh.closing.load(Ordering::Acquire) || sh.pending.lock().lost.is_some() {
+            return sh.fail(reason);
+        }
+        sh.connected.store(false, Ordering::Release);
+        // Calls in flight: their outcome is unknown to us.
+        let waiters = std::mem::take(&mut sh.pending.lock().waiters);
+        for (_, w) in waiters {
+            let _ = w.send(Err(ZkError::ConnectionLoss(reason.clone())));
+        }
+        tracing::warn!(peer = %sh.peer(), session = format_args!("{:#x}", sh.session_id), %reason, "ZooKeeper connection lost; resuming the session");
+        match resume(sh, last_recv + sh.timeout) {
+            Ok(s) => stream = s,
+            Err(e) => return sh.fail(format!("{reason}; the session could not be resumed: {e}")),
+        }
+    }
+}
+
+/// Resume the session on the ensemble's servers in turn (starting after the current one) until
+/// `deadline`.
+fn resume(sh: &Shared, deadline: Instant) -> Result<TcpStream, String> {
+    let timeout_ms = i32::try_from(sh.timeout.as_millis()).unwrap_or(i32::MAX);
+    let n = sh.hosts.len().max(1);
+    let current = sh.peer();
+    let first = sh
+        .hosts
+        .iter()
+        .position(|(h, p)| format!("{h}:{p}") == current)
+        .map_or(0, |i| i + 1);
+    let mut failures = Vec::new();
+    for attempt in 0.. {
+        if Instant::now() >= deadline || sh.closing.load(Ordering::Acquire) {
+            break;
+        }
+        let h = &sh.hosts[(first + attempt) % n];
+        let zxid = sh.last_zxid.load(Ordering::Acquire);
+        match handshake(h, timeout_ms, zxid, sh.session_id, &sh.passwd) {
+            Ok((s, _)) => {
+                let w = s.try_clone().map_err(|e| e.to_string())?;
+                *sh.write.lock() = w;
+                *sh.peer.lock() = format!("{}:{}", h.0, h.1);
+                *sh.last_send.lock() = Instant::now();
+                sh.connected.store(true, Ordering::Release);
+                tracing::info!(peer = %sh.peer(), session = format_args!("{:#x}", sh.session_id), "ZooKeeper session resumed");
+                return Ok(s);
+            }
+            Err(Handshake::Expired) => return Err("the session expired".into()),
+            Err(Handshake::Failed(e)) => failures.push(format!("{}:{}: {e}", h.0, h.1)),
+        }
+        if (attempt + 1) % n == 0 {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    failures.dedup();
+    Err(format!(
+        "no server resumed it within the session timeout ({})",
+        failures.join("; ")
+    ))
+}
+
+/// Serve one connection: replies to waiters, events to the queue, pings when idle.
+fn serve_connection(sh: &Shared, stream: &mut TcpStream) -> Ended {
     let ping_every = sh.timeout / 3;
     let silence_limit = sh.timeout * 2 / 3;
     let tick = (ping_every / 2).max(Duration::from_millis(10));
+    let mut last_recv = Instant::now();
     if let Err(e) = stream.set_read_timeout(Some(tick)) {
-        sh.fail(format!("cannot set a read timeout: {e}"));
-        return;
+        return Ended::Broken(format!("cannot set a read timeout: {e}"), last_recv);
     }
     let mut frames = Frames {
         buf: Vec::with_capacity(4096),
     };
     let mut chunk = vec![0u8; 64 * 1024];
-    let mut last_recv = Instant::now();
     loop {
-        if sh.pending.lock().lost.is_some() {
-            return;
+        if let Some(r) = &sh.pending.lock().lost {
+            return Ended::Fatal(r.clone());
         }
         match stream.read(&mut chunk) {
-            Ok(0) => return sh.fail(format!("{} closed the connection", sh.peer)),
+            Ok(0) => {
+                return Ended::Broken(format!("{} closed the connection", sh.peer()), last_recv)
+            }
             Ok(n) => {
                 last_recv = Instant::now();
                 frames.buf.extend_from_slice(&chunk[..n]);
@@ -520,33 +646,34 @@ fn reader_loop(sh: &Shared, mut stream: TcpStream) {
                     match frames.next() {
                         Ok(Some(p)) => {
                             if let Err(e) = deliver(sh, &p) {
-                                return sh.fail(e.to_string());
+                                return Ended::Fatal(e.to_string());
                             }
                         }
                         Ok(None) => break,
-                        Err(e) => return sh.fail(e.to_string()),
+                        Err(e) => return Ended::Fatal(e.to_string()),
                     }
                 }
             }
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) => return sh.fail(format!("read from {}: {e}", sh.peer)),
+            Err(e) => return Ended::Broken(format!("read from {}: {e}", sh.peer()), last_recv),
         }
         if last_recv.elapsed() > silence_limit {
-            return sh.fail(format!(
-                "{} silent for {:?} (session timeout {:?})",
-                sh.peer,
-                last_recv.elapsed(),
-                sh.timeout
-            ));
+            return Ended::Broken(
+                format!(
+                    "{} silent for {:?} (session timeout {:?})",
+                    sh.peer(),
+                    last_recv.elapsed(),
+                    sh.timeout
+                ),
+                last_recv,
+            );
         }
         let idle = sh.last_send.lock().elapsed();
-        if idle >= ping_every
-            && sh
-                .send(&proto::request(xid::PING, opcode::PING, |_| {}))
-                .is_err()
-        {
-            return;
+        if idle >= ping_every {
+            if let Err(e) = sh.send(&proto::request(xid::PING, opcode::PING, |_| {})) {
+                return Ended::Broken(e.to_string(), last_recv);
+            }
         }
     }
 }
@@ -554,6 +681,9 @@ fn reader_loop(sh: &Shared, mut stream: TcpStream) {
 /// Handle one packet from the server.
 fn deliver(sh: &Shared, packet: &[u8]) -> Result<(), ZkError> {
     let (h, body) = proto::reply(packet)?;
+    if h.zxid > 0 {
+        sh.last_zxid.fetch_max(h.zxid, Ordering::AcqRel);
+    }
     match h.xid {
         xid::PING | xid::AUTH | xid::SET_WATCHES => Ok(()),
         xid::NOTIFICATION => {

@@ -50,6 +50,7 @@ dataDir=$ZK_DIR/data
 clientPort=$ZK_PORT
 clientPortAddress=127.0.0.1
 admin.enableServer=false
+4lw.commands.whitelist=ruok
 CFG
   local cp="$ZK_JAR"
   [ -f "$SLF4J_JAR" ] && cp="$cp:$SLF4J_JAR"
@@ -57,7 +58,10 @@ CFG
     "$ZK_DIR/zoo.cfg" >"$ZK_DIR/zookeeper.log" 2>&1 </dev/null &
   echo $! >"$(pidfile)"
   for _ in $(seq 1 100); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$ZK_PORT") 2>/dev/null; then status; return 0; fi
+    # Ready when it answers `ruok` with `imok` (an open port alone is not enough).
+    if [ "$( (exec 3<>"/dev/tcp/127.0.0.1/$ZK_PORT" && printf ruok >&3 && timeout 2 cat <&3) 2>/dev/null)" = imok ]; then
+      status; return 0
+    fi
     running || { log "zookeeper exited; see $ZK_DIR/zookeeper.log"; exit 1; }
     sleep 0.2
   done

@@ -37,6 +37,8 @@ use super::external::{check_name, ExternalStorage, ExternalStorageError, Version
 /// Session timeout the coordinator asks for: how long a dead leader keeps its leadership before a
 /// standby takes over (ZooKeeper clamps it to `2..20 × tickTime` of its configuration).
 pub const SESSION_TIMEOUT: Duration = Duration::from_secs(4);
+/// How long a starting coordinator keeps trying to reach ZooKeeper before it gives up.
+pub const START_RETRY: Duration = Duration::from_secs(30);
 /// Longest a standby waits for a watch before looking at the election again anyway.
 const ELECTION_POLL: Duration = Duration::from_secs(1);
 const ELECTION: &str = "election";
@@ -83,7 +85,18 @@ impl ZkStorage {
             .map_err(|e: faascache_transport::LocatorError| {
                 ExternalStorageError::BadLocator(format!("{locator}: {e}"))
             })?;
-        let zk = ZkSession::connect(&addr, timeout).map_err(|e| zk_err(&addr, e))?;
+        // Keep trying for a while: coordinators and ZooKeeper are often started together.
+        let deadline = std::time::Instant::now() + START_RETRY;
+        let zk = loop {
+            match ZkSession::connect(&addr, timeout) {
+                Ok(zk) => break zk,
+                Err(e @ ZkError::Connect { .. }) if std::time::Instant::now() < deadline => {
+                    tracing::warn!(zk = %addr, error = %e, "ZooKeeper not reachable yet; retrying");
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+                Err(e) => return Err(zk_err(&addr, e)),
+            }
+        };
         for dir in [ELECTION, BLOBS] {
             zk.create_all(&addr.path(dir))
                 .map_err(|e| zk_err(&addr, e))?;

@@ -3,7 +3,8 @@
 //! leads, one waits), two servers and a `faascache-client` all given `--coordinator zk:...`.
 //! The leader is killed with SIGKILL; the standby takes over (the time is measured and printed),
 //! the servers keep heartbeating to it, and the client goes on with the same locator. Then it
-//! happens once more the other way round.
+//! happens once more the other way round, and finally a leader stopped with SIGTERM hands over
+//! at once.
 
 mod cluster_util;
 #[path = "../../transport/tests/zk_server/mod.rs"]
@@ -193,6 +194,22 @@ fn standby_coordinator_takes_over_and_clients_and_servers_follow() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(coord.resolve().unwrap().to_string(), a2_loc);
+
+    // A graceful stop (SIGTERM) ends the leader's ZooKeeper session at once: no session timeout
+    // to wait for. B2 waits behind A2.
+    let _b2 = coordinator_zk(&dir, &zk_addr, "coord-b2");
+    std::thread::sleep(Duration::from_millis(500));
+    let stopped = Instant::now();
+    let ok = std::process::Command::new("kill")
+        .args(["-TERM", &a2.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let b2_loc = wait_file(&dir.join("coord-b2.locator"), Duration::from_secs(60));
+    let takeover3 = wait_leader(&coord, &b2_loc, Duration::from_secs(60)) - stopped;
+    println!("takeover 3 (A2 stopped with SIGTERM -> B2 published in ZooKeeper): {takeover3:?}");
+    check_all(&client, t, 300, "after the graceful handover");
+    assert_eq!(client.read(t2, b"k2").unwrap().value, b"v2");
     a2.kill();
     let _ = std::fs::remove_dir_all(&dir);
 }

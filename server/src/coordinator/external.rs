@@ -133,6 +133,44 @@ pub trait ExternalStorage: Send + Sync + std::fmt::Debug {
     fn check_leadership(&self) -> Result<(), ExternalStorageError> {
         Ok(())
     }
+    /// Give up leadership or candidacy now (process shutdown), so that another coordinator
+    /// need not wait for this one to time out. Later calls fail. Default: nothing to do.
+    fn release(&self) {}
+}
+
+/// A shared storage (the daemon keeps a handle to release it at shutdown while the coordinator
+/// owns another).
+impl<T: ExternalStorage + ?Sized> ExternalStorage for std::sync::Arc<T> {
+    fn acquire_leadership(&self) -> Result<u64, ExternalStorageError> {
+        (**self).acquire_leadership()
+    }
+    fn get(&self, name: &str) -> Result<Option<Versioned>, ExternalStorageError> {
+        (**self).get(name)
+    }
+    fn set(
+        &self,
+        epoch: u64,
+        name: &str,
+        data: &[u8],
+        expected: Option<u64>,
+    ) -> Result<u64, ExternalStorageError> {
+        (**self).set(epoch, name, data, expected)
+    }
+    fn remove(&self, epoch: u64, name: &str) -> Result<(), ExternalStorageError> {
+        (**self).remove(epoch, name)
+    }
+    fn describe(&self) -> String {
+        (**self).describe()
+    }
+    fn advertise(&self, epoch: u64, locator: &str) -> Result<(), ExternalStorageError> {
+        (**self).advertise(epoch, locator)
+    }
+    fn check_leadership(&self) -> Result<(), ExternalStorageError> {
+        (**self).check_leadership()
+    }
+    fn release(&self) {
+        (**self).release()
+    }
 }
 
 /// Open the backend a `--storage` argument names: `file:DIR` or

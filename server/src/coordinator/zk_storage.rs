@@ -280,6 +280,9 @@ impl ExternalStorage for ZkStorage {
                 }
                 // Someone else moved the epoch between our read and write: read again.
                 Err(e) if matches!(e.code(), Some(err::BAD_VERSION | err::NODE_EXISTS)) => {}
+                // The connection broke and the session is being resumed: our write may or may
+                // not have been applied (then the epoch skips a number, which is harmless).
+                Err(ZkError::ConnectionLoss(_)) => std::thread::sleep(Duration::from_millis(100)),
                 Err(e) => return Err(self.err(e)),
             }
         }
@@ -428,6 +431,12 @@ impl ExternalStorage for ZkStorage {
                 code,
             })),
         }
+    }
+
+    fn release(&self) {
+        // Ends the session: our election znode (and the leader znode, if ours) go at once, so
+        // the next standby does not wait for the session timeout.
+        self.zk.close();
     }
 
     fn check_leadership(&self) -> Result<(), ExternalStorageError> {

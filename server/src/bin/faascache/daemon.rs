@@ -1,7 +1,7 @@
 //! `faascache coordinator` and `faascache server`: run in the foreground until SIGINT/SIGTERM.
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -102,13 +102,14 @@ pub fn termination() -> Result<mpsc::Receiver<()>> {
 /// Run the coordinator until a termination signal.
 pub fn coordinator(args: CoordinatorArgs) -> Result<()> {
     let listen = locator(&args.listen, "--listen")?;
-    let storage: Box<dyn coordinator::ExternalStorage> = match &args.storage {
-        Some(s) => coordinator::external::open(s)?,
+    let storage: Arc<dyn coordinator::ExternalStorage> = match &args.storage {
+        Some(s) => Arc::from(coordinator::external::open(s)?),
         None => {
             tracing::warn!("no --storage: the coordinator's state is kept in memory only and lost if it restarts");
-            Box::new(MemStorage::default())
+            Arc::new(MemStorage::default())
         }
     };
+    let shared = storage.clone();
     let stop = termination()?;
     let cfg = CoordinatorConfig {
         dispatch: DispatchConfig {
@@ -125,7 +126,7 @@ pub fn coordinator(args: CoordinatorArgs) -> Result<()> {
     std::thread::Builder::new()
         .name("coord-start".into())
         .spawn(move || {
-            let _ = started_tx.send(coordinator::start(&listen, storage, cfg));
+            let _ = started_tx.send(coordinator::start(&listen, Box::new(storage), cfg));
         })
         .context("cannot start a thread")?;
     let handle = loop {
@@ -138,6 +139,7 @@ pub fn coordinator(args: CoordinatorArgs) -> Result<()> {
         }
         if stop.try_recv().is_ok() {
             tracing::info!("terminated while a standby");
+            shared.release();
             return Ok(());
         }
     };
@@ -153,6 +155,7 @@ pub fn coordinator(args: CoordinatorArgs) -> Result<()> {
                 if let Err(e) = handle.storage().check_leadership() {
                     tracing::error!(error = %e, "this coordinator lost its leadership; exiting so that it stops acting as leader");
                     handle.shutdown();
+                    shared.release();
                     anyhow::bail!("lost leadership: {e}; a standby coordinator takes over (restart this process to rejoin as a standby)");
                 }
             }
@@ -160,6 +163,7 @@ pub fn coordinator(args: CoordinatorArgs) -> Result<()> {
     }
     tracing::info!("shutting down");
     handle.shutdown();
+    shared.release();
     Ok(())
 }
 

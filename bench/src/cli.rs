@@ -201,9 +201,23 @@ pub struct Opts {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "redis://127.0.0.1:6379,memcached://127.0.0.1:11211,faascache:"
+        default_value = "redis://127.0.0.1:6379,memcached://127.0.0.1:11211,faascache:local"
     )]
     pub drivers: Vec<String>,
+    /// `faascache:local`: polling mode of the private cluster's server (spin, adaptive, block)
+    #[arg(long, default_value = "spin", value_name = "MODE")]
+    pub fc_poll: String,
+    /// `faascache:local` (and the peers `compare` restarts): core the server is pinned to
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub server_core: usize,
+    /// `faascache:local`: log memory of the server, MiB (the memory test sizes it from the data
+    /// instead, see --fc-memory-factor)
+    #[arg(long, default_value_t = 1024, value_name = "MIB")]
+    pub fc_memory_mb: u64,
+    /// `faascache:local`, memory test: the server's log memory = this × --live-mb (FaaSCache
+    /// has a fixed memory size, like memcached's -m; the test gives it what the data needs)
+    #[arg(long, default_value_t = 1.6, value_name = "F")]
+    pub fc_memory_factor: f64,
     /// compare: tests to run
     #[arg(
         long,

@@ -208,6 +208,15 @@ impl DriverSpec {
         }
     }
 
+    /// `redis` / `memcached` for the peers (the `{peer}` of restart commands), else `None`.
+    pub fn peer_name(&self) -> Option<&'static str> {
+        match self {
+            Self::Redis(_) => Some("redis"),
+            Self::Memcached(_) => Some("memcached"),
+            _ => None,
+        }
+    }
+
     /// Display form.
     pub fn describe(&self) -> String {
         match self {

@@ -12,6 +12,7 @@ pub mod floor;
 pub mod hist;
 pub mod keys;
 pub mod load;
+pub mod local_cluster;
 pub mod memory;
 pub mod net;
 pub mod plot;

@@ -44,6 +44,13 @@ fn run(opts: &Opts) -> Result<()> {
                 PathBuf::from("bench/results").join(&date[..10])
             });
             let mut opts = opts.clone();
+            if opts.client_core.is_empty() {
+                // The client on another core than the servers (which `compare` pins).
+                let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+                if n > 1 {
+                    opts.client_core = vec![(opts.server_core + 1) % n];
+                }
+            }
             if opts.restart_cmd.is_none() && std::path::Path::new("scripts/peers.sh").exists() {
                 opts.restart_cmd = Some("scripts/peers.sh stop {peer} >/dev/null 2>&1; scripts/peers.sh start {peer} >/dev/null 2>&1".into());
             }

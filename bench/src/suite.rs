@@ -6,6 +6,7 @@ use crate::floor::{self, FloorSpec, FloorTransport};
 use crate::hist::{LatencyHist, Spread};
 use crate::keys::KeyChooser;
 use crate::load::{self, LoadMode, LoadSpec, OpGen, RecordCount, RunResult, Stop};
+use crate::local_cluster::{LocalCluster, LocalClusterConfig};
 use crate::memory;
 use crate::report::{Metadata, Record, Report, RunRecord};
 use crate::workloads::{chooser, preload, KvGen, Pattern, Ycsb};
@@ -664,60 +665,112 @@ fn run_memory(ctx: &Ctx<'_>) -> Result<Vec<Record>> {
     for name in &o.memory_patterns {
         let p = memory::pattern(name)?;
         if let Some(cmd) = &o.restart_cmd {
-            let c = cmd.replace("{peer}", &ctx.info.name);
-            eprintln!("  restarting peer: {c}");
-            let st = std::process::Command::new("sh")
-                .arg("-c")
-                .arg(&c)
-                .status()?;
-            if !st.success() {
-                bail!("restart command failed: {c}");
-            }
-            std::thread::sleep(Duration::from_millis(300));
+            restart_peer(cmd, &ctx.info.name, o.server_core)?;
         }
         let m = memory::run(d, &p, o.live_mb << 20, o.key_size, o.seed)?;
-        eprintln!(
-            "  memory {:<3} {:<10} live {:>6.1} MiB in {:>8} objects, RSS {:>7.1} MiB (baseline {:.1}): RSS/live {:.2}, growth/live {:.2}{}",
-            m.pattern,
-            ctx.info.name,
-            m.live_bytes as f64 / 1048576.0,
-            m.live_objects,
-            m.rss_bytes as f64 / 1048576.0,
-            m.rss_baseline_bytes as f64 / 1048576.0,
-            m.rss_per_live,
-            m.rss_growth_per_live,
-            if m.refused > 0 { format!(", {} writes refused", m.refused) } else { String::new() }
-        );
-        let mut rec = Record {
-            test: "memory".into(),
-            variant: p.name.into(),
-            driver: ctx.info.name.clone(),
-            transport: ctx.info.transport.clone(),
-            poll: "block".into(),
-            load: "load".into(),
-            clients: 1,
-            pipeline: 128,
-            key_size: o.key_size,
-            value_size: p.after.1,
-            records: m.live_objects,
-            distribution: format!(
-                "{}-{} B → {}-{} B, {:.0} % deleted first",
-                p.before.0,
-                p.before.1,
-                p.after.0,
-                p.after.1,
-                p.delete_fraction * 100.0
-            ),
-            extra: serde_json::to_value(&m)?,
-            ..Default::default()
-        };
-        rec.errors = m.refused;
+        let mut rec = memory_record(ctx, &p, &m)?;
         if o.restart_cmd.is_none() {
             rec.notes.push("peer not restarted before the pattern: RSS includes memory kept from earlier data; see rss_growth_per_live".into());
         }
         out.push(rec);
     }
     Ok(out)
+}
+
+/// The memory test on a private FaaSCache cluster: a fresh cluster per pattern whose server
+/// gets `--fc-memory-factor × --live-mb` of log memory.
+fn run_memory_local(opts: &Opts) -> Result<(Vec<Record>, Option<DriverInfo>)> {
+    let mut out = Vec::new();
+    let mut last_info = None;
+    let mem = ((opts.live_mb as f64 * opts.fc_memory_factor).ceil() as u64).max(32) << 20;
+    for name in &opts.memory_patterns {
+        let p = memory::pattern(name)?;
+        let mut cfg = LocalClusterConfig::new(&opts.fc_poll, Some(opts.server_core))?;
+        cfg.memory_bytes = mem;
+        let cluster = LocalCluster::start(&cfg)?;
+        let d = crate::drivers::faascache_kv::KvDriver::new(
+            cluster.coordinator(),
+            Some(cluster.server_pid()),
+        )?;
+        let mut info = d.info();
+        info.notes.push(cluster.description.clone());
+        let ctx = Ctx {
+            opts,
+            driver: Some(&d),
+            info: info.clone(),
+        };
+        let m = memory::run(&d, &p, opts.live_mb << 20, opts.key_size, opts.seed)?;
+        let mut rec = memory_record(&ctx, &p, &m)?;
+        rec.notes.push(format!(
+            "fresh cluster per pattern; server log memory {} MiB = {} × live data",
+            mem >> 20,
+            opts.fc_memory_factor
+        ));
+        out.push(rec);
+        last_info = Some(info);
+    }
+    Ok((out, last_info))
+}
+
+/// Restarts a peer with the `compare` restart command, pinned to `core` unless
+/// `REDIS_CORE` / `MEMCACHED_CORE` say otherwise.
+fn restart_peer(cmd: &str, peer: &str, core: usize) -> Result<()> {
+    let c = cmd.replace("{peer}", peer);
+    eprintln!("  restarting peer: {c}");
+    let mut command = std::process::Command::new("sh");
+    command.arg("-c").arg(&c);
+    for var in ["REDIS_CORE", "MEMCACHED_CORE"] {
+        if std::env::var_os(var).is_none() {
+            command.env(var, core.to_string());
+        }
+    }
+    let st = command.status()?;
+    if !st.success() {
+        bail!("restart command failed: {c}");
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    Ok(())
+}
+
+fn memory_record(ctx: &Ctx<'_>, p: &memory::Pattern, m: &memory::MemoryResult) -> Result<Record> {
+    let o = ctx.opts;
+    eprintln!(
+        "  memory {:<3} {:<10} live {:>6.1} MiB in {:>8} objects, RSS {:>7.1} MiB (baseline {:.1}): RSS/live {:.2}, growth/live {:.2}{}",
+        m.pattern,
+        ctx.info.name,
+        m.live_bytes as f64 / 1048576.0,
+        m.live_objects,
+        m.rss_bytes as f64 / 1048576.0,
+        m.rss_baseline_bytes as f64 / 1048576.0,
+        m.rss_per_live,
+        m.rss_growth_per_live,
+        if m.refused > 0 { format!(", {} writes refused", m.refused) } else { String::new() }
+    );
+    let mut rec = Record {
+        test: "memory".into(),
+        variant: p.name.into(),
+        driver: ctx.info.name.clone(),
+        transport: ctx.info.transport.clone(),
+        poll: "block".into(),
+        load: "load".into(),
+        clients: 1,
+        pipeline: 128,
+        key_size: o.key_size,
+        value_size: p.after.1,
+        records: m.live_objects,
+        distribution: format!(
+            "{}-{} B → {}-{} B, {:.0} % deleted first",
+            p.before.0,
+            p.before.1,
+            p.after.0,
+            p.after.1,
+            p.delete_fraction * 100.0
+        ),
+        extra: serde_json::to_value(m)?,
+        ..Default::default()
+    };
+    rec.errors = m.refused;
+    Ok(rec)
 }
 
 /// Environment facts: tool versions.
@@ -809,6 +862,86 @@ pub fn run_single(opts: &Opts) -> Result<Report> {
     })
 }
 
+/// Runs `tests` (except `floor`) on one driver, recording failures as notes.
+fn run_tests_on(
+    ctx: &Ctx<'_>,
+    d: &dyn Driver,
+    tests: &[String],
+    records: &mut Vec<Record>,
+    notes: &mut Vec<String>,
+) {
+    for t in tests {
+        if t == "floor" {
+            continue;
+        }
+        eprintln!("== {t} on {}", ctx.info.name);
+        match run_test(t, ctx) {
+            Ok(r) => records.extend(r),
+            Err(e) => {
+                let msg = format!("{t} on {}: failed: {e:#}", ctx.info.name);
+                eprintln!("   {msg}");
+                notes.push(msg);
+            }
+        }
+        if t != "memory" {
+            // keep data sets from interfering across tests
+            let _ = d.flush_all();
+        }
+    }
+}
+
+/// `faascache:local` in `compare`: a private cluster for the latency and throughput tests,
+/// and a fresh, data-sized one per pattern for the memory test.
+fn compare_local(
+    opts: &Opts,
+    records: &mut Vec<Record>,
+    notes: &mut Vec<String>,
+) -> Result<Vec<DriverInfo>> {
+    let mut infos = Vec::new();
+    let timed: Vec<String> = opts
+        .tests
+        .iter()
+        .filter(|t| *t != "memory" && *t != "floor")
+        .cloned()
+        .collect();
+    if !timed.is_empty() {
+        let mut cfg = LocalClusterConfig::new(&opts.fc_poll, Some(opts.server_core))?;
+        cfg.memory_bytes = opts.fc_memory_mb << 20;
+        let cluster = LocalCluster::start(&cfg)?;
+        eprintln!("== faascache: {}", cluster.description);
+        let d = crate::drivers::faascache_kv::KvDriver::new(
+            cluster.coordinator(),
+            Some(cluster.server_pid()),
+        )?;
+        let mut info = d.info();
+        info.notes.push(cluster.description.clone());
+        infos.push(info.clone());
+        let ctx = Ctx {
+            opts,
+            driver: Some(&d),
+            info,
+        };
+        run_tests_on(&ctx, &d, &timed, records, notes);
+    }
+    if opts.tests.iter().any(|t| t == "memory") {
+        eprintln!("== memory on faascache (fresh local cluster per pattern)");
+        match run_memory_local(opts) {
+            Ok((r, info)) => {
+                records.extend(r);
+                if infos.is_empty() {
+                    infos.extend(info);
+                }
+            }
+            Err(e) => {
+                let msg = format!("memory on faascache: failed: {e:#}");
+                eprintln!("   {msg}");
+                notes.push(msg);
+            }
+        }
+    }
+    Ok(infos)
+}
+
 /// Runs the comparison suite; returns the report and notes about skipped drivers.
 pub fn run_compare(opts: &Opts) -> Result<(Report, Vec<String>)> {
     let mut records = Vec::new();
@@ -827,6 +960,17 @@ pub fn run_compare(opts: &Opts) -> Result<(Report, Vec<String>)> {
         records.extend(run_test("floor", &ctx)?);
     }
     for dspec in &opts.drivers {
+        if dspec.trim() == "faascache:local" {
+            match compare_local(opts, &mut records, &mut notes) {
+                Ok(info) => infos.extend(info),
+                Err(e) => {
+                    let msg = format!("faascache:local: skipped: {e:#}");
+                    eprintln!("== {msg}");
+                    notes.push(msg);
+                }
+            }
+            continue;
+        }
         let spec = match DriverSpec::parse(dspec) {
             Ok(s) => s,
             Err(e) => {
@@ -834,6 +978,12 @@ pub fn run_compare(opts: &Opts) -> Result<(Report, Vec<String>)> {
                 continue;
             }
         };
+        if let (Some(cmd), Some(peer)) = (&opts.restart_cmd, spec.peer_name()) {
+            // A fresh peer, pinned like the FaaSCache server.
+            if let Err(e) = restart_peer(cmd, peer, opts.server_core) {
+                notes.push(format!("{peer}: not restarted: {e:#}"));
+            }
+        }
         let d = match driver::open(&spec, None) {
             Ok(d) => d,
             Err(e) => {
@@ -850,24 +1000,7 @@ pub fn run_compare(opts: &Opts) -> Result<(Report, Vec<String>)> {
             driver: Some(&*d),
             info,
         };
-        for t in &opts.tests {
-            if t == "floor" {
-                continue;
-            }
-            eprintln!("== {t} on {}", ctx.info.name);
-            match run_test(t, &ctx) {
-                Ok(r) => records.extend(r),
-                Err(e) => {
-                    let msg = format!("{t} on {}: failed: {e:#}", ctx.info.name);
-                    eprintln!("   {msg}");
-                    notes.push(msg);
-                }
-            }
-            if t != "memory" {
-                // keep data sets from interfering across tests
-                let _ = d.flush_all();
-            }
-        }
+        run_tests_on(&ctx, &*d, &opts.tests, &mut records, &mut notes);
     }
     let mut metadata = metadata(opts, infos);
     for n in &notes {

@@ -3,6 +3,7 @@
 
 #![deny(unsafe_code)]
 
+pub mod backup;
 pub mod coordinator;
 pub mod master;
 pub mod node;

@@ -1,5 +1,8 @@
-//! A server process: a master on its own storage engine, enlisted with the coordinator and
-//! sending it heartbeats. (Backups join it with the durability issue.)
+//! A server process: a master on its own storage engine and (unless `--no-backup`) a backup
+//! service for other masters' segments, enlisted with the coordinator and sending it
+//! heartbeats. The master replicates its log to `replicas` backups on other servers
+//! ([`crate::master::replicator`]). A server the coordinator declared dead is *fenced*: it
+//! stops acknowledging writes and [`Node::fenced`] turns true (the binary then exits).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -7,13 +10,15 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use faascache_transport::msg::coordinator::{EnlistServerRequest, HeartbeatRequest};
-use faascache_transport::msg::{call, CallError, ServerId, Services};
+use faascache_transport::msg::{call, CallError, ErrorReply, Message, ServerId, Services};
+use faascache_transport::server::IncomingRpc;
 use faascache_transport::zk::CoordinatorLocator;
 use faascache_transport::{
-    ClientConfig, DispatchConfig, DispatchHandler, Locator, ServerHandle, ServiceLocator, Session,
-    Status,
+    ClientConfig, DispatchConfig, DispatchHandler, Handler, Locator, ServerHandle, ServiceLocator,
+    Session, Status,
 };
 
+use crate::backup::{BackupConfig, BackupService};
 use crate::master::{Master, MasterService};
 use crate::storage::{Engine, EngineConfig};
 
@@ -35,6 +40,10 @@ pub struct NodeConfig {
     pub dispatch: DispatchConfig,
     /// Give up enlisting after this long.
     pub enlist_timeout: Duration,
+    /// Backup copies of every segment of this master's log (0 = memory only).
+    pub replicas: usize,
+    /// The backup service, or `None` (`--no-backup`).
+    pub backup: Option<BackupConfig>,
 }
 
 /// Why a server could not start.
@@ -57,6 +66,9 @@ pub enum NodeError {
     /// Could not start a thread.
     #[error("cannot start the heartbeat thread: {0}")]
     Thread(std::io::Error),
+    /// The backup service could not start.
+    #[error(transparent)]
+    Backup(#[from] crate::backup::BackupError),
 }
 
 /// A running server. Dropping it stops it.
@@ -64,8 +76,11 @@ pub enum NodeError {
 pub struct Node {
     server: Option<ServerHandle>,
     master: Arc<Master>,
+    backup: Option<Arc<BackupService>>,
     stop: Arc<AtomicBool>,
+    declared_dead: Arc<AtomicBool>,
     heartbeat: Option<JoinHandle<()>>,
+    replication: Option<JoinHandle<()>>,
 }
 
 impl Node {
@@ -81,13 +96,25 @@ impl Node {
     pub fn master(&self) -> &Arc<Master> {
         &self.master
     }
+    /// The backup service, if this server runs one.
+    pub fn backup(&self) -> Option<&Arc<BackupService>> {
+        self.backup.as_ref()
+    }
+    /// Whether the coordinator declared this server dead (it must stop serving and exit).
+    pub fn fenced(&self) -> bool {
+        self.master.replication.fenced() || self.declared_dead.load(Ordering::Acquire)
+    }
     /// Stop.
     pub fn shutdown(mut self) {
         self.stop_all();
     }
     fn stop_all(&mut self) {
         self.stop.store(true, Ordering::Release);
+        self.master.replication.stop();
         if let Some(h) = self.heartbeat.take() {
+            let _ = h.join();
+        }
+        if let Some(h) = self.replication.take() {
             let _ = h.join();
         }
         if let Some(s) = self.server.take() {
@@ -102,9 +129,14 @@ impl Drop for Node {
     }
 }
 
-fn enlist(session: &Session, locator: &str, previous: ServerId) -> Result<ServerId, CallError> {
+fn enlist(
+    session: &Session,
+    locator: &str,
+    previous: ServerId,
+    services: Services,
+) -> Result<ServerId, CallError> {
     let req = EnlistServerRequest {
-        services: Services::MASTER,
+        services,
         locator,
         previous_id: previous,
     };
@@ -116,23 +148,47 @@ fn connect(loc: &CoordinatorLocator) -> Result<Session, faascache_transport::Err
     loc.connect(ClientConfig::default())
 }
 
-/// Start a server: engine, master service, enlistment, heartbeats.
+/// Start a server: engine, master service, backup service, enlistment, replication,
+/// heartbeats.
 pub fn start(cfg: NodeConfig) -> Result<Node, NodeError> {
-    let engine = Engine::new(EngineConfig::with_memory(cfg.memory_bytes))?;
+    let engine_cfg = EngineConfig::with_memory(cfg.memory_bytes);
+    if cfg.replicas > 0 && engine_cfg.segment_bytes > crate::backup::MAX_REPLICA_BYTES {
+        return Err(NodeError::Config(crate::storage::ConfigError(format!(
+            "segments of {} bytes exceed the largest replica a backup takes ({} bytes)",
+            engine_cfg.segment_bytes,
+            crate::backup::MAX_REPLICA_BYTES
+        ))));
+    }
+    let engine = Engine::new(engine_cfg)?;
     let transport = cfg.listen.first().kind().to_string();
-    let master = Arc::new(Master::new(
-        engine,
-        &transport,
-        &cfg.dispatch.poll.to_string(),
-    ));
-    let service = MasterService {
+    let master = Arc::new(
+        Master::new(engine, &transport, &cfg.dispatch.poll.to_string()).with_replicas(cfg.replicas),
+    );
+    let backup = cfg.backup.clone().map(BackupService::open).transpose()?;
+    if let Some(b) = &backup {
+        master.set_backup(b.clone());
+    }
+    let service = DispatchHandler(MasterService {
         master: master.clone(),
+    });
+    let backup2 = backup.clone();
+    let handler = move |call: &mut IncomingRpc<'_>| {
+        if (0x0300..=0x03FF).contains(&call.opcode().as_u16()) {
+            match &backup2 {
+                Some(b) => faascache_transport::wire::dispatch(&**b, call),
+                None => call.reply_with(Status::SERVICE_NOT_AVAILABLE, |out| {
+                    ErrorReply {
+                        version: 0,
+                        detail: "this server runs without a backup service (--no-backup)",
+                    }
+                    .encode(out)
+                }),
+            }
+        } else {
+            service.handle(call)
+        }
     };
-    let server = faascache_transport::serve(
-        &cfg.listen,
-        Arc::new(DispatchHandler(service)),
-        cfg.dispatch.clone(),
-    )?;
+    let server = faascache_transport::serve(&cfg.listen, Arc::new(handler), cfg.dispatch.clone())?;
     let locator = server.local_locator().to_string();
     if server
         .local_locator()
@@ -141,12 +197,19 @@ pub fn start(cfg: NodeConfig) -> Result<Node, NodeError> {
     {
         tracing::warn!(%locator, "listening on a wildcard address: clients get this locator and cannot use it; listen on a concrete address");
     }
+    let mut services = Services::MASTER;
+    if backup.is_some() {
+        services = Services(services.0 | Services::BACKUP.0);
+    }
+    if cfg.replicas > 0 {
+        services = Services(services.0 | Services::REPLICATED.0);
+    }
     // Enlist, retrying while the coordinator is not up yet.
     let deadline = Instant::now() + cfg.enlist_timeout;
     let (session, id) = loop {
         let attempt = connect(&cfg.coordinator)
             .map_err(CallError::from)
-            .and_then(|s| enlist(&s, &locator, ServerId::NONE).map(|id| (s, id)));
+            .and_then(|s| enlist(&s, &locator, ServerId::NONE, services).map(|id| (s, id)));
         match attempt {
             Ok(ok) => break ok,
             Err(e) if Instant::now() < deadline => {
@@ -162,34 +225,44 @@ pub fn start(cfg: NodeConfig) -> Result<Node, NodeError> {
         }
     };
     master.set_server_id(id);
-    tracing::info!(server = %id, %locator, memory = cfg.memory_bytes, "server enlisted");
+    tracing::info!(server = %id, %locator, memory = cfg.memory_bytes, replicas = cfg.replicas, backup = backup.is_some(), "server enlisted");
+    let replication = crate::master::replicator::start(master.clone(), cfg.coordinator.clone())
+        .map_err(NodeError::Thread)?;
     let stop = Arc::new(AtomicBool::new(false));
-    let (m2, stop2, coord, loc2) = (
+    let declared_dead = Arc::new(AtomicBool::new(false));
+    let (m2, stop2, dead2, coord, loc2) = (
         master.clone(),
         stop.clone(),
+        declared_dead.clone(),
         cfg.coordinator.clone(),
         locator.clone(),
     );
     let heartbeat = std::thread::Builder::new()
         .name("faascache-heartbeat".into())
-        .spawn(move || heartbeat_loop(&m2, &stop2, &coord, &loc2, Some(session)))
+        .spawn(move || heartbeat_loop(&m2, &stop2, &dead2, &coord, &loc2, services, Some(session)))
         .map_err(NodeError::Thread)?;
     Ok(Node {
         server: Some(server),
         master,
+        backup,
         stop,
+        declared_dead,
         heartbeat: Some(heartbeat),
+        replication,
     })
 }
 
 fn heartbeat_loop(
     master: &Master,
     stop: &AtomicBool,
+    declared_dead: &AtomicBool,
     coord: &CoordinatorLocator,
     locator: &str,
+    services: Services,
     mut session: Option<Session>,
 ) {
     let mut down_since: Option<Instant> = None;
+    let mut peers = PeerPinger::default();
     while !stop.load(Ordering::Acquire) {
         std::thread::sleep(HEARTBEAT_INTERVAL);
         if session.as_ref().is_none_or(|s| s.failure().is_some()) {
@@ -203,6 +276,7 @@ fn heartbeat_loop(
             continue;
         };
         let id = master.server_id();
+        peers.check_one(s, id);
         match call(
             s,
             &HeartbeatRequest { server_id: id },
@@ -214,10 +288,20 @@ fn heartbeat_loop(
                     tracing::info!(after = ?t.elapsed(), "coordinator reachable again");
                 }
             }
+            Err(CallError::Failed(f))
+                if f.status == Status::SERVER_DOESNT_EXIST && master.replication.replicas() > 0 =>
+            {
+                // Declared dead: our tablets are recovered from our replicas elsewhere. A
+                // replicated master must not come back with its old data.
+                tracing::error!(server = %id, "the coordinator declared this server dead: stopping (restart it to rejoin as a new server)");
+                declared_dead.store(true, Ordering::Release);
+                master.replication.stop();
+                return;
+            }
             Err(CallError::Failed(f)) if f.status == Status::SERVER_DOESNT_EXIST => {
                 // The coordinator does not know us as up (it lost its state, or timed us out):
                 // register again, offering our id.
-                match enlist(s, locator, id) {
+                match enlist(s, locator, id, services) {
                     Ok(new) => {
                         master.set_server_id(new);
                         tracing::warn!(old = %id, new = %new, "re-enlisted with the coordinator");
@@ -232,6 +316,70 @@ fn heartbeat_loop(
                 }
                 session = None;
             }
+        }
+    }
+}
+
+/// Failure detection among servers: each heartbeat, ping the next other server in the list;
+/// one that does not answer is reported to the coordinator (`HintServerCrashed`), which checks
+/// it itself before declaring it crashed.
+#[derive(Default)]
+struct PeerPinger {
+    list: Vec<(ServerId, String)>,
+    listed_at: Option<Instant>,
+    next: usize,
+}
+
+/// Timeout of a peer ping.
+const PEER_PING_TIMEOUT: Duration = Duration::from_millis(300);
+
+impl PeerPinger {
+    fn check_one(&mut self, coordinator: &Session, me: ServerId) {
+        use faascache_transport::msg::coordinator::{
+            GetServerListRequest, HintServerCrashedRequest, ServerStatus,
+        };
+        if self
+            .listed_at
+            .is_none_or(|t| t.elapsed() > Duration::from_secs(5))
+        {
+            self.listed_at = Some(Instant::now());
+            let req = GetServerListRequest {
+                services: Services(0),
+            };
+            if let Ok(list) = call(coordinator, &req, COORDINATOR_RPC_TIMEOUT, |r| {
+                r.servers
+                    .iter()
+                    .filter(|e| e.status == ServerStatus::Up && e.id != me)
+                    .map(|e| (e.id, e.locator.to_string()))
+                    .collect::<Vec<_>>()
+            }) {
+                self.list = list;
+            }
+        }
+        if self.list.is_empty() {
+            return;
+        }
+        self.next = (self.next + 1) % self.list.len();
+        let (id, loc) = self.list[self.next].clone();
+        let alive = loc
+            .parse::<ServiceLocator>()
+            .ok()
+            .and_then(|l| faascache_transport::connect(&l, ClientConfig::default()).ok())
+            .is_some_and(|s| {
+                matches!(
+                    s.call(faascache_transport::Opcode::Ping, &[], PEER_PING_TIMEOUT),
+                    Ok((Status::OK, _))
+                )
+            });
+        if !alive {
+            tracing::warn!(server = %id, locator = %loc, "peer does not answer a ping: telling the coordinator");
+            let _ = call(
+                coordinator,
+                &HintServerCrashedRequest { server: id },
+                COORDINATOR_RPC_TIMEOUT,
+                |_| (),
+            );
+            self.listed_at = None;
         }
     }
 }

@@ -53,6 +53,9 @@ pub fn cluster(masters: usize) -> Cluster {
                 memory_bytes: 64 << 20,
                 dispatch: dispatch(),
                 enlist_timeout: Duration::from_secs(10),
+                // With more than one master, every write goes through replication.
+                replicas: usize::from(masters > 1),
+                backup: Some(faascache_server::backup::BackupConfig::default()),
             })
             .expect("master starts")
         })

@@ -11,6 +11,7 @@
 //! resume when it is back; a master the restarted coordinator does not know enlists again.
 
 pub mod external;
+pub mod recovery;
 pub mod service;
 pub mod state;
 pub mod zk_storage;

@@ -22,8 +22,8 @@ use faascache_transport::msg::coordinator::*;
 use faascache_transport::msg::{call, CallError, ErrorReply, Message, MsgError, Request, Services};
 use faascache_transport::server::IncomingRpc;
 use faascache_transport::{
-    ClientConfig, Dispatch, DispatchConfig, DispatchHandler, Locator, Responder, ServerHandle,
-    ServiceLocator, Session, Status,
+    ClientConfig, Dispatch, DispatchConfig, DispatchHandler, Locator, Opcode, Responder,
+    ServerHandle, ServiceLocator, Session, Status,
 };
 use parking_lot::Mutex;
 
@@ -203,6 +203,13 @@ pub fn start(
             })
             .map_err(StartError::Thread)?,
     );
+    let (c3, stop3) = (coordinator.clone(), stop.clone());
+    threads.push(
+        std::thread::Builder::new()
+            .name("coord-recovery".into())
+            .spawn(move || super::recovery::recovery_loop(c3, stop3))
+            .map_err(StartError::Thread)?,
+    );
     let service = CoordinatorService {
         c: coordinator.clone(),
     };
@@ -268,7 +275,36 @@ impl Coordinator {
         ))
     }
 
-    fn session(&self, locator: &str) -> Result<Session, String> {
+    /// Run `f` on the state (a query).
+    pub(super) fn with_state<T>(&self, f: impl FnOnce(&CoordinatorState) -> T) -> T {
+        f(&self.state.lock())
+    }
+
+    /// [`Coordinator::transition`] for the recovery thread: errors as text.
+    pub(super) fn transition_now<T>(
+        &self,
+        f: impl FnOnce(&mut CoordinatorState) -> Result<(T, Vec<Action>), CoordError>,
+    ) -> Result<(T, Vec<Action>), String> {
+        self.transition(f).map_err(|Fail(s, d)| format!("{s}: {d}"))
+    }
+
+    /// Carry out control sends (see [`Coordinator::send_all`]).
+    pub(super) fn send_actions(&self, actions: Vec<Action>) -> Result<(), String> {
+        self.send_all(actions)
+    }
+
+    /// Whether the server at `locator` answers a ping within `timeout` (a fresh connection).
+    fn answers_ping(&self, locator: &str, timeout: Duration) -> bool {
+        let Ok(loc) = locator.parse::<ServiceLocator>() else {
+            return false;
+        };
+        let Ok(s) = faascache_transport::connect(&loc, ClientConfig::default()) else {
+            return false;
+        };
+        matches!(s.call(Opcode::Ping, &[], timeout), Ok((Status::OK, _)))
+    }
+
+    pub(super) fn session(&self, locator: &str) -> Result<Session, String> {
         if let Some(s) = self.sessions.lock().get(locator) {
             if s.failure().is_none() {
                 return Ok(s.clone());
@@ -615,6 +651,40 @@ impl Dispatch for CoordinatorService {
                 tracing::error!(error = %e, "cannot start a migration thread");
             }
         });
+    }
+
+    fn hint_server_crashed(&self, call: &mut IncomingRpc<'_>) {
+        let req = decode_or_reply!(call, HintServerCrashedRequest);
+        let c = self.c.clone();
+        let Some(responder) = call.defer() else {
+            return;
+        };
+        // Check on a thread of its own: a ping of a dead server may take its timeout.
+        let spawned = std::thread::Builder::new()
+            .name("coord-hint".into())
+            .spawn(move || {
+                let locator = c.with_state(|st| {
+                    st.server(req.server)
+                        .filter(|s| {
+                            s.status == faascache_transport::msg::coordinator::ServerStatus::Up
+                        })
+                        .map(|s| s.locator.clone())
+                });
+                responder.reply(Status::OK, &[]);
+                let Some(locator) = locator else { return };
+                // Two tries: one lost connection is not a crash.
+                for _ in 0..2 {
+                    if c.answers_ping(&locator, Duration::from_millis(500)) {
+                        return;
+                    }
+                }
+                if let Err(e) = c.transition_now(|st| Ok(((), st.confirm_crashed(req.server)))) {
+                    tracing::error!(error = %e, "cannot record a crash");
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start a thread to check a crash hint");
+        }
     }
 
     fn allocate_client_id(&self, call: &mut IncomingRpc<'_>) {

@@ -12,6 +12,9 @@
 
 pub mod exactly_once;
 pub mod migration;
+pub mod recovery;
+pub mod replication;
+pub mod replicator;
 pub mod service;
 pub mod tablets;
 
@@ -27,9 +30,9 @@ use tablets::Ownership;
 
 pub use service::MasterService;
 
-/// What an acknowledged write survives today (shown by `GetServerInfo` / `status`).
+/// What an acknowledged write survives without replication (shown by `status`).
 pub const DURABILITY: &str =
-    "memory only: an acknowledged write is lost if its master crashes (replication comes with the durability issue)";
+    "memory only (--replicas 0): an acknowledged write is lost if its master crashes";
 
 /// One master: the engine, the ownership table and the exactly-once results.
 #[derive(Debug)]
@@ -40,6 +43,10 @@ pub struct Master {
     pub(crate) results: UnackedResults,
     /// Serialises tablet-control steps (take, prepare, drop + delete).
     pub(crate) table_ops: parking_lot::Mutex<()>,
+    /// Segment replication to backups.
+    pub replication: replicator::Replication,
+    /// This server's backup service (for `status`).
+    backup: std::sync::OnceLock<std::sync::Arc<crate::backup::BackupService>>,
     server_id: AtomicU64,
     transport: String,
     poll: String,
@@ -53,9 +60,56 @@ impl Master {
             ownership: RwLock::new(Ownership::default()),
             results: UnackedResults::default(),
             table_ops: parking_lot::Mutex::new(()),
+            replication: replicator::Replication::new(0),
+            backup: std::sync::OnceLock::new(),
             server_id: AtomicU64::new(0),
             transport: transport.to_string(),
             poll: poll.to_string(),
+        }
+    }
+
+    /// Keep `replicas` backup copies of every segment (start the thread with
+    /// [`replicator::start`] once the server id is known).
+    pub fn with_replicas(mut self, replicas: usize) -> Master {
+        self.replication = replicator::Replication::new(replicas);
+        self
+    }
+
+    /// Record this server's backup service (shown by `status`).
+    pub fn set_backup(&self, b: std::sync::Arc<crate::backup::BackupService>) {
+        let _ = self.backup.set(b);
+    }
+
+    /// What an acknowledged write survives, and what this server's backup holds, for `status`.
+    pub fn durability(&self) -> String {
+        let master = match self.replication.replicas() {
+            0 => DURABILITY.to_string(),
+            r => format!(
+                "replicas {r}: an acknowledged write is in DRAM here and on {r} backups of other servers, so it survives the crash of this master and of up to {} of those backups, and — where those backups use --durability disk — their restart ({})",
+                r - 1,
+                self.replication.describe(),
+            ),
+        };
+        match self.backup.get() {
+            None => format!("{master}; backup: none (--no-backup)"),
+            Some(b) => {
+                let st = b.stats();
+                let what = match st.durability {
+                    crate::backup::Durability::Disk => "acknowledged once fdatasync'ed: replicas here survive this process's crash and a power loss",
+                    crate::backup::Durability::Memory if st.dir.is_some() => "acknowledged once in RAM, written to files soon after: replicas here survive a crash of this process only if already flushed",
+                    crate::backup::Durability::Memory => "acknowledged once in RAM: replicas here are lost if this process dies",
+                };
+                format!(
+                    "{master}; backup: durability {} ({what}), {} replicas of {} masters, {} MiB{}",
+                    st.durability,
+                    st.replicas,
+                    st.masters,
+                    st.bytes >> 20,
+                    st.dir
+                        .map(|d| format!(" in {}", d.display()))
+                        .unwrap_or_default()
+                )
+            }
         }
     }
 

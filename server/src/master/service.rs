@@ -7,7 +7,8 @@ use std::sync::Arc;
 use faascache_transport::msg::common::ExactlyOnce;
 use faascache_transport::msg::control::{
     DropTabletOwnershipRequest, GetServerInfoResponse, MigrateTabletOutRequest,
-    PrepareMigrationRequest, ReceiveMigrationDataRequest, TabletRange, TakeTabletOwnershipRequest,
+    PrepareMigrationRequest, ReceiveMigrationDataRequest, RecoverTabletsRequest, TabletRange,
+    TakeTabletOwnershipRequest,
 };
 use faascache_transport::msg::master::*;
 use faascache_transport::msg::{key_hash, ErrorReply, Message, MsgError};
@@ -16,7 +17,7 @@ use faascache_transport::{Dispatch, Status};
 
 use super::exactly_once::{Begin, SavedReply};
 use super::tablets::Range;
-use super::{storage_status, table_id, Master, DURABILITY};
+use super::{storage_status, table_id, Master};
 use crate::storage::{RejectRules, StorageError, TableId, TableOptions, WriteOp};
 
 /// Largest `max_bytes` an enumeration reply is built for (keeps replies far below the protocol
@@ -178,6 +179,19 @@ impl MasterService {
         call.reply_with(r.status, |b| b.extend_from_slice(&r.payload));
     }
 
+    /// Reply to a mutation once the log as it is now is on every replica (at once without
+    /// replication). Retries answered from a saved result wait the same way, so no reply
+    /// acknowledges a write before it is durable.
+    fn send_durable(&self, call: &mut IncomingRpc<'_>, status: Status, payload: Vec<u8>) {
+        let rep = &self.master.replication;
+        if rep.replicas() == 0 {
+            return call.reply_with(status, |b| b.extend_from_slice(&payload));
+        }
+        if let Some(responder) = call.defer() {
+            rep.reply_when_durable(responder, status, payload);
+        }
+    }
+
     fn range(&self, call: &mut IncomingRpc<'_>, r: &TabletRange) -> Option<Range> {
         match table_id(r.table_id) {
             Some(table) => Some(Range {
@@ -305,7 +319,7 @@ impl Dispatch for MasterService {
             e.write(table, req.key, req.value, &rules(&req.rules))
                 .map(|version| VersionResponse { version }.to_vec())
         });
-        Self::send(call, r);
+        self.send_durable(call, r.status, r.payload);
     }
 
     fn remove(&self, call: &mut IncomingRpc<'_>) {
@@ -319,7 +333,7 @@ impl Dispatch for MasterService {
                 .to_vec()
             })
         });
-        Self::send(call, r);
+        self.send_durable(call, r.status, r.payload);
     }
 
     fn increment(&self, call: &mut IncomingRpc<'_>) {
@@ -344,7 +358,7 @@ impl Dispatch for MasterService {
                 }),
             }
         });
-        Self::send(call, r);
+        self.send_durable(call, r.status, r.payload);
     }
 
     fn multi_read(&self, call: &mut IncomingRpc<'_>) {
@@ -420,7 +434,7 @@ impl Dispatch for MasterService {
             });
             items.push(multi_result(&r));
         }
-        call.reply_with(Status::OK, |b| MultiResponse { items }.encode(b));
+        self.send_durable(call, Status::OK, MultiResponse { items }.to_vec());
     }
 
     fn multi_remove(&self, call: &mut IncomingRpc<'_>) {
@@ -445,7 +459,7 @@ impl Dispatch for MasterService {
             });
             items.push(multi_result(&r));
         }
-        call.reply_with(Status::OK, |b| MultiResponse { items }.encode(b));
+        self.send_durable(call, Status::OK, MultiResponse { items }.to_vec());
     }
 
     fn enumerate(&self, call: &mut IncomingRpc<'_>) {
@@ -566,12 +580,48 @@ impl Dispatch for MasterService {
 
     fn receive_migration_data(&self, call: &mut IncomingRpc<'_>) {
         let r = self.do_receive(call.payload());
-        Self::send(call, r);
+        self.send_durable(call, r.status, r.payload);
+    }
+
+    fn recover_tablets(&self, call: &mut IncomingRpc<'_>) {
+        let payload = call.payload().to_vec();
+        if let Err(e) = RecoverTabletsRequest::decode(&payload) {
+            return bad_request(call, e);
+        }
+        let Some(responder) = call.defer() else {
+            return;
+        };
+        let master = self.master.clone();
+        let spawned = std::thread::Builder::new()
+            .name("faascache-recovery".into())
+            .spawn(move || {
+                let Ok(req) = RecoverTabletsRequest::decode(&payload) else {
+                    return responder.reply(Status::REQUEST_FORMAT_ERROR, &[]);
+                };
+                match super::recovery::recover(&master, &req) {
+                    Ok(r) => responder.reply_vec(Status::OK, r.to_vec()),
+                    Err((status, detail)) => {
+                        tracing::error!(crashed = %req.crashed, %status, detail, "recovery failed");
+                        responder.reply_vec(
+                            status,
+                            ErrorReply {
+                                version: 0,
+                                detail: &detail,
+                            }
+                            .to_vec(),
+                        )
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start a recovery thread");
+        }
     }
 
     fn get_server_info(&self, call: &mut IncomingRpc<'_>) {
         let m = &self.master;
         let stats = m.engine.stats();
+        let durability = m.durability();
         let resp = GetServerInfoResponse {
             server_id: m.server_id(),
             budget_bytes: stats.budget_bytes as u64,
@@ -580,7 +630,7 @@ impl Dispatch for MasterService {
             tablets: m.served_ranges() as u32,
             transport: &m.transport,
             poll: &m.poll,
-            durability: DURABILITY,
+            durability: &durability,
         };
         call.reply_with(Status::OK, |b| resp.encode(b));
     }

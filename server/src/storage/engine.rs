@@ -25,6 +25,7 @@ use super::error::{ConfigError, ResizeError, StorageError};
 use super::format::{self, le16, le32, le64, EntryType, ObjectView, TableStat, TombstoneView};
 use super::hashtable::{Found, HashTable, StripeGuard};
 use super::log::{AppendError, HeadMetadata, Log};
+use super::segment::Segment;
 
 /// Identifies a table. Tables are numbered by the coordinator.
 pub type TableId = u32;
@@ -245,6 +246,48 @@ impl std::fmt::Debug for Inner {
         f.debug_struct("Engine")
             .field("log", &self.log.config)
             .finish_non_exhaustive()
+    }
+}
+
+/// A segment of the log as replication sees it (see [`Engine::log_segments`]).
+#[derive(Debug, Clone)]
+pub struct LogSegment {
+    /// Segment id.
+    pub id: u64,
+    /// Whether it was the head when listed.
+    pub head: bool,
+    seg: Arc<Segment>,
+}
+
+impl LogSegment {
+    /// Whether the segment takes no more appends.
+    pub fn closed(&self) -> bool {
+        self.seg.is_closed()
+    }
+    /// Length and checksum of what is appended now.
+    pub fn certificate(&self) -> format::Certificate {
+        self.seg.certificate()
+    }
+    /// For a head: the segments its digest names and the length just past the digest (once
+    /// that prefix is on every replica, the digest is durable).
+    pub fn digest(&self) -> Option<(&[u64], u32)> {
+        self.seg.digest().map(|(v, end)| (v.as_slice(), *end))
+    }
+    /// Whether replication marked it complete on every backup.
+    pub fn replicated(&self) -> bool {
+        self.seg.replicated()
+    }
+    /// Marks it complete on every backup (the cleaner may then touch it), or not.
+    pub fn set_replicated(&self, on: bool) {
+        self.seg.set_replicated(on)
+    }
+    /// Identity of the in-memory copy (a compacted copy has another).
+    pub fn identity(&self) -> u64 {
+        Arc::as_ptr(&self.seg) as u64
+    }
+    /// Whether `other` is the same in-memory segment (not a compacted copy).
+    pub fn same(&self, other: &LogSegment) -> bool {
+        Arc::ptr_eq(&self.seg, &other.seg)
     }
 }
 
@@ -477,10 +520,37 @@ impl Engine {
         key: &[u8],
         rules: &RejectRules,
     ) -> Result<Option<u64>, StorageError> {
+        let mut refused = None;
+        let r = self.remove_if(table, key, |v| match rules.check(Some(v)) {
+            Ok(()) => true,
+            Err(e) => {
+                refused = Some(e);
+                false
+            }
+        });
+        match (r, refused) {
+            (_, Some(e)) => Err(e),
+            (Ok(None), None) => {
+                rules.check(None)?;
+                Ok(None)
+            }
+            (r, None) => r,
+        }
+    }
+
+    /// Removes the object if `pred(version)` holds; `Ok(None)` if absent or refused.
+    fn remove_if(
+        &self,
+        table: TableId,
+        key: &[u8],
+        pred: impl FnOnce(u64) -> bool,
+    ) -> Result<Option<u64>, StorageError> {
         let inner = &self.inner;
         let (info, mut g, existing) = inner.locate(table, key)?;
-        rules.check(existing.as_ref().map(|e| e.version))?;
         let Some(old) = existing else { return Ok(None) };
+        if !pred(old.version) {
+            return Ok(None);
+        }
         let now = inner.clock.now();
         let t = TombstoneView {
             table,
@@ -806,6 +876,64 @@ impl Engine {
                 (s.id, img, cert)
             })
             .collect()
+    }
+
+    /// The segments of the log, oldest id first, for replication.
+    pub fn log_segments(&self) -> Vec<LogSegment> {
+        let (segs, head) = self.inner.log.segments();
+        segs.into_iter()
+            .map(|seg| LogSegment {
+                id: seg.id,
+                head: Some(seg.id) == head,
+                seg,
+            })
+            .collect()
+    }
+
+    /// Appends bytes `from..to` of a segment to `out`; `to` must not exceed the length of a
+    /// certificate of that segment read before.
+    pub fn read_segment(&self, s: &LogSegment, from: usize, to: usize, out: &mut Vec<u8>) {
+        s.seg.read_range(&self.inner.log.arena, from, to, out);
+    }
+
+    /// Opens the first head (with its digest) if the log has none yet.
+    pub fn open_head(&self) {
+        let inner = &self.inner;
+        let _ = inner.log.ensure_head(&**inner, inner.clock.now());
+    }
+
+    /// Replication on: the cleaner touches only segments marked replicated
+    /// ([`LogSegment::set_replicated`]).
+    pub fn require_replication(&self, on: bool) {
+        self.inner.log.require_replicated(on);
+    }
+
+    /// Returns once no cleaning pass is running (one that started before may have chosen a
+    /// segment that has since been marked not replicated).
+    pub fn wait_cleaning(&self) {
+        drop(self.inner.cleaning.lock());
+    }
+
+    /// Recovery: removes the object if its version is `version` or older (a tombstone of the
+    /// crashed master's log), writing a tombstone here so the removal survives this master's
+    /// own crash. Returns whether an object was removed.
+    pub fn remove_versioned(
+        &self,
+        table: TableId,
+        key: &[u8],
+        version: u64,
+    ) -> Result<bool, StorageError> {
+        self.raise_version_floor(version);
+        self.remove_if(table, key, |v| v <= version)
+            .map(|r| r.is_some())
+    }
+
+    /// Versions handed out from now on are above `version` (recovery: the crashed master's
+    /// safe version).
+    pub fn raise_version_floor(&self, version: u64) {
+        self.inner
+            .next_version
+            .fetch_max(version.saturating_add(1), Ordering::Relaxed);
     }
 
     fn check_value(&self, key: &[u8], value: &[u8]) -> Result<(), StorageError> {

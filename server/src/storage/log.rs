@@ -60,6 +60,9 @@ pub struct Log {
     scratch: Mutex<Vec<u8>>,
     /// Counts level-2 removals: a tombstone can only die when this moves.
     removals: std::sync::atomic::AtomicU64,
+    /// With replication on, the cleaner touches only segments marked replicated (complete on
+    /// every backup): a segment's bytes must not change under the replicator.
+    require_replicated: std::sync::atomic::AtomicBool,
 }
 
 impl Log {
@@ -84,6 +87,7 @@ impl Log {
             registry: Mutex::new(BTreeMap::new()),
             scratch: Mutex::new(Vec::new()),
             removals: std::sync::atomic::AtomicU64::new(1),
+            require_replicated: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -115,6 +119,15 @@ impl Log {
         let head = st.head.as_ref().expect("just opened");
         head.append(&self.arena, ty, body, timestamp)
             .ok_or(AppendError::TooLarge)
+    }
+
+    /// Opens a head if there is none yet (so the log has a digest before the first write).
+    pub fn ensure_head(&self, meta: &dyn HeadMetadata, now: u32) -> Result<(), AppendError> {
+        let mut st = self.state.lock();
+        if st.head.is_some() {
+            return Ok(());
+        }
+        self.roll_head_locked(&mut st, meta, now, self.config.reserve_seglets())
     }
 
     /// Closes the head and opens a new one whose digest names the log as it is now. The
@@ -161,6 +174,7 @@ impl Log {
         format::encode_log_digest(&mut body, &ids);
         seg.append(&self.arena, EntryType::LogDigest, &body, None)
             .expect("digest fits");
+        seg.set_digest(ids, seg.certificate().length);
         format::encode_safe_version(&mut body, meta.safe_version());
         seg.append(&self.arena, EntryType::SafeVersion, &body, None)
             .expect("fits");
@@ -241,6 +255,20 @@ impl Log {
     /// Frees a side segment that was never published (a compaction that was abandoned).
     pub fn discard_side_segment(&self, seg: Arc<Segment>) {
         self.arena.free(seg.seglets());
+    }
+
+    /// From the next cleaning pass on, clean only segments marked replicated.
+    pub fn require_replicated(&self, on: bool) {
+        self.require_replicated
+            .store(on, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Whether the cleaner may touch `seg`.
+    pub fn cleanable(&self, seg: &Segment) -> bool {
+        !self
+            .require_replicated
+            .load(std::sync::atomic::Ordering::Acquire)
+            || seg.replicated()
     }
 
     /// Whether segment `id` is still part of the log.

@@ -22,7 +22,7 @@ mod sys;
 pub use cleaner::{CleanReport, CleanerCounters, Want};
 pub use config::EngineConfig;
 pub use engine::{
-    key_hash, Clock, Engine, EngineStats, EnumeratedObject, Enumeration, RejectRules, SystemClock,
-    TableId, TableOptions, WriteOp,
+    key_hash, Clock, Engine, EngineStats, EnumeratedObject, Enumeration, LogSegment, RejectRules,
+    SystemClock, TableId, TableOptions, WriteOp,
 };
 pub use error::{ConfigError, FormatError, ResizeError, StorageError};

@@ -145,6 +145,12 @@ pub struct Segment {
     dead_tombstones: AtomicUsize,
     /// Log removal generation at the last recount.
     recounted_at: AtomicU64,
+    /// A head's digest (the segments of the log when it opened) and the segment length just
+    /// past it; unset for segments that are not heads.
+    digest: std::sync::OnceLock<(Vec<u64>, u32)>,
+    /// Complete on every backup (set by replication; the cleaner needs it when replication
+    /// is on).
+    replicated: AtomicBool,
 }
 
 impl Segment {
@@ -163,7 +169,29 @@ impl Segment {
             tombstone_bytes: AtomicUsize::new(0),
             dead_tombstones: AtomicUsize::new(0),
             recounted_at: AtomicU64::new(0),
+            digest: std::sync::OnceLock::new(),
+            replicated: AtomicBool::new(false),
         }
+    }
+
+    /// Records the head's digest and the length up to its end.
+    pub fn set_digest(&self, segments: Vec<u64>, end: u32) {
+        let _ = self.digest.set((segments, end));
+    }
+
+    /// Whether replication marked the segment complete on every backup.
+    pub fn replicated(&self) -> bool {
+        self.replicated.load(Ordering::Acquire)
+    }
+
+    /// Marks the segment complete (or not) on every backup.
+    pub fn set_replicated(&self, on: bool) {
+        self.replicated.store(on, Ordering::Release);
+    }
+
+    /// A head's digest and the segment length just past it.
+    pub fn digest(&self) -> Option<&(Vec<u64>, u32)> {
+        self.digest.get()
     }
 
     /// Bytes of tombstones appended to this segment.
@@ -309,14 +337,27 @@ impl Segment {
     /// verification with [`format::SegmentIterator`]).
     pub fn copy_out(&self, arena: &Arena) -> (Vec<u8>, Certificate) {
         let cert = self.certificate();
-        let mut out = vec![0u8; cert.length as usize];
-        let mut off = 0;
-        while off < out.len() {
-            let n = (self.seglet_bytes - off % self.seglet_bytes).min(out.len() - off);
-            arena.read(self.addr_of(arena, off), &mut out[off..off + n]);
+        let mut out = Vec::new();
+        self.read_range(arena, 0, cert.length as usize, &mut out);
+        (out, cert)
+    }
+
+    /// Appends bytes `from..to` of the segment to `out`. `to` must not exceed the length of a
+    /// certificate read earlier (bytes below it never change).
+    pub fn read_range(&self, arena: &Arena, from: usize, to: usize, out: &mut Vec<u8>) {
+        assert!(
+            from <= to && to <= self.capacity(),
+            "bad range {from}..{to}"
+        );
+        let base = out.len();
+        out.resize(base + (to - from), 0);
+        let mut off = from;
+        while off < to {
+            let n = (self.seglet_bytes - off % self.seglet_bytes).min(to - off);
+            let at = base + off - from;
+            arena.read(self.addr_of(arena, off), &mut out[at..at + n]);
             off += n;
         }
-        (out, cert)
     }
 
     /// Calls `f(addr, header)` for every entry appended, in order, by walking entry headers.

@@ -114,28 +114,32 @@ pub fn coordinator_with(dir: &Path, port: u16, tag: &str, extra: &[&str]) -> (Pr
     (p, loc)
 }
 
-/// Start a server joined to `coord`.
+/// Start a server joined to `coord`, without replication (`--replicas 0`).
 pub fn server(dir: &Path, coord: &str, name: &str) -> (Proc, String) {
+    server_with(dir, coord, name, &["--replicas", "0"])
+}
+
+/// Start a server joined to `coord` with extra flags.
+pub fn server_with(dir: &Path, coord: &str, name: &str, extra: &[&str]) -> (Proc, String) {
     let lf = dir.join(format!("{name}.locator"));
     let _ = std::fs::remove_file(&lf);
-    let p = spawn(
-        name,
-        &[
-            "server",
-            "--coordinator",
-            coord,
-            "--listen",
-            "tcp:host=127.0.0.1,port=0",
-            "--memory",
-            "48MiB",
-            "--poll",
-            "block",
-            "--no-pin",
-            "--locator-file",
-            lf.to_str().unwrap(),
-        ],
-        dir,
-    );
+    let lfs = lf.to_str().unwrap().to_string();
+    let mut args = vec![
+        "server",
+        "--coordinator",
+        coord,
+        "--listen",
+        "tcp:host=127.0.0.1,port=0",
+        "--memory",
+        "48MiB",
+        "--poll",
+        "block",
+        "--no-pin",
+        "--locator-file",
+        &lfs,
+    ];
+    args.extend_from_slice(extra);
+    let p = spawn(name, &args, dir);
     let loc = wait_file(&lf, T);
     (p, loc)
 }

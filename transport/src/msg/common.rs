@@ -246,8 +246,10 @@ impl Services {
     pub const MASTER: Services = Services(1);
     /// Backup: keeps replicas of other masters' segments (issue "Durability").
     pub const BACKUP: Services = Services(2);
+    /// The master replicates its log to backups: recover it from them if it crashes.
+    pub const REPLICATED: Services = Services(4);
     /// Every bit this build knows.
-    pub const KNOWN: u32 = 3;
+    pub const KNOWN: u32 = 7;
     /// Does this mask include all of `other`?
     pub const fn has(self, other: Services) -> bool {
         self.0 & other.0 == other.0

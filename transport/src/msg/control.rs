@@ -365,3 +365,125 @@ mod tests {
         ));
     }
 }
+
+/// Most tablet ranges in one `RecoverTablets`.
+pub const MAX_RECOVER_RANGES: usize = 1024;
+/// Most segments in one `RecoverTablets` (8 TiB of 8 MiB segments).
+pub const MAX_RECOVER_SEGMENTS: usize = 1 << 20;
+/// Most backups listed for one segment.
+pub const MAX_RECOVER_BACKUPS: usize = 16;
+
+/// A segment of the crashed master's log and the backups holding a replica of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecoverySegment<'a> {
+    /// Segment id.
+    pub segment_id: u64,
+    /// Backups with a replica (id, locator), best first.
+    pub backups: Vec<(ServerId, &'a str)>,
+}
+
+/// `RecoverTablets` (coordinator → recovery master): crashed master `u64`; ranges (count `u32`,
+/// 24 bytes each, at most [`MAX_RECOVER_RANGES`]); segments (count `u32`, at most
+/// [`MAX_RECOVER_SEGMENTS`]; each: id `u64`, backup count `u8` (1..=[`MAX_RECOVER_BACKUPS`]),
+/// each backup: id `u64`, locator (`u16` len)). The master fetches the entries of every segment
+/// that fall in the ranges from one of its backups (`BackupGetRecoveryData`), replays them (the
+/// newest version of each key wins; tombstones remove older versions), waits until what it
+/// wrote is on its own replicas, and replies with what it recovered. It does not serve the
+/// ranges until the coordinator sends `TakeTabletOwnership`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecoverTabletsRequest<'a> {
+    /// The crashed master.
+    pub crashed: ServerId,
+    /// The key-hash ranges to recover.
+    pub ranges: Vec<TabletRange>,
+    /// Every segment of the crashed master's log (its newest digest).
+    pub segments: Vec<RecoverySegment<'a>>,
+}
+
+/// `RecoverTablets` reply: objects `u64`, bytes `u64` (key + value) recovered, segments
+/// `u64` read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RecoverTabletsResponse {
+    /// Live objects recovered.
+    pub objects: u64,
+    /// Their key + value bytes.
+    pub bytes: u64,
+    /// Recovery-data bytes read from backups.
+    pub read_bytes: u64,
+}
+
+impl<'a> Message<'a> for RecoverTabletsRequest<'a> {
+    fn encode(&self, out: &mut Vec<u8>) {
+        let mut w = Writer::new(out);
+        w.u64(self.crashed.0);
+        write_count(&mut w, self.ranges.len());
+        for r in &self.ranges {
+            r.write(&mut w);
+        }
+        write_count(&mut w, self.segments.len());
+        for s in &self.segments {
+            w.u64(s.segment_id).u8(s.backups.len() as u8);
+            for (id, loc) in &s.backups {
+                w.u64(id.0).bytes_u16(loc.as_bytes());
+            }
+        }
+    }
+    fn decode(buf: &'a [u8]) -> Result<Self, MsgError> {
+        decode_all(buf, |r| {
+            let crashed = ServerId(r.u64()?);
+            let n = read_count(r, "ranges", TabletRange::LEN, MAX_RECOVER_RANGES)?;
+            let mut ranges = Vec::with_capacity(n);
+            for _ in 0..n {
+                ranges.push(TabletRange::read(r)?);
+            }
+            let n = read_count(r, "segments", 8 + 1 + 10, MAX_RECOVER_SEGMENTS)?;
+            let mut segments = Vec::with_capacity(n);
+            for _ in 0..n {
+                let segment_id = r.u64()?;
+                let k = r.u8()? as usize;
+                if k == 0 || k > MAX_RECOVER_BACKUPS {
+                    return Err(MsgError::BadField {
+                        field: "backup count",
+                        value: k as u64,
+                    });
+                }
+                let mut backups = Vec::with_capacity(k);
+                for _ in 0..k {
+                    let id = ServerId(r.u64()?);
+                    backups.push((id, read_str(r, "backup locator", MAX_LOCATOR_LEN)?));
+                }
+                segments.push(RecoverySegment {
+                    segment_id,
+                    backups,
+                });
+            }
+            Ok(RecoverTabletsRequest {
+                crashed,
+                ranges,
+                segments,
+            })
+        })
+    }
+}
+impl<'a> Request<'a> for RecoverTabletsRequest<'a> {
+    const OPCODE: Opcode = Opcode::RecoverTablets;
+    type Response<'b> = RecoverTabletsResponse;
+}
+
+impl Message<'_> for RecoverTabletsResponse {
+    fn encode(&self, out: &mut Vec<u8>) {
+        Writer::new(out)
+            .u64(self.objects)
+            .u64(self.bytes)
+            .u64(self.read_bytes);
+    }
+    fn decode(buf: &[u8]) -> Result<Self, MsgError> {
+        decode_all(buf, |r| {
+            Ok(RecoverTabletsResponse {
+                objects: r.u64()?,
+                bytes: r.u64()?,
+                read_bytes: r.u64()?,
+            })
+        })
+    }
+}

@@ -738,3 +738,29 @@ mod tests {
         ));
     }
 }
+
+/// `HintServerCrashed` (server → coordinator): the sender could not reach server `u64`. The
+/// coordinator pings it itself and marks it crashed (starting recovery) only if it does not
+/// answer. Reply empty.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HintServerCrashedRequest {
+    /// The suspect.
+    pub server: ServerId,
+}
+
+impl Message<'_> for HintServerCrashedRequest {
+    fn encode(&self, out: &mut Vec<u8>) {
+        Writer::new(out).u64(self.server.0);
+    }
+    fn decode(buf: &[u8]) -> Result<Self, MsgError> {
+        decode_all(buf, |r| {
+            Ok(HintServerCrashedRequest {
+                server: ServerId(r.u64()?),
+            })
+        })
+    }
+}
+impl Request<'_> for HintServerCrashedRequest {
+    const OPCODE: Opcode = Opcode::HintServerCrashed;
+    type Response<'b> = Empty;
+}

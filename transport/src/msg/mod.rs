@@ -17,8 +17,10 @@
 //! than 65 535 bytes is a caller bug and panics in the writer.
 //!
 //! Modules: [`common`] (reject rules, exactly-once header, server ids, error replies),
-//! [`master`] (`0x01xx`), [`coordinator`] (`0x02xx`), [`control`] (`0x04xx`).
+//! [`master`] (`0x01xx`), [`coordinator`] (`0x02xx`), [`backup`] (`0x03xx`), [`control`]
+//! (`0x04xx`).
 
+pub mod backup;
 pub mod common;
 pub mod control;
 pub mod coordinator;
@@ -412,6 +414,7 @@ mod tests {
 
     macro_rules! decode_all_kinds {
         ($bytes:expr) => {{
+            use super::backup::*;
             use super::control::*;
             use super::coordinator::*;
             use super::master::*;
@@ -454,6 +457,13 @@ mod tests {
             let _ = ReceiveMigrationDataRequest::decode(b);
             let _ = GetServerInfoRequest::decode(b);
             let _ = GetServerInfoResponse::decode(b);
+            let _ = BackupWriteRequest::decode(b);
+            let _ = BackupFreeRequest::decode(b);
+            let _ = BackupGetReplicasRequest::decode(b);
+            let _ = BackupGetReplicasResponse::decode(b);
+            let _ = BackupGetRecoveryDataRequest::decode(b);
+            let _ = BackupGetRecoveryDataResponse::decode(b);
+            let _ = BackupRecoveryDoneRequest::decode(b);
             let _ = ErrorReply::decode(b);
             let _ = Empty::decode(b);
         }};

@@ -103,6 +103,16 @@ macro_rules! rpc_table {
             )*
         }
 
+        /// A shared service serves like the service itself (`DispatchHandler(Arc<S>)`).
+        impl<D: Dispatch + ?Sized> Dispatch for std::sync::Arc<D> {
+            $(
+                $(#[doc = $doc])*
+                fn $method(&self, call: &mut $crate::server::IncomingRpc<'_>) {
+                    (**self).$method(call)
+                }
+            )*
+        }
+
         /// Route `call` to the [`Dispatch`] method for its opcode.
         pub fn dispatch<D: Dispatch + ?Sized>(service: &D, call: &mut $crate::server::IncomingRpc<'_>) {
             match call.opcode() { $( Opcode::$name => service.$method(call), )* }
@@ -186,6 +196,19 @@ rpc_table! {
     MigrateTablet = 0x020A => migrate_tablet,
     /// A fresh client id for exactly-once mutations.
     AllocateClientId = 0x020B => allocate_client_id,
+    /// A server suspects another crashed (the coordinator checks before acting).
+    HintServerCrashed = 0x020C => hint_server_crashed,
+    // ---- backup (payloads: `msg::backup`)
+    /// Master → backup: write (open, append, close) a replica of a log segment.
+    BackupWrite = 0x0301 => backup_write,
+    /// Master → backup: free a replica. Idempotent.
+    BackupFree = 0x0302 => backup_free,
+    /// Coordinator → backup: list a crashed master's replicas and its log digest; fences the master.
+    BackupGetReplicas = 0x0303 => backup_get_replicas,
+    /// Recovery master → backup: a replica's entries of the tablets being recovered.
+    BackupGetRecoveryData = 0x0304 => backup_get_recovery_data,
+    /// Coordinator → backup: recovery of a master is complete; free its replicas.
+    BackupRecoveryDone = 0x0305 => backup_recovery_done,
     // ---- server control (payloads: `msg::control`)
     /// Coordinator → master: serve a tablet.
     TakeTabletOwnership = 0x0401 => take_tablet_ownership,
@@ -199,6 +222,8 @@ rpc_table! {
     ReceiveMigrationData = 0x0405 => receive_migration_data,
     /// Any server: id, memory, tablets, transport (for `status`).
     GetServerInfo = 0x0406 => get_server_info,
+    /// Coordinator → recovery master: replay a crashed master's tablets from its replicas.
+    RecoverTablets = 0x0407 => recover_tablets,
     /// Test-only opcode that no built-in handler serves (exercises `UNIMPLEMENTED_REQUEST`).
     TestUnserved = 0xF001 => test_unserved,
     /// Test-only opcode for handlers written by tests.

@@ -1,6 +1,6 @@
 //! Status codes carried in every response header.
 //!
-//! Codes 0..=21 follow RAMCloud's numbering (`src/Status.h`) so that traces and habits carry over;
+//! Codes 0..=26 follow RAMCloud's numbering (`src/Status.h`) so that traces and habits carry over;
 //! FaaSCache-specific codes start at 100 so RAMCloud's later additions never collide.
 //! A status the build does not know is kept as its raw number (forward compatibility).
 
@@ -53,6 +53,7 @@ statuses! {
     TIMEOUT = 19, "the operation timed out: the server or the network is slow or down; retry or check the server";
     SERVER_DOESNT_EXIST = 20, "the server is not (or no longer) in the cluster: refresh the server list";
     INTERNAL_ERROR = 21, "the server hit an internal error: see its log; this is a bug";
+    CALLER_NOT_IN_CLUSTER = 26, "the coordinator declared this server dead (or it never enlisted): it must stop serving and exit";
     REQUEST_TOO_LARGE = 100, "the request payload exceeds the protocol maximum (8 MiB + 64 KiB): split it";
     BAD_PROTOCOL_VERSION = 101, "the peer speaks another protocol version: run the same FaaSCache version on both sides";
     SHUTTING_DOWN = 102, "the server is shutting down: retry on another server or after restart";

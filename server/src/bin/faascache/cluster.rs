@@ -54,6 +54,14 @@ pub enum ClusterCommand {
         /// Give up if the cluster is not up after this many seconds
         #[arg(long, value_name = "SECONDS", default_value_t = 30)]
         timeout: u64,
+        /// Backup copies of each master's log on other servers [default: 3, or servers − 2 if
+        /// fewer servers, at least 1: so writes go on after one server crashes]
+        #[arg(long, value_name = "R")]
+        replicas: Option<usize>,
+        /// Backups acknowledge replicas once in memory, or once on disk (files under
+        /// DIR/backups/)
+        #[arg(long, value_name = "MODE", default_value = "memory")]
+        durability: faascache_server::backup::Durability,
     },
     /// Stop a cluster started by `cluster up` (its supervisor, or its children if the supervisor
     /// is gone)
@@ -88,13 +96,19 @@ pub fn run(cmd: ClusterCommand) -> Result<()> {
             memory,
             poll,
             timeout,
+            replicas,
+            durability,
         } => up(
-            servers,
+            &Options {
+                servers,
+                transport,
+                memory,
+                poll: poll.unwrap_or_else(|| default_poll(servers)),
+                timeout: Duration::from_secs(timeout),
+                replicas: replicas_for(servers, replicas)?,
+                durability,
+            },
             &dir,
-            &transport,
-            memory,
-            &poll.unwrap_or_else(|| default_poll(servers)),
-            Duration::from_secs(timeout),
         ),
         ClusterCommand::Down { dir } => down(&dir),
     }
@@ -244,16 +258,46 @@ impl Started {
     }
 }
 
-fn up(
-    servers: usize,
-    dir: &Path,
-    transport: &str,
-    memory: usize,
-    poll: &PollMode,
-    timeout: Duration,
-) -> Result<()> {
+/// How to start a local cluster.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Servers.
+    pub servers: usize,
+    /// tcp or udp.
+    pub transport: String,
+    /// Log memory per server.
+    pub memory: usize,
+    /// Server polling mode.
+    pub poll: PollMode,
+    /// Give up after this long.
+    pub timeout: Duration,
+    /// Backup copies of each master's log.
+    pub replicas: usize,
+    /// Backup durability (disk: files under DIR/backups/).
+    pub durability: faascache_server::backup::Durability,
+}
+
+/// Replicas for `servers` servers: the requested number if possible (a clear error if not),
+/// else 3, or fewer so that after one crash every master still finds enough backups
+/// (servers − 2, at least 1; 0 for a single server).
+pub fn replicas_for(servers: usize, requested: Option<usize>) -> Result<usize> {
+    let others = servers.saturating_sub(1);
+    match requested {
+        Some(r) if r > others => bail!(
+            "--replicas {r} needs at least {} servers (a master never keeps a replica of its own log): use --servers {} or fewer replicas",
+            r + 1,
+            r + 1
+        ),
+        Some(r) => Ok(r),
+        None => Ok(3.min(servers.saturating_sub(2)).max(others.min(1))),
+    }
+}
+
+fn up(o: &Options, dir: &Path) -> Result<()> {
     let stop = termination()?;
-    let mut started = start(servers, dir, transport, memory, poll, timeout)?;
+    let servers = o.servers;
+    let transport = o.transport.as_str();
+    let mut started = start(o, dir)?;
     let coordinator = started.coordinator.clone();
     let dir = started.dir.clone();
     let c = &mut started.cluster;
@@ -282,14 +326,10 @@ fn up(
 }
 
 /// Starts a coordinator and `servers` servers as child processes and waits until all are up.
-pub fn start(
-    servers: usize,
-    dir: &Path,
-    transport: &str,
-    memory: usize,
-    poll: &PollMode,
-    timeout: Duration,
-) -> Result<Started> {
+pub fn start(o: &Options, dir: &Path) -> Result<Started> {
+    let (servers, transport, memory, timeout) =
+        (o.servers, o.transport.as_str(), o.memory, o.timeout);
+    let poll = &o.poll;
     if servers == 0 {
         bail!("--servers must be at least 1");
     }
@@ -300,7 +340,7 @@ pub fn start(
         bail!("a cluster is already running in {} (supervisor pid {pid}); stop it with `faascache cluster down --dir {}`", dir.display(), dir.display());
     }
     // A fresh cluster: clear the previous run's state.
-    for sub in ["pids", "logs", "run", "coordinator-storage"] {
+    for sub in ["pids", "logs", "run", "coordinator-storage", "backups"] {
         let p = dir.join(sub);
         if p.exists() {
             std::fs::remove_dir_all(&p).with_context(|| format!("cannot clear {}", p.display()))?;
@@ -345,23 +385,32 @@ pub fn start(
     tracing::info!(%coordinator, %transport, "coordinator up");
     for i in 1..=servers {
         let name = format!("server-{i}");
-        c.spawn(
-            &name,
-            &[
-                "server".into(),
-                "--coordinator".into(),
-                coordinator.clone(),
-                "--listen".into(),
-                format!("{transport}:host=127.0.0.1,port=0"),
-                "--memory".into(),
-                memory.to_string(),
-                "--poll".into(),
-                poll.clone(),
-                "--no-pin".into(),
-                "--locator-file".into(),
-                run(&name),
-            ],
-        )?;
+        let mut args: Vec<String> = vec![
+            "server".into(),
+            "--coordinator".into(),
+            coordinator.clone(),
+            "--listen".into(),
+            format!("{transport}:host=127.0.0.1,port=0"),
+            "--memory".into(),
+            memory.to_string(),
+            "--poll".into(),
+            poll.clone(),
+            "--no-pin".into(),
+            "--locator-file".into(),
+            run(&name),
+            "--replicas".into(),
+            o.replicas.to_string(),
+        ];
+        if o.durability == faascache_server::backup::Durability::Disk {
+            let bdir = dir.join("backups").join(&name);
+            args.extend([
+                "--durability".into(),
+                "disk".into(),
+                "--backup-dir".into(),
+                bdir.display().to_string(),
+            ]);
+        }
+        c.spawn(&name, &args)?;
     }
     for i in 1..=servers {
         let name = format!("server-{i}");

@@ -73,6 +73,25 @@ pub struct ServerArgs {
     /// Write the locator actually served (with the real port) to this file once enlisted
     #[arg(long, value_name = "FILE")]
     pub locator_file: Option<PathBuf>,
+    /// Backup copies of every log segment, on other servers' backups; a write is acknowledged
+    /// once all of them hold it. 0 = memory only (a crash loses this master's data). Writes
+    /// wait (with a clear message) while fewer other backups are up.
+    #[arg(long, value_name = "R", default_value_t = 3)]
+    pub replicas: usize,
+    /// Run no backup service on this server (it then keeps no replicas of other masters)
+    #[arg(long)]
+    pub no_backup: bool,
+    /// Directory for this server's replica files (found again after a restart); without it
+    /// replicas live in memory only
+    #[arg(long, value_name = "DIR")]
+    pub backup_dir: Option<PathBuf>,
+    /// When the backup acknowledges a replica write: memory (once in RAM; files written soon
+    /// after) or disk (once fdatasync'ed; needs --backup-dir)
+    #[arg(long, value_name = "MODE", default_value = "memory")]
+    pub durability: faascache_server::backup::Durability,
+    /// Most replica bytes this backup keeps (units B, KiB, MiB, GiB)
+    #[arg(long, value_name = "SIZE", default_value = "4GiB", value_parser = parse_size)]
+    pub backup_capacity: usize,
 }
 
 fn locator(s: &str, what: &str) -> Result<ServiceLocator> {
@@ -191,14 +210,35 @@ pub fn server(args: ServerArgs) -> Result<()> {
             poll: args.poll,
         },
         enlist_timeout: args.enlist_timeout,
+        replicas: args.replicas,
+        backup: (!args.no_backup).then(|| faascache_server::backup::BackupConfig {
+            dir: args.backup_dir.clone(),
+            durability: args.durability,
+            capacity_bytes: args.backup_capacity,
+        }),
     };
+    if args.durability == faascache_server::backup::Durability::Disk && args.backup_dir.is_none() {
+        anyhow::bail!("--durability disk needs --backup-dir DIR (where the replicas are written)");
+    }
     let node = node::start(cfg).context("cannot start the server")?;
     let served = node.locator().to_string();
     println!("server {} serving at {served}", node.master().server_id());
     if let Some(f) = &args.locator_file {
         write_atomic(f, &served)?;
     }
-    let _ = stop.recv();
+    loop {
+        match stop.recv_timeout(Duration::from_millis(100)) {
+            Err(mpsc::RecvTimeoutError::Timeout) if !node.fenced() => continue,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                // Declared dead: our tablets are being recovered elsewhere; serving on would
+                // only confuse clients. Exit non-zero so a supervisor restarts us fresh.
+                tracing::error!("declared dead by the coordinator: exiting");
+                node.shutdown();
+                std::process::exit(3);
+            }
+            _ => break,
+        }
+    }
     tracing::info!("shutting down");
     node.shutdown();
     Ok(())

@@ -64,13 +64,19 @@ pub fn run(a: DemoArgs) -> Result<()> {
         .unwrap_or_else(|| super::cluster::default_poll(a.servers));
     eprintln!("faascache demo: servers poll in {poll} mode");
     let t = Instant::now();
+    let replicas = super::cluster::replicas_for(a.servers, None)?;
+    eprintln!("faascache demo: each master keeps {replicas} backup replica(s) of its log on the other servers");
     let cluster = super::cluster::start(
-        a.servers,
+        &super::cluster::Options {
+            servers: a.servers,
+            transport: a.transport.clone(),
+            memory: a.memory,
+            poll,
+            timeout: Duration::from_secs(30),
+            replicas,
+            durability: faascache_server::backup::Durability::Memory,
+        },
         &a.dir,
-        &a.transport,
-        a.memory,
-        &poll,
-        Duration::from_secs(30),
     )?;
     println!(
         "cluster up in {:.2} s: coordinator {} (logs in {})",

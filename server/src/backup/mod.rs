@@ -1,0 +1,154 @@
+//! The backup service: keeps replicas of other masters' log segments (in memory, optionally in
+//! files) and hands them to the coordinator and recovery masters when a master crashed
+//! (RAMCloud's durability scheme; protocol in `docs/protocol.md`, "Backup", messages in
+//! `faascache_transport::msg::backup`).
+//!
+//! Reading order: [`file`] (the replica file format) → [`recovery`] (validation, digest,
+//! filtering by tablet, the recovery master's parser) → [`store`] (the replicas, their locks,
+//! fencing, capacity, the flusher) → [`service`] (the RPC handlers).
+//!
+//! Durability ([`Durability`]): `Memory` replies once the bytes are in this process's memory
+//! (survives the crash of the *master*, not of this backup; with a directory a background
+//! flusher writes replicas to files soon after, so a restarted backup finds most of them and
+//! every closed one); `Disk` replies once the bytes and the header naming them are written and
+//! `fdatasync`ed (survives power loss of this machine).
+//!
+//! Invariants: a replica is never larger than [`MAX_REPLICA_BYTES`] and no allocation is sized
+//! by a length that was not checked against it; a replica is handed out for recovery only if it
+//! validates under its certificate; a master fenced by `BackupGetReplicas` can never again
+//! write to this backup (until this process restarts: fences live in memory, and server ids are
+//! never reused). Threading: every method may be called from any dispatch thread.
+
+pub mod file;
+pub mod recovery;
+pub mod service;
+pub mod store;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use faascache_transport::msg::backup::MAX_REPLICA_BYTES;
+pub use recovery::{for_each_recovery_entry, RecoveryEntry};
+pub use service::BackupService;
+
+/// How often the memory-mode flusher looks for replicas to write even if nobody woke it (it is
+/// woken by every write; this only bounds the delay if a wake-up is missed).
+pub const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Default capacity: replicas of 64 default-sized segments (512 MiB).
+pub const DEFAULT_CAPACITY_BYTES: usize = 64 * MAX_REPLICA_BYTES;
+
+/// What an acknowledged `BackupWrite` survives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Durability {
+    /// In this process's memory (files written soon after, if there is a directory).
+    #[default]
+    Memory,
+    /// Written to the replica's file and `fdatasync`ed (needs a directory).
+    Disk,
+}
+
+impl Durability {
+    /// `"memory"` or `"disk"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Durability::Memory => "memory",
+            Durability::Disk => "disk",
+        }
+    }
+}
+
+impl std::fmt::Display for Durability {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Durability {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "memory" => Ok(Durability::Memory),
+            "disk" => Ok(Durability::Disk),
+            _ => Err(format!(
+                "unknown durability `{s}`: use `memory` (reply once buffered in RAM) or `disk` \
+                 (reply once fdatasync'ed; needs a backup directory)"
+            )),
+        }
+    }
+}
+
+/// Configuration of a backup service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupConfig {
+    /// Directory of the replica files (`--backup-dir`); `None` keeps replicas in memory only.
+    pub dir: Option<PathBuf>,
+    /// When a write is acknowledged.
+    pub durability: Durability,
+    /// Bytes of replicas this backup accepts. An open replica reserves the capacity declared in
+    /// its segment header (at most [`MAX_REPLICA_BYTES`]; all of it until that header arrived),
+    /// a closed one its length. An `OPEN` that does not fit is answered `RETRY`.
+    pub capacity_bytes: usize,
+}
+
+impl Default for BackupConfig {
+    fn default() -> Self {
+        BackupConfig {
+            dir: None,
+            durability: Durability::Memory,
+            capacity_bytes: DEFAULT_CAPACITY_BYTES,
+        }
+    }
+}
+
+/// Why a backup service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    /// The configuration cannot work.
+    #[error("invalid backup configuration: {0}")]
+    Config(String),
+    /// A file-system operation on the backup directory failed.
+    #[error("backup directory: cannot {op} {path}: {source}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// On what.
+        path: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Another running process uses the directory.
+    #[error(
+        "backup directory {path} is in use by running process {pid}: give each backup its own \
+         directory (or stop that process)"
+    )]
+    Locked {
+        /// The directory.
+        path: String,
+        /// The process holding it.
+        pid: u32,
+    },
+}
+
+/// What a backup holds (for `status`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupStats {
+    /// Replicas held.
+    pub replicas: usize,
+    /// Bytes of replica data held.
+    pub bytes: u64,
+    /// Distinct masters with replicas here.
+    pub masters: usize,
+    /// When writes are acknowledged.
+    pub durability: Durability,
+    /// The replica directory, if any.
+    pub dir: Option<PathBuf>,
+    /// Configured capacity.
+    pub capacity_bytes: usize,
+    /// Capacity reserved by the replicas held (see [`BackupConfig::capacity_bytes`]).
+    pub reserved_bytes: u64,
+}

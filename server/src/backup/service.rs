@@ -1,0 +1,207 @@
+//! The backup's RPC handlers ([`Dispatch`] for opcodes `0x0301`–`0x0305`) and its direct API.
+//! Each handler decodes its request (`faascache_transport::msg::backup`), calls the store and
+//! replies; refusals carry an [`ErrorReply`] detail (see `docs/protocol.md`, "Backup").
+//!
+//! Threading: every method may run on any dispatch thread at once (the store locks). A
+//! `Disk`-mode write `fdatasync`s on the calling dispatch thread. The memory-mode flusher is a
+//! thread of its own, stopped (after a last flush) when the service is dropped.
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use faascache_transport::msg::backup::{
+    BackupFreeRequest, BackupGetRecoveryDataRequest, BackupGetRecoveryDataResponse,
+    BackupGetReplicasRequest, BackupGetReplicasResponse, BackupRecoveryDoneRequest,
+    BackupWriteRequest,
+};
+use faascache_transport::msg::control::TabletRange;
+use faascache_transport::msg::{ErrorReply, Message, MsgError};
+use faascache_transport::server::IncomingRpc;
+use faascache_transport::{Dispatch, ServerId, Status};
+use parking_lot::Mutex;
+
+pub use super::store::Refusal;
+use super::store::Store;
+use super::{BackupConfig, BackupError, BackupStats, Durability};
+
+/// A backup: replicas of other masters' segments. Serve it through the node's dispatcher
+/// (it implements [`Dispatch`] for the backup opcodes only), e.g.
+/// `move |call: &mut IncomingRpc<'_>| faascache_transport::dispatch(&*service, call)`.
+#[derive(Debug)]
+pub struct BackupService {
+    store: Arc<Store>,
+    flusher: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl BackupService {
+    /// Starts a backup: checks `cfg`, takes and scans its directory (loading every replica file
+    /// found; bad files are renamed `*.bad` and logged), and in memory mode with a directory
+    /// starts the flusher thread.
+    pub fn open(cfg: BackupConfig) -> Result<Arc<BackupService>, BackupError> {
+        let store = Arc::new(Store::open(cfg)?);
+        let flusher =
+            if store.config().dir.is_some() && store.config().durability == Durability::Memory {
+                let s = store.clone();
+                let h = std::thread::Builder::new()
+                    .name("backup-flusher".into())
+                    .spawn(move || s.run_flusher())
+                    .map_err(|source| BackupError::Io {
+                        op: "start the flusher thread for",
+                        path: store
+                            .config()
+                            .dir
+                            .as_ref()
+                            .map(|d| d.display().to_string())
+                            .unwrap_or_default(),
+                        source,
+                    })?;
+                Some(h)
+            } else {
+                None
+            };
+        let s = store.stats();
+        tracing::info!(durability = %s.durability, dir = ?s.dir, capacity = s.capacity_bytes,
+            replicas = s.replicas, "backup service started");
+        Ok(Arc::new(BackupService {
+            store,
+            flusher: Mutex::new(flusher),
+        }))
+    }
+
+    /// What the backup holds (for `status`).
+    pub fn stats(&self) -> BackupStats {
+        self.store.stats()
+    }
+
+    /// The configuration it runs with.
+    pub fn config(&self) -> &BackupConfig {
+        self.store.config()
+    }
+
+    /// Memory mode with a directory: write every replica changed since the last flush to its
+    /// file now (the flusher does this in the background anyway). Returns false if a file write
+    /// failed (the replica stays queued; the error is logged). A no-op otherwise.
+    pub fn flush(&self) -> bool {
+        self.store.flush_pending()
+    }
+
+    /// `BackupWrite` without the RPC: `Ok` once the bytes are buffered (memory) or on disk.
+    pub fn write(&self, req: &BackupWriteRequest<'_>) -> Result<(), Refusal> {
+        self.store.write(req)
+    }
+
+    /// `BackupFree` without the RPC (idempotent).
+    pub fn free(&self, master: ServerId, segment_id: u64) {
+        self.store.free(master, segment_id)
+    }
+
+    /// `BackupGetReplicas` without the RPC: fences `master`, lists its valid replicas.
+    pub fn get_replicas(&self, master: ServerId) -> BackupGetReplicasResponse {
+        self.store.get_replicas(master)
+    }
+
+    /// `BackupGetRecoveryData` without the RPC: appends the replica's entries of `ranges` to
+    /// `out` (nothing on error).
+    pub fn recovery_data(
+        &self,
+        master: ServerId,
+        segment_id: u64,
+        ranges: &[TabletRange],
+        out: &mut Vec<u8>,
+    ) -> Result<(), Refusal> {
+        self.store.recovery_data(master, segment_id, ranges, out)
+    }
+
+    /// `BackupRecoveryDone` without the RPC: frees every replica of `master`; returns how many.
+    pub fn recovery_done(&self, master: ServerId) -> usize {
+        self.store.free_master(master)
+    }
+}
+
+impl Drop for BackupService {
+    fn drop(&mut self) {
+        self.store.stop_flusher();
+        if let Some(h) = self.flusher.lock().take() {
+            let _ = h.join();
+        }
+    }
+}
+
+fn fail(call: &mut IncomingRpc<'_>, status: Status, detail: &str) {
+    call.reply_with(status, |b| ErrorReply { version: 0, detail }.encode(b));
+}
+
+fn refused(call: &mut IncomingRpc<'_>, r: Refusal) {
+    fail(call, r.status, &r.detail);
+}
+
+fn bad_request(call: &mut IncomingRpc<'_>, e: MsgError) {
+    let detail = format!("malformed {} request: {e}", call.opcode());
+    fail(call, e.status(), &detail);
+}
+
+macro_rules! decode_or_reply {
+    ($call:expr, $ty:ty) => {
+        match <$ty>::decode($call.payload()) {
+            Ok(r) => r,
+            Err(e) => return bad_request($call, e),
+        }
+    };
+}
+
+fn ok_empty(call: &mut IncomingRpc<'_>) {
+    call.reply(Status::OK, &[]);
+}
+
+impl Dispatch for BackupService {
+    fn backup_write(&self, call: &mut IncomingRpc<'_>) {
+        let req = decode_or_reply!(call, BackupWriteRequest<'_>);
+        match self.store.write(&req) {
+            Ok(()) => ok_empty(call),
+            Err(r) => refused(call, r),
+        }
+    }
+
+    fn backup_free(&self, call: &mut IncomingRpc<'_>) {
+        let req = decode_or_reply!(call, BackupFreeRequest);
+        self.store.free(req.master, req.segment_id);
+        ok_empty(call);
+    }
+
+    fn backup_get_replicas(&self, call: &mut IncomingRpc<'_>) {
+        let req = decode_or_reply!(call, BackupGetReplicasRequest);
+        if req.master.is_none() {
+            return fail(
+                call,
+                Status::REQUEST_FORMAT_ERROR,
+                "master id 0 names no server",
+            );
+        }
+        let resp = self.store.get_replicas(req.master);
+        call.reply_with(Status::OK, |b| resp.encode(b));
+    }
+
+    fn backup_get_recovery_data(&self, call: &mut IncomingRpc<'_>) {
+        let req = decode_or_reply!(call, BackupGetRecoveryDataRequest);
+        let mut out = Vec::new();
+        BackupGetRecoveryDataResponse::encode_head(0, &mut out);
+        match self
+            .store
+            .recovery_data(req.master, req.segment_id, &req.ranges, &mut out)
+        {
+            Ok(()) => {
+                let len = (out.len() - 4) as u32;
+                out[..4].copy_from_slice(&len.to_le_bytes());
+                call.reply(Status::OK, &out);
+            }
+            Err(r) => refused(call, r),
+        }
+    }
+
+    fn backup_recovery_done(&self, call: &mut IncomingRpc<'_>) {
+        let req = decode_or_reply!(call, BackupRecoveryDoneRequest);
+        let n = self.store.free_master(req.master);
+        tracing::info!(master = %req.master, freed = n, "recovery done; the master's replicas were freed");
+        ok_empty(call);
+    }
+}

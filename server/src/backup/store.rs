@@ -1,0 +1,807 @@
+//! The replicas a backup holds: in memory, and in files when the backup has a directory.
+//!
+//! Structure: one map `(master, segment) → Arc<Replica>` plus the set of fenced masters, behind
+//! one mutex held only for lookups and inserts. Each replica has two locks, taken in this order:
+//! `io` (its file; held across disk writes) then `state` (bytes, certificate, flags; held for
+//! memory operations only, never across I/O). A `Memory`-mode write takes only `state`, so the
+//! flusher writing the same replica's file never delays it; a `Disk`-mode write holds `io` for
+//! its `fdatasync`s, on the calling dispatch thread.
+//!
+//! Invariants:
+//! - `state.data.len() ≤ MAX_REPLICA_BYTES`, checked before the vector grows; the stored
+//!   certificate is the one of the write that reached the greatest length (so its length equals
+//!   the data length).
+//! - A freed replica (`state.freed`) is out of the map, holds no bytes and never gets a file
+//!   again: writers, the flusher and readers check the flag under the `state` lock, and its file
+//!   is deleted under the `io` lock.
+//! - Fencing: `BackupGetReplicas{M}` inserts M into the fenced set (under the map lock, so no new
+//!   replica of M can be created) and sets `state.fenced` on each of M's replicas before reading
+//!   it (so a write that had already looked the replica up is refused, and every write the
+//!   listing does not show was refused).
+//! - Capacity: `reserved` is the sum of every live replica's `charge` (see
+//!   `BackupConfig::capacity_bytes`); it is checked only when a replica is created.
+//!
+//! The memory-mode flusher (one thread, started by the service when there is a directory) takes
+//! replicas from `pending`; a write marks its replica dirty and queues it once.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use faascache_transport::msg::backup::{
+    BackupGetReplicasResponse, BackupWriteRequest, LogDigestInfo, ReplicaInfo, MAX_REPLICA_BYTES,
+};
+use faascache_transport::msg::control::TabletRange;
+use faascache_transport::{ServerId, Status};
+use parking_lot::{Condvar, Mutex};
+
+use super::file::{self, ReplicaFile};
+use super::recovery;
+use super::{BackupConfig, BackupError, BackupStats, Durability, FLUSH_INTERVAL};
+use crate::storage::format::{decode_entry_header, decode_segment_header, Certificate, EntryType};
+
+/// A refused request: the status to answer and a detail saying what was wrong and what to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// Status of the reply.
+    pub status: Status,
+    /// Cause and remedy.
+    pub detail: String,
+}
+
+fn refuse(status: Status, detail: String) -> Refusal {
+    Refusal { status, detail }
+}
+
+type Key = (ServerId, u64);
+
+#[derive(Debug, Default)]
+struct Map {
+    replicas: HashMap<Key, Arc<Replica>>,
+    fenced: HashSet<ServerId>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Replica {
+    master: ServerId,
+    segment_id: u64,
+    io: Mutex<Io>,
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct Io {
+    file: Option<ReplicaFile>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    data: Vec<u8>,
+    cert: Certificate,
+    closed: bool,
+    fenced: bool,
+    freed: bool,
+    /// Capacity the segment header declares (≤ MAX_REPLICA_BYTES), once seen.
+    declared: Option<usize>,
+    /// What this replica adds to `Store::reserved`.
+    charge: u64,
+    /// Memory mode with a directory: lowest offset written since the last flush.
+    dirty_from: Option<usize>,
+    /// Queued in `Store::pending`.
+    queued: bool,
+}
+
+impl State {
+    fn charge(&self) -> u64 {
+        let len = self.data.len();
+        if self.closed {
+            len as u64
+        } else {
+            len.max(self.declared.unwrap_or(MAX_REPLICA_BYTES)) as u64
+        }
+    }
+}
+
+/// The capacity a segment image declares in its segment header, if `data` (the replica's first
+/// bytes) holds the whole header.
+fn declared_capacity(data: &[u8]) -> Option<usize> {
+    let h = decode_entry_header(data, 0).ok()?;
+    if h.ty != EntryType::SegmentHeader || h.total_len() > data.len() {
+        return None;
+    }
+    let sh = decode_segment_header(&data[h.header_len..h.total_len()], 0).ok()?;
+    Some((sh.capacity as usize).min(MAX_REPLICA_BYTES))
+}
+
+/// `DIR/lock`, holding our pid; removed on drop.
+#[derive(Debug)]
+struct LockFile(PathBuf);
+
+impl Drop for LockFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn process_running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        // The state field follows the command name in parentheses; `Z` is a zombie.
+        !s.rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z')
+    })
+}
+
+fn take_lock(dir: &Path) -> Result<LockFile, BackupError> {
+    let path = dir.join("lock");
+    let io = |op, source| BackupError::Io {
+        op,
+        path: path.display().to_string(),
+        source,
+    };
+    for _ in 0..2 {
+        match OpenOptions::new().write(true).create_new(true).open(&path) {
+            Ok(mut f) => {
+                f.write_all(std::process::id().to_string().as_bytes())
+                    .map_err(|e| io("write", e))?;
+                f.sync_all().map_err(|e| io("fsync", e))?;
+                return Ok(LockFile(path));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let holder = std::fs::read_to_string(&path).unwrap_or_default();
+                if let Ok(pid) = holder.trim().parse::<u32>() {
+                    if process_running(pid) {
+                        return Err(BackupError::Locked {
+                            path: dir.display().to_string(),
+                            pid,
+                        });
+                    }
+                }
+                // Stale: the process that held it is gone.
+                let _ = std::fs::remove_file(&path);
+            }
+            Err(e) => return Err(io("create", e)),
+        }
+    }
+    Err(BackupError::Locked {
+        path: dir.display().to_string(),
+        pid: 0,
+    })
+}
+
+/// Validation used when loading a file: an empty replica is valid (nothing written yet).
+fn validate_loaded(data: &[u8], cert: Certificate) -> Result<(), String> {
+    if cert.length == 0 {
+        return if cert.checksum == 0 {
+            Ok(())
+        } else {
+            Err("empty replica with a non-zero certificate checksum".into())
+        };
+    }
+    recovery::validate(data, cert)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// Every replica of a backup.
+#[derive(Debug)]
+pub(crate) struct Store {
+    config: BackupConfig,
+    map: Mutex<Map>,
+    reserved: AtomicU64,
+    bytes: AtomicU64,
+    pending: Mutex<Vec<Arc<Replica>>>,
+    /// Held while a batch taken from `pending` is written, so `flush` also waits for the
+    /// flusher's batch in progress.
+    flushing: Mutex<()>,
+    wake: Condvar,
+    stop: AtomicBool,
+    _lock: Option<LockFile>,
+}
+
+impl Store {
+    /// Checks the configuration, takes the directory (creating it) and loads every replica
+    /// file in it; bad files are renamed `*.bad` and reported, never fatal.
+    pub(crate) fn open(config: BackupConfig) -> Result<Store, BackupError> {
+        if config.capacity_bytes == 0 {
+            return Err(BackupError::Config(
+                "backup capacity is 0 bytes: give it room for at least one segment replica (8 MiB)"
+                    .into(),
+            ));
+        }
+        if config.durability == Durability::Disk && config.dir.is_none() {
+            return Err(BackupError::Config(
+                "durability `disk` needs a backup directory (--backup-dir)".into(),
+            ));
+        }
+        let lock = match &config.dir {
+            Some(dir) => {
+                std::fs::create_dir_all(dir).map_err(|source| BackupError::Io {
+                    op: "create",
+                    path: dir.display().to_string(),
+                    source,
+                })?;
+                Some(take_lock(dir)?)
+            }
+            None => None,
+        };
+        let store = Store {
+            config,
+            map: Mutex::new(Map::default()),
+            reserved: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            pending: Mutex::new(Vec::new()),
+            flushing: Mutex::new(()),
+            wake: Condvar::new(),
+            stop: AtomicBool::new(false),
+            _lock: lock,
+        };
+        if let Some(dir) = store.config.dir.clone() {
+            store.load_dir(&dir)?;
+        }
+        Ok(store)
+    }
+
+    pub(crate) fn config(&self) -> &BackupConfig {
+        &self.config
+    }
+
+    fn load_dir(&self, dir: &Path) -> Result<(), BackupError> {
+        let entries = std::fs::read_dir(dir).map_err(|source| BackupError::Io {
+            op: "list",
+            path: dir.display().to_string(),
+            source,
+        })?;
+        let (mut loaded, mut bad) = (0usize, 0usize);
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let path = entry.path();
+            if name == "lock" {
+                continue;
+            }
+            let Some(master) = file::parse_master_dir(&name).filter(|_| path.is_dir()) else {
+                tracing::warn!(path = %path.display(), "unknown entry in the backup directory; ignored");
+                continue;
+            };
+            let files = match std::fs::read_dir(&path) {
+                Ok(f) => f,
+                Err(e) => {
+                    tracing::error!(path = %path.display(), error = %e, "cannot list a master's replica directory; its replicas are not loaded");
+                    continue;
+                }
+            };
+            for f in files.flatten() {
+                let fname = f.file_name().to_string_lossy().into_owned();
+                let fpath = f.path();
+                if fname.ends_with(file::BAD_SUFFIX) {
+                    continue;
+                }
+                let Some(segment_id) = file::parse_replica_name(&fname) else {
+                    tracing::warn!(path = %fpath.display(), "unknown file in the backup directory; ignored");
+                    continue;
+                };
+                match file::load(&fpath, master, segment_id, validate_loaded) {
+                    Ok(l) => {
+                        if l.fell_back {
+                            tracing::warn!(path = %fpath.display(), length = l.certificate.length,
+                                "the replica's last update was torn or incomplete; loaded the previous one");
+                        }
+                        self.insert_loaded(master, segment_id, l);
+                        loaded += 1;
+                    }
+                    Err(reason) => {
+                        bad += 1;
+                        let mut to = fpath.clone().into_os_string();
+                        to.push(file::BAD_SUFFIX);
+                        let renamed = std::fs::rename(&fpath, &to);
+                        tracing::error!(path = %fpath.display(), %reason, renamed = renamed.is_ok(),
+                            "skipping a bad replica file (renamed *.bad for inspection)");
+                    }
+                }
+            }
+        }
+        let reserved = self.reserved.load(Ordering::Relaxed);
+        if reserved > self.config.capacity_bytes as u64 {
+            tracing::warn!(
+                reserved,
+                capacity = self.config.capacity_bytes,
+                "replicas loaded from the backup directory exceed the configured capacity; new segments are refused until some are freed"
+            );
+        }
+        tracing::info!(
+            dir = %dir.display(),
+            replicas = loaded,
+            bad,
+            bytes = self.bytes.load(Ordering::Relaxed),
+            masters = self.stats().masters,
+            "loaded backup replicas"
+        );
+        Ok(())
+    }
+
+    fn insert_loaded(&self, master: ServerId, segment_id: u64, l: file::LoadedReplica) {
+        let mut st = State {
+            declared: declared_capacity(&l.data),
+            data: l.data,
+            cert: l.certificate,
+            closed: l.closed,
+            ..State::default()
+        };
+        st.charge = st.charge();
+        self.reserved.fetch_add(st.charge, Ordering::Relaxed);
+        self.bytes
+            .fetch_add(st.data.len() as u64, Ordering::Relaxed);
+        let r = Arc::new(Replica {
+            master,
+            segment_id,
+            io: Mutex::new(Io { file: Some(l.file) }),
+            state: Mutex::new(st),
+        });
+        self.map.lock().replicas.insert((master, segment_id), r);
+    }
+
+    /// Finds the replica of a write, or creates it if the write opens it.
+    fn find_or_open(&self, req: &BackupWriteRequest<'_>) -> Result<Arc<Replica>, Refusal> {
+        let key = (req.master, req.segment_id);
+        let mut map = self.map.lock();
+        if map.fenced.contains(&req.master) {
+            return Err(fenced(req.master));
+        }
+        if let Some(r) = map.replicas.get(&key) {
+            return Ok(r.clone());
+        }
+        if !req.open() {
+            return Err(refuse(
+                Status::BACKUP_BAD_SEGMENT_ID,
+                format!(
+                    "this backup has no replica of segment {} of master {}: open it first (flag \
+                     OPEN), or it was freed",
+                    req.segment_id, req.master
+                ),
+            ));
+        }
+        let declared = if req.offset == 0 {
+            declared_capacity(req.data)
+        } else {
+            None
+        };
+        let state = State {
+            declared,
+            ..State::default()
+        };
+        let charge = state.charge().max(req.end());
+        let reserved = self.reserved.load(Ordering::Relaxed);
+        if reserved + charge > self.config.capacity_bytes as u64 {
+            return Err(refuse(
+                Status::RETRY,
+                format!(
+                    "backup full: {reserved} of {} bytes reserved, a new replica needs {charge}: \
+                     write this segment to another backup",
+                    self.config.capacity_bytes
+                ),
+            ));
+        }
+        self.reserved.fetch_add(charge, Ordering::Relaxed);
+        let r = Arc::new(Replica {
+            master: req.master,
+            segment_id: req.segment_id,
+            io: Mutex::new(Io::default()),
+            state: Mutex::new(State { charge, ..state }),
+        });
+        map.replicas.insert(key, r.clone());
+        Ok(r)
+    }
+
+    /// `BackupWrite`.
+    pub(crate) fn write(&self, req: &BackupWriteRequest<'_>) -> Result<(), Refusal> {
+        if req.master.is_none() {
+            return Err(refuse(
+                Status::REQUEST_FORMAT_ERROR,
+                "master id 0 names no server".into(),
+            ));
+        }
+        let end = req.end();
+        if end > MAX_REPLICA_BYTES as u64 {
+            return Err(refuse(
+                Status::BACKUP_SEGMENT_OVERFLOW,
+                format!(
+                    "the write reaches byte {end} of segment {}; replicas hold at most \
+                     {MAX_REPLICA_BYTES} bytes",
+                    req.segment_id
+                ),
+            ));
+        }
+        if u64::from(req.certificate.length) != end {
+            return Err(refuse(
+                Status::REQUEST_FORMAT_ERROR,
+                format!(
+                    "certificate length {} differs from offset + data length {end}",
+                    req.certificate.length
+                ),
+            ));
+        }
+        let (offset, end) = (req.offset as usize, end as usize);
+        let replica = self.find_or_open(req)?;
+        let disk = self.config.durability == Durability::Disk;
+        let mut io = disk.then(|| replica.io.lock());
+        let mut st = replica.state.lock();
+        if st.freed {
+            return Err(refuse(
+                Status::BACKUP_BAD_SEGMENT_ID,
+                format!(
+                    "the replica of segment {} of master {} was freed: open it again",
+                    req.segment_id, req.master
+                ),
+            ));
+        }
+        if st.fenced {
+            return Err(fenced(req.master));
+        }
+        let len = st.data.len();
+        if offset > len {
+            return Err(refuse(
+                Status::BACKUP_SEGMENT_OVERFLOW,
+                format!(
+                    "gap: the write starts at byte {offset} but this backup holds only {len} bytes \
+                     of segment {} (it lost data, e.g. restarted in memory mode): replicate the \
+                     segment to another backup",
+                    req.segment_id
+                ),
+            ));
+        }
+        if st.closed {
+            if end <= len {
+                return Ok(()); // a retry of a write already applied
+            }
+            return Err(refuse(
+                Status::BACKUP_SEGMENT_ALREADY_OPEN,
+                format!(
+                    "closed: segment {} of master {} was closed at {len} bytes; a write up to \
+                     byte {end} cannot be added",
+                    req.segment_id, req.master
+                ),
+            ));
+        }
+        // Apply: overwrite what is there (retries resend the same bytes), append the rest.
+        let overlap = end.min(len);
+        if offset < overlap {
+            st.data[offset..overlap].copy_from_slice(&req.data[..overlap - offset]);
+        }
+        if end > len {
+            st.data.extend_from_slice(&req.data[len - offset..]);
+            self.bytes.fetch_add((end - len) as u64, Ordering::Relaxed);
+        }
+        if end >= len {
+            st.cert = Certificate {
+                length: req.certificate.length,
+                checksum: req.certificate.checksum,
+            };
+        }
+        if req.close() {
+            st.closed = true;
+        }
+        if st.declared.is_none() {
+            st.declared = declared_capacity(&st.data);
+        }
+        let charge = st.charge();
+        self.adjust_reserved(st.charge, charge);
+        st.charge = charge;
+
+        if let Some(io) = io.as_mut() {
+            let (length, cert, closed) = (st.data.len() as u32, st.cert, st.closed);
+            drop(st);
+            if let Err(e) = self.write_file(io, &replica, offset, req.data, length, cert, closed) {
+                let path = io.file.as_ref().map(|f| f.path().display().to_string());
+                tracing::error!(master = %req.master, segment = req.segment_id, ?path, error = %e,
+                    "cannot store a replica on disk; dropped it");
+                self.remove(&replica);
+                self.release(&replica, io);
+                return Err(refuse(
+                    Status::INTERNAL_ERROR,
+                    format!(
+                        "this backup cannot store segment {} on disk ({e}); its replica was \
+                         dropped: replicate the segment to another backup",
+                        req.segment_id
+                    ),
+                ));
+            }
+        } else if self.config.dir.is_some() {
+            st.dirty_from = Some(st.dirty_from.map_or(offset, |d| d.min(offset)));
+            if !st.queued {
+                st.queued = true;
+                drop(st);
+                self.pending.lock().push(replica.clone());
+                self.wake.notify_one();
+            }
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn write_file(
+        &self,
+        io: &mut Io,
+        r: &Replica,
+        offset: usize,
+        data: &[u8],
+        length: u32,
+        cert: Certificate,
+        closed: bool,
+    ) -> std::io::Result<()> {
+        let Some(dir) = &self.config.dir else {
+            return Ok(());
+        };
+        if io.file.is_none() {
+            io.file = Some(ReplicaFile::create(dir, r.master, r.segment_id)?);
+        }
+        match io.file.as_mut() {
+            Some(f) => f.write(offset, data, length, cert, closed),
+            None => Ok(()),
+        }
+    }
+
+    fn adjust_reserved(&self, old: u64, new: u64) {
+        if new >= old {
+            self.reserved.fetch_add(new - old, Ordering::Relaxed);
+        } else {
+            self.reserved.fetch_sub(old - new, Ordering::Relaxed);
+        }
+    }
+
+    /// Takes `r` out of the map if it is still the map's replica for its key.
+    fn remove(&self, r: &Arc<Replica>) {
+        let mut map = self.map.lock();
+        let key = (r.master, r.segment_id);
+        if map.replicas.get(&key).is_some_and(|m| Arc::ptr_eq(m, r)) {
+            map.replicas.remove(&key);
+        }
+    }
+
+    /// Frees a replica already out of the map: its memory, its accounting and its file.
+    fn release(&self, r: &Replica, io: &mut Io) {
+        let mut st = r.state.lock();
+        if st.freed {
+            return;
+        }
+        st.freed = true;
+        self.adjust_reserved(st.charge, 0);
+        self.bytes
+            .fetch_sub(st.data.len() as u64, Ordering::Relaxed);
+        st.charge = 0;
+        st.data = Vec::new();
+        drop(st);
+        if let Some(f) = io.file.take() {
+            match std::fs::remove_file(f.path()) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    tracing::warn!(path = %f.path().display(), error = %e, "cannot delete a freed replica's file");
+                }
+            }
+        }
+    }
+
+    fn release_locked(&self, r: &Replica) {
+        let mut io = r.io.lock();
+        self.release(r, &mut io);
+    }
+
+    /// `BackupFree`: idempotent.
+    pub(crate) fn free(&self, master: ServerId, segment_id: u64) {
+        let r = self.map.lock().replicas.remove(&(master, segment_id));
+        if let Some(r) = r {
+            self.release_locked(&r);
+        }
+    }
+
+    /// `BackupRecoveryDone`: frees every replica of `master` (the fence stays).
+    pub(crate) fn free_master(&self, master: ServerId) -> usize {
+        let gone: Vec<Arc<Replica>> = {
+            let mut map = self.map.lock();
+            let keys: Vec<Key> = map
+                .replicas
+                .keys()
+                .filter(|k| k.0 == master)
+                .copied()
+                .collect();
+            keys.iter().filter_map(|k| map.replicas.remove(k)).collect()
+        };
+        for r in &gone {
+            self.release_locked(r);
+        }
+        if let Some(dir) = &self.config.dir {
+            // Only succeeds if empty; a leftover `*.bad` file keeps it.
+            let _ = std::fs::remove_dir(file::master_dir(dir, master));
+        }
+        gone.len()
+    }
+
+    /// `BackupGetReplicas`: fences `master`, lists its valid replicas and the newest digest.
+    pub(crate) fn get_replicas(&self, master: ServerId) -> BackupGetReplicasResponse {
+        let mut list: Vec<Arc<Replica>> = {
+            let mut map = self.map.lock();
+            map.fenced.insert(master);
+            map.replicas
+                .iter()
+                .filter(|(k, _)| k.0 == master)
+                .map(|(_, r)| r.clone())
+                .collect()
+        };
+        list.sort_by_key(|r| r.segment_id);
+        let mut out = BackupGetReplicasResponse::default();
+        for r in &list {
+            let mut st = r.state.lock();
+            st.fenced = true;
+            if st.freed {
+                continue;
+            }
+            if st.data.is_empty() {
+                tracing::debug!(%master, segment = r.segment_id, "empty replica (nothing written yet) not listed");
+                continue;
+            }
+            match recovery::validate(&st.data, st.cert) {
+                Ok(summary) => {
+                    out.replicas.push(ReplicaInfo {
+                        segment_id: r.segment_id,
+                        length: st.cert.length,
+                        closed: st.closed,
+                    });
+                    if let Some(segments) = summary.digest {
+                        // Sorted by segment id: the last one found is the newest.
+                        out.digest = Some(LogDigestInfo {
+                            segment_id: r.segment_id,
+                            segments,
+                        });
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(%master, segment = r.segment_id, length = st.data.len(), error = %e,
+                        "replica fails validation; not offered for recovery");
+                }
+            }
+        }
+        tracing::info!(%master, replicas = out.replicas.len(), digest = ?out.digest.as_ref().map(|d| d.segment_id),
+            "master fenced; replicas listed for its recovery");
+        out
+    }
+
+    /// `BackupGetRecoveryData`: appends the replica's entries of `ranges` to `out`.
+    pub(crate) fn recovery_data(
+        &self,
+        master: ServerId,
+        segment_id: u64,
+        ranges: &[TabletRange],
+        out: &mut Vec<u8>,
+    ) -> Result<(), Refusal> {
+        let r = self.map.lock().replicas.get(&(master, segment_id)).cloned();
+        let missing = || {
+            refuse(
+                Status::BACKUP_BAD_SEGMENT_ID,
+                format!("this backup has no replica of segment {segment_id} of master {master}"),
+            )
+        };
+        let r = r.ok_or_else(missing)?;
+        let st = r.state.lock();
+        if st.freed {
+            return Err(missing());
+        }
+        recovery::filter_recovery_entries(&st.data, st.cert, ranges, out).map_err(|e| {
+            tracing::error!(%master, segment = segment_id, error = %e, "replica asked for recovery fails validation");
+            refuse(
+                Status::BACKUP_MALFORMED_SEGMENT,
+                format!(
+                    "the replica of segment {segment_id} of master {master} fails validation \
+                     ({e}): read the segment from another backup"
+                ),
+            )
+        })
+    }
+
+    /// Writes every queued replica to its file (memory mode with a directory). Returns false if
+    /// some write failed (those replicas are queued again).
+    pub(crate) fn flush_pending(&self) -> bool {
+        let _batch_lock = self.flushing.lock();
+        let batch = std::mem::take(&mut *self.pending.lock());
+        let mut ok = true;
+        for r in batch {
+            ok &= self.flush_one(&r);
+        }
+        ok
+    }
+
+    fn flush_one(&self, r: &Arc<Replica>) -> bool {
+        let mut io = r.io.lock();
+        let (from, bytes, length, cert, closed) = {
+            let mut st = r.state.lock();
+            st.queued = false;
+            if st.freed {
+                return true;
+            }
+            let len = st.data.len();
+            let from = st.dirty_from.take().unwrap_or(len).min(len);
+            (
+                from,
+                st.data[from..].to_vec(),
+                len as u32,
+                st.cert,
+                st.closed,
+            )
+        };
+        match self.write_file(&mut io, r, from, &bytes, length, cert, closed) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(master = %r.master, segment = r.segment_id, error = %e,
+                    "cannot write a replica to its file; will retry");
+                let mut st = r.state.lock();
+                st.dirty_from = Some(st.dirty_from.map_or(from, |d| d.min(from)));
+                if !st.queued && !st.freed {
+                    st.queued = true;
+                    drop(st);
+                    self.pending.lock().push(r.clone());
+                }
+                false
+            }
+        }
+    }
+
+    /// The flusher thread's loop: flush what is queued, wait for more, until `stop`; then
+    /// flush once more.
+    pub(crate) fn run_flusher(&self) {
+        loop {
+            let failed = {
+                let mut p = self.pending.lock();
+                if p.is_empty() && !self.stop.load(Ordering::Acquire) {
+                    self.wake.wait_for(&mut p, FLUSH_INTERVAL);
+                }
+                drop(p);
+                !self.flush_pending()
+            };
+            if self.stop.load(Ordering::Acquire) {
+                self.flush_pending();
+                return;
+            }
+            if failed {
+                // Back off instead of spinning on a failing disk.
+                let mut p = self.pending.lock();
+                if !self.stop.load(Ordering::Acquire) {
+                    self.wake.wait_for(&mut p, FLUSH_INTERVAL);
+                }
+            }
+        }
+    }
+
+    pub(crate) fn stop_flusher(&self) {
+        self.stop.store(true, Ordering::Release);
+        let _g = self.pending.lock();
+        self.wake.notify_all();
+    }
+
+    pub(crate) fn stats(&self) -> BackupStats {
+        let map = self.map.lock();
+        let masters: HashSet<ServerId> = map.replicas.keys().map(|k| k.0).collect();
+        BackupStats {
+            replicas: map.replicas.len(),
+            bytes: self.bytes.load(Ordering::Relaxed),
+            masters: masters.len(),
+            durability: self.config.durability,
+            dir: self.config.dir.clone(),
+            capacity_bytes: self.config.capacity_bytes,
+            reserved_bytes: self.reserved.load(Ordering::Relaxed),
+        }
+    }
+}
+
+fn fenced(master: ServerId) -> Refusal {
+    refuse(
+        Status::CALLER_NOT_IN_CLUSTER,
+        format!(
+            "master {master} was declared crashed and its replicas are being recovered: it must \
+             stop serving and exit"
+        ),
+    )
+}

@@ -1,0 +1,287 @@
+//! Recovery master: replays the part of a crashed master's log that falls in the key-hash
+//! ranges it was given (`RecoverTablets`), reading each segment from one of its backups.
+//!
+//! Replay rules (segments arrive in any order, several at once):
+//! * an object is stored unless this master holds the key at that version or newer, or a
+//!   tombstone of that version or newer was seen;
+//! * a tombstone removes the key if it holds that version or older (and is remembered, so an
+//!   older copy of the object read later stays dead); the removal writes a tombstone here, so it
+//!   survives this master's own crash;
+//! * a safe version raises this master's version counter above it.
+//!
+//! Each key's check-and-apply runs under one of [`SHARDS`] locks, so a tombstone and an object
+//! of the same key replayed by two threads cannot interleave. Segments are fetched by
+//! [`FETCHERS`] threads. The reply goes out only after what was replayed is on this master's
+//! own replicas.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use faascache_transport::msg::backup::{
+    BackupGetRecoveryDataRequest, BackupGetRecoveryDataResponse,
+};
+use faascache_transport::msg::control::{
+    RecoverTabletsRequest, RecoverTabletsResponse, TabletRange,
+};
+use faascache_transport::msg::{decode_reply, Message, Request as RpcRequest, ServerId};
+use faascache_transport::{ClientConfig, ServiceLocator, Session, Status};
+use parking_lot::Mutex;
+
+use super::Master;
+use crate::backup::{for_each_recovery_entry, RecoveryEntry};
+use crate::storage::{key_hash, StorageError, TableId, TableOptions};
+
+/// Key shards serialising replay of the same key.
+pub const SHARDS: usize = 64;
+/// Segments fetched and replayed at once.
+pub const FETCHERS: usize = 4;
+/// Timeout of one `BackupGetRecoveryData`.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long to wait for the replayed data to reach this master's replicas.
+const DURABLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+type Tombstones = HashMap<(TableId, Vec<u8>), u64>;
+
+struct Replay<'a> {
+    master: &'a Master,
+    ranges: &'a [TabletRange],
+    shards: Vec<Mutex<Tombstones>>,
+    objects: AtomicU64,
+    bytes: AtomicU64,
+    removed: AtomicU64,
+    read: AtomicU64,
+}
+
+impl Replay<'_> {
+    fn in_ranges(&self, table: u32, hash: u64) -> bool {
+        self.ranges
+            .iter()
+            .any(|r| r.table_id == u64::from(table) && r.contains(hash))
+    }
+
+    fn apply(&self, e: RecoveryEntry<'_>) -> Result<(), StorageError> {
+        let engine = &self.master.engine;
+        match e {
+            RecoveryEntry::SafeVersion(v) => engine.raise_version_floor(v),
+            RecoveryEntry::Object(o) => {
+                let h = key_hash(o.key);
+                if !self.in_ranges(o.table, h) {
+                    return Ok(());
+                }
+                let shard = self.shards[(h as usize) % SHARDS].lock();
+                if shard
+                    .get(&(o.table, o.key.to_vec()))
+                    .is_some_and(|&t| t >= o.version)
+                {
+                    return Ok(());
+                }
+                if retry_full(|| engine.write_versioned(o.table, o.key, o.value, o.version))? {
+                    self.objects.fetch_add(1, Ordering::Relaxed);
+                    self.bytes
+                        .fetch_add((o.key.len() + o.value.len()) as u64, Ordering::Relaxed);
+                }
+                drop(shard);
+            }
+            RecoveryEntry::Tombstone(t) => {
+                let h = key_hash(t.key);
+                if !self.in_ranges(t.table, h) {
+                    return Ok(());
+                }
+                let mut shard = self.shards[(h as usize) % SHARDS].lock();
+                let v = shard.entry((t.table, t.key.to_vec())).or_insert(0);
+                *v = (*v).max(t.version);
+                if retry_full(|| engine.remove_versioned(t.table, t.key, t.version))? {
+                    self.removed.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Retries an engine operation while the log is full (the cleaner makes room), up to 10 s.
+fn retry_full<T>(mut f: impl FnMut() -> Result<T, StorageError>) -> Result<T, StorageError> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match f() {
+            Err(StorageError::NoSpace) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(5))
+            }
+            r => return r,
+        }
+    }
+}
+
+fn fetch(
+    sessions: &mut HashMap<ServerId, Session>,
+    crashed: ServerId,
+    segment: u64,
+    backups: &[(ServerId, &str)],
+    ranges: &[TabletRange],
+    f: &mut dyn FnMut(&[u8]) -> Result<(), String>,
+) -> Result<(), String> {
+    let req = BackupGetRecoveryDataRequest {
+        master: crashed,
+        segment_id: segment,
+        ranges: ranges.to_vec(),
+    }
+    .to_vec();
+    let mut errors = Vec::new();
+    for (id, loc) in backups {
+        if !sessions.contains_key(id) {
+            let parsed: ServiceLocator = match loc.parse() {
+                Ok(l) => l,
+                Err(e) => {
+                    errors.push(format!("{id}: bad locator {loc:?}: {e}"));
+                    continue;
+                }
+            };
+            match faascache_transport::connect(&parsed, ClientConfig::default()) {
+                Ok(s) => {
+                    sessions.insert(*id, s);
+                }
+                Err(e) => {
+                    errors.push(format!("{id}: {e}"));
+                    continue;
+                }
+            }
+        }
+        let s = &sessions[id];
+        match s.call(
+            <BackupGetRecoveryDataRequest as RpcRequest<'_>>::OPCODE,
+            &req,
+            FETCH_TIMEOUT,
+        ) {
+            Ok((status, body)) => {
+                match decode_reply::<BackupGetRecoveryDataResponse<'_>>(status, &body) {
+                    Ok(r) => match f(r.entries) {
+                        Ok(()) => return Ok(()),
+                        Err(e) => errors.push(format!("{id}: {e}")),
+                    },
+                    Err(Ok(fail)) => errors.push(format!("{id}: {}", fail)),
+                    Err(Err(e)) => errors.push(format!("{id}: malformed reply: {e}")),
+                }
+            }
+            Err(e) => {
+                sessions.remove(id);
+                errors.push(format!("{id}: {e}"));
+            }
+        }
+    }
+    Err(format!(
+        "no backup could supply segment {segment} of {crashed}: {}",
+        errors.join("; ")
+    ))
+}
+
+/// Runs a `RecoverTablets` request to completion.
+pub fn recover(
+    master: &Master,
+    req: &RecoverTabletsRequest<'_>,
+) -> Result<RecoverTabletsResponse, (Status, String)> {
+    let started = Instant::now();
+    for r in &req.ranges {
+        let Ok(table) = TableId::try_from(r.table_id) else {
+            return Err((
+                Status::REQUEST_FORMAT_ERROR,
+                format!("table id {} is not below 2^32", r.table_id),
+            ));
+        };
+        match master.engine.create_table(table, TableOptions::default()) {
+            Ok(()) | Err(StorageError::TableExists(_)) => {}
+            Err(e) => return Err((Status::INTERNAL_ERROR, e.to_string())),
+        }
+    }
+    let replay = Replay {
+        master,
+        ranges: &req.ranges,
+        shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+        objects: AtomicU64::new(0),
+        bytes: AtomicU64::new(0),
+        removed: AtomicU64::new(0),
+        read: AtomicU64::new(0),
+    };
+    let next = AtomicUsize::new(0);
+    let failure: Mutex<Option<String>> = Mutex::new(None);
+    std::thread::scope(|scope| {
+        for _ in 0..FETCHERS.min(req.segments.len()) {
+            scope.spawn(|| {
+                let mut sessions = HashMap::new();
+                loop {
+                    if failure.lock().is_some() {
+                        return;
+                    }
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(seg) = req.segments.get(i) else {
+                        return;
+                    };
+                    let r = fetch(
+                        &mut sessions,
+                        req.crashed,
+                        seg.segment_id,
+                        &seg.backups,
+                        &req.ranges,
+                        &mut |entries| {
+                            replay
+                                .read
+                                .fetch_add(entries.len() as u64, Ordering::Relaxed);
+                            let mut err = None;
+                            for_each_recovery_entry(entries, |e| {
+                                if err.is_none() {
+                                    if let Err(x) = replay.apply(e) {
+                                        err = Some(x);
+                                    }
+                                }
+                            })
+                            .map_err(|e| format!("bad recovery data: {e}"))?;
+                            match err {
+                                // Out of memory here is not the replica's fault: stop.
+                                Some(e) => {
+                                    let msg = format!("replay failed on this master: {e}");
+                                    *failure.lock() = Some(msg.clone());
+                                    Err(msg)
+                                }
+                                None => Ok(()),
+                            }
+                        },
+                    );
+                    if let Err(e) = r {
+                        let mut f = failure.lock();
+                        if f.is_none() {
+                            *f = Some(e);
+                        }
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    if let Some(e) = failure.into_inner() {
+        return Err((Status::SEGMENT_RECOVERY_FAILED, e));
+    }
+    if !master.replication.wait_durable(DURABLE_TIMEOUT) {
+        return Err((
+            Status::RETRY,
+            "the recovered data did not reach this master's replicas in time".into(),
+        ));
+    }
+    let resp = RecoverTabletsResponse {
+        objects: replay.objects.load(Ordering::Relaxed),
+        bytes: replay.bytes.load(Ordering::Relaxed),
+        read_bytes: replay.read.load(Ordering::Relaxed),
+    };
+    let secs = started.elapsed().as_secs_f64();
+    tracing::info!(
+        crashed = %req.crashed,
+        ranges = req.ranges.len(),
+        segments = req.segments.len(),
+        objects = resp.objects,
+        removed = replay.removed.load(Ordering::Relaxed),
+        read_mib = resp.read_bytes >> 20,
+        seconds = secs,
+        mb_per_s = resp.read_bytes as f64 / 1e6 / secs.max(1e-9),
+        "recovered tablets"
+    );
+    Ok(resp)
+}

@@ -1,0 +1,559 @@
+//! Segment replication, the sans-I/O part: which bytes of which segment go to which backup,
+//! in what order, and when a replica may be freed. Time and messages come in as arguments
+//! ([`ReplicaManager::observe`] with a snapshot of the log, [`ReplicaManager::on_result`] with the
+//! outcome of an action); what to send comes out of [`ReplicaManager::next_actions`]. The I/O
+//! shell is [`super::replicator`]; a seeded simulation drives this same code in
+//! `server/tests/replication_sim.rs`.
+//!
+//! Invariants (what recovery relies on, see `docs/operations.md`):
+//! * **Every segment has `r` replicas on distinct backups, none on this server.** A replica lost
+//!   (backup crashed, write refused) is replaced on another backup, written from offset 0.
+//! * **The newest durable digest names a complete log.** The head's bytes — its digest first
+//!   of all — are sent only once every segment with a smaller id (earlier heads, cleaner
+//!   survivors it names) is complete on all its replicas. So a digest that reached a backup
+//!   never names a segment whose replicas lack acknowledged bytes.
+//! * **A replica is freed only when no durable digest can name its segment.** A segment that
+//!   left the log (cleaned) is freed on its backups once a head with a larger id, whose digest
+//!   does not name it, is durable (its digest prefix acknowledged by all its replicas).
+//! * **Acknowledged means on every replica**: [`ReplicaManager::synced`] holds only when every
+//!   segment observed is complete; the shell acknowledges writes only then.
+//! * Bytes of a segment are sent only while it is unchanged in memory: the shell keeps the
+//!   cleaner off incomplete segments ([`ReplicaManager::is_complete`]); a segment found
+//!   compacted while incomplete loses its incomplete replicas (freed) and is written anew.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use faascache_transport::msg::ServerId;
+
+/// A segment of the log as the shell saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentInfo {
+    /// Segment id.
+    pub id: u64,
+    /// Whether it is the head.
+    pub head: bool,
+    /// Whether it takes no more appends.
+    pub closed: bool,
+    /// Certificate: bytes appended.
+    pub length: u32,
+    /// Certificate: checksum of those bytes' entry headers.
+    pub checksum: u32,
+    /// For heads: the segments the digest names and the length just past the digest.
+    pub digest: Option<(Vec<u64>, u32)>,
+    /// Identity of the in-memory copy (changes when the cleaner compacts the segment).
+    pub identity: u64,
+}
+
+/// Something the shell must send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// `BackupWrite` of bytes `from..to` (certificate: `to`, `checksum`).
+    Write {
+        /// Backup.
+        backup: ServerId,
+        /// Segment.
+        segment: u64,
+        /// First byte.
+        from: u32,
+        /// End (exclusive) = certificate length.
+        to: u32,
+        /// Certificate checksum at `to`.
+        checksum: u32,
+        /// First write of this replica.
+        open: bool,
+        /// Segment closed: close the replica.
+        close: bool,
+    },
+    /// `BackupFree` (fire and forget).
+    Free {
+        /// Backup.
+        backup: ServerId,
+        /// Segment.
+        segment: u64,
+    },
+}
+
+/// How a write ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteOutcome {
+    /// Stored (durably, as the backup's mode defines).
+    Ok,
+    /// The backup refused this replica (full, lost bytes, unknown): place it elsewhere.
+    Refused,
+    /// The backup is unreachable: every replica on it is lost.
+    BackupDown,
+    /// The backup says this master was declared dead: stop.
+    Fenced,
+}
+
+#[derive(Debug, Clone)]
+struct Replica {
+    backup: ServerId,
+    acked: u32,
+    closed: bool,
+    busy: bool,
+}
+
+#[derive(Debug, Clone)]
+struct Seg {
+    info: SegmentInfo,
+    replicas: Vec<Replica>,
+    /// Backups that lost or refused a replica of this segment: not chosen again for it.
+    excluded: BTreeSet<ServerId>,
+}
+
+impl Seg {
+    fn complete(&self, r: usize) -> bool {
+        self.replicas.len() >= r
+            && self
+                .replicas
+                .iter()
+                .all(|x| !x.busy && x.acked >= self.info.length && (!self.info.closed || x.closed))
+    }
+}
+
+/// The replication state of one master's log.
+#[derive(Debug, Clone)]
+pub struct ReplicaManager {
+    me: ServerId,
+    r: usize,
+    segs: BTreeMap<u64, Seg>,
+    /// Segments that left the log → backups still holding a replica.
+    retired: BTreeMap<u64, Vec<ServerId>>,
+    /// Replicas to free at once (stale copies after a refusal or a compaction).
+    stale: Vec<(ServerId, u64)>,
+    /// Newest head whose digest is on all its replicas, and that digest.
+    durable_head: Option<(u64, BTreeSet<u64>)>,
+    fenced: bool,
+    rr: usize,
+}
+
+impl ReplicaManager {
+    /// A manager for master `me` keeping `r` replicas of every segment.
+    pub fn new(me: ServerId, r: usize) -> ReplicaManager {
+        ReplicaManager {
+            me,
+            r,
+            segs: BTreeMap::new(),
+            retired: BTreeMap::new(),
+            stale: Vec::new(),
+            durable_head: None,
+            fenced: false,
+            rr: 0,
+        }
+    }
+
+    /// Replicas per segment.
+    pub fn replicas(&self) -> usize {
+        self.r
+    }
+
+    /// Whether a backup said this master was declared dead.
+    pub fn fenced(&self) -> bool {
+        self.fenced
+    }
+
+    /// A new snapshot of the log (every segment in memory).
+    pub fn observe(&mut self, log: &[SegmentInfo]) {
+        let present: BTreeSet<u64> = log.iter().map(|s| s.id).collect();
+        // Segments that left the log: their replicas wait for a digest that drops them.
+        let gone: Vec<u64> = self
+            .segs
+            .keys()
+            .filter(|id| !present.contains(id))
+            .copied()
+            .collect();
+        for id in gone {
+            let seg = self.segs.remove(&id).expect("listed");
+            let holders: Vec<ServerId> = seg.replicas.iter().map(|x| x.backup).collect();
+            if !holders.is_empty() {
+                self.retired.entry(id).or_default().extend(holders);
+            }
+        }
+        for info in log {
+            match self.segs.get_mut(&info.id) {
+                None => {
+                    self.segs.insert(
+                        info.id,
+                        Seg {
+                            info: info.clone(),
+                            replicas: Vec::new(),
+                            excluded: BTreeSet::new(),
+                        },
+                    );
+                }
+                Some(seg) => {
+                    let compacted = seg.info.identity != info.identity;
+                    if compacted && !seg.complete(self.r) {
+                        // The bytes changed under incomplete replicas: start them over.
+                        for x in seg.replicas.drain(..) {
+                            self.stale.push((x.backup, info.id));
+                            seg.excluded.insert(x.backup);
+                        }
+                    }
+                    // Complete replicas keep the original bytes (a valid superset of the
+                    // compacted copy); a re-replication sends the compacted copy.
+                    seg.info = info.clone();
+                }
+            }
+        }
+    }
+
+    /// The next actions, given the backups that are up (this server excluded by the
+    /// manager). Marks the replicas written as busy until [`ReplicaManager::on_result`].
+    pub fn next_actions(&mut self, backups: &[ServerId]) -> Vec<Action> {
+        let mut out = Vec::new();
+        if self.fenced {
+            return out;
+        }
+        for (backup, segment) in self.stale.drain(..) {
+            out.push(Action::Free { backup, segment });
+        }
+        let candidates: Vec<ServerId> = backups.iter().copied().filter(|&b| b != self.me).collect();
+        let r = self.r;
+        let mut earlier_complete = true;
+        let ids: Vec<u64> = self.segs.keys().copied().collect();
+        for id in ids {
+            let rr = self.rr;
+            let seg = self.segs.get_mut(&id).expect("listed");
+            // Place missing replicas.
+            let mut k = 0;
+            while seg.replicas.len() < r && k < candidates.len() {
+                let b = candidates[(rr + k) % candidates.len()];
+                k += 1;
+                if seg.excluded.contains(&b) || seg.replicas.iter().any(|x| x.backup == b) {
+                    continue;
+                }
+                seg.replicas.push(Replica {
+                    backup: b,
+                    acked: 0,
+                    closed: false,
+                    busy: false,
+                });
+            }
+            self.rr = self.rr.wrapping_add(1);
+            // A head is written only after everything before it is complete.
+            let may_write = !seg.info.head || earlier_complete;
+            if may_write {
+                for x in seg.replicas.iter_mut().filter(|x| !x.busy) {
+                    let more = x.acked < seg.info.length;
+                    let close = seg.info.closed && !x.closed;
+                    if more || close {
+                        x.busy = true;
+                        out.push(Action::Write {
+                            backup: x.backup,
+                            segment: id,
+                            from: x.acked.min(seg.info.length),
+                            to: seg.info.length,
+                            checksum: seg.info.checksum,
+                            open: x.acked == 0,
+                            close: seg.info.closed,
+                        });
+                    }
+                }
+            }
+            if !seg.complete(r) {
+                earlier_complete = false;
+            }
+        }
+        // Frees covered by a durable digest.
+        if let Some((head, digest)) = &self.durable_head {
+            let free: Vec<u64> = self
+                .retired
+                .keys()
+                .filter(|&&id| id < *head && !digest.contains(&id))
+                .copied()
+                .collect();
+            for id in free {
+                for backup in self.retired.remove(&id).unwrap_or_default() {
+                    out.push(Action::Free {
+                        backup,
+                        segment: id,
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    /// The outcome of an action from [`ReplicaManager::next_actions`] (frees need none).
+    pub fn on_result(&mut self, action: &Action, outcome: WriteOutcome) {
+        let Action::Write {
+            backup,
+            segment,
+            to,
+            close,
+            ..
+        } = *action
+        else {
+            return;
+        };
+        match outcome {
+            WriteOutcome::Ok => {
+                if let Some(seg) = self.segs.get_mut(&segment) {
+                    if let Some(x) = seg.replicas.iter_mut().find(|x| x.backup == backup) {
+                        x.busy = false;
+                        x.acked = x.acked.max(to);
+                        x.closed |= close;
+                    }
+                }
+                self.note_durable_digest(segment);
+            }
+            WriteOutcome::Refused => {
+                if let Some(seg) = self.segs.get_mut(&segment) {
+                    seg.replicas.retain(|x| x.backup != backup);
+                    seg.excluded.insert(backup);
+                }
+                self.stale.push((backup, segment));
+            }
+            WriteOutcome::BackupDown => self.backup_down(backup),
+            WriteOutcome::Fenced => self.fenced = true,
+        }
+    }
+
+    /// A backup crashed (or left): its replicas are gone; they are placed elsewhere.
+    pub fn backup_down(&mut self, backup: ServerId) {
+        for seg in self.segs.values_mut() {
+            seg.replicas.retain(|x| x.backup != backup);
+        }
+        for holders in self.retired.values_mut() {
+            holders.retain(|&b| b != backup);
+        }
+        self.retired.retain(|_, h| !h.is_empty());
+        self.stale.retain(|(b, _)| *b != backup);
+    }
+
+    fn note_durable_digest(&mut self, segment: u64) {
+        let Some(seg) = self.segs.get(&segment) else {
+            return;
+        };
+        let Some((names, end)) = &seg.info.digest else {
+            return;
+        };
+        if self
+            .durable_head
+            .as_ref()
+            .is_some_and(|(h, _)| *h >= segment)
+        {
+            return;
+        }
+        let durable = seg.replicas.len() >= self.r && seg.replicas.iter().all(|x| x.acked >= *end);
+        if durable {
+            self.durable_head = Some((segment, names.iter().copied().collect()));
+        }
+    }
+
+    /// Whether every observed segment is complete on all its replicas (acknowledge writes).
+    pub fn synced(&self) -> bool {
+        !self.fenced && self.segs.values().all(|s| s.complete(self.r))
+    }
+
+    /// Whether some segment lacks a replica and no backup is left to place it on.
+    pub fn short_of_backups(&self) -> bool {
+        self.segs.values().any(|s| s.replicas.len() < self.r)
+    }
+
+    /// Whether segment `id` is complete on all its replicas (the cleaner may touch it).
+    pub fn is_complete(&self, id: u64) -> bool {
+        self.segs.get(&id).is_some_and(|s| s.complete(self.r))
+    }
+
+    /// Backups holding replicas (for `status`): (segments, replicas).
+    pub fn counts(&self) -> (usize, usize) {
+        (
+            self.segs.len(),
+            self.segs.values().map(|s| s.replicas.len()).sum(),
+        )
+    }
+
+    /// Replicas of segment `id` that are complete, by backup (tests and simulation).
+    pub fn complete_replicas(&self, id: u64) -> Vec<ServerId> {
+        self.segs
+            .get(&id)
+            .map(|s| {
+                s.replicas
+                    .iter()
+                    .filter(|x| !x.busy && x.acked >= s.info.length)
+                    .map(|x| x.backup)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seg(id: u64, head: bool, closed: bool, length: u32) -> SegmentInfo {
+        SegmentInfo {
+            id,
+            head,
+            closed,
+            length,
+            checksum: length * 7,
+            digest: head.then(|| ((1..=id).collect(), 40)),
+            identity: id,
+        }
+    }
+
+    fn ack_all(m: &mut ReplicaManager, actions: &[Action]) {
+        for a in actions {
+            m.on_result(a, WriteOutcome::Ok);
+        }
+    }
+
+    const ME: ServerId = ServerId(1);
+    fn b(i: u64) -> ServerId {
+        ServerId(10 + i)
+    }
+
+    #[test]
+    fn places_r_distinct_replicas_never_on_itself() {
+        let mut m = ReplicaManager::new(ME, 2);
+        m.observe(&[seg(1, true, false, 100)]);
+        let a = m.next_actions(&[ME, b(1), b(2), b(3)]);
+        assert_eq!(a.len(), 2);
+        let mut targets: Vec<ServerId> = a
+            .iter()
+            .map(|x| match x {
+                Action::Write {
+                    backup, open, from, ..
+                } => {
+                    assert!(*open && *from == 0);
+                    *backup
+                }
+                _ => panic!("{x:?}"),
+            })
+            .collect();
+        targets.sort();
+        targets.dedup();
+        assert_eq!(targets.len(), 2);
+        assert!(!targets.contains(&ME));
+        assert!(!m.synced());
+        ack_all(&mut m, &a);
+        assert!(m.synced());
+        // Appends send only the new bytes.
+        m.observe(&[seg(1, true, false, 150)]);
+        let a = m.next_actions(&[b(1), b(2), b(3)]);
+        assert!(a.iter().all(|x| matches!(
+            x,
+            Action::Write {
+                from: 100,
+                to: 150,
+                open: false,
+                ..
+            }
+        )));
+    }
+
+    #[test]
+    fn head_waits_for_earlier_segments() {
+        let mut m = ReplicaManager::new(ME, 1);
+        m.observe(&[seg(1, true, false, 100)]);
+        let a = m.next_actions(&[b(1)]);
+        ack_all(&mut m, &a);
+        // Head rolls: 1 closed with more bytes, 2 is the head.
+        m.observe(&[seg(1, false, true, 120), seg(2, true, false, 60)]);
+        let a = m.next_actions(&[b(1)]);
+        assert_eq!(a.len(), 1, "{a:?}");
+        assert!(matches!(
+            a[0],
+            Action::Write {
+                segment: 1,
+                close: true,
+                ..
+            }
+        ));
+        // Nothing for the head while 1 is busy.
+        assert!(m.next_actions(&[b(1)]).is_empty());
+        ack_all(&mut m, &a);
+        let a = m.next_actions(&[b(1)]);
+        assert!(matches!(
+            a[..],
+            [Action::Write {
+                segment: 2,
+                open: true,
+                ..
+            }]
+        ));
+        ack_all(&mut m, &a);
+        assert!(m.synced());
+    }
+
+    #[test]
+    fn lost_backup_is_replaced_and_refused_replica_freed() {
+        let mut m = ReplicaManager::new(ME, 2);
+        m.observe(&[seg(1, true, false, 100)]);
+        let a = m.next_actions(&[b(1), b(2), b(3)]);
+        ack_all(&mut m, &a);
+        m.backup_down(b(1));
+        assert!(!m.synced());
+        let a = m.next_actions(&[b(2), b(3)]);
+        assert_eq!(a.len(), 1);
+        let Action::Write { backup, open, .. } = a[0] else {
+            panic!()
+        };
+        assert!(open && backup != b(1));
+        m.on_result(&a[0], WriteOutcome::Refused);
+        // The refusing backup gets a free and is not chosen again for this segment.
+        let a = m.next_actions(&[b(2), b(3), b(4)]);
+        assert!(a.contains(&Action::Free { backup, segment: 1 }));
+        assert!(a
+            .iter()
+            .any(|x| matches!(x, Action::Write { backup: nb, .. } if *nb != backup)));
+    }
+
+    #[test]
+    fn frees_wait_for_a_durable_digest_without_the_segment() {
+        let mut m = ReplicaManager::new(ME, 1);
+        m.observe(&[seg(1, false, true, 100), seg(2, true, false, 80)]);
+        loop {
+            let a = m.next_actions(&[b(1)]);
+            if a.is_empty() {
+                break;
+            }
+            ack_all(&mut m, &a);
+        }
+        assert!(m.synced());
+        // Segment 1 cleaned; the head (2) still names it: no free yet.
+        m.observe(&[seg(2, true, false, 90)]);
+        let a = m.next_actions(&[b(1)]);
+        assert!(a.iter().all(|x| !matches!(x, Action::Free { .. })), "{a:?}");
+        ack_all(&mut m, &a);
+        // A new head 3 whose digest names only 2 and 3.
+        let mut h = seg(3, true, false, 50);
+        h.digest = Some((vec![2, 3], 40));
+        m.observe(&[seg(2, false, true, 90), h]);
+        for _ in 0..3 {
+            let a = m.next_actions(&[b(1)]);
+            if a.contains(&Action::Free {
+                backup: b(1),
+                segment: 1,
+            }) {
+                return;
+            }
+            ack_all(&mut m, &a);
+        }
+        panic!("segment 1 was never freed");
+    }
+
+    #[test]
+    fn fenced_master_sends_nothing_and_never_syncs() {
+        let mut m = ReplicaManager::new(ME, 1);
+        m.observe(&[seg(1, true, false, 10)]);
+        let a = m.next_actions(&[b(1)]);
+        m.on_result(&a[0], WriteOutcome::Fenced);
+        assert!(m.fenced() && !m.synced());
+        assert!(m.next_actions(&[b(1)]).is_empty());
+    }
+
+    #[test]
+    fn zero_replicas_is_always_synced() {
+        let mut m = ReplicaManager::new(ME, 0);
+        m.observe(&[seg(1, true, false, 10)]);
+        assert!(m.next_actions(&[b(1)]).is_empty());
+        assert!(m.synced());
+        assert!(m.is_complete(1));
+    }
+}

@@ -1,0 +1,553 @@
+//! Replication, the I/O shell: one thread per master that snapshots the log, feeds
+//! [`ReplicaManager`] and carries out its actions as `BackupWrite` / `BackupFree` RPCs, all
+//! backups in parallel; then acknowledges every write that was in the log when the round began
+//! (group commit: one round covers every write queued meanwhile).
+//!
+//! Writers never block a dispatch thread: a mutation's handler defers its reply to
+//! [`Replication::reply_when_durable`], which queues it with a ticket; the thread replies once a
+//! sync round that started after the ticket was taken has completed.
+//!
+//! A backup that says this master was declared dead (`CALLER_NOT_IN_CLUSTER`) fences it: no
+//! queued write is acknowledged (clients are told to refresh their tablet map) and
+//! [`Replication::fenced`] turns true; the server process exits (see `node.rs`).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use faascache_transport::msg::backup::{BackupFreeRequest, BackupWriteRequest, ReplicaCertificate};
+use faascache_transport::msg::coordinator::{
+    GetServerListRequest, HintServerCrashedRequest, ServerStatus,
+};
+use faascache_transport::msg::{call, ErrorReply, Message, ServerId, Services};
+use faascache_transport::server::Responder;
+use faascache_transport::zk::CoordinatorLocator;
+use faascache_transport::{ClientConfig, Opcode, PendingRpc, ServiceLocator, Session, Status};
+use parking_lot::{Condvar, Mutex};
+
+use super::replication::{Action, ReplicaManager, SegmentInfo, WriteOutcome};
+use super::Master;
+use crate::storage::LogSegment;
+
+/// How long one backup RPC may take before the backup counts as down.
+pub const BACKUP_RPC_TIMEOUT: Duration = Duration::from_secs(3);
+/// How often the server list is refreshed while all is well.
+const BACKUP_LIST_REFRESH: Duration = Duration::from_secs(1);
+/// Sync rounds also run this often without writes (cleaner survivors, frees, lost backups).
+const IDLE_ROUND: Duration = Duration::from_millis(20);
+/// How long writes wait for missing backups before they are answered `RETRY`.
+const SHORT_GRACE: Duration = Duration::from_secs(2);
+
+enum Waiter {
+    Reply {
+        ticket: u64,
+        responder: Responder,
+        status: Status,
+        payload: Vec<u8>,
+    },
+    Notify {
+        ticket: u64,
+        tx: std::sync::mpsc::Sender<bool>,
+    },
+}
+
+impl Waiter {
+    fn ticket(&self) -> u64 {
+        match self {
+            Waiter::Reply { ticket, .. } | Waiter::Notify { ticket, .. } => *ticket,
+        }
+    }
+    fn complete(self, round: &Round) {
+        match self {
+            Waiter::Reply {
+                responder,
+                status,
+                payload,
+                ..
+            } => match round {
+                Round::Durable => responder.reply_vec(status, payload),
+                Round::Short(detail) => {
+                    responder.reply_vec(Status::RETRY, ErrorReply { version: 0, detail }.to_vec())
+                }
+                Round::Fenced => {
+                    let detail = "this master was declared dead and its tablets are being recovered elsewhere: refresh the tablet map";
+                    responder.reply_vec(
+                        Status::UNKNOWN_TABLET,
+                        ErrorReply { version: 0, detail }.to_vec(),
+                    );
+                }
+            },
+            Waiter::Notify { tx, .. } => {
+                let _ = tx.send(*round == Round::Durable);
+            }
+        }
+    }
+}
+
+/// How a sync round ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Round {
+    /// Everything observed is on every replica.
+    Durable,
+    /// Too few backups for too long: writes are answered `RETRY` with this explanation (the
+    /// data stays in memory and is replicated once backups join).
+    Short(String),
+    /// Declared dead, or stopping.
+    Fenced,
+}
+
+/// A master's replication state shared by the dispatch threads and the replication thread.
+pub struct Replication {
+    replicas: usize,
+    ticket: AtomicU64,
+    queue: Mutex<Vec<Waiter>>,
+    wake: Condvar,
+    fenced: AtomicBool,
+    stop: AtomicBool,
+    status: Mutex<String>,
+}
+
+impl std::fmt::Debug for Replication {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replication")
+            .field("replicas", &self.replicas)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Replication {
+    /// `replicas` backups per segment (0 = memory only).
+    pub fn new(replicas: usize) -> Replication {
+        Replication {
+            replicas,
+            ticket: AtomicU64::new(0),
+            queue: Mutex::new(Vec::new()),
+            wake: Condvar::new(),
+            fenced: AtomicBool::new(false),
+            stop: AtomicBool::new(false),
+            status: Mutex::new(if replicas == 0 {
+                "memory only (--replicas 0)".into()
+            } else {
+                "starting".into()
+            }),
+        }
+    }
+
+    /// Replicas per segment.
+    pub fn replicas(&self) -> usize {
+        self.replicas
+    }
+
+    /// Whether a backup said this master was declared dead.
+    pub fn fenced(&self) -> bool {
+        self.fenced.load(Ordering::Acquire)
+    }
+
+    /// One line for `status`.
+    pub fn describe(&self) -> String {
+        self.status.lock().clone()
+    }
+
+    /// Reply once everything in the log now is on every replica (at once without replication).
+    pub fn reply_when_durable(&self, responder: Responder, status: Status, payload: Vec<u8>) {
+        if self.replicas == 0 {
+            return responder.reply_vec(status, payload);
+        }
+        self.enqueue(|ticket| Waiter::Reply {
+            ticket,
+            responder,
+            status,
+            payload,
+        });
+    }
+
+    /// Waits until everything in the log now is on every replica; `false` if fenced, stopped
+    /// or not done within `timeout`.
+    pub fn wait_durable(&self, timeout: Duration) -> bool {
+        if self.replicas == 0 {
+            return true;
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.enqueue(|ticket| Waiter::Notify { ticket, tx });
+        rx.recv_timeout(timeout).unwrap_or(false)
+    }
+
+    fn enqueue(&self, w: impl FnOnce(u64) -> Waiter) {
+        let mut q = self.queue.lock();
+        // Taken after the caller's write is in the log (the caller wrote before calling).
+        let ticket = self.ticket.fetch_add(1, Ordering::SeqCst) + 1;
+        q.push(w(ticket));
+        self.wake.notify_one();
+    }
+
+    /// Stops the replication thread (queued writes are not acknowledged).
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Release);
+        let _q = self.queue.lock();
+        self.wake.notify_all();
+    }
+}
+
+/// Starts the replication thread of `master` (nothing to do without replicas).
+pub fn start(
+    master: Arc<Master>,
+    coordinator: CoordinatorLocator,
+) -> std::io::Result<Option<std::thread::JoinHandle<()>>> {
+    if master.replication.replicas == 0 {
+        return Ok(None);
+    }
+    master.engine.require_replication(true);
+    std::thread::Builder::new()
+        .name("faascache-replication".into())
+        .spawn(move || Shell::new(master, coordinator).run())
+        .map(Some)
+}
+
+struct Shell {
+    master: Arc<Master>,
+    coordinator: CoordinatorLocator,
+    coord_session: Option<Session>,
+    mgr: ReplicaManager,
+    backups: Vec<(ServerId, String)>,
+    listed_at: Option<Instant>,
+    sessions: HashMap<ServerId, Session>,
+    handles: HashMap<u64, LogSegment>,
+    buf: Vec<u8>,
+    short_since: Option<Instant>,
+}
+
+impl Shell {
+    fn new(master: Arc<Master>, coordinator: CoordinatorLocator) -> Shell {
+        let r = master.replication.replicas;
+        Shell {
+            mgr: ReplicaManager::new(master.server_id(), r),
+            master,
+            coordinator,
+            coord_session: None,
+            backups: Vec::new(),
+            listed_at: None,
+            sessions: HashMap::new(),
+            handles: HashMap::new(),
+            buf: Vec::new(),
+            short_since: None,
+        }
+    }
+
+    fn rep(&self) -> &Replication {
+        &self.master.replication
+    }
+
+    fn run(mut self) {
+        // The first head (with its digest) exists and is replicated before the first write,
+        // so a crash always leaves a digest on the backups.
+        self.master.engine.open_head();
+        loop {
+            {
+                let rep = &self.master.replication;
+                let mut q = rep.queue.lock();
+                if q.is_empty() && !rep.stop.load(Ordering::Acquire) {
+                    rep.wake.wait_for(&mut q, IDLE_ROUND);
+                }
+            }
+            if self.rep().stop.load(Ordering::Acquire) {
+                break;
+            }
+            let t = self.rep().ticket.load(Ordering::SeqCst);
+            let round = self.sync_round();
+            let done: Vec<Waiter> = {
+                let mut q = self.rep().queue.lock();
+                let (done, keep) = std::mem::take(&mut *q)
+                    .into_iter()
+                    .partition(|w| w.ticket() <= t || round == Round::Fenced);
+                *q = keep;
+                done
+            };
+            for w in done {
+                w.complete(&round);
+            }
+            if matches!(round, Round::Short(_)) {
+                // Do not spin: wait for a backup to join.
+                std::thread::sleep(Duration::from_millis(200));
+                self.refresh_backups(true);
+                self.short_since = None;
+            }
+            if self.mgr.fenced() {
+                self.rep().fenced.store(true, Ordering::Release);
+                *self.rep().status.lock() = "fenced: declared dead by the coordinator".into();
+                tracing::error!("a backup refused our writes: this master was declared dead; stopping replication");
+                // Refuse every later write until the process exits.
+                loop {
+                    let mut q = self.rep().queue.lock();
+                    for w in std::mem::take(&mut *q) {
+                        w.complete(&Round::Fenced);
+                    }
+                    if self.rep().stop.load(Ordering::Acquire) {
+                        return;
+                    }
+                    self.rep().wake.wait_for(&mut q, Duration::from_millis(100));
+                }
+            }
+        }
+    }
+
+    /// Snapshot the log and replicate until it is complete on every replica.
+    fn sync_round(&mut self) -> Round {
+        loop {
+            if self.rep().stop.load(Ordering::Acquire) || self.mgr.fenced() {
+                return Round::Fenced;
+            }
+            self.refresh_backups(false);
+            self.observe();
+            let ids: Vec<ServerId> = self.backups.iter().map(|b| b.0).collect();
+            let actions = self.mgr.next_actions(&ids);
+            self.mark_replicated();
+            if actions.is_empty() {
+                if self.mgr.synced() {
+                    if let Some(t) = self.short_since.take() {
+                        tracing::info!(after = ?t.elapsed(), "enough backups again: writes are acknowledged");
+                    }
+                    let (segs, reps) = self.mgr.counts();
+                    *self.rep().status.lock() = format!(
+                        "{} replicas per segment on {} backups ({segs} segments, {reps} replicas)",
+                        self.mgr.replicas(),
+                        self.backups.len()
+                    );
+                    return Round::Durable;
+                }
+                if self.mgr.short_of_backups() {
+                    let since = *self.short_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() > SHORT_GRACE {
+                        let msg = format!(
+                            "not enough backups: {} replicas per segment needed, {} other backup(s) up; writes are not acknowledged until more servers join (or restart the masters with a lower --replicas)",
+                            self.mgr.replicas(),
+                            self.backups.len()
+                        );
+                        let mut st = self.rep().status.lock();
+                        if *st != msg {
+                            tracing::warn!("{msg}");
+                            *st = msg.clone();
+                        }
+                        return Round::Short(msg);
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                    self.refresh_backups(true);
+                    continue;
+                }
+            }
+            self.execute(&actions);
+        }
+    }
+
+    fn observe(&mut self) {
+        let segs = self.master.engine.log_segments();
+        let mut infos = Vec::with_capacity(segs.len());
+        self.handles.clear();
+        for s in segs {
+            let cert = s.certificate();
+            infos.push(SegmentInfo {
+                id: s.id,
+                head: s.head,
+                closed: s.closed(),
+                length: cert.length,
+                checksum: cert.checksum,
+                digest: s.digest().map(|(v, end)| (v.to_vec(), end)),
+                identity: s.identity(),
+            });
+            self.handles.insert(s.id, s);
+        }
+        self.mgr.observe(&infos);
+    }
+
+    /// Tells the cleaner which segments are complete. A segment that was complete and no
+    /// longer is (a replica was lost) must not be under cleaning while we re-send it.
+    fn mark_replicated(&mut self) {
+        let mut lowered = false;
+        for (id, h) in &self.handles {
+            let complete = self.mgr.is_complete(*id);
+            if h.replicated() && !complete {
+                lowered = true;
+            }
+            h.set_replicated(complete);
+        }
+        if lowered {
+            self.master.engine.wait_cleaning();
+        }
+    }
+
+    fn execute(&mut self, actions: &[Action]) {
+        let me = self.master.server_id();
+        let mut pending: Vec<(usize, Option<PendingRpc>)> = Vec::with_capacity(actions.len());
+        for (i, a) in actions.iter().enumerate() {
+            let (backup, payload, op) = match *a {
+                Action::Write {
+                    backup,
+                    segment,
+                    from,
+                    to,
+                    checksum,
+                    open,
+                    close,
+                } => {
+                    let Some(h) = self.handles.get(&segment) else {
+                        // Left the log since the snapshot: the next round frees it.
+                        pending.push((i, None));
+                        continue;
+                    };
+                    self.buf.clear();
+                    self.master
+                        .engine
+                        .read_segment(h, from as usize, to as usize, &mut self.buf);
+                    let mut flags = 0;
+                    if open {
+                        flags |= BackupWriteRequest::OPEN;
+                    }
+                    if close {
+                        flags |= BackupWriteRequest::CLOSE;
+                    }
+                    let req = BackupWriteRequest {
+                        master: me,
+                        segment_id: segment,
+                        offset: from,
+                        flags,
+                        certificate: ReplicaCertificate {
+                            length: to,
+                            checksum,
+                        },
+                        data: &self.buf,
+                    };
+                    (backup, req.to_vec(), Opcode::BackupWrite)
+                }
+                Action::Free { backup, segment } => (
+                    backup,
+                    BackupFreeRequest {
+                        master: me,
+                        segment_id: segment,
+                    }
+                    .to_vec(),
+                    Opcode::BackupFree,
+                ),
+            };
+            let sent = self.session(backup).and_then(|s| s.send(op, &payload).ok());
+            pending.push((i, sent));
+        }
+        for (i, p) in pending {
+            let a = &actions[i];
+            let backup = match a {
+                Action::Write { backup, .. } | Action::Free { backup, .. } => *backup,
+            };
+            let outcome = match p {
+                None if matches!(a, Action::Write { .. })
+                    && !self.sessions.contains_key(&backup) =>
+                {
+                    WriteOutcome::BackupDown
+                }
+                None => WriteOutcome::Refused,
+                Some(mut rpc) => match rpc.wait(BACKUP_RPC_TIMEOUT) {
+                    Ok((Status::OK, _)) => WriteOutcome::Ok,
+                    Ok((Status::CALLER_NOT_IN_CLUSTER, _)) => WriteOutcome::Fenced,
+                    Ok((status, body)) => {
+                        let detail = ErrorReply::decode(&body)
+                            .map(|e| e.detail.to_string())
+                            .unwrap_or_default();
+                        tracing::warn!(%backup, %status, detail, action = ?a, "backup refused a replica write; placing the replica elsewhere");
+                        WriteOutcome::Refused
+                    }
+                    Err(e) => {
+                        tracing::warn!(%backup, error = %e, "backup unreachable: re-replicating its replicas elsewhere");
+                        self.sessions.remove(&backup);
+                        self.forget_backup(backup);
+                        WriteOutcome::BackupDown
+                    }
+                },
+            };
+            if let Action::Write { .. } = a {
+                self.mgr.on_result(a, outcome);
+            }
+        }
+    }
+
+    fn forget_backup(&mut self, backup: ServerId) {
+        // Tell the coordinator: it checks and, if the backup is dead, recovers it.
+        if let Some(s) = &self.coord_session {
+            let _ = call(
+                s,
+                &HintServerCrashedRequest { server: backup },
+                Duration::from_secs(1),
+                |_| (),
+            );
+        }
+        self.backups.retain(|b| b.0 != backup);
+        self.mgr.backup_down(backup);
+        // Ask the list again soon: the coordinator decides whether it crashed.
+        self.listed_at = None;
+    }
+
+    fn session(&mut self, backup: ServerId) -> Option<&Session> {
+        if self
+            .sessions
+            .get(&backup)
+            .is_some_and(|s| s.failure().is_some())
+        {
+            self.sessions.remove(&backup);
+        }
+        if !self.sessions.contains_key(&backup) {
+            let loc = self.backups.iter().find(|b| b.0 == backup)?.1.clone();
+            let parsed: ServiceLocator = loc.parse().ok()?;
+            match faascache_transport::connect(&parsed, ClientConfig::default()) {
+                Ok(s) => {
+                    self.sessions.insert(backup, s);
+                }
+                Err(e) => {
+                    tracing::warn!(%backup, error = %e, "cannot connect to backup");
+                    return None;
+                }
+            }
+        }
+        self.sessions.get(&backup)
+    }
+
+    /// The backups that are up (other than this server), from the coordinator.
+    fn refresh_backups(&mut self, force: bool) {
+        if !force
+            && self
+                .listed_at
+                .is_some_and(|t| t.elapsed() < BACKUP_LIST_REFRESH)
+        {
+            return;
+        }
+        self.listed_at = Some(Instant::now());
+        if self
+            .coord_session
+            .as_ref()
+            .is_none_or(|s| s.failure().is_some())
+        {
+            self.coord_session = self.coordinator.connect(ClientConfig::default()).ok();
+        }
+        let Some(s) = &self.coord_session else {
+            return;
+        };
+        let me = self.master.server_id();
+        let req = GetServerListRequest {
+            services: Services::BACKUP,
+        };
+        match call(s, &req, Duration::from_secs(2), |r| {
+            r.servers
+                .iter()
+                .filter(|e| e.status == ServerStatus::Up && e.id != me)
+                .map(|e| (e.id, e.locator.to_string()))
+                .collect::<Vec<_>>()
+        }) {
+            Ok(list) => {
+                for (id, _) in &self.backups {
+                    if !list.iter().any(|(l, _)| l == id) {
+                        self.mgr.backup_down(*id);
+                        self.sessions.remove(id);
+                    }
+                }
+                self.backups = list;
+            }
+            Err(e) => tracing::debug!(error = %e, "cannot refresh the backup list"),
+        }
+    }
+}

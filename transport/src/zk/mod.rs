@@ -113,6 +113,9 @@ pub enum ZkError {
         /// Limit ([`MAX_DATA`]).
         max: usize,
     },
+    /// No coordinator leads now: the leader znode is absent.
+    #[error("no coordinator leads now ({0} is absent): is a `faascache coordinator --storage zk:...` with this address running? After a leader dies, a standby takes over once its ZooKeeper session expires")]
+    NoLeader(String),
     /// The server sent bytes that do not decode.
     #[error("ZooKeeper protocol violation: {0}")]
     Protocol(String),
@@ -430,11 +433,7 @@ fn lookup_leader(z: &ZkAddress) -> Result<String, ZkError> {
         Some((data, _)) => String::from_utf8(data)
             .map(|t| t.trim().to_string())
             .map_err(|_| ZkError::Protocol(format!("{path} does not hold UTF-8 text"))),
-        None => Err(ZkError::Api {
-            op: "getData",
-            path: format!("{path} (no coordinator leads now: is a `faascache coordinator --storage {z}` running? a standby takes over once the old leader's session expires)"),
-            code: proto::err::NO_NODE,
-        }),
+        None => Err(ZkError::NoLeader(path)),
     }
 }
 

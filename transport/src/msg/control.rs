@@ -364,6 +364,71 @@ mod tests {
             Err(MsgError::BadField { .. })
         ));
     }
+
+    #[test]
+    fn recover_tablets_round_trips_and_rejects_hostile_bytes() {
+        let req = RecoverTabletsRequest {
+            crashed: ServerId::new(3, 1),
+            ranges: vec![R, R],
+            segments: vec![
+                RecoverySegment {
+                    segment_id: 7,
+                    backups: vec![(ServerId::new(1, 1), "tcp:host=a,port=1")],
+                },
+                RecoverySegment {
+                    segment_id: 9,
+                    backups: vec![
+                        (ServerId::new(1, 1), "tcp:host=a,port=1"),
+                        (ServerId::new(2, 1), "tcp:host=b,port=2"),
+                    ],
+                },
+            ],
+        };
+        round_trip!(req.clone());
+        round_trip!(RecoverTabletsResponse {
+            objects: 1,
+            bytes: 2,
+            read_bytes: 3
+        });
+        let bytes = req.to_vec();
+        // Every truncation is an error, never a panic.
+        for cut in 0..bytes.len() {
+            assert!(RecoverTabletsRequest::decode(&bytes[..cut]).is_err());
+        }
+        // A huge segment count is refused before any allocation.
+        let mut buf = Vec::new();
+        Writer::new(&mut buf).u64(1).u32(0).u32(u32::MAX);
+        assert!(matches!(
+            RecoverTabletsRequest::decode(&buf),
+            Err(MsgError::TooMany { .. })
+        ));
+        // A segment with no backups is refused.
+        let mut buf = Vec::new();
+        Writer::new(&mut buf)
+            .u64(1)
+            .u32(0)
+            .u32(1)
+            .u64(5)
+            .u8(0)
+            .u64(0)
+            .u16(0)
+            .u64(0);
+        assert!(RecoverTabletsRequest::decode(&buf).is_err());
+        // Random bytes never panic.
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..2000 {
+            let n = (x % 200) as usize;
+            let v: Vec<u8> = (0..n)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect();
+            let _ = RecoverTabletsRequest::decode(&v);
+        }
+    }
 }
 
 /// Most tablet ranges in one `RecoverTablets`.

@@ -691,13 +691,16 @@ mod tests {
             target: ServerId::new(3, 1)
         });
         round_trip!(AllocateClientIdRequest);
+        round_trip!(HintServerCrashedRequest {
+            server: ServerId::new(2, 3)
+        });
         round_trip!(ClientIdResponse { client_id: 11 });
     }
 
     #[test]
     fn bad_fields() {
         let mut buf = Vec::new();
-        Writer::new(&mut buf).u32(4).u16(0).u64(0);
+        Writer::new(&mut buf).u32(8).u16(0).u64(0);
         assert!(matches!(
             EnlistServerRequest::decode(&buf),
             Err(MsgError::BadField {

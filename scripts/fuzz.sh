@@ -6,7 +6,7 @@
 # Needs a nightly toolchain (cargo-fuzz uses sanitizer flags) and cargo-fuzz, which this
 # script installs with `cargo install` when missing. Targets: server/fuzz (segment decoder,
 # backup decoders) and transport/fuzz (RPC header, datagram packets and endpoint, locators,
-# payload reader, backup messages).
+# payload reader, backup messages, ZooKeeper packets).
 # A crash leaves its input under <crate>/fuzz/artifacts/ and fails the script.
 set -euo pipefail
 cd "$(dirname "$0")/.."

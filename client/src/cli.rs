@@ -65,7 +65,8 @@ pub const LOCATOR_FILE: &str = "coordinator.locator";
 #[derive(Debug, Clone, Args)]
 pub struct Target {
     /// Coordinator service locator, e.g. `tcp:host=127.0.0.1,port=12246` (`;` separates
-    /// alternatives)
+    /// alternatives), or `zk:HOST:PORT[,HOST:PORT...][/CHROOT]` to find the leading coordinator
+    /// through ZooKeeper
     #[arg(long, value_name = "LOCATOR", conflicts_with = "dir")]
     pub coordinator: Option<String>,
     /// Local cluster directory: reads DIR/coordinator.locator, written by `faascache cluster up`

@@ -24,6 +24,7 @@ use faascache_transport::msg::coordinator::{
 use faascache_transport::msg::{
     self, CallError, ExactlyOnce, Failure, MsgError, Request, Services,
 };
+use faascache_transport::zk::CoordinatorLocator;
 use faascache_transport::{ServiceLocator, Session, Status};
 use parking_lot::{Mutex, RwLock};
 
@@ -143,7 +144,7 @@ impl RpcIds {
 }
 
 struct Inner {
-    locator: ServiceLocator,
+    locator: CoordinatorLocator,
     locator_text: String,
     opts: ClientOptions,
     coordinator: Mutex<Option<Session>>,
@@ -212,7 +213,9 @@ pub(crate) enum Attempt {
 
 impl Client {
     /// Connects to the coordinator at `locator` (`;` separates alternatives in order of
-    /// preference) with default [`ClientOptions`].
+    /// preference) with default [`ClientOptions`]. `zk:HOST:PORT[,HOST:PORT...][/CHROOT]`
+    /// finds the leading coordinator through ZooKeeper, and finds it again whenever the
+    /// coordinator's session fails (standby coordinators taking over).
     ///
     /// ```no_run
     /// let c = faascache_client::Client::connect("tcp:host=127.0.0.1,port=12246")?;
@@ -233,7 +236,7 @@ impl Client {
     /// # Ok::<(), faascache_client::Error>(())
     /// ```
     pub fn connect_with(locator: &str, opts: ClientOptions) -> Result<Client> {
-        let parsed: ServiceLocator = locator
+        let parsed: CoordinatorLocator = locator
             .trim()
             .parse()
             .map_err(|e: faascache_transport::LocatorError| Error::BadLocator(e.to_string()))?;
@@ -296,11 +299,15 @@ impl Client {
                 return Ok(s.clone());
             }
         }
-        let s =
-            faascache_transport::connect(&self.inner.locator, self.inner.opts.transport.clone())
-                .map_err(|e| {
-                    Error::from_transport(e, &format!("coordinator at {}", self.inner.locator_text))
-                })?;
+        // A zk: locator is resolved to the current leader here, so a reconnect after the
+        // coordinator failed finds its successor.
+        let s = self
+            .inner
+            .locator
+            .connect(self.inner.opts.transport.clone())
+            .map_err(|e| {
+                Error::from_transport(e, &format!("coordinator at {}", self.inner.locator_text))
+            })?;
         *g = Some(s.clone());
         Ok(s)
     }

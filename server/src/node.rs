@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use faascache_transport::msg::coordinator::{EnlistServerRequest, HeartbeatRequest};
 use faascache_transport::msg::{call, CallError, ErrorReply, Message, ServerId, Services};
 use faascache_transport::server::IncomingRpc;
+use faascache_transport::zk::CoordinatorLocator;
 use faascache_transport::{
     ClientConfig, DispatchConfig, DispatchHandler, Handler, Locator, ServerHandle, ServiceLocator,
     Session, Status,
@@ -29,8 +30,8 @@ pub const COORDINATOR_RPC_TIMEOUT: Duration = Duration::from_secs(5);
 /// Options of a server process.
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
-    /// The coordinator.
-    pub coordinator: ServiceLocator,
+    /// The coordinator: its locator, or a `zk:` address where the leader publishes it.
+    pub coordinator: CoordinatorLocator,
     /// Where to serve (port 0 picks a free port).
     pub listen: ServiceLocator,
     /// Log memory of the master, bytes.
@@ -142,8 +143,9 @@ fn enlist(
     call(session, &req, COORDINATOR_RPC_TIMEOUT, |r| r.server_id)
 }
 
-fn connect(loc: &ServiceLocator) -> Result<Session, faascache_transport::Error> {
-    faascache_transport::connect(loc, ClientConfig::default())
+/// Connect to the coordinator (resolving the leader first when it is found through ZooKeeper).
+fn connect(loc: &CoordinatorLocator) -> Result<Session, faascache_transport::Error> {
+    loc.connect(ClientConfig::default())
 }
 
 /// Start a server: engine, master service, backup service, enlistment, replication,
@@ -254,7 +256,7 @@ fn heartbeat_loop(
     master: &Master,
     stop: &AtomicBool,
     declared_dead: &AtomicBool,
-    coord: &ServiceLocator,
+    coord: &CoordinatorLocator,
     locator: &str,
     services: Services,
     mut session: Option<Session>,
@@ -362,7 +364,7 @@ impl PeerPinger {
         let alive = loc
             .parse::<ServiceLocator>()
             .ok()
-            .and_then(|l| connect(&l).ok())
+            .and_then(|l| faascache_transport::connect(&l, ClientConfig::default()).ok())
             .is_some_and(|s| {
                 matches!(
                     s.call(faascache_transport::Opcode::Ping, &[], PEER_PING_TIMEOUT),

@@ -36,6 +36,7 @@ mod udp;
 #[cfg(feature = "verbs")]
 pub mod verbs;
 pub mod wire;
+pub mod zk;
 
 use std::sync::Arc;
 

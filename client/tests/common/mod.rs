@@ -48,7 +48,7 @@ pub fn cluster(masters: usize) -> Cluster {
     let nodes = (0..masters)
         .map(|_| {
             node::start(NodeConfig {
-                coordinator: coord_loc.clone(),
+                coordinator: coord_loc.clone().into(),
                 listen: listen.clone(),
                 memory_bytes: 64 << 20,
                 dispatch: dispatch(),

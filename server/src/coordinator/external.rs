@@ -4,7 +4,9 @@
 //! its successor's state (the ZooKeeper backend of the durability issue implements the same
 //! trait with znode versions and an ephemeral leader node).
 //!
-//! Backends: [`FileStorage`] (`file:DIR`, the default) and [`MemStorage`] (tests).
+//! Backends: [`FileStorage`] (`file:DIR`, the default), [`super::zk_storage::ZkStorage`]
+//! (`zk:HOST:PORT[,...][/CHROOT]`: standby coordinators, leader election, the leader's locator
+//! published for servers and clients) and [`MemStorage`] (tests).
 //!
 //! File format of one blob `DIR/NAME` (little-endian):
 //!
@@ -88,8 +90,16 @@ pub enum ExternalStorageError {
     #[error("bad blob name {0:?}: use letters, digits, '.', '_' and '-'")]
     BadName(String),
     /// The `--storage` argument is not understood.
-    #[error("bad storage locator {0:?}: use file:DIR (ZooKeeper comes with a later issue)")]
+    #[error("bad storage locator {0:?}: use file:DIR or zk:HOST:PORT[,HOST:PORT...][/CHROOT]")]
     BadLocator(String),
+    /// ZooKeeper failed (unreachable ensemble, lost session, unexpected answer).
+    #[error("external storage {address}: {reason}")]
+    ZooKeeper {
+        /// The `zk:` address.
+        address: String,
+        /// What failed.
+        reason: String,
+    },
 }
 
 /// Named blobs with per-blob versions and a leader epoch.
@@ -112,17 +122,69 @@ pub trait ExternalStorage: Send + Sync + std::fmt::Debug {
     fn remove(&self, epoch: u64, name: &str) -> Result<(), ExternalStorageError>;
     /// For logs: `file:DIR`, `memory`.
     fn describe(&self) -> String;
+    /// Publish the leader's service locator where servers and clients look for it (the `zk:`
+    /// backend's `leader` znode), if `epoch` is current. Backends without discovery ignore it.
+    fn advertise(&self, epoch: u64, locator: &str) -> Result<(), ExternalStorageError> {
+        let _ = (epoch, locator);
+        Ok(())
+    }
+    /// `Ok` while this process may still lead as far as the backend can tell; an error once it
+    /// has lost leadership (e.g. its ZooKeeper session is gone) and must stop coordinating.
+    fn check_leadership(&self) -> Result<(), ExternalStorageError> {
+        Ok(())
+    }
+    /// Give up leadership or candidacy now (process shutdown), so that another coordinator
+    /// need not wait for this one to time out. Later calls fail. Default: nothing to do.
+    fn release(&self) {}
 }
 
-/// Open the backend a `--storage` argument names: `file:DIR`.
+/// A shared storage (the daemon keeps a handle to release it at shutdown while the coordinator
+/// owns another).
+impl<T: ExternalStorage + ?Sized> ExternalStorage for std::sync::Arc<T> {
+    fn acquire_leadership(&self) -> Result<u64, ExternalStorageError> {
+        (**self).acquire_leadership()
+    }
+    fn get(&self, name: &str) -> Result<Option<Versioned>, ExternalStorageError> {
+        (**self).get(name)
+    }
+    fn set(
+        &self,
+        epoch: u64,
+        name: &str,
+        data: &[u8],
+        expected: Option<u64>,
+    ) -> Result<u64, ExternalStorageError> {
+        (**self).set(epoch, name, data, expected)
+    }
+    fn remove(&self, epoch: u64, name: &str) -> Result<(), ExternalStorageError> {
+        (**self).remove(epoch, name)
+    }
+    fn describe(&self) -> String {
+        (**self).describe()
+    }
+    fn advertise(&self, epoch: u64, locator: &str) -> Result<(), ExternalStorageError> {
+        (**self).advertise(epoch, locator)
+    }
+    fn check_leadership(&self) -> Result<(), ExternalStorageError> {
+        (**self).check_leadership()
+    }
+    fn release(&self) {
+        (**self).release()
+    }
+}
+
+/// Open the backend a `--storage` argument names: `file:DIR` or
+/// `zk:HOST:PORT[,HOST:PORT...][/CHROOT]` (which blocks in `acquire_leadership` while another
+/// coordinator leads).
 pub fn open(locator: &str) -> Result<Box<dyn ExternalStorage>, ExternalStorageError> {
     match locator.split_once(':') {
         Some(("file", dir)) if !dir.is_empty() => Ok(Box::new(FileStorage::open(dir)?)),
+        Some(("zk", _)) => Ok(Box::new(super::zk_storage::ZkStorage::open(locator)?)),
         _ => Err(ExternalStorageError::BadLocator(locator.to_string())),
     }
 }
 
-fn check_name(name: &str) -> Result<(), ExternalStorageError> {
+pub(crate) fn check_name(name: &str) -> Result<(), ExternalStorageError> {
     let ok = !name.is_empty()
         && !name.starts_with('.')
         && name
@@ -497,7 +559,7 @@ impl ExternalStorage for MemStorage {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn tempdir(tag: &str) -> PathBuf {
@@ -510,6 +572,76 @@ mod tests {
         d
     }
 
+    /// The behaviour every backend must show, from a fresh store (no epoch, no blobs). Returns
+    /// the last epoch acquired (2). Run over `file:`, memory and `zk:` (in `zk_storage`).
+    pub(crate) fn check_backend(s: &dyn ExternalStorage) -> u64 {
+        let e = s.acquire_leadership().unwrap();
+        assert_eq!(e, 1);
+        assert_eq!(s.get("state").unwrap(), None);
+        assert_eq!(s.set(e, "state", b"one", Some(0)).unwrap(), 1);
+        assert_eq!(s.set(e, "state", b"two", None).unwrap(), 2);
+        assert!(matches!(
+            s.set(e, "state", b"x", Some(1)),
+            Err(ExternalStorageError::VersionMismatch {
+                expected: 1,
+                found: 2,
+                ..
+            })
+        ));
+        assert!(matches!(
+            s.set(e, "state", b"x", Some(0)),
+            Err(ExternalStorageError::VersionMismatch { found: 2, .. })
+        ));
+        assert_eq!(
+            s.get("state").unwrap(),
+            Some(Versioned {
+                data: b"two".to_vec(),
+                version: 2
+            })
+        );
+        // An empty blob, a blob created without an expected version, then removed.
+        assert_eq!(s.set(e, "empty", b"", None).unwrap(), 1);
+        assert_eq!(s.get("empty").unwrap().unwrap().data, b"");
+        s.remove(e, "empty").unwrap();
+        assert_eq!(s.get("empty").unwrap(), None);
+        s.remove(e, "empty").unwrap(); // absent: fine
+        for bad in ["../etc", "", ".hidden", "a/b", "sp ace"] {
+            assert!(
+                matches!(
+                    s.set(e, bad, b"x", None),
+                    Err(ExternalStorageError::BadName(_))
+                ),
+                "{bad:?}"
+            );
+            assert!(matches!(s.get(bad), Err(ExternalStorageError::BadName(_))));
+        }
+        // A second leader deposes the first: the old epoch can neither write nor remove.
+        let e2 = s.acquire_leadership().unwrap();
+        assert_eq!(e2, 2);
+        assert!(matches!(
+            s.set(e, "state", b"old", None),
+            Err(ExternalStorageError::NotLeader {
+                ours: 1,
+                current: 2
+            })
+        ));
+        assert!(matches!(
+            s.remove(e, "state"),
+            Err(ExternalStorageError::NotLeader { .. })
+        ));
+        assert_eq!(s.get("state").unwrap().unwrap().data, b"two");
+        s.remove(e2, "other").unwrap();
+        assert_eq!(s.set(e2, "state", b"three", Some(2)).unwrap(), 3);
+        assert_eq!(s.set(e2, "state", b"two", Some(3)).unwrap(), 4);
+        s.check_leadership().unwrap();
+        e2
+    }
+
+    #[test]
+    fn memory_backend_passes_the_shared_checks() {
+        check_backend(&MemStorage::default());
+    }
+
     #[test]
     fn file_backend_round_trip_versions_and_epochs() {
         let dir = tempdir("rt");
@@ -519,38 +651,15 @@ mod tests {
                 FileStorage::open(&dir),
                 Err(ExternalStorageError::Locked { .. })
             ));
-            let e = s.acquire_leadership().unwrap();
-            assert_eq!(e, 1);
-            assert_eq!(s.get("state").unwrap(), None);
-            assert_eq!(s.set(e, "state", b"one", Some(0)).unwrap(), 1);
-            assert_eq!(s.set(e, "state", b"two", None).unwrap(), 2);
+            assert_eq!(check_backend(&s), 2);
             assert!(matches!(
-                s.set(e, "state", b"x", Some(1)),
-                Err(ExternalStorageError::VersionMismatch { .. })
-            ));
-            assert_eq!(
-                s.get("state").unwrap(),
-                Some(Versioned {
-                    data: b"two".to_vec(),
-                    version: 2
-                })
-            );
-            assert!(matches!(
-                s.set(e, "../etc", b"x", None),
+                s.set(2, EPOCH_BLOB, b"x", None),
                 Err(ExternalStorageError::BadName(_))
             ));
-            // A second leader deposes the first.
-            let e2 = s.acquire_leadership().unwrap();
-            assert_eq!(e2, 2);
-            assert!(matches!(
-                s.set(e, "state", b"old", None),
-                Err(ExternalStorageError::NotLeader { .. })
-            ));
-            s.remove(e2, "other").unwrap();
         }
         // Reopened (a restarted coordinator): data and epoch are there.
         let s = FileStorage::open(&dir).unwrap();
-        assert_eq!(s.get("state").unwrap().unwrap().data, b"two");
+        assert_eq!(s.get("state").unwrap().unwrap().version, 4);
         assert_eq!(s.acquire_leadership().unwrap(), 3);
         assert!(s.describe().starts_with("file:"));
         drop(s);
@@ -593,7 +702,7 @@ mod tests {
     #[test]
     fn storage_locators() {
         assert!(matches!(
-            open("zk:host:1"),
+            open("zk:"),
             Err(ExternalStorageError::BadLocator(_))
         ));
         assert!(matches!(

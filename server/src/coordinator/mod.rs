@@ -1,7 +1,8 @@
 //! The coordinator: server list, tables and the tablet map, kept in external storage.
 //!
 //! Reading order: [`state`] (the sans-I/O state machine and its persisted encoding) →
-//! [`external`] (the `ExternalStorage` trait and the `file:DIR` backend) → [`service`] (the RPC
+//! [`external`] (the `ExternalStorage` trait and the `file:DIR` backend) → [`zk_storage`] (the
+//! `zk:` backend: standbys, leader election, epoch fencing) → [`service`] (the RPC
 //! shell: threads, persistence order, control RPCs to masters, migration driving).
 //!
 //! What survives a coordinator restart: everything in [`state::CoordinatorState::encode`] —
@@ -13,7 +14,9 @@ pub mod external;
 pub mod recovery;
 pub mod service;
 pub mod state;
+pub mod zk_storage;
 
 pub use external::{ExternalStorage, ExternalStorageError, FileStorage, MemStorage};
 pub use service::{start, CoordinatorConfig, CoordinatorHandle};
 pub use state::{CoordError, CoordinatorState};
+pub use zk_storage::ZkStorage;

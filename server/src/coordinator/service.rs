@@ -119,6 +119,10 @@ impl CoordinatorHandle {
     pub fn coordinator(&self) -> &Arc<Coordinator> {
         &self.coordinator
     }
+    /// Where it keeps its state (e.g. to ask [`ExternalStorage::check_leadership`]).
+    pub fn storage(&self) -> &dyn ExternalStorage {
+        self.coordinator.storage.as_ref()
+    }
     /// Stop serving and join the threads.
     pub fn shutdown(mut self) {
         self.stop_all();
@@ -212,6 +216,10 @@ pub fn start(
     let server =
         faascache_transport::serve(listen, Arc::new(DispatchHandler(service)), cfg.dispatch)?;
     tracing::info!(locator = %server.local_locator(), transport = %server.transport(), "coordinator serving");
+    // Servers and clients that find the coordinator through external storage (zk:) look here.
+    coordinator
+        .storage
+        .advertise(epoch, &server.local_locator().to_string())?;
     Ok(CoordinatorHandle {
         server: Some(server),
         coordinator,

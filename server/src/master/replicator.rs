@@ -22,6 +22,7 @@ use faascache_transport::msg::coordinator::{
 };
 use faascache_transport::msg::{call, ErrorReply, Message, ServerId, Services};
 use faascache_transport::server::Responder;
+use faascache_transport::zk::CoordinatorLocator;
 use faascache_transport::{ClientConfig, Opcode, PendingRpc, ServiceLocator, Session, Status};
 use parking_lot::{Condvar, Mutex};
 
@@ -191,7 +192,7 @@ impl Replication {
 /// Starts the replication thread of `master` (nothing to do without replicas).
 pub fn start(
     master: Arc<Master>,
-    coordinator: ServiceLocator,
+    coordinator: CoordinatorLocator,
 ) -> std::io::Result<Option<std::thread::JoinHandle<()>>> {
     if master.replication.replicas == 0 {
         return Ok(None);
@@ -205,7 +206,7 @@ pub fn start(
 
 struct Shell {
     master: Arc<Master>,
-    coordinator: ServiceLocator,
+    coordinator: CoordinatorLocator,
     coord_session: Option<Session>,
     mgr: ReplicaManager,
     backups: Vec<(ServerId, String)>,
@@ -217,7 +218,7 @@ struct Shell {
 }
 
 impl Shell {
-    fn new(master: Arc<Master>, coordinator: ServiceLocator) -> Shell {
+    fn new(master: Arc<Master>, coordinator: CoordinatorLocator) -> Shell {
         let r = master.replication.replicas;
         Shell {
             mgr: ReplicaManager::new(master.server_id(), r),
@@ -521,8 +522,7 @@ impl Shell {
             .as_ref()
             .is_none_or(|s| s.failure().is_some())
         {
-            self.coord_session =
-                faascache_transport::connect(&self.coordinator, ClientConfig::default()).ok();
+            self.coord_session = self.coordinator.connect(ClientConfig::default()).ok();
         }
         let Some(s) = &self.coord_session else {
             return;

@@ -1,7 +1,7 @@
 //! `faascache coordinator` and `faascache server`: run in the foreground until SIGINT/SIGTERM.
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -9,6 +9,7 @@ use clap::Args;
 use faascache_server::coordinator::{self, CoordinatorConfig, MemStorage};
 use faascache_server::node::{self, NodeConfig};
 use faascache_server::units::{parse_duration, parse_size};
+use faascache_transport::zk::CoordinatorLocator;
 use faascache_transport::{DispatchConfig, PollMode, ServiceLocator};
 
 /// Options of `faascache coordinator`.
@@ -18,7 +19,9 @@ pub struct CoordinatorArgs {
     #[arg(long, value_name = "LOCATOR")]
     pub listen: String,
     /// Where the state (server list, tables, tablets) is kept so a restarted coordinator recovers
-    /// it: file:DIR. Without it the state lives in memory only and is lost on restart
+    /// it: file:DIR, or zk:HOST:PORT[,HOST:PORT...][/CHROOT] for standby coordinators with leader
+    /// election (start several; one leads, the others wait and take over when it dies). Without
+    /// it the state lives in memory only and is lost on restart
     #[arg(long, value_name = "STORAGE")]
     pub storage: Option<String>,
     /// Mark a server crashed when it has not sent a heartbeat for this long (e.g. 15s, 500ms)
@@ -38,7 +41,9 @@ pub struct CoordinatorArgs {
 /// Options of `faascache server`.
 #[derive(Debug, Args)]
 pub struct ServerArgs {
-    /// Coordinator service locator, e.g. tcp:host=10.0.0.1,port=12246
+    /// Coordinator service locator, e.g. tcp:host=10.0.0.1,port=12246, or
+    /// zk:HOST:PORT[,HOST:PORT...][/CHROOT] to find the leading coordinator through ZooKeeper
+    /// (looked up again whenever the coordinator's session fails)
     #[arg(long, value_name = "LOCATOR")]
     pub coordinator: String,
     /// Service locator to listen on; use a concrete address, clients are given it (port=0 picks a
@@ -116,13 +121,14 @@ pub fn termination() -> Result<mpsc::Receiver<()>> {
 /// Run the coordinator until a termination signal.
 pub fn coordinator(args: CoordinatorArgs) -> Result<()> {
     let listen = locator(&args.listen, "--listen")?;
-    let storage: Box<dyn coordinator::ExternalStorage> = match &args.storage {
-        Some(s) => coordinator::external::open(s)?,
+    let storage: Arc<dyn coordinator::ExternalStorage> = match &args.storage {
+        Some(s) => Arc::from(coordinator::external::open(s)?),
         None => {
             tracing::warn!("no --storage: the coordinator's state is kept in memory only and lost if it restarts");
-            Box::new(MemStorage::default())
+            Arc::new(MemStorage::default())
         }
     };
+    let shared = storage.clone();
     let stop = termination()?;
     let cfg = CoordinatorConfig {
         dispatch: DispatchConfig {
@@ -133,22 +139,64 @@ pub fn coordinator(args: CoordinatorArgs) -> Result<()> {
         },
         heartbeat_timeout: args.heartbeat_timeout,
     };
-    let handle =
-        coordinator::start(&listen, storage, cfg).context("cannot start the coordinator")?;
+    // With zk: storage, `start` waits (as a standby) until this process leads: keep answering
+    // termination signals meanwhile.
+    let (started_tx, started) = mpsc::channel();
+    std::thread::Builder::new()
+        .name("coord-start".into())
+        .spawn(move || {
+            let _ = started_tx.send(coordinator::start(&listen, Box::new(storage), cfg));
+        })
+        .context("cannot start a thread")?;
+    let handle = loop {
+        match started.recv_timeout(LEADERSHIP_CHECK) {
+            Ok(r) => break r.context("cannot start the coordinator")?,
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                anyhow::bail!("the coordinator's start thread ended without an answer")
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+        }
+        if stop.try_recv().is_ok() {
+            tracing::info!("terminated while a standby");
+            shared.release();
+            return Ok(());
+        }
+    };
     let served = handle.locator().to_string();
     println!("coordinator serving at {served}");
     if let Some(f) = &args.locator_file {
         write_atomic(f, &served)?;
     }
-    let _ = stop.recv();
+    loop {
+        match stop.recv_timeout(LEADERSHIP_CHECK) {
+            Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if let Err(e) = handle.storage().check_leadership() {
+                    tracing::error!(error = %e, "this coordinator lost its leadership; exiting so that it stops acting as leader");
+                    handle.shutdown();
+                    shared.release();
+                    anyhow::bail!("lost leadership: {e}; a standby coordinator takes over (restart this process to rejoin as a standby)");
+                }
+            }
+        }
+    }
     tracing::info!("shutting down");
     handle.shutdown();
+    shared.release();
     Ok(())
 }
 
+/// How often the coordinator daemon asks its storage whether it still leads.
+const LEADERSHIP_CHECK: Duration = Duration::from_millis(500);
+
 /// Run a server until a termination signal.
 pub fn server(args: ServerArgs) -> Result<()> {
-    let coordinator = locator(&args.coordinator, "--coordinator")?;
+    let coordinator: CoordinatorLocator = args.coordinator.parse().with_context(|| {
+        format!(
+            "bad --coordinator locator {:?} (expected e.g. tcp:host=127.0.0.1,port=12246 or zk:127.0.0.1:2181)",
+            args.coordinator
+        )
+    })?;
     let listen = locator(&args.listen, "--listen")?;
     let stop = termination()?;
     let cfg = NodeConfig {

@@ -95,8 +95,12 @@ mod link {
         bindings
             .write_to_file(out.join("bindings.rs"))
             .unwrap_or_else(|e| fail(&format!("cannot write bindings.rs ({e})")));
-        // The PMDs (memif, af_packet, af_xdp, NIC drivers) are plugins EAL loads at run time from
-        // its driver directory; nothing more to link.
-        let _ = lib;
+        // rte_vdev_init lives in the vdev bus driver, which libdpdk.pc's shared-library list
+        // leaves out. The PMDs (memif, af_packet, af_xdp, NIC drivers) are plugins EAL loads at
+        // run time from its driver directory.
+        for dir in &lib.link_paths {
+            println!("cargo:rustc-link-search=native={}", dir.display());
+        }
+        println!("cargo:rustc-link-lib=dylib=rte_bus_vdev");
     }
 }

@@ -16,10 +16,12 @@
 //! assert!(status.is_ok() && reply == b"hi");
 //! ```
 
-// `unsafe` is allowed only in the named FFI modules (`sys`, `datagram::sys`).
+// `unsafe` is allowed only in the named FFI modules (`sys`, `datagram::sys`, `dpdk::sys`).
 #![deny(unsafe_code)]
 
 pub mod datagram;
+#[cfg(feature = "dpdk")]
+pub mod dpdk;
 pub mod error;
 mod frame;
 pub mod limits;
@@ -57,12 +59,24 @@ const _: () = {
     send_sync::<ServiceLocator>();
 };
 
-/// Transports this build can run (`dpdk` and `infrc` are parsed but not built yet).
+/// Transports this build can run (`infrc` is parsed but not built yet; `dpdk` needs the crate
+/// feature `dpdk`).
 pub const SUPPORTED: &[TransportKind] = &[
     TransportKind::Loopback,
     TransportKind::Tcp,
     TransportKind::Udp,
+    #[cfg(feature = "dpdk")]
+    TransportKind::Dpdk,
 ];
+
+#[cfg(not(feature = "dpdk"))]
+fn dpdk_not_built() -> Error {
+    Error::Unsupported {
+        kind: "dpdk",
+        reason: "this build has no DPDK support: rebuild with `--features faascache-transport/dpdk` \
+                 (needs libdpdk-dev, pkg-config and libclang-dev; see docs/transports.md)",
+    }
+}
 
 fn unsupported(kind: TransportKind) -> Error {
     Error::Unsupported {
@@ -81,7 +95,11 @@ pub fn connect(locator: &ServiceLocator, cfg: ClientConfig) -> Result<Session> {
             TransportKind::Loopback => loopback::connect(alt, &cfg),
             TransportKind::Tcp => tcp::connect(alt, &cfg),
             TransportKind::Udp => udp::connect(alt, &cfg),
-            k @ (TransportKind::Dpdk | TransportKind::Infrc) => Err(unsupported(k)),
+            #[cfg(feature = "dpdk")]
+            TransportKind::Dpdk => dpdk::connect(alt, &cfg),
+            #[cfg(not(feature = "dpdk"))]
+            TransportKind::Dpdk => Err(dpdk_not_built()),
+            k @ TransportKind::Infrc => Err(unsupported(k)),
         };
         match r {
             Ok(s) => {
@@ -110,7 +128,11 @@ pub fn serve(
         TransportKind::Loopback => loopback::serve(loc, handler, &cfg),
         TransportKind::Tcp => tcp::serve(loc, handler, &cfg),
         TransportKind::Udp => udp::serve(loc, handler, &cfg),
-        k @ (TransportKind::Dpdk | TransportKind::Infrc) => Err(unsupported(k)),
+        #[cfg(feature = "dpdk")]
+        TransportKind::Dpdk => dpdk::serve(loc, handler, &cfg),
+        #[cfg(not(feature = "dpdk"))]
+        TransportKind::Dpdk => Err(dpdk_not_built()),
+        k @ TransportKind::Infrc => Err(unsupported(k)),
     }?;
     tracing::info!(transport = %loc.kind(), local = %h.local_locator(), cores = cfg.cores, pin = cfg.pin,
                    poll = %cfg.poll, "serving");

@@ -452,6 +452,13 @@ impl DevSpec {
         }
     }
 
+    fn memif_socket(&self) -> Option<&str> {
+        match self {
+            DevSpec::Memif { socket, .. } => Some(socket),
+            _ => None,
+        }
+    }
+
     /// The locator options naming this device.
     fn options(&self) -> Vec<(&'static str, String)> {
         match self {
@@ -526,8 +533,20 @@ fn clear_stale_socket(path: &str) {
 
 /// A client port's one queue, shared by every session of the process on that device.
 struct SharedQueue {
+    spec: DevSpec,
     port: Arc<sys::Port>,
     state: Mutex<SharedState>,
+}
+
+impl Drop for SharedQueue {
+    /// Close the port, then forget it in the registry: until then a new session for the same
+    /// device waits, so it never creates a second vdev on the same memif socket and id.
+    fn drop(&mut self) {
+        self.port.close();
+        if let Ok(mut ports) = CLIENT_PORTS.lock() {
+            ports.retain(|(s, w)| !(s == &self.spec && w.strong_count() == 0));
+        }
+    }
 }
 
 struct SharedState {
@@ -736,17 +755,26 @@ fn ensure_eal(loc: &Locator) -> Result<()> {
 
 /// The client's shared queue for `spec`, opening the port if no session uses it yet.
 fn client_queue(loc: &Locator, spec: &DevSpec) -> Result<Arc<SharedQueue>> {
-    let mut ports = CLIENT_PORTS
-        .lock()
-        .map_err(|_| bad_locator(loc, "DPDK port registry lock poisoned".into()))?;
-    ports.retain(|(_, w)| w.strong_count() > 0);
-    if let Some(sq) = ports
-        .iter()
-        .find(|(s, _)| s == spec)
-        .and_then(|(_, w)| w.upgrade())
-    {
-        return Ok(sq);
-    }
+    let deadline = Instant::now() + LINK_TIMEOUT;
+    let mut ports = loop {
+        let ports = CLIENT_PORTS
+            .lock()
+            .map_err(|_| bad_locator(loc, "DPDK port registry lock poisoned".into()))?;
+        match ports.iter().find(|(s, _)| s == spec) {
+            None => break ports,
+            Some((_, w)) => {
+                if let Some(sq) = w.upgrade() {
+                    return Ok(sq);
+                }
+            }
+        }
+        // The last session of that port is closing it: wait until it is gone.
+        drop(ports);
+        if Instant::now() >= deadline {
+            return Err(bad_locator(loc, "a DPDK port being closed did not go away".into()));
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    };
     let src = spec.source(false, 1, random_mac());
     let port = sys::Port::open(
         &src,
@@ -755,6 +783,7 @@ fn client_queue(loc: &Locator, spec: &DevSpec) -> Result<Arc<SharedQueue>> {
             descriptors: CLIENT_DESCRIPTORS,
             max_frame: mtu_of(loc)? + FRAME_HEADER,
         },
+        spec.memif_socket(),
     )
     .map_err(|e| bad_locator(loc, e))?;
     let deadline = Instant::now() + LINK_TIMEOUT;
@@ -779,6 +808,7 @@ fn client_queue(loc: &Locator, spec: &DevSpec) -> Result<Arc<SharedQueue>> {
         .pop()
         .ok_or_else(|| bad_locator(loc, "client port has no queue".into()))?;
     let sq = Arc::new(SharedQueue {
+        spec: spec.clone(),
         port,
         state: Mutex::new(SharedState {
             queue,
@@ -871,6 +901,7 @@ pub(crate) fn serve(
             descriptors: SERVER_DESCRIPTORS,
             max_frame: mtu + FRAME_HEADER,
         },
+        spec.memif_socket(),
     )
     .map_err(bind_err)?;
     if let DevSpec::Memif { socket, .. } = &spec {

@@ -8,6 +8,14 @@
 //!   every queue that uses it.
 //! - A [`Queue`] is one RX/TX queue pair. DPDK queues are not thread-safe: a `Queue` is only
 //!   used through `&mut`, and [`Port::queues`] hands out each queue index exactly once.
+//!
+//! **memif teardown hazard.** DPDK 22.11's memif PMD unmaps a port's shared memory from EAL's
+//! interrupt thread when the *peer* disconnects, while the application may be inside
+//! `rte_eth_rx_burst`/`tx_burst` on that port (a use-after-unmap crash). Within one process we
+//! avoid it: rx/tx on memif ports hold [`MEMIF_QUIESCE`] for reading, and closing a memif port
+//! holds it for writing until this process's peer port on the same socket has seen the
+//! disconnect and a settling delay has passed. A peer *process* that goes away cannot be fenced
+//! this way (documented in docs/transports.md).
 #![allow(unsafe_code)]
 
 use std::ffi::{CStr, CString};
@@ -15,6 +23,16 @@ use std::os::raw::{c_char, c_int};
 use std::sync::Arc;
 
 use faascache_dpdk_sys as ffi;
+use parking_lot::{Mutex, RwLock};
+
+/// See the module doc: memif data-path calls read-lock it, memif teardown write-locks it.
+static MEMIF_QUIESCE: RwLock<()> = RwLock::new(());
+
+/// Open memif ports of this process: port id and socket path (normalised: no `/./`).
+static MEMIF_PORTS: Mutex<Vec<(u16, String)>> = Mutex::new(Vec::new());
+
+/// After a peer's link went down, how long its interrupt thread may still be unmapping.
+const MEMIF_SETTLE: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// `rte_strerror(e)` for a positive or negative errno.
 fn strerror(e: c_int) -> String {
@@ -93,6 +111,9 @@ pub(crate) struct Port {
     mac: [u8; 6],
     data_room: usize,
     next_queue: std::sync::atomic::AtomicU16,
+    closed: std::sync::atomic::AtomicBool,
+    /// memif socket (normalised), for the teardown fence.
+    memif: Option<String>,
 }
 
 // SAFETY: the port id and pool pointer are process-global DPDK handles; ethdev control calls are
@@ -104,7 +125,12 @@ unsafe impl Sync for Port {}
 
 impl Port {
     /// Open (and for vdevs create) the port, configure `cfg.queues` queue pairs, start it.
-    pub(crate) fn open(src: &PortSource, cfg: PortConfig) -> Result<Arc<Port>, String> {
+    /// `memif_socket` names the socket of a memif port (for the teardown fence).
+    pub(crate) fn open(
+        src: &PortSource,
+        cfg: PortConfig,
+        memif_socket: Option<&str>,
+    ) -> Result<Arc<Port>, String> {
         let (id, name, vdev) = match src {
             PortSource::Vdev { name, args } => {
                 let cname = CString::new(name.as_str()).map_err(|_| "NUL in vdev name")?;
@@ -148,8 +174,13 @@ impl Port {
             mac: [0; 6],
             data_room: 0,
             next_queue: std::sync::atomic::AtomicU16::new(0),
+            closed: std::sync::atomic::AtomicBool::new(false),
+            memif: memif_socket.map(|s| s.replace("/./", "/")),
         };
         port.configure(cfg)?;
+        if let Some(s) = &port.memif {
+            MEMIF_PORTS.lock().push((port.id, s.clone()));
+        }
         Ok(Arc::new(port))
     }
 
@@ -277,20 +308,60 @@ impl Port {
     }
 }
 
-impl Drop for Port {
-    fn drop(&mut self) {
-        // SAFETY: no `Queue` of this port exists any more (each holds an Arc<Port>), so nothing
-        // uses its queues; stop/close tolerate a port that was never started. The pool is
-        // freed after close, when the driver holds no mbufs of it any more.
+impl Port {
+    /// Stop and close the port (and remove its vdev) now, before the last reference goes.
+    /// Idempotent. The caller guarantees that no thread uses a queue of the port any more (the
+    /// owner of the last `Queue` calls it while tearing that down); later rx/tx calls on a
+    /// closed port are not made.
+    pub(crate) fn close(&self) {
+        use std::sync::atomic::Ordering;
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let fence = self.memif.as_ref().map(|s| {
+            let mut ports = MEMIF_PORTS.lock();
+            ports.retain(|(id, _)| *id != self.id);
+            let peers: Vec<u16> = ports
+                .iter()
+                .filter(|(_, p)| p == s)
+                .map(|(id, _)| *id)
+                .collect();
+            (MEMIF_QUIESCE.write(), peers)
+        });
+        // SAFETY: per the contract above nothing uses the queues; stop/close tolerate a port
+        // that was never started; the vdev name is the one created in `open`.
         unsafe {
             ffi::rte_eth_dev_stop(self.id);
             ffi::rte_eth_dev_close(self.id);
             if let Some(v) = &self.vdev {
                 ffi::rte_vdev_uninit(v.as_ptr());
             }
-            if !self.pool.is_null() {
-                ffi::rte_mempool_free(self.pool);
+        }
+        if let Some((_guard, peers)) = fence {
+            // Keep this process's memif pollers out until the peer port saw the disconnect.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+            // SAFETY: pure queries on ports that are open (they leave MEMIF_PORTS only in
+            // `close`, which needs the write lock we hold).
+            while peers.iter().any(|&p| unsafe { ffi::fc_link_up(p) } == 1)
+                && std::time::Instant::now() < deadline
+            {
+                std::thread::sleep(std::time::Duration::from_millis(1));
             }
+            if !peers.is_empty() {
+                std::thread::sleep(MEMIF_SETTLE);
+            }
+        }
+    }
+}
+
+impl Drop for Port {
+    fn drop(&mut self) {
+        // No `Queue` of this port exists any more (each holds an Arc<Port>).
+        self.close();
+        if !self.pool.is_null() {
+            // SAFETY: the port is closed, so the driver holds no mbufs of the pool, and no
+            // `Queue` exists to allocate from it.
+            unsafe { ffi::rte_mempool_free(self.pool) };
         }
     }
 }
@@ -340,6 +411,7 @@ impl Queue {
     /// Receive up to `max` (at most [`BURST`]) frames; call `each` with each frame's bytes.
     /// Returns how many frames were received.
     pub(crate) fn rx(&mut self, max: usize, each: &mut dyn FnMut(&[u8])) -> usize {
+        let _fence = self.port.memif.is_some().then(|| MEMIF_QUIESCE.read());
         let n = max.min(BURST) as u16;
         // SAFETY: `mbufs` has room for BURST >= n pointers; the queue index is this queue's own.
         let got =
@@ -370,6 +442,7 @@ impl Queue {
     /// does not take after a few retries are dropped (an unreliable link, as the protocol
     /// expects). Returns how many the device took.
     pub(crate) fn tx(&mut self, frames: &[(&[u8], &[u8])]) -> usize {
+        let _fence = self.port.memif.is_some().then(|| MEMIF_QUIESCE.read());
         let mut sent = 0;
         for chunk in frames.chunks(BURST) {
             let n = chunk.len();

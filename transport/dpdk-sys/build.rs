@@ -12,7 +12,8 @@ mod link {
     use std::path::PathBuf;
     use std::process::Command;
 
-    const FIX: &str = "install DPDK's development files (Debian 12: `apt-get install -y libdpdk-dev \
+    const FIX: &str =
+        "install DPDK's development files (Debian 12: `apt-get install -y libdpdk-dev \
                        pkg-config libclang-dev clang`; `.ci/run` does this), or build without \
                        `--features dpdk`";
 

@@ -73,7 +73,8 @@ pub const SUPPORTED: &[TransportKind] = &[
 fn dpdk_not_built() -> Error {
     Error::Unsupported {
         kind: "dpdk",
-        reason: "this build has no DPDK support: rebuild with `--features faascache-transport/dpdk` \
+        reason:
+            "this build has no DPDK support: rebuild with `--features faascache-transport/dpdk` \
                  (needs libdpdk-dev, pkg-config and libclang-dev; see docs/transports.md)",
     }
 }

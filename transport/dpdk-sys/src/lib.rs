@@ -5,7 +5,10 @@
 //! Empty unless feature `link` is on (it needs `libdpdk-dev`, `pkg-config` and libclang at build
 //! time); the safe layer is `faascache_transport::dpdk`.
 
-#![cfg_attr(feature = "link", allow(non_camel_case_types, non_snake_case, non_upper_case_globals))]
+#![cfg_attr(
+    feature = "link",
+    allow(non_camel_case_types, non_snake_case, non_upper_case_globals)
+)]
 #![cfg_attr(feature = "link", allow(missing_debug_implementations, clippy::all))]
 
 #[cfg(feature = "link")]

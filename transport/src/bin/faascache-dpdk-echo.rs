@@ -13,9 +13,12 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use faascache_transport::{connect, serve, ClientConfig, DispatchConfig, NoHandler, Opcode, Status};
+use faascache_transport::{
+    connect, serve, ClientConfig, DispatchConfig, NoHandler, Opcode, Status,
+};
 
-const USAGE: &str = "usage: faascache-dpdk-echo serve <dpdk-locator> [cores] | call <dpdk-locator> <count>";
+const USAGE: &str =
+    "usage: faascache-dpdk-echo serve <dpdk-locator> [cores] | call <dpdk-locator> <count>";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -36,7 +39,9 @@ fn main() -> ExitCode {
 fn run_serve(loc: &str, cores: Option<&String>) -> Result<(), String> {
     let loc = loc.parse().map_err(|e| format!("{e}"))?;
     let cores = match cores {
-        Some(c) => c.parse().map_err(|_| format!("cores must be a number, not {c:?}"))?,
+        Some(c) => c
+            .parse()
+            .map_err(|_| format!("cores must be a number, not {c:?}"))?,
         None => 1,
     };
     let server = serve(
@@ -56,7 +61,12 @@ fn run_serve(loc: &str, cores: Option<&String>) -> Result<(), String> {
     // Serve until stdin closes (the parent exits or closes it).
     let mut line = String::new();
     let stdin = std::io::stdin();
-    while stdin.lock().read_line(&mut line).map_err(|e| e.to_string())? > 0 {
+    while stdin
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| e.to_string())?
+        > 0
+    {
         line.clear();
     }
     server.shutdown();
@@ -71,12 +81,16 @@ fn run_call(loc: &str, count: &str) -> Result<(), String> {
     let s = connect(&loc, ClientConfig::default()).map_err(|e| e.to_string())?;
     for i in 0..count {
         let n = (i * 7919) % (64 * 1024 + 1);
-        let p: Vec<u8> = (0..n).map(|j| (j as u8).wrapping_mul(31).wrapping_add(i as u8)).collect();
+        let p: Vec<u8> = (0..n)
+            .map(|j| (j as u8).wrapping_mul(31).wrapping_add(i as u8))
+            .collect();
         let (st, r) = s
             .call(Opcode::Echo, &p, Duration::from_secs(30))
             .map_err(|e| format!("echo {i} ({n} bytes): {e}"))?;
         if st != Status::OK || r != p {
-            return Err(format!("echo {i} ({n} bytes) came back wrong (status {st:?})"));
+            return Err(format!(
+                "echo {i} ({n} bytes) came back wrong (status {st:?})"
+            ));
         }
     }
     println!("OK {count}");

@@ -94,7 +94,8 @@ impl std::str::FromStr for Mac {
     type Err = String;
     fn from_str(s: &str) -> std::result::Result<Mac, String> {
         let parts: Vec<&str> = s.split(['-', ':']).collect();
-        let bad = || format!("bad MAC address {s:?}: expected six hex bytes like 02:00:00:00:00:01");
+        let bad =
+            || format!("bad MAC address {s:?}: expected six hex bytes like 02:00:00:00:00:01");
         if parts.len() != 6 {
             return Err(bad());
         }
@@ -380,7 +381,10 @@ impl DevSpec {
     pub fn from_locator(loc: &Locator) -> Result<DevSpec> {
         let need = |key: &str, vdev: &str| {
             loc.get(key).map(str::to_string).ok_or_else(|| {
-                bad_locator(loc, format!("vdev={vdev} needs {key}= (see docs/transports.md)"))
+                bad_locator(
+                    loc,
+                    format!("vdev={vdev} needs {key}= (see docs/transports.md)"),
+                )
             })
         };
         Ok(match (loc.get("vdev"), loc.get("dev"), loc.port()) {
@@ -434,9 +438,7 @@ impl DevSpec {
                 };
                 sys::PortSource::Vdev {
                     name: format!("net_memif_fc{}_{n}", std::process::id()),
-                    args: format!(
-                        "role={role},id={id},socket={path},socket-abstract=no,mac={mac}"
-                    ),
+                    args: format!("role={role},id={id},socket={path},socket-abstract=no,mac={mac}"),
                 }
             }
             DevSpec::AfPacket { iface } => sys::PortSource::Vdev {
@@ -469,7 +471,9 @@ impl DevSpec {
                 }
                 v
             }
-            DevSpec::AfPacket { iface } => vec![("vdev", "af_packet".into()), ("iface", iface.clone())],
+            DevSpec::AfPacket { iface } => {
+                vec![("vdev", "af_packet".into()), ("iface", iface.clone())]
+            }
             DevSpec::AfXdp { iface } => vec![("vdev", "af_xdp".into()), ("iface", iface.clone())],
             DevSpec::Name(n) => vec![("dev", n.clone())],
             DevSpec::Port(p) => vec![("port", p.to_string())],
@@ -618,7 +622,8 @@ impl Driver for DpdkDriver {
     fn tx_burst(&mut self, batch: &mut Vec<TxPacket<EthAddr>>) -> io::Result<usize> {
         self.hdrs.clear();
         for p in batch.iter() {
-            self.hdrs.push(encode_header(p.to, self.local, p.data.len()));
+            self.hdrs
+                .push(encode_header(p.to, self.local, p.data.len()));
         }
         let frames: Vec<(&[u8], &[u8])> = self
             .hdrs
@@ -771,7 +776,10 @@ fn client_queue(loc: &Locator, spec: &DevSpec) -> Result<Arc<SharedQueue>> {
         // The last session of that port is closing it: wait until it is gone.
         drop(ports);
         if Instant::now() >= deadline {
-            return Err(bad_locator(loc, "a DPDK port being closed did not go away".into()));
+            return Err(bad_locator(
+                loc,
+                "a DPDK port being closed did not go away".into(),
+            ));
         }
         std::thread::sleep(Duration::from_millis(1));
     };
@@ -798,7 +806,10 @@ fn client_queue(loc: &Locator, spec: &DevSpec) -> Result<Arc<SharedQueue>> {
             };
             return Err(bad_locator(
                 loc,
-                format!("link of {} did not come up within {LINK_TIMEOUT:?}: {hint}", port.name()),
+                format!(
+                    "link of {} did not come up within {LINK_TIMEOUT:?}: {hint}",
+                    port.name()
+                ),
             ));
         }
         std::thread::sleep(Duration::from_millis(1));
@@ -851,9 +862,8 @@ pub(crate) fn connect(loc: &Locator, cfg: &ClientConfig) -> Result<Session> {
                 break;
             }
         }
-        let ep = ep.ok_or_else(|| {
-            bad_locator(loc, "65535 sessions already use this DPDK port".into())
-        })?;
+        let ep =
+            ep.ok_or_else(|| bad_locator(loc, "65535 sessions already use this DPDK port".into()))?;
         st.mailboxes.insert(ep, Vec::new());
         EthAddr {
             mac: Mac(sq.port.mac()),
@@ -971,7 +981,13 @@ mod tests {
     fn macs_parse_and_print() {
         let m: Mac = "02:0A:ff:00:00:01".parse().unwrap();
         assert_eq!(m.to_string(), "02:0a:ff:00:00:01");
-        for bad in ["", "02:00:00:00:00", "02:00:00:00:00:00:00", "zz:00:00:00:00:00", "123:0:0:0:0:0"] {
+        for bad in [
+            "",
+            "02:00:00:00:00",
+            "02:00:00:00:00:00:00",
+            "zz:00:00:00:00:00",
+            "123:0:0:0:0:0",
+        ] {
             assert!(bad.parse::<Mac>().is_err(), "{bad}");
         }
     }
@@ -990,8 +1006,16 @@ mod tests {
             DevSpec::from_locator(&l("dpdk:dev=0000:01:00.0,mac=02:00:00:00:00:01")).unwrap(),
             DevSpec::Name("0000:01:00.0".into())
         );
-        assert_eq!(DevSpec::from_locator(&l("dpdk:port=1")).unwrap(), DevSpec::Port(1));
-        for bad in ["dpdk:", "dpdk:vdev=memif", "dpdk:vdev=tap,iface=x", "dpdk:port=0,dev=x"] {
+        assert_eq!(
+            DevSpec::from_locator(&l("dpdk:port=1")).unwrap(),
+            DevSpec::Port(1)
+        );
+        for bad in [
+            "dpdk:",
+            "dpdk:vdev=memif",
+            "dpdk:vdev=tap,iface=x",
+            "dpdk:port=0,dev=x",
+        ] {
             assert!(DevSpec::from_locator(&l(bad)).is_err(), "{bad}");
         }
         let e = EalConfig::from_locator(&l("dpdk:vdev=memif,socket=/x,huge=0,mem=128,lcores=1"))

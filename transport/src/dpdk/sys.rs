@@ -186,7 +186,8 @@ impl Port {
 
     fn configure(&mut self, cfg: PortConfig) -> Result<(), String> {
         let id = self.id;
-        let what = |call: &str, r: c_int| format!("{call} on {} failed: {}", self.name, strerror(r));
+        let what =
+            |call: &str, r: c_int| format!("{call} on {} failed: {}", self.name, strerror(r));
         let mut info = ffi::rte_eth_dev_info::default();
         // SAFETY: `info` is a valid, writable rte_eth_dev_info.
         let r = unsafe { ffi::rte_eth_dev_info_get(id, &mut info) };
@@ -230,8 +231,8 @@ impl Port {
         self.data_room = cfg.max_frame.max(2048);
         let buf_size = (self.data_room + headroom).min(u16::MAX as usize) as u16;
         let n = (cfg.queues as u32) * (nrx as u32 + ntx as u32 + 2 * 64) + 1024;
-        let pool_name = CString::new(format!("fc_pool_{id}_{}", unique()))
-            .map_err(|_| "NUL in pool name")?;
+        let pool_name =
+            CString::new(format!("fc_pool_{id}_{}", unique())).map_err(|_| "NUL in pool name")?;
         // SAFETY: valid NUL-terminated name; numeric arguments in range. Cache 0: our threads
         // are not EAL lcores, so a per-lcore cache would not be used anyway.
         self.pool =

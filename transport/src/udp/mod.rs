@@ -83,8 +83,13 @@ impl Device for UdpDriver {
     }
 
     fn wait_tx(&mut self) -> io::Result<()> {
-        crate::sys::poll_fd(self.as_raw_fd(), false, true, Some(Duration::from_millis(1)))
-            .map(|_| ())
+        crate::sys::poll_fd(
+            self.as_raw_fd(),
+            false,
+            true,
+            Some(Duration::from_millis(1)),
+        )
+        .map(|_| ())
     }
 
     fn rx_waiter(&self) -> RxWait {
@@ -163,9 +168,7 @@ impl<D: Device> Stack<D> {
             for p in self.rx.drain(..) {
                 match self.only_peer {
                     None => self.ep.handle(now, p.from, &p.data),
-                    Some(peer) if D::is_peer(&peer, &p.from) => {
-                        self.ep.handle(now, peer, &p.data)
-                    }
+                    Some(peer) if D::is_peer(&peer, &p.from) => self.ep.handle(now, peer, &p.data),
                     Some(_) => {}
                 }
                 self.bufs.push(p.data);

@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! cargo run --release -p faascache-transport --features dpdk --example dpdk_echo_bench -- \
-//!     [payload bytes=64] [iterations=20000] [rounds=3]
+//!     [payload bytes=64] [iterations=20000] [rounds=3] [poll mode of both sides=spin]
 //! ```
 //! Prints p50 / p99 per round and the median of the per-round p50s, and the load average.
 
@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use faascache_transport::*;
 
-fn run(loc: &str, size: usize, iters: usize) -> (Duration, Duration) {
+fn run(loc: &str, size: usize, iters: usize, poll: PollMode) -> (Duration, Duration) {
     let server = serve(
         &loc.parse().expect("locator"),
         Arc::new(NoHandler),
@@ -22,14 +22,14 @@ fn run(loc: &str, size: usize, iters: usize) -> (Duration, Duration) {
             cores: 1,
             pin: true,
             first_core: 1,
-            poll: PollMode::Spin,
+            poll,
         },
     )
     .expect("serve");
     let s = connect(
         &server.local_locator().clone().into(),
         ClientConfig {
-            poll: PollMode::Spin,
+            poll,
             ..Default::default()
         },
     )
@@ -61,6 +61,11 @@ fn main() {
     let size: usize = a.first().map_or(64, |s| s.parse().expect("size"));
     let iters: usize = a.get(1).map_or(20_000, |s| s.parse().expect("iterations"));
     let rounds: usize = a.get(2).map_or(3, |s| s.parse().expect("rounds"));
+    let poll: PollMode = a
+        .get(3)
+        .map_or("spin", String::as_str)
+        .parse()
+        .expect("poll mode: spin, adaptive or block");
     if let Some(c) = core_affinity::get_core_ids().and_then(|c| c.first().copied()) {
         core_affinity::set_for_current(c);
     }
@@ -69,7 +74,7 @@ fn main() {
     let us = |d: Duration| d.as_secs_f64() * 1e6;
     let (mut tcp50, mut dpdk50) = (Vec::new(), Vec::new());
     for r in 0..rounds {
-        let (p50, p99) = run("tcp:host=127.0.0.1,port=0", size, iters);
+        let (p50, p99) = run("tcp:host=127.0.0.1,port=0", size, iters, poll);
         println!("round {r} tcp : p50={:.1}us p99={:.1}us", us(p50), us(p99));
         tcp50.push(p50);
         let sock = format!("/tmp/faascache-bench-{}-{r}.sock", std::process::id());
@@ -77,6 +82,7 @@ fn main() {
             &format!("dpdk:vdev=memif,socket={sock},huge=0"),
             size,
             iters,
+            poll,
         );
         println!("round {r} dpdk: p50={:.1}us p99={:.1}us", us(p50), us(p99));
         dpdk50.push(p50);
@@ -86,7 +92,7 @@ fn main() {
     let (t, d) = (tcp50[tcp50.len() / 2], dpdk50[dpdk50.len() / 2]);
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!(
-        "size={size} iters={iters} rounds={rounds}: median p50 tcp={:.1}us dpdk(memif)={:.1}us \
+        "size={size} iters={iters} rounds={rounds} poll={poll}: median p50 tcp={:.1}us dpdk(memif)={:.1}us \
          ratio dpdk/tcp={:.2}; load average after: {}",
         us(t),
         us(d),

@@ -1,10 +1,12 @@
 //! FaaSCache transport: service locators, the wire protocol, client RPC sessions and the server
-//! dispatch loop, over loopback (in-process), TCP and a reliable datagram protocol on UDP.
+//! dispatch loop, over loopback (in-process), TCP and a reliable datagram protocol on UDP (and on
+//! raw Ethernet through DPDK, with the crate feature `dpdk`: module `dpdk`).
 //!
 //! Reading order: [`locator`] → [`wire`] (header, opcode table, status, payload codec) → [`limits`] →
 //! [`session`] (client, caller-driven progress) → [`server`] (handlers, deferral, dispatch) →
 //! the transports: `loopback`, `tcp`, [`datagram`] (driver trait, sans-I/O reliable protocol,
-//! UDP driver) and `udp` (the UDP transport built from them).
+//! UDP driver) and `udp` (the UDP transport built from them, generic over the driver; `dpdk`
+//! reuses it).
 //!
 //! ```no_run
 //! use std::{sync::Arc, time::Duration};

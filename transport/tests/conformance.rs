@@ -527,3 +527,20 @@ fn alternatives_are_tried_in_order() {
         other => panic!("{other:?}"),
     }
 }
+
+/// Without the `dpdk` feature a `dpdk:` locator is refused with an error naming the feature.
+#[cfg(not(feature = "dpdk"))]
+#[test]
+fn dpdk_without_the_feature_names_it() {
+    let loc: ServiceLocator = "dpdk:vdev=memif,socket=/tmp/none.sock,mac=02:00:00:00:00:01"
+        .parse()
+        .unwrap();
+    match connect(&loc, ClientConfig::default()) {
+        Err(e @ Error::Unsupported { .. }) => assert!(e.to_string().contains("features"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+    match serve(&loc, test_handler(), server_cfg()) {
+        Err(e @ Error::Unsupported { .. }) => assert!(e.to_string().contains("features"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+}

@@ -227,3 +227,43 @@ fn af_packet_over_veth_between_namespaces() {
     );
     server.stop();
 }
+
+/// Setup mistakes are errors that say what to do: no server on the memif socket, no `mac=`, no
+/// device named.
+#[test]
+fn setup_errors_name_the_fix() {
+    let sock = format!("/tmp/faascache-nobody-{}.sock", std::process::id());
+    let loc: ServiceLocator = format!("dpdk:vdev=memif,socket={sock},mac=02:00:00:00:00:01,huge=0")
+        .parse()
+        .unwrap();
+    let e = connect(&loc, ClientConfig::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains(&sock) && e.to_lowercase().contains("start"),
+        "{e}"
+    );
+    let e = connect(
+        &format!("dpdk:vdev=memif,socket={sock},huge=0")
+            .parse()
+            .unwrap(),
+        ClientConfig::default(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("mac="), "{e}");
+    let e = connect(
+        &"dpdk:mac=02:00:00:00:00:01,huge=0".parse().unwrap(),
+        ClientConfig::default(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("vdev=memif,socket=PATH"), "{e}");
+    let e = connect(
+        &"dpdk:port=9,mac=02:00:00:00:00:01,huge=0".parse().unwrap(),
+        ClientConfig::default(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("vfio-pci"), "{e}");
+}

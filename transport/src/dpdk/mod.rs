@@ -793,7 +793,16 @@ fn client_queue(loc: &Locator, spec: &DevSpec) -> Result<Arc<SharedQueue>> {
         },
         spec.memif_socket(),
     )
-    .map_err(|e| bad_locator(loc, e))?;
+    .map_err(|e| match spec {
+        DevSpec::Memif { socket, .. } => bad_locator(
+            loc,
+            format!(
+                "{e}; is a server listening on {socket}? Start it first (serve \
+                 dpdk:vdev=memif,socket={socket})"
+            ),
+        ),
+        _ => bad_locator(loc, e),
+    })?;
     let deadline = Instant::now() + LINK_TIMEOUT;
     while !port.link_up() {
         if Instant::now() >= deadline {

@@ -1,11 +1,13 @@
 //! FaaSCache transport: service locators, the wire protocol, client RPC sessions and the server
-//! dispatch loop, over loopback (in-process), TCP and a reliable datagram protocol on UDP, and
-//! InfiniBand/RoCE verbs with the `verbs` feature.
+//! dispatch loop, over loopback (in-process), TCP and a reliable datagram protocol on UDP (and on
+//! raw Ethernet through DPDK, with the crate feature `dpdk`: module `dpdk`), and InfiniBand/RoCE
+//! verbs with the `verbs` feature.
 //!
 //! Reading order: [`locator`] → [`wire`] (header, opcode table, status, payload codec) → [`limits`] →
 //! [`session`] (client, caller-driven progress) → [`server`] (handlers, deferral, dispatch) →
 //! the transports: `loopback`, `tcp`, [`datagram`] (driver trait, sans-I/O reliable protocol,
-//! UDP driver) and `udp` (the UDP transport built from them); with `--features verbs`, `verbs`.
+//! UDP driver) and `udp` (the UDP transport built from them, generic over the driver; `dpdk`
+//! reuses it); with `--features verbs`, `verbs`.
 //!
 //! ```no_run
 //! use std::{sync::Arc, time::Duration};
@@ -17,10 +19,13 @@
 //! assert!(status.is_ok() && reply == b"hi");
 //! ```
 
-// `unsafe` is allowed only in the named FFI modules (`sys`, `datagram::sys`, `verbs::sys`).
+// `unsafe` is allowed only in the named FFI modules (`sys`, `datagram::sys`, `verbs::sys`,
+// `dpdk::sys`).
 #![deny(unsafe_code)]
 
 pub mod datagram;
+#[cfg(feature = "dpdk")]
+pub mod dpdk;
 pub mod error;
 mod frame;
 pub mod limits;
@@ -61,15 +66,26 @@ const _: () = {
     send_sync::<ServiceLocator>();
 };
 
-/// Transports this build can run (`dpdk` is parsed but not built yet; `infrc` needs the `verbs`
-/// feature).
+/// Transports this build can run (`infrc` needs the `verbs` feature, `dpdk` the `dpdk` feature).
 pub const SUPPORTED: &[TransportKind] = &[
     TransportKind::Loopback,
     TransportKind::Tcp,
     TransportKind::Udp,
     #[cfg(feature = "verbs")]
     TransportKind::Infrc,
+    #[cfg(feature = "dpdk")]
+    TransportKind::Dpdk,
 ];
+
+#[cfg(not(feature = "dpdk"))]
+fn dpdk_not_built() -> Error {
+    Error::Unsupported {
+        kind: "dpdk",
+        reason:
+            "this build has no DPDK support: rebuild with `--features faascache-transport/dpdk` \
+                 (needs libdpdk-dev, pkg-config and libclang-dev; see docs/transports.md)",
+    }
+}
 
 fn unsupported(kind: TransportKind) -> Error {
     Error::Unsupported {
@@ -118,7 +134,10 @@ pub fn connect(locator: &ServiceLocator, cfg: ClientConfig) -> Result<Session> {
             TransportKind::Tcp => tcp::connect(alt, &cfg),
             TransportKind::Udp => udp::connect(alt, &cfg),
             TransportKind::Infrc => connect_infrc(alt, &cfg),
-            k @ TransportKind::Dpdk => Err(unsupported(k)),
+            #[cfg(feature = "dpdk")]
+            TransportKind::Dpdk => dpdk::connect(alt, &cfg),
+            #[cfg(not(feature = "dpdk"))]
+            TransportKind::Dpdk => Err(dpdk_not_built()),
         };
         match r {
             Ok(s) => {
@@ -148,7 +167,10 @@ pub fn serve(
         TransportKind::Tcp => tcp::serve(loc, handler, &cfg),
         TransportKind::Udp => udp::serve(loc, handler, &cfg),
         TransportKind::Infrc => serve_infrc(loc, handler, &cfg),
-        k @ TransportKind::Dpdk => Err(unsupported(k)),
+        #[cfg(feature = "dpdk")]
+        TransportKind::Dpdk => dpdk::serve(loc, handler, &cfg),
+        #[cfg(not(feature = "dpdk"))]
+        TransportKind::Dpdk => Err(dpdk_not_built()),
     }?;
     tracing::info!(transport = %loc.kind(), local = %h.local_locator(), cores = cfg.cores, pin = cfg.pin,
                    poll = %cfg.poll, "serving");

@@ -62,9 +62,7 @@ pub(crate) trait ReplySink: Send + Sync {
 pub(crate) enum Route {
     /// A stream connection, by its unique id on the owning dispatch thread.
     Conn(u64),
-    /// A datagram peer and the datagram rpc id.
-    Peer(std::net::SocketAddr, u64),
-    /// Loopback: the sink itself knows the destination.
+    /// The sink itself knows the destination (loopback; a datagram RPC's own sink).
     Direct,
 }
 

@@ -1,6 +1,6 @@
-//! One conformance suite that every transport passes (loopback, TCP, UDP), over real sockets on
-//! 127.0.0.1 with port 0 where the transport has sockets. No timed assertions except generous
-//! liveness timeouts.
+//! One conformance suite that every transport passes (loopback, TCP, UDP; DPDK over memif with
+//! feature `dpdk`), over real sockets on 127.0.0.1 with port 0 where the transport has sockets.
+//! No timed assertions except generous liveness timeouts.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -64,6 +64,13 @@ fn locator(kind: &str) -> ServiceLocator {
         ),
         "infrc" => std::env::var("FAASCACHE_VERBS_TEST_SERVER")
             .unwrap_or_else(|_| "infrc:host=127.0.0.1,port=0".into()),
+        // One EAL per process: server and client are two memif vdevs in this process, one
+        // socket per server; no hugepages needed.
+        "dpdk" => format!(
+            "dpdk:vdev=memif,socket=/tmp/faascache-conformance-{}-{}.sock,huge=0",
+            std::process::id(),
+            NAME.fetch_add(1, Ordering::Relaxed)
+        ),
         k => format!("{k}:host=127.0.0.1,port=0"),
     }
     .parse()
@@ -492,6 +499,8 @@ fn verbs_ready() -> bool {
         }
     }
 }
+#[cfg(feature = "dpdk")]
+conformance!(dpdk, "dpdk");
 
 /// A server bound to the wildcard address, reached through 127.0.0.1 (replies may come from a
 /// source address other than the one the client sent to).
@@ -523,7 +532,7 @@ fn wildcard_bound_servers() {
 #[test]
 fn alternatives_are_tried_in_order() {
     let server = serve(&locator("tcp"), test_handler(), server_cfg()).unwrap();
-    // dpdk is not built; the connect falls through to tcp (logged at warn) and says which it chose.
+    // dpdk fails (not built, or no mac= / device); the connect falls through to tcp (logged at warn) and says which it chose.
     let loc: ServiceLocator = format!("dpdk:port=0;{}", server.local_locator())
         .parse()
         .unwrap();
@@ -550,6 +559,23 @@ fn alternatives_are_tried_in_order() {
     let bad: ServiceLocator = "loopback:name=nobody-serves-this;dpdk:".parse().unwrap();
     match connect(&bad, ClientConfig::default()) {
         Err(Error::AllAlternativesFailed(v)) => assert_eq!(v.len(), 2),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Without the `dpdk` feature a `dpdk:` locator is refused with an error naming the feature.
+#[cfg(not(feature = "dpdk"))]
+#[test]
+fn dpdk_without_the_feature_names_it() {
+    let loc: ServiceLocator = "dpdk:vdev=memif,socket=/tmp/none.sock,mac=02:00:00:00:00:01"
+        .parse()
+        .unwrap();
+    match connect(&loc, ClientConfig::default()) {
+        Err(e @ Error::Unsupported { .. }) => assert!(e.to_string().contains("features"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+    match serve(&loc, test_handler(), server_cfg()) {
+        Err(e @ Error::Unsupported { .. }) => assert!(e.to_string().contains("features"), "{e}"),
         other => panic!("{other:?}"),
     }
 }

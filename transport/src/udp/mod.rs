@@ -6,7 +6,12 @@
 //! Client: one socket and one endpoint per session; the waiting caller drives it (no background
 //! thread). Server: each dispatch thread binds its own socket to the port (`SO_REUSEPORT`) with
 //! its own endpoint, so a client's packets always reach the same thread.
+//!
+//! The session and dispatch code is generic over [`Device`] (a [`Driver`] plus how to wait on
+//! it), so other datagram drivers reuse it: [`client_session`] and [`serve_devices`] are what the
+//! DPDK transport (`crate::dpdk`) calls; `connect` / `serve` below are the UDP glue.
 
+use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -41,22 +46,109 @@ fn proto_cfg(mtu: usize) -> ProtoConfig {
     }
 }
 
+/// Blocks the calling thread until a packet may be waiting or the timeout passes; callable
+/// without holding the driver (a client session waits without its stack lock).
+pub(crate) type RxWait = Box<dyn Fn(Duration) -> io::Result<()> + Send + Sync>;
+
+/// Wakes a dispatch thread blocked in its [`Sleeper`] (a deferred reply is queued).
+pub(crate) type Wake = Box<dyn Fn() + Send + Sync>;
+
+/// How an idle dispatch thread blocks.
+pub(crate) trait Sleeper: Send {
+    /// Block until a packet may be waiting, the paired [`Wake`] is called, or `timeout` passes.
+    fn sleep(&mut self, timeout: Duration) -> io::Result<()>;
+}
+
+/// What the RPC layer needs from a datagram device beyond [`Driver`]: how to wait on it.
+pub(crate) trait Device: Driver<Addr: Sync> + Send + 'static {
+    /// Whether a packet from `from` comes from a client session's server `peer` (it is then
+    /// attributed to `peer`; anything else is dropped). Default: the same address.
+    fn is_peer(peer: &Self::Addr, from: &Self::Addr) -> bool {
+        peer == from
+    }
+    /// Called when `tx_burst` took nothing: wait a little for room in the device queue.
+    fn wait_tx(&mut self) -> io::Result<()>;
+    /// The client's blocking wait for this device.
+    fn rx_waiter(&self) -> RxWait;
+    /// A dispatch thread's sleeper and the matching waker.
+    fn sleeper(&self) -> io::Result<(Box<dyn Sleeper>, Wake)>;
+}
+
+impl Device for UdpDriver {
+    /// Packets from the server's port are attributed to the server address the session resolved,
+    /// whatever source address the kernel gave them (a server bound to 0.0.0.0 answers from the
+    /// address the route picks).
+    fn is_peer(peer: &SocketAddr, from: &SocketAddr) -> bool {
+        peer.port() == from.port()
+    }
+
+    fn wait_tx(&mut self) -> io::Result<()> {
+        crate::sys::poll_fd(
+            self.as_raw_fd(),
+            false,
+            true,
+            Some(Duration::from_millis(1)),
+        )
+        .map(|_| ())
+    }
+
+    fn rx_waiter(&self) -> RxWait {
+        let fd: RawFd = self.as_raw_fd();
+        Box::new(move |w| crate::sys::poll_fd(fd, true, false, Some(w)).map(|_| ()))
+    }
+
+    fn sleeper(&self) -> io::Result<(Box<dyn Sleeper>, Wake)> {
+        let poll = Poll::new()?;
+        let fd = self.as_raw_fd();
+        poll.registry()
+            .register(&mut SourceFd(&fd), SOCKET, Interest::READABLE)?;
+        let waker = Waker::new(poll.registry(), WAKER)?;
+        let sleeper = EpollSleeper {
+            poll,
+            events: Events::with_capacity(8),
+        };
+        Ok((
+            Box::new(sleeper),
+            Box::new(move || {
+                let _ = waker.wake();
+            }),
+        ))
+    }
+}
+
+const SOCKET: Token = Token(0);
+const WAKER: Token = Token(1);
+
+/// epoll on the socket and a waker.
+struct EpollSleeper {
+    poll: Poll,
+    events: Events,
+}
+
+impl Sleeper for EpollSleeper {
+    fn sleep(&mut self, timeout: Duration) -> io::Result<()> {
+        match self.poll.poll(&mut self.events, Some(timeout)) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}
+
 /// Driver + endpoint + scratch vectors: one "datagram stack".
-struct Stack {
-    /// Client stacks talk to one server: packets from its port are attributed to the server
-    /// address the session resolved, whatever source address the kernel gave them (a server
-    /// bound to 0.0.0.0 answers from the address the route picks); packets from any other port
-    /// are dropped.
-    only_peer: Option<SocketAddr>,
-    drv: UdpDriver,
-    ep: Endpoint<SocketAddr>,
-    rx: Vec<RxPacket<SocketAddr>>,
-    tx: Vec<TxPacket<SocketAddr>>,
+struct Stack<D: Device> {
+    /// Client stacks talk to one server: packets from it (by [`Device::is_peer`]) are attributed
+    /// to the server address the session resolved; packets from anyone else are dropped.
+    only_peer: Option<D::Addr>,
+    drv: D,
+    ep: Endpoint<D::Addr>,
+    rx: Vec<RxPacket<D::Addr>>,
+    tx: Vec<TxPacket<D::Addr>>,
     bufs: Vec<Vec<u8>>,
 }
 
-impl Stack {
-    fn new(drv: UdpDriver) -> Stack {
+impl<D: Device> Stack<D> {
+    fn new(drv: D) -> Stack<D> {
         let ep = Endpoint::new(proto_cfg(drv.mtu()));
         Stack {
             only_peer: None,
@@ -76,9 +168,7 @@ impl Stack {
             for p in self.rx.drain(..) {
                 match self.only_peer {
                     None => self.ep.handle(now, p.from, &p.data),
-                    Some(peer) if p.from.port() == peer.port() => {
-                        self.ep.handle(now, peer, &p.data)
-                    }
+                    Some(peer) if D::is_peer(&peer, &p.from) => self.ep.handle(now, peer, &p.data),
                     Some(_) => {}
                 }
                 self.bufs.push(p.data);
@@ -105,12 +195,7 @@ impl Stack {
         }
         while !self.tx.is_empty() {
             if self.drv.tx_burst(&mut self.tx)? == 0 {
-                crate::sys::poll_fd(
-                    self.drv.as_raw_fd(),
-                    false,
-                    true,
-                    Some(Duration::from_millis(1)),
-                )?;
+                self.drv.wait_tx()?;
             }
         }
         Ok(())
@@ -121,12 +206,12 @@ impl Stack {
 // Client
 // ---------------------------------------------------------------------------------------------
 
-struct UdpClient {
+struct DgramClient<D: Device> {
     /// The stack, plus the map from datagram rpc ids (allocated in order under this lock, as the
     /// protocol's `ack_below` watermark requires) to session request ids (allocated before it).
-    stack: Mutex<(Stack, IdMap)>,
-    fd: RawFd,
-    server: SocketAddr,
+    stack: Mutex<(Stack<D>, IdMap)>,
+    wait: RxWait,
+    server: D::Addr,
 }
 
 pub(crate) fn connect(loc: &Locator, cfg: &ClientConfig) -> Result<Session> {
@@ -146,16 +231,26 @@ pub(crate) fn connect(loc: &Locator, cfg: &ClientConfig) -> Result<Session> {
     .parse()
     .expect("valid");
     let drv = UdpDriver::bind(any, mtu_of(loc)?, false).map_err(|e| err(e.to_string()))?;
-    let fd = drv.as_raw_fd();
+    Ok(client_session(drv, server, loc, cfg))
+}
+
+/// A client session over `drv` to the server at `server` (the session's locator is `loc`).
+pub(crate) fn client_session<D: Device>(
+    drv: D,
+    server: D::Addr,
+    loc: &Locator,
+    cfg: &ClientConfig,
+) -> Session {
+    let wait = drv.rx_waiter();
     let mut stack = Stack::new(drv);
     stack.only_peer = Some(server);
     stack.ep.set_lazy_acks(true);
-    let chan = UdpClient {
+    let chan = DgramClient {
         stack: Mutex::new((stack, IdMap::default())),
-        fd,
+        wait,
         server,
     };
-    Ok(Session::new(Box::new(chan), loc.clone(), cfg.poll))
+    Session::new(Box::new(chan), loc.clone(), cfg.poll)
 }
 
 #[derive(Default)]
@@ -165,7 +260,7 @@ struct IdMap {
     to_rpc: std::collections::HashMap<u64, u64>,
 }
 
-impl UdpClient {
+impl<D: Device> DgramClient<D> {
     fn run(&self, out: &mut Vec<Delivery>) -> std::result::Result<Option<Instant>, String> {
         let mut guard = self.stack.lock();
         let (st, ids) = &mut *guard;
@@ -211,7 +306,7 @@ impl UdpClient {
     }
 }
 
-impl ClientChannel for UdpClient {
+impl<D: Device> ClientChannel for DgramClient<D> {
     fn send_request(
         &self,
         header: &Header,
@@ -266,7 +361,7 @@ impl ClientChannel for UdpClient {
                     w = w.min(t.saturating_duration_since(Instant::now()));
                 }
                 // Block without holding the stack lock, so other threads can keep sending.
-                crate::sys::poll_fd(self.fd, true, false, Some(w)).map_err(|e| e.to_string())?;
+                (self.wait)(w).map_err(|e| e.to_string())?;
                 self.run(out)?;
             }
         }
@@ -287,32 +382,37 @@ impl ClientChannel for UdpClient {
 // Server
 // ---------------------------------------------------------------------------------------------
 
-const SOCKET: Token = Token(0);
-const WAKER: Token = Token(1);
-
 /// A deferred reply: client address, datagram rpc id, response header, payload.
-type DeferredReply = (SocketAddr, u64, Header, Vec<u8>);
+type DeferredReply<A> = (A, u64, Header, Vec<u8>);
 
-struct Inbox {
-    replies: Mutex<Vec<DeferredReply>>,
+struct Inbox<A> {
+    replies: Mutex<Vec<DeferredReply<A>>>,
     pending: AtomicBool,
-    waker: Waker,
+    waker: Wake,
 }
 
-impl Inbox {
+impl<A> Inbox<A> {
     fn wake(&self) {
         self.pending.store(true, Ordering::Release);
-        let _ = self.waker.wake();
+        (self.waker)();
     }
 }
 
-impl ReplySink for Inbox {
-    fn deliver(&self, route: Route, header: Header, payload: Vec<u8>) {
-        let Route::Peer(addr, rpc) = route else {
-            return;
-        };
-        self.replies.lock().push((addr, rpc, header, payload));
-        self.wake();
+/// The reply sink of one deferred RPC: it knows its peer and datagram rpc id (so the route is
+/// [`Route::Direct`] whatever the device's address type).
+struct DeferredSink<A> {
+    inbox: Arc<Inbox<A>>,
+    peer: A,
+    rpc: u64,
+}
+
+impl<A: Copy + Send + Sync> ReplySink for DeferredSink<A> {
+    fn deliver(&self, _route: Route, header: Header, payload: Vec<u8>) {
+        self.inbox
+            .replies
+            .lock()
+            .push((self.peer, self.rpc, header, payload));
+        self.inbox.wake();
     }
 }
 
@@ -338,16 +438,23 @@ pub(crate) fn serve(
         .clone()
         .with("host", &addr.ip().to_string())
         .with("port", &addr.port().to_string());
+    serve_devices(local, drivers, handler, cfg, "udp").map_err(bind_err)
+}
+
+/// Serve RPCs with one dispatch thread per device in `drivers` (thread `i` owns `drivers[i]`);
+/// `local` is the locator clients should use, `name` prefixes the thread names.
+pub(crate) fn serve_devices<D: Device>(
+    local: Locator,
+    drivers: Vec<D>,
+    handler: Arc<dyn Handler>,
+    cfg: &DispatchConfig,
+    name: &str,
+) -> io::Result<ServerHandle> {
     let shared = Arc::new(ServerShared::default());
     let mut inboxes = Vec::new();
     let mut threads = Vec::new();
     for (i, drv) in drivers.into_iter().enumerate() {
-        let poll = Poll::new().map_err(bind_err)?;
-        let fd = drv.as_raw_fd();
-        poll.registry()
-            .register(&mut SourceFd(&fd), SOCKET, Interest::READABLE)
-            .map_err(bind_err)?;
-        let waker = Waker::new(poll.registry(), WAKER).map_err(bind_err)?;
+        let (sleeper, waker) = drv.sleeper()?;
         let inbox = Arc::new(Inbox {
             replies: Mutex::new(Vec::new()),
             pending: AtomicBool::new(false),
@@ -355,22 +462,22 @@ pub(crate) fn serve(
         });
         inboxes.push(inbox.clone());
         let (shared, cfg, handler) = (shared.clone(), cfg.clone(), handler.clone());
+        let label = format!("{name}-dispatch-{i}");
         let t = std::thread::Builder::new()
-            .name(format!("udp-dispatch-{i}"))
+            .name(label.clone())
             .spawn(move || {
                 shared.enter_dispatch_thread(&cfg, i);
-                let mut d = UdpDispatcher {
+                let mut d = Dispatcher {
                     stack: Stack::new(drv),
-                    poll,
+                    sleeper,
                     inbox,
                     handler,
                     out: Vec::new(),
                 };
                 if let Err(e) = d.run(&shared, cfg.poll.spin_budget()) {
-                    tracing::error!("udp dispatch thread {i} failed: {e}");
+                    tracing::error!("{label} failed: {e}");
                 }
-            })
-            .map_err(bind_err)?;
+            })?;
         threads.push(t);
     }
     let wake = move || {
@@ -387,17 +494,16 @@ pub(crate) fn serve(
     })
 }
 
-struct UdpDispatcher {
-    stack: Stack,
-    poll: Poll,
-    inbox: Arc<Inbox>,
+struct Dispatcher<D: Device> {
+    stack: Stack<D>,
+    sleeper: Box<dyn Sleeper>,
+    inbox: Arc<Inbox<D::Addr>>,
     handler: Arc<dyn Handler>,
     out: Vec<u8>,
 }
 
-impl UdpDispatcher {
+impl<D: Device> Dispatcher<D> {
     fn run(&mut self, shared: &ServerShared, spin: Option<Duration>) -> std::io::Result<()> {
-        let mut events = Events::with_capacity(8);
         let mut last_work = Instant::now();
         loop {
             if shared.stopping() {
@@ -421,11 +527,7 @@ impl UdpDispatcher {
             // Spinning: the socket is read directly below and the inbox flag is an atomic, so
             // epoll has nothing to add (one `recvmmsg` per turn instead of `epoll_wait` + it).
             if !spinning {
-                match self.poll.poll(&mut events, Some(timeout)) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(e),
-                }
+                self.sleeper.sleep(timeout)?;
             }
             let now = Instant::now();
             let mut worked = self.stack.receive(now)?;
@@ -451,7 +553,7 @@ impl UdpDispatcher {
         }
     }
 
-    fn serve_one(&mut self, now: Instant, peer: SocketAddr, id: u64, msg: &[u8]) {
+    fn serve_one(&mut self, now: Instant, peer: D::Addr, id: u64, msg: &[u8]) {
         let (h, payload) = match Header::decode_message(msg) {
             Ok((h, _)) if h.flags.is_response() => {
                 let rh =
@@ -486,8 +588,12 @@ impl UdpDispatcher {
         };
         let inbox = &self.inbox;
         let mut defer = || {
-            let sink: Arc<dyn ReplySink> = inbox.clone();
-            Responder::new(sink, Route::Peer(peer, id), h.opcode, h.request_id)
+            let sink: Arc<dyn ReplySink> = Arc::new(DeferredSink {
+                inbox: inbox.clone(),
+                peer,
+                rpc: id,
+            });
+            Responder::new(sink, Route::Direct, h.opcode, h.request_id)
         };
         let (status, body): (Status, &[u8]) =
             match run_rpc(&*self.handler, &h, payload, &mut self.out, &mut defer) {

@@ -30,29 +30,29 @@ cleanup() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done; rm
 trap cleanup EXIT
 wait_file() { for _ in $(seq 200); do [ -s "$1" ] && return 0; sleep 0.05; done; echo "timed out waiting for $1" >&2; exit 1; }
 
-start_cluster() { # servers replicas memory
-  local n=$1 r=$2 mem=$3 d=$work/c$RANDOM
+start_cluster() { # servers replicas memory; sets d
+  local n=$1 r=$2 mem=$3
+  d=$work/c$RANDOM
   mkdir -p "$d"
   "$bin/faascache" coordinator --listen tcp:host=127.0.0.1,port=0 --storage "file:$d/coord" \
-    --poll block --locator-file "$d/coordinator.locator" 2>"$d/coordinator.log" &
+    --poll block --locator-file "$d/coordinator.locator" >/dev/null 2>"$d/coordinator.log" &
   pids+=($!)
   wait_file "$d/coordinator.locator"
   for i in $(seq 1 "$n"); do
     "$bin/faascache" server --coordinator "$(cat "$d/coordinator.locator")" \
       --listen tcp:host=127.0.0.1,port=0 --memory "$mem" --poll "$POLL" --no-pin \
-      --replicas "$r" --locator-file "$d/server-$i.run" 2>"$d/server-$i.log" &
+      --replicas "$r" --locator-file "$d/server-$i.run" >/dev/null 2>"$d/server-$i.log" &
     pids+=($!)
     echo $! > "$d/server-$i.pid"
   done
   for i in $(seq 1 "$n"); do wait_file "$d/server-$i.run"; done
-  echo "$d"
 }
 stop_cluster() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done; pids=(); sleep 0.3; }
 
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg); servers poll $POLL"
 if [ -z "$ONLY" ] || [ "$ONLY" = latency ]; then
   for r in 0 1 2 3; do
-    d=$(start_cluster 4 "$r" 256MiB)
+    start_cluster 4 "$r" 256MiB
     common=(--dir "$d" --poll block --runs "$RUNS" --duration "$DURATION" --warmup 0.5 --value-size 100 --key-size 30 --quiet)
     "$bin/faascache-bench" writeDist "${common[@]}" --json "$out/writeDist-R$r.json" | tail -n +3
     if [ "$r" = 0 ]; then
@@ -64,7 +64,7 @@ if [ -z "$ONLY" ] || [ "$ONLY" = latency ]; then
 fi
 if [ -z "$ONLY" ] || [ "$ONLY" = recovery ]; then
   mem=$(( RECOVERY_MB * 3 ))MiB
-  d=$(start_cluster 3 1 "$mem")
+  start_cluster 3 1 "$mem"
   coord=$(cat "$d/coordinator.locator")
   n=$(( RECOVERY_MB * 1024 ))
   echo "recovery: loading $n objects of 1000 B (+30 B keys) = $RECOVERY_MB MiB into one master"

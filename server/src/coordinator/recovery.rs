@@ -133,7 +133,7 @@ fn locate_log(c: &Coordinator, crashed: &ServerRecord) -> Result<LogLocation, St
         .iter()
         .map(|id| {
             let mut v = replicas.remove(id).unwrap_or_default();
-            v.sort_by(|a, b| b.0.cmp(&a.0));
+            v.sort_by_key(|b| std::cmp::Reverse(b.0));
             (*id, v.into_iter().map(|(_, b, l)| (b, l)).collect())
         })
         .collect();

@@ -149,6 +149,9 @@ pub struct MigrationPlan {
     pub target: (ServerId, String),
 }
 
+/// One recovery master's part of a crashed master's tablets: its id, locator and ranges.
+pub type RecoveryPart = (ServerId, String, Vec<TabletRange>);
+
 /// A tablet map: its version and the tablets with their owners' locators.
 pub type TabletMap<'a> = (u64, Vec<(Tablet, &'a str)>);
 
@@ -470,7 +473,7 @@ impl CoordinatorState {
         &mut self,
         crashed: ServerId,
         max_parts: usize,
-    ) -> Result<(Vec<(ServerId, String, Vec<TabletRange>)>, Vec<Action>), CoordError> {
+    ) -> Result<(Vec<RecoveryPart>, Vec<Action>), CoordError> {
         let masters: Vec<(ServerId, String)> = self
             .up_masters()
             .iter()
@@ -511,7 +514,7 @@ impl CoordinatorState {
         if changed {
             self.sort_tablets();
         }
-        let mut plan: Vec<(ServerId, String, Vec<TabletRange>)> = masters
+        let mut plan: Vec<RecoveryPart> = masters
             .iter()
             .map(|(id, loc)| (*id, loc.clone(), Vec::new()))
             .collect();

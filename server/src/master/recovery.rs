@@ -70,9 +70,11 @@ impl Replay<'_> {
                     return Ok(());
                 }
                 let shard = self.shards[(h as usize) % SHARDS].lock();
-                if shard
-                    .get(&(o.table, o.key.to_vec()))
-                    .is_some_and(|&t| t >= o.version)
+                // (Most logs hold few tombstones: skip the lookup's key copy when none was seen.)
+                if !shard.is_empty()
+                    && shard
+                        .get(&(o.table, o.key.to_vec()))
+                        .is_some_and(|&t| t >= o.version)
                 {
                     return Ok(());
                 }

@@ -214,7 +214,7 @@ pub fn clean_pass(
     recount_tombstones(log, handlers, &segs, head);
     let mut cands: Vec<Candidate> = segs
         .into_iter()
-        .filter(|s| Some(s.id) != head && s.is_closed() && log.cleanable(&s))
+        .filter(|s| Some(s.id) != head && s.is_closed() && log.cleanable(s))
         .map(|s| Candidate {
             live: log.live_bytes(&s),
             seg: s,

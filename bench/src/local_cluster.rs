@@ -120,8 +120,11 @@ impl LocalCluster {
             }
             _ => Command::new(&cfg.bin),
         };
+        // No replication: one server compared with Redis (persistence off) and memcached, which
+        // keep one copy in memory too.
         cmd.args(["server", "--coordinator", &c.coordinator])
             .args(["--listen", "tcp:host=127.0.0.1,port=0", "--no-pin"])
+            .args(["--replicas", "0", "--no-backup"])
             .arg("--memory")
             .arg(format!("{}B", cfg.memory_bytes))
             .args(["--poll", &cfg.poll])
@@ -135,7 +138,7 @@ impl LocalCluster {
         wait_file(&server_file, &dir.join("server.log"))?;
         std::fs::write(dir.join("coordinator.locator"), &c.coordinator)?;
         c.description = format!(
-            "local cluster: coordinator + 1 server ({} MiB, poll {}, core {})",
+            "local cluster: coordinator + 1 server ({} MiB, poll {}, core {}, --replicas 0 like the peers' single in-memory copy)",
             cfg.memory_bytes >> 20,
             cfg.poll,
             cfg.core.map_or("any".into(), |c| c.to_string())

@@ -5,16 +5,18 @@
 //!
 //! After **every** message delivered (with R = 1, except while a lost backup's replicas are
 //! being re-made: R replicas survive R − 1 lost backups together with the master), the checker
-//! runs the coordinator's recovery rule on what
-//! the live backups hold — the digest of the replica with the highest segment id, every segment
-//! it names — and asserts that every acknowledged write is in that log (no acknowledged write is
+//! runs the coordinator's recovery rule (`coordinator::recovery::choose_log`, the code recovery
+//! runs) on what the live backups hold — the digest of the replica with the highest segment id,
+//! every segment it names — and asserts that every acknowledged write is in that log (no acknowledged write is
 //! ever lost, at any instant) and that no segment the digest names is missing.
 //!
 //! `SIM_SEEDS` (default 50) seeds run; a failure prints its seed (`SIM_SEED=<n>` reruns one).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use faascache_server::coordinator::recovery::choose_log;
 use faascache_server::master::replication::{Action, ReplicaManager, SegmentInfo, WriteOutcome};
+use faascache_transport::msg::backup::{BackupGetReplicasResponse, LogDigestInfo, ReplicaInfo};
 use faascache_transport::msg::ServerId;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -164,32 +166,49 @@ impl Sim {
             return;
         }
         self.checks += 1;
-        // The coordinator's rule: the digest in the replica with the highest segment id.
-        let mut best: Option<u64> = None;
+        // What each backup would answer to `BackupGetReplicas`, fed to the coordinator's rule
+        // (`choose_log`, the code recovery runs).
         let mut have: BTreeMap<u64, u32> = BTreeMap::new();
-        for b in self.backups.values() {
-            for (&seg, &(len, _)) in &b.replicas {
+        let mut listings = Vec::new();
+        for (id, b) in &self.backups {
+            let mut digest: Option<LogDigestInfo> = None;
+            let mut replicas = Vec::new();
+            for (&seg, &(len, closed)) in &b.replicas {
                 let e = have.entry(seg).or_insert(0);
                 *e = (*e).max(len);
-                if len >= DIGEST_END && self.log.digests.contains_key(&seg) {
-                    best = best.max(Some(seg));
+                replicas.push(ReplicaInfo {
+                    segment_id: seg,
+                    length: len,
+                    closed,
+                });
+                if len >= DIGEST_END {
+                    if let Some(names) = self.log.digests.get(&seg) {
+                        digest = Some(LogDigestInfo {
+                            segment_id: seg,
+                            segments: names.clone(),
+                        });
+                    }
                 }
             }
+            listings.push((
+                *id,
+                format!("backup-{}", id.0),
+                BackupGetReplicasResponse { replicas, digest },
+            ));
         }
-        let Some(head) = best else {
+        if !listings.iter().any(|l| l.2.digest.is_some()) {
             assert!(
                 !self.log.acked.iter().any(|&a| a),
                 "acknowledged writes but no digest on any backup"
             );
             return;
-        };
-        let names: BTreeSet<u64> = self.log.digests[&head].iter().copied().collect();
-        for n in &names {
-            assert!(
-                have.contains_key(n),
-                "digest of {head} names segment {n} that no backup holds"
-            );
         }
+        let loc = match choose_log(ME, &listings, &[]) {
+            Ok(l) => l,
+            Err(e) => panic!("recovery would wait forever: {e}"),
+        };
+        let head = loc.segments.last().map_or(0, |s| s.0);
+        let names: BTreeSet<u64> = loc.segments.iter().map(|s| s.0).collect();
         for (i, places) in self.log.places.iter().enumerate() {
             if !self.log.acked[i] {
                 continue;

@@ -65,56 +65,48 @@ pub fn recovery_loop(c: Arc<Coordinator>, stop: Arc<AtomicBool>) {
 }
 
 /// Where the segments of a crashed master's log are.
-struct LogLocation {
-    /// Segment id → backups holding a complete-looking replica (longest first).
-    segments: Vec<(u64, Vec<(ServerId, String)>)>,
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLocation {
+    /// Segment id (the digest's order) → backups holding a replica (longest first).
+    pub segments: Vec<(u64, Vec<(ServerId, String)>)>,
 }
 
-/// Finds the crashed master's log on the backups (fencing it there).
-fn locate_log(c: &Coordinator, crashed: &ServerRecord) -> Result<LogLocation, String> {
-    let backups = c.with_state(|st| st.up_backups(crashed.id));
-    if backups.is_empty() {
-        return Err("no backup is up".into());
-    }
-    let req = BackupGetReplicasRequest { master: crashed.id };
+/// What one backup answered to `BackupGetReplicas`: its id, locator and reply.
+pub type ReplicaListing = (ServerId, String, BackupGetReplicasResponse);
+
+/// The recovery rule, without I/O (the seeded simulation checks it too): the log is the one
+/// named by the digest in the replica with the highest segment id; every segment it names must
+/// have a replica on some backup that answered, else `Err` says which are missing (recovery
+/// waits). `unreachable` names backups that did not answer (for the message).
+pub fn choose_log(
+    crashed: ServerId,
+    listings: &[ReplicaListing],
+    unreachable: &[String],
+) -> Result<LogLocation, String> {
     let mut replicas: BTreeMap<u64, Vec<(u32, ServerId, String)>> = BTreeMap::new();
-    let mut best_digest: Option<(u64, Vec<u64>)> = None;
-    let mut unreachable = Vec::new();
-    for b in &backups {
-        let s = match c.session(&b.locator) {
-            Ok(s) => s,
-            Err(e) => {
-                unreachable.push(format!("{} ({e})", b.id));
-                continue;
+    let mut best_digest: Option<(u64, &[u64])> = None;
+    for (id, locator, r) in listings {
+        for x in &r.replicas {
+            replicas
+                .entry(x.segment_id)
+                .or_default()
+                .push((x.length, *id, locator.clone()));
+        }
+        if let Some(d) = &r.digest {
+            if best_digest.is_none_or(|(h, _)| d.segment_id > h) {
+                best_digest = Some((d.segment_id, &d.segments));
             }
-        };
-        match call(&s, &req, LIST_TIMEOUT, |r: BackupGetReplicasResponse| r) {
-            Ok(r) => {
-                for x in &r.replicas {
-                    replicas.entry(x.segment_id).or_default().push((
-                        x.length,
-                        b.id,
-                        b.locator.clone(),
-                    ));
-                }
-                if let Some(d) = r.digest {
-                    if best_digest
-                        .as_ref()
-                        .is_none_or(|(id, _)| d.segment_id > *id)
-                    {
-                        best_digest = Some((d.segment_id, d.segments));
-                    }
-                }
-            }
-            Err(e) => unreachable.push(format!("{} ({e})", b.id)),
         }
     }
+    let unreachable = if unreachable.is_empty() {
+        String::new()
+    } else {
+        format!("; unreachable backups: {}", unreachable.join(", "))
+    };
     let Some((head, digest)) = best_digest else {
         return Err(format!(
-            "no backup holds a log digest of {} ({} backups asked{}): its head's backups may be down or restarting",
-            crashed.id,
-            backups.len(),
-            if unreachable.is_empty() { String::new() } else { format!(", unreachable: {}", unreachable.join(", ")) }
+            "no backup holds a log digest of {crashed} ({} backups answered{unreachable}): its head's backups may be down or restarting",
+            listings.len(),
         ));
     };
     let missing: Vec<u64> = digest
@@ -124,9 +116,7 @@ fn locate_log(c: &Coordinator, crashed: &ServerRecord) -> Result<LogLocation, St
         .collect();
     if !missing.is_empty() {
         return Err(format!(
-            "the log of {} (digest in segment {head}) names segments with no replica on any up backup: {missing:?}{}",
-            crashed.id,
-            if unreachable.is_empty() { String::new() } else { format!("; unreachable backups: {}", unreachable.join(", ")) }
+            "the log of {crashed} (digest in segment {head}) names segments with no replica on any up backup: {missing:?}{unreachable}"
         ));
     }
     let segments = digest
@@ -138,6 +128,31 @@ fn locate_log(c: &Coordinator, crashed: &ServerRecord) -> Result<LogLocation, St
         })
         .collect();
     Ok(LogLocation { segments })
+}
+
+/// Finds the crashed master's log on the backups (fencing it there).
+fn locate_log(c: &Coordinator, crashed: &ServerRecord) -> Result<LogLocation, String> {
+    let backups = c.with_state(|st| st.up_backups(crashed.id));
+    if backups.is_empty() {
+        return Err("no backup is up".into());
+    }
+    let req = BackupGetReplicasRequest { master: crashed.id };
+    let mut listings = Vec::new();
+    let mut unreachable = Vec::new();
+    for b in &backups {
+        let s = match c.session(&b.locator) {
+            Ok(s) => s,
+            Err(e) => {
+                unreachable.push(format!("{} ({e})", b.id));
+                continue;
+            }
+        };
+        match call(&s, &req, LIST_TIMEOUT, |r: BackupGetReplicasResponse| r) {
+            Ok(r) => listings.push((b.id, b.locator.clone(), r)),
+            Err(e) => unreachable.push(format!("{} ({e})", b.id)),
+        }
+    }
+    choose_log(crashed.id, &listings, &unreachable)
 }
 
 fn recover(c: &Arc<Coordinator>, crashed: &ServerRecord) -> Result<(), String> {

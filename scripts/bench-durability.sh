@@ -75,7 +75,7 @@ if [ -z "$ONLY" ] || [ "$ONLY" = recovery ]; then
   # The master with the most objects.
   victim=""; best=-1
   for i in 1 2 3; do
-    objs=$("$bin/faascache" status --coordinator "$coord" 2>/dev/null | awk -v loc="$(cat "$d/server-$i.run")" '$NF==loc {print $6}')
+    objs=$("$bin/faascache" status --coordinator "$coord" 2>/dev/null | awk -v loc="$(cat "$d/server-$i.run")" '$NF==loc {print $7}')
     objs=${objs:-0}
     if [ "$objs" -gt "$best" ]; then best=$objs; victim=$i; fi
   done

@@ -16,6 +16,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
+/// Most exactly-once mutations of one multi-write or multi-remove in flight at once (half the
+/// master's limit of unacknowledged results per client, `server/src/master/exactly_once.rs`);
+/// larger calls run in waves, each acknowledged before the next.
+pub const MULTI_MUTATION_WAVE: usize = 2048;
+
 use faascache_transport::msg::master::{
     MultiReadItem, MultiReadRequest, MultiReadResponse, MultiRemoveItem, MultiRemoveRequest,
     MultiResponse, MultiWriteItem, MultiWriteRequest,
@@ -395,6 +400,14 @@ impl Client {
     /// # Ok::<(), faascache_client::Error>(())
     /// ```
     pub fn multi_write(&self, items: &[WriteItem<'_>]) -> Vec<Result<u64>> {
+        // In waves: a master keeps at most 4 096 unacknowledged exactly-once results per client.
+        items
+            .chunks(MULTI_MUTATION_WAVE)
+            .flat_map(|wave| self.multi_write_wave(wave))
+            .collect()
+    }
+
+    fn multi_write_wave(&self, items: &[WriteItem<'_>]) -> Vec<Result<u64>> {
         let mut early: Vec<Option<Error>> = items
             .iter()
             .map(|w| check_key(w.key).and_then(|_| check_value(w.value)).err())
@@ -447,6 +460,13 @@ impl Client {
     /// # Ok::<(), faascache_client::Error>(())
     /// ```
     pub fn multi_remove(&self, items: &[(TableId, &[u8])]) -> Vec<Result<Option<u64>>> {
+        items
+            .chunks(MULTI_MUTATION_WAVE)
+            .flat_map(|wave| self.multi_remove_wave(wave))
+            .collect()
+    }
+
+    fn multi_remove_wave(&self, items: &[(TableId, &[u8])]) -> Vec<Result<Option<u64>>> {
         let mut early: Vec<Option<Error>> = items.iter().map(|(_, k)| check_key(k).err()).collect();
         let valid: Vec<usize> = (0..items.len()).filter(|&i| early[i].is_none()).collect();
         let sub_keys: Vec<(TableId, u64)> = valid

@@ -491,7 +491,10 @@ impl CoordinatorState {
             .copied()
             .collect();
         let mut changed = false;
-        for t in &mine {
+        // Split only on the first plan: a retried recovery (a part failed) reuses the ranges
+        // it has, so the map does not grow with every attempt.
+        let split = mine.len() < parts;
+        for t in mine.iter().filter(|_| split) {
             // Split points at equal fractions of the tablet's hash range.
             let width = (t.end - t.start) as u128 + 1;
             for k in 1..parts {
@@ -1216,5 +1219,42 @@ mod tests {
             c.check().unwrap_or_else(|e| panic!("step {step}: {e}"));
         }
         assert!(!c.tables.is_empty() || !c.servers.is_empty());
+    }
+
+    #[test]
+    fn recovery_plan_splits_once_and_hands_over() {
+        let mut st = CoordinatorState::default();
+        let now = Duration::ZERO;
+        let svc = Services(Services::MASTER.0 | Services::BACKUP.0 | Services::REPLICATED.0);
+        let (a, _) = st.enlist(svc, "tcp:host=a,port=1", ServerId::NONE, now);
+        let (b, _) = st.enlist(svc, "tcp:host=b,port=1", ServerId::NONE, now);
+        let (c, _) = st.enlist(svc, "tcp:host=c,port=1", ServerId::NONE, now);
+        st.create_table("t", 1).unwrap();
+        let owner = st.tablets[0].owner;
+        st.confirm_crashed(owner);
+        assert_eq!(st.recoveries_pending().len(), 1);
+        let (plan, _) = st.plan_recovery(owner, 8).unwrap();
+        assert_eq!(plan.len(), 2, "{plan:?}");
+        let n = st.tablets.len();
+        // A retry (a part failed) plans the same ranges again without splitting further.
+        let (again, _) = st.plan_recovery(owner, 8).unwrap();
+        assert_eq!(st.tablets.len(), n);
+        let mut r1: Vec<_> = plan.iter().flat_map(|p| p.2.clone()).collect();
+        let mut r2: Vec<_> = again.iter().flat_map(|p| p.2.clone()).collect();
+        r1.sort_by_key(|r| r.start_hash);
+        r2.sort_by_key(|r| r.start_hash);
+        assert_eq!(r1, r2);
+        for (m, _, ranges) in &plan {
+            assert!(*m != owner && [a, b, c].contains(m));
+            st.finish_recovery(owner, *m, ranges);
+        }
+        st.check().unwrap();
+        assert!(st
+            .tablets
+            .iter()
+            .all(|t| t.owner != owner && t.state == TabletState::Normal));
+        st.recovery_done(owner);
+        assert_eq!(st.server(owner).unwrap().status, ServerStatus::Removed);
+        assert!(st.recoveries_pending().is_empty());
     }
 }

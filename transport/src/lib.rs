@@ -87,6 +87,7 @@ fn dpdk_not_built() -> Error {
     }
 }
 
+#[cfg(not(feature = "verbs"))]
 fn unsupported(kind: TransportKind) -> Error {
     Error::Unsupported {
         kind: kind.as_str(),

@@ -134,7 +134,10 @@ impl Log {
                 closed: s.closed,
                 length: s.len,
                 checksum: s.len,
-                digest: s.digest.clone().map(|d| (d, DIGEST_END)),
+                // As the replicator does: only the head's digest is passed.
+                digest: (id == self.head)
+                    .then(|| s.digest.clone().map(|d| (d, DIGEST_END)))
+                    .flatten(),
                 identity: s.identity,
             })
             .collect()

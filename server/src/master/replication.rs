@@ -38,7 +38,8 @@ pub struct SegmentInfo {
     pub length: u32,
     /// Certificate: checksum of those bytes' entry headers.
     pub checksum: u32,
-    /// For heads: the segments the digest names and the length just past the digest.
+    /// For heads: the segments the digest names and the length just past the digest (needed
+    /// while the segment is the head; kept by the manager afterwards).
     pub digest: Option<(Vec<u64>, u32)>,
     /// Identity of the in-memory copy (changes when the cleaner compacts the segment).
     pub identity: u64,
@@ -192,8 +193,13 @@ impl ReplicaManager {
                         }
                     }
                     // Complete replicas keep the original bytes (a valid superset of the
-                    // compacted copy); a re-replication sends the compacted copy.
-                    seg.info = info.clone();
+                    // compacted copy); a re-replication sends the compacted copy. A digest seen
+                    // while the segment was the head is kept.
+                    let digest = info.digest.clone().or_else(|| seg.info.digest.take());
+                    seg.info = SegmentInfo {
+                        digest,
+                        ..info.clone()
+                    };
                 }
             }
         }

@@ -351,7 +351,12 @@ impl Shell {
                 closed: s.closed(),
                 length: cert.length,
                 checksum: cert.checksum,
-                digest: s.digest().map(|(v, end)| (v.to_vec(), end)),
+                // Only the head's digest can still become durable: older heads' digests are
+                // kept by the manager from when they were heads (no O(segments²) copy a round).
+                digest: s
+                    .head
+                    .then(|| s.digest().map(|(v, end)| (v.to_vec(), end)))
+                    .flatten(),
                 identity: s.identity(),
             });
             self.handles.insert(s.id, s);

@@ -430,6 +430,7 @@ fn status(out: &mut Out<'_>, t: &Target) -> Result<(), Failure> {
                         v["objects"] = json!(st.objects);
                         v["tablets"] = json!(st.tablets);
                         v["transport"] = json!(st.transport);
+                        v["transport_choice"] = json!(st.transport_choice);
                         v["poll"] = json!(st.poll);
                         v["durability"] = json!(st.durability);
                     }
@@ -508,6 +509,15 @@ fn status(out: &mut Out<'_>, t: &Target) -> Result<(), Failure> {
     durability.dedup();
     for d in durability {
         out.line(&format!("durability   {d}"))?;
+    }
+    // Why each server serves on its transport (its --listen alternatives, in order).
+    for (s, st) in servers.iter().zip(&stats) {
+        if let Some(Ok(st)) = st {
+            out.line(&format!(
+                "transport    server {}: {} ({})",
+                s.id, st.transport, st.transport_choice
+            ))?;
+        }
     }
     for (s, st) in servers.iter().zip(&stats) {
         if let Some(Err(e)) = st {

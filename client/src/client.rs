@@ -88,7 +88,7 @@ pub struct ServerInfo {
 /// ```
 /// let s = faascache_client::ServerStats {
 ///     id: "1.0".into(), budget_bytes: 1 << 30, live_bytes: 0, objects: 0, tablets: 1,
-///     transport: "tcp".into(), poll: "adaptive:200us".into(),
+///     transport: "tcp".into(), transport_choice: "first choice".into(), poll: "adaptive:200us".into(),
 ///     durability: "memory only: lost if this server crashes".into() };
 /// assert_eq!(s.transport, "tcp");
 /// ```
@@ -106,6 +106,8 @@ pub struct ServerStats {
     pub tablets: u32,
     /// Transport serving clients (e.g. `tcp`).
     pub transport: String,
+    /// Why that transport: `first choice`, or the preferred alternatives that failed and how.
+    pub transport_choice: String,
     /// Poll mode of its dispatch cores.
     pub poll: String,
     /// What an acknowledged write survives.
@@ -592,6 +594,7 @@ impl Client {
                 objects: r.objects,
                 tablets: r.tablets,
                 transport: r.transport.to_string(),
+                transport_choice: r.transport_choice.to_string(),
                 poll: r.poll.to_string(),
                 durability: r.durability.to_string(),
             }

@@ -32,8 +32,11 @@ pub const COORDINATOR_RPC_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct NodeConfig {
     /// The coordinator: its locator, or a `zk:` address where the leader publishes it.
     pub coordinator: CoordinatorLocator,
-    /// Where to serve (port 0 picks a free port).
+    /// Where to serve (port 0 picks a free port); alternatives (`dpdk:...;tcp:...`) are tried in
+    /// order and the first that starts serves.
     pub listen: ServiceLocator,
+    /// Refuse to start unless a kernel-bypass alternative (dpdk, infrc) of `listen` serves.
+    pub require_bypass: bool,
     /// Log memory of the master, bytes.
     pub memory_bytes: usize,
     /// Dispatch cores and polling.
@@ -188,7 +191,13 @@ pub fn start(cfg: NodeConfig) -> Result<Node, NodeError> {
             service.handle(call)
         }
     };
-    let server = faascache_transport::serve(&cfg.listen, Arc::new(handler), cfg.dispatch.clone())?;
+    let (server, choice) = faascache_transport::serve_with_fallback(
+        &cfg.listen,
+        Arc::new(handler),
+        cfg.dispatch.clone(),
+        cfg.require_bypass,
+    )?;
+    master.set_transport(choice.kind.as_str(), &choice.reason);
     let locator = server.local_locator().to_string();
     if server
         .local_locator()

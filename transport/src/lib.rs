@@ -155,6 +155,76 @@ pub fn connect(locator: &ServiceLocator, cfg: ClientConfig) -> Result<Session> {
     Err(Error::AllAlternativesFailed(failures))
 }
 
+/// Which alternative of a listen locator a server serves on, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransportChoice {
+    /// The transport serving.
+    pub kind: TransportKind,
+    /// Why: `"first choice"`, or the alternatives skipped and their errors.
+    pub reason: String,
+}
+
+impl std::fmt::Display for TransportChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.kind, self.reason)
+    }
+}
+
+/// Serve on the first alternative of `locator` that works (`dpdk:...;tcp:...` falls back to TCP
+/// when DPDK cannot start), logging the choice and why. With `require_bypass`, only
+/// kernel-bypass alternatives ([`is_kernel_bypass`]) are tried and a failure of all of them is an
+/// error naming each cause: a server that must not fall back refuses to start instead.
+pub fn serve_with_fallback(
+    locator: &ServiceLocator,
+    handler: Arc<dyn Handler>,
+    cfg: DispatchConfig,
+    require_bypass: bool,
+) -> Result<(ServerHandle, TransportChoice)> {
+    let mut skipped: Vec<String> = Vec::new();
+    for alt in locator.alternatives() {
+        if require_bypass && !is_kernel_bypass(alt.kind()) {
+            skipped.push(format!("{alt}: not kernel-bypass (--require-bypass)"));
+            continue;
+        }
+        match serve(&alt.clone().into(), handler.clone(), cfg.clone()) {
+            Ok(h) => {
+                let reason = if skipped.is_empty() {
+                    "first choice".to_string()
+                } else {
+                    format!("fallback; skipped {}", skipped.join("; "))
+                };
+                if skipped.is_empty() {
+                    tracing::info!(transport = %alt.kind(), %reason, "transport chosen");
+                } else {
+                    tracing::warn!(transport = %alt.kind(), %reason, "transport chosen: a less preferred alternative");
+                }
+                return Ok((
+                    h,
+                    TransportChoice {
+                        kind: alt.kind(),
+                        reason,
+                    },
+                ));
+            }
+            Err(e) => {
+                tracing::warn!(locator = %alt, error = %e, "cannot serve on this alternative");
+                skipped.push(format!("{alt}: {e}"));
+            }
+        }
+    }
+    if require_bypass {
+        return Err(Error::Bind {
+            locator: locator.to_string(),
+            reason: format!(
+                "--require-bypass: no kernel-bypass transport (dpdk, infrc) could start, and                  falling back to a kernel transport is refused. Tried: {}. Fix the cause above \
+                 (docs/transports.md) or drop --require-bypass",
+                skipped.join("; ")
+            ),
+        });
+    }
+    Err(Error::AllAlternativesFailed(skipped))
+}
+
 /// Serve RPCs on the locator's first alternative (a server listens on exactly one address per
 /// transport; run `serve` once per transport to listen on several).
 pub fn serve(

@@ -50,6 +50,7 @@ pub fn cluster(masters: usize) -> Cluster {
             node::start(NodeConfig {
                 coordinator: coord_loc.clone().into(),
                 listen: listen.clone(),
+                require_bypass: false,
                 memory_bytes: 64 << 20,
                 dispatch: dispatch(),
                 enlist_timeout: Duration::from_secs(10),

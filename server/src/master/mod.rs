@@ -48,7 +48,8 @@ pub struct Master {
     /// This server's backup service (for `status`).
     backup: std::sync::OnceLock<std::sync::Arc<crate::backup::BackupService>>,
     server_id: AtomicU64,
-    transport: String,
+    /// Transport serving clients and why it was chosen (set once serving).
+    transport: parking_lot::Mutex<(String, String)>,
     poll: String,
 }
 
@@ -63,7 +64,7 @@ impl Master {
             replication: replicator::Replication::new(0),
             backup: std::sync::OnceLock::new(),
             server_id: AtomicU64::new(0),
-            transport: transport.to_string(),
+            transport: parking_lot::Mutex::new((transport.to_string(), "first choice".into())),
             poll: poll.to_string(),
         }
     }
@@ -73,6 +74,21 @@ impl Master {
     pub fn with_replicas(mut self, replicas: usize) -> Master {
         self.replication = replicator::Replication::new(replicas);
         self
+    }
+
+    /// Record the transport the server ended up serving on, and why (shown by `status`).
+    pub fn set_transport(&self, kind: &str, reason: &str) {
+        // GetServerInfo carries at most 4 KiB of it.
+        let mut reason = reason.to_string();
+        if reason.len() > 4000 {
+            let mut cut = 4000;
+            while !reason.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            reason.truncate(cut);
+            reason.push_str(" ...");
+        }
+        *self.transport.lock() = (kind.to_string(), reason);
     }
 
     /// Record this server's backup service (shown by `status`).

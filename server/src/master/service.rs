@@ -622,15 +622,17 @@ impl Dispatch for MasterService {
         let m = &self.master;
         let stats = m.engine.stats();
         let durability = m.durability();
+        let (transport, transport_choice) = m.transport.lock().clone();
         let resp = GetServerInfoResponse {
             server_id: m.server_id(),
             budget_bytes: stats.budget_bytes as u64,
             live_bytes: stats.live_bytes as u64,
             objects: stats.objects,
             tablets: m.served_ranges() as u32,
-            transport: &m.transport,
+            transport: &transport,
             poll: &m.poll,
             durability: &durability,
+            transport_choice: &transport_choice,
         };
         call.reply_with(Status::OK, |b| resp.encode(b));
     }

@@ -1,6 +1,11 @@
-//! Helpers for the `cluster_*` tests: real `faascache` processes on 127.0.0.1 (killed when the
-//! guard drops) and a small raw client built on `faascache_transport::msg` that follows the
-//! tablet map and retries `UNKNOWN_TABLET` / `RETRY`.
+//! Helpers for the `cluster_*` tests: real `faascache` processes (killed when the guard drops)
+//! and a small raw client built on `faascache_transport::msg` that follows the tablet map and
+//! retries `UNKNOWN_TABLET` / `RETRY`.
+//!
+//! The processes talk over TCP on 127.0.0.1, or over the transport `FAASCACHE_TEST_TRANSPORT`
+//! names (see [`net`]): `dpdk` (af_packet on veth pairs joined by a Linux bridge; needs the
+//! `dpdk` feature and root) or `infrc` (verbs; inside the Soft-RoCE guest of
+//! `scripts/rxe-guest.sh`).
 
 #![allow(dead_code)]
 
@@ -79,9 +84,24 @@ pub fn wait_file(path: &Path, timeout: Duration) -> String {
     }
 }
 
+pub mod net;
+
 pub fn spawn(name: &str, args: &[&str], dir: &Path) -> Proc {
+    spawn_wrapped(name, args, dir, &[])
+}
+
+/// [`spawn`] under a wrapper command (e.g. `ip netns exec NS`), which must exec the binary.
+pub fn spawn_wrapped(name: &str, args: &[&str], dir: &Path, wrap: &[String]) -> Proc {
     let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
-    let child = Command::new(BIN)
+    let mut cmd = match wrap.split_first() {
+        Some((w, rest)) => {
+            let mut c = Command::new(w);
+            c.args(rest).arg(BIN);
+            c
+        }
+        None => Command::new(BIN),
+    };
+    let child = cmd
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -103,13 +123,22 @@ pub fn coordinator(dir: &Path, port: u16, tag: &str) -> (Proc, String) {
 pub fn coordinator_with(dir: &Path, port: u16, tag: &str, extra: &[&str]) -> (Proc, String) {
     let lf = dir.join(format!("{tag}.locator"));
     let _ = std::fs::remove_file(&lf);
-    let listen = format!("tcp:host=127.0.0.1,port={port}");
+    net::prepare_client();
+    let station = if port == 0 {
+        net::station()
+    } else {
+        net::Station {
+            args: vec!["--listen".into(), format!("tcp:host=127.0.0.1,port={port}")],
+            wrap: Vec::new(),
+        }
+    };
     let storage = format!("file:{}", dir.join("storage").display());
     let lfs = lf.to_str().unwrap().to_string();
-    let mut args = vec!["coordinator", "--listen", &listen, "--storage", &storage];
+    let mut args = vec!["coordinator", "--storage", &storage];
+    args.extend(station.args.iter().map(String::as_str));
     args.extend_from_slice(&["--poll", "block", "--locator-file", &lfs]);
     args.extend_from_slice(extra);
-    let p = spawn(tag, &args, dir);
+    let p = spawn_wrapped(tag, &args, dir, &station.wrap);
     let loc = wait_file(&lf, T);
     (p, loc)
 }
@@ -124,12 +153,11 @@ pub fn server_with(dir: &Path, coord: &str, name: &str, extra: &[&str]) -> (Proc
     let lf = dir.join(format!("{name}.locator"));
     let _ = std::fs::remove_file(&lf);
     let lfs = lf.to_str().unwrap().to_string();
+    let station = net::station();
     let mut args = vec![
         "server",
         "--coordinator",
         coord,
-        "--listen",
-        "tcp:host=127.0.0.1,port=0",
         "--memory",
         "48MiB",
         "--poll",
@@ -138,8 +166,9 @@ pub fn server_with(dir: &Path, coord: &str, name: &str, extra: &[&str]) -> (Proc
         "--locator-file",
         &lfs,
     ];
+    args.extend(station.args.iter().map(String::as_str));
     args.extend_from_slice(extra);
-    let p = spawn(name, &args, dir);
+    let p = spawn_wrapped(name, &args, dir, &station.wrap);
     let loc = wait_file(&lf, T);
     (p, loc)
 }

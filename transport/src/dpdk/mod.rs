@@ -316,6 +316,9 @@ static EAL: OnceLock<std::result::Result<Vec<String>, String>> = OnceLock::new()
 /// Binaries call this from their flags before the first `dpdk:` locator; otherwise the first
 /// `connect`/`serve` does it with [`EalConfig::from_locator`].
 pub fn init_eal(cfg: &EalConfig) -> Result<()> {
+    if let Some(Ok(_)) = EAL.get() {
+        return Ok(());
+    }
     let args = cfg.args()?;
     let r = EAL.get_or_init(|| {
         tracing::info!(args = ?args, "initialising DPDK EAL");
@@ -454,6 +457,14 @@ impl DevSpec {
         }
     }
 
+    /// A virtual device (no PCI probing needed).
+    fn is_vdev(&self) -> bool {
+        matches!(
+            self,
+            DevSpec::Memif { .. } | DevSpec::AfPacket { .. } | DevSpec::AfXdp { .. }
+        )
+    }
+
     fn memif_socket(&self) -> Option<&str> {
         match self {
             DevSpec::Memif { socket, .. } => Some(socket),
@@ -479,6 +490,71 @@ impl DevSpec {
             DevSpec::Port(p) => vec![("port", p.to_string())],
         }
     }
+}
+
+/// This process's own device for client sessions, when set by [`set_local_device`].
+static LOCAL_DEVICE: Mutex<Option<DevSpec>> = Mutex::new(None);
+
+/// Non-memif devices this process serves on (a client session cannot share them: a NIC port is
+/// opened once, and af_packet sockets of one process on one interface share a fanout group).
+static SERVING: Mutex<Vec<DevSpec>> = Mutex::new(Vec::new());
+
+/// Use `dev` (from a locator's `vdev=`/`dev=`/`port=` options) for this process's client
+/// sessions to every DPDK server whose locator does not name a memif socket. A server's locator
+/// names *its* device (meaningless to another station); with a local device set, a client takes
+/// only the server's `mac=` from it. The environment variable `FAASCACHE_DPDK_DEV` (e.g.
+/// `vdev=af_packet,iface=eth1` or `dev=0000:01:00.0`) does the same. A process that serves on a
+/// NIC or af_packet/af_xdp device and also connects (every FaaSCache server does: to the
+/// coordinator, to backups) needs a second device for that: another port, or an SR-IOV VF.
+pub fn set_local_device(dev: &Locator) -> Result<()> {
+    let spec = DevSpec::from_locator(dev)?;
+    if let Ok(mut l) = LOCAL_DEVICE.lock() {
+        *l = Some(spec);
+    }
+    Ok(())
+}
+
+/// The device set by [`set_local_device`], else the one `FAASCACHE_DPDK_DEV` names.
+fn local_device() -> Result<Option<DevSpec>> {
+    if let Some(d) = LOCAL_DEVICE.lock().ok().and_then(|l| l.clone()) {
+        return Ok(Some(d));
+    }
+    match std::env::var("FAASCACHE_DPDK_DEV") {
+        Ok(v) if !v.trim().is_empty() => {
+            let text = format!("dpdk:{}", v.trim());
+            let loc: Locator = text.parse().map_err(|e| Error::Connect {
+                locator: text.clone(),
+                reason: format!("bad FAASCACHE_DPDK_DEV: {e}"),
+            })?;
+            DevSpec::from_locator(&loc).map(Some)
+        }
+        _ => Ok(None),
+    }
+}
+
+/// The device a client session uses to reach the server `loc` names: the server's memif socket,
+/// else this process's local device if one is set, else the device the locator names.
+fn client_device(loc: &Locator) -> Result<DevSpec> {
+    let named = DevSpec::from_locator(loc);
+    Ok(match (named, local_device()?) {
+        (Ok(m @ DevSpec::Memif { .. }), _) => m,
+        (_, Some(local)) => local,
+        (named, None) => {
+            let serving = SERVING.lock().map(|l| l.clone()).unwrap_or_default();
+            if let Some(mine) = serving.first() {
+                return Err(bad_locator(
+                    loc,
+                    format!(
+                        "this process serves on DPDK device {mine:?}, and its client sessions \
+                         need a device of their own (a second port or VF, or another veth): \
+                         give it with --dpdk-client-dev or FAASCACHE_DPDK_DEV (see \
+                         docs/transports.md)"
+                    ),
+                ));
+            }
+            named?
+        }
+    })
 }
 
 static NEXT_VDEV: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -657,7 +733,9 @@ impl Driver for DpdkDriver {
             Io::Owned(q) => {
                 q.rx(max, &mut |f| {
                     if let Some((to, from, body)) = decode_frame(f) {
-                        if to.mac == local.mac {
+                        // Endpoint too: a client port of this process on the same interface
+                        // takes the frames for its sessions.
+                        if to.mac == local.mac && to.ep == local.ep {
                             out.push(RxPacket {
                                 from,
                                 data: Self::take_buf(pool, body),
@@ -852,9 +930,11 @@ pub(crate) fn connect(loc: &Locator, cfg: &ClientConfig) -> Result<Session> {
             ))
         }
     };
-    let spec = DevSpec::from_locator(loc)?;
+    let spec = client_device(loc)?;
     let mtu = mtu_of(loc)?;
-    ensure_eal(loc)?;
+    let mut eal = EalConfig::from_locator(loc)?;
+    eal.no_pci |= spec.is_vdev();
+    init_eal(&eal)?;
     let sq = client_queue(loc, &spec)?;
     let local = {
         let mut st = sq
@@ -923,9 +1003,16 @@ pub(crate) fn serve(
         spec.memif_socket(),
     )
     .map_err(bind_err)?;
-    if let DevSpec::Memif { socket, .. } = &spec {
-        if let Ok(mut l) = LISTENING.lock() {
-            l.push(socket.clone());
+    match &spec {
+        DevSpec::Memif { socket, .. } => {
+            if let Ok(mut l) = LISTENING.lock() {
+                l.push(socket.clone());
+            }
+        }
+        other => {
+            if let Ok(mut l) = SERVING.lock() {
+                l.push(other.clone());
+            }
         }
     }
     let local_addr = EthAddr {

@@ -243,7 +243,8 @@ impl Request<'_> for GetServerInfoRequest {
 
 /// `GetServerInfo` reply: server id `u64`, memory budget bytes `u64`, live log bytes `u64`,
 /// objects `u64`, owned tablets `u32`, transport (`u16` len), poll mode (`u16` len), durability
-/// (`u16` len, what an acknowledged write survives).
+/// (`u16` len, what an acknowledged write survives), transport choice (`u16` len: why this
+/// transport, e.g. `first choice` or the preferred alternatives that failed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GetServerInfoResponse<'a> {
     /// Id.
@@ -262,6 +263,8 @@ pub struct GetServerInfoResponse<'a> {
     pub poll: &'a str,
     /// What an acknowledged write survives (e.g. "memory only: lost if this server crashes").
     pub durability: &'a str,
+    /// Why this transport: `first choice`, or which preferred alternatives failed and how.
+    pub transport_choice: &'a str,
 }
 
 impl<'a> Message<'a> for GetServerInfoResponse<'a> {
@@ -274,7 +277,8 @@ impl<'a> Message<'a> for GetServerInfoResponse<'a> {
             .u32(self.tablets)
             .bytes_u16(self.transport.as_bytes())
             .bytes_u16(self.poll.as_bytes())
-            .bytes_u16(self.durability.as_bytes());
+            .bytes_u16(self.durability.as_bytes())
+            .bytes_u16(self.transport_choice.as_bytes());
     }
     fn decode(buf: &'a [u8]) -> Result<Self, MsgError> {
         decode_all(buf, |r| {
@@ -287,6 +291,7 @@ impl<'a> Message<'a> for GetServerInfoResponse<'a> {
                 transport: read_str(r, "transport", 256)?,
                 poll: read_str(r, "poll", 256)?,
                 durability: read_str(r, "durability", 1024)?,
+                transport_choice: read_str(r, "transport choice", 4096)?,
             })
         })
     }
@@ -342,7 +347,8 @@ mod tests {
             tablets: 2,
             transport: "tcp",
             poll: "adaptive",
-            durability: "memory"
+            durability: "memory",
+            transport_choice: "fallback; skipped dpdk:vdev=af_packet,iface=x: no such device"
         });
         assert!(R.contains(10) && R.contains(20) && !R.contains(21));
         let bad = TabletRange {

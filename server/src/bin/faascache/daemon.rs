@@ -36,6 +36,8 @@ pub struct CoordinatorArgs {
     /// Write the locator actually served (with the real port) to this file once serving
     #[arg(long, value_name = "FILE")]
     pub locator_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub eal: crate::bypass::EalArgs,
 }
 
 /// Options of `faascache server`.
@@ -47,7 +49,8 @@ pub struct ServerArgs {
     #[arg(long, value_name = "LOCATOR")]
     pub coordinator: String,
     /// Service locator to listen on; use a concrete address, clients are given it (port=0 picks a
-    /// free port)
+    /// free port). Alternatives separated by ';' are tried in order: dpdk:...;tcp:... serves on
+    /// TCP (with a warning, and the reason in `status`) if DPDK cannot start
     #[arg(
         long,
         value_name = "LOCATOR",
@@ -92,6 +95,12 @@ pub struct ServerArgs {
     /// Most replica bytes this backup keeps (units B, KiB, MiB, GiB)
     #[arg(long, value_name = "SIZE", default_value = "4GiB", value_parser = parse_size)]
     pub backup_capacity: usize,
+    /// Refuse to start unless a kernel-bypass alternative of --listen (dpdk:, infrc:) serves,
+    /// instead of falling back to a kernel transport
+    #[arg(long)]
+    pub require_bypass: bool,
+    #[command(flatten)]
+    pub eal: crate::bypass::EalArgs,
 }
 
 fn locator(s: &str, what: &str) -> Result<ServiceLocator> {
@@ -121,6 +130,7 @@ pub fn termination() -> Result<mpsc::Receiver<()>> {
 /// Run the coordinator until a termination signal.
 pub fn coordinator(args: CoordinatorArgs) -> Result<()> {
     let listen = locator(&args.listen, "--listen")?;
+    args.eal.init(&listen, None)?;
     let storage: Arc<dyn coordinator::ExternalStorage> = match &args.storage {
         Some(s) => Arc::from(coordinator::external::open(s)?),
         None => {
@@ -198,10 +208,16 @@ pub fn server(args: ServerArgs) -> Result<()> {
         )
     })?;
     let listen = locator(&args.listen, "--listen")?;
+    let coordinator_direct = match &coordinator {
+        CoordinatorLocator::Direct(l) => Some(l.clone()),
+        _ => None,
+    };
+    args.eal.init(&listen, coordinator_direct.as_ref())?;
     let stop = termination()?;
     let cfg = NodeConfig {
         coordinator,
         listen,
+        require_bypass: args.require_bypass,
         memory_bytes: args.memory,
         dispatch: DispatchConfig {
             cores: args.cores,

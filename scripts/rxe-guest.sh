@@ -10,8 +10,11 @@
 # out of the .deb with dpkg-deb), and a busybox (busybox-static) initramfs holding the modules
 # rdma_rxe, ib_uverbs, veth and their dependencies (from modules.dep), iproute2's `ip` and `rdma`,
 # libibverbs with the rxe provider, and the glibc libraries all of these need, copied from the
-# host. The test binaries (`cargo test --no-run -p faascache-transport --features verbs`) go in a
-# second cpio archive appended to the cached one, so a rerun only rebuilds that.
+# host. The test binaries (`cargo test --no-run -p faascache-transport --features verbs`, and
+# the cluster test `server/tests/cluster_transport.rs` with the `faascache` binary it starts,
+# both built with verbs) go in a second cpio archive appended to the cached one, so a rerun only
+# rebuilds that. The cluster test runs a coordinator and three servers, every RPC over infrc,
+# and kills one to check recovery.
 #
 # Inside the guest (no network: `-nic none`): veth0 (10.77.0.1) <-> veth1 (10.77.0.2), an rxe
 # device on each end (rxe0, rxe1), policy routing so that traffic between the two local addresses
@@ -273,6 +276,26 @@ RUN
     echo "echo \"RXE-RUN $name\"; /tests/$name $filter --test-threads=2 ${RXE_TEST_ARGS:-}; echo \"RXE-RESULT $name rc=\$?\"" >>"$runner"
     echo "$name" >>"$tree/tests/expected"
   done
+  # The cluster test: a coordinator and three `faascache server`s (built with verbs) talking
+  # infrc to each other and to the test's client; the binary goes where the test expects it.
+  log "building the verbs cluster test and the faascache binary"
+  json=$(cargo test --no-run -p faascache-server --features verbs --test cluster_transport \
+         --message-format=json 2>/dev/null) \
+    || { cargo test --no-run -p faascache-server --features verbs --test cluster_transport;
+         die "cargo test --no-run (cluster) failed"; }
+  local cluster bin
+  cluster=$(echo "$json" | jq -r 'select(.reason=="compiler-artifact" and .executable!=null
+        and .profile.test==true and .target.name=="cluster_transport") | .executable')
+  bin=$(echo "$json" | jq -r 'select(.reason=="compiler-artifact" and .executable!=null
+        and .target.name=="faascache" and (.target.kind|index("bin"))) | .executable')
+  [[ -n $cluster && -n $bin ]] || die "cluster test or faascache binary not found"
+  objcopy --strip-debug "$cluster" "$tree/tests/cluster_transport"
+  copy_with_libs "$tree" "$cluster"
+  rm -rf "${tree:?}${cluster%/*}"
+  copy_with_libs "$tree" "$bin"
+  objcopy --strip-debug "$bin" "$tree$bin"
+  echo "echo \"RXE-RUN cluster_transport\"; FAASCACHE_TEST_TRANSPORT=infrc /tests/cluster_transport --test-threads=1 --nocapture ${RXE_TEST_ARGS:-}; echo \"RXE-RESULT cluster_transport rc=\$?\"" >>"$runner"
+  echo cluster_transport >>"$tree/tests/expected"
   chmod +x "$runner"
   TESTS_CPIO=$GUEST_DIR/tests.cpio.gz
   (cd "$tree" && find . | cpio -o -H newc --quiet | gzip -1) >"$TESTS_CPIO"

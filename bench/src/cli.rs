@@ -197,7 +197,8 @@ pub struct Opts {
     #[arg(long)]
     pub restart_cmd: Option<String>,
 
-    /// compare: drivers to measure
+    /// compare: drivers to measure; `faascache:local` is a private coordinator + server on TCP,
+    /// `faascache:local-memif` the same serving clients over DPDK memif (needs --features dpdk)
     #[arg(
         long,
         value_delimiter = ',',

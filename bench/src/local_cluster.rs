@@ -21,6 +21,10 @@ pub struct LocalClusterConfig {
     pub core: Option<usize>,
     /// Server polling mode: spin, adaptive or block.
     pub poll: String,
+    /// The server's `--listen` (`{dir}` is replaced by the cluster's directory).
+    pub listen: String,
+    /// Environment of the coordinator process (e.g. `FAASCACHE_TRANSPORTS=tcp`).
+    pub coordinator_env: Vec<(String, String)>,
 }
 
 impl LocalClusterConfig {
@@ -31,6 +35,8 @@ impl LocalClusterConfig {
             memory_bytes: 1 << 30,
             core,
             poll: poll.to_string(),
+            listen: "tcp:host=127.0.0.1,port=0".into(),
+            coordinator_env: Vec::new(),
         })
     }
 }
@@ -105,6 +111,7 @@ impl LocalCluster {
             .arg(format!("file:{}", dir.join("coordinator").display()))
             .arg("--locator-file")
             .arg(&coord_file)
+            .envs(cfg.coordinator_env.iter().cloned())
             .stdout(Stdio::null())
             .stderr(log("coordinator.log")?)
             .spawn()
@@ -123,7 +130,9 @@ impl LocalCluster {
         // No replication: one server compared with Redis (persistence off) and memcached, which
         // keep one copy in memory too.
         cmd.args(["server", "--coordinator", &c.coordinator])
-            .args(["--listen", "tcp:host=127.0.0.1,port=0", "--no-pin"])
+            .arg("--listen")
+            .arg(cfg.listen.replace("{dir}", &dir.display().to_string()))
+            .arg("--no-pin")
             .args(["--replicas", "0", "--no-backup"])
             .arg("--memory")
             .arg(format!("{}B", cfg.memory_bytes))
@@ -138,7 +147,8 @@ impl LocalCluster {
         wait_file(&server_file, &dir.join("server.log"))?;
         std::fs::write(dir.join("coordinator.locator"), &c.coordinator)?;
         c.description = format!(
-            "local cluster: coordinator + 1 server ({} MiB, poll {}, core {}, --replicas 0 like the peers' single in-memory copy)",
+            "local cluster: coordinator + 1 server (listen {}, {} MiB, poll {}, core {}, --replicas 0 like the peers' single in-memory copy)",
+            cfg.listen,
             cfg.memory_bytes >> 20,
             cfg.poll,
             cfg.core.map_or("any".into(), |c| c.to_string())

@@ -890,6 +890,54 @@ fn run_tests_on(
     }
 }
 
+/// `faascache:local-memif` in `compare`: the same private cluster, its server serving clients
+/// over DPDK memif (shared-memory packet rings between the two processes: the closest thing to
+/// a NIC path on one host) and the coordinator over TCP (memif links are point-to-point, so the
+/// coordinator is kept on the TCP alternative with `FAASCACHE_TRANSPORTS=tcp`). Needs a
+/// `--features dpdk` build of faascache-bench and faascache.
+fn compare_local_memif(
+    opts: &Opts,
+    records: &mut Vec<Record>,
+    notes: &mut Vec<String>,
+) -> Result<Vec<DriverInfo>> {
+    if !cfg!(feature = "dpdk") {
+        bail!(
+            "this faascache-bench has no DPDK: build both with `cargo build --release -p \
+             faascache-bench -p faascache-server --features faascache-bench/dpdk,faascache-server/dpdk`"
+        );
+    }
+    let timed: Vec<String> = opts
+        .tests
+        .iter()
+        .filter(|t| *t != "memory" && *t != "floor")
+        .cloned()
+        .collect();
+    let mut cfg = LocalClusterConfig::new(&opts.fc_poll, Some(opts.server_core))?;
+    cfg.memory_bytes = opts.fc_memory_mb << 20;
+    cfg.listen = "dpdk:vdev=memif,socket={dir}/memif.sock,huge=0;tcp:host=127.0.0.1,port=0".into();
+    cfg.coordinator_env = vec![("FAASCACHE_TRANSPORTS".into(), "tcp".into())];
+    let cluster = LocalCluster::start(&cfg)?;
+    eprintln!("== faascache (memif): {}", cluster.description);
+    let d = crate::drivers::faascache_kv::KvDriver::new(
+        cluster.coordinator(),
+        Some(cluster.server_pid()),
+    )?;
+    let used = d.data_transport()?;
+    if used != "dpdk" {
+        bail!("the benchmark's session to the server uses {used}, not dpdk (memif): see the server log");
+    }
+    let mut info = d.info();
+    info.name = "faascache-memif".into();
+    info.notes.push(cluster.description.clone());
+    let ctx = Ctx {
+        opts,
+        driver: Some(&d),
+        info: info.clone(),
+    };
+    run_tests_on(&ctx, &d, &timed, records, notes);
+    Ok(vec![info])
+}
+
 /// `faascache:local` in `compare`: a private cluster for the latency and throughput tests,
 /// and a fresh, data-sized one per pattern for the memory test.
 fn compare_local(
@@ -960,6 +1008,17 @@ pub fn run_compare(opts: &Opts) -> Result<(Report, Vec<String>)> {
         records.extend(run_test("floor", &ctx)?);
     }
     for dspec in &opts.drivers {
+        if dspec.trim() == "faascache:local-memif" {
+            match compare_local_memif(opts, &mut records, &mut notes) {
+                Ok(info) => infos.extend(info),
+                Err(e) => {
+                    let msg = format!("faascache:local-memif: skipped: {e:#}");
+                    eprintln!("== {msg}");
+                    notes.push(msg);
+                }
+            }
+            continue;
+        }
         if dspec.trim() == "faascache:local" {
             match compare_local(opts, &mut records, &mut notes) {
                 Ok(info) => infos.extend(info),

@@ -14,8 +14,8 @@ use faascache_transport::msg::{call, CallError, ErrorReply, Message, ServerId, S
 use faascache_transport::server::IncomingRpc;
 use faascache_transport::zk::CoordinatorLocator;
 use faascache_transport::{
-    ClientConfig, DispatchConfig, DispatchHandler, Handler, Locator, ServerHandle, ServiceLocator,
-    Session, Status,
+    ClientConfig, DispatchConfig, DispatchHandler, Handler, ServerHandle, ServiceLocator, Session,
+    Status,
 };
 
 use crate::backup::{BackupConfig, BackupService};
@@ -77,7 +77,8 @@ pub enum NodeError {
 /// A running server. Dropping it stops it.
 #[derive(Debug)]
 pub struct Node {
-    server: Option<ServerHandle>,
+    /// One per `listen` alternative that serves, in its order.
+    servers: Vec<ServerHandle>,
     master: Arc<Master>,
     backup: Option<Arc<BackupService>>,
     stop: Arc<AtomicBool>,
@@ -87,13 +88,15 @@ pub struct Node {
 }
 
 impl Node {
-    /// Where it serves.
-    pub fn locator(&self) -> Locator {
-        self.server
-            .as_ref()
-            .expect("running")
-            .local_locator()
-            .clone()
+    /// Where it serves: every alternative that started, in the order of `listen`.
+    pub fn locator(&self) -> ServiceLocator {
+        self.servers
+            .iter()
+            .map(|s| s.local_locator().to_string())
+            .collect::<Vec<_>>()
+            .join(";")
+            .parse()
+            .expect("local locators parse")
     }
     /// The master.
     pub fn master(&self) -> &Arc<Master> {
@@ -120,7 +123,7 @@ impl Node {
         if let Some(h) = self.replication.take() {
             let _ = h.join();
         }
-        if let Some(s) = self.server.take() {
+        for s in self.servers.drain(..) {
             s.shutdown();
         }
     }
@@ -191,19 +194,23 @@ pub fn start(cfg: NodeConfig) -> Result<Node, NodeError> {
             service.handle(call)
         }
     };
-    let (server, choice) = faascache_transport::serve_with_fallback(
+    let (servers, choice) = faascache_transport::serve_alternatives(
         &cfg.listen,
         Arc::new(handler),
         cfg.dispatch.clone(),
         cfg.require_bypass,
     )?;
     master.set_transport(choice.kind.as_str(), &choice.reason);
-    let locator = server.local_locator().to_string();
-    if server
-        .local_locator()
-        .host()
-        .is_some_and(|h| h == "0.0.0.0" || h == "::")
-    {
+    let locator = servers
+        .iter()
+        .map(|s| s.local_locator().to_string())
+        .collect::<Vec<_>>()
+        .join(";");
+    if servers.iter().any(|s| {
+        s.local_locator()
+            .host()
+            .is_some_and(|h| h == "0.0.0.0" || h == "::")
+    }) {
         tracing::warn!(%locator, "listening on a wildcard address: clients get this locator and cannot use it; listen on a concrete address");
     }
     let mut services = Services::MASTER;
@@ -251,7 +258,7 @@ pub fn start(cfg: NodeConfig) -> Result<Node, NodeError> {
         .spawn(move || heartbeat_loop(&m2, &stop2, &dead2, &coord, &loc2, services, Some(session)))
         .map_err(NodeError::Thread)?;
     Ok(Node {
-        server: Some(server),
+        servers,
         master,
         backup,
         stop,

@@ -126,10 +126,15 @@ fn serve_infrc(loc: &Locator, _h: Arc<dyn Handler>, _cfg: &DispatchConfig) -> Re
 
 /// Connect to a server, trying the locator's alternatives in order. The chosen transport is
 /// logged and available as [`Session::transport`]; a skipped preferred alternative is logged at
-/// `warn` (never a silent fallback).
+/// `warn` (never a silent fallback). Alternatives whose kind `FAASCACHE_TRANSPORTS` (e.g. `tcp`)
+/// does not list are skipped.
 pub fn connect(locator: &ServiceLocator, cfg: ClientConfig) -> Result<Session> {
     let mut failures = Vec::new();
     for (i, alt) in locator.alternatives().iter().enumerate() {
+        if !allowed_by_env(alt.kind()) {
+            tracing::debug!(skipped = %alt, "not in FAASCACHE_TRANSPORTS");
+            continue;
+        }
         let r = match alt.kind() {
             TransportKind::Loopback => loopback::connect(alt, &cfg),
             TransportKind::Tcp => tcp::connect(alt, &cfg),
@@ -142,25 +147,32 @@ pub fn connect(locator: &ServiceLocator, cfg: ClientConfig) -> Result<Session> {
         };
         match r {
             Ok(s) => {
-                if i > 0 {
+                if !failures.is_empty() {
                     tracing::warn!(chosen = %alt, skipped = ?failures, "connected with a less preferred transport");
+                } else if i > 0 {
+                    tracing::debug!(chosen = %alt, "earlier alternatives skipped (not built or not allowed)");
                 }
                 tracing::info!(transport = %alt.kind(), peer = %alt, poll = %cfg.poll, "session connected");
                 return Ok(s);
             }
             Err(e) if locator.alternatives().len() == 1 => return Err(e),
+            // A transport this build lacks is an expected skip, not a degradation.
+            Err(e @ Error::Unsupported { .. }) => {
+                tracing::debug!(skipped = %alt, error = %e, "alternative not usable by this build")
+            }
             Err(e) => failures.push(format!("{alt}: {e}")),
         }
     }
     Err(Error::AllAlternativesFailed(failures))
 }
 
-/// Which alternative of a listen locator a server serves on, and why.
+/// What a server serves on ([`serve_alternatives`]) and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TransportChoice {
-    /// The transport serving.
+    /// The data-plane transport: the first alternative that started.
     pub kind: TransportKind,
-    /// Why: `"first choice"`, or the alternatives skipped and their errors.
+    /// Why: `first choice`, or the preferred alternatives that failed and how; and the further
+    /// alternatives served too.
     pub reason: String,
 }
 
@@ -170,59 +182,93 @@ impl std::fmt::Display for TransportChoice {
     }
 }
 
-/// Serve on the first alternative of `locator` that works (`dpdk:...;tcp:...` falls back to TCP
-/// when DPDK cannot start), logging the choice and why. With `require_bypass`, only
-/// kernel-bypass alternatives ([`is_kernel_bypass`]) are tried and a failure of all of them is an
-/// error naming each cause: a server that must not fall back refuses to start instead.
-pub fn serve_with_fallback(
+/// Serve on every alternative of `locator` that starts, as RAMCloud servers do: a locator such
+/// as `dpdk:...;tcp:...` serves DPDK clients on DPDK and the others (the CLI on a workstation,
+/// a process without the feature) on TCP; clients take the first alternative they can use. The
+/// first alternative that starts is the data plane and gets `cfg` (cores, pinning, polling);
+/// later ones get one unpinned blocking dispatch thread each, so they never compete with the
+/// polling cores. An alternative that fails is logged and skipped — the server falls back to
+/// the next — unless `require_bypass`: then a kernel-bypass alternative ([`is_kernel_bypass`])
+/// that fails, or none at all, is an error naming the cause, and the server refuses to start.
+/// Returns the handles in the locator's order; advertise their local locators joined by `;`.
+pub fn serve_alternatives(
     locator: &ServiceLocator,
     handler: Arc<dyn Handler>,
     cfg: DispatchConfig,
     require_bypass: bool,
-) -> Result<(ServerHandle, TransportChoice)> {
-    let mut skipped: Vec<String> = Vec::new();
+) -> Result<(Vec<ServerHandle>, TransportChoice)> {
+    let mut handles: Vec<ServerHandle> = Vec::new();
+    let mut failed: Vec<String> = Vec::new();
     for alt in locator.alternatives() {
-        if require_bypass && !is_kernel_bypass(alt.kind()) {
-            skipped.push(format!("{alt}: not kernel-bypass (--require-bypass)"));
-            continue;
-        }
-        match serve(&alt.clone().into(), handler.clone(), cfg.clone()) {
-            Ok(h) => {
-                let reason = if skipped.is_empty() {
-                    "first choice".to_string()
-                } else {
-                    format!("fallback; skipped {}", skipped.join("; "))
-                };
-                if skipped.is_empty() {
-                    tracing::info!(transport = %alt.kind(), %reason, "transport chosen");
-                } else {
-                    tracing::warn!(transport = %alt.kind(), %reason, "transport chosen: a less preferred alternative");
-                }
-                return Ok((
-                    h,
-                    TransportChoice {
-                        kind: alt.kind(),
-                        reason,
-                    },
-                ));
+        let this_cfg = if handles.is_empty() {
+            cfg.clone()
+        } else {
+            DispatchConfig {
+                cores: 1,
+                pin: false,
+                poll: PollMode::Block,
+                ..cfg.clone()
+            }
+        };
+        match serve(&alt.clone().into(), handler.clone(), this_cfg) {
+            Ok(h) => handles.push(h),
+            Err(e) if require_bypass && is_kernel_bypass(alt.kind()) => {
+                return Err(Error::Bind {
+                    locator: alt.to_string(),
+                    reason: format!(
+                        "{e}; --require-bypass refuses to start without it (fix the cause, see \
+                         docs/transports.md, or drop --require-bypass to fall back)"
+                    ),
+                });
             }
             Err(e) => {
-                tracing::warn!(locator = %alt, error = %e, "cannot serve on this alternative");
-                skipped.push(format!("{alt}: {e}"));
+                tracing::warn!(locator = %alt, error = %e, "cannot serve on this alternative: skipped");
+                failed.push(format!("{alt}: {e}"));
             }
         }
     }
-    if require_bypass {
+    let Some(first) = handles.first() else {
+        return Err(Error::AllAlternativesFailed(failed));
+    };
+    if require_bypass && !is_kernel_bypass(first.transport()) {
         return Err(Error::Bind {
             locator: locator.to_string(),
-            reason: format!(
-                "--require-bypass: no kernel-bypass transport (dpdk, infrc) could start, and                  falling back to a kernel transport is refused. Tried: {}. Fix the cause above \
-                 (docs/transports.md) or drop --require-bypass",
-                skipped.join("; ")
-            ),
+            reason: "--require-bypass: the locator has no kernel-bypass alternative (dpdk:, \
+                     infrc:)"
+                .into(),
         });
     }
-    Err(Error::AllAlternativesFailed(skipped))
+    let kind = first.transport();
+    let mut reason = if failed.is_empty() {
+        "first choice".to_string()
+    } else {
+        format!("fallback; failed: {}", failed.join("; "))
+    };
+    let others: Vec<String> = handles[1..]
+        .iter()
+        .map(|h| h.transport().to_string())
+        .collect();
+    if !others.is_empty() {
+        reason.push_str(&format!(
+            "; also serving {} (one blocking thread) for clients without {kind}",
+            others.join(", ")
+        ));
+    }
+    if failed.is_empty() {
+        tracing::info!(transport = %kind, %reason, "transport chosen");
+    } else {
+        tracing::warn!(transport = %kind, %reason, "transport chosen: a preferred alternative failed");
+    }
+    Ok((handles, TransportChoice { kind, reason }))
+}
+
+/// Alternatives a client may use, from `FAASCACHE_TRANSPORTS` (comma-separated kinds, e.g.
+/// `tcp`): a process told so skips other alternatives of a server's locator. Unset: all.
+fn allowed_by_env(kind: TransportKind) -> bool {
+    match std::env::var("FAASCACHE_TRANSPORTS") {
+        Ok(v) if !v.trim().is_empty() => v.split(',').any(|k| k.trim() == kind.as_str()),
+        _ => true,
+    }
 }
 
 /// Serve RPCs on the locator's first alternative (a server listens on exactly one address per

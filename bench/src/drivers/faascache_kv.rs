@@ -121,6 +121,16 @@ impl KvDriver {
         })
     }
 
+    /// The transport of this process's session to the master of the benchmark table.
+    pub fn data_transport(&self) -> Result<String> {
+        let t = self.admin.table_id(TABLE)?;
+        Ok(self
+            .admin
+            .master_session_for(t, b"echo")?
+            .transport()
+            .to_string())
+    }
+
     /// Locators of the masters that are up.
     fn masters(&self) -> Vec<String> {
         self.admin

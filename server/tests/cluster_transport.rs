@@ -157,3 +157,71 @@ fn cluster_over_the_test_transport() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `--listen` alternatives: one that cannot start is skipped (the server serves on the next and
+/// `status` says why); `--require-bypass` refuses to start instead. The DPDK alternative names an
+/// interface that does not exist, so it fails with or without the `dpdk` feature.
+#[test]
+fn listen_alternatives_fall_back_and_require_bypass_refuses() {
+    let dir = tempdir("fallback");
+    let (_cp, coord) = coordinator(&dir, free_port(), "coordinator");
+    let broken = "dpdk:vdev=af_packet,iface=fcnosuchif0,huge=0,mem=128";
+    let listen = format!("{broken};tcp:host=127.0.0.1,port=0");
+    let lf = dir.join("s1.locator");
+    let lfs = lf.to_str().unwrap();
+    let base = [
+        "server",
+        "--coordinator",
+        &coord,
+        "--memory",
+        "48MiB",
+        "--replicas",
+        "0",
+        "--poll",
+        "block",
+        "--no-pin",
+    ];
+    let mut args = base.to_vec();
+    args.extend(["--listen", &listen, "--locator-file", lfs]);
+    let _s = spawn("s1", &args, &dir);
+    let loc = wait_file(&lf, T);
+    assert!(loc.starts_with("tcp:"), "{loc}");
+    let c = Client::connect(&coord).unwrap();
+    let st = c.server_stats(&loc).unwrap();
+    assert_eq!(st.transport, "tcp");
+    assert!(
+        st.transport_choice.starts_with("fallback") && st.transport_choice.contains("fcnosuchif0"),
+        "{}",
+        st.transport_choice
+    );
+    let status = std::process::Command::new(BIN)
+        .args(["status", "--coordinator", &coord])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(status.status.success(), "{text}");
+    assert!(
+        text.contains("tcp (fallback; failed: dpdk:"),
+        "status shows the choice and why:\n{text}"
+    );
+
+    // --require-bypass: the failing DPDK alternative is fatal, and so is a locator without any.
+    for l in [listen.as_str(), "tcp:host=127.0.0.1,port=0"] {
+        let mut args = base.to_vec();
+        args.extend(["--listen", l, "--require-bypass"]);
+        let out = std::process::Command::new(BIN)
+            .args(&args)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success(),
+            "started with --require-bypass on {l}"
+        );
+        assert!(
+            err.contains("--require-bypass"),
+            "the error names the flag: {err}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

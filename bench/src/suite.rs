@@ -1008,22 +1008,17 @@ pub fn run_compare(opts: &Opts) -> Result<(Report, Vec<String>)> {
         records.extend(run_test("floor", &ctx)?);
     }
     for dspec in &opts.drivers {
-        if dspec.trim() == "faascache:local-memif" {
-            match compare_local_memif(opts, &mut records, &mut notes) {
+        type Local = fn(&Opts, &mut Vec<Record>, &mut Vec<String>) -> Result<Vec<DriverInfo>>;
+        let local: Option<Local> = match dspec.trim() {
+            "faascache:local" => Some(compare_local),
+            "faascache:local-memif" => Some(compare_local_memif),
+            _ => None,
+        };
+        if let Some(run) = local {
+            match run(opts, &mut records, &mut notes) {
                 Ok(info) => infos.extend(info),
                 Err(e) => {
-                    let msg = format!("faascache:local-memif: skipped: {e:#}");
-                    eprintln!("== {msg}");
-                    notes.push(msg);
-                }
-            }
-            continue;
-        }
-        if dspec.trim() == "faascache:local" {
-            match compare_local(opts, &mut records, &mut notes) {
-                Ok(info) => infos.extend(info),
-                Err(e) => {
-                    let msg = format!("faascache:local: skipped: {e:#}");
+                    let msg = format!("{}: skipped: {e:#}", dspec.trim());
                     eprintln!("== {msg}");
                     notes.push(msg);
                 }

@@ -130,6 +130,7 @@ fn serve_infrc(loc: &Locator, _h: Arc<dyn Handler>, _cfg: &DispatchConfig) -> Re
 /// does not list are skipped.
 pub fn connect(locator: &ServiceLocator, cfg: ClientConfig) -> Result<Session> {
     let mut failures = Vec::new();
+    let mut unusable = Vec::new();
     for (i, alt) in locator.alternatives().iter().enumerate() {
         if !allowed_by_env(alt.kind()) {
             tracing::debug!(skipped = %alt, "not in FAASCACHE_TRANSPORTS");
@@ -158,11 +159,13 @@ pub fn connect(locator: &ServiceLocator, cfg: ClientConfig) -> Result<Session> {
             Err(e) if locator.alternatives().len() == 1 => return Err(e),
             // A transport this build lacks is an expected skip, not a degradation.
             Err(e @ Error::Unsupported { .. }) => {
-                tracing::debug!(skipped = %alt, error = %e, "alternative not usable by this build")
+                tracing::debug!(skipped = %alt, error = %e, "alternative not usable by this build");
+                unusable.push(format!("{alt}: {e}"));
             }
             Err(e) => failures.push(format!("{alt}: {e}")),
         }
     }
+    failures.extend(unusable);
     Err(Error::AllAlternativesFailed(failures))
 }
 

@@ -14,6 +14,9 @@
 //! name *this process's* device, `mac=` the server's address (see [`DevSpec`]); EAL options
 //! (`huge=`, `mem=`, `lcores=`) apply to the first DPDK locator of the process (see
 //! [`EalConfig`]). A server's [`crate::ServerHandle::local_locator`] names its MAC and device.
+//! A process with a device of its own for client sessions ([`set_local_device`],
+//! `FAASCACHE_DPDK_DEV`) takes only `mac=` from a server's locator (except memif, whose socket
+//! is the server's); a process serving on a non-memif device must have one.
 //!
 //! **Threads.** EAL is initialised once per process ([`init_eal`], or implicitly by the first
 //! `connect`/`serve`). A server port has one RX/TX queue pair per dispatch core, each owned by its
@@ -733,8 +736,8 @@ impl Driver for DpdkDriver {
             Io::Owned(q) => {
                 q.rx(max, &mut |f| {
                     if let Some((to, from, body)) = decode_frame(f) {
-                        // Endpoint too: a client port of this process on the same interface
-                        // takes the frames for its sessions.
+                        // Only the dispatch endpoint's: frames for client endpoints on this
+                        // station are not requests, whatever queue they land on.
                         if to.mac == local.mac && to.ep == local.ep {
                             out.push(RxPacket {
                                 from,

@@ -32,8 +32,8 @@ pub const COORDINATOR_RPC_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct NodeConfig {
     /// The coordinator: its locator, or a `zk:` address where the leader publishes it.
     pub coordinator: CoordinatorLocator,
-    /// Where to serve (port 0 picks a free port); alternatives (`dpdk:...;tcp:...`) are tried in
-    /// order and the first that starts serves.
+    /// Where to serve (port 0 picks a free port); with alternatives (`dpdk:...;tcp:...`) it
+    /// serves on every one that starts ([`faascache_transport::serve_alternatives`]).
     pub listen: ServiceLocator,
     /// Refuse to start unless a kernel-bypass alternative (dpdk, infrc) of `listen` serves.
     pub require_bypass: bool,
@@ -90,11 +90,7 @@ pub struct Node {
 impl Node {
     /// Where it serves: every alternative that started, in the order of `listen`.
     pub fn locator(&self) -> ServiceLocator {
-        self.servers
-            .iter()
-            .map(|s| s.local_locator().to_string())
-            .collect::<Vec<_>>()
-            .join(";")
+        advertised(&self.servers)
             .parse()
             .expect("local locators parse")
     }
@@ -133,6 +129,15 @@ impl Drop for Node {
     fn drop(&mut self) {
         self.stop_all();
     }
+}
+
+/// The locator a server advertises: its alternatives that serve, in order.
+fn advertised(servers: &[ServerHandle]) -> String {
+    servers
+        .iter()
+        .map(|s| s.local_locator().to_string())
+        .collect::<Vec<_>>()
+        .join(";")
 }
 
 fn enlist(
@@ -201,11 +206,7 @@ pub fn start(cfg: NodeConfig) -> Result<Node, NodeError> {
         cfg.require_bypass,
     )?;
     master.set_transport(choice.kind.as_str(), &choice.reason);
-    let locator = servers
-        .iter()
-        .map(|s| s.local_locator().to_string())
-        .collect::<Vec<_>>()
-        .join(";");
+    let locator = advertised(&servers);
     if servers.iter().any(|s| {
         s.local_locator()
             .host()

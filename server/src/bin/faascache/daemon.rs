@@ -49,8 +49,9 @@ pub struct ServerArgs {
     #[arg(long, value_name = "LOCATOR")]
     pub coordinator: String,
     /// Service locator to listen on; use a concrete address, clients are given it (port=0 picks a
-    /// free port). Alternatives separated by ';' are tried in order: dpdk:...;tcp:... serves on
-    /// TCP (with a warning, and the reason in `status`) if DPDK cannot start
+    /// free port). With alternatives separated by ';' (dpdk:...;tcp:...) it serves on every one
+    /// that starts, the first as the data plane; one that cannot start is skipped with a warning
+    /// and the reason shown by `status`
     #[arg(
         long,
         value_name = "LOCATOR",

@@ -563,6 +563,60 @@ fn alternatives_are_tried_in_order() {
     }
 }
 
+/// A server serves on every alternative that starts (the first as the data plane), skips one
+/// that cannot start and says why; `require_bypass` refuses a locator without a kernel-bypass
+/// alternative and one whose kernel-bypass alternative fails.
+#[test]
+fn serve_alternatives_serves_all_that_start_and_says_why() {
+    let h: Arc<dyn Handler> = Arc::new(NoHandler);
+    let both: ServiceLocator = "tcp:host=127.0.0.1,port=0;udp:host=127.0.0.1,port=0"
+        .parse()
+        .unwrap();
+    let (handles, choice) =
+        serve_alternatives(&both, h.clone(), DispatchConfig::default(), false).unwrap();
+    assert_eq!(handles.len(), 2);
+    assert_eq!(choice.kind, TransportKind::Tcp);
+    assert!(choice.reason.starts_with("first choice"), "{choice}");
+    assert!(choice.reason.contains("also serving udp"), "{choice}");
+    for hd in &handles {
+        let s = connect(&hd.local_locator().clone().into(), ClientConfig::default()).unwrap();
+        assert_eq!(s.call(Opcode::Ping, &[], LIVE).unwrap().0, Status::OK);
+    }
+    for hd in handles {
+        hd.shutdown();
+    }
+    // 192.0.2.1 (TEST-NET-1) is not an address of this machine: binding it fails.
+    let first_fails: ServiceLocator = "tcp:host=192.0.2.1,port=0;tcp:host=127.0.0.1,port=0"
+        .parse()
+        .unwrap();
+    let (handles, choice) =
+        serve_alternatives(&first_fails, h.clone(), DispatchConfig::default(), false).unwrap();
+    assert_eq!(handles.len(), 1);
+    assert!(
+        choice
+            .reason
+            .starts_with("fallback; failed: tcp:host=192.0.2.1"),
+        "{choice}"
+    );
+    for hd in handles {
+        hd.shutdown();
+    }
+    match serve_alternatives(&first_fails, h.clone(), DispatchConfig::default(), true) {
+        Err(e) => assert!(e.to_string().contains("--require-bypass"), "{e}"),
+        Ok(_) => panic!("require_bypass served without a kernel-bypass alternative"),
+    }
+    let bypass_fails: ServiceLocator = "infrc:host=192.0.2.1,port=0;tcp:host=127.0.0.1,port=0"
+        .parse()
+        .unwrap();
+    match serve_alternatives(&bypass_fails, h, DispatchConfig::default(), true) {
+        Err(e) => assert!(
+            e.to_string().contains("infrc") && e.to_string().contains("--require-bypass"),
+            "{e}"
+        ),
+        Ok(_) => panic!("require_bypass fell back to tcp"),
+    }
+}
+
 /// Without the `dpdk` feature a `dpdk:` locator is refused with an error naming the feature.
 #[cfg(not(feature = "dpdk"))]
 #[test]

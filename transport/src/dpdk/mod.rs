@@ -538,12 +538,21 @@ fn local_device() -> Result<Option<DevSpec>> {
 /// The device a client session uses to reach the server `loc` names: the server's memif socket,
 /// else this process's local device if one is set, else the device the locator names.
 fn client_device(loc: &Locator) -> Result<DevSpec> {
+    let serving = SERVING.lock().map(|l| l.clone()).unwrap_or_default();
+    choose_client_device(loc, local_device()?, &serving)
+}
+
+/// [`client_device`] given this process's local device and the devices it serves on.
+fn choose_client_device(
+    loc: &Locator,
+    local: Option<DevSpec>,
+    serving: &[DevSpec],
+) -> Result<DevSpec> {
     let named = DevSpec::from_locator(loc);
-    Ok(match (named, local_device()?) {
+    Ok(match (named, local) {
         (Ok(m @ DevSpec::Memif { .. }), _) => m,
         (_, Some(local)) => local,
         (named, None) => {
-            let serving = SERVING.lock().map(|l| l.clone()).unwrap_or_default();
             if let Some(mine) = serving.first() {
                 return Err(bad_locator(
                     loc,
@@ -1074,6 +1083,43 @@ mod tests {
         ipv4[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
         assert!(decode_frame(&ipv4).is_none());
         assert!(decode_frame(&f[..19]).is_none());
+    }
+
+    #[test]
+    fn client_sessions_use_the_local_device_except_for_memif() {
+        let l = |s: &str| s.parse::<Locator>().unwrap();
+        let mine = DevSpec::AfPacket {
+            iface: "eth2".into(),
+        };
+        let server = l("dpdk:mac=02:00:00:00:00:01,vdev=af_packet,iface=eth9");
+        // The server's device is meaningless here: the local one is used.
+        assert_eq!(
+            choose_client_device(&server, Some(mine.clone()), &[]).unwrap(),
+            mine
+        );
+        // memif: the server's socket is the link.
+        let memif = l("dpdk:mac=02:00:00:00:00:01,vdev=memif,socket=/tmp/s.sock");
+        assert!(matches!(
+            choose_client_device(&memif, Some(mine.clone()), &[]).unwrap(),
+            DevSpec::Memif { .. }
+        ));
+        // No local device: the locator's (a transport-level client names its own device).
+        assert_eq!(
+            choose_client_device(&server, None, &[]).unwrap(),
+            DevSpec::AfPacket {
+                iface: "eth9".into()
+            }
+        );
+        // A process serving on a device of its own must name another for its sessions.
+        let e = choose_client_device(&server, None, &[mine.clone()]).unwrap_err();
+        assert!(e.to_string().contains("--dpdk-client-dev"), "{e}");
+        // A locator naming no device works with a local one.
+        let bare = l("dpdk:mac=02:00:00:00:00:01");
+        assert_eq!(
+            choose_client_device(&bare, Some(mine.clone()), &[]).unwrap(),
+            mine
+        );
+        assert!(choose_client_device(&bare, None, &[]).is_err());
     }
 
     #[test]

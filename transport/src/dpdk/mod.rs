@@ -1111,7 +1111,7 @@ mod tests {
             }
         );
         // A process serving on a device of its own must name another for its sessions.
-        let e = choose_client_device(&server, None, &[mine.clone()]).unwrap_err();
+        let e = choose_client_device(&server, None, std::slice::from_ref(&mine)).unwrap_err();
         assert!(e.to_string().contains("--dpdk-client-dev"), "{e}");
         // A locator naming no device works with a local one.
         let bare = l("dpdk:mac=02:00:00:00:00:01");

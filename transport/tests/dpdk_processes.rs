@@ -4,7 +4,8 @@
 //! - memif: the server in a child process, the client in this one (the closest thing to a NIC
 //!   path on one host). Needs no hugepages (`huge=0`).
 //! - af_packet over a veth pair between two network namespaces that the test creates and
-//!   removes; server and client are both children, one per namespace. Needs root
+//!   removes; server and client are both children, one per namespace; the client runs twice
+//!   (a restarted client on the same MAC). Needs root
 //!   (CAP_NET_ADMIN) and `ip` (iproute2); prints SKIP otherwise.
 //!
 //! Liveness timeouts only; assertions are on the bytes that come back.
@@ -215,16 +216,21 @@ fn af_packet_over_veth_between_namespaces() {
         .with("iface", &vb)
         .with("huge", "0")
         .to_string();
-    let out = Command::new("ip")
-        .args(["netns", "exec", &ns.b, BIN, "call", &client_loc, "300"])
-        .output()
-        .expect("run the client");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.trim() == "OK 300",
-        "client failed: {stdout} {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    // Twice: the second client process has the same MAC (the same veth) as the first, so its
+    // sessions must not look like the first one's to the server (whose per-peer watermark would
+    // make it ignore a new session's low RPC ids on a reused endpoint).
+    for round in 1..=2 {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &ns.b, BIN, "call", &client_loc, "300"])
+            .output()
+            .expect("run the client");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.trim() == "OK 300",
+            "client {round} failed: {stdout} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     server.stop();
 }
 

@@ -645,7 +645,31 @@ struct SharedState {
     queue: sys::Queue,
     /// Frames for other sessions, by endpoint, received while this one polled.
     mailboxes: HashMap<u16, Vec<(EthAddr, Vec<u8>)>>,
-    next_ep: u16,
+}
+
+/// The next client endpoint number (1..=65535) of this process. Servers keep per-peer state
+/// keyed by (MAC, endpoint) and ignore RPC ids below the peer's acknowledged watermark, and a new
+/// session's ids start low again: so an endpoint must not come back soon — not when a port is
+/// closed and reopened (a process-wide counter, not one per port), and not when the process
+/// restarts on the same MAC (the counter starts at a random point).
+fn next_endpoint() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let mut cur = NEXT.load(Ordering::Relaxed);
+    loop {
+        let start = if cur == 0 {
+            // First use: a random start in 1..=65535.
+            let m = random_mac().0;
+            (u32::from(u16::from_be_bytes([m[1], m[2]])) % 65535) + 1
+        } else {
+            cur
+        };
+        let next = if start >= 65535 { 1 } else { start + 1 };
+        match NEXT.compare_exchange_weak(cur, next, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return start as u16,
+            Err(now) => cur = now,
+        }
+    }
 }
 
 /// Open client ports, by device, so sessions share them.
@@ -923,7 +947,6 @@ fn client_queue(loc: &Locator, spec: &DevSpec) -> Result<Arc<SharedQueue>> {
         state: Mutex::new(SharedState {
             queue,
             mailboxes: HashMap::new(),
-            next_ep: 1,
         }),
     });
     ports.push((spec.clone(), Arc::downgrade(&sq)));
@@ -956,8 +979,7 @@ pub(crate) fn connect(loc: &Locator, cfg: &ClientConfig) -> Result<Session> {
         // Next free endpoint number (1..=65535), skipping ones in use.
         let mut ep = None;
         for _ in 0..u16::MAX {
-            let e = st.next_ep;
-            st.next_ep = if e == u16::MAX { 1 } else { e + 1 };
+            let e = next_endpoint();
             if !st.mailboxes.contains_key(&e) {
                 ep = Some(e);
                 break;
@@ -1120,6 +1142,14 @@ mod tests {
             mine
         );
         assert!(choose_client_device(&bare, None, &[]).is_err());
+    }
+
+    #[test]
+    fn client_endpoints_do_not_repeat_soon() {
+        let a: Vec<u16> = (0..1000).map(|_| next_endpoint()).collect();
+        assert!(a.iter().all(|&e| e != 0));
+        let distinct: std::collections::HashSet<_> = a.iter().collect();
+        assert_eq!(distinct.len(), a.len());
     }
 
     #[test]

@@ -246,18 +246,34 @@ pub(crate) fn client_session<D: Device>(
     stack.only_peer = Some(server);
     stack.ep.set_lazy_acks(true);
     let chan = DgramClient {
-        stack: Mutex::new((stack, IdMap::default())),
+        stack: Mutex::new((stack, IdMap::starting_now())),
         wait,
         server,
     };
     Session::new(Box::new(chan), loc.clone(), cfg.poll)
 }
 
-#[derive(Default)]
 struct IdMap {
     next: u64,
     to_request: std::collections::HashMap<u64, u64>,
     to_rpc: std::collections::HashMap<u64, u64>,
+}
+
+impl IdMap {
+    /// Datagram rpc ids start at the wall clock in nanoseconds. A server keeps, per client
+    /// address, the watermark below which it ignores packets; a new session on an address an
+    /// earlier one used (a reused UDP port, a DPDK endpoint after a restart) must start above
+    /// anything the earlier one sent, and no session sends an RPC per nanosecond.
+    fn starting_now() -> IdMap {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64);
+        IdMap {
+            next: now,
+            to_request: std::collections::HashMap::new(),
+            to_rpc: std::collections::HashMap::new(),
+        }
+    }
 }
 
 impl<D: Device> DgramClient<D> {

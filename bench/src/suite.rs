@@ -890,6 +890,16 @@ fn run_tests_on(
     }
 }
 
+/// The tests a local cluster runs on its long-lived server (not the memory test, which starts
+/// fresh ones, nor the floor, which needs no server).
+fn timed_tests(opts: &Opts) -> Vec<String> {
+    opts.tests
+        .iter()
+        .filter(|t| *t != "memory" && *t != "floor")
+        .cloned()
+        .collect()
+}
+
 /// `faascache:local-memif` in `compare`: the same private cluster, its server serving clients
 /// over DPDK memif (shared-memory packet rings between the two processes: the closest thing to
 /// a NIC path on one host) and the coordinator over TCP (memif links are point-to-point, so the
@@ -906,12 +916,7 @@ fn compare_local_memif(
              faascache-bench -p faascache-server --features faascache-bench/dpdk,faascache-server/dpdk`"
         );
     }
-    let timed: Vec<String> = opts
-        .tests
-        .iter()
-        .filter(|t| *t != "memory" && *t != "floor")
-        .cloned()
-        .collect();
+    let timed = timed_tests(opts);
     let mut cfg = LocalClusterConfig::new(&opts.fc_poll, Some(opts.server_core))?;
     cfg.memory_bytes = opts.fc_memory_mb << 20;
     cfg.listen = "dpdk:vdev=memif,socket={dir}/memif.sock,huge=0;tcp:host=127.0.0.1,port=0".into();
@@ -946,12 +951,7 @@ fn compare_local(
     notes: &mut Vec<String>,
 ) -> Result<Vec<DriverInfo>> {
     let mut infos = Vec::new();
-    let timed: Vec<String> = opts
-        .tests
-        .iter()
-        .filter(|t| *t != "memory" && *t != "floor")
-        .cloned()
-        .collect();
+    let timed = timed_tests(opts);
     if !timed.is_empty() {
         let mut cfg = LocalClusterConfig::new(&opts.fc_poll, Some(opts.server_core))?;
         cfg.memory_bytes = opts.fc_memory_mb << 20;

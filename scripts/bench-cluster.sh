@@ -6,7 +6,7 @@
 #
 #   scripts/bench-cluster.sh [OUT_DIR]        (default bench/results/cluster-<date>)
 #
-# Needs release builds: cargo build --release -p faascache-server -p faascache-bench
+# Needs release builds: cargo build --release -p faascache -p faascache-bench
 set -euo pipefail
 cd "$(dirname "$0")/.."
 POLL=${POLL:-spin}

@@ -8,6 +8,6 @@
 #   scripts/bench-compare.sh [faascache-bench compare options, e.g. --runs 3 --tests readDist,memory]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release -p faascache-server -p faascache-bench
+cargo build --release -p faascache -p faascache-bench
 scripts/peers.sh install
 exec target/release/faascache-bench compare "$@"

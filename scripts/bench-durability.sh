@@ -12,7 +12,7 @@
 #   scripts/bench-durability.sh [OUT_DIR]      (default bench/results/durability-<date>)
 #   ONLY=latency|recovery  RUNS=5  DURATION=2  POLL=block  RECOVERY_MB=1024
 #
-# Needs release builds: cargo build --release -p faascache-server -p faascache-bench
+# Needs release builds: cargo build --release -p faascache -p faascache-bench
 set -euo pipefail
 cd "$(dirname "$0")/.."
 POLL=${POLL:-block}
@@ -23,7 +23,7 @@ ONLY=${ONLY:-}
 out=${1:-bench/results/durability-$(date -u +%Y-%m-%d)}
 mkdir -p "$out"
 bin=target/release
-[ -x "$bin/faascache" ] && [ -x "$bin/faascache-bench" ] || { echo "build first: cargo build --release -p faascache-server -p faascache-bench" >&2; exit 1; }
+[ -x "$bin/faascache" ] && [ -x "$bin/faascache-bench" ] || { echo "build first: cargo build --release -p faascache -p faascache-bench" >&2; exit 1; }
 work=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done; rm -rf "$work"; }

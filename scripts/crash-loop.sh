@@ -12,5 +12,5 @@ runs=${1:-20}
 seed=${2:-$(date +%s%N)}
 echo "crash loop: $runs runs, base seed $seed (rerun one with CRASH_SEED=<seed> CRASH_RUNS=1)"
 profile=(--release); [ "${PROFILE:-release}" = debug ] && profile=()
-CRASH_RUNS=$runs CRASH_SEED=$seed cargo test "${profile[@]}" -p faascache-server --test cluster_durability \
+CRASH_RUNS=$runs CRASH_SEED=$seed cargo test "${profile[@]}" -p faascache --test cluster_durability \
   crash_of_a_master_loses_no_acknowledged_write -- --nocapture 2>&1 | grep -E '^seed|test result|panicked|lost'

@@ -11,7 +11,7 @@
 # rdma_rxe, ib_uverbs, veth and their dependencies (from modules.dep), iproute2's `ip` and `rdma`,
 # libibverbs with the rxe provider, and the glibc libraries all of these need, copied from the
 # host. The test binaries (`cargo test --no-run -p faascache-transport --features verbs`, and
-# the cluster test `server/tests/cluster_transport.rs` with the `faascache` binary it starts,
+# the cluster test `server/faascache/tests/cluster_transport.rs` with the `faascache` binary it starts,
 # both built with verbs) go in a second cpio archive appended to the cached one, so a rerun only
 # rebuilds that. The cluster test runs a coordinator and three servers, every RPC over infrc,
 # and kills one to check recovery.
@@ -279,9 +279,9 @@ RUN
   # The cluster test: a coordinator and three `faascache server`s (built with verbs) talking
   # infrc to each other and to the test's client; the binary goes where the test expects it.
   log "building the verbs cluster test and the faascache binary"
-  json=$(cargo test --no-run -p faascache-server --features verbs --test cluster_transport \
+  json=$(cargo test --no-run -p faascache --features verbs --test cluster_transport \
          --message-format=json 2>/dev/null) \
-    || { cargo test --no-run -p faascache-server --features verbs --test cluster_transport;
+    || { cargo test --no-run -p faascache --features verbs --test cluster_transport;
          die "cargo test --no-run (cluster) failed"; }
   local cluster bin
   cluster=$(echo "$json" | jq -r 'select(.reason=="compiler-artifact" and .executable!=null

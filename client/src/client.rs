@@ -17,14 +17,13 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use faascache_transport::msg::coordinator::{
+use faascache_protocol::msg::coordinator::{
     AllocateClientIdRequest, CreateTableRequest, DropTableRequest, GetServerListRequest,
     GetTableIdRequest, GetTabletMapRequest, ListTablesRequest, TableNameRequest,
 };
-use faascache_transport::msg::{
-    self, CallError, ExactlyOnce, Failure, MsgError, Request, Services,
-};
-use faascache_transport::zk::CoordinatorLocator;
+use faascache_protocol::msg::{self, ExactlyOnce, Failure, MsgError, Request, Services};
+use faascache_transport::CallError;
+use faascache_transport::CoordinatorLocator;
 use faascache_transport::{ServiceLocator, Session, Status};
 use parking_lot::{Mutex, RwLock};
 
@@ -417,7 +416,7 @@ impl Client {
                 Err(e) => return Err(e),
                 Ok(s) => {
                     let left = backoff.remaining(Instant::now());
-                    match msg::call(&s, req, left, &mut f) {
+                    match faascache_transport::call(&s, req, left, &mut f) {
                         Ok(v) => return Ok(v),
                         Err(CallError::Failed(fail)) => match disposition(fail.status) {
                             Disposition::Retry | Disposition::RefreshTablets => fail.to_string(),
@@ -584,21 +583,22 @@ impl Client {
     /// # Ok::<(), faascache_client::Error>(())
     /// ```
     pub fn server_stats(&self, locator: &str) -> Result<ServerStats> {
-        use faascache_transport::msg::control::GetServerInfoRequest;
+        use faascache_protocol::msg::control::GetServerInfoRequest;
         let s = self.master_session(locator)?;
-        let r = msg::call(&s, &GetServerInfoRequest, self.inner.opts.timeout, |r| {
-            ServerStats {
-                id: r.server_id.to_string(),
-                budget_bytes: r.budget_bytes,
-                live_bytes: r.live_bytes,
-                objects: r.objects,
-                tablets: r.tablets,
-                transport: r.transport.to_string(),
-                transport_choice: r.transport_choice.to_string(),
-                poll: r.poll.to_string(),
-                durability: r.durability.to_string(),
-            }
-        });
+        let r =
+            faascache_transport::call(&s, &GetServerInfoRequest, self.inner.opts.timeout, |r| {
+                ServerStats {
+                    id: r.server_id.to_string(),
+                    budget_bytes: r.budget_bytes,
+                    live_bytes: r.live_bytes,
+                    objects: r.objects,
+                    tablets: r.tablets,
+                    transport: r.transport.to_string(),
+                    transport_choice: r.transport_choice.to_string(),
+                    poll: r.poll.to_string(),
+                    durability: r.durability.to_string(),
+                }
+            });
         match r {
             Ok(v) => Ok(v),
             Err(CallError::Failed(f)) => Err(failure_error(&f, "")),

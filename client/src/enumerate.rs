@@ -9,8 +9,8 @@
 
 use std::collections::VecDeque;
 
-use faascache_transport::msg::master::EnumerateRequest;
-use faascache_transport::msg::{self, Request};
+use faascache_protocol::msg::master::EnumerateRequest;
+use faascache_protocol::msg::Request;
 
 use crate::client::{Attempt, Client};
 use crate::error::{Result, TableId};
@@ -119,7 +119,7 @@ impl Enumerate<'_> {
                     cursor: (hash > tablet.start).then_some(hash),
                     max_bytes: BATCH_BYTES,
                 };
-                let r = msg::call(s, &req, left, |r| {
+                let r = faascache_transport::call(s, &req, left, |r| {
                     let objs: Vec<Entry> = r
                         .objects
                         .iter()

@@ -1,5 +1,5 @@
 //! The FaaSCache client: tables, reads, writes, conditional and multi-object operations and
-//! enumeration against a FaaSCache cluster, plus (feature `cli`, on by default) the client
+//! enumeration against a FaaSCache cluster, plus (feature `cli`, off by default) the client
 //! subcommands of the `faascache` binary.
 //!
 //! ```no_run
@@ -73,7 +73,7 @@ pub use faascache_transport as transport;
 /// assert_eq!(faascache_client::key_hash(b"a"), faascache_client::key_hash(b"a"));
 /// ```
 pub fn key_hash(key: &[u8]) -> u64 {
-    faascache_transport::msg::key_hash(key)
+    faascache_protocol::msg::key_hash(key)
 }
 
 // Handles shared across threads.

@@ -21,11 +21,11 @@ use std::time::Instant;
 /// larger calls run in waves, each acknowledged before the next.
 pub const MULTI_MUTATION_WAVE: usize = 2048;
 
-use faascache_transport::msg::master::{
+use faascache_protocol::msg::master::{
     MultiReadItem, MultiReadRequest, MultiReadResponse, MultiRemoveItem, MultiRemoveRequest,
     MultiResponse, MultiWriteItem, MultiWriteRequest,
 };
-use faascache_transport::msg::{self, Empty, Failure, Message, MsgError};
+use faascache_protocol::msg::{self, Empty, Failure, Message, MsgError};
 use faascache_transport::{Opcode, Status};
 
 use crate::client::{check_key, check_value, failure_error, Client, Object};

@@ -2,10 +2,10 @@
 //! conditional form. The machinery they share (sessions, tablet maps, exactly-once ids,
 //! retries) is in `client.rs`.
 
-use faascache_transport::msg::master::{
+use faascache_protocol::msg::master::{
     IncrementRequest, Number, ReadRequest, RemoveRequest, WriteRequest,
 };
-use faascache_transport::msg::{self, Request};
+use faascache_protocol::msg::{self, Request};
 
 use crate::client::{check_key, check_value, Client, Object, RpcGuard};
 use crate::error::{Error, Result, TableId};
@@ -59,7 +59,7 @@ impl Client {
             key,
         };
         self.on_master(table, msg::key_hash(key), backoff, |s, left| {
-            let r = msg::call(s, &req, left, |r| Object {
+            let r = faascache_transport::call(s, &req, left, |r| Object {
                 value: r.value.to_vec(),
                 version: r.version,
             });
@@ -132,7 +132,7 @@ impl Client {
                 key,
                 value,
             };
-            let r = msg::call(s, &req, left, |r| r.version);
+            let r = faascache_transport::call(s, &req, left, |r| r.version);
             self.classify(table, WriteRequest::OPCODE, r)
         })
     }
@@ -184,7 +184,8 @@ impl Client {
                 rules: opts.reject,
                 key,
             };
-            let r = msg::call(s, &req, left, |r| (r.version != 0).then_some(r.version));
+            let r =
+                faascache_transport::call(s, &req, left, |r| (r.version != 0).then_some(r.version));
             self.classify(table, RemoveRequest::OPCODE, r)
         })
     }
@@ -207,7 +208,7 @@ impl Client {
                 key,
                 delta,
             };
-            let r = msg::call(s, &req, left, |r| (r.value, r.version));
+            let r = faascache_transport::call(s, &req, left, |r| (r.value, r.version));
             self.classify(table, IncrementRequest::OPCODE, r)
         })
     }

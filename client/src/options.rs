@@ -14,7 +14,7 @@ use std::time::Duration;
 /// // Create-only.
 /// assert!(RejectRules::must_not_exist().exists);
 /// ```
-pub use faascache_transport::msg::RejectRules;
+pub use faascache_protocol::msg::RejectRules;
 
 /// Options of one write, remove or increment.
 ///

@@ -8,10 +8,10 @@
 
 use std::time::Instant;
 
-use faascache_transport::msg::master::{
+use faascache_protocol::msg::master::{
     ReadRequest, ReadResponse, RemoveRequest, VersionResponse, WriteRequest,
 };
-use faascache_transport::msg::{self, Failure, Message, Request};
+use faascache_protocol::msg::{self, Failure, Message, Request};
 use faascache_transport::{Opcode, PendingRpc, Status};
 
 use crate::client::{check_key, check_value, failure_error, Client, Object, RpcGuard};

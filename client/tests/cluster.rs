@@ -10,12 +10,11 @@ use std::time::Duration;
 use faascache_client::{
     Client, ClientOptions, Error, ReadOptions, RejectRules, WriteItem, WriteOptions,
 };
-mod common;
-use common::{cluster, Cluster};
+use faascache_testkit::inproc::{cluster, Cluster};
 
-use faascache_transport::msg::coordinator::MigrateTabletRequest;
-use faascache_transport::msg::coordinator::SplitTabletRequest;
-use faascache_transport::msg::{self, ServerId};
+use faascache_protocol::msg::coordinator::MigrateTabletRequest;
+use faascache_protocol::msg::coordinator::SplitTabletRequest;
+use faascache_protocol::msg::{self, ServerId};
 
 fn client(c: &Cluster) -> Client {
     Client::connect_with(
@@ -218,7 +217,7 @@ fn tablet_moves_are_followed() {
     )
     .unwrap();
     let split = 1u64 << 63;
-    msg::call(
+    faascache_transport::call(
         &admin,
         &SplitTabletRequest {
             table_id: t,
@@ -234,7 +233,7 @@ fn tablet_moves_are_followed() {
         .map(|n| n.master().server_id())
         .find(|id| id.0 != before[0].server_id)
         .expect("another master");
-    msg::call(
+    faascache_transport::call(
         &admin,
         &MigrateTabletRequest {
             table_id: t,

@@ -9,13 +9,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use faascache_client::{Client, ClientOptions, Error, WriteItem};
-use faascache_transport::msg::coordinator::{
+use faascache_protocol::msg::coordinator::{
     ClientIdResponse, GetTabletMapResponse, TableIdResponse, TabletEntry, TabletState,
 };
-use faascache_transport::msg::master::{
+use faascache_protocol::msg::master::{
     MultiResponse, MultiResult, MultiWriteRequest, VersionResponse, WriteRequest,
 };
-use faascache_transport::msg::{ErrorReply, ExactlyOnce, Message, ServerId};
+use faascache_protocol::msg::{ErrorReply, ExactlyOnce, Message, ServerId};
 use faascache_transport::server::IncomingRpc;
 use faascache_transport::{serve, Dispatch, DispatchConfig, DispatchHandler, PollMode, Status};
 use parking_lot::Mutex;

@@ -9,10 +9,11 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use faascache_transport::msg::coordinator::{EnlistServerRequest, HeartbeatRequest};
-use faascache_transport::msg::{call, CallError, ErrorReply, Message, ServerId, Services};
+use faascache_protocol::msg::coordinator::{EnlistServerRequest, HeartbeatRequest};
+use faascache_protocol::msg::{ErrorReply, Message, ServerId, Services};
 use faascache_transport::server::IncomingRpc;
-use faascache_transport::zk::CoordinatorLocator;
+use faascache_transport::CoordinatorLocator;
+use faascache_transport::{call, CallError};
 use faascache_transport::{
     ClientConfig, DispatchConfig, DispatchHandler, Handler, ServerHandle, ServiceLocator, Session,
     Status,
@@ -20,7 +21,7 @@ use faascache_transport::{
 
 use crate::backup::{BackupConfig, BackupService};
 use crate::master::{Master, MasterService};
-use crate::storage::{Engine, EngineConfig};
+use faascache_storage::{Engine, EngineConfig};
 
 /// How often a server reports to the coordinator.
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(500);
@@ -54,7 +55,7 @@ pub struct NodeConfig {
 pub enum NodeError {
     /// Bad storage configuration (e.g. too little memory).
     #[error(transparent)]
-    Config(#[from] crate::storage::ConfigError),
+    Config(#[from] faascache_storage::ConfigError),
     /// Could not serve.
     #[error(transparent)]
     Transport(#[from] faascache_transport::Error),
@@ -164,7 +165,7 @@ fn connect(loc: &CoordinatorLocator) -> Result<Session, faascache_transport::Err
 pub fn start(cfg: NodeConfig) -> Result<Node, NodeError> {
     let engine_cfg = EngineConfig::with_memory(cfg.memory_bytes);
     if cfg.replicas > 0 && engine_cfg.segment_bytes > crate::backup::MAX_REPLICA_BYTES {
-        return Err(NodeError::Config(crate::storage::ConfigError(format!(
+        return Err(NodeError::Config(faascache_storage::ConfigError(format!(
             "segments of {} bytes exceed the largest replica a backup takes ({} bytes)",
             engine_cfg.segment_bytes,
             crate::backup::MAX_REPLICA_BYTES
@@ -186,7 +187,7 @@ pub fn start(cfg: NodeConfig) -> Result<Node, NodeError> {
     let handler = move |call: &mut IncomingRpc<'_>| {
         if (0x0300..=0x03FF).contains(&call.opcode().as_u16()) {
             match &backup2 {
-                Some(b) => faascache_transport::wire::dispatch(&**b, call),
+                Some(b) => faascache_transport::dispatch(&**b, call),
                 None => call.reply_with(Status::SERVICE_NOT_AVAILABLE, |out| {
                     ErrorReply {
                         version: 0,
@@ -352,7 +353,7 @@ const PEER_PING_TIMEOUT: Duration = Duration::from_millis(300);
 
 impl PeerPinger {
     fn check_one(&mut self, coordinator: &Session, me: ServerId) {
-        use faascache_transport::msg::coordinator::{
+        use faascache_protocol::msg::coordinator::{
             GetServerListRequest, HintServerCrashedRequest, ServerStatus,
         };
         if self

@@ -8,18 +8,20 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use faascache_protocol::msg::backup::*;
+use faascache_protocol::msg::control::TabletRange;
+use faascache_protocol::msg::{Empty, Message};
+use faascache_protocol::ServerId;
 use faascache_server::backup::{
     for_each_recovery_entry, BackupConfig, BackupService, Durability, RecoveryEntry,
     MAX_REPLICA_BYTES,
 };
-use faascache_server::storage::format::{decode_entry_header, Certificate, Entry, SegmentIterator};
-use faascache_server::storage::{key_hash, Engine, EngineConfig, RejectRules, TableOptions};
-use faascache_transport::msg::backup::*;
-use faascache_transport::msg::control::TabletRange;
-use faascache_transport::msg::{call, CallError, Empty, Message};
+use faascache_storage::format::{decode_entry_header, Certificate, Entry, SegmentIterator};
+use faascache_storage::{key_hash, Engine, EngineConfig, RejectRules, TableOptions};
+use faascache_transport::{call, CallError};
 use faascache_transport::{
-    connect, serve, ClientConfig, DispatchConfig, DispatchHandler, Opcode, ServerHandle, ServerId,
-    Session, Status,
+    connect, serve, ClientConfig, DispatchConfig, DispatchHandler, Opcode, ServerHandle, Session,
+    Status,
 };
 
 const T: Duration = Duration::from_secs(30);

@@ -14,10 +14,10 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use faascache_protocol::msg::backup::{BackupGetReplicasResponse, LogDigestInfo, ReplicaInfo};
+use faascache_protocol::msg::ServerId;
 use faascache_server::coordinator::recovery::choose_log;
 use faascache_server::master::replication::{Action, ReplicaManager, SegmentInfo, WriteOutcome};
-use faascache_transport::msg::backup::{BackupGetReplicasResponse, LogDigestInfo, ReplicaInfo};
-use faascache_transport::msg::ServerId;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 

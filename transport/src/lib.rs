@@ -3,7 +3,8 @@
 //! raw Ethernet through DPDK, with the crate feature `dpdk`: module `dpdk`), and InfiniBand/RoCE
 //! verbs with the `verbs` feature.
 //!
-//! Reading order: [`locator`] → [`wire`] (header, opcode table, status, payload codec) → [`limits`] →
+//! The bytes on the wire (header, opcode table, status codes, message codecs) are the protocol
+//! crate's, `faascache_protocol`; this crate moves them. Reading order: [`locator`] → [`limits`] →
 //! [`session`] (client, caller-driven progress) → [`server`] (handlers, deferral, dispatch) →
 //! the transports: `loopback`, `tcp`, [`datagram`] (driver trait, sans-I/O reliable protocol,
 //! UDP driver) and `udp` (the UDP transport built from them, generic over the driver; `dpdk`
@@ -23,7 +24,10 @@
 // `dpdk::sys`).
 #![deny(unsafe_code)]
 
+mod call;
+mod coordinator_locator;
 pub mod datagram;
+mod dispatch;
 #[cfg(feature = "dpdk")]
 pub mod dpdk;
 pub mod error;
@@ -31,7 +35,6 @@ mod frame;
 pub mod limits;
 pub mod locator;
 mod loopback;
-pub mod msg;
 pub mod poll;
 pub mod server;
 pub mod session;
@@ -40,21 +43,26 @@ mod tcp;
 mod udp;
 #[cfg(feature = "verbs")]
 pub mod verbs;
-pub mod wire;
-pub mod zk;
+
+// The protocol's wire module under its old name, for this crate's own paths (`crate::wire::...`);
+// other crates name `faascache_protocol` directly.
+use faascache_protocol::wire;
 
 use std::sync::Arc;
 
+pub use call::{call, CallError};
+pub use coordinator_locator::CoordinatorLocator;
+pub use dispatch::{dispatch, Dispatch};
 pub use error::{Error, Result};
+/// The opcode and status of every RPC: the protocol's types, used throughout this API.
+pub use faascache_protocol::wire::{Opcode, Status};
 pub use locator::{Locator, LocatorError, ServiceLocator, TransportKind};
-pub use msg::{key_hash, Message, MsgError, Request as RpcRequest, ServerId};
 pub use poll::PollMode;
 pub use server::{
     DispatchConfig, DispatchHandler, Handler, IncomingRpc, NoHandler, Responder, ServerHandle,
 };
 pub use session::{ClientConfig, PendingRpc, Session};
 pub use sys::process_cpu_time;
-pub use wire::{dispatch, Dispatch, Opcode, Status};
 
 // Handles the other crates share across threads.
 const _: () = {

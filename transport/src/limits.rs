@@ -1,19 +1,12 @@
-//! Every tunable of the transport crate, in one place, each with its reason.
+//! Every tunable of the transport runtime, in one place, each with its reason.
 //!
-//! Change a value here and nowhere else. Values that are part of the wire contract (the maximum
-//! payload) are also stated in `docs/protocol.md`; changing them is a protocol change.
+//! Change a value here and nowhere else. The limits that are part of the wire contract (the
+//! maximum payload and message) live in the protocol crate (`faascache_protocol::limits`) and
+//! are re-exported here.
 
 use std::time::Duration;
 
-/// Largest RPC payload (request or response body, header excluded): 8 MiB + 64 KiB.
-///
-/// Why: the largest thing an RPC must carry is one whole 8 MiB log segment (backup replication and
-/// recovery) plus up to 64 KiB of per-RPC metadata (segment certificate, ids, key). Anything larger
-/// must be split by the caller. Every decoder checks a length against this *before* it allocates.
-pub const MAX_PAYLOAD: usize = 8 * 1024 * 1024 + 64 * 1024;
-
-/// Largest whole RPC message (header + payload) — what a datagram receiver may reassemble.
-pub const MAX_MESSAGE: usize = crate::wire::HEADER_LEN + MAX_PAYLOAD;
+pub use faascache_protocol::limits::{MAX_MESSAGE, MAX_PAYLOAD};
 
 /// Initial capacity of a stream connection's read buffer. Frames that fit are parsed in place
 /// (no copy); larger payloads get an exactly sized buffer once their length has been checked.

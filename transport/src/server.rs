@@ -13,9 +13,10 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use crate::dispatch::{dispatch, Dispatch};
 use crate::locator::{Locator, TransportKind};
 use crate::poll::PollMode;
-use crate::wire::{dispatch, Dispatch, Header, Opcode, Status};
+use crate::wire::{Header, Opcode, Status};
 
 /// Serves RPCs. Runs on a dispatch thread: keep it short, or [`IncomingRpc::defer`].
 pub trait Handler: Send + Sync + 'static {

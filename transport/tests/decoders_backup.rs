@@ -2,10 +2,10 @@
 //! byte changed, every truncation and oversized counts give a typed error, never a panic; valid
 //! inputs round-trip.
 
-use faascache_transport::msg::backup::*;
-use faascache_transport::msg::control::TabletRange;
-use faascache_transport::msg::{Message, MsgError};
-use faascache_transport::ServerId;
+use faascache_protocol::msg::backup::*;
+use faascache_protocol::msg::control::TabletRange;
+use faascache_protocol::msg::{Message, MsgError};
+use faascache_protocol::ServerId;
 use proptest::prelude::*;
 
 fn decode_every_backup_message(b: &[u8]) {

@@ -1,9 +1,9 @@
 //! Every decoder, fed random, truncated, oversized and wrong-version bytes: no panic, a typed
 //! error, and valid inputs round-trip.
 
+use faascache_protocol::wire::{DecodeError, Header, HEADER_LEN, PROTOCOL_VERSION};
 use faascache_transport::datagram::packet::{Kind, Packet, PacketError, PKT_HEADER_LEN};
 use faascache_transport::limits::MAX_PAYLOAD;
-use faascache_transport::wire::{DecodeError, Header, HEADER_LEN, PROTOCOL_VERSION};
 use faascache_transport::{PollMode, ServiceLocator, Status};
 use proptest::prelude::*;
 
@@ -134,7 +134,7 @@ proptest! {
 
     #[test]
     fn payload_reader_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..64), ops in proptest::collection::vec(0u8..8, 0..20)) {
-        use faascache_transport::wire::codec::Reader;
+        use faascache_protocol::wire::codec::Reader;
         let mut r = Reader::new(&bytes);
         for op in ops {
             let _ = match op {

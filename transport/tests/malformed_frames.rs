@@ -7,7 +7,7 @@ use std::net::{TcpStream, UdpSocket};
 use std::sync::Arc;
 use std::time::Duration;
 
-use faascache_transport::wire::{Header, HEADER_LEN};
+use faascache_protocol::wire::{Header, HEADER_LEN};
 use faascache_transport::*;
 
 const LIVE: Duration = Duration::from_secs(30);

@@ -60,7 +60,8 @@ pub fn open(spec: &DriverSpec, server_pid: Option<u32>) -> Result<Box<dyn Driver
 /// Whether the server at `locator` answers the coordinator's `GetServerList` (a bare transport
 /// server answers `UNIMPLEMENTED_REQUEST`).
 fn is_coordinator(locator: &str) -> Result<bool> {
-    use transport::msg::{self, coordinator::GetServerListRequest, CallError, Services};
+    use faascache_protocol::msg::{coordinator::GetServerListRequest, Services};
+    use transport::CallError;
     let loc: transport::ServiceLocator = locator
         .parse()
         .with_context(|| format!("bad locator {locator:?}"))?;
@@ -69,7 +70,7 @@ fn is_coordinator(locator: &str) -> Result<bool> {
     let req = GetServerListRequest {
         services: Services(0),
     };
-    match msg::call(&session, &req, Duration::from_secs(5), |_| ()) {
+    match faascache_transport::call(&session, &req, Duration::from_secs(5), |_| ()) {
         Ok(()) => Ok(true),
         Err(e @ CallError::Failed(_))
             if e.status() == Some(transport::Status::UNIMPLEMENTED_REQUEST) =>
@@ -175,7 +176,7 @@ impl Driver for KvDriver {
             server_version: None,
             protocol: format!(
                 "FaaSCache RPC v{} via faascache-client, pipelined",
-                transport::wire::PROTOCOL_VERSION
+                faascache_protocol::wire::PROTOCOL_VERSION
             ),
             notes: vec![
                 format!(
@@ -226,7 +227,7 @@ impl Driver for KvDriver {
     }
 
     fn max_key_len(&self) -> usize {
-        faascache_client::transport::msg::MAX_KEY_LEN
+        faascache_protocol::MAX_KEY_LEN
     }
 
     fn server_pid(&self) -> Option<u32> {

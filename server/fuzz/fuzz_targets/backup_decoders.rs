@@ -8,8 +8,8 @@
 use faascache_server::backup::file::FileHeader;
 use faascache_server::backup::for_each_recovery_entry;
 use faascache_server::backup::recovery::{filter_recovery_entries, validate};
-use faascache_server::storage::format::Certificate;
-use faascache_transport::msg::control::TabletRange;
+use faascache_storage::format::Certificate;
+use faascache_protocol::msg::control::TabletRange;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -4,7 +4,7 @@
 
 #![no_main]
 
-use faascache_server::storage::format::{self, Certificate, EntryType, SegmentIterator};
+use faascache_storage::format::{self, Certificate, EntryType, SegmentIterator};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -30,10 +30,10 @@ use std::io::ErrorKind;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use faascache_transport::msg::backup::MAX_REPLICA_BYTES;
-use faascache_transport::ServerId;
+use faascache_protocol::msg::backup::MAX_REPLICA_BYTES;
+use faascache_protocol::ServerId;
 
-use crate::storage::format::{le32, le64, Certificate};
+use faascache_storage::format::{le32, le64, Certificate};
 
 /// Magic at the start of every header slot ("FCBR" little-endian).
 pub const FILE_MAGIC: u32 = u32::from_le_bytes(*b"FCBR");

@@ -1,7 +1,7 @@
 //! The backup service: keeps replicas of other masters' log segments (in memory, optionally in
 //! files) and hands them to the coordinator and recovery masters when a master crashed
 //! (RAMCloud's durability scheme; protocol in `docs/protocol.md`, "Backup", messages in
-//! `faascache_transport::msg::backup`).
+//! `faascache_protocol::msg::backup`).
 //!
 //! Reading order: [`file`] (the replica file format) → [`recovery`] (validation, digest,
 //! filtering by tablet, the recovery master's parser) → [`store`] (the replicas, their locks,
@@ -30,7 +30,7 @@ mod tests;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use faascache_transport::msg::backup::MAX_REPLICA_BYTES;
+pub use faascache_protocol::msg::backup::MAX_REPLICA_BYTES;
 pub use recovery::{for_each_recovery_entry, RecoveryEntry};
 pub use service::BackupService;
 pub use store::Refusal;

@@ -5,13 +5,13 @@
 //! engine's validating [`SegmentIterator`], so a replica is used only if every entry up to its
 //! certificate's length has a valid frame and checksum and the frames match the certificate.
 
-use faascache_transport::msg::control::TabletRange;
+use faascache_protocol::msg::control::TabletRange;
 
-use crate::storage::format::{
+use faascache_storage::format::{
     decode_entry_header, decode_object, decode_safe_version, decode_tombstone, Certificate, Entry,
     EntryType, ObjectView, SegmentIterator, TombstoneView,
 };
-use crate::storage::{key_hash, FormatError};
+use faascache_storage::{key_hash, FormatError};
 
 /// What a valid replica holds that `BackupGetReplicas` reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,13 +126,13 @@ pub fn for_each_recovery_entry(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::format::encode_entry_header;
+    use faascache_storage::format::encode_entry_header;
 
     #[test]
     fn hostile_recovery_bytes_are_errors() {
         // Random garbage, truncations, wrong types: typed errors, no call of f.
         let mut body = Vec::new();
-        crate::storage::format::encode_safe_version(&mut body, 7);
+        faascache_storage::format::encode_safe_version(&mut body, 7);
         let mut h = [0u8; 5];
         let n = encode_entry_header(EntryType::SafeVersion, body.len(), &mut h);
         let mut good = h[..n].to_vec();
@@ -153,7 +153,7 @@ mod tests {
         assert!(!called);
         // A type recovery data never holds.
         let mut digest = Vec::new();
-        crate::storage::format::encode_log_digest(&mut digest, &[1]);
+        faascache_storage::format::encode_log_digest(&mut digest, &[1]);
         let n = encode_entry_header(EntryType::LogDigest, digest.len(), &mut h);
         let mut d = h[..n].to_vec();
         d.extend_from_slice(&digest);

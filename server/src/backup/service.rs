@@ -1,5 +1,5 @@
 //! The backup's RPC handlers ([`Dispatch`] for opcodes `0x0301`–`0x0305`) and its direct API.
-//! Each handler decodes its request (`faascache_transport::msg::backup`), calls the store and
+//! Each handler decodes its request (`faascache_protocol::msg::backup`), calls the store and
 //! replies; refusals carry an [`ErrorReply`] detail (see `docs/protocol.md`, "Backup").
 //!
 //! Threading: every method may run on any dispatch thread at once (the store locks). A
@@ -9,15 +9,16 @@
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use faascache_transport::msg::backup::{
+use faascache_protocol::msg::backup::{
     BackupFreeRequest, BackupGetRecoveryDataRequest, BackupGetRecoveryDataResponse,
     BackupGetReplicasRequest, BackupGetReplicasResponse, BackupRecoveryDoneRequest,
     BackupWriteRequest,
 };
-use faascache_transport::msg::control::TabletRange;
-use faascache_transport::msg::{ErrorReply, Message, MsgError};
+use faascache_protocol::msg::control::TabletRange;
+use faascache_protocol::msg::{ErrorReply, Message, MsgError};
+use faascache_protocol::ServerId;
 use faascache_transport::server::IncomingRpc;
-use faascache_transport::{Dispatch, ServerId, Status};
+use faascache_transport::{Dispatch, Status};
 use parking_lot::Mutex;
 
 pub use super::store::Refusal;

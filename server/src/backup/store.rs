@@ -31,17 +31,20 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use faascache_transport::msg::backup::{
+use faascache_protocol::msg::backup::{
     BackupGetReplicasResponse, BackupWriteRequest, LogDigestInfo, ReplicaInfo, MAX_REPLICA_BYTES,
 };
-use faascache_transport::msg::control::TabletRange;
-use faascache_transport::{ServerId, Status};
+use faascache_protocol::msg::control::TabletRange;
+use faascache_protocol::ServerId;
+use faascache_transport::Status;
 use parking_lot::{Condvar, Mutex};
 
 use super::file::{self, ReplicaFile};
 use super::recovery;
 use super::{BackupConfig, BackupError, BackupStats, Durability, FLUSH_INTERVAL};
-use crate::storage::format::{decode_entry_header, decode_segment_header, Certificate, EntryType};
+use faascache_storage::format::{
+    decode_entry_header, decode_segment_header, Certificate, EntryType,
+};
 
 /// A refused request: the status to answer and a detail saying what was wrong and what to do.
 #[derive(Debug, Clone, PartialEq, Eq)]

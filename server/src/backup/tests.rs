@@ -6,14 +6,15 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
-use faascache_transport::msg::backup::{BackupWriteRequest, ReplicaCertificate};
-use faascache_transport::msg::control::TabletRange;
-use faascache_transport::{ServerId, Status};
+use faascache_protocol::msg::backup::{BackupWriteRequest, ReplicaCertificate};
+use faascache_protocol::msg::control::TabletRange;
+use faascache_protocol::ServerId;
+use faascache_transport::Status;
 
 use super::file::{self, FileHeader, DATA_OFFSET, HEADER_LEN, SLOT_OFFSETS};
 use super::*;
-use crate::storage::format::{decode_entry_header, Certificate, Entry, SegmentIterator};
-use crate::storage::{key_hash, Engine, EngineConfig, RejectRules, TableOptions};
+use faascache_storage::format::{decode_entry_header, Certificate, Entry, SegmentIterator};
+use faascache_storage::{key_hash, Engine, EngineConfig, RejectRules, TableOptions};
 
 const M: ServerId = ServerId::new(1, 1);
 const OTHER: ServerId = ServerId::new(2, 1);

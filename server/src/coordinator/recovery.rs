@@ -23,11 +23,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use faascache_transport::msg::backup::{
+use faascache_protocol::msg::backup::{
     BackupGetReplicasRequest, BackupGetReplicasResponse, BackupRecoveryDoneRequest,
 };
-use faascache_transport::msg::control::{RecoverTabletsRequest, RecoverySegment};
-use faascache_transport::msg::{call, ServerId, Services};
+use faascache_protocol::msg::control::{RecoverTabletsRequest, RecoverySegment};
+use faascache_protocol::msg::{ServerId, Services};
+use faascache_transport::call;
 
 use super::service::Coordinator;
 use super::state::ServerRecord;
@@ -182,7 +183,7 @@ fn recover(c: &Arc<Coordinator>, crashed: &ServerRecord) -> Result<(), String> {
             segment_id: *id,
             backups: b
                 .iter()
-                .take(faascache_transport::msg::control::MAX_RECOVER_BACKUPS)
+                .take(faascache_protocol::msg::control::MAX_RECOVER_BACKUPS)
                 .map(|(i, l)| (*i, l.as_str()))
                 .collect(),
         })

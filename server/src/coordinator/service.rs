@@ -14,13 +14,14 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use faascache_transport::msg::control::{
+use faascache_protocol::msg::control::{
     DropTabletOwnershipRequest, MigrateTabletOutRequest, PrepareMigrationRequest,
     TakeTabletOwnershipRequest,
 };
-use faascache_transport::msg::coordinator::*;
-use faascache_transport::msg::{call, CallError, ErrorReply, Message, MsgError, Request, Services};
+use faascache_protocol::msg::coordinator::*;
+use faascache_protocol::msg::{ErrorReply, Message, MsgError, Request, Services};
 use faascache_transport::server::IncomingRpc;
+use faascache_transport::{call, CallError};
 use faascache_transport::{
     ClientConfig, Dispatch, DispatchConfig, DispatchHandler, Locator, Opcode, Responder,
     ServerHandle, ServiceLocator, Session, Status,
@@ -666,7 +667,7 @@ impl Dispatch for CoordinatorService {
                 let locator = c.with_state(|st| {
                     st.server(req.server)
                         .filter(|s| {
-                            s.status == faascache_transport::msg::coordinator::ServerStatus::Up
+                            s.status == faascache_protocol::msg::coordinator::ServerStatus::Up
                         })
                         .map(|s| s.locator.clone())
                 });

@@ -12,10 +12,10 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use faascache_transport::msg::control::TabletRange;
-use faascache_transport::msg::coordinator::{ServerStatus, TabletState};
-use faascache_transport::msg::{ServerId, Services};
-use faascache_transport::wire::codec::{Reader, Writer};
+use faascache_protocol::msg::control::TabletRange;
+use faascache_protocol::msg::coordinator::{ServerStatus, TabletState};
+use faascache_protocol::msg::{ServerId, Services};
+use faascache_protocol::wire::codec::{Reader, Writer};
 use faascache_transport::Status;
 
 mod recovery;
@@ -716,7 +716,7 @@ impl CoordinatorState {
     /// Decode a state written by [`encode`](Self::encode); a clear error if it is not one.
     pub fn decode(bytes: &[u8]) -> Result<CoordinatorState, String> {
         let mut r = Reader::new(bytes);
-        let e = |e: faascache_transport::wire::codec::CodecError| format!("coordinator state: {e}");
+        let e = |e: faascache_protocol::wire::codec::CodecError| format!("coordinator state: {e}");
         if r.take(4).map_err(e)? != STATE_MAGIC {
             return Err("coordinator state: bad magic (not a coordinator state blob)".into());
         }

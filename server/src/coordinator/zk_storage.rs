@@ -2,7 +2,7 @@
 //! ZooKeeper ensemble, leader election among standby coordinators, and epoch fencing.
 //!
 //! Znodes (under the root of the address, `/faascache` by default; see
-//! `faascache_transport::zk`):
+//! `faascache_zk`):
 //!
 //! - `election/c_NNNNNNNNNN` — ephemeral sequential, one per coordinator process. The lowest
 //!   sequence number leads; every other process waits (a *standby*) with a watch on the znode
@@ -26,10 +26,8 @@
 
 use std::time::Duration;
 
-use faascache_transport::zk::proto::err;
-use faascache_transport::zk::{
-    CreateMode, Op, OpResult, ZkAddress, ZkError, ZkSession, LEADER_ZNODE,
-};
+use faascache_zk::proto::err;
+use faascache_zk::{CreateMode, Op, OpResult, ZkAddress, ZkError, ZkSession, LEADER_ZNODE};
 use parking_lot::Mutex;
 
 use super::external::{check_name, ExternalStorage, ExternalStorageError, Versioned};
@@ -80,11 +78,9 @@ impl ZkStorage {
 
     /// [`ZkStorage::open`] with another session timeout.
     pub fn open_with(locator: &str, timeout: Duration) -> Result<ZkStorage, ExternalStorageError> {
-        let addr: ZkAddress = locator
-            .parse()
-            .map_err(|e: faascache_transport::LocatorError| {
-                ExternalStorageError::BadLocator(format!("{locator}: {e}"))
-            })?;
+        let addr: ZkAddress = locator.parse().map_err(|e: faascache_zk::AddressError| {
+            ExternalStorageError::BadLocator(format!("{locator}: {e}"))
+        })?;
         // Keep trying for a while: coordinators and ZooKeeper are often started together.
         let deadline = std::time::Instant::now() + START_RETRY;
         let zk = loop {
@@ -464,18 +460,15 @@ fn blob_version(zk_version: i32, path: &str) -> Result<u64, ExternalStorageError
 }
 
 #[cfg(test)]
-#[path = "../../../transport/tests/zk_server/mod.rs"]
-mod zk_server;
-
 #[cfg(test)]
 mod tests {
     use std::sync::mpsc;
 
-    use faascache_transport::zk::CoordinatorLocator;
+    use faascache_transport::CoordinatorLocator;
 
-    use super::zk_server::ZkServer;
     use super::*;
     use crate::coordinator::external::tests::check_backend;
+    use faascache_testkit::zk::ZkServer;
 
     /// Short sessions so that the tests do not wait long for expiry.
     const TEST_TIMEOUT: Duration = Duration::from_secs(2);

@@ -1,4 +1,4 @@
-//! Source side of a tablet migration (see `faascache_transport::msg::control` for the protocol).
+//! Source side of a tablet migration (see `faascache_protocol::msg::control` for the protocol).
 //!
 //! 1. Mark the range *migrating out*: writes go on, and every mutated key is noted.
 //! 2. Copy the range to the target in batches (enumeration).
@@ -12,13 +12,13 @@
 
 use std::time::{Duration, Instant};
 
-use faascache_transport::msg::control::{MigratedObject, ReceiveMigrationDataRequest, TabletRange};
-use faascache_transport::msg::{call, CallError};
+use faascache_protocol::msg::control::{MigratedObject, ReceiveMigrationDataRequest, TabletRange};
+use faascache_transport::{call, CallError};
 use faascache_transport::{ClientConfig, ServiceLocator, Session, Status};
 
 use super::tablets::Range;
 use super::Master;
-use crate::storage::{RejectRules, StorageError};
+use faascache_storage::{RejectRules, StorageError};
 
 /// Bytes of keys and values per `ReceiveMigrationData` batch.
 pub const BATCH_BYTES: usize = 512 * 1024;

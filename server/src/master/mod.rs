@@ -1,5 +1,5 @@
 //! The master service: serves reads and writes of the tablets this server owns, on the storage
-//! engine ([`crate::storage::Engine`]).
+//! engine ([`faascache_storage::Engine`]).
 //!
 //! Reading order: [`tablets`] (ownership and migration state) → [`exactly_once`] (saved
 //! results of retried mutations) → [`service`] (the RPC handlers) → [`migration`] (copying a
@@ -20,12 +20,12 @@ pub mod tablets;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use faascache_transport::msg::ServerId;
+use faascache_protocol::msg::ServerId;
 use faascache_transport::Status;
 use parking_lot::RwLock;
 
-use crate::storage::{Engine, StorageError, TableId};
 use exactly_once::UnackedResults;
+use faascache_storage::{Engine, StorageError, TableId};
 use tablets::Ownership;
 
 pub use service::MasterService;
@@ -170,17 +170,9 @@ pub fn storage_status(e: &StorageError) -> (Status, u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use faascache_transport::msg;
 
     #[test]
-    fn wire_and_engine_agree() {
-        // Clients place keys with the protocol's hash; masters store them with the engine's.
-        for len in 0..300usize {
-            let key: Vec<u8> = (0..len).map(|i| (i * 31 + len) as u8).collect();
-            assert_eq!(msg::key_hash(&key), crate::storage::key_hash(&key));
-        }
-        assert_eq!(msg::MAX_KEY_LEN, crate::storage::config::MAX_KEY_LEN);
-        assert_eq!(msg::MAX_VALUE_LEN, crate::storage::config::MAX_VALUE_LEN);
+    fn status_mapping() {
         assert_eq!(table_id(u32::MAX as u64), Some(u32::MAX));
         assert_eq!(table_id(1 << 32), None);
         assert_eq!(storage_status(&StorageError::NoSpace).0, Status::RETRY);

@@ -18,19 +18,19 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use faascache_transport::msg::backup::{
+use faascache_protocol::msg::backup::{
     BackupGetRecoveryDataRequest, BackupGetRecoveryDataResponse,
 };
-use faascache_transport::msg::control::{
+use faascache_protocol::msg::control::{
     RecoverTabletsRequest, RecoverTabletsResponse, TabletRange,
 };
-use faascache_transport::msg::{decode_reply, Message, Request as RpcRequest, ServerId};
+use faascache_protocol::msg::{decode_reply, Message, Request as RpcRequest, ServerId};
 use faascache_transport::{ClientConfig, ServiceLocator, Session, Status};
 use parking_lot::Mutex;
 
 use super::Master;
 use crate::backup::{for_each_recovery_entry, RecoveryEntry};
-use crate::storage::{key_hash, StorageError, TableId, TableOptions};
+use faascache_storage::{key_hash, StorageError, TableId, TableOptions};
 
 /// Key shards serialising replay of the same key.
 pub const SHARDS: usize = 64;

@@ -23,7 +23,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use faascache_transport::msg::ServerId;
+use faascache_protocol::msg::ServerId;
 
 /// A segment of the log as the shell saw it.
 #[derive(Debug, Clone, PartialEq, Eq)]

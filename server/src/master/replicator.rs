@@ -16,19 +16,20 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use faascache_transport::msg::backup::{BackupFreeRequest, BackupWriteRequest, ReplicaCertificate};
-use faascache_transport::msg::coordinator::{
+use faascache_protocol::msg::backup::{BackupFreeRequest, BackupWriteRequest, ReplicaCertificate};
+use faascache_protocol::msg::coordinator::{
     GetServerListRequest, HintServerCrashedRequest, ServerStatus,
 };
-use faascache_transport::msg::{call, ErrorReply, Message, ServerId, Services};
+use faascache_protocol::msg::{ErrorReply, Message, ServerId, Services};
+use faascache_transport::call;
 use faascache_transport::server::Responder;
-use faascache_transport::zk::CoordinatorLocator;
+use faascache_transport::CoordinatorLocator;
 use faascache_transport::{ClientConfig, Opcode, PendingRpc, ServiceLocator, Session, Status};
 use parking_lot::{Condvar, Mutex};
 
 use super::replication::{Action, ReplicaManager, SegmentInfo, WriteOutcome};
 use super::Master;
-use crate::storage::LogSegment;
+use faascache_storage::LogSegment;
 
 /// How long one backup RPC may take before the backup counts as down.
 pub const BACKUP_RPC_TIMEOUT: Duration = Duration::from_secs(3);

@@ -1,24 +1,24 @@
 //! The master's RPC handlers: data operations, tablet control, migration target, server info.
-//! Each handler decodes its request (`faascache_transport::msg`), checks the table id and
+//! Each handler decodes its request (`faascache_protocol::msg`), checks the table id and
 //! ownership, runs the engine operation and replies; see `docs/protocol.md` for the statuses.
 
 use std::sync::Arc;
 
-use faascache_transport::msg::common::ExactlyOnce;
-use faascache_transport::msg::control::{
+use faascache_protocol::msg::common::ExactlyOnce;
+use faascache_protocol::msg::control::{
     DropTabletOwnershipRequest, GetServerInfoResponse, MigrateTabletOutRequest,
     PrepareMigrationRequest, ReceiveMigrationDataRequest, RecoverTabletsRequest, TabletRange,
     TakeTabletOwnershipRequest,
 };
-use faascache_transport::msg::master::*;
-use faascache_transport::msg::{key_hash, ErrorReply, Message, MsgError};
+use faascache_protocol::msg::master::*;
+use faascache_protocol::msg::{key_hash, ErrorReply, Message, MsgError};
 use faascache_transport::server::IncomingRpc;
 use faascache_transport::{Dispatch, Status};
 
 use super::exactly_once::{Begin, SavedReply};
 use super::tablets::Range;
 use super::{storage_status, table_id, Master};
-use crate::storage::{RejectRules, StorageError, TableId, TableOptions, WriteOp};
+use faascache_storage::{RejectRules, StorageError, TableId, TableOptions, WriteOp};
 
 /// Largest `max_bytes` an enumeration reply is built for (keeps replies far below the protocol
 /// maximum even when the last hash bucket adds a few large objects).
@@ -54,16 +54,6 @@ fn storage_reply(e: &StorageError) -> SavedReply {
             detail: &e.to_string(),
         }
         .to_vec(),
-    }
-}
-
-fn rules(r: &faascache_transport::msg::RejectRules) -> RejectRules {
-    RejectRules {
-        doesnt_exist: r.doesnt_exist,
-        exists: r.exists,
-        version_le_given: r.version_le_given,
-        version_ne_given: r.version_ne_given,
-        given_version: r.given_version,
     }
 }
 
@@ -108,7 +98,7 @@ impl MasterService {
         table: TableId,
         key: &[u8],
         rpc: ExactlyOnce,
-        op: impl FnOnce(&crate::storage::Engine) -> Result<Vec<u8>, StorageError>,
+        op: impl FnOnce(&faascache_storage::Engine) -> Result<Vec<u8>, StorageError>,
     ) -> SavedReply {
         let ExactlyOnce {
             client_id,
@@ -215,7 +205,7 @@ impl MasterService {
             .map_err(|s| not_run(s, NOT_OWNER))?;
         self.master
             .engine
-            .read(table, req.key, &rules(&req.rules), buf)
+            .read(table, req.key, &req.rules, buf)
             .map_err(|e| storage_reply(&e))
     }
 
@@ -316,7 +306,7 @@ impl Dispatch for MasterService {
         let req = decode_or_reply!(call, WriteRequest<'_>);
         let table = table_or_reply!(call, req.table);
         let r = self.mutate(table, req.key, req.rpc, |e| {
-            e.write(table, req.key, req.value, &rules(&req.rules))
+            e.write(table, req.key, req.value, &req.rules)
                 .map(|version| VersionResponse { version }.to_vec())
         });
         self.send_durable(call, r.status, r.payload);
@@ -326,7 +316,7 @@ impl Dispatch for MasterService {
         let req = decode_or_reply!(call, RemoveRequest<'_>);
         let table = table_or_reply!(call, req.table);
         let r = self.mutate(table, req.key, req.rpc, |e| {
-            e.remove(table, req.key, &rules(&req.rules)).map(|v| {
+            e.remove(table, req.key, &req.rules).map(|v| {
                 VersionResponse {
                     version: v.unwrap_or(0),
                 }
@@ -340,7 +330,7 @@ impl Dispatch for MasterService {
         let req = decode_or_reply!(call, IncrementRequest<'_>);
         let table = table_or_reply!(call, req.table);
         let r = self.mutate(table, req.key, req.rpc, |e| {
-            let rr = rules(&req.rules);
+            let rr = req.rules;
             match req.delta {
                 Number::I64(d) => e.increment_i64(table, req.key, d, &rr).map(|(v, version)| {
                     IncrementResponse {
@@ -421,7 +411,7 @@ impl Dispatch for MasterService {
                 table,
                 key: it.key,
                 value: it.value,
-                rules: rules(&it.rules),
+                rules: it.rules,
             };
             let rpc = ExactlyOnce {
                 client_id: req.client_id,
@@ -454,7 +444,7 @@ impl Dispatch for MasterService {
                 ack_id: req.ack_id,
             };
             let r = self.mutate(table, it.key, rpc, |e| {
-                e.remove(table, it.key, &rules(&it.rules))
+                e.remove(table, it.key, &it.rules)
                     .map(|v| v.unwrap_or(0).to_le_bytes().to_vec())
             });
             items.push(multi_result(&r));

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use faascache_transport::Status;
 use parking_lot::Mutex;
 
-use crate::storage::TableId;
+use faascache_storage::TableId;
 
 /// A range of key hashes of one table (inclusive).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

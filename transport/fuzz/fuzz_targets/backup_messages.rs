@@ -1,8 +1,8 @@
 //! Every backup RPC decoder (`msg::backup`) on arbitrary bytes: a typed error or a value that
 //! re-encodes to the same bytes, never a panic or an allocation sized by an unchecked count.
 #![no_main]
-use faascache_transport::msg::backup::*;
-use faascache_transport::msg::Message;
+use faascache_protocol::msg::backup::*;
+use faascache_protocol::msg::Message;
 use libfuzzer_sys::fuzz_target;
 
 fn check<'a, M: Message<'a> + PartialEq + std::fmt::Debug>(data: &'a [u8]) {

@@ -1,6 +1,6 @@
 //! Payload reader driven by the input itself: the first byte of each step picks the field type.
 #![no_main]
-use faascache_transport::wire::codec::Reader;
+use faascache_protocol::wire::codec::Reader;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

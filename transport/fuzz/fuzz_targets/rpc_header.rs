@@ -1,6 +1,6 @@
 //! RPC header and whole-message decoders: never panic; what decodes re-encodes identically.
 #![no_main]
-use faascache_transport::wire::{Header, HEADER_LEN};
+use faascache_protocol::wire::{Header, HEADER_LEN};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

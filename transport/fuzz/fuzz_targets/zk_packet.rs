@@ -1,7 +1,7 @@
 //! Every ZooKeeper decoder on arbitrary server bytes: reply header, connect response, watch event,
 //! multi response, and the record readers driven by the input itself.
 #![no_main]
-use faascache_transport::zk::proto;
+use faascache_zk::proto;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

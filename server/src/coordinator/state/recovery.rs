@@ -2,9 +2,9 @@
 //! crash, find pending recoveries, plan the partitions, hand recovered ranges over, remove the
 //! recovered server. The I/O that drives them is `coordinator/recovery.rs`.
 
-use faascache_transport::msg::control::TabletRange;
-use faascache_transport::msg::coordinator::{ServerStatus, TabletState};
-use faascache_transport::msg::{ServerId, Services};
+use faascache_protocol::msg::control::TabletRange;
+use faascache_protocol::msg::coordinator::{ServerStatus, TabletState};
+use faascache_protocol::msg::{ServerId, Services};
 
 use super::{Action, Control, CoordError, CoordinatorState, RecoveryPart, ServerRecord, Tablet};
 

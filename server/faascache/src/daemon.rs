@@ -1,0 +1,262 @@
+//! `faascache coordinator` and `faascache server`: run in the foreground until SIGINT/SIGTERM.
+
+use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+
+use crate::units::{parse_duration, parse_size};
+use anyhow::{Context, Result};
+use clap::Args;
+use faascache_server::coordinator::{self, CoordinatorConfig, MemStorage};
+use faascache_server::node::{self, NodeConfig};
+use faascache_transport::CoordinatorLocator;
+use faascache_transport::{DispatchConfig, PollMode, ServiceLocator};
+
+/// Options of `faascache coordinator`.
+#[derive(Debug, Args)]
+pub struct CoordinatorArgs {
+    /// Service locator to listen on, e.g. tcp:host=10.0.0.1,port=12246 (port=0 picks a free port)
+    #[arg(long, value_name = "LOCATOR")]
+    pub listen: String,
+    /// Where the state (server list, tables, tablets) is kept so a restarted coordinator recovers
+    /// it: file:DIR, or zk:HOST:PORT[,HOST:PORT...][/CHROOT] for standby coordinators with leader
+    /// election (start several; one leads, the others wait and take over when it dies). Without
+    /// it the state lives in memory only and is lost on restart
+    #[arg(long, value_name = "STORAGE")]
+    pub storage: Option<String>,
+    /// Mark a server crashed when it has not sent a heartbeat for this long (e.g. 15s, 500ms)
+    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = parse_duration)]
+    pub heartbeat_timeout: Duration,
+    /// Dispatch threads
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub cores: usize,
+    /// How dispatch threads poll: spin, adaptive[:SPIN] (spin then block) or block
+    #[arg(long, value_name = "MODE", default_value = "block")]
+    pub poll: PollMode,
+    /// Write the locator actually served (with the real port) to this file once serving
+    #[arg(long, value_name = "FILE")]
+    pub locator_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub eal: crate::bypass::EalArgs,
+}
+
+/// Options of `faascache server`.
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// Coordinator service locator, e.g. tcp:host=10.0.0.1,port=12246, or
+    /// zk:HOST:PORT[,HOST:PORT...][/CHROOT] to find the leading coordinator through ZooKeeper
+    /// (looked up again whenever the coordinator's session fails)
+    #[arg(long, value_name = "LOCATOR")]
+    pub coordinator: String,
+    /// Service locator to listen on; use a concrete address, clients are given it (port=0 picks a
+    /// free port). With alternatives separated by ';' (dpdk:...;tcp:...) it serves on every one
+    /// that starts, the first as the data plane; one that cannot start is skipped with a warning
+    /// and the reason shown by `status`
+    #[arg(
+        long,
+        value_name = "LOCATOR",
+        default_value = "tcp:host=127.0.0.1,port=0"
+    )]
+    pub listen: String,
+    /// Log memory of the master (bytes; units B, KiB, MiB, GiB, TiB); at least 32MiB
+    #[arg(long, value_name = "SIZE", default_value = "1GiB", value_parser = parse_size)]
+    pub memory: usize,
+    /// Dispatch threads (each pinned to a core)
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub cores: usize,
+    /// How dispatch threads poll: spin (lowest latency, a full core each), adaptive[:SPIN] (spin
+    /// 200us after activity, then block) or block
+    #[arg(long, value_name = "MODE", default_value = "adaptive")]
+    pub poll: PollMode,
+    /// Do not pin dispatch threads to cores
+    #[arg(long)]
+    pub no_pin: bool,
+    /// Give up if the coordinator cannot be reached for this long
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub enlist_timeout: Duration,
+    /// Write the locator actually served (with the real port) to this file once enlisted
+    #[arg(long, value_name = "FILE")]
+    pub locator_file: Option<PathBuf>,
+    /// Backup copies of every log segment, on other servers' backups; a write is acknowledged
+    /// once all of them hold it. 0 = memory only (a crash loses this master's data). Writes
+    /// wait (with a clear message) while fewer other backups are up.
+    #[arg(long, value_name = "R", default_value_t = 3)]
+    pub replicas: usize,
+    /// Run no backup service on this server (it then keeps no replicas of other masters)
+    #[arg(long)]
+    pub no_backup: bool,
+    /// Directory for this server's replica files (found again after a restart); without it
+    /// replicas live in memory only
+    #[arg(long, value_name = "DIR")]
+    pub backup_dir: Option<PathBuf>,
+    /// When the backup acknowledges a replica write: memory (once in RAM; files written soon
+    /// after) or disk (once fdatasync'ed; needs --backup-dir)
+    #[arg(long, value_name = "MODE", default_value = "memory")]
+    pub durability: faascache_server::backup::Durability,
+    /// Most replica bytes this backup keeps (units B, KiB, MiB, GiB)
+    #[arg(long, value_name = "SIZE", default_value = "4GiB", value_parser = parse_size)]
+    pub backup_capacity: usize,
+    /// Refuse to start unless a kernel-bypass alternative of --listen (dpdk:, infrc:) serves,
+    /// instead of falling back to a kernel transport
+    #[arg(long)]
+    pub require_bypass: bool,
+    #[command(flatten)]
+    pub eal: crate::bypass::EalArgs,
+}
+
+fn locator(s: &str, what: &str) -> Result<ServiceLocator> {
+    s.parse().with_context(|| {
+        format!("bad {what} locator {s:?} (expected e.g. tcp:host=127.0.0.1,port=12246)")
+    })
+}
+
+/// Write `text` to `path` atomically (temp file + rename).
+pub fn write_atomic(path: &Path, text: &str) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))
+}
+
+/// A channel that receives one message on SIGINT, SIGTERM or SIGHUP.
+pub fn termination() -> Result<mpsc::Receiver<()>> {
+    let (tx, rx) = mpsc::channel();
+    ctrlc::set_handler(move || {
+        let _ = tx.send(());
+    })
+    .context("cannot install the signal handler")?;
+    Ok(rx)
+}
+
+/// Run the coordinator until a termination signal.
+pub fn coordinator(args: CoordinatorArgs) -> Result<()> {
+    let listen = locator(&args.listen, "--listen")?;
+    args.eal.init(&listen, None)?;
+    let storage: Arc<dyn coordinator::ExternalStorage> = match &args.storage {
+        Some(s) => Arc::from(coordinator::external::open(s)?),
+        None => {
+            tracing::warn!("no --storage: the coordinator's state is kept in memory only and lost if it restarts");
+            Arc::new(MemStorage::default())
+        }
+    };
+    let shared = storage.clone();
+    let stop = termination()?;
+    let cfg = CoordinatorConfig {
+        dispatch: DispatchConfig {
+            cores: args.cores,
+            pin: false,
+            first_core: 0,
+            poll: args.poll,
+        },
+        heartbeat_timeout: args.heartbeat_timeout,
+    };
+    // With zk: storage, `start` waits (as a standby) until this process leads: keep answering
+    // termination signals meanwhile.
+    let (started_tx, started) = mpsc::channel();
+    std::thread::Builder::new()
+        .name("coord-start".into())
+        .spawn(move || {
+            let _ = started_tx.send(coordinator::start(&listen, Box::new(storage), cfg));
+        })
+        .context("cannot start a thread")?;
+    let handle = loop {
+        match started.recv_timeout(LEADERSHIP_CHECK) {
+            Ok(r) => break r.context("cannot start the coordinator")?,
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                anyhow::bail!("the coordinator's start thread ended without an answer")
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+        }
+        if stop.try_recv().is_ok() {
+            tracing::info!("terminated while a standby");
+            shared.release();
+            return Ok(());
+        }
+    };
+    let served = handle.locator().to_string();
+    println!("coordinator serving at {served}");
+    if let Some(f) = &args.locator_file {
+        write_atomic(f, &served)?;
+    }
+    loop {
+        match stop.recv_timeout(LEADERSHIP_CHECK) {
+            Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if let Err(e) = handle.storage().check_leadership() {
+                    tracing::error!(error = %e, "this coordinator lost its leadership; exiting so that it stops acting as leader");
+                    handle.shutdown();
+                    shared.release();
+                    anyhow::bail!("lost leadership: {e}; a standby coordinator takes over (restart this process to rejoin as a standby)");
+                }
+            }
+        }
+    }
+    tracing::info!("shutting down");
+    handle.shutdown();
+    shared.release();
+    Ok(())
+}
+
+/// How often the coordinator daemon asks its storage whether it still leads.
+const LEADERSHIP_CHECK: Duration = Duration::from_millis(500);
+
+/// Run a server until a termination signal.
+pub fn server(args: ServerArgs) -> Result<()> {
+    let coordinator: CoordinatorLocator = args.coordinator.parse().with_context(|| {
+        format!(
+            "bad --coordinator locator {:?} (expected e.g. tcp:host=127.0.0.1,port=12246 or zk:127.0.0.1:2181)",
+            args.coordinator
+        )
+    })?;
+    let listen = locator(&args.listen, "--listen")?;
+    let coordinator_direct = match &coordinator {
+        CoordinatorLocator::Direct(l) => Some(l.clone()),
+        _ => None,
+    };
+    args.eal.init(&listen, coordinator_direct.as_ref())?;
+    let stop = termination()?;
+    let cfg = NodeConfig {
+        coordinator,
+        listen,
+        require_bypass: args.require_bypass,
+        memory_bytes: args.memory,
+        dispatch: DispatchConfig {
+            cores: args.cores,
+            pin: !args.no_pin,
+            first_core: 0,
+            poll: args.poll,
+        },
+        enlist_timeout: args.enlist_timeout,
+        replicas: args.replicas,
+        backup: (!args.no_backup).then(|| faascache_server::backup::BackupConfig {
+            dir: args.backup_dir.clone(),
+            durability: args.durability,
+            capacity_bytes: args.backup_capacity,
+        }),
+    };
+    if args.durability == faascache_server::backup::Durability::Disk && args.backup_dir.is_none() {
+        anyhow::bail!("--durability disk needs --backup-dir DIR (where the replicas are written)");
+    }
+    let node = node::start(cfg).context("cannot start the server")?;
+    let served = node.locator().to_string();
+    println!("server {} serving at {served}", node.master().server_id());
+    if let Some(f) = &args.locator_file {
+        write_atomic(f, &served)?;
+    }
+    loop {
+        match stop.recv_timeout(Duration::from_millis(100)) {
+            Err(mpsc::RecvTimeoutError::Timeout) if !node.fenced() => continue,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                // Declared dead: our tablets are being recovered elsewhere; serving on would
+                // only confuse clients. Exit non-zero so a supervisor restarts us fresh.
+                tracing::error!("declared dead by the coordinator: exiting");
+                node.shutdown();
+                std::process::exit(3);
+            }
+            _ => break,
+        }
+    }
+    tracing::info!("shutting down");
+    node.shutdown();
+    Ok(())
+}

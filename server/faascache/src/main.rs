@@ -1,0 +1,88 @@
+//! `faascache`: the one binary of FaaSCache.
+//!
+//! * `faascache coordinator --listen LOCATOR [--storage file:DIR]`
+//! * `faascache server --coordinator LOCATOR --listen LOCATOR --memory 1GiB [--cores N] [--poll MODE]`
+//! * `faascache cluster up|down` — a local cluster of child processes (see `cluster.rs`)
+//! * `faascache demo` — a local cluster, a short workload with its latency, then shutdown
+//! * client commands (`status`, `table`, `put`, `get`, `rm`, `incr`, ...) from
+//!   `faascache_client::cli`
+//!
+//! Logs go to stderr (`RUST_LOG` filters them; default `info` for the daemons, `warn` for client
+//! commands); errors are printed to stderr with a non-zero exit status.
+
+mod bypass;
+mod cluster;
+mod daemon;
+mod demo;
+mod units;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// FaaSCache: a low-latency distributed in-memory key-value store.
+#[derive(Debug, Parser)]
+#[command(name = "faascache", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the coordinator (server list, tables, tablet map)
+    Coordinator(daemon::CoordinatorArgs),
+    /// Run a server (a master serving tablets) that joins a coordinator
+    Server(daemon::ServerArgs),
+    /// Start or stop a local cluster of child processes on 127.0.0.1
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
+    /// Start a local 3-server cluster, run a short workload through the client, print its
+    /// latency, and stop the cluster
+    Demo(demo::DemoArgs),
+    // ---- Client commands (status, table, put, get, rm, incr, ...): defined by the client library.
+    #[command(flatten)]
+    Client(faascache_client::cli::ClientCommand),
+}
+
+fn init_logging(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter)
+        .try_init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Client(cmd) => {
+            init_logging("warn");
+            return faascache_client::cli::run(cmd);
+        }
+        Command::Coordinator(args) => {
+            init_logging("info");
+            daemon::coordinator(args)
+        }
+        Command::Server(args) => {
+            init_logging("info");
+            daemon::server(args)
+        }
+        Command::Cluster(cmd) => {
+            init_logging("info");
+            cluster::run(cmd)
+        }
+        Command::Demo(args) => {
+            init_logging("warn");
+            demo::run(args)
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("faascache: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,195 @@
+//! Tablet split and migration between two real servers while a writer keeps writing: every
+//! acknowledged write (and remove) must be readable from the new owner afterwards.
+
+mod cluster_util;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use cluster_util::*;
+use faascache_protocol::msg::control::GetServerInfoRequest;
+use faascache_protocol::msg::coordinator::*;
+use faascache_protocol::msg::master::RemoveRequest;
+use faascache_protocol::msg::{RejectRules, Services};
+use faascache_transport::call;
+use faascache_transport::Status;
+
+#[test]
+fn cluster_migration_under_concurrent_writes() {
+    let dir = tempdir("migration");
+    let (_coord, cloc) = coordinator(&dir, 0, "coordinator");
+    let (_a, aloc) = server(&dir, &cloc, "server-a");
+    let (_b, bloc) = server(&dir, &cloc, "server-b");
+    let mut c = Raw::new(&cloc);
+    let t = c.create_table("moving", 1);
+    let source = c.tablets(t)[0].2.clone();
+    let target_loc = if source == aloc {
+        bloc.clone()
+    } else {
+        aloc.clone()
+    };
+    let servers = c
+        .coord_call(
+            &GetServerListRequest {
+                services: Services::MASTER,
+            },
+            |r| {
+                r.servers
+                    .iter()
+                    .map(|s| (s.id, s.locator.to_string()))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .unwrap();
+    let target = servers.iter().find(|s| s.1 == target_loc).unwrap().0;
+
+    // Preload so that the copy takes a while.
+    let value = vec![b'p'; 200];
+    for i in 0..3000 {
+        c.write(t, format!("pre{i}").as_bytes(), &value).unwrap();
+    }
+
+    // A writer: overwrites a hot set, adds new keys, removes some; records what was acknowledged.
+    let stop = Arc::new(AtomicBool::new(false));
+    let progress = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let (stop2, cloc2, progress2) = (stop.clone(), cloc.clone(), progress.clone());
+    let writer = std::thread::spawn(move || {
+        let mut w = Raw::new(&cloc2);
+        w.refresh();
+        let mut acked: HashMap<Vec<u8>, Option<Vec<u8>>> = HashMap::new();
+        let mut seq = 0u64;
+        while !stop2.load(Ordering::Relaxed) || seq < 2000 {
+            seq += 1;
+            progress2.store(seq, Ordering::Relaxed);
+            let key = if seq % 3 == 0 {
+                format!("new{seq}")
+            } else {
+                format!("hot{}", seq % 200)
+            }
+            .into_bytes();
+            if seq % 17 == 0 {
+                let rpc = w.eo();
+                let req = RemoveRequest {
+                    table: t,
+                    rpc,
+                    rules: RejectRules::NONE,
+                    key: &key,
+                };
+                w.keyed(t, &key, &req, Duration::from_secs(30), |_| ())
+                    .expect("remove acknowledged");
+                acked.insert(key, None);
+            } else {
+                let v = format!("v{seq}").into_bytes();
+                w.write(t, &key, &v).expect("write acknowledged");
+                acked.insert(key, Some(v));
+            }
+            if seq > 200_000 {
+                break;
+            }
+        }
+        (acked, seq)
+    });
+
+    std::thread::sleep(Duration::from_millis(100));
+    // Split, then move the upper half, then the lower half.
+    c.coord_call(
+        &SplitTabletRequest {
+            table_id: t,
+            split_hash: 1 << 63,
+        },
+        |_| (),
+    )
+    .unwrap();
+    assert_eq!(c.tablets(t).len(), 2);
+    let coord = connect(&cloc);
+    let before = progress.load(Ordering::Relaxed);
+    let long = Duration::from_secs(60);
+    call(
+        &coord,
+        &MigrateTabletRequest {
+            table_id: t,
+            start_hash: 1 << 63,
+            end_hash: u64::MAX,
+            target,
+        },
+        long,
+        |_| (),
+    )
+    .unwrap();
+    let map = c.tablets(t);
+    assert_eq!(map[1].2, target_loc, "upper half moved");
+    assert_eq!(map[0].2, source, "lower half stayed");
+    std::thread::sleep(Duration::from_millis(100));
+    call(
+        &coord,
+        &MigrateTabletRequest {
+            table_id: t,
+            start_hash: 0,
+            end_hash: (1 << 63) - 1,
+            target,
+        },
+        long,
+        |_| (),
+    )
+    .unwrap();
+    let during = progress.load(Ordering::Relaxed) - before;
+    assert!(
+        during > 0,
+        "the writer made no progress while the tablets moved"
+    );
+    // Migrating to the owner, or a tablet that does not exist, is refused.
+    let r = call(
+        &coord,
+        &MigrateTabletRequest {
+            table_id: t,
+            start_hash: 0,
+            end_hash: (1 << 63) - 1,
+            target,
+        },
+        long,
+        |_| (),
+    );
+    assert_eq!(r.unwrap_err().status(), Some(Status::RETRY));
+    let r = call(
+        &coord,
+        &MigrateTabletRequest {
+            table_id: t,
+            start_hash: 5,
+            end_hash: 6,
+            target,
+        },
+        long,
+        |_| (),
+    );
+    assert_eq!(r.unwrap_err().status(), Some(Status::UNKNOWN_TABLET));
+    std::thread::sleep(Duration::from_millis(100));
+    stop.store(true, Ordering::Relaxed);
+    let (acked, writes) = writer.join().unwrap();
+    assert!(writes >= 2000);
+
+    // Everything lives on the target now, and every acknowledged write is there.
+    assert!(c.tablets(t).iter().all(|x| x.2 == target_loc));
+    for (k, v) in &acked {
+        match (v, c.read(t, k)) {
+            (Some(v), Ok((_, got))) => assert_eq!(&got, v, "key {}", String::from_utf8_lossy(k)),
+            (None, r) => assert_eq!(status(r), Status::OBJECT_DOESNT_EXIST),
+            (Some(_), Err(e)) => panic!(
+                "acknowledged write of {} lost: {e}",
+                String::from_utf8_lossy(k)
+            ),
+        }
+    }
+    for i in (0..3000).step_by(13) {
+        assert_eq!(c.read(t, format!("pre{i}").as_bytes()).unwrap().1, value);
+    }
+    // The source dropped its data.
+    let s = connect(&source);
+    let (tablets, objects) = call(&s, &GetServerInfoRequest, Duration::from_secs(5), |r| {
+        (r.tablets, r.objects)
+    })
+    .unwrap();
+    assert_eq!((tablets, objects), (0, 0));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,356 @@
+//! Helpers for the `cluster_*` tests: real `faascache` processes (killed when the guard drops)
+//! and a small raw client built on `faascache_protocol::msg` that follows the tablet map and
+//! retries `UNKNOWN_TABLET` / `RETRY`.
+//!
+//! The processes talk over TCP on 127.0.0.1, or over the transport `FAASCACHE_TEST_TRANSPORT`
+//! names (see [`net`]): `dpdk` (af_packet on veth pairs joined by a Linux bridge; needs the
+//! `dpdk` feature and root) or `infrc` (verbs; inside the Soft-RoCE guest of
+//! `scripts/rxe-guest.sh`).
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use faascache_protocol::msg::coordinator::*;
+use faascache_protocol::msg::master::*;
+use faascache_protocol::msg::{key_hash, ExactlyOnce, RejectRules, Request};
+use faascache_transport::{call, CallError};
+use faascache_transport::{ClientConfig, ServiceLocator, Session, Status};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_faascache");
+pub const T: Duration = Duration::from_secs(10);
+
+/// A child process, killed (SIGKILL) and reaped on drop.
+pub struct Proc {
+    pub name: String,
+    pub child: Option<Child>,
+}
+
+impl Proc {
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub fn tempdir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!(
+        "faascache-{tag}-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn wait_file(path: &Path, timeout: Duration) -> String {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(s) = std::fs::read_to_string(path) {
+            if !s.trim().is_empty() {
+                return s.trim().to_string();
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} did not appear",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub mod net;
+
+pub fn spawn(name: &str, args: &[&str], dir: &Path) -> Proc {
+    spawn_wrapped(name, args, dir, &[])
+}
+
+/// [`spawn`] under a wrapper command (e.g. `ip netns exec NS`), which must exec the binary.
+pub fn spawn_wrapped(name: &str, args: &[&str], dir: &Path, wrap: &[String]) -> Proc {
+    let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
+    let mut cmd = match wrap.split_first() {
+        Some((w, rest)) => {
+            let mut c = Command::new(w);
+            c.args(rest).arg(BIN);
+            c
+        }
+        None => Command::new(BIN),
+    };
+    let child = cmd
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start faascache");
+    Proc {
+        name: name.into(),
+        child: Some(child),
+    }
+}
+
+/// Start a coordinator on `port` (0 = any) with `file:` storage in `dir/storage`.
+pub fn coordinator(dir: &Path, port: u16, tag: &str) -> (Proc, String) {
+    coordinator_with(dir, port, tag, &[])
+}
+
+/// [`coordinator`] with extra flags.
+pub fn coordinator_with(dir: &Path, port: u16, tag: &str, extra: &[&str]) -> (Proc, String) {
+    let lf = dir.join(format!("{tag}.locator"));
+    let _ = std::fs::remove_file(&lf);
+    net::prepare_client();
+    let station = if port == 0 {
+        net::station()
+    } else {
+        net::Station {
+            args: vec!["--listen".into(), format!("tcp:host=127.0.0.1,port={port}")],
+            wrap: Vec::new(),
+        }
+    };
+    let storage = format!("file:{}", dir.join("storage").display());
+    let lfs = lf.to_str().unwrap().to_string();
+    let mut args = vec!["coordinator", "--storage", &storage];
+    args.extend(station.args.iter().map(String::as_str));
+    args.extend_from_slice(&["--poll", "block", "--locator-file", &lfs]);
+    args.extend_from_slice(extra);
+    let p = spawn_wrapped(tag, &args, dir, &station.wrap);
+    let loc = wait_file(&lf, T);
+    (p, loc)
+}
+
+/// Start a server joined to `coord`, without replication (`--replicas 0`).
+pub fn server(dir: &Path, coord: &str, name: &str) -> (Proc, String) {
+    server_with(dir, coord, name, &["--replicas", "0"])
+}
+
+/// Start a server joined to `coord` with extra flags.
+pub fn server_with(dir: &Path, coord: &str, name: &str, extra: &[&str]) -> (Proc, String) {
+    let lf = dir.join(format!("{name}.locator"));
+    let _ = std::fs::remove_file(&lf);
+    let lfs = lf.to_str().unwrap().to_string();
+    let station = net::station();
+    let mut args = vec![
+        "server",
+        "--coordinator",
+        coord,
+        "--memory",
+        "48MiB",
+        "--poll",
+        "block",
+        "--no-pin",
+        "--locator-file",
+        &lfs,
+    ];
+    args.extend(station.args.iter().map(String::as_str));
+    args.extend_from_slice(extra);
+    let p = spawn_wrapped(name, &args, dir, &station.wrap);
+    let loc = wait_file(&lf, T);
+    (p, loc)
+}
+
+pub fn connect(loc: &str) -> Session {
+    let l: ServiceLocator = loc.parse().unwrap();
+    faascache_transport::connect(&l, ClientConfig::default()).unwrap()
+}
+
+/// A raw client: a coordinator session, a cached tablet map, sessions to masters.
+pub struct Raw {
+    pub coord_loc: String,
+    pub coord: Session,
+    map: Vec<(u64, u64, u64, String)>,
+    sessions: HashMap<String, Session>,
+    pub client_id: u64,
+    pub next_rpc: u64,
+}
+
+impl Raw {
+    pub fn new(coord: &str) -> Raw {
+        let s = connect(coord);
+        let client_id = call(&s, &AllocateClientIdRequest, T, |r| r.client_id).unwrap();
+        Raw {
+            coord_loc: coord.into(),
+            coord: s,
+            map: Vec::new(),
+            sessions: HashMap::new(),
+            client_id,
+            next_rpc: 1,
+        }
+    }
+
+    pub fn coord_call<'a, R: Request<'a>, X>(
+        &mut self,
+        req: &R,
+        f: impl for<'b> FnOnce(R::Response<'b>) -> X,
+    ) -> Result<X, CallError> {
+        let r = call(&self.coord, req, T, f);
+        if matches!(r, Err(CallError::Transport(_))) {
+            self.coord = connect(&self.coord_loc);
+        }
+        r
+    }
+
+    pub fn create_table(&mut self, name: &str, span: u32) -> u64 {
+        self.coord_call(
+            &CreateTableRequest {
+                name,
+                server_span: span,
+            },
+            |r| r.table_id,
+        )
+        .unwrap()
+    }
+
+    pub fn refresh(&mut self) {
+        let deadline = Instant::now() + T;
+        loop {
+            match self.coord_call(&GetTabletMapRequest { table_id: 0 }, |r| {
+                r.tablets
+                    .iter()
+                    .map(|t| (t.table_id, t.start_hash, t.end_hash, t.locator.to_string()))
+                    .collect::<Vec<_>>()
+            }) {
+                Ok(m) => {
+                    self.map = m;
+                    return;
+                }
+                Err(e) => {
+                    assert!(Instant::now() < deadline, "tablet map: {e}");
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+        }
+    }
+
+    pub fn tablets(&mut self, table: u64) -> Vec<(u64, u64, String)> {
+        self.refresh();
+        self.map
+            .iter()
+            .filter(|t| t.0 == table)
+            .map(|t| (t.1, t.2, t.3.clone()))
+            .collect()
+    }
+
+    pub fn session_for(&mut self, table: u64, hash: u64) -> Option<Session> {
+        let loc = self
+            .map
+            .iter()
+            .find(|t| t.0 == table && t.1 <= hash && hash <= t.2)?
+            .3
+            .clone();
+        if let Some(s) = self.sessions.get(&loc) {
+            if s.failure().is_none() {
+                return Some(s.clone());
+            }
+        }
+        let l: ServiceLocator = loc.parse().ok()?;
+        let s = faascache_transport::connect(&l, ClientConfig::default()).ok()?;
+        self.sessions.insert(loc, s.clone());
+        Some(s)
+    }
+
+    /// Send a keyed request to the owning master, following the map through UNKNOWN_TABLET,
+    /// RETRY and lost sessions, until `timeout`.
+    pub fn keyed<'a, R: Request<'a>, X>(
+        &mut self,
+        table: u64,
+        key: &[u8],
+        req: &R,
+        timeout: Duration,
+        f: impl for<'b> Fn(R::Response<'b>) -> X,
+    ) -> Result<X, CallError> {
+        let deadline = Instant::now() + timeout;
+        let hash = key_hash(key);
+        loop {
+            let r = match self.session_for(table, hash) {
+                Some(s) => call(&s, req, T, &f),
+                None => Err(CallError::Failed(faascache_protocol::msg::Failure {
+                    status: Status::UNKNOWN_TABLET,
+                    version: 0,
+                    detail: "no tablet in the cached map".into(),
+                })),
+            };
+            let again = match &r {
+                Err(CallError::Failed(fl)) => {
+                    fl.status == Status::UNKNOWN_TABLET || fl.status == Status::RETRY
+                }
+                Err(CallError::Transport(_)) => true,
+                _ => false,
+            };
+            if !again || Instant::now() > deadline {
+                return r;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+            self.refresh();
+        }
+    }
+
+    pub fn eo(&mut self) -> ExactlyOnce {
+        let rpc_id = self.next_rpc;
+        self.next_rpc += 1;
+        // This client issues one mutation at a time, so every earlier rpc has its reply:
+        // acknowledge them all, or the master keeps their results until its per-client limit
+        // (which a long run under load reaches, and then answers RETRY forever).
+        ExactlyOnce {
+            client_id: self.client_id,
+            rpc_id,
+            ack_id: rpc_id - 1,
+        }
+    }
+
+    pub fn write(&mut self, table: u64, key: &[u8], value: &[u8]) -> Result<u64, CallError> {
+        let rpc = self.eo();
+        let req = WriteRequest {
+            table,
+            rpc,
+            rules: RejectRules::NONE,
+            key,
+            value,
+        };
+        self.keyed(table, key, &req, Duration::from_secs(30), |r| r.version)
+    }
+
+    pub fn read(&mut self, table: u64, key: &[u8]) -> Result<(u64, Vec<u8>), CallError> {
+        let req = ReadRequest {
+            table,
+            rules: RejectRules::NONE,
+            key,
+        };
+        self.keyed(table, key, &req, Duration::from_secs(30), |r| {
+            (r.version, r.value.to_vec())
+        })
+    }
+}
+
+/// The status of a failed call.
+pub fn status<X: std::fmt::Debug>(r: Result<X, CallError>) -> Status {
+    match r {
+        Err(CallError::Failed(f)) => f.status,
+        other => panic!("expected a server error, got {other:?}"),
+    }
+}

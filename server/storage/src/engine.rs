@@ -1,0 +1,1137 @@
+//! The object store of one master: tables of key-value objects kept in the log and indexed
+//! by the hash table. This is the only module that knows what an object is.
+//!
+//! How a read stays safe while the cleaner moves and frees memory: every access to an
+//! object's bytes — read, write, remove, relocate — happens with the hash-table stripe of its
+//! key locked. The cleaner relocates a live object under that lock and frees a segment only
+//! after relocating every live object in it; a reader that found the old address held the lock
+//! before the cleaner took it, so it has finished. No epochs or reference counts are needed.
+//!
+//! Versions come from one master-wide counter (`next_version`), so a key that is removed and
+//! created again never reuses a version, and every overwrite gets a larger one. Each new head
+//! segment records the counter (a `SafeVersion` entry) so recovery restores it.
+
+use parking_lot::{Condvar, Mutex, RwLock};
+use std::collections::HashMap;
+use std::ops::RangeInclusive;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use super::cleaner::{self, CleanReport, CleanerCounters, Fate, LogEntryHandlers, Relocator, Want};
+use super::config::{EngineConfig, HASH_LOCK_STRIPES, MAX_KEY_LEN, MAX_VALUE_LEN};
+use super::error::{ConfigError, ResizeError, StorageError};
+use super::format::{self, le16, le32, le64, EntryType, ObjectView, TableStat, TombstoneView};
+use super::hashtable::{Found, HashTable, StripeGuard};
+use super::log::{AppendError, HeadMetadata, Log};
+
+mod replication;
+pub use replication::LogSegment;
+
+/// Identifies a table. Tables are numbered by the coordinator.
+pub type TableId = u32;
+
+/// The 64-bit hash of a key (the protocol's: tablets are ranges of it, so clients compute it too).
+pub use faascache_protocol::key_hash;
+/// Conditions under which an operation is refused (the protocol's reject rules; checked by
+/// [`check_rules`]).
+pub use faascache_protocol::RejectRules;
+
+#[inline]
+fn tag(hash: u64, table: TableId) -> u16 {
+    (hash as u16) ^ (table as u16).wrapping_mul(0x9e37)
+}
+
+/// Checks reject rules against the object's version (`None`: no object). Version rules apply
+/// only to an object that exists.
+pub fn check_rules(rules: &RejectRules, version: Option<u64>) -> Result<(), StorageError> {
+    let Some(v) = version else {
+        return if rules.doesnt_exist {
+            Err(StorageError::ObjectDoesntExist)
+        } else {
+            Ok(())
+        };
+    };
+    if rules.exists {
+        return Err(StorageError::ObjectExists { version: v });
+    }
+    if rules.version_le_given && v <= rules.given_version {
+        return Err(StorageError::WrongVersion { current: v });
+    }
+    if rules.version_ne_given && v != rules.given_version {
+        return Err(StorageError::WrongVersion { current: v });
+    }
+    Ok(())
+}
+
+/// Options of a table.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TableOptions {
+    /// Under memory pressure the cleaner may drop clean objects of this table (a cache of a
+    /// backing store) instead of relocating them. Dirty objects are never dropped.
+    pub evictable: bool,
+}
+
+/// Table ids are small integers chosen by the coordinator: hash them by multiplication
+/// instead of SipHash (this map is consulted on every operation).
+type TableHasher = std::hash::BuildHasherDefault<IdHasher>;
+
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8 | b as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+    fn write_u32(&mut self, v: u32) {
+        self.0 = (v as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+#[derive(Debug, Default)]
+struct TableInfo {
+    evictable: AtomicBool,
+    objects: AtomicI64,
+    bytes: AtomicI64,
+}
+
+/// An object returned by [`Engine::enumerate`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EnumeratedObject {
+    /// Key.
+    pub key: Vec<u8>,
+    /// Value.
+    pub value: Vec<u8>,
+    /// Version.
+    pub version: u64,
+}
+
+/// One batch of an enumeration.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Enumeration {
+    /// Objects in this batch.
+    pub objects: Vec<EnumeratedObject>,
+    /// Cursor to pass to the next call, `None` when the range is exhausted.
+    pub next_cursor: Option<u64>,
+}
+
+/// One write of [`Engine::multi_write`].
+#[derive(Clone, Copy, Debug)]
+pub struct WriteOp<'a> {
+    /// Table.
+    pub table: TableId,
+    /// Key.
+    pub key: &'a [u8],
+    /// Value.
+    pub value: &'a [u8],
+    /// Conditions.
+    pub rules: RejectRules,
+}
+
+/// Counters of the engine.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct EngineStats {
+    /// Bytes the log may use now.
+    pub budget_bytes: usize,
+    /// Bytes of seglets allocated.
+    pub allocated_bytes: usize,
+    /// Bytes of live entries (objects and tombstones still needed).
+    pub live_bytes: usize,
+    /// Live objects.
+    pub objects: u64,
+    /// Bytes of keys and values of live objects.
+    pub key_value_bytes: u64,
+    /// Segments in memory.
+    pub segments: usize,
+    /// Hash-table bytes (primary and overflow buckets).
+    pub hash_table_bytes: usize,
+    /// Cleaner counters.
+    pub cleaner: CleanerCounters,
+}
+
+/// Source of the timestamps stored in objects: seconds, monotonic enough for cleaning ages.
+pub trait Clock: Send + Sync + std::fmt::Debug {
+    /// Seconds since an arbitrary epoch, below 2^31.
+    fn now(&self) -> u32;
+}
+
+/// Wall-clock seconds since 2020-01-01.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> u32 {
+        // Seconds are all the cleaner needs: the coarse clock is several times cheaper than
+        // the precise one, and this is read on every write.
+        let secs = super::sys::coarse_unix_seconds();
+        (secs.saturating_sub(1_577_836_800) as u32) & !format::DIRTY_BIT
+    }
+}
+
+pub(crate) struct Inner {
+    pub(crate) log: Log,
+    ht: HashTable,
+    tables: RwLock<HashMap<TableId, Arc<TableInfo>, TableHasher>>,
+    next_version: AtomicU64,
+    clock: Arc<dyn Clock>,
+    pub(crate) counters: cleaner::AtomicCounters,
+    /// Serialises cleaning passes (background thread, forced cleaning, resize).
+    pub(crate) cleaning: Mutex<()>,
+    wake: Condvar,
+    wake_lock: Mutex<bool>,
+    stop: AtomicBool,
+    /// Seglets a pending shrink wants free; the cleaner evicts while it is set.
+    shrink_target: AtomicU64,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("log", &self.log.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The storage engine of one master. Cheap to share: all methods take `&self` and may be
+/// called from any thread.
+#[derive(Debug)]
+pub struct Engine {
+    inner: Arc<Inner>,
+    cleaner: Option<JoinHandle<()>>,
+}
+
+struct Existing {
+    found: Found,
+    version: u64,
+    entry_len: usize,
+    kv_len: usize,
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl Engine {
+    /// Starts an engine with the system clock.
+    pub fn new(config: EngineConfig) -> Result<Engine, ConfigError> {
+        Engine::with_clock(config, Arc::new(SystemClock))
+    }
+
+    /// Starts an engine with an injected clock (tests and simulation).
+    pub fn with_clock(config: EngineConfig, clock: Arc<dyn Clock>) -> Result<Engine, ConfigError> {
+        let background = config.background_cleaner;
+        let buckets = config.buckets();
+        let log = Log::new(config)?;
+        let inner = Arc::new(Inner {
+            log,
+            ht: HashTable::new(buckets, HASH_LOCK_STRIPES.min(buckets)),
+            tables: RwLock::new(HashMap::default()),
+            next_version: AtomicU64::new(1),
+            clock,
+            counters: Default::default(),
+            cleaning: Mutex::new(()),
+            wake: Condvar::new(),
+            wake_lock: Mutex::new(false),
+            stop: AtomicBool::new(false),
+            shrink_target: AtomicU64::new(u64::MAX),
+        });
+        let cleaner = if background {
+            let inner2 = inner.clone();
+            Some(
+                std::thread::Builder::new()
+                    .name("faascache-cleaner".into())
+                    .spawn(move || inner2.cleaner_loop())
+                    .map_err(|e| ConfigError(format!("cannot start the cleaner thread: {e}")))?,
+            )
+        } else {
+            None
+        };
+        Ok(Engine { inner, cleaner })
+    }
+
+    /// Creates a table.
+    pub fn create_table(&self, table: TableId, opts: TableOptions) -> Result<(), StorageError> {
+        let mut t = self.inner.tables.write();
+        if t.contains_key(&table) {
+            return Err(StorageError::TableExists(table));
+        }
+        let info = TableInfo {
+            evictable: AtomicBool::new(opts.evictable),
+            ..Default::default()
+        };
+        t.insert(table, Arc::new(info));
+        Ok(())
+    }
+
+    /// Marks a table evictable (a cache) or not.
+    pub fn set_evictable(&self, table: TableId, evictable: bool) -> Result<(), StorageError> {
+        self.inner
+            .table(table)?
+            .evictable
+            .store(evictable, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Drops a table and all its objects; returns how many objects were removed. No
+    /// tombstones are written: a dropped table's objects are ignored by recovery.
+    pub fn drop_table(&self, table: TableId) -> Result<u64, StorageError> {
+        let info = self
+            .inner
+            .tables
+            .write()
+            .remove(&table)
+            .ok_or(StorageError::UnknownTable(table))?;
+        let inner = &self.inner;
+        let mut removed = 0;
+        let mut addrs = Vec::new();
+        for b in 0..inner.ht.buckets() {
+            let mut g = inner.ht.lock_bucket(b, 0);
+            addrs.clear();
+            g.all(&mut addrs);
+            for &addr in &addrs {
+                let Some(len) = inner.log.with_entry(addr, |h, body| {
+                    (h.ty == EntryType::Object && le32(body, 4) == table).then_some(h.total_len())
+                }) else {
+                    continue;
+                };
+                let f = g.find_addr(addr).expect("listed above");
+                g.remove(f.slot);
+                inner.log.add_live(addr, -(len as i64));
+                removed += 1;
+            }
+        }
+        drop(info);
+        Ok(removed)
+    }
+
+    /// Tables on this engine.
+    pub fn tables(&self) -> Vec<TableId> {
+        let mut v: Vec<TableId> = self.inner.tables.read().keys().copied().collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// Reads an object: appends its value to `out` and returns its version.
+    pub fn read(
+        &self,
+        table: TableId,
+        key: &[u8],
+        rules: &RejectRules,
+        out: &mut Vec<u8>,
+    ) -> Result<u64, StorageError> {
+        check_key(key)?;
+        let inner = &self.inner;
+        inner.check_table(table)?;
+        let h = key_hash(key);
+        let g = inner.ht.lock(h, tag(h, table));
+        let mut result = Err(StorageError::ObjectDoesntExist);
+        let found = g.find(|addr| {
+            inner.log.with_entry(addr, |_, body| {
+                let Some(version) = object_matches(body, table, key) else {
+                    return false;
+                };
+                result = check_rules(rules, Some(version)).map(|()| {
+                    out.extend_from_slice(&body[format::OBJECT_FIXED + key.len()..]);
+                    version
+                });
+                true
+            })
+        });
+        if found.is_none() {
+            check_rules(rules, None)?;
+        }
+        result
+    }
+
+    /// Writes an object (dirty, if its table is a cache); returns the new version.
+    pub fn write(
+        &self,
+        table: TableId,
+        key: &[u8],
+        value: &[u8],
+        rules: &RejectRules,
+    ) -> Result<u64, StorageError> {
+        self.write_with(table, key, value, rules, false)
+    }
+
+    /// Writes an object that is already in the backing store (a cache fill): it is clean and
+    /// may be evicted under memory pressure if its table is evictable.
+    pub fn write_clean(
+        &self,
+        table: TableId,
+        key: &[u8],
+        value: &[u8],
+        rules: &RejectRules,
+    ) -> Result<u64, StorageError> {
+        self.write_with(table, key, value, rules, true)
+    }
+
+    /// Stores an object at a version chosen elsewhere — an object migrated from another
+    /// master, or replayed by recovery — unless this engine already holds the key at that
+    /// version or a newer one. Returns whether it was stored. Versions handed out afterwards
+    /// are larger than `version`.
+    pub fn write_versioned(
+        &self,
+        table: TableId,
+        key: &[u8],
+        value: &[u8],
+        version: u64,
+    ) -> Result<bool, StorageError> {
+        check_key(key)?;
+        self.check_value(key, value)?;
+        let inner = &self.inner;
+        let (info, mut g, existing) = inner.locate(table, key)?;
+        if existing.as_ref().is_some_and(|e| e.version >= version) {
+            inner.next_version.fetch_max(version + 1, Ordering::Relaxed);
+            return Ok(false);
+        }
+        inner.put_locked(
+            &mut g,
+            &info,
+            table,
+            key,
+            value,
+            existing,
+            false,
+            Some(version),
+        )?;
+        Ok(true)
+    }
+
+    fn write_with(
+        &self,
+        table: TableId,
+        key: &[u8],
+        value: &[u8],
+        rules: &RejectRules,
+        clean: bool,
+    ) -> Result<u64, StorageError> {
+        check_key(key)?;
+        self.check_value(key, value)?;
+        let inner = &self.inner;
+        let (info, mut g, existing) = inner.locate(table, key)?;
+        check_rules(rules, existing.as_ref().map(|e| e.version))?;
+        inner.put_locked(&mut g, &info, table, key, value, existing, clean, None)
+    }
+
+    /// Removes an object; returns the version removed (`None` if there was none).
+    pub fn remove(
+        &self,
+        table: TableId,
+        key: &[u8],
+        rules: &RejectRules,
+    ) -> Result<Option<u64>, StorageError> {
+        let mut refused = None;
+        let r = self.remove_if(table, key, |v| match check_rules(rules, Some(v)) {
+            Ok(()) => true,
+            Err(e) => {
+                refused = Some(e);
+                false
+            }
+        });
+        match (r, refused) {
+            (_, Some(e)) => Err(e),
+            (Ok(None), None) => {
+                check_rules(rules, None)?;
+                Ok(None)
+            }
+            (r, None) => r,
+        }
+    }
+
+    /// Removes the object if `pred(version)` holds; `Ok(None)` if absent or refused.
+    fn remove_if(
+        &self,
+        table: TableId,
+        key: &[u8],
+        pred: impl FnOnce(u64) -> bool,
+    ) -> Result<Option<u64>, StorageError> {
+        let inner = &self.inner;
+        let (info, mut g, existing) = inner.locate(table, key)?;
+        let Some(old) = existing else { return Ok(None) };
+        if !pred(old.version) {
+            return Ok(None);
+        }
+        let now = inner.clock.now();
+        let t = TombstoneView {
+            table,
+            segment_id: inner.log.segment_of(old.found.addr),
+            version: old.version,
+            timestamp: now,
+            key,
+        };
+        SCRATCH.with(|s| {
+            let mut body = s.borrow_mut();
+            format::encode_tombstone(&mut body, &t);
+            let addr = inner.append(EntryType::Tombstone, &body, now)?;
+            inner.log.add_live(addr, entry_len(body.len()) as i64);
+            Ok::<(), StorageError>(())
+        })?;
+        g.remove(old.found.slot);
+        inner.log.add_live(old.found.addr, -(old.entry_len as i64));
+        info.objects.fetch_sub(1, Ordering::Relaxed);
+        info.bytes.fetch_sub(old.kv_len as i64, Ordering::Relaxed);
+        Ok(Some(old.version))
+    }
+
+    /// Adds `delta` to the 8-byte little-endian i64 stored at the key (created as 0 if
+    /// absent); returns the new value and version.
+    pub fn increment_i64(
+        &self,
+        table: TableId,
+        key: &[u8],
+        delta: i64,
+        rules: &RejectRules,
+    ) -> Result<(i64, u64), StorageError> {
+        let (bytes, version) = self.increment(table, key, rules, |old| {
+            let cur = i64::from_le_bytes(old);
+            cur.checked_add(delta)
+                .map(i64::to_le_bytes)
+                .ok_or(StorageError::Overflow)
+        })?;
+        Ok((i64::from_le_bytes(bytes), version))
+    }
+
+    /// Adds `delta` to the 8-byte little-endian f64 stored at the key (created as 0.0 if
+    /// absent); returns the new value and version.
+    pub fn increment_f64(
+        &self,
+        table: TableId,
+        key: &[u8],
+        delta: f64,
+        rules: &RejectRules,
+    ) -> Result<(f64, u64), StorageError> {
+        let (bytes, version) = self.increment(table, key, rules, |old| {
+            let v = f64::from_le_bytes(old) + delta;
+            if v.is_finite() {
+                Ok(v.to_le_bytes())
+            } else {
+                Err(StorageError::Overflow)
+            }
+        })?;
+        Ok((f64::from_le_bytes(bytes), version))
+    }
+
+    fn increment(
+        &self,
+        table: TableId,
+        key: &[u8],
+        rules: &RejectRules,
+        op: impl FnOnce([u8; 8]) -> Result<[u8; 8], StorageError>,
+    ) -> Result<([u8; 8], u64), StorageError> {
+        let inner = &self.inner;
+        let (info, mut g, existing) = inner.locate(table, key)?;
+        check_rules(rules, existing.as_ref().map(|e| e.version))?;
+        let old = match &existing {
+            None => [0u8; 8],
+            Some(e) => inner.log.with_entry(e.found.addr, |_, body| {
+                let v = &body[format::OBJECT_FIXED + key.len()..];
+                v.try_into()
+                    .map_err(|_| StorageError::NotANumber { len: v.len() })
+            })?,
+        };
+        let new = op(old)?;
+        let version = inner.put_locked(&mut g, &info, table, key, &new, existing, false, None)?;
+        Ok((new, version))
+    }
+
+    /// Marks an object clean (written back to its backing store) if it is still at `version`.
+    /// Returns whether it was marked.
+    pub fn mark_clean(
+        &self,
+        table: TableId,
+        key: &[u8],
+        version: u64,
+    ) -> Result<bool, StorageError> {
+        let (_, mut g, existing) = self.inner.locate(table, key)?;
+        match existing {
+            Some(e) if e.version == version => {
+                g.set_clean(e.found.slot, true);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// Whether the object is dirty (`None` if it does not exist).
+    pub fn is_dirty(&self, table: TableId, key: &[u8]) -> Result<Option<bool>, StorageError> {
+        let (_, _g, existing) = self.inner.locate(table, key)?;
+        Ok(existing.map(|e| !e.found.clean))
+    }
+
+    /// Reads several objects; one result per request, in order.
+    pub fn multi_read(
+        &self,
+        reqs: &[(TableId, &[u8])],
+    ) -> Vec<Result<(u64, Vec<u8>), StorageError>> {
+        // The hash buckets of a batch are prefetched before the first lookup, so their DRAM
+        // misses overlap instead of adding up.
+        let mut out = Vec::with_capacity(reqs.len());
+        for batch in reqs.chunks(16) {
+            for &(_, k) in batch {
+                self.inner.ht.prefetch(key_hash(k));
+            }
+            for &(t, k) in batch {
+                let mut v = Vec::new();
+                out.push(
+                    self.read(t, k, &RejectRules::NONE, &mut v)
+                        .map(|ver| (ver, v)),
+                );
+            }
+        }
+        out
+    }
+
+    /// Starts loading the hash bucket of `key` into the cache, so a read or write of it a
+    /// little later does not wait for DRAM (a batch of keys can overlap their misses).
+    #[inline]
+    pub fn prefetch(&self, key: &[u8]) {
+        self.inner.ht.prefetch(key_hash(key));
+    }
+
+    /// Writes several objects; one result per request, in order. Each write is atomic on its
+    /// own; the batch is not a transaction.
+    pub fn multi_write(&self, ops: &[WriteOp<'_>]) -> Vec<Result<u64, StorageError>> {
+        ops.iter()
+            .map(|o| self.write(o.table, o.key, o.value, &o.rules))
+            .collect()
+    }
+
+    /// Removes several objects; one result per request, in order.
+    pub fn multi_remove(
+        &self,
+        reqs: &[(TableId, &[u8])],
+    ) -> Vec<Result<Option<u64>, StorageError>> {
+        reqs.iter()
+            .map(|&(t, k)| self.remove(t, k, &RejectRules::NONE))
+            .collect()
+    }
+
+    /// Lists objects of `table` whose key hash lies in `range`, in batches of about
+    /// `max_bytes`. Start with `cursor = None`; pass each batch's `next_cursor` back. An object
+    /// that exists for the whole enumeration is returned exactly once; objects written or
+    /// removed meanwhile may or may not appear.
+    pub fn enumerate(
+        &self,
+        table: TableId,
+        range: RangeInclusive<u64>,
+        cursor: Option<u64>,
+        max_bytes: usize,
+    ) -> Result<Enumeration, StorageError> {
+        let inner = &self.inner;
+        inner.table(table)?;
+        let start = cursor.unwrap_or(*range.start()).max(*range.start());
+        if start > *range.end() {
+            return Ok(Enumeration::default());
+        }
+        let first = inner.ht.bucket_of(start);
+        let last = inner.ht.bucket_of(*range.end());
+        let mut out = Enumeration::default();
+        let mut bytes = 0;
+        let mut addrs = Vec::new();
+        for b in first..=last {
+            if bytes >= max_bytes.max(1) {
+                out.next_cursor = Some(inner.ht.first_hash_of_bucket(b).max(start));
+                return Ok(out);
+            }
+            let g = inner.ht.lock_bucket(b, 0);
+            addrs.clear();
+            g.all(&mut addrs);
+            for &addr in &addrs {
+                inner.log.with_entry(addr, |h, body| {
+                    if h.ty != EntryType::Object || le32(body, 4) != table {
+                        return;
+                    }
+                    let kl = le16(body, 20) as usize;
+                    let key = &body[format::OBJECT_FIXED..format::OBJECT_FIXED + kl];
+                    let hash = key_hash(key);
+                    if hash < start || hash > *range.end() {
+                        return;
+                    }
+                    let value = &body[format::OBJECT_FIXED + kl..];
+                    bytes += key.len() + value.len();
+                    out.objects.push(EnumeratedObject {
+                        key: key.to_vec(),
+                        value: value.to_vec(),
+                        version: le64(body, 8),
+                    });
+                });
+            }
+            drop(g);
+        }
+        Ok(out)
+    }
+
+    /// Changes the memory the log may use. Growing takes effect at once (up to the space
+    /// reserved at start). Shrinking cleans — and evicts clean objects of cache tables — until
+    /// the data fits; if it cannot, nothing changes and the error says how much is needed.
+    pub fn resize(&self, bytes: usize) -> Result<(), ResizeError> {
+        let inner = &self.inner;
+        let cfg = &inner.log.config;
+        let arena = &inner.log.arena;
+        let max = arena.total_seglets() * cfg.seglet_bytes;
+        if bytes > max {
+            return Err(ResizeError::AboveReservation {
+                requested: bytes,
+                max,
+            });
+        }
+        let min = cfg.segment_bytes * 2 + cfg.reserve_seglets() * cfg.seglet_bytes;
+        if bytes < min {
+            return Err(ResizeError::BelowMinimum {
+                requested: bytes,
+                min,
+            });
+        }
+        let target = bytes / cfg.seglet_bytes;
+        if target >= arena.budget() {
+            arena.set_budget_seglets(target);
+            return Ok(());
+        }
+        // Shrink: clean until the allocated seglets fit the new budget, keeping one head
+        // segment and the cleaner's reserve available for writes to continue.
+        inner.shrink_target.store(target as u64, Ordering::Relaxed);
+        let goal = target.saturating_sub(cfg.reserve_seglets());
+        // Each pass either frees seglets or is a stall; give up after a few stalls in a row,
+        // or when the passes stop making headway overall.
+        let max_passes = 8 + 4 * inner.log.segments().0.len();
+        let mut stalled = 0;
+        let mut passes = 0;
+        while arena.in_use() > goal && stalled < 3 && passes < max_passes {
+            let before = arena.in_use();
+            let _g = inner.cleaning.lock();
+            inner.clean_pass(Want::Shrink);
+            passes += 1;
+            if arena.in_use() >= before {
+                stalled += 1;
+            } else {
+                stalled = 0;
+            }
+        }
+        inner.shrink_target.store(u64::MAX, Ordering::Relaxed);
+        if arena.in_use() > goal {
+            let needed = (arena.in_use() + cfg.reserve_seglets()) * cfg.seglet_bytes;
+            return Err(ResizeError::LiveDataTooLarge {
+                requested: bytes,
+                needed,
+            });
+        }
+        arena.set_budget_seglets(target);
+        Ok(())
+    }
+
+    /// Runs one cleaning pass now (level 1 or 2 as the policy chooses) and reports it.
+    pub fn clean(&self) -> CleanReport {
+        let _g = self.inner.cleaning.lock();
+        self.inner.clean_pass(Want::Auto)
+    }
+
+    /// Runs one pass of the given kind now (tests and benchmarks).
+    pub fn clean_with(&self, want: Want) -> CleanReport {
+        let _g = self.inner.cleaning.lock();
+        self.inner.clean_pass(want)
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> EngineStats {
+        let inner = &self.inner;
+        let (segs, _) = inner.log.segments();
+        let live: usize = segs.iter().map(|s| inner.log.live_bytes(s)).sum();
+        let tables = inner.tables.read();
+        let cfg = &inner.log.config;
+        EngineStats {
+            budget_bytes: inner.log.arena.budget() * cfg.seglet_bytes,
+            allocated_bytes: inner.log.arena.in_use() * cfg.seglet_bytes,
+            live_bytes: live,
+            objects: tables
+                .values()
+                .map(|t| t.objects.load(Ordering::Relaxed).max(0) as u64)
+                .sum(),
+            key_value_bytes: tables
+                .values()
+                .map(|t| t.bytes.load(Ordering::Relaxed).max(0) as u64)
+                .sum(),
+            segments: segs.len(),
+            hash_table_bytes: inner.ht.bytes() + inner.ht.overflow_buckets() * 64,
+            cleaner: inner.counters.snapshot(),
+        }
+    }
+
+    /// The largest value that can be stored with a key of `key_len` bytes.
+    pub fn max_value_len(&self, key_len: usize) -> usize {
+        let room = self
+            .inner
+            .log
+            .max_entry_body()
+            .saturating_sub(format::OBJECT_FIXED + key_len);
+        room.min(MAX_VALUE_LEN)
+    }
+
+    fn check_value(&self, key: &[u8], value: &[u8]) -> Result<(), StorageError> {
+        let max = self.max_value_len(key.len());
+        if value.len() > max {
+            return Err(StorageError::ValueTooLarge {
+                len: value.len(),
+                max,
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.inner.stop.store(true, Ordering::Relaxed);
+        self.inner.poke_cleaner();
+        if let Some(t) = self.cleaner.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn check_key(key: &[u8]) -> Result<(), StorageError> {
+    if key.is_empty() {
+        return Err(StorageError::EmptyKey);
+    }
+    if key.len() > MAX_KEY_LEN {
+        return Err(StorageError::KeyTooLarge {
+            len: key.len(),
+            max: MAX_KEY_LEN,
+        });
+    }
+    Ok(())
+}
+
+#[inline]
+fn entry_len(body_len: usize) -> usize {
+    1 + format::length_bytes(body_len) + body_len
+}
+
+/// The object's version if `body` is an object of `table` with key `key`.
+#[inline]
+fn object_matches(body: &[u8], table: TableId, key: &[u8]) -> Option<u64> {
+    if le32(body, 4) != table || le16(body, 20) as usize != key.len() {
+        return None;
+    }
+    (&body[format::OBJECT_FIXED..format::OBJECT_FIXED + key.len()] == key).then(|| le64(body, 8))
+}
+
+impl Inner {
+    fn table(&self, table: TableId) -> Result<Arc<TableInfo>, StorageError> {
+        self.tables
+            .read()
+            .get(&table)
+            .cloned()
+            .ok_or(StorageError::UnknownTable(table))
+    }
+
+    fn check_table(&self, table: TableId) -> Result<(), StorageError> {
+        if self.tables.read().contains_key(&table) {
+            Ok(())
+        } else {
+            Err(StorageError::UnknownTable(table))
+        }
+    }
+
+    /// Checks the key and the table, locks the key's hash-table stripe and finds the object:
+    /// the common start of every operation that may change it.
+    fn locate(
+        &self,
+        table: TableId,
+        key: &[u8],
+    ) -> Result<(Arc<TableInfo>, StripeGuard<'_>, Option<Existing>), StorageError> {
+        check_key(key)?;
+        let info = self.table(table)?;
+        let h = key_hash(key);
+        let g = self.ht.lock(h, tag(h, table));
+        let existing = self.lookup(&g, table, key);
+        Ok((info, g, existing))
+    }
+
+    fn lookup(&self, g: &StripeGuard<'_>, table: TableId, key: &[u8]) -> Option<Existing> {
+        let mut info = None;
+        let found = g.find(|addr| {
+            self.log.with_entry(addr, |h, body| {
+                let Some(version) = object_matches(body, table, key) else {
+                    return false;
+                };
+                info = Some((version, h.total_len(), body.len() - format::OBJECT_FIXED));
+                true
+            })
+        })?;
+        let (version, entry_len, kv_len) = info.expect("set with found");
+        Some(Existing {
+            found,
+            version,
+            entry_len,
+            kv_len,
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn put_locked(
+        &self,
+        g: &mut StripeGuard<'_>,
+        info: &TableInfo,
+        table: TableId,
+        key: &[u8],
+        value: &[u8],
+        existing: Option<Existing>,
+        clean: bool,
+        version: Option<u64>,
+    ) -> Result<u64, StorageError> {
+        let now = self.clock.now();
+        let version = match version {
+            Some(v) => {
+                // Keep the master-wide counter above every version stored here.
+                self.next_version.fetch_max(v + 1, Ordering::Relaxed);
+                v
+            }
+            None => self.next_version.fetch_add(1, Ordering::Relaxed),
+        };
+        let o = ObjectView {
+            table,
+            version,
+            timestamp: now,
+            dirty: !clean,
+            key,
+            value,
+        };
+        let (addr, len) = SCRATCH.with(|s| {
+            let mut body = s.borrow_mut();
+            format::encode_object(&mut body, &o);
+            let addr = self.append(EntryType::Object, &body, now)?;
+            Ok::<_, StorageError>((addr, entry_len(body.len())))
+        })?;
+        self.log.add_live(addr, len as i64);
+        match existing {
+            Some(old) => {
+                g.replace(old.found.slot, addr, clean);
+                self.log.add_live(old.found.addr, -(old.entry_len as i64));
+                info.bytes.fetch_add(
+                    (key.len() + value.len()) as i64 - old.kv_len as i64,
+                    Ordering::Relaxed,
+                );
+            }
+            None => {
+                g.insert(addr, clean);
+                info.objects.fetch_add(1, Ordering::Relaxed);
+                info.bytes
+                    .fetch_add((key.len() + value.len()) as i64, Ordering::Relaxed);
+            }
+        }
+        Ok(version)
+    }
+
+    fn append(&self, ty: EntryType, body: &[u8], now: u32) -> Result<u64, StorageError> {
+        match self.log.append(ty, body, Some(now), self, now) {
+            Ok(a) => {
+                if self.log.arena.in_use() + self.low_water() > self.log.arena.budget() {
+                    self.poke_cleaner();
+                }
+                Ok(a)
+            }
+            Err(AppendError::NoSpace) => {
+                self.counters.no_space.fetch_add(1, Ordering::Relaxed);
+                self.poke_cleaner();
+                Err(StorageError::NoSpace)
+            }
+            Err(AppendError::TooLarge) => Err(StorageError::ValueTooLarge {
+                len: body.len(),
+                max: self.log.max_entry_body(),
+            }),
+        }
+    }
+
+    /// Free seglets (beyond the reserve) below which the background cleaner works.
+    fn low_water(&self) -> usize {
+        let cfg = &self.log.config;
+        cfg.reserve_seglets() + cfg.seglets_per_segment().max(self.log.arena.budget() / 10)
+    }
+
+    pub(crate) fn poke_cleaner(&self) {
+        let mut w = self.wake_lock.lock();
+        *w = true;
+        self.wake.notify_one();
+    }
+
+    fn cleaner_loop(&self) {
+        while !self.stop.load(Ordering::Relaxed) {
+            {
+                let mut w = self.wake_lock.lock();
+                if !*w {
+                    self.wake.wait_for(&mut w, Duration::from_millis(50));
+                }
+                *w = false;
+            }
+            // Clean while memory is low; stop when a pass frees nothing (all data is live).
+            loop {
+                if self.stop.load(Ordering::Relaxed) || !self.needs_cleaning() {
+                    break;
+                }
+                let r = {
+                    let _g = self.cleaning.lock();
+                    self.clean_pass(Want::Auto)
+                };
+                if r.seglets_freed == 0 {
+                    break;
+                }
+            }
+        }
+    }
+
+    fn needs_cleaning(&self) -> bool {
+        let a = &self.log.arena;
+        a.in_use() + self.low_water() > a.budget() || self.log_too_long()
+    }
+
+    /// Whether the log's size on backups (whole segments, compacted or not) has outgrown the
+    /// space we allow for it, so level-2 cleaning must shorten it.
+    pub(crate) fn log_too_long(&self) -> bool {
+        let (segs, _) = self.log.segments();
+        let cfg = &self.log.config;
+        segs.len() * cfg.segment_bytes
+            > cleaner::BACKUP_EXPANSION * self.log.arena.budget() * cfg.seglet_bytes
+    }
+
+    fn clean_pass(&self, want: Want) -> CleanReport {
+        let evict = self.should_evict(want);
+        let now = self.clock.now();
+        let r = cleaner::clean_pass(&self.log, self, self, now, want, evict, self.log_too_long());
+        self.counters.add(&r);
+        r
+    }
+
+    fn should_evict(&self, want: Want) -> bool {
+        let any_evictable = self
+            .tables
+            .read()
+            .values()
+            .any(|t| t.evictable.load(Ordering::Relaxed));
+        if !any_evictable {
+            return false;
+        }
+        if want == Want::Shrink || want == Want::Evict {
+            return true;
+        }
+        let cfg = &self.log.config;
+        let (segs, _) = self.log.segments();
+        let live: usize = segs.iter().map(|s| self.log.live_bytes(s)).sum();
+        // Memory writers can fill: the budget less the cleaner's reserve and one head segment.
+        let usable = self
+            .log
+            .arena
+            .budget()
+            .saturating_sub(cfg.reserve_seglets() + cfg.seglets_per_segment())
+            * cfg.seglet_bytes;
+        let budget = usable;
+        live as f64 > cleaner::EVICT_LIVE_FRACTION * budget as f64
+    }
+}
+
+impl HeadMetadata for Inner {
+    fn safe_version(&self) -> u64 {
+        self.next_version.load(Ordering::Relaxed)
+    }
+
+    fn table_stats(&self) -> Vec<TableStat> {
+        let mut v: Vec<TableStat> = self
+            .tables
+            .read()
+            .iter()
+            .map(|(&table, t)| TableStat {
+                table,
+                bytes: t.bytes.load(Ordering::Relaxed).max(0) as u64,
+                objects: t.objects.load(Ordering::Relaxed).max(0) as u64,
+            })
+            .collect();
+        v.sort_unstable_by_key(|s| s.table);
+        v
+    }
+}
+
+impl LogEntryHandlers for Inner {
+    fn is_obsolete(&self, ty: EntryType, body: &[u8]) -> bool {
+        ty == EntryType::Tombstone && body.len() >= 16 && !self.log.segment_exists(le64(body, 8))
+    }
+
+    fn prefetch(&self, ty: EntryType, body: &[u8]) {
+        if ty == EntryType::Object && body.len() >= format::OBJECT_FIXED {
+            let kl = le16(body, 20) as usize;
+            if let Some(key) = body.get(format::OBJECT_FIXED..format::OBJECT_FIXED + kl) {
+                self.ht.prefetch(key_hash(key));
+            }
+        }
+    }
+
+    fn timestamp(&self, ty: EntryType, body: &[u8]) -> Option<u32> {
+        match ty {
+            EntryType::Object => Some(le32(body, 16) & !format::DIRTY_BIT),
+            EntryType::Tombstone => Some(le32(body, 24)),
+            // Headers, digests, safe versions and table stats are rewritten in every head.
+            _ => None,
+        }
+    }
+
+    fn relocate(
+        &self,
+        ty: EntryType,
+        body: &[u8],
+        old: u64,
+        evict: bool,
+        to: &mut Relocator<'_>,
+    ) -> Fate {
+        match ty {
+            EntryType::Object => {
+                let table = le32(body, 4);
+                let kl = le16(body, 20) as usize;
+                let key = &body[format::OBJECT_FIXED..format::OBJECT_FIXED + kl];
+                let h = key_hash(key);
+                let mut g = self.ht.lock(h, tag(h, table));
+                let Some(found) = g.find_addr(old) else {
+                    return Fate::Dead;
+                };
+                if evict && found.clean {
+                    if let Some(info) = self.tables.read().get(&table) {
+                        if info.evictable.load(Ordering::Relaxed) {
+                            g.remove(found.slot);
+                            info.objects.fetch_sub(1, Ordering::Relaxed);
+                            info.bytes.fetch_sub(
+                                (body.len() - format::OBJECT_FIXED) as i64,
+                                Ordering::Relaxed,
+                            );
+                            return Fate::Evicted;
+                        }
+                    }
+                }
+                let ts = le32(body, 16) & !format::DIRTY_BIT;
+                match to.append(ty, body, ts) {
+                    Some(new) => {
+                        g.relocate(found.slot, new);
+                        Fate::Relocated
+                    }
+                    None => Fate::Failed,
+                }
+            }
+            EntryType::Tombstone => {
+                let Ok(t) = format::decode_tombstone(body, 0) else {
+                    panic!("tombstone in memory is corrupt at {old}");
+                };
+                if !self.log.segment_exists(t.segment_id) {
+                    return Fate::Dead;
+                }
+                match to.append(ty, body, t.timestamp) {
+                    Some(_) => Fate::Relocated,
+                    None => Fate::Failed,
+                }
+            }
+            _ => Fate::Dead,
+        }
+    }
+}

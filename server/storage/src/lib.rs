@@ -1,0 +1,34 @@
+//! The storage engine of a master: log-structured memory, hash table and two-level cleaner.
+//!
+//! Reading order: [`config`] (tunables) → [`format`] (bytes in the log) → [`arena`] (memory)
+//! → [`segment`] → [`log`] → [`hashtable`] → [`engine`] (objects, the public API) →
+//! [`cleaner`]. `docs/log-format.md` specifies the format; `docs/ARCHITECTURE.md` places the
+//! engine in the system.
+//!
+//! The crate depends on one FaaSCache crate only, the sans-I/O protocol (`faascache_protocol`),
+//! for the types the engine shares with the wire: the key hash, reject rules and the key and
+//! value limits. That it knows nothing of masters, transports or clients is a compiler fact.
+
+#![deny(unsafe_code)]
+
+// The only module of the engine allowed `unsafe`: mapping memory and copying in and out.
+#[allow(unsafe_code)]
+pub mod arena;
+pub mod cleaner;
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod format;
+pub mod hashtable;
+pub mod log;
+pub mod segment;
+#[allow(unsafe_code)]
+mod sys;
+
+pub use cleaner::{CleanReport, CleanerCounters, Want};
+pub use config::EngineConfig;
+pub use engine::{
+    check_rules, key_hash, Clock, Engine, EngineStats, EnumeratedObject, Enumeration, LogSegment,
+    RejectRules, SystemClock, TableId, TableOptions, WriteOp,
+};
+pub use error::{ConfigError, FormatError, ResizeError, StorageError};

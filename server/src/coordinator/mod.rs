@@ -10,13 +10,27 @@
 //! coordinator is down (clients with a cached tablet map are unaffected) and their heartbeats
 //! resume when it is back; a master the restarted coordinator does not know enlists again.
 
+pub mod cluster_io;
 pub mod external;
 pub mod recovery;
 pub mod service;
 pub mod state;
 pub mod zk_storage;
 
+pub use cluster_io::{ClusterIo, ControlSendError, TransitionError};
 pub use external::{ExternalStorage, ExternalStorageError, FileStorage, MemStorage};
 pub use service::{start, CoordinatorConfig, CoordinatorHandle};
-pub use state::{CoordError, CoordinatorState};
+pub use state::{CoordError, CoordinatorState, InvariantError, StateDecodeError};
 pub use zk_storage::ZkStorage;
+
+/// Open the backend a `--storage` argument names: `file:DIR` ([`FileStorage`]) or
+/// `zk:HOST:PORT[,HOST:PORT...][/CHROOT]` ([`ZkStorage`], which blocks in
+/// `acquire_leadership` while another coordinator leads). Here, above both backends, so that
+/// `external` (the trait) stays a leaf that `zk_storage` builds on.
+pub fn open_storage(locator: &str) -> Result<Box<dyn ExternalStorage>, ExternalStorageError> {
+    match locator.split_once(':') {
+        Some(("file", dir)) if !dir.is_empty() => Ok(Box::new(FileStorage::open(dir)?)),
+        Some(("zk", _)) => Ok(Box::new(ZkStorage::open(locator)?)),
+        _ => Err(ExternalStorageError::BadLocator(locator.to_string())),
+    }
+}

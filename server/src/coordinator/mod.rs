@@ -2,8 +2,15 @@
 //!
 //! Reading order: [`state`] (the sans-I/O state machine and its persisted encoding) →
 //! [`external`] (the `ExternalStorage` trait and the `file:DIR` backend) → [`zk_storage`] (the
-//! `zk:` backend: standbys, leader election, epoch fencing) → [`service`] (the RPC
-//! shell: threads, persistence order, control RPCs to masters, migration driving).
+//! `zk:` backend: standbys, leader election, epoch fencing) → [`cluster_io`] (the operations
+//! crash recovery needs, as a trait) → [`recovery`] (crash recovery over that trait) →
+//! [`service`] (the RPC shell: threads, persistence order, control RPCs to masters, migration
+//! driving; it implements `ClusterIo` and runs the recovery loop).
+//!
+//! Module dependencies form a DAG: `state` and `external` are leaves; `zk_storage` → `external`;
+//! `cluster_io` → `state`, `external`; `recovery` → `cluster_io`, `state`; `service` →
+//! `cluster_io`, `external`, `recovery`, `state`. The backend choice ([`open_storage`]) is here,
+//! above both backends.
 //!
 //! What survives a coordinator restart: everything in [`state::CoordinatorState::encode`] —
 //! server list, tables, tablets, table-id and client-id counters. Masters keep serving while the

@@ -370,12 +370,15 @@ mod tests {
         Slow,
     }
 
+    /// A `RecoverTablets` received: master locator, ranges, segment → backups named.
+    type Received = (String, Vec<TabletRange>, Vec<(u64, Vec<ServerId>)>);
+
     #[derive(Default)]
     struct Fake {
         state: Mutex<CoordinatorState>,
         backups: HashMap<String, Backup>,
-        /// RecoverTablets received: (master locator, ranges, segment → backups named).
-        recovered: Mutex<Vec<(String, Vec<TabletRange>, Vec<(u64, Vec<ServerId>)>)>>,
+        /// RecoverTablets received.
+        recovered: Mutex<Vec<Received>>,
         sent: Mutex<Vec<Action>>,
         done_told: Mutex<Vec<String>>,
         persisted: Mutex<usize>,

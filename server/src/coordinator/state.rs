@@ -340,11 +340,18 @@ impl CoordinatorState {
         let reuse = self
             .servers
             .values()
-            .find(|s| s.status == ServerStatus::Removed)
+            .find(|s| s.status == ServerStatus::Removed && s.id.generation() < u32::MAX)
             .map(|s| s.id);
+        // (Slot indexes below u32::MAX are checked when a persisted state is decoded.)
         let id = match reuse {
             Some(old) => ServerId::new(old.index(), old.generation() + 1),
-            None => ServerId::new(self.servers.keys().next_back().map_or(1, |i| i + 1), 1),
+            None => ServerId::new(
+                self.servers
+                    .keys()
+                    .next_back()
+                    .map_or(1, |i| i.saturating_add(1)),
+                1,
+            ),
         };
         self.servers.insert(
             id.index(),

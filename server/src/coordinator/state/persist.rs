@@ -201,6 +201,12 @@ impl CoordinatorState {
         let n = r.u32()?;
         for _ in 0..n {
             let id = ServerId(r.u64()?);
+            if id.index() == u32::MAX {
+                return Err(StateDecodeError::Counter {
+                    what: "a server slot index",
+                    value: u64::from(id.index()),
+                });
+            }
             let services = Services(r.u32()?);
             let st = r.u8()?;
             let status = ServerStatus::from_u8(st).ok_or(StateDecodeError::ServerStatus(st))?;

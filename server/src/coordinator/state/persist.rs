@@ -249,3 +249,49 @@ impl CoordinatorState {
         Ok(s)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_at_the_edge_of_u64_are_refused_not_overflowed() {
+        let bytes = CoordinatorState::default().encode();
+        assert!(CoordinatorState::decode(&bytes).is_ok());
+        // The four counters follow the magic and the format version.
+        for (i, what) in [
+            "the server list version",
+            "the next table id",
+            "the tablet map version",
+            "the client id ceiling",
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let mut bad = bytes.clone();
+            let at = 8 + 8 * i;
+            bad[at..at + 8].copy_from_slice(&u64::MAX.to_le_bytes());
+            match CoordinatorState::decode(&bad) {
+                Err(StateDecodeError::Counter { what: w, value }) => {
+                    assert_eq!((w, value), (what, u64::MAX));
+                }
+                other => panic!("{what}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn decode_errors_are_typed() {
+        let bytes = CoordinatorState::default().encode();
+        assert!(matches!(
+            CoordinatorState::decode(&bytes[..3]),
+            Err(StateDecodeError::Codec(_))
+        ));
+        let mut v = bytes.clone();
+        v[4] = 9;
+        assert!(matches!(
+            CoordinatorState::decode(&v),
+            Err(StateDecodeError::Version(9))
+        ));
+    }
+}

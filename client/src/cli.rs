@@ -191,7 +191,7 @@ pub enum TableCommand {
 /// assert_eq!(parse_duration("1.5").unwrap(), Duration::from_millis(1500));
 /// assert!(parse_duration("soon").is_err());
 /// ```
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
+pub fn parse_duration(s: &str) -> Result<Duration, DurationError> {
     let s = s.trim();
     let (num, unit) = match s.find(|c: char| c.is_ascii_alphabetic()) {
         Some(i) => s.split_at(i),
@@ -200,7 +200,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let v: f64 = num
         .trim()
         .parse()
-        .map_err(|_| format!("bad duration {s:?}: use e.g. 500ms, 5s, 1m"))?;
+        .map_err(|_| DurationError::Number(s.to_string()))?;
     let secs = match unit {
         "us" | "µs" => v / 1e6,
         "ms" => v / 1e3,
@@ -208,15 +208,61 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "m" => v * 60.0,
         "h" => v * 3600.0,
         _ => {
-            return Err(format!(
-                "bad duration unit {unit:?} in {s:?}: use us, ms, s, m or h"
-            ))
+            return Err(DurationError::Unit {
+                unit: unit.to_string(),
+                arg: s.to_string(),
+            })
         }
     };
-    if !(secs.is_finite() && secs >= 0.0) {
-        return Err(format!("bad duration {s:?}: must be a non-negative number"));
-    }
-    Ok(Duration::from_secs_f64(secs))
+    Duration::try_from_secs_f64(secs).map_err(|_| DurationError::Range(s.to_string()))
+}
+
+/// Why a `--timeout` (or other duration) argument was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    /// The number does not parse.
+    #[error("bad duration {0:?}: use e.g. 500ms, 5s, 1m")]
+    Number(String),
+    /// Unknown unit.
+    #[error("bad duration unit {unit:?} in {arg:?}: use us, ms, s, m or h")]
+    Unit {
+        /// The unit given.
+        unit: String,
+        /// The whole argument.
+        arg: String,
+    },
+    /// Negative, not finite, or too large for a `Duration`.
+    #[error("bad duration {0:?}: must be a non-negative number of at most 2^64 seconds")]
+    Range(String),
+}
+
+/// Why a cluster directory gives no coordinator locator.
+#[derive(Debug, thiserror::Error)]
+pub enum LocatorFileError {
+    /// The locator file is empty.
+    #[error("{} is empty: the cluster in {} is still starting or was not shut down cleanly; restart it with `faascache cluster up --dir {}`", .file.display(), .dir.display(), .dir.display())]
+    Empty {
+        /// The cluster directory.
+        dir: PathBuf,
+        /// Its locator file.
+        file: PathBuf,
+    },
+    /// No locator file: no cluster there.
+    #[error("no cluster at {} ({} not found): start one with `faascache cluster up --dir {}`, or pass --coordinator LOCATOR", .dir.display(), .file.display(), .dir.display())]
+    NoCluster {
+        /// The cluster directory.
+        dir: PathBuf,
+        /// Its locator file.
+        file: PathBuf,
+    },
+    /// The file cannot be read.
+    #[error("cannot read {}: {source}", .file.display())]
+    Read {
+        /// The locator file.
+        file: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
 }
 
 /// The coordinator locator of a cluster directory (`DIR/coordinator.locator`).
@@ -229,25 +275,19 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 /// assert!(faascache_client::cli::locator_from_dir(&dir.join("nope")).is_err());
 /// # std::fs::remove_dir_all(&dir).unwrap();
 /// ```
-pub fn locator_from_dir(dir: &Path) -> Result<String, String> {
+pub fn locator_from_dir(dir: &Path) -> Result<String, LocatorFileError> {
     let file = dir.join(LOCATOR_FILE);
     match std::fs::read_to_string(&file) {
         Ok(s) if !s.trim().is_empty() => Ok(s.trim().to_string()),
-        Ok(_) => Err(format!(
-            "{} is empty: the cluster in {} is still starting or was not shut down cleanly; \
-             restart it with `faascache cluster up --dir {}`",
-            file.display(),
-            dir.display(),
-            dir.display()
-        )),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(format!(
-            "no cluster at {} ({} not found): start one with `faascache cluster up --dir {}`, \
-             or pass --coordinator LOCATOR",
-            dir.display(),
-            file.display(),
-            dir.display()
-        )),
-        Err(e) => Err(format!("cannot read {}: {e}", file.display())),
+        Ok(_) => Err(LocatorFileError::Empty {
+            dir: dir.to_path_buf(),
+            file,
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(LocatorFileError::NoCluster {
+            dir: dir.to_path_buf(),
+            file,
+        }),
+        Err(source) => Err(LocatorFileError::Read { file, source }),
     }
 }
 
@@ -261,7 +301,7 @@ impl Target {
     /// let t = T::parse_from(["x", "--coordinator", "tcp:host=h,port=1"]).t;
     /// assert_eq!(t.locator().unwrap(), "tcp:host=h,port=1");
     /// ```
-    pub fn locator(&self) -> Result<String, String> {
+    pub fn locator(&self) -> Result<String, LocatorFileError> {
         match (&self.coordinator, &self.dir) {
             (Some(c), _) => Ok(c.clone()),
             (None, Some(d)) => locator_from_dir(d),
@@ -270,7 +310,7 @@ impl Target {
     }
 
     fn connect(&self) -> Result<Client, Failure> {
-        let loc = self.locator().map_err(Failure::Usage)?;
+        let loc = self.locator().map_err(|e| Failure::Usage(e.to_string()))?;
         let opts = ClientOptions::default().timeout(self.timeout);
         Client::connect_with(&loc, opts).map_err(Failure::Client)
     }
@@ -779,7 +819,9 @@ mod tests {
 
     #[test]
     fn missing_cluster_dir_gives_a_hint() {
-        let e = locator_from_dir(Path::new("/nonexistent/faascache-test-dir")).unwrap_err();
+        let e = locator_from_dir(Path::new("/nonexistent/faascache-test-dir"))
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("no cluster at /nonexistent/faascache-test-dir"),
             "{e}"
@@ -802,5 +844,25 @@ mod tests {
         assert_eq!(parse_duration("100us").unwrap(), Duration::from_micros(100));
         assert!(parse_duration("-1s").is_err());
         assert!(parse_duration("5 fortnights").is_err());
+    }
+
+    #[test]
+    fn durations_beyond_range_are_errors_not_panics() {
+        // 1e23 seconds does not fit a Duration (Duration::from_secs_f64 would panic).
+        let e = parse_duration("99999999999999999999999").unwrap_err();
+        assert_eq!(e, DurationError::Range("99999999999999999999999".into()));
+        assert!(e.to_string().contains("non-negative"), "{e}");
+        assert!(matches!(
+            parse_duration("1e9999h"),
+            Err(DurationError::Unit { .. })
+        ));
+        assert_eq!(
+            parse_duration("-1s"),
+            Err(DurationError::Range("-1s".into()))
+        );
+        assert!(matches!(
+            parse_duration("soon"),
+            Err(DurationError::Number(_))
+        ));
     }
 }

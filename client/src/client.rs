@@ -645,7 +645,8 @@ impl Client {
             }
             r => r?,
         };
-        let map = Arc::new(TabletMap::new(table, tablets).map_err(Error::Protocol)?);
+        let map =
+            Arc::new(TabletMap::new(table, tablets).map_err(|e| Error::Protocol(e.to_string()))?);
         self.inner.tablets.write().insert(table, map.clone());
         Ok(map)
     }

@@ -55,7 +55,7 @@ pub use multi::WriteItem;
 pub use options::{ClientOptions, ReadOptions, RejectRules, WriteOptions};
 pub use pending::Pending;
 pub use retry::Backoff;
-pub use tablets::{Tablet, TabletMap};
+pub use tablets::{Tablet, TabletMap, TabletMapError};
 
 /// The transport crate this client runs on (sessions, locators, polling modes, opcodes), for
 /// callers that pipeline raw RPCs or tune the transport.

@@ -56,6 +56,31 @@ pub struct TabletMap {
     tablets: Vec<Tablet>,
 }
 
+/// A tablet map the coordinator sent that cannot be right (a coordinator bug).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TabletMapError {
+    /// A tablet with `start > end`.
+    #[error("tablet {start:#x}..={end:#x} of table {table} is empty")]
+    Empty {
+        /// The table.
+        table: TableId,
+        /// Its start hash.
+        start: u64,
+        /// Its end hash.
+        end: u64,
+    },
+    /// Two tablets overlap.
+    #[error("tablets {:#x}..={:#x} and {:#x}..={:#x} of table {table} overlap", .first.0, .first.1, .second.0, .second.1)]
+    Overlap {
+        /// The table.
+        table: TableId,
+        /// One tablet (start, end).
+        first: (u64, u64),
+        /// The other.
+        second: (u64, u64),
+    },
+}
+
 impl TabletMap {
     /// Builds the map of `table` from tablets in any order. Fails if two tablets overlap or one
     /// has `start > end` (a coordinator bug).
@@ -65,22 +90,24 @@ impl TabletMap {
     /// let t = |s, e| Tablet { start: s, end: e, master: String::new(), server_id: 0 };
     /// assert!(TabletMap::new(1, vec![t(0, 10), t(5, 20)]).is_err());
     /// ```
-    pub fn new(table: TableId, mut tablets: Vec<Tablet>) -> Result<TabletMap, String> {
+    pub fn new(table: TableId, mut tablets: Vec<Tablet>) -> Result<TabletMap, TabletMapError> {
         tablets.sort_by_key(|t| t.start);
         for t in &tablets {
             if t.start > t.end {
-                return Err(format!(
-                    "tablet {:#x}..={:#x} of table {table} is empty",
-                    t.start, t.end
-                ));
+                return Err(TabletMapError::Empty {
+                    table,
+                    start: t.start,
+                    end: t.end,
+                });
             }
         }
         for w in tablets.windows(2) {
             if w[0].end >= w[1].start {
-                return Err(format!(
-                    "tablets {:#x}..={:#x} and {:#x}..={:#x} of table {table} overlap",
-                    w[0].start, w[0].end, w[1].start, w[1].end
-                ));
+                return Err(TabletMapError::Overlap {
+                    table,
+                    first: (w[0].start, w[0].end),
+                    second: (w[1].start, w[1].end),
+                });
             }
         }
         Ok(TabletMap { table, tablets })

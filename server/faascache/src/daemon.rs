@@ -133,7 +133,7 @@ pub fn coordinator(args: CoordinatorArgs) -> Result<()> {
     let listen = locator(&args.listen, "--listen")?;
     args.eal.init(&listen, None)?;
     let storage: Arc<dyn coordinator::ExternalStorage> = match &args.storage {
-        Some(s) => Arc::from(coordinator::external::open(s)?),
+        Some(s) => Arc::from(coordinator::open_storage(s)?),
         None => {
             tracing::warn!("no --storage: the coordinator's state is kept in memory only and lost if it restarts");
             Arc::new(MemStorage::default())

@@ -69,6 +69,119 @@ pub struct FileHeader {
     pub closed: bool,
 }
 
+/// Why a header slot does not decode (the first broken rule).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HeaderError {
+    /// Fewer bytes than a header.
+    #[error("header is {0} bytes, needs {HEADER_LEN}")]
+    Short(usize),
+    /// The header's CRC does not match.
+    #[error("header checksum {stored:#010x} does not match its bytes ({actual:#010x})")]
+    Checksum {
+        /// Stored CRC.
+        stored: u32,
+        /// CRC of the bytes.
+        actual: u32,
+    },
+    /// Not a replica file.
+    #[error("not a replica file: magic {0:#010x}")]
+    Magic(u32),
+    /// Written by another build.
+    #[error("replica file version {0} is not supported (this build reads {FILE_VERSION})")]
+    Version(u16),
+    /// Reserved bits set.
+    #[error("reserved header bits set (flags {0:#06x})")]
+    Reserved(u16),
+    /// Lengths no writer produces.
+    #[error("impossible lengths: {length} bytes written, certificate covers {certified} (limit {MAX_REPLICA_BYTES})")]
+    Lengths {
+        /// Bytes written.
+        length: u32,
+        /// Bytes certified.
+        certified: u32,
+    },
+}
+
+/// What is wrong with one header slot or the replica it describes (see [`LoadError`]).
+#[derive(Debug, thiserror::Error)]
+pub enum SlotProblem {
+    /// The slot was never written.
+    #[error("slot {0}: not written")]
+    NotWritten(usize),
+    /// The slot does not decode.
+    #[error("slot {slot}: {source}")]
+    Bad {
+        /// Slot.
+        slot: usize,
+        /// Why.
+        source: HeaderError,
+    },
+    /// The header names another segment or master than the file name.
+    #[error("slot {slot}: names segment {found_segment} of master {found_master}, but the file is named for segment {segment} of master {master}")]
+    WrongSegment {
+        /// Slot.
+        slot: usize,
+        /// Segment in the header.
+        found_segment: u64,
+        /// Master in the header.
+        found_master: ServerId,
+        /// Segment in the name.
+        segment: u64,
+        /// Master in the name.
+        master: ServerId,
+    },
+    /// The sequence number belongs in the other slot.
+    #[error("slot {slot}: sequence {sequence} belongs in the other slot")]
+    WrongSlot {
+        /// Slot.
+        slot: usize,
+        /// Its sequence.
+        sequence: u64,
+    },
+    /// The sequence number cannot advance.
+    #[error("sequence {0}: at its maximum, no further header can be written")]
+    SequenceExhausted(u64),
+    /// The file is shorter than the certified data.
+    #[error("sequence {sequence}: certificate covers {len} bytes but the file holds only {holds}")]
+    ShortFile {
+        /// The header's sequence.
+        sequence: u64,
+        /// Certified bytes.
+        len: usize,
+        /// Data bytes in the file.
+        holds: u64,
+    },
+    /// The certified bytes do not validate.
+    #[error("sequence {sequence}: {reason}")]
+    Invalid {
+        /// The header's sequence.
+        sequence: u64,
+        /// The validator's error.
+        reason: String,
+    },
+}
+
+/// Why a replica file could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// An I/O error (`op` says which step).
+    #[error("cannot {op}: {source}")]
+    Io {
+        /// What was being done.
+        op: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// No header slot gives a valid replica; why, slot by slot.
+    #[error("no valid header: {}", problems_text(.0))]
+    NoValidHeader(Vec<SlotProblem>),
+}
+
+fn problems_text(p: &[SlotProblem]) -> String {
+    let v: Vec<String> = p.iter().map(SlotProblem::to_string).collect();
+    v.join("; ")
+}
+
 impl FileHeader {
     /// The 64-byte encoding.
     pub fn encode(&self) -> [u8; HEADER_LEN] {
@@ -88,29 +201,25 @@ impl FileHeader {
     }
 
     /// Decodes and checks one slot; the error names the first broken rule.
-    pub fn decode(b: &[u8]) -> Result<FileHeader, String> {
+    pub fn decode(b: &[u8]) -> Result<FileHeader, HeaderError> {
         if b.len() < HEADER_LEN {
-            return Err(format!("header is {} bytes, needs {HEADER_LEN}", b.len()));
+            return Err(HeaderError::Short(b.len()));
         }
         let stored = le32(b, 60);
         let actual = crc32c::crc32c(&b[..60]);
         if stored != actual {
-            return Err(format!(
-                "header checksum {stored:#010x} does not match its bytes ({actual:#010x})"
-            ));
+            return Err(HeaderError::Checksum { stored, actual });
         }
         if le32(b, 0) != FILE_MAGIC {
-            return Err(format!("not a replica file: magic {:#010x}", le32(b, 0)));
+            return Err(HeaderError::Magic(le32(b, 0)));
         }
         let version = u16::from_le_bytes([b[4], b[5]]);
         if version != FILE_VERSION {
-            return Err(format!(
-                "replica file version {version} is not supported (this build reads {FILE_VERSION})"
-            ));
+            return Err(HeaderError::Version(version));
         }
         let flags = u16::from_le_bytes([b[6], b[7]]);
         if flags & !FLAG_CLOSED != 0 || b[44..60].iter().any(|&x| x != 0) {
-            return Err(format!("reserved header bits set (flags {flags:#06x})"));
+            return Err(HeaderError::Reserved(flags));
         }
         let h = FileHeader {
             master: ServerId(le64(b, 8)),
@@ -124,10 +233,10 @@ impl FileHeader {
             closed: flags & FLAG_CLOSED != 0,
         };
         if h.length as usize > MAX_REPLICA_BYTES || h.certificate.length > h.length {
-            return Err(format!(
-                "impossible lengths: {} bytes written, certificate covers {} (limit {MAX_REPLICA_BYTES})",
-                h.length, h.certificate.length
-            ));
+            return Err(HeaderError::Lengths {
+                length: h.length,
+                certified: h.certificate.length,
+            });
         }
         Ok(h)
     }
@@ -235,6 +344,12 @@ impl ReplicaFile {
         certificate: Certificate,
         closed: bool,
     ) -> std::io::Result<()> {
+        let next = self.next_sequence.checked_add(1).ok_or_else(|| {
+            std::io::Error::other(format!(
+                "header sequence of segment {} of master {} is at its maximum",
+                self.segment_id, self.master
+            ))
+        })?;
         let h = FileHeader {
             master: self.master,
             segment_id: self.segment_id,
@@ -246,7 +361,7 @@ impl ReplicaFile {
         let slot = SLOT_OFFSETS[(h.sequence % 2) as usize];
         self.file.write_all_at(&h.encode(), slot)?;
         self.file.sync_data()?;
-        self.next_sequence += 1;
+        self.next_sequence = next;
         Ok(())
     }
 }
@@ -267,23 +382,24 @@ pub struct LoadedReplica {
 }
 
 /// Loads the replica file at `path`, which its name says holds segment `segment_id` of
-/// `master`. `validate` checks bytes under a certificate (the segment iterator). The error is
-/// a sentence saying why no header slot gave a valid replica.
-pub fn load(
+/// `master`. `validate` checks bytes under a certificate (the segment iterator). The error
+/// says why no header slot gave a valid replica.
+pub fn load<E: std::fmt::Display>(
     path: &Path,
     master: ServerId,
     segment_id: u64,
-    validate: impl Fn(&[u8], Certificate) -> Result<(), String>,
-) -> Result<LoadedReplica, String> {
+    validate: impl Fn(&[u8], Certificate) -> Result<(), E>,
+) -> Result<LoadedReplica, LoadError> {
+    let io = |op: &str| {
+        let op = op.to_string();
+        move |source| LoadError::Io { op, source }
+    };
     let file = OpenOptions::new()
         .read(true)
         .write(true)
         .open(path)
-        .map_err(|e| format!("cannot open: {e}"))?;
-    let size = file
-        .metadata()
-        .map_err(|e| format!("cannot stat: {e}"))?
-        .len();
+        .map_err(io("open"))?;
+    let size = file.metadata().map_err(io("stat"))?.len();
     let mut headers = Vec::new();
     let mut problems = Vec::new();
     for (slot, &at) in SLOT_OFFSETS.iter().enumerate() {
@@ -291,23 +407,27 @@ pub fn load(
         match file.read_exact_at(&mut b, at) {
             Ok(()) => {}
             Err(e) if e.kind() == ErrorKind::UnexpectedEof => {
-                problems.push(format!("slot {slot}: not written"));
+                problems.push(SlotProblem::NotWritten(slot));
                 continue;
             }
-            Err(e) => return Err(format!("cannot read header slot {slot}: {e}")),
+            Err(e) => return Err(io(&format!("read header slot {slot}"))(e)),
         }
         match FileHeader::decode(&b) {
-            Ok(h) if h.master != master || h.segment_id != segment_id => problems.push(format!(
-                "slot {slot}: names segment {} of master {}, but the file is named for segment \
-                 {segment_id} of master {master}",
-                h.segment_id, h.master
-            )),
-            Ok(h) if h.sequence % 2 != slot as u64 => problems.push(format!(
-                "slot {slot}: sequence {} belongs in the other slot",
-                h.sequence
-            )),
+            Ok(h) if h.master != master || h.segment_id != segment_id => {
+                problems.push(SlotProblem::WrongSegment {
+                    slot,
+                    found_segment: h.segment_id,
+                    found_master: h.master,
+                    segment: segment_id,
+                    master,
+                })
+            }
+            Ok(h) if h.sequence % 2 != slot as u64 => problems.push(SlotProblem::WrongSlot {
+                slot,
+                sequence: h.sequence,
+            }),
             Ok(h) => headers.push(h),
-            Err(e) => problems.push(format!("slot {slot}: {e}")),
+            Err(source) => problems.push(SlotProblem::Bad { slot, source }),
         }
     }
     headers.sort_by_key(|h| std::cmp::Reverse(h.sequence));
@@ -316,17 +436,21 @@ pub fn load(
         // Lengths were checked against MAX_REPLICA_BYTES by decode; check the file holds them
         // before allocating.
         if len > 0 && DATA_OFFSET + len as u64 > size {
-            problems.push(format!(
-                "sequence {}: certificate covers {len} bytes but the file holds only {}",
-                h.sequence,
-                size.saturating_sub(DATA_OFFSET)
-            ));
+            problems.push(SlotProblem::ShortFile {
+                sequence: h.sequence,
+                len,
+                holds: size.saturating_sub(DATA_OFFSET),
+            });
             continue;
         }
+        let Some(next_sequence) = h.sequence.checked_add(1) else {
+            problems.push(SlotProblem::SequenceExhausted(h.sequence));
+            continue;
+        };
         let mut data = vec![0u8; len];
         if len > 0 {
             file.read_exact_at(&mut data, DATA_OFFSET)
-                .map_err(|e| format!("cannot read {len} data bytes: {e}"))?;
+                .map_err(io(&format!("read {len} data bytes")))?;
         }
         match validate(&data, h.certificate) {
             Ok(()) => {
@@ -340,14 +464,17 @@ pub fn load(
                         path: path.to_path_buf(),
                         master,
                         segment_id,
-                        next_sequence: h.sequence + 1,
+                        next_sequence,
                     },
                 })
             }
-            Err(e) => problems.push(format!("sequence {}: {e}", h.sequence)),
+            Err(e) => problems.push(SlotProblem::Invalid {
+                sequence: h.sequence,
+                reason: e.to_string(),
+            }),
         }
     }
-    Err(format!("no valid header: {}", problems.join("; ")))
+    Err(LoadError::NoValidHeader(problems))
 }
 
 #[cfg(test)]

@@ -68,16 +68,18 @@ impl std::fmt::Display for Durability {
     }
 }
 
+/// A `--durability` value that is neither `memory` nor `disk`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown durability `{0}`: use `memory` (reply once buffered in RAM) or `disk` (reply once fdatasync'ed; needs a backup directory)")]
+pub struct UnknownDurability(pub String);
+
 impl std::str::FromStr for Durability {
-    type Err = String;
+    type Err = UnknownDurability;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "memory" => Ok(Durability::Memory),
             "disk" => Ok(Durability::Disk),
-            _ => Err(format!(
-                "unknown durability `{s}`: use `memory` (reply once buffered in RAM) or `disk` \
-                 (reply once fdatasync'ed; needs a backup directory)"
-            )),
+            _ => Err(UnknownDurability(s.to_string())),
         }
     }
 }

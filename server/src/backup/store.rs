@@ -191,18 +191,28 @@ fn take_lock(dir: &Path) -> Result<LockFile, BackupError> {
     })
 }
 
+/// Why a loaded replica's bytes are not valid under its certificate.
+#[derive(Debug, thiserror::Error)]
+enum InvalidReplica {
+    /// Nothing certified, yet a checksum.
+    #[error("empty replica with a non-zero certificate checksum")]
+    EmptyWithChecksum,
+    /// The certified bytes do not parse as a segment.
+    #[error(transparent)]
+    Format(#[from] faascache_storage::FormatError),
+}
+
 /// Validation used when loading a file: an empty replica is valid (nothing written yet).
-fn validate_loaded(data: &[u8], cert: Certificate) -> Result<(), String> {
+fn validate_loaded(data: &[u8], cert: Certificate) -> Result<(), InvalidReplica> {
     if cert.length == 0 {
         return if cert.checksum == 0 {
             Ok(())
         } else {
-            Err("empty replica with a non-zero certificate checksum".into())
+            Err(InvalidReplica::EmptyWithChecksum)
         };
     }
-    recovery::validate(data, cert)
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+    recovery::validate(data, cert).map(|_| ())?;
+    Ok(())
 }
 
 /// Every replica of a backup.

@@ -4,9 +4,11 @@
 //! its successor's state (the ZooKeeper backend of the durability issue implements the same
 //! trait with znode versions and an ephemeral leader node).
 //!
-//! Backends: [`FileStorage`] (`file:DIR`, the default), [`super::zk_storage::ZkStorage`]
-//! (`zk:HOST:PORT[,...][/CHROOT]`: standby coordinators, leader election, the leader's locator
-//! published for servers and clients) and [`MemStorage`] (tests).
+//! Backends: [`FileStorage`] (`file:DIR`, the default), `ZkStorage` in the sibling module
+//! `zk_storage` (`zk:HOST:PORT[,...][/CHROOT]`: standby coordinators, leader election, the
+//! leader's locator published for servers and clients) and [`MemStorage`] (tests). This module
+//! is a leaf: the choice of backend from a `--storage` argument is `coordinator::open_storage`,
+//! above both backends.
 //!
 //! File format of one blob `DIR/NAME` (little-endian):
 //!
@@ -92,6 +94,14 @@ pub enum ExternalStorageError {
     /// The `--storage` argument is not understood.
     #[error("bad storage locator {0:?}: use file:DIR or zk:HOST:PORT[,HOST:PORT...][/CHROOT]")]
     BadLocator(String),
+    /// A blob too large for the file format (its length field is 32 bits).
+    #[error("external storage: blob {name} of {len} bytes exceeds the format's limit of 4 GiB - 1; the coordinator state grew beyond what this backend stores")]
+    TooLarge {
+        /// Blob.
+        name: String,
+        /// Its length.
+        len: usize,
+    },
     /// ZooKeeper failed (unreachable ensemble, lost session, unexpected answer).
     #[error("external storage {address}: {reason}")]
     ZooKeeper {
@@ -173,17 +183,6 @@ impl<T: ExternalStorage + ?Sized> ExternalStorage for std::sync::Arc<T> {
     }
 }
 
-/// Open the backend a `--storage` argument names: `file:DIR` or
-/// `zk:HOST:PORT[,HOST:PORT...][/CHROOT]` (which blocks in `acquire_leadership` while another
-/// coordinator leads).
-pub fn open(locator: &str) -> Result<Box<dyn ExternalStorage>, ExternalStorageError> {
-    match locator.split_once(':') {
-        Some(("file", dir)) if !dir.is_empty() => Ok(Box::new(FileStorage::open(dir)?)),
-        Some(("zk", _)) => Ok(Box::new(super::zk_storage::ZkStorage::open(locator)?)),
-        _ => Err(ExternalStorageError::BadLocator(locator.to_string())),
-    }
-}
-
 pub(crate) fn check_name(name: &str) -> Result<(), ExternalStorageError> {
     let ok = !name.is_empty()
         && !name.starts_with('.')
@@ -202,57 +201,93 @@ const FORMAT_VERSION: u16 = 1;
 const HEADER: usize = 32;
 const EPOCH_BLOB: &str = "leader-epoch";
 
-/// Encode a blob file.
-fn encode_blob(version: u64, epoch: u64, data: &[u8]) -> Vec<u8> {
+/// Encode a blob file (`name` for the error).
+fn encode_blob(
+    name: &str,
+    version: u64,
+    epoch: u64,
+    data: &[u8],
+) -> Result<Vec<u8>, ExternalStorageError> {
+    let len = u32::try_from(data.len()).map_err(|_| ExternalStorageError::TooLarge {
+        name: name.to_string(),
+        len: data.len(),
+    })?;
     let mut v = Vec::with_capacity(HEADER + data.len());
     v.extend_from_slice(MAGIC);
     v.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
     v.extend_from_slice(&0u16.to_le_bytes());
     v.extend_from_slice(&version.to_le_bytes());
     v.extend_from_slice(&epoch.to_le_bytes());
-    v.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    v.extend_from_slice(&len.to_le_bytes());
     v.extend_from_slice(&crc32c::crc32c(data).to_le_bytes());
     v.extend_from_slice(data);
-    v
+    Ok(v)
+}
+
+/// What is wrong with a blob file's bytes (the reason of [`ExternalStorageError::Corrupt`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BlobError {
+    /// Shorter than the header.
+    #[error("truncated: {0} bytes, the header alone is {HEADER}")]
+    Truncated(usize),
+    /// Not a blob of ours.
+    #[error("bad magic (not a FaaSCache external-storage blob)")]
+    BadMagic,
+    /// Written by a newer build.
+    #[error("format version {0} is not supported (this build reads {FORMAT_VERSION})")]
+    Format(u16),
+    /// Reserved bytes set.
+    #[error("reserved bytes are not zero")]
+    Reserved,
+    /// The data length disagrees with the file length.
+    #[error("truncated or padded: header says {header} data bytes, file has {file}")]
+    Length {
+        /// Length in the header.
+        header: usize,
+        /// Data bytes in the file.
+        file: usize,
+    },
+    /// The checksum does not match.
+    #[error("checksum mismatch: stored {stored:#010x}, data gives {computed:#010x}")]
+    Checksum {
+        /// CRC in the header.
+        stored: u32,
+        /// CRC of the data.
+        computed: u32,
+    },
 }
 
 /// Decode a blob file; the first broken rule is the error.
-fn decode_blob(bytes: &[u8]) -> Result<Versioned, String> {
+fn decode_blob(bytes: &[u8]) -> Result<Versioned, BlobError> {
     if bytes.len() < HEADER {
-        return Err(format!(
-            "truncated: {} bytes, the header alone is {HEADER}",
-            bytes.len()
-        ));
+        return Err(BlobError::Truncated(bytes.len()));
     }
     let u16at = |o: usize| u16::from_le_bytes([bytes[o], bytes[o + 1]]);
     let u32at = |o: usize| u32::from_le_bytes(bytes[o..o + 4].try_into().expect("4 bytes"));
     let u64at = |o: usize| u64::from_le_bytes(bytes[o..o + 8].try_into().expect("8 bytes"));
     if &bytes[0..4] != MAGIC {
-        return Err("bad magic (not a FaaSCache external-storage blob)".into());
+        return Err(BlobError::BadMagic);
     }
     if u16at(4) != FORMAT_VERSION {
-        return Err(format!(
-            "format version {} is not supported (this build reads {FORMAT_VERSION})",
-            u16at(4)
-        ));
+        return Err(BlobError::Format(u16at(4)));
     }
     if u16at(6) != 0 {
-        return Err("reserved bytes are not zero".into());
+        return Err(BlobError::Reserved);
     }
     let len = u32at(24) as usize;
     if bytes.len() - HEADER != len {
-        return Err(format!(
-            "truncated or padded: header says {len} data bytes, file has {}",
-            bytes.len() - HEADER
-        ));
+        return Err(BlobError::Length {
+            header: len,
+            file: bytes.len() - HEADER,
+        });
     }
     let data = &bytes[HEADER..];
     let crc = crc32c::crc32c(data);
     if crc != u32at(28) {
-        return Err(format!(
-            "checksum mismatch: stored {:#010x}, data gives {crc:#010x}",
-            u32at(28)
-        ));
+        return Err(BlobError::Checksum {
+            stored: u32at(28),
+            computed: crc,
+        });
     }
     Ok(Versioned {
         data: data.to_vec(),
@@ -368,7 +403,7 @@ impl FileStorage {
             .map(Some)
             .map_err(|reason| ExternalStorageError::Corrupt {
                 path: path.display().to_string(),
-                reason,
+                reason: reason.to_string(),
             })
     }
 
@@ -406,6 +441,14 @@ impl FileStorage {
         })
     }
 
+    /// A counter read from disk is at `u64::MAX`: only a damaged file gets there.
+    fn exhausted(&self, name: &str, what: &str) -> ExternalStorageError {
+        ExternalStorageError::Corrupt {
+            path: self.path(name).display().to_string(),
+            reason: format!("{what} is at its maximum (u64::MAX) and cannot advance"),
+        }
+    }
+
     fn check_epoch(&self, epoch: u64) -> Result<(), ExternalStorageError> {
         let current = self.current_epoch()?;
         if current != epoch {
@@ -422,11 +465,20 @@ impl ExternalStorage for FileStorage {
     fn acquire_leadership(&self) -> Result<u64, ExternalStorageError> {
         let _g = self.write.lock();
         let old = self.read_blob(EPOCH_BLOB)?;
-        let epoch = self.current_epoch()? + 1;
-        let version = old.map_or(1, |v| v.version + 1);
+        let epoch = self
+            .current_epoch()?
+            .checked_add(1)
+            .ok_or_else(|| self.exhausted(EPOCH_BLOB, "the leader epoch"))?;
+        let version = match old {
+            None => 1,
+            Some(v) => v
+                .version
+                .checked_add(1)
+                .ok_or_else(|| self.exhausted(EPOCH_BLOB, "its version"))?,
+        };
         self.write_blob(
             EPOCH_BLOB,
-            &encode_blob(version, epoch, &epoch.to_le_bytes()),
+            &encode_blob(EPOCH_BLOB, version, epoch, &epoch.to_le_bytes())?,
         )?;
         Ok(epoch)
     }
@@ -458,8 +510,11 @@ impl ExternalStorage for FileStorage {
                 });
             }
         }
-        self.write_blob(name, &encode_blob(found + 1, epoch, data))?;
-        Ok(found + 1)
+        let version = found
+            .checked_add(1)
+            .ok_or_else(|| self.exhausted(name, "its version"))?;
+        self.write_blob(name, &encode_blob(name, version, epoch, data)?)?;
+        Ok(version)
     }
 
     fn remove(&self, epoch: u64, name: &str) -> Result<(), ExternalStorageError> {
@@ -702,11 +757,11 @@ pub(crate) mod tests {
     #[test]
     fn storage_locators() {
         assert!(matches!(
-            open("zk:"),
+            crate::coordinator::open_storage("zk:"),
             Err(ExternalStorageError::BadLocator(_))
         ));
         assert!(matches!(
-            open("file:"),
+            crate::coordinator::open_storage("file:"),
             Err(ExternalStorageError::BadLocator(_))
         ));
         let m = MemStorage::default();

@@ -1,5 +1,6 @@
 //! Crash recovery, the coordinator's side (a thread of the RPC shell; the decisions are in
-//! [`super::state`]): for each crashed master whose tablets wait for recovery,
+//! [`super::state`], the I/O goes through [`ClusterIo`] so that a test or a simulator can drive
+//! it): for each crashed master whose tablets wait for recovery,
 //!
 //! 1. ask every up backup for its replicas of that master (`BackupGetReplicas`, which also
 //!    fences the master there: a zombie can no longer get a write acknowledged);
@@ -20,7 +21,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use faascache_protocol::msg::backup::{
@@ -28,9 +28,9 @@ use faascache_protocol::msg::backup::{
 };
 use faascache_protocol::msg::control::{RecoverTabletsRequest, RecoverySegment};
 use faascache_protocol::msg::{ServerId, Services};
-use faascache_transport::call;
+use faascache_transport::CallError;
 
-use super::service::Coordinator;
+use super::cluster_io::{ClusterIo, TransitionError};
 use super::state::ServerRecord;
 
 /// How often pending recoveries are looked at.
@@ -42,17 +42,114 @@ const LIST_TIMEOUT: Duration = Duration::from_secs(5);
 /// Timeout of one `RecoverTablets` (a large master takes a while).
 const RECOVER_TIMEOUT: Duration = Duration::from_secs(600);
 
+/// A backup that did not answer `BackupGetReplicas`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unreachable {
+    /// The backup.
+    pub backup: ServerId,
+    /// Why (the call's error).
+    pub reason: String,
+}
+
+impl std::fmt::Display for Unreachable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.backup, self.reason)
+    }
+}
+
+/// "; unreachable backups: a (why), b (why)" or nothing.
+fn unreachable_suffix(u: &[Unreachable]) -> String {
+    if u.is_empty() {
+        return String::new();
+    }
+    let list: Vec<String> = u.iter().map(Unreachable::to_string).collect();
+    format!("; unreachable backups: {}", list.join(", "))
+}
+
+/// Why the crashed master's log cannot be replayed yet (recovery waits and tries again).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LogError {
+    /// No backup is up to ask.
+    #[error("no backup is up")]
+    NoBackups,
+    /// No answering backup holds a replica with a log digest.
+    #[error("no backup holds a log digest of {master} ({answered} backups answered{}): its head's backups may be down or restarting", unreachable_suffix(.unreachable))]
+    NoDigest {
+        /// The crashed master.
+        master: ServerId,
+        /// How many backups answered.
+        answered: usize,
+        /// Those that did not.
+        unreachable: Vec<Unreachable>,
+    },
+    /// The digest names segments that no answering backup holds.
+    #[error("the log of {master} (digest in segment {head}) names segments with no replica on any up backup: {missing:?}{}", unreachable_suffix(.unreachable))]
+    MissingSegments {
+        /// The crashed master.
+        master: ServerId,
+        /// The segment holding the digest.
+        head: u64,
+        /// Segments without a replica.
+        missing: Vec<u64>,
+        /// Backups that did not answer (one may hold them).
+        unreachable: Vec<Unreachable>,
+    },
+}
+
+/// Why one recovery master's part failed (it is planned again on the next round).
+#[derive(Debug, thiserror::Error)]
+pub enum PartitionError {
+    /// `RecoverTablets` failed.
+    #[error("recovery master {master}: {source}")]
+    Master {
+        /// The recovery master.
+        master: ServerId,
+        /// What failed.
+        source: CallError,
+    },
+    /// The master recovered its part but the new ownership could not be recorded.
+    #[error("cannot record the new owner: {0}")]
+    Record(TransitionError),
+    /// The thread driving the part panicked.
+    #[error("recovery thread panicked")]
+    Panicked,
+}
+
+/// Why a round of recovery of one crashed master did not finish (it is tried again).
+#[derive(Debug, thiserror::Error)]
+pub enum RecoveryError {
+    /// The log cannot be replayed yet.
+    #[error(transparent)]
+    Log(#[from] LogError),
+    /// The partition plan could not be made or persisted.
+    #[error("cannot plan the recovery: {0}")]
+    Plan(TransitionError),
+    /// Some partitions failed (the others are recovered and recorded).
+    #[error("{} of {planned} partitions failed (retried): {}", .failures.len(), join(.failures))]
+    Incomplete {
+        /// Partitions planned.
+        planned: usize,
+        /// The failures.
+        failures: Vec<PartitionError>,
+    },
+}
+
+fn join(f: &[PartitionError]) -> String {
+    let v: Vec<String> = f.iter().map(PartitionError::to_string).collect();
+    v.join("; ")
+}
+
 /// Runs until `stop`.
-pub fn recovery_loop(c: Arc<Coordinator>, stop: Arc<AtomicBool>) {
+pub fn recovery_loop<C: ClusterIo>(c: &C, stop: &AtomicBool) {
     let mut last_warned: BTreeMap<ServerId, Instant> = BTreeMap::new();
     while !stop.load(Ordering::Acquire) {
         std::thread::sleep(RECOVERY_TICK);
-        let pending = c.with_state(|st| st.recoveries_pending());
+        let pending = c.read(|st| st.recoveries_pending());
         for crashed in pending {
             if stop.load(Ordering::Acquire) {
                 return;
             }
-            if let Err(why) = recover(&c, &crashed) {
+            if let Err(why) = recover(c, &crashed) {
                 let warn = last_warned
                     .get(&crashed.id)
                     .is_none_or(|t| t.elapsed() > Duration::from_secs(5));
@@ -77,13 +174,13 @@ pub type ReplicaListing = (ServerId, String, BackupGetReplicasResponse);
 
 /// The recovery rule, without I/O (the seeded simulation checks it too): the log is the one
 /// named by the digest in the replica with the highest segment id; every segment it names must
-/// have a replica on some backup that answered, else `Err` says which are missing (recovery
+/// have a replica on some backup that answered, else the error says which are missing (recovery
 /// waits). `unreachable` names backups that did not answer (for the message).
 pub fn choose_log(
     crashed: ServerId,
     listings: &[ReplicaListing],
-    unreachable: &[String],
-) -> Result<LogLocation, String> {
+    unreachable: &[Unreachable],
+) -> Result<LogLocation, LogError> {
     let mut replicas: BTreeMap<u64, Vec<(u32, ServerId, String)>> = BTreeMap::new();
     let mut best_digest: Option<(u64, &[u64])> = None;
     for (id, locator, r) in listings {
@@ -99,16 +196,12 @@ pub fn choose_log(
             }
         }
     }
-    let unreachable = if unreachable.is_empty() {
-        String::new()
-    } else {
-        format!("; unreachable backups: {}", unreachable.join(", "))
-    };
     let Some((head, digest)) = best_digest else {
-        return Err(format!(
-            "no backup holds a log digest of {crashed} ({} backups answered{unreachable}): its head's backups may be down or restarting",
-            listings.len(),
-        ));
+        return Err(LogError::NoDigest {
+            master: crashed,
+            answered: listings.len(),
+            unreachable: unreachable.to_vec(),
+        });
     };
     let missing: Vec<u64> = digest
         .iter()
@@ -116,9 +209,12 @@ pub fn choose_log(
         .copied()
         .collect();
     if !missing.is_empty() {
-        return Err(format!(
-            "the log of {crashed} (digest in segment {head}) names segments with no replica on any up backup: {missing:?}{unreachable}"
-        ));
+        return Err(LogError::MissingSegments {
+            master: crashed,
+            head,
+            missing,
+            unreachable: unreachable.to_vec(),
+        });
     }
     let segments = digest
         .iter()
@@ -132,31 +228,29 @@ pub fn choose_log(
 }
 
 /// Finds the crashed master's log on the backups (fencing it there).
-fn locate_log(c: &Coordinator, crashed: &ServerRecord) -> Result<LogLocation, String> {
-    let backups = c.with_state(|st| st.up_backups(crashed.id));
+fn locate_log<C: ClusterIo>(c: &C, crashed: &ServerRecord) -> Result<LogLocation, LogError> {
+    let backups = c.read(|st| st.up_backups(crashed.id));
     if backups.is_empty() {
-        return Err("no backup is up".into());
+        return Err(LogError::NoBackups);
     }
     let req = BackupGetReplicasRequest { master: crashed.id };
     let mut listings = Vec::new();
     let mut unreachable = Vec::new();
     for b in &backups {
-        let s = match c.session(&b.locator) {
-            Ok(s) => s,
-            Err(e) => {
-                unreachable.push(format!("{} ({e})", b.id));
-                continue;
-            }
-        };
-        match call(&s, &req, LIST_TIMEOUT, |r: BackupGetReplicasResponse| r) {
+        match c.get_replicas(&b.locator, &req, LIST_TIMEOUT) {
             Ok(r) => listings.push((b.id, b.locator.clone(), r)),
-            Err(e) => unreachable.push(format!("{} ({e})", b.id)),
+            Err(e) => unreachable.push(Unreachable {
+                backup: b.id,
+                reason: e.to_string(),
+            }),
         }
     }
     choose_log(crashed.id, &listings, &unreachable)
 }
 
-fn recover(c: &Arc<Coordinator>, crashed: &ServerRecord) -> Result<(), String> {
+/// One round of recovery of `crashed`: locate its log, plan, replay in parallel, record the new
+/// owners; when every part is recovered, free the replicas and drop the server from the list.
+pub fn recover<C: ClusterIo>(c: &C, crashed: &ServerRecord) -> Result<(), RecoveryError> {
     let started = Instant::now();
     let replicated = crashed.services.has(Services::REPLICATED);
     let log = if replicated {
@@ -168,8 +262,8 @@ fn recover(c: &Arc<Coordinator>, crashed: &ServerRecord) -> Result<(), String> {
         }
     };
     let (plan, _) = c
-        .transition_now(|st| st.plan_recovery(crashed.id, MAX_PARTITIONS))
-        .map_err(|e| format!("cannot plan the recovery: {e}"))?;
+        .transition(|st| st.plan_recovery(crashed.id, MAX_PARTITIONS))
+        .map_err(RecoveryError::Plan)?;
     tracing::info!(
         server = %crashed.id,
         segments = log.segments.len(),
@@ -188,7 +282,7 @@ fn recover(c: &Arc<Coordinator>, crashed: &ServerRecord) -> Result<(), String> {
                 .collect(),
         })
         .collect();
-    let results: Vec<Result<(), String>> = std::thread::scope(|scope| {
+    let results: Vec<Result<(), PartitionError>> = std::thread::scope(|scope| {
         let handles: Vec<_> = plan
             .iter()
             .map(|(master, locator, ranges)| {
@@ -199,9 +293,12 @@ fn recover(c: &Arc<Coordinator>, crashed: &ServerRecord) -> Result<(), String> {
                         ranges: ranges.clone(),
                         segments: segments.clone(),
                     };
-                    let s = c.session(locator)?;
-                    let r = call(&s, &req, RECOVER_TIMEOUT, |r| r)
-                        .map_err(|e| format!("recovery master {master}: {e}"))?;
+                    let r =
+                        c.recover_tablets(locator, &req, RECOVER_TIMEOUT)
+                            .map_err(|source| PartitionError::Master {
+                                master: *master,
+                                source,
+                            })?;
                     tracing::info!(
                         crashed = %crashed.id,
                         %master,
@@ -211,48 +308,285 @@ fn recover(c: &Arc<Coordinator>, crashed: &ServerRecord) -> Result<(), String> {
                         "partition recovered"
                     );
                     let ((), sends) = c
-                        .transition_now(|st| {
-                            Ok(((), st.finish_recovery(crashed.id, *master, ranges)))
-                        })
-                        .map_err(|e| format!("cannot record the new owner: {e}"))?;
-                    let _ = c.send_actions(sends);
+                        .transition(|st| Ok(((), st.finish_recovery(crashed.id, *master, ranges))))
+                        .map_err(PartitionError::Record)?;
+                    let _ = c.send(sends);
                     Ok(())
                 })
             })
             .collect();
         handles
             .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err("recovery thread panicked".into()))
-            })
+            .map(|h| h.join().unwrap_or(Err(PartitionError::Panicked)))
             .collect()
     });
-    let failures: Vec<String> = results.into_iter().filter_map(Result::err).collect();
+    let failures: Vec<PartitionError> = results.into_iter().filter_map(Result::err).collect();
     if !failures.is_empty() {
-        return Err(format!(
-            "{} of {} partitions failed (retried): {}",
-            failures.len(),
-            plan.len(),
-            failures.join("; ")
-        ));
+        return Err(RecoveryError::Incomplete {
+            planned: plan.len(),
+            failures,
+        });
     }
     // Everything recovered: the replicas can go, and the server leaves the list.
-    for b in c.with_state(|st| st.up_backups(crashed.id)) {
-        if let Ok(s) = c.session(&b.locator) {
-            let _ = call(
-                &s,
-                &BackupRecoveryDoneRequest { master: crashed.id },
-                LIST_TIMEOUT,
-                |_| (),
-            );
+    let done = BackupRecoveryDoneRequest { master: crashed.id };
+    for b in c.read(|st| st.up_backups(crashed.id)) {
+        if let Err(e) = c.recovery_done(&b.locator, &done, LIST_TIMEOUT) {
+            tracing::debug!(backup = %b.id, error = %e, "BackupRecoveryDone failed; that backup keeps the recovered master's replicas");
         }
     }
-    let _ = c.transition_now(|st| Ok(((), st.recovery_done(crashed.id))));
+    if let Err(e) = c.transition(|st| Ok(((), st.recovery_done(crashed.id)))) {
+        tracing::warn!(server = %crashed.id, error = %e, "cannot persist the end of recovery");
+    }
     tracing::info!(
         server = %crashed.id,
         seconds = started.elapsed().as_secs_f64(),
         "recovery complete"
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    //! Recovery driven through a fake [`ClusterIo`]: the seam is real, no sockets or threads of
+    //! a coordinator involved.
+
+    use std::collections::HashMap;
+
+    use faascache_protocol::msg::backup::{LogDigestInfo, ReplicaInfo};
+    use faascache_protocol::msg::control::{RecoverTabletsResponse, TabletRange};
+    use faascache_protocol::msg::coordinator::{ServerStatus, TabletState};
+    use faascache_transport::Error as TransportError;
+    use parking_lot::Mutex;
+
+    use super::super::cluster_io::ControlSendError;
+    use super::super::state::{Action, CoordError, CoordinatorState};
+    use super::*;
+
+    /// How a fake backup answers `BackupGetReplicas`.
+    enum Backup {
+        /// With these replicas of the crashed master.
+        Holds(BackupGetReplicasResponse),
+        /// Not at all: it is slow (the call times out).
+        Slow,
+    }
+
+    /// A `RecoverTablets` received: master locator, ranges, segment → backups named.
+    type Received = (String, Vec<TabletRange>, Vec<(u64, Vec<ServerId>)>);
+
+    #[derive(Default)]
+    struct Fake {
+        state: Mutex<CoordinatorState>,
+        backups: HashMap<String, Backup>,
+        /// RecoverTablets received.
+        recovered: Mutex<Vec<Received>>,
+        sent: Mutex<Vec<Action>>,
+        done_told: Mutex<Vec<String>>,
+        persisted: Mutex<usize>,
+    }
+
+    impl ClusterIo for Fake {
+        fn read<T>(&self, f: impl FnOnce(&CoordinatorState) -> T) -> T {
+            f(&self.state.lock())
+        }
+        fn transition<T>(
+            &self,
+            f: impl FnOnce(&mut CoordinatorState) -> Result<(T, Vec<Action>), CoordError>,
+        ) -> Result<(T, Vec<Action>), TransitionError> {
+            let mut st = self.state.lock();
+            let (v, actions) = f(&mut st)?;
+            st.check().expect("invariants hold after every transition");
+            if actions.contains(&Action::Persist) {
+                *self.persisted.lock() += 1;
+            }
+            Ok((
+                v,
+                actions
+                    .into_iter()
+                    .filter(|a| *a != Action::Persist)
+                    .collect(),
+            ))
+        }
+        fn send(&self, actions: Vec<Action>) -> Result<(), ControlSendError> {
+            self.sent.lock().extend(actions);
+            Ok(())
+        }
+        fn get_replicas(
+            &self,
+            locator: &str,
+            _req: &BackupGetReplicasRequest,
+            timeout: Duration,
+        ) -> Result<BackupGetReplicasResponse, CallError> {
+            match self.backups.get(locator) {
+                Some(Backup::Holds(r)) => Ok(r.clone()),
+                Some(Backup::Slow) => Err(CallError::Transport(TransportError::Timeout(timeout))),
+                None => Err(CallError::Transport(TransportError::Connect {
+                    locator: locator.into(),
+                    reason: "connection refused".into(),
+                })),
+            }
+        }
+        fn recover_tablets(
+            &self,
+            locator: &str,
+            req: &RecoverTabletsRequest<'_>,
+            _timeout: Duration,
+        ) -> Result<RecoverTabletsResponse, CallError> {
+            let segments = req
+                .segments
+                .iter()
+                .map(|s| (s.segment_id, s.backups.iter().map(|b| b.0).collect()))
+                .collect();
+            self.recovered
+                .lock()
+                .push((locator.to_string(), req.ranges.clone(), segments));
+            Ok(RecoverTabletsResponse {
+                objects: 10,
+                bytes: 100,
+                read_bytes: 1000,
+            })
+        }
+        fn recovery_done(
+            &self,
+            locator: &str,
+            _req: &BackupRecoveryDoneRequest,
+            _timeout: Duration,
+        ) -> Result<(), CallError> {
+            self.done_told.lock().push(locator.to_string());
+            Ok(())
+        }
+    }
+
+    fn replicas(segments: &[u64], digest: Option<(u64, &[u64])>) -> Backup {
+        Backup::Holds(BackupGetReplicasResponse {
+            replicas: segments
+                .iter()
+                .map(|&segment_id| ReplicaInfo {
+                    segment_id,
+                    length: 4096,
+                    closed: true,
+                })
+                .collect(),
+            digest: digest.map(|(segment_id, s)| LogDigestInfo {
+                segment_id,
+                segments: s.to_vec(),
+            }),
+        })
+    }
+
+    const ALL: Services =
+        Services(Services::MASTER.0 | Services::BACKUP.0 | Services::REPLICATED.0);
+
+    /// Four servers (master + backup each) and a table of 4 tablets; the first server crashes.
+    /// Its log is segments 1..=3 (digest in 3); `b1` holds 1 and 2, `b2` holds 2 and 3 with the
+    /// digest, `b3` is slow. Returns the fake, the crashed server's record and the table id.
+    fn cluster(b2_holds: Backup) -> (Fake, ServerRecord, u64) {
+        let mut st = CoordinatorState::default();
+        let s = Duration::from_secs(1);
+        let ids: Vec<ServerId> = (0..4)
+            .map(|i| st.enlist(ALL, &format!("b{i}"), ServerId::NONE, s).0)
+            .collect();
+        let (table, _) = st.create_table("t", 4).unwrap();
+        st.confirm_crashed(ids[0]);
+        let crashed = st
+            .recoveries_pending()
+            .pop()
+            .expect("a recovery is pending");
+        assert_eq!(crashed.id, ids[0]);
+        let mut backups = HashMap::new();
+        backups.insert("b1".to_string(), replicas(&[1, 2], None));
+        backups.insert("b2".to_string(), b2_holds);
+        backups.insert("b3".to_string(), Backup::Slow);
+        let fake = Fake {
+            state: Mutex::new(st),
+            backups,
+            ..Fake::default()
+        };
+        (fake, crashed, table)
+    }
+
+    #[test]
+    fn recovery_hands_the_tablets_over_despite_a_slow_backup() {
+        let (fake, crashed, table) = cluster(replicas(&[2, 3], Some((3, &[1, 2, 3]))));
+        recover(&fake, &crashed).unwrap();
+        // Every tablet of the table now belongs to a surviving master, serving.
+        let (_, tablets) = fake.read(|st| {
+            let (v, t) = st.tablet_map(table).unwrap();
+            (v, t.into_iter().map(|(t, _)| t).collect::<Vec<_>>())
+        });
+        assert!(!tablets.is_empty());
+        for t in &tablets {
+            assert_ne!(t.owner, crashed.id, "{t:?}");
+            assert_eq!(t.state, TabletState::Normal, "{t:?}");
+        }
+        // The recovery masters were told where each segment is: never on the slow backup,
+        // never on the crashed server's own backup.
+        let recovered = fake.recovered.lock();
+        assert!(!recovered.is_empty());
+        for (master, _, segments) in recovered.iter() {
+            assert_ne!(master, "b0");
+            let ids: Vec<u64> = segments.iter().map(|s| s.0).collect();
+            assert_eq!(ids, [1, 2, 3]);
+            for (seg, holders) in segments {
+                assert!(!holders.is_empty(), "segment {seg} has no backup");
+                for h in holders {
+                    let loc = fake.read(|st| st.server(*h).unwrap().locator.clone());
+                    assert!(loc == "b1" || loc == "b2", "segment {seg} on {loc}");
+                }
+            }
+        }
+        // The crashed master's tablet was split over the three survivors.
+        let covered: usize = recovered.iter().map(|r| r.1.len()).sum();
+        assert_eq!(recovered.len(), 3);
+        assert_eq!(covered, 3);
+        // The new owners were told to serve; the backups to free the replicas; the crashed
+        // server left the list; the state was persisted along the way.
+        assert_eq!(fake.sent.lock().len(), covered);
+        assert!(fake.done_told.lock().contains(&"b1".to_string()));
+        let status = fake.read(|st| st.server(crashed.id).map(|s| s.status));
+        assert!(
+            status.is_none_or(|s| s == ServerStatus::Removed),
+            "{status:?}"
+        );
+        assert!(fake.read(|st| st.recoveries_pending()).is_empty());
+        assert!(*fake.persisted.lock() >= 2);
+    }
+
+    #[test]
+    fn recovery_waits_while_a_segment_is_only_on_a_slow_backup() {
+        // b2 holds the digest but not segment 3; b3 (slow) may.
+        let (fake, crashed, table) = cluster(replicas(&[2], Some((3, &[1, 2, 3]))));
+        let err = recover(&fake, &crashed).unwrap_err();
+        match &err {
+            RecoveryError::Log(LogError::MissingSegments {
+                master,
+                head,
+                missing,
+                unreachable,
+            }) => {
+                assert_eq!(
+                    (*master, *head, missing.as_slice()),
+                    (crashed.id, 3, &[3][..])
+                );
+                assert_eq!(unreachable.len(), 1);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        let text = err.to_string();
+        assert!(
+            text.contains("[3]") && text.contains("unreachable backups"),
+            "{text}"
+        );
+        // Nothing was replayed or handed over.
+        assert!(fake.recovered.lock().is_empty());
+        let owners: Vec<ServerId> = fake.read(|st| {
+            st.tablet_map(table)
+                .unwrap()
+                .1
+                .iter()
+                .map(|(t, _)| t.owner)
+                .collect()
+        });
+        assert!(owners.contains(&crashed.id));
+        assert_eq!(fake.read(|st| st.recoveries_pending()).len(), 1);
+    }
 }

@@ -14,9 +14,12 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use faascache_protocol::msg::backup::{
+    BackupGetReplicasRequest, BackupGetReplicasResponse, BackupRecoveryDoneRequest,
+};
 use faascache_protocol::msg::control::{
     DropTabletOwnershipRequest, MigrateTabletOutRequest, PrepareMigrationRequest,
-    TakeTabletOwnershipRequest,
+    RecoverTabletsRequest, RecoverTabletsResponse, TakeTabletOwnershipRequest,
 };
 use faascache_protocol::msg::coordinator::*;
 use faascache_protocol::msg::{ErrorReply, Message, MsgError, Request, Services};
@@ -28,8 +31,11 @@ use faascache_transport::{
 };
 use parking_lot::Mutex;
 
+use super::cluster_io::{ClusterIo, ControlSendError, TransitionError};
 use super::external::{ExternalStorage, ExternalStorageError};
-use super::state::{Action, Control, CoordError, CoordinatorState, MigrationPlan};
+use super::state::{
+    Action, Control, CoordError, CoordinatorState, MigrationPlan, StateDecodeError,
+};
 
 /// Name of the state blob in external storage.
 pub const STATE_BLOB: &str = "coordinator-state";
@@ -69,8 +75,13 @@ pub enum StartError {
     #[error(transparent)]
     Storage(#[from] ExternalStorageError),
     /// The state blob does not decode.
-    #[error("{0}")]
-    BadState(String),
+    #[error("{source} (in {storage} blob {STATE_BLOB})")]
+    BadState {
+        /// The storage (`file:DIR`, `zk:...`).
+        storage: String,
+        /// What is wrong with the blob.
+        source: StateDecodeError,
+    },
     /// Could not serve on the locator.
     #[error(transparent)]
     Transport(#[from] faascache_transport::Error),
@@ -155,9 +166,12 @@ pub fn start(
 ) -> Result<CoordinatorHandle, StartError> {
     let epoch = storage.acquire_leadership()?;
     let mut state = match storage.get(STATE_BLOB)? {
-        Some(blob) => CoordinatorState::decode(&blob.data).map_err(|e| {
-            StartError::BadState(format!("{e} (in {} blob {STATE_BLOB})", storage.describe()))
-        })?,
+        Some(blob) => {
+            CoordinatorState::decode(&blob.data).map_err(|source| StartError::BadState {
+                storage: storage.describe(),
+                source,
+            })?
+        }
         None => CoordinatorState::default(),
     };
     state.heartbeat_timeout = cfg.heartbeat_timeout;
@@ -208,7 +222,7 @@ pub fn start(
     threads.push(
         std::thread::Builder::new()
             .name("coord-recovery".into())
-            .spawn(move || super::recovery::recovery_loop(c3, stop3))
+            .spawn(move || super::recovery::recovery_loop(&*c3, &stop3))
             .map_err(StartError::Thread)?,
     );
     let service = CoordinatorService {
@@ -238,6 +252,23 @@ impl From<CoordError> for Fail {
     }
 }
 
+impl From<TransitionError> for Fail {
+    fn from(e: TransitionError) -> Self {
+        Fail(e.status(), e.to_string())
+    }
+}
+
+/// Why a migration's copy failed (the source keeps the tablet).
+#[derive(Debug, thiserror::Error)]
+pub enum MigrationError {
+    /// `PrepareMigration` to the target failed.
+    #[error("preparing the target failed: {0}")]
+    Prepare(CallError),
+    /// `MigrateTabletOut` to the source failed.
+    #[error("copying from the source failed: {0}")]
+    Copy(CallError),
+}
+
 impl Coordinator {
     fn now(&self) -> Duration {
         self.start.elapsed()
@@ -254,17 +285,14 @@ impl Coordinator {
     fn transition<T>(
         &self,
         f: impl FnOnce(&mut CoordinatorState) -> Result<(T, Vec<Action>), CoordError>,
-    ) -> Result<(T, Vec<Action>), Fail> {
+    ) -> Result<(T, Vec<Action>), TransitionError> {
         let mut st = self.state.lock();
         let (v, actions) = f(&mut st)?;
         debug_assert!(st.check().is_ok(), "{:?}", st.check());
         if actions.contains(&Action::Persist) {
             if let Err(e) = self.persist(&st) {
                 tracing::error!(error = %e, "cannot persist the coordinator state");
-                return Err(Fail(
-                    Status::INTERNAL_ERROR,
-                    format!("the coordinator cannot persist its state: {e}"),
-                ));
+                return Err(TransitionError::Persist(e));
             }
         }
         Ok((
@@ -277,21 +305,8 @@ impl Coordinator {
     }
 
     /// Run `f` on the state (a query).
-    pub(super) fn with_state<T>(&self, f: impl FnOnce(&CoordinatorState) -> T) -> T {
+    fn with_state<T>(&self, f: impl FnOnce(&CoordinatorState) -> T) -> T {
         f(&self.state.lock())
-    }
-
-    /// [`Coordinator::transition`] for the recovery thread: errors as text.
-    pub(super) fn transition_now<T>(
-        &self,
-        f: impl FnOnce(&mut CoordinatorState) -> Result<(T, Vec<Action>), CoordError>,
-    ) -> Result<(T, Vec<Action>), String> {
-        self.transition(f).map_err(|Fail(s, d)| format!("{s}: {d}"))
-    }
-
-    /// Carry out control sends (see [`Coordinator::send_all`]).
-    pub(super) fn send_actions(&self, actions: Vec<Action>) -> Result<(), String> {
-        self.send_all(actions)
     }
 
     /// Whether the server at `locator` answers a ping within `timeout` (a fresh connection).
@@ -305,65 +320,67 @@ impl Coordinator {
         matches!(s.call(Opcode::Ping, &[], timeout), Ok((Status::OK, _)))
     }
 
-    pub(super) fn session(&self, locator: &str) -> Result<Session, String> {
+    fn session(&self, locator: &str) -> Result<Session, faascache_transport::Error> {
         if let Some(s) = self.sessions.lock().get(locator) {
             if s.failure().is_none() {
                 return Ok(s.clone());
             }
         }
-        let loc: ServiceLocator = locator
-            .parse()
-            .map_err(|e| format!("bad locator {locator:?}: {e}"))?;
-        let s = faascache_transport::connect(&loc, ClientConfig::default())
-            .map_err(|e| e.to_string())?;
+        let loc: ServiceLocator = locator.parse()?;
+        let s = faascache_transport::connect(&loc, ClientConfig::default())?;
         self.sessions.lock().insert(locator.to_string(), s.clone());
         Ok(s)
     }
 
-    fn rpc<'a, R: Request<'a>>(
+    /// One RPC on the cached session to `locator` (dropped if the transport failed).
+    fn rpc<'a, R: Request<'a>, T>(
         &self,
         locator: &str,
         req: &R,
         timeout: Duration,
-    ) -> Result<(), String> {
+        f: impl for<'b> FnOnce(R::Response<'b>) -> T,
+    ) -> Result<T, CallError> {
         let s = self.session(locator)?;
-        match call(&s, req, timeout, |_| ()) {
-            Ok(()) => Ok(()),
-            Err(e @ CallError::Transport(_)) => {
-                self.sessions.lock().remove(locator);
-                Err(e.to_string())
-            }
-            Err(e) => Err(e.to_string()),
+        let r = call(&s, req, timeout, f);
+        if let Err(CallError::Transport(_)) = &r {
+            self.sessions.lock().remove(locator);
         }
+        r
     }
 
     /// Carry out sends; failures are logged (a master that missed a message is told again when
     /// it re-registers) and the first is returned.
-    fn send_all(&self, actions: Vec<Action>) -> Result<(), String> {
+    fn send_all(&self, actions: Vec<Action>) -> Result<(), ControlSendError> {
         let mut first = Ok(());
         for a in actions {
             let Action::Send { to, locator, msg } = a else {
                 continue;
             };
             let r = match &msg {
-                Control::Take(r) => {
-                    self.rpc(&locator, &TakeTabletOwnershipRequest(*r), CONTROL_TIMEOUT)
-                }
-                Control::Drop(r) => {
-                    self.rpc(&locator, &DropTabletOwnershipRequest(*r), DROP_TIMEOUT)
-                }
+                Control::Take(r) => self.rpc(
+                    &locator,
+                    &TakeTabletOwnershipRequest(*r),
+                    CONTROL_TIMEOUT,
+                    |_| (),
+                ),
+                Control::Drop(r) => self.rpc(
+                    &locator,
+                    &DropTabletOwnershipRequest(*r),
+                    DROP_TIMEOUT,
+                    |_| (),
+                ),
             };
             if let Err(e) = r {
                 tracing::warn!(server = %to, ?msg, error = %e, "control RPC to a master failed");
                 if first.is_ok() {
-                    first = Err(format!("server {to}: {e}"));
+                    first = Err(ControlSendError { to, source: e });
                 }
             }
         }
         first
     }
 
-    fn run_migration(&self, plan: &MigrationPlan) -> Result<(), String> {
+    fn run_migration(&self, plan: &MigrationPlan) -> Result<(), MigrationError> {
         self.rpc(
             &plan.target.1,
             &PrepareMigrationRequest {
@@ -371,8 +388,9 @@ impl Coordinator {
                 source: plan.source.0,
             },
             CONTROL_TIMEOUT,
+            |_| (),
         )
-        .map_err(|e| format!("preparing the target failed: {e}"))?;
+        .map_err(MigrationError::Prepare)?;
         self.rpc(
             &plan.source.1,
             &MigrateTabletOutRequest {
@@ -381,8 +399,9 @@ impl Coordinator {
                 target_locator: &plan.target.1,
             },
             MIGRATE_TIMEOUT,
+            |_| (),
         )
-        .map_err(|e| format!("copying from the source failed: {e}"))
+        .map_err(MigrationError::Copy)
     }
 
     fn defer(&self, call: &mut IncomingRpc<'_>, job: impl FnOnce(Responder) + Send + 'static) {
@@ -405,6 +424,52 @@ impl Coordinator {
                 .to_vec(),
             ),
         }
+    }
+}
+
+/// Recovery's view of the coordinator: the state under its lock, persistence, and RPCs on the
+/// coordinator's cached sessions.
+impl ClusterIo for Coordinator {
+    fn read<T>(&self, f: impl FnOnce(&CoordinatorState) -> T) -> T {
+        self.with_state(f)
+    }
+
+    fn transition<T>(
+        &self,
+        f: impl FnOnce(&mut CoordinatorState) -> Result<(T, Vec<Action>), CoordError>,
+    ) -> Result<(T, Vec<Action>), TransitionError> {
+        Coordinator::transition(self, f)
+    }
+
+    fn send(&self, actions: Vec<Action>) -> Result<(), ControlSendError> {
+        self.send_all(actions)
+    }
+
+    fn get_replicas(
+        &self,
+        locator: &str,
+        req: &BackupGetReplicasRequest,
+        timeout: Duration,
+    ) -> Result<BackupGetReplicasResponse, CallError> {
+        self.rpc(locator, req, timeout, |r| r)
+    }
+
+    fn recover_tablets(
+        &self,
+        locator: &str,
+        req: &RecoverTabletsRequest<'_>,
+        timeout: Duration,
+    ) -> Result<RecoverTabletsResponse, CallError> {
+        self.rpc(locator, req, timeout, |r| r)
+    }
+
+    fn recovery_done(
+        &self,
+        locator: &str,
+        req: &BackupRecoveryDoneRequest,
+        timeout: Duration,
+    ) -> Result<(), CallError> {
+        self.rpc(locator, req, timeout, |_| ())
     }
 }
 
@@ -475,7 +540,7 @@ impl Dispatch for CoordinatorService {
                     r.reply_vec(Status::OK, EnlistServerResponse { server_id: id }.to_vec());
                     let _ = c.send_all(sends);
                 }
-                Err(f) => reply_fail(r, f),
+                Err(f) => reply_fail(r, f.into()),
             }
         });
     }
@@ -524,7 +589,7 @@ impl Dispatch for CoordinatorService {
                 }
                 r.reply_vec(Status::OK, TableIdResponse { table_id: id }.to_vec());
             }
-            Err(f) => reply_fail(r, f),
+            Err(f) => reply_fail(r, f.into()),
         });
     }
 
@@ -540,7 +605,7 @@ impl Dispatch for CoordinatorService {
                 }
                 r.reply(Status::OK, &[]);
             }
-            Err(f) => reply_fail(r, f),
+            Err(f) => reply_fail(r, f.into()),
         });
     }
 
@@ -610,7 +675,7 @@ impl Dispatch for CoordinatorService {
                     tracing::info!(table = req.table_id, split = req.split_hash, "tablet split");
                     r.reply(Status::OK, &[])
                 }
-                Err(f) => reply_fail(r, f),
+                Err(f) => reply_fail(r, f.into()),
             }
         });
     }
@@ -623,7 +688,7 @@ impl Dispatch for CoordinatorService {
                 st.begin_migration(req.table_id, req.start_hash, req.end_hash, req.target).map(|p| (p, Vec::new()))
             }) {
                 Ok((plan, _)) => plan,
-                Err(f) => return reply_fail(r, f),
+                Err(f) => return reply_fail(r, f.into()),
             };
             tracing::info!(table = req.table_id, source = %plan.source.0, target = %plan.target.0, "migration started");
             // The copy can take long: its own thread, so the worker keeps serving.
@@ -637,7 +702,7 @@ impl Dispatch for CoordinatorService {
                             tracing::info!(table = req.table_id, target = %plan.target.0, ?sent, "migration finished");
                             r.reply(Status::OK, &[]);
                         }
-                        Err(f) => reply_fail(r, f),
+                        Err(f) => reply_fail(r, f.into()),
                     },
                     Err(e) => {
                         tracing::warn!(table = req.table_id, error = %e, "migration failed; the source keeps the tablet");
@@ -679,7 +744,7 @@ impl Dispatch for CoordinatorService {
                         return;
                     }
                 }
-                if let Err(e) = c.transition_now(|st| Ok(((), st.confirm_crashed(req.server)))) {
+                if let Err(e) = c.transition(|st| Ok(((), st.confirm_crashed(req.server)))) {
                     tracing::error!(error = %e, "cannot record a crash");
                 }
             });
@@ -694,7 +759,7 @@ impl Dispatch for CoordinatorService {
         self.c.defer(call, move |r| {
             match c.transition(|st| Ok(st.allocate_client_id())) {
                 Ok((id, _)) => r.reply_vec(Status::OK, ClientIdResponse { client_id: id }.to_vec()),
-                Err(f) => reply_fail(r, f),
+                Err(f) => reply_fail(r, f.into()),
             }
         });
     }

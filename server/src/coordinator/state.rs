@@ -1,7 +1,7 @@
 //! The coordinator's state machine (sans-I/O): the server list, tables and the tablet map.
 //! Messages and the current time come in as method arguments; what must happen outside — persist
 //! the state, send a control RPC to a master — comes out as [`Action`]s that the RPC shell
-//! ([`super::service`]) carries out, persisting *before* sending or replying.
+//! (`coordinator::service`) carries out, persisting *before* sending or replying.
 //!
 //! Invariants (checked by [`CoordinatorState::check`], which tests run after every step):
 //! * the tablets of a table are disjoint and cover `0..=u64::MAX` exactly;
@@ -15,10 +15,13 @@ use std::time::Duration;
 use faascache_protocol::msg::control::TabletRange;
 use faascache_protocol::msg::coordinator::{ServerStatus, TabletState};
 use faascache_protocol::msg::{ServerId, Services};
-use faascache_protocol::wire::codec::{Reader, Writer};
 use faascache_transport::Status;
 
+mod migration;
+mod persist;
 mod recovery;
+
+pub use persist::{InvariantError, StateDecodeError};
 
 /// A server in the list.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -337,11 +340,18 @@ impl CoordinatorState {
         let reuse = self
             .servers
             .values()
-            .find(|s| s.status == ServerStatus::Removed)
+            .find(|s| s.status == ServerStatus::Removed && s.id.generation() < u32::MAX)
             .map(|s| s.id);
+        // (Slot indexes below u32::MAX are checked when a persisted state is decoded.)
         let id = match reuse {
             Some(old) => ServerId::new(old.index(), old.generation() + 1),
-            None => ServerId::new(self.servers.keys().next_back().map_or(1, |i| i + 1), 1),
+            None => ServerId::new(
+                self.servers
+                    .keys()
+                    .next_back()
+                    .map_or(1, |i| i.saturating_add(1)),
+                1,
+            ),
         };
         self.servers.insert(
             id.index(),
@@ -503,117 +513,6 @@ impl CoordinatorState {
         Ok(actions)
     }
 
-    /// Split the tablet containing `split` so that `split` starts a new tablet (same owner).
-    pub fn split_tablet(&mut self, table: u64, split: u64) -> Result<Vec<Action>, CoordError> {
-        if !self.tables.values().any(|t| t.id == table) {
-            return Err(CoordError::NoSuchTableId(table));
-        }
-        let i = self
-            .tablets
-            .iter()
-            .position(|t| t.table_id == table && t.start <= split && split <= t.end)
-            .ok_or(CoordError::NoSuchTablet {
-                table,
-                start: split,
-                end: split,
-            })?;
-        let t = self.tablets[i];
-        if t.start == split {
-            return Ok(Vec::new());
-        }
-        if t.state == TabletState::Migrating {
-            return Err(CoordError::Conflict(
-                "the tablet is migrating: split it afterwards".into(),
-            ));
-        }
-        self.tablets[i].end = split - 1;
-        self.tablets.push(Tablet { start: split, ..t });
-        self.sort_tablets();
-        self.tablet_map_version += 1;
-        Ok(vec![Action::Persist])
-    }
-
-    /// Start moving tablet `[start, end]` of `table` to `target`. The tablet is marked
-    /// migrating (not persisted: a restarted coordinator sees it at its old owner, which is where
-    /// a failed migration leaves it).
-    pub fn begin_migration(
-        &mut self,
-        table: u64,
-        start: u64,
-        end: u64,
-        target: ServerId,
-    ) -> Result<MigrationPlan, CoordError> {
-        let i = self
-            .tablets
-            .iter()
-            .position(|t| t.table_id == table && t.start == start && t.end == end)
-            .ok_or(CoordError::NoSuchTablet { table, start, end })?;
-        let t = self.tablets[i];
-        if t.state != TabletState::Normal {
-            return Err(CoordError::Conflict(format!(
-                "the tablet is {}: try again later",
-                t.state
-            )));
-        }
-        let tgt = self
-            .server(target)
-            .filter(|s| s.status == ServerStatus::Up && s.services.has(Services::MASTER))
-            .ok_or(CoordError::NoSuchServer(target))?;
-        if t.owner == target {
-            return Err(CoordError::Conflict(format!(
-                "server {target} already owns the tablet"
-            )));
-        }
-        let src = self
-            .server(t.owner)
-            .filter(|s| s.status == ServerStatus::Up)
-            .ok_or(CoordError::NoSuchServer(t.owner))?;
-        let plan = MigrationPlan {
-            range: t.range(),
-            source: (src.id, src.locator.clone()),
-            target: (tgt.id, tgt.locator.clone()),
-        };
-        self.tablets[i].state = TabletState::Migrating;
-        self.tablet_map_version += 1;
-        Ok(plan)
-    }
-
-    fn find_tablet(&self, r: &TabletRange) -> Option<usize> {
-        self.tablets.iter().position(|t| {
-            t.table_id == r.table_id && t.start == r.start_hash && t.end == r.end_hash
-        })
-    }
-
-    /// The source copied the tablet: the target owns it now.
-    pub fn finish_migration(&mut self, plan: &MigrationPlan) -> Vec<Action> {
-        let mut actions = vec![Action::Persist];
-        if let Some(i) = self.find_tablet(&plan.range) {
-            self.tablets[i].owner = plan.target.0;
-            self.tablets[i].state = TabletState::Normal;
-            self.tablet_map_version += 1;
-            actions.extend(self.send(plan.target.0, Control::Take(plan.range)));
-            actions.extend(self.send(plan.source.0, Control::Drop(plan.range)));
-        } else {
-            // The table was dropped meanwhile: the target drops what it received.
-            actions.extend(self.send(plan.target.0, Control::Drop(plan.range)));
-            actions.extend(self.send(plan.source.0, Control::Drop(plan.range)));
-        }
-        actions
-    }
-
-    /// The migration failed: the source keeps the tablet; the target drops what it received.
-    pub fn abort_migration(&mut self, plan: &MigrationPlan) -> Vec<Action> {
-        if let Some(i) = self.find_tablet(&plan.range) {
-            if self.tablets[i].state == TabletState::Migrating {
-                self.tablets[i].state = TabletState::Normal;
-                self.tablet_map_version += 1;
-            }
-        }
-        self.send(plan.target.0, Control::Drop(plan.range))
-            .into_iter()
-            .collect()
-    }
-
     // ---- client ids ----------------------------------------------------------------------------
 
     /// A fresh client id; `Persist` when a new block is reserved.
@@ -632,161 +531,12 @@ impl CoordinatorState {
         self.tablet_map_version += 1;
     }
 
-    /// Check the invariants; the first broken one is the error.
-    pub fn check(&self) -> Result<(), String> {
-        for t in self.tables.values() {
-            let mut next = Some(0u64);
-            for x in self.tablets.iter().filter(|x| x.table_id == t.id) {
-                if Some(x.start) != next || x.end < x.start {
-                    return Err(format!(
-                        "table {} tablets do not tile the hash space at {:#x}",
-                        t.name, x.start
-                    ));
-                }
-                next = x.end.checked_add(1);
-                if self.server(x.owner).is_none() {
-                    return Err(format!(
-                        "tablet {:#x} of {} is owned by unknown server {}",
-                        x.start, t.name, x.owner
-                    ));
-                }
-            }
-            if next.is_some() {
-                return Err(format!(
-                    "table {} tablets stop before the end of the hash space",
-                    t.name
-                ));
-            }
-            if t.id >= self.next_table_id {
-                return Err(format!(
-                    "table id {} not below next id {}",
-                    t.id, self.next_table_id
-                ));
-            }
-        }
-        if self
-            .tablets
-            .iter()
-            .any(|x| !self.tables.values().any(|t| t.id == x.table_id))
-        {
-            return Err("a tablet belongs to no table".into());
-        }
-        Ok(())
-    }
-
-    // ---- persistence ---------------------------------------------------------------------------
-
-    /// Encode the durable part of the state (volatile fields and `Migrating` states are not
-    /// kept: a migration in flight restarts from its source).
-    pub fn encode(&self) -> Vec<u8> {
-        let mut buf = Vec::new();
-        let mut w = Writer::new(&mut buf);
-        w.raw(STATE_MAGIC).u32(STATE_VERSION);
-        w.u64(self.server_list_version)
-            .u64(self.next_table_id)
-            .u64(self.tablet_map_version)
-            .u64(self.client_id_ceiling);
-        w.u32(self.servers.len() as u32);
-        for s in self.servers.values() {
-            w.u64(s.id.0)
-                .u32(s.services.0)
-                .u8(s.status.as_u8())
-                .bytes_u16(s.locator.as_bytes());
-        }
-        w.u32(self.tables.len() as u32);
-        for t in self.tables.values() {
-            w.u64(t.id).bytes_u16(t.name.as_bytes());
-        }
-        w.u32(self.tablets.len() as u32);
-        for t in &self.tablets {
-            let state = if t.state == TabletState::Migrating {
-                TabletState::Normal
-            } else {
-                t.state
-            };
-            w.u64(t.table_id)
-                .u64(t.start)
-                .u64(t.end)
-                .u64(t.owner.0)
-                .u8(state.as_u8());
-        }
-        buf
-    }
-
-    /// Decode a state written by [`encode`](Self::encode); a clear error if it is not one.
-    pub fn decode(bytes: &[u8]) -> Result<CoordinatorState, String> {
-        let mut r = Reader::new(bytes);
-        let e = |e: faascache_protocol::wire::codec::CodecError| format!("coordinator state: {e}");
-        if r.take(4).map_err(e)? != STATE_MAGIC {
-            return Err("coordinator state: bad magic (not a coordinator state blob)".into());
-        }
-        let v = r.u32().map_err(e)?;
-        if v != STATE_VERSION {
-            return Err(format!("coordinator state: format version {v} is not supported (this build reads {STATE_VERSION})"));
-        }
-        let mut s = CoordinatorState {
-            server_list_version: r.u64().map_err(e)?,
-            next_table_id: r.u64().map_err(e)?,
-            tablet_map_version: r.u64().map_err(e)?,
-            client_id_ceiling: r.u64().map_err(e)?,
-            ..Default::default()
-        };
-        let text = |b: &[u8], what: &str| {
-            std::str::from_utf8(b)
-                .map(str::to_string)
-                .map_err(|_| format!("coordinator state: {what} is not UTF-8"))
-        };
-        let n = r.u32().map_err(e)?;
-        for _ in 0..n {
-            let id = ServerId(r.u64().map_err(e)?);
-            let services = Services(r.u32().map_err(e)?);
-            let st = r.u8().map_err(e)?;
-            let status = ServerStatus::from_u8(st)
-                .ok_or(format!("coordinator state: bad server status {st}"))?;
-            let locator = text(r.bytes_u16().map_err(e)?, "a locator")?;
-            s.servers.insert(
-                id.index(),
-                ServerRecord {
-                    id,
-                    services,
-                    locator,
-                    status,
-                },
-            );
-        }
-        let n = r.u32().map_err(e)?;
-        for _ in 0..n {
-            let id = r.u64().map_err(e)?;
-            let name = text(r.bytes_u16().map_err(e)?, "a table name")?;
-            s.tables.insert(name.clone(), TableRecord { id, name });
-        }
-        let n = r.u32().map_err(e)?;
-        for _ in 0..n {
-            let table_id = r.u64().map_err(e)?;
-            let start = r.u64().map_err(e)?;
-            let end = r.u64().map_err(e)?;
-            let owner = ServerId(r.u64().map_err(e)?);
-            let st = r.u8().map_err(e)?;
-            let state = TabletState::from_u8(st)
-                .ok_or(format!("coordinator state: bad tablet state {st}"))?;
-            s.tablets.push(Tablet {
-                table_id,
-                start,
-                end,
-                owner,
-                state,
-            });
-        }
-        r.finish().map_err(e)?;
-        s.next_client_id = s.client_id_ceiling;
-        s.check()
-            .map_err(|m| format!("coordinator state is inconsistent: {m}"))?;
-        Ok(s)
+    fn find_tablet(&self, r: &TabletRange) -> Option<usize> {
+        self.tablets.iter().position(|t| {
+            t.table_id == r.table_id && t.start == r.start_hash && t.end == r.end_hash
+        })
     }
 }
-
-const STATE_MAGIC: &[u8; 4] = b"FCCS";
-const STATE_VERSION: u32 = 1;
 
 #[cfg(test)]
 mod tests {
@@ -983,6 +733,7 @@ mod tests {
         bad[0] = b'X';
         assert!(CoordinatorState::decode(&bad)
             .unwrap_err()
+            .to_string()
             .contains("magic"));
     }
 

@@ -254,7 +254,12 @@ impl ExternalStorage for ZkStorage {
         let path = self.addr.path(EPOCH);
         loop {
             let (current, version) = self.read_epoch()?;
-            let next = current + 1;
+            let next = current
+                .checked_add(1)
+                .ok_or_else(|| ExternalStorageError::Corrupt {
+                    path: format!("{}{path}", self.addr),
+                    reason: "the epoch is at its maximum (u64::MAX) and cannot advance".into(),
+                })?;
             let text = next.to_string();
             let r = if version < 0 {
                 self.zk

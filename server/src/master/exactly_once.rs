@@ -43,6 +43,9 @@ const SHARDS: usize = 16;
 pub struct SavedReply {
     /// Status.
     pub status: Status,
+    /// The object's version the reply states (the new version on `OK`; the current one, or 0,
+    /// in an error reply), kept typed so a multi-op item needs no re-parse of `payload`.
+    pub version: u64,
     /// Payload.
     pub payload: Vec<u8>,
 }
@@ -167,6 +170,7 @@ mod tests {
     fn ok(v: u8) -> SavedReply {
         SavedReply {
             status: Status::OK,
+            version: u64::from(v),
             payload: vec![v],
         }
     }

@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 
 use faascache_protocol::msg::control::{MigratedObject, ReceiveMigrationDataRequest, TabletRange};
 use faascache_transport::{call, CallError};
-use faascache_transport::{ClientConfig, ServiceLocator, Session, Status};
+use faascache_transport::{ClientConfig, LocatorError, ServiceLocator, Session, Status};
 
-use super::tablets::Range;
+use super::tablets::{NotServing, Range};
 use super::Master;
 use faascache_storage::{RejectRules, StorageError};
 
@@ -30,6 +30,44 @@ pub const MAX_RESEND_ROUNDS: usize = 8;
 pub const RPC_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a batch is retried while the target answers `RETRY` (out of memory).
 pub const RETRY_FOR: Duration = Duration::from_secs(30);
+
+/// Why a migration out failed (the range is served here again).
+#[derive(Debug, thiserror::Error)]
+pub enum MigrationError {
+    /// The range is not served here whole, or already migrates.
+    #[error(transparent)]
+    NotServing(#[from] NotServing),
+    /// The target's locator does not parse.
+    #[error("bad target locator {target:?}: {source}")]
+    BadTarget {
+        /// The locator.
+        target: String,
+        /// Why.
+        source: LocatorError,
+    },
+    /// The target cannot be reached.
+    #[error("cannot reach the target {target}: {source}")]
+    Unreachable {
+        /// The locator.
+        target: String,
+        /// Why.
+        source: faascache_transport::Error,
+    },
+    /// A `ReceiveMigrationData` batch failed (after retries while the target said `RETRY`).
+    #[error("sending {objects} objects to the target failed: {source}")]
+    Send {
+        /// Objects in the batch.
+        objects: usize,
+        /// Why.
+        source: CallError,
+    },
+    /// Reading a key written during the copy failed here.
+    #[error("reading a migrating key failed: {0}")]
+    Read(StorageError),
+    /// Enumerating the range failed here.
+    #[error("enumerating the tablet failed: {0}")]
+    Enumerate(StorageError),
+}
 
 /// What a migration moved.
 #[derive(Debug, Default, Clone, Copy)]
@@ -56,7 +94,7 @@ impl Sender<'_> {
         key: Vec<u8>,
         value: Vec<u8>,
         version: u64,
-    ) -> Result<(), String> {
+    ) -> Result<(), MigrationError> {
         self.bytes += key.len() + value.len() + 16;
         self.batch.push((removed, key, value, version));
         if self.bytes >= BATCH_BYTES {
@@ -65,7 +103,7 @@ impl Sender<'_> {
         Ok(())
     }
 
-    fn flush(&mut self) -> Result<(), String> {
+    fn flush(&mut self) -> Result<(), MigrationError> {
         if self.batch.is_empty() {
             return Ok(());
         }
@@ -91,11 +129,11 @@ impl Sender<'_> {
                 {
                     std::thread::sleep(Duration::from_millis(20));
                 }
-                Err(e) => {
-                    return Err(format!(
-                        "sending {} objects to the target failed: {e}",
-                        req.objects.len()
-                    ))
+                Err(source) => {
+                    return Err(MigrationError::Send {
+                        objects: req.objects.len(),
+                        source,
+                    })
                 }
             }
         }
@@ -105,7 +143,7 @@ impl Sender<'_> {
     }
 
     /// Queue the current state of each key (value, or removed).
-    fn send_keys(&mut self, keys: Vec<Vec<u8>>) -> Result<u64, String> {
+    fn send_keys(&mut self, keys: Vec<Vec<u8>>) -> Result<u64, MigrationError> {
         let n = keys.len() as u64;
         for key in keys {
             let mut value = Vec::new();
@@ -116,7 +154,7 @@ impl Sender<'_> {
             {
                 Ok(version) => self.push(false, key, value, version)?,
                 Err(StorageError::ObjectDoesntExist) => self.push(true, key, Vec::new(), 0)?,
-                Err(e) => return Err(format!("reading a migrating key failed: {e}")),
+                Err(e) => return Err(MigrationError::Read(e)),
             }
         }
         self.flush()?;
@@ -126,14 +164,24 @@ impl Sender<'_> {
 
 /// Copy range `r` of `master` to the master at `target` and freeze it here. On error the range
 /// is served again.
-pub fn migrate_out(master: &Master, r: Range, target: &str) -> Result<MigrationStats, String> {
+pub fn migrate_out(
+    master: &Master,
+    r: Range,
+    target: &str,
+) -> Result<MigrationStats, MigrationError> {
     let mig = master.ownership.write().start_migration(r)?;
     let result = (|| {
-        let loc: ServiceLocator = target
-            .parse()
-            .map_err(|e| format!("bad target locator {target:?}: {e}"))?;
-        let session = faascache_transport::connect(&loc, ClientConfig::default())
-            .map_err(|e| format!("cannot reach the target {target}: {e}"))?;
+        let loc: ServiceLocator = target.parse().map_err(|source| MigrationError::BadTarget {
+            target: target.to_string(),
+            source,
+        })?;
+        let session =
+            faascache_transport::connect(&loc, ClientConfig::default()).map_err(|source| {
+                MigrationError::Unreachable {
+                    target: target.to_string(),
+                    source,
+                }
+            })?;
         let mut s = Sender {
             session,
             range: TabletRange {
@@ -152,7 +200,7 @@ pub fn migrate_out(master: &Master, r: Range, target: &str) -> Result<MigrationS
             let en = master
                 .engine
                 .enumerate(r.table, r.start..=r.end, cursor, BATCH_BYTES)
-                .map_err(|e| format!("enumerating the tablet failed: {e}"))?;
+                .map_err(MigrationError::Enumerate)?;
             for o in en.objects {
                 stats.objects += 1;
                 s.push(false, o.key, o.value, o.version)?;

@@ -24,13 +24,15 @@ use faascache_protocol::msg::backup::{
 use faascache_protocol::msg::control::{
     RecoverTabletsRequest, RecoverTabletsResponse, TabletRange,
 };
-use faascache_protocol::msg::{decode_reply, Message, Request as RpcRequest, ServerId};
-use faascache_transport::{ClientConfig, ServiceLocator, Session, Status};
+use faascache_protocol::msg::{
+    decode_reply, Failure, Message, MsgError, Request as RpcRequest, ServerId,
+};
+use faascache_transport::{ClientConfig, LocatorError, ServiceLocator, Session, Status};
 use parking_lot::Mutex;
 
 use super::Master;
 use crate::backup::{for_each_recovery_entry, RecoveryEntry};
-use faascache_storage::{key_hash, StorageError, TableId, TableOptions};
+use faascache_storage::{key_hash, FormatError, StorageError, TableId, TableOptions};
 
 /// Key shards serialising replay of the same key.
 pub const SHARDS: usize = 64;
@@ -102,6 +104,92 @@ impl Replay<'_> {
     }
 }
 
+/// Why one backup did not supply a segment (the next one is tried).
+#[derive(Debug, thiserror::Error)]
+pub enum BackupFetchError {
+    /// Its locator does not parse.
+    #[error("bad locator {locator:?}: {source}")]
+    BadLocator {
+        /// The locator.
+        locator: String,
+        /// Why.
+        source: LocatorError,
+    },
+    /// Connecting or the call failed.
+    #[error(transparent)]
+    Transport(#[from] faascache_transport::Error),
+    /// The backup answered with an error.
+    #[error("{0}")]
+    Failed(Failure),
+    /// The reply does not decode.
+    #[error("malformed reply: {0}")]
+    Malformed(MsgError),
+    /// The recovery data does not parse.
+    #[error("bad recovery data: {0}")]
+    BadData(FormatError),
+}
+
+/// Why replaying one segment's data failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SegmentError {
+    /// No backup could supply it; each one's error.
+    #[error("no backup could supply segment {segment} of {crashed}: {}", attempts_text(.attempts))]
+    NoBackup {
+        /// The segment.
+        segment: u64,
+        /// The crashed master.
+        crashed: ServerId,
+        /// Each backup tried and why it failed.
+        attempts: Vec<(ServerId, BackupFetchError)>,
+    },
+    /// Applying an entry failed on this master (e.g. out of memory): not the replica's fault,
+    /// so no other backup is tried.
+    #[error("replay failed on this master: {0}")]
+    Replay(StorageError),
+}
+
+fn attempts_text(a: &[(ServerId, BackupFetchError)]) -> String {
+    let v: Vec<String> = a.iter().map(|(id, e)| format!("{id}: {e}")).collect();
+    v.join("; ")
+}
+
+/// Why a `RecoverTablets` request failed; [`RecoverError::status`] is the reply's status.
+#[derive(Debug, thiserror::Error)]
+pub enum RecoverError {
+    /// A range names a table id that is not below 2^32.
+    #[error("table id {0} is not below 2^32")]
+    BadTable(u64),
+    /// A recovered table could not be created here.
+    #[error("{0}")]
+    CreateTable(StorageError),
+    /// A segment could not be replayed.
+    #[error(transparent)]
+    Segment(#[from] SegmentError),
+    /// The replayed data did not reach this master's replicas in time.
+    #[error("the recovered data did not reach this master's replicas in time")]
+    NotDurable,
+}
+
+impl RecoverError {
+    /// The status of the `RecoverTablets` reply.
+    pub fn status(&self) -> Status {
+        match self {
+            RecoverError::BadTable(_) => Status::REQUEST_FORMAT_ERROR,
+            RecoverError::CreateTable(_) => Status::INTERNAL_ERROR,
+            RecoverError::Segment(_) => Status::SEGMENT_RECOVERY_FAILED,
+            RecoverError::NotDurable => Status::RETRY,
+        }
+    }
+}
+
+/// What the replay callback of [`fetch`] reports.
+enum ApplyError {
+    /// The data is bad: try another backup.
+    BadData(FormatError),
+    /// This master failed: stop.
+    Replay(StorageError),
+}
+
 /// Retries an engine operation while the log is full (the cleaner makes room), up to 10 s.
 fn retry_full<T>(mut f: impl FnMut() -> Result<T, StorageError>) -> Result<T, StorageError> {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -121,8 +209,8 @@ fn fetch(
     segment: u64,
     backups: &[(ServerId, &str)],
     ranges: &[TabletRange],
-    f: &mut dyn FnMut(&[u8]) -> Result<(), String>,
-) -> Result<(), String> {
+    f: &mut dyn FnMut(&[u8]) -> Result<(), ApplyError>,
+) -> Result<(), SegmentError> {
     let req = BackupGetRecoveryDataRequest {
         master: crashed,
         segment_id: segment,
@@ -134,8 +222,14 @@ fn fetch(
         if !sessions.contains_key(id) {
             let parsed: ServiceLocator = match loc.parse() {
                 Ok(l) => l,
-                Err(e) => {
-                    errors.push(format!("{id}: bad locator {loc:?}: {e}"));
+                Err(source) => {
+                    errors.push((
+                        *id,
+                        BackupFetchError::BadLocator {
+                            locator: loc.to_string(),
+                            source,
+                        },
+                    ));
                     continue;
                 }
             };
@@ -144,7 +238,7 @@ fn fetch(
                     sessions.insert(*id, s);
                 }
                 Err(e) => {
-                    errors.push(format!("{id}: {e}"));
+                    errors.push((*id, e.into()));
                     continue;
                 }
             }
@@ -159,40 +253,41 @@ fn fetch(
                 match decode_reply::<BackupGetRecoveryDataResponse<'_>>(status, &body) {
                     Ok(r) => match f(r.entries) {
                         Ok(()) => return Ok(()),
-                        Err(e) => errors.push(format!("{id}: {e}")),
+                        Err(ApplyError::BadData(e)) => {
+                            errors.push((*id, BackupFetchError::BadData(e)))
+                        }
+                        Err(ApplyError::Replay(e)) => return Err(SegmentError::Replay(e)),
                     },
-                    Err(Ok(fail)) => errors.push(format!("{id}: {}", fail)),
-                    Err(Err(e)) => errors.push(format!("{id}: malformed reply: {e}")),
+                    Err(Ok(fail)) => errors.push((*id, BackupFetchError::Failed(fail))),
+                    Err(Err(e)) => errors.push((*id, BackupFetchError::Malformed(e))),
                 }
             }
             Err(e) => {
                 sessions.remove(id);
-                errors.push(format!("{id}: {e}"));
+                errors.push((*id, e.into()));
             }
         }
     }
-    Err(format!(
-        "no backup could supply segment {segment} of {crashed}: {}",
-        errors.join("; ")
-    ))
+    Err(SegmentError::NoBackup {
+        segment,
+        crashed,
+        attempts: errors,
+    })
 }
 
 /// Runs a `RecoverTablets` request to completion.
 pub fn recover(
     master: &Master,
     req: &RecoverTabletsRequest<'_>,
-) -> Result<RecoverTabletsResponse, (Status, String)> {
+) -> Result<RecoverTabletsResponse, RecoverError> {
     let started = Instant::now();
     for r in &req.ranges {
         let Ok(table) = TableId::try_from(r.table_id) else {
-            return Err((
-                Status::REQUEST_FORMAT_ERROR,
-                format!("table id {} is not below 2^32", r.table_id),
-            ));
+            return Err(RecoverError::BadTable(r.table_id));
         };
         match master.engine.create_table(table, TableOptions::default()) {
             Ok(()) | Err(StorageError::TableExists(_)) => {}
-            Err(e) => return Err((Status::INTERNAL_ERROR, e.to_string())),
+            Err(e) => return Err(RecoverError::CreateTable(e)),
         }
     }
     let replay = Replay {
@@ -205,7 +300,7 @@ pub fn recover(
         read: AtomicU64::new(0),
     };
     let next = AtomicUsize::new(0);
-    let failure: Mutex<Option<String>> = Mutex::new(None);
+    let failure: Mutex<Option<SegmentError>> = Mutex::new(None);
     std::thread::scope(|scope| {
         for _ in 0..FETCHERS.min(req.segments.len()) {
             scope.spawn(|| {
@@ -236,14 +331,10 @@ pub fn recover(
                                     }
                                 }
                             })
-                            .map_err(|e| format!("bad recovery data: {e}"))?;
+                            .map_err(ApplyError::BadData)?;
                             match err {
                                 // Out of memory here is not the replica's fault: stop.
-                                Some(e) => {
-                                    let msg = format!("replay failed on this master: {e}");
-                                    *failure.lock() = Some(msg.clone());
-                                    Err(msg)
-                                }
+                                Some(e) => Err(ApplyError::Replay(e)),
                                 None => Ok(()),
                             }
                         },
@@ -260,13 +351,10 @@ pub fn recover(
         }
     });
     if let Some(e) = failure.into_inner() {
-        return Err((Status::SEGMENT_RECOVERY_FAILED, e));
+        return Err(e.into());
     }
     if !master.replication.wait_durable(DURABLE_TIMEOUT) {
-        return Err((
-            Status::RETRY,
-            "the recovered data did not reach this master's replicas in time".into(),
-        ));
+        return Err(RecoverError::NotDurable);
     }
     let resp = RecoverTabletsResponse {
         objects: replay.objects.load(Ordering::Relaxed),

@@ -2,7 +2,7 @@
 //! in what order, and when a replica may be freed. Time and messages come in as arguments
 //! ([`ReplicaManager::observe`] with a snapshot of the log, [`ReplicaManager::on_result`] with the
 //! outcome of an action); what to send comes out of [`ReplicaManager::next_actions`]. The I/O
-//! shell is [`super::replicator`]; a seeded simulation drives this same code in
+//! shell is `replicator`; a seeded simulation drives this same code in
 //! `server/tests/replication_sim.rs`.
 //!
 //! Invariants (what recovery relies on, see `docs/operations.md`):

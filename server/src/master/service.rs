@@ -49,6 +49,7 @@ fn storage_reply(e: &StorageError) -> SavedReply {
     let (status, version) = storage_status(e);
     SavedReply {
         status,
+        version,
         payload: ErrorReply {
             version,
             detail: &e.to_string(),
@@ -86,19 +87,20 @@ macro_rules! table_or_reply {
 fn not_run(status: Status, detail: &str) -> SavedReply {
     SavedReply {
         status,
+        version: 0,
         payload: ErrorReply { version: 0, detail }.to_vec(),
     }
 }
 
 impl MasterService {
     /// Run one mutation of `key` with ownership checks and exactly-once bookkeeping; `op`
-    /// returns the OK payload. Returns the reply to send (the caller holds no lock).
+    /// returns the new version and the OK payload. Returns the reply to send (the caller holds no lock).
     fn mutate(
         &self,
         table: TableId,
         key: &[u8],
         rpc: ExactlyOnce,
-        op: impl FnOnce(&faascache_storage::Engine) -> Result<Vec<u8>, StorageError>,
+        op: impl FnOnce(&faascache_storage::Engine) -> Result<(u64, Vec<u8>), StorageError>,
     ) -> SavedReply {
         let ExactlyOnce {
             client_id,
@@ -145,8 +147,9 @@ impl MasterService {
             }
         }
         let reply = match op(&m.engine) {
-            Ok(payload) => SavedReply {
+            Ok((version, payload)) => SavedReply {
                 status: Status::OK,
+                version,
                 payload,
             },
             Err(e) => storage_reply(&e),
@@ -243,6 +246,7 @@ impl MasterService {
         }
         SavedReply {
             status: Status::OK,
+            version: 0,
             payload: Vec::new(),
         }
     }
@@ -307,7 +311,7 @@ impl Dispatch for MasterService {
         let table = table_or_reply!(call, req.table);
         let r = self.mutate(table, req.key, req.rpc, |e| {
             e.write(table, req.key, req.value, &req.rules)
-                .map(|version| VersionResponse { version }.to_vec())
+                .map(|version| (version, VersionResponse { version }.to_vec()))
         });
         self.send_durable(call, r.status, r.payload);
     }
@@ -317,10 +321,8 @@ impl Dispatch for MasterService {
         let table = table_or_reply!(call, req.table);
         let r = self.mutate(table, req.key, req.rpc, |e| {
             e.remove(table, req.key, &req.rules).map(|v| {
-                VersionResponse {
-                    version: v.unwrap_or(0),
-                }
-                .to_vec()
+                let version = v.unwrap_or(0);
+                (version, VersionResponse { version }.to_vec())
             })
         });
         self.send_durable(call, r.status, r.payload);
@@ -333,18 +335,24 @@ impl Dispatch for MasterService {
             let rr = req.rules;
             match req.delta {
                 Number::I64(d) => e.increment_i64(table, req.key, d, &rr).map(|(v, version)| {
-                    IncrementResponse {
+                    (
                         version,
-                        value: Number::I64(v),
-                    }
-                    .to_vec()
+                        IncrementResponse {
+                            version,
+                            value: Number::I64(v),
+                        }
+                        .to_vec(),
+                    )
                 }),
                 Number::F64(d) => e.increment_f64(table, req.key, d, &rr).map(|(v, version)| {
-                    IncrementResponse {
+                    (
                         version,
-                        value: Number::F64(v),
-                    }
-                    .to_vec()
+                        IncrementResponse {
+                            version,
+                            value: Number::F64(v),
+                        }
+                        .to_vec(),
+                    )
                 }),
             }
         });
@@ -420,7 +428,7 @@ impl Dispatch for MasterService {
             };
             let r = self.mutate(table, it.key, rpc, |e| {
                 e.write(op.table, op.key, op.value, &op.rules)
-                    .map(|v| v.to_le_bytes().to_vec())
+                    .map(|v| (v, v.to_le_bytes().to_vec()))
             });
             items.push(multi_result(&r));
         }
@@ -444,8 +452,10 @@ impl Dispatch for MasterService {
                 ack_id: req.ack_id,
             };
             let r = self.mutate(table, it.key, rpc, |e| {
-                e.remove(table, it.key, &it.rules)
-                    .map(|v| v.unwrap_or(0).to_le_bytes().to_vec())
+                e.remove(table, it.key, &it.rules).map(|v| {
+                    let v = v.unwrap_or(0);
+                    (v, v.to_le_bytes().to_vec())
+                })
             });
             items.push(multi_result(&r));
         }
@@ -559,7 +569,7 @@ impl Dispatch for MasterService {
                 }
                 Err(e) => {
                     tracing::warn!(table = r.table, error = %e, "migration failed; serving the range again");
-                    responder.reply_vec(Status::INTERNAL_ERROR, ErrorReply { version: 0, detail: &e }.to_vec());
+                    responder.reply_vec(Status::INTERNAL_ERROR, ErrorReply { version: 0, detail: &e.to_string() }.to_vec());
                 }
             }
         });
@@ -590,7 +600,8 @@ impl Dispatch for MasterService {
                 };
                 match super::recovery::recover(&master, &req) {
                     Ok(r) => responder.reply_vec(Status::OK, r.to_vec()),
-                    Err((status, detail)) => {
+                    Err(e) => {
+                        let (status, detail) = (e.status(), e.to_string());
                         tracing::error!(crashed = %req.crashed, %status, detail, "recovery failed");
                         responder.reply_vec(
                             status,
@@ -628,20 +639,11 @@ impl Dispatch for MasterService {
     }
 }
 
+/// A multi-op item's result: the mutation's status and version, as recorded (no re-parse).
 fn multi_result(r: &SavedReply) -> MultiResult {
-    let version = if r.status.is_ok() {
-        r.payload
-            .get(..8)
-            .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
-            .unwrap_or(0)
-    } else {
-        ErrorReply::decode(&r.payload)
-            .map(|e| e.version)
-            .unwrap_or(0)
-    };
     MultiResult {
         status: r.status,
-        version,
+        version: r.version,
     }
 }
 

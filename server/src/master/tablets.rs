@@ -22,6 +22,11 @@ use parking_lot::Mutex;
 
 use faascache_storage::TableId;
 
+/// A migration out of a range this master does not serve whole (or that already migrates).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("this master does not serve all of table {} hashes {:#x}..={:#x} (or it is already migrating)", .0.table, .0.start, .0.end)]
+pub struct NotServing(pub Range);
+
 /// A range of key hashes of one table (inclusive).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Range {
@@ -220,17 +225,14 @@ impl Ownership {
     }
 
     /// Start migrating `r` out: it must lie inside one served range.
-    pub fn start_migration(&mut self, r: Range) -> Result<Arc<MigrationOut>, String> {
+    pub fn start_migration(&mut self, r: Range) -> Result<Arc<MigrationOut>, NotServing> {
         let inside = self.tables.get(&r.table).is_some_and(|v| {
             v.iter().any(|o| {
                 o.start <= r.start && r.end <= o.end && matches!(o.state, RangeState::Serving)
             })
         });
         if !inside {
-            return Err(format!(
-                "this master does not serve all of table {} hashes {:#x}..={:#x} (or it is already migrating)",
-                r.table, r.start, r.end
-            ));
+            return Err(NotServing(r));
         }
         let m = Arc::new(MigrationOut::default());
         self.insert(r, RangeState::MigratingOut(m.clone()));

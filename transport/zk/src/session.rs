@@ -142,28 +142,73 @@ impl Frames {
 }
 
 /// Read one whole packet (the connect handshake), waiting at most until `deadline`.
-fn read_packet(stream: &mut TcpStream, deadline: Instant) -> Result<Vec<u8>, String> {
+fn read_packet(stream: &mut TcpStream, deadline: Instant) -> Result<Vec<u8>, HandshakeError> {
     let mut frames = Frames { buf: Vec::new() };
     let mut chunk = [0u8; 512];
     loop {
-        if let Some(p) = frames.next().map_err(|e| e.to_string())? {
+        if let Some(p) = frames.next().map_err(HandshakeError::Protocol)? {
             return Ok(p);
         }
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Err("no connect response in time".into());
+            return Err(HandshakeError::NoResponse);
         }
         stream
             .set_read_timeout(Some(left))
-            .map_err(|e| e.to_string())?;
+            .map_err(HandshakeError::Io)?;
         match stream.read(&mut chunk) {
-            Ok(0) => return Err("connection closed during the handshake".into()),
+            Ok(0) => return Err(HandshakeError::Closed),
             Ok(n) => frames.buf.extend_from_slice(&chunk[..n]),
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(HandshakeError::Io(e)),
         }
     }
+}
+
+/// Why talking to one server of the ensemble failed during the handshake.
+#[derive(Debug, thiserror::Error)]
+enum HandshakeError {
+    /// Its name does not resolve.
+    #[error("cannot resolve: {0}")]
+    Resolve(std::io::Error),
+    /// It resolves to no address.
+    #[error("no address")]
+    NoAddress,
+    /// Connecting, writing or reading failed.
+    #[error("{0}")]
+    Io(std::io::Error),
+    /// It sent bytes that do not decode.
+    #[error("{0}")]
+    Protocol(ZkError),
+    /// No connect response before the deadline.
+    #[error("no connect response in time")]
+    NoResponse,
+    /// It closed the connection.
+    #[error("connection closed during the handshake")]
+    Closed,
+    /// It answered for another session than the one resumed.
+    #[error("the server resumed session {asked:#x} as {got:#x}")]
+    OtherSession {
+        /// The session asked for.
+        asked: i64,
+        /// The session answered.
+        got: i64,
+    },
+}
+
+/// Why a lost connection's session could not be resumed.
+#[derive(Debug, thiserror::Error)]
+enum ResumeError {
+    /// The new connection could not be shared with the writer.
+    #[error("cannot clone the connection: {0}")]
+    Clone(std::io::Error),
+    /// The ensemble says the session expired.
+    #[error("the session expired")]
+    Expired,
+    /// No server resumed it before the session timeout; each distinct failure.
+    #[error("no server resumed it within the session timeout ({})", .0.join("; "))]
+    TimedOut(Vec<String>),
 }
 
 /// Open a connection to `host` and start (`session_id` 0) or resume a session.
@@ -176,32 +221,33 @@ fn handshake(
 ) -> Result<(TcpStream, proto::ConnectResponse), Handshake> {
     let addrs: Vec<_> = (host.0.as_str(), host.1)
         .to_socket_addrs()
-        .map_err(|e| Handshake::Failed(format!("cannot resolve: {e}")))?
+        .map_err(|e| Handshake::Failed(HandshakeError::Resolve(e)))?
         .collect();
-    let mut last = "no address".to_string();
+    let mut last = HandshakeError::NoAddress;
     for a in addrs {
         let mut s = match TcpStream::connect_timeout(&a, CONNECT_TIMEOUT) {
             Ok(s) => s,
             Err(e) => {
-                last = e.to_string();
+                last = HandshakeError::Io(e);
                 continue;
             }
         };
         let _ = s.set_nodelay(true);
         let hello = proto::connect_request(timeout_ms, last_zxid, session_id, passwd);
         s.write_all(&hello)
-            .map_err(|e| Handshake::Failed(e.to_string()))?;
+            .map_err(|e| Handshake::Failed(HandshakeError::Io(e)))?;
         let body =
             read_packet(&mut s, Instant::now() + CONNECT_TIMEOUT).map_err(Handshake::Failed)?;
-        let r = proto::connect_response(&body).map_err(|e| Handshake::Failed(e.to_string()))?;
+        let r = proto::connect_response(&body)
+            .map_err(|e| Handshake::Failed(HandshakeError::Protocol(e)))?;
         if r.timeout_ms <= 0 {
             return Err(Handshake::Expired);
         }
         if session_id != 0 && r.session_id != session_id {
-            return Err(Handshake::Failed(format!(
-                "the server resumed session {:#x} as {:#x}",
-                session_id, r.session_id
-            )));
+            return Err(Handshake::Failed(HandshakeError::OtherSession {
+                asked: session_id,
+                got: r.session_id,
+            }));
         }
         return Ok((s, r));
     }
@@ -213,7 +259,7 @@ enum Handshake {
     /// The server says the session expired (or refused it).
     Expired,
     /// Could not connect or talk to this server.
-    Failed(String),
+    Failed(HandshakeError),
 }
 
 impl ZkSession {
@@ -578,7 +624,7 @@ fn reader_loop(sh: &Shared, mut stream: TcpStream) {
 
 /// Resume the session on the ensemble's servers in turn (starting after the current one) until
 /// `deadline`.
-fn resume(sh: &Shared, deadline: Instant) -> Result<TcpStream, String> {
+fn resume(sh: &Shared, deadline: Instant) -> Result<TcpStream, ResumeError> {
     let timeout_ms = i32::try_from(sh.timeout.as_millis()).unwrap_or(i32::MAX);
     let n = sh.hosts.len().max(1);
     let current = sh.peer();
@@ -596,7 +642,7 @@ fn resume(sh: &Shared, deadline: Instant) -> Result<TcpStream, String> {
         let zxid = sh.last_zxid.load(Ordering::Acquire);
         match handshake(h, timeout_ms, zxid, sh.session_id, &sh.passwd) {
             Ok((s, _)) => {
-                let w = s.try_clone().map_err(|e| e.to_string())?;
+                let w = s.try_clone().map_err(ResumeError::Clone)?;
                 *sh.write.lock() = w;
                 *sh.peer.lock() = format!("{}:{}", h.0, h.1);
                 *sh.last_send.lock() = Instant::now();
@@ -604,7 +650,7 @@ fn resume(sh: &Shared, deadline: Instant) -> Result<TcpStream, String> {
                 tracing::info!(peer = %sh.peer(), session = format_args!("{:#x}", sh.session_id), "ZooKeeper session resumed");
                 return Ok(s);
             }
-            Err(Handshake::Expired) => return Err("the session expired".into()),
+            Err(Handshake::Expired) => return Err(ResumeError::Expired),
             Err(Handshake::Failed(e)) => failures.push(format!("{}:{}: {e}", h.0, h.1)),
         }
         if (attempt + 1) % n == 0 {
@@ -612,10 +658,7 @@ fn resume(sh: &Shared, deadline: Instant) -> Result<TcpStream, String> {
         }
     }
     failures.dedup();
-    Err(format!(
-        "no server resumed it within the session timeout ({})",
-        failures.join("; ")
-    ))
+    Err(ResumeError::TimedOut(failures))
 }
 
 /// Serve one connection: replies to waiters, events to the queue, pings when idle.

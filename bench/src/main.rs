@@ -1,5 +1,7 @@
 //! `faascache-bench`: see `faascache-bench --help`.
 
+#![deny(unsafe_code)]
+
 use anyhow::{Context, Result};
 use clap::Parser;
 use faascache_bench::cli::{Opts, COMMANDS};

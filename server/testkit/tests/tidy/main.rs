@@ -405,3 +405,57 @@ fn report(rule: &str, failures: &[String]) {
         failures.join("\n  ")
     );
 }
+
+#[test]
+fn module_graph_rules() {
+    let module = |path: &[&str], code: &str| {
+        let code = without_test_items(&strip(code));
+        Module {
+            path: path.iter().map(|s| s.to_string()).collect(),
+            file: path.join("/"),
+            children: mod_decls(&code).into_iter().map(|(n, _)| n).collect(),
+            code,
+        }
+    };
+    let graph = |modules: &[Module]| {
+        let edges = module_graph(modules);
+        let name = |i: usize| modules[i].file.clone();
+        let mut out: Vec<(String, String)> = Vec::new();
+        for (i, e) in edges.iter().enumerate() {
+            out.extend(e.iter().map(|&j| (name(i), name(j))));
+        }
+        (out, cycles(&edges).len())
+    };
+    let e = |a: &str, b: &str| (a.to_string(), b.to_string());
+    // A parent that declares and re-exports its children depends on none of them; children
+    // naming the parent's items (directly or through its re-exports) depend on the target.
+    let (edges, n) = graph(&[
+        module(&[], "mod a; mod b; pub use a::X; pub struct Root;"),
+        module(
+            &["a"],
+            "use crate::b::Y; pub struct X; fn f(_: crate::Root) {}",
+        ),
+        module(&["b"], "pub struct Y; use crate::X;"),
+    ]);
+    assert_eq!(edges, vec![e("a", ""), e("a", "b"), e("b", "a")]);
+    assert_eq!(n, 1, "a <-> b through the root's re-export");
+    // A parent using a child in code depends on it; with the child naming the parent: a cycle.
+    // Imports from other crates and `#[cfg(test)]` code are no edges.
+    let (edges, n) = graph(&[
+        module(&[], "mod a; use other::wire; fn g() { a::f(); } pub struct Root;"),
+        module(
+            &["a"],
+            "use crate::wire::Header; pub fn f() {}\n#[cfg(test)]\nmod tests { use super::super::Root; }",
+        ),
+    ]);
+    assert_eq!(edges, vec![e("", "a")]);
+    assert_eq!(n, 0);
+    let (_, n) = graph(&[
+        module(&[], "mod a; fn g() { a::f(); } pub struct Root;"),
+        module(&["a"], "pub fn f() { let _ = super::Root; }"),
+    ]);
+    assert_eq!(
+        n, 1,
+        "a parent calling its child, the child naming the parent"
+    );
+}

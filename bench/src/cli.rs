@@ -5,34 +5,14 @@ use clap::Parser;
 use serde::Serialize;
 use std::path::PathBuf;
 
-/// Test names (ClusterPerf names where one exists).
-pub const TESTS: &[(&str, &str)] = &[
-    ("floor", "plain-socket ping-pong (TCP and UDP loopback), the physical floor, same polling mode"),
-    ("echo", "no-op round trip through the system (Redis ECHO, memcached mn, FaaSCache echo RPC)"),
-    ("readDist", "1 client reads one object repeatedly: latency distribution"),
-    ("readDistRandom", "1 client reads uniformly random objects of a --keys table"),
-    ("writeDist", "1 client overwrites one object repeatedly"),
-    ("writeDistRandom", "1 client overwrites uniformly random objects"),
-    ("readThroughput", "1..=--clients clients read random objects (pipelined with --pipeline): ops/s"),
-    ("writeThroughput", "1..=--clients clients overwrite random objects: ops/s"),
-    ("multiRead_oneMaster", "multi-read of N objects (MGET / multi-key get), N = --batch-sizes"),
-    ("multiWrite_oneMaster", "multi-write of N objects (MSET / pipelined sets)"),
-    ("readVaryingKeyLength", "read latency for key lengths 1..60000 B (--key-lengths)"),
-    ("writeVaryingKeyLength", "write latency for key lengths 1..60000 B"),
-    ("ycsbA", "YCSB A: 50 % read, 50 % update, zipfian"),
-    ("ycsbB", "YCSB B: 95 % read, 5 % update, zipfian"),
-    ("ycsbC", "YCSB C: 100 % read, zipfian"),
-    ("ycsbD", "YCSB D: 95 % read, 5 % insert, latest"),
-    ("ycsbE", "YCSB E: 95 % scan (1..100 records), 5 % insert, zipfian"),
-    ("ycsbF", "YCSB F: 50 % read, 50 % read-modify-write, zipfian"),
-    ("mix", "--read-fraction reads, the rest overwrites; keys uniform (--zipf 0) or zipfian (for cross-checks)"),
-    ("memory", "RSS ÷ live bytes under FAST'14 size shifts W2, W3, W5, W8"),
+/// Commands besides the tests (the tests are `suite::TESTS`).
+pub const COMMANDS: &[(&str, &str)] = &[
     ("compare", "the whole suite against Redis, memcached (and FaaSCache when wired) → bench/results/<date>/"),
     ("render", "re-render Markdown (--markdown or stdout) and plots (--plots) from a results --json file"),
     ("list", "list the tests"),
 ];
 
-const AFTER_HELP: &str = "\
+pub(crate) const AFTER_HELP: &str = "\
 Tests: floor echo readDist readDistRandom writeDist writeDistRandom readThroughput writeThroughput
        multiRead_oneMaster multiWrite_oneMaster readVaryingKeyLength writeVaryingKeyLength
        ycsbA ycsbB ycsbC ycsbD ycsbE ycsbF mix memory compare render list

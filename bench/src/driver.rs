@@ -243,21 +243,6 @@ fn host_port(a: &str, default_port: u16) -> Result<String> {
     }
 }
 
-/// Opens the driver named by `spec`. `server_pid` overrides the server process discovery.
-pub fn open(spec: &DriverSpec, server_pid: Option<u32>) -> Result<Box<dyn Driver>> {
-    match spec {
-        DriverSpec::Redis(a) => Ok(Box::new(crate::drivers::redis::RedisDriver::new(
-            a, server_pid,
-        )?)),
-        DriverSpec::Memcached(a) => Ok(Box::new(crate::drivers::memcached::MemcachedDriver::new(
-            a, server_pid,
-        )?)),
-        DriverSpec::FaasCacheCoordinator(_) | DriverSpec::FaasCacheDir(_) => {
-            crate::drivers::faascache_kv::open(spec, server_pid)
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -282,14 +267,5 @@ mod tests {
             DriverSpec::parse("faascache:tcp:host=a,port=1").unwrap(),
             DriverSpec::FaasCacheCoordinator(_)
         ));
-    }
-
-    #[test]
-    fn faascache_driver_without_a_cluster_gives_a_clear_error() {
-        let e = match open(&DriverSpec::FaasCacheDir("/nonexistent/fc-x".into()), None) {
-            Ok(_) => panic!("there is no cluster in /nonexistent/fc-x"),
-            Err(e) => e.to_string(),
-        };
-        assert!(e.contains("no cluster at /nonexistent/fc-x"), "{e}");
     }
 }

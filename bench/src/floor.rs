@@ -62,12 +62,7 @@ pub struct FloorSpec {
 type ClientFn<'a> = Box<dyn FnOnce() -> Result<(LatencyHist, f64)> + Send + 'a>;
 
 fn thread_cpu_seconds() -> f64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    let ts = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
     ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
 }
 
@@ -122,7 +117,7 @@ pub fn run(spec: &FloorSpec) -> Result<RunResult> {
                 let stop = &stop;
                 let server = sc.spawn(move || -> Result<f64> {
                     if let Some(c) = spec.server_core {
-                        pin_current_thread(c).map_err(|e| anyhow!(e))?;
+                        pin_current_thread(c)?;
                     }
                     l.set_nonblocking(true)?;
                     let mut s = loop {
@@ -169,7 +164,7 @@ pub fn run(spec: &FloorSpec) -> Result<RunResult> {
                 let stop = &stop;
                 let server = sc.spawn(move || -> Result<f64> {
                     if let Some(c) = spec.server_core {
-                        pin_current_thread(c).map_err(|e| anyhow!(e))?;
+                        pin_current_thread(c)?;
                     }
                     srv.set_nonblocking(spec.poll == PollMode::Busy)?;
                     if spec.poll == PollMode::Block {
@@ -218,7 +213,7 @@ pub fn run(spec: &FloorSpec) -> Result<RunResult> {
         };
         let client = sc.spawn(move || -> Result<(LatencyHist, f64)> {
             if let Some(c) = spec.client_core {
-                pin_current_thread(c).map_err(|e| anyhow!(e))?;
+                pin_current_thread(c)?;
             }
             client_fn()
         });

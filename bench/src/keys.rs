@@ -104,14 +104,25 @@ pub struct Zipfian {
     half_pow_theta: f64,
 }
 
+/// Parameters a zipfian distribution cannot have.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ZipfError {
+    /// Zero items to choose from.
+    #[error("zipfian needs at least one item (load some records: --keys)")]
+    NoItems,
+    /// `theta` outside (0, 1).
+    #[error("zipfian theta must be in (0, 1), got {0} (YCSB uses 0.99; 0 means uniform)")]
+    Theta(f64),
+}
+
 impl Zipfian {
     /// `theta` must be in (0, 1) (YCSB's default is 0.99); `items` ≥ 1.
-    pub fn new(items: u64, theta: f64) -> Result<Self, String> {
+    pub fn new(items: u64, theta: f64) -> Result<Self, ZipfError> {
         if items == 0 {
-            return Err("zipfian needs at least one item".into());
+            return Err(ZipfError::NoItems);
         }
         if !(theta > 0.0 && theta < 1.0) {
-            return Err(format!("zipfian theta must be in (0, 1), got {theta}"));
+            return Err(ZipfError::Theta(theta));
         }
         let zetan = zeta(items, theta);
         let zeta2 = zeta(2.min(items), theta);
@@ -193,7 +204,7 @@ pub enum KeyChooser {
 
 impl KeyChooser {
     /// Uniform when `theta` is 0, scrambled zipfian otherwise.
-    pub fn for_theta(n: u64, theta: f64) -> Result<Self, String> {
+    pub fn for_theta(n: u64, theta: f64) -> Result<Self, ZipfError> {
         if theta == 0.0 {
             Ok(KeyChooser::Uniform(n.max(1)))
         } else {

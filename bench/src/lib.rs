@@ -5,6 +5,8 @@
 //! Every system measured goes through the same key/value generator ([`keys`]), the same load
 //! engine ([`load`]) and the same HdrHistogram timing ([`hist`]).
 
+#![deny(unsafe_code)]
+
 pub mod cli;
 pub mod driver;
 pub mod drivers;

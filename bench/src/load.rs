@@ -253,8 +253,7 @@ pub fn run(driver: &dyn Driver, make_gen: &GenFactory<'_>, spec: &LoadSpec) -> R
             handles.push(s.spawn(move || -> Result<ThreadOut> {
                 let setup = (|| -> Result<_> {
                     if !spec.client_cores.is_empty() {
-                        pin_current_thread(spec.client_cores[t % spec.client_cores.len()])
-                            .map_err(|e| anyhow!(e))?;
+                        pin_current_thread(spec.client_cores[t % spec.client_cores.len()])?;
                     }
                     let client = driver.connect(cfg)?;
                     let gen = make_gen(t)?;
@@ -333,6 +332,16 @@ pub fn run(driver: &dyn Driver, make_gen: &GenFactory<'_>, spec: &LoadSpec) -> R
         Ok((outs, server_cpu, client_cpu))
     })?;
 
+    Ok(merge(&outs, spec, server_cpu, client_cpu))
+}
+
+/// The result of a run from its threads' outputs.
+fn merge(
+    outs: &[ThreadOut],
+    spec: &LoadSpec,
+    server_cpu: Option<f64>,
+    client_cpu: Option<f64>,
+) -> RunResult {
     let mut res = RunResult {
         server_cpu,
         client_cpu,
@@ -342,7 +351,7 @@ pub fn run(driver: &dyn Driver, make_gen: &GenFactory<'_>, spec: &LoadSpec) -> R
         .map(|_| LatencyHist::new())
         .collect();
     let (mut first, mut last): (Option<Instant>, Option<Instant>) = (None, None);
-    for o in &outs {
+    for o in outs {
         res.hist.merge(&o.hist);
         for (i, h) in o.classes.iter().enumerate() {
             classes[i].merge(h);
@@ -381,7 +390,7 @@ pub fn run(driver: &dyn Driver, make_gen: &GenFactory<'_>, spec: &LoadSpec) -> R
     if let LoadMode::Open { rate } = spec.mode {
         res.offered_ops_per_sec = Some(rate);
     }
-    Ok(res)
+    res
 }
 
 fn progress_bar(spec: &LoadSpec, total: Duration) -> Option<indicatif::ProgressBar> {
@@ -550,11 +559,23 @@ mod tests {
     use crate::driver::{Client, ClientConfig, DriverInfo, OpKind};
 
     /// A server that takes `service` per request, one at a time, and stalls once for `stall`
-    /// at `stall_after` into the run.
+    /// at `stall_after` into the run. It counts the requests sent while it was stalled.
     struct MockDriver {
         service: Duration,
         stall: Duration,
         stall_after: Duration,
+        sent_in_stall: Arc<AtomicU64>,
+    }
+
+    impl MockDriver {
+        fn new(service: Duration, stall: Duration, stall_after: Duration) -> Self {
+            Self {
+                service,
+                stall,
+                stall_after,
+                sent_in_stall: Arc::default(),
+            }
+        }
     }
 
     struct MockClient {
@@ -564,6 +585,9 @@ mod tests {
         stall: Duration,
         stall_at: Instant,
         stalled: bool,
+        /// When the stall ends (once it began).
+        stall_end: Option<Instant>,
+        sent_in_stall: Arc<AtomicU64>,
     }
 
     impl Driver for MockDriver {
@@ -582,6 +606,8 @@ mod tests {
                 stall: self.stall,
                 stall_at: now + self.stall_after,
                 stalled: false,
+                stall_end: None,
+                sent_in_stall: self.sent_in_stall.clone(),
             }))
         }
         fn supports(&self, _kind: OpKind) -> bool {
@@ -598,10 +624,14 @@ mod tests {
     impl Client for MockClient {
         fn send(&mut self, _op: &Op<'_>) -> Result<()> {
             let now = Instant::now();
+            if self.stall_end.is_some_and(|end| now < end) {
+                self.sent_in_stall.fetch_add(1, Ordering::Relaxed);
+            }
             let mut done = self.next_free.max(now) + self.service;
             if !self.stalled && now >= self.stall_at {
                 self.stalled = true;
                 done += self.stall;
+                self.stall_end = Some(done);
             }
             self.next_free = done;
             self.ready.push_back(done);
@@ -654,11 +684,12 @@ mod tests {
 
     #[test]
     fn open_loop_counts_queueing_behind_a_stall_closed_loop_does_not() {
-        let d = MockDriver {
-            service: Duration::from_micros(100),
-            stall: Duration::from_millis(100),
-            stall_after: Duration::from_millis(200),
-        };
+        let service = Duration::from_micros(100);
+        let d = MockDriver::new(
+            service,
+            Duration::from_millis(100),
+            Duration::from_millis(200),
+        );
         let gen = |_t: usize| Ok(Box::new(Echo(vec![0; 8])) as Box<dyn OpGen>);
         // open loop at 1000/s: ~100 requests arrive during the 100 ms stall and each waits
         let open = run(&d, &gen, &spec(LoadMode::Open { rate: 1000.0 })).unwrap();
@@ -669,21 +700,28 @@ mod tests {
         );
         assert!(open.ops > 300, "{}", open.ops);
         assert_eq!(open.offered_ops_per_sec, Some(1000.0));
-        // closed loop: the stall is one slow sample; the rest are fast (coordinated omission —
-        // which is why closed-loop records say `load: closed`)
+        assert!(s.min_us >= service.as_micros() as f64 * 0.99, "{s:?}");
+        // Closed loop: nothing is sent while the server stalls, so nothing queues behind the
+        // stall: it is one slow sample (coordinated omission — which is why closed-loop records
+        // say `load: closed`). What holds however loaded the machine is: no request was sent
+        // during the stall, the stalled one waited it out, every latency includes the service.
+        d.sent_in_stall.store(0, Ordering::Relaxed);
         let closed = run(&d, &gen, &spec(LoadMode::Closed)).unwrap();
         let c = closed.hist.summary();
-        assert!(c.p90_us < 5_000.0, "{c:?}");
+        assert_eq!(d.sent_in_stall.load(Ordering::Relaxed), 0, "{c:?}");
         assert!(c.max_us > 50_000.0, "{c:?}");
+        assert!(c.min_us >= service.as_micros() as f64 * 0.99, "{c:?}");
+        assert_eq!(closed.offered_ops_per_sec, None);
+        assert!(closed.ops > 0 && closed.errors == 0, "{closed:?}");
     }
 
     #[test]
     fn ops_limited_run_stops_at_the_limit() {
-        let d = MockDriver {
-            service: Duration::from_micros(10),
-            stall: Duration::ZERO,
-            stall_after: Duration::from_secs(100),
-        };
+        let d = MockDriver::new(
+            Duration::from_micros(10),
+            Duration::ZERO,
+            Duration::from_secs(100),
+        );
         let gen = |_t: usize| Ok(Box::new(Echo(vec![0; 8])) as Box<dyn OpGen>);
         let s = LoadSpec {
             clients: 2,

@@ -1,8 +1,10 @@
 //! `faascache-bench`: see `faascache-bench --help`.
 
+#![deny(unsafe_code)]
+
 use anyhow::{Context, Result};
 use clap::Parser;
-use faascache_bench::cli::{Opts, TESTS};
+use faascache_bench::cli::{Opts, COMMANDS};
 use faascache_bench::{plot, suite};
 use std::path::PathBuf;
 
@@ -17,7 +19,10 @@ fn main() {
 fn run(opts: &Opts) -> Result<()> {
     match opts.test.as_str() {
         "list" => {
-            for (n, d) in TESTS {
+            for t in suite::TESTS {
+                println!("{:<24} {}", t.name, t.description);
+            }
+            for (n, d) in COMMANDS {
                 println!("{n:<24} {d}");
             }
             Ok(())

@@ -1,10 +1,13 @@
 //! Client sockets with an explicit polling mode: busy-poll (non-blocking socket, spin) or
 //! blocking (the thread sleeps in the kernel until data arrives).
 
+use rustix::event::{PollFd, PollFlags, Timespec};
+use rustix::io::Errno;
+use rustix::thread::{sched_setaffinity, CpuSet};
 use serde::{Deserialize, Serialize};
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
 /// How a thread waits for replies.
@@ -28,36 +31,21 @@ impl PollMode {
 }
 
 /// Waits until `fd` is readable or `deadline` passes. Returns whether it is readable.
-pub fn wait_readable(fd: i32, deadline: Option<Instant>) -> io::Result<bool> {
+pub fn wait_readable(fd: impl AsFd, deadline: Option<Instant>) -> io::Result<bool> {
     loop {
-        let ts;
-        let tsp = match deadline {
-            None => std::ptr::null(),
-            Some(d) => {
-                let left = d.saturating_duration_since(Instant::now());
-                ts = libc::timespec {
-                    tv_sec: left.as_secs() as libc::time_t,
-                    tv_nsec: left.subsec_nanos() as libc::c_long,
-                };
-                &ts as *const libc::timespec
+        let timeout = deadline.map(|d| {
+            let left = d.saturating_duration_since(Instant::now());
+            Timespec {
+                tv_sec: left.as_secs().try_into().unwrap_or(i64::MAX),
+                tv_nsec: left.subsec_nanos().into(),
             }
-        };
-        let mut pfd = libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: `pfd` is a valid pollfd for the duration of the call, `tsp` is null or points
-        // to a live timespec, and the signal mask pointer is null (no mask change).
-        let r = unsafe { libc::ppoll(&mut pfd, 1, tsp, std::ptr::null()) };
-        if r < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
+        });
+        let mut fds = [PollFd::new(&fd, PollFlags::IN)];
+        match rustix::event::poll(&mut fds, timeout.as_ref()) {
+            Ok(n) => return Ok(n > 0),
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
         }
-        return Ok(r > 0);
     }
 }
 
@@ -118,7 +106,7 @@ impl BufStream {
                     // caller's job, so read what is there to avoid a deadlock on large pipelines.
                     self.read_some()?;
                     if self.mode == PollMode::Block {
-                        wait_writable(self.sock.as_raw_fd(), Duration::from_millis(1))?;
+                        wait_writable(&self.sock, Duration::from_millis(1))?;
                     } else {
                         std::hint::spin_loop();
                     }
@@ -201,7 +189,7 @@ impl BufStream {
                     std::hint::spin_loop();
                 }
                 PollMode::Block => {
-                    if !wait_readable(self.sock.as_raw_fd(), deadline)? {
+                    if !wait_readable(&self.sock, deadline)? {
                         return Ok(false);
                     }
                 }
@@ -210,37 +198,53 @@ impl BufStream {
     }
 }
 
-fn wait_writable(fd: i32, timeout: Duration) -> io::Result<()> {
-    let mut pfd = libc::pollfd {
-        fd,
-        events: libc::POLLOUT,
-        revents: 0,
+fn wait_writable(fd: impl AsFd, timeout: Duration) -> io::Result<()> {
+    let timeout = Timespec {
+        tv_sec: timeout.as_secs().try_into().unwrap_or(i64::MAX),
+        tv_nsec: timeout.subsec_nanos().into(),
     };
-    // SAFETY: `pfd` is valid for the call; poll only writes `revents`.
-    let r = unsafe { libc::poll(&mut pfd, 1, timeout.as_millis() as libc::c_int) };
-    if r < 0 {
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
-        }
+    let mut fds = [PollFd::new(&fd, PollFlags::OUT)];
+    match rustix::event::poll(&mut fds, Some(&timeout)) {
+        Ok(_) | Err(Errno::INTR) => Ok(()),
+        Err(e) => Err(e.into()),
     }
-    Ok(())
 }
 
-/// Pins the calling thread to `core`. Returns an error message if the kernel refuses.
-pub fn pin_current_thread(core: usize) -> Result<(), String> {
-    // SAFETY: cpu_set_t is plain data; CPU_ZERO/CPU_SET only write inside it; the pointer passed
-    // to sched_setaffinity refers to it for the duration of the call.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_ZERO(&mut set);
-        libc::CPU_SET(core, &mut set);
-        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
-            return Err(format!(
-                "cannot pin to core {core}: {}",
-                io::Error::last_os_error()
-            ));
-        }
+/// Why the calling thread could not be pinned to a core.
+#[derive(Debug, thiserror::Error)]
+pub enum PinError {
+    /// The core number does not fit the kernel's CPU set.
+    #[error("cannot pin to core {core}: the CPU set holds cores 0..{max}; choose a smaller core")]
+    NoSuchCore {
+        /// Core asked for.
+        core: usize,
+        /// Size of the CPU set.
+        max: usize,
+    },
+    /// `sched_setaffinity` refused (core offline, or outside this process's cpuset).
+    #[error(
+        "cannot pin to core {core}: {source} (is the core online and in this process's cpuset?)"
+    )]
+    Refused {
+        /// Core asked for.
+        core: usize,
+        /// The kernel's answer.
+        source: io::Error,
+    },
+}
+
+/// Pins the calling thread to `core`.
+pub fn pin_current_thread(core: usize) -> Result<(), PinError> {
+    if core >= CpuSet::MAX_CPU {
+        return Err(PinError::NoSuchCore {
+            core,
+            max: CpuSet::MAX_CPU,
+        });
     }
-    Ok(())
+    let mut set = CpuSet::new();
+    set.set(core);
+    sched_setaffinity(None, &set).map_err(|e| PinError::Refused {
+        core,
+        source: e.into(),
+    })
 }

@@ -6,8 +6,7 @@ use std::fs;
 
 /// Clock ticks per second (`sysconf(_SC_CLK_TCK)`).
 pub fn clk_tck() -> f64 {
-    // SAFETY: sysconf has no memory-safety preconditions.
-    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let t = rustix::param::clock_ticks_per_second();
     if t > 0 {
         t as f64
     } else {

@@ -256,10 +256,8 @@ impl OpGen for KvGen {
 pub fn chooser(distribution: &str, records: u64, theta: f64) -> Result<KeyChooser> {
     Ok(match distribution {
         "uniform" => KeyChooser::Uniform(records.max(1)),
-        "zipfian" => KeyChooser::for_theta(records, theta).map_err(anyhow::Error::msg)?,
-        "latest" => {
-            KeyChooser::Latest(Zipfian::new(records.max(2), theta).map_err(anyhow::Error::msg)?)
-        }
+        "zipfian" => KeyChooser::for_theta(records, theta)?,
+        "latest" => KeyChooser::Latest(Zipfian::new(records.max(2), theta)?),
         "single" => KeyChooser::Single(0),
         other => bail!("unknown key distribution {other:?}"),
     })

@@ -2,7 +2,8 @@
 //! free loopback port (persistence off) and stops it afterwards; when the server binary is not
 //! installed the test prints why and passes (CI installs them with scripts/peers.sh install).
 
-use faascache_bench::driver::{self, ClientConfig, Driver, DriverSpec, Op, Reply};
+use faascache_bench::driver::{ClientConfig, Driver, DriverSpec, Op, Reply};
+use faascache_bench::drivers;
 use faascache_bench::keys::make_key;
 use faascache_bench::load::{self, LoadMode, LoadSpec, OpGen, Stop};
 use faascache_bench::net::PollMode;
@@ -116,7 +117,7 @@ fn open(kind: &str, s: &Server) -> Box<dyn Driver> {
     // wait until the server answers its protocol
     let t0 = Instant::now();
     loop {
-        match driver::open(&spec, Some(s.child.id())) {
+        match drivers::open(&spec, Some(s.child.id())) {
             Ok(d) => return d,
             Err(e) if t0.elapsed() > Duration::from_secs(5) => panic!("{e:#}"),
             Err(_) => std::thread::sleep(Duration::from_millis(20)),

@@ -168,7 +168,52 @@ fn item_failure<T>(
     }
 }
 
+/// The decoded outcomes of an `OK` reply, or one protocol error per item if the reply is
+/// malformed or has the wrong number of results.
+fn checked_outcomes<T>(
+    opcode: Opcode,
+    items: &[usize],
+    decoded: std::result::Result<Vec<ItemOutcome<T>>, MsgError>,
+) -> Vec<ItemOutcome<T>> {
+    let problem = match decoded {
+        Ok(o) if o.len() == items.len() => return o,
+        Ok(o) => format!(
+            "{opcode} reply has {} results for {} items",
+            o.len(),
+            items.len()
+        ),
+        Err(e) => format!("malformed {opcode} reply: {e}"),
+    };
+    items
+        .iter()
+        .map(|_| ItemOutcome::Done(Err(Error::Protocol(problem.clone()))))
+        .collect()
+}
+
 impl Client {
+    /// The outcomes of a batch whose reply is a failure status (with the server's detail).
+    fn failed_outcomes<T>(
+        &self,
+        keys: &[(TableId, u64)],
+        items: &[usize],
+        status: Status,
+        payload: &[u8],
+    ) -> Vec<ItemOutcome<T>> {
+        let (version, detail) = match msg::decode_reply::<Empty>(status, payload) {
+            Err(Ok(f)) => (f.version, f.detail),
+            _ => (0, String::new()),
+        };
+        items
+            .iter()
+            .map(|&i| match item_failure(self, keys[i].0, status, version) {
+                ItemOutcome::Done(Err(Error::Server(m))) if !detail.is_empty() => {
+                    ItemOutcome::Done(Err(Error::Server(format!("{m} ({detail})"))))
+                }
+                o => o,
+            })
+            .collect()
+    }
+
     /// The multi-op engine: `keys[i]` is item i's (table, key hash); `encode` builds the request
     /// for a batch of item indices; `decode` turns an `OK` reply into one outcome per item.
     fn run_multi<T>(
@@ -245,44 +290,10 @@ impl Client {
             for (b, mut p) in inflight {
                 let outcomes: Vec<ItemOutcome<T>> = match p.wait(backoff.remaining(Instant::now()))
                 {
-                    Ok((status, payload)) if status.is_ok() => match decode(&payload, &b.items) {
-                        Ok(o) if o.len() == b.items.len() => o,
-                        Ok(o) => b
-                            .items
-                            .iter()
-                            .map(|_| {
-                                ItemOutcome::Done(Err(Error::Protocol(format!(
-                                    "{opcode} reply has {} results for {} items",
-                                    o.len(),
-                                    b.items.len()
-                                ))))
-                            })
-                            .collect(),
-                        Err(e) => b
-                            .items
-                            .iter()
-                            .map(|_| {
-                                ItemOutcome::Done(Err(Error::Protocol(format!(
-                                    "malformed {opcode} reply: {e}"
-                                ))))
-                            })
-                            .collect(),
-                    },
-                    Ok((status, payload)) => {
-                        let (version, detail) = match msg::decode_reply::<Empty>(status, &payload) {
-                            Err(Ok(f)) => (f.version, f.detail),
-                            _ => (0, String::new()),
-                        };
-                        b.items
-                            .iter()
-                            .map(|&i| match item_failure(self, keys[i].0, status, version) {
-                                ItemOutcome::Done(Err(Error::Server(m))) if !detail.is_empty() => {
-                                    ItemOutcome::Done(Err(Error::Server(format!("{m} ({detail})"))))
-                                }
-                                o => o,
-                            })
-                            .collect()
+                    Ok((status, payload)) if status.is_ok() => {
+                        checked_outcomes(opcode, &b.items, decode(&payload, &b.items))
                     }
+                    Ok((status, payload)) => self.failed_outcomes(keys, &b.items, status, &payload),
                     Err(faascache_transport::Error::Timeout(_)) => b
                         .items
                         .iter()

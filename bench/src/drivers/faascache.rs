@@ -21,7 +21,7 @@ use crate::keys::KeyChooser;
 use crate::load::{self, LoadSpec};
 use crate::net::PollMode;
 use crate::report::{Record, Report};
-use crate::suite::{self, Ctx};
+use crate::suite::ctx::{self as suite, Ctx};
 use crate::workloads::{KvGen, Pattern};
 use anyhow::{anyhow, bail, Context, Result};
 use faascache_transport as ft;

@@ -16,7 +16,7 @@
 //!
 //! `flush_all` drops and re-creates the table.
 
-use super::{fill_process_info, is_local};
+use super::util::{fill_process_info, is_local};
 use crate::driver::{Client, ClientConfig, Driver, DriverInfo, DriverSpec, Op, OpKind, Reply};
 use crate::net::PollMode;
 use anyhow::{anyhow, bail, Context, Result};

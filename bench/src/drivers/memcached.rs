@@ -1,7 +1,7 @@
 //! memcached driver: text protocol over TCP, pipelined. Multi-read is one multi-key `get`;
 //! multi-write is pipelined `set`s (the text protocol has no multi-set).
 
-use super::{exchange, fill_process_info, is_local, port_of};
+use super::util::{exchange, fill_process_info, is_local, port_of};
 use crate::driver::{Client, ClientConfig, Driver, DriverInfo, Op, OpKind, Reply};
 use crate::net::BufStream;
 use crate::proto::memcache::{self, Expect, McReply, MAX_KEY};

@@ -1,59 +1,38 @@
-//! Drivers for the systems under test.
+//! Drivers for the systems under test, and the factory that opens one from a [`DriverSpec`].
+//! The driver trait ([`crate::driver`]) names no concrete driver; this module, above both, does.
 
 pub mod faascache;
 pub mod faascache_kv;
 pub mod memcached;
 pub mod redis;
+pub mod util;
 
-use anyhow::{Context, Result};
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::time::Duration;
+pub use util::{exchange, fill_process_info, is_local, port_of};
 
-/// Sends `req` on a fresh blocking connection and reads until the reply ends with `end`
-/// (control-plane helper: INFO, stats, version, flush).
-pub fn exchange(addr: &str, req: &[u8], end: &[u8], timeout: Duration) -> Result<String> {
-    let mut s = TcpStream::connect(addr).with_context(|| format!("connecting to {addr}"))?;
-    s.set_read_timeout(Some(timeout))?;
-    s.set_write_timeout(Some(timeout))?;
-    s.write_all(req)?;
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 16 * 1024];
-    while !buf.ends_with(end) {
-        let n = s
-            .read(&mut chunk)
-            .with_context(|| format!("reading reply from {addr}"))?;
-        if n == 0 {
-            anyhow::bail!("{addr} closed the connection");
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        if buf.len() > 16 * 1024 * 1024 {
-            anyhow::bail!("reply from {addr} too long");
+use crate::driver::{Driver, DriverSpec};
+use anyhow::Result;
+
+/// Opens the driver named by `spec`. `server_pid` overrides the server process discovery.
+pub fn open(spec: &DriverSpec, server_pid: Option<u32>) -> Result<Box<dyn Driver>> {
+    match spec {
+        DriverSpec::Redis(a) => Ok(Box::new(redis::RedisDriver::new(a, server_pid)?)),
+        DriverSpec::Memcached(a) => Ok(Box::new(memcached::MemcachedDriver::new(a, server_pid)?)),
+        DriverSpec::FaasCacheCoordinator(_) | DriverSpec::FaasCacheDir(_) => {
+            faascache_kv::open(spec, server_pid)
         }
     }
-    Ok(String::from_utf8_lossy(&buf).into_owned())
 }
 
-/// Whether `addr` (host:port) names this machine.
-pub fn is_local(addr: &str) -> bool {
-    let host = addr.rsplit_once(':').map(|x| x.0).unwrap_or(addr);
-    matches!(
-        host,
-        "127.0.0.1" | "localhost" | "::1" | "[::1]" | "0.0.0.0"
-    ) || host.starts_with("127.")
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// Port of a host:port address.
-pub fn port_of(addr: &str) -> Option<u16> {
-    addr.rsplit_once(':')?.1.parse().ok()
-}
-
-/// Fills the process facts of a [`crate::driver::DriverInfo`] from /proc.
-pub fn fill_process_info(info: &mut crate::driver::DriverInfo, pid: Option<u32>) {
-    if let Some(pid) = pid {
-        info.server_cmdline = crate::procinfo::cmdline(pid);
-        info.server_cpus = crate::procinfo::status_field(pid, "Cpus_allowed_list");
-        info.server_threads =
-            crate::procinfo::status_field(pid, "Threads").and_then(|t| t.parse().ok());
+    #[test]
+    fn faascache_driver_without_a_cluster_gives_a_clear_error() {
+        let e = match open(&DriverSpec::FaasCacheDir("/nonexistent/fc-x".into()), None) {
+            Ok(_) => panic!("there is no cluster in /nonexistent/fc-x"),
+            Err(e) => e.to_string(),
+        };
+        assert!(e.contains("no cluster at /nonexistent/fc-x"), "{e}");
     }
 }

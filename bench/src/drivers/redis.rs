@@ -1,6 +1,6 @@
 //! Redis driver: RESP2 over TCP, written by hand, pipelined.
 
-use super::{exchange, fill_process_info, is_local, port_of};
+use super::util::{exchange, fill_process_info, is_local, port_of};
 use crate::driver::{Client, ClientConfig, Driver, DriverInfo, Op, OpKind, Reply};
 use crate::net::BufStream;
 use crate::proto::resp::{self, RespReply};

@@ -36,16 +36,24 @@ pub fn encode_delete(out: &mut Vec<u8>, key: &[u8]) {
     out.extend_from_slice(b"\r\n");
 }
 
+/// A key the memcached text protocol cannot carry.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    /// Empty or longer than [`MAX_KEY`].
+    #[error("memcached keys must be 1..={MAX_KEY} bytes, got {0}; use shorter keys (--key-size)")]
+    Length(usize),
+    /// A space or control character (the text protocol separates fields with them).
+    #[error("memcached keys may not contain spaces or control characters (byte {0:#04x})")]
+    Byte(u8),
+}
+
 /// Checks a key is legal for the text protocol.
-pub fn check_key(key: &[u8]) -> Result<(), String> {
+pub fn check_key(key: &[u8]) -> Result<(), KeyError> {
     if key.is_empty() || key.len() > MAX_KEY {
-        return Err(format!(
-            "memcached keys must be 1..={MAX_KEY} bytes, got {}",
-            key.len()
-        ));
+        return Err(KeyError::Length(key.len()));
     }
-    if key.iter().any(|&b| b <= b' ' || b == 0x7f) {
-        return Err("memcached keys may not contain spaces or control characters".into());
+    if let Some(&b) = key.iter().find(|&&b| b <= b' ' || b == 0x7f) {
+        return Err(KeyError::Byte(b));
     }
     Ok(())
 }
@@ -194,9 +202,9 @@ mod tests {
         encode_delete(&mut v, b"k");
         assert_eq!(v, b"delete k\r\n");
         assert!(check_key(b"abc").is_ok());
-        assert!(check_key(b"a b").is_err());
-        assert!(check_key(b"").is_err());
-        assert!(check_key(&[b'a'; 251]).is_err());
+        assert_eq!(check_key(b"a b"), Err(KeyError::Byte(b' ')));
+        assert_eq!(check_key(b""), Err(KeyError::Length(0)));
+        assert_eq!(check_key(&[b'a'; 251]), Err(KeyError::Length(251)));
     }
 
     #[test]

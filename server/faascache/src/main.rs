@@ -10,6 +10,8 @@
 //! Logs go to stderr (`RUST_LOG` filters them; default `info` for the daemons, `warn` for client
 //! commands); errors are printed to stderr with a non-zero exit status.
 
+#![deny(unsafe_code)]
+
 mod bypass;
 mod cluster;
 mod daemon;

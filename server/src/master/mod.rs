@@ -162,7 +162,8 @@ pub fn storage_status(e: &StorageError) -> (Status, u64) {
         | StorageError::KeyTooLarge { .. }
         | StorageError::ValueTooLarge { .. }
         | StorageError::NotANumber { .. }
-        | StorageError::Overflow => (Status::REQUEST_FORMAT_ERROR, 0),
+        | StorageError::Overflow
+        | StorageError::VersionOverflow { .. } => (Status::REQUEST_FORMAT_ERROR, 0),
         StorageError::TableExists(_) => (Status::INTERNAL_ERROR, 0),
     }
 }

@@ -142,6 +142,16 @@ pub enum StorageError {
     /// The increment overflowed an i64, or produced a non-finite f64.
     #[error("increment overflows the stored number")]
     Overflow,
+    /// A version given from outside (a migrated or replayed object) is `u64::MAX`: no version
+    /// is left above it for the next write.
+    #[error(
+        "object version {version} is the largest possible; no later version could follow it \
+         (corrupt migration or replay data: check the source master)"
+    )]
+    VersionOverflow {
+        /// The version given.
+        version: u64,
+    },
 }
 
 impl StorageError {

@@ -8,6 +8,8 @@
 //! `serve` serves the built-in Ping/Echo RPCs. `call` prints `OK <count>` when every echo came
 //! back intact, else an error on stderr and exit status 1.
 
+#![deny(unsafe_code)]
+
 use std::io::{BufRead, Write};
 use std::process::ExitCode;
 use std::sync::Arc;

@@ -27,6 +27,8 @@
 //! Everything read from the socket is untrusted: lengths are checked before allocation
 //! ([`MAX_PACKET`]) and a malformed packet ends the session with [`ZkError::Protocol`].
 
+#![deny(unsafe_code)]
+
 pub mod proto;
 mod session;
 

@@ -136,6 +136,12 @@ impl Launch {
         }
     }
 
+    /// Append one argument.
+    pub fn arg(mut self, arg: impl Into<OsString>) -> Launch {
+        self.args.push(arg.into());
+        self
+    }
+
     /// Append arguments.
     pub fn args<I, S>(mut self, args: I) -> Launch
     where

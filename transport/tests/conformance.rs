@@ -494,8 +494,11 @@ fn verbs_ready() -> bool {
     match faascache_transport::verbs::devices() {
         Ok(_) => true,
         Err(e) => {
-            println!("SKIP: {e} (run scripts/rxe-guest.sh to test on Soft-RoCE)");
-            false
+            faascache_testkit::skip_or_fail(
+                "rdma",
+                "conformance (verbs)",
+                &format!("no RDMA device: {e} (run scripts/rxe-guest.sh to test on Soft-RoCE)"),
+            )
         }
     }
 }

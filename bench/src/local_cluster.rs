@@ -81,8 +81,10 @@ impl LocalCluster {
                 "--poll",
                 "block",
             ])
-            .arg("--storage").arg(format!("file:{}", d.join("coordinator").display()))
-            .arg("--locator-file").arg(&coord_file)
+            .arg("--storage")
+            .arg(format!("file:{}", d.join("coordinator").display()))
+            .arg("--locator-file")
+            .arg(&coord_file)
             .envs(cfg.coordinator_env.iter().cloned())
             .spawn()?;
         let coordinator = coord.wait_file(&coord_file, START)?;
@@ -96,11 +98,14 @@ impl LocalCluster {
         let mut server = Launch::new("server", &cfg.bin, d.join("server.log"))
             .wrap(wrap)
             .args(["server", "--coordinator", &coordinator])
-            .arg("--listen").arg(cfg.listen.replace("{dir}", &d.display().to_string()))
+            .arg("--listen")
+            .arg(cfg.listen.replace("{dir}", &d.display().to_string()))
             .args(["--no-pin", "--replicas", "0", "--no-backup"])
-            .arg("--memory").arg(format!("{}B", cfg.memory_bytes))
+            .arg("--memory")
+            .arg(format!("{}B", cfg.memory_bytes))
             .args(["--poll", &cfg.poll])
-            .arg("--locator-file").arg(&server_file)
+            .arg("--locator-file")
+            .arg(&server_file)
             .spawn()?;
         server.wait_file(&server_file, START)?;
         std::fs::write(d.join("coordinator.locator"), &coordinator)?;

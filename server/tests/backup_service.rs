@@ -382,7 +382,6 @@ fn big_replica_and_free(s: &Session, svc: &BackupService, imgs: &[Image]) {
         .unwrap();
     }
     assert_eq!(svc.stats().replicas, imgs.len() + 1);
-
 }
 
 fn replica_list_and_digest(s: &Session, imgs: &[Image]) {
@@ -404,7 +403,6 @@ fn replica_list_and_digest(s: &Session, imgs: &[Image]) {
         d.segments.iter().all(|s| listed.contains(s)),
         "digest names a segment not replicated here"
     );
-
 }
 
 fn fencing(s: &Session, imgs: &[Image]) {
@@ -431,7 +429,6 @@ fn fencing(s: &Session, imgs: &[Image]) {
         &[],
     )
     .unwrap();
-
 }
 
 fn recovery(s: &Session, svc: &BackupService, imgs: &[Image]) {
@@ -470,7 +467,8 @@ fn recovery(s: &Session, svc: &BackupService, imgs: &[Image]) {
             .status(),
         Some(Status::BACKUP_BAD_SEGMENT_ID)
     );
-    assert_eq!(get_replicas(s, OTHER).replicas.len(), 1);}
+    assert_eq!(get_replicas(s, OTHER).replicas.len(), 1);
+}
 
 #[test]
 fn malformed_replica_is_refused_for_recovery() {

@@ -86,7 +86,9 @@ fn standbys_wait_and_a_deposed_leader_is_fenced() {
         check(c.len() == 2, || format!("election znodes: {c:?}")).map(|()| c)
     });
     continually(Duration::from_millis(500), || {
-        check(rx.try_recv().is_err(), || "B must not lead while A does".into())
+        check(rx.try_recv().is_err(), || {
+            "B must not lead while A does".into()
+        })
     });
     a.set(ea, "state", b"still a", None).unwrap();
 
@@ -158,4 +160,3 @@ fn standbys_wait_and_a_deposed_leader_is_fenced() {
         "tcp:host=127.0.0.1,port=1003"
     );
 }
-

@@ -493,13 +493,11 @@ conformance!(verbs, "infrc", super::verbs_ready);
 fn verbs_ready() -> bool {
     match faascache_transport::verbs::devices() {
         Ok(_) => true,
-        Err(e) => {
-            faascache_testkit::skip_or_fail(
-                "rdma",
-                "conformance (verbs)",
-                &format!("no RDMA device: {e} (run scripts/rxe-guest.sh to test on Soft-RoCE)"),
-            )
-        }
+        Err(e) => faascache_testkit::skip_or_fail(
+            "rdma",
+            "conformance (verbs)",
+            &format!("no RDMA device: {e} (run scripts/rxe-guest.sh to test on Soft-RoCE)"),
+        ),
     }
 }
 #[cfg(feature = "dpdk")]

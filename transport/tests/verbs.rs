@@ -34,13 +34,11 @@ fn server_locator() -> ServiceLocator {
 fn device_or_skip() -> bool {
     match verbs::devices() {
         Ok(_) => true,
-        Err(e) => {
-            faascache_testkit::skip_or_fail(
-                "rdma",
-                "verbs",
-                &format!("no RDMA device: {e} (run scripts/rxe-guest.sh to test on Soft-RoCE)"),
-            )
-        }
+        Err(e) => faascache_testkit::skip_or_fail(
+            "rdma",
+            "verbs",
+            &format!("no RDMA device: {e} (run scripts/rxe-guest.sh to test on Soft-RoCE)"),
+        ),
     }
 }
 

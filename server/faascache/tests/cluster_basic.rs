@@ -81,7 +81,6 @@ fn writes_reads_and_conditions(c: &mut Raw, t: u64) {
         }
         other => panic!("{other:?}"),
     }
-
 }
 
 fn exactly_once(c: &mut Raw, t: u64) {
@@ -136,7 +135,6 @@ fn exactly_once(c: &mut Raw, t: u64) {
         c.keyed(t, b"f", &finc, T, |r| r.value).unwrap(),
         Number::F64(0.5)
     );
-
 }
 
 /// Multi-write, multi-read and multi-remove on each master; returns the number of masters.
@@ -276,7 +274,6 @@ fn enumerate_all(c: &mut Raw, t: u64, masters: usize) {
     }
     // 300 keys + counter + f + 60 multi-written - 2 removed per master.
     assert_eq!(seen.len(), 300 + 2 + 60 - 2 * masters);
-
 }
 
 fn bad_input(c: &mut Raw, t: u64) {
@@ -357,7 +354,6 @@ fn bad_input(c: &mut Raw, t: u64) {
     assert_eq!(info.0, 1);
     assert_eq!(info.1, "tcp");
     assert!(info.2.contains("memory"));
-
 }
 
 fn coordinator_restart(dir: &Path, mut coord: Proc, c: &mut Raw, t: u64, cloc: &str) {

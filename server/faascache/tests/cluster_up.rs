@@ -94,7 +94,10 @@ fn cluster_up_use_and_stop() {
     let status = wait_exit(&mut up, Duration::from_secs(20));
     assert!(status.success(), "{status}");
     for pid in pids {
-        assert!(!faascache_launch::pid::alive(pid), "child {pid} still running");
+        assert!(
+            !faascache_launch::pid::alive(pid),
+            "child {pid} still running"
+        );
     }
     assert!(!cdir.join("coordinator.locator").exists());
 

@@ -146,7 +146,11 @@ fn standby_coordinator_takes_over_and_clients_and_servers_follow() {
     let killed = Instant::now();
     a.kill();
     check_all(&client, t, 200, "while no coordinator leads");
-    let b_loc = wait_up(&mut b, &dir.join("coord-b.locator"), Duration::from_secs(60));
+    let b_loc = wait_up(
+        &mut b,
+        &dir.join("coord-b.locator"),
+        Duration::from_secs(60),
+    );
     let published = wait_leader(&coord, &b_loc, Duration::from_secs(60));
     let takeover = published - killed;
     println!("takeover 1 (A killed -> B published in ZooKeeper): {takeover:?}");
@@ -213,7 +217,11 @@ fn standby_coordinator_takes_over_and_clients_and_servers_follow() {
     wait_candidates(&raw, 2); // B2 is in the election, behind A2
     let stopped = Instant::now();
     a2.terminate();
-    let b2_loc = wait_up(&mut b2, &dir.join("coord-b2.locator"), Duration::from_secs(60));
+    let b2_loc = wait_up(
+        &mut b2,
+        &dir.join("coord-b2.locator"),
+        Duration::from_secs(60),
+    );
     let takeover3 = wait_leader(&coord, &b2_loc, Duration::from_secs(60)) - stopped;
     println!("takeover 3 (A2 stopped with SIGTERM -> B2 published in ZooKeeper): {takeover3:?}");
     check_all(&client, t, 300, "after the graceful handover");

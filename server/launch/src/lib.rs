@@ -29,7 +29,9 @@ pub enum LaunchError {
     #[error("cannot find the `faascache` binary: {0}")]
     NoBinary(String),
     /// The log file could not be created.
-    #[error("cannot create the log file {path}: {source} (check the directory exists and is writable)")]
+    #[error(
+        "cannot create the log file {path}: {source} (check the directory exists and is writable)"
+    )]
     Log {
         /// The log file.
         path: PathBuf,
@@ -81,7 +83,10 @@ pub fn find_binary(explicit: Option<&Path>) -> Result<PathBuf, LaunchError> {
         return if p.is_file() {
             Ok(p.to_path_buf())
         } else {
-            Err(LaunchError::NoBinary(format!("{} is not a file", p.display())))
+            Err(LaunchError::NoBinary(format!(
+                "{} is not a file",
+                p.display()
+            )))
         };
     }
     if let Some(p) = std::env::var_os("FAASCACHE_BIN") {

@@ -92,14 +92,18 @@ pub fn listens_on(pid: u32, port: u16) -> bool {
     let Ok(table) = std::fs::read_to_string("/proc/net/tcp") else {
         return false;
     };
-    let want = [format!("0100007F:{port:04X}"), format!("00000000:{port:04X}")];
+    let want = [
+        format!("0100007F:{port:04X}"),
+        format!("00000000:{port:04X}"),
+    ];
     let inodes: Vec<String> = table
         .lines()
         .skip(1)
         .filter_map(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
             // local_address, ..., st (0A = LISTEN), ..., inode (10th column)
-            (f.len() > 9 && want.iter().any(|w| w == f[1]) && f[3] == "0A").then(|| f[9].to_string())
+            (f.len() > 9 && want.iter().any(|w| w == f[1]) && f[3] == "0A")
+                .then(|| f[9].to_string())
         })
         .collect();
     if inodes.is_empty() {

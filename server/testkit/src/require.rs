@@ -25,7 +25,10 @@ fn required_in(list: &str, part: &str) -> bool {
 #[track_caller]
 pub fn skip_or_fail(part: &str, test: &str, why: &str) -> bool {
     if required(part) {
-        panic!("{test}: `{part}` is required ({REQUIRE_ENV}={}) but {why}", std::env::var(REQUIRE_ENV).unwrap_or_default());
+        panic!(
+            "{test}: `{part}` is required ({REQUIRE_ENV}={}) but {why}",
+            std::env::var(REQUIRE_ENV).unwrap_or_default()
+        );
     }
     println!("SKIP: {test}: {why}");
     false

@@ -34,7 +34,10 @@ pub fn eventually<T, E: Display>(deadline: Duration, mut check: impl FnMut() -> 
 /// Assert `check` at every poll (every few milliseconds) for `window`; panic at the first
 /// failure with its error. Returns the number of polls (at least 2: at the start and at the end).
 #[track_caller]
-pub fn continually<E: Display>(window: Duration, mut check: impl FnMut() -> Result<(), E>) -> usize {
+pub fn continually<E: Display>(
+    window: Duration,
+    mut check: impl FnMut() -> Result<(), E>,
+) -> usize {
     let start = Instant::now();
     let mut polls = 0;
     loop {

@@ -162,7 +162,9 @@ impl ZkServer {
             if Instant::now() >= deadline {
                 let _ = child.kill();
                 let _ = child.wait();
-                panic!("private ZooKeeper did not start within {START_TIMEOUT:?}; its log:\n{text}");
+                panic!(
+                    "private ZooKeeper did not start within {START_TIMEOUT:?}; its log:\n{text}"
+                );
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -185,5 +187,33 @@ impl Drop for ZkServer {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A port another process holds is detected from ZooKeeper's log / exit (and the caller
+    /// tries another); a free one serves.
+    #[test]
+    fn a_taken_port_is_detected_and_another_one_serves() {
+        if !crate::require::require_or_skip("zk", "zk_port_retry", missing()) {
+            return;
+        }
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = taken.local_addr().unwrap().port();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("data")).unwrap();
+        assert!(matches!(
+            ZkServer::attempt(dir.path(), port),
+            Attempt::PortTaken
+        ));
+        let zk = ZkServer::start("zk_port_retry").expect("ZooKeeper is installed");
+        assert_ne!(zk.port, 0);
+        let addr: ZkAddress = zk.address().parse().unwrap();
+        ZkSession::connect(&addr, Duration::from_secs(5))
+            .unwrap()
+            .close();
     }
 }

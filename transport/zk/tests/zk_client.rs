@@ -121,7 +121,8 @@ fn operations_versions_multi_ephemerals_and_watches() {
     assert_eq!(st.ephemeral_owner, other.session_id());
     other.close(); // ends its session: its ephemeral znode goes at once
     let ev = eventually(Duration::from_secs(10), || {
-        s.wait_event(Duration::from_millis(200)).ok_or("no watch event")
+        s.wait_event(Duration::from_millis(200))
+            .ok_or("no watch event")
     });
     assert_eq!((ev.kind, ev.path.as_str()), (2, p1.as_str()));
     assert_eq!(

@@ -89,7 +89,12 @@ fn tcp_station(port: u16) -> net::Station {
     }
 }
 
-fn start_coordinator(dir: &Path, station: net::Station, tag: &str, extra: &[&str]) -> (Proc, String) {
+fn start_coordinator(
+    dir: &Path,
+    station: net::Station,
+    tag: &str,
+    extra: &[&str],
+) -> (Proc, String) {
     let lf = dir.join(format!("{tag}.locator"));
     let _ = std::fs::remove_file(&lf);
     let storage = format!("file:{}", dir.join("storage").display());

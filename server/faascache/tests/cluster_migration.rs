@@ -81,7 +81,7 @@ fn writer_advances(progress: &AtomicU64) {
 
 /// The writer thread: returns what was acknowledged and how many operations it made.
 fn writer(cloc: &str, t: u64, stop: &AtomicBool, progress: &AtomicU64) -> (Acked, u64) {
-    let mut w = Raw::new(&cloc);
+    let mut w = Raw::new(cloc);
     w.refresh();
     let mut acked: Acked = HashMap::new();
     let mut seq = 0u64;

@@ -8,7 +8,8 @@
 #
 # Settings (environment): ZK_DIR=/tmp/faascache-zk  ZK_PORT=2181  ZK_TICK_MS=500
 # (tickTime bounds session timeouts to 2..20 ticks; the coordinator asks for 4 s).
-# The tests do not use this script's server: each starts its own on a free port.
+# The tests do not use this script's server: each starts its own (on another port if its first
+# choice is taken); FAASCACHE_ZK_JAR overrides the jar path they look for.
 set -euo pipefail
 
 ZK_DIR=${ZK_DIR:-/tmp/faascache-zk}

@@ -5,10 +5,11 @@
 //! One server, because the targets compare one server core of FaaSCache with one Redis
 //! thread and memcached; the server's polling mode is recorded with every result.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
+use faascache_launch::{Daemon, Launch};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 /// How to start the cluster.
 #[derive(Debug, Clone)]
@@ -44,62 +45,35 @@ impl LocalClusterConfig {
 /// Finds the `faascache` binary: `$FAASCACHE_BIN`, else next to this executable (both live in
 /// `target/<profile>/`).
 pub fn faascache_binary() -> Result<PathBuf> {
-    if let Some(p) = std::env::var_os("FAASCACHE_BIN") {
-        return Ok(PathBuf::from(p));
-    }
-    let exe = std::env::current_exe().context("cannot find the running executable")?;
-    let dir = exe.parent().context("executable has no directory")?;
-    // Test binaries live one level further down, in target/<profile>/deps.
-    for d in [dir, dir.parent().unwrap_or(dir)] {
-        let p = d.join("faascache");
-        if p.is_file() {
-            return Ok(p);
-        }
-    }
-    bail!(
-        "the `faascache` binary is not next to {} : build it with `cargo build --release -p \
-         faascache-server` (or set FAASCACHE_BIN)",
-        exe.display()
-    )
+    Ok(faascache_launch::find_binary(None)?)
 }
 
 /// A running coordinator + server.
 #[derive(Debug)]
 pub struct LocalCluster {
-    dir: PathBuf,
-    children: Vec<Child>,
+    /// The server, then the coordinator (dropped, so killed, in this order: the server does not
+    /// report the coordinator missing).
+    _children: Vec<Daemon>,
     coordinator: String,
     server_pid: u32,
     /// What was started, for the report.
     pub description: String,
+    dir: tempfile::TempDir,
 }
 
-static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+/// How long the daemons get to come up.
+const START: Duration = Duration::from_secs(20);
 
 impl LocalCluster {
     /// Starts the coordinator and the server and waits until the server has enlisted.
     pub fn start(cfg: &LocalClusterConfig) -> Result<Self> {
-        let dir = std::env::temp_dir().join(format!(
-            "faascache-bench-cluster-{}-{}",
-            std::process::id(),
-            SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        let mut c = LocalCluster {
-            dir: dir.clone(),
-            children: Vec::new(),
-            coordinator: String::new(),
-            server_pid: 0,
-            description: String::new(),
-        };
-        let log = |name: &str| -> Result<Stdio> {
-            Ok(std::fs::File::create(dir.join(name))
-                .with_context(|| format!("creating {name}"))?
-                .into())
-        };
-        let coord_file = dir.join("coordinator.run");
-        let child = Command::new(&cfg.bin)
+        let dir = tempfile::Builder::new()
+            .prefix("faascache-bench-cluster-")
+            .tempdir()
+            .context("creating the cluster's temporary directory")?;
+        let d = dir.path();
+        let coord_file = d.join("coordinator.run");
+        let mut coord = Launch::new("coordinator", &cfg.bin, d.join("coordinator.log"))
             .args([
                 "coordinator",
                 "--listen",
@@ -108,52 +82,47 @@ impl LocalCluster {
                 "block",
             ])
             .arg("--storage")
-            .arg(format!("file:{}", dir.join("coordinator").display()))
+            .arg(format!("file:{}", d.join("coordinator").display()))
             .arg("--locator-file")
             .arg(&coord_file)
             .envs(cfg.coordinator_env.iter().cloned())
-            .stdout(Stdio::null())
-            .stderr(log("coordinator.log")?)
-            .spawn()
-            .with_context(|| format!("starting {}", cfg.bin.display()))?;
-        c.children.push(child);
-        c.coordinator = wait_file(&coord_file, &dir.join("coordinator.log"))?;
-        let server_file = dir.join("server.run");
-        let mut cmd = match cfg.core {
-            Some(core) if which("taskset") => {
-                let mut t = Command::new("taskset");
-                t.arg("-c").arg(core.to_string()).arg(&cfg.bin);
-                t
-            }
-            _ => Command::new(&cfg.bin),
+            .spawn()?;
+        let coordinator = coord.wait_file(&coord_file, START)?;
+        let server_file = d.join("server.run");
+        let wrap: Vec<String> = match cfg.core {
+            Some(core) if which("taskset") => vec!["taskset".into(), "-c".into(), core.to_string()],
+            _ => Vec::new(),
         };
         // No replication: one server compared with Redis (persistence off) and memcached, which
         // keep one copy in memory too.
-        cmd.args(["server", "--coordinator", &c.coordinator])
+        let mut server = Launch::new("server", &cfg.bin, d.join("server.log"))
+            .wrap(wrap)
+            .args(["server", "--coordinator", &coordinator])
             .arg("--listen")
-            .arg(cfg.listen.replace("{dir}", &dir.display().to_string()))
-            .arg("--no-pin")
-            .args(["--replicas", "0", "--no-backup"])
+            .arg(cfg.listen.replace("{dir}", &d.display().to_string()))
+            .args(["--no-pin", "--replicas", "0", "--no-backup"])
             .arg("--memory")
             .arg(format!("{}B", cfg.memory_bytes))
             .args(["--poll", &cfg.poll])
             .arg("--locator-file")
             .arg(&server_file)
-            .stdout(Stdio::null())
-            .stderr(log("server.log")?);
-        let child = cmd.spawn().context("starting the FaaSCache server")?;
-        c.server_pid = child.id();
-        c.children.push(child);
-        wait_file(&server_file, &dir.join("server.log"))?;
-        std::fs::write(dir.join("coordinator.locator"), &c.coordinator)?;
-        c.description = format!(
+            .spawn()?;
+        server.wait_file(&server_file, START)?;
+        std::fs::write(d.join("coordinator.locator"), &coordinator)?;
+        let description = format!(
             "local cluster: coordinator + 1 server (listen {}, {} MiB, poll {}, core {}, --replicas 0 like the peers' single in-memory copy)",
             cfg.listen,
             cfg.memory_bytes >> 20,
             cfg.poll,
             cfg.core.map_or("any".into(), |c| c.to_string())
         );
-        Ok(c)
+        Ok(LocalCluster {
+            server_pid: server.pid(),
+            _children: vec![server, coord],
+            coordinator,
+            description,
+            dir,
+        })
     }
 
     /// The coordinator's locator.
@@ -165,16 +134,10 @@ impl LocalCluster {
     pub fn server_pid(&self) -> u32 {
         self.server_pid
     }
-}
 
-impl Drop for LocalCluster {
-    fn drop(&mut self) {
-        // The server first, so it does not report the coordinator missing.
-        for c in self.children.iter_mut().rev() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
+    /// The cluster's directory (logs, locator files, coordinator storage).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
     }
 }
 
@@ -185,24 +148,4 @@ fn which(cmd: &str) -> bool {
         .stderr(Stdio::null())
         .status()
         .is_ok()
-}
-
-fn wait_file(path: &Path, log: &Path) -> Result<String> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if let Ok(s) = std::fs::read_to_string(path) {
-            let s = s.trim();
-            if !s.is_empty() {
-                return Ok(s.to_string());
-            }
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let tail = std::fs::read_to_string(log).unwrap_or_default();
-    let tail: Vec<&str> = tail.lines().rev().take(5).collect();
-    bail!(
-        "FaaSCache did not start within 20 s (no {}); last log lines:\n{}",
-        path.display(),
-        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-    )
 }

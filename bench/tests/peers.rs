@@ -1,6 +1,7 @@
 //! Integration tests against real Redis and memcached. Each test starts its own server on a
-//! free loopback port (persistence off) and stops it afterwards; when the server binary is not
-//! installed the test prints why and passes (CI installs them with scripts/peers.sh install).
+//! loopback port of its own (retried on another port if taken; persistence off) and stops it
+//! afterwards; when the server binary is not installed the test prints SKIP and passes, or
+//! fails if `FAASCACHE_REQUIRE` names `peers` (CI installs them with scripts/peers.sh install).
 
 use faascache_bench::driver::{ClientConfig, Driver, DriverSpec, Op, Reply};
 use faascache_bench::drivers;
@@ -17,6 +18,7 @@ use std::time::{Duration, Instant};
 struct Server {
     child: Child,
     addr: String,
+    _dir: faascache_testkit::TestDir,
 }
 
 impl Drop for Server {
@@ -26,86 +28,50 @@ impl Drop for Server {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn which(bin: &str) -> bool {
     std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).any(|d| d.join(bin).is_file()))
         .unwrap_or(false)
 }
 
-fn start(kind: &str) -> Option<Server> {
-    let port = free_port();
-    let child = match kind {
-        "redis" => {
-            if !which("redis-server") {
-                println!("SKIP: redis-server not installed (scripts/peers.sh install)");
-                return None;
-            }
-            Command::new("redis-server")
-                .args([
-                    "--bind",
-                    "127.0.0.1",
-                    "--port",
-                    &port.to_string(),
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                ])
-                .args([
-                    "--daemonize",
-                    "no",
-                    "--loglevel",
-                    "warning",
-                    "--dir",
-                    &std::env::temp_dir().to_string_lossy(),
-                ])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .ok()?
-        }
-        _ => {
-            if !which("memcached") {
-                println!("SKIP: memcached not installed (scripts/peers.sh install)");
-                return None;
-            }
-            let mut c = Command::new("memcached");
-            c.args([
-                "-l",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-                "-U",
-                "0",
-                "-t",
-                "1",
-                "-m",
-                "256",
-            ]);
-            // SAFETY: geteuid has no preconditions.
-            if unsafe { libc::geteuid() } == 0 {
+/// Start Redis or memcached on a port of its own; `None` (after a SKIP line, or a failure when
+/// `FAASCACHE_REQUIRE` names `peers`) when it is not installed.
+fn start(kind: &str, test: &str) -> Option<Server> {
+    let bin = if kind == "redis" {
+        "redis-server"
+    } else {
+        "memcached"
+    };
+    if !which(bin) {
+        faascache_testkit::skip_or_fail(
+            "peers",
+            test,
+            &format!("{bin} is not installed (scripts/peers.sh install)"),
+        );
+        return None;
+    }
+    let dir = faascache_testkit::tempdir("peer");
+    let (child, port) = faascache_testkit::serve_on_some_port(bin, |port| {
+        let mut c = Command::new(bin);
+        if kind == "redis" {
+            c.args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+                .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+                .args(["--loglevel", "warning", "--dir"])
+                .arg(dir.path());
+        } else {
+            c.args(["-l", "127.0.0.1", "-p", &port.to_string()])
+                .args(["-U", "0", "-t", "1", "-m", "256"]);
+            if rustix::process::geteuid().is_root() {
                 c.args(["-u", "root"]);
             }
-            c.stdout(Stdio::null()).stderr(Stdio::null()).spawn().ok()?
         }
-    };
-    let addr = format!("127.0.0.1:{port}");
-    let t0 = Instant::now();
-    while std::net::TcpStream::connect(&addr).is_err() {
-        if t0.elapsed() > Duration::from_secs(5) {
-            panic!("{kind} did not start on {addr}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Some(Server { child, addr })
+        c.stdout(Stdio::null()).stderr(Stdio::null()).spawn()
+    });
+    Some(Server {
+        child,
+        addr: format!("127.0.0.1:{port}"),
+        _dir: dir,
+    })
 }
 
 fn open(kind: &str, s: &Server) -> Box<dyn Driver> {
@@ -115,18 +81,15 @@ fn open(kind: &str, s: &Server) -> Box<dyn Driver> {
         DriverSpec::Memcached(s.addr.clone())
     };
     // wait until the server answers its protocol
-    let t0 = Instant::now();
-    loop {
-        match drivers::open(&spec, Some(s.child.id())) {
-            Ok(d) => return d,
-            Err(e) if t0.elapsed() > Duration::from_secs(5) => panic!("{e:#}"),
-            Err(_) => std::thread::sleep(Duration::from_millis(20)),
-        }
-    }
+    faascache_testkit::eventually(Duration::from_secs(30), || {
+        drivers::open(&spec, Some(s.child.id())).map_err(|e| format!("{e:#}"))
+    })
 }
 
 fn semantics(kind: &str) {
-    let Some(s) = start(kind) else { return };
+    let Some(s) = start(kind, &format!("{kind}_semantics")) else {
+        return;
+    };
     let d = open(kind, &s);
     let info = d.info();
     assert_eq!(info.name, kind);
@@ -213,7 +176,9 @@ fn gen(pattern: Pattern, n: u64) -> impl Fn(usize) -> anyhow::Result<Box<dyn OpG
 }
 
 fn load_models(kind: &str) {
-    let Some(s) = start(kind) else { return };
+    let Some(s) = start(kind, &format!("{kind}_load_models")) else {
+        return;
+    };
     let d = open(kind, &s);
     preload(&*d, 1000, 30, 100, PollMode::Block).unwrap();
     let mut k = Vec::new();
@@ -271,7 +236,9 @@ fn memcached_load_models() {
 #[test]
 fn memory_pattern_runs() {
     for kind in ["redis", "memcached"] {
-        let Some(s) = start(kind) else { continue };
+        let Some(s) = start(kind, "memory_pattern_runs") else {
+            continue;
+        };
         let d = open(kind, &s);
         let p = memory::pattern("W3").unwrap();
         let m = memory::run(&*d, &p, 2 << 20, 30, 1).unwrap();

@@ -3,8 +3,6 @@
 //! and the server keeps serving; a disk-mode backup restarts from its directory.
 
 use std::collections::HashSet;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,26 +26,12 @@ const T: Duration = Duration::from_secs(30);
 const M: ServerId = ServerId::new(1, 1);
 const OTHER: ServerId = ServerId::new(2, 1);
 
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let d = std::env::temp_dir().join(format!(
-            "faascache-backup-it-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        TempDir(d)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// A temporary directory removed on drop (`tempfile`).
+fn temp_dir(tag: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("faascache-backup-it-{tag}-"))
+        .tempdir()
+        .unwrap()
 }
 
 struct Image {
@@ -278,17 +262,26 @@ fn every_rpc_over_tcp() {
     let st = svc.stats();
     assert_eq!((st.replicas, st.masters), (imgs.len() + 2, 2));
 
-    // Write rules, as statuses over the wire.
+    write_rules(&s, &imgs);
+    big_replica_and_free(&s, &svc, &imgs);
+    replica_list_and_digest(&s, &imgs);
+    fencing(&s, &imgs);
+    recovery(&s, &svc, &imgs);
+}
+
+/// Write rules, as statuses over the wire.
+fn write_rules(s: &Session, imgs: &[Image]) {
+    let head = imgs.last().unwrap();
     let c0 = imgs[0].prefixes[0];
     let first = &imgs[0].bytes[..c0.length as usize];
     assert_eq!(
-        status(write(&s, M, 999, 0, 0, c0, first)),
+        status(write(s, M, 999, 0, 0, c0, first)),
         Status::BACKUP_BAD_SEGMENT_ID
     );
     let len = head.cert.length;
     assert_eq!(
         status(write(
-            &s,
+            s,
             M,
             head.id,
             len + 1,
@@ -303,7 +296,7 @@ fn every_rpc_over_tcp() {
     );
     assert_eq!(
         status(write(
-            &s,
+            s,
             M,
             imgs[0].id,
             imgs[0].cert.length,
@@ -319,7 +312,7 @@ fn every_rpc_over_tcp() {
     // A retry to a closed replica is fine.
     assert_eq!(
         status(write(
-            &s,
+            s,
             M,
             imgs[0].id,
             0,
@@ -329,6 +322,10 @@ fn every_rpc_over_tcp() {
         )),
         Status::OK
     );
+}
+
+/// An 8 MiB replica in one RPC; free is idempotent.
+fn big_replica_and_free(s: &Session, svc: &BackupService, imgs: &[Image]) {
     // A whole 8 MiB replica in one RPC, then one byte more.
     let big = vec![7u8; MAX_REPLICA_BYTES];
     let full = Certificate {
@@ -336,7 +333,7 @@ fn every_rpc_over_tcp() {
         checksum: 1,
     };
     write(
-        &s,
+        s,
         ServerId::new(7, 1),
         1,
         0,
@@ -347,7 +344,7 @@ fn every_rpc_over_tcp() {
     .unwrap();
     assert_eq!(
         status(write(
-            &s,
+            s,
             ServerId::new(7, 1),
             1,
             full.length,
@@ -361,7 +358,7 @@ fn every_rpc_over_tcp() {
         Status::BACKUP_SEGMENT_OVERFLOW
     );
     call(
-        &s,
+        s,
         &BackupFreeRequest {
             master: ServerId::new(7, 1),
             segment_id: 1,
@@ -374,7 +371,7 @@ fn every_rpc_over_tcp() {
     // Free: idempotent.
     for _ in 0..2 {
         call(
-            &s,
+            s,
             &BackupFreeRequest {
                 master: OTHER,
                 segment_id: imgs[0].id,
@@ -385,12 +382,15 @@ fn every_rpc_over_tcp() {
         .unwrap();
     }
     assert_eq!(svc.stats().replicas, imgs.len() + 1);
+}
 
+fn replica_list_and_digest(s: &Session, imgs: &[Image]) {
+    let head = imgs.last().unwrap();
     // GetReplicas: every segment of M, closed except the head, with the head's digest.
-    let l = get_replicas(&s, M);
+    let l = get_replicas(s, M);
     let ids: Vec<u64> = l.replicas.iter().map(|r| r.segment_id).collect();
     assert_eq!(ids, imgs.iter().map(|i| i.id).collect::<Vec<_>>());
-    for (r, img) in l.replicas.iter().zip(&imgs) {
+    for (r, img) in l.replicas.iter().zip(imgs) {
         assert_eq!(r.length, img.cert.length);
         assert_eq!(r.closed, img.id != head.id);
     }
@@ -403,18 +403,24 @@ fn every_rpc_over_tcp() {
         d.segments.iter().all(|s| listed.contains(s)),
         "digest names a segment not replicated here"
     );
+}
 
+fn fencing(s: &Session, imgs: &[Image]) {
+    let head = imgs.last().unwrap();
+    let len = head.cert.length;
+    let c0 = imgs[0].prefixes[0];
+    let first = &imgs[0].bytes[..c0.length as usize];
     // M is fenced now; OTHER is not.
     assert_eq!(
-        status(write(&s, M, head.id, len, 0, head.cert, &[])),
+        status(write(s, M, head.id, len, 0, head.cert, &[])),
         Status::CALLER_NOT_IN_CLUSTER
     );
     assert_eq!(
-        status(write(&s, M, 5000, 0, BackupWriteRequest::OPEN, c0, first)),
+        status(write(s, M, 5000, 0, BackupWriteRequest::OPEN, c0, first)),
         Status::CALLER_NOT_IN_CLUSTER
     );
     write(
-        &s,
+        s,
         OTHER,
         imgs[1].id,
         imgs[1].cert.length,
@@ -423,7 +429,9 @@ fn every_rpc_over_tcp() {
         &[],
     )
     .unwrap();
+}
 
+fn recovery(s: &Session, svc: &BackupService, imgs: &[Image]) {
     // GetRecoveryData: entries of the requested tablets, plus safe versions.
     let ranges = [
         TabletRange {
@@ -438,28 +446,28 @@ fn every_rpc_over_tcp() {
         },
     ];
     let mut objects = 0;
-    for img in &imgs {
-        let got = recovery_data(&s, M, img.id, &ranges).unwrap();
+    for img in imgs {
+        let got = recovery_data(s, M, img.id, &ranges).unwrap();
         let got = describe_recovery(&got);
         assert_eq!(got, expected_recovery(img, &ranges), "segment {}", img.id);
         objects += got.iter().filter(|e| e.starts_with('o')).count();
     }
     assert!(objects > 20, "only {objects} objects in range");
     assert_eq!(
-        recovery_data(&s, M, 424242, &ranges).unwrap_err().status(),
+        recovery_data(s, M, 424242, &ranges).unwrap_err().status(),
         Some(Status::BACKUP_BAD_SEGMENT_ID)
     );
 
     // RecoveryDone frees M's replicas; OTHER's stay.
-    call(&s, &BackupRecoveryDoneRequest { master: M }, T, |_| ()).unwrap();
+    call(s, &BackupRecoveryDoneRequest { master: M }, T, |_| ()).unwrap();
     assert_eq!(svc.stats().replicas, 1);
     assert_eq!(
-        recovery_data(&s, M, imgs[0].id, &ranges)
+        recovery_data(s, M, imgs[0].id, &ranges)
             .unwrap_err()
             .status(),
         Some(Status::BACKUP_BAD_SEGMENT_ID)
     );
-    assert_eq!(get_replicas(&s, OTHER).replicas.len(), 1);
+    assert_eq!(get_replicas(s, OTHER).replicas.len(), 1);
 }
 
 #[test]
@@ -567,9 +575,9 @@ fn garbage_gets_an_error_and_the_server_keeps_serving() {
 #[test]
 fn disk_backup_restarts_from_its_directory() {
     let imgs = images(64 * 1024, 300, 300);
-    let dir = TempDir::new("disk");
+    let dir = temp_dir("disk");
     let cfg = BackupConfig {
-        dir: Some(dir.0.clone()),
+        dir: Some(dir.path().to_path_buf()),
         durability: Durability::Disk,
         capacity_bytes: 64 * MAX_REPLICA_BYTES,
     };
@@ -603,7 +611,7 @@ fn disk_backup_restarts_from_its_directory() {
         assert_eq!(got, expected_recovery(img, &all));
     }
     call(&s, &BackupRecoveryDoneRequest { master: M }, T, |_| ()).unwrap();
-    assert!(!dir.0.join(format!("{:016x}", M.0)).exists());
+    assert!(!dir.path().join(format!("{:016x}", M.0)).exists());
 }
 
 /// Replication throughput: 64 KiB appends over TCP loopback, memory vs disk durability.
@@ -615,9 +623,9 @@ fn measure_write_throughput() {
     let segments = 8u64;
     let data = vec![0x5Au8; MAX_REPLICA_BYTES];
     for durability in [Durability::Memory, Durability::Disk] {
-        let dir = TempDir::new("measure");
+        let dir = temp_dir("measure");
         let svc = BackupService::open(BackupConfig {
-            dir: (durability == Durability::Disk).then(|| dir.0.clone()),
+            dir: (durability == Durability::Disk).then(|| dir.path().to_path_buf()),
             durability,
             capacity_bytes: 64 * MAX_REPLICA_BYTES,
         })

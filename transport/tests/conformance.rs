@@ -493,10 +493,11 @@ conformance!(verbs, "infrc", super::verbs_ready);
 fn verbs_ready() -> bool {
     match faascache_transport::verbs::devices() {
         Ok(_) => true,
-        Err(e) => {
-            println!("SKIP: {e} (run scripts/rxe-guest.sh to test on Soft-RoCE)");
-            false
-        }
+        Err(e) => faascache_testkit::skip_or_fail(
+            "rdma",
+            "conformance (verbs)",
+            &format!("no RDMA device: {e} (run scripts/rxe-guest.sh to test on Soft-RoCE)"),
+        ),
     }
 }
 #[cfg(feature = "dpdk")]

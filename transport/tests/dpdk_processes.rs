@@ -193,9 +193,13 @@ fn af_packet_over_veth_between_namespaces() {
             // Leave nothing half-made behind.
             let _ = ip(&["netns", "del", &format!("fc-{id}-a")]);
             let _ = ip(&["netns", "del", &format!("fc-{id}-b")]);
-            println!(
-                "SKIP: cannot create network namespaces and a veth pair ({e}); needs root and \
-                 iproute2 (run .ci/run to install)"
+            faascache_testkit::skip_or_fail(
+                "netns",
+                "dpdk_processes",
+                &format!(
+                    "cannot create network namespaces and a veth pair ({e}); needs root and \
+                     iproute2 (run .ci/run to install)"
+                ),
             );
             return;
         }

@@ -34,10 +34,11 @@ fn server_locator() -> ServiceLocator {
 fn device_or_skip() -> bool {
     match verbs::devices() {
         Ok(_) => true,
-        Err(e) => {
-            println!("SKIP: {e} (run scripts/rxe-guest.sh to test on Soft-RoCE)");
-            false
-        }
+        Err(e) => faascache_testkit::skip_or_fail(
+            "rdma",
+            "verbs",
+            &format!("no RDMA device: {e} (run scripts/rxe-guest.sh to test on Soft-RoCE)"),
+        ),
     }
 }
 

@@ -16,7 +16,6 @@
 //! cluster whose supervisor is gone or runs elsewhere.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::RecvTimeoutError;
 use std::time::{Duration, Instant};
 
@@ -24,6 +23,8 @@ use crate::units::parse_size;
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
 use faascache_client::cli::{DEFAULT_CLUSTER_DIR, LOCATOR_FILE};
+use faascache_launch::pid::{alive, signal, Sig};
+use faascache_launch::{Daemon, Launch, Stopped};
 use faascache_transport::PollMode;
 
 use super::daemon::{termination, write_atomic};
@@ -114,39 +115,16 @@ pub fn run(cmd: ClusterCommand) -> Result<()> {
     }
 }
 
-fn alive(pid: u32) -> bool {
-    // A zombie (exited, not yet reaped) counts as gone.
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => !s
-            .rsplit(')')
-            .next()
-            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
-        Err(_) => false,
-    }
-}
-
-fn signal(pid: u32, sig: &str) {
-    let _ = Command::new("kill")
-        .arg(format!("-{sig}"))
-        .arg(pid.to_string())
-        .stderr(Stdio::null())
-        .status();
-}
-
 fn read_pid(path: &Path) -> Option<u32> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
-/// A child process of the cluster.
-struct Proc {
-    name: String,
-    child: Child,
-    exited: bool,
-}
+/// How long children get to stop after SIGTERM before SIGKILL.
+const GRACE: Duration = Duration::from_secs(5);
 
 struct Cluster {
     dir: PathBuf,
-    procs: Vec<Proc>,
+    procs: Vec<Daemon>,
 }
 
 impl Cluster {
@@ -154,81 +132,35 @@ impl Cluster {
         let exe =
             std::env::current_exe().context("cannot find this executable to start children")?;
         let log = self.dir.join("logs").join(format!("{name}.log"));
-        let log_file = std::fs::File::create(&log)
-            .with_context(|| format!("cannot create {}", log.display()))?;
-        let child = Command::new(exe)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log_file)
-            .spawn()
-            .with_context(|| format!("cannot start {name}"))?;
+        let child = Launch::new(name, exe, &log).args(args).spawn()?;
         write_atomic(
             &self.dir.join("pids").join(format!("{name}.pid")),
-            &child.id().to_string(),
+            &child.pid().to_string(),
         )?;
-        tracing::info!(name, pid = child.id(), log = %log.display(), "started");
-        self.procs.push(Proc {
-            name: name.to_string(),
-            child,
-            exited: false,
-        });
+        tracing::info!(name, pid = child.pid(), log = %log.display(), "started");
+        self.procs.push(child);
         Ok(())
     }
 
     /// Wait for `file` to appear, failing early if the child `name` exits.
     fn wait_file(&mut self, name: &str, file: &Path, deadline: Instant) -> Result<String> {
-        loop {
-            if let Ok(s) = std::fs::read_to_string(file) {
-                return Ok(s.trim().to_string());
-            }
-            if let Some(p) = self.procs.iter_mut().find(|p| p.name == name) {
-                if let Ok(Some(status)) = p.child.try_wait() {
-                    p.exited = true;
-                    let log = self.dir.join("logs").join(format!("{name}.log"));
-                    let tail = std::fs::read_to_string(&log).unwrap_or_default();
-                    let tail: Vec<&str> = tail.lines().rev().take(5).collect();
-                    bail!(
-                        "{name} exited ({status}) before it was up; its log {} ends with:\n{}",
-                        log.display(),
-                        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-                    );
-                }
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "{name} was not up in time (see {})",
-                    self.dir.join("logs").join(format!("{name}.log")).display()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let p = self
+            .procs
+            .iter_mut()
+            .find(|p| p.name() == name)
+            .with_context(|| format!("no cluster process named {name}"))?;
+        let left = deadline.saturating_duration_since(Instant::now());
+        Ok(p.wait_file(file, left)?)
     }
 
     /// SIGTERM every child (servers first), wait, SIGKILL stragglers.
     fn stop(&mut self) {
-        for p in self.procs.iter().rev() {
-            if !p.exited {
-                signal(p.child.id(), "TERM");
+        let how = faascache_launch::stop_all(&mut self.procs, GRACE);
+        for (p, how) in self.procs.iter().zip(how) {
+            if how == Stopped::Killed {
+                tracing::warn!(name = %p.name(), "did not stop in 5 s; killed it");
             }
-        }
-        let deadline = Instant::now() + Duration::from_secs(5);
-        for p in self.procs.iter_mut().rev() {
-            loop {
-                match p.child.try_wait() {
-                    Ok(Some(_)) | Err(_) => break,
-                    Ok(None) if Instant::now() < deadline => {
-                        std::thread::sleep(Duration::from_millis(20))
-                    }
-                    Ok(None) => {
-                        tracing::warn!(name = %p.name, "did not stop in 5 s; killing it");
-                        let _ = p.child.kill();
-                        let _ = p.child.wait();
-                        break;
-                    }
-                }
-            }
-            let _ = std::fs::remove_file(self.dir.join("pids").join(format!("{}.pid", p.name)));
+            let _ = std::fs::remove_file(self.dir.join("pids").join(format!("{}.pid", p.name())));
         }
         let _ = std::fs::remove_file(self.dir.join(LOCATOR_FILE));
         let _ = std::fs::remove_file(self.dir.join("supervisor.pid"));
@@ -301,6 +233,7 @@ fn up(o: &Options, dir: &Path) -> Result<()> {
     let coordinator = started.coordinator.clone();
     let dir = started.dir.clone();
     let c = &mut started.cluster;
+    let mut exited = vec![false; c.procs.len()];
     println!("{coordinator}");
     eprintln!(
         "faascache: cluster up: coordinator + {servers} servers over {transport}; locator in {}; logs in {}; Ctrl-C stops it",
@@ -312,10 +245,10 @@ fn up(o: &Options, dir: &Path) -> Result<()> {
             Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
             Err(RecvTimeoutError::Timeout) => {}
         }
-        for p in c.procs.iter_mut().filter(|p| !p.exited) {
-            if let Ok(Some(status)) = p.child.try_wait() {
-                p.exited = true;
-                tracing::warn!(name = %p.name, %status, "a cluster process exited");
+        for (p, seen) in c.procs.iter_mut().zip(exited.iter_mut()) {
+            if let (false, Some(status)) = (*seen, p.exited()) {
+                *seen = true;
+                tracing::warn!(name = %p.name(), %status, "a cluster process exited");
             }
         }
     }
@@ -431,7 +364,7 @@ fn down(dir: &Path) -> Result<()> {
     }
     let mut stopped = 0;
     if let Some(pid) = read_pid(&dir.join("supervisor.pid")).filter(|&p| alive(p)) {
-        signal(pid, "TERM");
+        signal(pid, Sig::Term);
         let deadline = Instant::now() + Duration::from_secs(10);
         while alive(pid) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(50));
@@ -448,7 +381,7 @@ fn down(dir: &Path) -> Result<()> {
             .filter_map(|e| read_pid(&e.path()).map(|p| (e.path(), p)))
             .collect();
         for (_, pid) in pids.iter().filter(|(_, p)| alive(*p)) {
-            signal(*pid, "TERM");
+            signal(*pid, Sig::Term);
             stopped += 1;
         }
         let deadline = Instant::now() + Duration::from_secs(5);
@@ -457,7 +390,7 @@ fn down(dir: &Path) -> Result<()> {
                 std::thread::sleep(Duration::from_millis(20));
             }
             if alive(*pid) {
-                signal(*pid, "KILL");
+                signal(*pid, Sig::Kill);
             }
             let _ = std::fs::remove_file(path);
         }

@@ -115,7 +115,6 @@ fn commands_against_a_cluster_dir() {
     let j: serde_json::Value =
         serde_json::from_slice(&ok(&["table", "list", "--json", "--dir", d])).unwrap();
     assert_eq!(j, serde_json::json!([]));
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]

@@ -4,6 +4,9 @@
 
 mod cluster_util;
 
+use std::path::Path;
+use std::time::Duration;
+
 use cluster_util::*;
 use faascache_protocol::msg::control::GetServerInfoRequest;
 use faascache_protocol::msg::coordinator::*;
@@ -16,8 +19,7 @@ use faascache_transport::{Opcode, Status};
 #[test]
 fn cluster_end_to_end_and_coordinator_restart() {
     let dir = tempdir("basic");
-    let port = free_port();
-    let (mut coord, cloc) = coordinator(&dir, port, "coordinator");
+    let (coord, cloc) = coordinator_tcp(&dir, 0, "coordinator");
     let _servers: Vec<_> = (1..=3)
         .map(|i| server(&dir, &cloc, &format!("server-{i}")))
         .collect();
@@ -33,6 +35,15 @@ fn cluster_end_to_end_and_coordinator_restart() {
     assert_eq!(tablets[0].0, 0);
     assert_eq!(tablets[2].1, u64::MAX);
 
+    writes_reads_and_conditions(&mut c, t);
+    exactly_once(&mut c, t);
+    let masters = multi_ops(&mut c, t);
+    enumerate_all(&mut c, t, masters);
+    bad_input(&mut c, t);
+    coordinator_restart(&dir, coord, &mut c, t, &cloc);
+}
+
+fn writes_reads_and_conditions(c: &mut Raw, t: u64) {
     // Writes and reads.
     for i in 0..300u32 {
         c.write(
@@ -70,7 +81,9 @@ fn cluster_end_to_end_and_coordinator_restart() {
         }
         other => panic!("{other:?}"),
     }
+}
 
+fn exactly_once(c: &mut Raw, t: u64) {
     // Exactly-once: the same (client, rpc id) twice runs once.
     let rpc = c.eo();
     let inc = IncrementRequest {
@@ -122,7 +135,10 @@ fn cluster_end_to_end_and_coordinator_restart() {
         c.keyed(t, b"f", &finc, T, |r| r.value).unwrap(),
         Number::F64(0.5)
     );
+}
 
+/// Multi-write, multi-read and multi-remove on each master; returns the number of masters.
+fn multi_ops(c: &mut Raw, t: u64) -> usize {
     // Multi-ops, grouped per master.
     c.refresh();
     let keys: Vec<String> = (0..60).map(|i| format!("m{i}")).collect();
@@ -219,7 +235,11 @@ fn cluster_end_to_end_and_coordinator_restart() {
         assert!(rm.iter().all(|x| x.status == Status::OK && x.version > 0));
     }
 
-    // Enumerate every tablet: all live objects exactly once.
+    by_master.len()
+}
+
+/// Enumerate every tablet: all live objects exactly once.
+fn enumerate_all(c: &mut Raw, t: u64, masters: usize) {
     let mut seen = std::collections::HashSet::new();
     for (start, end, loc) in c.tablets(t) {
         let s = connect(&loc);
@@ -253,8 +273,10 @@ fn cluster_end_to_end_and_coordinator_restart() {
         }
     }
     // 300 keys + counter + f + 60 multi-written - 2 removed per master.
-    assert_eq!(seen.len(), 300 + 2 + 60 - 2 * by_master.len());
+    assert_eq!(seen.len(), 300 + 2 + 60 - 2 * masters);
+}
 
+fn bad_input(c: &mut Raw, t: u64) {
     // Bad input: each a clear status, nothing crashes.
     assert_eq!(
         status(
@@ -332,7 +354,9 @@ fn cluster_end_to_end_and_coordinator_restart() {
     assert_eq!(info.0, 1);
     assert_eq!(info.1, "tcp");
     assert!(info.2.contains("memory"));
+}
 
+fn coordinator_restart(dir: &Path, mut coord: Proc, c: &mut Raw, t: u64, cloc: &str) {
     // Coordinator crash (SIGKILL) and restart on the same port: state recovered.
     let servers_before = c
         .coord_call(
@@ -345,7 +369,8 @@ fn cluster_end_to_end_and_coordinator_restart() {
     coord.kill();
     // Masters keep serving meanwhile.
     assert_eq!(c.read(t, b"key9").unwrap().1, b"value9");
-    let (_coord2, cloc2) = coordinator(&dir, port, "coordinator-2");
+    // The same port the first instance got from the OS.
+    let (_coord2, cloc2) = coordinator(dir, port_of(cloc), "coordinator-2");
     assert_eq!(cloc2, cloc);
     let mut c2 = Raw::new(&cloc2);
     let tables = c2
@@ -397,7 +422,6 @@ fn cluster_end_to_end_and_coordinator_restart() {
     let t3 = c2.create_table("after", 1);
     assert_ne!(t3, t2);
     assert_eq!(status(c2.read(t3, b"a")), Status::OBJECT_DOESNT_EXIST);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -420,11 +444,12 @@ fn cluster_bad_invocations_fail_clearly() {
         "tcp:host=127.0.0.1,port=0",
     ]);
     assert!(!ok && err.contains("--coordinator"), "{err}");
-    let port = free_port();
+    // Nothing listens there (and nothing can while the guard lives).
+    let closed = faascache_testkit::closed_port();
     let (ok, err) = run(&[
         "server",
         "--coordinator",
-        &format!("tcp:host=127.0.0.1,port={port}"),
+        &format!("tcp:host=127.0.0.1,port={}", closed.port),
         "--memory",
         "48MiB",
         "--no-pin",
@@ -471,7 +496,6 @@ fn cluster_bad_invocations_fail_clearly() {
         !ok && err.contains("corrupt") && err.contains("coordinator-state"),
         "{err}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -494,8 +518,7 @@ fn cluster_crashed_server_is_detected() {
     c.write(t, a_key.as_bytes(), b"v").unwrap();
     b.kill();
     // Within a few heartbeat timeouts the coordinator marks it crashed and its tablet recovering.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
+    eventually(Duration::from_secs(10), || {
         let list = c
             .coord_call(
                 &GetServerListRequest {
@@ -514,18 +537,14 @@ fn cluster_crashed_server_is_detected() {
             .any(|s| s.0 == bloc && s.1 == ServerStatus::Crashed)
         {
             assert!(list.iter().any(|s| s.0 == aloc && s.1 == ServerStatus::Up));
-            break;
+            Ok(())
+        } else {
+            Err(format!("crash not detected: {list:?}"))
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "crash not detected: {list:?}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    });
     // Without replication (`--replicas 0`) there is nothing to recover: the crashed server's
     // tablet is handed to the survivor, empty (its data is lost, as the operator chose).
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
+    eventually(Duration::from_secs(10), || {
         let states = c
             .coord_call(&GetTabletMapRequest { table_id: t }, |r| {
                 r.tablets
@@ -538,7 +557,7 @@ fn cluster_crashed_server_is_detected() {
             .iter()
             .all(|s| *s == (aloc.clone(), TabletState::Normal))
         {
-            break;
+            return Ok(());
         }
         assert!(
             states
@@ -546,15 +565,10 @@ fn cluster_crashed_server_is_detected() {
                 .all(|s| s.0 == aloc || s.1 == TabletState::Recovering),
             "{states:?}"
         );
-        assert!(
-            std::time::Instant::now() < deadline,
-            "tablets not reassigned: {states:?}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+        Err(format!("tablets not reassigned: {states:?}"))
+    });
     // The survivor serves on; new tables go to up masters only.
     assert_eq!(c.read(t, a_key.as_bytes()).unwrap().1, b"v");
     let t2 = c.create_table("t2", 2);
     assert!(c.tablets(t2).iter().all(|x| x.2 == aloc));
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -103,10 +103,11 @@ fn check_all(coord: &str, table: &str, acked: &Acked) {
 }
 
 struct Cluster {
-    dir: std::path::PathBuf,
     coord: String,
     _coord_proc: Proc,
     servers: Vec<(Proc, String)>,
+    /// Last: removed once the processes are gone.
+    dir: TestDir,
 }
 
 fn cluster(tag: &str, servers: usize, extra: &[&str]) -> Cluster {
@@ -173,7 +174,6 @@ fn crash_run(seed: u64) {
     );
     assert!(acked.len() > 50, "too few writes to mean anything");
     check_all(&c.coord, "crash", &acked);
-    let _ = std::fs::remove_dir_all(&c.dir);
 }
 
 #[test]
@@ -231,7 +231,6 @@ fn lost_backup_is_replaced_and_a_later_master_crash_loses_nothing() {
     }
     c.servers[owner].0.kill();
     check_all(&c.coord, "b", &acked);
-    let _ = std::fs::remove_dir_all(&c.dir);
 }
 
 #[test]
@@ -284,5 +283,4 @@ fn whole_cluster_restart_from_disk_backups_recovers_everything() {
         acked.len(),
         started.elapsed()
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }

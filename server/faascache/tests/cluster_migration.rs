@@ -4,7 +4,7 @@
 mod cluster_util;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,6 +15,8 @@ use faascache_protocol::msg::master::RemoveRequest;
 use faascache_protocol::msg::{RejectRules, Services};
 use faascache_transport::call;
 use faascache_transport::Status;
+
+type Acked = HashMap<Vec<u8>, Option<Vec<u8>>>;
 
 #[test]
 fn cluster_migration_under_concurrent_writes() {
@@ -53,47 +55,77 @@ fn cluster_migration_under_concurrent_writes() {
 
     // A writer: overwrites a hot set, adds new keys, removes some; records what was acknowledged.
     let stop = Arc::new(AtomicBool::new(false));
-    let progress = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let progress = Arc::new(AtomicU64::new(0));
     let (stop2, cloc2, progress2) = (stop.clone(), cloc.clone(), progress.clone());
-    let writer = std::thread::spawn(move || {
-        let mut w = Raw::new(&cloc2);
-        w.refresh();
-        let mut acked: HashMap<Vec<u8>, Option<Vec<u8>>> = HashMap::new();
-        let mut seq = 0u64;
-        while !stop2.load(Ordering::Relaxed) || seq < 2000 {
-            seq += 1;
-            progress2.store(seq, Ordering::Relaxed);
-            let key = if seq % 3 == 0 {
-                format!("new{seq}")
-            } else {
-                format!("hot{}", seq % 200)
-            }
-            .into_bytes();
-            if seq % 17 == 0 {
-                let rpc = w.eo();
-                let req = RemoveRequest {
-                    table: t,
-                    rpc,
-                    rules: RejectRules::NONE,
-                    key: &key,
-                };
-                w.keyed(t, &key, &req, Duration::from_secs(30), |_| ())
-                    .expect("remove acknowledged");
-                acked.insert(key, None);
-            } else {
-                let v = format!("v{seq}").into_bytes();
-                w.write(t, &key, &v).expect("write acknowledged");
-                acked.insert(key, Some(v));
-            }
-            if seq > 200_000 {
-                break;
-            }
-        }
-        (acked, seq)
-    });
+    let writer = std::thread::spawn(move || writer(&cloc2, t, &stop2, &progress2));
 
-    std::thread::sleep(Duration::from_millis(100));
-    // Split, then move the upper half, then the lower half.
+    writer_advances(&progress);
+    split_and_migrate(&mut c, &cloc, t, (target, &target_loc), &source, &progress);
+    writer_advances(&progress);
+    stop.store(true, Ordering::Relaxed);
+    let (acked, writes) = writer.join().unwrap();
+    assert!(writes >= 2000);
+    check_moved(&mut c, t, &acked, &value, &target_loc, &source);
+}
+
+/// Wait until the writer has acknowledged a few more operations (it had the time to run).
+fn writer_advances(progress: &AtomicU64) {
+    let from = progress.load(Ordering::Relaxed);
+    eventually(Duration::from_secs(30), || {
+        let now = progress.load(Ordering::Relaxed);
+        faascache_testkit::check(now >= from + 10, || {
+            format!("the writer is stuck at operation {now} (was {from})")
+        })
+    });
+}
+
+/// The writer thread: returns what was acknowledged and how many operations it made.
+fn writer(cloc: &str, t: u64, stop: &AtomicBool, progress: &AtomicU64) -> (Acked, u64) {
+    let mut w = Raw::new(cloc);
+    w.refresh();
+    let mut acked: Acked = HashMap::new();
+    let mut seq = 0u64;
+    while !stop.load(Ordering::Relaxed) || seq < 2000 {
+        seq += 1;
+        progress.store(seq, Ordering::Relaxed);
+        let key = if seq % 3 == 0 {
+            format!("new{seq}")
+        } else {
+            format!("hot{}", seq % 200)
+        }
+        .into_bytes();
+        if seq % 17 == 0 {
+            let rpc = w.eo();
+            let req = RemoveRequest {
+                table: t,
+                rpc,
+                rules: RejectRules::NONE,
+                key: &key,
+            };
+            w.keyed(t, &key, &req, Duration::from_secs(30), |_| ())
+                .expect("remove acknowledged");
+            acked.insert(key, None);
+        } else {
+            let v = format!("v{seq}").into_bytes();
+            w.write(t, &key, &v).expect("write acknowledged");
+            acked.insert(key, Some(v));
+        }
+        if seq > 200_000 {
+            break;
+        }
+    }
+    (acked, seq)
+}
+
+/// Split, then move the upper half, then the lower half to `target`; refused migrations.
+fn split_and_migrate(
+    c: &mut Raw,
+    cloc: &str,
+    t: u64,
+    (target, target_loc): (faascache_protocol::ServerId, &str),
+    source: &str,
+    progress: &AtomicU64,
+) {
     c.coord_call(
         &SplitTabletRequest {
             table_id: t,
@@ -103,7 +135,7 @@ fn cluster_migration_under_concurrent_writes() {
     )
     .unwrap();
     assert_eq!(c.tablets(t).len(), 2);
-    let coord = connect(&cloc);
+    let coord = connect(cloc);
     let before = progress.load(Ordering::Relaxed);
     let long = Duration::from_secs(60);
     call(
@@ -121,7 +153,7 @@ fn cluster_migration_under_concurrent_writes() {
     let map = c.tablets(t);
     assert_eq!(map[1].2, target_loc, "upper half moved");
     assert_eq!(map[0].2, source, "lower half stayed");
-    std::thread::sleep(Duration::from_millis(100));
+    writer_advances(progress);
     call(
         &coord,
         &MigrateTabletRequest {
@@ -164,14 +196,12 @@ fn cluster_migration_under_concurrent_writes() {
         |_| (),
     );
     assert_eq!(r.unwrap_err().status(), Some(Status::UNKNOWN_TABLET));
-    std::thread::sleep(Duration::from_millis(100));
-    stop.store(true, Ordering::Relaxed);
-    let (acked, writes) = writer.join().unwrap();
-    assert!(writes >= 2000);
+}
 
-    // Everything lives on the target now, and every acknowledged write is there.
+/// Everything lives on the target now, and every acknowledged write is there.
+fn check_moved(c: &mut Raw, t: u64, acked: &Acked, value: &[u8], target_loc: &str, source: &str) {
     assert!(c.tablets(t).iter().all(|x| x.2 == target_loc));
-    for (k, v) in &acked {
+    for (k, v) in acked {
         match (v, c.read(t, k)) {
             (Some(v), Ok((_, got))) => assert_eq!(&got, v, "key {}", String::from_utf8_lossy(k)),
             (None, r) => assert_eq!(status(r), Status::OBJECT_DOESNT_EXIST),
@@ -185,11 +215,10 @@ fn cluster_migration_under_concurrent_writes() {
         assert_eq!(c.read(t, format!("pre{i}").as_bytes()).unwrap().1, value);
     }
     // The source dropped its data.
-    let s = connect(&source);
+    let s = connect(source);
     let (tablets, objects) = call(&s, &GetServerInfoRequest, Duration::from_secs(5), |r| {
         (r.tablets, r.objects)
     })
     .unwrap();
     assert_eq!((tablets, objects), (0, 0));
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -155,7 +155,6 @@ fn cluster_over_the_test_transport() {
         c.write(t, &k, &value(i, 2000)).unwrap();
         assert_eq!(c.read(t, &k).unwrap().value, value(i, 2000));
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// `--listen` alternatives: one that cannot start is skipped (the server serves on the next and
@@ -164,7 +163,7 @@ fn cluster_over_the_test_transport() {
 #[test]
 fn listen_alternatives_fall_back_and_require_bypass_refuses() {
     let dir = tempdir("fallback");
-    let (_cp, coord) = coordinator(&dir, free_port(), "coordinator");
+    let (_cp, coord) = coordinator_tcp(&dir, 0, "coordinator");
     let broken = "dpdk:vdev=af_packet,iface=fcnosuchif0,huge=0,mem=128";
     let listen = format!("{broken};tcp:host=127.0.0.1,port=0");
     let lf = dir.join("s1.locator");
@@ -183,8 +182,8 @@ fn listen_alternatives_fall_back_and_require_bypass_refuses() {
     ];
     let mut args = base.to_vec();
     args.extend(["--listen", &listen, "--locator-file", lfs]);
-    let _s = spawn("s1", &args, &dir);
-    let loc = wait_file(&lf, T);
+    let mut s1 = spawn("s1", &args, &dir);
+    let loc = wait_up(&mut s1, &lf, T);
     assert!(loc.starts_with("tcp:"), "{loc}");
     let c = Client::connect(&coord).unwrap();
     let st = c.server_stats(&loc).unwrap();
@@ -223,5 +222,4 @@ fn listen_alternatives_fall_back_and_require_bypass_refuses() {
             "the error names the flag: {err}"
         );
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -19,25 +19,9 @@ fn cli(args: &[&str]) -> (bool, String, String) {
 }
 
 fn wait_exit(p: &mut Proc, timeout: Duration) -> std::process::ExitStatus {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(s) = p.child.as_mut().unwrap().try_wait().unwrap() {
-            p.child = None;
-            return s;
-        }
-        assert!(Instant::now() < deadline, "{} did not exit", p.name);
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
-        !s.rsplit(')')
-            .next()
-            .unwrap_or("")
-            .trim_start()
-            .starts_with('Z')
-    })
+    let name = p.name().to_string();
+    p.wait_until(Instant::now() + timeout)
+        .unwrap_or_else(|| panic!("{name} did not exit within {timeout:?}"))
 }
 
 /// On drop (also when the test fails): `cluster down`, which stops the supervisor and any child
@@ -75,7 +59,7 @@ fn cluster_up_use_and_stop() {
         ],
         &dir,
     );
-    let loc = wait_file(&cdir.join("coordinator.locator"), T);
+    let loc = wait_up(&mut up, &cdir.join("coordinator.locator"), T);
     assert!(loc.starts_with("tcp:host=127.0.0.1,port="), "{loc}");
     let pids: Vec<u32> = std::fs::read_dir(cdir.join("pids"))
         .unwrap()
@@ -106,16 +90,14 @@ fn cluster_up_use_and_stop() {
     assert!(!ok && !err.is_empty());
 
     // SIGTERM to the supervisor stops everything and cleans up.
-    let st = Command::new("kill")
-        .arg("-TERM")
-        .arg(up.pid().to_string())
-        .status()
-        .unwrap();
-    assert!(st.success());
+    up.terminate();
     let status = wait_exit(&mut up, Duration::from_secs(20));
     assert!(status.success(), "{status}");
     for pid in pids {
-        assert!(!alive(pid), "child {pid} still running");
+        assert!(
+            !faascache_launch::pid::alive(pid),
+            "child {pid} still running"
+        );
     }
     assert!(!cdir.join("coordinator.locator").exists());
 
@@ -136,11 +118,10 @@ fn cluster_up_use_and_stop() {
         ],
         &dir,
     );
-    wait_file(&cdir.join("coordinator.locator"), T);
+    wait_up(&mut up, &cdir.join("coordinator.locator"), T);
     let (ok, _, err) = cli(&["cluster", "down", "--dir", d]);
     assert!(ok, "{err}");
     assert!(wait_exit(&mut up, Duration::from_secs(20)).success());
     let (ok, _, err) = cli(&["cluster", "down", "--dir", d]);
     assert!(ok && err.contains("no running cluster"), "{err}");
-    let _ = std::fs::remove_dir_all(&dir);
 }

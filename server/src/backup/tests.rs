@@ -2,7 +2,7 @@
 //! and replica files (restart in both modes, torn updates, corrupt files). Segment images come
 //! from a real storage engine.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
@@ -21,27 +21,12 @@ const OTHER: ServerId = ServerId::new(2, 1);
 const OPEN: u8 = BackupWriteRequest::OPEN;
 const CLOSE: u8 = BackupWriteRequest::CLOSE;
 
-/// A temporary directory removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let d = std::env::temp_dir().join(format!(
-            "faascache-backup-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        TempDir(d)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// A temporary directory removed on drop (`tempfile`).
+fn temp_dir(tag: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("faascache-backup-{tag}-"))
+        .tempdir()
+        .unwrap()
 }
 
 /// One segment image with the certificate of every entry boundary.
@@ -635,8 +620,8 @@ fn contents(b: &BackupService, master: ServerId) -> Vec<(u64, u32, bool, Vec<u8>
 fn restart_from_dir_in_both_modes() {
     let imgs = images();
     for durability in [Durability::Disk, Durability::Memory] {
-        let dir = TempDir::new("restart");
-        let b = BackupService::open(cfg(&dir.0, durability)).unwrap();
+        let dir = temp_dir("restart");
+        let b = BackupService::open(cfg(dir.path(), durability)).unwrap();
         for img in &imgs {
             replicate(&b, M, img, img.id != imgs.last().unwrap().id);
         }
@@ -649,18 +634,18 @@ fn restart_from_dir_in_both_modes() {
         let before = b.stats();
         // A second backup on the same directory is refused while the first runs.
         assert!(matches!(
-            BackupService::open(cfg(&dir.0, durability)),
+            BackupService::open(cfg(dir.path(), durability)),
             Err(BackupError::Locked { .. })
         ));
         drop(b);
-        let b2 = BackupService::open(cfg(&dir.0, durability)).unwrap();
+        let b2 = BackupService::open(cfg(dir.path(), durability)).unwrap();
         let after = b2.stats();
         assert_eq!(
             (after.replicas, after.bytes, after.masters),
             (before.replicas, before.bytes, before.masters),
             "{durability}"
         );
-        assert!(!file::replica_path(&dir.0, OTHER, imgs[0].id).exists());
+        assert!(!file::replica_path(dir.path(), OTHER, imgs[0].id).exists());
         // Reference: the same writes to a memory-only backup.
         let reference = memory_backup();
         for img in &imgs {
@@ -686,7 +671,7 @@ fn restart_from_dir_in_both_modes() {
         b2.recovery_done(M);
         b2.recovery_done(OTHER);
         drop(b2);
-        let b3 = BackupService::open(cfg(&dir.0, durability)).unwrap();
+        let b3 = BackupService::open(cfg(dir.path(), durability)).unwrap();
         assert_eq!(b3.stats().replicas, 0, "{durability}");
     }
 }
@@ -694,12 +679,12 @@ fn restart_from_dir_in_both_modes() {
 #[test]
 fn memory_mode_flusher_writes_in_the_background() {
     let imgs = images();
-    let dir = TempDir::new("flusher");
-    let b = BackupService::open(cfg(&dir.0, Durability::Memory)).unwrap();
+    let dir = temp_dir("flusher");
+    let b = BackupService::open(cfg(dir.path(), Durability::Memory)).unwrap();
     replicate(&b, M, &imgs[0], true);
     // Without calling flush: dropping the service stops the flusher after a last flush; and
     // before that, the flusher writes on its own (polled with a generous liveness timeout).
-    let path = file::replica_path(&dir.0, M, imgs[0].id);
+    let path = file::replica_path(dir.path(), M, imgs[0].id);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
         let loaded = std::fs::read(&path).ok().and_then(|b| {
@@ -721,7 +706,7 @@ fn memory_mode_flusher_writes_in_the_background() {
     }
     replicate(&b, M, &imgs[1], true);
     drop(b);
-    let b2 = BackupService::open(cfg(&dir.0, Durability::Memory)).unwrap();
+    let b2 = BackupService::open(cfg(dir.path(), Durability::Memory)).unwrap();
     assert_eq!(b2.get_replicas(M).replicas.len(), 2);
 }
 
@@ -769,23 +754,23 @@ fn torn_updates_fall_back_to_the_previous_header() {
     };
 
     // 1. The newest header slot torn: the previous one (first write) is used.
-    let dir = TempDir::new("torn-header");
-    let p = setup(&dir.0);
+    let dir = temp_dir("torn-header");
+    let p = setup(dir.path());
     open_rw(&p)
         .write_all_at(&[0xEE; 20], SLOT_OFFSETS[0] + 10)
         .unwrap();
-    assert_eq!(length_after_reload(&dir.0), Some(c1.length));
+    assert_eq!(length_after_reload(dir.path()), Some(c1.length));
 
     // 2. The newest header written but its data not (zeros where the second write went).
-    let dir = TempDir::new("torn-data");
-    let p = setup(&dir.0);
+    let dir = temp_dir("torn-data");
+    let p = setup(dir.path());
     let hole = vec![0u8; (c2.length - c1.length) as usize];
     open_rw(&p)
         .write_all_at(&hole, DATA_OFFSET + u64::from(c1.length))
         .unwrap();
-    assert_eq!(length_after_reload(&dir.0), Some(c1.length));
+    assert_eq!(length_after_reload(dir.path()), Some(c1.length));
     // And the reloaded replica takes the retried second write and validates again.
-    let b = BackupService::open(cfg(&dir.0, Durability::Disk)).unwrap();
+    let b = BackupService::open(cfg(dir.path(), Durability::Disk)).unwrap();
     b.write(&req(
         M,
         img.id,
@@ -796,35 +781,35 @@ fn torn_updates_fall_back_to_the_previous_header() {
     ))
     .unwrap();
     drop(b);
-    assert_eq!(length_after_reload(&dir.0), Some(c2.length));
+    assert_eq!(length_after_reload(dir.path()), Some(c2.length));
 
     // 3. The file cut short (data lost past the first write).
-    let dir = TempDir::new("torn-short");
-    let p = setup(&dir.0);
+    let dir = temp_dir("torn-short");
+    let p = setup(dir.path());
     open_rw(&p)
         .set_len(DATA_OFFSET + u64::from(c1.length) + 3)
         .unwrap();
-    assert_eq!(length_after_reload(&dir.0), Some(c1.length));
+    assert_eq!(length_after_reload(dir.path()), Some(c1.length));
 }
 
 #[test]
 fn corrupt_files_are_renamed_and_skipped() {
     use std::os::unix::fs::FileExt;
     let imgs = images();
-    let dir = TempDir::new("corrupt");
-    let b = BackupService::open(cfg(&dir.0, Durability::Disk)).unwrap();
+    let dir = temp_dir("corrupt");
+    let b = BackupService::open(cfg(dir.path(), Durability::Disk)).unwrap();
     for img in &imgs {
         replicate(&b, M, img, true);
     }
     drop(b);
-    let mdir = file::master_dir(&dir.0, M);
+    let mdir = file::master_dir(dir.path(), M);
     // Data corrupted under every header: bad.
-    let p0 = file::replica_path(&dir.0, M, imgs[0].id);
+    let p0 = file::replica_path(dir.path(), M, imgs[0].id);
     open_rw(&p0)
         .write_all_at(&[0x55; 4], DATA_OFFSET + 40)
         .unwrap();
     // Both header slots destroyed: bad.
-    let p1 = file::replica_path(&dir.0, M, imgs[1].id);
+    let p1 = file::replica_path(dir.path(), M, imgs[1].id);
     let f = open_rw(&p1);
     f.write_all_at(&[0; HEADER_LEN], SLOT_OFFSETS[0]).unwrap();
     f.write_all_at(&[0; HEADER_LEN], SLOT_OFFSETS[1]).unwrap();
@@ -833,16 +818,16 @@ fn corrupt_files_are_renamed_and_skipped() {
     std::fs::write(mdir.join("900.replica"), b"not a replica at all").unwrap();
     std::fs::write(mdir.join("901.replica"), b"").unwrap();
     std::fs::write(mdir.join("notes.txt"), b"hello").unwrap();
-    std::fs::write(dir.0.join("README"), b"hello").unwrap();
-    let odir = file::master_dir(&dir.0, OTHER);
+    std::fs::write(dir.path().join("README"), b"hello").unwrap();
+    let odir = file::master_dir(dir.path(), OTHER);
     std::fs::create_dir_all(&odir).unwrap();
     std::fs::copy(
-        file::replica_path(&dir.0, M, imgs[2].id),
+        file::replica_path(dir.path(), M, imgs[2].id),
         odir.join(format!("{}.replica", imgs[2].id)),
     )
     .unwrap();
 
-    let b = BackupService::open(cfg(&dir.0, Durability::Disk)).unwrap();
+    let b = BackupService::open(cfg(dir.path(), Durability::Disk)).unwrap();
     let s = b.stats();
     assert_eq!((s.replicas, s.masters), (imgs.len() - 2, 1));
     for name in [
@@ -864,7 +849,7 @@ fn corrupt_files_are_renamed_and_skipped() {
     assert_eq!(ids, imgs[2..].iter().map(|i| i.id).collect::<Vec<_>>());
     drop(b);
     // A second restart loads the same and does not trip over the .bad files.
-    let b = BackupService::open(cfg(&dir.0, Durability::Disk)).unwrap();
+    let b = BackupService::open(cfg(dir.path(), Durability::Disk)).unwrap();
     assert_eq!(b.stats().replicas, imgs.len() - 2);
 }
 
@@ -880,17 +865,17 @@ fn config_errors() {
     assert_eq!("memory".parse::<Durability>(), Ok(Durability::Memory));
     assert!("tape".parse::<Durability>().is_err());
     // A stale lock (dead pid) is taken over.
-    let dir = TempDir::new("stale-lock");
-    std::fs::write(dir.0.join("lock"), b"4000000000").unwrap();
-    BackupService::open(cfg(&dir.0, Durability::Disk)).unwrap();
+    let dir = temp_dir("stale-lock");
+    std::fs::write(dir.path().join("lock"), b"4000000000").unwrap();
+    BackupService::open(cfg(dir.path(), Durability::Disk)).unwrap();
 }
 
 #[test]
 fn concurrent_writers_and_the_flusher() {
     let imgs = Arc::new(images());
     for durability in [Durability::Memory, Durability::Disk] {
-        let dir = TempDir::new("concurrent");
-        let b = BackupService::open(cfg(&dir.0, durability)).unwrap();
+        let dir = temp_dir("concurrent");
+        let b = BackupService::open(cfg(dir.path(), durability)).unwrap();
         let threads: Vec<_> = (1..=4u32)
             .map(|t| {
                 let (b, imgs) = (b.clone(), imgs.clone());
@@ -915,7 +900,7 @@ fn concurrent_writers_and_the_flusher() {
         }
         poller.join().unwrap();
         drop(b);
-        let b = BackupService::open(cfg(&dir.0, durability)).unwrap();
+        let b = BackupService::open(cfg(dir.path(), durability)).unwrap();
         for t in 1..=4u32 {
             let l = b.get_replicas(ServerId::new(t, 1));
             let got: Vec<(u64, u32, bool)> = l
@@ -929,7 +914,7 @@ fn concurrent_writers_and_the_flusher() {
                 .collect();
             assert_eq!(got, want, "{durability}, master {t}");
         }
-        assert!(!file::replica_path(&dir.0, ServerId::new(1, 1), imgs[0].id).exists());
+        assert!(!file::replica_path(dir.path(), ServerId::new(1, 1), imgs[0].id).exists());
     }
 }
 

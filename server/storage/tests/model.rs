@@ -165,16 +165,26 @@ fn run(fill_level: f64, ops: Vec<Op>) {
     let (e, clock) = small_engine(MEMORY);
     e.create_table(1, TableOptions::default()).unwrap();
     e.create_table(2, TableOptions::default()).unwrap();
+    let mut m = fill(&e, fill_level);
+    check_all(&e, &m);
+    for op in ops {
+        clock.advance(1);
+        apply(&e, &mut m, op);
+    }
+    check_all(&e, &m);
+}
+
+/// Fill phase: overwrite keys until live data reaches `fill_level` of what writers can use.
+fn fill(e: &Engine, fill_level: f64) -> Model {
     let mut m: Model = BTreeMap::new();
-    // Fill phase: overwrite keys until live data reaches the level.
-    let target = (usable(&e) as f64 * fill_level) as usize;
+    let target = (usable(e) as f64 * fill_level) as usize;
     let per_key = target / (KEYS as usize * 2);
     'fill: for round in 0..3u8 {
         for t in 1..3u32 {
             for k in 0..KEYS {
                 let len = per_key.saturating_sub(60).max(1);
                 let v = vec![round ^ k; len];
-                match with_retry(&e, || e.write(t, &key(k), &v, &RejectRules::NONE)) {
+                match with_retry(e, || e.write(t, &key(k), &v, &RejectRules::NONE)) {
                     Ok(ver) => {
                         m.insert((t, key(k)), (ver, v));
                     }
@@ -184,136 +194,139 @@ fn run(fill_level: f64, ops: Vec<Op>) {
             }
         }
     }
-    check_all(&e, &m);
-    for op in ops {
-        clock.advance(1);
-        match op {
-            Op::Write {
-                table,
-                key: k,
-                len,
-                fill,
-                cond,
-                clean,
-            } => {
-                let mk = (table, key(k));
-                let cur = m.get(&mk).map(|x| x.0);
-                let v = vec![fill; len as usize];
-                let r = rules(&cond, cur);
-                let res = with_retry(&e, || {
-                    if clean {
-                        e.write_clean(table, &mk.1, &v, &r)
-                    } else {
-                        e.write(table, &mk.1, &v, &r)
-                    }
-                });
-                match res {
-                    Ok(ver) => {
-                        assert!(
-                            model_allows(&cond, cur),
-                            "{cond:?} on {cur:?} should refuse"
-                        );
-                        assert!(ver > cur.unwrap_or(0));
-                        m.insert(mk, (ver, v));
-                    }
-                    Err(StorageError::NoSpace) => {}
-                    Err(err) => assert!(!model_allows(&cond, cur), "{cond:?} on {cur:?}: {err}"),
+    m
+}
+
+/// Run `op` on the engine and the model, comparing the outcomes.
+fn apply(e: &Engine, m: &mut Model, op: Op) {
+    match op {
+        Op::Write {
+            table,
+            key: k,
+            len,
+            fill,
+            cond,
+            clean,
+        } => {
+            let mk = (table, key(k));
+            let cur = m.get(&mk).map(|x| x.0);
+            let v = vec![fill; len as usize];
+            let r = rules(&cond, cur);
+            let res = with_retry(e, || {
+                if clean {
+                    e.write_clean(table, &mk.1, &v, &r)
+                } else {
+                    e.write(table, &mk.1, &v, &r)
                 }
-            }
-            Op::Remove {
-                table,
-                key: k,
-                cond,
-            } => {
-                let mk = (table, key(k));
-                let cur = m.get(&mk).map(|x| x.0);
-                match with_retry(&e, || e.remove(table, &mk.1, &rules(&cond, cur))) {
-                    Ok(removed) => {
-                        assert!(model_allows(&cond, cur));
-                        assert_eq!(removed, cur);
-                        m.remove(&mk);
-                    }
-                    Err(StorageError::NoSpace) => {}
-                    Err(err) => assert!(!model_allows(&cond, cur), "{err}"),
+            });
+            match res {
+                Ok(ver) => {
+                    assert!(
+                        model_allows(&cond, cur),
+                        "{cond:?} on {cur:?} should refuse"
+                    );
+                    assert!(ver > cur.unwrap_or(0));
+                    m.insert(mk, (ver, v));
                 }
-            }
-            Op::Read { table, key: k } => {
-                let mut out = Vec::new();
-                let got = e.read(table, &key(k), &RejectRules::NONE, &mut out);
-                match m.get(&(table, key(k))) {
-                    Some((ver, val)) => {
-                        assert_eq!(got, Ok(*ver));
-                        assert_eq!(&out, val);
-                    }
-                    None => assert_eq!(got, Err(StorageError::ObjectDoesntExist)),
-                }
-            }
-            Op::Incr {
-                table,
-                key: k,
-                delta,
-            } => {
-                let mk = (table, key(k));
-                let cur = m.get(&mk).cloned();
-                let res = with_retry(&e, || {
-                    e.increment_i64(table, &mk.1, delta as i64, &RejectRules::NONE)
-                });
-                match (res, cur) {
-                    (Err(StorageError::NoSpace), _) => {}
-                    (Ok((n, ver)), None) => {
-                        assert_eq!(n, delta as i64);
-                        m.insert(mk, (ver, n.to_le_bytes().to_vec()));
-                    }
-                    (Ok((n, ver)), Some((_, old))) => {
-                        let old = i64::from_le_bytes(old.try_into().expect("model says 8 bytes"));
-                        assert_eq!(n, old + delta as i64);
-                        m.insert(mk, (ver, n.to_le_bytes().to_vec()));
-                    }
-                    (Err(StorageError::NotANumber { len }), Some((_, old))) => {
-                        assert_eq!(len, old.len())
-                    }
-                    (Err(x), c) => panic!("increment on {c:?}: {x}"),
-                }
-            }
-            Op::Clean(w) => {
-                let want = [Want::Auto, Want::Compact, Want::Combined][w as usize];
-                e.clean_with(want);
-            }
-            Op::Resize(kib) => {
-                let before = e.stats().budget_bytes;
-                match e.resize(kib as usize * 1024) {
-                    Ok(()) => assert_eq!(e.stats().budget_bytes, kib as usize * 1024),
-                    Err(ResizeError::LiveDataTooLarge { .. }) => {
-                        assert_eq!(e.stats().budget_bytes, before)
-                    }
-                    Err(ResizeError::BelowMinimum { .. }) => assert!(kib < 64),
-                    Err(x) => panic!("{x}"),
-                }
-            }
-            Op::Enumerate { table, half } => {
-                let range = if half { 0..=u64::MAX / 2 } else { 0..=u64::MAX };
-                let mut got = BTreeMap::new();
-                let mut cursor = None;
-                loop {
-                    let b = e.enumerate(table, range.clone(), cursor, 4096).unwrap();
-                    for o in b.objects {
-                        assert!(got.insert(o.key, (o.version, o.value)).is_none());
-                    }
-                    match b.next_cursor {
-                        Some(c) => cursor = Some(c),
-                        None => break,
-                    }
-                }
-                let want: BTreeMap<Vec<u8>, (u64, Vec<u8>)> = m
-                    .iter()
-                    .filter(|((t, k), _)| *t == table && range.contains(&key_hash(k)))
-                    .map(|((_, k), v)| (k.clone(), v.clone()))
-                    .collect();
-                assert_eq!(got, want);
+                Err(StorageError::NoSpace) => {}
+                Err(err) => assert!(!model_allows(&cond, cur), "{cond:?} on {cur:?}: {err}"),
             }
         }
+        Op::Remove {
+            table,
+            key: k,
+            cond,
+        } => {
+            let mk = (table, key(k));
+            let cur = m.get(&mk).map(|x| x.0);
+            match with_retry(e, || e.remove(table, &mk.1, &rules(&cond, cur))) {
+                Ok(removed) => {
+                    assert!(model_allows(&cond, cur));
+                    assert_eq!(removed, cur);
+                    m.remove(&mk);
+                }
+                Err(StorageError::NoSpace) => {}
+                Err(err) => assert!(!model_allows(&cond, cur), "{err}"),
+            }
+        }
+        Op::Read { table, key: k } => {
+            let mut out = Vec::new();
+            let got = e.read(table, &key(k), &RejectRules::NONE, &mut out);
+            match m.get(&(table, key(k))) {
+                Some((ver, val)) => {
+                    assert_eq!(got, Ok(*ver));
+                    assert_eq!(&out, val);
+                }
+                None => assert_eq!(got, Err(StorageError::ObjectDoesntExist)),
+            }
+        }
+        Op::Incr {
+            table,
+            key: k,
+            delta,
+        } => {
+            let mk = (table, key(k));
+            let cur = m.get(&mk).cloned();
+            let res = with_retry(e, || {
+                e.increment_i64(table, &mk.1, delta as i64, &RejectRules::NONE)
+            });
+            match (res, cur) {
+                (Err(StorageError::NoSpace), _) => {}
+                (Ok((n, ver)), None) => {
+                    assert_eq!(n, delta as i64);
+                    m.insert(mk, (ver, n.to_le_bytes().to_vec()));
+                }
+                (Ok((n, ver)), Some((_, old))) => {
+                    let old = i64::from_le_bytes(old.try_into().expect("model says 8 bytes"));
+                    assert_eq!(n, old + delta as i64);
+                    m.insert(mk, (ver, n.to_le_bytes().to_vec()));
+                }
+                (Err(StorageError::NotANumber { len }), Some((_, old))) => {
+                    assert_eq!(len, old.len())
+                }
+                (Err(x), c) => panic!("increment on {c:?}: {x}"),
+            }
+        }
+        Op::Clean(w) => {
+            let want = [Want::Auto, Want::Compact, Want::Combined][w as usize];
+            e.clean_with(want);
+        }
+        Op::Resize(kib) => {
+            let before = e.stats().budget_bytes;
+            match e.resize(kib as usize * 1024) {
+                Ok(()) => assert_eq!(e.stats().budget_bytes, kib as usize * 1024),
+                Err(ResizeError::LiveDataTooLarge { .. }) => {
+                    assert_eq!(e.stats().budget_bytes, before)
+                }
+                Err(ResizeError::BelowMinimum { .. }) => assert!(kib < 64),
+                Err(x) => panic!("{x}"),
+            }
+        }
+        Op::Enumerate { table, half } => check_enumerate(e, m, table, half),
     }
-    check_all(&e, &m);
+}
+
+/// Enumerate `table` (all of it, or the lower half of the hash space) and compare with the model.
+fn check_enumerate(e: &Engine, m: &Model, table: u32, half: bool) {
+    let range = if half { 0..=u64::MAX / 2 } else { 0..=u64::MAX };
+    let mut got = BTreeMap::new();
+    let mut cursor = None;
+    loop {
+        let b = e.enumerate(table, range.clone(), cursor, 4096).unwrap();
+        for o in b.objects {
+            assert!(got.insert(o.key, (o.version, o.value)).is_none());
+        }
+        match b.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    let want: BTreeMap<Vec<u8>, (u64, Vec<u8>)> = m
+        .iter()
+        .filter(|((t, k), _)| *t == table && range.contains(&key_hash(k)))
+        .map(|((_, k), v)| (k.clone(), v.clone()))
+        .collect();
+    assert_eq!(got, want);
 }
 
 fn cases() -> u32 {

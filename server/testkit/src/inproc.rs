@@ -65,10 +65,10 @@ pub fn cluster(masters: usize) -> Cluster {
     Cluster { nodes, coord }
 }
 
-/// A cluster directory as `faascache cluster up` leaves it: `DIR/coordinator.locator`.
-pub fn cluster_dir(c: &Cluster, name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("faascache-client-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+/// A cluster directory as `faascache cluster up` leaves it: `DIR/coordinator.locator` (a
+/// temporary directory, removed when dropped).
+pub fn cluster_dir(c: &Cluster, name: &str) -> crate::TestDir {
+    let dir = crate::tempdir(&format!("client-{name}"));
     std::fs::write(
         dir.join("coordinator.locator"),
         format!("{}\n", c.locator()),

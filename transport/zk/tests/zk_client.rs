@@ -5,6 +5,8 @@ use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
+use faascache_testkit::{check, eventually};
+
 use faascache_zk::proto::err;
 use faascache_zk::{CreateMode, Op, OpResult, ZkAddress, ZkError, ZkSession};
 
@@ -118,13 +120,10 @@ fn operations_versions_multi_ephemerals_and_watches() {
     let st = s.exists(&p1, true).unwrap().unwrap();
     assert_eq!(st.ephemeral_owner, other.session_id());
     other.close(); // ends its session: its ephemeral znode goes at once
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let ev = loop {
-        if let Some(ev) = s.wait_event(Duration::from_millis(200)) {
-            break ev;
-        }
-        assert!(Instant::now() < deadline, "no watch event");
-    };
+    let ev = eventually(Duration::from_secs(10), || {
+        s.wait_event(Duration::from_millis(200))
+            .ok_or("no watch event")
+    });
     assert_eq!((ev.kind, ev.path.as_str()), (2, p1.as_str()));
     assert_eq!(
         s.get_children("/t/e", false).unwrap(),
@@ -299,13 +298,10 @@ fn a_broken_connection_resumes_the_session_and_a_long_outage_loses_it() {
         return;
     };
     let proxy = Proxy::start(zk.port);
-    // The first address is dead: the session also learns to go round the ensemble.
-    let dead = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr: ZkAddress = format!("zk:127.0.0.1:{dead},127.0.0.1:{}", proxy.port)
+    // The first address is dead (refuses connections while the guard lives): the session also
+    // learns to go round the ensemble.
+    let dead = faascache_testkit::closed_port();
+    let addr: ZkAddress = format!("zk:127.0.0.1:{},127.0.0.1:{}", dead.port, proxy.port)
         .parse()
         .unwrap();
     let s = ZkSession::connect(&addr, Duration::from_secs(4)).unwrap();
@@ -328,26 +324,19 @@ fn a_broken_connection_resumes_the_session_and_a_long_outage_loses_it() {
     // An outage longer than the session timeout: the session is lost, its znode gone.
     proxy.refuse(true);
     proxy.cut();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while s.alive().is_ok() {
-        assert!(
-            Instant::now() < deadline,
-            "the session was not declared lost"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    eventually(Duration::from_secs(30), || match s.alive() {
+        Ok(()) => Err("the session was not declared lost"),
+        Err(_) => Ok(()),
+    });
     assert!(matches!(
         s.exists("/eph", false),
         Err(ZkError::SessionLost(_))
     ));
     proxy.refuse(false);
     let other = session(&zk.address());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while other.exists("/eph", false).unwrap().is_some() {
-        assert!(
-            Instant::now() < deadline,
-            "ZooKeeper did not expire the session"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    eventually(Duration::from_secs(30), || {
+        check(other.exists("/eph", false).unwrap().is_none(), || {
+            "ZooKeeper did not expire the session".into()
+        })
+    });
 }

@@ -10,9 +10,10 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
+
+use faascache_launch::Launch;
 
 use faascache_protocol::msg::coordinator::*;
 use faascache_protocol::msg::master::*;
@@ -23,67 +24,10 @@ use faascache_transport::{ClientConfig, ServiceLocator, Session, Status};
 pub const BIN: &str = env!("CARGO_BIN_EXE_faascache");
 pub const T: Duration = Duration::from_secs(10);
 
-/// A child process, killed (SIGKILL) and reaped on drop.
-pub struct Proc {
-    pub name: String,
-    pub child: Option<Child>,
-}
-
-impl Proc {
-    pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-    pub fn pid(&self) -> u32 {
-        self.child.as_ref().expect("running").id()
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-pub fn tempdir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!(
-        "faascache-{tag}-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    ));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-pub fn wait_file(path: &Path, timeout: Duration) -> String {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Ok(s) = std::fs::read_to_string(path) {
-            if !s.trim().is_empty() {
-                return s.trim().to_string();
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} did not appear",
-            path.display()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
+/// A `faascache` child process (SIGKILLed and reaped on drop): the shared launcher.
+pub use faascache_launch::Daemon as Proc;
+#[allow(unused_imports)]
+pub use faascache_testkit::{continually, eventually, tempdir, TestDir};
 
 pub mod net;
 
@@ -91,56 +35,76 @@ pub fn spawn(name: &str, args: &[&str], dir: &Path) -> Proc {
     spawn_wrapped(name, args, dir, &[])
 }
 
-/// [`spawn`] under a wrapper command (e.g. `ip netns exec NS`), which must exec the binary.
+/// [`spawn`] under a wrapper command (e.g. `ip netns exec NS`), which must exec the binary; its
+/// stderr goes to `dir/NAME.log`.
 pub fn spawn_wrapped(name: &str, args: &[&str], dir: &Path, wrap: &[String]) -> Proc {
-    let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
-    let mut cmd = match wrap.split_first() {
-        Some((w, rest)) => {
-            let mut c = Command::new(w);
-            c.args(rest).arg(BIN);
-            c
-        }
-        None => Command::new(BIN),
-    };
-    let child = cmd
+    Launch::new(name, BIN, dir.join(format!("{name}.log")))
+        .wrap(wrap)
         .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
         .spawn()
-        .expect("start faascache");
-    Proc {
-        name: name.into(),
-        child: Some(child),
-    }
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// Start a coordinator on `port` (0 = any) with `file:` storage in `dir/storage`.
+/// Wait for the locator file `p` writes (failing early, with its log, if it exits).
+pub fn wait_up(p: &mut Proc, file: &Path, timeout: Duration) -> String {
+    p.wait_file(file, timeout).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The port of a `tcp:host=...,port=N` locator (to restart a coordinator on the port its first
+/// instance got from the OS).
+pub fn port_of(locator: &str) -> u16 {
+    locator
+        .split([',', ':'])
+        .find_map(|kv| kv.strip_prefix("port="))
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {locator}"))
+}
+
+/// Start a coordinator on `port` (0 = any: the OS picks, the daemon reports it) with `file:`
+/// storage in `dir/storage`.
 pub fn coordinator(dir: &Path, port: u16, tag: &str) -> (Proc, String) {
     coordinator_with(dir, port, tag, &[])
 }
 
 /// [`coordinator`] with extra flags.
 pub fn coordinator_with(dir: &Path, port: u16, tag: &str, extra: &[&str]) -> (Proc, String) {
-    let lf = dir.join(format!("{tag}.locator"));
-    let _ = std::fs::remove_file(&lf);
     net::prepare_client();
     let station = if port == 0 {
         net::station()
     } else {
-        net::Station {
-            args: vec!["--listen".into(), format!("tcp:host=127.0.0.1,port={port}")],
-            wrap: Vec::new(),
-        }
+        tcp_station(port)
     };
+    start_coordinator(dir, station, tag, extra)
+}
+
+/// A coordinator over TCP on 127.0.0.1 and `port` (0 = any), whatever the test transport.
+pub fn coordinator_tcp(dir: &Path, port: u16, tag: &str) -> (Proc, String) {
+    start_coordinator(dir, tcp_station(port), tag, &[])
+}
+
+fn tcp_station(port: u16) -> net::Station {
+    net::Station {
+        args: vec!["--listen".into(), format!("tcp:host=127.0.0.1,port={port}")],
+        wrap: Vec::new(),
+    }
+}
+
+fn start_coordinator(
+    dir: &Path,
+    station: net::Station,
+    tag: &str,
+    extra: &[&str],
+) -> (Proc, String) {
+    let lf = dir.join(format!("{tag}.locator"));
+    let _ = std::fs::remove_file(&lf);
     let storage = format!("file:{}", dir.join("storage").display());
     let lfs = lf.to_str().unwrap().to_string();
     let mut args = vec!["coordinator", "--storage", &storage];
     args.extend(station.args.iter().map(String::as_str));
     args.extend_from_slice(&["--poll", "block", "--locator-file", &lfs]);
     args.extend_from_slice(extra);
-    let p = spawn_wrapped(tag, &args, dir, &station.wrap);
-    let loc = wait_file(&lf, T);
+    let mut p = spawn_wrapped(tag, &args, dir, &station.wrap);
+    let loc = wait_up(&mut p, &lf, T);
     (p, loc)
 }
 
@@ -169,8 +133,8 @@ pub fn server_with(dir: &Path, coord: &str, name: &str, extra: &[&str]) -> (Proc
     ];
     args.extend(station.args.iter().map(String::as_str));
     args.extend_from_slice(extra);
-    let p = spawn_wrapped(name, &args, dir, &station.wrap);
-    let loc = wait_file(&lf, T);
+    let mut p = spawn_wrapped(name, &args, dir, &station.wrap);
+    let loc = wait_up(&mut p, &lf, T);
     (p, loc)
 }
 
@@ -227,24 +191,16 @@ impl Raw {
     }
 
     pub fn refresh(&mut self) {
-        let deadline = Instant::now() + T;
-        loop {
-            match self.coord_call(&GetTabletMapRequest { table_id: 0 }, |r| {
+        let m = eventually(T, || {
+            self.coord_call(&GetTabletMapRequest { table_id: 0 }, |r| {
                 r.tablets
                     .iter()
                     .map(|t| (t.table_id, t.start_hash, t.end_hash, t.locator.to_string()))
                     .collect::<Vec<_>>()
-            }) {
-                Ok(m) => {
-                    self.map = m;
-                    return;
-                }
-                Err(e) => {
-                    assert!(Instant::now() < deadline, "tablet map: {e}");
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-            }
-        }
+            })
+            .map_err(|e| format!("tablet map: {e}"))
+        });
+        self.map = m;
     }
 
     pub fn tablets(&mut self, table: u64) -> Vec<(u64, u64, String)> {

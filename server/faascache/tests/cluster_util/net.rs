@@ -8,7 +8,7 @@
 //!   namespace. (One namespace per process because DPDK's af_packet driver names its socket
 //!   fanout group after `pid ^ ifindex`, which collides between processes sharing a namespace.)
 //!   The bridge, veths and namespaces are named `fc<pid>…`, created on first use and deleted
-//!   when the test process exits (stale ones of dead test processes are deleted at start).
+//!   when the test process exits (by a reaper shell started with the bridge) (stale ones of dead test processes are deleted at start).
 //!   Needs the `dpdk` feature, root (CAP_NET_ADMIN) and iproute2.
 //! - `infrc`: verbs. Servers listen on `FAASCACHE_VERBS_TEST_SERVER` (default
 //!   `infrc:host=10.77.0.2,port=0,dev=rxe1`); clients use the device `FAASCACHE_VERBS_DEV` names.
@@ -184,13 +184,21 @@ fn remove(name: &str, netns: bool) {
     };
 }
 
-extern "C" fn remove_ours() {
-    let me = std::process::id();
-    for (name, pid, netns) in ours() {
-        if pid == me {
-            remove(&name, netns);
-        }
-    }
+/// Start a reaper: a shell that waits for this test process to exit, then deletes its bridge,
+/// veths and namespaces (`fc<pid>…`), as the stale-entry sweep in [`bridge`] would.
+fn reap_at_exit() {
+    let pid = std::process::id();
+    let script = format!(
+        "while [ -d /proc/{pid} ]; do sleep 0.2; done; \
+         for l in $(ls /sys/class/net | grep '^fc{pid}[bhp]'); do ip link del \"$l\"; done; \
+         for n in $(ls /run/netns 2>/dev/null | grep '^fc{pid}n'); do ip netns del \"$n\"; done"
+    );
+    let _ = Command::new("sh")
+        .args(["-c", &script])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn();
 }
 
 fn bridge() -> &'static Bridge {
@@ -213,9 +221,7 @@ fn bridge() -> &'static Bridge {
             panic!("cannot create the test bridge ({e}); DPDK cluster tests need root and iproute2")
         });
         ip(&["link", "set", &b.name, "up"]).unwrap();
-        // SAFETY: registers a plain function to run at exit; it touches no Rust state that
-        // exit tears down (it only runs `ip`).
-        unsafe { libc::atexit(remove_ours) };
+        reap_at_exit();
         b
     })
 }

@@ -4,7 +4,7 @@
 //! ([`faascache_protocol::for_each_rpc!`]), so a new RPC is one line there: a service implements
 //! only the methods it serves.
 
-use crate::server::IncomingRpc;
+use crate::server::{Handler, IncomingRpc};
 use faascache_protocol::wire::{Opcode, Status};
 
 macro_rules! define_dispatch {
@@ -43,3 +43,13 @@ macro_rules! define_dispatch {
 }
 
 faascache_protocol::for_each_rpc!(define_dispatch);
+
+/// Adapts a [`Dispatch`] service (one method per RPC type) into a [`Handler`].
+#[derive(Debug)]
+pub struct DispatchHandler<D>(pub D);
+
+impl<D: Dispatch + Send + Sync + 'static> Handler for DispatchHandler<D> {
+    fn handle(&self, call: &mut IncomingRpc<'_>) {
+        dispatch(&self.0, call)
+    }
+}

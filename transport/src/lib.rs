@@ -52,15 +52,13 @@ use std::sync::Arc;
 
 pub use call::{call, CallError};
 pub use coordinator_locator::CoordinatorLocator;
-pub use dispatch::{dispatch, Dispatch};
+pub use dispatch::{dispatch, Dispatch, DispatchHandler};
 pub use error::{Error, Result};
 /// The opcode and status of every RPC: the protocol's types, used throughout this API.
 pub use faascache_protocol::wire::{Opcode, Status};
 pub use locator::{Locator, LocatorError, ServiceLocator, TransportKind};
 pub use poll::PollMode;
-pub use server::{
-    DispatchConfig, DispatchHandler, Handler, IncomingRpc, NoHandler, Responder, ServerHandle,
-};
+pub use server::{DispatchConfig, Handler, IncomingRpc, NoHandler, Responder, ServerHandle};
 pub use session::{ClientConfig, PendingRpc, Session};
 pub use sys::process_cpu_time;
 

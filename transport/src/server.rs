@@ -13,7 +13,6 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crate::dispatch::{dispatch, Dispatch};
 use crate::locator::{Locator, TransportKind};
 use crate::poll::PollMode;
 use crate::wire::{Header, Opcode, Status};
@@ -31,16 +30,6 @@ where
 {
     fn handle(&self, call: &mut IncomingRpc<'_>) {
         self(call)
-    }
-}
-
-/// Adapts a [`Dispatch`] service (one method per RPC type) into a [`Handler`].
-#[derive(Debug)]
-pub struct DispatchHandler<D>(pub D);
-
-impl<D: Dispatch + Send + Sync + 'static> Handler for DispatchHandler<D> {
-    fn handle(&self, call: &mut IncomingRpc<'_>) {
-        dispatch(&self.0, call)
     }
 }
 

@@ -47,7 +47,7 @@ fn wait_candidates(raw: &ZkSession, n: usize) {
     eventually(T, || {
         let c = raw
             .get_children("/faascache-ha/election", false)
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| faascache_testkit::wait::Unmet(e.to_string()))?;
         faascache_testkit::check(c.len() == n, || format!("election candidates: {c:?}"))
     });
 }

@@ -53,6 +53,18 @@ pub struct Master {
     poll: String,
 }
 
+impl replicator::ReplicationHost for Master {
+    fn engine(&self) -> &Engine {
+        &self.engine
+    }
+    fn replication(&self) -> &replicator::Replication {
+        &self.replication
+    }
+    fn server_id(&self) -> ServerId {
+        Master::server_id(self)
+    }
+}
+
 impl Master {
     /// A master over `engine`; `transport` and `poll` are reported by `GetServerInfo`.
     pub fn new(engine: Engine, transport: &str, poll: &str) -> Master {

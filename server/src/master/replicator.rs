@@ -28,8 +28,7 @@ use faascache_transport::{ClientConfig, Opcode, PendingRpc, ServiceLocator, Sess
 use parking_lot::{Condvar, Mutex};
 
 use super::replication::{Action, ReplicaManager, SegmentInfo, WriteOutcome};
-use super::Master;
-use faascache_storage::LogSegment;
+use faascache_storage::{Engine, LogSegment};
 
 /// How long one backup RPC may take before the backup counts as down.
 pub const BACKUP_RPC_TIMEOUT: Duration = Duration::from_secs(3);
@@ -190,15 +189,26 @@ impl Replication {
     }
 }
 
+/// What the replication thread needs of its master. The master (`super::Master`) implements it;
+/// this module does not name the master, so the dependency points one way.
+pub trait ReplicationHost: Send + Sync + 'static {
+    /// The master's storage engine (its log is what is replicated).
+    fn engine(&self) -> &Engine;
+    /// The replication state shared with the master's write path.
+    fn replication(&self) -> &Replication;
+    /// The master's server id (names its replicas on the backups).
+    fn server_id(&self) -> ServerId;
+}
+
 /// Starts the replication thread of `master` (nothing to do without replicas).
 pub fn start(
-    master: Arc<Master>,
+    master: Arc<dyn ReplicationHost>,
     coordinator: CoordinatorLocator,
 ) -> std::io::Result<Option<std::thread::JoinHandle<()>>> {
-    if master.replication.replicas == 0 {
+    if master.replication().replicas == 0 {
         return Ok(None);
     }
-    master.engine.require_replication(true);
+    master.engine().require_replication(true);
     std::thread::Builder::new()
         .name("faascache-replication".into())
         .spawn(move || Shell::new(master, coordinator).run())
@@ -206,7 +216,7 @@ pub fn start(
 }
 
 struct Shell {
-    master: Arc<Master>,
+    master: Arc<dyn ReplicationHost>,
     coordinator: CoordinatorLocator,
     coord_session: Option<Session>,
     mgr: ReplicaManager,
@@ -219,8 +229,8 @@ struct Shell {
 }
 
 impl Shell {
-    fn new(master: Arc<Master>, coordinator: CoordinatorLocator) -> Shell {
-        let r = master.replication.replicas;
+    fn new(master: Arc<dyn ReplicationHost>, coordinator: CoordinatorLocator) -> Shell {
+        let r = master.replication().replicas;
         Shell {
             mgr: ReplicaManager::new(master.server_id(), r),
             master,
@@ -236,16 +246,16 @@ impl Shell {
     }
 
     fn rep(&self) -> &Replication {
-        &self.master.replication
+        &self.master.replication()
     }
 
     fn run(mut self) {
         // The first head (with its digest) exists and is replicated before the first write,
         // so a crash always leaves a digest on the backups.
-        self.master.engine.open_head();
+        self.master.engine().open_head();
         loop {
             {
-                let rep = &self.master.replication;
+                let rep = &self.master.replication();
                 let mut q = rep.queue.lock();
                 if q.is_empty() && !rep.stop.load(Ordering::Acquire) {
                     rep.wake.wait_for(&mut q, IDLE_ROUND);
@@ -341,7 +351,7 @@ impl Shell {
     }
 
     fn observe(&mut self) {
-        let segs = self.master.engine.log_segments();
+        let segs = self.master.engine().log_segments();
         let mut infos = Vec::with_capacity(segs.len());
         self.handles.clear();
         for s in segs {
@@ -377,7 +387,7 @@ impl Shell {
             h.set_replicated(complete);
         }
         if lowered {
-            self.master.engine.wait_cleaning();
+            self.master.engine().wait_cleaning();
         }
     }
 
@@ -402,7 +412,7 @@ impl Shell {
                     };
                     self.buf.clear();
                     self.master
-                        .engine
+                        .engine()
                         .read_segment(h, from as usize, to as usize, &mut self.buf);
                     let mut flags = 0;
                     if open {

@@ -53,12 +53,28 @@ pub fn continually<E: Display>(
     }
 }
 
-/// `Ok(())` if `cond`, else `Err(what)`: a check for [`eventually`] / [`continually`].
-pub fn check(cond: bool, what: impl FnOnce() -> String) -> Result<(), String> {
+/// A condition that did not hold, and what was seen instead (for the panic message).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unmet(pub String);
+
+impl Display for Unmet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<String> for Unmet {
+    fn from(s: String) -> Unmet {
+        Unmet(s)
+    }
+}
+
+/// `Ok(())` if `cond`, else `Err(Unmet(what()))`: a check for [`eventually`] / [`continually`].
+pub fn check(cond: bool, what: impl FnOnce() -> String) -> Result<(), Unmet> {
     if cond {
         Ok(())
     } else {
-        Err(what())
+        Err(Unmet(what()))
     }
 }
 

@@ -9,4 +9,8 @@
 pub const MAX_PAYLOAD: usize = 8 * 1024 * 1024 + 64 * 1024;
 
 /// Largest whole RPC message (header + payload) — what a datagram receiver may reassemble.
-pub const MAX_MESSAGE: usize = crate::wire::HEADER_LEN + MAX_PAYLOAD;
+pub const MAX_MESSAGE: usize = HEADER_LEN + MAX_PAYLOAD;
+
+/// Size of the RPC header in bytes (its layout: `wire::Header`). Here, beside the other sizes, so
+/// the header's codec depends on the limits and not the other way round.
+pub const HEADER_LEN: usize = 32;

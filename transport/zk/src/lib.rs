@@ -29,6 +29,7 @@
 
 #![deny(unsafe_code)]
 
+mod codes;
 pub mod proto;
 mod session;
 
@@ -77,17 +78,17 @@ pub enum ZkError {
     #[error("ZooKeeper connection lost ({0}); the session is reconnecting: retry")]
     ConnectionLoss(String),
     /// The server answered with an error code.
-    #[error("ZooKeeper {op} {path}: {} ({code})", proto::err_name(*code))]
+    #[error("ZooKeeper {op} {path}: {} ({code})", codes::err_name(*code))]
     Api {
         /// Operation.
         op: &'static str,
         /// Path.
         path: String,
-        /// ZooKeeper error code ([`proto::err`]).
+        /// ZooKeeper error code ([`proto::err`](crate::proto::err)).
         code: i32,
     },
     /// An op of a `multi` failed (so none was applied).
-    #[error("ZooKeeper multi: op {index} failed with {} ({code}); nothing was applied", proto::err_name(*code))]
+    #[error("ZooKeeper multi: op {index} failed with {} ({code}); nothing was applied", codes::err_name(*code))]
     Multi {
         /// Index of the failing op.
         index: usize,

@@ -64,17 +64,6 @@ const FFI_CRATES: &[&str] = &["transport/dpdk-sys"];
 /// PENDING (issue 13): library files that still have a `Result<_, String>`, being fixed by other
 /// branches. Empty this list as they land (a listed file without offenders fails the test).
 const STRING_ERRORS_PENDING: &[&str] = &[
-    "client/src/cli.rs",
-    "client/src/tablets.rs",
-    "server/src/backup/file.rs",
-    "server/src/backup/store.rs",
-    "server/src/coordinator/external.rs",
-    "server/src/coordinator/recovery.rs",
-    "server/src/coordinator/service.rs",
-    "server/src/coordinator/state.rs",
-    "server/src/master/migration.rs",
-    "server/src/master/recovery.rs",
-    "server/src/master/tablets.rs",
     "transport/src/dpdk/mod.rs",
     "transport/src/dpdk/sys.rs",
     "transport/src/loopback.rs",
@@ -86,53 +75,17 @@ const STRING_ERRORS_PENDING: &[&str] = &[
     "transport/src/verbs/mod.rs",
     "transport/src/verbs/server.rs",
     "transport/src/verbs/sys.rs",
-    "transport/zk/src/session.rs",
 ];
 
 /// PENDING (issue 13): known module cycles (each the set of files of one cycle), being broken
 /// elsewhere. A listed cycle that no longer exists fails the test, so that the list only shrinks.
-const CYCLES_PENDING: &[&[&str]] = &[
-    // Known when issue 13 was written; another branch breaks them.
-    &[
-        "server/src/coordinator/external.rs",
-        "server/src/coordinator/zk_storage.rs",
-    ],
-    &[
-        "server/src/coordinator/recovery.rs",
-        "server/src/coordinator/service.rs",
-    ],
-    // Found by this test (a child naming its parent's items, which name the child).
-    &[
-        "server/src/master/mod.rs",
-        "server/src/master/replicator.rs",
-    ],
-    &["transport/src/dispatch.rs", "transport/src/server.rs"],
-    &["transport/src/dpdk/mod.rs", "transport/src/dpdk/device.rs"],
-    &[
-        "transport/protocol/src/limits.rs",
-        "transport/protocol/src/wire/header.rs",
-    ],
-    &["transport/zk/src/lib.rs", "transport/zk/src/proto.rs"],
-];
+const CYCLES_PENDING: &[&[&str]] =
+    &[&["transport/src/dpdk/mod.rs", "transport/src/dpdk/device.rs"]];
 
 /// PENDING (issue 13): other known offenders outside this test's branch, as (rule, file); each
 /// silences that rule for that file only. A listed pair that no longer fails fails the test.
-const OTHER_PENDING: &[(&str, &str)] = &[
-    ("file_length", "server/src/coordinator/state.rs"),
-    ("function_length", "server/faascache/tests/cluster_basic.rs"),
-    (
-        "function_length",
-        "server/faascache/tests/cluster_migration.rs",
-    ),
-    ("function_length", "server/storage/tests/model.rs"),
-    ("function_length", "server/tests/backup_service.rs"),
-    ("unsafe_only_in_allowed_files", "bench/tests/peers.rs"),
-    (
-        "unsafe_only_in_allowed_files",
-        "server/faascache/tests/cluster_util/net.rs",
-    ),
-    ("workspace_dependencies", "transport/dpdk-sys/Cargo.toml"),
-];
+const OTHER_PENDING: &[(&str, &str)] =
+    &[("workspace_dependencies", "transport/dpdk-sys/Cargo.toml")];
 
 const MAX_FILE_LINES: usize = 1000;
 const MAX_FN_LINES: usize = 150;

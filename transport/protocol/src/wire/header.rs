@@ -16,8 +16,7 @@
 
 use crate::limits::MAX_PAYLOAD;
 
-/// Size of the encoded header.
-pub const HEADER_LEN: usize = 32;
+pub use crate::limits::HEADER_LEN;
 /// First four bytes of every message: ASCII `FaaS`.
 pub const MAGIC: u32 = u32::from_le_bytes(*b"FaaS");
 /// Protocol version this build speaks; a header with another version is rejected.

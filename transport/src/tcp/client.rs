@@ -13,7 +13,6 @@ use crate::session::{ClientChannel, ClientConfig, Delivery, Session};
 use crate::sys::poll_fd;
 use crate::wire::{Header, Status, HEADER_LEN};
 use std::io::Write;
-use std::os::fd::AsRawFd;
 
 struct TcpClient {
     stream: TcpStream,
@@ -73,13 +72,8 @@ impl ClientChannel for TcpClient {
             // Socket buffer full: keep reading replies (the server may be blocked writing to us),
             // then wait for room.
             stalled();
-            poll_fd(
-                self.stream.as_raw_fd(),
-                false,
-                true,
-                Some(Duration::from_millis(1)),
-            )
-            .map_err(|e| format!("poll failed: {e}"))?;
+            poll_fd(&self.stream, false, true, Some(Duration::from_millis(1)))
+                .map_err(|e| format!("poll failed: {e}"))?;
         }
     }
 
@@ -109,13 +103,8 @@ impl ClientChannel for TcpClient {
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                     stalled();
-                    poll_fd(
-                        self.stream.as_raw_fd(),
-                        false,
-                        true,
-                        Some(Duration::from_millis(1)),
-                    )
-                    .map_err(|e| format!("poll failed: {e}"))?;
+                    poll_fd(&self.stream, false, true, Some(Duration::from_millis(1)))
+                        .map_err(|e| format!("poll failed: {e}"))?;
                 }
                 Err(e) => return Err(format!("write failed: {e}")),
             }
@@ -148,9 +137,7 @@ impl ClientChannel for TcpClient {
         read(&mut reader, out)?;
         if out.is_empty() {
             if let Some(w) = wait.filter(|w| !w.is_zero()) {
-                if poll_fd(self.stream.as_raw_fd(), true, false, Some(w))
-                    .map_err(|e| e.to_string())?
-                {
+                if poll_fd(&self.stream, true, false, Some(w)).map_err(|e| e.to_string())? {
                     read(&mut reader, out)?;
                 }
             }

@@ -13,7 +13,7 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -83,18 +83,12 @@ impl Device for UdpDriver {
     }
 
     fn wait_tx(&mut self) -> io::Result<()> {
-        crate::sys::poll_fd(
-            self.as_raw_fd(),
-            false,
-            true,
-            Some(Duration::from_millis(1)),
-        )
-        .map(|_| ())
+        crate::sys::poll_fd(&*self, false, true, Some(Duration::from_millis(1))).map(|_| ())
     }
 
     fn rx_waiter(&self) -> RxWait {
-        let fd: RawFd = self.as_raw_fd();
-        Box::new(move |w| crate::sys::poll_fd(fd, true, false, Some(w)).map(|_| ()))
+        let sock = self.socket();
+        Box::new(move |w| crate::sys::poll_fd(&*sock, true, false, Some(w)).map(|_| ()))
     }
 
     fn sleeper(&self) -> io::Result<(Box<dyn Sleeper>, Wake)> {

@@ -128,7 +128,7 @@ pub(crate) fn connect(loc: &Locator, cfg: &ClientConfig) -> Result<Session> {
 
 /// Has the peer closed the side channel? (It never sends on it after the handshake.)
 pub(super) fn side_channel_closed(s: &TcpStream) -> bool {
-    match crate::sys::poll_fd(s.as_raw_fd(), true, false, Some(Duration::ZERO)) {
+    match crate::sys::poll_fd(s, true, false, Some(Duration::ZERO)) {
         Ok(false) => false,
         Ok(true) => {
             let mut b = [0u8; 1];

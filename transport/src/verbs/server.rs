@@ -240,7 +240,7 @@ fn accept_loop(
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                let _ = crate::sys::poll_fd(listener.as_raw_fd(), true, false, Some(ACCEPT_POLL));
+                let _ = crate::sys::poll_fd(&listener, true, false, Some(ACCEPT_POLL));
             }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => {
@@ -956,11 +956,7 @@ mod tests {
         m.extend_from_slice(&[1; 10]);
         c.link
             .qp
-            .post_send(
-                super::super::datapath::INLINE_WR,
-                &[super::super::sys::Piece::inline(&m)],
-                true,
-            )
+            .post_send_inline(super::super::datapath::INLINE_WR, &[&m])
             .unwrap();
         let mut b = [0u8; 1];
         let mut tcp = &c.tcp;

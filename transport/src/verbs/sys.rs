@@ -671,24 +671,13 @@ pub(crate) struct LocalPath {
     pub(crate) global: bool,
 }
 
-/// One scatter/gather piece of a send: `len` bytes at `addr`, in memory with key `lkey` (0 and
-/// any address for inline sends, which the provider copies at post time).
+/// One scatter/gather piece of a send: `len` bytes at `addr`, in memory registered under
+/// `lkey` (see [`Qp::post_send`]).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Piece {
     pub(crate) addr: u64,
     pub(crate) len: u32,
     pub(crate) lkey: u32,
-}
-
-impl Piece {
-    /// A piece of ordinary memory for an inline send: valid only until `post_send` returns.
-    pub(crate) fn inline(b: &[u8]) -> Piece {
-        Piece {
-            addr: b.as_ptr() as u64,
-            len: b.len() as u32,
-            lkey: 0,
-        }
-    }
 }
 
 /// A reliable-connected queue pair whose receives come from an SRQ.
@@ -852,10 +841,55 @@ impl Qp {
         self.modify(&mut a, ib::ibv_qp_attr_mask::IBV_QP_STATE, "ERR")
     }
 
-    /// Post one SEND of `pieces` (at most 2), signaled, tagged `wr_id`. `inline`: the provider
-    /// copies the bytes now (total ≤ [`Qp::max_inline`]); otherwise the pieces must stay valid,
-    /// registered and unmodified until the completion of `wr_id`.
-    pub(crate) fn post_send(&self, wr_id: u64, pieces: &[Piece], inline: bool) -> VResult<()> {
+    /// Post one inline SEND of `bufs` (at most 2, total ≤ [`Qp::max_inline`]), signaled, tagged
+    /// `wr_id`. The provider copies the bytes during the call, so any memory will do and
+    /// nothing needs to outlive the call.
+    pub(crate) fn post_send_inline(&self, wr_id: u64, bufs: &[&[u8]]) -> VResult<()> {
+        assert!(bufs.len() <= 2, "at most two pieces per send");
+        let total: usize = bufs.iter().map(|b| b.len()).sum();
+        if total > self.max_inline {
+            return Err(format!(
+                "inline send of {total} bytes exceeds the queue pair's inline limit of {} bytes",
+                self.max_inline
+            ));
+        }
+        let mut pieces = [Piece {
+            addr: 0,
+            len: 0,
+            lkey: 0,
+        }; 2];
+        for (p, b) in pieces.iter_mut().zip(bufs) {
+            *p = Piece {
+                addr: b.as_ptr() as u64,
+                len: b.len() as u32,
+                lkey: 0,
+            };
+        }
+        // SAFETY: an inline send: the provider copies the bytes of `bufs` (alive across the call)
+        // before `ibv_post_send` returns; no registration or later lifetime is needed.
+        unsafe { self.post(wr_id, &pieces[..bufs.len()], true) }
+    }
+
+    /// Post one SEND of registered memory `pieces` (at most 2), signaled, tagged `wr_id`; the
+    /// adapter reads the bytes after this returns, until the completion of `wr_id`.
+    ///
+    /// # Safety
+    ///
+    /// Every piece must name memory registered with this queue pair's protection domain under
+    /// its `lkey` (from [`SendReg::piece`], [`RegisteredVec::piece`] or the region of a `Tx`),
+    /// and that memory and its registration must stay alive and unmodified until the
+    /// completion of `wr_id` has been polled (or the queue pair has been moved to the error
+    /// state and its flushed completions reaped): the adapter reads it by DMA meanwhile.
+    pub(crate) unsafe fn post_send(&self, wr_id: u64, pieces: &[Piece]) -> VResult<()> {
+        // SAFETY: forwarded to the caller (this function's contract).
+        unsafe { self.post(wr_id, pieces, false) }
+    }
+
+    /// # Safety
+    ///
+    /// As [`Qp::post_send`] when `inline` is false; for inline sends, the pieces must be
+    /// readable for the duration of the call.
+    unsafe fn post(&self, wr_id: u64, pieces: &[Piece], inline: bool) -> VResult<()> {
         assert!(pieces.len() <= 2, "at most two pieces per send");
         let mut sges = [ib::ibv_sge {
             addr: 0,
@@ -886,7 +920,7 @@ impl Qp {
         let mut bad = ptr::null_mut();
         // SAFETY: valid QP; `wr` and `sges` live across the call. For an inline send the provider
         // copies the bytes during the call; otherwise the caller guarantees the memory stays
-        // registered and unchanged until the completion (documented contract above).
+        // registered and unchanged until the completion (this function's contract).
         let r = unsafe { ib::ibv_post_send(self.qp.as_ptr(), &mut wr, &mut bad) };
         if r != 0 {
             return Err(format!(

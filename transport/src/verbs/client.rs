@@ -14,7 +14,7 @@ use super::datapath::{zero_copy_id, Cursor, Endpoint, Link, Rx, Tx, ZeroCopy, ZC
 use super::handshake::{random_psn, read_hello, select, write_hello, Hello, Options};
 use super::reassembly::{Piece, Reassembler};
 use super::sys::{poll_readable, QpAddress, SendReg};
-use crate::error::{Error, Result};
+use crate::error::{Error, LinkError, Result};
 use crate::limits::{
     VERBS_CLIENT_RECV_BUFFERS, VERBS_CLIENT_SEND_SLOTS, VERBS_HANDSHAKE_TIMEOUT, VERBS_SQ_DEPTH,
     VERBS_ZERO_COPY_MIN,
@@ -205,6 +205,26 @@ impl ClientChannel for VerbsClient {
         header: &Header,
         payload: &[u8],
         stalled: &mut dyn FnMut(),
+    ) -> Result<(), LinkError> {
+        self.send_one(header, payload, stalled)
+            .map_err(LinkError::Device)
+    }
+
+    fn progress(&self, wait: Option<Duration>, out: &mut Vec<Delivery>) -> Result<(), LinkError> {
+        self.progress_inner(wait, out).map_err(LinkError::Device)
+    }
+
+    fn close(&self) {
+        self.close_inner()
+    }
+}
+
+impl VerbsClient {
+    fn send_one(
+        &self,
+        header: &Header,
+        payload: &[u8],
+        stalled: &mut dyn FnMut(),
     ) -> Result<(), String> {
         let hdr = header.encode();
         // Held for the whole message: its fragments must be contiguous on the queue pair.
@@ -249,7 +269,11 @@ impl ClientChannel for VerbsClient {
         Ok(())
     }
 
-    fn progress(&self, wait: Option<Duration>, out: &mut Vec<Delivery>) -> Result<(), String> {
+    fn progress_inner(
+        &self,
+        wait: Option<Duration>,
+        out: &mut Vec<Delivery>,
+    ) -> Result<(), String> {
         let mut guard = self.receiver.lock();
         let r = &mut *guard;
         if self.poll_rx(r, out)? > 0 {
@@ -286,7 +310,7 @@ impl ClientChannel for VerbsClient {
         Ok(())
     }
 
-    fn close(&self) {
+    fn close_inner(&self) {
         let _ = self.tcp.shutdown(std::net::Shutdown::Both);
     }
 }

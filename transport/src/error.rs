@@ -117,10 +117,10 @@ pub(crate) enum LinkError {
     /// The server aborted an RPC because it is shutting down.
     #[error("server aborted rpc {0} (shutting down)")]
     Aborted(u64),
-    /// The verbs device failed; the text is the device layer's description.
-    #[cfg_attr(not(feature = "verbs"), allow(dead_code))]
-    #[error("{0}")]
-    Device(String),
+    /// The verbs device or its side channel failed.
+    #[cfg(feature = "verbs")]
+    #[error(transparent)]
+    Verbs(#[from] crate::verbs::VerbsError),
 }
 
 impl LinkError {

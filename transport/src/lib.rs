@@ -22,7 +22,8 @@
 
 // `unsafe` is allowed only in the FFI modules (`datagram::sys`: sendmmsg/recvmmsg/UDP GSO,
 // `verbs::sys`, `dpdk::sys`) and at the two `unsafe fn Qp::post_send` calls in
-// `verbs::datapath` (registered buffers alive until completion). `sys` uses rustix, safely.
+// `verbs::datapath` (registered buffers alive until completion), and `sys::thread_cpu_time`
+// (pthread_getcpuclockid, which rustix lacks); the rest of `sys` uses rustix.
 #![deny(unsafe_code)]
 
 mod call;

@@ -305,8 +305,6 @@ impl Default for DispatchConfig {
 #[derive(Debug, Default)]
 pub(crate) struct ServerShared {
     pub(crate) stop: AtomicBool,
-    /// Kernel thread ids of the dispatch threads, for [`ServerHandle::cpu_time`].
-    tids: parking_lot::Mutex<Vec<i32>>,
 }
 
 impl ServerShared {
@@ -315,7 +313,6 @@ impl ServerShared {
     }
     /// Called first thing on each dispatch thread: pin it and record its tid.
     pub(crate) fn enter_dispatch_thread(&self, cfg: &DispatchConfig, index: usize) {
-        self.tids.lock().push(crate::sys::current_tid());
         if cfg.pin {
             let core = cfg.first_core + index;
             let ids = core_affinity::get_core_ids().unwrap_or_default();
@@ -362,11 +359,10 @@ impl ServerHandle {
     /// CPU time (user + system) consumed so far by the dispatch threads, summed. For benchmarks:
     /// sample before and after a run.
     pub fn cpu_time(&self) -> Duration {
-        self.shared
-            .tids
-            .lock()
+        use std::os::unix::thread::JoinHandleExt;
+        self.threads
             .iter()
-            .filter_map(|&tid| crate::sys::thread_cpu_time(tid))
+            .filter_map(|t| crate::sys::thread_cpu_time(t.as_pthread_t()))
             .sum()
     }
     /// Stop the dispatch threads and close every connection; waiting clients see their sessions

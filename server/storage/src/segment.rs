@@ -132,23 +132,22 @@ pub fn with_entry<R>(
     let room = sb - (addr as usize & (sb - 1));
     // Read exactly the header (its first byte gives its length): bytes past a short header
     // at the segment's tail may be unpublished, being written by the segment's writer.
-    let mut hdr = [0u8; 5];
-    let hl = if room >= 5 {
+    let h = if room >= 5 {
         // SAFETY: the first byte of a published entry the caller may read (module docs), in
-        // this seglet; then the rest of its header, at most 4 bytes, also in it (room ≥ 5).
-        unsafe { arena.read(addr, &mut hdr[..1]) };
-        let hl = format::entry_header_len(hdr[0]);
-        // SAFETY: as above.
-        unsafe { arena.read(addr + 1, &mut hdr[1..hl]) };
-        hl
+        // this seglet; then its whole header, at most 5 bytes, also in it (room ≥ 5). Both
+        // borrows end inside the closures.
+        unsafe {
+            let hl = arena.with_slice(addr, 1, |b| format::entry_header_len(b[0]));
+            arena.with_slice(addr, hl, |b| format::decode_entry_header(b, addr as usize))
+        }
     } else {
+        let mut hdr = [0u8; 5];
         read_log(arena, seglets, addr, &mut hdr[..1]);
         let hl = format::entry_header_len(hdr[0]);
         read_log(arena, seglets, addr, &mut hdr[..hl]);
-        hl
-    };
-    let h = format::decode_entry_header(&hdr[..hl], addr as usize)
-        .expect("log entry header in memory is corrupt");
+        format::decode_entry_header(&hdr[..hl], addr as usize)
+    }
+    .expect("log entry header in memory is corrupt");
     if h.total_len() <= room {
         // SAFETY: the body lies in the entry's seglet (total_len ≤ room); it is published and
         // the caller's stripe or segment ownership (module docs) outlives `f`.

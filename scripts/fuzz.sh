@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-20}
 if ! rustup toolchain list 2>/dev/null | grep -q nightly; then
-  echo "fuzz.sh: no nightly toolchain here; cargo-fuzz needs one (rustup toolchain install nightly)" >&2
+  echo "fuzz.sh: no nightly toolchain here; cargo-fuzz needs one (rustup toolchain install nightly --profile minimal)" >&2
   exit 2
 fi
 if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
@@ -21,7 +21,10 @@ if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
 fi
 status=0
 for crate in server transport; do
-  for target in $(cd "$crate" && cargo +nightly fuzz list); do
+  # Not inside `for ... in $(...)`, where a failure would go unnoticed.
+  targets=$(cd "$crate" && cargo +nightly fuzz list)
+  [ -n "$targets" ] || { echo "fuzz.sh: $crate/fuzz lists no targets" >&2; exit 1; }
+  for target in $targets; do
     echo "fuzz.sh: $crate/$target for ${secs}s" >&2
     if ! (cd "$crate" && cargo +nightly fuzz run "$target" -- -max_total_time="$secs" -rss_limit_mb=2048 2>&1 | tail -n 3); then
       echo "fuzz.sh: $crate/$target FAILED" >&2

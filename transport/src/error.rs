@@ -84,3 +84,51 @@ pub enum Error {
 
 /// Result alias.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Why a client session's link broke, as a transport's [`crate::session`] channel reports it.
+/// Callers see it as the `reason` of [`Error::SessionFailed`] and in
+/// [`crate::Session::failure`].
+#[derive(Debug, Clone, thiserror::Error)]
+pub(crate) enum LinkError {
+    /// A system call on the connection failed (`op`: "write", "read", "poll", "send", ...).
+    #[error("{op} failed: {source}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The OS error (shared: a failed session keeps its reason for every waiter).
+        #[source]
+        source: std::sync::Arc<std::io::Error>,
+    },
+    /// The peer closed the connection or shut down; the text says which.
+    #[error("{0}")]
+    Closed(&'static str),
+    /// The server sent bytes that do not decode.
+    #[error("protocol violation from server: {0}")]
+    Protocol(#[from] DecodeError),
+    /// A datagram reply whose header does not answer the RPC it arrived for.
+    #[error("protocol violation: bad response header for rpc {0}")]
+    BadResponseHeader(u64),
+    /// The server sent a request frame where only replies may come.
+    #[error("server sent a request frame (opcode {0})")]
+    RequestFromServer(u16),
+    /// A datagram RPC got no sign of life from the server for too long.
+    #[error("server silent too long (rpc {0}); it is down or unreachable")]
+    ServerSilent(u64),
+    /// The server aborted an RPC because it is shutting down.
+    #[error("server aborted rpc {0} (shutting down)")]
+    Aborted(u64),
+    /// The verbs device or its side channel failed.
+    #[cfg(feature = "verbs")]
+    #[error(transparent)]
+    Verbs(#[from] crate::verbs::VerbsError),
+}
+
+impl LinkError {
+    /// `op` failed with `e`.
+    pub(crate) fn io(op: &'static str, e: std::io::Error) -> LinkError {
+        LinkError::Io {
+            op,
+            source: std::sync::Arc::new(e),
+        }
+    }
+}

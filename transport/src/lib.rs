@@ -20,8 +20,10 @@
 //! assert!(status.is_ok() && reply == b"hi");
 //! ```
 
-// `unsafe` is allowed only in the named FFI modules (`sys`, `datagram::sys`, `verbs::sys`,
-// `dpdk::sys`).
+// `unsafe` is allowed only in the FFI modules (`datagram::sys`: sendmmsg/recvmmsg/UDP GSO,
+// `verbs::sys`, `dpdk::sys`) and at the two `unsafe fn Qp::post_send` calls in
+// `verbs::datapath` (registered buffers alive until completion), and `sys::thread_cpu_time`
+// (pthread_getcpuclockid, which rustix lacks); the rest of `sys` uses rustix.
 #![deny(unsafe_code)]
 
 mod call;

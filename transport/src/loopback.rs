@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{unbounded, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use parking_lot::Mutex;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, LinkError, Result};
 use crate::limits::DISPATCH_MAX_BLOCK;
 use crate::locator::Locator;
 use crate::poll::PollMode;
@@ -197,21 +197,21 @@ impl ClientChannel for LoopClient {
         header: &Header,
         payload: &[u8],
         _stalled: &mut dyn FnMut(),
-    ) -> std::result::Result<(), String> {
+    ) -> std::result::Result<(), LinkError> {
         self.tx
             .send(ToServer::Rpc {
                 header: *header,
                 payload: payload.to_vec(),
                 reply: self.reply_tx.clone(),
             })
-            .map_err(|_| "loopback server is gone".to_string())
+            .map_err(|_| LinkError::Closed("loopback server is gone"))
     }
 
     fn progress(
         &self,
         wait: Option<Duration>,
         out: &mut Vec<Delivery>,
-    ) -> std::result::Result<(), String> {
+    ) -> std::result::Result<(), LinkError> {
         let mut first = match self.rx.try_recv() {
             Ok(m) => Some(m),
             Err(_) => match wait {
@@ -222,7 +222,7 @@ impl ClientChannel for LoopClient {
         while let Some(m) = first.take().or_else(|| self.rx.try_recv().ok()) {
             match m {
                 ToClient::Reply(id, s, d) => out.push((id, s, d)),
-                ToClient::Shutdown => return Err("server shut down".into()),
+                ToClient::Shutdown => return Err(LinkError::Closed("server shut down")),
             }
         }
         Ok(())

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, LinkError, Result};
 use crate::limits::{CLIENT_MAX_BLOCK, DEFAULT_CONNECT_TIMEOUT, MAX_PAYLOAD};
 use crate::locator::{Locator, TransportKind};
 use crate::poll::PollMode;
@@ -59,14 +59,14 @@ pub(crate) trait ClientChannel: Send + Sync + 'static {
         header: &Header,
         payload: &[u8],
         stalled: &mut dyn FnMut(),
-    ) -> std::result::Result<(), String>;
+    ) -> std::result::Result<(), LinkError>;
     /// Send several requests, as few syscalls as the transport allows (one `writev` on TCP, one
     /// `sendmmsg` burst on UDP). Default: one `send_request` each.
     fn send_requests(
         &self,
         reqs: &[(Header, &[u8])],
         stalled: &mut dyn FnMut(),
-    ) -> std::result::Result<(), String> {
+    ) -> std::result::Result<(), LinkError> {
         for (h, p) in reqs {
             self.send_request(h, p, stalled)?;
         }
@@ -79,7 +79,7 @@ pub(crate) trait ClientChannel: Send + Sync + 'static {
         &self,
         wait: Option<Duration>,
         out: &mut Vec<Delivery>,
-    ) -> std::result::Result<(), String>;
+    ) -> std::result::Result<(), LinkError>;
     /// The caller gave up on `request_id` (datagram transports drop its state).
     fn cancel(&self, _request_id: u64) {}
     /// Close the underlying connection (last handle dropped).
@@ -93,7 +93,7 @@ enum Slot {
 
 struct State {
     slots: HashMap<u64, Slot>,
-    failed: Option<String>,
+    failed: Option<LinkError>,
     polling: bool,
     /// Waiters asleep on the condition variable (so pollers notify only when someone listens).
     sleepers: usize,
@@ -170,7 +170,12 @@ impl Session {
 
     /// Has the session failed? (`Some(reason)`)
     pub fn failure(&self) -> Option<String> {
-        self.inner.state.lock().failed.clone()
+        self.inner
+            .state
+            .lock()
+            .failed
+            .as_ref()
+            .map(|e| e.to_string())
     }
 
     /// Send an RPC and wait for its reply (up to `timeout`; on timeout the RPC is cancelled).
@@ -280,14 +285,14 @@ impl Session {
 }
 
 impl SessionInner {
-    fn failed_err(&self, reason: &str) -> Error {
+    fn failed_err(&self, reason: &LinkError) -> Error {
         Error::SessionFailed {
             peer: self.peer.to_string(),
             reason: reason.to_string(),
         }
     }
 
-    fn fail(&self, reason: String) {
+    fn fail(&self, reason: LinkError) {
         let mut st = self.state.lock();
         if st.failed.is_none() {
             tracing::debug!(peer = %self.peer, %reason, "session failed");

@@ -1,49 +1,47 @@
-//! The few OS calls std does not wrap. All `unsafe` of the crate's socket code lives here.
-#![allow(unsafe_code)]
+//! The few OS services std does not wrap, through `rustix`, except [`thread_cpu_time`] (the
+//! only `unsafe` here: a libc call rustix lacks).
 
 use std::io;
-use std::os::fd::RawFd;
+use std::os::fd::AsFd;
 use std::time::Duration;
+
+use rustix::event::{PollFd, PollFlags, Timespec};
+use rustix::time::{clock_gettime, ClockId};
 
 /// Wait until `fd` is readable (and/or writable) or `timeout` passes. Returns whether it is ready.
 /// `timeout == None` waits forever; `Some(ZERO)` only checks.
 pub(crate) fn poll_fd(
-    fd: RawFd,
+    fd: impl AsFd,
     read: bool,
     write: bool,
     timeout: Option<Duration>,
 ) -> io::Result<bool> {
-    let mut events = 0;
+    let mut events = PollFlags::empty();
     if read {
-        events |= libc::POLLIN;
+        events |= PollFlags::IN;
     }
     if write {
-        events |= libc::POLLOUT;
+        events |= PollFlags::OUT;
     }
-    let mut pfd = libc::pollfd {
-        fd,
-        events,
-        revents: 0,
-    };
-    let ms: libc::c_int = match timeout {
-        None => -1,
-        // Round up so a sub-millisecond wait does not become a busy spin.
-        Some(d) => d.as_micros().div_ceil(1000).min(i32::MAX as u128) as libc::c_int,
-    };
-    // SAFETY: `pfd` is a valid, initialised pollfd that lives across the call; nfds is 1.
-    let r = unsafe { libc::poll(&mut pfd, 1, ms) };
-    if r < 0 {
-        let e = io::Error::last_os_error();
-        if e.kind() == io::ErrorKind::Interrupted {
-            return Ok(false);
-        }
-        return Err(e);
+    let mut fds = [PollFd::new(&fd, events)];
+    let ts = timeout.map(|d| Timespec {
+        tv_sec: d.as_secs().min(i64::MAX as u64) as i64,
+        tv_nsec: d.subsec_nanos().into(),
+    });
+    match rustix::event::poll(&mut fds, ts.as_ref()) {
+        Ok(n) => Ok(n > 0),
+        Err(rustix::io::Errno::INTR) => Ok(false),
+        Err(e) => Err(e.into()),
     }
-    Ok(r > 0)
 }
 
 /// CPU time consumed so far by a live thread of this process (nanosecond clock of
 /// `pthread_getcpuclockid`). `None` if the thread has exited or the clock is unavailable.
+///
+/// The one `unsafe` left in this file: rustix has no per-thread CPU clock of another thread,
+/// and `/proc/.../schedstat` reads 0 on some kernels (gVisor), `/proc/.../stat` counts 10 ms
+/// ticks.
+#[allow(unsafe_code)]
 pub(crate) fn thread_cpu_time(thread: libc::pthread_t) -> Option<Duration> {
     let mut clock: libc::clockid_t = 0;
     // SAFETY: `thread` comes from a JoinHandle that is still held (not joined or detached), so it
@@ -62,15 +60,11 @@ pub(crate) fn thread_cpu_time(thread: libc::pthread_t) -> Option<Duration> {
     Some(Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32))
 }
 
-/// CPU time (user + system) of the whole process, from getrusage(RUSAGE_SELF).
+/// CPU time (user + system) of the whole process (`CLOCK_PROCESS_CPUTIME_ID`).
 pub fn process_cpu_time() -> Duration {
-    // SAFETY: rusage is plain old data; zeroed is a valid value and getrusage fills it.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: `ru` is a valid out-pointer for the duration of the call.
-    let r = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
-    if r != 0 {
-        return Duration::ZERO;
-    }
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    tv(ru.ru_utime) + tv(ru.ru_stime)
+    let ts = clock_gettime(ClockId::ProcessCPUTime);
+    Duration::new(
+        ts.tv_sec.max(0) as u64,
+        ts.tv_nsec.clamp(0, 999_999_999) as u32,
+    )
 }

@@ -12,13 +12,17 @@
 //! object table guarantees nobody reads a freed seglet (see `engine.rs`).
 //!
 //! Threads: any thread may allocate or free (a mutex guards the free list). Reads and writes of
-//! seglet bytes go through [`Arena::read`] / [`Arena::write`], which copy; the caller must
-//! own the bytes written (the log head's unpublished tail, or a fresh survivor segment) and
-//! must read only bytes that were published before.
+//! seglet bytes go through [`Arena::read`], [`Arena::write`] and [`Arena::with_slice`], which
+//! are `unsafe fn`: the arena checks bounds, but only the caller can know that it owns the bytes
+//! it writes (the log head's unpublished tail, or a fresh survivor segment) and that the bytes it
+//! reads were published before and stay allocated (it holds the hash-table stripe of the key, or
+//! owns the segment). Their one caller is `segment.rs`, which argues that contract at each call.
 //!
-//! All `unsafe` of the storage engine lives in this file.
+//! `unsafe` of the storage engine lives in this file (mapping, advice, unmapping and the raw
+//! copies) and at the call sites of the three accessors in `segment.rs`.
 
 use parking_lot::Mutex;
+use rustix::mm::{self, Advice, MapFlags, ProtFlags};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -71,30 +75,23 @@ impl Arena {
         // SAFETY: an anonymous private mapping at an address the kernel picks; no file, no
         // aliasing. MAP_NORESERVE: pages are allocated on first touch, within the budget.
         let ptr = unsafe {
-            libc::mmap(
+            mm::mmap_anonymous(
                 std::ptr::null_mut(),
                 reserved_bytes,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-                -1,
-                0,
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::PRIVATE | MapFlags::NORESERVE,
             )
-        };
-        if ptr == libc::MAP_FAILED {
-            return Err(ConfigError(format!(
-                "could not reserve {reserved_bytes} bytes of address space for the log: {}; \
-                 lower --memory or the maximum memory",
-                std::io::Error::last_os_error()
-            )));
         }
+        .map_err(|e| {
+            ConfigError(format!(
+                "could not reserve {reserved_bytes} bytes of address space for the log: {e}; \
+                 lower --memory or the maximum memory"
+            ))
+        })?;
         if huge_pages {
             // SAFETY: advice on the mapping we just created; failure only means no huge pages.
-            let rc = unsafe { libc::madvise(ptr, reserved_bytes, libc::MADV_HUGEPAGE) };
-            if rc != 0 {
-                tracing::warn!(
-                    "transparent huge pages unavailable for the log arena: {}",
-                    std::io::Error::last_os_error()
-                );
+            if let Err(e) = unsafe { mm::madvise(ptr, reserved_bytes, Advice::LinuxHugepage) } {
+                tracing::warn!("transparent huge pages unavailable for the log arena: {e}");
             }
         }
         let base = NonNull::new(ptr.cast::<u8>()).expect("mmap returned null");
@@ -221,46 +218,67 @@ impl Arena {
             return;
         }
         let addr = self.seglet_addr(seglet) as usize;
+        // Failure (which the kernel does not report for a valid range) only leaves the memory
+        // resident.
         // SAFETY: the range is one whole seglet inside our mapping and free: nobody holds or
         // reads it. MADV_DONTNEED on private anonymous memory zero-fills it on next touch.
-        unsafe {
-            libc::madvise(
+        let _ = unsafe {
+            mm::madvise(
                 self.base.as_ptr().add(addr).cast(),
                 self.seglet_bytes,
-                libc::MADV_DONTNEED,
-            );
-        }
+                Advice::LinuxDontNeed,
+            )
+        };
     }
 
-    /// Copies `src` into the arena at `addr`. `addr..addr+len` must lie in one seglet that the
-    /// caller owns and whose bytes in that range no other thread reads yet.
+    /// Copies `src` into the arena at `addr`.
+    ///
+    /// Panics if `addr..addr+src.len()` crosses a seglet boundary or leaves the arena.
+    ///
+    /// # Safety
+    ///
+    /// The seglet holding `addr` must be allocated to the caller (from [`Arena::alloc`], not
+    /// freed since), and no other thread may read or write `addr..addr+src.len()` during the
+    /// call: the bytes are the unpublished tail of a segment the caller is the single writer of
+    /// (the log head under the append lock, or a survivor segment the cleaner is filling), i.e.
+    /// beyond the length any reader has seen in the segment's certificate.
     #[inline]
-    pub fn write(&self, addr: u64, src: &[u8]) {
+    pub unsafe fn write(&self, addr: u64, src: &[u8]) {
         let start = addr as usize;
         assert!(
             (start & (self.seglet_bytes - 1)) + src.len() <= self.seglet_bytes,
             "arena write crosses a seglet boundary"
         );
         assert!(start + src.len() <= self.reserved_bytes);
-        // SAFETY: the range is inside the mapping (checked above) and, by this function's
+        // SAFETY: the range is inside the mapping (checked above) and, by the caller's
         // contract, not read or written by anyone else until published.
         unsafe {
             std::ptr::copy_nonoverlapping(src.as_ptr(), self.base.as_ptr().add(start), src.len());
         }
     }
 
-    /// Copies bytes at `addr` into `dst`. The range must lie in one seglet and have been
-    /// written and published before (no concurrent writer of these bytes).
+    /// Copies bytes at `addr` into `dst`.
+    ///
+    /// Panics if `addr..addr+dst.len()` crosses a seglet boundary or leaves the arena.
+    ///
+    /// # Safety
+    ///
+    /// The bytes must have been written and published before (below a segment length read with
+    /// `Acquire`, or reached through an object-table reference), so that no thread writes them
+    /// during the call, and their seglet must stay allocated for the duration of the call: the
+    /// caller holds the hash-table stripe of the key whose entry it reads, or owns the segment
+    /// (its writer, the cleaner that selected it, or a holder of a segment reference that keeps
+    /// it from being freed). See docs/ARCHITECTURE.md, "Invariants the engine keeps".
     #[inline]
-    pub fn read(&self, addr: u64, dst: &mut [u8]) {
+    pub unsafe fn read(&self, addr: u64, dst: &mut [u8]) {
         let start = addr as usize;
         assert!(
             (start & (self.seglet_bytes - 1)) + dst.len() <= self.seglet_bytes,
             "arena read crosses a seglet boundary"
         );
         assert!(start + dst.len() <= self.reserved_bytes);
-        // SAFETY: inside the mapping (checked); published bytes are immutable while readers
-        // may see them, so no data race.
+        // SAFETY: inside the mapping (checked); by the caller's contract the bytes are
+        // published and immutable while it reads them, so no data race.
         unsafe {
             std::ptr::copy_nonoverlapping(
                 self.base.as_ptr().add(start),
@@ -271,37 +289,53 @@ impl Arena {
     }
 
     /// Calls `f` with the published bytes at `addr..addr+len` (one seglet), without copying.
+    ///
+    /// Panics if the range crosses a seglet boundary or leaves the arena.
+    ///
+    /// # Safety
+    ///
+    /// As for [`Arena::read`], for the whole time `f` runs: the bytes are published (nobody
+    /// writes them) and their seglet stays allocated until `f` returns (the caller holds the
+    /// key's hash-table stripe or owns the segment across the call).
     #[inline]
-    pub fn with_slice<R>(&self, addr: u64, len: usize, f: impl FnOnce(&[u8]) -> R) -> R {
+    pub unsafe fn with_slice<R>(&self, addr: u64, len: usize, f: impl FnOnce(&[u8]) -> R) -> R {
         let start = addr as usize;
         assert!(
             (start & (self.seglet_bytes - 1)) + len <= self.seglet_bytes,
             "arena slice crosses a seglet boundary"
         );
         assert!(start + len <= self.reserved_bytes);
-        // SAFETY: inside the mapping (checked); the bytes are published and immutable for as
-        // long as the caller's lock keeps their seglet allocated, which outlives `f`.
+        // SAFETY: inside the mapping (checked); by the caller's contract the bytes are
+        // published, immutable and allocated until `f` returns; the slice does not escape `f`.
         let slice = unsafe { std::slice::from_raw_parts(self.base.as_ptr().add(start), len) };
         f(slice)
     }
 }
 
-fn page_size() -> usize {
-    // SAFETY: sysconf has no preconditions.
-    let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    if p > 0 {
-        p as usize
-    } else {
-        4096
+/// Hints the CPU to fetch the cache line at `addr` (any address: prefetching never faults).
+/// Here because the intrinsic is `unsafe` to call (it is a `#[target_feature(enable = "sse")]`
+/// function, although SSE is part of the x86_64 baseline).
+#[inline]
+pub fn prefetch(addr: usize) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: SSE is always present on x86_64; PREFETCHT0 has no architectural effect besides
+    // caching, and invalid addresses are ignored by the hardware.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(addr as *const i8);
     }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = addr;
+}
+
+fn page_size() -> usize {
+    rustix::param::page_size()
 }
 
 impl Drop for Arena {
     fn drop(&mut self) {
+        // Failure is impossible for the exact range `mmap` returned; nothing to do about it.
         // SAFETY: unmapping the region mapped in `new`; no references into it survive `self`.
-        unsafe {
-            libc::munmap(self.base.as_ptr().cast(), self.reserved_bytes);
-        }
+        let _ = unsafe { mm::munmap(self.base.as_ptr().cast(), self.reserved_bytes) };
     }
 }
 
@@ -328,18 +362,25 @@ mod tests {
         let a = Arena::new(64 * 1024, 64 * 1024, 4096, false).unwrap();
         let s = a.alloc(2, 0).unwrap();
         let addr = a.seglet_addr(s[1]) + 100;
-        a.write(addr, b"hello");
-        let mut out = [0u8; 5];
-        a.read(addr, &mut out);
-        assert_eq!(&out, b"hello");
-        a.with_slice(addr, 5, |b| assert_eq!(b, b"hello"));
+        // SAFETY: the test owns seglet s[1] (allocated above, never freed) and is the only
+        // thread; the bytes read were written just before.
+        unsafe {
+            a.write(addr, b"hello");
+            let mut out = [0u8; 5];
+            a.read(addr, &mut out);
+            assert_eq!(&out, b"hello");
+            a.with_slice(addr, 5, |b| assert_eq!(b, b"hello"));
+        }
     }
 
     #[test]
     #[should_panic(expected = "crosses a seglet boundary")]
     fn writes_across_seglets_are_refused() {
         let a = Arena::new(64 * 1024, 64 * 1024, 4096, false).unwrap();
-        a.write(4090, b"0123456789");
+        let _owned = a.alloc(16, 0).unwrap();
+        // SAFETY: the test owns every seglet and is the only thread; the bounds check panics
+        // before any byte is written.
+        unsafe { a.write(4090, b"0123456789") };
     }
 
     #[test]

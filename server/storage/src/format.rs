@@ -133,6 +133,12 @@ pub fn encode_entry_header(ty: EntryType, len: usize, out: &mut [u8; 5]) -> usiz
     1 + n
 }
 
+/// Bytes of an entry header (type byte + length bytes) whose first byte is `first`.
+#[inline]
+pub fn entry_header_len(first: u8) -> usize {
+    2 + (first >> 6) as usize
+}
+
 /// A decoded entry header: type, header size and body length.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct EntryHeader {
@@ -163,7 +169,7 @@ pub fn decode_entry_header(b: &[u8], offset: usize) -> Result<EntryHeader, Forma
         offset,
         ty: first & 0x3f,
     })?;
-    let n = ((first >> 6) + 1) as usize;
+    let n = entry_header_len(first) - 1;
     if b.len() < 1 + n {
         return Err(FormatError::Truncated {
             offset,

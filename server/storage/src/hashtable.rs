@@ -149,7 +149,7 @@ impl HashTable {
         let b = self.bucket_of(key_hash);
         let stripe_mask = (1usize << self.stripe_bits) - 1;
         let local = b >> self.stripe_bits;
-        super::sys::prefetch(
+        super::arena::prefetch(
             self.bucket_base[b & stripe_mask] + local * std::mem::size_of::<Bucket>(),
         );
     }

@@ -10,6 +10,27 @@
 //!
 //! Threads: only one thread appends to a given segment at a time — the holder of the log lock
 //! for the head, the cleaner for its survivor segments.
+//!
+//! # The one audited place for seglet bytes
+//!
+//! The arena's byte accessors ([`Arena::read`], [`Arena::write`], [`Arena::with_slice`]) are
+//! `unsafe fn`; this file holds their only calls (in [`read_log`], [`with_entry`],
+//! `Segment::write_at` and [`Segment::read_range`], the only items of the module allowed
+//! `unsafe`). The contract each call relies on, and why it holds:
+//!
+//! - **Writes** go only to a segment's unpublished tail: [`Segment::append`] writes at the offset
+//!   of the segment's certificate and publishes the new length with `Release` afterwards. A
+//!   segment has one writer at a time (the log-head lock holder, or the cleaner for the
+//!   survivor segments it allocated), so nobody else writes those bytes, and no reader reads
+//!   them because readers only follow addresses at or below a published length.
+//! - **Reads** follow addresses of published entries: an object-table reference, read under
+//!   the hash-table stripe of its key (docs/ARCHITECTURE.md, "Invariants the engine keeps":
+//!   every access to an object's bytes holds that stripe, and the cleaner frees a segment only
+//!   after relocating each live entry under it), a segment walk below a certificate length read
+//!   with `Acquire`, or a segment the cleaner or replication holds (it is in the log's registry
+//!   until the caller is done; segments leave it only by the cleaner freeing them after
+//!   relocation). Published bytes never change, so reads race with no writer, and their
+//!   seglets stay allocated for the call.
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
@@ -74,14 +95,19 @@ impl SegletTable {
     }
 }
 
-/// Copies `dst.len()` log bytes starting at `addr`, following seglet chains.
+/// Copies `dst.len()` log bytes starting at `addr`, following seglet chains. `addr` must be a
+/// published entry the caller may read (see the module's "one audited place").
+#[allow(unsafe_code)]
 pub fn read_log(arena: &Arena, seglets: &SegletTable, mut addr: u64, mut dst: &mut [u8]) {
     let sb = arena.seglet_bytes() as u64;
     while !dst.is_empty() {
         let in_seglet = (sb - (addr & (sb - 1))) as usize;
         let n = in_seglet.min(dst.len());
         let (head, tail) = dst.split_at_mut(n);
-        arena.read(addr, head);
+        // SAFETY: `addr..addr+n` stays in one seglet (n ≤ room in it) of a published entry the
+        // caller may read (module docs: stripe held or segment owned), so no writer and no free
+        // during the copy.
+        unsafe { arena.read(addr, head) };
         dst = tail;
         if !dst.is_empty() {
             let next = seglets.next(arena.seglet_of(addr));
@@ -93,7 +119,9 @@ pub fn read_log(arena: &Arena, seglets: &SegletTable, mut addr: u64, mut dst: &m
 
 /// Calls `f(header, body)` for the entry at `addr`. The body is borrowed from the arena when
 /// the entry lies in one seglet (the common case) and gathered into a buffer otherwise.
+/// `addr` must be a published entry the caller may read (see the module's "one audited place").
 #[inline]
+#[allow(unsafe_code)]
 pub fn with_entry<R>(
     arena: &Arena,
     seglets: &SegletTable,
@@ -102,17 +130,28 @@ pub fn with_entry<R>(
 ) -> R {
     let sb = arena.seglet_bytes();
     let room = sb - (addr as usize & (sb - 1));
-    let mut hdr = [0u8; 5];
-    let hn = room.min(5);
-    if hn == 5 {
-        arena.read(addr, &mut hdr);
+    // Read exactly the header (its first byte gives its length): bytes past a short header
+    // at the segment's tail may be unpublished, being written by the segment's writer.
+    let h = if room >= 5 {
+        // SAFETY: the first byte of a published entry the caller may read (module docs), in
+        // this seglet; then its whole header, at most 5 bytes, also in it (room ≥ 5). Both
+        // borrows end inside the closures.
+        unsafe {
+            let hl = arena.with_slice(addr, 1, |b| format::entry_header_len(b[0]));
+            arena.with_slice(addr, hl, |b| format::decode_entry_header(b, addr as usize))
+        }
     } else {
-        read_log(arena, seglets, addr, &mut hdr);
+        let mut hdr = [0u8; 5];
+        read_log(arena, seglets, addr, &mut hdr[..1]);
+        let hl = format::entry_header_len(hdr[0]);
+        read_log(arena, seglets, addr, &mut hdr[..hl]);
+        format::decode_entry_header(&hdr[..hl], addr as usize)
     }
-    let h = format::decode_entry_header(&hdr, addr as usize)
-        .expect("log entry header in memory is corrupt");
+    .expect("log entry header in memory is corrupt");
     if h.total_len() <= room {
-        arena.with_slice(addr + h.header_len as u64, h.body_len, |body| f(h, body))
+        // SAFETY: the body lies in the entry's seglet (total_len ≤ room); it is published and
+        // the caller's stripe or segment ownership (module docs) outlives `f`.
+        unsafe { arena.with_slice(addr + h.header_len as u64, h.body_len, |body| f(h, body)) }
     } else {
         let mut whole = vec![0u8; h.total_len()];
         read_log(arena, seglets, addr, &mut whole);
@@ -323,11 +362,16 @@ impl Segment {
         Some(self.addr_of(arena, start))
     }
 
+    /// Writes `src` at `offset`, at or beyond the published length (called by `append` only).
+    #[allow(unsafe_code)]
     fn write_at(&self, arena: &Arena, mut offset: usize, mut src: &[u8]) {
         while !src.is_empty() {
             let in_seglet = self.seglet_bytes - offset % self.seglet_bytes;
             let n = in_seglet.min(src.len());
-            arena.write(self.addr_of(arena, offset), &src[..n]);
+            // SAFETY: one seglet of this segment (allocated to it until the segment is freed),
+            // beyond the published certificate length: only `append`, from the segment's single
+            // writer, writes here, and no reader follows an address past the published length.
+            unsafe { arena.write(self.addr_of(arena, offset), &src[..n]) };
             src = &src[n..];
             offset += n;
         }
@@ -343,7 +387,9 @@ impl Segment {
     }
 
     /// Appends bytes `from..to` of the segment to `out`. `to` must not exceed the length of a
-    /// certificate read earlier (bytes below it never change).
+    /// certificate read earlier (bytes below it never change). The caller holds the segment
+    /// (module docs), so its seglets stay allocated.
+    #[allow(unsafe_code)]
     pub fn read_range(&self, arena: &Arena, from: usize, to: usize, out: &mut Vec<u8>) {
         assert!(
             from <= to && to <= self.capacity(),
@@ -355,7 +401,9 @@ impl Segment {
         while off < to {
             let n = (self.seglet_bytes - off % self.seglet_bytes).min(to - off);
             let at = base + off - from;
-            arena.read(self.addr_of(arena, off), &mut out[at..at + n]);
+            // SAFETY: one seglet of this segment, below a published length (bytes there never
+            // change); the caller holds the segment so it is not freed during the copy.
+            unsafe { arena.read(self.addr_of(arena, off), &mut out[at..at + n]) };
             off += n;
         }
     }

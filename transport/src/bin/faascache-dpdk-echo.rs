@@ -16,18 +16,42 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use faascache_transport::{
-    connect, serve, ClientConfig, DispatchConfig, NoHandler, Opcode, Status,
+    connect, serve, ClientConfig, DispatchConfig, LocatorError, NoHandler, Opcode, ServiceLocator,
+    Status,
 };
 
 const USAGE: &str =
     "usage: faascache-dpdk-echo serve <dpdk-locator> [cores] | call <dpdk-locator> <count>";
+
+/// Why the tool failed.
+#[derive(Debug, thiserror::Error)]
+enum EchoError {
+    #[error("{USAGE}")]
+    Usage,
+    #[error(transparent)]
+    Locator(#[from] LocatorError),
+    #[error("{what} must be a number, not {value:?}")]
+    NotANumber { what: &'static str, value: String },
+    #[error(transparent)]
+    Transport(#[from] faascache_transport::Error),
+    #[error("stdin/stdout: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("echo {i} ({n} bytes): {source}")]
+    Echo {
+        i: usize,
+        n: usize,
+        source: faascache_transport::Error,
+    },
+    #[error("echo {i} ({n} bytes) came back wrong (status {status:?})")]
+    Wrong { i: usize, n: usize, status: Status },
+}
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let r = match args.first().map(String::as_str) {
         Some("serve") if args.len() >= 2 => run_serve(&args[1], args.get(2)),
         Some("call") if args.len() == 3 => run_call(&args[1], &args[2]),
-        _ => Err(USAGE.to_string()),
+        _ => Err(EchoError::Usage),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
@@ -38,12 +62,13 @@ fn main() -> ExitCode {
     }
 }
 
-fn run_serve(loc: &str, cores: Option<&String>) -> Result<(), String> {
-    let loc = loc.parse().map_err(|e| format!("{e}"))?;
+fn run_serve(loc: &str, cores: Option<&String>) -> Result<(), EchoError> {
+    let loc: ServiceLocator = loc.parse()?;
     let cores = match cores {
-        Some(c) => c
-            .parse()
-            .map_err(|_| format!("cores must be a number, not {c:?}"))?,
+        Some(c) => c.parse().map_err(|_| EchoError::NotANumber {
+            what: "cores",
+            value: c.clone(),
+        })?,
         None => 1,
     };
     let server = serve(
@@ -54,33 +79,28 @@ fn run_serve(loc: &str, cores: Option<&String>) -> Result<(), String> {
             pin: false,
             ..DispatchConfig::default()
         },
-    )
-    .map_err(|e| e.to_string())?;
+    )?;
     let mut out = std::io::stdout().lock();
-    writeln!(out, "LOCAL {}", server.local_locator()).map_err(|e| e.to_string())?;
-    out.flush().map_err(|e| e.to_string())?;
+    writeln!(out, "LOCAL {}", server.local_locator())?;
+    out.flush()?;
     drop(out);
     // Serve until stdin closes (the parent exits or closes it).
     let mut line = String::new();
     let stdin = std::io::stdin();
-    while stdin
-        .lock()
-        .read_line(&mut line)
-        .map_err(|e| e.to_string())?
-        > 0
-    {
+    while stdin.lock().read_line(&mut line)? > 0 {
         line.clear();
     }
     server.shutdown();
     Ok(())
 }
 
-fn run_call(loc: &str, count: &str) -> Result<(), String> {
-    let loc = loc.parse().map_err(|e| format!("{e}"))?;
-    let count: usize = count
-        .parse()
-        .map_err(|_| format!("count must be a number, not {count:?}"))?;
-    let s = connect(&loc, ClientConfig::default()).map_err(|e| e.to_string())?;
+fn run_call(loc: &str, count: &str) -> Result<(), EchoError> {
+    let loc: ServiceLocator = loc.parse()?;
+    let count: usize = count.parse().map_err(|_| EchoError::NotANumber {
+        what: "count",
+        value: count.to_string(),
+    })?;
+    let s = connect(&loc, ClientConfig::default())?;
     for i in 0..count {
         let n = (i * 7919) % (64 * 1024 + 1);
         let p: Vec<u8> = (0..n)
@@ -88,11 +108,9 @@ fn run_call(loc: &str, count: &str) -> Result<(), String> {
             .collect();
         let (st, r) = s
             .call(Opcode::Echo, &p, Duration::from_secs(30))
-            .map_err(|e| format!("echo {i} ({n} bytes): {e}"))?;
+            .map_err(|source| EchoError::Echo { i, n, source })?;
         if st != Status::OK || r != p {
-            return Err(format!(
-                "echo {i} ({n} bytes) came back wrong (status {st:?})"
-            ));
+            return Err(EchoError::Wrong { i, n, status: st });
         }
     }
     println!("OK {count}");

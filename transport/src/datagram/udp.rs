@@ -5,7 +5,8 @@
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::sync::Arc;
 use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
@@ -19,7 +20,8 @@ const MIN_RX_BUF: usize = 9216;
 /// A kernel UDP socket as a datagram driver.
 #[derive(Debug)]
 pub struct UdpDriver {
-    sock: UdpSocket,
+    /// Shared with client waiters ([`UdpDriver::socket`]), which poll it without the driver.
+    sock: Arc<UdpSocket>,
     local: SocketAddr,
     mtu: usize,
     pool: Vec<Vec<u8>>,
@@ -53,7 +55,7 @@ impl UdpDriver {
         let local = sock.local_addr()?;
         let batch = super::sys::RecvBatch::new(UDP_BURST, mtu.max(MIN_RX_BUF));
         Ok(UdpDriver {
-            sock,
+            sock: Arc::new(sock),
             local,
             mtu,
             gso: true,
@@ -84,6 +86,19 @@ fn gso_run(pkts: &[TxPacket<SocketAddr>]) -> usize {
         }
     }
     n.max(1)
+}
+
+impl UdpDriver {
+    /// The socket, for waiting on it without holding the driver.
+    pub(crate) fn socket(&self) -> Arc<UdpSocket> {
+        self.sock.clone()
+    }
+}
+
+impl AsFd for UdpDriver {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.sock.as_fd()
+    }
 }
 
 impl AsRawFd for UdpDriver {
@@ -168,7 +183,7 @@ impl Driver for UdpDriver {
     }
 
     fn wait_rx(&mut self, timeout: Option<Duration>) -> io::Result<()> {
-        crate::sys::poll_fd(self.sock.as_raw_fd(), true, false, timeout).map(|_| ())
+        crate::sys::poll_fd(&*self.sock, true, false, timeout).map(|_| ())
     }
 }
 

@@ -28,6 +28,7 @@
 
 mod device;
 mod sys;
+pub use sys::DpdkError;
 
 use device::{clear_stale_socket, client_device, mtu_of, random_mac, LISTENING, SERVING};
 pub use device::{set_local_device, DevSpec};
@@ -97,12 +98,16 @@ impl fmt::Debug for Mac {
     }
 }
 
+/// A MAC address that does not parse (see [`Mac`]'s `FromStr`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("bad MAC address {0:?}: expected six hex bytes like 02:00:00:00:00:01")]
+pub struct MacParseError(pub String);
+
 impl std::str::FromStr for Mac {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Mac, String> {
+    type Err = MacParseError;
+    fn from_str(s: &str) -> std::result::Result<Mac, MacParseError> {
         let parts: Vec<&str> = s.split(['-', ':']).collect();
-        let bad =
-            || format!("bad MAC address {s:?}: expected six hex bytes like 02:00:00:00:00:01");
+        let bad = || MacParseError(s.to_string());
         if parts.len() != 6 {
             return Err(bad());
         }
@@ -316,7 +321,7 @@ fn bad_locator(loc: &Locator, reason: String) -> Error {
     }
 }
 
-static EAL: OnceLock<std::result::Result<Vec<String>, String>> = OnceLock::new();
+static EAL: OnceLock<std::result::Result<Vec<String>, DpdkError>> = OnceLock::new();
 
 /// Initialise DPDK's EAL with `cfg` (once per process; later calls succeed without effect if it
 /// already succeeded, and repeat the first failure if it failed — EAL cannot be retried).
@@ -330,12 +335,12 @@ pub fn init_eal(cfg: &EalConfig) -> Result<()> {
     let r = EAL.get_or_init(|| {
         tracing::info!(args = ?args, "initialising DPDK EAL");
         sys::eal_init(&args).map(|()| args.clone()).map_err(|e| {
-            format!(
+            DpdkError::Eal(format!(
                 "rte_eal_init({}) failed: {e}. EAL's log above says why; common fixes: huge=0 \
                  when no hugepages are reserved, run as root (or with CAP_IPC_LOCK and a \
                  memlock limit), FAASCACHE_DPDK_EAL for extra EAL options",
                 args.join(" ")
-            )
+            ))
         })
     });
     match r {
@@ -345,7 +350,7 @@ pub fn init_eal(cfg: &EalConfig) -> Result<()> {
             }
             Ok(())
         }
-        Err(e) => Err(eal_error(e.clone())),
+        Err(e) => Err(eal_error(e.to_string())),
     }
 }
 
@@ -645,7 +650,7 @@ fn client_queue(loc: &Locator, spec: &DevSpec) -> Result<Arc<SharedQueue>> {
                  dpdk:vdev=memif,socket={socket})"
             ),
         ),
-        _ => bad_locator(loc, e),
+        _ => bad_locator(loc, e.to_string()),
     })?;
     let deadline = Instant::now() + LINK_TIMEOUT;
     while !port.link_up() {
@@ -685,7 +690,9 @@ fn client_queue(loc: &Locator, spec: &DevSpec) -> Result<Arc<SharedQueue>> {
 
 pub(crate) fn connect(loc: &Locator, cfg: &ClientConfig) -> Result<Session> {
     let server_mac: Mac = match loc.get("mac") {
-        Some(m) => m.parse().map_err(|e| bad_locator(loc, e))?,
+        Some(m) => m
+            .parse()
+            .map_err(|e: MacParseError| bad_locator(loc, e.to_string()))?,
         None => {
             return Err(bad_locator(
                 loc,
@@ -751,7 +758,9 @@ pub(crate) fn serve(
     ensure_eal(loc)?;
     let cores = cfg.cores.clamp(1, u16::MAX as usize) as u16;
     let mac = match loc.get("mac") {
-        Some(m) => m.parse().map_err(bind_err)?,
+        Some(m) => m
+            .parse()
+            .map_err(|e: MacParseError| bind_err(e.to_string()))?,
         None => random_mac(),
     };
     if let DevSpec::Memif { socket, .. } = &spec {
@@ -766,7 +775,7 @@ pub(crate) fn serve(
         },
         spec.memif_socket(),
     )
-    .map_err(bind_err)?;
+    .map_err(|e| bind_err(e.to_string()))?;
     match &spec {
         DevSpec::Memif { socket, .. } => {
             if let Ok(mut l) = LISTENING.lock() {

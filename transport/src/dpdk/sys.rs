@@ -35,6 +35,18 @@ static MEMIF_PORTS: Mutex<Vec<(u16, String)>> = Mutex::new(Vec::new());
 const MEMIF_SETTLE: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// `rte_strerror(e)` for a positive or negative errno.
+/// Why a DPDK operation failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum DpdkError {
+    /// EAL initialisation failed (DPDK's description of `rte_errno`).
+    #[error("{0}")]
+    Eal(String),
+    /// Any other failure of a DPDK call (port, queue, pool, device); the text names the call,
+    /// the device and DPDK's error.
+    #[error("{0}")]
+    Other(String),
+}
+
 fn strerror(e: c_int) -> String {
     let e = e.abs();
     // SAFETY: rte_strerror returns a pointer to a static or thread-local NUL-terminated string.
@@ -49,10 +61,13 @@ fn rte_errno() -> c_int {
 
 /// Run `rte_eal_init` with `args` (argv[0] included). Must be called at most once per process.
 /// Restores the calling thread's CPU affinity afterwards (EAL pins it to its main lcore).
-pub(crate) fn eal_init(args: &[String]) -> Result<(), String> {
+pub(crate) fn eal_init(args: &[String]) -> Result<(), DpdkError> {
     let cargs: Vec<CString> = args
         .iter()
-        .map(|a| CString::new(a.as_str()).map_err(|_| format!("EAL argument {a:?} contains NUL")))
+        .map(|a| {
+            CString::new(a.as_str())
+                .map_err(|_| DpdkError::Other(format!("EAL argument {a:?} contains NUL")))
+        })
         .collect::<Result<_, _>>()?;
     let mut argv: Vec<*mut c_char> = cargs.iter().map(|a| a.as_ptr() as *mut c_char).collect();
     argv.push(std::ptr::null_mut());
@@ -70,7 +85,7 @@ pub(crate) fn eal_init(args: &[String]) -> Result<(), String> {
         unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &saved) };
     }
     if r < 0 {
-        return Err(strerror(rte_errno()));
+        return Err(DpdkError::Eal(strerror(rte_errno())));
     }
     // Once per process: keep the strings for good in case EAL kept pointers into argv.
     std::mem::forget(cargs);
@@ -130,19 +145,21 @@ impl Port {
         src: &PortSource,
         cfg: PortConfig,
         memif_socket: Option<&str>,
-    ) -> Result<Arc<Port>, String> {
+    ) -> Result<Arc<Port>, DpdkError> {
         let (id, name, vdev) = match src {
             PortSource::Vdev { name, args } => {
-                let cname = CString::new(name.as_str()).map_err(|_| "NUL in vdev name")?;
-                let cargs = CString::new(args.as_str()).map_err(|_| "NUL in vdev arguments")?;
+                let cname = CString::new(name.as_str())
+                    .map_err(|_| DpdkError::Other("NUL in vdev name".into()))?;
+                let cargs = CString::new(args.as_str())
+                    .map_err(|_| DpdkError::Other("NUL in vdev arguments".into()))?;
                 // SAFETY: both are valid NUL-terminated strings for the duration of the call.
                 let r = unsafe { ffi::rte_vdev_init(cname.as_ptr(), cargs.as_ptr()) };
                 if r < 0 {
-                    return Err(format!(
+                    return Err(DpdkError::Other(format!(
                         "creating virtual device `{name},{args}` failed: {} (the PMD's log \
                          line above says why)",
                         strerror(r)
-                    ));
+                    )));
                 }
                 let id = port_by_name(name).inspect_err(|_| {
                     // SAFETY: `cname` names the vdev created just above.
@@ -156,10 +173,10 @@ impl Port {
                 if unsafe { ffi::rte_eth_dev_is_valid_port(*id) } == 0 {
                     // SAFETY: pure query.
                     let n = unsafe { ffi::rte_eth_dev_count_avail() };
-                    return Err(format!(
+                    return Err(DpdkError::Other(format!(
                         "DPDK port {id} does not exist ({n} ports are available): bind a NIC to \
                          vfio-pci (dpdk-devbind.py -b vfio-pci <pci>) or name a vdev"
-                    ));
+                    )));
                 }
                 (*id, format!("port {id}"), None)
             }
@@ -184,10 +201,11 @@ impl Port {
         Ok(Arc::new(port))
     }
 
-    fn configure(&mut self, cfg: PortConfig) -> Result<(), String> {
+    fn configure(&mut self, cfg: PortConfig) -> Result<(), DpdkError> {
         let id = self.id;
-        let what =
-            |call: &str, r: c_int| format!("{call} on {} failed: {}", self.name, strerror(r));
+        let what = |call: &str, r: c_int| {
+            DpdkError::Other(format!("{call} on {} failed: {}", self.name, strerror(r)))
+        };
         let mut info = ffi::rte_eth_dev_info::default();
         // SAFETY: `info` is a valid, writable rte_eth_dev_info.
         let r = unsafe { ffi::rte_eth_dev_info_get(id, &mut info) };
@@ -195,11 +213,11 @@ impl Port {
             return Err(what("rte_eth_dev_info_get", r));
         }
         if cfg.queues > info.max_rx_queues || cfg.queues > info.max_tx_queues {
-            return Err(format!(
+            return Err(DpdkError::Other(format!(
                 "{} supports {} RX / {} TX queues; {} dispatch cores need {} pairs: use fewer \
                  cores (or qpairs/queue_count on the vdev)",
                 self.name, info.max_rx_queues, info.max_tx_queues, cfg.queues, cfg.queues
-            ));
+            )));
         }
         let conf = ffi::rte_eth_conf::default();
         // SAFETY: `conf` is a valid (all-default) configuration that outlives the call.
@@ -212,11 +230,11 @@ impl Port {
             // SAFETY: configured port; plain value argument.
             let r = unsafe { ffi::rte_eth_dev_set_mtu(id, l2_mtu as u16) };
             if r != 0 {
-                return Err(format!(
+                return Err(DpdkError::Other(format!(
                     "{} cannot take {l2_mtu}-byte frames ({}): lower the locator's mtu=",
                     self.name,
                     strerror(r)
-                ));
+                )));
             }
         }
         let (mut nrx, mut ntx) = (cfg.descriptors, cfg.descriptors);
@@ -231,21 +249,21 @@ impl Port {
         self.data_room = cfg.max_frame.max(2048);
         let buf_size = (self.data_room + headroom).min(u16::MAX as usize) as u16;
         let n = (cfg.queues as u32) * (nrx as u32 + ntx as u32 + 2 * 64) + 1024;
-        let pool_name =
-            CString::new(format!("fc_pool_{id}_{}", unique())).map_err(|_| "NUL in pool name")?;
+        let pool_name = CString::new(format!("fc_pool_{id}_{}", unique()))
+            .map_err(|_| DpdkError::Other("NUL in pool name".into()))?;
         // SAFETY: valid NUL-terminated name; numeric arguments in range. Cache 0: our threads
         // are not EAL lcores, so a per-lcore cache would not be used anyway.
         self.pool =
             unsafe { ffi::rte_pktmbuf_pool_create(pool_name.as_ptr(), n, 0, 0, buf_size, socket) };
         if self.pool.is_null() {
             let e = rte_errno();
-            return Err(format!(
+            return Err(DpdkError::Other(format!(
                 "cannot allocate {n} packet buffers of {buf_size} bytes for {}: {} — DPDK's \
                  memory is too small: give EAL more (mem=MB in the locator, or -m) or reserve \
                  more hugepages",
                 self.name,
                 strerror(e)
-            ));
+            )));
         }
         for q in 0..cfg.queues {
             // SAFETY: configured port, queue index < configured count; NULL conf = the
@@ -367,18 +385,18 @@ impl Drop for Port {
     }
 }
 
-fn port_by_name(name: &str) -> Result<u16, String> {
-    let c = CString::new(name).map_err(|_| "NUL in device name")?;
+fn port_by_name(name: &str) -> Result<u16, DpdkError> {
+    let c = CString::new(name).map_err(|_| DpdkError::Other("NUL in device name".into()))?;
     let mut id = 0u16;
     // SAFETY: valid NUL-terminated name and a writable u16.
     let r = unsafe { ffi::rte_eth_dev_get_port_by_name(c.as_ptr(), &mut id) };
     if r != 0 {
         // SAFETY: pure query.
         let n = unsafe { ffi::rte_eth_dev_count_avail() };
-        return Err(format!(
+        return Err(DpdkError::Other(format!(
             "no DPDK port named `{name}` ({n} ports available): bind the NIC to vfio-pci \
              (dpdk-devbind.py -b vfio-pci {name}) and check EAL's log above, or use vdev="
-        ));
+        )));
     }
     Ok(id)
 }

@@ -6,14 +6,13 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, LinkError, Result};
 use crate::frame::{write_frame, FrameError, FrameReader, ReadStop};
 use crate::locator::Locator;
 use crate::session::{ClientChannel, ClientConfig, Delivery, Session};
 use crate::sys::poll_fd;
 use crate::wire::{Header, Status, HEADER_LEN};
 use std::io::Write;
-use std::os::fd::AsRawFd;
 
 struct TcpClient {
     stream: TcpStream,
@@ -59,27 +58,22 @@ impl ClientChannel for TcpClient {
         header: &Header,
         payload: &[u8],
         stalled: &mut dyn FnMut(),
-    ) -> Result<(), String> {
+    ) -> Result<(), LinkError> {
         let hdr = header.encode();
         let total = HEADER_LEN + payload.len();
         let _w = self.writer.lock();
         let mut pos = 0;
         loop {
             pos = write_frame(&mut &self.stream, &hdr, payload, pos)
-                .map_err(|e| format!("write failed: {e}"))?;
+                .map_err(|e| LinkError::io("write", e))?;
             if pos == total {
                 return Ok(());
             }
             // Socket buffer full: keep reading replies (the server may be blocked writing to us),
             // then wait for room.
             stalled();
-            poll_fd(
-                self.stream.as_raw_fd(),
-                false,
-                true,
-                Some(Duration::from_millis(1)),
-            )
-            .map_err(|e| format!("poll failed: {e}"))?;
+            poll_fd(&self.stream, false, true, Some(Duration::from_millis(1)))
+                .map_err(|e| LinkError::io("poll", e))?;
         }
     }
 
@@ -87,7 +81,7 @@ impl ClientChannel for TcpClient {
         &self,
         reqs: &[(Header, &[u8])],
         stalled: &mut dyn FnMut(),
-    ) -> Result<(), String> {
+    ) -> Result<(), LinkError> {
         let total: usize = reqs.iter().map(|(_, p)| HEADER_LEN + p.len()).sum();
         if reqs.len() <= 1 || total > COALESCE_MAX {
             for (h, p) in reqs {
@@ -104,52 +98,48 @@ impl ClientChannel for TcpClient {
         let mut pos = 0;
         while pos < buf.len() {
             match (&self.stream).write(&buf[pos..]) {
-                Ok(0) => return Err("write failed: connection closed".into()),
+                Ok(0) => return Err(LinkError::Closed("write failed: connection closed")),
                 Ok(n) => pos += n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                     stalled();
-                    poll_fd(
-                        self.stream.as_raw_fd(),
-                        false,
-                        true,
-                        Some(Duration::from_millis(1)),
-                    )
-                    .map_err(|e| format!("poll failed: {e}"))?;
+                    poll_fd(&self.stream, false, true, Some(Duration::from_millis(1)))
+                        .map_err(|e| LinkError::io("poll", e))?;
                 }
-                Err(e) => return Err(format!("write failed: {e}")),
+                Err(e) => return Err(LinkError::io("write", e)),
             }
         }
         Ok(())
     }
 
-    fn progress(&self, wait: Option<Duration>, out: &mut Vec<Delivery>) -> Result<(), String> {
+    fn progress(&self, wait: Option<Duration>, out: &mut Vec<Delivery>) -> Result<(), LinkError> {
         let mut reader = self.reader.lock();
         let mut violation = None;
-        let mut read = |reader: &mut FrameReader, out: &mut Vec<Delivery>| -> Result<(), String> {
-            let r = reader.read_frames(&mut &self.stream, &mut |h, p| {
-                if !h.flags.is_response() {
-                    violation = Some(format!("server sent a request frame (opcode {})", h.opcode));
-                    return false;
+        let mut read =
+            |reader: &mut FrameReader, out: &mut Vec<Delivery>| -> Result<(), LinkError> {
+                let r = reader.read_frames(&mut &self.stream, &mut |h, p| {
+                    if !h.flags.is_response() {
+                        violation = Some(LinkError::RequestFromServer(h.opcode));
+                        return false;
+                    }
+                    out.push((h.request_id, Status(h.status), p.into_vec()));
+                    true
+                });
+                match r {
+                    Ok(ReadStop::WouldBlock) => Ok(()),
+                    Ok(ReadStop::Eof) => Err(LinkError::Closed("connection closed by the server")),
+                    Ok(ReadStop::Stopped) => Err(violation.take().unwrap_or(LinkError::Closed(
+                        "the frame reader stopped without a reason",
+                    ))),
+                    Err(FrameError::Io(e)) => Err(LinkError::io("read", e)),
+                    Err(FrameError::Decode { err, .. }) => Err(LinkError::Protocol(err)),
                 }
-                out.push((h.request_id, Status(h.status), p.into_vec()));
-                true
-            });
-            match r {
-                Ok(ReadStop::WouldBlock) => Ok(()),
-                Ok(ReadStop::Eof) => Err("connection closed by the server".into()),
-                Ok(ReadStop::Stopped) => Err(violation.take().unwrap_or_default()),
-                Err(FrameError::Io(e)) => Err(format!("read failed: {e}")),
-                Err(FrameError::Decode { err, .. }) => {
-                    Err(format!("protocol violation from server: {err}"))
-                }
-            }
-        };
+            };
         read(&mut reader, out)?;
         if out.is_empty() {
             if let Some(w) = wait.filter(|w| !w.is_zero()) {
-                if poll_fd(self.stream.as_raw_fd(), true, false, Some(w))
-                    .map_err(|e| e.to_string())?
+                if poll_fd(&self.stream, true, false, Some(w))
+                    .map_err(|e| LinkError::io("poll", e))?
                 {
                     read(&mut reader, out)?;
                 }

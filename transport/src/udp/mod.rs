@@ -13,7 +13,7 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,7 +25,7 @@ use parking_lot::Mutex;
 use crate::datagram::proto::{Endpoint, Event, FailReason, ProtoConfig};
 use crate::datagram::udp::UdpDriver;
 use crate::datagram::{Driver, RxPacket, TxPacket};
-use crate::error::{Error, Result};
+use crate::error::{Error, LinkError, Result};
 use crate::limits::{DISPATCH_MAX_BLOCK, UDP_BURST, UDP_DEFAULT_MTU};
 use crate::locator::Locator;
 use crate::server::{
@@ -83,18 +83,12 @@ impl Device for UdpDriver {
     }
 
     fn wait_tx(&mut self) -> io::Result<()> {
-        crate::sys::poll_fd(
-            self.as_raw_fd(),
-            false,
-            true,
-            Some(Duration::from_millis(1)),
-        )
-        .map(|_| ())
+        crate::sys::poll_fd(&*self, false, true, Some(Duration::from_millis(1))).map(|_| ())
     }
 
     fn rx_waiter(&self) -> RxWait {
-        let fd: RawFd = self.as_raw_fd();
-        Box::new(move |w| crate::sys::poll_fd(fd, true, false, Some(w)).map(|_| ()))
+        let sock = self.socket();
+        Box::new(move |w| crate::sys::poll_fd(&*sock, true, false, Some(w)).map(|_| ()))
     }
 
     fn sleeper(&self) -> io::Result<(Box<dyn Sleeper>, Wake)> {
@@ -277,12 +271,11 @@ impl IdMap {
 }
 
 impl<D: Device> DgramClient<D> {
-    fn run(&self, out: &mut Vec<Delivery>) -> std::result::Result<Option<Instant>, String> {
+    fn run(&self, out: &mut Vec<Delivery>) -> std::result::Result<Option<Instant>, LinkError> {
         let mut guard = self.stack.lock();
         let (st, ids) = &mut *guard;
         let now = Instant::now();
-        st.receive(now)
-            .map_err(|e| format!("receive failed: {e}"))?;
+        st.receive(now).map_err(|e| LinkError::io("receive", e))?;
         let mut failure = None;
         while let Some(ev) = st.ep.poll_event() {
             match ev {
@@ -296,25 +289,19 @@ impl<D: Device> DgramClient<D> {
                         msg.drain(..HEADER_LEN);
                         out.push((h.request_id, Status(h.status), msg));
                     }
-                    Ok(_) => {
-                        failure = Some(format!(
-                            "protocol violation: bad response header for rpc {id}"
-                        ))
-                    }
-                    Err(e) => failure = Some(format!("protocol violation from server: {e}")),
+                    Ok(_) => failure = Some(LinkError::BadResponseHeader(id)),
+                    Err(e) => failure = Some(LinkError::Protocol(e)),
                 },
                 Event::Failed { id, reason, .. } => {
                     failure = Some(match reason {
-                        FailReason::Timeout => {
-                            format!("server silent too long (rpc {id}); it is down or unreachable")
-                        }
-                        FailReason::Aborted => format!("server aborted rpc {id} (shutting down)"),
+                        FailReason::Timeout => LinkError::ServerSilent(id),
+                        FailReason::Aborted => LinkError::Aborted(id),
                     })
                 }
                 Event::Request { .. } => {} // a client endpoint serves nothing
             }
         }
-        st.flush().map_err(|e| format!("send failed: {e}"))?;
+        st.flush().map_err(|e| LinkError::io("send", e))?;
         match failure {
             Some(f) => Err(f),
             None => Ok(st.ep.poll_timeout()),
@@ -328,7 +315,7 @@ impl<D: Device> ClientChannel for DgramClient<D> {
         header: &Header,
         payload: &[u8],
         _stalled: &mut dyn FnMut(),
-    ) -> std::result::Result<(), String> {
+    ) -> std::result::Result<(), LinkError> {
         let msg = header.encode_message(payload);
         let mut guard = self.stack.lock();
         let (st, ids) = &mut *guard;
@@ -337,14 +324,14 @@ impl<D: Device> ClientChannel for DgramClient<D> {
         ids.to_request.insert(rpc, header.request_id);
         ids.to_rpc.insert(header.request_id, rpc);
         st.ep.send_request(Instant::now(), self.server, rpc, msg);
-        st.flush().map_err(|e| format!("send failed: {e}"))
+        st.flush().map_err(|e| LinkError::io("send", e))
     }
 
     fn send_requests(
         &self,
         reqs: &[(Header, &[u8])],
         _stalled: &mut dyn FnMut(),
-    ) -> std::result::Result<(), String> {
+    ) -> std::result::Result<(), LinkError> {
         let mut guard = self.stack.lock();
         let (st, ids) = &mut *guard;
         let now = Instant::now();
@@ -356,14 +343,14 @@ impl<D: Device> ClientChannel for DgramClient<D> {
             st.ep
                 .send_request(now, self.server, rpc, header.encode_message(payload));
         }
-        st.flush().map_err(|e| format!("send failed: {e}"))
+        st.flush().map_err(|e| LinkError::io("send", e))
     }
 
     fn progress(
         &self,
         wait: Option<Duration>,
         out: &mut Vec<Delivery>,
-    ) -> std::result::Result<(), String> {
+    ) -> std::result::Result<(), LinkError> {
         let next_timer = self.run(out)?;
         if out.is_empty() {
             if let Some(mut w) = wait.filter(|w| !w.is_zero()) {
@@ -371,13 +358,13 @@ impl<D: Device> ClientChannel for DgramClient<D> {
                 {
                     let mut guard = self.stack.lock();
                     guard.0.ep.release_acks();
-                    guard.0.flush().map_err(|e| format!("send failed: {e}"))?;
+                    guard.0.flush().map_err(|e| LinkError::io("send", e))?;
                 }
                 if let Some(t) = next_timer {
                     w = w.min(t.saturating_duration_since(Instant::now()));
                 }
                 // Block without holding the stack lock, so other threads can keep sending.
-                (self.wait)(w).map_err(|e| e.to_string())?;
+                (self.wait)(w).map_err(|e| LinkError::io("poll", e))?;
                 self.run(out)?;
             }
         }

@@ -13,8 +13,8 @@ use parking_lot::Mutex;
 use super::datapath::{zero_copy_id, Cursor, Endpoint, Link, Rx, Tx, ZeroCopy, ZC_WR};
 use super::handshake::{random_psn, read_hello, select, write_hello, Hello, Options};
 use super::reassembly::{Piece, Reassembler};
-use super::sys::{poll_readable, QpAddress, SendReg};
-use crate::error::{Error, Result};
+use super::sys::{poll_readable, QpAddress, SendReg, VerbsError};
+use crate::error::{Error, LinkError, Result};
 use crate::limits::{
     VERBS_CLIENT_RECV_BUFFERS, VERBS_CLIENT_SEND_SLOTS, VERBS_HANDSHAKE_TIMEOUT, VERBS_SQ_DEPTH,
     VERBS_ZERO_COPY_MIN,
@@ -52,9 +52,9 @@ pub(crate) fn connect(loc: &Locator, cfg: &ClientConfig) -> Result<Session> {
         locator: loc.to_string(),
         reason,
     };
-    let device = |reason: String| Error::Device {
+    let device = |reason: VerbsError| Error::Device {
         locator: loc.to_string(),
-        reason,
+        reason: reason.to_string(),
     };
     let opts = Options::from_env().map_err(device)?;
     let sel = select(&opts).map_err(device)?;
@@ -95,7 +95,7 @@ pub(crate) fn connect(loc: &Locator, cfg: &ClientConfig) -> Result<Session> {
     };
     write_hello(&mut s, &ours)
         .map_err(|e| fail(format!("sending the queue-pair description: {e}")))?;
-    let peer = read_hello(&mut s).map_err(fail)?;
+    let peer = read_hello(&mut s).map_err(|e| fail(e.to_string()))?;
     let mtu = ep.sel.port.active_mtu.min(peer.qp.mtu);
     qp.connect(&ep.sel.path, psn, mtu, &peer.qp)
         .map_err(|e| fail(format!("{e} (on RoCE check gid=/FAASCACHE_VERBS_GID: both sides need GIDs of the same type on one network)")))?;
@@ -128,7 +128,7 @@ pub(crate) fn connect(loc: &Locator, cfg: &ClientConfig) -> Result<Session> {
 
 /// Has the peer closed the side channel? (It never sends on it after the handshake.)
 pub(super) fn side_channel_closed(s: &TcpStream) -> bool {
-    match crate::sys::poll_fd(s.as_raw_fd(), true, false, Some(Duration::ZERO)) {
+    match crate::sys::poll_fd(s, true, false, Some(Duration::ZERO)) {
         Ok(false) => false,
         Ok(true) => {
             let mut b = [0u8; 1];
@@ -143,7 +143,7 @@ pub(super) fn side_channel_closed(s: &TcpStream) -> bool {
 impl VerbsClient {
     /// Reap send completions; an error completion breaks the session. Returns how many
     /// zero-copy sends completed.
-    fn reap(&self, s: &mut Sender) -> Result<usize, String> {
+    fn reap(&self, s: &mut Sender) -> Result<usize, VerbsError> {
         let mut err = None;
         let mut zc_done = 0;
         let link = &mut s.link;
@@ -153,23 +153,26 @@ impl VerbsClient {
                 zc_done += 1;
             }
             if !wc.ok() && err.is_none() {
-                err = Some(format!("send failed: {}", wc.status_str()));
+                err = Some(VerbsError::Other(format!(
+                    "send failed: {}",
+                    wc.status_str()
+                )));
             }
         })?;
         err.map_or(Ok(zc_done), Err)
     }
 
     /// Between two attempts to post: let replies be read, notice a dead server.
-    fn wait_for_room(&self, stalled: &mut dyn FnMut()) -> Result<(), String> {
+    fn wait_for_room(&self, stalled: &mut dyn FnMut()) -> Result<(), VerbsError> {
         stalled();
         if side_channel_closed(&self.tcp) {
-            return Err("connection closed by the server".into());
+            return Err(VerbsError::Other("connection closed by the server".into()));
         }
         std::thread::yield_now();
         Ok(())
     }
 
-    fn poll_rx(&self, r: &mut Receiver, out: &mut Vec<Delivery>) -> Result<usize, String> {
+    fn poll_rx(&self, r: &mut Receiver, out: &mut Vec<Delivery>) -> Result<usize, VerbsError> {
         let mut err = None;
         let reasm = &mut r.reasm;
         let n = r.rx.poll(&self.ep, &mut |wc, frag| {
@@ -177,7 +180,10 @@ impl VerbsClient {
                 return;
             }
             if !wc.ok() {
-                err = Some(format!("receive failed: {}", wc.status_str()));
+                err = Some(VerbsError::Other(format!(
+                    "receive failed: {}",
+                    wc.status_str()
+                )));
                 return;
             }
             let (h, payload): (Header, Vec<u8>) = match reasm.push(frag) {
@@ -185,12 +191,17 @@ impl VerbsClient {
                 Ok(Piece::Whole(h, p)) => (h, p.to_vec()),
                 Ok(Piece::Done(h, p)) => (h, p),
                 Err(e) => {
-                    err = Some(format!("protocol violation from server: {e}"));
+                    err = Some(VerbsError::Other(format!(
+                        "protocol violation from server: {e}"
+                    )));
                     return;
                 }
             };
             if !h.flags.is_response() {
-                err = Some(format!("server sent a request frame (opcode {})", h.opcode));
+                err = Some(VerbsError::Other(format!(
+                    "server sent a request frame (opcode {})",
+                    h.opcode
+                )));
                 return;
             }
             out.push((h.request_id, Status(h.status), payload));
@@ -205,7 +216,27 @@ impl ClientChannel for VerbsClient {
         header: &Header,
         payload: &[u8],
         stalled: &mut dyn FnMut(),
-    ) -> Result<(), String> {
+    ) -> Result<(), LinkError> {
+        self.send_one(header, payload, stalled)
+            .map_err(LinkError::Verbs)
+    }
+
+    fn progress(&self, wait: Option<Duration>, out: &mut Vec<Delivery>) -> Result<(), LinkError> {
+        self.progress_inner(wait, out).map_err(LinkError::Verbs)
+    }
+
+    fn close(&self) {
+        self.close_inner()
+    }
+}
+
+impl VerbsClient {
+    fn send_one(
+        &self,
+        header: &Header,
+        payload: &[u8],
+        stalled: &mut dyn FnMut(),
+    ) -> Result<(), VerbsError> {
         let hdr = header.encode();
         // Held for the whole message: its fragments must be contiguous on the queue pair.
         let mut guard = self.sender.lock();
@@ -249,7 +280,11 @@ impl ClientChannel for VerbsClient {
         Ok(())
     }
 
-    fn progress(&self, wait: Option<Duration>, out: &mut Vec<Delivery>) -> Result<(), String> {
+    fn progress_inner(
+        &self,
+        wait: Option<Duration>,
+        out: &mut Vec<Delivery>,
+    ) -> Result<(), VerbsError> {
         let mut guard = self.receiver.lock();
         let r = &mut *guard;
         if self.poll_rx(r, out)? > 0 {
@@ -260,7 +295,7 @@ impl ClientChannel for VerbsClient {
             None => {
                 r.idle += 1;
                 if r.idle % SIDE_CHANNEL_CHECK_EVERY == 0 && side_channel_closed(&self.tcp) {
-                    return Err("connection closed by the server".into());
+                    return Err(VerbsError::Other("connection closed by the server".into()));
                 }
             }
             Some(w) => {
@@ -271,14 +306,15 @@ impl ClientChannel for VerbsClient {
                     return Ok(());
                 }
                 let fds = [self.ep.channel.fd(), self.tcp.as_raw_fd()];
-                poll_readable(&fds, w, &mut r.ready).map_err(|e| format!("poll failed: {e}"))?;
+                poll_readable(&fds, w, &mut r.ready)
+                    .map_err(|e| VerbsError::Other(format!("poll failed: {e}")))?;
                 if r.ready.first() == Some(&true) {
                     self.ep.channel.drain_events();
                 }
                 if r.ready.get(1) == Some(&true) && side_channel_closed(&self.tcp) {
                     // Deliver what already arrived before reporting the failure.
                     self.poll_rx(r, out)?;
-                    return Err("connection closed by the server".into());
+                    return Err(VerbsError::Other("connection closed by the server".into()));
                 }
                 self.poll_rx(r, out)?;
             }
@@ -286,7 +322,7 @@ impl ClientChannel for VerbsClient {
         Ok(())
     }
 
-    fn close(&self) {
+    fn close_inner(&self) {
         let _ = self.tcp.shutdown(std::net::Shutdown::Both);
     }
 }

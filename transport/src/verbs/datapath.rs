@@ -222,11 +222,16 @@ impl Link {
             let p = &payload[r.start.max(HEADER_LEN) - HEADER_LEN..r.end - HEADER_LEN];
             let len = r.len();
             if len <= self.qp.max_inline() {
-                self.qp
-                    .post_send(INLINE_WR, &[Piece::inline(h), Piece::inline(p)], true)?;
+                self.qp.post_send_inline(INLINE_WR, &[h, p])?;
             } else if let Some(z) = zc.as_deref_mut().filter(|_| h.is_empty()) {
                 let piece = (z.piece)(r.start - HEADER_LEN, len);
-                self.qp.post_send(z.wr_id, &[piece], false)?;
+                // SAFETY: `z.piece` hands out ranges of the message's registered payload
+                // (`ZeroCopy`'s contract), which its owner keeps registered and unmodified until
+                // all `z.posted` sends tagged `z.wr_id` have completed.
+                #[allow(unsafe_code)]
+                unsafe {
+                    self.qp.post_send(z.wr_id, &[piece])?
+                };
                 z.posted += 1;
                 ZERO_COPY_SENDS.fetch_add(1, Ordering::Relaxed);
             } else {
@@ -240,7 +245,14 @@ impl Link {
                     len: len as u32,
                     lkey: tx.region.lkey(),
                 };
-                if let Err(e) = self.qp.post_send(slot as u64, &[piece], false) {
+                // SAFETY: `piece` is slot `slot` of the Tx region, registered while the Tx lives;
+                // its owners drop queue pairs before the Tx (field order of the server's
+                // `Dispatcher` and the client's session). The slot left the free list above and
+                // returns to it only when the completion tagged `slot` is reaped (or below, if
+                // the post fails), so nobody rewrites it while the adapter reads it.
+                #[allow(unsafe_code)]
+                let posted = unsafe { self.qp.post_send(slot as u64, &[piece]) };
+                if let Err(e) = posted {
                     tx.free.push(slot);
                     return Err(e);
                 }

@@ -35,7 +35,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::Arc;
 
-use super::sys::{self, Context, LocalPath, PortInfo, QpAddress, VResult};
+use super::sys::{self, Context, LocalPath, PortInfo, QpAddress, VResult, VerbsError};
 use crate::locator::Locator;
 
 /// Encoded size of a [`Hello`].
@@ -72,44 +72,53 @@ impl Hello {
     }
 
     /// Decode and check every field; the first broken rule is the error.
-    pub(crate) fn decode(b: &[u8]) -> Result<Hello, String> {
+    pub(crate) fn decode(b: &[u8]) -> Result<Hello, VerbsError> {
         if b.len() != HELLO_LEN {
-            return Err(format!("hello is {} bytes, expected {HELLO_LEN}", b.len()));
+            return Err(VerbsError::Other(format!(
+                "hello is {} bytes, expected {HELLO_LEN}",
+                b.len()
+            )));
         }
         let u16_at = |i: usize| u16::from_le_bytes([b[i], b[i + 1]]);
         let u32_at = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
         if b[0..4] != HELLO_MAGIC {
-            return Err("bad hello magic: the peer is not a FaaSCache verbs endpoint".into());
+            return Err(VerbsError::Other(
+                "bad hello magic: the peer is not a FaaSCache verbs endpoint".into(),
+            ));
         }
         if u16_at(4) != HELLO_VERSION {
-            return Err(format!(
+            return Err(VerbsError::Other(format!(
                 "hello version {} (this build speaks {HELLO_VERSION}): run the same FaaSCache version on both sides",
                 u16_at(4)
-            ));
+            )));
         }
         let crc = crc32c::crc32c(&b[..44]);
         if u32_at(44) != crc {
-            return Err("hello checksum mismatch".into());
+            return Err(VerbsError::Other("hello checksum mismatch".into()));
         }
         if u16_at(6) != 0 || b[19] != 0 || u32_at(40) != 0 {
-            return Err("reserved hello field set: the peer uses a newer protocol".into());
+            return Err(VerbsError::Other(
+                "reserved hello field set: the peer uses a newer protocol".into(),
+            ));
         }
         let qpn = u32_at(8);
         let psn = u32_at(12);
         if qpn >= 1 << 24 || psn >= 1 << 24 {
-            return Err(format!(
+            return Err(VerbsError::Other(format!(
                 "queue pair number {qpn} or PSN {psn} exceeds 24 bits"
-            ));
+            )));
         }
         let mtu = b[18] as u32;
         if !(1..=5).contains(&mtu) {
-            return Err(format!("path MTU code {mtu} is not 1..=5"));
+            return Err(VerbsError::Other(format!(
+                "path MTU code {mtu} is not 1..=5"
+            )));
         }
         let recv_buf = u32_at(20);
         if !(MIN_FRAGMENT..=MAX_FRAGMENT).contains(&(recv_buf as usize)) {
-            return Err(format!(
+            return Err(VerbsError::Other(format!(
                 "receive buffer size {recv_buf} outside {MIN_FRAGMENT}..={MAX_FRAGMENT}"
-            ));
+            )));
         }
         let mut gid = [0u8; 16];
         gid.copy_from_slice(&b[24..40]);
@@ -131,10 +140,11 @@ pub(crate) fn write_hello(s: &mut TcpStream, h: &Hello) -> std::io::Result<()> {
     s.write_all(&h.encode())
 }
 
-pub(crate) fn read_hello(s: &mut TcpStream) -> Result<Hello, String> {
+pub(crate) fn read_hello(s: &mut TcpStream) -> Result<Hello, VerbsError> {
     let mut b = [0u8; HELLO_LEN];
-    s.read_exact(&mut b)
-        .map_err(|e| format!("reading the peer's queue-pair description: {e}"))?;
+    s.read_exact(&mut b).map_err(|e| {
+        VerbsError::Other(format!("reading the peer's queue-pair description: {e}"))
+    })?;
     Hello::decode(&b)
 }
 
@@ -152,19 +162,19 @@ pub(crate) struct Options {
     pub(crate) pkey_index: Option<u16>,
 }
 
-fn parse_opt<T: std::str::FromStr>(what: &str, v: Option<String>) -> Result<Option<T>, String> {
+fn parse_opt<T: std::str::FromStr>(what: &str, v: Option<String>) -> Result<Option<T>, VerbsError> {
     match v {
         None => Ok(None),
         Some(s) => s
             .parse()
             .map(Some)
-            .map_err(|_| format!("{what}={s:?} is not a valid number")),
+            .map_err(|_| VerbsError::Other(format!("{what}={s:?} is not a valid number"))),
     }
 }
 
 impl Options {
     /// A server's options, from its locator.
-    pub(crate) fn from_locator(loc: &Locator) -> Result<Options, String> {
+    pub(crate) fn from_locator(loc: &Locator) -> Result<Options, VerbsError> {
         let get = |k: &str| loc.get(k).map(str::to_string);
         Ok(Options {
             dev: get("dev"),
@@ -175,7 +185,7 @@ impl Options {
     }
 
     /// A client's options, from the environment.
-    pub(crate) fn from_env() -> Result<Options, String> {
+    pub(crate) fn from_env() -> Result<Options, VerbsError> {
         let get = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
         Ok(Options {
             dev: get("FAASCACHE_VERBS_DEV"),
@@ -202,17 +212,18 @@ pub(crate) fn select(opts: &Options) -> VResult<Selected> {
     let ib_port = opts.ib_port.unwrap_or(1);
     let names = sys::device_names()?;
     if names.is_empty() {
-        return Err("no RDMA device found (is the driver loaded? `rdma link` / `ibv_devices` list them; for Soft-RoCE: `rdma link add rxe0 type rxe netdev eth0`)".into());
+        return Err(VerbsError::Other("no RDMA device found (is the driver loaded? `rdma link` / `ibv_devices` list them; for Soft-RoCE: `rdma link add rxe0 type rxe netdev eth0`)".into()));
     }
     let (ctx, port) = match &opts.dev {
         Some(d) => {
-            let ctx = Context::open(d)
-                .map_err(|e| format!("{e}; devices present: {}", names.join(", ")))?;
+            let ctx = Context::open(d).map_err(|e| {
+                VerbsError::Other(format!("{e}; devices present: {}", names.join(", ")))
+            })?;
             let port = ctx.query_port(ib_port)?;
             if !port.active {
-                return Err(format!(
+                return Err(VerbsError::Other(format!(
                     "port {ib_port} of {d} is not active (check the cable / `rdma link`)"
-                ));
+                )));
             }
             (ctx, port)
         }
@@ -230,21 +241,21 @@ pub(crate) fn select(opts: &Options) -> VResult<Selected> {
                 }
             }
             found.ok_or_else(|| {
-                format!(
+                VerbsError::Other(format!(
                     "no RDMA device with an active port {ib_port}: {}",
                     why.join("; ")
-                )
+                ))
             })?
         }
     };
     let gid_index = match opts.gid {
         Some(i) => {
             if i >= port.gid_table_len {
-                return Err(format!(
+                return Err(VerbsError::Other(format!(
                     "gid={i} is outside the GID table of {} (length {})",
                     ctx.name(),
                     port.gid_table_len
-                ));
+                )));
             }
             i
         }
@@ -253,10 +264,10 @@ pub(crate) fn select(opts: &Options) -> VResult<Selected> {
     };
     let gid = ctx.query_gid(ib_port, gid_index)?;
     if port.ethernet && gid == [0; 16] {
-        return Err(format!(
+        return Err(VerbsError::Other(format!(
             "GID {gid_index} of {} is empty: give the netdev an IP address, or pick a GID with gid=",
             ctx.name()
-        ));
+        )));
     }
     Ok(Selected {
         path: LocalPath {
@@ -304,10 +315,10 @@ fn choose_roce_gid(ctx: &Context, port: u8, len: u32) -> VResult<u32> {
         }
     }
     first_v2.or(first).ok_or_else(|| {
-        format!(
+        VerbsError::Other(format!(
             "the GID table of {} is empty: give its network interface an IP address",
             ctx.name()
-        )
+        ))
     })
 }
 
@@ -354,29 +365,51 @@ mod tests {
             b[44..48].copy_from_slice(&c.to_le_bytes());
             b
         };
-        assert!(Hello::decode(&good[..40]).unwrap_err().contains("48"));
+        assert!(Hello::decode(&good[..40])
+            .unwrap_err()
+            .to_string()
+            .contains("48"));
         let mut b = good;
         b[0] = b'X';
-        assert!(Hello::decode(&recrc(b)).unwrap_err().contains("magic"));
+        assert!(Hello::decode(&recrc(b))
+            .unwrap_err()
+            .to_string()
+            .contains("magic"));
         let mut b = good;
         b[4] = 9;
-        assert!(Hello::decode(&recrc(b)).unwrap_err().contains("version"));
+        assert!(Hello::decode(&recrc(b))
+            .unwrap_err()
+            .to_string()
+            .contains("version"));
         let mut b = good;
         b[30] ^= 1;
-        assert!(Hello::decode(&b).unwrap_err().contains("checksum"));
+        assert!(Hello::decode(&b)
+            .unwrap_err()
+            .to_string()
+            .contains("checksum"));
         let mut b = good;
         b[19] = 1;
-        assert!(Hello::decode(&recrc(b)).unwrap_err().contains("reserved"));
+        assert!(Hello::decode(&recrc(b))
+            .unwrap_err()
+            .to_string()
+            .contains("reserved"));
         let mut b = good;
         b[11] = 1; // qpn >= 2^24
-        assert!(Hello::decode(&recrc(b)).unwrap_err().contains("24 bits"));
+        assert!(Hello::decode(&recrc(b))
+            .unwrap_err()
+            .to_string()
+            .contains("24 bits"));
         let mut b = good;
         b[18] = 6;
-        assert!(Hello::decode(&recrc(b)).unwrap_err().contains("MTU"));
+        assert!(Hello::decode(&recrc(b))
+            .unwrap_err()
+            .to_string()
+            .contains("MTU"));
         let mut b = good;
         b[20..24].copy_from_slice(&16u32.to_le_bytes());
         assert!(Hello::decode(&recrc(b))
             .unwrap_err()
+            .to_string()
             .contains("receive buffer"));
     }
 
@@ -395,7 +428,10 @@ mod tests {
             }
         );
         let l: Locator = "infrc:host=h,port=1,gid=x".parse().unwrap();
-        assert!(Options::from_locator(&l).unwrap_err().contains("gid"));
+        assert!(Options::from_locator(&l)
+            .unwrap_err()
+            .to_string()
+            .contains("gid"));
     }
 
     #[test]

@@ -25,13 +25,14 @@ mod sys;
 
 pub(crate) use client::connect;
 pub(crate) use server::serve;
+pub use sys::VerbsError;
 
 /// Names of the RDMA devices present, or why there are none usable (libibverbs missing, no
 /// device). For tests and diagnostics.
-pub fn devices() -> Result<Vec<String>, String> {
+pub fn devices() -> Result<Vec<String>, VerbsError> {
     let names = sys::device_names()?;
     if names.is_empty() {
-        return Err("no RDMA device present (load a driver, or for Soft-RoCE: `rdma link add rxe0 type rxe netdev <iface>`)".into());
+        return Err(VerbsError::Other("no RDMA device present (load a driver, or for Soft-RoCE: `rdma link add rxe0 type rxe netdev <iface>`)".into()));
     }
     Ok(names)
 }

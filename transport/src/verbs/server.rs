@@ -27,7 +27,7 @@ use super::client::side_channel_closed;
 use super::datapath::{zero_copy_id, Cursor, Endpoint, Link, Rx, Tx, ZeroCopy, ZC_WR};
 use super::handshake::{random_psn, read_hello, select, write_hello, Hello, Options};
 use super::reassembly::{FrameError, Piece, Reassembler};
-use super::sys::{poll_readable, Pd, QpAddress, RegisteredVec};
+use super::sys::{poll_readable, Pd, QpAddress, RegisteredVec, VerbsError};
 use crate::error::{Error, Result};
 use crate::limits::{
     DISPATCH_MAX_BLOCK, STREAM_MAX_QUEUED_REPLY_BYTES, VERBS_HANDSHAKE_TIMEOUT,
@@ -108,9 +108,9 @@ pub(crate) fn serve(
         locator: loc.to_string(),
         reason,
     };
-    let device = |reason: String| Error::Device {
+    let device = |reason: VerbsError| Error::Device {
         locator: loc.to_string(),
-        reason,
+        reason: reason.to_string(),
     };
     let opts = Options::from_locator(loc).map_err(device)?;
     let addr: SocketAddr = *crate::tcp::resolve(loc)?
@@ -240,7 +240,7 @@ fn accept_loop(
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                let _ = crate::sys::poll_fd(listener.as_raw_fd(), true, false, Some(ACCEPT_POLL));
+                let _ = crate::sys::poll_fd(&listener, true, false, Some(ACCEPT_POLL));
             }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => {
@@ -251,8 +251,12 @@ fn accept_loop(
     }
 }
 
-fn handshake(mut s: TcpStream, ep: &Endpoint, inbox: &Inbox) -> Result<(), String> {
-    let io = |e: std::io::Error| e.to_string();
+fn handshake(mut s: TcpStream, ep: &Endpoint, inbox: &Inbox) -> Result<(), VerbsError> {
+    let io = |e: std::io::Error| VerbsError::Os {
+        call: "the side-channel handshake".into(),
+        source: Arc::new(e),
+        hint: "",
+    };
     s.set_nonblocking(false).map_err(io)?;
     s.set_nodelay(true).map_err(io)?;
     s.set_read_timeout(Some(VERBS_HANDSHAKE_TIMEOUT))
@@ -369,7 +373,7 @@ struct Dispatcher {
 }
 
 impl Dispatcher {
-    fn run(&mut self, shared: &ServerShared, spin: Option<Duration>) -> Result<(), String> {
+    fn run(&mut self, shared: &ServerShared, spin: Option<Duration>) -> Result<(), VerbsError> {
         let mut last_work = Instant::now();
         let mut last_check = Instant::now();
         loop {
@@ -419,7 +423,7 @@ impl Dispatcher {
                 Duration::from_millis(1)
             };
             poll_readable(&self.fds, timeout, &mut self.ready)
-                .map_err(|e| format!("poll failed: {e}"))?;
+                .map_err(|e| VerbsError::Other(format!("poll failed: {e}")))?;
             if self.ready.first() == Some(&true) {
                 self.ep.channel.drain_events();
             }
@@ -443,13 +447,13 @@ impl Dispatcher {
     }
 
     /// Poll both CQs once. Returns whether anything completed.
-    fn poll_once(&mut self) -> Result<bool, String> {
+    fn poll_once(&mut self) -> Result<bool, VerbsError> {
         let n = self.poll_recv()?;
         let m = self.poll_send()?;
         Ok(n + m > 0)
     }
 
-    fn poll_recv(&mut self) -> Result<usize, String> {
+    fn poll_recv(&mut self) -> Result<usize, VerbsError> {
         let Dispatcher {
             conns,
             by_qpn,
@@ -548,7 +552,7 @@ impl Dispatcher {
         Ok(n)
     }
 
-    fn poll_send(&mut self) -> Result<usize, String> {
+    fn poll_send(&mut self) -> Result<usize, VerbsError> {
         let Dispatcher {
             conns,
             by_qpn,
@@ -707,7 +711,7 @@ fn queue(c: &mut Conn, h: Header, payload: Vec<u8>) {
 
 /// Post the connection's queued replies, in order, as far as resources allow. A large payload
 /// is registered when its message starts and sent from where it is.
-fn send_backlog(c: &mut Conn, tx: &mut Tx, zt: &mut ZcTable) -> Result<(), String> {
+fn send_backlog(c: &mut Conn, tx: &mut Tx, zt: &mut ZcTable) -> Result<(), VerbsError> {
     while let Some(m) = c.backlog.front_mut() {
         if let Body::Plain(p) = &mut m.body {
             if p.len() >= VERBS_ZERO_COPY_MIN && m.cur.sent == 0 {
@@ -737,7 +741,7 @@ fn send_backlog(c: &mut Conn, tx: &mut Tx, zt: &mut ZcTable) -> Result<(), Strin
             Body::Zc(id) => {
                 let id = *id;
                 let Some(e) = zt.regs.get_mut(&id) else {
-                    return Err("zero-copy registration missing".into());
+                    return Err(VerbsError::Other("zero-copy registration missing".into()));
                 };
                 let (done, posted) = {
                     let reg = &e.reg;
@@ -762,10 +766,10 @@ fn send_backlog(c: &mut Conn, tx: &mut Tx, zt: &mut ZcTable) -> Result<(), Strin
         };
         if !done {
             if c.queued > STREAM_MAX_QUEUED_REPLY_BYTES {
-                return Err(format!(
+                return Err(VerbsError::Other(format!(
                     "{} bytes of replies wait for a client that does not read them",
                     c.queued
-                ));
+                )));
             }
             return Ok(());
         }
@@ -956,11 +960,7 @@ mod tests {
         m.extend_from_slice(&[1; 10]);
         c.link
             .qp
-            .post_send(
-                super::super::datapath::INLINE_WR,
-                &[super::super::sys::Piece::inline(&m)],
-                true,
-            )
+            .post_send_inline(super::super::datapath::INLINE_WR, &[&m])
             .unwrap();
         let mut b = [0u8; 1];
         let mut tcp = &c.tcp;

@@ -19,10 +19,30 @@ use std::sync::Arc;
 
 use rdma_mummy_sys as ib;
 
-/// Errors of this module are strings that name the verbs call and the OS error.
-pub(crate) type VResult<T> = Result<T, String>;
+/// Why a verbs operation failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum VerbsError {
+    /// A verbs or system call failed with an OS error; `hint` says what to check.
+    #[error("{call} failed: {source}{hint}")]
+    Os {
+        /// The call, with its arguments where they help.
+        call: String,
+        /// The OS error.
+        #[source]
+        source: Arc<std::io::Error>,
+        /// What to check (may be empty).
+        hint: &'static str,
+    },
+    /// Any other failure of the verbs transport (device choice, work completion, handshake,
+    /// protocol); the text names it and what to do.
+    #[error("{0}")]
+    Other(String),
+}
 
-fn os_err(call: &str) -> String {
+/// Result of this module's operations.
+pub(crate) type VResult<T> = Result<T, VerbsError>;
+
+fn os_err(call: &str) -> VerbsError {
     let e = std::io::Error::last_os_error();
     let hint = match e.raw_os_error() {
         Some(libc::ENOMEM) => {
@@ -39,7 +59,11 @@ fn os_err(call: &str) -> String {
         }
         _ => "",
     };
-    format!("{call} failed: {e}{hint}")
+    VerbsError::Os {
+        call: call.to_string(),
+        source: Arc::new(e),
+        hint,
+    }
 }
 
 /// The names of the RDMA devices present. `Err` if libibverbs cannot be loaded or lists nothing.
@@ -134,7 +158,10 @@ impl Context {
                 ctx,
                 name: name.to_string(),
             })),
-            None => Err(err.unwrap_or_else(|| format!("no RDMA device named {name:?}"))),
+            None => {
+                Err(err
+                    .unwrap_or_else(|| VerbsError::Other(format!("no RDMA device named {name:?}"))))
+            }
         }
     }
 
@@ -148,11 +175,11 @@ impl Context {
         // SAFETY: valid context and out-pointer.
         let r = unsafe { ib::ibv_query_port(self.ctx.as_ptr(), port, &mut a) };
         if r != 0 {
-            return Err(format!(
+            return Err(VerbsError::Other(format!(
                 "ibv_query_port({}, port {port}) failed: {}",
                 self.name,
                 std::io::Error::from_raw_os_error(r.abs())
-            ));
+            )));
         }
         Ok(PortInfo {
             active: a.state == ib::ibv_port_state::IBV_PORT_ACTIVE,
@@ -239,10 +266,11 @@ impl Region {
     /// buffers need it; send-only memory is harmless with it).
     pub(crate) fn new(pd: &Arc<Pd>, len: usize) -> VResult<Region> {
         let layout = std::alloc::Layout::from_size_align(len.max(1), 4096)
-            .map_err(|e| format!("bad region size {len}: {e}"))?;
+            .map_err(|e| VerbsError::Other(format!("bad region size {len}: {e}")))?;
         // SAFETY: layout has a non-zero size.
-        let ptr = NonNull::new(unsafe { std::alloc::alloc_zeroed(layout) })
-            .ok_or_else(|| format!("cannot allocate {len} bytes for RDMA buffers"))?;
+        let ptr = NonNull::new(unsafe { std::alloc::alloc_zeroed(layout) }).ok_or_else(|| {
+            VerbsError::Other(format!("cannot allocate {len} bytes for RDMA buffers"))
+        })?;
         // SAFETY: `ptr` is a live allocation of `len` bytes that outlives the MR (deregistered in
         // Drop before the memory is freed).
         let mr = unsafe {
@@ -396,7 +424,7 @@ pub(crate) struct RegisteredVec {
 }
 
 impl RegisteredVec {
-    pub(crate) fn new(pd: &Arc<Pd>, data: Vec<u8>) -> Result<RegisteredVec, (String, Vec<u8>)> {
+    pub(crate) fn new(pd: &Arc<Pd>, data: Vec<u8>) -> Result<RegisteredVec, (VerbsError, Vec<u8>)> {
         // SAFETY: the slice points into `data`'s heap buffer, which is stored in the returned
         // struct beside the registration, never mutated or reallocated, and freed only after the
         // registration is dropped (field order). The 'static lifetime never escapes: `reg` is
@@ -550,7 +578,7 @@ impl Cq {
         // SAFETY: valid CQ; `wcs` has room for `n` entries.
         let r = unsafe { ib::ibv_poll_cq(self.cq.as_ptr(), n as i32, wcs.as_mut_ptr()) };
         if r < 0 {
-            return Err(format!("ibv_poll_cq failed ({r})"));
+            return Err(VerbsError::Other(format!("ibv_poll_cq failed ({r})")));
         }
         for (o, w) in out.iter_mut().zip(&wcs[..r as usize]) {
             *o = Wc {
@@ -568,7 +596,7 @@ impl Cq {
         // SAFETY: valid CQ.
         let r = unsafe { ib::ibv_req_notify_cq(self.cq.as_ptr(), 0) };
         if r != 0 {
-            return Err(format!("ibv_req_notify_cq failed ({r})"));
+            return Err(VerbsError::Other(format!("ibv_req_notify_cq failed ({r})")));
         }
         Ok(())
     }
@@ -634,10 +662,10 @@ impl Srq {
         // owns both and drops the QPs/SRQ first).
         let r = unsafe { ib::ibv_post_srq_recv(self.srq.as_ptr(), &mut wr, &mut bad) };
         if r != 0 {
-            return Err(format!(
+            return Err(VerbsError::Other(format!(
                 "ibv_post_srq_recv failed: {}",
                 std::io::Error::from_raw_os_error(r.abs())
-            ));
+            )));
         }
         Ok(())
     }
@@ -671,24 +699,13 @@ pub(crate) struct LocalPath {
     pub(crate) global: bool,
 }
 
-/// One scatter/gather piece of a send: `len` bytes at `addr`, in memory with key `lkey` (0 and
-/// any address for inline sends, which the provider copies at post time).
+/// One scatter/gather piece of a send: `len` bytes at `addr`, in memory registered under
+/// `lkey` (see [`Qp::post_send`]).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Piece {
     pub(crate) addr: u64,
     pub(crate) len: u32,
     pub(crate) lkey: u32,
-}
-
-impl Piece {
-    /// A piece of ordinary memory for an inline send: valid only until `post_send` returns.
-    pub(crate) fn inline(b: &[u8]) -> Piece {
-        Piece {
-            addr: b.as_ptr() as u64,
-            len: b.len() as u32,
-            lkey: 0,
-        }
-    }
 }
 
 /// A reliable-connected queue pair whose receives come from an SRQ.
@@ -762,10 +779,10 @@ impl Qp {
         // SAFETY: valid QP and attribute struct.
         let r = unsafe { ib::ibv_modify_qp(self.qp.as_ptr(), a, mask.0 as libc::c_int) };
         if r != 0 {
-            return Err(format!(
+            return Err(VerbsError::Other(format!(
                 "ibv_modify_qp(to {what}) failed: {}",
                 std::io::Error::from_raw_os_error(r.abs())
-            ));
+            )));
         }
         Ok(())
     }
@@ -852,10 +869,55 @@ impl Qp {
         self.modify(&mut a, ib::ibv_qp_attr_mask::IBV_QP_STATE, "ERR")
     }
 
-    /// Post one SEND of `pieces` (at most 2), signaled, tagged `wr_id`. `inline`: the provider
-    /// copies the bytes now (total ≤ [`Qp::max_inline`]); otherwise the pieces must stay valid,
-    /// registered and unmodified until the completion of `wr_id`.
-    pub(crate) fn post_send(&self, wr_id: u64, pieces: &[Piece], inline: bool) -> VResult<()> {
+    /// Post one inline SEND of `bufs` (at most 2, total ≤ [`Qp::max_inline`]), signaled, tagged
+    /// `wr_id`. The provider copies the bytes during the call, so any memory will do and
+    /// nothing needs to outlive the call.
+    pub(crate) fn post_send_inline(&self, wr_id: u64, bufs: &[&[u8]]) -> VResult<()> {
+        assert!(bufs.len() <= 2, "at most two pieces per send");
+        let total: usize = bufs.iter().map(|b| b.len()).sum();
+        if total > self.max_inline {
+            return Err(VerbsError::Other(format!(
+                "inline send of {total} bytes exceeds the queue pair's inline limit of {} bytes",
+                self.max_inline
+            )));
+        }
+        let mut pieces = [Piece {
+            addr: 0,
+            len: 0,
+            lkey: 0,
+        }; 2];
+        for (p, b) in pieces.iter_mut().zip(bufs) {
+            *p = Piece {
+                addr: b.as_ptr() as u64,
+                len: b.len() as u32,
+                lkey: 0,
+            };
+        }
+        // SAFETY: an inline send: the provider copies the bytes of `bufs` (alive across the call)
+        // before `ibv_post_send` returns; no registration or later lifetime is needed.
+        unsafe { self.post(wr_id, &pieces[..bufs.len()], true) }
+    }
+
+    /// Post one SEND of registered memory `pieces` (at most 2), signaled, tagged `wr_id`; the
+    /// adapter reads the bytes after this returns, until the completion of `wr_id`.
+    ///
+    /// # Safety
+    ///
+    /// Every piece must name memory registered with this queue pair's protection domain under
+    /// its `lkey` (from [`SendReg::piece`], [`RegisteredVec::piece`] or the region of a `Tx`),
+    /// and that memory and its registration must stay alive and unmodified until the
+    /// completion of `wr_id` has been polled (or the queue pair has been moved to the error
+    /// state and its flushed completions reaped): the adapter reads it by DMA meanwhile.
+    pub(crate) unsafe fn post_send(&self, wr_id: u64, pieces: &[Piece]) -> VResult<()> {
+        // SAFETY: forwarded to the caller (this function's contract).
+        unsafe { self.post(wr_id, pieces, false) }
+    }
+
+    /// # Safety
+    ///
+    /// As [`Qp::post_send`] when `inline` is false; for inline sends, the pieces must be
+    /// readable for the duration of the call.
+    unsafe fn post(&self, wr_id: u64, pieces: &[Piece], inline: bool) -> VResult<()> {
         assert!(pieces.len() <= 2, "at most two pieces per send");
         let mut sges = [ib::ibv_sge {
             addr: 0,
@@ -886,13 +948,13 @@ impl Qp {
         let mut bad = ptr::null_mut();
         // SAFETY: valid QP; `wr` and `sges` live across the call. For an inline send the provider
         // copies the bytes during the call; otherwise the caller guarantees the memory stays
-        // registered and unchanged until the completion (documented contract above).
+        // registered and unchanged until the completion (this function's contract).
         let r = unsafe { ib::ibv_post_send(self.qp.as_ptr(), &mut wr, &mut bad) };
         if r != 0 {
-            return Err(format!(
+            return Err(VerbsError::Other(format!(
                 "ibv_post_send failed: {}",
                 std::io::Error::from_raw_os_error(r.abs())
-            ));
+            )));
         }
         Ok(())
     }

@@ -246,7 +246,7 @@ impl Shell {
     }
 
     fn rep(&self) -> &Replication {
-        &self.master.replication()
+        self.master.replication()
     }
 
     fn run(mut self) {

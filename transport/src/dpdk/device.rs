@@ -3,7 +3,8 @@
 
 use std::sync::Mutex;
 
-use super::{bad_locator, sys, Mac, DEFAULT_MTU, MAX_MTU};
+use super::addr::{bad_locator, Mac, DEFAULT_MTU, MAX_MTU};
+use super::sys;
 use crate::error::{Error, Result};
 use crate::locator::Locator;
 

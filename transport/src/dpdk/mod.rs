@@ -26,8 +26,11 @@
 //! other sessions' frames into their mailboxes. DPDK devices cannot wake a sleeping thread, so
 //! `block` mode naps ([`NAP`]) between polls.
 
+mod addr;
 mod device;
 mod sys;
+use addr::bad_locator;
+pub use addr::{Mac, MacParseError, DEFAULT_MTU, MAX_MTU};
 pub use sys::DpdkError;
 
 use device::{clear_stale_socket, client_device, mtu_of, random_mac, LISTENING, SERVING};
@@ -52,12 +55,6 @@ pub const ETHERTYPE: u16 = 0x88B5;
 /// Bytes before the datagram: Ethernet header (14) + endpoints and length (6).
 pub const FRAME_HEADER: usize = 20;
 
-/// Default datagram size: a standard 1500-byte Ethernet payload minus our 6 bytes.
-pub const DEFAULT_MTU: usize = 1494;
-
-/// Largest configurable datagram (a 9000-byte jumbo frame payload minus our 6 bytes).
-pub const MAX_MTU: usize = 8994;
-
 /// How long an idle poller sleeps between polls when it may block (`block`/`adaptive` modes):
 /// a DPDK device has no file descriptor to wake a sleeping thread.
 pub const NAP: Duration = Duration::from_micros(100);
@@ -76,51 +73,6 @@ const LINK_TIMEOUT: Duration = Duration::from_secs(5);
 // ---------------------------------------------------------------------------------------------
 // Addresses and frames
 // ---------------------------------------------------------------------------------------------
-
-/// A MAC address.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Mac(pub [u8; 6]);
-
-impl fmt::Display for Mac {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let m = self.0;
-        write!(
-            f,
-            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-            m[0], m[1], m[2], m[3], m[4], m[5]
-        )
-    }
-}
-
-impl fmt::Debug for Mac {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self, f)
-    }
-}
-
-/// A MAC address that does not parse (see [`Mac`]'s `FromStr`).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("bad MAC address {0:?}: expected six hex bytes like 02:00:00:00:00:01")]
-pub struct MacParseError(pub String);
-
-impl std::str::FromStr for Mac {
-    type Err = MacParseError;
-    fn from_str(s: &str) -> std::result::Result<Mac, MacParseError> {
-        let parts: Vec<&str> = s.split(['-', ':']).collect();
-        let bad = || MacParseError(s.to_string());
-        if parts.len() != 6 {
-            return Err(bad());
-        }
-        let mut m = [0u8; 6];
-        for (b, p) in m.iter_mut().zip(parts) {
-            if p.is_empty() || p.len() > 2 {
-                return Err(bad());
-            }
-            *b = u8::from_str_radix(p, 16).map_err(|_| bad())?;
-        }
-        Ok(Mac(m))
-    }
-}
 
 /// A peer: its MAC and endpoint number (0: a server's dispatch threads; 1..: client sessions).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
@@ -310,13 +262,6 @@ fn free_hugepage_mb() -> usize {
 fn eal_error(reason: String) -> Error {
     Error::Connect {
         locator: "dpdk (EAL initialisation)".into(),
-        reason,
-    }
-}
-
-fn bad_locator(loc: &Locator, reason: String) -> Error {
-    Error::Connect {
-        locator: loc.to_string(),
         reason,
     }
 }

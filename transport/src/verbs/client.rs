@@ -10,10 +10,11 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
+use super::addr::QpAddress;
 use super::datapath::{zero_copy_id, Cursor, Endpoint, Link, Rx, Tx, ZeroCopy, ZC_WR};
 use super::handshake::{random_psn, read_hello, select, write_hello, Hello, Options};
 use super::reassembly::{Piece, Reassembler};
-use super::sys::{poll_readable, QpAddress, SendReg, VerbsError};
+use super::sys::{poll_readable, SendReg, VerbsError};
 use crate::error::{Error, LinkError, Result};
 use crate::limits::{
     VERBS_CLIENT_RECV_BUFFERS, VERBS_CLIENT_SEND_SLOTS, VERBS_HANDSHAKE_TIMEOUT, VERBS_SQ_DEPTH,

@@ -17,8 +17,9 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use super::addr::Piece;
 use super::handshake::{mtu_bytes, Selected};
-use super::sys::{CompChannel, Cq, Pd, Piece, Qp, Region, Srq, VResult, Wc, POLL_BATCH};
+use super::sys::{CompChannel, Cq, Pd, Qp, Region, Srq, VResult, Wc, POLL_BATCH};
 use crate::limits::{VERBS_MAX_INLINE, VERBS_SQ_DEPTH};
 use crate::wire::HEADER_LEN;
 

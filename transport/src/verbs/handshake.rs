@@ -35,7 +35,8 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::Arc;
 
-use super::sys::{self, Context, LocalPath, PortInfo, QpAddress, VResult, VerbsError};
+use super::addr::{LocalPath, QpAddress};
+use super::sys::{self, Context, PortInfo, VResult, VerbsError};
 use crate::locator::Locator;
 
 /// Encoded size of a [`Hello`].

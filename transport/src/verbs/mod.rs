@@ -16,6 +16,7 @@
 //! `datapath.rs` (buffers, slots, fragment posting), `reassembly.rs` (framing, sans-I/O),
 //! `client.rs`, `server.rs`.
 
+mod addr;
 mod client;
 mod datapath;
 mod handshake;

@@ -23,11 +23,12 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
+use super::addr::QpAddress;
 use super::client::side_channel_closed;
 use super::datapath::{zero_copy_id, Cursor, Endpoint, Link, Rx, Tx, ZeroCopy, ZC_WR};
 use super::handshake::{random_psn, read_hello, select, write_hello, Hello, Options};
 use super::reassembly::{FrameError, Piece, Reassembler};
-use super::sys::{poll_readable, Pd, QpAddress, RegisteredVec, VerbsError};
+use super::sys::{poll_readable, Pd, RegisteredVec, VerbsError};
 use crate::error::{Error, Result};
 use crate::limits::{
     DISPATCH_MAX_BLOCK, STREAM_MAX_QUEUED_REPLY_BYTES, VERBS_HANDSHAKE_TIMEOUT,

@@ -1,7 +1,8 @@
 //! The verbs FFI: safe types over libibverbs, through `rdma-mummy-sys` (the sys crate under
 //! `sideway`, which loads libibverbs with `dlopen` at run time — a binary built with the `verbs`
-//! feature starts on a machine without rdma-core and reports a clean error). **All `unsafe` of
-//! the verbs transport is in this file.**
+//! feature starts on a machine without rdma-core and reports a clean error). The verbs transport's
+//! `unsafe` is in this file, apart from the two `post_send` calls of `datapath.rs` (registered
+//! memory that must outlive the send), argued where they are.
 //!
 //! Ownership mirrors libibverbs' rules: every object holds an `Arc` of what it was created from
 //! (a QP holds its PD, CQs and SRQ; they hold the device context), so destruction happens in the
@@ -12,6 +13,7 @@
 //! semantics need it (one poller per CQ).
 #![allow(unsafe_code)]
 
+use super::addr::{LocalPath, Piece, QpAddress};
 use std::ffi::CStr;
 use std::os::fd::RawFd;
 use std::ptr::{self, NonNull};
@@ -676,36 +678,6 @@ impl Drop for Srq {
         // SAFETY: created once; QPs attached to it hold an Arc of it, so none is alive.
         unsafe { ib::ibv_destroy_srq(self.srq.as_ptr()) };
     }
-}
-
-/// What one side tells the other about its queue pair (exchanged over TCP, `handshake.rs`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct QpAddress {
-    pub(crate) qpn: u32,
-    pub(crate) psn: u32,
-    pub(crate) lid: u16,
-    pub(crate) gid: [u8; 16],
-    /// `ibv_mtu` enum of the sender's port.
-    pub(crate) mtu: u32,
-}
-
-/// Where a local QP sends from.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct LocalPath {
-    pub(crate) port: u8,
-    pub(crate) gid_index: u8,
-    pub(crate) pkey_index: u16,
-    /// Use a global route header (RoCE always; InfiniBand across subnets).
-    pub(crate) global: bool,
-}
-
-/// One scatter/gather piece of a send: `len` bytes at `addr`, in memory registered under
-/// `lkey` (see [`Qp::post_send`]).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Piece {
-    pub(crate) addr: u64,
-    pub(crate) len: u32,
-    pub(crate) lkey: u32,
 }
 
 /// A reliable-connected queue pair whose receives come from an SRQ.

@@ -518,6 +518,9 @@ fn cluster_crashed_server_is_detected() {
     c.write(t, a_key.as_bytes(), b"v").unwrap();
     b.kill();
     // Within a few heartbeat timeouts the coordinator marks it crashed and its tablet recovering.
+    // Crashed lasts only until recovery ends (~80 ms without replicas), then the server is
+    // Removed or gone from the list: any of the three shows the crash was detected, and a poll
+    // that missed the short Crashed window must not fail the test.
     eventually(Duration::from_secs(10), || {
         let list = c
             .coord_call(
@@ -532,10 +535,8 @@ fn cluster_crashed_server_is_detected() {
                 },
             )
             .unwrap();
-        if list
-            .iter()
-            .any(|s| s.0 == bloc && s.1 == ServerStatus::Crashed)
-        {
+        let b_up = list.iter().any(|s| s.0 == bloc && s.1 == ServerStatus::Up);
+        if !b_up {
             assert!(list.iter().any(|s| s.0 == aloc && s.1 == ServerStatus::Up));
             Ok(())
         } else {

@@ -4,9 +4,10 @@
 #   scripts/fuzz.sh [SECONDS]
 #
 # Needs a nightly toolchain (cargo-fuzz uses sanitizer flags) and cargo-fuzz, which this
-# script installs with `cargo install` when missing. Targets: server/fuzz (segment decoder,
-# backup decoders) and transport/fuzz (RPC header, datagram packets and endpoint, locators,
-# payload reader, backup messages, ZooKeeper packets).
+# script installs with `cargo install` when missing. Targets, one fuzz crate per layer so each
+# builds only what it tests: server/fuzz (segment decoder, backup decoders),
+# transport/protocol/fuzz (RPC header, payload reader, backup messages), transport/zk/fuzz
+# (ZooKeeper packets) and transport/fuzz (datagram packets and endpoint, locators).
 # A crash leaves its input under <crate>/fuzz/artifacts/ and fails the script.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,7 +21,7 @@ if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
   cargo install --locked cargo-fuzz
 fi
 status=0
-for crate in server transport; do
+for crate in server transport/protocol transport/zk transport; do
   # Not inside `for ... in $(...)`, where a failure would go unnoticed.
   targets=$(cd "$crate" && cargo +nightly fuzz list)
   [ -n "$targets" ] || { echo "fuzz.sh: $crate/fuzz lists no targets" >&2; exit 1; }

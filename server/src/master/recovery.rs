@@ -65,7 +65,7 @@ impl Replay<'_> {
     fn apply(&self, e: RecoveryEntry<'_>) -> Result<(), StorageError> {
         let engine = &self.master.engine;
         match e {
-            RecoveryEntry::SafeVersion(v) => engine.raise_version_floor(v),
+            RecoveryEntry::SafeVersion(v) => engine.raise_version_floor(v)?,
             RecoveryEntry::Object(o) => {
                 let h = key_hash(o.key);
                 if !self.in_ranges(o.table, h) {

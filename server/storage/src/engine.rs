@@ -67,6 +67,21 @@ pub fn check_rules(rules: &RejectRules, version: Option<u64>) -> Result<(), Stor
     Ok(())
 }
 
+/// Versions handed to the engine from outside (migration, recovery replay) must be below this:
+/// the master-wide counter moves past every stored version, and ordinary writes then add one at a
+/// time, so a version near `u64::MAX` would make the counter wrap and versions go backwards.
+/// 2^62 versions is more than any log can use (146 years at a billion writes a second).
+pub const MAX_VERSION: u64 = 1 << 62;
+
+/// The version the counter must move to after storing `version`, or the error for a version at
+/// or above [`MAX_VERSION`].
+fn checked_next_version(version: u64) -> Result<u64, StorageError> {
+    if version >= MAX_VERSION {
+        return Err(StorageError::VersionOverflow { version });
+    }
+    Ok(version + 1)
+}
+
 /// Options of a table.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TableOptions {
@@ -388,10 +403,9 @@ impl Engine {
         check_key(key)?;
         self.check_value(key, value)?;
         // The counter must move past `version`; a version from the network (migration, replay)
-        // may be u64::MAX, which has no successor.
-        let next = version
-            .checked_add(1)
-            .ok_or(StorageError::VersionOverflow { version })?;
+        // may be anything. Refusing those at or above `MAX_VERSION` keeps the counter's later
+        // `fetch_add`s from ever wrapping (no real log reaches 2^62 versions).
+        let next = checked_next_version(version)?;
         let inner = &self.inner;
         let (info, mut g, existing) = inner.locate(table, key)?;
         if existing.as_ref().is_some_and(|e| e.version >= version) {
@@ -724,9 +738,7 @@ impl Inner {
         let version = match version {
             Some(v) => {
                 // Keep the master-wide counter above every version stored here.
-                let next = v
-                    .checked_add(1)
-                    .ok_or(StorageError::VersionOverflow { version: v })?;
+                let next = checked_next_version(v)?;
                 self.next_version.fetch_max(next, Ordering::Relaxed);
                 v
             }

@@ -142,11 +142,11 @@ pub enum StorageError {
     /// The increment overflowed an i64, or produced a non-finite f64.
     #[error("increment overflows the stored number")]
     Overflow,
-    /// A version given from outside (a migrated or replayed object) is `u64::MAX`: no version
-    /// is left above it for the next write.
+    /// A version given from outside (a migrated or replayed object) is at or above
+    /// `engine::MAX_VERSION` (2^62): the version counter could wrap after it.
     #[error(
-        "object version {version} is the largest possible; no later version could follow it \
-         (corrupt migration or replay data: check the source master)"
+        "object version {version} is beyond the largest a master hands out (2^62), so later \
+         versions could wrap (corrupt migration or replay data: check the source master)"
     )]
     VersionOverflow {
         /// The version given.

@@ -30,6 +30,6 @@ pub use cleaner::{CleanReport, CleanerCounters, Want};
 pub use config::EngineConfig;
 pub use engine::{
     check_rules, key_hash, Clock, Engine, EngineStats, EnumeratedObject, Enumeration, LogSegment,
-    RejectRules, SystemClock, TableId, TableOptions, WriteOp,
+    RejectRules, SystemClock, TableId, TableOptions, WriteOp, MAX_VERSION,
 };
 pub use error::{ConfigError, FormatError, ResizeError, StorageError};

@@ -97,17 +97,18 @@ impl Engine {
         key: &[u8],
         version: u64,
     ) -> Result<bool, StorageError> {
-        self.raise_version_floor(version);
+        self.raise_version_floor(version)?;
         self.remove_if(table, key, |v| v <= version)
             .map(|r| r.is_some())
     }
 
     /// Versions handed out from now on are above `version` (recovery: the crashed master's
-    /// safe version).
-    pub fn raise_version_floor(&self, version: u64) {
-        self.inner
-            .next_version
-            .fetch_max(version.saturating_add(1), Ordering::Relaxed);
+    /// safe version). A version at or above [`super::MAX_VERSION`] (corrupt or hostile replica
+    /// data) is refused: the counter could wrap after it.
+    pub fn raise_version_floor(&self, version: u64) -> Result<(), StorageError> {
+        let next = super::checked_next_version(version)?;
+        self.inner.next_version.fetch_max(next, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Contiguous images and certificates of every segment in memory, oldest first (for

@@ -201,8 +201,8 @@ mod tests {
 
     #[test]
     fn writes_svgs() {
-        let dir = std::env::temp_dir().join(format!("fcb-plot-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
         let cdf = vec![(10.0, 0.0), (20.0, 0.5), (40.0, 0.99), (100.0, 1.0)];
         let p = dir.join("c.svg");
         cdf_svg(
@@ -235,6 +235,5 @@ mod tests {
         }];
         let files = write_all(&dir.join("all"), &recs).unwrap();
         assert_eq!(files.len(), 2);
-        std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -346,7 +346,8 @@ mod tests {
             },
             records: vec![rec("readDist", 80.0), rec("floor", 5.0)],
         };
-        let dir = std::env::temp_dir().join(format!("fcb-report-{}", std::process::id()));
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
         let p = dir.join("r.json");
         r.write_json(&p).unwrap();
         let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
@@ -366,7 +367,6 @@ mod tests {
         assert!(v["metadata"]["machine"]["nproc"].is_number());
         let back = Report::read_json(&p).unwrap();
         assert_eq!(back.records.len(), 2);
-        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

@@ -268,12 +268,11 @@ pub enum LocatorFileError {
 /// The coordinator locator of a cluster directory (`DIR/coordinator.locator`).
 ///
 /// ```
-/// let dir = std::env::temp_dir().join(format!("fc-doc-{}", std::process::id()));
-/// std::fs::create_dir_all(&dir).unwrap();
+/// let tmp = tempfile::tempdir().unwrap();
+/// let dir = tmp.path();
 /// std::fs::write(dir.join("coordinator.locator"), "tcp:host=127.0.0.1,port=12246\n").unwrap();
-/// assert_eq!(faascache_client::cli::locator_from_dir(&dir).unwrap(), "tcp:host=127.0.0.1,port=12246");
+/// assert_eq!(faascache_client::cli::locator_from_dir(dir).unwrap(), "tcp:host=127.0.0.1,port=12246");
 /// assert!(faascache_client::cli::locator_from_dir(&dir.join("nope")).is_err());
-/// # std::fs::remove_dir_all(&dir).unwrap();
 /// ```
 pub fn locator_from_dir(dir: &Path) -> Result<String, LocatorFileError> {
     let file = dir.join(LOCATOR_FILE);

@@ -202,6 +202,9 @@ const LEADERSHIP_CHECK: Duration = Duration::from_millis(500);
 
 /// Run a server until a termination signal.
 pub fn server(args: ServerArgs) -> Result<()> {
+    // Before anything is reserved or started: a --memory that cannot fit is refused now, with
+    // the numbers, instead of being ended by the OOM killer once the log fills.
+    crate::memcheck::check(args.memory as u64, &crate::memcheck::limits())?;
     let coordinator: CoordinatorLocator = args.coordinator.parse().with_context(|| {
         format!(
             "bad --coordinator locator {:?} (expected e.g. tcp:host=127.0.0.1,port=12246 or zk:127.0.0.1:2181)",

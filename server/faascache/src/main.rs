@@ -16,6 +16,7 @@ mod bypass;
 mod cluster;
 mod daemon;
 mod demo;
+mod memcheck;
 mod units;
 
 use std::process::ExitCode;

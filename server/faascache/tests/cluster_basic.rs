@@ -465,6 +465,20 @@ fn cluster_bad_invocations_fail_clearly() {
         "1MiB",
     ]);
     assert!(!ok && err.contains("too small"), "{err}");
+    // More than the machine (or the cgroup) has: refused at start-up with the numbers, before
+    // the server reserves memory or tries the coordinator (nothing listens on port 1).
+    let (ok, err) = run(&[
+        "server",
+        "--coordinator",
+        "tcp:host=127.0.0.1,port=1",
+        "--memory",
+        "1TiB",
+    ]);
+    assert!(
+        !ok && err.contains("--memory 1024.0 GiB does not fit")
+            && err.contains("lower --memory to at most"),
+        "{err}"
+    );
     let (ok, err) = run(&[
         "server",
         "--coordinator",

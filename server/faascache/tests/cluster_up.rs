@@ -125,25 +125,3 @@ fn cluster_up_use_and_stop() {
     let (ok, _, err) = cli(&["cluster", "down", "--dir", d]);
     assert!(ok && err.contains("no running cluster"), "{err}");
 }
-
-/// A `--memory` larger than the machine (or the cgroup) is refused at once, with the numbers and
-/// what to do, before the server reserves memory or contacts the coordinator (issue 15).
-#[test]
-fn oversized_memory_is_refused_at_start() {
-    let t0 = Instant::now();
-    let (ok, _out, err) = cli(&[
-        "server",
-        "--coordinator",
-        "tcp:host=127.0.0.1,port=1",
-        "--memory",
-        "1TiB",
-        "--no-pin",
-        "--poll",
-        "block",
-    ]);
-    assert!(!ok, "a 1 TiB server started on this machine: {err}");
-    assert!(err.contains("--memory 1024.0 GiB does not fit"), "{err}");
-    assert!(err.contains("lower --memory to at most"), "{err}");
-    // Refused before trying the (absent) coordinator, which would take the enlist timeout.
-    assert!(t0.elapsed() < Duration::from_secs(9), "{:?}", t0.elapsed());
-}

@@ -627,37 +627,6 @@ mod tests {
         (t, store)
     }
 
-    include!("../../tests/common/backend_checks.rs");
-
-    #[test]
-    fn memory_backend_passes_the_shared_checks() {
-        check_backend(&MemStorage::default());
-    }
-
-    #[test]
-    fn file_backend_round_trip_versions_and_epochs() {
-        let (_tmp, dir) = tempdir("rt");
-        {
-            let s = FileStorage::open(&dir).unwrap();
-            assert!(matches!(
-                FileStorage::open(&dir),
-                Err(ExternalStorageError::Locked { .. })
-            ));
-            assert_eq!(check_backend(&s), 2);
-            assert!(matches!(
-                s.set(2, EPOCH_BLOB, b"x", None),
-                Err(ExternalStorageError::BadName(_))
-            ));
-        }
-        // Reopened (a restarted coordinator): data and epoch are there.
-        let s = FileStorage::open(&dir).unwrap();
-        assert_eq!(s.get("state").unwrap().unwrap().version, 4);
-        assert_eq!(s.acquire_leadership().unwrap(), 3);
-        assert!(s.describe().starts_with("file:"));
-        drop(s);
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-
     #[test]
     fn corrupt_and_truncated_blobs_are_clear_errors() {
         let (_tmp, dir) = tempdir("corrupt");

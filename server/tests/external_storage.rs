@@ -1,19 +1,112 @@
-//! The ZooKeeper backend of the coordinator's external storage against a private ZooKeeper
-//! (Debian's package; SKIP when it is not installed, a failure under `FAASCACHE_REQUIRE=zk`):
-//! the shared backend checks, reopening, chroots as clusters, size limits, standbys waiting
-//! behind the leader and a deposed leader fenced by epoch.
+//! The coordinator's external storage backends through one set of checks ([`check_backend`]):
+//! memory and `file:`, and `zk:` against a private ZooKeeper (Debian's package; SKIP when it is
+//! not installed, a failure under `FAASCACHE_REQUIRE=zk`): reopening, chroots as clusters, size
+//! limits, standbys waiting behind the leader and a deposed leader fenced by epoch.
 
 use std::sync::mpsc;
 use std::time::Duration;
 
 use faascache_server::coordinator::external::Versioned;
-use faascache_server::coordinator::{ExternalStorage, ExternalStorageError, ZkStorage};
+use faascache_server::coordinator::{
+    ExternalStorage, ExternalStorageError, FileStorage, MemStorage, ZkStorage,
+};
 use faascache_testkit::zk::ZkServer;
 use faascache_testkit::{check, continually, eventually};
 use faascache_transport::CoordinatorLocator;
 use faascache_zk::ZkSession;
 
-include!("common/backend_checks.rs");
+/// The behaviour every backend must show, from a fresh store (no epoch, no blobs). Returns
+/// the last epoch acquired (2). Run over memory, `file:` and `zk:`.
+fn check_backend(s: &dyn ExternalStorage) -> u64 {
+    let e = s.acquire_leadership().unwrap();
+    assert_eq!(e, 1);
+    assert_eq!(s.get("state").unwrap(), None);
+    assert_eq!(s.set(e, "state", b"one", Some(0)).unwrap(), 1);
+    assert_eq!(s.set(e, "state", b"two", None).unwrap(), 2);
+    assert!(matches!(
+        s.set(e, "state", b"x", Some(1)),
+        Err(ExternalStorageError::VersionMismatch {
+            expected: 1,
+            found: 2,
+            ..
+        })
+    ));
+    assert!(matches!(
+        s.set(e, "state", b"x", Some(0)),
+        Err(ExternalStorageError::VersionMismatch { found: 2, .. })
+    ));
+    assert_eq!(
+        s.get("state").unwrap(),
+        Some(Versioned {
+            data: b"two".to_vec(),
+            version: 2
+        })
+    );
+    // An empty blob, a blob created without an expected version, then removed.
+    assert_eq!(s.set(e, "empty", b"", None).unwrap(), 1);
+    assert_eq!(s.get("empty").unwrap().unwrap().data, b"");
+    s.remove(e, "empty").unwrap();
+    assert_eq!(s.get("empty").unwrap(), None);
+    s.remove(e, "empty").unwrap(); // absent: fine
+    for bad in ["../etc", "", ".hidden", "a/b", "sp ace"] {
+        assert!(
+            matches!(
+                s.set(e, bad, b"x", None),
+                Err(ExternalStorageError::BadName(_))
+            ),
+            "{bad:?}"
+        );
+        assert!(matches!(s.get(bad), Err(ExternalStorageError::BadName(_))));
+    }
+    // A second leader deposes the first: the old epoch can neither write nor remove.
+    let e2 = s.acquire_leadership().unwrap();
+    assert_eq!(e2, 2);
+    assert!(matches!(
+        s.set(e, "state", b"old", None),
+        Err(ExternalStorageError::NotLeader {
+            ours: 1,
+            current: 2
+        })
+    ));
+    assert!(matches!(
+        s.remove(e, "state"),
+        Err(ExternalStorageError::NotLeader { .. })
+    ));
+    assert_eq!(s.get("state").unwrap().unwrap().data, b"two");
+    s.remove(e2, "other").unwrap();
+    assert_eq!(s.set(e2, "state", b"three", Some(2)).unwrap(), 3);
+    assert_eq!(s.set(e2, "state", b"two", Some(3)).unwrap(), 4);
+    s.check_leadership().unwrap();
+    e2
+}
+
+#[test]
+fn memory_backend_passes_the_shared_checks() {
+    check_backend(&MemStorage::default());
+}
+
+#[test]
+fn file_backend_round_trip_versions_and_epochs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    {
+        let s = FileStorage::open(&dir).unwrap();
+        assert!(matches!(
+            FileStorage::open(&dir),
+            Err(ExternalStorageError::Locked { .. })
+        ));
+        assert_eq!(check_backend(&s), 2);
+        assert!(matches!(
+            s.set(2, "leader-epoch", b"x", None),
+            Err(ExternalStorageError::BadName(_))
+        ));
+    }
+    // Reopened (a restarted coordinator): data and epoch are there.
+    let s = FileStorage::open(&dir).unwrap();
+    assert_eq!(s.get("state").unwrap().unwrap().version, 4);
+    assert_eq!(s.acquire_leadership().unwrap(), 3);
+    assert!(s.describe().starts_with("file:"));
+}
 
 /// Short sessions so that the tests do not wait long for expiry.
 const TEST_TIMEOUT: Duration = Duration::from_secs(2);

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use faascache_protocol::msg::coordinator::{
-    AllocateClientIdRequest, CreateTableRequest, DropTableRequest, GetServerListRequest,
+    CreateTableRequest, DropTableRequest, GetClientLeaseRequest, GetServerListRequest,
     GetTableIdRequest, GetTabletMapRequest, ListTablesRequest, TableNameRequest,
 };
 use faascache_protocol::msg::{self, ExactlyOnce, Failure, MsgError, Request, Services};
@@ -681,7 +681,7 @@ impl Client {
                 return g.client_id;
             }
         }
-        let r = self.coord_call(&AllocateClientIdRequest, "", |r| r.client_id);
+        let r = self.coord_call(&GetClientLeaseRequest { client_id: 0 }, "", |r| r.client_id);
         let mut g = self.inner.rpc.lock();
         match r {
             Ok(id) if g.client_id == 0 => g.client_id = id,
@@ -728,6 +728,7 @@ impl Client {
             client_id: guard.client_id,
             rpc_id: guard.id,
             ack_id: self.inner.rpc.lock().ack_id(),
+            lease: faascache_protocol::msg::ClientLease::NONE,
         }
     }
 

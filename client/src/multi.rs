@@ -436,6 +436,7 @@ impl Client {
                 MultiWriteRequest {
                     client_id,
                     ack_id: if client_id == 0 { 0 } else { self.ack_id() },
+                    lease: faascache_protocol::msg::ClientLease::NONE,
                     items: batch
                         .iter()
                         .map(|&j| {
@@ -492,6 +493,7 @@ impl Client {
                 MultiRemoveRequest {
                     client_id,
                     ack_id: if client_id == 0 { 0 } else { self.ack_id() },
+                    lease: faascache_protocol::msg::ClientLease::NONE,
                     items: batch
                         .iter()
                         .map(|&j| MultiRemoveItem {

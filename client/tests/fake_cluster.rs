@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use faascache_client::{Client, ClientOptions, Error, WriteItem};
 use faascache_protocol::msg::coordinator::{
-    ClientIdResponse, GetTabletMapResponse, TableIdResponse, TabletEntry, TabletState,
+    ClientLeaseResponse, GetTabletMapResponse, TableIdResponse, TabletEntry, TabletState,
 };
 use faascache_protocol::msg::master::{
     MultiResponse, MultiResult, MultiWriteRequest, VersionResponse, WriteRequest,
@@ -54,8 +54,16 @@ impl Dispatch for Fake {
     fn get_table_id(&self, call: &mut IncomingRpc<'_>) {
         call.reply(Status::OK, &TableIdResponse { table_id: 1 }.to_vec());
     }
-    fn allocate_client_id(&self, call: &mut IncomingRpc<'_>) {
-        call.reply(Status::OK, &ClientIdResponse { client_id: 77 }.to_vec());
+    fn get_client_lease(&self, call: &mut IncomingRpc<'_>) {
+        let r = ClientLeaseResponse {
+            client_id: 77,
+            lease: faascache_protocol::msg::ClientLease {
+                expiration: 60_000,
+                timestamp: 1,
+            },
+            term_ms: 60_000,
+        };
+        call.reply(Status::OK, &r.to_vec());
     }
     fn get_tablet_map(&self, call: &mut IncomingRpc<'_>) {
         self.script.lock().tablet_map_fetches += 1;
@@ -176,7 +184,8 @@ fn retried_mutations_keep_their_rpc_id() {
         ExactlyOnce {
             client_id: 77,
             rpc_id: 2,
-            ack_id: 1
+            ack_id: 1,
+            lease: faascache_protocol::msg::ClientLease::NONE,
         }
     );
     // Pipelined writes: the retried one keeps its id too.

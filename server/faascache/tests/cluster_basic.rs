@@ -172,6 +172,7 @@ fn multi_ops(c: &mut Raw, t: u64) -> usize {
             &MultiWriteRequest {
                 client_id: c.client_id,
                 ack_id: 0,
+                lease: c.lease,
                 items,
             },
             T,
@@ -226,6 +227,7 @@ fn multi_ops(c: &mut Raw, t: u64) -> usize {
             &MultiRemoveRequest {
                 client_id: c.client_id,
                 ack_id: 0,
+                lease: c.lease,
                 items,
             },
             T,

@@ -550,7 +550,13 @@ impl Dispatch for CoordinatorService {
         let now = self.c.now();
         let r = self.c.state.lock().heartbeat(req.server_id, now);
         match r {
-            Ok(()) => call.reply(Status::OK, &[]),
+            Ok(()) => call.reply_with(Status::OK, |b| {
+                HeartbeatResponse {
+                    cluster_time: 0,
+                    lease_ms: 0,
+                }
+                .encode(b)
+            }),
             Err(e) => fail_now(call, e.into()),
         }
     }
@@ -753,12 +759,25 @@ impl Dispatch for CoordinatorService {
         }
     }
 
-    fn allocate_client_id(&self, call: &mut IncomingRpc<'_>) {
-        let _ = decode_or_reply!(call, AllocateClientIdRequest);
+    fn get_client_lease(&self, call: &mut IncomingRpc<'_>) {
+        // Interim (leases land with issue 14): every request gets a new id and a lease that
+        // does not expire.
+        let _ = decode_or_reply!(call, GetClientLeaseRequest);
         let c = self.c.clone();
         self.c.defer(call, move |r| {
             match c.transition(|st| Ok(st.allocate_client_id())) {
-                Ok((id, _)) => r.reply_vec(Status::OK, ClientIdResponse { client_id: id }.to_vec()),
+                Ok((id, _)) => r.reply_vec(
+                    Status::OK,
+                    ClientLeaseResponse {
+                        client_id: id,
+                        lease: faascache_protocol::msg::ClientLease {
+                            expiration: u64::MAX,
+                            timestamp: 0,
+                        },
+                        term_ms: u64::MAX,
+                    }
+                    .to_vec(),
+                ),
                 Err(f) => reply_fail(r, f.into()),
             }
         });

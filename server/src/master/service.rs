@@ -106,6 +106,7 @@ impl MasterService {
             client_id,
             rpc_id,
             ack_id,
+            lease: _,
         } = rpc;
         let m = &self.master;
         let own = m.ownership.read();
@@ -425,6 +426,7 @@ impl Dispatch for MasterService {
                 client_id: req.client_id,
                 rpc_id: it.rpc_id,
                 ack_id: req.ack_id,
+                lease: req.lease,
             };
             let r = self.mutate(table, it.key, rpc, |e| {
                 e.write(op.table, op.key, op.value, &op.rules)
@@ -450,6 +452,7 @@ impl Dispatch for MasterService {
                 client_id: req.client_id,
                 rpc_id: it.rpc_id,
                 ack_id: req.ack_id,
+                lease: req.lease,
             };
             let r = self.mutate(table, it.key, rpc, |e| {
                 e.remove(table, it.key, &it.rules).map(|v| {

@@ -17,7 +17,7 @@ use faascache_launch::Launch;
 
 use faascache_protocol::msg::coordinator::*;
 use faascache_protocol::msg::master::*;
-use faascache_protocol::msg::{key_hash, ExactlyOnce, RejectRules, Request};
+use faascache_protocol::msg::{key_hash, ClientLease, ExactlyOnce, RejectRules, Request};
 use faascache_transport::{call, CallError};
 use faascache_transport::{ClientConfig, ServiceLocator, Session, Status};
 
@@ -150,19 +150,24 @@ pub struct Raw {
     map: Vec<(u64, u64, u64, String)>,
     sessions: HashMap<String, Session>,
     pub client_id: u64,
+    pub lease: ClientLease,
     pub next_rpc: u64,
 }
 
 impl Raw {
     pub fn new(coord: &str) -> Raw {
         let s = connect(coord);
-        let client_id = call(&s, &AllocateClientIdRequest, T, |r| r.client_id).unwrap();
+        let (client_id, lease) = call(&s, &GetClientLeaseRequest { client_id: 0 }, T, |r| {
+            (r.client_id, r.lease)
+        })
+        .unwrap();
         Raw {
             coord_loc: coord.into(),
             coord: s,
             map: Vec::new(),
             sessions: HashMap::new(),
             client_id,
+            lease,
             next_rpc: 1,
         }
     }
@@ -276,6 +281,7 @@ impl Raw {
             client_id: self.client_id,
             rpc_id,
             ack_id: rpc_id - 1,
+            lease: self.lease,
         }
     }
 

@@ -173,26 +173,31 @@ impl RejectRules {
 /// Wire: three `u64` = 24 bytes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ExactlyOnce {
-    /// Client id from the coordinator's `AllocateClientId`, or 0 (untracked).
+    /// Client id: the id of the client's lease from the coordinator's `GetClientLease`, or 0
+    /// (untracked).
     pub client_id: u64,
     /// This RPC's id (≥ 1 when tracked).
     pub rpc_id: u64,
     /// Every rpc id ≤ this is acknowledged.
     pub ack_id: u64,
+    /// The client's lease, as last granted.
+    pub lease: ClientLease,
 }
 
 impl ExactlyOnce {
     /// Encoded size.
-    pub const LEN: usize = 24;
+    pub const LEN: usize = 24 + ClientLease::LEN;
     /// An untracked mutation.
     pub const UNTRACKED: ExactlyOnce = ExactlyOnce {
         client_id: 0,
         rpc_id: 0,
         ack_id: 0,
+        lease: ClientLease::NONE,
     };
 
     pub(crate) fn write(&self, w: &mut Writer<'_>) {
         w.u64(self.client_id).u64(self.rpc_id).u64(self.ack_id);
+        self.lease.write(w);
     }
 
     pub(crate) fn read(r: &mut Reader<'_>) -> Result<ExactlyOnce, MsgError> {
@@ -200,6 +205,44 @@ impl ExactlyOnce {
             client_id: r.u64()?,
             rpc_id: r.u64()?,
             ack_id: r.u64()?,
+            lease: ClientLease::read(r)?,
+        })
+    }
+}
+
+/// A client lease as the coordinator granted it, in *cluster time* (milliseconds on the
+/// coordinator's clock; see `docs/operations.md`, "Leases"). Wire: expiration `u64`,
+/// timestamp `u64`.
+///
+/// Masters learn the cluster time from `timestamp` (the coordinator's time when it granted the
+/// lease) and from the coordinator's heartbeat replies, and never run a tracked mutation whose
+/// lease expired at or before the cluster time they know: such a lease is dead at the
+/// coordinator too (it never extends an expired lease).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct ClientLease {
+    /// The lease is valid until this cluster time (ms).
+    pub expiration: u64,
+    /// The coordinator's cluster time (ms) when it granted or renewed the lease.
+    pub timestamp: u64,
+}
+
+impl ClientLease {
+    /// Encoded size.
+    pub const LEN: usize = 16;
+    /// No lease (untracked requests).
+    pub const NONE: ClientLease = ClientLease {
+        expiration: 0,
+        timestamp: 0,
+    };
+
+    pub(crate) fn write(&self, w: &mut Writer<'_>) {
+        w.u64(self.expiration).u64(self.timestamp);
+    }
+
+    pub(crate) fn read(r: &mut Reader<'_>) -> Result<ClientLease, MsgError> {
+        Ok(ClientLease {
+            expiration: r.u64()?,
+            timestamp: r.u64()?,
         })
     }
 }

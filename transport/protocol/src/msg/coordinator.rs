@@ -1,7 +1,7 @@
 //! Coordinator RPCs (`0x0200`–`0x02FF`): membership (enlist, heartbeat, server list), tables,
 //! the tablet map, split and migration, client ids.
 
-use super::common::{ServerId, Services, MAX_LOCATOR_LEN, MAX_TABLE_NAME_LEN};
+use super::common::{ClientLease, ServerId, Services, MAX_LOCATOR_LEN, MAX_TABLE_NAME_LEN};
 use super::{decode_all, read_count, read_str, write_count, Empty, Message, MsgError, Request};
 use crate::wire::codec::{Reader, Writer};
 use crate::wire::Opcode;
@@ -86,7 +86,36 @@ impl Message<'_> for HeartbeatRequest {
 }
 impl Request<'_> for HeartbeatRequest {
     const OPCODE: Opcode = Opcode::ServerHeartbeat;
-    type Response<'b> = Empty;
+    type Response<'b> = HeartbeatResponse;
+}
+
+/// `ServerHeartbeat` reply: cluster time `u64` (ms), master lease `u32` (ms).
+///
+/// The reply renews the server's *master lease*: the server may serve its tablets until
+/// `lease_ms` after the moment it **sent** this heartbeat (by its own monotonic clock), and the
+/// coordinator does not hand its tablets to recovery until `lease_ms` (plus a margin) after it
+/// **answered** it — so the two intervals never overlap as long as clocks run at about the
+/// same rate (`docs/operations.md`, "Leases").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HeartbeatResponse {
+    /// The coordinator's cluster time (ms), for client-lease checks on masters.
+    pub cluster_time: u64,
+    /// The master lease this reply grants (ms from the heartbeat's sending).
+    pub lease_ms: u32,
+}
+
+impl Message<'_> for HeartbeatResponse {
+    fn encode(&self, out: &mut Vec<u8>) {
+        Writer::new(out).u64(self.cluster_time).u32(self.lease_ms);
+    }
+    fn decode(buf: &[u8]) -> Result<Self, MsgError> {
+        decode_all(buf, |r| {
+            Ok(HeartbeatResponse {
+                cluster_time: r.u64()?,
+                lease_ms: r.u32()?,
+            })
+        })
+    }
 }
 
 /// Status of a server in the server list. Wire: `u8` (1 up, 2 crashed, 3 removed).
@@ -588,36 +617,155 @@ impl Request<'_> for MigrateTabletRequest {
     type Response<'b> = Empty;
 }
 
-/// `AllocateClientId`: empty request; reply [`ClientIdResponse`]. Ids are unique for the life of
-/// the cluster (kept in the coordinator's external storage) and never 0.
+/// `GetClientLease`: client id `u64` (0 = a new client). Reply [`ClientLeaseResponse`].
+///
+/// With 0 the coordinator allocates a client id (unique for the life of the cluster, never 0)
+/// and grants it a lease of `term` milliseconds. With an id whose lease is still valid it
+/// renews that lease. With an id whose lease has expired (or was released) it grants a *new*
+/// id: a client must compare the id it gets back with the one it asked to renew, and treat the
+/// outcome of every RPC it sent under the old id as unknown.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct AllocateClientIdRequest;
-
-/// `AllocateClientId` reply: client id `u64`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ClientIdResponse {
-    /// The id for [`super::ExactlyOnce::client_id`].
+pub struct GetClientLeaseRequest {
+    /// The id to renew, or 0 for a new one.
     pub client_id: u64,
 }
 
-impl Message<'_> for AllocateClientIdRequest {
-    fn encode(&self, _out: &mut Vec<u8>) {}
-    fn decode(buf: &[u8]) -> Result<Self, MsgError> {
-        Empty::decode(buf).map(|_| AllocateClientIdRequest)
-    }
+/// `GetClientLease` reply: client id `u64`, lease ([`ClientLease`], 16), term `u64` (ms).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientLeaseResponse {
+    /// The id for [`super::ExactlyOnce::client_id`] (differs from the request's when that
+    /// lease had expired).
+    pub client_id: u64,
+    /// The lease, in cluster time.
+    pub lease: ClientLease,
+    /// The lease term (ms): renew well before `lease.expiration` (at half the term).
+    pub term_ms: u64,
 }
-impl Request<'_> for AllocateClientIdRequest {
-    const OPCODE: Opcode = Opcode::AllocateClientId;
-    type Response<'b> = ClientIdResponse;
-}
-impl Message<'_> for ClientIdResponse {
+
+impl Message<'_> for GetClientLeaseRequest {
     fn encode(&self, out: &mut Vec<u8>) {
         Writer::new(out).u64(self.client_id);
     }
     fn decode(buf: &[u8]) -> Result<Self, MsgError> {
         decode_all(buf, |r| {
-            Ok(ClientIdResponse {
+            Ok(GetClientLeaseRequest {
                 client_id: r.u64()?,
+            })
+        })
+    }
+}
+impl Request<'_> for GetClientLeaseRequest {
+    const OPCODE: Opcode = Opcode::GetClientLease;
+    type Response<'b> = ClientLeaseResponse;
+}
+impl Message<'_> for ClientLeaseResponse {
+    fn encode(&self, out: &mut Vec<u8>) {
+        let mut w = Writer::new(out);
+        w.u64(self.client_id);
+        self.lease.write(&mut w);
+        w.u64(self.term_ms);
+    }
+    fn decode(buf: &[u8]) -> Result<Self, MsgError> {
+        decode_all(buf, |r| {
+            Ok(ClientLeaseResponse {
+                client_id: r.u64()?,
+                lease: ClientLease::read(r)?,
+                term_ms: r.u64()?,
+            })
+        })
+    }
+}
+
+/// `ReleaseClientLease`: client id `u64`. Reply: empty `OK` (also for an unknown or expired
+/// id). The lease ends now: masters may free the client's saved results.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReleaseClientLeaseRequest {
+    /// The id whose lease ends.
+    pub client_id: u64,
+}
+
+impl Message<'_> for ReleaseClientLeaseRequest {
+    fn encode(&self, out: &mut Vec<u8>) {
+        Writer::new(out).u64(self.client_id);
+    }
+    fn decode(buf: &[u8]) -> Result<Self, MsgError> {
+        decode_all(buf, |r| {
+            Ok(ReleaseClientLeaseRequest {
+                client_id: r.u64()?,
+            })
+        })
+    }
+}
+impl Request<'_> for ReleaseClientLeaseRequest {
+    const OPCODE: Opcode = Opcode::ReleaseClientLease;
+    type Response<'b> = Empty;
+}
+
+/// Most client ids one `CheckClientLeases` asks about.
+pub const MAX_LEASE_CHECKS: usize = 8192;
+
+/// `CheckClientLeases`: count `u32` (≤ [`MAX_LEASE_CHECKS`]), client ids `u64`. Reply
+/// [`CheckClientLeasesResponse`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CheckClientLeasesRequest {
+    /// The ids to check.
+    pub client_ids: Vec<u64>,
+}
+
+/// `CheckClientLeases` reply: cluster time `u64` (ms), count `u32`, one expiration `u64` per
+/// requested id in order (0 = expired, released or never granted: the id will never be valid
+/// again).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CheckClientLeasesResponse {
+    /// The coordinator's cluster time (ms).
+    pub cluster_time: u64,
+    /// Per id: the lease's expiration in cluster time, or 0 if it is dead.
+    pub expirations: Vec<u64>,
+}
+
+impl Message<'_> for CheckClientLeasesRequest {
+    fn encode(&self, out: &mut Vec<u8>) {
+        let mut w = Writer::new(out);
+        write_count(&mut w, self.client_ids.len());
+        for id in &self.client_ids {
+            w.u64(*id);
+        }
+    }
+    fn decode(buf: &[u8]) -> Result<Self, MsgError> {
+        decode_all(buf, |r| {
+            let n = read_count(r, "client ids", 8, MAX_LEASE_CHECKS)?;
+            let mut client_ids = Vec::with_capacity(n);
+            for _ in 0..n {
+                client_ids.push(r.u64()?);
+            }
+            Ok(CheckClientLeasesRequest { client_ids })
+        })
+    }
+}
+impl Request<'_> for CheckClientLeasesRequest {
+    const OPCODE: Opcode = Opcode::CheckClientLeases;
+    type Response<'b> = CheckClientLeasesResponse;
+}
+impl Message<'_> for CheckClientLeasesResponse {
+    fn encode(&self, out: &mut Vec<u8>) {
+        let mut w = Writer::new(out);
+        w.u64(self.cluster_time);
+        write_count(&mut w, self.expirations.len());
+        for e in &self.expirations {
+            w.u64(*e);
+        }
+    }
+    fn decode(buf: &[u8]) -> Result<Self, MsgError> {
+        decode_all(buf, |r| {
+            let cluster_time = r.u64()?;
+            let n = read_count(r, "lease expirations", 8, MAX_LEASE_CHECKS)?;
+            let mut expirations = Vec::with_capacity(n);
+            for _ in 0..n {
+                expirations.push(r.u64()?);
+            }
+            Ok(CheckClientLeasesResponse {
+                cluster_time,
+                expirations,
             })
         })
     }
@@ -690,11 +838,30 @@ mod tests {
             end_hash: 5,
             target: ServerId::new(3, 1)
         });
-        round_trip!(AllocateClientIdRequest);
+        round_trip!(GetClientLeaseRequest { client_id: 4 });
+        round_trip!(ReleaseClientLeaseRequest { client_id: 4 });
+        round_trip!(CheckClientLeasesRequest {
+            client_ids: vec![1, 2, 3]
+        });
+        round_trip!(CheckClientLeasesResponse {
+            cluster_time: 9,
+            expirations: vec![0, 10]
+        });
+        round_trip!(HeartbeatResponse {
+            cluster_time: 77,
+            lease_ms: 750
+        });
         round_trip!(HintServerCrashedRequest {
             server: ServerId::new(2, 3)
         });
-        round_trip!(ClientIdResponse { client_id: 11 });
+        round_trip!(ClientLeaseResponse {
+            client_id: 11,
+            lease: ClientLease {
+                expiration: 30_500,
+                timestamp: 500
+            },
+            term_ms: 30_000
+        });
     }
 
     #[test]

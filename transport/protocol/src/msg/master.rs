@@ -2,7 +2,7 @@
 //! enumerate. Table ids are `u64` on the wire; masters refuse ids ≥ 2^32 with
 //! `TABLE_DOESNT_EXIST` (the coordinator never hands them out).
 
-use super::common::{ExactlyOnce, RejectRules, MAX_MULTI_ITEMS};
+use super::common::{ClientLease, ExactlyOnce, RejectRules, MAX_MULTI_ITEMS};
 use super::{
     decode_all, read_count, read_key, read_opt_u64, read_value, write_count, write_opt_u64,
     Message, MsgError, Request,
@@ -369,14 +369,17 @@ pub struct MultiWriteItem<'a> {
     pub value: &'a [u8],
 }
 
-/// `MultiWrite`: client id `u64`, ack id `u64`, count `u32` (≤ 4096), items. Each item is
-/// atomic and exactly-once on its own; the batch is not a transaction.
+/// `MultiWrite`: client id `u64`, ack id `u64`, lease ([`ClientLease`], 16), count `u32`
+/// (≤ 4096), items. Each item is atomic and exactly-once on its own; the batch is not a
+/// transaction.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MultiWriteRequest<'a> {
     /// Client id (0 = untracked).
     pub client_id: u64,
     /// Ack id.
     pub ack_id: u64,
+    /// The client's lease.
+    pub lease: ClientLease,
     /// Writes.
     pub items: Vec<MultiWriteItem<'a>>,
 }
@@ -403,6 +406,7 @@ impl<'a> Message<'a> for MultiWriteRequest<'a> {
     fn encode(&self, out: &mut Vec<u8>) {
         let mut w = Writer::new(out);
         w.u64(self.client_id).u64(self.ack_id);
+        self.lease.write(&mut w);
         write_count(&mut w, self.items.len());
         for i in &self.items {
             w.u64(i.table).u64(i.rpc_id);
@@ -414,6 +418,7 @@ impl<'a> Message<'a> for MultiWriteRequest<'a> {
         decode_all(buf, |r| {
             let client_id = r.u64()?;
             let ack_id = r.u64()?;
+            let lease = ClientLease::read(r)?;
             let n = read_count(
                 r,
                 "multi-write items",
@@ -433,6 +438,7 @@ impl<'a> Message<'a> for MultiWriteRequest<'a> {
             Ok(MultiWriteRequest {
                 client_id,
                 ack_id,
+                lease,
                 items,
             })
         })
@@ -479,14 +485,16 @@ pub struct MultiRemoveItem<'a> {
     pub key: &'a [u8],
 }
 
-/// `MultiRemove`: client id `u64`, ack id `u64`, count `u32` (≤ 4096), items. Reply:
-/// [`MultiResponse`].
+/// `MultiRemove`: client id `u64`, ack id `u64`, lease ([`ClientLease`], 16), count `u32`
+/// (≤ 4096), items. Reply: [`MultiResponse`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MultiRemoveRequest<'a> {
     /// Client id (0 = untracked).
     pub client_id: u64,
     /// Ack id.
     pub ack_id: u64,
+    /// The client's lease.
+    pub lease: ClientLease,
     /// Removes.
     pub items: Vec<MultiRemoveItem<'a>>,
 }
@@ -495,6 +503,7 @@ impl<'a> Message<'a> for MultiRemoveRequest<'a> {
     fn encode(&self, out: &mut Vec<u8>) {
         let mut w = Writer::new(out);
         w.u64(self.client_id).u64(self.ack_id);
+        self.lease.write(&mut w);
         write_count(&mut w, self.items.len());
         for i in &self.items {
             w.u64(i.table).u64(i.rpc_id);
@@ -506,6 +515,7 @@ impl<'a> Message<'a> for MultiRemoveRequest<'a> {
         decode_all(buf, |r| {
             let client_id = r.u64()?;
             let ack_id = r.u64()?;
+            let lease = ClientLease::read(r)?;
             let n = read_count(r, "multi-remove items", 8 + 8 + 9 + 2 + 1, MAX_MULTI_ITEMS)?;
             let mut items = Vec::with_capacity(n);
             for _ in 0..n {
@@ -519,6 +529,7 @@ impl<'a> Message<'a> for MultiRemoveRequest<'a> {
             Ok(MultiRemoveRequest {
                 client_id,
                 ack_id,
+                lease,
                 items,
             })
         })
@@ -639,6 +650,10 @@ mod tests {
         client_id: 5,
         rpc_id: 9,
         ack_id: 8,
+        lease: ClientLease {
+            expiration: 30_000,
+            timestamp: 1_000,
+        },
     };
     const RULES: RejectRules = RejectRules {
         doesnt_exist: true,
@@ -739,6 +754,10 @@ mod tests {
         round_trip!(MultiWriteRequest {
             client_id: 1,
             ack_id: 2,
+            lease: ClientLease {
+                expiration: 7,
+                timestamp: 6,
+            },
             items: vec![MultiWriteItem {
                 table: 1,
                 rpc_id: 3,
@@ -750,6 +769,10 @@ mod tests {
         round_trip!(MultiRemoveRequest {
             client_id: 1,
             ack_id: 2,
+            lease: ClientLease {
+                expiration: 7,
+                timestamp: 6,
+            },
             items: vec![MultiRemoveItem {
                 table: 1,
                 rpc_id: 3,

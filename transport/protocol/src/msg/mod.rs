@@ -27,8 +27,8 @@ pub mod coordinator;
 pub mod master;
 
 pub use common::{
-    check_key, check_value, key_hash, ErrorReply, ExactlyOnce, RejectRules, ServerId, Services,
-    MAX_KEY_LEN, MAX_LOCATOR_LEN, MAX_MULTI_ITEMS, MAX_TABLE_NAME_LEN, MAX_VALUE_LEN,
+    check_key, check_value, key_hash, ClientLease, ErrorReply, ExactlyOnce, RejectRules, ServerId,
+    Services, MAX_KEY_LEN, MAX_LOCATOR_LEN, MAX_MULTI_ITEMS, MAX_TABLE_NAME_LEN, MAX_VALUE_LEN,
 };
 
 use crate::wire::codec::{CodecError, Reader, Writer};
@@ -398,8 +398,12 @@ mod tests {
             let _ = GetTabletMapResponse::decode(b);
             let _ = SplitTabletRequest::decode(b);
             let _ = MigrateTabletRequest::decode(b);
-            let _ = AllocateClientIdRequest::decode(b);
-            let _ = ClientIdResponse::decode(b);
+            let _ = GetClientLeaseRequest::decode(b);
+            let _ = ClientLeaseResponse::decode(b);
+            let _ = ReleaseClientLeaseRequest::decode(b);
+            let _ = CheckClientLeasesRequest::decode(b);
+            let _ = CheckClientLeasesResponse::decode(b);
+            let _ = HeartbeatResponse::decode(b);
             let _ = TakeTabletOwnershipRequest::decode(b);
             let _ = DropTabletOwnershipRequest::decode(b);
             let _ = PrepareMigrationRequest::decode(b);
@@ -432,6 +436,7 @@ mod tests {
             let req = super::master::MultiWriteRequest {
                 client_id: 1,
                 ack_id: 2,
+                lease: ClientLease { expiration: 5, timestamp: 1 },
                 items: vec![super::master::MultiWriteItem {
                     table: 3, rpc_id: 4, rules: RejectRules::NONE, key: b"key", value: b"value",
                 }; 3],

@@ -175,10 +175,14 @@ macro_rules! for_each_rpc {
         SplitTablet = 0x0209 => split_tablet,
         /// Move a tablet to another master.
         MigrateTablet = 0x020A => migrate_tablet,
-        /// A fresh client id for exactly-once mutations.
-        AllocateClientId = 0x020B => allocate_client_id,
+        /// A client lease (a new client id, or the renewal of one) for exactly-once mutations.
+        GetClientLease = 0x020B => get_client_lease,
         /// A server suspects another crashed (the coordinator checks before acting).
         HintServerCrashed = 0x020C => hint_server_crashed,
+        /// A client gives its lease back (it is dropped: its results may be freed).
+        ReleaseClientLease = 0x020D => release_client_lease,
+        /// Master → coordinator: which of these client leases are still valid.
+        CheckClientLeases = 0x020E => check_client_leases,
         // ---- backup (payloads: `msg::backup`)
         /// Master → backup: write (open, append, close) a replica of a log segment.
         BackupWrite = 0x0301 => backup_write,

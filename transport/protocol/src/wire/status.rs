@@ -54,6 +54,8 @@ statuses! {
     SERVER_DOESNT_EXIST = 20, "the server is not (or no longer) in the cluster: refresh the server list";
     INTERNAL_ERROR = 21, "the server hit an internal error: see its log; this is a bug";
     CALLER_NOT_IN_CLUSTER = 26, "the coordinator declared this server dead (or it never enlisted): it must stop serving and exit";
+    EXPIRED_LEASE = 27, "the client's lease has expired: get a new lease (a new client id) from the coordinator; an RPC already sent under the old lease has an unknown outcome";
+    NOT_SERVING = 28, "this master has not heard from the coordinator within its lease and stopped serving: refresh the tablet map and retry";
     REQUEST_TOO_LARGE = 100, "the request payload exceeds the protocol maximum (8 MiB + 64 KiB): split it";
     BAD_PROTOCOL_VERSION = 101, "the peer speaks another protocol version: run the same FaaSCache version on both sides";
     SHUTTING_DOWN = 102, "the server is shutting down: retry on another server or after restart";

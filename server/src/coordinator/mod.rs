@@ -17,6 +17,7 @@
 //! coordinator is down (clients with a cached tablet map are unaffected) and their heartbeats
 //! resume when it is back; a master the restarted coordinator does not know enlists again.
 
+pub mod clock;
 pub mod cluster_io;
 pub mod external;
 pub mod recovery;

@@ -96,6 +96,8 @@ pub struct Coordinator {
     storage: Box<dyn ExternalStorage>,
     epoch: u64,
     start: Instant,
+    /// Cluster time, for leases.
+    pub(crate) clock: super::clock::ClusterClock,
     sessions: Mutex<HashMap<String, Session>>,
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
 }
@@ -185,6 +187,7 @@ pub fn start(
         storage,
         epoch,
         start,
+        clock: super::clock::ClusterClock::default(),
         sessions: Mutex::new(HashMap::new()),
         jobs: Mutex::new(Some(tx)),
     });
@@ -552,7 +555,7 @@ impl Dispatch for CoordinatorService {
         match r {
             Ok(()) => call.reply_with(Status::OK, |b| {
                 HeartbeatResponse {
-                    cluster_time: 0,
+                    cluster_time: self.c.clock.now_ms(),
                     lease_ms: 0,
                 }
                 .encode(b)

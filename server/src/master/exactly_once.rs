@@ -106,6 +106,31 @@ impl UnackedResults {
         self.total.load(Ordering::Relaxed)
     }
 
+    /// Clients with a record (an approximation under concurrent use).
+    pub fn clients(&self) -> usize {
+        self.shards.iter().map(|s| s.lock().len()).sum()
+    }
+
+    /// Memory the table takes, estimated: per client ~96 bytes (hash-map slot and record),
+    /// per result ~64 bytes (tree entry, reply header) plus its payload.
+    pub fn bytes(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| {
+                s.lock()
+                    .values()
+                    .map(|r| {
+                        96 + r
+                            .results
+                            .values()
+                            .map(|v| 64 + v.as_ref().map_or(0, |s| s.payload.len()))
+                            .sum::<usize>()
+                    })
+                    .sum::<usize>()
+            })
+            .sum()
+    }
+
     /// Whether nothing is kept.
     pub fn is_empty(&self) -> bool {
         self.len() == 0

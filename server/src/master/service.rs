@@ -649,6 +649,9 @@ impl Dispatch for MasterService {
             poll: &m.poll,
             durability: &durability,
             transport_choice: &transport_choice,
+            eo_clients: m.results.clients() as u64,
+            eo_results: m.results.len() as u64,
+            eo_bytes: m.results.bytes() as u64,
         };
         call.reply_with(Status::OK, |b| resp.encode(b));
     }

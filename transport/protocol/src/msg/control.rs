@@ -265,6 +265,12 @@ pub struct GetServerInfoResponse<'a> {
     pub durability: &'a str,
     /// Why this transport: `first choice`, or which preferred alternatives failed and how.
     pub transport_choice: &'a str,
+    /// Exactly-once state: clients with saved results on this master.
+    pub eo_clients: u64,
+    /// Exactly-once state: saved results (completion records) kept.
+    pub eo_results: u64,
+    /// Exactly-once state: bytes of memory the saved results and their clients take.
+    pub eo_bytes: u64,
 }
 
 impl<'a> Message<'a> for GetServerInfoResponse<'a> {
@@ -278,7 +284,10 @@ impl<'a> Message<'a> for GetServerInfoResponse<'a> {
             .bytes_u16(self.transport.as_bytes())
             .bytes_u16(self.poll.as_bytes())
             .bytes_u16(self.durability.as_bytes())
-            .bytes_u16(self.transport_choice.as_bytes());
+            .bytes_u16(self.transport_choice.as_bytes())
+            .u64(self.eo_clients)
+            .u64(self.eo_results)
+            .u64(self.eo_bytes);
     }
     fn decode(buf: &'a [u8]) -> Result<Self, MsgError> {
         decode_all(buf, |r| {
@@ -292,6 +301,9 @@ impl<'a> Message<'a> for GetServerInfoResponse<'a> {
                 poll: read_str(r, "poll", 256)?,
                 durability: read_str(r, "durability", 1024)?,
                 transport_choice: read_str(r, "transport choice", 4096)?,
+                eo_clients: r.u64()?,
+                eo_results: r.u64()?,
+                eo_bytes: r.u64()?,
             })
         })
     }
@@ -348,7 +360,10 @@ mod tests {
             transport: "tcp",
             poll: "adaptive",
             durability: "memory",
-            transport_choice: "fallback; skipped dpdk:vdev=af_packet,iface=x: no such device"
+            transport_choice: "fallback; skipped dpdk:vdev=af_packet,iface=x: no such device",
+            eo_clients: 5,
+            eo_results: 6,
+            eo_bytes: 700,
         });
         assert!(R.contains(10) && R.contains(20) && !R.contains(21));
         let bad = TabletRange {

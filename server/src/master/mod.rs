@@ -185,20 +185,7 @@ pub fn table_id(wire: u64) -> Option<TableId> {
 
 /// The status (and current version) a storage error is answered with.
 pub fn storage_status(e: &StorageError) -> (Status, u64) {
-    match e {
-        StorageError::UnknownTable(_) => (Status::UNKNOWN_TABLET, 0),
-        StorageError::ObjectDoesntExist => (Status::OBJECT_DOESNT_EXIST, 0),
-        StorageError::ObjectExists { version } => (Status::OBJECT_EXISTS, *version),
-        StorageError::WrongVersion { current } => (Status::WRONG_VERSION, *current),
-        StorageError::NoSpace => (Status::RETRY, 0),
-        StorageError::EmptyKey
-        | StorageError::KeyTooLarge { .. }
-        | StorageError::ValueTooLarge { .. }
-        | StorageError::NotANumber { .. }
-        | StorageError::Overflow
-        | StorageError::VersionOverflow { .. } => (Status::REQUEST_FORMAT_ERROR, 0),
-        StorageError::TableExists(_) => (Status::INTERNAL_ERROR, 0),
-    }
+    e.status()
 }
 
 #[cfg(test)]

@@ -292,7 +292,7 @@ fn recount_tombstones(
         }
         let mut dead = 0;
         seg.for_each_entry(&log.arena, &log.seglets, |addr, h| {
-            if h.ty == EntryType::Tombstone
+            if matches!(h.ty, EntryType::Tombstone | EntryType::Completion)
                 && log.with_entry(addr, |_, body| handlers.is_obsolete(h.ty, body))
             {
                 dead += h.total_len();

@@ -22,14 +22,20 @@ use std::time::Duration;
 use super::cleaner::{self, CleanReport, CleanerCounters, Fate, LogEntryHandlers, Relocator, Want};
 use super::config::{EngineConfig, HASH_LOCK_STRIPES, MAX_KEY_LEN, MAX_VALUE_LEN};
 use super::error::{ConfigError, ResizeError, StorageError};
-use super::format::{self, le16, le32, le64, EntryType, ObjectView, TableStat, TombstoneView};
+use super::format::{
+    self, le16, le32, le64, CompletionRecord, EntryType, ObjectView, TableStat, TombstoneView,
+};
 use super::hashtable::{Found, HashTable, StripeGuard};
 use super::log::{AppendError, HeadMetadata, Log};
 
 mod cleaning;
 mod multi;
 mod replication;
+mod rpc;
 pub use replication::LogSegment;
+pub use rpc::{CompletionLiveness, Rpc};
+
+use faascache_protocol::Status;
 
 /// Identifies a table. Tables are numbered by the coordinator.
 pub type TableId = u32;
@@ -205,6 +211,9 @@ pub(crate) struct Inner {
     stop: AtomicBool,
     /// Seglets a pending shrink wants free; the cleaner evicts while it is set.
     shrink_target: AtomicU64,
+    /// Decides whether a completion record is still needed (the master's exactly-once table);
+    /// without one every record is dead.
+    completion_live: RwLock<Option<CompletionLiveness>>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -257,6 +266,7 @@ impl Engine {
             wake_lock: Mutex::new(false),
             stop: AtomicBool::new(false),
             shrink_target: AtomicU64::new(u64::MAX),
+            completion_live: RwLock::new(None),
         });
         let cleaner = if background {
             let inner2 = inner.clone();
@@ -421,6 +431,7 @@ impl Engine {
             existing,
             false,
             Some(version),
+            None,
         )?;
         Ok(true)
     }
@@ -438,7 +449,9 @@ impl Engine {
         let inner = &self.inner;
         let (info, mut g, existing) = inner.locate(table, key)?;
         check_rules(rules, existing.as_ref().map(|e| e.version))?;
-        inner.put_locked(&mut g, &info, table, key, value, existing, clean, None)
+        inner.put_locked(
+            &mut g, &info, table, key, value, existing, clean, None, None,
+        )
     }
 
     /// Removes an object; returns the version removed (`None` if there was none).
@@ -479,26 +492,9 @@ impl Engine {
         if !pred(old.version) {
             return Ok(None);
         }
-        let now = inner.clock.now();
-        let t = TombstoneView {
-            table,
-            segment_id: inner.log.segment_of(old.found.addr),
-            version: old.version,
-            timestamp: now,
-            key,
-        };
-        SCRATCH.with(|s| {
-            let mut body = s.borrow_mut();
-            format::encode_tombstone(&mut body, &t);
-            let addr = inner.append(EntryType::Tombstone, &body, now)?;
-            inner.log.add_live(addr, entry_len(body.len()) as i64);
-            Ok::<(), StorageError>(())
-        })?;
-        g.remove(old.found.slot);
-        inner.log.add_live(old.found.addr, -(old.entry_len as i64));
-        info.objects.fetch_sub(1, Ordering::Relaxed);
-        info.bytes.fetch_sub(old.kv_len as i64, Ordering::Relaxed);
-        Ok(Some(old.version))
+        inner
+            .remove_locked(&mut g, &info, table, key, old, None)
+            .map(Some)
     }
 
     /// Adds `delta` to the 8-byte little-endian i64 stored at the key (created as 0 if
@@ -510,13 +506,7 @@ impl Engine {
         delta: i64,
         rules: &RejectRules,
     ) -> Result<(i64, u64), StorageError> {
-        let (bytes, version) = self.increment(table, key, rules, |old| {
-            let cur = i64::from_le_bytes(old);
-            cur.checked_add(delta)
-                .map(i64::to_le_bytes)
-                .ok_or(StorageError::Overflow)
-        })?;
-        Ok((i64::from_le_bytes(bytes), version))
+        self.increment_i64_rpc(table, key, delta, rules, None)
     }
 
     /// Adds `delta` to the 8-byte little-endian f64 stored at the key (created as 0.0 if
@@ -528,38 +518,7 @@ impl Engine {
         delta: f64,
         rules: &RejectRules,
     ) -> Result<(f64, u64), StorageError> {
-        let (bytes, version) = self.increment(table, key, rules, |old| {
-            let v = f64::from_le_bytes(old) + delta;
-            if v.is_finite() {
-                Ok(v.to_le_bytes())
-            } else {
-                Err(StorageError::Overflow)
-            }
-        })?;
-        Ok((f64::from_le_bytes(bytes), version))
-    }
-
-    fn increment(
-        &self,
-        table: TableId,
-        key: &[u8],
-        rules: &RejectRules,
-        op: impl FnOnce([u8; 8]) -> Result<[u8; 8], StorageError>,
-    ) -> Result<([u8; 8], u64), StorageError> {
-        let inner = &self.inner;
-        let (info, mut g, existing) = inner.locate(table, key)?;
-        check_rules(rules, existing.as_ref().map(|e| e.version))?;
-        let old = match &existing {
-            None => [0u8; 8],
-            Some(e) => inner.log.with_entry(e.found.addr, |_, body| {
-                let v = &body[format::OBJECT_FIXED + key.len()..];
-                v.try_into()
-                    .map_err(|_| StorageError::NotANumber { len: v.len() })
-            })?,
-        };
-        let new = op(old)?;
-        let version = inner.put_locked(&mut g, &info, table, key, &new, existing, false, None)?;
-        Ok((new, version))
+        self.increment_f64_rpc(table, key, delta, rules, None)
     }
 
     /// Marks an object clean (written back to its backing store) if it is still at `version`.
@@ -722,6 +681,71 @@ impl Inner {
         })
     }
 
+    /// Writes a tombstone for `old` (and the completion record of `rpc`, in the same append) and
+    /// drops the object; returns the removed version. The caller holds the key's stripe.
+    fn remove_locked(
+        &self,
+        g: &mut StripeGuard<'_>,
+        info: &TableInfo,
+        table: TableId,
+        key: &[u8],
+        old: Existing,
+        rpc: Option<&Rpc>,
+    ) -> Result<u64, StorageError> {
+        let now = self.clock.now();
+        let t = TombstoneView {
+            table,
+            segment_id: self.log.segment_of(old.found.addr),
+            version: old.version,
+            timestamp: now,
+            key,
+        };
+        let rec = rpc.map(|r| r.record(table, key, now, Status::OK, old.version, None));
+        SCRATCH.with(|s| {
+            let mut body = s.borrow_mut();
+            format::encode_tombstone(&mut body, &t);
+            let addr = self.append_tracked(EntryType::Tombstone, &body, now, rec.as_ref())?;
+            self.log.add_live(addr, entry_len(body.len()) as i64);
+            Ok::<(), StorageError>(())
+        })?;
+        g.remove(old.found.slot);
+        self.log.add_live(old.found.addr, -(old.entry_len as i64));
+        info.objects.fetch_sub(1, Ordering::Relaxed);
+        info.bytes.fetch_sub(old.kv_len as i64, Ordering::Relaxed);
+        Ok(old.version)
+    }
+
+    /// Appends `body` and, when the mutation is tracked, its completion record in the same
+    /// append (one certificate covers both or neither); returns the address of `body`.
+    fn append_tracked(
+        &self,
+        ty: EntryType,
+        body: &[u8],
+        now: u32,
+        rec: Option<&CompletionRecord>,
+    ) -> Result<u64, StorageError> {
+        let Some(rec) = rec else {
+            return self.append(ty, body, now);
+        };
+        let mut rb = Vec::with_capacity(format::COMPLETION_BODY);
+        format::encode_completion(&mut rb, rec);
+        let r = self
+            .log
+            .append_pair((ty, body), (EntryType::Completion, &rb), now, self);
+        let [a, r] = self.append_result(r, body.len() + rb.len())?;
+        self.log.add_live(r, entry_len(rb.len()) as i64);
+        Ok(a)
+    }
+
+    /// Appends a completion record on its own (a tracked mutation that changed nothing).
+    fn append_completion(&self, rec: &CompletionRecord) -> Result<(), StorageError> {
+        let mut rb = Vec::with_capacity(format::COMPLETION_BODY);
+        format::encode_completion(&mut rb, rec);
+        let addr = self.append(EntryType::Completion, &rb, rec.timestamp)?;
+        self.log.add_live(addr, entry_len(rb.len()) as i64);
+        Ok(())
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn put_locked(
         &self,
@@ -733,6 +757,7 @@ impl Inner {
         existing: Option<Existing>,
         clean: bool,
         version: Option<u64>,
+        rpc: Option<&Rpc>,
     ) -> Result<u64, StorageError> {
         let now = self.clock.now();
         let version = match version {
@@ -752,10 +777,11 @@ impl Inner {
             key,
             value,
         };
+        let rec = rpc.map(|r| r.record(table, key, now, Status::OK, version, Some(value)));
         let (addr, len) = SCRATCH.with(|s| {
             let mut body = s.borrow_mut();
             format::encode_object(&mut body, &o);
-            let addr = self.append(EntryType::Object, &body, now)?;
+            let addr = self.append_tracked(EntryType::Object, &body, now, rec.as_ref())?;
             Ok::<_, StorageError>((addr, entry_len(body.len())))
         })?;
         self.log.add_live(addr, len as i64);
@@ -779,7 +805,13 @@ impl Inner {
     }
 
     fn append(&self, ty: EntryType, body: &[u8], now: u32) -> Result<u64, StorageError> {
-        match self.log.append(ty, body, Some(now), self, now) {
+        let r = self.log.append(ty, body, Some(now), self, now);
+        self.append_result(r, body.len())
+    }
+
+    /// Counts and maps an append's outcome; wakes the cleaner when memory runs low.
+    fn append_result<T>(&self, r: Result<T, AppendError>, len: usize) -> Result<T, StorageError> {
+        match r {
             Ok(a) => {
                 if self.log.arena.in_use() + self.low_water() > self.log.arena.budget() {
                     self.poke_cleaner();
@@ -792,7 +824,7 @@ impl Inner {
                 Err(StorageError::NoSpace)
             }
             Err(AppendError::TooLarge) => Err(StorageError::ValueTooLarge {
-                len: body.len(),
+                len,
                 max: self.log.max_entry_body(),
             }),
         }

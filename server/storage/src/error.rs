@@ -87,7 +87,8 @@ pub enum FormatError {
     },
 }
 
-/// Why an object operation did not happen. Nothing was changed when one is returned.
+/// Why an object operation did not happen. No object was changed when one is returned (a
+/// tracked mutation's refusal is recorded in a completion record: `engine::rpc`).
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum StorageError {
     /// The table does not exist on this engine.
@@ -155,6 +156,26 @@ pub enum StorageError {
 }
 
 impl StorageError {
+    /// The protocol status a reply states for this error, and the version it carries (the
+    /// current one of a refusal by version, else 0).
+    pub fn status(&self) -> (faascache_protocol::Status, u64) {
+        use faascache_protocol::Status;
+        match self {
+            StorageError::UnknownTable(_) => (Status::UNKNOWN_TABLET, 0),
+            StorageError::ObjectDoesntExist => (Status::OBJECT_DOESNT_EXIST, 0),
+            StorageError::ObjectExists { version } => (Status::OBJECT_EXISTS, *version),
+            StorageError::WrongVersion { current } => (Status::WRONG_VERSION, *current),
+            StorageError::NoSpace => (Status::RETRY, 0),
+            StorageError::EmptyKey
+            | StorageError::KeyTooLarge { .. }
+            | StorageError::ValueTooLarge { .. }
+            | StorageError::NotANumber { .. }
+            | StorageError::Overflow
+            | StorageError::VersionOverflow { .. } => (Status::REQUEST_FORMAT_ERROR, 0),
+            StorageError::TableExists(_) => (Status::INTERNAL_ERROR, 0),
+        }
+    }
+
     /// Whether retrying the same request later may succeed.
     pub fn is_retryable(&self) -> bool {
         matches!(self, StorageError::NoSpace)

@@ -21,7 +21,7 @@ use super::error::FormatError;
 pub const SEGMENT_MAGIC: u32 = u32::from_le_bytes(*b"FCSG");
 /// Version of the log format written by this build. Readers accept exactly this version
 /// (see `docs/log-format.md`, "Version changes").
-pub const FORMAT_VERSION: u16 = 1;
+pub const FORMAT_VERSION: u16 = 2;
 
 /// Bit of an object's timestamp word that records it was written dirty (not yet in a backing
 /// store). The log is immutable: an object later written back is marked clean in the hash
@@ -44,6 +44,8 @@ pub enum EntryType {
     LogDigest = 5,
     /// Per-table byte and object counts, to partition a crashed master's tablets.
     TableStats = 6,
+    /// The result of a tracked (exactly-once) mutation: RIFL's completion record.
+    Completion = 7,
 }
 
 impl EntryType {
@@ -56,6 +58,7 @@ impl EntryType {
             4 => EntryType::SafeVersion,
             5 => EntryType::LogDigest,
             6 => EntryType::TableStats,
+            7 => EntryType::Completion,
             _ => return None,
         })
     }
@@ -493,6 +496,78 @@ fn check_sealed(body: &[u8], offset: usize, what: &'static str) -> Result<(), Fo
     Ok(())
 }
 
+/// Body of a completion record: crc(4) table(4) key_hash(8) client(8) rpc(8) ack(8)
+/// timestamp(4) status(2) version(8) kind(1) value(8).
+pub const COMPLETION_BODY: usize = 63;
+
+/// A tracked mutation's result, kept in the log beside the object it changed (RIFL's
+/// completion record): written in the same append as the object (or alone when the mutation
+/// changed nothing), replicated with it, moved with its tablet, replayed by crash recovery, and
+/// dead once the client acknowledged it or its lease expired.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct CompletionRecord {
+    /// Table of the key the mutation was for.
+    pub table: u32,
+    /// Hash of that key (which tablet the record belongs to).
+    pub key_hash: u64,
+    /// The client (lease id).
+    pub client_id: u64,
+    /// The rpc id.
+    pub rpc_id: u64,
+    /// The client's ack id when it sent the rpc: its results up to this id are dead.
+    pub ack_id: u64,
+    /// Seconds on the engine clock when written.
+    pub timestamp: u32,
+    /// The reply's status code (the protocol's `Status`).
+    pub status: u16,
+    /// The reply's version (the new one; the removed one; or the current one of a refusal).
+    pub version: u64,
+    /// What kind of reply to rebuild (owned by the master; opaque here).
+    pub kind: u8,
+    /// The 8-byte value of an increment's reply (zero otherwise).
+    pub value: [u8; 8],
+}
+
+/// Builds a completion record body into `out`.
+pub fn encode_completion(out: &mut Vec<u8>, c: &CompletionRecord) {
+    out.clear();
+    out.extend_from_slice(&[0; 4]);
+    out.extend_from_slice(&c.table.to_le_bytes());
+    out.extend_from_slice(&c.key_hash.to_le_bytes());
+    out.extend_from_slice(&c.client_id.to_le_bytes());
+    out.extend_from_slice(&c.rpc_id.to_le_bytes());
+    out.extend_from_slice(&c.ack_id.to_le_bytes());
+    out.extend_from_slice(&c.timestamp.to_le_bytes());
+    out.extend_from_slice(&c.status.to_le_bytes());
+    out.extend_from_slice(&c.version.to_le_bytes());
+    out.push(c.kind);
+    out.extend_from_slice(&c.value);
+    seal(out);
+}
+
+/// Decodes and verifies a completion record body.
+pub fn decode_completion(body: &[u8], offset: usize) -> Result<CompletionRecord, FormatError> {
+    if body.len() != COMPLETION_BODY {
+        return Err(FormatError::Truncated {
+            offset,
+            what: "completion record",
+        });
+    }
+    check_sealed(body, offset, "completion record")?;
+    Ok(CompletionRecord {
+        table: le32(body, 4),
+        key_hash: le64(body, 8),
+        client_id: le64(body, 16),
+        rpc_id: le64(body, 24),
+        ack_id: le64(body, 32),
+        timestamp: le32(body, 40),
+        status: le16(body, 44),
+        version: le64(body, 46),
+        kind: body[54],
+        value: body[55..63].try_into().expect("8 bytes"),
+    })
+}
+
 /// A decoded, verified entry.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Entry<'a> {
@@ -508,6 +583,8 @@ pub enum Entry<'a> {
     LogDigest(Vec<u64>),
     /// Table stats.
     TableStats(Vec<TableStat>),
+    /// Completion record.
+    Completion(CompletionRecord),
 }
 
 /// Decodes and verifies one entry body of type `ty`.
@@ -519,6 +596,7 @@ pub fn decode_body(ty: EntryType, body: &[u8], offset: usize) -> Result<Entry<'_
         EntryType::SafeVersion => Entry::SafeVersion(decode_safe_version(body, offset)?),
         EntryType::LogDigest => Entry::LogDigest(decode_log_digest(body, offset)?),
         EntryType::TableStats => Entry::TableStats(decode_table_stats(body, offset)?),
+        EntryType::Completion => Entry::Completion(decode_completion(body, offset)?),
     })
 }
 

@@ -121,6 +121,35 @@ impl Log {
             .ok_or(AppendError::TooLarge)
     }
 
+    /// Appends two entries to the head in one step (the second is small: a completion
+    /// record): both land in the same segment, and its certificate covers both or neither.
+    /// Both carry timestamp `now`.
+    pub fn append_pair(
+        &self,
+        first: (EntryType, &[u8]),
+        second: (EntryType, &[u8]),
+        now: u32,
+        meta: &dyn HeadMetadata,
+    ) -> Result<[u64; 2], AppendError> {
+        if first.1.len() + second.1.len() > self.max_entry_body() {
+            return Err(AppendError::TooLarge);
+        }
+        let (a, b) = (
+            (first.0, first.1, Some(now)),
+            (second.0, second.1, Some(now)),
+        );
+        let mut st = self.state.lock();
+        if let Some(head) = &st.head {
+            if let Some(addrs) = head.append_pair(&self.arena, a, b) {
+                return Ok(addrs);
+            }
+        }
+        self.roll_head_locked(&mut st, meta, now, self.config.reserve_seglets())?;
+        let head = st.head.as_ref().expect("just opened");
+        head.append_pair(&self.arena, a, b)
+            .ok_or(AppendError::TooLarge)
+    }
+
     /// Opens a head if there is none yet (so the log has a digest before the first write).
     pub fn ensure_head(&self, meta: &dyn HeadMetadata, now: u32) -> Result<(), AppendError> {
         let mut st = self.state.lock();
@@ -298,6 +327,13 @@ impl Log {
     /// (Dead tombstones found by the last recount are not counted.)
     pub fn live_bytes(&self, seg: &Segment) -> usize {
         (self.seglets.live_of(seg.seglets()).max(0) as usize).saturating_sub(seg.dead_tombstones())
+    }
+
+    /// Entries that are counted live died without a level-2 removal (completion records
+    /// whose results were acknowledged): the next cleaning pass recounts.
+    pub fn note_dead_entries(&self) {
+        self.removals
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Current level-2 removal generation.

@@ -338,28 +338,61 @@ impl Segment {
         body: &[u8],
         timestamp: Option<u32>,
     ) -> Option<u64> {
+        self.append_entries(arena, &[(ty, body, timestamp)])
+            .map(|[a, _]| a)
+    }
+
+    /// Appends two entries at once: the certificate is published once, after both, so a
+    /// replica or a reader of the certificate sees both or neither. Returns their addresses.
+    pub fn append_pair(
+        &self,
+        arena: &Arena,
+        first: (EntryType, &[u8], Option<u32>),
+        second: (EntryType, &[u8], Option<u32>),
+    ) -> Option<[u64; 2]> {
+        self.append_entries(arena, &[first, second])
+    }
+
+    /// Appends one or two entries and publishes the certificate once; the addresses of the
+    /// first two (the second is 0 when there is one entry).
+    fn append_entries(
+        &self,
+        arena: &Arena,
+        entries: &[(EntryType, &[u8], Option<u32>)],
+    ) -> Option<[u64; 2]> {
         assert!(!self.is_closed(), "append to closed segment {}", self.id);
-        if !self.fits(body.len()) {
+        let total: usize = entries
+            .iter()
+            .map(|(_, b, _)| 1 + format::length_bytes(b.len()) + b.len())
+            .sum();
+        if self.len() + total > self.capacity() {
             return None;
         }
         let c = self.cert.load(Ordering::Relaxed);
-        let (start, crc) = ((c >> 32) as usize, c as u32);
-        let mut hdr = [0u8; 5];
-        let hn = format::encode_entry_header(ty, body.len(), &mut hdr);
-        self.write_at(arena, start, &hdr[..hn]);
-        self.write_at(arena, start + hn, body);
-        let crc = crc32c::crc32c_append(crc, &hdr[..hn]);
-        let end = (start + hn + body.len()) as u64;
-        self.cert.store((end << 32) | crc as u64, Ordering::Release);
-        if ty == EntryType::Tombstone {
-            self.tombstone_bytes
-                .fetch_add(hn + body.len(), Ordering::Relaxed);
+        let (mut at, mut crc) = ((c >> 32) as usize, c as u32);
+        let mut addrs = [0u64; 2];
+        for (i, &(ty, body, timestamp)) in entries.iter().enumerate() {
+            let mut hdr = [0u8; 5];
+            let hn = format::encode_entry_header(ty, body.len(), &mut hdr);
+            self.write_at(arena, at, &hdr[..hn]);
+            self.write_at(arena, at + hn, body);
+            crc = crc32c::crc32c_append(crc, &hdr[..hn]);
+            if let Some(slot) = addrs.get_mut(i) {
+                *slot = self.addr_of(arena, at);
+            }
+            if matches!(ty, EntryType::Tombstone | EntryType::Completion) {
+                self.tombstone_bytes
+                    .fetch_add(hn + body.len(), Ordering::Relaxed);
+            }
+            if let Some(ts) = timestamp {
+                self.ts_sum.fetch_add(ts as u64, Ordering::Relaxed);
+                self.ts_count.fetch_add(1, Ordering::Relaxed);
+            }
+            at += hn + body.len();
         }
-        if let Some(ts) = timestamp {
-            self.ts_sum.fetch_add(ts as u64, Ordering::Relaxed);
-            self.ts_count.fetch_add(1, Ordering::Relaxed);
-        }
-        Some(self.addr_of(arena, start))
+        self.cert
+            .store(((at as u64) << 32) | crc as u64, Ordering::Release);
+        Some(addrs)
     }
 
     /// Writes `src` at `offset`, at or beyond the published length (called by `append` only).

@@ -186,7 +186,11 @@ impl HeadMetadata for Inner {
 
 impl LogEntryHandlers for Inner {
     fn is_obsolete(&self, ty: EntryType, body: &[u8]) -> bool {
-        ty == EntryType::Tombstone && body.len() >= 16 && !self.log.segment_exists(le64(body, 8))
+        match ty {
+            EntryType::Tombstone => body.len() >= 16 && !self.log.segment_exists(le64(body, 8)),
+            EntryType::Completion => !self.completion_live(body),
+            _ => false,
+        }
     }
 
     fn prefetch(&self, ty: EntryType, body: &[u8]) {
@@ -202,6 +206,7 @@ impl LogEntryHandlers for Inner {
         match ty {
             EntryType::Object => Some(le32(body, 16) & !format::DIRTY_BIT),
             EntryType::Tombstone => Some(le32(body, 24)),
+            EntryType::Completion if body.len() >= 44 => Some(le32(body, 40)),
             // Headers, digests, safe versions and table stats are rewritten in every head.
             _ => None,
         }
@@ -255,6 +260,15 @@ impl LogEntryHandlers for Inner {
                     return Fate::Dead;
                 }
                 match to.append(ty, body, t.timestamp) {
+                    Some(_) => Fate::Relocated,
+                    None => Fate::Failed,
+                }
+            }
+            EntryType::Completion => {
+                if !self.completion_live(body) {
+                    return Fate::Dead;
+                }
+                match to.append(ty, body, le32(body, 40)) {
                     Some(_) => Fate::Relocated,
                     None => Fate::Failed,
                 }

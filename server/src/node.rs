@@ -86,6 +86,7 @@ pub struct Node {
     declared_dead: Arc<AtomicBool>,
     heartbeat: Option<JoinHandle<()>>,
     replication: Option<JoinHandle<()>>,
+    leases: Option<JoinHandle<()>>,
 }
 
 impl Node {
@@ -118,6 +119,9 @@ impl Node {
             let _ = h.join();
         }
         if let Some(h) = self.replication.take() {
+            let _ = h.join();
+        }
+        if let Some(h) = self.leases.take() {
             let _ = h.join();
         }
         for s in self.servers.drain(..) {
@@ -259,6 +263,9 @@ pub fn start(cfg: NodeConfig) -> Result<Node, NodeError> {
         .name("faascache-heartbeat".into())
         .spawn(move || heartbeat_loop(&m2, &stop2, &dead2, &coord, &loc2, services, Some(session)))
         .map_err(NodeError::Thread)?;
+    let leases =
+        crate::master::leases::start(master.clone(), cfg.coordinator.clone(), stop.clone())
+            .map_err(NodeError::Thread)?;
     Ok(Node {
         servers,
         master,
@@ -267,6 +274,7 @@ pub fn start(cfg: NodeConfig) -> Result<Node, NodeError> {
         declared_dead,
         heartbeat: Some(heartbeat),
         replication,
+        leases: Some(leases),
     })
 }
 

@@ -205,6 +205,7 @@ fn describe_recovery(bytes: &[u8]) -> Vec<String> {
             RecoveryEntry::Object(o) => format!("o {} {:?} {}", o.table, o.key, o.version),
             RecoveryEntry::Tombstone(t) => format!("t {} {:?} {}", t.table, t.key, t.version),
             RecoveryEntry::SafeVersion(v) => format!("s {v}"),
+            RecoveryEntry::Completion(c) => format!("c {} {} {}", c.table, c.client_id, c.rpc_id),
         })
     })
     .unwrap();

@@ -8,8 +8,8 @@
 use faascache_protocol::msg::control::TabletRange;
 
 use faascache_storage::format::{
-    decode_entry_header, decode_object, decode_safe_version, decode_tombstone, Certificate, Entry,
-    EntryType, ObjectView, SegmentIterator, TombstoneView,
+    decode_completion, decode_entry_header, decode_object, decode_safe_version, decode_tombstone,
+    Certificate, CompletionRecord, Entry, EntryType, ObjectView, SegmentIterator, TombstoneView,
 };
 use faascache_storage::{key_hash, FormatError};
 
@@ -36,14 +36,18 @@ pub fn validate(bytes: &[u8], cert: Certificate) -> Result<ReplicaSummary, Forma
 }
 
 fn wanted(ranges: &[TabletRange], table: u32, key: &[u8]) -> bool {
-    let hash = key_hash(key);
+    wanted_hash(ranges, table, key_hash(key))
+}
+
+fn wanted_hash(ranges: &[TabletRange], table: u32, hash: u64) -> bool {
     ranges
         .iter()
         .any(|r| r.table_id == u64::from(table) && r.contains(hash))
 }
 
-/// Validates the replica (`bytes` under `cert`) and appends to `out` its Object and Tombstone
-/// entries whose (table, key hash) lies in one of `ranges`, and every SafeVersion entry — each
+/// Validates the replica (`bytes` under `cert`) and appends to `out` its Object, Tombstone and
+/// Completion entries whose (table, key hash) lies in one of `ranges`, and every SafeVersion
+/// entry — each
 /// entry's header and body exactly as in the log, in log order. On error `out` is left as it
 /// was: nothing of an invalid replica is returned.
 pub fn filter_recovery_entries(
@@ -61,6 +65,7 @@ pub fn filter_recovery_entries(
             let keep = match entry {
                 Entry::Object(o) => wanted(ranges, o.table, o.key),
                 Entry::Tombstone(t) => wanted(ranges, t.table, t.key),
+                Entry::Completion(c) => wanted_hash(ranges, c.table, c.key_hash),
                 Entry::SafeVersion(_) => true,
                 _ => false,
             };
@@ -84,6 +89,8 @@ pub enum RecoveryEntry<'a> {
     Tombstone(TombstoneView<'a>),
     /// A safe version: the recovered master's version counter must exceed it.
     SafeVersion(u64),
+    /// A tracked mutation's result.
+    Completion(CompletionRecord),
 }
 
 fn walk<'a>(bytes: &'a [u8], mut f: impl FnMut(RecoveryEntry<'a>)) -> Result<(), FormatError> {
@@ -102,9 +109,10 @@ fn walk<'a>(bytes: &'a [u8], mut f: impl FnMut(RecoveryEntry<'a>)) -> Result<(),
             EntryType::Object => RecoveryEntry::Object(decode_object(body, pos)?),
             EntryType::Tombstone => RecoveryEntry::Tombstone(decode_tombstone(body, pos)?),
             EntryType::SafeVersion => RecoveryEntry::SafeVersion(decode_safe_version(body, pos)?),
+            EntryType::Completion => RecoveryEntry::Completion(decode_completion(body, pos)?),
             _ => return Err(FormatError::BadField {
                 offset: pos,
-                what: "entry type (recovery data holds only objects, tombstones and safe versions)",
+                what: "entry type (recovery data holds only objects, tombstones, completion records and safe versions)",
             }),
         });
         pos = end;

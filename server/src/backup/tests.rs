@@ -568,6 +568,9 @@ fn recovery_data_is_filtered_by_tablet() {
                     format!("t{}:{:?}:{}", t.table, t.key, t.version)
                 }
                 RecoveryEntry::SafeVersion(v) => format!("s{v}"),
+                RecoveryEntry::Completion(c) => {
+                    format!("c{}:{}:{}", c.table, c.client_id, c.rpc_id)
+                }
             })
         })
         .unwrap();

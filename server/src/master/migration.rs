@@ -4,7 +4,8 @@
 //! 2. Copy the range to the target in batches (enumeration).
 //! 3. Re-send the noted keys (current value, or "removed") until few remain.
 //! 4. Freeze the range (taking the ownership write lock waits for mutations in flight; later
-//!    ones get `RETRY`), send the last noted keys, return. The coordinator then moves ownership.
+//!    ones get `RETRY`), send the last noted keys and the results of tracked mutations of the
+//!    range's keys (completion records), return. The coordinator then moves ownership.
 //!
 //! Every write acknowledged before the freeze was either copied in step 2 or noted and re-sent
 //! (in step 3 or 4); after the freeze none is acknowledged here. On failure the range is served
@@ -12,7 +13,10 @@
 
 use std::time::{Duration, Instant};
 
-use faascache_protocol::msg::control::{MigratedObject, ReceiveMigrationDataRequest, TabletRange};
+use faascache_protocol::msg::control::{
+    MigratedCompletion, MigratedObject, ReceiveMigrationDataRequest, TabletRange,
+    MAX_MIGRATED_COMPLETIONS,
+};
 use faascache_transport::{call, CallError};
 use faascache_transport::{ClientConfig, LocatorError, ServiceLocator, Session, Status};
 
@@ -76,6 +80,8 @@ pub struct MigrationStats {
     pub objects: u64,
     /// Keys re-sent because they were written meanwhile.
     pub resent: u64,
+    /// Results of tracked mutations moved with the tablet.
+    pub completions: u64,
 }
 
 struct Sender<'a> {
@@ -109,6 +115,7 @@ impl Sender<'_> {
         }
         let req = ReceiveMigrationDataRequest {
             range: self.range,
+            completions: Vec::new(),
             objects: self
                 .batch
                 .iter()
@@ -120,9 +127,17 @@ impl Sender<'_> {
                 })
                 .collect(),
         };
+        self.send(&req)?;
+        self.batch.clear();
+        self.bytes = 0;
+        Ok(())
+    }
+
+    /// Send one batch, retrying while the target answers `RETRY` (out of memory).
+    fn send(&self, req: &ReceiveMigrationDataRequest<'_>) -> Result<(), MigrationError> {
         let deadline = Instant::now() + RETRY_FOR;
         loop {
-            match call(&self.session, &req, RPC_TIMEOUT, |_| ()) {
+            match call(&self.session, req, RPC_TIMEOUT, |_| ()) {
                 Ok(()) => break,
                 Err(CallError::Failed(f))
                     if f.status == Status::RETRY && Instant::now() < deadline =>
@@ -131,15 +146,41 @@ impl Sender<'_> {
                 }
                 Err(source) => {
                     return Err(MigrationError::Send {
-                        objects: req.objects.len(),
+                        objects: req.objects.len() + req.completions.len(),
                         source,
                     })
                 }
             }
         }
-        self.batch.clear();
-        self.bytes = 0;
         Ok(())
+    }
+
+    /// Send the results of tracked mutations of the range's keys (after the freeze: no more
+    /// are made here), so that retries at the new owner get them.
+    fn send_completions(&self) -> Result<u64, MigrationError> {
+        let r = self.r;
+        let recs = self.master.results.records_in(r.table, r.start, r.end, 0);
+        for chunk in recs.chunks(MAX_MIGRATED_COMPLETIONS) {
+            let req = ReceiveMigrationDataRequest {
+                range: self.range,
+                objects: Vec::new(),
+                completions: chunk
+                    .iter()
+                    .map(|c| MigratedCompletion {
+                        key_hash: c.key_hash,
+                        client_id: c.client_id,
+                        rpc_id: c.rpc_id,
+                        ack_id: c.ack_id,
+                        status: c.status,
+                        version: c.version,
+                        kind: c.kind,
+                        value: c.value,
+                    })
+                    .collect(),
+            };
+            self.send(&req)?;
+        }
+        Ok(recs.len() as u64)
     }
 
     /// Queue the current state of each key (value, or removed).
@@ -224,6 +265,7 @@ pub fn migrate_out(
             own.freeze(&mig);
         }
         stats.resent += s.send_keys(mig.take_dirty())?;
+        stats.completions = s.send_completions()?;
         Ok(stats)
     })();
     if result.is_err() {

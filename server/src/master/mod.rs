@@ -11,6 +11,7 @@
 //! thread. `NoSpace` from the engine becomes `RETRY` (the cleaner is freeing room).
 
 pub mod exactly_once;
+pub mod leases;
 pub mod migration;
 pub mod recovery;
 pub mod replication;
@@ -40,7 +41,8 @@ pub struct Master {
     /// The object store.
     pub engine: Engine,
     pub(crate) ownership: RwLock<Ownership>,
-    pub(crate) results: UnackedResults,
+    /// Exactly-once results (shared with the engine's test of which completion records live).
+    pub(crate) results: std::sync::Arc<UnackedResults>,
     /// Serialises tablet-control steps (take, prepare, drop + delete).
     pub(crate) table_ops: parking_lot::Mutex<()>,
     /// Segment replication to backups.
@@ -51,6 +53,8 @@ pub struct Master {
     /// Cluster time (ms) as last heard from the coordinator (heartbeat replies, lease checks)
     /// or seen in a client lease's timestamp: a lower bound of the coordinator's clock.
     cluster_time: AtomicU64,
+    /// The master's own clock's origin (for [`Master::now_ms`]).
+    started: std::time::Instant,
     /// Transport serving clients and why it was chosen (set once serving).
     transport: parking_lot::Mutex<(String, String)>,
     poll: String,
@@ -71,15 +75,19 @@ impl replicator::ReplicationHost for Master {
 impl Master {
     /// A master over `engine`; `transport` and `poll` are reported by `GetServerInfo`.
     pub fn new(engine: Engine, transport: &str, poll: &str) -> Master {
+        let results = std::sync::Arc::new(UnackedResults::default());
+        let r2 = results.clone();
+        engine.set_completion_liveness(std::sync::Arc::new(move |c| r2.is_live(c)));
         Master {
             engine,
             ownership: RwLock::new(Ownership::default()),
-            results: UnackedResults::default(),
+            results,
             table_ops: parking_lot::Mutex::new(()),
             replication: replicator::Replication::new(0),
             backup: std::sync::OnceLock::new(),
             server_id: AtomicU64::new(0),
             cluster_time: AtomicU64::new(0),
+            started: std::time::Instant::now(),
             transport: parking_lot::Mutex::new((transport.to_string(), "first choice".into())),
             poll: poll.to_string(),
         }
@@ -158,6 +166,11 @@ impl Master {
     /// The cluster time (ms) this master knows: a lower bound of the coordinator's.
     pub fn cluster_time(&self) -> u64 {
         self.cluster_time.load(Ordering::Acquire)
+    }
+
+    /// Milliseconds on this master's monotonic clock (since it started).
+    pub fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
     }
 
     /// Learn a cluster time from the coordinator (or a lease it granted); it only moves forward.

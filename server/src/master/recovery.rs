@@ -7,7 +7,10 @@
 //! * a tombstone removes the key if it holds that version or older (and is remembered, so an
 //!   older copy of the object read later stays dead); the removal writes a tombstone here, so it
 //!   survives this master's own crash;
-//! * a safe version raises this master's version counter above it.
+//! * a safe version raises this master's version counter above it;
+//! * a completion record (a tracked mutation's result) joins this master's exactly-once table
+//!   unless the client's ack id passed it, and is written to this master's log — so a client
+//!   retrying a mutation the crashed master ran gets its first result, not a second run.
 //!
 //! Each key's check-and-apply runs under one of [`SHARDS`] locks, so a tombstone and an object
 //! of the same key replayed by two threads cannot interleave. Segments are fetched by
@@ -53,6 +56,7 @@ struct Replay<'a> {
     bytes: AtomicU64,
     removed: AtomicU64,
     read: AtomicU64,
+    completions: AtomicU64,
 }
 
 impl Replay<'_> {
@@ -66,6 +70,16 @@ impl Replay<'_> {
         let engine = &self.master.engine;
         match e {
             RecoveryEntry::SafeVersion(v) => engine.raise_version_floor(v)?,
+            RecoveryEntry::Completion(c) => {
+                if !self.in_ranges(c.table, c.key_hash) {
+                    return Ok(());
+                }
+                // Kept here, and written to this master's log so it survives its own crash.
+                if self.master.results.replay(&c, self.master.now_ms()) {
+                    retry_full(|| engine.record_completion(&c))?;
+                    self.completions.fetch_add(1, Ordering::Relaxed);
+                }
+            }
             RecoveryEntry::Object(o) => {
                 let h = key_hash(o.key);
                 if !self.in_ranges(o.table, h) {
@@ -298,6 +312,7 @@ pub fn recover(
         bytes: AtomicU64::new(0),
         removed: AtomicU64::new(0),
         read: AtomicU64::new(0),
+        completions: AtomicU64::new(0),
     };
     let next = AtomicUsize::new(0);
     let failure: Mutex<Option<SegmentError>> = Mutex::new(None);
@@ -368,6 +383,7 @@ pub fn recover(
         segments = req.segments.len(),
         objects = resp.objects,
         removed = replay.removed.load(Ordering::Relaxed),
+        completions = replay.completions.load(Ordering::Relaxed),
         read_mib = resp.read_bytes >> 20,
         seconds = secs,
         mb_per_s = resp.read_bytes as f64 / 1e6 / secs.max(1e-9),

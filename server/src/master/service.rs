@@ -15,10 +15,10 @@ use faascache_protocol::msg::{key_hash, ErrorReply, Message, MsgError};
 use faascache_transport::server::IncomingRpc;
 use faascache_transport::{Dispatch, Status};
 
-use super::exactly_once::{Begin, SavedReply};
+use super::exactly_once::{Begin, Outcome, Tracked};
 use super::tablets::Range;
 use super::{storage_status, table_id, Master};
-use faascache_storage::{RejectRules, StorageError, TableId, TableOptions, WriteOp};
+use faascache_storage::{RejectRules, Rpc, StorageError, TableId, TableOptions, WriteOp};
 
 /// Largest `max_bytes` an enumeration reply is built for (keeps replies far below the protocol
 /// maximum even when the last hash bucket adds a few large objects).
@@ -43,6 +43,68 @@ fn bad_request(call: &mut IncomingRpc<'_>, e: MsgError) {
         0,
         &format!("malformed {} request: {e}", call.opcode()),
     );
+}
+
+/// A reply to send: status, the version it states (multi-op items report it) and its payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SavedReply {
+    /// Status.
+    pub status: Status,
+    /// The version the reply states.
+    pub version: u64,
+    /// Payload.
+    pub payload: Vec<u8>,
+}
+
+/// How the reply of a tracked mutation is rebuilt from its [`Outcome`] (kept in completion
+/// records, so the numbers are part of the log format's meaning).
+pub mod kind {
+    /// `VersionResponse` (write, remove).
+    pub const VERSION: u8 = 1;
+    /// `IncrementResponse` with an i64.
+    pub const I64: u8 = 2;
+    /// `IncrementResponse` with an f64.
+    pub const F64: u8 = 3;
+    /// An item of a multi-write or multi-remove (status and version only).
+    pub const MULTI: u8 = 4;
+}
+
+/// The reply a finished tracked mutation's outcome stands for (its first reply, or a retry's).
+fn reply_of(o: &Outcome) -> SavedReply {
+    let version = o.version;
+    let payload = if o.status != Status::OK {
+        let detail = match o.status {
+            Status::OBJECT_DOESNT_EXIST => StorageError::ObjectDoesntExist.to_string(),
+            Status::OBJECT_EXISTS => StorageError::ObjectExists { version }.to_string(),
+            Status::WRONG_VERSION => StorageError::WrongVersion { current: version }.to_string(),
+            s => s.description().to_string(),
+        };
+        ErrorReply {
+            version,
+            detail: &detail,
+        }
+        .to_vec()
+    } else {
+        match o.kind {
+            kind::I64 => IncrementResponse {
+                version,
+                value: Number::I64(i64::from_le_bytes(o.value)),
+            }
+            .to_vec(),
+            kind::F64 => IncrementResponse {
+                version,
+                value: Number::F64(f64::from_le_bytes(o.value)),
+            }
+            .to_vec(),
+            kind::MULTI => version.to_le_bytes().to_vec(),
+            _ => VersionResponse { version }.to_vec(),
+        }
+    };
+    SavedReply {
+        status: o.status,
+        version,
+        payload,
+    }
 }
 
 fn storage_reply(e: &StorageError) -> SavedReply {
@@ -93,21 +155,21 @@ fn not_run(status: Status, detail: &str) -> SavedReply {
 }
 
 impl MasterService {
-    /// Run one mutation of `key` with ownership checks and exactly-once bookkeeping; `op`
-    /// returns the new version and the OK payload. Returns the reply to send (the caller holds no lock).
+    /// Run one mutation of `key` with ownership checks and exactly-once bookkeeping. `op` runs
+    /// it — tracked (writing its completion record) when given an [`Rpc`] — and returns the
+    /// version and, for an increment, the new value; `kind` says how to build the reply.
+    /// Returns the reply to send (the caller holds no lock).
     fn mutate(
         &self,
         table: TableId,
         key: &[u8],
         rpc: ExactlyOnce,
-        op: impl FnOnce(&faascache_storage::Engine) -> Result<(u64, Vec<u8>), StorageError>,
+        kind: u8,
+        op: impl FnOnce(
+            &faascache_storage::Engine,
+            Option<&Rpc>,
+        ) -> Result<(u64, [u8; 8]), StorageError>,
     ) -> SavedReply {
-        let ExactlyOnce {
-            client_id,
-            rpc_id,
-            ack_id,
-            lease: _,
-        } = rpc;
         let m = &self.master;
         if let Err(why) = m.check_serving() {
             return not_run(Status::NOT_SERVING, why);
@@ -128,48 +190,89 @@ impl MasterService {
                 )
             }
         };
-        let tracked = client_id != 0;
-        if tracked {
-            match m.results.begin(client_id, rpc_id, ack_id) {
-                Begin::Run => {}
-                Begin::Done(saved) => return saved,
-                Begin::InProgress => {
-                    return not_run(Status::RETRY, "the first attempt of this rpc is still running")
-                }
-                Begin::Full => {
-                    return not_run(
-                        Status::RETRY,
-                        "too many unacknowledged exactly-once results for this client: send acks (ack id)",
-                    )
-                }
-                Begin::Stale => {
-                    return not_run(
-                        Status::REQUEST_FORMAT_ERROR,
-                        "stale rpc: its id is at or below the client's ack id",
-                    )
-                }
+        let tracked = (rpc.client_id != 0).then_some(Rpc {
+            client_id: rpc.client_id,
+            rpc_id: rpc.rpc_id,
+            ack_id: rpc.ack_id,
+            kind,
+        });
+        if let Some(t) = &tracked {
+            if let Err(r) = self.begin(t, rpc.lease.expiration) {
+                return r;
             }
         }
-        let reply = match op(&m.engine) {
-            Ok((version, payload)) => SavedReply {
-                status: Status::OK,
-                version,
-                payload,
-            },
-            Err(e) => storage_reply(&e),
-        };
+        let res = op(&m.engine, tracked.as_ref());
         if let Some(mig) = mig {
             mig.note(key);
         }
-        if tracked {
-            // A mutation that did not run (no memory) is forgotten so that its retry runs.
-            if reply.status == Status::RETRY || reply.status == Status::UNKNOWN_TABLET {
-                m.results.abandon(client_id, rpc_id);
-            } else {
-                m.results.finish(client_id, rpc_id, reply.clone());
+        let h = key_hash(key);
+        match res {
+            Ok((version, value)) => {
+                let o = Outcome {
+                    status: Status::OK,
+                    version,
+                    kind,
+                    value,
+                };
+                if let Some(t) = &tracked {
+                    m.results.finish(t.client_id, t.rpc_id, table, h, o);
+                }
+                reply_of(&o)
+            }
+            Err(e) => {
+                if let Some(t) = &tracked {
+                    if e.is_outcome() {
+                        let (status, version) = e.status();
+                        let o = Outcome {
+                            status,
+                            version,
+                            kind,
+                            value: [0; 8],
+                        };
+                        m.results.finish(t.client_id, t.rpc_id, table, h, o);
+                    } else {
+                        // It did not run (no memory, no table, bad key): a retry runs it.
+                        m.results.abandon(t.client_id, t.rpc_id);
+                    }
+                }
+                storage_reply(&e)
             }
         }
-        reply
+    }
+
+    /// The exactly-once check of a tracked mutation: `Ok` to run it, or the reply to send.
+    fn begin(&self, t: &Rpc, lease_expiration: u64) -> Result<(), SavedReply> {
+        let m = &self.master;
+        let tracked = Tracked {
+            client: t.client_id,
+            rpc_id: t.rpc_id,
+            ack_id: t.ack_id,
+            lease_expiration,
+        };
+        match m.results.begin(tracked, m.cluster_time(), m.now_ms()) {
+            Begin::Run => Ok(()),
+            Begin::Done(o) => Err(reply_of(&o)),
+            Begin::InProgress => Err(not_run(
+                Status::RETRY,
+                "the first attempt of this rpc is still running",
+            )),
+            Begin::ClientFull => Err(not_run(
+                Status::RETRY,
+                "this client has the most unacknowledged exactly-once results a master keeps for one client (4096): its next requests must carry a higher ack id",
+            )),
+            Begin::Full => Err(not_run(
+                Status::RETRY,
+                "this master keeps at most 262144 unacknowledged exactly-once results and is full; results of departed clients are freed once the coordinator confirms their leases ended: retry shortly",
+            )),
+            Begin::Stale => Err(not_run(
+                Status::REQUEST_FORMAT_ERROR,
+                "stale rpc: its id is at or below the client's ack id",
+            )),
+            Begin::Expired => Err(not_run(
+                Status::EXPIRED_LEASE,
+                "the client's lease has expired (or was released): the mutation did not run; get a new lease from the coordinator",
+            )),
+        }
     }
 
     fn send(call: &mut IncomingRpc<'_>, r: SavedReply) {
@@ -251,6 +354,31 @@ impl MasterService {
                 return storage_reply(&e);
             }
         }
+        let now = m.now_ms();
+        for c in &req.completions {
+            let rec = faascache_storage::CompletionRecord {
+                table,
+                key_hash: c.key_hash,
+                client_id: c.client_id,
+                rpc_id: c.rpc_id,
+                ack_id: c.ack_id,
+                timestamp: 0,
+                status: c.status,
+                version: c.version,
+                kind: c.kind,
+                value: c.value,
+            };
+            if !(req.range.start_hash..=req.range.end_hash).contains(&c.key_hash) {
+                continue;
+            }
+            // Written to this master's log too, so it survives this master's crash.
+            if m.results.replay(&rec, now) {
+                if let Err(e) = m.engine.record_completion(&rec) {
+                    m.results.abandon(rec.client_id, rec.rpc_id);
+                    return storage_reply(&e);
+                }
+            }
+        }
         SavedReply {
             status: Status::OK,
             version: 0,
@@ -316,9 +444,9 @@ impl Dispatch for MasterService {
     fn write(&self, call: &mut IncomingRpc<'_>) {
         let req = decode_or_reply!(call, WriteRequest<'_>);
         let table = table_or_reply!(call, req.table);
-        let r = self.mutate(table, req.key, req.rpc, |e| {
-            e.write(table, req.key, req.value, &req.rules)
-                .map(|version| (version, VersionResponse { version }.to_vec()))
+        let r = self.mutate(table, req.key, req.rpc, kind::VERSION, |e, rpc| {
+            e.write_rpc(table, req.key, req.value, &req.rules, rpc)
+                .map(|version| (version, [0; 8]))
         });
         self.send_durable(call, r.status, r.payload);
     }
@@ -326,11 +454,9 @@ impl Dispatch for MasterService {
     fn remove(&self, call: &mut IncomingRpc<'_>) {
         let req = decode_or_reply!(call, RemoveRequest<'_>);
         let table = table_or_reply!(call, req.table);
-        let r = self.mutate(table, req.key, req.rpc, |e| {
-            e.remove(table, req.key, &req.rules).map(|v| {
-                let version = v.unwrap_or(0);
-                (version, VersionResponse { version }.to_vec())
-            })
+        let r = self.mutate(table, req.key, req.rpc, kind::VERSION, |e, rpc| {
+            e.remove_rpc(table, req.key, &req.rules, rpc)
+                .map(|v| (v.unwrap_or(0), [0; 8]))
         });
         self.send_durable(call, r.status, r.payload);
     }
@@ -338,31 +464,17 @@ impl Dispatch for MasterService {
     fn increment(&self, call: &mut IncomingRpc<'_>) {
         let req = decode_or_reply!(call, IncrementRequest<'_>);
         let table = table_or_reply!(call, req.table);
-        let r = self.mutate(table, req.key, req.rpc, |e| {
-            let rr = req.rules;
-            match req.delta {
-                Number::I64(d) => e.increment_i64(table, req.key, d, &rr).map(|(v, version)| {
-                    (
-                        version,
-                        IncrementResponse {
-                            version,
-                            value: Number::I64(v),
-                        }
-                        .to_vec(),
-                    )
-                }),
-                Number::F64(d) => e.increment_f64(table, req.key, d, &rr).map(|(v, version)| {
-                    (
-                        version,
-                        IncrementResponse {
-                            version,
-                            value: Number::F64(v),
-                        }
-                        .to_vec(),
-                    )
-                }),
-            }
-        });
+        let rr = req.rules;
+        let r = match req.delta {
+            Number::I64(d) => self.mutate(table, req.key, req.rpc, kind::I64, |e, rpc| {
+                e.increment_i64_rpc(table, req.key, d, &rr, rpc)
+                    .map(|(v, version)| (version, v.to_le_bytes()))
+            }),
+            Number::F64(d) => self.mutate(table, req.key, req.rpc, kind::F64, |e, rpc| {
+                e.increment_f64_rpc(table, req.key, d, &rr, rpc)
+                    .map(|(v, version)| (version, v.to_le_bytes()))
+            }),
+        };
         self.send_durable(call, r.status, r.payload);
     }
 
@@ -437,9 +549,9 @@ impl Dispatch for MasterService {
                 ack_id: req.ack_id,
                 lease: req.lease,
             };
-            let r = self.mutate(table, it.key, rpc, |e| {
-                e.write(op.table, op.key, op.value, &op.rules)
-                    .map(|v| (v, v.to_le_bytes().to_vec()))
+            let r = self.mutate(table, it.key, rpc, kind::MULTI, |e, rpc| {
+                e.write_rpc(op.table, op.key, op.value, &op.rules, rpc)
+                    .map(|v| (v, [0; 8]))
             });
             items.push(multi_result(&r));
         }
@@ -463,11 +575,9 @@ impl Dispatch for MasterService {
                 ack_id: req.ack_id,
                 lease: req.lease,
             };
-            let r = self.mutate(table, it.key, rpc, |e| {
-                e.remove(table, it.key, &it.rules).map(|v| {
-                    let v = v.unwrap_or(0);
-                    (v, v.to_le_bytes().to_vec())
-                })
+            let r = self.mutate(table, it.key, rpc, kind::MULTI, |e, rpc| {
+                e.remove_rpc(table, it.key, &it.rules, rpc)
+                    .map(|v| (v.unwrap_or(0), [0; 8]))
             });
             items.push(multi_result(&r));
         }

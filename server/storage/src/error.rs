@@ -176,6 +176,19 @@ impl StorageError {
         }
     }
 
+    /// Whether this is an *outcome* of a mutation that ran — a refusal a retry must be answered
+    /// with again (tracked mutations record it) — rather than a reason it did not run.
+    pub fn is_outcome(&self) -> bool {
+        matches!(
+            self,
+            StorageError::ObjectExists { .. }
+                | StorageError::WrongVersion { .. }
+                | StorageError::ObjectDoesntExist
+                | StorageError::NotANumber { .. }
+                | StorageError::Overflow
+        )
+    }
+
     /// Whether retrying the same request later may succeed.
     pub fn is_retryable(&self) -> bool {
         matches!(self, StorageError::NoSpace)

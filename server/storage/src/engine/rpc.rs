@@ -64,19 +64,6 @@ impl Rpc {
     }
 }
 
-/// Whether an error is an *outcome* of a mutation that ran (a refusal the client must see again
-/// on a retry) rather than a reason it did not run.
-fn is_outcome(e: &StorageError) -> bool {
-    matches!(
-        e,
-        StorageError::ObjectExists { .. }
-            | StorageError::WrongVersion { .. }
-            | StorageError::ObjectDoesntExist
-            | StorageError::NotANumber { .. }
-            | StorageError::Overflow
-    )
-}
-
 impl Inner {
     /// Records a refusal of a tracked mutation (the caller holds the key's stripe) and hands
     /// the error back; a failure to record (no memory) replaces it.
@@ -87,7 +74,7 @@ impl Inner {
         rpc: Option<&Rpc>,
         e: StorageError,
     ) -> StorageError {
-        let Some(rpc) = rpc.filter(|_| is_outcome(&e)) else {
+        let Some(rpc) = rpc.filter(|_| e.is_outcome()) else {
             return e;
         };
         let (status, version) = e.status();

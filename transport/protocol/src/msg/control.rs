@@ -181,15 +181,46 @@ pub struct MigratedObject<'a> {
     pub version: u64,
 }
 
-/// `ReceiveMigrationData` (source → target): range (24), count `u32`, objects. Items are applied
-/// in order; a later item for the same key wins. Reply empty; `UNKNOWN_TABLET` if the target was
-/// not prepared for the range.
+/// The result of a tracked mutation on a key of a migrating tablet (a completion record), so
+/// that a client retrying it at the new owner gets the result instead of a second run: key hash
+/// `u64`, client id `u64`, rpc id `u64`, ack id `u64`, status `u16`, version `u64`, reply kind
+/// `u8`, value (8 bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MigratedCompletion {
+    /// Hash of the key.
+    pub key_hash: u64,
+    /// Client.
+    pub client_id: u64,
+    /// Rpc id.
+    pub rpc_id: u64,
+    /// The client's ack id as the source knows it.
+    pub ack_id: u64,
+    /// The reply's status.
+    pub status: u16,
+    /// The reply's version.
+    pub version: u64,
+    /// Which reply (the master's reply kinds).
+    pub kind: u8,
+    /// An increment's value.
+    pub value: [u8; 8],
+}
+
+/// Encoded size of a [`MigratedCompletion`].
+const MIGRATED_COMPLETION_LEN: usize = 8 * 4 + 2 + 8 + 1 + 8;
+/// Most completion records in one `ReceiveMigrationData`.
+pub const MAX_MIGRATED_COMPLETIONS: usize = 65_536;
+
+/// `ReceiveMigrationData` (source → target): range (24), count `u32`, objects, count `u32`
+/// (≤ 65 536), completion records. Items are applied in order; a later item for the same key
+/// wins. Reply empty; `UNKNOWN_TABLET` if the target was not prepared for the range.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReceiveMigrationDataRequest<'a> {
     /// The tablet being migrated.
     pub range: TabletRange,
     /// Objects.
     pub objects: Vec<MigratedObject<'a>>,
+    /// Results of tracked mutations of the tablet's keys.
+    pub completions: Vec<MigratedCompletion>,
 }
 
 impl<'a> Message<'a> for ReceiveMigrationDataRequest<'a> {
@@ -202,6 +233,17 @@ impl<'a> Message<'a> for ReceiveMigrationDataRequest<'a> {
                 .bytes_u16(o.key)
                 .bytes_u32(o.value)
                 .u64(o.version);
+        }
+        write_count(&mut w, self.completions.len());
+        for c in &self.completions {
+            w.u64(c.key_hash)
+                .u64(c.client_id)
+                .u64(c.rpc_id)
+                .u64(c.ack_id)
+                .u16(c.status)
+                .u64(c.version)
+                .u8(c.kind)
+                .u64(u64::from_le_bytes(c.value));
         }
     }
     fn decode(buf: &'a [u8]) -> Result<Self, MsgError> {
@@ -217,7 +259,30 @@ impl<'a> Message<'a> for ReceiveMigrationDataRequest<'a> {
                     version: r.u64()?,
                 });
             }
-            Ok(ReceiveMigrationDataRequest { range, objects })
+            let n = read_count(
+                r,
+                "migrated completion records",
+                MIGRATED_COMPLETION_LEN,
+                MAX_MIGRATED_COMPLETIONS,
+            )?;
+            let mut completions = Vec::with_capacity(n);
+            for _ in 0..n {
+                completions.push(MigratedCompletion {
+                    key_hash: r.u64()?,
+                    client_id: r.u64()?,
+                    rpc_id: r.u64()?,
+                    ack_id: r.u64()?,
+                    status: r.u16()?,
+                    version: r.u64()?,
+                    kind: r.u8()?,
+                    value: r.u64()?.to_le_bytes(),
+                });
+            }
+            Ok(ReceiveMigrationDataRequest {
+                range,
+                objects,
+                completions,
+            })
         })
     }
 }
@@ -348,7 +413,17 @@ mod tests {
                     value: b"",
                     version: 5
                 },
-            ]
+            ],
+            completions: vec![MigratedCompletion {
+                key_hash: 12,
+                client_id: 3,
+                rpc_id: 4,
+                ack_id: 2,
+                status: 5,
+                version: 6,
+                kind: 2,
+                value: 7i64.to_le_bytes(),
+            }],
         });
         round_trip!(GetServerInfoRequest);
         round_trip!(GetServerInfoResponse {

@@ -222,3 +222,68 @@ fn check_moved(c: &mut Raw, t: u64, acked: &Acked, value: &[u8], target_loc: &st
     .unwrap();
     assert_eq!((tablets, objects), (0, 0));
 }
+
+/// A tracked increment whose reply the client never saw, retried after its tablet moved to
+/// another master, gets its first result there (the completion record moved with the tablet)
+/// instead of counting twice.
+#[test]
+fn a_retry_after_the_tablet_moved_gets_the_first_result() {
+    use faascache_protocol::msg::master::{IncrementRequest, Number};
+    let dir = tempdir("migration-eo");
+    let (_coord, cloc) = coordinator(&dir, 0, "coordinator");
+    let (_a, aloc) = server(&dir, &cloc, "server-a");
+    let (_b, bloc) = server(&dir, &cloc, "server-b");
+    let mut c = Raw::new(&cloc);
+    let t = c.create_table("eo-moving", 1);
+    let source = c.tablets(t)[0].2.clone();
+    let target_loc = if source == aloc { &bloc } else { &aloc };
+    let servers = c
+        .coord_call(
+            &GetServerListRequest {
+                services: Services::MASTER,
+            },
+            |r| {
+                r.servers
+                    .iter()
+                    .map(|s| (s.id, s.locator.to_string()))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .unwrap();
+    let target = servers.iter().find(|s| &s.1 == target_loc).unwrap().0;
+    let inc = IncrementRequest {
+        table: t,
+        rpc: c.eo(),
+        rules: RejectRules::NONE,
+        key: b"moving-counter",
+        delta: Number::I64(7),
+    };
+    let first = c
+        .keyed(t, b"moving-counter", &inc, T, |r| (r.version, r.value))
+        .unwrap();
+    assert_eq!(first.1, Number::I64(7));
+    c.coord_call(
+        &MigrateTabletRequest {
+            table_id: t,
+            start_hash: 0,
+            end_hash: u64::MAX,
+            target,
+        },
+        |_| (),
+    )
+    .unwrap();
+    c.refresh();
+    assert_eq!(&c.tablets(t)[0].2, target_loc, "the tablet moved");
+    // The same rpc again, now answered by the new owner: the first result, not a second run.
+    let again = c
+        .keyed(t, b"moving-counter", &inc, T, |r| (r.version, r.value))
+        .unwrap();
+    assert_eq!(again, first, "the retry got the first result");
+    let next = IncrementRequest { rpc: c.eo(), ..inc };
+    assert_eq!(
+        c.keyed(t, b"moving-counter", &next, T, |r| r.value)
+            .unwrap(),
+        Number::I64(14),
+        "counted once"
+    );
+}

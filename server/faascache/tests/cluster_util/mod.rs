@@ -258,7 +258,9 @@ impl Raw {
             };
             let again = match &r {
                 Err(CallError::Failed(fl)) => {
-                    fl.status == Status::UNKNOWN_TABLET || fl.status == Status::RETRY
+                    fl.status == Status::UNKNOWN_TABLET
+                        || fl.status == Status::RETRY
+                        || fl.status == Status::NOT_SERVING
                 }
                 Err(CallError::Transport(_)) => true,
                 _ => false,

@@ -166,8 +166,9 @@ impl<'a> IncomingRpc<'a> {
     pub fn request_id(&self) -> u64 {
         self.request_id
     }
-    /// The request body.
-    pub fn payload(&self) -> &[u8] {
+    /// The request body (it outlives the borrow of `self`, so a handler can read the request
+    /// while it writes the reply).
+    pub fn payload(&self) -> &'a [u8] {
         self.payload
     }
     /// Reply now (copies `payload` into the connection's response buffer). A second reply, or a

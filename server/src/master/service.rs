@@ -20,6 +20,10 @@ use super::tablets::Range;
 use super::{storage_status, table_id, Master};
 use faascache_storage::{RejectRules, Rpc, StorageError, TableId, TableOptions, WriteOp};
 
+/// Most bytes of a multi-read reply: items beyond it are answered `RETRY` (the client asks
+/// again), so a reply stays under the protocol's maximum payload (8 MiB + 64 KiB).
+pub const MULTI_READ_BUDGET: usize = 8 * 1024 * 1024 - 64 * 1024;
+
 /// Largest `max_bytes` an enumeration reply is built for (keeps replies far below the protocol
 /// maximum even when the last hash bucket adds a few large objects).
 pub const ENUMERATE_MAX_BYTES: usize = 2 * 1024 * 1024;
@@ -485,45 +489,64 @@ impl Dispatch for MasterService {
             return fail(call, Status::NOT_SERVING, 0, why);
         }
         let own = m.ownership.read();
-        let mut values: Vec<(Status, u64, Vec<u8>)> = Vec::with_capacity(req.items.len());
-        // Prefetch hash buckets a few items ahead so their DRAM misses overlap.
-        const AHEAD: usize = 8;
-        for item in req.items.iter().take(AHEAD) {
-            m.engine.prefetch(item.key);
-        }
-        for (i, item) in req.items.iter().enumerate() {
-            if let Some(ahead) = req.items.get(i + AHEAD) {
-                m.engine.prefetch(ahead.key);
-            }
-            let Some(table) = table_id(item.table) else {
-                values.push((Status::TABLE_DOESNT_EXIST, 0, Vec::new()));
-                continue;
+        // Values go straight into the reply (no copy per item), up to a byte budget: items
+        // past it are answered RETRY ("not read: the reply was full"), and the client asks
+        // for them again — so no legal request can build a reply over the protocol maximum,
+        // and a hostile one cannot make this core allocate more than the budget.
+        call.reply_with(Status::OK, |out| {
+            let base = out.len();
+            out.extend_from_slice(&(req.items.len() as u32).to_le_bytes());
+            let item = |out: &mut Vec<u8>, s: Status, version: u64| {
+                out.extend_from_slice(&s.0.to_le_bytes());
+                out.extend_from_slice(&version.to_le_bytes());
+                out.extend_from_slice(&0u32.to_le_bytes());
             };
-            if let Err(s) = own.check_read(table, key_hash(item.key)) {
-                values.push((s, 0, Vec::new()));
-                continue;
+            // Prefetch hash buckets a few items ahead so their DRAM misses overlap.
+            const AHEAD: usize = 8;
+            for it in req.items.iter().take(AHEAD) {
+                m.engine.prefetch(it.key);
             }
-            let mut v = Vec::new();
-            match m.engine.read(table, item.key, &RejectRules::NONE, &mut v) {
-                Ok(version) => values.push((Status::OK, version, v)),
-                Err(e) => {
-                    let (s, version) = storage_status(&e);
-                    values.push((s, version, Vec::new()));
+            let mut full = false;
+            for (i, it) in req.items.iter().enumerate() {
+                if let Some(ahead) = req.items.get(i + AHEAD) {
+                    m.engine.prefetch(ahead.key);
+                }
+                if full {
+                    item(out, Status::RETRY, 0);
+                    continue;
+                }
+                let Some(table) = table_id(it.table) else {
+                    item(out, Status::TABLE_DOESNT_EXIST, 0);
+                    continue;
+                };
+                if let Err(s) = own.check_read(table, key_hash(it.key)) {
+                    item(out, s, 0);
+                    continue;
+                }
+                let at = out.len();
+                item(out, Status::OK, 0);
+                match m.engine.read(table, it.key, &RejectRules::NONE, out) {
+                    Ok(version) => {
+                        let len = out.len() - at - 14;
+                        if out.len() - base > MULTI_READ_BUDGET && i > 0 {
+                            // Over the budget: this one and the rest next time.
+                            out.truncate(at);
+                            item(out, Status::RETRY, 0);
+                            full = true;
+                            continue;
+                        }
+                        out[at + 2..at + 10].copy_from_slice(&version.to_le_bytes());
+                        out[at + 10..at + 14].copy_from_slice(&(len as u32).to_le_bytes());
+                    }
+                    Err(e) => {
+                        let (s, version) = storage_status(&e);
+                        out.truncate(at);
+                        item(out, s, version);
+                    }
                 }
             }
-        }
+        });
         drop(own);
-        let resp = MultiReadResponse {
-            items: values
-                .iter()
-                .map(|(status, version, value)| MultiReadResult {
-                    status: *status,
-                    version: *version,
-                    value,
-                })
-                .collect(),
-        };
-        call.reply_with(Status::OK, |b| resp.encode(b));
     }
 
     fn multi_write(&self, call: &mut IncomingRpc<'_>) {

@@ -11,3 +11,4 @@ pub mod backup;
 pub mod coordinator;
 pub mod master;
 pub mod node;
+pub mod pool;

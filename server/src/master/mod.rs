@@ -35,6 +35,28 @@ pub use service::MasterService;
 pub const DURABILITY: &str =
     "memory only (--replicas 0): an acknowledged write is lost if its master crashes";
 
+/// The master's worker pools (threads are started as work arrives).
+#[derive(Debug)]
+pub(crate) struct Pools {
+    /// Tablet-control steps (serialised by `table_ops` anyway: one worker).
+    pub control: crate::pool::WorkerPool,
+    /// Migrations out of this master.
+    pub migrate: crate::pool::WorkerPool,
+    /// Recoveries of a crashed master's tablets onto this one.
+    pub recovery: crate::pool::WorkerPool,
+}
+
+impl Default for Pools {
+    fn default() -> Self {
+        use crate::pool::WorkerPool;
+        Pools {
+            control: WorkerPool::new("control", 1, 256),
+            migrate: WorkerPool::new("migrate", 1, 4),
+            recovery: WorkerPool::new("recovery", 2, 16),
+        }
+    }
+}
+
 /// One master: the engine, the ownership table and the exactly-once results.
 #[derive(Debug)]
 pub struct Master {
@@ -45,6 +67,9 @@ pub struct Master {
     pub(crate) results: std::sync::Arc<UnackedResults>,
     /// Serialises tablet-control steps (take, prepare, drop + delete).
     pub(crate) table_ops: parking_lot::Mutex<()>,
+    /// Workers for tablet-control steps, migrations out and recoveries (bounded: a request
+    /// beyond them is answered RETRY).
+    pub(crate) pools: Pools,
     /// Segment replication to backups.
     pub replication: replicator::Replication,
     /// This server's backup service (for `status`).
@@ -83,6 +108,7 @@ impl Master {
             ownership: RwLock::new(Ownership::default()),
             results,
             table_ops: parking_lot::Mutex::new(()),
+            pools: Pools::default(),
             replication: replicator::Replication::new(0),
             backup: std::sync::OnceLock::new(),
             server_id: AtomicU64::new(0),

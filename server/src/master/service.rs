@@ -394,21 +394,19 @@ impl MasterService {
     /// `Master::table_ops` (so a table's data is never dropped while another step creates or
     /// fills it), and reply `OK` when it is done.
     fn control(&self, call: &mut IncomingRpc<'_>, step: impl FnOnce() + Send + 'static) {
+        let place = match self.master.pools.control.reserve() {
+            Ok(p) => p,
+            Err(busy) => return fail(call, Status::RETRY, 0, &busy.to_string()),
+        };
         let Some(responder) = call.defer() else {
             return;
         };
         let master = self.master.clone();
-        let spawned = std::thread::Builder::new()
-            .name("faascache-control".into())
-            .spawn(move || {
-                let _serial = master.table_ops.lock();
-                step();
-                responder.reply(Status::OK, &[]);
-            });
-        if let Err(e) = spawned {
-            // The responder was moved into the closure and dropped: the caller gets INTERNAL_ERROR.
-            tracing::error!(error = %e, "cannot start a tablet-control thread");
-        }
+        place.submit(move || {
+            let _serial = master.table_ops.lock();
+            step();
+            responder.reply(Status::OK, &[]);
+        });
     }
 
     fn ensure_table(&self, table: TableId) {
@@ -705,25 +703,37 @@ impl Dispatch for MasterService {
         let Some(r) = self.range(call, &range) else {
             return;
         };
+        let place = match self.master.pools.migrate.reserve() {
+            Ok(p) => p,
+            Err(busy) => return fail(call, Status::RETRY, 0, &busy.to_string()),
+        };
         let Some(responder) = call.defer() else {
             return;
         };
         let master = self.master.clone();
-        let spawned = std::thread::Builder::new().name("faascache-migrate".into()).spawn(move || {
-            match super::migration::migrate_out(&master, r, &locator) {
-                Ok(stats) => {
-                    tracing::info!(table = r.table, objects = stats.objects, resent = stats.resent, "tablet copied; range frozen until dropped");
-                    responder.reply(Status::OK, &[]);
-                }
-                Err(e) => {
-                    tracing::warn!(table = r.table, error = %e, "migration failed; serving the range again");
-                    responder.reply_vec(Status::INTERNAL_ERROR, ErrorReply { version: 0, detail: &e.to_string() }.to_vec());
-                }
+        place.submit(move || match super::migration::migrate_out(&master, r, &locator) {
+            Ok(stats) => {
+                tracing::info!(
+                    table = r.table,
+                    objects = stats.objects,
+                    resent = stats.resent,
+                    completions = stats.completions,
+                    "tablet copied; range frozen until dropped"
+                );
+                responder.reply(Status::OK, &[]);
+            }
+            Err(e) => {
+                tracing::warn!(table = r.table, error = %e, "migration failed; serving the range again");
+                responder.reply_vec(
+                    Status::INTERNAL_ERROR,
+                    ErrorReply {
+                        version: 0,
+                        detail: &e.to_string(),
+                    }
+                    .to_vec(),
+                );
             }
         });
-        if let Err(e) = spawned {
-            tracing::error!(error = %e, "cannot start the migration thread");
-        }
     }
 
     fn receive_migration_data(&self, call: &mut IncomingRpc<'_>) {
@@ -736,35 +746,34 @@ impl Dispatch for MasterService {
         if let Err(e) = RecoverTabletsRequest::decode(&payload) {
             return bad_request(call, e);
         }
+        let place = match self.master.pools.recovery.reserve() {
+            Ok(p) => p,
+            Err(busy) => return fail(call, Status::RETRY, 0, &busy.to_string()),
+        };
         let Some(responder) = call.defer() else {
             return;
         };
         let master = self.master.clone();
-        let spawned = std::thread::Builder::new()
-            .name("faascache-recovery".into())
-            .spawn(move || {
-                let Ok(req) = RecoverTabletsRequest::decode(&payload) else {
-                    return responder.reply(Status::REQUEST_FORMAT_ERROR, &[]);
-                };
-                match super::recovery::recover(&master, &req) {
-                    Ok(r) => responder.reply_vec(Status::OK, r.to_vec()),
-                    Err(e) => {
-                        let (status, detail) = (e.status(), e.to_string());
-                        tracing::error!(crashed = %req.crashed, %status, detail, "recovery failed");
-                        responder.reply_vec(
-                            status,
-                            ErrorReply {
-                                version: 0,
-                                detail: &detail,
-                            }
-                            .to_vec(),
-                        )
-                    }
+        place.submit(move || {
+            let Ok(req) = RecoverTabletsRequest::decode(&payload) else {
+                return responder.reply(Status::REQUEST_FORMAT_ERROR, &[]);
+            };
+            match super::recovery::recover(&master, &req) {
+                Ok(r) => responder.reply_vec(Status::OK, r.to_vec()),
+                Err(e) => {
+                    let (status, detail) = (e.status(), e.to_string());
+                    tracing::error!(crashed = %req.crashed, %status, detail, "recovery failed");
+                    responder.reply_vec(
+                        status,
+                        ErrorReply {
+                            version: 0,
+                            detail: &detail,
+                        }
+                        .to_vec(),
+                    )
                 }
-            });
-        if let Err(e) = spawned {
-            tracing::error!(error = %e, "cannot start a recovery thread");
-        }
+            }
+        });
     }
 
     fn get_server_info(&self, call: &mut IncomingRpc<'_>) {

@@ -30,8 +30,14 @@ use parking_lot::{Condvar, Mutex};
 use super::replication::{Action, ReplicaManager, SegmentInfo, WriteOutcome};
 use faascache_storage::{Engine, LogSegment};
 
-/// How long one backup RPC may take before the backup counts as down.
+/// How long the backup RPCs of one round may take, all together (they run in parallel):
+/// a backup that has not answered by then counts as down and its replicas are placed
+/// elsewhere, so one dead backup delays a write by at most this, not this per action.
 pub const BACKUP_RPC_TIMEOUT: Duration = Duration::from_secs(3);
+/// Connecting to a backup gives up after this long (a dead host must not hold the round).
+const BACKUP_CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+/// A backup we could not reach is not tried again for this long.
+const BACKUP_BACKOFF: Duration = Duration::from_secs(2);
 /// How often the server list is refreshed while all is well.
 const BACKUP_LIST_REFRESH: Duration = Duration::from_secs(1);
 /// Sync rounds also run this often without writes (cleaner survivors, frees, lost backups).
@@ -226,6 +232,10 @@ struct Shell {
     handles: HashMap<u64, LogSegment>,
     buf: Vec<u8>,
     short_since: Option<Instant>,
+    /// Backups that failed recently → not before this instant.
+    backoff: HashMap<ServerId, Instant>,
+    /// Backups to report to the coordinator after the round (never inside it).
+    hints: Vec<ServerId>,
 }
 
 impl Shell {
@@ -242,6 +252,8 @@ impl Shell {
             handles: HashMap::new(),
             buf: Vec::new(),
             short_since: None,
+            backoff: HashMap::new(),
+            hints: Vec::new(),
         }
     }
 
@@ -277,6 +289,7 @@ impl Shell {
             for w in done {
                 w.complete(&round);
             }
+            self.send_hints();
             if matches!(round, Round::Short(_)) {
                 // Do not spin: wait for a backup to join.
                 std::thread::sleep(Duration::from_millis(200));
@@ -447,6 +460,9 @@ impl Shell {
             let sent = self.session(backup).and_then(|s| s.send(op, &payload).ok());
             pending.push((i, sent));
         }
+        // One deadline for the whole round: every RPC went out at once above.
+        let deadline = Instant::now() + BACKUP_RPC_TIMEOUT;
+        let mut down: Vec<ServerId> = Vec::new();
         for (i, p) in pending {
             let a = &actions[i];
             let backup = match a {
@@ -459,7 +475,9 @@ impl Shell {
                     WriteOutcome::BackupDown
                 }
                 None => WriteOutcome::Refused,
-                Some(mut rpc) => match rpc.wait(BACKUP_RPC_TIMEOUT) {
+                // Already found down in this round: do not wait for it again.
+                Some(_) if down.contains(&backup) => WriteOutcome::BackupDown,
+                Some(mut rpc) => match rpc.wait(deadline.saturating_duration_since(Instant::now())) {
                     Ok((Status::OK, _)) => WriteOutcome::Ok,
                     Ok((Status::CALLER_NOT_IN_CLUSTER, _)) => WriteOutcome::Fenced,
                     Ok((status, body)) => {
@@ -471,6 +489,7 @@ impl Shell {
                     }
                     Err(e) => {
                         tracing::warn!(%backup, error = %e, "backup unreachable: re-replicating its replicas elsewhere");
+                        down.push(backup);
                         self.sessions.remove(&backup);
                         self.forget_backup(backup);
                         WriteOutcome::BackupDown
@@ -484,22 +503,47 @@ impl Shell {
     }
 
     fn forget_backup(&mut self, backup: ServerId) {
-        // Tell the coordinator: it checks and, if the backup is dead, recovers it.
-        if let Some(s) = &self.coord_session {
-            let _ = call(
-                s,
-                &HintServerCrashedRequest { server: backup },
-                Duration::from_secs(1),
-                |_| (),
-            );
+        // Tell the coordinator after the round (it checks and, if the backup is dead,
+        // recovers it); not trying it again for a while.
+        if !self.hints.contains(&backup) {
+            self.hints.push(backup);
         }
+        self.backoff
+            .insert(backup, Instant::now() + BACKUP_BACKOFF);
         self.backups.retain(|b| b.0 != backup);
         self.mgr.backup_down(backup);
         // Ask the list again soon: the coordinator decides whether it crashed.
         self.listed_at = None;
     }
 
+    /// Report the backups found down in the last round to the coordinator (after the round's
+    /// writes were answered: a slow coordinator must not delay them).
+    fn send_hints(&mut self) {
+        if self.hints.is_empty() {
+            return;
+        }
+        let hints = std::mem::take(&mut self.hints);
+        if let Some(s) = &self.coord_session {
+            for backup in hints {
+                let _ = call(
+                    s,
+                    &HintServerCrashedRequest { server: backup },
+                    Duration::from_secs(1),
+                    |_| (),
+                );
+            }
+        }
+    }
+
     fn session(&mut self, backup: ServerId) -> Option<&Session> {
+        if self
+            .backoff
+            .get(&backup)
+            .is_some_and(|until| Instant::now() < *until)
+        {
+            return None;
+        }
+        self.backoff.remove(&backup);
         if self
             .sessions
             .get(&backup)
@@ -510,12 +554,18 @@ impl Shell {
         if !self.sessions.contains_key(&backup) {
             let loc = self.backups.iter().find(|b| b.0 == backup)?.1.clone();
             let parsed: ServiceLocator = loc.parse().ok()?;
-            match faascache_transport::connect(&parsed, ClientConfig::default()) {
+            let cfg = ClientConfig {
+                connect_timeout: BACKUP_CONNECT_TIMEOUT,
+                ..ClientConfig::default()
+            };
+            match faascache_transport::connect(&parsed, cfg) {
                 Ok(s) => {
                     self.sessions.insert(backup, s);
                 }
                 Err(e) => {
-                    tracing::warn!(%backup, error = %e, "cannot connect to backup");
+                    tracing::warn!(%backup, error = %e, "cannot connect to backup; trying others for a while");
+                    self.backoff
+                        .insert(backup, Instant::now() + BACKUP_BACKOFF);
                     return None;
                 }
             }

@@ -147,6 +147,7 @@ pub(crate) fn serve(
             hot: None,
             limits: limits.clone(),
             last_sweep: Instant::now(),
+            last_retry: Instant::now(),
             waiting: 0,
         };
         let (shared, cfg) = (shared.clone(), cfg.clone());
@@ -215,6 +216,7 @@ struct Dispatcher {
     hot: Option<u64>,
     limits: Arc<Limits>,
     last_sweep: Instant,
+    last_retry: Instant,
     /// Connections of this thread waiting for buffer budget.
     waiting: usize,
 }
@@ -311,11 +313,14 @@ impl Dispatcher {
     fn timers(&mut self) {
         let now = Instant::now();
         let sweep = now.duration_since(self.last_sweep) >= self.limits.cfg.sweep_interval();
-        let retry = self.waiting > 0 && now.duration_since(self.last_sweep) >= BUDGET_RETRY;
+        let retry = self.waiting > 0 && now.duration_since(self.last_retry) >= BUDGET_RETRY;
         if !sweep && !retry {
             return;
         }
-        self.last_sweep = now;
+        self.last_retry = now;
+        if sweep {
+            self.last_sweep = now;
+        }
         let cfg = self.limits.cfg;
         let mut close = Vec::new();
         let mut again = Vec::new();

@@ -102,6 +102,22 @@ pub const DGRAM_ABORT_TIMEOUT: Duration = Duration::from_millis(1500);
 /// of message starts can pin.
 pub const DGRAM_MAX_RX_BYTES: usize = 64 * 1024 * 1024;
 
+/// Reliable datagram protocol: most client sessions (source address + session nonce) one server
+/// endpoint (one per dispatch thread) keeps state for. Full: the least recently heard session
+/// with no RPC in progress is evicted; if every one has an RPC in progress, new sessions are
+/// refused (their packets dropped; they resend). A session's state is ~200 bytes plus its RPCs.
+pub const DGRAM_MAX_PEERS: usize = 4096;
+
+/// Reliable datagram protocol: most RPCs (in progress or finished tombstones) a server keeps for
+/// one client session; a new RPC beyond it is dropped and its client resends. Above any
+/// pipeline depth the client uses.
+pub const DGRAM_MAX_RPCS_PER_PEER: usize = 4096;
+
+/// Reliable datagram protocol: a client session with no RPC in progress is forgotten after
+/// this long without a packet; as long as finished RPCs' tombstones are kept
+/// (10 × [`DGRAM_ABORT_TIMEOUT`]), so no duplicate it could still send finds it forgotten.
+pub const DGRAM_PEER_IDLE: Duration = Duration::from_secs(15);
+
 // --- verbs transport (`--features verbs`) ---------------------------------------------------------
 
 /// Receive buffers (each one port MTU, ≤ 4 KiB) in the shared receive queue of one server

@@ -312,3 +312,41 @@ pub fn server(args: ServerArgs) -> Result<()> {
     node.shutdown();
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(max_buffered: usize, stall: Duration) -> ConnArgs {
+        ConnArgs {
+            max_connections: 10,
+            max_buffered,
+            idle_timeout: Duration::from_secs(60),
+            stall_timeout: stall,
+        }
+    }
+
+    #[test]
+    fn connection_limits_refuse_what_could_never_work() {
+        let ok = args(64 << 20, Duration::from_secs(5)).limits().unwrap();
+        assert_eq!(ok.max_buffered_bytes, 64 << 20);
+        assert_eq!(ok.stall_timeout, Duration::from_secs(5));
+        let small = args(1 << 20, Duration::from_secs(5)).limits().unwrap_err();
+        assert!(small.to_string().contains("--max-buffered"), "{small}");
+        assert!(args(64 << 20, Duration::ZERO).limits().is_err());
+    }
+
+    #[test]
+    fn connection_flag_defaults_are_the_transport_defaults() {
+        #[derive(clap::Parser)]
+        struct W {
+            #[command(flatten)]
+            conn: ConnArgs,
+        }
+        let w = <W as clap::Parser>::parse_from(["faascache"]);
+        assert_eq!(
+            w.conn.limits().unwrap(),
+            faascache_transport::ConnLimits::default()
+        );
+    }
+}

@@ -149,6 +149,7 @@ fn setup(
             pin: false,
             first_core: 0,
             poll: PollMode::Block,
+            conn: Default::default(),
         },
     )
     .unwrap();

@@ -26,6 +26,7 @@ fn run(loc: &str, size: usize, iters: usize, poll: PollMode, pin: bool) -> (Dura
             pin,
             first_core: 1,
             poll,
+            conn: Default::default(),
         },
     )
     .expect("serve");

@@ -44,6 +44,7 @@ fn main() {
             pin: true,
             first_core: 1,
             poll: spoll,
+            conn: Default::default(),
         },
     )
     .unwrap();

@@ -35,6 +35,7 @@ fn main() {
             pin: core.is_some(),
             first_core: core.unwrap_or(0),
             poll,
+            conn: Default::default(),
         },
     )
     .expect("serve");

@@ -32,6 +32,7 @@ fn main() {
             pin: false,
             first_core: 0,
             poll,
+            conn: Default::default(),
         },
     )
     .unwrap();

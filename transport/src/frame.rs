@@ -1,14 +1,24 @@
 //! Stream framing shared by the TCP client and server: parse whole messages out of a byte
 //! stream, and write header + payload with vectored writes.
 //!
-//! Reading: bytes go into a fixed [`STREAM_READ_BUFFER`]; every complete frame in it is handed
-//! out *in place* (no copy). A frame too large for the buffer gets an exactly sized buffer, but
-//! only after its header — and so its length — has passed [`Header::decode`], which enforces
-//! [`crate::limits::MAX_PAYLOAD`]. Nothing is ever allocated from an unchecked length.
+//! Reading: bytes go into a read buffer that starts at [`STREAM_READ_BUFFER_INITIAL`] on the
+//! first read and doubles, up to [`STREAM_READ_BUFFER`], only when bytes fill it; every complete
+//! frame in it is handed out *in place* (no copy). A frame too large for it gets a buffer of its
+//! own, but only after its header — and so its length — has passed [`Header::decode`], which
+//! enforces [`crate::limits::MAX_PAYLOAD`]; that buffer grows as the bytes arrive. Nothing is
+//! ever allocated from an unchecked length.
+//!
+//! A server's readers draw from a shared [`ByteBudget`]: growing a read buffer past its first
+//! size takes the growth from it, a large frame takes its whole length when its header arrives.
+//! When the budget is spent the reader stops with [`ReadStop::NoBudget`] (its bytes wait in the
+//! kernel) and the caller tries again later. Everything taken is given back when the frame is
+//! handed out, the buffer shrinks, or the reader is dropped.
 
 use std::io::{self, IoSlice, Read, Write};
+use std::sync::Arc;
 
-use crate::limits::STREAM_READ_BUFFER;
+use crate::conn_limits::ByteBudget;
+use crate::limits::{STREAM_BIG_GROW_MIN, STREAM_READ_BUFFER, STREAM_READ_BUFFER_INITIAL};
 use crate::wire::{DecodeError, Header, HEADER_LEN};
 
 /// A frame's payload: borrowed from the read buffer, or an owned buffer for a large frame.
@@ -41,6 +51,8 @@ pub(crate) enum ReadStop {
     Eof,
     /// The consumer asked to stop.
     Stopped,
+    /// The byte budget cannot hold what comes next; try again when others have given back.
+    NoBudget,
 }
 
 /// Framing failure.
@@ -55,12 +67,26 @@ pub(crate) enum FrameError {
     },
 }
 
+/// A frame larger than the read buffer, being received into its own buffer.
+struct Big {
+    header: Header,
+    /// Grows towards `header.payload_len` as bytes arrive.
+    buf: Vec<u8>,
+    filled: usize,
+}
+
 pub(crate) struct FrameReader {
-    buf: Box<[u8]>,
+    buf: Vec<u8>,
     start: usize,
     end: usize,
-    big: Option<(Header, Vec<u8>, usize)>,
+    big: Option<Big>,
     stop_on_short_read: bool,
+    /// The server's shared budget (`None`: unlimited, for clients).
+    budget: Option<Arc<ByteBudget>>,
+    /// Bytes this reader holds of the budget.
+    charged: usize,
+    /// Bytes read so far (to tell whether a read made progress).
+    bytes_read: u64,
 }
 
 /// For a header that failed to decode: can we still address a reply? Only if the magic is ours
@@ -79,15 +105,40 @@ fn reply_target(buf: &[u8], err: &DecodeError) -> Option<(u16, u64)> {
     }
 }
 
+/// What handing out the buffered frames ended with.
+enum Handed {
+    /// Need more bytes.
+    More,
+    /// Stop reading and return this.
+    Stop(ReadStop),
+}
+
+impl Drop for FrameReader {
+    fn drop(&mut self) {
+        self.give(self.charged);
+    }
+}
+
 impl FrameReader {
     pub(crate) fn new() -> Self {
         FrameReader {
-            buf: vec![0u8; STREAM_READ_BUFFER].into_boxed_slice(),
+            buf: Vec::new(),
             start: 0,
             end: 0,
             big: None,
             stop_on_short_read: true,
+            budget: None,
+            charged: 0,
+            bytes_read: 0,
         }
+    }
+
+    /// A reader whose buffers beyond the first [`STREAM_READ_BUFFER_INITIAL`] bytes come from
+    /// `budget`.
+    pub(crate) fn with_budget(budget: Arc<ByteBudget>) -> Self {
+        let mut r = FrameReader::new();
+        r.budget = Some(budget);
+        r
     }
 
     /// Keep reading until the source says `WouldBlock` even after a short read (for sources
@@ -98,32 +149,84 @@ impl FrameReader {
         self
     }
 
-    /// Hand out every complete frame already buffered. `Ok(false)`: the consumer asked to stop.
+    /// Bytes read from the source so far.
+    pub(crate) fn bytes_read(&self) -> u64 {
+        self.bytes_read
+    }
+
+    /// Whether part of a frame (header or body) is buffered.
+    pub(crate) fn has_partial(&self) -> bool {
+        self.big.is_some() || self.end > self.start
+    }
+
+    /// Bytes of the budget this reader holds.
+    #[cfg(test)]
+    pub(crate) fn charged(&self) -> usize {
+        self.charged
+    }
+
+    /// Give the read buffer back (to be allocated again on the next read) if it holds nothing:
+    /// for connections gone quiet.
+    pub(crate) fn release_idle_buffer(&mut self) {
+        if self.big.is_none() && self.start == self.end && !self.buf.is_empty() {
+            let extra = self.buf.len().saturating_sub(STREAM_READ_BUFFER_INITIAL);
+            self.buf = Vec::new();
+            self.start = 0;
+            self.end = 0;
+            self.give(extra);
+        }
+    }
+
+    fn take(&mut self, n: usize) -> bool {
+        let ok = self.budget.as_ref().is_none_or(|b| b.try_take(n));
+        if ok {
+            self.charged += n;
+        }
+        ok
+    }
+
+    fn give(&mut self, n: usize) {
+        if let Some(b) = &self.budget {
+            b.give(n);
+        }
+        self.charged -= n;
+    }
+
+    /// Hand out every complete frame already buffered.
     fn deliver_buffered(
         &mut self,
         on_frame: &mut dyn FnMut(Header, Payload<'_>) -> bool,
-    ) -> Result<bool, FrameError> {
+    ) -> Result<Handed, FrameError> {
         while self.big.is_none() && self.end - self.start >= HEADER_LEN {
             let avail = &self.buf[self.start..self.end];
             let h = Header::decode(avail).map_err(|err| FrameError::Decode {
                 reply_to: reply_target(avail, &err),
                 err,
             })?;
-            let total = HEADER_LEN + h.payload_len as usize;
+            let len = h.payload_len as usize;
+            let total = HEADER_LEN + len;
             if avail.len() >= total {
                 let p = &self.buf[self.start + HEADER_LEN..self.start + total];
                 self.start += total;
                 if !on_frame(h, Payload::Borrowed(p)) {
-                    return Ok(false);
+                    return Ok(Handed::Stop(ReadStop::Stopped));
                 }
-            } else if total > self.buf.len() {
-                // Length already checked against MAX_PAYLOAD by decode.
-                let mut v = vec![0u8; h.payload_len as usize];
-                let have = avail.len() - HEADER_LEN;
-                v[..have].copy_from_slice(&avail[HEADER_LEN..]);
+            } else if total > STREAM_READ_BUFFER {
+                // Length already checked against MAX_PAYLOAD by decode. The whole length is
+                // reserved now, so a message that started is never starved half-way.
+                if !self.take(len) {
+                    return Ok(Handed::Stop(ReadStop::NoBudget));
+                }
+                let have = self.end - self.start - HEADER_LEN;
+                let mut v = vec![0u8; len.min(have.max(STREAM_BIG_GROW_MIN))];
+                v[..have].copy_from_slice(&self.buf[self.start + HEADER_LEN..self.end]);
                 self.start = 0;
                 self.end = 0;
-                self.big = Some((h, v, have));
+                self.big = Some(Big {
+                    header: h,
+                    buf: v,
+                    filled: have,
+                });
             } else {
                 break;
             }
@@ -132,11 +235,33 @@ impl FrameReader {
             self.start = 0;
             self.end = 0;
         }
-        Ok(true)
+        Ok(Handed::More)
+    }
+
+    /// Make room in the read buffer for the next read: allocate it, compact it, or grow it
+    /// (from the budget). `false`: the budget cannot hold the growth.
+    fn make_room(&mut self) -> bool {
+        if self.buf.is_empty() {
+            self.buf = vec![0u8; STREAM_READ_BUFFER_INITIAL];
+        }
+        let len = self.buf.len();
+        if self.start > 0 && len - self.end < HEADER_LEN.max(len / 4) {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        if self.end == len && len < STREAM_READ_BUFFER {
+            let grown = (len * 2).min(STREAM_READ_BUFFER);
+            if !self.take(grown - len) {
+                return false;
+            }
+            self.buf.resize(grown, 0);
+        }
+        true
     }
 
     /// Read and hand out frames until the source would block (or a read came back short: the
-    /// socket is drained), ends, or `on_frame` returns false.
+    /// socket is drained), ends, `on_frame` returns false, or the budget is spent.
     pub(crate) fn read_frames<R: Read>(
         &mut self,
         src: &mut R,
@@ -144,20 +269,23 @@ impl FrameReader {
     ) -> Result<ReadStop, FrameError> {
         loop {
             // 1. Hand out every complete frame already buffered.
-            if !self.deliver_buffered(on_frame)? {
-                return Ok(ReadStop::Stopped);
+            if let Handed::Stop(s) = self.deliver_buffered(on_frame)? {
+                return Ok(s);
             }
             // 2. Read more.
             let asked;
-            let r = if let Some((_, v, filled)) = &mut self.big {
-                asked = v.len() - *filled;
-                src.read(&mut v[*filled..])
+            let r = if let Some(b) = &mut self.big {
+                let want = b.header.payload_len as usize;
+                if b.filled == b.buf.len() {
+                    // Grow as the bytes arrive (the budget was taken for the whole length).
+                    let grown = want.min(b.buf.len().saturating_mul(2).max(STREAM_BIG_GROW_MIN));
+                    b.buf.resize(grown, 0);
+                }
+                asked = b.buf.len() - b.filled;
+                src.read(&mut b.buf[b.filled..])
             } else {
-                if self.start > 0 && self.buf.len() - self.end < HEADER_LEN.max(self.buf.len() / 4)
-                {
-                    self.buf.copy_within(self.start..self.end, 0);
-                    self.end -= self.start;
-                    self.start = 0;
+                if !self.make_room() {
+                    return Ok(ReadStop::NoBudget);
                 }
                 asked = self.buf.len() - self.end;
                 src.read(&mut self.buf[self.end..])
@@ -165,11 +293,13 @@ impl FrameReader {
             match r {
                 Ok(0) => return Ok(ReadStop::Eof),
                 Ok(n) => {
-                    if let Some((_, v, filled)) = &mut self.big {
-                        *filled += n;
-                        if *filled == v.len() {
-                            let (h, v, _) = self.big.take().expect("checked above");
-                            if !on_frame(h, Payload::Owned(v)) {
+                    self.bytes_read += n as u64;
+                    if let Some(b) = &mut self.big {
+                        b.filled += n;
+                        if b.filled == b.header.payload_len as usize {
+                            let Big { header, buf, .. } = self.big.take().expect("checked above");
+                            self.give(buf.len());
+                            if !on_frame(header, Payload::Owned(buf)) {
                                 return Ok(ReadStop::Stopped);
                             }
                         }
@@ -181,8 +311,8 @@ impl FrameReader {
                     // Safe with edge-triggered epoll: bytes arriving later raise a new edge, and
                     // client pollers simply read again.
                     if n < asked && self.stop_on_short_read {
-                        if !self.deliver_buffered(on_frame)? {
-                            return Ok(ReadStop::Stopped);
+                        if let Handed::Stop(s) = self.deliver_buffered(on_frame)? {
+                            return Ok(s);
                         }
                         return Ok(ReadStop::WouldBlock);
                     }
@@ -276,6 +406,82 @@ mod tests {
                 assert!(p.iter().enumerate().all(|(j, &b)| b == (i + j) as u8));
             }
         }
+    }
+
+    /// A maximum-size header and part of its body: the reader holds what arrived (not the
+    /// announced length), takes the whole length from the budget, and gives it back on drop.
+    #[test]
+    fn stalled_big_frame_holds_what_arrived_and_its_budget_share() {
+        let len = crate::limits::MAX_PAYLOAD;
+        let mut data = Header::request(2, 1, len as u32).encode().to_vec();
+        data.extend(std::iter::repeat_n(7u8, 1_000_000));
+        let budget = Arc::new(ByteBudget::new(2 * len));
+        let mut r = FrameReader::with_budget(budget.clone()).exhaustive();
+        let mut src = Chunks {
+            data,
+            pos: 0,
+            step: 65_536,
+        };
+        let stop = r.read_frames(&mut src, &mut |_, _| panic!("incomplete frame delivered"));
+        assert!(matches!(stop, Ok(ReadStop::WouldBlock)), "{stop:?}");
+        assert!(r.has_partial());
+        let held = r.big.as_ref().map(|b| b.buf.len()).unwrap();
+        assert!(
+            held < 2 * 1_000_000 + STREAM_BIG_GROW_MIN,
+            "holds {held} bytes"
+        );
+        assert_eq!(r.charged(), len, "the whole announced length is reserved");
+        assert_eq!(budget.used(), len);
+        // A second such frame does not fit what is left: it waits, unread.
+        let mut r2 = FrameReader::with_budget(budget.clone());
+        let mut src2 = Chunks {
+            data: Header::request(2, 2, len as u32).encode().to_vec(),
+            pos: 0,
+            step: 100,
+        };
+        assert!(budget.try_take(len / 2));
+        let stop = r2.read_frames(&mut src2, &mut |_, _| true);
+        assert!(matches!(stop, Ok(ReadStop::NoBudget)), "{stop:?}");
+        budget.give(len / 2);
+        drop(r);
+        drop(r2);
+        assert_eq!(budget.used(), 0, "everything given back");
+    }
+
+    /// Small frames grow the read buffer from its initial size, from the budget; an idle
+    /// reader gives it back.
+    #[test]
+    fn read_buffer_grows_on_demand_and_is_released_when_idle() {
+        let budget = Arc::new(ByteBudget::new(1 << 20));
+        let mut r = FrameReader::with_budget(budget.clone()).exhaustive();
+        let p = vec![1u8; 30_000];
+        let mut src = Chunks {
+            data: Header::request(2, 1, p.len() as u32).encode_message(&p),
+            pos: 0,
+            step: 1000,
+        };
+        let mut n = 0;
+        let stop = r.read_frames(&mut src, &mut |_, p| {
+            n += p.as_slice().len();
+            true
+        });
+        assert!(matches!(stop, Ok(ReadStop::WouldBlock)), "{stop:?}");
+        assert_eq!(n, 30_000);
+        assert!(r.buf.len() >= 30_032 && r.buf.len() <= STREAM_READ_BUFFER);
+        assert_eq!(budget.used(), r.buf.len() - STREAM_READ_BUFFER_INITIAL);
+        r.release_idle_buffer();
+        assert!(r.buf.is_empty());
+        assert_eq!(budget.used(), 0);
+        // With no budget at all, a frame larger than the initial buffer waits.
+        let none = Arc::new(ByteBudget::new(0));
+        let mut r = FrameReader::with_budget(none).exhaustive();
+        let mut src = Chunks {
+            data: Header::request(2, 1, p.len() as u32).encode_message(&p),
+            pos: 0,
+            step: 1000,
+        };
+        let stop = r.read_frames(&mut src, &mut |_, _| true);
+        assert!(matches!(stop, Ok(ReadStop::NoBudget)), "{stop:?}");
     }
 
     #[test]

@@ -27,6 +27,7 @@
 #![deny(unsafe_code)]
 
 mod call;
+pub mod conn_limits;
 mod coordinator_locator;
 pub mod datagram;
 mod dispatch;
@@ -53,6 +54,7 @@ use faascache_protocol::wire;
 use std::sync::Arc;
 
 pub use call::{call, CallError};
+pub use conn_limits::ConnLimits;
 pub use coordinator_locator::CoordinatorLocator;
 pub use dispatch::{dispatch, Dispatch, DispatchHandler};
 pub use error::{Error, Result};

@@ -8,10 +8,48 @@ use std::time::Duration;
 
 pub use faascache_protocol::limits::{MAX_MESSAGE, MAX_PAYLOAD};
 
-/// Initial capacity of a stream connection's read buffer. Frames that fit are parsed in place
-/// (no copy); larger payloads get an exactly sized buffer once their length has been checked.
+/// Largest size a stream connection's read buffer grows to. Frames that fit are parsed in place
+/// (no copy); larger payloads get a buffer of their own once their length has been checked.
 /// 64 KiB holds hundreds of small pipelined RPCs and is one typical socket read.
 pub const STREAM_READ_BUFFER: usize = 64 * 1024;
+
+/// Size a stream connection's read buffer starts at (allocated on its first read); it doubles,
+/// up to [`STREAM_READ_BUFFER`], only when bytes fill it. An idle or silent connection costs
+/// this much, not 64 KiB.
+pub const STREAM_READ_BUFFER_INITIAL: usize = 4 * 1024;
+
+/// A large message's own buffer grows by at least this much as its bytes arrive (doubling), so a
+/// header that announces 8 MiB and stalls pins what arrived, not 8 MiB.
+pub const STREAM_BIG_GROW_MIN: usize = 256 * 1024;
+
+// --- stream server connection limits (defaults of `ConnLimits`; flags on the daemons) --------
+
+/// Default cap on open connections per stream server (all dispatch threads together). Beyond
+/// it a new connection is accepted and closed at once (with a rate-limited log line), so the
+/// listener's backlog does not fill with connections nobody serves.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+
+/// Default cap on bytes of requests buffered by one stream server (all connections together):
+/// read buffers beyond their first 4 KiB and the buffers of messages larger than
+/// [`STREAM_READ_BUFFER`], reserved whole when their header arrives. A connection that needs
+/// more waits (its bytes stay in the kernel) until others finish or are closed. 256 MiB holds 32
+/// maximum-size messages at once.
+pub const DEFAULT_MAX_BUFFERED_BYTES: usize = 256 * 1024 * 1024;
+
+/// Default time a stream connection may stay silent after it was accepted (no complete request
+/// yet, nothing in progress) before the server closes it. Connections that have sent requests
+/// are kept while idle (sessions between servers are long-lived and idle legitimately); the
+/// connection cap bounds them.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Default time a stream connection may hold a partial request (part of a header or body)
+/// without sending another byte before the server closes it. A live client sends a whole
+/// message in far less; this frees the buffer a stalled one pins.
+pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Longest gap between two log lines about refused connections (each says how many were
+/// refused since the last one).
+pub const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Server-side cap on bytes of replies queued on one stream connection before the dispatcher stops
 /// reading new requests from it (backpressure against a client that does not read its replies).
@@ -63,6 +101,22 @@ pub const DGRAM_ABORT_TIMEOUT: Duration = Duration::from_millis(1500);
 /// data for new messages beyond it is dropped (the sender resends later). Bounds memory a flood
 /// of message starts can pin.
 pub const DGRAM_MAX_RX_BYTES: usize = 64 * 1024 * 1024;
+
+/// Reliable datagram protocol: most client sessions (source address + session nonce) one server
+/// endpoint (one per dispatch thread) keeps state for. Full: the least recently heard session
+/// with no RPC in progress is evicted; if every one has an RPC in progress, new sessions are
+/// refused (their packets dropped; they resend). A session's state is ~200 bytes plus its RPCs.
+pub const DGRAM_MAX_PEERS: usize = 4096;
+
+/// Reliable datagram protocol: most RPCs (in progress or finished tombstones) a server keeps for
+/// one client session; a new RPC beyond it is dropped and its client resends. Above any
+/// pipeline depth the client uses.
+pub const DGRAM_MAX_RPCS_PER_PEER: usize = 4096;
+
+/// Reliable datagram protocol: a client session with no RPC in progress is forgotten after
+/// this long without a packet; as long as finished RPCs' tombstones are kept
+/// (10 × [`DGRAM_ABORT_TIMEOUT`]), so no duplicate it could still send finds it forgotten.
+pub const DGRAM_PEER_IDLE: Duration = Duration::from_secs(15);
 
 // --- verbs transport (`--features verbs`) ---------------------------------------------------------
 

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use crate::conn_limits::ConnLimits;
 use crate::locator::{Locator, TransportKind};
 use crate::poll::PollMode;
 use crate::wire::{Header, Opcode, Status};
@@ -278,6 +279,9 @@ pub struct DispatchConfig {
     pub first_core: usize,
     /// How dispatch threads poll (default adaptive).
     pub poll: PollMode,
+    /// Connection limits of stream servers (TCP; the verbs side channel): connections,
+    /// buffered request bytes, silent and stalled connections.
+    pub conn: ConnLimits,
 }
 
 impl Default for DispatchConfig {
@@ -287,6 +291,7 @@ impl Default for DispatchConfig {
             pin: true,
             first_core: 0,
             poll: PollMode::default(),
+            conn: ConnLimits::default(),
         }
     }
 }

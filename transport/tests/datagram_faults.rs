@@ -63,7 +63,12 @@ fn run(seed: u64, faults: Faults, sizes: &[usize]) {
         step(&mut server, &mut sd, now);
         while let Some(e) = server.poll_event() {
             match e {
-                Event::Request { peer, id, msg } => {
+                Event::Request {
+                    peer,
+                    session,
+                    id,
+                    msg,
+                } => {
                     *requests_seen.entry(id).or_default() += 1;
                     assert!(
                         msg == message(id, sizes[id as usize - 1]),
@@ -71,7 +76,7 @@ fn run(seed: u64, faults: Faults, sizes: &[usize]) {
                     );
                     // Respond with a different message of a related size.
                     let resp = message(id + 1000, msg.len() / 2 + 1);
-                    server.send_response(now, peer, id, resp);
+                    server.send_response(now, peer, session, id, resp);
                 }
                 other => panic!("seed {seed}: server got {other:?}"),
             }
@@ -236,8 +241,14 @@ fn cancelled_requests_free_the_servers_receive_budget() {
         step(&mut client, &mut cd, tick(&net));
         step(&mut server, &mut sd, tick(&net));
         while let Some(e) = server.poll_event() {
-            if let Event::Request { peer, id, msg } = e {
-                server.send_response(tick(&net), peer, id, msg);
+            if let Event::Request {
+                peer,
+                session,
+                id,
+                msg,
+            } = e
+            {
+                server.send_response(tick(&net), peer, session, id, msg);
             }
         }
     }
@@ -264,7 +275,7 @@ fn no_timer_spins_while_a_handler_runs_or_after_completion() {
     while server.poll_transmit().is_some() {}
     let later = t0 + Duration::from_secs(10);
     assert_eq!(server.poll_timeout(), None, "an executing RPC has no timer");
-    server.send_response(later, 1, 1, vec![1; 10]);
+    server.send_response(later, 1, client.session(), 1, vec![1; 10]);
     while server.poll_transmit().is_some() {} // the response (and so the ACK) is lost
     let mut now = later;
     for _ in 0..100 {

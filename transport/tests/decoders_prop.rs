@@ -87,8 +87,8 @@ proptest! {
     }
 
     #[test]
-    fn packet_data_round_trips(id in any::<u64>(), msg_len in 1u32..100_000, off in 0u32..100_000, data in proptest::collection::vec(any::<u8>(), 1..200), ack in any::<u64>(), fc in any::<bool>()) {
-        let p = Packet { kind: Kind::Data, from_client: fc, rpc_id: id, msg_len, offset: off, length: data.len() as u32, ack_below: ack, payload: &data };
+    fn packet_data_round_trips(id in any::<u64>(), msg_len in 1u32..100_000, off in 0u32..100_000, data in proptest::collection::vec(any::<u8>(), 1..200), ack in any::<u64>(), fc in any::<bool>(), session in any::<u32>()) {
+        let p = Packet { kind: Kind::Data, from_client: fc, rpc_id: id, session, msg_len, offset: off, length: data.len() as u32, ack_below: ack, payload: &data };
         let e = p.encode();
         let fits = u64::from(off) + data.len() as u64 <= u64::from(msg_len);
         match Packet::decode(&e) {
@@ -105,7 +105,7 @@ proptest! {
 
     #[test]
     fn packet_oversized_message_rejected(len in (faascache_transport::limits::MAX_MESSAGE as u32 + 1)..=u32::MAX) {
-        let p = Packet { kind: Kind::Data, from_client: true, rpc_id: 1, msg_len: len, offset: 0, length: 1, ack_below: 0, payload: &[1] };
+        let p = Packet { kind: Kind::Data, from_client: true, rpc_id: 1, session: 1, msg_len: len, offset: 0, length: 1, ack_below: 0, payload: &[1] };
         let is_bad_length = matches!(Packet::decode(&p.encode()), Err(PacketError::BadLength(_)));
         prop_assert!(is_bad_length);
     }

@@ -91,6 +91,7 @@ impl FaasCacheEcho {
                 pin: core.is_some(),
                 first_core: core.unwrap_or(0),
                 poll,
+                conn: Default::default(),
             },
         )
         .map_err(|e| anyhow!("starting the in-process {transport} echo server: {e}"))?;

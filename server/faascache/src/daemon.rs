@@ -37,7 +37,52 @@ pub struct CoordinatorArgs {
     #[arg(long, value_name = "FILE")]
     pub locator_file: Option<PathBuf>,
     #[command(flatten)]
+    pub conn: ConnArgs,
+    #[command(flatten)]
     pub eal: crate::bypass::EalArgs,
+}
+
+/// Connection limits of `faascache server` and `faascache coordinator` (TCP and the verbs side
+/// channel; see docs/operations.md, "Connection limits").
+#[derive(Debug, Args)]
+pub struct ConnArgs {
+    /// Most open client connections; beyond it new ones are accepted and closed at once
+    #[arg(long, value_name = "N", default_value_t = faascache_transport::limits::DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
+    /// Most request bytes buffered over all connections (units B, KiB, MiB, GiB); a connection
+    /// that needs more waits, unread, until others finish
+    #[arg(long, value_name = "SIZE", default_value = "256MiB", value_parser = parse_size)]
+    pub max_buffered: usize,
+    /// Close a connection that sends no complete request this long after connecting
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+    /// Close a connection that holds a partial request and sends no byte for this long
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub stall_timeout: Duration,
+}
+
+impl ConnArgs {
+    fn limits(&self) -> Result<faascache_transport::ConnLimits> {
+        let min = faascache_transport::limits::MAX_MESSAGE;
+        if self.max_buffered < min {
+            anyhow::bail!(
+                "--max-buffered {} is below the largest request ({min} bytes), which could then \
+                 never be received; give at least {}MiB",
+                self.max_buffered,
+                min.div_ceil(1 << 20)
+            );
+        }
+        if self.max_connections == 0 || self.idle_timeout.is_zero() || self.stall_timeout.is_zero()
+        {
+            anyhow::bail!("--max-connections, --idle-timeout and --stall-timeout must be above 0");
+        }
+        Ok(faascache_transport::ConnLimits {
+            max_connections: self.max_connections,
+            max_buffered_bytes: self.max_buffered,
+            idle_timeout: self.idle_timeout,
+            stall_timeout: self.stall_timeout,
+        })
+    }
 }
 
 /// Options of `faascache server`.
@@ -101,6 +146,8 @@ pub struct ServerArgs {
     #[arg(long)]
     pub require_bypass: bool,
     #[command(flatten)]
+    pub conn: ConnArgs,
+    #[command(flatten)]
     pub eal: crate::bypass::EalArgs,
 }
 
@@ -147,6 +194,7 @@ pub fn coordinator(args: CoordinatorArgs) -> Result<()> {
             pin: false,
             first_core: 0,
             poll: args.poll,
+            conn: args.conn.limits()?,
         },
         heartbeat_timeout: args.heartbeat_timeout,
     };
@@ -228,6 +276,7 @@ pub fn server(args: ServerArgs) -> Result<()> {
             pin: !args.no_pin,
             first_core: 0,
             poll: args.poll,
+            conn: args.conn.limits()?,
         },
         enlist_timeout: args.enlist_timeout,
         replicas: args.replicas,
@@ -262,4 +311,42 @@ pub fn server(args: ServerArgs) -> Result<()> {
     tracing::info!("shutting down");
     node.shutdown();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(max_buffered: usize, stall: Duration) -> ConnArgs {
+        ConnArgs {
+            max_connections: 10,
+            max_buffered,
+            idle_timeout: Duration::from_secs(60),
+            stall_timeout: stall,
+        }
+    }
+
+    #[test]
+    fn connection_limits_refuse_what_could_never_work() {
+        let ok = args(64 << 20, Duration::from_secs(5)).limits().unwrap();
+        assert_eq!(ok.max_buffered_bytes, 64 << 20);
+        assert_eq!(ok.stall_timeout, Duration::from_secs(5));
+        let small = args(1 << 20, Duration::from_secs(5)).limits().unwrap_err();
+        assert!(small.to_string().contains("--max-buffered"), "{small}");
+        assert!(args(64 << 20, Duration::ZERO).limits().is_err());
+    }
+
+    #[test]
+    fn connection_flag_defaults_are_the_transport_defaults() {
+        #[derive(clap::Parser)]
+        struct W {
+            #[command(flatten)]
+            conn: ConnArgs,
+        }
+        let w = <W as clap::Parser>::parse_from(["faascache"]);
+        assert_eq!(
+            w.conn.limits().unwrap(),
+            faascache_transport::ConnLimits::default()
+        );
+    }
 }

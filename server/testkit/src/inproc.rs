@@ -30,6 +30,7 @@ fn dispatch() -> DispatchConfig {
         pin: false,
         first_core: 0,
         poll: PollMode::Block,
+        conn: Default::default(),
     }
 }
 

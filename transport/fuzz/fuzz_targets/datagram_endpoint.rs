@@ -16,8 +16,8 @@ fuzz_target!(|data: &[u8]| {
         ep.handle(now, (i % 2) as u8, pkt);
         ep.handle_timeout(now);
         while let Some(ev) = ep.poll_event() {
-            if let Event::Request { peer, id, msg } = ev {
-                ep.send_response(now, peer, id, msg);
+            if let Event::Request { peer, session, id, msg } = ev {
+                ep.send_response(now, peer, session, id, msg);
             }
         }
         while ep.poll_transmit().is_some() {}

@@ -8,7 +8,9 @@
 //! plugs this into `connect` / `serve` lives in `crate::udp`.
 
 pub mod packet;
+mod peers;
 pub mod proto;
+mod ranges;
 pub mod sim;
 mod sys;
 pub mod udp;

@@ -4,7 +4,7 @@
 //! | offset | size | field |
 //! |--------|------|-------|
 //! | 0 | 2 | magic `0xDA7A` |
-//! | 2 | 1 | version (1) |
+//! | 2 | 1 | version (2) |
 //! | 3 | 1 | kind |
 //! | 4 | 1 | flags (bit 0: sent by the requester) |
 //! | 5 | 3 | reserved, 0 |
@@ -12,8 +12,12 @@
 //! | 16 | 4 | message length (DATA) |
 //! | 20 | 4 | offset (DATA: of the fragment; GRANT: granted up to; RESEND: start) |
 //! | 24 | 4 | length (DATA: fragment bytes; RESEND: bytes asked for) |
-//! | 28 | 4 | reserved, 0 |
+//! | 28 | 4 | session: the requester's random session nonce (echoed by the server) |
 //! | 32 | 8 | ack_below (requester packets: every rpc id below it is finished) |
+//!
+//! Version 2 added the session nonce (version 1 had 0 there and rpc ids from the wall clock);
+//! the server keys its state by (source address, session), so a restarted client — a new nonce
+//! — is a new peer whatever its rpc ids and its clock.
 
 use crate::limits::MAX_MESSAGE;
 
@@ -22,7 +26,7 @@ pub const PKT_HEADER_LEN: usize = 40;
 /// Datagram magic.
 pub const PKT_MAGIC: u16 = 0xDA7A;
 /// Datagram protocol version.
-pub const PKT_VERSION: u8 = 1;
+pub const PKT_VERSION: u8 = 2;
 /// `flags` bit: the packet was sent by the requester (client) of the RPC.
 pub const FLAG_FROM_CLIENT: u8 = 1;
 
@@ -36,7 +40,7 @@ mod off {
     pub const MSG_LEN: usize = 16;
     pub const OFFSET: usize = 20;
     pub const LENGTH: usize = 24;
-    pub const RESERVED2: usize = 28;
+    pub const SESSION: usize = 28;
     pub const ACK_BELOW: usize = 32;
     pub const END: usize = 40;
 }
@@ -88,6 +92,8 @@ pub struct Packet<'a> {
     pub from_client: bool,
     /// RPC id.
     pub rpc_id: u64,
+    /// The requester's session nonce.
+    pub session: u32,
     /// Whole message length (DATA), else 0.
     pub msg_len: u32,
     /// See the table above.
@@ -134,9 +140,11 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
 
 impl<'a> Packet<'a> {
     /// A control packet (no payload).
+    #[allow(clippy::too_many_arguments)]
     pub fn control(
         kind: Kind,
         from_client: bool,
+        session: u32,
         rpc_id: u64,
         offset: u32,
         length: u32,
@@ -146,6 +154,7 @@ impl<'a> Packet<'a> {
             kind,
             from_client,
             rpc_id,
+            session,
             msg_len: 0,
             offset,
             length,
@@ -174,6 +183,7 @@ impl<'a> Packet<'a> {
         b[off::MSG_LEN..off::MSG_LEN + 4].copy_from_slice(&self.msg_len.to_le_bytes());
         b[off::OFFSET..off::OFFSET + 4].copy_from_slice(&self.offset.to_le_bytes());
         b[off::LENGTH..off::LENGTH + 4].copy_from_slice(&self.length.to_le_bytes());
+        b[off::SESSION..off::SESSION + 4].copy_from_slice(&self.session.to_le_bytes());
         b[off::ACK_BELOW..off::ACK_BELOW + 8].copy_from_slice(&self.ack_below.to_le_bytes());
         b[PKT_HEADER_LEN..].copy_from_slice(self.payload);
         b
@@ -196,14 +206,14 @@ impl<'a> Packet<'a> {
         if flags & !FLAG_FROM_CLIENT != 0 {
             return Err(PacketError::Reserved("flags"));
         }
-        if b[off::RESERVED1..off::RPC_ID].iter().any(|&x| x != 0) || u32_at(b, off::RESERVED2) != 0
-        {
+        if b[off::RESERVED1..off::RPC_ID].iter().any(|&x| x != 0) {
             return Err(PacketError::Reserved("reserved bytes"));
         }
         let p = Packet {
             kind,
             from_client: flags & FLAG_FROM_CLIENT != 0,
             rpc_id: u64_at(b, off::RPC_ID),
+            session: u32_at(b, off::SESSION),
             msg_len: u32_at(b, off::MSG_LEN),
             offset: u32_at(b, off::OFFSET),
             length: u32_at(b, off::LENGTH),
@@ -247,6 +257,7 @@ mod tests {
             kind: Kind::Data,
             from_client: true,
             rpc_id: 9,
+            session: 0xDEAD_BEEF,
             msg_len: 10,
             offset: 4,
             length: 3,
@@ -255,7 +266,7 @@ mod tests {
         };
         let e = d.encode();
         assert_eq!(Packet::decode(&e).unwrap(), d);
-        let c = Packet::control(Kind::Grant, false, 1, 100, 0, 0);
+        let c = Packet::control(Kind::Grant, false, 77, 1, 100, 0, 0);
         assert_eq!(Packet::decode(&c.encode()).unwrap(), c);
         let mut bad = e.clone();
         bad[16] = 5; // msg_len 5 < offset + length

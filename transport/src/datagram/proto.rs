@@ -18,17 +18,29 @@
 //! * exactly once: a server delivers a request once (state leaves `Receiving` for good), keeps the
 //!   finished RPC as a tombstone until the client's `ack_below` watermark (in every client packet:
 //!   every id below it is finished at the client) passes it, and ignores packets below the
-//!   watermark. Client RPC ids must increase per (client endpoint, server).
+//!   watermark. Client RPC ids must increase per (client endpoint, server);
+//! * sessions: every endpoint draws a random 32-bit session nonce; its requests carry it and the
+//!   server's packets echo it. A server keys its state by (source address, session), so a
+//!   restarted client (a new nonce) never meets the watermark of its predecessor on the same
+//!   address — rpc ids start at 1, no clock involved — and a client ignores packets of another
+//!   session;
+//! * bounded server state: per-peer state ([`super::peers`]) is created only by a new RPC's DATA,
+//!   holds at most `max_rpcs_per_peer` RPCs, expires `peer_idle` after the peer's last RPC
+//!   ended, and the table holds at most `max_peers` (full: the least recently heard idle peer is
+//!   evicted; a peer with an RPC in progress never is — with every peer busy, new ones are
+//!   refused and their packets dropped).
 //!
 //! Invariants: a message buffer is allocated only after its length passed the packet decoder's
 //! `MAX_MESSAGE` check and the endpoint's `max_rx_bytes` budget; `received <= len`; the
 //! received-range set never overlaps.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::hash::Hash;
 use std::time::{Duration, Instant};
 
 use super::packet::{Kind, Packet, PKT_HEADER_LEN};
+use super::peers::{Admit, PeerTable};
+use super::ranges::Ranges;
 use crate::limits;
 
 /// Protocol parameters (defaults from [`crate::limits`]).
@@ -44,6 +56,12 @@ pub struct ProtoConfig {
     pub abort_timeout: Duration,
     /// Budget for partially received messages.
     pub max_rx_bytes: usize,
+    /// Most client sessions a server endpoint keeps state for.
+    pub max_peers: usize,
+    /// Most RPCs (in progress or finished tombstones) a server keeps per client session.
+    pub max_rpcs_per_peer: usize,
+    /// A client session with no RPC in progress is forgotten after this long without a packet.
+    pub peer_idle: Duration,
 }
 
 impl Default for ProtoConfig {
@@ -54,6 +72,9 @@ impl Default for ProtoConfig {
             resend_interval: limits::DGRAM_RESEND_INTERVAL,
             abort_timeout: limits::DGRAM_ABORT_TIMEOUT,
             max_rx_bytes: limits::DGRAM_MAX_RX_BYTES,
+            max_peers: limits::DGRAM_MAX_PEERS,
+            max_rpcs_per_peer: limits::DGRAM_MAX_RPCS_PER_PEER,
+            peer_idle: limits::DGRAM_PEER_IDLE,
         }
     }
 }
@@ -74,6 +95,8 @@ pub enum Event<A> {
     Request {
         /// Client.
         peer: A,
+        /// The client's session nonce (pass it back to [`Endpoint::send_response`]).
+        session: u32,
         /// RPC id.
         id: u64,
         /// The message.
@@ -110,50 +133,14 @@ pub struct Stats {
     pub data_resent: u64,
     /// Data dropped for lack of receive budget.
     pub rx_budget_drops: u64,
-}
-
-/// Received byte ranges of one message (non-overlapping, merged).
-#[derive(Debug, Default)]
-struct Ranges(BTreeMap<u32, u32>);
-
-impl Ranges {
-    /// Insert `[s, e)`; returns the number of new bytes.
-    fn insert(&mut self, mut s: u32, mut e: u32) -> u32 {
-        let before: u32 = self.total();
-        // Merge with a range starting at or before s that reaches s.
-        if let Some((&ps, &pe)) = self.0.range(..=s).next_back() {
-            if pe >= s {
-                s = ps;
-                e = e.max(pe);
-                self.0.remove(&ps);
-            }
-        }
-        // Absorb ranges starting inside [s, e].
-        let inside: Vec<u32> = self.0.range(s..=e).map(|(&k, _)| k).collect();
-        for k in inside {
-            let ke = self.0.remove(&k).expect("present");
-            e = e.max(ke);
-        }
-        self.0.insert(s, e);
-        self.total() - before
-    }
-    fn total(&self) -> u32 {
-        self.0.iter().map(|(s, e)| e - s).sum()
-    }
-    /// First missing range below `limit`, if any.
-    fn first_gap(&self, limit: u32) -> Option<(u32, u32)> {
-        let mut at = 0;
-        for (&s, &e) in &self.0 {
-            if s > at {
-                return Some((at, s.min(limit)));
-            }
-            at = e;
-            if at >= limit {
-                return None;
-            }
-        }
-        (at < limit).then_some((at, limit))
-    }
+    /// New client sessions refused because every known one had an RPC in progress.
+    pub peers_refused: u64,
+    /// Idle client sessions evicted to make room for new ones.
+    pub peers_evicted: u64,
+    /// Idle client sessions forgotten after `peer_idle`.
+    pub peers_expired: u64,
+    /// New RPCs dropped because their session held `max_rpcs_per_peer`.
+    pub rpc_cap_drops: u64,
 }
 
 #[derive(Debug)]
@@ -203,10 +190,30 @@ struct ServerRpc {
     last_nudge: Instant,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct ClientPeer {
     active: BTreeSet<u64>,
     next: u64,
+    last_used: Instant,
+}
+
+/// A client session as the server side knows it: source address and session nonce.
+type PeerKey<A> = (A, u32);
+
+/// A fresh random session nonce (never 0): the std hasher's per-process random keys, the clock
+/// and a counter, so two endpoints of one process differ too.
+fn random_session() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    let x = h.finish();
+    ((x >> 32) as u32 ^ x as u32).max(1)
 }
 
 /// One endpoint of the protocol; it can be client and server at once.
@@ -216,8 +223,10 @@ pub struct Endpoint<A> {
     frag: u32,
     client: HashMap<(A, u64), ClientRpc>,
     client_peers: HashMap<A, ClientPeer>,
-    server: HashMap<(A, u64), ServerRpc>,
-    watermark: HashMap<A, u64>,
+    server: HashMap<(PeerKey<A>, u64), ServerRpc>,
+    peers: PeerTable<PeerKey<A>>,
+    /// This endpoint's session nonce (client role).
+    session: u32,
     rx_bytes: usize,
     transmit: VecDeque<(A, Vec<u8>)>,
     events: VecDeque<Event<A>>,
@@ -239,12 +248,13 @@ impl<A: Copy + Eq + Hash + std::fmt::Debug> Endpoint<A> {
         assert!(cfg.grant_window > 0);
         let frag = (cfg.mtu - PKT_HEADER_LEN) as u32;
         Endpoint {
-            cfg,
             frag,
             client: HashMap::new(),
             client_peers: HashMap::new(),
             server: HashMap::new(),
-            watermark: HashMap::new(),
+            peers: PeerTable::new(cfg.max_peers),
+            session: random_session(),
+            cfg,
             rx_bytes: 0,
             transmit: VecDeque::new(),
             events: VecDeque::new(),
@@ -293,10 +303,36 @@ impl<A: Copy + Eq + Hash + std::fmt::Debug> Endpoint<A> {
         self.server.len()
     }
 
+    /// Client sessions the server side keeps state for (at most `max_peers`).
+    pub fn server_peers(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// Servers the client side keeps state for.
+    pub fn client_peers(&self) -> usize {
+        self.client_peers.len()
+    }
+
+    /// This endpoint's session nonce, carried by its requests.
+    pub fn session(&self) -> u32 {
+        self.session
+    }
+
+    /// Use `session` instead of the random nonce (tests that need a fixed one).
+    pub fn with_session(mut self, session: u32) -> Self {
+        self.session = session;
+        self
+    }
+
     /// Start a client RPC. `id` must be unique and increasing per server `peer`.
     pub fn send_request(&mut self, now: Instant, peer: A, id: u64, msg: Vec<u8>) {
         debug_assert!(!msg.is_empty() && msg.len() <= limits::MAX_MESSAGE);
-        let cp = self.client_peers.entry(peer).or_default();
+        let cp = self.client_peers.entry(peer).or_insert(ClientPeer {
+            active: BTreeSet::new(),
+            next: 0,
+            last_used: now,
+        });
+        cp.last_used = now;
         debug_assert!(
             id >= cp.next,
             "client rpc ids must increase per server (got {id} after {})",
@@ -332,10 +368,10 @@ impl<A: Copy + Eq + Hash + std::fmt::Debug> Endpoint<A> {
     }
 
     /// Answer a request delivered by [`Event::Request`]. Ignored if the RPC is gone (aborted).
-    pub fn send_response(&mut self, now: Instant, peer: A, id: u64, msg: Vec<u8>) {
+    pub fn send_response(&mut self, now: Instant, peer: A, session: u32, id: u64, msg: Vec<u8>) {
         debug_assert!(!msg.is_empty() && msg.len() <= limits::MAX_MESSAGE);
         let window = self.cfg.grant_window;
-        let Some(rpc) = self.server.get_mut(&(peer, id)) else {
+        let Some(rpc) = self.server.get_mut(&((peer, session), id)) else {
             return;
         };
         if !matches!(rpc.state, ServerState::Executing) {
@@ -349,26 +385,36 @@ impl<A: Copy + Eq + Hash + std::fmt::Debug> Endpoint<A> {
         });
         // The response phase starts now: a long-running handler must not make it look silent.
         rpc.last_heard = now;
-        self.pump_server(peer, id);
+        self.pump_server((peer, session), id);
     }
 
     /// Abort every server RPC not yet finished, telling the clients (server shutdown).
     pub fn abort_all(&mut self) {
-        let keys: Vec<(A, u64)> = self
+        let keys: Vec<(PeerKey<A>, u64)> = self
             .server
             .iter()
             .filter(|(_, r)| !matches!(r.state, ServerState::Done))
             .map(|(k, _)| *k)
             .collect();
-        for (peer, id) in keys {
-            self.control(peer, Kind::Abort, false, id, 0, 0);
-            if let Some(ServerRpc {
-                state: ServerState::Receiving(m),
-                ..
-            }) = self.server.remove(&(peer, id))
-            {
+        let now = Instant::now();
+        for ((peer, sess), id) in keys {
+            self.control(peer, sess, Kind::Abort, false, id, 0, 0);
+            self.drop_server_rpc(((peer, sess), id), now);
+        }
+    }
+
+    /// Forget a server RPC: its receive budget, and its place in its peer's index.
+    fn drop_server_rpc(&mut self, key: (PeerKey<A>, u64), now: Instant) {
+        let Some(rpc) = self.server.remove(&key) else {
+            return;
+        };
+        match rpc.state {
+            ServerState::Done => self.peers.forget(key.0, key.1),
+            ServerState::Receiving(m) => {
                 self.rx_bytes -= m.buf.len();
+                self.peers.ended(key.0, key.1, true, now);
             }
+            _ => self.peers.ended(key.0, key.1, true, now),
         }
     }
 
@@ -397,12 +443,24 @@ impl<A: Copy + Eq + Hash + std::fmt::Debug> Endpoint<A> {
             ServerState::Responding(_) => Some(r.last_heard + self.cfg.abort_timeout),
             ServerState::Done => Some(r.last_heard + self.cfg.abort_timeout * 10),
         });
-        c.chain(s).min()
+        // Idle peers expire (server side: exactly when the oldest is due; client side: servers
+        // with no RPC in flight).
+        let idle = self.cfg.peer_idle;
+        let expiry = self.peers.next_expiry(idle);
+        let client_expiry = self
+            .client_peers
+            .values()
+            .filter(|cp| cp.active.is_empty())
+            .map(|cp| cp.last_used + idle);
+        c.chain(s).chain(expiry).chain(client_expiry).min()
     }
 
+    /// A control packet to `peer`; `session` is the requester's (ours when `from_client`).
+    #[allow(clippy::too_many_arguments)]
     fn control(
         &mut self,
         peer: A,
+        session: u32,
         kind: Kind,
         from_client: bool,
         id: u64,
@@ -410,7 +468,7 @@ impl<A: Copy + Eq + Hash + std::fmt::Debug> Endpoint<A> {
         length: u32,
     ) {
         let ack = if from_client { self.ack_below(peer) } else { 0 };
-        let p = Packet::control(kind, from_client, id, offset, length, ack);
+        let p = Packet::control(kind, from_client, session, id, offset, length, ack);
         self.transmit.push_back((peer, p.encode()));
     }
 
@@ -420,7 +478,17 @@ impl<A: Copy + Eq + Hash + std::fmt::Debug> Endpoint<A> {
             .map_or(0, |cp| cp.active.first().copied().unwrap_or(cp.next))
     }
 
-    fn data(&mut self, peer: A, from_client: bool, id: u64, msg: &[u8], s: u32, e: u32) {
+    #[allow(clippy::too_many_arguments)]
+    fn data(
+        &mut self,
+        peer: A,
+        session: u32,
+        from_client: bool,
+        id: u64,
+        msg: &[u8],
+        s: u32,
+        e: u32,
+    ) {
         let ack = if from_client { self.ack_below(peer) } else { 0 };
         let mut at = s;
         while at < e {
@@ -429,6 +497,7 @@ impl<A: Copy + Eq + Hash + std::fmt::Debug> Endpoint<A> {
                 kind: Kind::Data,
                 from_client,
                 rpc_id: id,
+                session,
                 msg_len: msg.len() as u32,
                 offset: at,
                 length: end - at,
@@ -451,12 +520,12 @@ impl<A: Copy + Eq + Hash + std::fmt::Debug> Endpoint<A> {
         }
         rpc.req.sent = e;
         let msg = std::mem::take(&mut rpc.req.data);
-        self.data(peer, true, id, &msg, s, e);
+        self.data(peer, self.session, true, id, &msg, s, e);
         self.client.get_mut(&(peer, id)).expect("present").req.data = msg;
     }
 
-    fn pump_server(&mut self, peer: A, id: u64) {
-        let Some(rpc) = self.server.get_mut(&(peer, id)) else {
+    fn pump_server(&mut self, pk: PeerKey<A>, id: u64) {
+        let Some(rpc) = self.server.get_mut(&(pk, id)) else {
             return;
         };
         let ServerState::Responding(out) = &mut rpc.state else {
@@ -468,11 +537,11 @@ impl<A: Copy + Eq + Hash + std::fmt::Debug> Endpoint<A> {
         }
         out.sent = e;
         let msg = std::mem::take(&mut out.data);
-        self.data(peer, false, id, &msg, s, e);
+        self.data(pk.0, pk.1, false, id, &msg, s, e);
         if let Some(ServerRpc {
             state: ServerState::Responding(out),
             ..
-        }) = self.server.get_mut(&(peer, id))
+        }) = self.server.get_mut(&(pk, id))
         {
             out.data = msg;
         }
@@ -541,44 +610,88 @@ impl<A: Copy + Eq + Hash + std::fmt::Debug> Endpoint<A> {
         }
     }
 
-    fn handle_as_server(&mut self, now: Instant, peer: A, p: &Packet<'_>) {
-        let wm = self.watermark.entry(peer).or_insert(0);
-        if p.ack_below > *wm {
-            *wm = p.ack_below;
-            let w = *wm;
-            let mut freed = 0;
-            self.server.retain(|(a, id), r| {
-                let keep = *a != peer || *id >= w;
-                if let (false, ServerState::Receiving(m)) = (keep, &r.state) {
-                    freed += m.buf.len(); // a request the client gave up on mid-way
-                }
-                keep
-            });
-            self.rx_bytes -= freed;
-        }
-        if p.rpc_id < *self.watermark.get(&peer).expect("inserted") {
-            return; // finished at the client: a stale duplicate
-        }
-        let key = (peer, p.rpc_id);
-        if !self.server.contains_key(&key) {
+    /// Server side, before the RPC's state machine: the peer's state (created only by a new
+    /// RPC's DATA, within the table's bounds), its watermark, the RPC's state. `false`: drop
+    /// the packet (answered already, or no state to answer from).
+    fn server_admit(&mut self, now: Instant, pk: PeerKey<A>, p: &Packet<'_>) -> bool {
+        let (peer, sess) = pk;
+        if self.peers.get(&pk).is_none() {
             match p.kind {
-                Kind::Data => {
-                    let Some(m) = self.new_in_msg(p.msg_len) else {
-                        return;
-                    };
-                    self.server.insert(
-                        key,
-                        ServerRpc {
-                            state: ServerState::Receiving(m),
-                            last_heard: now,
-                            last_nudge: now,
-                        },
-                    );
+                Kind::Data => {}
+                // A client waiting on a session we do not know: it restarts the request.
+                Kind::Resend => {
+                    self.control(peer, sess, Kind::Unknown, false, p.rpc_id, 0, 0);
+                    return false;
                 }
-                Kind::Resend => return self.control(peer, Kind::Unknown, false, p.rpc_id, 0, 0),
-                _ => return,
+                _ => return false,
+            }
+            match self.peers.admit(pk, now) {
+                Admit::Present => {}
+                Admit::Evicted(old, tombstones) => {
+                    self.stats.peers_evicted += 1;
+                    for id in tombstones {
+                        self.server.remove(&(old, id));
+                    }
+                }
+                Admit::Refused => {
+                    self.stats.peers_refused += 1;
+                    return false;
+                }
             }
         }
+        self.peers.touch(pk, now);
+        let st = self.peers.get_mut(&pk).expect("admitted");
+        if p.ack_below > st.watermark {
+            st.watermark = p.ack_below;
+            // Only this peer's RPCs below the new watermark: a range of its index.
+            let below: Vec<u64> = st.rpcs.range(..p.ack_below).copied().collect();
+            for id in below {
+                self.drop_server_rpc((pk, id), now);
+            }
+        }
+        let st = self.peers.get(&pk).expect("admitted");
+        if p.rpc_id < st.watermark {
+            return false; // finished at the client: a stale duplicate
+        }
+        let key = (pk, p.rpc_id);
+        if self.server.contains_key(&key) {
+            return true;
+        }
+        match p.kind {
+            Kind::Data => {
+                if st.rpcs.len() >= self.cfg.max_rpcs_per_peer {
+                    self.stats.rpc_cap_drops += 1;
+                    return false; // the client resends once earlier RPCs are done
+                }
+                let Some(m) = self.new_in_msg(p.msg_len) else {
+                    return false;
+                };
+                self.server.insert(
+                    key,
+                    ServerRpc {
+                        state: ServerState::Receiving(m),
+                        last_heard: now,
+                        last_nudge: now,
+                    },
+                );
+                self.peers.started(pk, p.rpc_id);
+                true
+            }
+            Kind::Resend => {
+                self.control(peer, sess, Kind::Unknown, false, p.rpc_id, 0, 0);
+                false
+            }
+            _ => false,
+        }
+    }
+
+    fn handle_as_server(&mut self, now: Instant, peer: A, p: &Packet<'_>) {
+        let pk = (peer, p.session);
+        let sess = p.session;
+        if !self.server_admit(now, pk, p) {
+            return;
+        }
+        let key = (pk, p.rpc_id);
         let window = self.cfg.grant_window;
         let rpc = self.server.get_mut(&key).expect("present");
         rpc.last_heard = now;
@@ -594,23 +707,24 @@ impl<A: Copy + Eq + Hash + std::fmt::Debug> Endpoint<A> {
                     self.rx_bytes -= m.buf.len();
                     self.events.push_back(Event::Request {
                         peer,
+                        session: sess,
                         id: p.rpc_id,
                         msg: m.buf,
                     });
                 } else if let Some(g) = grant {
-                    self.control(peer, Kind::Grant, false, p.rpc_id, g, 0);
+                    self.control(peer, sess, Kind::Grant, false, p.rpc_id, g, 0);
                 }
             }
             (ServerState::Receiving(m), Kind::Resend) => {
                 // The client waits for a response but we lack request bytes: ask for them.
                 let (granted, gap) = (m.granted, m.ranges.first_gap(m.granted));
-                self.control(peer, Kind::Grant, false, p.rpc_id, granted, 0);
+                self.control(peer, sess, Kind::Grant, false, p.rpc_id, granted, 0);
                 if let Some((s, e)) = gap {
-                    self.control(peer, Kind::Resend, false, p.rpc_id, s, e - s);
+                    self.control(peer, sess, Kind::Resend, false, p.rpc_id, s, e - s);
                 }
             }
             (ServerState::Executing, Kind::Resend) => {
-                self.control(peer, Kind::Busy, false, p.rpc_id, 0, 0)
+                self.control(peer, sess, Kind::Busy, false, p.rpc_id, 0, 0)
             }
             (ServerState::Responding(out), Kind::Resend) => {
                 let len = out.data.len() as u32;
@@ -625,7 +739,7 @@ impl<A: Copy + Eq + Hash + std::fmt::Debug> Endpoint<A> {
                 let msg = std::mem::take(&mut out.data);
                 out.sent = out.sent.max(e);
                 self.stats.data_resent += 1;
-                self.data(peer, false, p.rpc_id, &msg, s, e);
+                self.data(peer, sess, false, p.rpc_id, &msg, s, e);
                 if let Some(ServerRpc {
                     state: ServerState::Responding(out),
                     ..
@@ -636,9 +750,12 @@ impl<A: Copy + Eq + Hash + std::fmt::Debug> Endpoint<A> {
             }
             (ServerState::Responding(out), Kind::Grant) => {
                 out.granted = out.granted.max(p.offset.min(out.data.len() as u32));
-                self.pump_server(peer, p.rpc_id);
+                self.pump_server(pk, p.rpc_id);
             }
-            (ServerState::Responding(_), Kind::Ack) => rpc.state = ServerState::Done,
+            (ServerState::Responding(_), Kind::Ack) => {
+                rpc.state = ServerState::Done;
+                self.peers.ended(pk, p.rpc_id, false, now);
+            }
             _ => {} // duplicates and stale packets
         }
     }
@@ -646,7 +763,7 @@ impl<A: Copy + Eq + Hash + std::fmt::Debug> Endpoint<A> {
     fn handle_as_client(&mut self, now: Instant, peer: A, p: &Packet<'_>) {
         let key = (peer, p.rpc_id);
         let window = self.cfg.grant_window;
-        if !self.client.contains_key(&key) {
+        if p.session != self.session || !self.client.contains_key(&key) {
             return; // finished or cancelled
         }
         if p.kind == Kind::Data && self.client[&key].resp.is_none() {
@@ -669,7 +786,7 @@ impl<A: Copy + Eq + Hash + std::fmt::Debug> Endpoint<A> {
                     let m = rpc.resp.take().expect("present");
                     self.rx_bytes -= m.buf.len();
                     self.finish_client(peer, p.rpc_id);
-                    self.control(peer, Kind::Ack, true, p.rpc_id, 0, 0);
+                    self.control(peer, self.session, Kind::Ack, true, p.rpc_id, 0, 0);
                     if self.lazy_acks {
                         let (a, ack) = self.transmit.pop_back().expect("just queued");
                         self.held_acks.push((a, p.rpc_id, ack));
@@ -680,7 +797,7 @@ impl<A: Copy + Eq + Hash + std::fmt::Debug> Endpoint<A> {
                         msg: m.buf,
                     });
                 } else if let Some(g) = grant {
-                    self.control(peer, Kind::Grant, true, p.rpc_id, g, 0);
+                    self.control(peer, self.session, Kind::Grant, true, p.rpc_id, g, 0);
                 }
             }
             Kind::Grant => {
@@ -696,7 +813,7 @@ impl<A: Copy + Eq + Hash + std::fmt::Debug> Endpoint<A> {
                     rpc.req.sent = rpc.req.sent.max(e);
                     let msg = std::mem::take(&mut rpc.req.data);
                     self.stats.data_resent += 1;
-                    self.data(peer, true, p.rpc_id, &msg, s, e);
+                    self.data(peer, self.session, true, p.rpc_id, &msg, s, e);
                     self.client.get_mut(&key).expect("present").req.data = msg;
                 }
             }
@@ -754,184 +871,68 @@ impl<A: Copy + Eq + Hash + std::fmt::Debug> Endpoint<A> {
         }
         for (peer, id, resp) in nudge {
             match resp {
-                None => self.control(peer, Kind::Resend, true, id, 0, self.frag),
+                None => self.control(peer, self.session, Kind::Resend, true, id, 0, self.frag),
                 Some((granted, gap)) => {
-                    self.control(peer, Kind::Grant, true, id, granted, 0);
+                    self.control(peer, self.session, Kind::Grant, true, id, granted, 0);
                     if let Some((s, e)) = gap {
-                        self.control(peer, Kind::Resend, true, id, s, e - s);
+                        self.control(peer, self.session, Kind::Resend, true, id, s, e - s);
                     }
                 }
             }
         }
         // Server side.
         let mut drop_keys = Vec::new();
+        let mut done = Vec::new();
         let mut nudge = Vec::new();
-        for (&(peer, id), rpc) in &mut self.server {
+        for (&(pk, id), rpc) in &mut self.server {
             let silent = now.duration_since(rpc.last_heard);
             match &mut rpc.state {
                 ServerState::Receiving(m) => {
                     if silent >= at {
-                        drop_keys.push((peer, id));
+                        drop_keys.push((pk, id));
                     } else if now.duration_since(rpc.last_heard.max(rpc.last_nudge)) >= ri {
                         rpc.last_nudge = now;
-                        nudge.push((peer, id, m.granted, m.ranges.first_gap(m.granted)));
+                        nudge.push((pk, id, m.granted, m.ranges.first_gap(m.granted)));
                     }
                 }
-                ServerState::Responding(_) if silent >= at => rpc.state = ServerState::Done,
-                ServerState::Done if silent >= at * 10 => drop_keys.push((peer, id)),
+                ServerState::Responding(_) if silent >= at => {
+                    rpc.state = ServerState::Done;
+                    done.push((pk, id));
+                }
+                ServerState::Done if silent >= at * 10 => drop_keys.push((pk, id)),
                 _ => {}
             }
         }
+        for (pk, id) in done {
+            self.peers.ended(pk, id, false, now);
+        }
         for k in drop_keys {
-            if let Some(ServerRpc {
-                state: ServerState::Receiving(m),
-                ..
-            }) = self.server.remove(&k)
-            {
-                self.rx_bytes -= m.buf.len();
-            }
+            self.drop_server_rpc(k, now);
         }
-        for (peer, id, granted, gap) in nudge {
-            self.control(peer, Kind::Grant, false, id, granted, 0);
+        for ((peer, sess), id, granted, gap) in nudge {
+            self.control(peer, sess, Kind::Grant, false, id, granted, 0);
             if let Some((s, e)) = gap {
-                self.control(peer, Kind::Resend, false, id, s, e - s);
+                self.control(peer, sess, Kind::Resend, false, id, s, e - s);
             }
         }
+        self.expire_peers(now);
+    }
+
+    /// Forget peers idle for `peer_idle` (server side: with their tombstones; client side:
+    /// servers with no RPC in flight).
+    fn expire_peers(&mut self, now: Instant) {
+        let idle = self.cfg.peer_idle;
+        for (pk, tombstones) in self.peers.expire(now, idle) {
+            self.stats.peers_expired += 1;
+            for id in tombstones {
+                self.server.remove(&(pk, id));
+            }
+        }
+        self.client_peers.retain(|_, cp| {
+            !cp.active.is_empty() || now.saturating_duration_since(cp.last_used) < idle
+        });
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn lazy_acks_are_dropped_when_the_next_request_covers_them() {
-        let now = Instant::now();
-        let (cli, srv) = (1u8, 2u8);
-        let mut c: Endpoint<u8> = Endpoint::new(ProtoConfig::default());
-        c.set_lazy_acks(true);
-        let mut s: Endpoint<u8> = Endpoint::new(ProtoConfig::default());
-        for id in 1..=3u64 {
-            c.send_request(now, srv, id, vec![id as u8; 100]);
-            let mut sent = 0;
-            while let Some((to, p)) = c.poll_transmit() {
-                assert_eq!(to, srv);
-                sent += 1;
-                s.handle(now, cli, &p);
-            }
-            assert_eq!(
-                sent, 1,
-                "rpc {id}: only the request datagram (held ACK dropped)"
-            );
-            // The request's ack_below freed every earlier RPC at the server.
-            assert_eq!(s.server_rpcs(), 1, "rpc {id}");
-            while let Some(e) = s.poll_event() {
-                let Event::Request { peer, id, msg } = e else {
-                    panic!("unexpected event")
-                };
-                s.send_response(now, peer, id, msg);
-            }
-            while let Some((_, p)) = s.poll_transmit() {
-                c.handle(now, srv, &p);
-            }
-            assert!(matches!(c.poll_event(), Some(Event::Response { id: r, .. }) if r == id));
-            assert!(c.poll_transmit().is_none(), "ACK held");
-        }
-        // Before the client sleeps it releases the held ACK.
-        c.release_acks();
-        assert_eq!(std::iter::from_fn(|| c.poll_transmit()).count(), 1);
-    }
-
-    #[test]
-    fn ranges_merge_and_gaps() {
-        let mut r = Ranges::default();
-        assert_eq!(r.insert(10, 20), 10);
-        assert_eq!(r.insert(15, 25), 5);
-        assert_eq!(r.insert(0, 5), 5);
-        assert_eq!(r.first_gap(100), Some((5, 10)));
-        assert_eq!(r.insert(5, 10), 5);
-        assert_eq!(r.first_gap(100), Some((25, 100)));
-        assert_eq!(r.first_gap(25), None);
-        assert_eq!(r.insert(0, 25), 0);
-        assert_eq!(r.0.len(), 1);
-        let mut r = Ranges::default();
-        r.insert(30, 40);
-        r.insert(10, 20);
-        assert_eq!(r.insert(0, 50), 30);
-        assert_eq!(r.0.len(), 1);
-    }
-
-    #[test]
-    fn ranges_agree_with_a_byte_model() {
-        let mut rng = crate::datagram::sim::Rng::new(77);
-        for _ in 0..200 {
-            let len = 1 + rng.upto(300) as u32;
-            let mut r = Ranges::default();
-            let mut model = vec![false; len as usize];
-            for _ in 0..rng.upto(40) {
-                let s = rng.upto(u64::from(len) - 1) as u32;
-                let e = s + 1 + rng.upto(u64::from(len - s - 1)) as u32;
-                let before = model.iter().filter(|&&b| b).count() as u32;
-                model[s as usize..e as usize]
-                    .iter_mut()
-                    .for_each(|b| *b = true);
-                let after = model.iter().filter(|&&b| b).count() as u32;
-                assert_eq!(r.insert(s, e), after - before);
-                assert_eq!(r.total(), after);
-                let gap = model.iter().position(|&b| !b).map(|g| {
-                    let end = model[g..]
-                        .iter()
-                        .position(|&b| b)
-                        .map_or(len as usize, |x| g + x);
-                    (g as u32, end as u32)
-                });
-                assert_eq!(r.first_gap(len), gap);
-                // Ranges stay disjoint and non-adjacent.
-                let v: Vec<(u32, u32)> = r.0.iter().map(|(&a, &b)| (a, b)).collect();
-                assert!(v.windows(2).all(|w| w[0].1 < w[1].0), "{v:?}");
-            }
-        }
-    }
-
-    #[test]
-    fn lossless_exchange() {
-        let t = Instant::now();
-        let cfg = ProtoConfig {
-            mtu: 100,
-            grant_window: 300,
-            ..Default::default()
-        };
-        let mut c: Endpoint<u8> = Endpoint::new(cfg.clone());
-        let mut s: Endpoint<u8> = Endpoint::new(cfg);
-        let msg: Vec<u8> = (0..1000u32).map(|i| i as u8).collect();
-        c.send_request(t, 2, 1, msg.clone());
-        let mut got = None;
-        for _ in 0..1000 {
-            while let Some((_, p)) = c.poll_transmit() {
-                s.handle(t, 1, &p);
-            }
-            while let Some(e) = s.poll_event() {
-                let Event::Request { peer, id, msg } = e else {
-                    panic!()
-                };
-                s.send_response(t, peer, id, msg);
-            }
-            while let Some((_, p)) = s.poll_transmit() {
-                c.handle(t, 2, &p);
-            }
-            if let Some(e) = c.poll_event() {
-                got = Some(e);
-                break;
-            }
-        }
-        assert_eq!(
-            got,
-            Some(Event::Response {
-                peer: 2,
-                id: 1,
-                msg
-            })
-        );
-        assert_eq!(c.client_rpcs(), 0);
-    }
-}
+mod tests;

@@ -126,7 +126,8 @@ impl ClientChannel for TcpClient {
                     true
                 });
                 match r {
-                    Ok(ReadStop::WouldBlock) => Ok(()),
+                    // A client reader has no budget: it never runs out of one.
+                    Ok(ReadStop::WouldBlock | ReadStop::NoBudget) => Ok(()),
                     Ok(ReadStop::Eof) => Err(LinkError::Closed("connection closed by the server")),
                     Ok(ReadStop::Stopped) => Err(violation.take().unwrap_or(LinkError::Closed(
                         "the frame reader stopped without a reason",

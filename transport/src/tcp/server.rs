@@ -3,11 +3,18 @@
 //! round-robin to all threads. Requests are run to completion on the thread that read them;
 //! replies are queued per connection and flushed with vectored writes after each read batch.
 //! Deferred replies arrive through the thread's inbox and its waker.
+//!
+//! Limits ([`ConnLimits`]): the acceptor counts open connections over all threads and closes
+//! new ones beyond `max_connections`; every connection's reader draws its buffers from one
+//! [`ByteBudget`] (a connection that cannot get bytes waits, unread, and is retried every
+//! [`BUDGET_RETRY`]); each thread sweeps its connections every `sweep_interval` and closes those
+//! silent since accept for `idle_timeout` or stalled in a partial request for `stall_timeout`,
+//! and frees the read buffers of quiet ones.
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,6 +22,7 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use parking_lot::Mutex;
 
+use crate::conn_limits::{ByteBudget, ConnLimits, RefusalLog};
 use crate::error::{Error, Result};
 use crate::frame::{write_frame, FrameError, FrameReader, Payload, ReadStop};
 use crate::limits::{DISPATCH_MAX_BLOCK, STREAM_MAX_QUEUED_REPLY_BYTES};
@@ -58,6 +66,35 @@ impl ReplySink for Inbox {
     }
 }
 
+/// What the dispatch threads of one server share to enforce its [`ConnLimits`].
+struct Limits {
+    cfg: ConnLimits,
+    budget: Arc<ByteBudget>,
+    /// Open connections (accepted and not yet closed), over all threads.
+    open: AtomicUsize,
+    refused: RefusalLog,
+    closed_idle: RefusalLog,
+    closed_stalled: RefusalLog,
+    waiting: RefusalLog,
+}
+
+impl Limits {
+    fn new(cfg: ConnLimits) -> Self {
+        Limits {
+            cfg,
+            budget: Arc::new(ByteBudget::new(cfg.max_buffered_bytes)),
+            open: AtomicUsize::new(0),
+            refused: RefusalLog::new("refusing tcp connections"),
+            closed_idle: RefusalLog::new("closing silent tcp connections"),
+            closed_stalled: RefusalLog::new("closing stalled tcp connections"),
+            waiting: RefusalLog::new("tcp request buffers full"),
+        }
+    }
+}
+
+/// How often a connection that waits for buffer budget tries again.
+const BUDGET_RETRY: Duration = Duration::from_millis(10);
+
 pub(crate) fn serve(
     loc: &Locator,
     handler: Arc<dyn Handler>,
@@ -81,6 +118,7 @@ pub(crate) fn serve(
 
     let cores = cfg.cores.max(1);
     let shared = Arc::new(ServerShared::default());
+    let limits = Arc::new(Limits::new(cfg.conn));
     let mut polls = Vec::new();
     let mut inboxes = Vec::new();
     for _ in 0..cores {
@@ -107,6 +145,10 @@ pub(crate) fn serve(
             out: Vec::new(),
             pool: Vec::new(),
             hot: None,
+            limits: limits.clone(),
+            last_sweep: Instant::now(),
+            last_retry: Instant::now(),
+            waiting: 0,
         };
         let (shared, cfg) = (shared.clone(), cfg.clone());
         let t = std::thread::Builder::new()
@@ -148,6 +190,13 @@ struct Conn {
     read_paused: bool,
     /// Close once the output queue is flushed (after an error reply).
     closing: bool,
+    /// The reader could not get buffer budget; retried every [`BUDGET_RETRY`].
+    no_budget: bool,
+    accepted: Instant,
+    /// Last time bytes arrived (or a wait for budget was retried).
+    last_rx: Instant,
+    /// A complete request has arrived.
+    served: bool,
 }
 
 struct Dispatcher {
@@ -165,6 +214,11 @@ struct Dispatcher {
     /// The connection that last delivered requests. While spinning, it is read directly before
     /// asking epoll (one syscall instead of `epoll_wait` + `read` for a single busy client).
     hot: Option<u64>,
+    limits: Arc<Limits>,
+    last_sweep: Instant,
+    last_retry: Instant,
+    /// Connections of this thread waiting for buffer budget.
+    waiting: usize,
 }
 
 /// Most reply buffers a dispatcher keeps for reuse, and the largest it keeps.
@@ -213,8 +267,10 @@ impl Dispatcher {
             }
             let timeout = if spinning {
                 Duration::ZERO
+            } else if self.waiting > 0 {
+                BUDGET_RETRY
             } else {
-                DISPATCH_MAX_BLOCK
+                DISPATCH_MAX_BLOCK.min(self.limits.cfg.sweep_interval())
             };
             match self.poll.poll(&mut events, Some(timeout)) {
                 Ok(()) => {}
@@ -249,6 +305,70 @@ impl Dispatcher {
             if worked {
                 last_work = Instant::now();
             }
+            self.timers();
+        }
+    }
+
+    /// Retry connections waiting for budget; sweep the connections' timers when due.
+    fn timers(&mut self) {
+        let now = Instant::now();
+        let sweep = now.duration_since(self.last_sweep) >= self.limits.cfg.sweep_interval();
+        let retry = self.waiting > 0 && now.duration_since(self.last_retry) >= BUDGET_RETRY;
+        if !sweep && !retry {
+            return;
+        }
+        self.last_retry = now;
+        if sweep {
+            self.last_sweep = now;
+        }
+        let cfg = self.limits.cfg;
+        let mut close = Vec::new();
+        let mut again = Vec::new();
+        for (&id, c) in &mut self.conns {
+            if c.no_budget {
+                again.push(id);
+                continue;
+            }
+            if !sweep || c.closing {
+                continue;
+            }
+            let partial = c.reader.has_partial();
+            if partial && now.duration_since(c.last_rx) >= cfg.stall_timeout {
+                close.push((id, true));
+            } else if !partial
+                && !c.served
+                && c.outq.is_empty()
+                && now.duration_since(c.accepted) >= cfg.idle_timeout
+            {
+                close.push((id, false));
+            } else if !partial && now.duration_since(c.last_rx) >= cfg.sweep_interval() {
+                c.reader.release_idle_buffer();
+            }
+        }
+        for (id, stalled) in close {
+            if stalled {
+                let why = format!(
+                    "a partial request got no byte for {:?} (--stall-timeout)",
+                    cfg.stall_timeout
+                );
+                self.limits.closed_stalled.refused(&why);
+                self.close(id, "stalled in a partial request");
+            } else {
+                let why = format!(
+                    "no request within {:?} of connecting (--idle-timeout)",
+                    cfg.idle_timeout
+                );
+                self.limits.closed_idle.refused(&why);
+                self.close(id, "silent since it was accepted");
+            }
+        }
+        for id in again {
+            if let Some(c) = self.conns.get_mut(&id) {
+                c.no_budget = false;
+                c.last_rx = now;
+                self.waiting -= 1;
+            }
+            self.on_readable(id);
         }
     }
 
@@ -257,6 +377,16 @@ impl Dispatcher {
             let Some(l) = &self.listener else { return };
             match l.accept() {
                 Ok((s, peer)) => {
+                    let max = self.limits.cfg.max_connections;
+                    if self.limits.open.load(Ordering::Acquire) >= max {
+                        drop(s);
+                        let why = format!(
+                            "{max} connections are open (--max-connections); closed one from {peer}"
+                        );
+                        self.limits.refused.refused(&why);
+                        continue;
+                    }
+                    self.limits.open.fetch_add(1, Ordering::AcqRel);
                     let _ = s.set_nodelay(true);
                     let target = self.rr % self.inboxes.len();
                     self.rr += 1;
@@ -287,17 +417,23 @@ impl Dispatcher {
             Interest::READABLE | Interest::WRITABLE,
         ) {
             tracing::warn!("register failed: {e}");
+            self.limits.open.fetch_sub(1, Ordering::AcqRel);
             return;
         }
+        let now = Instant::now();
         self.conns.insert(
             id,
             Conn {
                 stream: s,
-                reader: FrameReader::new(),
+                reader: FrameReader::with_budget(self.limits.budget.clone()),
                 outq: VecDeque::new(),
                 queued: 0,
                 read_paused: false,
                 closing: false,
+                no_budget: false,
+                accepted: now,
+                last_rx: now,
+                served: false,
             },
         );
         // Data may already be waiting (edge-triggered registration after the fact).
@@ -333,6 +469,10 @@ impl Dispatcher {
             self.hot = None;
         }
         if let Some(mut c) = self.conns.remove(&id) {
+            self.limits.open.fetch_sub(1, Ordering::AcqRel);
+            if c.no_budget {
+                self.waiting -= 1;
+            }
             tracing::debug!(conn = id, why, "closing tcp connection");
             let _ = self.poll.registry().deregister(&mut c.stream);
         }
@@ -345,9 +485,10 @@ impl Dispatcher {
         let Some(c) = self.conns.get_mut(&id) else {
             return false;
         };
-        if c.read_paused || c.closing {
+        if c.read_paused || c.closing || c.no_budget {
             return false;
         }
+        let read_before = c.reader.bytes_read();
         let handler = &*self.handler;
         let out = &mut self.out;
         let pool = &mut self.pool;
@@ -393,8 +534,24 @@ impl Dispatcher {
                 // Stop reading when too many reply bytes wait (client not reading): backpressure.
                 *queued < STREAM_MAX_QUEUED_REPLY_BYTES
             });
+        if c.reader.bytes_read() != read_before {
+            c.last_rx = Instant::now();
+        }
+        if got {
+            c.served = true;
+        }
         match r {
             Ok(ReadStop::WouldBlock) => {}
+            Ok(ReadStop::NoBudget) => {
+                c.no_budget = true;
+                self.waiting += 1;
+                let why = format!(
+                    "{} of {} bytes are buffered (--max-buffered); a connection waits for room",
+                    self.limits.budget.used(),
+                    self.limits.cfg.max_buffered_bytes
+                );
+                self.limits.waiting.refused(&why);
+            }
             Ok(ReadStop::Stopped) if bad_frame => {
                 got = true;
                 c.closing = true;

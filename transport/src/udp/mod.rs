@@ -240,7 +240,7 @@ pub(crate) fn client_session<D: Device>(
     stack.only_peer = Some(server);
     stack.ep.set_lazy_acks(true);
     let chan = DgramClient {
-        stack: Mutex::new((stack, IdMap::starting_now())),
+        stack: Mutex::new((stack, IdMap::new())),
         wait,
         server,
     };
@@ -254,16 +254,13 @@ struct IdMap {
 }
 
 impl IdMap {
-    /// Datagram rpc ids start at the wall clock in nanoseconds. A server keeps, per client
-    /// address, the watermark below which it ignores packets; a new session on an address an
-    /// earlier one used (a reused UDP port, a DPDK endpoint after a restart) must start above
-    /// anything the earlier one sent, and no session sends an RPC per nanosecond.
-    fn starting_now() -> IdMap {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(1, |d| d.as_nanos() as u64);
+    /// Datagram rpc ids start at 1 in every session. The server keys its state (the watermark
+    /// below which it ignores packets) by client address *and* the endpoint's random session
+    /// nonce, so a new session on an address an earlier one used (a reused UDP port, a DPDK
+    /// endpoint after a restart) is a new peer: no clock involved.
+    fn new() -> IdMap {
         IdMap {
-            next: now,
+            next: 0,
             to_request: std::collections::HashMap::new(),
             to_rpc: std::collections::HashMap::new(),
         }
@@ -385,8 +382,8 @@ impl<D: Device> ClientChannel for DgramClient<D> {
 // Server
 // ---------------------------------------------------------------------------------------------
 
-/// A deferred reply: client address, datagram rpc id, response header, payload.
-type DeferredReply<A> = (A, u64, Header, Vec<u8>);
+/// A deferred reply: client address and session, datagram rpc id, response header, payload.
+type DeferredReply<A> = ((A, u32), u64, Header, Vec<u8>);
 
 struct Inbox<A> {
     replies: Mutex<Vec<DeferredReply<A>>>,
@@ -405,7 +402,7 @@ impl<A> Inbox<A> {
 /// [`Route::Direct`] whatever the device's address type).
 struct DeferredSink<A> {
     inbox: Arc<Inbox<A>>,
-    peer: A,
+    peer: (A, u32),
     rpc: u64,
 }
 
@@ -537,16 +534,22 @@ impl<D: Device> Dispatcher<D> {
             if self.inbox.pending.swap(false, Ordering::AcqRel) {
                 worked = true;
                 let replies = std::mem::take(&mut *self.inbox.replies.lock());
-                for (peer, rpc, h, p) in replies {
+                for ((peer, session), rpc, h, p) in replies {
                     self.stack
                         .ep
-                        .send_response(now, peer, rpc, h.encode_message(&p));
+                        .send_response(now, peer, session, rpc, h.encode_message(&p));
                 }
             }
             while let Some(ev) = self.stack.ep.poll_event() {
-                if let Event::Request { peer, id, msg } = ev {
+                if let Event::Request {
+                    peer,
+                    session,
+                    id,
+                    msg,
+                } = ev
+                {
                     worked = true;
-                    self.serve_one(now, peer, id, &msg);
+                    self.serve_one(now, (peer, session), id, &msg);
                 }
             }
             self.stack.flush()?;
@@ -556,7 +559,8 @@ impl<D: Device> Dispatcher<D> {
         }
     }
 
-    fn serve_one(&mut self, now: Instant, peer: D::Addr, id: u64, msg: &[u8]) {
+    fn serve_one(&mut self, now: Instant, client: (D::Addr, u32), id: u64, msg: &[u8]) {
+        let (peer, session) = client;
         let (h, payload) = match Header::decode_message(msg) {
             Ok((h, _)) if h.flags.is_response() => {
                 let rh =
@@ -564,7 +568,7 @@ impl<D: Device> Dispatcher<D> {
                 return self
                     .stack
                     .ep
-                    .send_response(now, peer, id, rh.encode_message(&[]));
+                    .send_response(now, peer, session, id, rh.encode_message(&[]));
             }
             Ok(x) => x,
             Err(e) => {
@@ -586,14 +590,14 @@ impl<D: Device> Dispatcher<D> {
                 return self
                     .stack
                     .ep
-                    .send_response(now, peer, id, rh.encode_message(&[]));
+                    .send_response(now, peer, session, id, rh.encode_message(&[]));
             }
         };
         let inbox = &self.inbox;
         let mut defer = || {
             let sink: Arc<dyn ReplySink> = Arc::new(DeferredSink {
                 inbox: inbox.clone(),
-                peer,
+                peer: client,
                 rpc: id,
             });
             Responder::new(sink, Route::Direct, h.opcode, h.request_id)
@@ -606,6 +610,6 @@ impl<D: Device> Dispatcher<D> {
             };
         let rh = Header::response(h.opcode, h.request_id, status.0, body.len() as u32);
         let m = rh.encode_message(body);
-        self.stack.ep.send_response(now, peer, id, m);
+        self.stack.ep.send_response(now, peer, session, id, m);
     }
 }

@@ -67,6 +67,8 @@ struct Inbox {
     pending: AtomicBool,
     wake_tx: UnixDatagram,
     wake_rx: UnixDatagram,
+    /// Connections the dispatch thread holds (a gauge it publishes; the acceptor's cap).
+    open: AtomicUsize,
 }
 
 impl Inbox {
@@ -79,6 +81,7 @@ impl Inbox {
             pending: AtomicBool::new(false),
             wake_tx: a,
             wake_rx: b,
+            open: AtomicUsize::new(0),
         })
     }
     fn wake(&self) {
@@ -184,11 +187,12 @@ pub(crate) fn serve(
             .map_err(|e| fail(e.to_string()))?;
         threads.push(t);
     }
+    let max_conns = cfg.conn.max_connections;
     {
         let (shared, inboxes) = (shared.clone(), inboxes.clone());
         let t = std::thread::Builder::new()
             .name("verbs-accept".into())
-            .spawn(move || accept_loop(listener, endpoints, inboxes, &shared))
+            .spawn(move || accept_loop(listener, endpoints, inboxes, &shared, max_conns))
             .map_err(|e| fail(e.to_string()))?;
         threads.push(t);
     }
@@ -211,7 +215,9 @@ fn accept_loop(
     endpoints: Vec<Arc<Endpoint>>,
     inboxes: Vec<Arc<Inbox>>,
     shared: &ServerShared,
+    max_conns: usize,
 ) {
+    let refused = crate::conn_limits::RefusalLog::new("refusing verbs connections");
     let mut rr = 0usize;
     // Handshakes run on short-lived threads so that a client that connects and stays silent
     // delays nobody; their number is capped.
@@ -220,7 +226,12 @@ fn accept_loop(
         match listener.accept() {
             Ok((s, peer)) => {
                 if active.load(Ordering::Acquire) >= MAX_CONCURRENT_HANDSHAKES {
-                    tracing::warn!(%peer, "too many verbs handshakes in progress; refusing");
+                    refused.refused(&format!("{MAX_CONCURRENT_HANDSHAKES} handshakes in progress; closed one from {peer}"));
+                    continue;
+                }
+                let open: usize = inboxes.iter().map(|i| i.open.load(Ordering::Acquire)).sum();
+                if open + active.load(Ordering::Acquire) >= max_conns {
+                    refused.refused(&format!("{max_conns} connections are open (--max-connections); closed one from {peer}"));
                     continue;
                 }
                 let i = rr % endpoints.len();
@@ -393,6 +404,7 @@ impl Dispatcher {
             if last_check.elapsed() >= SIDE_CHANNEL_CHECK {
                 last_check = Instant::now();
                 self.check_side_channels();
+                self.inbox.open.store(self.conns.len(), Ordering::Release);
             }
             let spinning = match spin {
                 None => true,

@@ -6,7 +6,8 @@
 //! - the table-name → id cache and, per table, a [`TabletMap`] (key-hash ranges → master);
 //!   a map is refreshed from the coordinator when a master answers `UNKNOWN_TABLET`, when a
 //!   master's session fails, or when a hash falls in a hole of the map;
-//! - the exactly-once state: the client id (allocated by the coordinator on the first mutation),
+//! - the exactly-once state: the client id and its lease (`lease.rs`: granted by the
+//!   coordinator on the first tracked mutation, renewed in the background, released on drop),
 //!   the next rpc id and the set of rpc ids still in flight, from which the ack id follows.
 //!
 //! Every call runs until success, a final error, or its deadline (`ClientOptions::timeout`),
@@ -18,16 +19,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use faascache_protocol::msg::coordinator::{
-    CreateTableRequest, DropTableRequest, GetClientLeaseRequest, GetServerListRequest,
-    GetTableIdRequest, GetTabletMapRequest, ListTablesRequest, TableNameRequest,
+    CreateTableRequest, DropTableRequest, GetServerListRequest, GetTableIdRequest,
+    GetTabletMapRequest, ListTablesRequest, TableNameRequest,
 };
-use faascache_protocol::msg::{self, ExactlyOnce, Failure, MsgError, Request, Services};
+use faascache_protocol::msg::{self, Failure, MsgError, Request, Services};
 use faascache_transport::CallError;
 use faascache_transport::CoordinatorLocator;
 use faascache_transport::{ServiceLocator, Session, Status};
 use parking_lot::{Mutex, RwLock};
 
 use crate::error::{disposition, Disposition, Error, Result, TableId};
+use crate::lease::Leases;
 use crate::options::ClientOptions;
 use crate::retry::Backoff;
 use crate::tablets::{Tablet, TabletMap};
@@ -113,13 +115,10 @@ pub struct ServerStats {
     pub durability: String,
 }
 
-/// Exactly-once bookkeeping: rpc ids in flight and the ack id that follows from them.
+/// Exactly-once bookkeeping: rpc ids in flight and the ack id that follows from them. (The
+/// client id and its lease are in `lease.rs`.)
 #[derive(Debug, Default)]
 pub(crate) struct RpcIds {
-    /// 0 = not allocated yet (or the coordinator cannot allocate: mutations are untracked).
-    client_id: u64,
-    /// Whether allocation was attempted and refused (do not ask again).
-    untracked: bool,
     next: u64,
     in_flight: BTreeSet<u64>,
 }
@@ -144,7 +143,7 @@ impl RpcIds {
     }
 }
 
-struct Inner {
+pub(crate) struct Inner {
     locator: CoordinatorLocator,
     locator_text: String,
     opts: ClientOptions,
@@ -154,6 +153,16 @@ struct Inner {
     table_names: RwLock<HashMap<TableId, String>>,
     tablets: RwLock<HashMap<TableId, Arc<TabletMap>>>,
     rpc: Mutex<RpcIds>,
+    pub(crate) leases: Leases,
+}
+
+impl Drop for Inner {
+    /// The last clone is gone: stop the renewal thread and release the lease (bounded wait).
+    fn drop(&mut self) {
+        let coordinator = self.coordinator.get_mut().take();
+        self.leases
+            .shut_down(coordinator.as_ref(), self.opts.timeout);
+    }
 }
 
 /// A FaaSCache client: cheap to clone (`Arc` inside), `Send + Sync`; share one per process.
@@ -181,22 +190,49 @@ impl std::fmt::Debug for Client {
     }
 }
 
-/// A guard that keeps an rpc id in flight until dropped.
+/// A tracked mutation's identity: client id and rpc id (in flight until the guard drops), and
+/// whether an attempt may have run (so it may not move to a new client id).
 pub(crate) struct RpcGuard {
     client: Client,
+    pub(crate) state: Mutex<GuardState>,
+}
+
+/// See [`RpcGuard`].
+#[derive(Debug)]
+pub(crate) struct GuardState {
+    /// 0 = untracked.
     pub(crate) client_id: u64,
     pub(crate) id: u64,
+    /// An attempt was sent and got no answer.
+    pub(crate) maybe_ran: bool,
+}
+
+impl RpcGuard {
+    /// The client id the rpc runs under now (0 = untracked).
+    pub(crate) fn client_id(&self) -> u64 {
+        self.state.lock().client_id
+    }
+    /// Its rpc id now.
+    pub(crate) fn id(&self) -> u64 {
+        self.state.lock().id
+    }
+    /// An attempt got no answer: it may have run.
+    pub(crate) fn mark_maybe_ran(&self) {
+        self.state.lock().maybe_ran = true;
+    }
 }
 
 impl std::fmt::Debug for RpcGuard {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "RpcGuard({}.{})", self.client_id, self.id)
+        let g = self.state.lock();
+        write!(f, "RpcGuard({}.{})", g.client_id, g.id)
     }
 }
 
 impl Drop for RpcGuard {
     fn drop(&mut self) {
-        self.client.inner.rpc.lock().finish(self.id);
+        let id = self.state.get_mut().id;
+        self.client.inner.rpc.lock().finish(id);
     }
 }
 
@@ -252,6 +288,7 @@ impl Client {
                 table_names: RwLock::new(HashMap::new()),
                 tablets: RwLock::new(HashMap::new()),
                 rpc: Mutex::new(RpcIds::default()),
+                leases: Leases::default(),
             }),
         };
         client.coordinator_session()?;
@@ -394,7 +431,7 @@ impl Client {
     // ---- coordinator calls -----------------------------------------------------------------
 
     /// Runs a coordinator RPC with retries (reconnecting if the session fails).
-    fn coord_call<'r, R, T>(
+    pub(crate) fn coord_call<'r, R, T>(
         &self,
         req: &R,
         table: &str,
@@ -672,64 +709,49 @@ impl Client {
 
     // ---- exactly-once -----------------------------------------------------------------------
 
-    /// The client id, allocated on first use; 0 if the coordinator cannot allocate one
-    /// (mutations then run untracked: at most once per send).
-    fn client_id(&self) -> u64 {
-        {
-            let g = self.inner.rpc.lock();
-            if g.client_id != 0 || g.untracked {
-                return g.client_id;
-            }
-        }
-        let r = self.coord_call(&GetClientLeaseRequest { client_id: 0 }, "", |r| r.client_id);
-        let mut g = self.inner.rpc.lock();
-        match r {
-            Ok(id) if g.client_id == 0 => g.client_id = id,
-            Ok(_) => {}
-            Err(e) => {
-                tracing::warn!(error = %e, "no client id: mutations are not exactly-once");
-                g.untracked = matches!(e, Error::Protocol(_));
-            }
-        }
-        g.client_id
+    /// A new rpc id under the current lease (acquired on first use), in flight until the
+    /// guard drops. Untracked (client id 0) if the client is.
+    pub(crate) fn begin_rpc(&self) -> Result<RpcGuard> {
+        Ok(self.begin_rpcs(1)?.pop().expect("one guard"))
     }
 
-    /// A new rpc id, in flight until the guard drops.
-    pub(crate) fn begin_rpc(&self) -> RpcGuard {
-        let client_id = self.client_id();
-        let id = self.inner.rpc.lock().begin();
-        RpcGuard {
-            client: self.clone(),
-            client_id,
-            id,
-        }
-    }
-
-    /// `n` new rpc ids, in flight until their guards drop.
-    pub(crate) fn begin_rpcs(&self, n: usize) -> (u64, Vec<RpcGuard>) {
-        let client_id = if n == 0 { 0 } else { self.client_id() };
+    /// `n` new rpc ids under the current lease, in flight until their guards drop.
+    pub(crate) fn begin_rpcs(&self, n: usize) -> Result<Vec<RpcGuard>> {
+        let client_id = if n == 0 {
+            0
+        } else {
+            self.current_lease()?.client_id
+        };
         let mut g = self.inner.rpc.lock();
-        let guards = (0..n)
+        Ok((0..n)
             .map(|_| RpcGuard {
                 client: self.clone(),
-                client_id,
-                id: g.begin(),
+                state: Mutex::new(GuardState {
+                    client_id,
+                    id: g.begin(),
+                    maybe_ran: false,
+                }),
             })
-            .collect();
-        (client_id, guards)
+            .collect())
     }
 
-    /// The exactly-once header for rpc `id` now (the ack id moves as other rpcs finish).
-    pub(crate) fn exactly_once(&self, guard: &RpcGuard) -> ExactlyOnce {
-        if guard.client_id == 0 {
-            return ExactlyOnce::UNTRACKED;
-        }
-        ExactlyOnce {
-            client_id: guard.client_id,
-            rpc_id: guard.id,
-            ack_id: self.inner.rpc.lock().ack_id(),
-            lease: faascache_protocol::msg::ClientLease::NONE,
-        }
+    /// Ends rpc id `old` (it never ran) and returns a new one.
+    pub(crate) fn reissue_rpc_id(&self, old: u64) -> u64 {
+        let mut g = self.inner.rpc.lock();
+        g.finish(old);
+        g.begin()
+    }
+
+    pub(crate) fn inner(&self) -> &Inner {
+        &self.inner
+    }
+
+    pub(crate) fn inner_arc(&self) -> &Arc<Inner> {
+        &self.inner
+    }
+
+    pub(crate) fn from_inner(inner: Arc<Inner>) -> Client {
+        Client { inner }
     }
 
     pub(crate) fn ack_id(&self) -> u64 {

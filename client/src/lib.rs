@@ -26,7 +26,7 @@
 //!
 //! Reading order: [`error`] (what can go wrong), [`options`], [`tablets`] (the tablet-map
 //! cache), [`retry`] (back-off), `client.rs` ([`Client`]: sessions, coordinator calls,
-//! exactly-once ids, retries), `ops.rs` (single-object operations), `multi.rs`,
+//! exactly-once ids, retries), [`lease`] (the client lease: acquire, renew, release), `ops.rs` (single-object operations), `multi.rs`,
 //! `enumerate.rs`, `pending.rs` (pipelining), `cli.rs`.
 //!
 //! Threading: a [`Client`] is `Clone + Send + Sync`; clones share sessions and caches. Calls
@@ -41,6 +41,7 @@ pub mod cli;
 mod client;
 mod enumerate;
 pub mod error;
+pub mod lease;
 mod multi;
 mod ops;
 pub mod options;

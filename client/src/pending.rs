@@ -185,10 +185,10 @@ impl Client {
     pub fn write_async(&self, table: TableId, key: &[u8], value: &[u8]) -> Result<Pending<u64>> {
         check_key(key)?;
         check_value(value)?;
-        let guard = self.begin_rpc();
+        let guard = self.begin_rpc()?;
         let req = WriteRequest {
             table,
-            rpc: self.exactly_once(&guard),
+            rpc: self.stamp(&guard)?.0,
             rules: msg::RejectRules::NONE,
             key,
             value,
@@ -220,10 +220,10 @@ impl Client {
     /// ```
     pub fn remove_async(&self, table: TableId, key: &[u8]) -> Result<Pending<Option<u64>>> {
         check_key(key)?;
-        let guard = self.begin_rpc();
+        let guard = self.begin_rpc()?;
         let req = RemoveRequest {
             table,
-            rpc: self.exactly_once(&guard),
+            rpc: self.stamp(&guard)?.0,
             rules: msg::RejectRules::NONE,
             key,
         };
@@ -310,6 +310,9 @@ impl<T> Pending<T> {
                     .timeout_error("the master did not answer".into()))
             }
             Some(Err(_)) => {
+                if let Some(g) = &self.guard {
+                    g.mark_maybe_ran(); // sent, no answer
+                }
                 if let Some(m) = &master {
                     self.client.forget_master(m);
                 }

@@ -90,7 +90,8 @@ pub struct ServerInfo {
 /// let s = faascache_client::ServerStats {
 ///     id: "1.0".into(), budget_bytes: 1 << 30, live_bytes: 0, objects: 0, tablets: 1,
 ///     transport: "tcp".into(), transport_choice: "first choice".into(), poll: "adaptive:200us".into(),
-///     durability: "memory only: lost if this server crashes".into() };
+///     durability: "memory only: lost if this server crashes".into(),
+///     eo_clients: 0, eo_results: 0, eo_bytes: 0 };
 /// assert_eq!(s.transport, "tcp");
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,6 +114,12 @@ pub struct ServerStats {
     pub poll: String,
     /// What an acknowledged write survives.
     pub durability: String,
+    /// Exactly-once state of the master: clients it keeps results for.
+    pub eo_clients: u64,
+    /// Exactly-once state: saved results.
+    pub eo_results: u64,
+    /// Exactly-once state: bytes it takes.
+    pub eo_bytes: u64,
 }
 
 /// Exactly-once bookkeeping: rpc ids in flight and the ack id that follows from them. (The
@@ -634,6 +641,9 @@ impl Client {
                     transport_choice: r.transport_choice.to_string(),
                     poll: r.poll.to_string(),
                     durability: r.durability.to_string(),
+                    eo_clients: r.eo_clients,
+                    eo_results: r.eo_results,
+                    eo_bytes: r.eo_bytes,
                 }
             });
         match r {

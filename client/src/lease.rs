@@ -35,6 +35,22 @@ use crate::retry::Backoff;
 /// Longest a dropped client waits for the coordinator to acknowledge the release.
 pub const RELEASE_TIMEOUT: Duration = Duration::from_millis(500);
 
+/// A client's lease as last granted (see [`Client::lease`]).
+///
+/// ```
+/// let l = faascache_client::lease::LeaseInfo::default();
+/// assert_eq!(l.client_id, 0);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LeaseInfo {
+    /// The client id (0: none yet, or untracked).
+    pub client_id: u64,
+    /// Expiration, cluster time (ms).
+    pub expiration: u64,
+    /// The coordinator's cluster time when it granted the lease (ms).
+    pub timestamp: u64,
+}
+
 /// The lease a request is stamped with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) struct LeaseSnap {
@@ -96,6 +112,25 @@ fn add(t: Instant, d: Duration) -> Option<Instant> {
 impl Client {
     fn leases(&self) -> &Leases {
         &self.inner().leases
+    }
+
+    /// The client's lease as last granted (all 0 before the first tracked mutation, and for
+    /// untracked clients).
+    ///
+    /// ```no_run
+    /// let c = faascache_client::Client::connect("tcp:host=127.0.0.1,port=12246")?;
+    /// let t = c.table_id("users")?;
+    /// c.write(t, b"k", b"v")?;
+    /// assert_ne!(c.lease().client_id, 0);
+    /// # Ok::<(), faascache_client::Error>(())
+    /// ```
+    pub fn lease(&self) -> LeaseInfo {
+        let s = self.leases().state.lock().snap;
+        LeaseInfo {
+            client_id: s.client_id,
+            expiration: s.lease.expiration,
+            timestamp: s.lease.timestamp,
+        }
     }
 
     /// The lease to stamp a tracked request with: acquired on first use, renewed inline when

@@ -152,16 +152,20 @@ pub struct Raw {
     pub client_id: u64,
     pub lease: ClientLease,
     pub next_rpc: u64,
+    /// When the lease is half over (local clock): `eo` renews it then.
+    renew_at: Instant,
 }
 
 impl Raw {
     pub fn new(coord: &str) -> Raw {
         let s = connect(coord);
+        let sent = Instant::now();
         let (client_id, lease) = call(&s, &GetClientLeaseRequest { client_id: 0 }, T, |r| {
             (r.client_id, r.lease)
         })
         .unwrap();
         Raw {
+            renew_at: half_term(sent, lease),
             coord_loc: coord.into(),
             coord: s,
             map: Vec::new(),
@@ -271,7 +275,24 @@ impl Raw {
         }
     }
 
+    /// Renews the lease (as a real client does at half its term).
+    pub fn renew(&mut self) {
+        let sent = Instant::now();
+        let id = self.client_id;
+        let (client_id, lease) = self
+            .coord_call(&GetClientLeaseRequest { client_id: id }, |r| {
+                (r.client_id, r.lease)
+            })
+            .unwrap();
+        assert_eq!(client_id, id, "Raw's lease expired: renew it more often");
+        self.lease = lease;
+        self.renew_at = half_term(sent, lease);
+    }
+
     pub fn eo(&mut self) -> ExactlyOnce {
+        if Instant::now() >= self.renew_at {
+            self.renew();
+        }
         let rpc_id = self.next_rpc;
         self.next_rpc += 1;
         // This client issues one mutation at a time, so every earlier rpc has its reply:
@@ -307,6 +328,13 @@ impl Raw {
             (r.version, r.value.to_vec())
         })
     }
+}
+
+/// Half of a lease's term after `sent`.
+fn half_term(sent: Instant, lease: ClientLease) -> Instant {
+    let term = Duration::from_millis(lease.expiration.saturating_sub(lease.timestamp));
+    sent.checked_add(term / 2)
+        .unwrap_or(sent + Duration::from_secs(3600))
 }
 
 /// The status of a failed call.

@@ -142,7 +142,10 @@ fn a_frozen_client_thaws_and_counts_once() {
     assert!(sh.cmd("rm t k").starts_with("ok "));
     assert_eq!(sh.cmd("get t k"), "notfound");
     let r = sh.cmd("frobnicate");
-    assert!(r.starts_with("error ") && r.contains("unknown command"), "{r}");
+    assert!(
+        r.starts_with("error ") && r.contains("unknown command"),
+        "{r}"
+    );
     // Exiting releases the lease at once (not a term later).
     let (id, _) = sh.lease();
     assert!(expiration(&mut raw, id) > 0);

@@ -29,7 +29,7 @@ use faascache_transport::{ServiceLocator, Session, Status};
 use parking_lot::{Mutex, RwLock};
 
 use crate::error::{disposition, Disposition, Error, Result, TableId};
-use crate::lease::Leases;
+use crate::lease_state::Leases;
 use crate::options::ClientOptions;
 use crate::retry::Backoff;
 use crate::tablets::{Tablet, TabletMap};
@@ -159,7 +159,7 @@ pub(crate) struct Inner {
     table_ids: RwLock<HashMap<String, TableId>>,
     table_names: RwLock<HashMap<TableId, String>>,
     tablets: RwLock<HashMap<TableId, Arc<TabletMap>>>,
-    rpc: Mutex<RpcIds>,
+    pub(crate) rpc: Mutex<RpcIds>,
     pub(crate) leases: Leases,
 }
 
@@ -194,52 +194,6 @@ impl std::fmt::Debug for Client {
             .field("coordinator", &self.inner.locator_text)
             .field("masters", &self.inner.masters.read().len())
             .finish()
-    }
-}
-
-/// A tracked mutation's identity: client id and rpc id (in flight until the guard drops), and
-/// whether an attempt may have run (so it may not move to a new client id).
-pub(crate) struct RpcGuard {
-    client: Client,
-    pub(crate) state: Mutex<GuardState>,
-}
-
-/// See [`RpcGuard`].
-#[derive(Debug)]
-pub(crate) struct GuardState {
-    /// 0 = untracked.
-    pub(crate) client_id: u64,
-    pub(crate) id: u64,
-    /// An attempt was sent and got no answer.
-    pub(crate) maybe_ran: bool,
-}
-
-impl RpcGuard {
-    /// The client id the rpc runs under now (0 = untracked).
-    pub(crate) fn client_id(&self) -> u64 {
-        self.state.lock().client_id
-    }
-    /// Its rpc id now.
-    pub(crate) fn id(&self) -> u64 {
-        self.state.lock().id
-    }
-    /// An attempt got no answer: it may have run.
-    pub(crate) fn mark_maybe_ran(&self) {
-        self.state.lock().maybe_ran = true;
-    }
-}
-
-impl std::fmt::Debug for RpcGuard {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let g = self.state.lock();
-        write!(f, "RpcGuard({}.{})", g.client_id, g.id)
-    }
-}
-
-impl Drop for RpcGuard {
-    fn drop(&mut self) {
-        let id = self.state.get_mut().id;
-        self.client.inner.rpc.lock().finish(id);
     }
 }
 
@@ -718,39 +672,6 @@ impl Client {
     }
 
     // ---- exactly-once -----------------------------------------------------------------------
-
-    /// A new rpc id under the current lease (acquired on first use), in flight until the
-    /// guard drops. Untracked (client id 0) if the client is.
-    pub(crate) fn begin_rpc(&self) -> Result<RpcGuard> {
-        Ok(self.begin_rpcs(1)?.pop().expect("one guard"))
-    }
-
-    /// `n` new rpc ids under the current lease, in flight until their guards drop.
-    pub(crate) fn begin_rpcs(&self, n: usize) -> Result<Vec<RpcGuard>> {
-        let client_id = if n == 0 {
-            0
-        } else {
-            self.current_lease()?.client_id
-        };
-        let mut g = self.inner.rpc.lock();
-        Ok((0..n)
-            .map(|_| RpcGuard {
-                client: self.clone(),
-                state: Mutex::new(GuardState {
-                    client_id,
-                    id: g.begin(),
-                    maybe_ran: false,
-                }),
-            })
-            .collect())
-    }
-
-    /// Ends rpc id `old` (it never ran) and returns a new one.
-    pub(crate) fn reissue_rpc_id(&self, old: u64) -> u64 {
-        let mut g = self.inner.rpc.lock();
-        g.finish(old);
-        g.begin()
-    }
 
     pub(crate) fn inner(&self) -> &Inner {
         &self.inner

@@ -19,97 +19,101 @@
 //! - [`crate::ClientOptions::tracked`]`(false)` sends mutations untracked (client id 0): no
 //!   lease, at most once per send.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use faascache_protocol::msg::coordinator::{GetClientLeaseRequest, ReleaseClientLeaseRequest};
-use faascache_protocol::msg::{ClientLease, ExactlyOnce};
+use faascache_protocol::msg::coordinator::GetClientLeaseRequest;
+use faascache_protocol::msg::ExactlyOnce;
 use faascache_transport::{CallError, Session, Status};
 use parking_lot::{Condvar, Mutex};
 
-use crate::client::{Attempt, Client, Inner, RpcGuard};
+use crate::client::{Attempt, Client, Inner};
 use crate::error::{Error, Result, TableId};
+use crate::lease_state::{add, LeaseSnap, Leases};
+pub use crate::lease_state::{LeaseInfo, RELEASE_TIMEOUT};
 use crate::retry::Backoff;
 
-/// Longest a dropped client waits for the coordinator to acknowledge the release.
-pub const RELEASE_TIMEOUT: Duration = Duration::from_millis(500);
-
-/// A client's lease as last granted (see [`Client::lease`]).
-///
-/// ```
-/// let l = faascache_client::lease::LeaseInfo::default();
-/// assert_eq!(l.client_id, 0);
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct LeaseInfo {
-    /// The client id (0: none yet, or untracked).
-    pub client_id: u64,
-    /// Expiration, cluster time (ms).
-    pub expiration: u64,
-    /// The coordinator's cluster time when it granted the lease (ms).
-    pub timestamp: u64,
+/// A tracked mutation's identity: client id and rpc id (in flight until the guard drops), and
+/// whether an attempt may have run (so it may not move to a new client id).
+pub(crate) struct RpcGuard {
+    pub(crate) client: Client,
+    pub(crate) state: Mutex<GuardState>,
 }
 
-/// The lease a request is stamped with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub(crate) struct LeaseSnap {
+/// See [`RpcGuard`].
+#[derive(Debug)]
+pub(crate) struct GuardState {
     /// 0 = untracked.
-    pub client_id: u64,
-    pub lease: ClientLease,
+    pub(crate) client_id: u64,
+    pub(crate) id: u64,
+    /// An attempt was sent and got no answer.
+    pub(crate) maybe_ran: bool,
 }
 
-#[derive(Debug, Default)]
-struct LeaseState {
-    snap: LeaseSnap,
-    /// Renew from here on (None: never, e.g. a lease without expiry).
-    renew_at: Option<Instant>,
-    /// The lease is surely over by here (local clock).
-    expires_at: Option<Instant>,
-    /// The lease's length.
-    term: Duration,
-    /// The coordinator cannot grant leases (an older version): untracked for good.
-    no_leases: bool,
-}
-
-/// Lease state of one client (inside its `Inner`).
-#[derive(Debug, Default)]
-pub(crate) struct Leases {
-    state: Mutex<LeaseState>,
-    /// Held while a lease RPC runs (one at a time).
-    renewing: Mutex<()>,
-    /// Stop flag and wake-up of the renewal thread.
-    stop: Arc<(Mutex<bool>, Condvar)>,
-    thread_started: AtomicBool,
-}
-
-impl Leases {
-    /// Stops the renewal thread and releases the lease (from `Inner::drop`).
-    pub(crate) fn shut_down(&self, coordinator: Option<&Session>, timeout: Duration) {
-        {
-            let (m, cv) = &*self.stop;
-            *m.lock() = true;
-            cv.notify_all();
-        }
-        let id = self.state.lock().snap.client_id;
-        let Some(s) = coordinator.filter(|s| s.failure().is_none()) else {
-            return;
-        };
-        if id != 0 {
-            let req = ReleaseClientLeaseRequest { client_id: id };
-            if let Err(e) = faascache_transport::call(s, &req, timeout.min(RELEASE_TIMEOUT), |_| ())
-            {
-                tracing::debug!(client_id = id, error = %e, "lease release not acknowledged; it expires within its term");
-            }
-        }
+impl RpcGuard {
+    /// The client id the rpc runs under now (0 = untracked).
+    pub(crate) fn client_id(&self) -> u64 {
+        self.state.lock().client_id
+    }
+    /// Its rpc id now.
+    pub(crate) fn id(&self) -> u64 {
+        self.state.lock().id
+    }
+    /// An attempt got no answer: it may have run.
+    pub(crate) fn mark_maybe_ran(&self) {
+        self.state.lock().maybe_ran = true;
     }
 }
 
-fn add(t: Instant, d: Duration) -> Option<Instant> {
-    t.checked_add(d)
+impl std::fmt::Debug for RpcGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let g = self.state.lock();
+        write!(f, "RpcGuard({}.{})", g.client_id, g.id)
+    }
+}
+
+impl Drop for RpcGuard {
+    fn drop(&mut self) {
+        let id = self.state.get_mut().id;
+        self.client.inner().rpc.lock().finish(id);
+    }
 }
 
 impl Client {
+    /// A new rpc id under the current lease (acquired on first use), in flight until the
+    /// guard drops. Untracked (client id 0) if the client is.
+    pub(crate) fn begin_rpc(&self) -> Result<RpcGuard> {
+        Ok(self.begin_rpcs(1)?.pop().expect("one guard"))
+    }
+
+    /// `n` new rpc ids under the current lease, in flight until their guards drop.
+    pub(crate) fn begin_rpcs(&self, n: usize) -> Result<Vec<RpcGuard>> {
+        let client_id = if n == 0 {
+            0
+        } else {
+            self.current_lease()?.client_id
+        };
+        let mut g = self.inner().rpc.lock();
+        Ok((0..n)
+            .map(|_| RpcGuard {
+                client: self.clone(),
+                state: Mutex::new(GuardState {
+                    client_id,
+                    id: g.begin(),
+                    maybe_ran: false,
+                }),
+            })
+            .collect())
+    }
+
+    /// Ends rpc id `old` (it never ran) and returns a new one.
+    pub(crate) fn reissue_rpc_id(&self, old: u64) -> u64 {
+        let mut g = self.inner().rpc.lock();
+        g.finish(old);
+        g.begin()
+    }
+
     fn leases(&self) -> &Leases {
         &self.inner().leases
     }
@@ -349,20 +353,5 @@ fn renewer(weak: &Weak<Inner>, stop: &(Mutex<bool>, Condvar)) {
             }
         }
         drop(client); // may be the last clone: then `Inner::drop` releases the lease here
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn far_deadlines_do_not_overflow() {
-        assert!(add(Instant::now(), Duration::MAX).is_none());
-        let t = Instant::now();
-        assert_eq!(
-            add(t, Duration::from_secs(1)),
-            Some(t + Duration::from_secs(1))
-        );
     }
 }

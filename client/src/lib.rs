@@ -42,6 +42,7 @@ mod client;
 mod enumerate;
 pub mod error;
 pub mod lease;
+mod lease_state;
 mod multi;
 mod ops;
 pub mod options;

@@ -28,9 +28,10 @@ use faascache_protocol::msg::master::{
 use faascache_protocol::msg::{self, Empty, Failure, Message, MsgError};
 use faascache_transport::{Opcode, Status};
 
-use crate::client::{check_key, check_value, failure_error, Client, Object, RpcGuard};
+use crate::client::{check_key, check_value, failure_error, Client, Object};
 use crate::error::{disposition, Disposition, Error, Result, TableId};
-use crate::lease::LeaseSnap;
+use crate::lease::RpcGuard;
+use crate::lease_state::LeaseSnap;
 use crate::options::RejectRules;
 use crate::tablets::TabletMap;
 
@@ -219,6 +220,35 @@ impl Client {
             .collect()
     }
 
+    /// Moves the tracked items of a round to the current lease (or fails those that may have
+    /// run under an expired one); the lease the round's requests carry.
+    fn align_round<T>(
+        &self,
+        guards: &[RpcGuard],
+        pending: &[usize],
+        results: &mut [Option<Result<T>>],
+    ) -> LeaseSnap {
+        if guards.is_empty() {
+            return LeaseSnap::default();
+        }
+        match self.current_lease() {
+            Ok(snap) => {
+                for &i in pending {
+                    if let Err(e) = self.align(&guards[i], snap) {
+                        results[i] = Some(Err(e));
+                    }
+                }
+                snap
+            }
+            Err(e) => {
+                for &i in pending {
+                    results[i] = Some(Err(e.clone()));
+                }
+                LeaseSnap::default()
+            }
+        }
+    }
+
     /// The multi-op engine: `keys[i]` is item i's (table, key hash); `guards[i]` its rpc id if
     /// it is a tracked mutation (empty for reads); `encode` builds the request for a batch of
     /// item indices under a lease; `decode` turns an `OK` reply into one outcome per item.
@@ -257,28 +287,7 @@ impl Client {
                     }
                 }
             }
-            // Tracked items move to the current lease (or fail if they may have run under an
-            // expired one).
-            let snap = if guards.is_empty() {
-                LeaseSnap::default()
-            } else {
-                match self.current_lease() {
-                    Ok(snap) => {
-                        for &i in &pending {
-                            if let Err(e) = self.align(&guards[i], snap) {
-                                results[i] = Some(Err(e));
-                            }
-                        }
-                        snap
-                    }
-                    Err(e) => {
-                        for &i in &pending {
-                            results[i] = Some(Err(e.clone()));
-                        }
-                        LeaseSnap::default()
-                    }
-                }
-            };
+            let snap = self.align_round(guards, &pending, &mut results);
             pending.retain(|&i| results[i].is_none());
             let maps = self.cached_maps();
             let (batches, unresolved) = group_by_master(

@@ -7,8 +7,9 @@ use faascache_protocol::msg::master::{
 };
 use faascache_protocol::msg::{self, Request};
 
-use crate::client::{check_key, check_value, Client, Object, RpcGuard};
+use crate::client::{check_key, check_value, Client, Object};
 use crate::error::{Error, Result, TableId};
+use crate::lease::RpcGuard;
 use crate::options::{ReadOptions, WriteOptions};
 use crate::retry::Backoff;
 

@@ -14,8 +14,9 @@ use faascache_protocol::msg::master::{
 use faascache_protocol::msg::{self, Failure, Message, Request};
 use faascache_transport::{Opcode, PendingRpc, Status};
 
-use crate::client::{check_key, check_value, failure_error, Client, Object, RpcGuard};
+use crate::client::{check_key, check_value, failure_error, Client, Object};
 use crate::error::{disposition, Disposition, Error, Result, TableId};
+use crate::lease::RpcGuard;
 use crate::options::{ReadOptions, WriteOptions};
 
 #[derive(Debug)]

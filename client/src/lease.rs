@@ -355,3 +355,70 @@ fn renewer(weak: &Weak<Inner>, stop: &(Mutex<bool>, Condvar)) {
         drop(client); // may be the last clone: then `Inner::drop` releases the lease here
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ClientOptions;
+    use faascache_protocol::msg::ClientLease;
+    use faascache_transport::{serve, Dispatch, DispatchConfig, DispatchHandler, PollMode};
+
+    /// A server that answers nothing (the client only needs a coordinator session).
+    struct Nothing;
+    impl Dispatch for Nothing {}
+
+    fn set_lease(c: &Client, id: u64) {
+        let mut st = c.leases().state.lock();
+        st.snap = LeaseSnap {
+            client_id: id,
+            lease: ClientLease {
+                expiration: 1000 + id,
+                timestamp: id,
+            },
+        };
+        st.renew_at = Some(Instant::now() + Duration::from_secs(3600));
+        st.expires_at = Some(Instant::now() + Duration::from_secs(7200));
+    }
+
+    #[test]
+    fn an_rpc_moves_to_a_new_id_only_if_it_never_ran() {
+        let loc = "loopback:name=lease-unit";
+        let cfg = DispatchConfig {
+            cores: 1,
+            pin: false,
+            first_core: 0,
+            poll: PollMode::Block,
+        };
+        let _server = serve(
+            &loc.parse().unwrap(),
+            Arc::new(DispatchHandler(Nothing)),
+            cfg,
+        )
+        .unwrap();
+        let c = Client::connect_with(loc, ClientOptions::default()).unwrap();
+        set_lease(&c, 5);
+        let never_ran = c.begin_rpc().unwrap();
+        let (eo, _) = c.stamp(&never_ran).unwrap();
+        assert_eq!((eo.client_id, eo.rpc_id, eo.lease.timestamp), (5, 1, 5));
+        // The lease expired and the coordinator gave id 6: a never-sent rpc moves, with a new
+        // rpc id (rpc 1 of id 5 is finished, so the ack id passes it).
+        set_lease(&c, 6);
+        let (eo, snap) = c.stamp(&never_ran).unwrap();
+        assert_eq!((eo.client_id, eo.rpc_id, eo.lease.timestamp), (6, 2, 6));
+        assert_eq!(eo.ack_id, 1);
+        assert_eq!(snap.client_id, 6);
+        // One that may have run under 6 cannot move to 7: its outcome is unknown.
+        let maybe_ran = c.begin_rpc().unwrap();
+        maybe_ran.mark_maybe_ran();
+        set_lease(&c, 7);
+        assert_eq!(c.stamp(&maybe_ran).unwrap_err(), Error::LeaseExpired);
+        assert!(Error::LeaseExpired
+            .to_string()
+            .contains("read the object back"));
+        // Untracked clients stamp nothing.
+        let untracked = Client::connect_with(loc, ClientOptions::default().tracked(false)).unwrap();
+        let g = untracked.begin_rpc().unwrap();
+        assert_eq!(untracked.stamp(&g).unwrap().0, ExactlyOnce::UNTRACKED);
+        assert_eq!(untracked.lease(), LeaseInfo::default());
+    }
+}

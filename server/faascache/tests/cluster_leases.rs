@@ -1,7 +1,8 @@
 //! Client leases with real processes: a client process (`faascache shell`) frozen with SIGSTOP
 //! past its lease term and thawed goes on under a new client id and its increments count once;
 //! its old lease is refused by the masters with `EXPIRED_LEASE` once they know it expired; a
-//! dropped client's lease is released at once.
+//! dropped client's lease is released at once; the coordinator grants, renews, releases and
+//! checks leases, and a restarted coordinator honours its predecessor's ids for one term.
 
 mod cluster_util;
 
@@ -9,7 +10,9 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 
 use cluster_util::*;
-use faascache_protocol::msg::coordinator::CheckClientLeasesRequest;
+use faascache_protocol::msg::coordinator::{
+    CheckClientLeasesRequest, GetClientLeaseRequest, ReleaseClientLeaseRequest,
+};
 use faascache_protocol::msg::master::{IncrementRequest, Number};
 use faascache_protocol::msg::{ClientLease, ExactlyOnce, RejectRules};
 use faascache_transport::Status;
@@ -189,4 +192,62 @@ fn masters_refuse_an_expired_lease() {
     });
     let (_, v) = raw.read(t, b"n").unwrap();
     assert_eq!(v, 3i64.to_le_bytes(), "the refused increment did not run");
+}
+
+#[test]
+fn the_coordinator_grants_renews_releases_and_survives_a_restart() {
+    let dir = tempdir("lease-rpc");
+    let flags = ["--client-lease-term", TERM];
+    let (c1, coord) = coordinator_with(dir.path(), 0, "coord", &flags);
+    let s = connect(&coord);
+    let lease = |s: &faascache_transport::Session, id: u64| {
+        faascache_transport::call(s, &GetClientLeaseRequest { client_id: id }, T, |r| {
+            (r.client_id, r.lease, r.term_ms)
+        })
+        .unwrap()
+    };
+    let check = |s: &faascache_transport::Session, ids: &[u64]| {
+        let req = CheckClientLeasesRequest {
+            client_ids: ids.to_vec(),
+        };
+        faascache_transport::call(s, &req, T, |r| (r.cluster_time, r.expirations)).unwrap()
+    };
+    let (a, la, term) = lease(&s, 0);
+    assert_eq!(term, 1500);
+    assert_eq!(la.expiration - la.timestamp, 1500);
+    let (a2, la2, _) = lease(&s, a);
+    assert_eq!(a2, a, "a valid lease is renewed under its id");
+    assert!(la2.expiration >= la.expiration);
+    let (b, _, _) = lease(&s, 0);
+    let (unrenewed, _, _) = lease(&s, 0);
+    assert!(a != b && b != unrenewed);
+    faascache_transport::call(&s, &ReleaseClientLeaseRequest { client_id: b }, T, |_| ()).unwrap();
+    let (now, e) = check(&s, &[a, b, 1 << 40]);
+    assert!(e[0] > now, "{e:?}");
+    assert_eq!(&e[1..], &[0, 0], "released and never granted ids are dead");
+    let (b2, _, _) = lease(&s, b);
+    assert!(b2 != b, "a released id is never renewed: a new one");
+
+    // A new coordinator (same storage and port): the predecessor's ids stay alive for one term
+    // and a renewal in that window keeps them; new ids are above every earlier one.
+    drop(s);
+    drop(c1);
+    let (_c2, coord2) = coordinator_with(dir.path(), port_of(&coord), "coord2", &flags);
+    let s = connect(&coord2);
+    let (now, e) = check(&s, &[a, unrenewed]);
+    assert!(
+        e[0] > now && e[1] > now,
+        "grace for the predecessor's ids: {e:?}"
+    );
+    let (a3, _, _) = lease(&s, a);
+    assert_eq!(a3, a, "renewed in the grace window: the same id");
+    let (fresh, _, _) = lease(&s, 0);
+    assert!(fresh > b2, "ids are never reused across coordinators");
+    // An id nobody renews dies when the grace window ends, and stays dead.
+    eventually(T, || match check(&s, &[unrenewed]).1[0] {
+        0 => Ok(()),
+        e => Err(format!("{unrenewed} alive until {e}")),
+    });
+    let (u2, _, _) = lease(&s, unrenewed);
+    assert_ne!(u2, unrenewed);
 }

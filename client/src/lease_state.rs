@@ -13,7 +13,7 @@ use parking_lot::{Condvar, Mutex};
 /// Longest a dropped client waits for the coordinator to acknowledge the release.
 pub const RELEASE_TIMEOUT: Duration = Duration::from_millis(500);
 
-/// A client's lease as last granted (see [`Client::lease`]).
+/// A client's lease as last granted (see [`crate::Client::lease`]).
 ///
 /// ```
 /// let l = faascache_client::lease::LeaseInfo::default();

@@ -29,6 +29,11 @@
 //! exactly-once ids, retries), [`lease`] (the client lease: acquire, renew, release), `ops.rs` (single-object operations), `multi.rs`,
 //! `enumerate.rs`, `pending.rs` (pipelining), `cli.rs`.
 //!
+//! Exactly-once: writes, removes and increments are *tracked* by default — the client takes a
+//! lease from the coordinator on its first mutation (renewed in the background, released when
+//! the last clone drops; see [`lease`]) and a retried mutation runs at most once.
+//! [`ClientOptions::tracked`]`(false)` sends them untracked (no lease; at most once per send).
+//!
 //! Threading: a [`Client`] is `Clone + Send + Sync`; clones share sessions and caches. Calls
 //! block the calling thread (the transport is caller-driven: the waiting thread reads the
 //! socket itself); many threads may call at once, and their RPCs to one master share that

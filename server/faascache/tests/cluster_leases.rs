@@ -149,6 +149,23 @@ fn a_frozen_client_thaws_and_counts_once() {
         r.starts_with("error ") && r.contains("unknown command"),
         "{r}"
     );
+    // `status` shows the master's exactly-once state: the shell's and Raw's saved results.
+    let out = Command::new(BIN)
+        .args(["status", "--coordinator", &coord, "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let server = &v["servers"][0];
+    assert!(server["eo_clients"].as_u64().unwrap() >= 1, "{v}");
+    assert!(server["eo_results"].as_u64().unwrap() >= 1, "{v}");
+    assert!(server["eo_bytes"].as_u64().unwrap() > 0, "{v}");
+    let out = Command::new(BIN)
+        .args(["status", "--coordinator", &coord])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("exactly-once server"), "{text}");
     // Exiting releases the lease at once (not a term later).
     let (id, _) = sh.lease();
     assert!(expiration(&mut raw, id) > 0);

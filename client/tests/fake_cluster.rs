@@ -45,6 +45,10 @@ struct Script {
     renew_gives_new_id: bool,
     /// `ReleaseClientLease` requests seen.
     releases: Vec<u64>,
+    /// Refuse the next multi-write as a whole with `EXPIRED_LEASE`.
+    multi_expired: bool,
+    /// The lease of each multi-write attempt.
+    multi_leases: Vec<ClientLease>,
 }
 
 /// The lease the fake grants to client id `id`.
@@ -131,7 +135,20 @@ impl Dispatch for Fake {
     fn multi_write(&self, call: &mut IncomingRpc<'_>) {
         let req = MultiWriteRequest::decode(call.payload()).unwrap();
         let mut s = self.script.lock();
-        let first = s.multi_writes.is_empty();
+        let first = s.multi_writes.is_empty() && !s.multi_expired;
+        s.multi_leases.push(req.lease);
+        if std::mem::take(&mut s.multi_expired) {
+            s.multi_writes.push((
+                req.client_id,
+                req.ack_id,
+                req.items
+                    .iter()
+                    .map(|i| (i.rpc_id, i.key.to_vec()))
+                    .collect(),
+            ));
+            drop(s);
+            return fail(call, Status::EXPIRED_LEASE);
+        }
         s.multi_writes.push((
             req.client_id,
             req.ack_id,
@@ -368,4 +385,28 @@ fn untracked_clients_take_no_lease() {
     let s = script.lock();
     assert_eq!(s.writes[0], ExactlyOnce::UNTRACKED);
     assert!(s.lease_requests.is_empty() && s.releases.is_empty());
+}
+
+#[test]
+fn a_multi_write_refused_for_an_expired_lease_is_resent_under_the_new_one() {
+    let (_server, client, script) = setup("fake-multi-expired", Duration::from_secs(5));
+    let t = client.table_id("t").unwrap();
+    client.write(t, b"first", b"0").unwrap(); // lease 77, rpc 1
+    {
+        let mut s = script.lock();
+        s.multi_expired = true;
+        s.renew_gives_new_id = true;
+    }
+    let r = client.multi_write(&[WriteItem::new(t, b"a", b"1"), WriteItem::new(t, b"c", b"3")]);
+    assert!(r.iter().all(|x| x.is_ok()), "{r:?}");
+    let s = script.lock();
+    assert_eq!(s.lease_requests, vec![0, 77]);
+    // Refused: under 77 with its lease; resent: under 78, its lease, new rpc ids.
+    assert_eq!(s.multi_leases, vec![lease_of(77), lease_of(78)]);
+    let (id, _, items) = &s.multi_writes[0];
+    assert_eq!(*id, 77);
+    assert_eq!(items.iter().map(|i| i.0).collect::<Vec<_>>(), vec![2, 3]);
+    let (id, _, items) = &s.multi_writes[1];
+    assert_eq!(*id, 78);
+    assert_eq!(items.iter().map(|i| i.0).collect::<Vec<_>>(), vec![4, 5]);
 }

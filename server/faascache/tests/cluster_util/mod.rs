@@ -275,18 +275,34 @@ impl Raw {
         }
     }
 
-    /// Renews the lease (as a real client does at half its term).
+    /// Renews the lease (as a real client does at half its term), best effort: while the
+    /// coordinator cannot be reached the old lease is kept and renewal is tried again a second
+    /// later. A lease that expired while this client was idle comes back with a new id, which it
+    /// adopts (its next rpc ids never ran under it).
     pub fn renew(&mut self) {
         let sent = Instant::now();
-        let id = self.client_id;
-        let (client_id, lease) = self
-            .coord_call(&GetClientLeaseRequest { client_id: id }, |r| {
-                (r.client_id, r.lease)
-            })
-            .unwrap();
-        assert_eq!(client_id, id, "Raw's lease expired: renew it more often");
-        self.lease = lease;
-        self.renew_at = half_term(sent, lease);
+        let req = GetClientLeaseRequest {
+            client_id: self.client_id,
+        };
+        match call(&self.coord, &req, Duration::from_secs(1), |r| {
+            (r.client_id, r.lease)
+        }) {
+            Ok((client_id, lease)) => {
+                self.client_id = client_id;
+                self.lease = lease;
+                self.renew_at = half_term(sent, lease);
+            }
+            Err(_) => {
+                self.renew_at = Instant::now() + Duration::from_secs(1);
+                let fresh =
+                    self.coord_loc.parse::<ServiceLocator>().ok().and_then(|l| {
+                        faascache_transport::connect(&l, ClientConfig::default()).ok()
+                    });
+                if let Some(s) = fresh {
+                    self.coord = s;
+                }
+            }
+        }
     }
 
     pub fn eo(&mut self) -> ExactlyOnce {

@@ -10,12 +10,13 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("compare", "the whole suite against Redis, memcached (and FaaSCache when wired) → bench/results/<date>/"),
     ("render", "re-render Markdown (--markdown or stdout) and plots (--plots) from a results --json file"),
     ("list", "list the tests"),
+    ("churn", "FaaSCache: N short-lived clients (one tracked write each), then a long-lived writer; exactly-once state and clients/s"),
 ];
 
 pub(crate) const AFTER_HELP: &str = "\
 Tests: floor echo readDist readDistRandom writeDist writeDistRandom readThroughput writeThroughput
        multiRead_oneMaster multiWrite_oneMaster readVaryingKeyLength writeVaryingKeyLength
-       ycsbA ycsbB ycsbC ycsbD ycsbE ycsbF mix memory compare render list
+       ycsbA ycsbB ycsbC ycsbD ycsbE ycsbF mix memory compare render list churn
 
 Load models: closed loop by default (each client keeps --pipeline requests in flight; latency per
 request from its batch's send time). --rate R switches to an open loop: Poisson arrivals at R ops/s
@@ -28,7 +29,8 @@ Examples:
   faascache-bench readDist --driver redis://127.0.0.1:6379 --runs 5 --json out.json
   faascache-bench readThroughput --driver memcached://127.0.0.1:11211 --clients 2 --pipeline 16
   faascache-bench ycsbB --driver redis:// --keys 100000 --zipf 0.99 --rate 20000
-  faascache-bench compare --runs 5";
+  faascache-bench compare --runs 5
+  faascache-bench churn --churn-clients 1000000 --churn-parallel 8 --churn-max-eo-bytes 16777216";
 
 /// FaaSCache benchmark harness (ClusterPerf-style tests, YCSB, floors, peers).
 #[derive(Debug, Clone, Parser, Serialize)]
@@ -212,6 +214,29 @@ pub struct Opts {
     /// No progress bar
     #[arg(long)]
     pub quiet: bool,
+
+    /// churn: short-lived clients (each: connect, one tracked write, drop)
+    #[arg(long, default_value_t = 1_000_000, value_name = "N")]
+    pub churn_clients: u64,
+    /// churn: short-lived clients at a time (threads)
+    #[arg(long, default_value_t = 8, value_name = "P")]
+    pub churn_parallel: usize,
+    /// churn: writes of the long-lived client afterwards
+    #[arg(long, default_value_t = 10_000, value_name = "K")]
+    pub churn_writes: u64,
+    /// churn: print the masters' exactly-once state every this many seconds
+    #[arg(long, default_value_t = 5.0, value_name = "S")]
+    pub churn_report: f64,
+    /// churn: fail if the masters' exactly-once bytes at the end exceed this
+    #[arg(long, value_name = "BYTES")]
+    pub churn_max_eo_bytes: Option<u64>,
+    /// churn: at the end, wait up to this many seconds for the exactly-once state to shrink
+    /// below the bound (masters drop released clients' state when they next check leases)
+    #[arg(long, default_value_t = 10.0, value_name = "S")]
+    pub churn_settle: f64,
+    /// churn, private cluster: the coordinator's client lease term, seconds
+    #[arg(long, default_value_t = 30.0, value_name = "S")]
+    pub churn_lease_term: f64,
 }
 
 impl Opts {

@@ -1,5 +1,5 @@
 //! FaaSCache benchmark harness: ClusterPerf-style latency/throughput tests, YCSB core workloads,
-//! plain-socket floors and a memory-efficiency test, run against pluggable [`driver::Driver`]s
+//! plain-socket floors, a memory-efficiency test and a client-churn program ([`churn`]), run against pluggable [`driver::Driver`]s
 //! (Redis and memcached now; FaaSCache echo/KV drivers plug in through the same trait).
 //!
 //! Every system measured goes through the same key/value generator ([`keys`]), the same load
@@ -7,6 +7,7 @@
 
 #![deny(unsafe_code)]
 
+pub mod churn;
 pub mod cli;
 pub mod driver;
 pub mod drivers;

@@ -26,6 +26,8 @@ pub struct LocalClusterConfig {
     pub listen: String,
     /// Environment of the coordinator process (e.g. `FAASCACHE_TRANSPORTS=tcp`).
     pub coordinator_env: Vec<(String, String)>,
+    /// Extra flags of the coordinator (e.g. `--client-lease-term 2s`).
+    pub coordinator_args: Vec<String>,
 }
 
 impl LocalClusterConfig {
@@ -38,6 +40,7 @@ impl LocalClusterConfig {
             poll: poll.to_string(),
             listen: "tcp:host=127.0.0.1,port=0".into(),
             coordinator_env: Vec::new(),
+            coordinator_args: Vec::new(),
         })
     }
 }
@@ -85,6 +88,7 @@ impl LocalCluster {
             .arg(format!("file:{}", d.join("coordinator").display()))
             .arg("--locator-file")
             .arg(&coord_file)
+            .args(cfg.coordinator_args.iter())
             .envs(cfg.coordinator_env.iter().cloned())
             .spawn()?;
         let coordinator = coord.wait_file(&coord_file, START)?;

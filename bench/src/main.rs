@@ -18,6 +18,7 @@ fn main() {
 
 fn run(opts: &Opts) -> Result<()> {
     match opts.test.as_str() {
+        "churn" => faascache_bench::churn::run_and_check(opts).map(|_| ()),
         "list" => {
             for t in suite::TESTS {
                 println!("{:<24} {}", t.name, t.description);

@@ -1,5 +1,5 @@
 //! The client subcommands of the `faascache` binary: `status`, `table create|drop|list`, `put`,
-//! `get`, `rm`, `incr`.
+//! `get`, `rm`, `incr`, `shell` (one client, commands from stdin: [`shell`]).
 //!
 //! The binary flattens [`ClientCommand`] into its own subcommands and calls [`run`]:
 //!
@@ -36,6 +36,8 @@ use clap::{Args, Subcommand};
 use serde_json::json;
 
 use crate::{Client, ClientOptions, Error, Object};
+
+pub mod shell;
 
 /// The cluster directory used when neither `--dir` nor `--coordinator` is given (the default of
 /// `faascache cluster up`).
@@ -129,6 +131,16 @@ pub enum ClientCommand {
         table: String,
         /// Key
         key: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// One client, many commands from stdin (`put T K V`, `get T K`, `incr T K [N]`, `rm T K`,
+    /// `lease`, `quit`), one reply line each (`ok ...`, `notfound` or `error ...`)
+    Shell {
+        /// Send mutations untracked (client id 0: no lease, at most once per send) instead of
+        /// exactly-once
+        #[arg(long)]
+        untracked: bool,
         #[command(flatten)]
         target: Target,
     },
@@ -395,6 +407,9 @@ pub fn run_with(
             delta,
             target,
         } => (target.json, incr(out, target, table, key, *delta)),
+        ClientCommand::Shell { untracked, target } => {
+            (false, shell_cmd(out, stdin, target, *untracked))
+        }
     };
     let r = r.and_then(|()| {
         out.0
@@ -472,6 +487,9 @@ fn status(out: &mut Out<'_>, t: &Target) -> Result<(), Failure> {
                         v["transport_choice"] = json!(st.transport_choice);
                         v["poll"] = json!(st.poll);
                         v["durability"] = json!(st.durability);
+                        v["eo_clients"] = json!(st.eo_clients);
+                        v["eo_results"] = json!(st.eo_results);
+                        v["eo_bytes"] = json!(st.eo_bytes);
                     }
                     Some(Err(e)) => v["error"] = json!(e.to_string()),
                     None => {}
@@ -558,6 +576,18 @@ fn status(out: &mut Out<'_>, t: &Target) -> Result<(), Failure> {
             ))?;
         }
     }
+    // Exactly-once state: clients with saved results, the results, their bytes.
+    for (s, st) in servers.iter().zip(&stats) {
+        if let Some(Ok(st)) = st {
+            out.line(&format!(
+                "exactly-once server {}: {} clients, {} saved results, {}",
+                s.id,
+                st.eo_clients,
+                st.eo_results,
+                kib(st.eo_bytes)
+            ))?;
+        }
+    }
     for (s, st) in servers.iter().zip(&stats) {
         if let Some(Err(e)) = st {
             out.line(&format!("warning      {}: {e}", s.locator))?;
@@ -568,6 +598,10 @@ fn status(out: &mut Out<'_>, t: &Target) -> Result<(), Failure> {
         print_tables(out, &tables)?;
     }
     Ok(())
+}
+
+fn kib(b: u64) -> String {
+    format!("{:.1} KiB", b as f64 / 1024.0)
 }
 
 fn mib(b: u64) -> String {
@@ -725,6 +759,22 @@ fn rm(out: &mut Out<'_>, t: &Target, table: &str, key: &str) -> Result<(), Failu
         Some(v) => out.line(&format!("removed {table}/{key} (was version {v})")),
         None => out.line(&format!("{table}/{key} did not exist: nothing removed")),
     }
+}
+
+fn shell_cmd(
+    out: &mut Out<'_>,
+    stdin: &mut dyn Read,
+    t: &Target,
+    untracked: bool,
+) -> Result<(), Failure> {
+    let loc = t.locator().map_err(|e| Failure::Usage(e.to_string()))?;
+    let opts = ClientOptions::default()
+        .timeout(t.timeout)
+        .tracked(!untracked);
+    let c = Client::connect_with(&loc, opts)?;
+    let mut input = std::io::BufReader::new(stdin);
+    shell::run(&c, &mut input, out.0)
+        .map_err(|e| Failure::Usage(format!("cannot write to stdout: {e}")))
 }
 
 fn incr(out: &mut Out<'_>, t: &Target, table: &str, key: &str, delta: i64) -> Result<(), Failure> {

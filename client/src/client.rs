@@ -6,7 +6,8 @@
 //! - the table-name → id cache and, per table, a [`TabletMap`] (key-hash ranges → master);
 //!   a map is refreshed from the coordinator when a master answers `UNKNOWN_TABLET`, when a
 //!   master's session fails, or when a hash falls in a hole of the map;
-//! - the exactly-once state: the client id (allocated by the coordinator on the first mutation),
+//! - the exactly-once state: the client id and its lease (`lease.rs`: granted by the
+//!   coordinator on the first tracked mutation, renewed in the background, released on drop),
 //!   the next rpc id and the set of rpc ids still in flight, from which the ack id follows.
 //!
 //! Every call runs until success, a final error, or its deadline (`ClientOptions::timeout`),
@@ -18,16 +19,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use faascache_protocol::msg::coordinator::{
-    CreateTableRequest, DropTableRequest, GetClientLeaseRequest, GetServerListRequest,
-    GetTableIdRequest, GetTabletMapRequest, ListTablesRequest, TableNameRequest,
+    CreateTableRequest, DropTableRequest, GetServerListRequest, GetTableIdRequest,
+    GetTabletMapRequest, ListTablesRequest, TableNameRequest,
 };
-use faascache_protocol::msg::{self, ExactlyOnce, Failure, MsgError, Request, Services};
+use faascache_protocol::msg::{self, Failure, MsgError, Request, Services};
 use faascache_transport::CallError;
 use faascache_transport::CoordinatorLocator;
 use faascache_transport::{ServiceLocator, Session, Status};
 use parking_lot::{Mutex, RwLock};
 
 use crate::error::{disposition, Disposition, Error, Result, TableId};
+use crate::lease_state::Leases;
 use crate::options::ClientOptions;
 use crate::retry::Backoff;
 use crate::tablets::{Tablet, TabletMap};
@@ -88,7 +90,8 @@ pub struct ServerInfo {
 /// let s = faascache_client::ServerStats {
 ///     id: "1.0".into(), budget_bytes: 1 << 30, live_bytes: 0, objects: 0, tablets: 1,
 ///     transport: "tcp".into(), transport_choice: "first choice".into(), poll: "adaptive:200us".into(),
-///     durability: "memory only: lost if this server crashes".into() };
+///     durability: "memory only: lost if this server crashes".into(),
+///     eo_clients: 0, eo_results: 0, eo_bytes: 0 };
 /// assert_eq!(s.transport, "tcp");
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,15 +114,18 @@ pub struct ServerStats {
     pub poll: String,
     /// What an acknowledged write survives.
     pub durability: String,
+    /// Exactly-once state of the master: clients it keeps results for.
+    pub eo_clients: u64,
+    /// Exactly-once state: saved results.
+    pub eo_results: u64,
+    /// Exactly-once state: bytes it takes.
+    pub eo_bytes: u64,
 }
 
-/// Exactly-once bookkeeping: rpc ids in flight and the ack id that follows from them.
+/// Exactly-once bookkeeping: rpc ids in flight and the ack id that follows from them. (The
+/// client id and its lease are in `lease.rs`.)
 #[derive(Debug, Default)]
 pub(crate) struct RpcIds {
-    /// 0 = not allocated yet (or the coordinator cannot allocate: mutations are untracked).
-    client_id: u64,
-    /// Whether allocation was attempted and refused (do not ask again).
-    untracked: bool,
     next: u64,
     in_flight: BTreeSet<u64>,
 }
@@ -144,7 +150,7 @@ impl RpcIds {
     }
 }
 
-struct Inner {
+pub(crate) struct Inner {
     locator: CoordinatorLocator,
     locator_text: String,
     opts: ClientOptions,
@@ -153,7 +159,17 @@ struct Inner {
     table_ids: RwLock<HashMap<String, TableId>>,
     table_names: RwLock<HashMap<TableId, String>>,
     tablets: RwLock<HashMap<TableId, Arc<TabletMap>>>,
-    rpc: Mutex<RpcIds>,
+    pub(crate) rpc: Mutex<RpcIds>,
+    pub(crate) leases: Leases,
+}
+
+impl Drop for Inner {
+    /// The last clone is gone: stop the renewal thread and release the lease (bounded wait).
+    fn drop(&mut self) {
+        let coordinator = self.coordinator.get_mut().take();
+        self.leases
+            .shut_down(coordinator.as_ref(), self.opts.timeout);
+    }
 }
 
 /// A FaaSCache client: cheap to clone (`Arc` inside), `Send + Sync`; share one per process.
@@ -178,25 +194,6 @@ impl std::fmt::Debug for Client {
             .field("coordinator", &self.inner.locator_text)
             .field("masters", &self.inner.masters.read().len())
             .finish()
-    }
-}
-
-/// A guard that keeps an rpc id in flight until dropped.
-pub(crate) struct RpcGuard {
-    client: Client,
-    pub(crate) client_id: u64,
-    pub(crate) id: u64,
-}
-
-impl std::fmt::Debug for RpcGuard {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "RpcGuard({}.{})", self.client_id, self.id)
-    }
-}
-
-impl Drop for RpcGuard {
-    fn drop(&mut self) {
-        self.client.inner.rpc.lock().finish(self.id);
     }
 }
 
@@ -252,6 +249,7 @@ impl Client {
                 table_names: RwLock::new(HashMap::new()),
                 tablets: RwLock::new(HashMap::new()),
                 rpc: Mutex::new(RpcIds::default()),
+                leases: Leases::default(),
             }),
         };
         client.coordinator_session()?;
@@ -394,7 +392,7 @@ impl Client {
     // ---- coordinator calls -----------------------------------------------------------------
 
     /// Runs a coordinator RPC with retries (reconnecting if the session fails).
-    fn coord_call<'r, R, T>(
+    pub(crate) fn coord_call<'r, R, T>(
         &self,
         req: &R,
         table: &str,
@@ -597,6 +595,9 @@ impl Client {
                     transport_choice: r.transport_choice.to_string(),
                     poll: r.poll.to_string(),
                     durability: r.durability.to_string(),
+                    eo_clients: r.eo_clients,
+                    eo_results: r.eo_results,
+                    eo_bytes: r.eo_bytes,
                 }
             });
         match r {
@@ -672,64 +673,16 @@ impl Client {
 
     // ---- exactly-once -----------------------------------------------------------------------
 
-    /// The client id, allocated on first use; 0 if the coordinator cannot allocate one
-    /// (mutations then run untracked: at most once per send).
-    fn client_id(&self) -> u64 {
-        {
-            let g = self.inner.rpc.lock();
-            if g.client_id != 0 || g.untracked {
-                return g.client_id;
-            }
-        }
-        let r = self.coord_call(&GetClientLeaseRequest { client_id: 0 }, "", |r| r.client_id);
-        let mut g = self.inner.rpc.lock();
-        match r {
-            Ok(id) if g.client_id == 0 => g.client_id = id,
-            Ok(_) => {}
-            Err(e) => {
-                tracing::warn!(error = %e, "no client id: mutations are not exactly-once");
-                g.untracked = matches!(e, Error::Protocol(_));
-            }
-        }
-        g.client_id
+    pub(crate) fn inner(&self) -> &Inner {
+        &self.inner
     }
 
-    /// A new rpc id, in flight until the guard drops.
-    pub(crate) fn begin_rpc(&self) -> RpcGuard {
-        let client_id = self.client_id();
-        let id = self.inner.rpc.lock().begin();
-        RpcGuard {
-            client: self.clone(),
-            client_id,
-            id,
-        }
+    pub(crate) fn inner_arc(&self) -> &Arc<Inner> {
+        &self.inner
     }
 
-    /// `n` new rpc ids, in flight until their guards drop.
-    pub(crate) fn begin_rpcs(&self, n: usize) -> (u64, Vec<RpcGuard>) {
-        let client_id = if n == 0 { 0 } else { self.client_id() };
-        let mut g = self.inner.rpc.lock();
-        let guards = (0..n)
-            .map(|_| RpcGuard {
-                client: self.clone(),
-                client_id,
-                id: g.begin(),
-            })
-            .collect();
-        (client_id, guards)
-    }
-
-    /// The exactly-once header for rpc `id` now (the ack id moves as other rpcs finish).
-    pub(crate) fn exactly_once(&self, guard: &RpcGuard) -> ExactlyOnce {
-        if guard.client_id == 0 {
-            return ExactlyOnce::UNTRACKED;
-        }
-        ExactlyOnce {
-            client_id: guard.client_id,
-            rpc_id: guard.id,
-            ack_id: self.inner.rpc.lock().ack_id(),
-            lease: faascache_protocol::msg::ClientLease::NONE,
-        }
+    pub(crate) fn from_inner(inner: Arc<Inner>) -> Client {
+        Client { inner }
     }
 
     pub(crate) fn ack_id(&self) -> u64 {

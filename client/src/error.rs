@@ -84,6 +84,12 @@ pub enum Error {
     /// A conditional or multi-object call was refused for a reason of its own (bad arguments).
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// A tracked mutation's outcome is unknown: an attempt got no answer, and then the client's
+    /// lease expired (the process was paused, or cut off from the coordinator, for longer than
+    /// the lease term), so the mutation cannot be retried exactly-once. The client has a new
+    /// lease and goes on.
+    #[error("the outcome of this mutation is unknown: an attempt got no answer and then the client's lease expired (the process was paused or cut off for longer than the lease term); read the object back and decide whether to repeat the mutation")]
+    LeaseExpired,
 }
 
 /// Result alias.
@@ -142,6 +148,7 @@ impl Error {
                 what: "a server".into(),
                 reason: status.to_string(),
             },
+            Status::EXPIRED_LEASE => Error::LeaseExpired,
             s => Error::Server(s.to_string()),
         }
     }
@@ -190,9 +197,13 @@ impl Error {
 pub(crate) fn disposition(status: Status) -> Disposition {
     match status {
         Status::OK => Disposition::Ok,
-        Status::RETRY | Status::NO_TABLE_SPACE => Disposition::Retry,
-        // A master that is shutting down hands its tablets over: look again.
-        Status::UNKNOWN_TABLET | Status::SHUTTING_DOWN => Disposition::RefreshTablets,
+        // EXPIRED_LEASE: the request did not run; tracked calls renew the lease first.
+        Status::RETRY | Status::NO_TABLE_SPACE | Status::EXPIRED_LEASE => Disposition::Retry,
+        // A master that is shutting down hands its tablets over, one that lost its master
+        // lease (NOT_SERVING) may have lost them: look again.
+        Status::UNKNOWN_TABLET | Status::SHUTTING_DOWN | Status::NOT_SERVING => {
+            Disposition::RefreshTablets
+        }
         _ => Disposition::Fail,
     }
 }
@@ -237,6 +248,15 @@ mod tests {
         assert_eq!(
             disposition(Status::UNKNOWN_TABLET),
             Disposition::RefreshTablets
+        );
+        assert_eq!(
+            disposition(Status::NOT_SERVING),
+            Disposition::RefreshTablets
+        );
+        assert_eq!(disposition(Status::EXPIRED_LEASE), Disposition::Retry);
+        assert_eq!(
+            Error::from_status(Status::EXPIRED_LEASE, "t", 0),
+            Error::LeaseExpired
         );
         assert_eq!(disposition(Status::OBJECT_DOESNT_EXIST), Disposition::Fail);
         assert_eq!(disposition(Status::WRONG_VERSION), Disposition::Fail);

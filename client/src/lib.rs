@@ -26,8 +26,13 @@
 //!
 //! Reading order: [`error`] (what can go wrong), [`options`], [`tablets`] (the tablet-map
 //! cache), [`retry`] (back-off), `client.rs` ([`Client`]: sessions, coordinator calls,
-//! exactly-once ids, retries), `ops.rs` (single-object operations), `multi.rs`,
+//! exactly-once ids, retries), [`lease`] (the client lease: acquire, renew, release), `ops.rs` (single-object operations), `multi.rs`,
 //! `enumerate.rs`, `pending.rs` (pipelining), `cli.rs`.
+//!
+//! Exactly-once: writes, removes and increments are *tracked* by default — the client takes a
+//! lease from the coordinator on its first mutation (renewed in the background, released when
+//! the last clone drops; see [`lease`]) and a retried mutation runs at most once.
+//! [`ClientOptions::tracked`]`(false)` sends them untracked (no lease; at most once per send).
 //!
 //! Threading: a [`Client`] is `Clone + Send + Sync`; clones share sessions and caches. Calls
 //! block the calling thread (the transport is caller-driven: the waiting thread reads the
@@ -41,6 +46,8 @@ pub mod cli;
 mod client;
 mod enumerate;
 pub mod error;
+pub mod lease;
+mod lease_state;
 mod multi;
 mod ops;
 pub mod options;

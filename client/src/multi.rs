@@ -30,6 +30,8 @@ use faascache_transport::{Opcode, Status};
 
 use crate::client::{check_key, check_value, failure_error, Client, Object};
 use crate::error::{disposition, Disposition, Error, Result, TableId};
+use crate::lease::RpcGuard;
+use crate::lease_state::LeaseSnap;
 use crate::options::RejectRules;
 use crate::tablets::TabletMap;
 
@@ -135,6 +137,8 @@ pub(crate) enum ItemOutcome<T> {
     Again {
         /// Refresh the tablet map first.
         refresh: bool,
+        /// The master refused the client lease as expired: renew it first.
+        lease: bool,
         /// For the timeout message.
         cause: String,
     },
@@ -150,10 +154,12 @@ fn item_failure<T>(
     match disposition(status) {
         Disposition::Retry => ItemOutcome::Again {
             refresh: false,
+            lease: status == Status::EXPIRED_LEASE,
             cause: status.to_string(),
         },
         Disposition::RefreshTablets => ItemOutcome::Again {
             refresh: true,
+            lease: false,
             cause: status.to_string(),
         },
         _ => {
@@ -214,19 +220,51 @@ impl Client {
             .collect()
     }
 
-    /// The multi-op engine: `keys[i]` is item i's (table, key hash); `encode` builds the request
-    /// for a batch of item indices; `decode` turns an `OK` reply into one outcome per item.
+    /// Moves the tracked items of a round to the current lease (or fails those that may have
+    /// run under an expired one); the lease the round's requests carry.
+    fn align_round<T>(
+        &self,
+        guards: &[RpcGuard],
+        pending: &[usize],
+        results: &mut [Option<Result<T>>],
+    ) -> LeaseSnap {
+        if guards.is_empty() {
+            return LeaseSnap::default();
+        }
+        match self.current_lease() {
+            Ok(snap) => {
+                for &i in pending {
+                    if let Err(e) = self.align(&guards[i], snap) {
+                        results[i] = Some(Err(e));
+                    }
+                }
+                snap
+            }
+            Err(e) => {
+                for &i in pending {
+                    results[i] = Some(Err(e.clone()));
+                }
+                LeaseSnap::default()
+            }
+        }
+    }
+
+    /// The multi-op engine: `keys[i]` is item i's (table, key hash); `guards[i]` its rpc id if
+    /// it is a tracked mutation (empty for reads); `encode` builds the request for a batch of
+    /// item indices under a lease; `decode` turns an `OK` reply into one outcome per item.
     fn run_multi<T>(
         &self,
         opcode: Opcode,
         keys: &[(TableId, u64)],
-        mut encode: impl FnMut(&[usize]) -> Vec<u8>,
+        guards: &[RpcGuard],
+        mut encode: impl FnMut(&[usize], &LeaseSnap) -> Vec<u8>,
         mut decode: impl FnMut(&[u8], &[usize]) -> std::result::Result<Vec<ItemOutcome<T>>, MsgError>,
     ) -> Vec<Result<T>> {
         let mut results: Vec<Option<Result<T>>> = (0..keys.len()).map(|_| None).collect();
         let mut pending: Vec<usize> = (0..keys.len()).collect();
         let mut backoff = self.backoff();
         let mut cause = String::new();
+        let mut lease_refused = false;
         while !pending.is_empty() {
             if !cause.is_empty() && backoff.remaining(Instant::now()).is_zero() {
                 for &i in &pending {
@@ -249,6 +287,7 @@ impl Client {
                     }
                 }
             }
+            let snap = self.align_round(guards, &pending, &mut results);
             pending.retain(|&i| results[i].is_none());
             let maps = self.cached_maps();
             let (batches, unresolved) = group_by_master(
@@ -267,7 +306,7 @@ impl Client {
             let mut inflight = Vec::new();
             for b in batches {
                 let sent = self.master_session(&b.master).and_then(|s| {
-                    s.send(opcode, &encode(&b.items))
+                    s.send(opcode, &encode(&b.items, &snap))
                         .map_err(|e| Error::from_transport(e, &format!("master at {}", b.master)))
                 });
                 match sent {
@@ -309,9 +348,15 @@ impl Client {
                         let cause = e.to_string();
                         b.items
                             .iter()
-                            .map(|_| ItemOutcome::Again {
-                                refresh: true,
-                                cause: cause.clone(),
+                            .map(|&i| {
+                                if let Some(g) = guards.get(i) {
+                                    g.mark_maybe_ran(); // sent, no answer
+                                }
+                                ItemOutcome::Again {
+                                    refresh: true,
+                                    lease: false,
+                                    cause: cause.clone(),
+                                }
                             })
                             .collect()
                     }
@@ -319,14 +364,26 @@ impl Client {
                 for (&i, o) in b.items.iter().zip(outcomes) {
                     match o {
                         ItemOutcome::Done(r) => results[i] = Some(r),
-                        ItemOutcome::Again { refresh, cause: c } => {
+                        ItemOutcome::Again {
+                            refresh,
+                            lease,
+                            cause: c,
+                        } => {
                             if refresh {
                                 self.invalidate(keys[i].0);
                             }
+                            lease_refused |= lease;
                             cause = c;
                             again.push(i);
                         }
                     }
+                }
+            }
+            if std::mem::take(&mut lease_refused) {
+                if let Err(e) = self.lease_refused(snap) {
+                    cause = format!(
+                        "a master refused the client lease as expired and renewing failed: {e}"
+                    );
                 }
             }
             again.sort_unstable();
@@ -366,7 +423,8 @@ impl Client {
         let res = self.run_multi(
             Opcode::MultiRead,
             &sub_keys,
-            |batch| {
+            &[],
+            |batch, _| {
                 MultiReadRequest {
                     items: batch
                         .iter()
@@ -428,22 +486,33 @@ impl Client {
             .iter()
             .map(|&i| (items[i].table, msg::key_hash(items[i].key)))
             .collect();
-        let (client_id, guards) = self.begin_rpcs(valid.len());
+        let guards = match self.begin_rpcs(valid.len()) {
+            Ok(g) => g,
+            Err(e) => {
+                return merge(
+                    &mut early,
+                    valid.clone(),
+                    valid.iter().map(|_| Err(e.clone())).collect(),
+                )
+            }
+        };
         let res = self.run_multi(
             Opcode::MultiWrite,
             &sub_keys,
-            |batch| {
+            &guards,
+            |batch, snap| {
+                let client_id = snap.client_id;
                 MultiWriteRequest {
                     client_id,
                     ack_id: if client_id == 0 { 0 } else { self.ack_id() },
-                    lease: faascache_protocol::msg::ClientLease::NONE,
+                    lease: snap.lease,
                     items: batch
                         .iter()
                         .map(|&j| {
                             let w = &items[valid[j]];
                             MultiWriteItem {
                                 table: w.table,
-                                rpc_id: if client_id == 0 { 0 } else { guards[j].id },
+                                rpc_id: if client_id == 0 { 0 } else { guards[j].id() },
                                 rules: w.reject,
                                 key: w.key,
                                 value: w.value,
@@ -485,20 +554,31 @@ impl Client {
             .iter()
             .map(|&i| (items[i].0, msg::key_hash(items[i].1)))
             .collect();
-        let (client_id, guards) = self.begin_rpcs(valid.len());
+        let guards = match self.begin_rpcs(valid.len()) {
+            Ok(g) => g,
+            Err(e) => {
+                return merge(
+                    &mut early,
+                    valid.clone(),
+                    valid.iter().map(|_| Err(e.clone())).collect(),
+                )
+            }
+        };
         let res = self.run_multi(
             Opcode::MultiRemove,
             &sub_keys,
-            |batch| {
+            &guards,
+            |batch, snap| {
+                let client_id = snap.client_id;
                 MultiRemoveRequest {
                     client_id,
                     ack_id: if client_id == 0 { 0 } else { self.ack_id() },
-                    lease: faascache_protocol::msg::ClientLease::NONE,
+                    lease: snap.lease,
                     items: batch
                         .iter()
                         .map(|&j| MultiRemoveItem {
                             table: items[valid[j]].0,
-                            rpc_id: if client_id == 0 { 0 } else { guards[j].id },
+                            rpc_id: if client_id == 0 { 0 } else { guards[j].id() },
                             rules: msg::RejectRules::NONE,
                             key: items[valid[j]].1,
                         })

@@ -7,8 +7,9 @@ use faascache_protocol::msg::master::{
 };
 use faascache_protocol::msg::{self, Request};
 
-use crate::client::{check_key, check_value, Client, Object, RpcGuard};
+use crate::client::{check_key, check_value, Client, Object};
 use crate::error::{Error, Result, TableId};
+use crate::lease::RpcGuard;
 use crate::options::{ReadOptions, WriteOptions};
 use crate::retry::Backoff;
 
@@ -109,7 +110,7 @@ impl Client {
             key,
             value,
             opts,
-            &self.begin_rpc(),
+            &self.begin_rpc()?,
             &mut self.backoff(),
         )
     }
@@ -124,17 +125,24 @@ impl Client {
         guard: &RpcGuard,
         backoff: &mut Backoff,
     ) -> Result<u64> {
-        self.on_master(table, msg::key_hash(key), backoff, |s, left| {
-            let req = WriteRequest {
-                table,
-                rpc: self.exactly_once(guard),
-                rules: opts.reject,
-                key,
-                value,
-            };
-            let r = faascache_transport::call(s, &req, left, |r| r.version);
-            self.classify(table, WriteRequest::OPCODE, r)
-        })
+        let hash = msg::key_hash(key);
+        self.on_master_tracked(
+            table,
+            hash,
+            guard,
+            backoff,
+            WriteRequest::OPCODE,
+            |s, left, rpc| {
+                let req = WriteRequest {
+                    table,
+                    rpc,
+                    rules: opts.reject,
+                    key,
+                    value,
+                };
+                faascache_transport::call(s, &req, left, |r| r.version)
+            },
+        )
     }
 
     /// Removes an object; returns the version removed, or `None` if there was no object.
@@ -165,7 +173,7 @@ impl Client {
         opts: &WriteOptions,
     ) -> Result<Option<u64>> {
         check_key(key)?;
-        self.remove_tracked(table, key, opts, &self.begin_rpc(), &mut self.backoff())
+        self.remove_tracked(table, key, opts, &self.begin_rpc()?, &mut self.backoff())
     }
 
     /// A remove with a given rpc id.
@@ -177,17 +185,23 @@ impl Client {
         guard: &RpcGuard,
         backoff: &mut Backoff,
     ) -> Result<Option<u64>> {
-        self.on_master(table, msg::key_hash(key), backoff, |s, left| {
-            let req = RemoveRequest {
-                table,
-                rpc: self.exactly_once(guard),
-                rules: opts.reject,
-                key,
-            };
-            let r =
-                faascache_transport::call(s, &req, left, |r| (r.version != 0).then_some(r.version));
-            self.classify(table, RemoveRequest::OPCODE, r)
-        })
+        let hash = msg::key_hash(key);
+        self.on_master_tracked(
+            table,
+            hash,
+            guard,
+            backoff,
+            RemoveRequest::OPCODE,
+            |s, left, rpc| {
+                let req = RemoveRequest {
+                    table,
+                    rpc,
+                    rules: opts.reject,
+                    key,
+                };
+                faascache_transport::call(s, &req, left, |r| (r.version != 0).then_some(r.version))
+            },
+        )
     }
 
     fn increment(
@@ -198,18 +212,19 @@ impl Client {
         opts: &WriteOptions,
     ) -> Result<(Number, u64)> {
         check_key(key)?;
-        let guard = self.begin_rpc();
+        let guard = self.begin_rpc()?;
         let mut backoff = self.backoff();
-        self.on_master(table, msg::key_hash(key), &mut backoff, |s, left| {
+        let hash = msg::key_hash(key);
+        let op = IncrementRequest::OPCODE;
+        self.on_master_tracked(table, hash, &guard, &mut backoff, op, |s, left, rpc| {
             let req = IncrementRequest {
                 table,
-                rpc: self.exactly_once(&guard),
+                rpc,
                 rules: opts.reject,
                 key,
                 delta,
             };
-            let r = faascache_transport::call(s, &req, left, |r| (r.value, r.version));
-            self.classify(table, IncrementRequest::OPCODE, r)
+            faascache_transport::call(s, &req, left, |r| (r.value, r.version))
         })
     }
 

@@ -92,6 +92,11 @@ pub struct ClientOptions {
     pub multi_batch: usize,
     /// Transport options of every session (polling mode, connect timeout).
     pub transport: faascache_transport::ClientConfig,
+    /// Whether writes, removes and increments are *tracked* (exactly-once: the client holds a
+    /// lease from the coordinator and a retry returns the first result). Default `true`.
+    /// Untracked mutations carry client id 0: no lease, no saved results on the masters, and a
+    /// retry after a lost reply runs again (at most once per send) — for idempotent writes.
+    pub tracked: bool,
 }
 
 impl Default for ClientOptions {
@@ -102,6 +107,7 @@ impl Default for ClientOptions {
             max_backoff: Duration::from_millis(100),
             multi_batch: 20,
             transport: faascache_transport::ClientConfig::default(),
+            tracked: true,
         }
     }
 }
@@ -138,6 +144,18 @@ impl ClientOptions {
     /// ```
     pub fn transport(mut self, cfg: faascache_transport::ClientConfig) -> Self {
         self.transport = cfg;
+        self
+    }
+
+    /// Tracked (exactly-once, the default) or untracked mutations; see
+    /// [`ClientOptions::tracked`](ClientOptions#structfield.tracked).
+    ///
+    /// ```
+    /// let o = faascache_client::ClientOptions::default().tracked(false);
+    /// assert!(!o.tracked);
+    /// ```
+    pub fn tracked(mut self, tracked: bool) -> Self {
+        self.tracked = tracked;
         self
     }
 }

@@ -14,8 +14,9 @@ use faascache_protocol::msg::master::{
 use faascache_protocol::msg::{self, Failure, Message, Request};
 use faascache_transport::{Opcode, PendingRpc, Status};
 
-use crate::client::{check_key, check_value, failure_error, Client, Object, RpcGuard};
+use crate::client::{check_key, check_value, failure_error, Client, Object};
 use crate::error::{disposition, Disposition, Error, Result, TableId};
+use crate::lease::RpcGuard;
 use crate::options::{ReadOptions, WriteOptions};
 
 #[derive(Debug)]
@@ -185,10 +186,10 @@ impl Client {
     pub fn write_async(&self, table: TableId, key: &[u8], value: &[u8]) -> Result<Pending<u64>> {
         check_key(key)?;
         check_value(value)?;
-        let guard = self.begin_rpc();
+        let guard = self.begin_rpc()?;
         let req = WriteRequest {
             table,
-            rpc: self.exactly_once(&guard),
+            rpc: self.stamp(&guard)?.0,
             rules: msg::RejectRules::NONE,
             key,
             value,
@@ -220,10 +221,10 @@ impl Client {
     /// ```
     pub fn remove_async(&self, table: TableId, key: &[u8]) -> Result<Pending<Option<u64>>> {
         check_key(key)?;
-        let guard = self.begin_rpc();
+        let guard = self.begin_rpc()?;
         let req = RemoveRequest {
             table,
-            rpc: self.exactly_once(&guard),
+            rpc: self.stamp(&guard)?.0,
             rules: msg::RejectRules::NONE,
             key,
         };
@@ -310,6 +311,9 @@ impl<T> Pending<T> {
                     .timeout_error("the master did not answer".into()))
             }
             Some(Err(_)) => {
+                if let Some(g) = &self.guard {
+                    g.mark_maybe_ran(); // sent, no answer
+                }
                 if let Some(m) = &master {
                     self.client.forget_master(m);
                 }

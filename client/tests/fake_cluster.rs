@@ -3,19 +3,25 @@
 //! - a mutation answered `RETRY` and `UNKNOWN_TABLET` is resent with the same client id and
 //!   rpc id, after a tablet-map refresh, and the ack id then covers it;
 //! - a call that keeps getting `RETRY` ends with `Error::Timeout` at its deadline, naming why;
-//! - in a multi-write, only the item answered `RETRY` is resent, with its own rpc id.
+//! - in a multi-write, only the item answered `RETRY` is resent, with its own rpc id;
+//! - every tracked request carries the lease the coordinator granted; a request refused with
+//!   `EXPIRED_LEASE` that never ran is resent under the renewed lease (a new client id and rpc
+//!   id when the coordinator says the old id is dead);
+//! - `NOT_SERVING` refreshes the tablet map and retries;
+//! - dropping the client releases its lease; untracked clients take no lease.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use faascache_client::{Client, ClientOptions, Error, WriteItem};
 use faascache_protocol::msg::coordinator::{
-    ClientLeaseResponse, GetTabletMapResponse, TableIdResponse, TabletEntry, TabletState,
+    ClientLeaseResponse, GetClientLeaseRequest, GetTabletMapResponse, ReleaseClientLeaseRequest,
+    TableIdResponse, TabletEntry, TabletState,
 };
 use faascache_protocol::msg::master::{
     MultiResponse, MultiResult, MultiWriteRequest, VersionResponse, WriteRequest,
 };
-use faascache_protocol::msg::{ErrorReply, ExactlyOnce, Message, ServerId};
+use faascache_protocol::msg::{ClientLease, ErrorReply, ExactlyOnce, Message, ServerId};
 use faascache_transport::server::IncomingRpc;
 use faascache_transport::{serve, Dispatch, DispatchConfig, DispatchHandler, PollMode, Status};
 use parking_lot::Mutex;
@@ -33,6 +39,24 @@ struct Script {
     reads: usize,
     /// Multi-write attempts: (client id, ack id, [(rpc id, key)]).
     multi_writes: Vec<MultiAttempt>,
+    /// `GetClientLease` requests seen (the id asked for; 0 = new).
+    lease_requests: Vec<u64>,
+    /// Renewals answer with a new id (the old one "expired").
+    renew_gives_new_id: bool,
+    /// `ReleaseClientLease` requests seen.
+    releases: Vec<u64>,
+    /// Refuse the next multi-write as a whole with `EXPIRED_LEASE`.
+    multi_expired: bool,
+    /// The lease of each multi-write attempt.
+    multi_leases: Vec<ClientLease>,
+}
+
+/// The lease the fake grants to client id `id`.
+fn lease_of(id: u64) -> ClientLease {
+    ClientLease {
+        expiration: 60_000 + id,
+        timestamp: id,
+    }
 }
 
 struct Fake {
@@ -55,15 +79,25 @@ impl Dispatch for Fake {
         call.reply(Status::OK, &TableIdResponse { table_id: 1 }.to_vec());
     }
     fn get_client_lease(&self, call: &mut IncomingRpc<'_>) {
+        let req = GetClientLeaseRequest::decode(call.payload()).unwrap();
+        let mut s = self.script.lock();
+        s.lease_requests.push(req.client_id);
+        let id = match req.client_id {
+            0 => 77,
+            old if s.renew_gives_new_id => old + 1,
+            old => old,
+        };
         let r = ClientLeaseResponse {
-            client_id: 77,
-            lease: faascache_protocol::msg::ClientLease {
-                expiration: 60_000,
-                timestamp: 1,
-            },
+            client_id: id,
+            lease: lease_of(id),
             term_ms: 60_000,
         };
         call.reply(Status::OK, &r.to_vec());
+    }
+    fn release_client_lease(&self, call: &mut IncomingRpc<'_>) {
+        let req = ReleaseClientLeaseRequest::decode(call.payload()).unwrap();
+        self.script.lock().releases.push(req.client_id);
+        call.reply(Status::OK, &[]);
     }
     fn get_tablet_map(&self, call: &mut IncomingRpc<'_>) {
         self.script.lock().tablet_map_fetches += 1;
@@ -101,7 +135,20 @@ impl Dispatch for Fake {
     fn multi_write(&self, call: &mut IncomingRpc<'_>) {
         let req = MultiWriteRequest::decode(call.payload()).unwrap();
         let mut s = self.script.lock();
-        let first = s.multi_writes.is_empty();
+        let first = s.multi_writes.is_empty() && !s.multi_expired;
+        s.multi_leases.push(req.lease);
+        if std::mem::take(&mut s.multi_expired) {
+            s.multi_writes.push((
+                req.client_id,
+                req.ack_id,
+                req.items
+                    .iter()
+                    .map(|i| (i.rpc_id, i.key.to_vec()))
+                    .collect(),
+            ));
+            drop(s);
+            return fail(call, Status::EXPIRED_LEASE);
+        }
         s.multi_writes.push((
             req.client_id,
             req.ack_id,
@@ -135,6 +182,17 @@ fn setup(
     Client,
     Arc<Mutex<Script>>,
 ) {
+    setup_with(name, ClientOptions::default().timeout(timeout))
+}
+
+fn setup_with(
+    name: &str,
+    opts: ClientOptions,
+) -> (
+    faascache_transport::ServerHandle,
+    Client,
+    Arc<Mutex<Script>>,
+) {
     let locator = format!("loopback:name={name}");
     let script = Arc::new(Mutex::new(Script::default()));
     let fake = Fake {
@@ -153,7 +211,7 @@ fn setup(
         },
     )
     .unwrap();
-    let client = Client::connect_with(&locator, ClientOptions::default().timeout(timeout)).unwrap();
+    let client = Client::connect_with(&locator, opts).unwrap();
     (server, client, script)
 }
 
@@ -172,6 +230,7 @@ fn retried_mutations_keep_their_rpc_id() {
         assert_eq!(s.writes.len(), 4, "three refusals, then success");
         for w in &s.writes {
             assert_eq!((w.client_id, w.rpc_id, w.ack_id), (77, 1, 0));
+            assert_eq!(w.lease, lease_of(77), "the granted lease rides along");
         }
         assert_eq!(
             s.tablet_map_fetches, 2,
@@ -186,7 +245,7 @@ fn retried_mutations_keep_their_rpc_id() {
             client_id: 77,
             rpc_id: 2,
             ack_id: 1,
-            lease: faascache_protocol::msg::ClientLease::NONE,
+            lease: lease_of(77),
         }
     );
     // Pipelined writes: the retried one keeps its id too.
@@ -243,4 +302,112 @@ fn multi_write_resends_only_refused_items() {
     // The next call acknowledges all three.
     client.write(t, b"d", b"4").unwrap();
     assert_eq!(script.lock().writes.last().unwrap().ack_id, 3);
+}
+
+#[test]
+fn an_expired_lease_is_renewed_and_the_refused_write_resent() {
+    let (_server, client, script) = setup("fake-expired", Duration::from_secs(5));
+    let t = client.table_id("t").unwrap();
+    assert_eq!(client.write(t, b"k", b"v").unwrap(), 10);
+    // Still valid at the coordinator: the renewal keeps the id, the write keeps its rpc id.
+    script.lock().write_failures = vec![Status::EXPIRED_LEASE];
+    assert_eq!(client.write(t, b"k", b"w").unwrap(), 20);
+    {
+        let s = script.lock();
+        assert_eq!(s.lease_requests, vec![0, 77]);
+        let last: Vec<(u64, u64)> = s.writes[1..]
+            .iter()
+            .map(|w| (w.client_id, w.rpc_id))
+            .collect();
+        assert_eq!(last, vec![(77, 2), (77, 2)]);
+    }
+    // Dead at the coordinator: a new id; the refused write never ran, so it is resent under
+    // the new id with a new rpc id, carrying the new lease.
+    {
+        let mut s = script.lock();
+        s.write_failures = vec![Status::EXPIRED_LEASE];
+        s.renew_gives_new_id = true;
+    }
+    assert_eq!(client.write(t, b"k", b"x").unwrap(), 40);
+    let s = script.lock();
+    assert_eq!(s.lease_requests, vec![0, 77, 77]);
+    let refused = s.writes[3];
+    let resent = s.writes[4];
+    assert_eq!((refused.client_id, refused.rpc_id), (77, 3));
+    assert_eq!(refused.lease, lease_of(77));
+    assert_eq!((resent.client_id, resent.rpc_id), (78, 4));
+    assert_eq!(resent.lease, lease_of(78));
+    assert_eq!(s.writes.len(), 5);
+}
+
+#[test]
+fn not_serving_refreshes_the_tablet_map_and_retries() {
+    let (_server, client, script) = setup("fake-not-serving", Duration::from_secs(5));
+    let t = client.table_id("t").unwrap();
+    script.lock().write_failures = vec![Status::NOT_SERVING, Status::NOT_SERVING];
+    assert_eq!(client.write(t, b"k", b"v").unwrap(), 10);
+    let s = script.lock();
+    assert_eq!(s.writes.len(), 3, "two refusals, then success");
+    assert_eq!(
+        s.tablet_map_fetches, 3,
+        "each NOT_SERVING refreshed the map"
+    );
+    assert!(s.writes.iter().all(|w| (w.client_id, w.rpc_id) == (77, 1)));
+}
+
+#[test]
+fn dropping_the_client_releases_its_lease() {
+    let (_server, client, script) = setup("fake-release", Duration::from_secs(5));
+    let t = client.table_id("t").unwrap();
+    let clone = client.clone();
+    client.write(t, b"k", b"v").unwrap();
+    drop(client);
+    assert!(script.lock().releases.is_empty(), "a clone still holds it");
+    drop(clone);
+    faascache_testkit::eventually(Duration::from_secs(10), || {
+        let r = script.lock().releases.clone();
+        if r == vec![77] {
+            Ok(())
+        } else {
+            Err(format!("releases seen: {r:?}"))
+        }
+    });
+}
+
+#[test]
+fn untracked_clients_take_no_lease() {
+    let opts = ClientOptions::default()
+        .timeout(Duration::from_secs(5))
+        .tracked(false);
+    let (_server, client, script) = setup_with("fake-untracked", opts);
+    let t = client.table_id("t").unwrap();
+    client.write(t, b"k", b"v").unwrap();
+    drop(client);
+    let s = script.lock();
+    assert_eq!(s.writes[0], ExactlyOnce::UNTRACKED);
+    assert!(s.lease_requests.is_empty() && s.releases.is_empty());
+}
+
+#[test]
+fn a_multi_write_refused_for_an_expired_lease_is_resent_under_the_new_one() {
+    let (_server, client, script) = setup("fake-multi-expired", Duration::from_secs(5));
+    let t = client.table_id("t").unwrap();
+    client.write(t, b"first", b"0").unwrap(); // lease 77, rpc 1
+    {
+        let mut s = script.lock();
+        s.multi_expired = true;
+        s.renew_gives_new_id = true;
+    }
+    let r = client.multi_write(&[WriteItem::new(t, b"a", b"1"), WriteItem::new(t, b"c", b"3")]);
+    assert!(r.iter().all(|x| x.is_ok()), "{r:?}");
+    let s = script.lock();
+    assert_eq!(s.lease_requests, vec![0, 77]);
+    // Refused: under 77 with its lease; resent: under 78, its lease, new rpc ids.
+    assert_eq!(s.multi_leases, vec![lease_of(77), lease_of(78)]);
+    let (id, _, items) = &s.multi_writes[0];
+    assert_eq!(*id, 77);
+    assert_eq!(items.iter().map(|i| i.0).collect::<Vec<_>>(), vec![2, 3]);
+    let (id, _, items) = &s.multi_writes[1];
+    assert_eq!(*id, 78);
+    assert_eq!(items.iter().map(|i| i.0).collect::<Vec<_>>(), vec![4, 5]);
 }

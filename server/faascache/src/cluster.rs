@@ -63,6 +63,9 @@ pub enum ClusterCommand {
         /// DIR/backups/)
         #[arg(long, value_name = "MODE", default_value = "memory")]
         durability: faascache_server::backup::Durability,
+        /// The coordinator's client lease term (its --client-lease-term) [default: 30s]
+        #[arg(long, value_name = "DURATION", value_parser = crate::units::parse_duration)]
+        client_lease_term: Option<Duration>,
     },
     /// Stop a cluster started by `cluster up` (its supervisor, or its children if the supervisor
     /// is gone)
@@ -99,6 +102,7 @@ pub fn run(cmd: ClusterCommand) -> Result<()> {
             timeout,
             replicas,
             durability,
+            client_lease_term,
         } => up(
             &Options {
                 servers,
@@ -108,6 +112,7 @@ pub fn run(cmd: ClusterCommand) -> Result<()> {
                 timeout: Duration::from_secs(timeout),
                 replicas: replicas_for(servers, replicas)?,
                 durability,
+                client_lease_term,
             },
             &dir,
         ),
@@ -207,6 +212,8 @@ pub struct Options {
     pub replicas: usize,
     /// Backup durability (disk: files under DIR/backups/).
     pub durability: faascache_server::backup::Durability,
+    /// The coordinator's client lease term (its default if `None`).
+    pub client_lease_term: Option<Duration>,
 }
 
 /// Replicas for `servers` servers: the requested number if possible (a clear error if not),
@@ -300,20 +307,24 @@ pub fn start(o: &Options, dir: &Path) -> Result<Started> {
             .display()
             .to_string()
     };
-    c.spawn(
-        "coordinator",
-        &[
-            "coordinator".into(),
-            "--listen".into(),
-            format!("{transport}:host=127.0.0.1,port=0"),
-            "--storage".into(),
-            format!("file:{}", dir.join("coordinator-storage").display()),
-            "--poll".into(),
-            "block".into(),
-            "--locator-file".into(),
-            run("coordinator"),
-        ],
-    )?;
+    let mut coord_args: Vec<String> = vec![
+        "coordinator".into(),
+        "--listen".into(),
+        format!("{transport}:host=127.0.0.1,port=0"),
+        "--storage".into(),
+        format!("file:{}", dir.join("coordinator-storage").display()),
+        "--poll".into(),
+        "block".into(),
+        "--locator-file".into(),
+        run("coordinator"),
+    ];
+    if let Some(t) = o.client_lease_term {
+        coord_args.extend([
+            "--client-lease-term".into(),
+            format!("{}ms", t.as_millis().max(1)),
+        ]);
+    }
+    c.spawn("coordinator", &coord_args)?;
     let coordinator = c.wait_file("coordinator", Path::new(&run("coordinator")), deadline)?;
     tracing::info!(%coordinator, %transport, "coordinator up");
     for i in 1..=servers {

@@ -27,6 +27,11 @@ pub struct CoordinatorArgs {
     /// Mark a server crashed when it has not sent a heartbeat for this long (e.g. 15s, 500ms)
     #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = parse_duration)]
     pub heartbeat_timeout: Duration,
+    /// Client lease term: a client that has not renewed its lease for this long (it renews at
+    /// half the term) is dead; masters then drop its exactly-once results and refuse its old
+    /// requests (e.g. 30s, 2s)
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub client_lease_term: Duration,
     /// Dispatch threads
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub cores: usize,
@@ -197,6 +202,8 @@ pub fn coordinator(args: CoordinatorArgs) -> Result<()> {
             conn: args.conn.limits()?,
         },
         heartbeat_timeout: args.heartbeat_timeout,
+        client_lease_term: args.client_lease_term,
+        ..CoordinatorConfig::default()
     };
     // With zk: storage, `start` waits (as a standby) until this process leads: keep answering
     // termination signals meanwhile.

@@ -75,6 +75,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
             timeout: Duration::from_secs(30),
             replicas,
             durability: faascache_server::backup::Durability::Memory,
+            client_lease_term: None,
         },
         &a.dir,
     )?;

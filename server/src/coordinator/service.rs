@@ -33,6 +33,7 @@ use parking_lot::Mutex;
 
 use super::cluster_io::{ClusterIo, ControlSendError, TransitionError};
 use super::external::{ExternalStorage, ExternalStorageError};
+use super::leases::{LeaseTable, Renewal};
 use super::state::{
     Action, Control, CoordError, CoordinatorState, MigrationPlan, StateDecodeError,
 };
@@ -50,6 +51,9 @@ pub const TICK: Duration = Duration::from_millis(500);
 
 type Job = Box<dyn FnOnce() + Send>;
 
+/// Client ids reserved per trip to the persisted counter (handed out without the state lock).
+const ID_POOL: usize = 64;
+
 /// Coordinator options.
 #[derive(Debug, Clone)]
 pub struct CoordinatorConfig {
@@ -57,6 +61,10 @@ pub struct CoordinatorConfig {
     pub dispatch: DispatchConfig,
     /// A server silent this long is marked crashed.
     pub heartbeat_timeout: Duration,
+    /// Client lease term (`--client-lease-term`).
+    pub client_lease_term: Duration,
+    /// Most client leases held at once (beyond: `RETRY`).
+    pub max_client_leases: usize,
 }
 
 impl Default for CoordinatorConfig {
@@ -64,6 +72,8 @@ impl Default for CoordinatorConfig {
         CoordinatorConfig {
             dispatch: DispatchConfig::default(),
             heartbeat_timeout: Duration::from_secs(15),
+            client_lease_term: Duration::from_millis(super::leases::DEFAULT_TERM_MS),
+            max_client_leases: super::leases::DEFAULT_MAX_LEASES,
         }
     }
 }
@@ -98,6 +108,10 @@ pub struct Coordinator {
     start: Instant,
     /// Cluster time, for leases.
     pub(crate) clock: super::clock::ClusterClock,
+    /// Client leases (their own lock; never under the state mutex).
+    leases: LeaseTable,
+    /// Client ids reserved from the persisted counter, handed out on the dispatch thread.
+    id_pool: Mutex<Vec<u64>>,
     sessions: Mutex<HashMap<String, Session>>,
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
 }
@@ -182,12 +196,21 @@ pub fn start(
     let (tables, servers) = (state.tables().len(), state.server_list(Services(0)).1.len());
     tracing::info!(storage = %storage.describe(), epoch, tables, servers, "coordinator state recovered");
     let (tx, rx) = mpsc::channel::<Job>();
+    let clock = super::clock::ClusterClock::default();
+    let leases = LeaseTable::new(
+        u64::try_from(cfg.client_lease_term.as_millis()).unwrap_or(u64::MAX),
+        cfg.max_client_leases,
+        state.client_id_ceiling(),
+        clock.now_ms(),
+    );
     let coordinator = Arc::new(Coordinator {
         state: Mutex::new(state),
         storage,
         epoch,
         start,
-        clock: super::clock::ClusterClock::default(),
+        clock,
+        leases,
+        id_pool: Mutex::new(Vec::new()),
         sessions: Mutex::new(HashMap::new()),
         jobs: Mutex::new(Some(tx)),
     });
@@ -405,6 +428,54 @@ impl Coordinator {
             |_| (),
         )
         .map_err(MigrationError::Copy)
+    }
+
+    /// A lease for the new id `id`, as a reply.
+    fn grant(&self, id: u64) -> Result<ClientLeaseResponse, Fail> {
+        let now = self.clock.now_ms();
+        match self.leases.grant(id, now) {
+            Ok(expiration) => Ok(self.lease_response(id, expiration, now)),
+            Err(e) => Err(Fail(Status::RETRY, e.to_string())),
+        }
+    }
+
+    fn lease_response(&self, id: u64, expiration: u64, now: u64) -> ClientLeaseResponse {
+        ClientLeaseResponse {
+            client_id: id,
+            lease: faascache_protocol::msg::ClientLease {
+                expiration,
+                timestamp: now,
+            },
+            term_ms: self.leases.term_ms(),
+        }
+    }
+
+    /// A new client id from the persisted counter; reserves [`ID_POOL`] more for the dispatch
+    /// thread's fast path in the same transition (one persist per block of the counter, not
+    /// per client).
+    fn reserve_client_id(&self) -> Result<u64, Fail> {
+        if let Some(id) = self.id_pool.lock().pop() {
+            return Ok(id);
+        }
+        let (ids, _) = self.transition(|st| {
+            let mut ids = Vec::with_capacity(ID_POOL + 1);
+            let mut actions = Vec::new();
+            for _ in 0..=ID_POOL {
+                let (id, a) = st.allocate_client_id();
+                ids.push(id);
+                for x in a {
+                    if !actions.contains(&x) {
+                        actions.push(x);
+                    }
+                }
+            }
+            Ok((ids, actions))
+        })?;
+        let first = ids[0];
+        let mut pool = self.id_pool.lock();
+        // Lowest ids first out (pop takes from the end).
+        pool.extend(ids[1..].iter().rev());
+        Ok(first)
     }
 
     fn defer(&self, call: &mut IncomingRpc<'_>, job: impl FnOnce(Responder) + Send + 'static) {
@@ -763,26 +834,53 @@ impl Dispatch for CoordinatorService {
     }
 
     fn get_client_lease(&self, call: &mut IncomingRpc<'_>) {
-        // Interim (leases land with issue 14): every request gets a new id and a lease that
-        // does not expire.
-        let _ = decode_or_reply!(call, GetClientLeaseRequest);
-        let c = self.c.clone();
-        self.c.defer(call, move |r| {
-            match c.transition(|st| Ok(st.allocate_client_id())) {
-                Ok((id, _)) => r.reply_vec(
-                    Status::OK,
-                    ClientLeaseResponse {
-                        client_id: id,
-                        lease: faascache_protocol::msg::ClientLease {
-                            expiration: u64::MAX,
-                            timestamp: 0,
-                        },
-                        term_ms: u64::MAX,
-                    }
-                    .to_vec(),
-                ),
-                Err(f) => reply_fail(r, f.into()),
+        let req = decode_or_reply!(call, GetClientLeaseRequest);
+        let now = self.c.clock.now_ms();
+        if req.client_id != 0 {
+            match self.c.leases.renew(req.client_id, now) {
+                Ok(Renewal::Renewed { expiration }) => {
+                    let r = self.c.lease_response(req.client_id, expiration, now);
+                    return call.reply_with(Status::OK, |b| r.encode(b));
+                }
+                Ok(Renewal::Dead) => {} // a new id, below
+                Err(e) => return fail_now(call, Fail(Status::RETRY, e.to_string())),
             }
+        }
+        if let Err(e) = self.c.leases.has_room(now) {
+            return fail_now(call, Fail(Status::RETRY, e.to_string()));
+        }
+        // Fast path: an id reserved earlier (the persisted counter is not touched).
+        let pooled = self.c.id_pool.lock().pop();
+        if let Some(id) = pooled {
+            return match self.c.grant(id) {
+                Ok(r) => call.reply_with(Status::OK, |b| r.encode(b)),
+                Err(f) => fail_now(call, f),
+            };
+        }
+        // Reserve more ids on the worker (it may persist a new block of the counter).
+        let c = self.c.clone();
+        self.c.defer(call, move |r| match c.reserve_client_id() {
+            Ok(id) => match c.grant(id) {
+                Ok(resp) => r.reply_vec(Status::OK, resp.to_vec()),
+                Err(f) => reply_fail(r, f),
+            },
+            Err(f) => reply_fail(r, f),
         });
+    }
+
+    fn release_client_lease(&self, call: &mut IncomingRpc<'_>) {
+        let req = decode_or_reply!(call, ReleaseClientLeaseRequest);
+        self.c.leases.release(req.client_id, self.c.clock.now_ms());
+        call.reply(Status::OK, &[]);
+    }
+
+    fn check_client_leases(&self, call: &mut IncomingRpc<'_>) {
+        let req = decode_or_reply!(call, CheckClientLeasesRequest);
+        let now = self.c.clock.now_ms();
+        let resp = CheckClientLeasesResponse {
+            cluster_time: now,
+            expirations: self.c.leases.check(&req.client_ids, now),
+        };
+        call.reply_with(Status::OK, |b| resp.encode(b));
     }
 }

@@ -515,6 +515,11 @@ impl CoordinatorState {
 
     // ---- client ids ----------------------------------------------------------------------------
 
+    /// Client ids below this may have been handed out (the persisted ceiling).
+    pub fn client_id_ceiling(&self) -> u64 {
+        self.client_id_ceiling
+    }
+
     /// A fresh client id; `Persist` when a new block is reserved.
     pub fn allocate_client_id(&mut self) -> (u64, Vec<Action>) {
         let id = self.next_client_id;

@@ -152,16 +152,20 @@ pub struct Raw {
     pub client_id: u64,
     pub lease: ClientLease,
     pub next_rpc: u64,
+    /// When the lease is half over (local clock): `eo` renews it then.
+    renew_at: Instant,
 }
 
 impl Raw {
     pub fn new(coord: &str) -> Raw {
         let s = connect(coord);
+        let sent = Instant::now();
         let (client_id, lease) = call(&s, &GetClientLeaseRequest { client_id: 0 }, T, |r| {
             (r.client_id, r.lease)
         })
         .unwrap();
         Raw {
+            renew_at: half_term(sent, lease),
             coord_loc: coord.into(),
             coord: s,
             map: Vec::new(),
@@ -273,7 +277,40 @@ impl Raw {
         }
     }
 
+    /// Renews the lease (as a real client does at half its term), best effort: while the
+    /// coordinator cannot be reached the old lease is kept and renewal is tried again a second
+    /// later. A lease that expired while this client was idle comes back with a new id, which it
+    /// adopts (its next rpc ids never ran under it).
+    pub fn renew(&mut self) {
+        let sent = Instant::now();
+        let req = GetClientLeaseRequest {
+            client_id: self.client_id,
+        };
+        match call(&self.coord, &req, Duration::from_secs(1), |r| {
+            (r.client_id, r.lease)
+        }) {
+            Ok((client_id, lease)) => {
+                self.client_id = client_id;
+                self.lease = lease;
+                self.renew_at = half_term(sent, lease);
+            }
+            Err(_) => {
+                self.renew_at = Instant::now() + Duration::from_secs(1);
+                let fresh =
+                    self.coord_loc.parse::<ServiceLocator>().ok().and_then(|l| {
+                        faascache_transport::connect(&l, ClientConfig::default()).ok()
+                    });
+                if let Some(s) = fresh {
+                    self.coord = s;
+                }
+            }
+        }
+    }
+
     pub fn eo(&mut self) -> ExactlyOnce {
+        if Instant::now() >= self.renew_at {
+            self.renew();
+        }
         let rpc_id = self.next_rpc;
         self.next_rpc += 1;
         // This client issues one mutation at a time, so every earlier rpc has its reply:
@@ -309,6 +346,13 @@ impl Raw {
             (r.version, r.value.to_vec())
         })
     }
+}
+
+/// Half of a lease's term after `sent`.
+fn half_term(sent: Instant, lease: ClientLease) -> Instant {
+    let term = Duration::from_millis(lease.expiration.saturating_sub(lease.timestamp));
+    sent.checked_add(term / 2)
+        .unwrap_or(sent + Duration::from_secs(3600))
 }
 
 /// The status of a failed call.

@@ -47,7 +47,6 @@ fn every_write_of_a_churn_succeeds() {
 }
 
 #[test]
-#[ignore = "needs the master side of issue 14 (lead): masters drop released clients' state"]
 fn the_exactly_once_state_ends_bounded() {
     // Without leases 20,000 abandoned clients cost ~11 MB; the bound leaves room for the
     // long-lived client and the clients in flight only.

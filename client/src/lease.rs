@@ -388,6 +388,7 @@ mod tests {
             pin: false,
             first_core: 0,
             poll: PollMode::Block,
+            conn: Default::default(),
         };
         let _server = serve(
             &loc.parse().unwrap(),

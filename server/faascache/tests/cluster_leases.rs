@@ -13,7 +13,7 @@ use cluster_util::*;
 use faascache_protocol::msg::coordinator::{
     CheckClientLeasesRequest, GetClientLeaseRequest, ReleaseClientLeaseRequest,
 };
-use faascache_protocol::msg::master::{IncrementRequest, Number};
+use faascache_protocol::msg::master::{IncrementRequest, Number, RemoveRequest};
 use faascache_protocol::msg::{ClientLease, ExactlyOnce, RejectRules};
 use faascache_transport::Status;
 
@@ -177,7 +177,6 @@ fn a_frozen_client_thaws_and_counts_once() {
 }
 
 #[test]
-#[ignore = "needs the master side of issue 14 (lead)"]
 fn masters_refuse_an_expired_lease() {
     let dir = tempdir("leases");
     let (_c, coord) = coordinator_with(dir.path(), 0, "coord", &["--client-lease-term", TERM]);
@@ -186,9 +185,33 @@ fn masters_refuse_an_expired_lease() {
     let t = raw.create_table("t", 1);
     let mut sh = Shell::start(&coord, dir.path());
     let (old_id, old_lease) = freeze_past_the_lease(&mut sh, &mut raw);
-    // A request under the old lease (as the frozen client would have retried it): refused
-    // with EXPIRED_LEASE once the master knows, and it never runs.
+    // The master learns the cluster time from the coordinator (heartbeats, lease checks), a
+    // moment after the coordinator declared the lease dead: probe with a harmless tracked
+    // remove of a missing key until the master refuses the old lease.
     raw.refresh();
+    let mut probe_rpc = 2_000;
+    eventually(T, || {
+        probe_rpc += 1;
+        let probe = RemoveRequest {
+            table: t,
+            rpc: ExactlyOnce {
+                client_id: old_id,
+                rpc_id: probe_rpc,
+                ack_id: 0,
+                lease: old_lease,
+            },
+            rules: RejectRules::NONE,
+            key: b"never-written",
+        };
+        match raw.keyed(t, b"never-written", &probe, T, |r| r.version) {
+            Err(faascache_transport::CallError::Failed(f)) if f.status == Status::EXPIRED_LEASE => {
+                Ok(())
+            }
+            other => Err(format!("old lease answered {other:?}")),
+        }
+    });
+    // An increment under the old lease (as the frozen client would have retried it): refused
+    // with EXPIRED_LEASE, and it never runs.
     let req = IncrementRequest {
         table: t,
         rpc: ExactlyOnce {
@@ -201,12 +224,12 @@ fn masters_refuse_an_expired_lease() {
         key: b"n",
         delta: Number::I64(1),
     };
-    eventually(T, || match raw.keyed(t, b"n", &req, T, |r| r.value) {
-        Err(faascache_transport::CallError::Failed(f)) if f.status == Status::EXPIRED_LEASE => {
-            Ok(())
+    match raw.keyed(t, b"n", &req, T, |r| r.value) {
+        Err(faascache_transport::CallError::Failed(f)) => {
+            assert_eq!(f.status, Status::EXPIRED_LEASE, "{}", f.detail)
         }
-        other => Err(format!("old lease answered {other:?}")),
-    });
+        other => panic!("old lease answered {other:?}"),
+    }
     let (_, v) = raw.read(t, b"n").unwrap();
     assert_eq!(v, 3i64.to_le_bytes(), "the refused increment did not run");
 }

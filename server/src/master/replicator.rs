@@ -477,7 +477,8 @@ impl Shell {
                 None => WriteOutcome::Refused,
                 // Already found down in this round: do not wait for it again.
                 Some(_) if down.contains(&backup) => WriteOutcome::BackupDown,
-                Some(mut rpc) => match rpc.wait(deadline.saturating_duration_since(Instant::now())) {
+                Some(mut rpc) => match rpc.wait(deadline.saturating_duration_since(Instant::now()))
+                {
                     Ok((Status::OK, _)) => WriteOutcome::Ok,
                     Ok((Status::CALLER_NOT_IN_CLUSTER, _)) => WriteOutcome::Fenced,
                     Ok((status, body)) => {
@@ -508,8 +509,7 @@ impl Shell {
         if !self.hints.contains(&backup) {
             self.hints.push(backup);
         }
-        self.backoff
-            .insert(backup, Instant::now() + BACKUP_BACKOFF);
+        self.backoff.insert(backup, Instant::now() + BACKUP_BACKOFF);
         self.backups.retain(|b| b.0 != backup);
         self.mgr.backup_down(backup);
         // Ask the list again soon: the coordinator decides whether it crashed.
@@ -564,8 +564,7 @@ impl Shell {
                 }
                 Err(e) => {
                     tracing::warn!(%backup, error = %e, "cannot connect to backup; trying others for a while");
-                    self.backoff
-                        .insert(backup, Instant::now() + BACKUP_BACKOFF);
+                    self.backoff.insert(backup, Instant::now() + BACKUP_BACKOFF);
                     return None;
                 }
             }

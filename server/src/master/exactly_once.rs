@@ -37,7 +37,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use faascache_storage::CompletionRecord;
+use faascache_storage::{CompletionRecord, Rpc, StorageError};
 use faascache_transport::Status;
 use parking_lot::Mutex;
 
@@ -145,6 +145,18 @@ impl Default for UnackedResults {
     fn default() -> Self {
         Self::with_limits(MAX_RESULTS_PER_CLIENT, MAX_RESULTS_TOTAL)
     }
+}
+
+/// What came of a tracked mutation handed to [`UnackedResults::run_tracked`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Attempt {
+    /// Not run; why (never `Run` or `Done`).
+    Refused(Begin),
+    /// Answered from the saved result of an earlier attempt.
+    Saved(Outcome),
+    /// Ran now. An error that is an outcome (a refusal by the object's state) was recorded and
+    /// a retry gets it again; any other error means it did not run, and a retry runs it.
+    Ran(Result<Outcome, StorageError>),
 }
 
 /// A request's exactly-once fields, as [`UnackedResults::begin`] needs them.
@@ -258,6 +270,61 @@ impl UnackedResults {
         rec.results.insert(t.rpc_id, None);
         self.total.fetch_add(1, Ordering::Relaxed);
         Begin::Run
+    }
+
+    /// Run a tracked mutation at most once: [`begin`](Self::begin); then `op` with the rpc's
+    /// identity (so the engine writes its completion record) and `kind` (how its reply is
+    /// rebuilt); then [`finish`](Self::finish) or [`abandon`](Self::abandon). `op` returns the
+    /// version and an increment's new value.
+    #[allow(clippy::too_many_arguments)]
+    pub fn run_tracked(
+        &self,
+        t: Tracked,
+        kind: u8,
+        table: u32,
+        key_hash: u64,
+        cluster_time: u64,
+        now: u64,
+        op: impl FnOnce(&Rpc) -> Result<(u64, [u8; 8]), StorageError>,
+    ) -> Attempt {
+        match self.begin(t, cluster_time, now) {
+            Begin::Run => {}
+            Begin::Done(o) => return Attempt::Saved(o),
+            other => return Attempt::Refused(other),
+        }
+        let rpc = Rpc {
+            client_id: t.client,
+            rpc_id: t.rpc_id,
+            ack_id: t.ack_id,
+            kind,
+        };
+        match op(&rpc) {
+            Ok((version, value)) => {
+                let o = Outcome {
+                    status: Status::OK,
+                    version,
+                    kind,
+                    value,
+                };
+                self.finish(t.client, t.rpc_id, table, key_hash, o);
+                Attempt::Ran(Ok(o))
+            }
+            Err(e) => {
+                if e.is_outcome() {
+                    let (status, version) = e.status();
+                    let o = Outcome {
+                        status,
+                        version,
+                        kind,
+                        value: [0; 8],
+                    };
+                    self.finish(t.client, t.rpc_id, table, key_hash, o);
+                } else {
+                    self.abandon(t.client, t.rpc_id);
+                }
+                Attempt::Ran(Err(e))
+            }
+        }
     }
 
     /// Keep the outcome of a mutation that ran on `key_hash` of `table`.

@@ -15,7 +15,7 @@ use faascache_protocol::msg::{key_hash, ErrorReply, Message, MsgError};
 use faascache_transport::server::IncomingRpc;
 use faascache_transport::{Dispatch, Status};
 
-use super::exactly_once::{Begin, Outcome, Tracked};
+use super::exactly_once::{Attempt, Begin, Outcome, Tracked};
 use super::tablets::Range;
 use super::{storage_status, table_id, Master};
 use faascache_storage::{RejectRules, Rpc, StorageError, TableId, TableOptions, WriteOp};
@@ -111,6 +111,33 @@ fn reply_of(o: &Outcome) -> SavedReply {
     }
 }
 
+/// The reply to a tracked mutation that was not run.
+fn refusal(b: Begin) -> SavedReply {
+    match b {
+        Begin::InProgress => not_run(
+            Status::RETRY,
+            "the first attempt of this rpc is still running",
+        ),
+        Begin::ClientFull => not_run(
+            Status::RETRY,
+            "this client has the most unacknowledged exactly-once results a master keeps for one client (4096): its next requests must carry a higher ack id",
+        ),
+        Begin::Full => not_run(
+            Status::RETRY,
+            "this master keeps at most 262144 unacknowledged exactly-once results and is full; results of departed clients are freed once the coordinator confirms their leases ended: retry shortly",
+        ),
+        Begin::Stale => not_run(
+            Status::REQUEST_FORMAT_ERROR,
+            "stale rpc: its id is at or below the client's ack id",
+        ),
+        Begin::Expired => not_run(
+            Status::EXPIRED_LEASE,
+            "the client's lease has expired (or was released): the mutation did not run; get a new lease from the coordinator",
+        ),
+        Begin::Run | Begin::Done(_) => not_run(Status::INTERNAL_ERROR, "not a refusal"),
+    }
+}
+
 fn storage_reply(e: &StorageError) -> SavedReply {
     let (status, version) = storage_status(e);
     SavedReply {
@@ -194,88 +221,33 @@ impl MasterService {
                 )
             }
         };
-        let tracked = (rpc.client_id != 0).then_some(Rpc {
-            client_id: rpc.client_id,
-            rpc_id: rpc.rpc_id,
-            ack_id: rpc.ack_id,
-            kind,
-        });
-        if let Some(t) = &tracked {
-            if let Err(r) = self.begin(t, rpc.lease.expiration) {
-                return r;
-            }
-        }
-        let res = op(&m.engine, tracked.as_ref());
+        let h = key_hash(key);
+        let attempt = if rpc.client_id == 0 {
+            Attempt::Ran(op(&m.engine, None).map(|(version, value)| Outcome {
+                status: Status::OK,
+                version,
+                kind,
+                value,
+            }))
+        } else {
+            let t = Tracked {
+                client: rpc.client_id,
+                rpc_id: rpc.rpc_id,
+                ack_id: rpc.ack_id,
+                lease_expiration: rpc.lease.expiration,
+            };
+            m.results
+                .run_tracked(t, kind, table, h, m.cluster_time(), m.now_ms(), |r| {
+                    op(&m.engine, Some(r))
+                })
+        };
         if let Some(mig) = mig {
             mig.note(key);
         }
-        let h = key_hash(key);
-        match res {
-            Ok((version, value)) => {
-                let o = Outcome {
-                    status: Status::OK,
-                    version,
-                    kind,
-                    value,
-                };
-                if let Some(t) = &tracked {
-                    m.results.finish(t.client_id, t.rpc_id, table, h, o);
-                }
-                reply_of(&o)
-            }
-            Err(e) => {
-                if let Some(t) = &tracked {
-                    if e.is_outcome() {
-                        let (status, version) = e.status();
-                        let o = Outcome {
-                            status,
-                            version,
-                            kind,
-                            value: [0; 8],
-                        };
-                        m.results.finish(t.client_id, t.rpc_id, table, h, o);
-                    } else {
-                        // It did not run (no memory, no table, bad key): a retry runs it.
-                        m.results.abandon(t.client_id, t.rpc_id);
-                    }
-                }
-                storage_reply(&e)
-            }
-        }
-    }
-
-    /// The exactly-once check of a tracked mutation: `Ok` to run it, or the reply to send.
-    fn begin(&self, t: &Rpc, lease_expiration: u64) -> Result<(), SavedReply> {
-        let m = &self.master;
-        let tracked = Tracked {
-            client: t.client_id,
-            rpc_id: t.rpc_id,
-            ack_id: t.ack_id,
-            lease_expiration,
-        };
-        match m.results.begin(tracked, m.cluster_time(), m.now_ms()) {
-            Begin::Run => Ok(()),
-            Begin::Done(o) => Err(reply_of(&o)),
-            Begin::InProgress => Err(not_run(
-                Status::RETRY,
-                "the first attempt of this rpc is still running",
-            )),
-            Begin::ClientFull => Err(not_run(
-                Status::RETRY,
-                "this client has the most unacknowledged exactly-once results a master keeps for one client (4096): its next requests must carry a higher ack id",
-            )),
-            Begin::Full => Err(not_run(
-                Status::RETRY,
-                "this master keeps at most 262144 unacknowledged exactly-once results and is full; results of departed clients are freed once the coordinator confirms their leases ended: retry shortly",
-            )),
-            Begin::Stale => Err(not_run(
-                Status::REQUEST_FORMAT_ERROR,
-                "stale rpc: its id is at or below the client's ack id",
-            )),
-            Begin::Expired => Err(not_run(
-                Status::EXPIRED_LEASE,
-                "the client's lease has expired (or was released): the mutation did not run; get a new lease from the coordinator",
-            )),
+        match attempt {
+            Attempt::Saved(o) | Attempt::Ran(Ok(o)) => reply_of(&o),
+            Attempt::Ran(Err(e)) => storage_reply(&e),
+            Attempt::Refused(b) => refusal(b),
         }
     }
 

@@ -191,8 +191,11 @@ pub(crate) fn disposition(status: Status) -> Disposition {
     match status {
         Status::OK => Disposition::Ok,
         Status::RETRY | Status::NO_TABLE_SPACE => Disposition::Retry,
-        // A master that is shutting down hands its tablets over: look again.
-        Status::UNKNOWN_TABLET | Status::SHUTTING_DOWN => Disposition::RefreshTablets,
+        // A master that is shutting down hands its tablets over, and one whose master lease
+        // ran out may have lost them to recovery: look again.
+        Status::UNKNOWN_TABLET | Status::SHUTTING_DOWN | Status::NOT_SERVING => {
+            Disposition::RefreshTablets
+        }
         _ => Disposition::Fail,
     }
 }

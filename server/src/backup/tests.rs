@@ -413,11 +413,15 @@ fn fencing_refuses_the_zombie_only() {
         .unwrap();
     let mut out = Vec::new();
     b.recovery_data(M, imgs[0].id, &[], &mut out).unwrap();
-    // The fence outlives RecoveryDone.
+    // RecoveryDone frees M's replicas and drops its fence (the coordinator waited out M's
+    // master lease before the handover, so M admits no new write): the set stays bounded.
+    assert!(b.fenced().contains(&M));
     b.recovery_done(M);
+    assert!(!b.fenced().contains(&M));
     assert_eq!(
-        status(b.write(&req(M, imgs[0].id, 0, OPEN, c, d))),
-        Status::CALLER_NOT_IN_CLUSTER
+        status(b.write(&req(M, imgs[0].id, c.length, 0, c2, d2))),
+        Status::BACKUP_BAD_SEGMENT_ID,
+        "the freed replica is gone"
     );
     // A master fenced before it ever wrote here is refused too.
     let never = ServerId::new(9, 1);
@@ -750,6 +754,8 @@ fn torn_updates_fall_back_to_the_previous_header() {
     let length_after_reload = |dir: &Path| {
         let b = BackupService::open(cfg(dir, Durability::Disk)).unwrap();
         let l = b.get_replicas(M);
+        // Listing fenced M (persistently): undo it, the next step plays M retrying a write.
+        b.store.unfence(M);
         l.replicas.first().map(|r| r.length)
     };
 
@@ -964,4 +970,30 @@ fn every_acknowledged_write_is_listed_after_the_fence() {
             b.recovery_data(M, r.segment_id, &[], &mut out).unwrap();
         }
     }
+}
+
+#[test]
+fn adopted_fences_refuse_writes_and_dropped_ones_free_replicas() {
+    let imgs = images();
+    let b = memory_backup();
+    let c = imgs[0].prefixes[0];
+    let d = &imgs[0].bytes[..c.length as usize];
+    b.write(&req(M, imgs[0].id, 0, OPEN, c, d)).unwrap();
+    b.write(&req(OTHER, imgs[0].id, 0, OPEN, c, d)).unwrap();
+    // The coordinator says M awaits recovery: M's open replica refuses its next write.
+    b.adopt_fences(&[M], b.fence_token());
+    assert_eq!(b.fenced(), vec![M]);
+    let c2 = imgs[0].prefixes[1];
+    let d2 = &imgs[0].bytes[c.length as usize..c2.length as usize];
+    assert_eq!(
+        status(b.write(&req(M, imgs[0].id, c.length, 0, c2, d2))),
+        Status::CALLER_NOT_IN_CLUSTER
+    );
+    // Its replica is still listed for the recovery.
+    assert_eq!(b.get_replicas(M).replicas.len(), 1);
+    // Later M is no longer listed (recovered): fence and replicas go; OTHER's stay.
+    b.adopt_fences(&[], b.fence_token());
+    assert!(b.fenced().is_empty());
+    assert_eq!(b.stats().replicas, 1);
+    b.write(&req(OTHER, imgs[0].id, c.length, 0, c2, d2)).unwrap();
 }

@@ -9,8 +9,10 @@
 //!    be restarting) and says so in the log every few seconds, never replaying a partial log;
 //! 3. split the crashed master's tablets over the up masters ([`CoordinatorState::plan_recovery`],
 //!    persisted) and send each its part (`RecoverTablets`), all in parallel;
-//! 4. as each recovery master answers, record it as the owner (persisted) and tell it to serve;
-//!    a part that failed is planned again on the next round;
+//! 4. as each recovery master answers, wait until the crashed master's lease is surely over
+//!    ([`ClusterIo::master_lease_wait`]: the last grant + lease + margin; the wait overlaps the
+//!    replay and is usually over by then), then record it as the owner (persisted) and tell it
+//!    to serve; a part that failed is planned again on the next round;
 //! 5. when nothing is left, tell the backups to free the crashed master's replicas and remove
 //!    it from the server list.
 //!
@@ -307,6 +309,13 @@ pub fn recover<C: ClusterIo>(c: &C, crashed: &ServerRecord) -> Result<(), Recove
                         read_mib = r.read_bytes >> 20,
                         "partition recovered"
                     );
+                    // Hand over only once the crashed master's lease is surely over: a zombie
+                    // never serves a tablet another master serves (the wait overlaps replay).
+                    let wait = c.master_lease_wait(crashed.id);
+                    if !wait.is_zero() {
+                        tracing::info!(crashed = %crashed.id, wait_ms = wait.as_millis() as u64, "waiting out the crashed master's lease before the handover");
+                        std::thread::sleep(wait);
+                    }
                     let ((), sends) = c
                         .transition(|st| Ok(((), st.finish_recovery(crashed.id, *master, ranges))))
                         .map_err(PartitionError::Record)?;

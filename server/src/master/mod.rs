@@ -11,6 +11,7 @@
 //! thread. `NoSpace` from the engine becomes `RETRY` (the cleaner is freeing room).
 
 pub mod exactly_once;
+pub mod lease;
 pub mod migration;
 pub mod recovery;
 pub mod replication;
@@ -51,6 +52,9 @@ pub struct Master {
     /// Cluster time (ms) as last heard from the coordinator (heartbeat replies, lease checks)
     /// or seen in a client lease's timestamp: a lower bound of the coordinator's clock.
     cluster_time: AtomicU64,
+    /// The master lease ([`lease`]): renewed by the node's heartbeats, checked by every read
+    /// and mutation ([`Master::check_serving`]).
+    pub lease: lease::MasterLease,
     /// Transport serving clients and why it was chosen (set once serving).
     transport: parking_lot::Mutex<(String, String)>,
     poll: String,
@@ -80,6 +84,7 @@ impl Master {
             backup: std::sync::OnceLock::new(),
             server_id: AtomicU64::new(0),
             cluster_time: AtomicU64::new(0),
+            lease: lease::MasterLease::default(),
             transport: parking_lot::Mutex::new((transport.to_string(), "first choice".into())),
             poll: poll.to_string(),
         }
@@ -168,8 +173,9 @@ impl Master {
     /// Whether this master may serve its tablets now: `Err` with the reason when its master
     /// lease has run out (it has not heard from the coordinator in time), so that a master
     /// cut off from the cluster never answers from data recovered elsewhere.
+    #[inline]
     pub(crate) fn check_serving(&self) -> Result<(), &'static str> {
-        Ok(())
+        self.lease.check()
     }
 
     /// Number of served ranges.

@@ -236,7 +236,7 @@ impl Raw {
     }
 
     /// Send a keyed request to the owning master, following the map through UNKNOWN_TABLET,
-    /// RETRY and lost sessions, until `timeout`.
+    /// RETRY, NOT_SERVING (a master without its lease) and lost sessions, until `timeout`.
     pub fn keyed<'a, R: Request<'a>, X>(
         &mut self,
         table: u64,
@@ -258,7 +258,9 @@ impl Raw {
             };
             let again = match &r {
                 Err(CallError::Failed(fl)) => {
-                    fl.status == Status::UNKNOWN_TABLET || fl.status == Status::RETRY
+                    fl.status == Status::UNKNOWN_TABLET
+                        || fl.status == Status::RETRY
+                        || fl.status == Status::NOT_SERVING
                 }
                 Err(CallError::Transport(_)) => true,
                 _ => false,

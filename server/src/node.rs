@@ -1,8 +1,12 @@
 //! A server process: a master on its own storage engine and (unless `--no-backup`) a backup
 //! service for other masters' segments, enlisted with the coordinator and sending it
 //! heartbeats. The master replicates its log to `replicas` backups on other servers
-//! ([`crate::master::replicator`]). A server the coordinator declared dead is *fenced*: it
-//! stops acknowledging writes and [`Node::fenced`] turns true (the binary then exits).
+//! ([`crate::master::replicator`]). Heartbeats renew the master lease
+//! ([`crate::master::lease`]): a server that has not heard from the coordinator within it stops
+//! serving its tablets until a heartbeat gets through. A server the coordinator declared dead
+//! is *fenced*: it stops serving and acknowledging writes and [`Node::fenced`] turns true (the
+//! binary then exits). Threads: heartbeats (lease renewal, re-enlistment) and peer pings
+//! (failure detection) run apart, so a slow ping never delays a renewal.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

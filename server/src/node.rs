@@ -13,10 +13,8 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use faascache_protocol::msg::coordinator::{
-    EnlistServerRequest, HeartbeatRequest,
-};
 use faascache_protocol::msg::backup::GetFencedMastersRequest;
+use faascache_protocol::msg::coordinator::{EnlistServerRequest, HeartbeatRequest};
 use faascache_protocol::msg::{ErrorReply, Message, ServerId, Services};
 use faascache_transport::server::IncomingRpc;
 use faascache_transport::CoordinatorLocator;
@@ -421,14 +419,20 @@ fn heartbeat_once(
             connect_timeout: HEARTBEAT_RPC_TIMEOUT,
             ..ClientConfig::default()
         };
-        *session = Some(coord.connect(cfg).map_err(|e| Beat::Failed(e.to_string()))?);
+        *session = Some(
+            coord
+                .connect(cfg)
+                .map_err(|e| Beat::Failed(e.to_string()))?,
+        );
     }
     let s = session.as_ref().ok_or(Beat::Failed("no session".into()))?;
     let sent = Instant::now();
     let req = HeartbeatRequest {
         server_id: master.server_id(),
     };
-    match call(s, &req, HEARTBEAT_RPC_TIMEOUT, |r| (r.cluster_time, r.lease_ms)) {
+    match call(s, &req, HEARTBEAT_RPC_TIMEOUT, |r| {
+        (r.cluster_time, r.lease_ms)
+    }) {
         Ok((cluster_time, lease_ms)) => {
             master.observe_cluster_time(cluster_time);
             let lease = Duration::from_millis(u64::from(lease_ms));

@@ -16,9 +16,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use cluster_util::*;
-use faascache_testkit::check;
 use faascache_protocol::msg::master::ReadRequest;
 use faascache_protocol::msg::{key_hash, RejectRules};
+use faascache_testkit::check;
 use faascache_transport::{call, CallError, Session, Status};
 
 const OLD: &[u8] = b"old value";
@@ -219,20 +219,22 @@ fn masters_stop_serving_without_the_coordinator_and_resume() {
     assert_eq!(read_at(&s, cl.table, KEY).unwrap(), OLD);
     signal(&cl.coord, "-STOP");
     let stopped = Instant::now();
-    let first_refusal = eventually(Duration::from_secs(10), || match read_at(&s, cl.table, KEY) {
-        Err(CallError::Failed(f)) if f.status == Status::NOT_SERVING => {
-            assert!(
-                f.detail.contains("no contact with the coordinator"),
-                "{}",
-                f.detail
-            );
-            Ok(stopped.elapsed())
+    let first_refusal = eventually(Duration::from_secs(10), || {
+        match read_at(&s, cl.table, KEY) {
+            Err(CallError::Failed(f)) if f.status == Status::NOT_SERVING => {
+                assert!(
+                    f.detail.contains("no contact with the coordinator"),
+                    "{}",
+                    f.detail
+                );
+                Ok(stopped.elapsed())
+            }
+            Ok(v) => {
+                assert_eq!(v, OLD);
+                Err("still serving".to_string())
+            }
+            Err(e) => panic!("unexpected {e}"),
         }
-        Ok(v) => {
-            assert_eq!(v, OLD);
-            Err("still serving".to_string())
-        }
-        Err(e) => panic!("unexpected {e}"),
     });
     println!("coordinator frozen -> master refuses: {first_refusal:?}");
     // The lease is 1 s from the last heartbeat's send (sent every 250 ms).
@@ -288,11 +290,30 @@ impl Netns {
         let peer = format!("fczn{pid}");
         ip(&["netns", "add", &n.ns])?;
         ip(&[
-            "link", "add", &n.host_veth, "type", "veth", "peer", "name", &peer,
+            "link",
+            "add",
+            &n.host_veth,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &peer,
         ])?;
         ip(&["link", "set", &peer, "netns", &n.ns])?;
-        ip(&["addr", "add", &format!("10.{net}.0.1/24"), "dev", &n.host_veth])?;
-        ip(&["addr", "add", &format!("10.{net}.0.3/32"), "dev", &n.host_veth])?;
+        ip(&[
+            "addr",
+            "add",
+            &format!("10.{net}.0.1/24"),
+            "dev",
+            &n.host_veth,
+        ])?;
+        ip(&[
+            "addr",
+            "add",
+            &format!("10.{net}.0.3/32"),
+            "dev",
+            &n.host_veth,
+        ])?;
         ip(&["link", "set", &n.host_veth, "up"])?;
         let inside = |args: &[&str]| {
             let mut v = vec!["netns", "exec", n.ns.as_str(), "ip"];
@@ -456,7 +477,9 @@ fn master_partitioned_from_the_coordinator_stops_serving_within_its_lease() {
     let mut other = Raw::new(&cloc);
     other.write(table, key, NEW).unwrap();
     let mut tally = Tally::default();
-    continually(Duration::from_secs(1), || tally.judge(read_at(&s, table, key)));
+    continually(Duration::from_secs(1), || {
+        tally.judge(read_at(&s, table, key))
+    });
     // The partition heals: the coordinator tells the zombie it was declared dead.
     n.partition(false);
     continually(ZOMBIE_READS, || tally.judge(read_at(&s, table, key)));

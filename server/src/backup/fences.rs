@@ -128,30 +128,38 @@ pub(crate) fn load(dir: &Path) -> Result<Vec<ServerId>, FenceFileError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(source) => return Err(FenceFileError::Io { path, source }),
     };
-    parse(&text).map_err(|reason| FenceFileError::Corrupt { path, reason })
+    parse(&text).map_err(|Corrupt(reason)| FenceFileError::Corrupt { path, reason })
 }
 
-fn parse(text: &str) -> Result<Vec<ServerId>, String> {
+/// What is wrong with a fence file's text.
+struct Corrupt(String);
+
+fn parse(text: &str) -> Result<Vec<ServerId>, Corrupt> {
+    let bad = |s: String| Err(Corrupt(s));
     let mut lines = text.lines();
     if lines.next() != Some(MAGIC) {
-        return Err(format!("the first line is not `{MAGIC}`"));
+        return bad(format!("the first line is not `{MAGIC}`"));
     }
     let mut ids = Vec::new();
     for line in lines {
         if let Some(n) = line.strip_prefix("end ") {
-            let n: usize = n.parse().map_err(|_| format!("bad last line `{line}`"))?;
+            let Ok(n) = n.parse::<usize>() else {
+                return bad(format!("bad last line `{line}`"));
+            };
             if n != ids.len() {
-                return Err(format!("`{line}` but {} ids", ids.len()));
+                return bad(format!("`{line}` but {} ids", ids.len()));
             }
             return Ok(ids);
         }
         if ids.len() >= MAX_FENCES {
-            return Err(format!("more than {MAX_FENCES} ids"));
+            return bad(format!("more than {MAX_FENCES} ids"));
         }
-        let id: u64 = line.parse().map_err(|_| format!("bad line `{line}`"))?;
+        let Ok(id) = line.parse::<u64>() else {
+            return bad(format!("bad line `{line}`"));
+        };
         ids.push(ServerId(id));
     }
-    Err("no `end` line (truncated)".into())
+    bad("no `end` line (truncated)".into())
 }
 
 /// Replace `dir/fences` with `ids`, atomically and durably.
@@ -184,7 +192,11 @@ mod tests {
 
     #[test]
     fn adopt_keeps_fences_newer_than_the_question() {
-        let (a, b, c) = (ServerId::new(1, 1), ServerId::new(2, 1), ServerId::new(3, 1));
+        let (a, b, c) = (
+            ServerId::new(1, 1),
+            ServerId::new(2, 1),
+            ServerId::new(3, 1),
+        );
         let mut f = Fences::default();
         f.insert(a);
         let token = f.token();
@@ -212,7 +224,10 @@ mod tests {
         let text = std::fs::read_to_string(dir.join(FILE)).unwrap();
         std::fs::write(dir.join(FILE), &text[..text.len() - 6]).unwrap();
         let e = load(dir).unwrap_err().to_string();
-        assert!(e.contains("truncated") && e.contains("delete it only if"), "{e}");
+        assert!(
+            e.contains("truncated") && e.contains("delete it only if"),
+            "{e}"
+        );
         std::fs::write(dir.join(FILE), "faascache-fences 1\n5\nend 2\n").unwrap();
         assert!(load(dir).is_err());
         std::fs::write(dir.join(FILE), "garbage\n").unwrap();

@@ -728,7 +728,11 @@ impl Store {
         if added.is_empty() && dropped.is_empty() {
             return;
         }
-        tracing::info!(?added, ?dropped, "fences updated from the coordinator's list of masters awaiting recovery");
+        tracing::info!(
+            ?added,
+            ?dropped,
+            "fences updated from the coordinator's list of masters awaiting recovery"
+        );
         for m in &dropped {
             let n = self.free_master(*m);
             if n > 0 {

@@ -995,5 +995,6 @@ fn adopted_fences_refuse_writes_and_dropped_ones_free_replicas() {
     b.adopt_fences(&[], b.fence_token());
     assert!(b.fenced().is_empty());
     assert_eq!(b.stats().replicas, 1);
-    b.write(&req(OTHER, imgs[0].id, c.length, 0, c2, d2)).unwrap();
+    b.write(&req(OTHER, imgs[0].id, c.length, 0, c2, d2))
+        .unwrap();
 }

@@ -93,7 +93,8 @@ impl MasterLease {
             return;
         }
         let until = at.saturating_add(u64::try_from(lease.as_nanos()).unwrap_or(u64::MAX - 1));
-        self.until.fetch_max(until.min(UNENFORCED - 1), Ordering::AcqRel);
+        self.until
+            .fetch_max(until.min(UNENFORCED - 1), Ordering::AcqRel);
     }
 
     /// The coordinator declared this master dead: never serve again.

@@ -391,9 +391,18 @@ mod tests {
         sent: Mutex<Vec<Action>>,
         done_told: Mutex<Vec<String>>,
         persisted: Mutex<usize>,
+        /// Until when the crashed master's lease runs (`None`: no lease).
+        lease_until: Option<Instant>,
+        /// When each handover was recorded (a recovery master told to serve).
+        handed_over: Mutex<Vec<Instant>>,
     }
 
     impl ClusterIo for Fake {
+        fn master_lease_wait(&self, _server: ServerId) -> Duration {
+            self.lease_until.map_or(Duration::ZERO, |t| {
+                t.saturating_duration_since(Instant::now())
+            })
+        }
         fn read<T>(&self, f: impl FnOnce(&CoordinatorState) -> T) -> T {
             f(&self.state.lock())
         }
@@ -416,6 +425,7 @@ mod tests {
             ))
         }
         fn send(&self, actions: Vec<Action>) -> Result<(), ControlSendError> {
+            self.handed_over.lock().push(Instant::now());
             self.sent.lock().extend(actions);
             Ok(())
         }
@@ -597,5 +607,22 @@ mod tests {
         });
         assert!(owners.contains(&crashed.id));
         assert_eq!(fake.read(|st| st.recoveries_pending()).len(), 1);
+    }
+
+    #[test]
+    fn tablets_are_handed_over_only_after_the_crashed_masters_lease() {
+        let (mut fake, crashed, _) = cluster(replicas(&[2, 3], Some((3, &[1, 2, 3]))));
+        let until = Instant::now() + Duration::from_millis(150);
+        fake.lease_until = Some(until);
+        recover(&fake, &crashed).unwrap();
+        let handed = fake.handed_over.lock();
+        assert_eq!(handed.len(), 3, "one handover per recovery master");
+        for t in handed.iter() {
+            assert!(
+                *t >= until,
+                "a recovery master served before the lease ran out"
+            );
+        }
+        assert!(fake.read(|st| st.recoveries_pending()).is_empty());
     }
 }

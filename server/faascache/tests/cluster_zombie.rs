@@ -23,6 +23,9 @@ use faascache_transport::{call, CallError, Session, Status};
 
 const OLD: &[u8] = b"old value";
 const NEW: &[u8] = b"new value";
+/// A master cut off stops serving within its lease (1 s) of its last heartbeat; what this test
+/// observes may come later by the time it takes to notice (polls, scheduling).
+const LEASE_BOUND: Duration = Duration::from_millis(2500);
 /// How long the thawed zombie is read from.
 const ZOMBIE_READS: Duration = Duration::from_secs(2);
 
@@ -237,11 +240,9 @@ fn masters_stop_serving_without_the_coordinator_and_resume() {
         }
     });
     println!("coordinator frozen -> master refuses: {first_refusal:?}");
-    // The lease is 1 s from the last heartbeat's send (sent every 250 ms).
-    assert!(
-        first_refusal < Duration::from_millis(1500),
-        "{first_refusal:?}"
-    );
+    // The lease is 1 s from the last answered heartbeat's send, which came before the freeze
+    // (the bound leaves room for this test process being descheduled on a loaded machine).
+    assert!(first_refusal < LEASE_BOUND, "{first_refusal:?}");
     continually(Duration::from_secs(1), || {
         let r = read_at(&s, cl.table, KEY);
         check(
@@ -471,7 +472,7 @@ fn master_partitioned_from_the_coordinator_stops_serving_within_its_lease() {
         Err(e) => panic!("unexpected {e}"),
     });
     println!("partitioned -> master refuses: {refused:?}");
-    assert!(refused < Duration::from_millis(1500), "{refused:?}");
+    assert!(refused < LEASE_BOUND, "{refused:?}");
     let took = wait_recovered(&cloc, table, key, &zloc, cut);
     println!("partitioned -> its tablet served elsewhere: {took:?}");
     let mut other = Raw::new(&cloc);

@@ -1,14 +1,19 @@
 //! A server process: a master on its own storage engine and (unless `--no-backup`) a backup
 //! service for other masters' segments, enlisted with the coordinator and sending it
 //! heartbeats. The master replicates its log to `replicas` backups on other servers
-//! ([`crate::master::replicator`]). A server the coordinator declared dead is *fenced*: it
-//! stops acknowledging writes and [`Node::fenced`] turns true (the binary then exits).
+//! ([`crate::master::replicator`]). Heartbeats renew the master lease
+//! ([`crate::master::lease`]): a server that has not heard from the coordinator within it stops
+//! serving its tablets until a heartbeat gets through. A server the coordinator declared dead
+//! is *fenced*: it stops serving and acknowledging writes and [`Node::fenced`] turns true (the
+//! binary then exits). Threads: heartbeats (lease renewal, re-enlistment) and peer pings
+//! (failure detection) run apart, so a slow ping never delays a renewal.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use faascache_protocol::msg::backup::GetFencedMastersRequest;
 use faascache_protocol::msg::coordinator::{EnlistServerRequest, HeartbeatRequest};
 use faascache_protocol::msg::{ErrorReply, Message, ServerId, Services};
 use faascache_transport::server::IncomingRpc;
@@ -23,8 +28,16 @@ use crate::backup::{BackupConfig, BackupService};
 use crate::master::{Master, MasterService};
 use faascache_storage::{Engine, EngineConfig};
 
-/// How often a server reports to the coordinator.
+/// Longest time between two heartbeats (and the period of peer pings). With a master lease the
+/// period is a quarter of the lease, at most this.
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(500);
+/// Shortest period between two answered heartbeats.
+pub const MIN_HEARTBEAT_PERIOD: Duration = Duration::from_millis(20);
+/// Timeout of one heartbeat (and of connecting for it): shorter than the lease, so that a slow
+/// reply leaves time for retries within it.
+pub const HEARTBEAT_RPC_TIMEOUT: Duration = Duration::from_millis(300);
+/// Delay before a failed heartbeat is retried.
+pub const HEARTBEAT_RETRY: Duration = Duration::from_millis(50);
 /// Timeout of one coordinator RPC from a server.
 pub const COORDINATOR_RPC_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -85,6 +98,7 @@ pub struct Node {
     stop: Arc<AtomicBool>,
     declared_dead: Arc<AtomicBool>,
     heartbeat: Option<JoinHandle<()>>,
+    peers: Option<JoinHandle<()>>,
     replication: Option<JoinHandle<()>>,
     leases: Option<JoinHandle<()>>,
 }
@@ -116,6 +130,9 @@ impl Node {
         self.stop.store(true, Ordering::Release);
         self.master.replication.stop();
         if let Some(h) = self.heartbeat.take() {
+            let _ = h.join();
+        }
+        if let Some(h) = self.peers.take() {
             let _ = h.join();
         }
         if let Some(h) = self.replication.take() {
@@ -211,6 +228,8 @@ pub fn start(cfg: NodeConfig) -> Result<Node, NodeError> {
         cfg.require_bypass,
     )?;
     master.set_transport(choice.kind.as_str(), &choice.reason);
+    // Serve tablets only under a master lease from the coordinator.
+    master.lease.enforce();
     let locator = advertised(&servers);
     if servers.iter().any(|s| {
         s.local_locator()
@@ -248,12 +267,23 @@ pub fn start(cfg: NodeConfig) -> Result<Node, NodeError> {
     };
     master.set_server_id(id);
     tracing::info!(server = %id, %locator, memory = cfg.memory_bytes, replicas = cfg.replicas, backup = backup.is_some(), "server enlisted");
+    if let Some(b) = &backup {
+        learn_fences(b, &session);
+    }
+    // The first lease before serving anything (the coordinator sends tablets only after the
+    // enlistment); if it fails, the heartbeat thread retries at once.
+    let mut session = Some(session);
+    let next = match heartbeat_once(&master, &cfg.coordinator, &mut session) {
+        Ok(period) => Instant::now() + period,
+        Err(_) => Instant::now(),
+    };
     let replication = crate::master::replicator::start(master.clone(), cfg.coordinator.clone())
         .map_err(NodeError::Thread)?;
     let stop = Arc::new(AtomicBool::new(false));
     let declared_dead = Arc::new(AtomicBool::new(false));
-    let (m2, stop2, dead2, coord, loc2) = (
+    let (m2, b2, stop2, dead2, coord, loc2) = (
         master.clone(),
+        backup.clone(),
         stop.clone(),
         declared_dead.clone(),
         cfg.coordinator.clone(),
@@ -261,10 +291,27 @@ pub fn start(cfg: NodeConfig) -> Result<Node, NodeError> {
     );
     let heartbeat = std::thread::Builder::new()
         .name("faascache-heartbeat".into())
-        .spawn(move || heartbeat_loop(&m2, &stop2, &dead2, &coord, &loc2, services, Some(session)))
+        .spawn(move || {
+            heartbeat_loop(
+                &m2,
+                b2.as_deref(),
+                &stop2,
+                &dead2,
+                &coord,
+                &loc2,
+                services,
+                session,
+                next,
+            )
+        })
+        .map_err(NodeError::Thread)?;
+    let (m3, stop3, coord3) = (master.clone(), stop.clone(), cfg.coordinator.clone());
+    let peers = std::thread::Builder::new()
+        .name("faascache-peers".into())
+        .spawn(move || peer_loop(&m3, &stop3, &coord3))
         .map_err(NodeError::Thread)?;
     let leases =
-        crate::master::leases::start(master.clone(), cfg.coordinator.clone(), stop.clone())
+        crate::master::client_leases::start(master.clone(), cfg.coordinator.clone(), stop.clone())
             .map_err(NodeError::Thread)?;
     Ok(Node {
         servers,
@@ -273,75 +320,167 @@ pub fn start(cfg: NodeConfig) -> Result<Node, NodeError> {
         stop,
         declared_dead,
         heartbeat: Some(heartbeat),
+        peers: Some(peers),
         replication,
         leases: Some(leases),
     })
 }
 
+/// The heartbeat thread: renews the master lease (see [`crate::master::lease`]) and keeps the
+/// server registered. Each heartbeat is timed from its send; an answered one renews the lease
+/// to send + `lease_ms`; the next is due a quarter of the lease later, and a failed one is
+/// retried after [`HEARTBEAT_RETRY`] (with a fresh connection), so that a healthy master never
+/// lets its lease lapse while one lost packet or slow reply is absorbed.
+#[allow(clippy::too_many_arguments)]
 fn heartbeat_loop(
     master: &Master,
+    backup: Option<&BackupService>,
     stop: &AtomicBool,
     declared_dead: &AtomicBool,
     coord: &CoordinatorLocator,
     locator: &str,
     services: Services,
     mut session: Option<Session>,
+    mut next: Instant,
 ) {
     let mut down_since: Option<Instant> = None;
-    let mut peers = PeerPinger::default();
+    let mut lapsed = false;
     while !stop.load(Ordering::Acquire) {
-        std::thread::sleep(HEARTBEAT_INTERVAL);
-        if session.as_ref().is_none_or(|s| s.failure().is_some()) {
-            session = connect(coord).ok();
-        }
-        let Some(s) = &session else {
-            if down_since.is_none() {
-                tracing::warn!(coordinator = %coord, "coordinator unreachable; serving on, retrying");
-                down_since = Some(Instant::now());
-            }
+        let now = Instant::now();
+        if next > now {
+            // Short slices: a stopping node does not wait out a whole period.
+            std::thread::sleep((next - now).min(Duration::from_millis(100)));
             continue;
-        };
-        let id = master.server_id();
-        peers.check_one(s, id);
-        match call(
-            s,
-            &HeartbeatRequest { server_id: id },
-            COORDINATOR_RPC_TIMEOUT,
-            |_| (),
-        ) {
-            Ok(()) => {
+        }
+        match heartbeat_once(master, coord, &mut session) {
+            Ok(period) => {
+                next = Instant::now() + period;
                 if let Some(t) = down_since.take() {
                     tracing::info!(after = ?t.elapsed(), "coordinator reachable again");
                 }
+                if lapsed {
+                    lapsed = false;
+                    tracing::info!("master lease renewed: serving again");
+                }
+                continue;
             }
-            Err(CallError::Failed(f))
-                if f.status == Status::SERVER_DOESNT_EXIST && master.replication.replicas() > 0 =>
-            {
+            Err(Beat::Dead) if master.replication.replicas() > 0 => {
                 // Declared dead: our tablets are recovered from our replicas elsewhere. A
                 // replicated master must not come back with its old data.
+                let id = master.server_id();
                 tracing::error!(server = %id, "the coordinator declared this server dead: stopping (restart it to rejoin as a new server)");
+                master.lease.revoke();
                 declared_dead.store(true, Ordering::Release);
                 master.replication.stop();
                 return;
             }
-            Err(CallError::Failed(f)) if f.status == Status::SERVER_DOESNT_EXIST => {
+            Err(Beat::Dead) => {
                 // The coordinator does not know us as up (it lost its state, or timed us out):
                 // register again, offering our id.
-                match enlist(s, locator, id, services) {
-                    Ok(new) => {
-                        master.set_server_id(new);
-                        tracing::warn!(old = %id, new = %new, "re-enlisted with the coordinator");
+                let id = master.server_id();
+                if let Some(s) = &session {
+                    match enlist(s, locator, id, services) {
+                        Ok(new) => {
+                            master.set_server_id(new);
+                            tracing::warn!(old = %id, new = %new, "re-enlisted with the coordinator");
+                            if let Some(b) = backup {
+                                learn_fences(b, s);
+                            }
+                        }
+                        Err(e) => tracing::warn!(error = %e, "re-enlisting failed"),
                     }
-                    Err(e) => tracing::warn!(error = %e, "re-enlisting failed"),
                 }
             }
-            Err(e) => {
+            Err(Beat::Failed(e)) => {
                 if down_since.is_none() {
                     tracing::warn!(error = %e, "heartbeat failed; retrying");
                     down_since = Some(Instant::now());
                 }
                 session = None;
             }
+        }
+        if !lapsed && master.lease.check().is_err() && master.lease.enforced() {
+            lapsed = true;
+            let silent = down_since.map(|t| t.elapsed()).unwrap_or_default();
+            tracing::warn!(?silent, "master lease lapsed: no contact with the coordinator; not serving until a heartbeat gets through");
+        }
+        next = Instant::now() + HEARTBEAT_RETRY;
+    }
+}
+
+/// Why a heartbeat did not renew the lease.
+enum Beat {
+    /// The coordinator does not know this server as up.
+    Dead,
+    /// No answer (the error).
+    Failed(String),
+}
+
+/// One heartbeat: renews the lease; returns when the next one is due.
+fn heartbeat_once(
+    master: &Master,
+    coord: &CoordinatorLocator,
+    session: &mut Option<Session>,
+) -> Result<Duration, Beat> {
+    if session.as_ref().is_none_or(|s| s.failure().is_some()) {
+        let cfg = ClientConfig {
+            connect_timeout: HEARTBEAT_RPC_TIMEOUT,
+            ..ClientConfig::default()
+        };
+        *session = Some(
+            coord
+                .connect(cfg)
+                .map_err(|e| Beat::Failed(e.to_string()))?,
+        );
+    }
+    let s = session.as_ref().ok_or(Beat::Failed("no session".into()))?;
+    let sent = Instant::now();
+    let req = HeartbeatRequest {
+        server_id: master.server_id(),
+    };
+    match call(s, &req, HEARTBEAT_RPC_TIMEOUT, |r| {
+        (r.cluster_time, r.lease_ms)
+    }) {
+        Ok((cluster_time, lease_ms)) => {
+            master.observe_cluster_time(cluster_time);
+            let lease = Duration::from_millis(u64::from(lease_ms));
+            master.lease.renew(sent, lease);
+            Ok((lease / 4).clamp(MIN_HEARTBEAT_PERIOD, HEARTBEAT_INTERVAL))
+        }
+        Err(CallError::Failed(f)) if f.status == Status::SERVER_DOESNT_EXIST => Err(Beat::Dead),
+        Err(e) => Err(Beat::Failed(e.to_string())),
+    }
+}
+
+/// A backup that (re-)enlisted learns which crashed masters to fence from the coordinator
+/// (those whose recovery is not complete); failures are logged (its persisted fences stay).
+fn learn_fences(backup: &BackupService, coordinator: &Session) {
+    let token = backup.fence_token();
+    match call(
+        coordinator,
+        &GetFencedMastersRequest,
+        COORDINATOR_RPC_TIMEOUT,
+        |r| r.masters,
+    ) {
+        Ok(list) => backup.adopt_fences(&list, token),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot learn the crashed masters to fence from the coordinator; keeping this backup's own fences")
+        }
+    }
+}
+
+/// The peer-ping thread: failure detection of other servers, on a session of its own so that a
+/// slow ping never delays a heartbeat (and the lease).
+fn peer_loop(master: &Master, stop: &AtomicBool, coord: &CoordinatorLocator) {
+    let mut peers = PeerPinger::default();
+    let mut session: Option<Session> = None;
+    while !stop.load(Ordering::Acquire) {
+        std::thread::sleep(HEARTBEAT_INTERVAL);
+        if session.as_ref().is_none_or(|s| s.failure().is_some()) {
+            session = connect(coord).ok();
+        }
+        if let Some(s) = &session {
+            peers.check_one(s, master.server_id());
         }
     }
 }

@@ -667,3 +667,72 @@ fn measure_write_throughput() {
         );
     }
 }
+
+/// Fences survive a restart of a backup with a directory (`DIR/fences`), are dropped by
+/// `BackupRecoveryDone`, and a backup that comes back adopts the coordinator's list of masters
+/// awaiting recovery (`GetFencedMasters`, as its server does when it enlists): it fences those
+/// it did not know and forgets (and frees) those recovered while it was away.
+#[test]
+fn fences_persist_across_restarts_and_follow_the_coordinator() {
+    let imgs = images(64 * 1024, 100, 300);
+    let dir = temp_dir("fences");
+    let cfg = BackupConfig {
+        dir: Some(dir.path().to_path_buf()),
+        durability: Durability::Memory,
+        capacity_bytes: 64 * MAX_REPLICA_BYTES,
+    };
+    let third = ServerId::new(3, 1);
+    let c0 = imgs[0].prefixes[0];
+    let first = &imgs[0].bytes[..c0.length as usize];
+    {
+        let svc = BackupService::open(cfg.clone()).unwrap();
+        let (server, s) = start(&svc);
+        replicate(&s, M, &imgs[0], 2, true);
+        replicate(&s, OTHER, &imgs[0], 1, true);
+        assert!(svc.flush());
+        // The coordinator lists M's and OTHER's replicas: both fenced, on disk before the reply.
+        assert_eq!(get_replicas(&s, M).replicas.len(), 1);
+        assert_eq!(get_replicas(&s, OTHER).replicas.len(), 1);
+        // OTHER's recovery completes: its fence is dropped.
+        call(&s, &BackupRecoveryDoneRequest { master: OTHER }, T, |_| ()).unwrap();
+        assert_eq!(svc.fenced(), vec![M]);
+        drop(s);
+        server.shutdown();
+    }
+    // Restart: M is still fenced (new and existing replicas), OTHER may write again.
+    let svc = BackupService::open(cfg.clone()).unwrap();
+    assert_eq!(svc.fenced(), vec![M]);
+    let (server, s) = start(&svc);
+    assert_eq!(
+        status(write(&s, M, 77, 0, BackupWriteRequest::OPEN, c0, first)),
+        Status::CALLER_NOT_IN_CLUSTER
+    );
+    write(&s, OTHER, 78, 0, BackupWriteRequest::OPEN, c0, first).unwrap();
+    // While this backup was away, M's recovery completed and `third` crashed: the coordinator's
+    // list names only `third`. A fence set after the question was asked is kept.
+    let token = svc.fence_token();
+    let late = ServerId::new(4, 1);
+    assert!(get_replicas(&s, late).replicas.is_empty());
+    let answer = GetFencedMastersResponse {
+        masters: vec![third],
+    };
+    let decoded = GetFencedMastersResponse::decode(&answer.to_vec()).unwrap();
+    svc.adopt_fences(&decoded.masters, token);
+    assert_eq!(svc.fenced(), sorted(vec![third, late]));
+    assert_eq!(
+        status(write(&s, third, 79, 0, BackupWriteRequest::OPEN, c0, first)),
+        Status::CALLER_NOT_IN_CLUSTER
+    );
+    // M's replica was freed with its fence (its recovery is over).
+    assert!(get_replicas(&s, M).replicas.is_empty());
+    drop(s);
+    server.shutdown();
+    drop(svc);
+    let svc = BackupService::open(cfg).unwrap();
+    assert_eq!(svc.fenced(), sorted(vec![third, late, M]));
+}
+
+fn sorted(mut v: Vec<ServerId>) -> Vec<ServerId> {
+    v.sort();
+    v
+}

@@ -16,9 +16,12 @@
 //! Invariants: a replica is never larger than [`MAX_REPLICA_BYTES`] and no allocation is sized
 //! by a length that was not checked against it; a replica is handed out for recovery only if it
 //! validates under its certificate; a master fenced by `BackupGetReplicas` can never again
-//! write to this backup (until this process restarts: fences live in memory, and server ids are
-//! never reused). Threading: every method may be called from any dispatch thread.
+//! write to this backup until its recovery is complete (server ids are never reused). Fences
+//! survive a restart when the backup has a directory ([`fences`]), and a backup's server learns
+//! the masters awaiting recovery from the coordinator when it enlists. Threading: every method
+//! may be called from any dispatch thread.
 
+pub mod fences;
 pub mod file;
 pub mod recovery;
 pub mod service;
@@ -124,6 +127,9 @@ pub enum BackupError {
         #[source]
         source: std::io::Error,
     },
+    /// The saved fence set cannot be read.
+    #[error("backup directory: {0}")]
+    Fences(#[from] fences::FenceFileError),
     /// Another running process uses the directory.
     #[error(
         "backup directory {path} is in use by running process {pid}: give each backup its own \

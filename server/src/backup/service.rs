@@ -30,7 +30,7 @@ use super::{BackupConfig, BackupError, BackupStats, Durability};
 /// `move |call: &mut IncomingRpc<'_>| faascache_transport::dispatch(&*service, call)`.
 #[derive(Debug)]
 pub struct BackupService {
-    store: Arc<Store>,
+    pub(crate) store: Arc<Store>,
     flusher: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -113,9 +113,27 @@ impl BackupService {
         self.store.recovery_data(master, segment_id, ranges, out)
     }
 
-    /// `BackupRecoveryDone` without the RPC: frees every replica of `master`; returns how many.
+    /// `BackupRecoveryDone` without the RPC: frees every replica of `master` and drops its
+    /// fence; returns how many replicas.
     pub fn recovery_done(&self, master: ServerId) -> usize {
         self.store.free_master(master)
+    }
+
+    /// The masters this backup fences (sorted).
+    pub fn fenced(&self) -> Vec<ServerId> {
+        self.store.fenced()
+    }
+
+    /// A mark to take before asking the coordinator `GetFencedMasters`.
+    pub fn fence_token(&self) -> u64 {
+        self.store.fence_token()
+    }
+
+    /// Adopt the coordinator's `GetFencedMasters` answer, asked after `token`: fence the masters
+    /// listed, drop older fences of the others (their recovery completed) and free their
+    /// replicas.
+    pub fn adopt_fences(&self, masters: &[ServerId], token: u64) {
+        self.store.adopt_fences(masters, token)
     }
 }
 
@@ -202,7 +220,7 @@ impl Dispatch for BackupService {
     fn backup_recovery_done(&self, call: &mut IncomingRpc<'_>) {
         let req = decode_or_reply!(call, BackupRecoveryDoneRequest);
         let n = self.store.free_master(req.master);
-        tracing::info!(master = %req.master, freed = n, "recovery done; the master's replicas were freed");
+        tracing::info!(master = %req.master, freed = n, "recovery done; the master's replicas were freed and its fence dropped");
         ok_empty(call);
     }
 }

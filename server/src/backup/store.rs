@@ -17,7 +17,10 @@
 //! - Fencing: `BackupGetReplicas{M}` inserts M into the fenced set (under the map lock, so no new
 //!   replica of M can be created) and sets `state.fenced` on each of M's replicas before reading
 //!   it (so a write that had already looked the replica up is refused, and every write the
-//!   listing does not show was refused).
+//!   listing does not show was refused). With a directory the fence set is saved to
+//!   `DIR/fences` (module `fences`) before `BackupGetReplicas` answers, and loaded at start; it
+//!   is dropped at `BackupRecoveryDone` and replaced by the coordinator's list when the server
+//!   enlists. Saves are serialised by `fence_io` and write a snapshot taken under it.
 //! - Capacity: `reserved` is the sum of every live replica's `charge` (see
 //!   `BackupConfig::capacity_bytes`); it is checked only when a replica is created.
 //!
@@ -39,6 +42,7 @@ use faascache_protocol::ServerId;
 use faascache_transport::Status;
 use parking_lot::{Condvar, Mutex};
 
+use super::fences::{self, Fences};
 use super::file::{self, ReplicaFile};
 use super::recovery;
 use super::{BackupConfig, BackupError, BackupStats, Durability, FLUSH_INTERVAL};
@@ -64,7 +68,7 @@ type Key = (ServerId, u64);
 #[derive(Debug, Default)]
 struct Map {
     replicas: HashMap<Key, Arc<Replica>>,
-    fenced: HashSet<ServerId>,
+    fenced: Fences,
 }
 
 #[derive(Debug)]
@@ -228,6 +232,8 @@ pub(crate) struct Store {
     flushing: Mutex<()>,
     wake: Condvar,
     stop: AtomicBool,
+    /// Serialises saves of `DIR/fences`.
+    fence_io: Mutex<()>,
     _lock: Option<LockFile>,
 }
 
@@ -266,9 +272,19 @@ impl Store {
             flushing: Mutex::new(()),
             wake: Condvar::new(),
             stop: AtomicBool::new(false),
+            fence_io: Mutex::new(()),
             _lock: lock,
         };
         if let Some(dir) = store.config.dir.clone() {
+            let saved = fences::load(&dir).map_err(BackupError::Fences)?;
+            if !saved.is_empty() {
+                tracing::info!(masters = ?saved, "fences loaded from the backup directory");
+            }
+            let mut map = store.map.lock();
+            for m in saved {
+                map.fenced.insert(m);
+            }
+            drop(map);
             store.load_dir(&dir)?;
         }
         Ok(store)
@@ -288,7 +304,7 @@ impl Store {
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             let path = entry.path();
-            if name == "lock" {
+            if name == "lock" || fences::is_fence_file(&name) {
                 continue;
             }
             let Some(master) = file::parse_master_dir(&name).filter(|_| path.is_dir()) else {
@@ -634,10 +650,11 @@ impl Store {
         }
     }
 
-    /// `BackupRecoveryDone`: frees every replica of `master` (the fence stays).
+    /// `BackupRecoveryDone`: frees every replica of `master` and drops its fence.
     pub(crate) fn free_master(&self, master: ServerId) -> usize {
         let gone: Vec<Arc<Replica>> = {
             let mut map = self.map.lock();
+            map.fenced.remove(&master);
             let keys: Vec<Key> = map
                 .replicas
                 .keys()
@@ -653,20 +670,95 @@ impl Store {
             // Only succeeds if empty; a leftover `*.bad` file keeps it.
             let _ = std::fs::remove_dir(file::master_dir(dir, master));
         }
+        self.save_fences();
         gone.len()
+    }
+
+    /// Writes the fence set to `DIR/fences` (if there is a directory); a failure is logged (the
+    /// fences hold in memory; a restart would forget the unsaved ones until the server enlists
+    /// and learns the pending ones again).
+    fn save_fences(&self) {
+        let Some(dir) = &self.config.dir else {
+            return;
+        };
+        let _io = self.fence_io.lock();
+        let list = self.map.lock().fenced.list();
+        if let Err(e) = fences::save(dir, &list) {
+            tracing::error!(dir = %dir.display(), error = %e, fenced = list.len(),
+                "cannot save the fence set: a restart of this backup forgets the new fences until it enlists again; check the disk");
+        }
+    }
+
+    /// Drop the fence of `master` (tests that inspect a backup with `get_replicas`).
+    #[cfg(test)]
+    pub(crate) fn unfence(&self, master: ServerId) {
+        self.map.lock().fenced.remove(&master);
+        self.save_fences();
+    }
+
+    /// The fenced masters, sorted.
+    pub(crate) fn fenced(&self) -> Vec<ServerId> {
+        self.map.lock().fenced.list()
+    }
+
+    /// A mark for [`Store::adopt_fences`].
+    pub(crate) fn fence_token(&self) -> u64 {
+        self.map.lock().fenced.token()
+    }
+
+    /// The coordinator's list of masters awaiting recovery (asked after `token`): fence them;
+    /// drop older fences of masters not listed (recovered while this backup was away) and free
+    /// their replicas.
+    pub(crate) fn adopt_fences(&self, list: &[ServerId], token: u64) {
+        let (added, dropped) = {
+            let mut map = self.map.lock();
+            let (added, dropped) = map.fenced.adopt(list, token);
+            let fenced: Vec<Arc<Replica>> = map
+                .replicas
+                .values()
+                .filter(|r| added.contains(&r.master))
+                .cloned()
+                .collect();
+            drop(map);
+            for r in fenced {
+                r.state.lock().fenced = true;
+            }
+            (added, dropped)
+        };
+        if added.is_empty() && dropped.is_empty() {
+            return;
+        }
+        tracing::info!(
+            ?added,
+            ?dropped,
+            "fences updated from the coordinator's list of masters awaiting recovery"
+        );
+        for m in &dropped {
+            let n = self.free_master(*m);
+            if n > 0 {
+                tracing::info!(master = %m, freed = n, "its recovery completed while this backup was away: replicas freed");
+            }
+        }
+        self.save_fences();
     }
 
     /// `BackupGetReplicas`: fences `master`, lists its valid replicas and the newest digest.
     pub(crate) fn get_replicas(&self, master: ServerId) -> BackupGetReplicasResponse {
-        let mut list: Vec<Arc<Replica>> = {
+        let (newly, mut list): (bool, Vec<Arc<Replica>>) = {
             let mut map = self.map.lock();
-            map.fenced.insert(master);
-            map.replicas
+            let newly = map.fenced.insert(master);
+            let list = map
+                .replicas
                 .iter()
                 .filter(|(k, _)| k.0 == master)
                 .map(|(_, r)| r.clone())
-                .collect()
+                .collect();
+            (newly, list)
         };
+        if newly {
+            // Durable before the coordinator hears the listing (and recovery goes on).
+            self.save_fences();
+        }
         list.sort_by_key(|r| r.segment_id);
         let mut out = BackupGetReplicasResponse::default();
         for r in &list {

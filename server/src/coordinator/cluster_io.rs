@@ -65,6 +65,13 @@ pub trait ClusterIo: Sync {
         &self,
         f: impl FnOnce(&mut CoordinatorState) -> Result<(T, Vec<Action>), CoordError>,
     ) -> Result<(T, Vec<Action>), TransitionError>;
+    /// How long until the master lease last granted to `server` is surely over (lease +
+    /// margin after the grant): its tablets are handed to recovery masters only then. Zero by
+    /// default (an I/O layer that grants no leases).
+    fn master_lease_wait(&self, server: ServerId) -> Duration {
+        let _ = server;
+        Duration::ZERO
+    }
     /// Carry out control sends; every failure is logged and the first is returned.
     fn send(&self, actions: Vec<Action>) -> Result<(), ControlSendError>;
     /// `BackupGetReplicas` to the backup at `locator` (also fences the crashed master there).

@@ -9,8 +9,10 @@
 //!    be restarting) and says so in the log every few seconds, never replaying a partial log;
 //! 3. split the crashed master's tablets over the up masters ([`CoordinatorState::plan_recovery`],
 //!    persisted) and send each its part (`RecoverTablets`), all in parallel;
-//! 4. as each recovery master answers, record it as the owner (persisted) and tell it to serve;
-//!    a part that failed is planned again on the next round;
+//! 4. as each recovery master answers, wait until the crashed master's lease is surely over
+//!    ([`ClusterIo::master_lease_wait`]: the last grant + lease + margin; the wait overlaps the
+//!    replay and is usually over by then), then record it as the owner (persisted) and tell it
+//!    to serve; a part that failed is planned again on the next round;
 //! 5. when nothing is left, tell the backups to free the crashed master's replicas and remove
 //!    it from the server list.
 //!
@@ -307,6 +309,13 @@ pub fn recover<C: ClusterIo>(c: &C, crashed: &ServerRecord) -> Result<(), Recove
                         read_mib = r.read_bytes >> 20,
                         "partition recovered"
                     );
+                    // Hand over only once the crashed master's lease is surely over: a zombie
+                    // never serves a tablet another master serves (the wait overlaps replay).
+                    let wait = c.master_lease_wait(crashed.id);
+                    if !wait.is_zero() {
+                        tracing::info!(crashed = %crashed.id, wait_ms = wait.as_millis() as u64, "waiting out the crashed master's lease before the handover");
+                        std::thread::sleep(wait);
+                    }
                     let ((), sends) = c
                         .transition(|st| Ok(((), st.finish_recovery(crashed.id, *master, ranges))))
                         .map_err(PartitionError::Record)?;
@@ -382,9 +391,18 @@ mod tests {
         sent: Mutex<Vec<Action>>,
         done_told: Mutex<Vec<String>>,
         persisted: Mutex<usize>,
+        /// Until when the crashed master's lease runs (`None`: no lease).
+        lease_until: Option<Instant>,
+        /// When each handover was recorded (a recovery master told to serve).
+        handed_over: Mutex<Vec<Instant>>,
     }
 
     impl ClusterIo for Fake {
+        fn master_lease_wait(&self, _server: ServerId) -> Duration {
+            self.lease_until.map_or(Duration::ZERO, |t| {
+                t.saturating_duration_since(Instant::now())
+            })
+        }
         fn read<T>(&self, f: impl FnOnce(&CoordinatorState) -> T) -> T {
             f(&self.state.lock())
         }
@@ -407,6 +425,7 @@ mod tests {
             ))
         }
         fn send(&self, actions: Vec<Action>) -> Result<(), ControlSendError> {
+            self.handed_over.lock().push(Instant::now());
             self.sent.lock().extend(actions);
             Ok(())
         }
@@ -588,5 +607,22 @@ mod tests {
         });
         assert!(owners.contains(&crashed.id));
         assert_eq!(fake.read(|st| st.recoveries_pending()).len(), 1);
+    }
+
+    #[test]
+    fn tablets_are_handed_over_only_after_the_crashed_masters_lease() {
+        let (mut fake, crashed, _) = cluster(replicas(&[2, 3], Some((3, &[1, 2, 3]))));
+        let until = Instant::now() + Duration::from_millis(150);
+        fake.lease_until = Some(until);
+        recover(&fake, &crashed).unwrap();
+        let handed = fake.handed_over.lock();
+        assert_eq!(handed.len(), 3, "one handover per recovery master");
+        for t in handed.iter() {
+            assert!(
+                *t >= until,
+                "a recovery master served before the lease ran out"
+            );
+        }
+        assert!(fake.read(|st| st.recoveries_pending()).is_empty());
     }
 }

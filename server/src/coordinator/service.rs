@@ -16,13 +16,14 @@ use std::time::{Duration, Instant};
 
 use faascache_protocol::msg::backup::{
     BackupGetReplicasRequest, BackupGetReplicasResponse, BackupRecoveryDoneRequest,
+    GetFencedMastersRequest, GetFencedMastersResponse, MAX_FENCED_MASTERS,
 };
 use faascache_protocol::msg::control::{
     DropTabletOwnershipRequest, MigrateTabletOutRequest, PrepareMigrationRequest,
     RecoverTabletsRequest, RecoverTabletsResponse, TakeTabletOwnershipRequest,
 };
 use faascache_protocol::msg::coordinator::*;
-use faascache_protocol::msg::{ErrorReply, Message, MsgError, Request, Services};
+use faascache_protocol::msg::{ErrorReply, Message, MsgError, Request, ServerId, Services};
 use faascache_transport::server::IncomingRpc;
 use faascache_transport::{call, CallError};
 use faascache_transport::{
@@ -48,6 +49,15 @@ pub const DROP_TIMEOUT: Duration = Duration::from_secs(120);
 pub const MIGRATE_TIMEOUT: Duration = Duration::from_secs(600);
 /// How often heartbeats are checked.
 pub const TICK: Duration = Duration::from_millis(500);
+/// The master lease every heartbeat reply grants: a master serves until the instant it sent
+/// the heartbeat + this (`crate::master::lease`). One second: masters renew every 250 ms, so
+/// three consecutive heartbeats can fail (each times out after 300 ms) before a healthy master
+/// stops serving, and failure detection takes about as long (peer pings every 500 ms plus the
+/// coordinator's own two pings), so waiting the lease out adds little to recovery time.
+pub const MASTER_LEASE: Duration = Duration::from_millis(1000);
+/// Added to [`MASTER_LEASE`] before a crashed master's tablets are handed over: covers clock
+/// rate differences between the coordinator and the master of up to 4 % (1/20 of the lease).
+pub const MASTER_LEASE_MARGIN: Duration = Duration::from_millis(50);
 
 type Job = Box<dyn FnOnce() + Send>;
 
@@ -114,6 +124,11 @@ pub struct Coordinator {
     id_pool: Mutex<Vec<u64>>,
     sessions: Mutex<HashMap<String, Session>>,
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
+    /// The instant of the last master lease granted to each server (pruned to listed
+    /// servers). A server missing here was granted one by a previous coordinator, at most
+    /// before `start_instant`.
+    grants: Mutex<HashMap<ServerId, Instant>>,
+    start_instant: Instant,
 }
 
 impl std::fmt::Debug for Coordinator {
@@ -213,6 +228,8 @@ pub fn start(
         id_pool: Mutex::new(Vec::new()),
         sessions: Mutex::new(HashMap::new()),
         jobs: Mutex::new(Some(tx)),
+        grants: Mutex::new(HashMap::new()),
+        start_instant: Instant::now(),
     });
     let stop = Arc::new(AtomicBool::new(false));
     let mut threads = Vec::new();
@@ -298,6 +315,30 @@ pub enum MigrationError {
 impl Coordinator {
     fn now(&self) -> Duration {
         self.start.elapsed()
+    }
+
+    /// A lease was granted to `server` now (called under the state lock `st`).
+    fn record_grant(&self, st: &CoordinatorState, server: ServerId) {
+        let mut grants = self.grants.lock();
+        grants.insert(server, Instant::now());
+        // Keep only servers still listed (up, or crashed and awaiting recovery).
+        if grants.len() > 64 && grants.len() > 2 * st.server_list(Services(0)).1.len() {
+            grants.retain(|id, _| {
+                st.server(*id)
+                    .is_some_and(|s| s.id == *id && s.status != ServerStatus::Removed)
+            });
+        }
+    }
+
+    /// How long until the master lease of `server` is surely over (see [`MASTER_LEASE`]).
+    fn lease_wait(&self, server: ServerId) -> Duration {
+        let granted = self
+            .grants
+            .lock()
+            .get(&server)
+            .copied()
+            .unwrap_or(self.start_instant);
+        (granted + MASTER_LEASE + MASTER_LEASE_MARGIN).saturating_duration_since(Instant::now())
     }
 
     fn persist(&self, st: &CoordinatorState) -> Result<(), ExternalStorageError> {
@@ -504,6 +545,10 @@ impl Coordinator {
 /// Recovery's view of the coordinator: the state under its lock, persistence, and RPCs on the
 /// coordinator's cached sessions.
 impl ClusterIo for Coordinator {
+    fn master_lease_wait(&self, server: ServerId) -> Duration {
+        self.lease_wait(server)
+    }
+
     fn read<T>(&self, f: impl FnOnce(&CoordinatorState) -> T) -> T {
         self.with_state(f)
     }
@@ -622,17 +667,41 @@ impl Dispatch for CoordinatorService {
     fn server_heartbeat(&self, call: &mut IncomingRpc<'_>) {
         let req = decode_or_reply!(call, HeartbeatRequest);
         let now = self.c.now();
-        let r = self.c.state.lock().heartbeat(req.server_id, now);
+        let r = {
+            let mut st = self.c.state.lock();
+            let r = st.heartbeat(req.server_id, now);
+            if r.is_ok() {
+                // Recorded under the state lock: a crash marked later sees this grant.
+                self.c.record_grant(&st, req.server_id);
+            }
+            r
+        };
         match r {
             Ok(()) => call.reply_with(Status::OK, |b| {
                 HeartbeatResponse {
                     cluster_time: self.c.clock.now_ms(),
-                    lease_ms: 0,
+                    lease_ms: MASTER_LEASE.as_millis() as u32,
                 }
                 .encode(b)
             }),
             Err(e) => fail_now(call, e.into()),
         }
+    }
+
+    fn get_fenced_masters(&self, call: &mut IncomingRpc<'_>) {
+        let _ = decode_or_reply!(call, GetFencedMastersRequest);
+        let masters = self.c.with_state(|st| {
+            st.server_list(Services(0))
+                .1
+                .iter()
+                .filter(|s| s.status == ServerStatus::Crashed)
+                .map(|s| s.id)
+                .take(MAX_FENCED_MASTERS)
+                .collect()
+        });
+        call.reply_with(Status::OK, |b| {
+            GetFencedMastersResponse { masters }.encode(b)
+        });
     }
 
     fn get_server_list(&self, call: &mut IncomingRpc<'_>) {

@@ -10,8 +10,9 @@
 //! are short); long work — dropping a table's data, migrating a tablet — is deferred to its own
 //! thread. `NoSpace` from the engine becomes `RETRY` (the cleaner is freeing room).
 
+pub mod client_leases;
 pub mod exactly_once;
-pub mod leases;
+pub mod lease;
 pub mod migration;
 pub mod recovery;
 pub mod replication;
@@ -80,6 +81,9 @@ pub struct Master {
     cluster_time: AtomicU64,
     /// The master's own clock's origin (for [`Master::now_ms`]).
     started: std::time::Instant,
+    /// The master lease ([`lease`]): renewed by the node's heartbeats, checked by every read
+    /// and mutation ([`Master::check_serving`]).
+    pub lease: lease::MasterLease,
     /// Transport serving clients and why it was chosen (set once serving).
     transport: parking_lot::Mutex<(String, String)>,
     poll: String,
@@ -94,6 +98,9 @@ impl replicator::ReplicationHost for Master {
     }
     fn server_id(&self) -> ServerId {
         Master::server_id(self)
+    }
+    fn may_acknowledge(&self) -> Result<(), &'static str> {
+        self.check_serving()
     }
 }
 
@@ -114,6 +121,7 @@ impl Master {
             server_id: AtomicU64::new(0),
             cluster_time: AtomicU64::new(0),
             started: std::time::Instant::now(),
+            lease: lease::MasterLease::default(),
             transport: parking_lot::Mutex::new((transport.to_string(), "first choice".into())),
             poll: poll.to_string(),
         }
@@ -207,8 +215,9 @@ impl Master {
     /// Whether this master may serve its tablets now: `Err` with the reason when its master
     /// lease has run out (it has not heard from the coordinator in time), so that a master
     /// cut off from the cluster never answers from data recovered elsewhere.
+    #[inline]
     pub(crate) fn check_serving(&self) -> Result<(), &'static str> {
-        Ok(())
+        self.lease.check()
     }
 
     /// Number of served ranges.

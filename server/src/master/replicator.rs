@@ -76,6 +76,10 @@ impl Waiter {
                 Round::Short(detail) => {
                     responder.reply_vec(Status::RETRY, ErrorReply { version: 0, detail }.to_vec())
                 }
+                Round::NotServing(detail) => responder.reply_vec(
+                    Status::NOT_SERVING,
+                    ErrorReply { version: 0, detail }.to_vec(),
+                ),
                 Round::Fenced => {
                     let detail = "this master was declared dead and its tablets are being recovered elsewhere: refresh the tablet map";
                     responder.reply_vec(
@@ -101,6 +105,8 @@ enum Round {
     Short(String),
     /// Declared dead, or stopping.
     Fenced,
+    /// The master lease ran out: not acknowledged (the client refreshes its map and retries).
+    NotServing(&'static str),
 }
 
 /// A master's replication state shared by the dispatch threads and the replication thread.
@@ -204,6 +210,12 @@ pub trait ReplicationHost: Send + Sync + 'static {
     fn replication(&self) -> &Replication;
     /// The master's server id (names its replicas on the backups).
     fn server_id(&self) -> ServerId;
+    /// Whether the master may acknowledge writes now (`Err`: why not). A master whose lease ran
+    /// out may have had its tablets recovered elsewhere while its replication was in flight: it
+    /// must not acknowledge then, even if a backup took the data.
+    fn may_acknowledge(&self) -> Result<(), &'static str> {
+        Ok(())
+    }
 }
 
 /// Starts the replication thread of `master` (nothing to do without replicas).
@@ -277,7 +289,12 @@ impl Shell {
                 break;
             }
             let t = self.rep().ticket.load(Ordering::SeqCst);
-            let round = self.sync_round();
+            let mut round = self.sync_round();
+            if round == Round::Durable {
+                if let Err(why) = self.master.may_acknowledge() {
+                    round = Round::NotServing(why);
+                }
+            }
             let done: Vec<Waiter> = {
                 let mut q = self.rep().queue.lock();
                 let (done, keep) = std::mem::take(&mut *q)

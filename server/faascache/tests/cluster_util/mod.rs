@@ -240,7 +240,7 @@ impl Raw {
     }
 
     /// Send a keyed request to the owning master, following the map through UNKNOWN_TABLET,
-    /// RETRY and lost sessions, until `timeout`.
+    /// RETRY, NOT_SERVING (a master without its lease) and lost sessions, until `timeout`.
     pub fn keyed<'a, R: Request<'a>, X>(
         &mut self,
         table: u64,

@@ -10,7 +10,13 @@
 //! 3. If M crashes: coordinator → every backup `BackupGetReplicas{M}` (this also *fences* M: the
 //!    backup refuses M's later writes with `CALLER_NOT_IN_CLUSTER`), recovery masters →
 //!    backups `BackupGetRecoveryData{M, S, ranges}`, and when recovery is complete
-//!    coordinator → every backup `BackupRecoveryDone{M}` (the backup frees M's replicas).
+//!    coordinator → every backup `BackupRecoveryDone{M}` (the backup frees M's replicas and
+//!    drops M's fence).
+//!
+//! Fences are persisted in the backup's directory. A backup that (re-)enlists asks the
+//! coordinator `GetFencedMasters` (opcode in the coordinator's range, message here): the crashed
+//! masters whose recovery is not complete; it fences those and drops fences of masters no
+//! longer listed (their recovery completed while it was away).
 //!
 //! Errors (status + [`super::ErrorReply`] detail): `BACKUP_BAD_SEGMENT_ID` (no such replica),
 //! `BACKUP_SEGMENT_OVERFLOW` (past [`MAX_REPLICA_BYTES`], or a gap after the replica's end),
@@ -379,8 +385,8 @@ impl<'a> Message<'a> for BackupGetRecoveryDataResponse<'a> {
 }
 
 /// `BackupRecoveryDone` (coordinator → every backup, after recovery of `master` completed):
-/// master `u64`. The backup frees every replica of that master (memory and files); the fence
-/// stays. Reply empty.
+/// master `u64`. The backup frees every replica of that master (memory and files) and drops its
+/// fence (the master's lease ran out before its tablets were handed over). Reply empty.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BackupRecoveryDoneRequest {
     /// The recovered master.
@@ -402,6 +408,53 @@ impl Message<'_> for BackupRecoveryDoneRequest {
 impl Request<'_> for BackupRecoveryDoneRequest {
     const OPCODE: Opcode = Opcode::BackupRecoveryDone;
     type Response<'b> = Empty;
+}
+
+/// Most masters in a `GetFencedMasters` reply (the crashed masters of a cluster awaiting
+/// recovery; a cluster has far fewer servers).
+pub const MAX_FENCED_MASTERS: usize = 65_536;
+
+/// `GetFencedMasters` (backup's server → coordinator, when it enlists): empty request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GetFencedMastersRequest;
+
+impl Message<'_> for GetFencedMastersRequest {
+    fn encode(&self, _out: &mut Vec<u8>) {}
+    fn decode(buf: &[u8]) -> Result<Self, MsgError> {
+        Empty::decode(buf).map(|_| GetFencedMastersRequest)
+    }
+}
+impl Request<'_> for GetFencedMastersRequest {
+    const OPCODE: Opcode = Opcode::GetFencedMasters;
+    type Response<'b> = GetFencedMastersResponse;
+}
+
+/// `GetFencedMasters` reply: count `u32` (≤ [`MAX_FENCED_MASTERS`]), then that many server ids
+/// `u64` — every master the coordinator declared crashed whose recovery is not complete.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GetFencedMastersResponse {
+    /// The masters to fence.
+    pub masters: Vec<ServerId>,
+}
+
+impl Message<'_> for GetFencedMastersResponse {
+    fn encode(&self, out: &mut Vec<u8>) {
+        let mut w = Writer::new(out);
+        write_count(&mut w, self.masters.len());
+        for m in &self.masters {
+            w.u64(m.0);
+        }
+    }
+    fn decode(buf: &[u8]) -> Result<Self, MsgError> {
+        decode_all(buf, |r| {
+            let n = read_count(r, "fenced masters", 8, MAX_FENCED_MASTERS)?;
+            let mut masters = Vec::with_capacity(n);
+            for _ in 0..n {
+                masters.push(ServerId(r.u64()?));
+            }
+            Ok(GetFencedMastersResponse { masters })
+        })
+    }
 }
 
 #[cfg(test)]
@@ -472,6 +525,14 @@ mod tests {
         });
         round_trip!(BackupGetRecoveryDataResponse { entries: b"abc" });
         round_trip!(BackupRecoveryDoneRequest { master: M });
+        round_trip!(GetFencedMastersRequest);
+        round_trip!(GetFencedMastersResponse {
+            masters: vec![M, ServerId::new(1, 7)]
+        });
+        // A count larger than the bytes can hold is refused before allocating.
+        let mut huge = Vec::new();
+        Writer::new(&mut huge).u32(u32::MAX).u64(1);
+        assert!(GetFencedMastersResponse::decode(&huge).is_err());
         let mut head = Vec::new();
         BackupGetRecoveryDataResponse::encode_head(3, &mut head);
         head.extend_from_slice(b"xyz");

@@ -183,6 +183,8 @@ macro_rules! for_each_rpc {
         ReleaseClientLease = 0x020D => release_client_lease,
         /// Master → coordinator: which of these client leases are still valid.
         CheckClientLeases = 0x020E => check_client_leases,
+        /// A backup's server asks which crashed masters to fence (those not fully recovered).
+        GetFencedMasters = 0x020F => get_fenced_masters,
         // ---- backup (payloads: `msg::backup`)
         /// Master → backup: write (open, append, close) a replica of a log segment.
         BackupWrite = 0x0301 => backup_write,

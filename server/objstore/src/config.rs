@@ -115,12 +115,16 @@ impl std::str::FromStr for StoreUrl {
         };
         let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
         check_bucket(scheme, bucket).map_err(|why| {
-            Error::Config(format!("backing URL {url:?}: bucket/container {bucket:?} {why}"))
+            Error::Config(format!(
+                "backing URL {url:?}: bucket/container {bucket:?} {why}"
+            ))
         })?;
         let prefix = prefix.trim_end_matches('/');
         if !prefix.is_empty() {
             crate::types::validate_key(prefix, 0).map_err(|e| {
-                Error::Config(format!("backing URL {url:?}: the prefix is not a valid key: {e}"))
+                Error::Config(format!(
+                    "backing URL {url:?}: the prefix is not a valid key: {e}"
+                ))
             })?;
         }
         Ok(StoreUrl {
@@ -150,7 +154,9 @@ fn check_bucket(scheme: Scheme, b: &str) -> std::result::Result<(), &'static str
         }
         Scheme::Swift => {
             if b.is_empty() || b.len() > 256 || b.chars().any(char::is_control) {
-                return Err("is not a valid Swift container name (1-256 bytes, no control characters)");
+                return Err(
+                    "is not a valid Swift container name (1-256 bytes, no control characters)",
+                );
             }
         }
     }
@@ -250,9 +256,30 @@ macro_rules! overlay {
 impl Settings {
     /// Fill every unset field of `self` from `lower`.
     pub fn or(mut self, lower: &Settings) -> Settings {
-        overlay!(self.s3, lower.s3, endpoint, region, access_key_id, secret_access_key, session_token, virtual_hosted);
-        overlay!(self.swift, lower.swift, auth_url, user, key, username, password, project_name,
-            user_domain_name, project_domain_name, region_name, interface);
+        overlay!(
+            self.s3,
+            lower.s3,
+            endpoint,
+            region,
+            access_key_id,
+            secret_access_key,
+            session_token,
+            virtual_hosted
+        );
+        overlay!(
+            self.swift,
+            lower.swift,
+            auth_url,
+            user,
+            key,
+            username,
+            password,
+            project_name,
+            user_domain_name,
+            project_domain_name,
+            region_name,
+            interface
+        );
         self
     }
 
@@ -292,7 +319,10 @@ impl Settings {
     /// Settings from a TOML file.
     pub fn from_file(path: &Path) -> Result<Settings> {
         let text = std::fs::read_to_string(path).map_err(|e| {
-            Error::Config(format!("cannot read the store config file {}: {e}", path.display()))
+            Error::Config(format!(
+                "cannot read the store config file {}: {e}",
+                path.display()
+            ))
         })?;
         toml::from_str(&text).map_err(|e| {
             // toml's message quotes the offending line, which may hold a secret: keep only
@@ -338,7 +368,10 @@ mod tests {
     #[test]
     fn urls_parse_with_clear_errors() {
         let u: StoreUrl = "s3://photos/in/2024/".parse().unwrap();
-        assert_eq!((u.scheme, u.bucket.as_str(), u.prefix.as_str()), (Scheme::S3, "photos", "in/2024"));
+        assert_eq!(
+            (u.scheme, u.bucket.as_str(), u.prefix.as_str()),
+            (Scheme::S3, "photos", "in/2024")
+        );
         assert_eq!(u.full_key("a.jpg"), "in/2024/a.jpg");
         assert_eq!(u.to_string(), "s3://photos/in/2024");
         let u: StoreUrl = "swift://My Container".parse().unwrap();
@@ -375,8 +408,9 @@ mod tests {
             },
             ..Default::default()
         };
-        let s = Settings::resolve_with(explicit, Some(&file), |n| env.get(n).map(|v| v.to_string()))
-            .unwrap();
+        let s =
+            Settings::resolve_with(explicit, Some(&file), |n| env.get(n).map(|v| v.to_string()))
+                .unwrap();
         assert_eq!(s.s3.endpoint.as_deref(), Some("http://flag:2"));
         assert_eq!(s.s3.region.as_deref(), Some("env-region"));
         assert_eq!(s.s3.access_key_id.as_deref(), Some("file-id"));
@@ -384,7 +418,8 @@ mod tests {
         assert_eq!(s.swift.auth_url.as_deref(), Some("http://file/auth/v1.0"));
         // The file named by the environment is read when no path is given.
         let env2: HashMap<&str, String> = [(CONFIG_ENV, file.display().to_string())].into();
-        let s = Settings::resolve_with(Settings::default(), None, |n| env2.get(n).cloned()).unwrap();
+        let s =
+            Settings::resolve_with(Settings::default(), None, |n| env2.get(n).cloned()).unwrap();
         assert_eq!(s.s3.region.as_deref(), Some("file-region"));
     }
 
@@ -405,7 +440,9 @@ mod tests {
         let e = Settings::from_file(&file).unwrap_err().to_string();
         assert!(!e.contains("sekrit"), "{e}");
         assert!(e.contains("not valid"), "{e}");
-        let e = Settings::from_file(&dir.join("missing.toml")).unwrap_err().to_string();
+        let e = Settings::from_file(&dir.join("missing.toml"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("cannot read"), "{e}");
     }
 }

@@ -99,6 +99,16 @@ impl Error {
     }
 }
 
+/// The first 80 characters of a key, for messages (keys may be 1 KiB).
+pub(crate) fn shorten(key: &str) -> String {
+    if key.chars().count() <= 80 {
+        return key.to_string();
+    }
+    let mut s: String = key.chars().take(80).collect();
+    s.push('…');
+    s
+}
+
 /// An HTTP status as a typed error (404 is handled by the callers: it is an answer).
 pub(crate) fn from_status(store: &str, key: &str, status: u16, detail: String) -> Error {
     match status {
@@ -108,11 +118,11 @@ pub(crate) fn from_status(store: &str, key: &str, status: u16, detail: String) -
         },
         403 => Error::AccessDenied {
             store: store.into(),
-            key: crate::types::shorten(key),
+            key: shorten(key),
             detail,
         },
         400 | 411 | 412 | 414 | 431 => Error::InvalidKey {
-            key: crate::types::shorten(key),
+            key: shorten(key),
             why: format!("the store refused the request with {status}: {detail}"),
         },
         408 | 429 | 500..=599 => Error::Unavailable {

@@ -150,10 +150,12 @@ impl<S: ObjectStore> Faulty<S> {
                 edge
             } {
                 Some(Fault::ConnectionReset)
-            } else if op == Op::Put && x < {
-                edge += p.partial_write;
-                edge
-            } {
+            } else if op == Op::Put
+                && x < {
+                    edge += p.partial_write;
+                    edge
+                }
+            {
                 Some(Fault::PartialWrite {
                     after: rng.gen_range(0..4096),
                 })

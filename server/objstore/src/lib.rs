@@ -41,7 +41,11 @@ use std::sync::Arc;
 
 /// The store a backing URL names, configured from `settings` (no request is sent: call
 /// [`ObjectStore::check`] to verify the credentials and the bucket).
-pub fn open(url: &str, settings: &Settings, options: &ClientOptions) -> Result<Arc<dyn ObjectStore>> {
+pub fn open(
+    url: &str,
+    settings: &Settings,
+    options: &ClientOptions,
+) -> Result<Arc<dyn ObjectStore>> {
     let url: StoreUrl = url.parse()?;
     Ok(match url.scheme {
         Scheme::S3 => Arc::new(S3Store::new(url, &settings.s3, options)?),

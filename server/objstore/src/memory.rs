@@ -56,7 +56,10 @@ impl MemoryStore {
         }
     }
 
-    fn with<T>(&self, f: impl FnOnce(&mut BTreeMap<String, (Bytes, ObjectMeta)>) -> T) -> Result<T> {
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&mut BTreeMap<String, (Bytes, ObjectMeta)>) -> T,
+    ) -> Result<T> {
         let mut g = self.objects.lock();
         match g.as_mut() {
             Some(m) => Ok(f(m)),
@@ -189,8 +192,10 @@ mod tests {
         assert_eq!(got.user_meta.get("width").map(String::as_str), Some("640"));
         assert_eq!(s.get("a/1", Some(&etag)).unwrap(), GetResult::NotModified);
         assert_eq!(s.get("a/2", None).unwrap(), GetResult::NotFound);
-        s.put("a/2", Bytes::new().into(), &PutMeta::default()).unwrap();
-        s.put("b/1", Bytes::new().into(), &PutMeta::default()).unwrap();
+        s.put("a/2", Bytes::new().into(), &PutMeta::default())
+            .unwrap();
+        s.put("b/1", Bytes::new().into(), &PutMeta::default())
+            .unwrap();
         let p = s.list("a/", None, 1).unwrap();
         assert_eq!(p.entries.len(), 1);
         assert_eq!(p.next.as_deref(), Some("a/1"));

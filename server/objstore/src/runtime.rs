@@ -43,7 +43,11 @@ impl Rt {
     }
 
     /// Run `fut` to completion on this runtime, or fail with [`Error::Timeout`].
-    pub(crate) fn run<T>(&self, op: &'static str, fut: impl Future<Output = Result<T>>) -> Result<T> {
+    pub(crate) fn run<T>(
+        &self,
+        op: &'static str,
+        fut: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
         let timeout = self.timeout;
         self.rt.block_on(async {
             match tokio::time::timeout(timeout, fut).await {

@@ -15,7 +15,9 @@ use std::time::SystemTime;
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::list::{PaginatedListOptions, PaginatedListStore};
 use object_store::path::Path;
-use object_store::{Attribute, AttributeValue, Attributes, GetOptions, ObjectStore as _, PutOptions, PutPayload};
+use object_store::{
+    Attribute, AttributeValue, Attributes, GetOptions, ObjectStore as _, PutOptions, PutPayload,
+};
 
 use crate::config::{ClientOptions, S3Settings, StoreUrl};
 use crate::error::{from_status, Error, Result};
@@ -305,9 +307,10 @@ impl ObjectStore for S3Store {
             ..Default::default()
         };
         let s3 = self.s3.clone();
-        let r = self.rt.run("PUT", async move {
-            Ok(s3.put_opts(&path, payload, opts).await)
-        })?;
+        let r = self.rt.run(
+            "PUT",
+            async move { Ok(s3.put_opts(&path, payload, opts).await) },
+        )?;
         match r {
             Ok(r) => Ok(PutResult {
                 etag: ETag::new(r.e_tag.as_deref().unwrap_or("")),
@@ -341,7 +344,11 @@ impl ObjectStore for S3Store {
         })?;
         match r {
             Ok(()) => Ok(()),
-            Err(e @ object_store::Error::NotFound { .. }) if !e.to_string().contains("NoSuchBucket") => Ok(()),
+            Err(e @ object_store::Error::NotFound { .. })
+                if !e.to_string().contains("NoSuchBucket") =>
+            {
+                Ok(())
+            }
             Err(e) => Err(self.error(key, &e)),
         }
     }

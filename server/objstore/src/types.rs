@@ -8,6 +8,7 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 
+pub(crate) use crate::error::shorten;
 use crate::error::{Error, Result};
 
 /// The longest key, prefix included (S3's and Swift's limit: 1024 bytes of UTF-8).
@@ -45,20 +46,13 @@ pub fn validate_key(key: &str, prefix_len: usize) -> Result<()> {
     if key.starts_with('/') || key.ends_with('/') {
         return bad("it starts or ends with `/`");
     }
-    if key.split('/').any(|s| s.is_empty() || s == "." || s == "..") {
+    if key
+        .split('/')
+        .any(|s| s.is_empty() || s == "." || s == "..")
+    {
         return bad("it has an empty, `.` or `..` path segment");
     }
     Ok(())
-}
-
-/// The first 80 characters of a key, for messages (keys may be 1 KiB).
-pub(crate) fn shorten(key: &str) -> String {
-    if key.chars().count() <= 80 {
-        return key.to_string();
-    }
-    let mut s: String = key.chars().take(80).collect();
-    s.push('…');
-    s
 }
 
 /// An entity tag as the store computes it (MD5 of the body for plain objects on both APIs),
@@ -133,11 +127,7 @@ impl PutMeta {
         };
         let mut total = 0;
         for (k, v) in &self.user_meta {
-            if k.is_empty()
-                || !k
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-            {
+            if k.is_empty() || !k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
                 return bad(k, "a name must be ASCII letters, digits or `-`");
             }
             if !v.bytes().all(|b| (0x20..0x7f).contains(&b)) || v.trim() != v {
@@ -315,7 +305,9 @@ pub const MAX_LIST_LIMIT: usize = 1000;
 
 /// Read `reader` to its end into one buffer, preallocating at most [`MAX_PREALLOC`].
 pub(crate) fn read_all(mut reader: impl Read, expected: u64) -> std::io::Result<Bytes> {
-    let cap = usize::try_from(expected).unwrap_or(usize::MAX).min(MAX_PREALLOC);
+    let cap = usize::try_from(expected)
+        .unwrap_or(usize::MAX)
+        .min(MAX_PREALLOC);
     let mut v = Vec::with_capacity(cap);
     reader.read_to_end(&mut v)?;
     Ok(v.into())
@@ -356,7 +348,8 @@ mod tests {
         m.user_meta.insert("k".into(), "é".into());
         assert!(m.validate().is_err());
         let mut m = PutMeta::default();
-        m.user_meta.insert("k".into(), "v".repeat(MAX_USER_META_BYTES));
+        m.user_meta
+            .insert("k".into(), "v".repeat(MAX_USER_META_BYTES));
         assert!(m.validate().is_err());
     }
 

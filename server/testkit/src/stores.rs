@@ -33,19 +33,27 @@ pub fn scripts_dir() -> PathBuf {
 }
 
 fn on_path(bin: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(bin).is_file()))
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(bin).is_file()))
 }
 
 /// Why Swift cannot run here, if it cannot.
 pub fn swift_missing() -> Option<String> {
-    for bin in ["/usr/bin/swift-proxy-server", "/usr/bin/swift-object-server"] {
+    for bin in [
+        "/usr/bin/swift-proxy-server",
+        "/usr/bin/swift-object-server",
+    ] {
         if !Path::new(bin).is_file() {
-            return Some(format!("Swift is not installed ({bin} missing): run scripts/swift.sh install"));
+            return Some(format!(
+                "Swift is not installed ({bin} missing): run scripts/swift.sh install"
+            ));
         }
     }
     for bin in ["memcached", "curl"] {
         if !on_path(bin) {
-            return Some(format!("{bin} is not on PATH: run scripts/swift.sh install"));
+            return Some(format!(
+                "{bin} is not on PATH: run scripts/swift.sh install"
+            ));
         }
     }
     None
@@ -60,27 +68,37 @@ pub fn moto_missing() -> Option<String> {
     Some("moto is not installed (no moto_server): run scripts/moto.sh install".into())
 }
 
-fn run_script(script: &str) -> Result<StoreEnv, String> {
+/// Why a store script's `start` failed (its output).
+#[derive(Debug)]
+pub struct StartFailed(String);
+
+impl std::fmt::Display for StartFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn run_script(script: &str) -> Result<StoreEnv, StartFailed> {
     let path = scripts_dir().join(script);
     let out = Command::new("bash")
         .arg(&path)
         .arg("start")
         .output()
-        .map_err(|e| format!("cannot run {}: {e}", path.display()))?;
+        .map_err(|e| StartFailed(format!("cannot run {}: {e}", path.display())))?;
     if !out.status.success() {
-        return Err(format!(
+        return Err(StartFailed(format!(
             "{} start failed ({}):\n{}{}",
             path.display(),
             out.status,
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
-        ));
+        )));
     }
     let out = Command::new("bash")
         .arg(&path)
         .arg("env")
         .output()
-        .map_err(|e| format!("cannot run {} env: {e}", path.display()))?;
+        .map_err(|e| StartFailed(format!("cannot run {} env: {e}", path.display())))?;
     let vars = String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| l.strip_prefix("export ")?.split_once('='))
@@ -93,7 +111,7 @@ fn get(
     part: &str,
     test: &str,
     missing: Option<String>,
-    cell: &'static OnceLock<Result<StoreEnv, String>>,
+    cell: &'static OnceLock<Result<StoreEnv, StartFailed>>,
     script: &str,
 ) -> Option<&'static StoreEnv> {
     if !crate::require::require_or_skip(part, test, missing) {
@@ -107,12 +125,12 @@ fn get(
 
 /// Swift, started if needed (see the module documentation).
 pub fn swift(test: &str) -> Option<&'static StoreEnv> {
-    static CELL: OnceLock<Result<StoreEnv, String>> = OnceLock::new();
+    static CELL: OnceLock<Result<StoreEnv, StartFailed>> = OnceLock::new();
     get("swift", test, swift_missing(), &CELL, "swift.sh")
 }
 
 /// moto, started if needed (see the module documentation).
 pub fn moto(test: &str) -> Option<&'static StoreEnv> {
-    static CELL: OnceLock<Result<StoreEnv, String>> = OnceLock::new();
+    static CELL: OnceLock<Result<StoreEnv, StartFailed>> = OnceLock::new();
     get("moto", test, moto_missing(), &CELL, "moto.sh")
 }

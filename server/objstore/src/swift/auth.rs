@@ -67,7 +67,10 @@ impl Auth {
                 username: username.clone(),
                 password: password.clone(),
                 project,
-                user_domain: s.user_domain_name.clone().unwrap_or_else(|| "Default".into()),
+                user_domain: s
+                    .user_domain_name
+                    .clone()
+                    .unwrap_or_else(|| "Default".into()),
                 project_domain: s
                     .project_domain_name
                     .clone()
@@ -98,7 +101,7 @@ impl Auth {
                     .header("X-Auth-Key", key.expose())
                     .send()
                     .await
-                    .map_err(|e| super::http_error(store, "auth v1", &e))?;
+                    .map_err(|e| super::wire::http_error(store, "auth v1", &e))?;
                 let status = r.status().as_u16();
                 if !(200..300).contains(&status) {
                     return Err(auth_status(store, status, "auth v1"));
@@ -152,7 +155,7 @@ impl Auth {
             .body(body.to_string())
             .send()
             .await
-            .map_err(|e| super::http_error(store, "Keystone v3 auth", &e))?;
+            .map_err(|e| super::wire::http_error(store, "Keystone v3 auth", &e))?;
         let status = r.status().as_u16();
         if !(200..300).contains(&status) {
             return Err(auth_status(store, status, "Keystone v3"));
@@ -163,16 +166,20 @@ impl Auth {
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
         // A token answer with its catalog is a few tens of KiB; refuse anything huge.
-        let text = super::read_small(r, 4 << 20, store).await?;
+        let text = super::wire::read_small(r, 4 << 20, store).await?;
         let Some(token) = token else {
             return Err(Error::Protocol {
                 store: store.into(),
                 detail: format!("Keystone at {endpoint} answered {status} without X-Subject-Token"),
             });
         };
-        let storage_url = pick_endpoint(&text, region.as_deref(), interface).map_err(|why| {
-            Error::Config(format!("{store}: Keystone at {endpoint}: {why}"))
-        })?;
+        let storage_url =
+            pick_endpoint(&text, region.as_deref(), interface).map_err(|e| match e {
+                Error::Config(why) => {
+                    Error::Config(format!("{store}: Keystone at {endpoint}: {why}"))
+                }
+                e => e,
+            })?;
         Ok(Token {
             storage_url,
             token: Secret::new(token),
@@ -217,13 +224,9 @@ struct Endpoint {
 }
 
 /// The object-store endpoint of a Keystone v3 token answer for `interface` and `region`.
-pub(crate) fn pick_endpoint(
-    answer: &str,
-    region: Option<&str>,
-    interface: &str,
-) -> std::result::Result<String, String> {
+pub(crate) fn pick_endpoint(answer: &str, region: Option<&str>, interface: &str) -> Result<String> {
     let a: V3Answer = serde_json::from_str(answer)
-        .map_err(|e| format!("the token answer is not Keystone v3 JSON ({e})"))?;
+        .map_err(|e| Error::Config(format!("the token answer is not Keystone v3 JSON ({e})")))?;
     let services: Vec<&Service> = a
         .token
         .catalog
@@ -231,10 +234,10 @@ pub(crate) fn pick_endpoint(
         .filter(|s| s.kind == "object-store")
         .collect();
     if services.is_empty() {
-        return Err(
+        return Err(Error::Config(
             "the catalog has no `object-store` service: this cloud has no Swift, or the project cannot see it"
                 .into(),
-        );
+        ));
     }
     services
         .iter()
@@ -247,10 +250,10 @@ pub(crate) fn pick_endpoint(
         })
         .map(|e| e.url.clone())
         .ok_or_else(|| {
-            format!(
+            Error::Config(format!(
                 "the `object-store` service has no `{interface}` endpoint{}: set OS_INTERFACE / OS_REGION_NAME",
                 region.map(|r| format!(" in region `{r}`")).unwrap_or_default()
-            )
+            ))
         })
 }
 
@@ -267,15 +270,25 @@ mod tests {
 
     #[test]
     fn the_catalog_gives_the_storage_url() {
-        assert_eq!(pick_endpoint(ANSWER, None, "public").unwrap(), "http://r1:8080/v1/AUTH_p");
-        assert_eq!(pick_endpoint(ANSWER, Some("r2"), "public").unwrap(), "http://r2:8080/v1/AUTH_p");
+        assert_eq!(
+            pick_endpoint(ANSWER, None, "public").unwrap(),
+            "http://r1:8080/v1/AUTH_p"
+        );
+        assert_eq!(
+            pick_endpoint(ANSWER, Some("r2"), "public").unwrap(),
+            "http://r2:8080/v1/AUTH_p"
+        );
         assert_eq!(
             pick_endpoint(ANSWER, None, "internal").unwrap(),
             "http://10.0.0.1:8080/v1/AUTH_p"
         );
-        let e = pick_endpoint(ANSWER, Some("r3"), "public").unwrap_err();
+        let e = pick_endpoint(ANSWER, Some("r3"), "public")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("region `r3`"), "{e}");
-        let e = pick_endpoint(r#"{"token": {"catalog": []}}"#, None, "public").unwrap_err();
+        let e = pick_endpoint(r#"{"token": {"catalog": []}}"#, None, "public")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("no `object-store`"), "{e}");
         assert!(pick_endpoint("<html>", None, "public").is_err());
     }
@@ -289,7 +302,10 @@ mod tests {
             key: Some(Secret::new("testing")),
             ..Default::default()
         };
-        assert!(matches!(Auth::from_settings(&s, &url).unwrap(), Auth::V1 { .. }));
+        assert!(matches!(
+            Auth::from_settings(&s, &url).unwrap(),
+            Auth::V1 { .. }
+        ));
         s.user = None;
         s.username = Some("u".into());
         s.password = Some(Secret::new("p"));
@@ -300,6 +316,9 @@ mod tests {
         assert!(matches!(a, Auth::V3 { ref user_domain, .. } if user_domain == "Default"));
         assert!(format!("{a:?}").contains("password: ***"), "{a:?}");
         s.auth_url = None;
-        assert!(Auth::from_settings(&s, &url).unwrap_err().to_string().contains("ST_AUTH"));
+        assert!(Auth::from_settings(&s, &url)
+            .unwrap_err()
+            .to_string()
+            .contains("ST_AUTH"));
     }
 }

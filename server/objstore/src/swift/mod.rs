@@ -21,11 +21,11 @@ use crate::error::{from_status, Error, Result};
 use crate::runtime::{collect, install_tls, BlockingStream, Rt};
 use crate::store::{check_limit, ObjectStore};
 use crate::types::{
-    validate_key, ETag, GetResult, GetStream, ListPage, ObjectMeta, ObjectReader, Payload,
-    PutMeta, PutResult,
+    validate_key, ETag, GetResult, GetStream, ListPage, ObjectMeta, ObjectReader, Payload, PutMeta,
+    PutResult,
 };
 use auth::{Auth, Token};
-use wire::{encode, meta_from_headers, parse_listing};
+use wire::{encode, http_error, meta_from_headers, parse_listing, read_small};
 
 /// A Swift container (and prefix); see the module documentation.
 #[derive(Debug)]
@@ -35,47 +35,6 @@ pub struct SwiftStore {
     client: reqwest::Client,
     rt: Arc<Rt>,
     token: Mutex<Option<Token>>,
-}
-
-/// A transport error (no answer) as a store error.
-pub(crate) fn http_error(store: &str, what: &str, e: &reqwest::Error) -> Error {
-    if e.is_timeout() {
-        return Error::Timeout {
-            store: store.into(),
-            op: "request",
-            after: std::time::Duration::ZERO,
-        };
-    }
-    let why = if e.is_connect() {
-        "cannot connect"
-    } else {
-        "the connection failed"
-    };
-    // reqwest's Display names the URL, never headers (where the token and key travel).
-    Error::Unavailable {
-        store: store.into(),
-        detail: format!("{what}: {why}: {e}"),
-        retryable: true,
-    }
-}
-
-/// Read a small body (error pages, listings, token answers) up to `limit` bytes.
-pub(crate) async fn read_small(mut r: Response, limit: usize, store: &str) -> Result<String> {
-    let mut v = Vec::new();
-    while let Some(chunk) = r
-        .chunk()
-        .await
-        .map_err(|e| http_error(store, "reading an answer", &e))?
-    {
-        if v.len() + chunk.len() > limit {
-            return Err(Error::Protocol {
-                store: store.into(),
-                detail: format!("an answer longer than {limit} bytes where a short one was expected"),
-            });
-        }
-        v.extend_from_slice(&chunk);
-    }
-    Ok(String::from_utf8_lossy(&v).into_owned())
 }
 
 /// What a failed request's answer said, short.
@@ -175,7 +134,11 @@ impl SwiftStore {
     }
 
     /// GET with `If-None-Match`: the answer when it is 200, else what it means.
-    async fn get_response(&self, key: &str, inm: Option<&ETag>) -> Result<Result<(Response, ObjectMeta), GetResult>> {
+    async fn get_response(
+        &self,
+        key: &str,
+        inm: Option<&ETag>,
+    ) -> Result<Result<(Response, ObjectMeta), GetResult>> {
         let path = self.object_path(key)?;
         let r = self
             .send(Method::GET, &path, |b| match inm {
@@ -226,9 +189,10 @@ impl ObjectStore for SwiftStore {
                 Err(answer) => Ok(answer),
                 Ok((r, meta)) => {
                     let store = self.store().to_string();
-                    let body =
-                        collect(r.bytes_stream(), meta.len, |e| body_error(&store, e.to_string()))
-                            .await?;
+                    let body = collect(r.bytes_stream(), meta.len, |e| {
+                        body_error(&store, e.to_string())
+                    })
+                    .await?;
                     Ok(GetResult::Found { body, meta })
                 }
             }
@@ -284,10 +248,11 @@ impl ObjectStore for SwiftStore {
                         .get("etag")
                         .and_then(|v| v.to_str().ok())
                         .map(ETag::new);
-                    etag.map(|etag| PutResult { etag }).ok_or_else(|| Error::Protocol {
-                        store: self.store().into(),
-                        detail: "a PUT answered without an ETag".into(),
-                    })
+                    etag.map(|etag| PutResult { etag })
+                        .ok_or_else(|| Error::Protocol {
+                            store: self.store().into(),
+                            detail: "a PUT answered without an ETag".into(),
+                        })
                 }
                 // Nothing to find for a PUT but the container.
                 404 => Err(self.no_container()),

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use reqwest::header::HeaderMap;
+use reqwest::Response;
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
@@ -15,7 +16,10 @@ use crate::types::{ETag, ListEntry, ListPage, ObjectMeta};
 pub(crate) fn encode(s: &str, keep_slash: bool) -> String {
     let mut out = String::with_capacity(s.len() * 3 / 2);
     for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') || (keep_slash && b == b'/') {
+        if b.is_ascii_alphanumeric()
+            || matches!(b, b'-' | b'.' | b'_' | b'~')
+            || (keep_slash && b == b'/')
+        {
             out.push(b as char);
         } else {
             out.push_str(&format!("%{b:02X}"));
@@ -122,6 +126,49 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
+/// A transport error (no answer) as a store error.
+pub(crate) fn http_error(store: &str, what: &str, e: &reqwest::Error) -> Error {
+    if e.is_timeout() {
+        return Error::Timeout {
+            store: store.into(),
+            op: "request",
+            after: std::time::Duration::ZERO,
+        };
+    }
+    let why = if e.is_connect() {
+        "cannot connect"
+    } else {
+        "the connection failed"
+    };
+    // reqwest's Display names the URL, never headers (where the token and key travel).
+    Error::Unavailable {
+        store: store.into(),
+        detail: format!("{what}: {why}: {e}"),
+        retryable: true,
+    }
+}
+
+/// Read a small body (error pages, listings, token answers) up to `limit` bytes.
+pub(crate) async fn read_small(mut r: Response, limit: usize, store: &str) -> Result<String> {
+    let mut v = Vec::new();
+    while let Some(chunk) = r
+        .chunk()
+        .await
+        .map_err(|e| http_error(store, "reading an answer", &e))?
+    {
+        if v.len() + chunk.len() > limit {
+            return Err(Error::Protocol {
+                store: store.into(),
+                detail: format!(
+                    "an answer longer than {limit} bytes where a short one was expected"
+                ),
+            });
+        }
+        v.extend_from_slice(&chunk);
+    }
+    Ok(String::from_utf8_lossy(&v).into_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,6 +203,9 @@ mod tests {
         assert_eq!(p.entries[0].key, "a");
         assert_eq!(p.entries[0].etag.as_str(), "abc");
         assert!(parse_listing("", 0, "s").unwrap().entries.is_empty());
-        assert!(matches!(parse_listing("<html>", 0, "s"), Err(Error::Protocol { .. })));
+        assert!(matches!(
+            parse_listing("<html>", 0, "s"),
+            Err(Error::Protocol { .. })
+        ));
     }
 }

@@ -65,13 +65,13 @@ pub enum Error {
         retryable: bool,
     },
     /// The store did not answer within the configured timeout.
-    #[error("{store}: {op} did not finish within {after:?}: the store is slow or unreachable; retry, or raise the timeout")]
+    #[error("{store}: {op} timed out{}: the store is slow or unreachable; retry, or raise the timeout", if after.is_zero() { String::new() } else { format!(" after {after:?}") })]
     Timeout {
         /// The store.
         store: String,
         /// The operation.
         op: &'static str,
-        /// The timeout.
+        /// The timeout (zero when the transport's own connect timeout fired).
         after: Duration,
     },
     /// The store answered something this client does not understand (a bug here or there).

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::client::HttpErrorKind;
 use object_store::list::{PaginatedListOptions, PaginatedListStore};
 use object_store::path::Path;
 use object_store::{
@@ -131,7 +132,7 @@ impl S3Store {
 
     /// An `object_store` error as ours (`NotFound`/`NotModified` are handled by callers).
     fn error(&self, key: &str, e: &object_store::Error) -> Error {
-        map_error(&self.rt.store, &self.url.bucket, key, &e.to_string(), e)
+        map_error(&self.rt.store, &self.url.bucket, key, e, self.rt.timeout)
     }
 
     /// The metadata of a GET/HEAD answer.
@@ -189,8 +190,48 @@ enum Fetched {
     NotFound,
 }
 
-fn map_error(store: &str, bucket: &str, key: &str, text: &str, e: &object_store::Error) -> Error {
+/// The transport failure under an `object_store` error, if that is what it is, and the
+/// deepest cause's text (reqwest's own message stops at "error sending request").
+fn transport_failure(e: &object_store::Error) -> Option<(HttpErrorKind, String)> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    let mut kind = None;
+    let mut root = String::new();
+    while let Some(x) = cur {
+        if let Some(h) = x.downcast_ref::<object_store::client::HttpError>() {
+            kind = Some(h.kind());
+        }
+        root = x.to_string();
+        cur = x.source();
+    }
+    kind.map(|k| (k, root))
+}
+
+fn map_error(
+    store: &str,
+    bucket: &str,
+    key: &str,
+    e: &object_store::Error,
+    timeout: std::time::Duration,
+) -> Error {
+    let text = &e.to_string();
     let detail = detail_of(text);
+    match transport_failure(e) {
+        Some((HttpErrorKind::Timeout, _)) => {
+            return Error::Timeout {
+                store: store.into(),
+                op: "request",
+                after: timeout,
+            }
+        }
+        Some((HttpErrorKind::Decode | HttpErrorKind::Unknown, _)) | None => {}
+        Some((_, root)) => {
+            return Error::Unavailable {
+                store: store.into(),
+                detail: format!("{detail} ({root})"),
+                retryable: true,
+            }
+        }
+    }
     if text.contains("NoSuchBucket") {
         return Error::NoSuchBucket {
             store: store.into(),
@@ -219,10 +260,10 @@ fn map_error(store: &str, bucket: &str, key: &str, text: &str, e: &object_store:
         },
         _ => match status_in(text) {
             Some(status) => from_status(store, key, status, detail),
-            None if text.contains("timed out") || text.contains("Timeout") => Error::Timeout {
+            None if text.contains("timed out") => Error::Timeout {
                 store: store.into(),
                 op: "request",
-                after: std::time::Duration::ZERO,
+                after: timeout,
             },
             None => Error::Unavailable {
                 store: store.into(),

@@ -75,7 +75,16 @@ start() {
 }
 
 stop() {
-  if running; then kill "$(cat "$(pidfile)")"; log "stopped"; else log "not running"; fi
+  if running; then
+    local pid; pid=$(cat "$(pidfile)")
+    kill "$pid"
+    # Wait for it to exit (and free its port): a `start` may follow.
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+    kill -0 "$pid" 2>/dev/null && kill -9 "$pid"
+    log "stopped"
+  else
+    log "not running"
+  fi
   rm -f "$(pidfile)"
 }
 

@@ -181,7 +181,9 @@ start() {
   write_configs
   make_rings
   # memcached first: tempauth keeps its tokens there (without it /auth/v1.0 answers 503).
-  start_one memcached memcached -l 127.0.0.1 -p "$MEMCACHED_PORT" -U 0 -m 64 -t 1 -u root
+  local as_root=()
+  if [ "$(id -u)" = 0 ]; then as_root=(-u root); fi  # memcached refuses root without -u
+  start_one memcached memcached -l 127.0.0.1 -p "$MEMCACHED_PORT" -U 0 -m 64 -t 1 "${as_root[@]}"
   for s in account container object proxy; do
     start_one "$s" /usr/bin/swift-$s-server "$ETC/$s-server.conf" -v
   done
@@ -209,11 +211,19 @@ start() {
 }
 
 stop() {
-  local any=""
+  local any="" pids=()
   for s in proxy object container account memcached; do
-    if alive "$s"; then kill "$(cat "$(pidfile "$s")")" && any=1; fi
-    rm -f "$(pidfile "$s")"
+    if alive "$s"; then pids+=("$(cat "$(pidfile "$s")")"); kill "${pids[-1]}" && any=1; fi
   done
+  # Wait for them to exit (and free their ports) before saying so: a `start` may follow.
+  for _ in $(seq 1 50); do
+    local left=""
+    for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && left=1; done
+    [ -z "$left" ] && break
+    sleep 0.2
+  done
+  for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && kill -9 "$p"; done
+  for s in proxy object container account memcached; do rm -f "$(pidfile "$s")"; done
   if [ -n "$any" ]; then log "stopped"; else log "not running"; fi
 }
 

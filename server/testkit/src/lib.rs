@@ -5,6 +5,7 @@
 //! * [`wait`] — [`eventually`] and [`continually`] instead of fixed sleeps;
 //! * [`require`] — SKIP a test whose outside dependency is missing, or fail it when
 //!   `FAASCACHE_REQUIRE` names that dependency;
+//! * [`stores`] — Swift and moto for the object-store tests, started through the scripts;
 //! * [`tempdir`] — temporary directories (`tempfile`).
 
 #![forbid(unsafe_code)]
@@ -13,6 +14,7 @@ use std::path::Path;
 
 pub mod inproc;
 pub mod require;
+pub mod stores;
 pub mod wait;
 pub mod zk;
 

@@ -2,8 +2,10 @@
 //! dependency is required.
 //!
 //! `FAASCACHE_REQUIRE` is a comma-separated list of parts that must be present (CI sets
-//! `FAASCACHE_REQUIRE=zk,peers`): `zk` (ZooKeeper), `peers` (Redis and memcached), later
-//! `swift`, `moto`, ... A test that finds a listed part missing fails instead of skipping.
+//! `FAASCACHE_REQUIRE=zk,peers,netns,swift,moto`): `zk` (ZooKeeper), `peers` (Redis and
+//! memcached), `netns` (network namespaces), `swift` (OpenStack Swift, `scripts/swift.sh`),
+//! `moto` (moto's S3 server, `scripts/moto.sh`). A test that finds a listed part missing fails
+//! instead of skipping.
 
 /// The environment variable naming the required parts.
 pub const REQUIRE_ENV: &str = "FAASCACHE_REQUIRE";

@@ -21,6 +21,7 @@
 //! the masters awaiting recovery from the coordinator when it enlists. Threading: every method
 //! may be called from any dispatch thread.
 
+pub mod faults;
 pub mod fences;
 pub mod file;
 pub mod recovery;

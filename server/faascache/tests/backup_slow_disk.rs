@@ -1,0 +1,189 @@
+//! A backup on a slow disk must not stall its node (issue 15): the server "slow" runs a
+//! disk-mode backup whose every `fsync` sleeps 5 s (`FAASCACHE_TEST_DISK_FAULTS`) on one
+//! dispatch core; another master replicates to it while a client reads from "slow". Before the
+//! backup's disk work moved to its own workers, each replica write held that dispatch core for
+//! 10-20 s: reads stalled and the coordinator's pings failed, so the coordinator declared a
+//! healthy server dead. Now every read succeeds quickly and no server is declared dead.
+
+mod cluster_util;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cluster_util::*;
+use faascache_launch::Launch;
+use faascache_protocol::msg::coordinator::*;
+use faascache_protocol::msg::Services;
+
+/// A server started with extra environment variables.
+fn server_env(
+    dir: &std::path::Path,
+    coord: &str,
+    name: &str,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> (Proc, String) {
+    let lf = dir.join(format!("{name}.locator"));
+    let lfs = lf.to_str().unwrap().to_string();
+    let mut args = vec![
+        "server",
+        "--coordinator",
+        coord,
+        "--memory",
+        "48MiB",
+        "--poll",
+        "block",
+        "--no-pin",
+        "--listen",
+        "tcp:host=127.0.0.1,port=0",
+        "--locator-file",
+        &lfs,
+    ];
+    args.extend_from_slice(extra);
+    let mut p = Launch::new(name, BIN, dir.join(format!("{name}.log")))
+        .args(&args)
+        .envs(env.iter().copied())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let loc = wait_up(&mut p, &lf, T);
+    (p, loc)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn read_latencies(c: &mut Raw, t: u64, n: usize, until: Option<Instant>) -> Vec<Duration> {
+    let mut out = Vec::new();
+    let mut i = 0usize;
+    loop {
+        match until {
+            Some(u) if Instant::now() >= u => break,
+            None if out.len() >= n => break,
+            _ => {}
+        }
+        let key = format!("k{}", i % 50);
+        let start = Instant::now();
+        let (_, v) = c.read(t, key.as_bytes()).expect("every read succeeds");
+        out.push(start.elapsed());
+        assert_eq!(v, format!("v{}", i % 50).into_bytes());
+        i += 1;
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn slow_backup_disk_does_not_stall_reads_or_heartbeats() {
+    let dir = tempdir("backup-slow-disk");
+    let (_coord, cloc) = coordinator_tcp(dir.path(), 0, "coordinator");
+    let bdir = dir.path().join("slow-backup");
+    let bdirs = bdir.to_str().unwrap().to_string();
+    let (mut slow, _) = server_env(
+        dir.path(),
+        &cloc,
+        "slow",
+        &[
+            "--replicas",
+            "0",
+            "--cores",
+            "1",
+            "--durability",
+            "disk",
+            "--backup-dir",
+            &bdirs,
+        ],
+        &[("FAASCACHE_TEST_DISK_FAULTS", "fsync_delay_ms=5000")],
+    );
+    let mut c = Raw::new(&cloc);
+    // Only "slow" exists: the table it serves reads from.
+    let reads = c.create_table("reads", 1);
+    for i in 0..50 {
+        c.write(
+            reads,
+            format!("k{i}").as_bytes(),
+            format!("v{i}").as_bytes(),
+        )
+        .unwrap();
+    }
+    let unloaded = read_latencies(&mut c, reads, 300, None);
+
+    // A master whose only possible backup is "slow".
+    let (_writer, _) = server_env(
+        dir.path(),
+        &cloc,
+        "writer",
+        &["--replicas", "1", "--no-backup"],
+        &[],
+    );
+    let writes = c.create_table("writes", 2);
+    let stop = Arc::new(AtomicBool::new(false));
+    let attempts = Arc::new(AtomicU64::new(0));
+    let w = {
+        let (stop, attempts, cloc) = (stop.clone(), attempts.clone(), cloc.clone());
+        std::thread::spawn(move || {
+            let mut wc = Raw::new(&cloc);
+            let mut n = 0u64;
+            while !stop.load(Ordering::Acquire) {
+                n += 1;
+                // Failures are expected (the backup is slow); only the load matters here.
+                let _ = wc.write(writes, format!("w{n}").as_bytes(), b"x");
+                attempts.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+    };
+    // The slow disk is in use once the backup logs the injected faults.
+    let log = slow.log().to_path_buf();
+    eventually(T, || {
+        faascache_testkit::check(
+            std::fs::read_to_string(&log).is_ok_and(|l| l.contains("disk faults injected")),
+            || "the backup has not touched its slow disk yet".into(),
+        )
+    });
+    let loaded = read_latencies(
+        &mut c,
+        reads,
+        0,
+        Some(Instant::now() + Duration::from_secs(12)),
+    );
+    let servers = c
+        .coord_call(
+            &GetServerListRequest {
+                services: Services(0),
+            },
+            |r| {
+                r.servers
+                    .iter()
+                    .map(|s| (s.id, s.status))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .unwrap();
+    stop.store(true, Ordering::Release);
+    let (u50, u99) = (percentile(&unloaded, 0.5), percentile(&unloaded, 0.99));
+    let (l50, l99) = (percentile(&loaded, 0.5), percentile(&loaded, 0.99));
+    let lmax = *loaded.last().unwrap();
+    eprintln!(
+        "reads on the slow-disk node: unloaded p50 {u50:?} p99 {u99:?} ({} reads); during slow \
+         backup writes p50 {l50:?} p99 {l99:?} max {lmax:?} ({} reads, {} write attempts)",
+        unloaded.len(),
+        loaded.len(),
+        attempts.load(Ordering::Relaxed)
+    );
+    assert!(
+        slow.running(),
+        "the slow-disk server exited: {}",
+        slow.log_tail(30)
+    );
+    assert!(
+        lmax < Duration::from_secs(1),
+        "a read took {lmax:?} while the backup's disk was slow"
+    );
+    assert_eq!(servers.len(), 2, "{servers:?}");
+    assert!(
+        servers.iter().all(|s| s.1 == ServerStatus::Up),
+        "a server was declared dead while its backup's disk was slow: {servers:?}"
+    );
+    w.join().unwrap();
+}

@@ -1,5 +1,6 @@
 //! The coordinator's RPC shell around [`CoordinatorState`]: decodes requests, feeds them to the
-//! state machine, persists the state to [`ExternalStorage`] before replying or sending, and
+//! state machine, persists the state to [`ExternalStorage`] before replying or sending (encoded
+//! under the state mutex, written outside it in order by [`super::persister`]), and
 //! carries out control RPCs to masters.
 //!
 //! Threads: queries (server list, table id, tables, tablet map, heartbeats) are answered on the
@@ -114,6 +115,8 @@ pub enum StartError {
 pub struct Coordinator {
     state: Mutex<CoordinatorState>,
     storage: Box<dyn ExternalStorage>,
+    /// Writes the state to `storage` outside the state lock, in order.
+    persister: super::persister::Persister,
     epoch: u64,
     start: Instant,
     /// Cluster time, for leases.
@@ -221,6 +224,7 @@ pub fn start(
     let coordinator = Arc::new(Coordinator {
         state: Mutex::new(state),
         storage,
+        persister: super::persister::Persister::default(),
         epoch,
         start,
         clock,
@@ -253,7 +257,9 @@ pub fn start(
                     let mut st = c2.state.lock();
                     let actions = st.tick(c2.now());
                     if actions.contains(&Action::Persist) {
-                        if let Err(e) = c2.persist(&st) {
+                        let seq = c2.persister.submit(st.encode());
+                        drop(st);
+                        if let Err(e) = c2.persist(seq) {
                             tracing::error!(error = %e, "cannot persist the coordinator state");
                         }
                     }
@@ -341,14 +347,16 @@ impl Coordinator {
         (granted + MASTER_LEASE + MASTER_LEASE_MARGIN).saturating_duration_since(Instant::now())
     }
 
-    fn persist(&self, st: &CoordinatorState) -> Result<(), ExternalStorageError> {
-        self.storage
-            .set(self.epoch, STATE_BLOB, &st.encode(), None)
-            .map(|_| ())
+    /// Wait until the state numbered `seq` by [`Persister::submit`] is in external storage
+    /// (without the state lock: see [`super::persister`]).
+    fn persist(&self, seq: u64) -> Result<(), ExternalStorageError> {
+        self.persister
+            .wait(self.storage.as_ref(), self.epoch, STATE_BLOB, seq)
     }
 
-    /// Run a state transition; persist if asked (under the state lock, so persisted states are
-    /// in order); return its value and the sends to carry out.
+    /// Run a state transition; persist if asked (encoded under the state lock, written after
+    /// it is released, in order: see [`super::persister`]); return its value and the sends to
+    /// carry out, once the new state is durable.
     fn transition<T>(
         &self,
         f: impl FnOnce(&mut CoordinatorState) -> Result<(T, Vec<Action>), CoordError>,
@@ -357,7 +365,9 @@ impl Coordinator {
         let (v, actions) = f(&mut st)?;
         debug_assert!(st.check().is_ok(), "{:?}", st.check());
         if actions.contains(&Action::Persist) {
-            if let Err(e) = self.persist(&st) {
+            let seq = self.persister.submit(st.encode());
+            drop(st);
+            if let Err(e) = self.persist(seq) {
                 tracing::error!(error = %e, "cannot persist the coordinator state");
                 return Err(TransitionError::Persist(e));
             }

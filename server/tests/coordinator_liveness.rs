@@ -1,4 +1,4 @@
-//! A slow external storage (`zk:` during a connection loss) must not stall the coordinator's
+//! Coordinator liveness (issue 15). A slow external storage (`zk:` during a connection loss) must not stall the coordinator's
 //! queries (issue 15): the state is encoded under the state mutex and written after it is
 //! released. Here `set` sleeps 3 s while a server enlists; heartbeats, server lists and tablet
 //! maps asked meanwhile answer at once, and the enlistment itself answers only once its state
@@ -57,6 +57,9 @@ impl ExternalStorage for SlowStorage {
 
 const T: Duration = Duration::from_secs(10);
 
+/// The tests count this process's threads: one at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn enlist(s: &Session, locator: &str) -> ServerId {
     call(
         s,
@@ -73,6 +76,7 @@ fn enlist(s: &Session, locator: &str) -> ServerId {
 
 #[test]
 fn queries_answer_while_the_state_is_slowly_persisted() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let storage = Arc::new(SlowStorage::default());
     let coord = coordinator::start(
         &"tcp:host=127.0.0.1,port=0".parse().unwrap(),
@@ -150,5 +154,89 @@ fn queries_answer_while_the_state_is_slowly_persisted() {
     storage.slow.store(false, Ordering::Release);
     let after = storage.inner.get("coordinator-state").unwrap().unwrap();
     assert!(Some(after.version) > version_before);
+    drop(coord);
+}
+
+fn threads_of_this_process() -> usize {
+    std::fs::read_dir("/proc/self/task").map_or(0, |d| d.count())
+}
+
+/// Crash hints for many servers that hang on pings: the checks run on a bounded pool, so the
+/// coordinator's thread count stays flat (the old code spawned a thread per hint); hints beyond
+/// the queue get `RETRY`, and repeated hints for a server being checked are merged.
+#[test]
+fn crash_hints_do_not_spawn_a_thread_each() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let storage = Arc::new(SlowStorage::default());
+    let coord = coordinator::start(
+        &"tcp:host=127.0.0.1,port=0".parse().unwrap(),
+        Box::new(storage),
+        CoordinatorConfig {
+            dispatch: DispatchConfig {
+                cores: 1,
+                pin: false,
+                first_core: 0,
+                poll: PollMode::Block,
+                conn: Default::default(),
+            },
+            ..CoordinatorConfig::default()
+        },
+    )
+    .expect("coordinator starts");
+    let loc = coord.locator().clone().into();
+    let s = connect(&loc, ClientConfig::default()).unwrap();
+    // Servers that accept connections (the kernel's backlog) and never answer a ping.
+    let hung: Vec<std::net::TcpListener> = (0..40)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    let ids: Vec<ServerId> = hung
+        .iter()
+        .map(|l| {
+            enlist(
+                &s,
+                &format!("tcp:host=127.0.0.1,port={}", l.local_addr().unwrap().port()),
+            )
+        })
+        .collect();
+    let base = threads_of_this_process();
+    let (mut ok, mut retry) = (0, 0);
+    for _ in 0..4 {
+        for id in &ids {
+            match call(&s, &HintServerCrashedRequest { server: *id }, T, |_| ()) {
+                Ok(()) => ok += 1,
+                Err(faascache_transport::CallError::Failed(f))
+                    if f.status == faascache_transport::Status::RETRY =>
+                {
+                    retry += 1
+                }
+                Err(e) => panic!("hint refused: {e}"),
+            }
+        }
+    }
+    let during = threads_of_this_process();
+    eprintln!("160 hints for 40 hung servers: {ok} taken, {retry} RETRY; threads {base} before, {during} after sending");
+    assert_eq!(ok + retry, 160);
+    assert!(
+        during <= base + coordinator::service::HINT_THREADS + 2,
+        "crash hints started threads: {base} before, {during} after"
+    );
+    // Every hung server is found dead in the end (hints are not lost while merged).
+    eventually(Duration::from_secs(60), || {
+        let up = call(
+            &s,
+            &GetServerListRequest {
+                services: Services(0),
+            },
+            T,
+            |r| {
+                r.servers
+                    .iter()
+                    .filter(|e| e.status == ServerStatus::Up)
+                    .count()
+            },
+        )
+        .expect("server list");
+        check(up == 0, || format!("{up} hung servers still up"))
+    });
     drop(coord);
 }

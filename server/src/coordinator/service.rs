@@ -597,11 +597,20 @@ impl ClusterIo for Coordinator {
 
     fn get_replicas(
         &self,
-        locator: &str,
+        locators: &[&str],
         req: &BackupGetReplicasRequest,
         timeout: Duration,
-    ) -> Result<BackupGetReplicasResponse, CallError> {
-        self.rpc(locator, req, timeout, |r| r)
+    ) -> Vec<Result<BackupGetReplicasResponse, CallError>> {
+        let sessions = locators
+            .iter()
+            .map(|l| self.session(l).map_err(CallError::from));
+        let answers = super::cluster_io::fan_out(sessions.collect(), req, timeout, |r| r);
+        for (l, a) in locators.iter().zip(&answers) {
+            if let Err(CallError::Transport(_)) = a {
+                self.sessions.lock().remove(*l);
+            }
+        }
+        answers
     }
 
     fn recover_tablets(

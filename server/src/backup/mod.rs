@@ -161,4 +161,7 @@ pub struct BackupStats {
     pub capacity_bytes: usize,
     /// Capacity reserved by the replicas held (see [`BackupConfig::capacity_bytes`]).
     pub reserved_bytes: u64,
+    /// The last failed replica-file write (disk full, read-only, I/O error), until a write
+    /// works again.
+    pub disk_error: Option<String>,
 }

@@ -234,7 +234,21 @@ pub(crate) struct Store {
     stop: AtomicBool,
     /// Serialises saves of `DIR/fences`.
     fence_io: Mutex<()>,
+    /// The last replica-file write that failed, for `status` (cleared by a write that works).
+    disk_error: Mutex<Option<String>>,
     _lock: Option<LockFile>,
+}
+
+/// What a failed replica-file write means, in words an operator acts on.
+pub(crate) fn disk_trouble(e: &std::io::Error) -> &'static str {
+    match e.raw_os_error() {
+        Some(28) => "the backup's disk is full (ENOSPC): free space or move --backup-dir",
+        Some(122) => "the backup's disk quota is exhausted (EDQUOT): raise the quota or free space",
+        Some(30) => "the backup's file system is read-only (EROFS): remount it read-write or move --backup-dir",
+        Some(5) => "the backup's disk reports I/O errors (EIO): replace the disk and restart this backup",
+        Some(13) | Some(1) => "the backup may not write its directory (permission denied): fix the permissions of --backup-dir",
+        _ => "the backup cannot write its replica files",
+    }
 }
 
 impl Store {
@@ -273,6 +287,7 @@ impl Store {
             wake: Condvar::new(),
             stop: AtomicBool::new(false),
             fence_io: Mutex::new(()),
+            disk_error: Mutex::new(None),
             _lock: lock,
         };
         if let Some(dir) = store.config.dir.clone() {
@@ -546,18 +561,24 @@ impl Store {
         if let Some(io) = io.as_mut() {
             let (length, cert, closed) = (st.data.len() as u32, st.cert, st.closed);
             drop(st);
-            if let Err(e) = self.write_file(io, &replica, offset, req.data, length, cert, closed) {
+            let written = self.write_file(io, &replica, offset, req.data, length, cert, closed);
+            if written.is_ok() && self.disk_error.lock().is_some() {
+                tracing::info!("the backup's disk accepts replica writes again");
+                *self.disk_error.lock() = None;
+            }
+            if let Err(e) = written {
                 let path = io.file.as_ref().map(|f| f.path().display().to_string());
+                let what = self.disk_failed(&e);
                 tracing::error!(master = %req.master, segment = req.segment_id, ?path, error = %e,
-                    "cannot store a replica on disk; dropped it");
+                    "{what}: cannot store a replica; dropped it (the master places it on another backup)");
                 self.remove(&replica);
                 self.release(&replica, io);
                 return Err(refuse(
-                    Status::INTERNAL_ERROR,
+                    Status::BACKUP_STORAGE_ERROR,
                     format!(
-                        "this backup cannot store segment {} on disk ({e}); its replica was \
-                         dropped: replicate the segment to another backup",
-                        req.segment_id
+                        "{what} ({e}): segment {} of master {} was not stored and its replica \
+                         was dropped; place it on another backup",
+                        req.segment_id, req.master
                     ),
                 ));
             }
@@ -594,6 +615,13 @@ impl Store {
             Some(f) => f.write(offset, data, length, cert, closed),
             None => Ok(()),
         }
+    }
+
+    /// Record a failed replica-file write for `status`; returns what it means.
+    fn disk_failed(&self, e: &std::io::Error) -> &'static str {
+        let what = disk_trouble(e);
+        *self.disk_error.lock() = Some(format!("{what} ({e})"));
+        what
     }
 
     fn adjust_reserved(&self, old: u64, new: u64) {
@@ -860,10 +888,14 @@ impl Store {
             )
         };
         match self.write_file(&mut io, r, from, &bytes, length, cert, closed) {
-            Ok(()) => true,
+            Ok(()) => {
+                *self.disk_error.lock() = None;
+                true
+            }
             Err(e) => {
+                let what = self.disk_failed(&e);
                 tracing::warn!(master = %r.master, segment = r.segment_id, error = %e,
-                    "cannot write a replica to its file; will retry");
+                    "{what}: cannot write a replica to its file; will retry");
                 let mut st = r.state.lock();
                 st.dirty_from = Some(st.dirty_from.map_or(from, |d| d.min(from)));
                 if !st.queued && !st.freed {
@@ -919,6 +951,7 @@ impl Store {
             dir: self.config.dir.clone(),
             capacity_bytes: self.config.capacity_bytes,
             reserved_bytes: self.reserved.load(Ordering::Relaxed),
+            disk_error: self.disk_error.lock().clone(),
         }
     }
 }

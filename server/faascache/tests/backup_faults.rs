@@ -1,9 +1,15 @@
-//! A backup on a slow disk must not stall its node (issue 15): the server "slow" runs a
+//! Backups on failing disks, with real processes (issue 15); faults are injected through
+//! `FAASCACHE_TEST_DISK_FAULTS` on one server process.
+//!
+//! * A backup on a slow disk must not stall its node: the server "slow" runs a
 //! disk-mode backup whose every `fsync` sleeps 5 s (`FAASCACHE_TEST_DISK_FAULTS`) on one
 //! dispatch core; another master replicates to it while a client reads from "slow". Before the
 //! backup's disk work moved to its own workers, each replica write held that dispatch core for
 //! 10-20 s: reads stalled and the coordinator's pings failed, so the coordinator declared a
 //! healthy server dead. Now every read succeeds quickly and no server is declared dead.
+//! * A backup whose disk is full answers `BACKUP_STORAGE_ERROR` saying so (it used to answer
+//!   `INTERNAL_ERROR` "this is a bug"), its `status` and log say so, and the master places the
+//!   replica on another backup.
 
 mod cluster_util;
 
@@ -13,8 +19,10 @@ use std::time::{Duration, Instant};
 
 use cluster_util::*;
 use faascache_launch::Launch;
+use faascache_protocol::msg::control::GetServerInfoRequest;
 use faascache_protocol::msg::coordinator::*;
 use faascache_protocol::msg::Services;
+use faascache_transport::call;
 
 /// A server started with extra environment variables.
 fn server_env(
@@ -186,4 +194,70 @@ fn slow_backup_disk_does_not_stall_reads_or_heartbeats() {
         "a server was declared dead while its backup's disk was slow: {servers:?}"
     );
     w.join().unwrap();
+}
+
+#[test]
+fn full_backup_disk_is_reported_and_the_replica_goes_elsewhere() {
+    let dir = tempdir("backup-disk-full");
+    let (_coord, cloc) = coordinator_tcp(dir.path(), 0, "coordinator");
+    // The writer first, so the table lands on it; it keeps no backup itself.
+    let (writer, _) = server_env(
+        dir.path(),
+        &cloc,
+        "writer",
+        &["--replicas", "1", "--no-backup"],
+        &[],
+    );
+    let mut c = Raw::new(&cloc);
+    let t = c.create_table("t", 1);
+    let bdir = dir.path().join("full-backup");
+    let bdirs = bdir.to_str().unwrap().to_string();
+    let (mut full, full_loc) = server_env(
+        dir.path(),
+        &cloc,
+        "full",
+        &[
+            "--replicas",
+            "0",
+            "--durability",
+            "disk",
+            "--backup-dir",
+            &bdirs,
+        ],
+        &[("FAASCACHE_TEST_DISK_FAULTS", "error=enospc")],
+    );
+    // The only backup is full: the write waits (not acknowledged) while the master is refused.
+    let pending = {
+        let cloc = cloc.clone();
+        std::thread::spawn(move || Raw::new(&cloc).write(t, b"key", b"value"))
+    };
+    let (flog, wlog) = (full.log().to_path_buf(), writer.log().to_path_buf());
+    eventually(T, || {
+        let l = std::fs::read_to_string(&flog).unwrap_or_default();
+        faascache_testkit::check(l.contains("disk is full"), || {
+            "the full backup has not logged its disk error".into()
+        })
+    });
+    let w = std::fs::read_to_string(&wlog).unwrap_or_default();
+    assert!(
+        w.contains("BACKUP_STORAGE_ERROR") && w.contains("disk is full"),
+        "the master's log: {w}"
+    );
+    assert!(!w.contains("this is a bug"), "the master's log: {w}");
+    let status = call(&connect(&full_loc), &GetServerInfoRequest, T, |r| {
+        r.durability.to_string()
+    })
+    .unwrap();
+    assert!(
+        status.contains("DISK ERROR") && status.contains("disk is full"),
+        "status: {status}"
+    );
+    // A healthy backup joins: the replica goes there and the write is acknowledged.
+    let (_good, _) = server_env(dir.path(), &cloc, "good", &["--replicas", "0"], &[]);
+    pending
+        .join()
+        .unwrap()
+        .expect("the write is acknowledged once a healthy backup holds it");
+    assert_eq!(c.read(t, b"key").unwrap().1, b"value");
+    assert!(full.running(), "{}", full.log_tail(20));
 }

@@ -3,8 +3,8 @@
 //! replies; refusals carry an [`ErrorReply`] detail (see `docs/protocol.md`, "Backup").
 //!
 //! Threading: every method may run on any dispatch thread at once (the store locks). Nothing
-//! slow runs on a dispatch thread: `Disk`-mode writes and (with a directory) frees go to one
-//! write worker, in arrival order; `BackupGetReplicas`, `BackupGetRecoveryData` and
+//! slow runs on a dispatch thread: `Disk`-mode writes go to one write worker, in arrival order
+//! (it also deletes the files of freed replicas); `BackupGetReplicas`, `BackupGetRecoveryData` and
 //! `BackupRecoveryDone` to the recovery workers; the dispatch thread decodes, enqueues (a full
 //! queue is answered `RETRY`) and the worker replies through the call's `Responder`.
 //! Memory-mode writes stay inline: a copy into RAM under the replica's `state` lock, which no
@@ -39,8 +39,8 @@ use super::{BackupConfig, BackupError, BackupStats, Durability};
 pub struct BackupService {
     pub(crate) store: Arc<Store>,
     flusher: Mutex<Option<JoinHandle<()>>>,
-    /// Disk-mode writes and frees with a directory: one thread, so a replica's writes run in
-    /// the order they arrived.
+    /// Disk-mode writes and deleting freed replicas' files: one thread, so a replica's writes
+    /// run in the order they arrived.
     writes: WorkerPool,
     /// `BackupGetReplicas`, `BackupGetRecoveryData`, `BackupRecoveryDone`.
     recovery: WorkerPool,
@@ -256,6 +256,7 @@ impl Dispatch for BackupService {
                     detail: format!("malformed BackupWrite request: {e}"),
                 })
                 .and_then(|req| store.write(&req));
+            store.unlink_freed();
             match outcome {
                 Ok(()) => (Status::OK, Vec::new()),
                 Err(r) => refusal_body(r),
@@ -263,18 +264,17 @@ impl Dispatch for BackupService {
         });
     }
 
-    /// Without a directory: inline (memory only). With one: on the write worker (it deletes
-    /// the file, and waits for the replica's `io` lock, which a write may hold across fsyncs).
+    /// Inline: the replica leaves the map and its memory is freed now; with a directory its
+    /// file is deleted on the write worker (which may wait for a disk write of that replica),
+    /// or, if that queue is full, by the next write job or flush.
     fn backup_free(&self, call: &mut IncomingRpc<'_>) {
         let req = decode_or_reply!(call, BackupFreeRequest);
-        if self.store.config().dir.is_none() {
-            self.store.free(req.master, req.segment_id);
-            return ok_empty(call);
+        self.store.free_now(req.master, req.segment_id);
+        if self.store.config().dir.is_some() {
+            let store = self.store.clone();
+            let _ = self.writes.submit(move || store.unlink_freed());
         }
-        self.offload(&self.writes, call, move |store| {
-            store.free(req.master, req.segment_id);
-            (Status::OK, Vec::new())
-        });
+        ok_empty(call);
     }
 
     /// On a recovery worker: validates (checksums) every replica of the master and saves the

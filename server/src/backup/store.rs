@@ -234,6 +234,8 @@ pub(crate) struct Store {
     stop: AtomicBool,
     /// Serialises saves of `DIR/fences`.
     fence_io: Mutex<()>,
+    /// Replicas freed on a dispatch thread whose files are still to be deleted.
+    unlink: Mutex<Vec<Arc<Replica>>>,
     /// The last replica-file write that failed, for `status` (cleared by a write that works).
     disk_error: Mutex<Option<String>>,
     _lock: Option<LockFile>,
@@ -287,6 +289,7 @@ impl Store {
             wake: Condvar::new(),
             stop: AtomicBool::new(false),
             fence_io: Mutex::new(()),
+            unlink: Mutex::new(Vec::new()),
             disk_error: Mutex::new(None),
             _lock: lock,
         };
@@ -643,9 +646,17 @@ impl Store {
 
     /// Frees a replica already out of the map: its memory, its accounting and its file.
     fn release(&self, r: &Replica, io: &mut Io) {
+        if self.forget(r) {
+            delete_file(io);
+        }
+    }
+
+    /// Frees a replica's memory and accounting (not its file); false if it was freed already.
+    /// Takes only the `state` lock, which no I/O holds.
+    fn forget(&self, r: &Replica) -> bool {
         let mut st = r.state.lock();
         if st.freed {
-            return;
+            return false;
         }
         st.freed = true;
         self.adjust_reserved(st.charge, 0);
@@ -653,15 +664,27 @@ impl Store {
             .fetch_sub(st.data.len() as u64, Ordering::Relaxed);
         st.charge = 0;
         st.data = Vec::new();
-        drop(st);
-        if let Some(f) = io.file.take() {
-            match std::fs::remove_file(f.path()) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => {
-                    tracing::warn!(path = %f.path().display(), error = %e, "cannot delete a freed replica's file");
-                }
+        true
+    }
+
+    /// `BackupFree` on a dispatch thread: the replica leaves the map and its memory is freed at
+    /// once; its file (which a disk write may be holding) is deleted by [`Store::unlink_freed`]
+    /// on the write worker or the flusher.
+    pub(crate) fn free_now(&self, master: ServerId, segment_id: u64) {
+        let r = self.map.lock().replicas.remove(&(master, segment_id));
+        if let Some(r) = r {
+            if self.forget(&r) && self.config.dir.is_some() {
+                // Bounded: each replica once, and replicas are bounded by the capacity.
+                self.unlink.lock().push(r);
             }
+        }
+    }
+
+    /// Deletes the files of replicas freed by [`Store::free_now`].
+    pub(crate) fn unlink_freed(&self) {
+        let list = std::mem::take(&mut *self.unlink.lock());
+        for r in list {
+            delete_file(&mut r.io.lock());
         }
     }
 
@@ -861,6 +884,7 @@ impl Store {
     /// some write failed (those replicas are queued again).
     pub(crate) fn flush_pending(&self) -> bool {
         let _batch_lock = self.flushing.lock();
+        self.unlink_freed();
         let batch = std::mem::take(&mut *self.pending.lock());
         let mut ok = true;
         for r in batch {
@@ -952,6 +976,19 @@ impl Store {
             capacity_bytes: self.config.capacity_bytes,
             reserved_bytes: self.reserved.load(Ordering::Relaxed),
             disk_error: self.disk_error.lock().clone(),
+        }
+    }
+}
+
+/// Deletes a freed replica's file, if it has one.
+fn delete_file(io: &mut Io) {
+    if let Some(f) = io.file.take() {
+        match std::fs::remove_file(f.path()) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::warn!(path = %f.path().display(), error = %e, "cannot delete a freed replica's file");
+            }
         }
     }
 }

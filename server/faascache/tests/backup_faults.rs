@@ -2,11 +2,11 @@
 //! `FAASCACHE_TEST_DISK_FAULTS` on one server process.
 //!
 //! * A backup on a slow disk must not stall its node: the server "slow" runs a
-//! disk-mode backup whose every `fsync` sleeps 5 s (`FAASCACHE_TEST_DISK_FAULTS`) on one
-//! dispatch core; another master replicates to it while a client reads from "slow". Before the
-//! backup's disk work moved to its own workers, each replica write held that dispatch core for
-//! 10-20 s: reads stalled and the coordinator's pings failed, so the coordinator declared a
-//! healthy server dead. Now every read succeeds quickly and no server is declared dead.
+//!   disk-mode backup whose every `fsync` sleeps 5 s (`FAASCACHE_TEST_DISK_FAULTS`) on one
+//!   dispatch core; another master replicates to it while a client reads from "slow". Before the
+//!   backup's disk work moved to its own workers, each replica write held that dispatch core for
+//!   10-20 s: reads stalled and the coordinator's pings failed, so the coordinator declared a
+//!   healthy server dead. Now every read succeeds quickly and no server is declared dead.
 //! * A backup whose disk is full answers `BACKUP_STORAGE_ERROR` saying so (it used to answer
 //!   `INTERNAL_ERROR` "this is a bug"), its `status` and log say so, and the master places the
 //!   replica on another backup.

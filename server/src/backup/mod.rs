@@ -3,7 +3,7 @@
 //! (RAMCloud's durability scheme; protocol in `docs/protocol.md`, "Backup", messages in
 //! `faascache_protocol::msg::backup`).
 //!
-//! Reading order: [`file`] (the replica file format) → [`recovery`] (validation, digest,
+//! Reading order: [`file`] (the replica file format; `lock` the directory's lock file) → [`recovery`] (validation, digest,
 //! filtering by tablet, the recovery master's parser) → [`store`] (the replicas, their locks,
 //! fencing, capacity, the flusher) → [`service`] (the RPC handlers).
 //!
@@ -24,6 +24,7 @@
 pub mod faults;
 pub mod fences;
 pub mod file;
+mod lock;
 pub mod recovery;
 pub mod service;
 pub mod store;

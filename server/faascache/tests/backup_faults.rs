@@ -24,6 +24,11 @@ use faascache_protocol::msg::coordinator::*;
 use faascache_protocol::msg::Services;
 use faascache_transport::call;
 
+/// The slowest read allowed while the disk is slow: far below one 5 s fsync (the old code
+/// stalled reads for 10-20 s), with room for a master-lease renewal delayed by CPU contention on
+/// a shared 2-core machine (one run saw 0.97 s; typical is under 40 ms).
+const MAX_READ: Duration = Duration::from_millis(2500);
+
 /// A server started with extra environment variables.
 fn server_env(
     dir: &std::path::Path,
@@ -185,7 +190,7 @@ fn slow_backup_disk_does_not_stall_reads_or_heartbeats() {
         slow.log_tail(30)
     );
     assert!(
-        lmax < Duration::from_secs(1),
+        lmax < MAX_READ,
         "a read took {lmax:?} while the backup's disk was slow"
     );
     assert_eq!(servers.len(), 2, "{servers:?}");

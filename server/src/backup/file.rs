@@ -274,6 +274,7 @@ pub fn parse_replica_name(name: &str) -> Option<u64> {
 
 /// `fsync` a directory (makes a created, renamed or removed entry durable).
 pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    super::faults::before_sync();
     File::open(dir)?.sync_all()
 }
 
@@ -291,6 +292,7 @@ impl ReplicaFile {
     /// Creates (or truncates) the file of a new, empty replica: an empty header in slot 0
     /// (sequence 0), then `fsync` of the file, its directory and (if created) the backup dir.
     pub fn create(dir: &Path, master: ServerId, segment_id: u64) -> std::io::Result<ReplicaFile> {
+        super::faults::before_write()?;
         let mdir = master_dir(dir, master);
         if !mdir.is_dir() {
             std::fs::create_dir_all(&mdir)?;
@@ -331,8 +333,10 @@ impl ReplicaFile {
         certificate: Certificate,
         closed: bool,
     ) -> std::io::Result<()> {
+        super::faults::before_write()?;
         if !data.is_empty() {
             self.file.write_all_at(data, DATA_OFFSET + offset as u64)?;
+            super::faults::before_sync();
             self.file.sync_data()?;
         }
         self.write_header(length, certificate, closed)
@@ -360,6 +364,7 @@ impl ReplicaFile {
         };
         let slot = SLOT_OFFSETS[(h.sequence % 2) as usize];
         self.file.write_all_at(&h.encode(), slot)?;
+        super::faults::before_sync();
         self.file.sync_data()?;
         self.next_sequence = next;
         Ok(())

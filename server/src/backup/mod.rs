@@ -3,7 +3,7 @@
 //! (RAMCloud's durability scheme; protocol in `docs/protocol.md`, "Backup", messages in
 //! `faascache_protocol::msg::backup`).
 //!
-//! Reading order: [`file`] (the replica file format) → [`recovery`] (validation, digest,
+//! Reading order: [`file`] (the replica file format; `lock` the directory's lock file) → [`recovery`] (validation, digest,
 //! filtering by tablet, the recovery master's parser) → [`store`] (the replicas, their locks,
 //! fencing, capacity, the flusher) → [`service`] (the RPC handlers).
 //!
@@ -21,8 +21,10 @@
 //! the masters awaiting recovery from the coordinator when it enlists. Threading: every method
 //! may be called from any dispatch thread.
 
+pub mod faults;
 pub mod fences;
 pub mod file;
+mod lock;
 pub mod recovery;
 pub mod service;
 pub mod store;
@@ -160,4 +162,7 @@ pub struct BackupStats {
     pub capacity_bytes: usize,
     /// Capacity reserved by the replicas held (see [`BackupConfig::capacity_bytes`]).
     pub reserved_bytes: u64,
+    /// The last failed replica-file write (disk full, read-only, I/O error), until a write
+    /// works again.
+    pub disk_error: Option<String>,
 }

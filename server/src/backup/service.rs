@@ -2,9 +2,14 @@
 //! Each handler decodes its request (`faascache_protocol::msg::backup`), calls the store and
 //! replies; refusals carry an [`ErrorReply`] detail (see `docs/protocol.md`, "Backup").
 //!
-//! Threading: every method may run on any dispatch thread at once (the store locks). A
-//! `Disk`-mode write `fdatasync`s on the calling dispatch thread. The memory-mode flusher is a
-//! thread of its own, stopped (after a last flush) when the service is dropped.
+//! Threading: every method may run on any dispatch thread at once (the store locks). Nothing
+//! slow runs on a dispatch thread: `Disk`-mode writes go to one write worker, in arrival order
+//! (it also deletes the files of freed replicas); `BackupGetReplicas`, `BackupGetRecoveryData` and
+//! `BackupRecoveryDone` to the recovery workers; the dispatch thread decodes, enqueues (a full
+//! queue is answered `RETRY`) and the worker replies through the call's `Responder`.
+//! Memory-mode writes stay inline: a copy into RAM under the replica's `state` lock, which no
+//! I/O ever holds. The memory-mode flusher is a thread of its own, stopped (after a last flush)
+//! when the service is dropped.
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -21,6 +26,8 @@ use faascache_transport::server::IncomingRpc;
 use faascache_transport::{Dispatch, Status};
 use parking_lot::Mutex;
 
+use crate::pool::{Busy, WorkerPool};
+
 pub use super::store::Refusal;
 use super::store::Store;
 use super::{BackupConfig, BackupError, BackupStats, Durability};
@@ -32,7 +39,19 @@ use super::{BackupConfig, BackupError, BackupStats, Durability};
 pub struct BackupService {
     pub(crate) store: Arc<Store>,
     flusher: Mutex<Option<JoinHandle<()>>>,
+    /// Disk-mode writes and deleting freed replicas' files: one thread, so a replica's writes
+    /// run in the order they arrived.
+    writes: WorkerPool,
+    /// `BackupGetReplicas`, `BackupGetRecoveryData`, `BackupRecoveryDone`.
+    recovery: WorkerPool,
 }
+
+/// Requests waiting for the write worker (each holds its payload, at most `MAX_PAYLOAD`).
+pub const WRITE_QUEUE: usize = 8;
+/// Threads and queue of the recovery workers.
+pub const RECOVERY_THREADS: usize = 2;
+/// Requests waiting for a recovery worker.
+pub const RECOVERY_QUEUE: usize = 32;
 
 impl BackupService {
     /// Starts a backup: checks `cfg`, takes and scans its directory (loading every replica file
@@ -66,6 +85,8 @@ impl BackupService {
         Ok(Arc::new(BackupService {
             store,
             flusher: Mutex::new(flusher),
+            writes: WorkerPool::new("backup-write", 1, WRITE_QUEUE),
+            recovery: WorkerPool::new("backup-recovery", RECOVERY_THREADS, RECOVERY_QUEUE),
         }))
     }
 
@@ -172,21 +193,92 @@ fn ok_empty(call: &mut IncomingRpc<'_>) {
     call.reply(Status::OK, &[]);
 }
 
-impl Dispatch for BackupService {
-    fn backup_write(&self, call: &mut IncomingRpc<'_>) {
-        let req = decode_or_reply!(call, BackupWriteRequest<'_>);
-        match self.store.write(&req) {
-            Ok(()) => ok_empty(call),
-            Err(r) => refused(call, r),
-        }
+/// The refusal of a request that found the backup's worker queue full.
+fn busy(call: &mut IncomingRpc<'_>, b: &Busy) {
+    fail(call, Status::RETRY, &b.to_string());
+}
+
+impl BackupService {
+    /// Run `job` on `pool` and reply with what it returns; `RETRY` at once if the pool is
+    /// full. The dispatch thread only decodes and enqueues.
+    fn offload(
+        &self,
+        pool: &WorkerPool,
+        call: &mut IncomingRpc<'_>,
+        job: impl FnOnce(&Store) -> (Status, Vec<u8>) + Send + 'static,
+    ) {
+        let place = match pool.reserve() {
+            Ok(p) => p,
+            Err(b) => return busy(call, &b),
+        };
+        let Some(responder) = call.defer() else {
+            return;
+        };
+        let store = self.store.clone();
+        place.submit(move || {
+            let (status, body) = job(&store);
+            responder.reply_vec(status, body);
+        });
     }
 
+    /// Does a write or free touch files (so it must leave the dispatch thread)?
+    fn disk_bound_write(&self) -> bool {
+        self.store.config().durability == Durability::Disk
+    }
+}
+
+fn refusal_body(r: Refusal) -> (Status, Vec<u8>) {
+    let body = ErrorReply {
+        version: 0,
+        detail: &r.detail,
+    }
+    .to_vec();
+    (r.status, body)
+}
+
+impl Dispatch for BackupService {
+    /// Memory mode: inline (a copy into RAM under the replica's `state` lock; the flusher
+    /// never holds it across I/O). Disk mode: on the write worker (it `fdatasync`s).
+    fn backup_write(&self, call: &mut IncomingRpc<'_>) {
+        let req = decode_or_reply!(call, BackupWriteRequest<'_>);
+        if !self.disk_bound_write() {
+            return match self.store.write(&req) {
+                Ok(()) => ok_empty(call),
+                Err(r) => refused(call, r),
+            };
+        }
+        // Bounded: the pool's queue (WRITE_QUEUE requests of at most MAX_PAYLOAD bytes).
+        let payload = call.payload().to_vec();
+        self.offload(&self.writes, call, move |store| {
+            let outcome = BackupWriteRequest::decode(&payload)
+                .map_err(|e| Refusal {
+                    status: e.status(),
+                    detail: format!("malformed BackupWrite request: {e}"),
+                })
+                .and_then(|req| store.write(&req));
+            store.unlink_freed();
+            match outcome {
+                Ok(()) => (Status::OK, Vec::new()),
+                Err(r) => refusal_body(r),
+            }
+        });
+    }
+
+    /// Inline: the replica leaves the map and its memory is freed now; with a directory its
+    /// file is deleted on the write worker (which may wait for a disk write of that replica),
+    /// or, if that queue is full, by the next write job or flush.
     fn backup_free(&self, call: &mut IncomingRpc<'_>) {
         let req = decode_or_reply!(call, BackupFreeRequest);
-        self.store.free(req.master, req.segment_id);
+        self.store.free_now(req.master, req.segment_id);
+        if self.store.config().dir.is_some() {
+            let store = self.store.clone();
+            let _ = self.writes.submit(move || store.unlink_freed());
+        }
         ok_empty(call);
     }
 
+    /// On a recovery worker: validates (checksums) every replica of the master and saves the
+    /// fence set.
     fn backup_get_replicas(&self, call: &mut IncomingRpc<'_>) {
         let req = decode_or_reply!(call, BackupGetReplicasRequest);
         if req.master.is_none() {
@@ -196,31 +288,35 @@ impl Dispatch for BackupService {
                 "master id 0 names no server",
             );
         }
-        let resp = self.store.get_replicas(req.master);
-        call.reply_with(Status::OK, |b| resp.encode(b));
+        self.offload(&self.recovery, call, move |store| {
+            (Status::OK, store.get_replicas(req.master).to_vec())
+        });
     }
 
+    /// On a recovery worker: filters up to a whole replica.
     fn backup_get_recovery_data(&self, call: &mut IncomingRpc<'_>) {
         let req = decode_or_reply!(call, BackupGetRecoveryDataRequest);
-        let mut out = Vec::new();
-        BackupGetRecoveryDataResponse::encode_head(0, &mut out);
-        match self
-            .store
-            .recovery_data(req.master, req.segment_id, &req.ranges, &mut out)
-        {
-            Ok(()) => {
-                let len = (out.len() - 4) as u32;
-                out[..4].copy_from_slice(&len.to_le_bytes());
-                call.reply(Status::OK, &out);
+        self.offload(&self.recovery, call, move |store| {
+            let mut out = Vec::new();
+            BackupGetRecoveryDataResponse::encode_head(0, &mut out);
+            match store.recovery_data(req.master, req.segment_id, &req.ranges, &mut out) {
+                Ok(()) => {
+                    let len = (out.len() - 4) as u32;
+                    out[..4].copy_from_slice(&len.to_le_bytes());
+                    (Status::OK, out)
+                }
+                Err(r) => refusal_body(r),
             }
-            Err(r) => refused(call, r),
-        }
+        });
     }
 
+    /// On a recovery worker: deletes files and saves the fence set.
     fn backup_recovery_done(&self, call: &mut IncomingRpc<'_>) {
         let req = decode_or_reply!(call, BackupRecoveryDoneRequest);
-        let n = self.store.free_master(req.master);
-        tracing::info!(master = %req.master, freed = n, "recovery done; the master's replicas were freed and its fence dropped");
-        ok_empty(call);
+        self.offload(&self.recovery, call, move |store| {
+            let n = store.free_master(req.master);
+            tracing::info!(master = %req.master, freed = n, "recovery done; the master's replicas were freed and its fence dropped");
+            (Status::OK, Vec::new())
+        });
     }
 }

@@ -28,9 +28,7 @@
 //! replicas from `pending`; a write marks its replica dirty and queues it once.
 
 use std::collections::{HashMap, HashSet};
-use std::fs::OpenOptions;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -44,6 +42,7 @@ use parking_lot::{Condvar, Mutex};
 
 use super::fences::{self, Fences};
 use super::file::{self, ReplicaFile};
+use super::lock::{take_lock, LockFile};
 use super::recovery;
 use super::{BackupConfig, BackupError, BackupStats, Durability, FLUSH_INTERVAL};
 use faascache_storage::format::{
@@ -137,64 +136,6 @@ fn declared_capacity(data: &[u8]) -> Option<usize> {
     Some((sh.capacity as usize).min(MAX_REPLICA_BYTES))
 }
 
-/// `DIR/lock`, holding our pid; removed on drop.
-#[derive(Debug)]
-struct LockFile(PathBuf);
-
-impl Drop for LockFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
-fn process_running(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
-        // The state field follows the command name in parentheses; `Z` is a zombie.
-        !s.rsplit(')')
-            .next()
-            .unwrap_or("")
-            .trim_start()
-            .starts_with('Z')
-    })
-}
-
-fn take_lock(dir: &Path) -> Result<LockFile, BackupError> {
-    let path = dir.join("lock");
-    let io = |op, source| BackupError::Io {
-        op,
-        path: path.display().to_string(),
-        source,
-    };
-    for _ in 0..2 {
-        match OpenOptions::new().write(true).create_new(true).open(&path) {
-            Ok(mut f) => {
-                f.write_all(std::process::id().to_string().as_bytes())
-                    .map_err(|e| io("write", e))?;
-                f.sync_all().map_err(|e| io("fsync", e))?;
-                return Ok(LockFile(path));
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                let holder = std::fs::read_to_string(&path).unwrap_or_default();
-                if let Ok(pid) = holder.trim().parse::<u32>() {
-                    if process_running(pid) {
-                        return Err(BackupError::Locked {
-                            path: dir.display().to_string(),
-                            pid,
-                        });
-                    }
-                }
-                // Stale: the process that held it is gone.
-                let _ = std::fs::remove_file(&path);
-            }
-            Err(e) => return Err(io("create", e)),
-        }
-    }
-    Err(BackupError::Locked {
-        path: dir.display().to_string(),
-        pid: 0,
-    })
-}
-
 /// Why a loaded replica's bytes are not valid under its certificate.
 #[derive(Debug, thiserror::Error)]
 enum InvalidReplica {
@@ -234,7 +175,23 @@ pub(crate) struct Store {
     stop: AtomicBool,
     /// Serialises saves of `DIR/fences`.
     fence_io: Mutex<()>,
+    /// Replicas freed on a dispatch thread whose files are still to be deleted.
+    unlink: Mutex<Vec<Arc<Replica>>>,
+    /// The last replica-file write that failed, for `status` (cleared by a write that works).
+    disk_error: Mutex<Option<String>>,
     _lock: Option<LockFile>,
+}
+
+/// What a failed replica-file write means, in words an operator acts on.
+pub(crate) fn disk_trouble(e: &std::io::Error) -> &'static str {
+    match e.raw_os_error() {
+        Some(28) => "the backup's disk is full (ENOSPC): free space or move --backup-dir",
+        Some(122) => "the backup's disk quota is exhausted (EDQUOT): raise the quota or free space",
+        Some(30) => "the backup's file system is read-only (EROFS): remount it read-write or move --backup-dir",
+        Some(5) => "the backup's disk reports I/O errors (EIO): replace the disk and restart this backup",
+        Some(13) | Some(1) => "the backup may not write its directory (permission denied): fix the permissions of --backup-dir",
+        _ => "the backup cannot write its replica files",
+    }
 }
 
 impl Store {
@@ -273,6 +230,8 @@ impl Store {
             wake: Condvar::new(),
             stop: AtomicBool::new(false),
             fence_io: Mutex::new(()),
+            unlink: Mutex::new(Vec::new()),
+            disk_error: Mutex::new(None),
             _lock: lock,
         };
         if let Some(dir) = store.config.dir.clone() {
@@ -546,18 +505,24 @@ impl Store {
         if let Some(io) = io.as_mut() {
             let (length, cert, closed) = (st.data.len() as u32, st.cert, st.closed);
             drop(st);
-            if let Err(e) = self.write_file(io, &replica, offset, req.data, length, cert, closed) {
+            let written = self.write_file(io, &replica, offset, req.data, length, cert, closed);
+            if written.is_ok() && self.disk_error.lock().is_some() {
+                tracing::info!("the backup's disk accepts replica writes again");
+                *self.disk_error.lock() = None;
+            }
+            if let Err(e) = written {
                 let path = io.file.as_ref().map(|f| f.path().display().to_string());
+                let what = self.disk_failed(&e);
                 tracing::error!(master = %req.master, segment = req.segment_id, ?path, error = %e,
-                    "cannot store a replica on disk; dropped it");
+                    "{what}: cannot store a replica; dropped it (the master places it on another backup)");
                 self.remove(&replica);
                 self.release(&replica, io);
                 return Err(refuse(
-                    Status::INTERNAL_ERROR,
+                    Status::BACKUP_STORAGE_ERROR,
                     format!(
-                        "this backup cannot store segment {} on disk ({e}); its replica was \
-                         dropped: replicate the segment to another backup",
-                        req.segment_id
+                        "{what} ({e}): segment {} of master {} was not stored and its replica \
+                         was dropped; place it on another backup",
+                        req.segment_id, req.master
                     ),
                 ));
             }
@@ -596,6 +561,13 @@ impl Store {
         }
     }
 
+    /// Record a failed replica-file write for `status`; returns what it means.
+    fn disk_failed(&self, e: &std::io::Error) -> &'static str {
+        let what = disk_trouble(e);
+        *self.disk_error.lock() = Some(format!("{what} ({e})"));
+        what
+    }
+
     fn adjust_reserved(&self, old: u64, new: u64) {
         if new >= old {
             self.reserved.fetch_add(new - old, Ordering::Relaxed);
@@ -615,9 +587,17 @@ impl Store {
 
     /// Frees a replica already out of the map: its memory, its accounting and its file.
     fn release(&self, r: &Replica, io: &mut Io) {
+        if self.forget(r) {
+            delete_file(io);
+        }
+    }
+
+    /// Frees a replica's memory and accounting (not its file); false if it was freed already.
+    /// Takes only the `state` lock, which no I/O holds.
+    fn forget(&self, r: &Replica) -> bool {
         let mut st = r.state.lock();
         if st.freed {
-            return;
+            return false;
         }
         st.freed = true;
         self.adjust_reserved(st.charge, 0);
@@ -625,15 +605,27 @@ impl Store {
             .fetch_sub(st.data.len() as u64, Ordering::Relaxed);
         st.charge = 0;
         st.data = Vec::new();
-        drop(st);
-        if let Some(f) = io.file.take() {
-            match std::fs::remove_file(f.path()) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => {
-                    tracing::warn!(path = %f.path().display(), error = %e, "cannot delete a freed replica's file");
-                }
+        true
+    }
+
+    /// `BackupFree` on a dispatch thread: the replica leaves the map and its memory is freed at
+    /// once; its file (which a disk write may be holding) is deleted by [`Store::unlink_freed`]
+    /// on the write worker or the flusher.
+    pub(crate) fn free_now(&self, master: ServerId, segment_id: u64) {
+        let r = self.map.lock().replicas.remove(&(master, segment_id));
+        if let Some(r) = r {
+            if self.forget(&r) && self.config.dir.is_some() {
+                // Bounded: each replica once, and replicas are bounded by the capacity.
+                self.unlink.lock().push(r);
             }
+        }
+    }
+
+    /// Deletes the files of replicas freed by [`Store::free_now`].
+    pub(crate) fn unlink_freed(&self) {
+        let list = std::mem::take(&mut *self.unlink.lock());
+        for r in list {
+            delete_file(&mut r.io.lock());
         }
     }
 
@@ -833,6 +825,7 @@ impl Store {
     /// some write failed (those replicas are queued again).
     pub(crate) fn flush_pending(&self) -> bool {
         let _batch_lock = self.flushing.lock();
+        self.unlink_freed();
         let batch = std::mem::take(&mut *self.pending.lock());
         let mut ok = true;
         for r in batch {
@@ -860,10 +853,14 @@ impl Store {
             )
         };
         match self.write_file(&mut io, r, from, &bytes, length, cert, closed) {
-            Ok(()) => true,
+            Ok(()) => {
+                *self.disk_error.lock() = None;
+                true
+            }
             Err(e) => {
+                let what = self.disk_failed(&e);
                 tracing::warn!(master = %r.master, segment = r.segment_id, error = %e,
-                    "cannot write a replica to its file; will retry");
+                    "{what}: cannot write a replica to its file; will retry");
                 let mut st = r.state.lock();
                 st.dirty_from = Some(st.dirty_from.map_or(from, |d| d.min(from)));
                 if !st.queued && !st.freed {
@@ -919,6 +916,20 @@ impl Store {
             dir: self.config.dir.clone(),
             capacity_bytes: self.config.capacity_bytes,
             reserved_bytes: self.reserved.load(Ordering::Relaxed),
+            disk_error: self.disk_error.lock().clone(),
+        }
+    }
+}
+
+/// Deletes a freed replica's file, if it has one.
+fn delete_file(io: &mut Io) {
+    if let Some(f) = io.file.take() {
+        match std::fs::remove_file(f.path()) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::warn!(path = %f.path().display(), error = %e, "cannot delete a freed replica's file");
+            }
         }
     }
 }

@@ -928,3 +928,29 @@ fn concurrent_writers_and_the_flusher() {
 }
 
 mod fences;
+
+/// `BackupFree` on a dispatch thread frees the memory at once and leaves the file to the write
+/// worker: the file is gone after `unlink_freed`, and a restart does not bring the replica back.
+#[test]
+fn free_now_frees_memory_at_once_and_the_file_later() {
+    let imgs = images();
+    let dir = temp_dir("free-now");
+    let b = BackupService::open(cfg(dir.path(), Durability::Disk)).unwrap();
+    replicate(&b, M, &imgs[0], true);
+    let path = super::file::replica_path(dir.path(), M, imgs[0].id);
+    assert!(path.exists());
+    b.store.free_now(M, imgs[0].id);
+    assert_eq!(
+        (
+            b.stats().replicas,
+            b.stats().bytes,
+            b.stats().reserved_bytes
+        ),
+        (0, 0, 0)
+    );
+    b.store.unlink_freed();
+    assert!(!path.exists(), "the freed replica's file is deleted");
+    drop(b);
+    let b = BackupService::open(cfg(dir.path(), Durability::Disk)).unwrap();
+    assert_eq!(b.stats().replicas, 0);
+}

@@ -8,14 +8,15 @@
 //! The errors of those operations live here too, so that both sides name them without naming
 //! each other.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use faascache_protocol::msg::backup::{
     BackupGetReplicasRequest, BackupGetReplicasResponse, BackupRecoveryDoneRequest,
 };
 use faascache_protocol::msg::control::{RecoverTabletsRequest, RecoverTabletsResponse};
 use faascache_protocol::msg::ServerId;
-use faascache_transport::{CallError, Status};
+use faascache_protocol::msg::{decode_reply, Request};
+use faascache_transport::{CallError, Session, Status};
 
 use super::external::ExternalStorageError;
 use super::state::{Action, CoordError, CoordinatorState};
@@ -74,13 +75,15 @@ pub trait ClusterIo: Sync {
     }
     /// Carry out control sends; every failure is logged and the first is returned.
     fn send(&self, actions: Vec<Action>) -> Result<(), ControlSendError>;
-    /// `BackupGetReplicas` to the backup at `locator` (also fences the crashed master there).
+    /// `BackupGetReplicas` to every backup in `locators` at once (it also fences the crashed
+    /// master there), all answers awaited with one deadline `timeout` from now: a dead backup
+    /// costs one deadline however many there are. One result per locator, in order.
     fn get_replicas(
         &self,
-        locator: &str,
+        locators: &[&str],
         req: &BackupGetReplicasRequest,
         timeout: Duration,
-    ) -> Result<BackupGetReplicasResponse, CallError>;
+    ) -> Vec<Result<BackupGetReplicasResponse, CallError>>;
     /// `RecoverTablets` to the recovery master at `locator`.
     fn recover_tablets(
         &self,
@@ -96,4 +99,81 @@ pub trait ClusterIo: Sync {
         req: &BackupRecoveryDoneRequest,
         timeout: Duration,
     ) -> Result<(), CallError>;
+}
+
+/// Send `req` on every session at once, then wait for every reply with one deadline (`timeout`
+/// from now); decode each with `f`. One result per session, in order. No thread per peer: the
+/// replies are read by the calling thread.
+pub fn fan_out<'a, R: Request<'a>, T>(
+    sessions: Vec<Result<Session, CallError>>,
+    req: &R,
+    timeout: Duration,
+    f: impl for<'b> Fn(R::Response<'b>) -> T,
+) -> Vec<Result<T, CallError>> {
+    let payload = req.to_vec();
+    let deadline = Instant::now() + timeout;
+    let pending: Vec<_> = sessions
+        .into_iter()
+        .map(|s| s.and_then(|s| s.send(R::OPCODE, &payload).map_err(CallError::from)))
+        .collect();
+    pending
+        .into_iter()
+        .map(|p| {
+            let mut rpc = p?;
+            let (status, body) = rpc.wait(deadline.saturating_duration_since(Instant::now()))?;
+            // A named binding: the borrow of `body` must end before `body` is dropped.
+            #[allow(clippy::let_and_return)]
+            let out = match decode_reply::<R::Response<'_>>(status, &body) {
+                Ok(r) => Ok(f(r)),
+                Err(Ok(failure)) => Err(CallError::Failed(failure)),
+                Err(Err(e)) => Err(CallError::Malformed(e)),
+            };
+            out
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use faascache_protocol::msg::backup::BackupGetReplicasRequest;
+    use faascache_transport::{connect, ClientConfig, ServiceLocator};
+
+    /// Three backups that accept connections and never answer: one deadline in all.
+    #[test]
+    fn hung_peers_cost_one_deadline() {
+        let hung: Vec<std::net::TcpListener> = (0..3)
+            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+            .collect();
+        let sessions = hung
+            .iter()
+            .map(|l| {
+                let loc: ServiceLocator =
+                    format!("tcp:host=127.0.0.1,port={}", l.local_addr().unwrap().port())
+                        .parse()
+                        .unwrap();
+                connect(&loc, ClientConfig::default()).map_err(CallError::from)
+            })
+            .collect();
+        let timeout = Duration::from_millis(400);
+        let start = Instant::now();
+        let r = fan_out(
+            sessions,
+            &BackupGetReplicasRequest {
+                master: ServerId(7),
+            },
+            timeout,
+            |r| r.replicas.len(),
+        );
+        let took = start.elapsed();
+        assert_eq!(r.len(), 3);
+        assert!(
+            r.iter().all(|x| matches!(x, Err(CallError::Transport(_)))),
+            "{r:?}"
+        );
+        assert!(
+            took >= timeout && took < 2 * timeout,
+            "three hung peers took {took:?}"
+        );
+    }
 }

@@ -21,6 +21,7 @@ pub mod clock;
 pub mod cluster_io;
 pub mod external;
 pub mod leases;
+pub mod persister;
 pub mod recovery;
 pub mod service;
 pub mod state;

@@ -238,8 +238,11 @@ fn locate_log<C: ClusterIo>(c: &C, crashed: &ServerRecord) -> Result<LogLocation
     let req = BackupGetReplicasRequest { master: crashed.id };
     let mut listings = Vec::new();
     let mut unreachable = Vec::new();
-    for b in &backups {
-        match c.get_replicas(&b.locator, &req, LIST_TIMEOUT) {
+    // All at once, one deadline: a dead backup costs LIST_TIMEOUT once, not once each.
+    let locators: Vec<&str> = backups.iter().map(|b| b.locator.as_str()).collect();
+    let answers = c.get_replicas(&locators, &req, LIST_TIMEOUT);
+    for (b, answer) in backups.iter().zip(answers) {
+        match answer {
             Ok(r) => listings.push((b.id, b.locator.clone(), r)),
             Err(e) => unreachable.push(Unreachable {
                 backup: b.id,
@@ -395,6 +398,8 @@ mod tests {
         lease_until: Option<Instant>,
         /// When each handover was recorded (a recovery master told to serve).
         handed_over: Mutex<Vec<Instant>>,
+        /// Simulated time spent waiting for backups' listings.
+        waited: Mutex<Duration>,
     }
 
     impl ClusterIo for Fake {
@@ -429,20 +434,36 @@ mod tests {
             self.sent.lock().extend(actions);
             Ok(())
         }
+        /// Models the wire: the requests go out together; the call lasts until the last
+        /// answer or the deadline (charged to `waited`, a simulated clock).
         fn get_replicas(
             &self,
-            locator: &str,
+            locators: &[&str],
             _req: &BackupGetReplicasRequest,
             timeout: Duration,
-        ) -> Result<BackupGetReplicasResponse, CallError> {
-            match self.backups.get(locator) {
-                Some(Backup::Holds(r)) => Ok(r.clone()),
-                Some(Backup::Slow) => Err(CallError::Transport(TransportError::Timeout(timeout))),
-                None => Err(CallError::Transport(TransportError::Connect {
-                    locator: locator.into(),
-                    reason: "connection refused".into(),
-                })),
+        ) -> Vec<Result<BackupGetReplicasResponse, CallError>> {
+            let answers: Vec<_> = locators
+                .iter()
+                .map(|&locator| match self.backups.get(locator) {
+                    Some(Backup::Holds(r)) => Ok(r.clone()),
+                    Some(Backup::Slow) => {
+                        Err(CallError::Transport(TransportError::Timeout(timeout)))
+                    }
+                    None => Err(CallError::Transport(TransportError::Connect {
+                        locator: locator.into(),
+                        reason: "connection refused".into(),
+                    })),
+                })
+                .collect();
+            let mut waited = self.waited.lock();
+            if locators
+                .iter()
+                .any(|l| matches!(self.backups.get(*l), Some(Backup::Slow)))
+            {
+                *waited += timeout;
             }
+            *waited += Duration::from_millis(1);
+            answers
         }
         fn recover_tablets(
             &self,
@@ -624,5 +645,30 @@ mod tests {
             );
         }
         assert!(fake.read(|st| st.recoveries_pending()).is_empty());
+    }
+
+    /// Three dead backups (they never answer) among five: locating the log costs one
+    /// deadline, not one per dead backup (the old `locate_log` asked one at a time).
+    #[test]
+    fn dead_backups_cost_one_deadline_in_all() {
+        let (mut fake, crashed, _) = cluster(replicas(&[2, 3], Some((3, &[1, 2, 3]))));
+        fake.state
+            .lock()
+            .enlist(ALL, "b4", ServerId::NONE, Duration::from_secs(1));
+        fake.state
+            .lock()
+            .enlist(ALL, "b5", ServerId::NONE, Duration::from_secs(1));
+        fake.backups.insert("b4".into(), Backup::Slow);
+        fake.backups.insert("b5".into(), Backup::Slow);
+        let log = locate_log(&fake, &crashed).expect("the log is found on b1 and b2");
+        assert_eq!(
+            log.segments.iter().map(|s| s.0).collect::<Vec<_>>(),
+            [1, 2, 3]
+        );
+        let waited = *fake.waited.lock();
+        assert!(
+            waited >= LIST_TIMEOUT && waited < 2 * LIST_TIMEOUT,
+            "three dead backups cost {waited:?} (deadline {LIST_TIMEOUT:?})"
+        );
     }
 }

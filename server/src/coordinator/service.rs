@@ -1,13 +1,15 @@
 //! The coordinator's RPC shell around [`CoordinatorState`]: decodes requests, feeds them to the
-//! state machine, persists the state to [`ExternalStorage`] before replying or sending, and
+//! state machine, persists the state to [`ExternalStorage`] before replying or sending (encoded
+//! under the state mutex, written outside it in order by [`super::persister`]), and
 //! carries out control RPCs to masters.
 //!
 //! Threads: queries (server list, table id, tables, tablet map, heartbeats) are answered on the
 //! dispatch core under the state mutex. Operations that persist or talk to masters are deferred
-//! to one worker thread, in arrival order; each migration runs on its own thread. A ticker thread
+//! to one worker thread, in arrival order; migration copies and crash-hint checks run on bounded
+//! worker pools (`crate::pool`; a request beyond the bound gets `RETRY`). A ticker thread
 //! checks heartbeats twice a second.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -32,12 +34,23 @@ use faascache_transport::{
 };
 use parking_lot::Mutex;
 
+use crate::pool::WorkerPool;
+
 use super::cluster_io::{ClusterIo, ControlSendError, TransitionError};
 use super::external::{ExternalStorage, ExternalStorageError};
 use super::leases::{LeaseTable, Renewal};
 use super::state::{
     Action, Control, CoordError, CoordinatorState, MigrationPlan, StateDecodeError,
 };
+
+/// Threads checking crash hints (each check may take two 500 ms pings).
+pub const HINT_THREADS: usize = 2;
+/// Crash hints (of distinct servers) waiting for a check; beyond, `RETRY`.
+pub const HINT_QUEUE: usize = 64;
+/// Migrations copying at once.
+pub const MIGRATION_THREADS: usize = 2;
+/// Migrations waiting to copy; beyond, `RETRY`.
+pub const MIGRATION_QUEUE: usize = 8;
 
 /// Name of the state blob in external storage.
 pub const STATE_BLOB: &str = "coordinator-state";
@@ -114,6 +127,14 @@ pub enum StartError {
 pub struct Coordinator {
     state: Mutex<CoordinatorState>,
     storage: Box<dyn ExternalStorage>,
+    /// Crash-hint checks (one per server at a time: `hinted`).
+    hints: WorkerPool,
+    /// Servers whose crash hint is being checked (at most the pool's threads + queue).
+    hinted: Mutex<HashSet<ServerId>>,
+    /// Tablet migrations' copies.
+    migrations: WorkerPool,
+    /// Writes the state to `storage` outside the state lock, in order.
+    persister: super::persister::Persister,
     epoch: u64,
     start: Instant,
     /// Cluster time, for leases.
@@ -221,6 +242,10 @@ pub fn start(
     let coordinator = Arc::new(Coordinator {
         state: Mutex::new(state),
         storage,
+        persister: super::persister::Persister::default(),
+        hints: WorkerPool::new("coord-hint", HINT_THREADS, HINT_QUEUE),
+        hinted: Mutex::new(HashSet::new()),
+        migrations: WorkerPool::new("coord-migrate", MIGRATION_THREADS, MIGRATION_QUEUE),
         epoch,
         start,
         clock,
@@ -253,7 +278,9 @@ pub fn start(
                     let mut st = c2.state.lock();
                     let actions = st.tick(c2.now());
                     if actions.contains(&Action::Persist) {
-                        if let Err(e) = c2.persist(&st) {
+                        let seq = c2.persister.submit(st.encode());
+                        drop(st);
+                        if let Err(e) = c2.persist(seq) {
                             tracing::error!(error = %e, "cannot persist the coordinator state");
                         }
                     }
@@ -341,14 +368,16 @@ impl Coordinator {
         (granted + MASTER_LEASE + MASTER_LEASE_MARGIN).saturating_duration_since(Instant::now())
     }
 
-    fn persist(&self, st: &CoordinatorState) -> Result<(), ExternalStorageError> {
-        self.storage
-            .set(self.epoch, STATE_BLOB, &st.encode(), None)
-            .map(|_| ())
+    /// Wait until the state numbered `seq` by [`Persister::submit`] is in external storage
+    /// (without the state lock: see [`super::persister`]).
+    fn persist(&self, seq: u64) -> Result<(), ExternalStorageError> {
+        self.persister
+            .wait(self.storage.as_ref(), self.epoch, STATE_BLOB, seq)
     }
 
-    /// Run a state transition; persist if asked (under the state lock, so persisted states are
-    /// in order); return its value and the sends to carry out.
+    /// Run a state transition; persist if asked (encoded under the state lock, written after
+    /// it is released, in order: see [`super::persister`]); return its value and the sends to
+    /// carry out, once the new state is durable.
     fn transition<T>(
         &self,
         f: impl FnOnce(&mut CoordinatorState) -> Result<(T, Vec<Action>), CoordError>,
@@ -357,7 +386,9 @@ impl Coordinator {
         let (v, actions) = f(&mut st)?;
         debug_assert!(st.check().is_ok(), "{:?}", st.check());
         if actions.contains(&Action::Persist) {
-            if let Err(e) = self.persist(&st) {
+            let seq = self.persister.submit(st.encode());
+            drop(st);
+            if let Err(e) = self.persist(seq) {
                 tracing::error!(error = %e, "cannot persist the coordinator state");
                 return Err(TransitionError::Persist(e));
             }
@@ -566,11 +597,20 @@ impl ClusterIo for Coordinator {
 
     fn get_replicas(
         &self,
-        locator: &str,
+        locators: &[&str],
         req: &BackupGetReplicasRequest,
         timeout: Duration,
-    ) -> Result<BackupGetReplicasResponse, CallError> {
-        self.rpc(locator, req, timeout, |r| r)
+    ) -> Vec<Result<BackupGetReplicasResponse, CallError>> {
+        let sessions = locators
+            .iter()
+            .map(|l| self.session(l).map_err(CallError::from));
+        let answers = super::cluster_io::fan_out(sessions.collect(), req, timeout, |r| r);
+        for (l, a) in locators.iter().zip(&answers) {
+            if let Err(CallError::Transport(_)) = a {
+                self.sessions.lock().remove(*l);
+            }
+        }
+        answers
     }
 
     fn recover_tablets(
@@ -833,6 +873,10 @@ impl Dispatch for CoordinatorService {
         let req = decode_or_reply!(call, MigrateTabletRequest);
         let c = self.c.clone();
         self.c.defer(call, move |r| {
+            let place = match c.migrations.reserve() {
+                Ok(p) => p,
+                Err(busy) => return reply_fail(r, Fail(Status::RETRY, busy.to_string())),
+            };
             let plan = match c.transition(|st| {
                 st.begin_migration(req.table_id, req.start_hash, req.end_hash, req.target).map(|p| (p, Vec::new()))
             }) {
@@ -840,9 +884,10 @@ impl Dispatch for CoordinatorService {
                 Err(f) => return reply_fail(r, f.into()),
             };
             tracing::info!(table = req.table_id, source = %plan.source.0, target = %plan.target.0, "migration started");
-            // The copy can take long: its own thread, so the worker keeps serving.
+            // The copy can take long: on a migration worker, so the coordinator's worker keeps
+            // serving (a place was reserved before the migration began).
             let c2 = c.clone();
-            let spawned = std::thread::Builder::new().name("coord-migrate".into()).spawn(move || {
+            place.submit(move || {
                 let outcome = c2.run_migration(&plan);
                 match outcome {
                     Ok(()) => match c2.transition(|st| Ok(((), st.finish_migration(&plan)))) {
@@ -862,44 +907,44 @@ impl Dispatch for CoordinatorService {
                     }
                 }
             });
-            if let Err(e) = spawned {
-                tracing::error!(error = %e, "cannot start a migration thread");
-            }
         });
     }
 
+    /// The check runs on a hint worker (a ping of a dead server takes its timeout); one check
+    /// per server at a time (a hint for a server being checked is answered at once).
     fn hint_server_crashed(&self, call: &mut IncomingRpc<'_>) {
         let req = decode_or_reply!(call, HintServerCrashedRequest);
-        let c = self.c.clone();
-        let Some(responder) = call.defer() else {
-            return;
+        if self.c.hinted.lock().contains(&req.server) {
+            return call.reply(Status::OK, &[]);
+        }
+        let place = match self.c.hints.reserve() {
+            Ok(p) => p,
+            Err(busy) => return fail_now(call, Fail(Status::RETRY, busy.to_string())),
         };
-        // Check on a thread of its own: a ping of a dead server may take its timeout.
-        let spawned = std::thread::Builder::new()
-            .name("coord-hint".into())
-            .spawn(move || {
-                let locator = c.with_state(|st| {
-                    st.server(req.server)
-                        .filter(|s| {
-                            s.status == faascache_protocol::msg::coordinator::ServerStatus::Up
-                        })
-                        .map(|s| s.locator.clone())
-                });
-                responder.reply(Status::OK, &[]);
-                let Some(locator) = locator else { return };
+        // At most one entry per reserved place: bounded by the pool.
+        if !self.c.hinted.lock().insert(req.server) {
+            return call.reply(Status::OK, &[]);
+        }
+        // The hint is taken: answered at once, checked on the worker.
+        call.reply(Status::OK, &[]);
+        let c = self.c.clone();
+        place.submit(move || {
+            let locator = c.with_state(|st| {
+                st.server(req.server)
+                    .filter(|s| s.status == faascache_protocol::msg::coordinator::ServerStatus::Up)
+                    .map(|s| s.locator.clone())
+            });
+            if let Some(locator) = locator {
                 // Two tries: one lost connection is not a crash.
-                for _ in 0..2 {
-                    if c.answers_ping(&locator, Duration::from_millis(500)) {
-                        return;
+                let alive = (0..2).any(|_| c.answers_ping(&locator, Duration::from_millis(500)));
+                if !alive {
+                    if let Err(e) = c.transition(|st| Ok(((), st.confirm_crashed(req.server)))) {
+                        tracing::error!(error = %e, "cannot record a crash");
                     }
                 }
-                if let Err(e) = c.transition(|st| Ok(((), st.confirm_crashed(req.server)))) {
-                    tracing::error!(error = %e, "cannot record a crash");
-                }
-            });
-        if let Err(e) = spawned {
-            tracing::error!(error = %e, "cannot start a thread to check a crash hint");
-        }
+            }
+            c.hinted.lock().remove(&req.server);
+        });
     }
 
     fn get_client_lease(&self, call: &mut IncomingRpc<'_>) {

@@ -174,13 +174,16 @@ impl Master {
                     crate::backup::Durability::Memory => "acknowledged once in RAM: replicas here are lost if this process dies",
                 };
                 format!(
-                    "{master}; backup: durability {} ({what}), {} replicas of {} masters, {} MiB{}",
+                    "{master}; backup: durability {} ({what}), {} replicas of {} masters, {} MiB{}{}",
                     st.durability,
                     st.replicas,
                     st.masters,
                     st.bytes >> 20,
                     st.dir
                         .map(|d| format!(" in {}", d.display()))
+                        .unwrap_or_default(),
+                    st.disk_error
+                        .map(|e| format!("; DISK ERROR: {e}"))
                         .unwrap_or_default()
                 )
             }

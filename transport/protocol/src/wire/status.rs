@@ -56,6 +56,7 @@ statuses! {
     CALLER_NOT_IN_CLUSTER = 26, "the coordinator declared this server dead (or it never enlisted): it must stop serving and exit";
     EXPIRED_LEASE = 27, "the client's lease has expired: get a new lease (a new client id) from the coordinator; an RPC already sent under the old lease has an unknown outcome";
     NOT_SERVING = 28, "this master has not heard from the coordinator within its lease and stopped serving: refresh the tablet map and retry";
+    BACKUP_STORAGE_ERROR = 29, "the backup cannot store the replica on its disk (full, read-only or failing; the detail says which): place it on another backup; the backup's operator must fix the disk";
     REQUEST_TOO_LARGE = 100, "the request payload exceeds the protocol maximum (8 MiB + 64 KiB): split it";
     BAD_PROTOCOL_VERSION = 101, "the peer speaks another protocol version: run the same FaaSCache version on both sides";
     SHUTTING_DOWN = 102, "the server is shutting down: retry on another server or after restart";

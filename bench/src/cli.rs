@@ -11,12 +11,14 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("render", "re-render Markdown (--markdown or stdout) and plots (--plots) from a results --json file"),
     ("list", "list the tests"),
     ("churn", "FaaSCache: N short-lived clients (one tracked write each), then a long-lived writer; exactly-once state and clients/s"),
+    ("recoveryReads", "FaaSCache: read p50/p99 on a node before and while its backup serves the recovery of another, SIGKILLed, master (issue 15)"),
 ];
 
 pub(crate) const AFTER_HELP: &str = "\
 Tests: floor echo readDist readDistRandom writeDist writeDistRandom readThroughput writeThroughput
        multiRead_oneMaster multiWrite_oneMaster readVaryingKeyLength writeVaryingKeyLength
        ycsbA ycsbB ycsbC ycsbD ycsbE ycsbF mix memory compare render list churn
+       recoveryReads
 
 Load models: closed loop by default (each client keeps --pipeline requests in flight; latency per
 request from its batch's send time). --rate R switches to an open loop: Poisson arrivals at R ops/s
@@ -237,6 +239,28 @@ pub struct Opts {
     /// churn, private cluster: the coordinator's client lease term, seconds
     #[arg(long, default_value_t = 30.0, value_name = "S")]
     pub churn_lease_term: f64,
+
+    /// recoveryReads: locator of the server the client reads from (node X)
+    #[arg(long, value_name = "LOCATOR")]
+    pub recovery_reader: Option<String>,
+    /// recoveryReads: locator of the server that is filled and then killed (node V)
+    #[arg(long, value_name = "LOCATOR")]
+    pub recovery_victim: Option<String>,
+    /// recoveryReads: process id of node V (SIGKILLed after --recovery-before)
+    #[arg(long, value_name = "PID")]
+    pub recovery_victim_pid: Option<u32>,
+    /// recoveryReads: MiB of objects (keys + values) written to node V before the crash
+    #[arg(long, default_value_t = 300, value_name = "MIB")]
+    pub recovery_fill_mb: u64,
+    /// recoveryReads: after the fill, wait for this many masters up (then 1 s) before reading
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub recovery_wait_masters: usize,
+    /// recoveryReads: seconds of reads before the crash
+    #[arg(long, default_value_t = 5.0, value_name = "S")]
+    pub recovery_before: f64,
+    /// recoveryReads: seconds of reads after the recovery ended
+    #[arg(long, default_value_t = 2.0, value_name = "S")]
+    pub recovery_after: f64,
 }
 
 impl Opts {

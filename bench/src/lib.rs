@@ -21,6 +21,7 @@ pub mod net;
 pub mod plot;
 pub mod procinfo;
 pub mod proto;
+pub mod recovery_reads;
 pub mod report;
 pub mod suite;
 pub mod workloads;

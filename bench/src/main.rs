@@ -19,6 +19,7 @@ fn main() {
 fn run(opts: &Opts) -> Result<()> {
     match opts.test.as_str() {
         "churn" => faascache_bench::churn::run_and_check(opts).map(|_| ()),
+        "recoveryReads" => faascache_bench::recovery_reads::run(opts).map(|_| ()),
         "list" => {
             for t in suite::TESTS {
                 println!("{:<24} {}", t.name, t.description);

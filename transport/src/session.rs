@@ -401,8 +401,8 @@ impl PendingRpc {
         self.check()
     }
 
-    /// Wait up to `timeout` for the reply. On [`Error::Timeout`] the RPC stays outstanding: wait
-    /// again, or cancel it.
+    /// Wait up to `timeout` for the reply (a reply already received is returned even with a
+    /// zero timeout). On [`Error::Timeout`] the RPC stays outstanding: wait again, or cancel it.
     pub fn wait(&mut self, timeout: Duration) -> Result<(Status, Vec<u8>)> {
         let inner = self.session.inner.clone();
         let start = Instant::now();
@@ -414,7 +414,13 @@ impl PendingRpc {
             }
             let now = Instant::now();
             let left = match deadline {
-                Some(d) if now >= d => return Err(Error::Timeout(timeout)),
+                Some(d) if now >= d => {
+                    // Out of time: one non-blocking attempt at progress first, so that a reply
+                    // already received is returned (a zero timeout polls; callers sharing one
+                    // deadline among several RPCs depend on it).
+                    inner.progress_once(Some(Duration::ZERO));
+                    return self.check().unwrap_or(Err(Error::Timeout(timeout)));
+                }
                 Some(d) => d - now,
                 None => CLIENT_MAX_BLOCK,
             };

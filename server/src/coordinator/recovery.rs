@@ -84,6 +84,17 @@ pub enum LogError {
         /// Those that did not.
         unreachable: Vec<Unreachable>,
     },
+    /// The newest digest found is in a closed segment (not the head: a head is open) while
+    /// some backups did not answer: the head, with the newest writes, may be on them.
+    #[error("the newest log digest of {master} found is in closed segment {segment}: its head may be on a backup that did not answer{}", unreachable_suffix(.unreachable))]
+    HeadUnconfirmed {
+        /// The crashed master.
+        master: ServerId,
+        /// The closed segment holding the newest digest found.
+        segment: u64,
+        /// Backups that did not answer (one may hold the head).
+        unreachable: Vec<Unreachable>,
+    },
     /// The digest names segments that no answering backup holds.
     #[error("the log of {master} (digest in segment {head}) names segments with no replica on any up backup: {missing:?}{}", unreachable_suffix(.unreachable))]
     MissingSegments {
@@ -174,10 +185,14 @@ pub struct LogLocation {
 /// What one backup answered to `BackupGetReplicas`: its id, locator and reply.
 pub type ReplicaListing = (ServerId, String, BackupGetReplicasResponse);
 
-/// The recovery rule, without I/O (the seeded simulation checks it too): the log is the one
+/// The recovery rule, without I/O (the seeded simulations check it too): the log is the one
 /// named by the digest in the replica with the highest segment id; every segment it names must
 /// have a replica on some backup that answered, else the error says which are missing (recovery
-/// waits). `unreachable` names backups that did not answer (for the message).
+/// waits). `unreachable` names backups that did not answer. If some did not and the newest
+/// digest found is in a closed segment, recovery waits too: the head (open until the master
+/// dies) may be on them, and replaying the older digest's log would drop the head's
+/// acknowledged writes. (With every backup answering, a closed newest digest is the log: the
+/// master died after closing its head and before its next head reached a backup.)
 pub fn choose_log(
     crashed: ServerId,
     listings: &[ReplicaListing],
@@ -185,8 +200,12 @@ pub fn choose_log(
 ) -> Result<LogLocation, LogError> {
     let mut replicas: BTreeMap<u64, Vec<(u32, ServerId, String)>> = BTreeMap::new();
     let mut best_digest: Option<(u64, &[u64])> = None;
+    let mut open: Vec<u64> = Vec::new();
     for (id, locator, r) in listings {
         for x in &r.replicas {
+            if !x.closed {
+                open.push(x.segment_id);
+            }
             replicas
                 .entry(x.segment_id)
                 .or_default()
@@ -205,6 +224,13 @@ pub fn choose_log(
             unreachable: unreachable.to_vec(),
         });
     };
+    if !unreachable.is_empty() && !open.contains(&head) {
+        return Err(LogError::HeadUnconfirmed {
+            master: crashed,
+            segment: head,
+            unreachable: unreachable.to_vec(),
+        });
+    }
     let missing: Vec<u64> = digest
         .iter()
         .filter(|id| !replicas.contains_key(id))
@@ -496,6 +522,7 @@ mod tests {
         }
     }
 
+    /// A backup's listing; the digest's segment is the head (open), the others closed.
     fn replicas(segments: &[u64], digest: Option<(u64, &[u64])>) -> Backup {
         Backup::Holds(BackupGetReplicasResponse {
             replicas: segments
@@ -503,7 +530,7 @@ mod tests {
                 .map(|&segment_id| ReplicaInfo {
                     segment_id,
                     length: 4096,
-                    closed: true,
+                    closed: digest.is_none_or(|d| d.0 != segment_id),
                 })
                 .collect(),
             digest: digest.map(|(segment_id, s)| LogDigestInfo {
@@ -593,8 +620,10 @@ mod tests {
 
     #[test]
     fn recovery_waits_while_a_segment_is_only_on_a_slow_backup() {
-        // b2 holds the digest but not segment 3; b3 (slow) may.
-        let (fake, crashed, table) = cluster(replicas(&[2], Some((3, &[1, 2, 3]))));
+        // b2 holds the head (3, with the digest), b1 only segment 1: segment 2 is on no
+        // backup that answered; b3 (slow) may hold it.
+        let (mut fake, crashed, table) = cluster(replicas(&[3], Some((3, &[1, 2, 3]))));
+        fake.backups.insert("b1".into(), replicas(&[1], None));
         let err = recover(&fake, &crashed).unwrap_err();
         match &err {
             RecoveryError::Log(LogError::MissingSegments {
@@ -605,7 +634,7 @@ mod tests {
             }) => {
                 assert_eq!(
                     (*master, *head, missing.as_slice()),
-                    (crashed.id, 3, &[3][..])
+                    (crashed.id, 3, &[2][..])
                 );
                 assert_eq!(unreachable.len(), 1);
             }
@@ -613,7 +642,7 @@ mod tests {
         }
         let text = err.to_string();
         assert!(
-            text.contains("[3]") && text.contains("unreachable backups"),
+            text.contains("[2]") && text.contains("unreachable backups"),
             "{text}"
         );
         // Nothing was replayed or handed over.
@@ -645,6 +674,46 @@ mod tests {
             );
         }
         assert!(fake.read(|st| st.recoveries_pending()).is_empty());
+    }
+
+    /// The head's only replica is on the slow backup: the newest digest that answered is in a
+    /// closed segment, so recovery waits instead of replaying the log without the head (which
+    /// dropped the head's acknowledged writes); with every backup answering it goes on.
+    #[test]
+    fn recovery_waits_while_the_head_may_be_on_a_slow_backup() {
+        // b2 holds segment 2, closed, with the digest it had as head; the head 3 is on b3.
+        let (mut fake, crashed, _) = cluster(Backup::Slow);
+        fake.backups.insert(
+            "b2".into(),
+            Backup::Holds(BackupGetReplicasResponse {
+                replicas: vec![ReplicaInfo {
+                    segment_id: 2,
+                    length: 4096,
+                    closed: true,
+                }],
+                digest: Some(LogDigestInfo {
+                    segment_id: 2,
+                    segments: vec![1, 2],
+                }),
+            }),
+        );
+        let err = recover(&fake, &crashed).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                RecoveryError::Log(LogError::HeadUnconfirmed { segment: 2, .. })
+            ),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("closed segment 2"), "{err}");
+        assert!(fake.recovered.lock().is_empty(), "nothing is replayed");
+        // b3 answers: the head is found and the whole log replayed.
+        fake.backups
+            .insert("b3".into(), replicas(&[3], Some((3, &[1, 2, 3]))));
+        recover(&fake, &crashed).unwrap();
+        for (_, _, segments) in fake.recovered.lock().iter() {
+            assert_eq!(segments.iter().map(|s| s.0).collect::<Vec<_>>(), [1, 2, 3]);
+        }
     }
 
     /// Three dead backups (they never answer) among five: locating the log costs one

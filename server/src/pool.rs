@@ -1,7 +1,7 @@
 //! Bounded worker pools for long operations that requests start (tablet control, migration,
 //! recovery, crash checks): a fixed number of threads and a bounded queue, so no network
 //! message decides how many OS threads exist. A job beyond the bound is refused at once
-//! ([`Busy`]); the caller answers a retryable status.
+//! ([`Busy`]); the caller answers a retryable status. A job that panics aborts the process.
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -160,8 +160,31 @@ fn work(s: &Shared) {
                 s.ready.wait(&mut q);
             }
         };
+        // A job that panics may leave what it changed half-done: the process ends rather than
+        // serve on (and the pool would otherwise lose the worker and its `running` count).
+        let guard = AbortOnUnwind(s.name);
         job();
+        std::mem::forget(guard);
         s.queue.lock().running -= 1;
+    }
+}
+
+/// Aborts the process if dropped during unwinding: armed around a job, forgotten after it.
+struct AbortOnUnwind(&'static str);
+
+impl Drop for AbortOnUnwind {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            tracing::error!(
+                pool = self.0,
+                "a worker's job panicked: aborting the process (its state may be inconsistent)"
+            );
+            eprintln!(
+                "faascache: a job of the {} pool panicked: aborting the process",
+                self.0
+            );
+            std::process::abort();
+        }
     }
 }
 

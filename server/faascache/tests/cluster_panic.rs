@@ -14,6 +14,9 @@ use cluster_util::*;
 use faascache_client::{Client, ClientOptions};
 use faascache_launch::Launch;
 
+/// SIGABRT on Linux.
+const SIGABRT: i32 = 6;
+
 fn client(coord: &str) -> Client {
     Client::connect_with(
         coord,
@@ -89,7 +92,7 @@ fn handler_panic_ends_the_master_and_its_tablets_are_recovered() {
     let Some(status) = died else {
         panic!("the victim survived its handler's panic; its log:\n{log}");
     };
-    assert_eq!(status.signal(), Some(libc_sigabrt()), "{status}: {log}");
+    assert_eq!(status.signal(), Some(SIGABRT), "{status}: {log}");
     assert!(
         log.contains("injected panic") && log.contains("aborting the process"),
         "the log says what panicked and that the process aborts:\n{log}"
@@ -122,9 +125,4 @@ fn handler_panic_ends_the_master_and_its_tablets_are_recovered() {
     c.write(t, b"after", b"recovery")
         .expect("write after recovery");
     assert_eq!(c.read(t, b"after").unwrap().value, b"recovery");
-}
-
-/// SIGABRT on Linux.
-fn libc_sigabrt() -> i32 {
-    6
 }

@@ -189,7 +189,7 @@ fn cluster_up_interrupted_while_starting_stops_its_servers() {
         ],
     );
     // Both servers started (processes spawned), the cluster not yet up.
-    wait_log(&mut up, "name=server-2", T);
+    wait_log(&mut up, "server-2.log", T);
     let pids: Vec<u32> = std::fs::read_dir(cdir.join("pids"))
         .unwrap()
         .flatten()

@@ -2,10 +2,9 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc};
-
-use crate::lifecycle::Termination;
 use std::time::Duration;
 
+use crate::lifecycle::Termination;
 use crate::units::{parse_duration, parse_size};
 use anyhow::{Context, Result};
 use clap::Args;

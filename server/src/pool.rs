@@ -1,7 +1,7 @@
 //! Bounded worker pools for long operations that requests start (tablet control, migration,
 //! recovery, crash checks): a fixed number of threads and a bounded queue, so no network
 //! message decides how many OS threads exist. A job beyond the bound is refused at once
-//! ([`Busy`]); the caller answers a retryable status.
+//! ([`Busy`]); the caller answers a retryable status. A job that panics aborts the process.
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -160,8 +160,31 @@ fn work(s: &Shared) {
                 s.ready.wait(&mut q);
             }
         };
+        // A job that panics may leave what it changed half-done: the process ends rather than
+        // serve on (and the pool would otherwise lose the worker and its `running` count).
+        let guard = AbortOnUnwind(s.name);
         job();
+        std::mem::forget(guard);
         s.queue.lock().running -= 1;
+    }
+}
+
+/// Aborts the process if dropped during unwinding: armed around a job, forgotten after it.
+struct AbortOnUnwind(&'static str);
+
+impl Drop for AbortOnUnwind {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            tracing::error!(
+                pool = self.0,
+                "a worker's job panicked: aborting the process (its state may be inconsistent)"
+            );
+            eprintln!(
+                "faascache: a job of the {} pool panicked: aborting the process",
+                self.0
+            );
+            std::process::abort();
+        }
     }
 }
 
@@ -216,5 +239,59 @@ mod tests {
         gate_tx.send(()).unwrap();
         drop(pool); // queued jobs still run
         assert_eq!(done.load(Ordering::SeqCst), 3);
+    }
+
+    /// Set in the child process of [`a_panicking_job_aborts_the_process`].
+    const CHILD: &str = "FAASCACHE_TEST_POOL_PANIC_CHILD";
+
+    /// A job that panics ends the process (it used to end only its worker, the pool serving on
+    /// one worker short with its `running` count stuck). Runs [`panicking_job_child`] in a child
+    /// process: this test binary again.
+    #[test]
+    fn a_panicking_job_aborts_the_process() {
+        use std::os::unix::process::ExitStatusExt;
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "pool::tests::panicking_job_child",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD, "1")
+            .output()
+            .expect("run the child");
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert_eq!(
+            out.status.signal(),
+            Some(6), // SIGABRT
+            "{}: {stdout} {stderr}",
+            out.status
+        );
+        assert!(stdout.contains("SUBMITTED"), "{stdout}");
+        assert!(!stdout.contains("SURVIVED"), "{stdout}");
+        assert!(
+            stderr.contains("job panics on purpose") && stderr.contains("aborting the process"),
+            "{stderr}"
+        );
+    }
+
+    /// The child side of [`a_panicking_job_aborts_the_process`]; nothing in a normal run.
+    #[test]
+    fn panicking_job_child() {
+        if std::env::var_os(CHILD).is_none() {
+            return;
+        }
+        let pool = WorkerPool::new("test", 1, 2);
+        pool.submit(|| panic!("job panics on purpose")).unwrap();
+        println!("SUBMITTED");
+        std::thread::sleep(std::time::Duration::from_secs(5));
+        let (tx, rx) = mpsc::channel();
+        let _ = pool.submit(move || tx.send(()).unwrap());
+        if rx.recv_timeout(std::time::Duration::from_secs(5)).is_ok() {
+            println!("SURVIVED");
+        }
     }
 }

@@ -7,6 +7,10 @@
 //! the thread that does the long work, and its `reply` wakes the dispatch thread (eventfd) which
 //! then sends the response. `Ping` and `Echo` are answered by the transport itself; an opcode this
 //! build does not know gets `UNIMPLEMENTED_REQUEST` without reaching the handler.
+//!
+//! A handler that panics aborts the process: nothing is caught and served on, since the
+//! service's state may be half-changed. Only the transport's own per-request errors (a reply
+//! over `MAX_PAYLOAD`, a forgotten `Responder`) become `INTERNAL_ERROR` replies.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -237,16 +241,12 @@ pub(crate) fn run_rpc(
         state: ReplyState::None,
         defer,
     };
-    // A panicking handler must not take the dispatch thread (and every connection on it) down.
-    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler.handle(&mut call))).is_err()
-    {
-        tracing::error!(?opcode, "handler panicked; replying INTERNAL_ERROR");
-        if call.state == ReplyState::Deferred {
-            return Outcome::Deferred; // the dropped Responder already replied INTERNAL_ERROR
-        }
-        out.clear();
-        return Outcome::Reply(Status::INTERNAL_ERROR);
-    }
+    // A handler that panics may have left the service's state half-changed (an engine between
+    // its log append and its hash-table insert): serving on would serve that state. The process
+    // ends instead; a dead master is what recovery handles.
+    let guard = AbortOnUnwind(opcode);
+    handler.handle(&mut call);
+    std::mem::forget(guard);
     match call.state {
         ReplyState::None => {
             out.clear();
@@ -265,6 +265,23 @@ pub(crate) fn run_rpc(
             Outcome::Reply(s)
         }
         ReplyState::Deferred => Outcome::Deferred,
+    }
+}
+
+/// Aborts the process if dropped during unwinding: armed around a handler, disarmed
+/// (forgotten) when the handler returns.
+struct AbortOnUnwind(Opcode);
+
+impl Drop for AbortOnUnwind {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            tracing::error!(opcode = ?self.0, "an RPC handler panicked: aborting the process (its state may be inconsistent)");
+            eprintln!(
+                "faascache: an RPC handler ({:?}) panicked: aborting the process",
+                self.0
+            );
+            std::process::abort();
+        }
     }
 }
 

@@ -357,13 +357,115 @@ pub fn poll_modes(kind: &str) {
     }
 }
 
+/// The transport's own per-request failures (here a deferred RPC whose `Responder` is dropped)
+/// are answered with `INTERNAL_ERROR`, and the server serves on.
 pub fn handler_failures_still_answer(kind: &str) {
     let (_server, s) = start(kind);
-    let (st, _) = s.call(Opcode::TestCustom, b"panic", LIVE).unwrap();
-    assert_eq!(st, Status::INTERNAL_ERROR);
     let (st, _) = s.call(Opcode::TestCustom, b"drop-responder", LIVE).unwrap();
     assert_eq!(st, Status::INTERNAL_ERROR);
     assert_eq!(s.call(Opcode::TestCustom, b"ab", LIVE).unwrap().1, b"ba");
+}
+
+/// Environment variable that makes this test binary a server whose handler panics (see
+/// [`panic_child`]): the transport it serves.
+const PANIC_CHILD: &str = "FAASCACHE_TEST_PANIC_CHILD";
+
+/// A handler that panics ends the process (SIGABRT): nothing is caught and served on. The server
+/// runs in a child process (this test binary again, running [`panic_child`]); over TCP and UDP
+/// the client is this process and gets a transport error, not a reply; on the other transports
+/// the child calls itself and never sees a reply either.
+pub fn handler_panic_ends_the_process(kind: &str) {
+    use std::io::{BufRead, BufReader, Read};
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::{Command, Stdio};
+
+    let mut child = Command::new(std::env::current_exe().expect("test binary"))
+        .args(["--exact", "panic_child", "--nocapture", "--test-threads=1"])
+        .env(PANIC_CHILD, kind)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the child server");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut stderr = child.stderr.take().expect("piped stderr");
+    let err_reader = thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let (tx, rx) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let local = loop {
+        match rx.recv_timeout(LIVE) {
+            Ok(line) => {
+                // libtest prints "test panic_child ... " before it on the same line.
+                if let Some((_, l)) = line.split_once("LOCAL ") {
+                    break l.trim().to_string();
+                }
+            }
+            Err(e) => {
+                let _ = child.kill();
+                panic!("the child printed no locator: {e}");
+            }
+        }
+    };
+    if matches!(kind, "tcp" | "udp") {
+        let loc: ServiceLocator = local.parse().expect("child locator");
+        let s = connect(&loc, ClientConfig::default()).expect("connect to the child");
+        assert_eq!(s.call(Opcode::TestCustom, b"ab", LIVE).unwrap().1, b"ba");
+        let r = s.call(Opcode::TestCustom, b"panic", Duration::from_secs(10));
+        assert!(r.is_err(), "a panicking handler must not answer: got {r:?}");
+    }
+    let deadline = std::time::Instant::now() + LIVE;
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("wait for the child") {
+            break st;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the server process survived its handler's panic");
+        }
+        thread::sleep(Duration::from_millis(10));
+    };
+    let lines: Vec<String> = rx.try_iter().collect();
+    let err = err_reader.join().unwrap();
+    assert_eq!(
+        status.signal(),
+        Some(libc::SIGABRT),
+        "the child must abort: {status}; stderr: {err}"
+    );
+    assert!(
+        !lines.iter().any(|l| l.contains("REPLIED")),
+        "the child got a reply: {lines:?}"
+    );
+    assert!(
+        err.contains("test handler panics on purpose") && err.contains("aborting the process"),
+        "stderr names the panic and the abort: {err}"
+    );
+}
+
+/// The child side of [`handler_panic_ends_the_process`]; does nothing in a normal test run.
+#[test]
+fn panic_child() {
+    let Ok(kind) = std::env::var(PANIC_CHILD) else {
+        return;
+    };
+    let server = serve(&locator(&kind), test_handler(), server_cfg()).expect("serve");
+    println!("LOCAL {}", server.local_locator());
+    if !matches!(kind.as_str(), "tcp" | "udp") {
+        let s = connect(
+            &server.local_locator().clone().into(),
+            ClientConfig::default(),
+        )
+        .expect("connect");
+        let r = s.call(Opcode::TestCustom, b"panic", LIVE);
+        println!("REPLIED {r:?}");
+    }
+    thread::sleep(LIVE);
 }
 
 /// A service written against the generated `Dispatch` trait: it implements one RPC; the others
@@ -484,6 +586,10 @@ macro_rules! conformance {
             #[test]
             fn handler_failures_still_answer() {
                 run(super::handler_failures_still_answer)
+            }
+            #[test]
+            fn handler_panic_ends_the_process() {
+                run(super::handler_panic_ends_the_process)
             }
             #[test]
             fn dispatch_trait_service() {

@@ -24,10 +24,11 @@ use anyhow::{bail, Context, Result};
 use clap::Subcommand;
 use faascache_client::cli::{DEFAULT_CLUSTER_DIR, LOCATOR_FILE};
 use faascache_launch::pid::{alive, signal, Sig};
-use faascache_launch::{Daemon, Launch, Stopped};
+use faascache_launch::{Daemon, Launch, LaunchError, Stopped};
 use faascache_transport::PollMode;
 
-use super::daemon::{termination, write_atomic};
+use super::daemon::write_atomic;
+use crate::lifecycle::Termination;
 
 /// `faascache cluster ...`
 #[derive(Debug, Subcommand)]
@@ -127,6 +128,14 @@ fn read_pid(path: &Path) -> Option<u32> {
 /// How long children get to stop after SIGTERM before SIGKILL.
 const GRACE: Duration = Duration::from_secs(5);
 
+/// How often a starting cluster checks for a termination signal.
+const CANCEL_CHECK: Duration = Duration::from_millis(100);
+
+/// A termination signal came while the cluster was starting (its processes are stopped).
+#[derive(Debug, thiserror::Error)]
+#[error("terminated by a signal while the cluster was starting")]
+pub struct Interrupted;
+
 struct Cluster {
     dir: PathBuf,
     procs: Vec<Daemon>,
@@ -147,15 +156,38 @@ impl Cluster {
         Ok(())
     }
 
-    /// Wait for `file` to appear, failing early if the child `name` exits.
-    fn wait_file(&mut self, name: &str, file: &Path, deadline: Instant) -> Result<String> {
+    /// Wait for `file` to appear, failing early if the child `name` exits or `cancel` says so
+    /// (asked every 100 ms).
+    fn wait_file(
+        &mut self,
+        name: &str,
+        file: &Path,
+        deadline: Instant,
+        cancel: &dyn Fn() -> bool,
+    ) -> Result<String> {
         let p = self
             .procs
             .iter_mut()
             .find(|p| p.name() == name)
             .with_context(|| format!("no cluster process named {name}"))?;
-        let left = deadline.saturating_duration_since(Instant::now());
-        Ok(p.wait_file(file, left)?)
+        let waited = deadline.saturating_duration_since(Instant::now());
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match p.wait_file(file, left.min(CANCEL_CHECK)) {
+                Ok(s) => return Ok(s),
+                Err(LaunchError::Timeout { .. }) if left > CANCEL_CHECK => {
+                    if cancel() {
+                        return Err(Interrupted.into());
+                    }
+                }
+                Err(mut e) => {
+                    if let LaunchError::Timeout { waited: w, .. } = &mut e {
+                        *w = waited;
+                    }
+                    return Err(e.into());
+                }
+            }
+        }
     }
 
     /// SIGTERM every child (servers first), wait, SIGKILL stragglers.
@@ -233,10 +265,19 @@ pub fn replicas_for(servers: usize, requested: Option<usize>) -> Result<usize> {
 }
 
 fn up(o: &Options, dir: &Path) -> Result<()> {
-    let stop = termination()?;
+    // The main thread polls for signals while it starts the children (and stops those already
+    // started if one comes), then while the cluster runs; a second signal during the shutdown
+    // exits at once (the children have had their SIGTERM).
+    let stop = Termination::delivered()?;
     let servers = o.servers;
     let transport = o.transport.as_str();
-    let mut started = start(o, dir)?;
+    let mut started = match start_until(o, dir, &|| stop.requested()) {
+        Err(e) if e.is::<Interrupted>() => {
+            eprintln!("faascache: terminated by a signal while the cluster was starting; its processes are stopped");
+            return Ok(());
+        }
+        r => r?,
+    };
     let coordinator = started.coordinator.clone();
     let dir = started.dir.clone();
     let c = &mut started.cluster;
@@ -267,6 +308,12 @@ fn up(o: &Options, dir: &Path) -> Result<()> {
 
 /// Starts a coordinator and `servers` servers as child processes and waits until all are up.
 pub fn start(o: &Options, dir: &Path) -> Result<Started> {
+    start_until(o, dir, &|| false)
+}
+
+/// [`start`], giving up with [`Interrupted`] (and stopping what it started) once `cancel` says
+/// so.
+pub fn start_until(o: &Options, dir: &Path, cancel: &dyn Fn() -> bool) -> Result<Started> {
     let (servers, transport, memory, timeout) =
         (o.servers, o.transport.as_str(), o.memory, o.timeout);
     let poll = &o.poll;
@@ -325,7 +372,12 @@ pub fn start(o: &Options, dir: &Path) -> Result<Started> {
         ]);
     }
     c.spawn("coordinator", &coord_args)?;
-    let coordinator = c.wait_file("coordinator", Path::new(&run("coordinator")), deadline)?;
+    let coordinator = c.wait_file(
+        "coordinator",
+        Path::new(&run("coordinator")),
+        deadline,
+        cancel,
+    )?;
     tracing::info!(%coordinator, %transport, "coordinator up");
     for i in 1..=servers {
         let name = format!("server-{i}");
@@ -358,7 +410,7 @@ pub fn start(o: &Options, dir: &Path) -> Result<Started> {
     }
     for i in 1..=servers {
         let name = format!("server-{i}");
-        let loc = c.wait_file(&name, Path::new(&run(&name)), deadline)?;
+        let loc = c.wait_file(&name, Path::new(&run(&name)), deadline, cancel)?;
         tracing::info!(%name, locator = %loc, "server up");
     }
     write_atomic(&dir.join(LOCATOR_FILE), &coordinator)?;

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
+use crate::lifecycle::Termination;
 use crate::units::{parse_duration, parse_size};
 use anyhow::{Context, Result};
 use clap::Args;
@@ -170,18 +171,10 @@ pub fn write_atomic(path: &Path, text: &str) -> Result<()> {
         .with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))
 }
 
-/// A channel that receives one message on SIGINT, SIGTERM or SIGHUP.
-pub fn termination() -> Result<mpsc::Receiver<()>> {
-    let (tx, rx) = mpsc::channel();
-    ctrlc::set_handler(move || {
-        let _ = tx.send(());
-    })
-    .context("cannot install the signal handler")?;
-    Ok(rx)
-}
-
 /// Run the coordinator until a termination signal.
 pub fn coordinator(args: CoordinatorArgs) -> Result<()> {
+    // The main thread polls for signals at every stage (the start runs on its own thread).
+    let stop = Termination::delivered()?;
     let listen = locator(&args.listen, "--listen")?;
     args.eal.init(&listen, None)?;
     let storage: Arc<dyn coordinator::ExternalStorage> = match &args.storage {
@@ -192,7 +185,6 @@ pub fn coordinator(args: CoordinatorArgs) -> Result<()> {
         }
     };
     let shared = storage.clone();
-    let stop = termination()?;
     let cfg = CoordinatorConfig {
         dispatch: DispatchConfig {
             cores: args.cores,
@@ -222,8 +214,8 @@ pub fn coordinator(args: CoordinatorArgs) -> Result<()> {
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {}
         }
-        if stop.try_recv().is_ok() {
-            tracing::info!("terminated while a standby");
+        if stop.requested() {
+            tracing::info!("terminated while starting (or a standby)");
             shared.release();
             return Ok(());
         }
@@ -246,7 +238,7 @@ pub fn coordinator(args: CoordinatorArgs) -> Result<()> {
             }
         }
     }
-    tracing::info!("shutting down");
+    tracing::info!("shutting down (a second signal exits at once)");
     handle.shutdown();
     shared.release();
     Ok(())
@@ -257,6 +249,9 @@ const LEADERSHIP_CHECK: Duration = Duration::from_millis(500);
 
 /// Run a server until a termination signal.
 pub fn server(args: ServerArgs) -> Result<()> {
+    // Start-up runs on this thread and cannot stop half-way: until it serves, a signal ends
+    // the process at once (see `lifecycle`).
+    let stop = Termination::starting("checking the configuration")?;
     // Before anything is reserved or started: a --memory that cannot fit is refused now, with
     // the numbers, instead of being ended by the OOM killer once the log fills.
     crate::memcheck::check(args.memory as u64, &crate::memcheck::limits())?;
@@ -272,7 +267,6 @@ pub fn server(args: ServerArgs) -> Result<()> {
         _ => None,
     };
     args.eal.init(&listen, coordinator_direct.as_ref())?;
-    let stop = termination()?;
     let cfg = NodeConfig {
         coordinator,
         listen,
@@ -296,7 +290,14 @@ pub fn server(args: ServerArgs) -> Result<()> {
     if args.durability == faascache_server::backup::Durability::Disk && args.backup_dir.is_none() {
         anyhow::bail!("--durability disk needs --backup-dir DIR (where the replicas are written)");
     }
+    stop.stage(format!(
+        "starting (reserving {} of log memory, opening the backup, enlisting with the coordinator at {})",
+        crate::memcheck::gib(args.memory as u64),
+        args.coordinator
+    ));
+    tracing::info!(memory = %crate::memcheck::gib(args.memory as u64), coordinator = %args.coordinator, "starting");
     let node = node::start(cfg).context("cannot start the server")?;
+    stop.serving();
     let served = node.locator().to_string();
     println!("server {} serving at {served}", node.master().server_id());
     if let Some(f) = &args.locator_file {
@@ -315,7 +316,7 @@ pub fn server(args: ServerArgs) -> Result<()> {
             _ => break,
         }
     }
-    tracing::info!("shutting down");
+    tracing::info!("shutting down (a second signal exits at once)");
     node.shutdown();
     Ok(())
 }

@@ -8,7 +8,9 @@
 //!   `faascache_client::cli`
 //!
 //! Logs go to stderr (`RUST_LOG` filters them; default `info` for the daemons, `warn` for client
-//! commands); errors are printed to stderr with a non-zero exit status.
+//! commands); errors are printed to stderr with a non-zero exit status. A panic in a daemon
+//! (`coordinator`, `server`) is logged and aborts the process; SIGINT/SIGTERM end a daemon at
+//! every stage (see `lifecycle.rs`).
 
 #![deny(unsafe_code)]
 
@@ -16,6 +18,7 @@ mod bypass;
 mod cluster;
 mod daemon;
 mod demo;
+mod lifecycle;
 mod memcheck;
 mod units;
 
@@ -66,10 +69,12 @@ fn main() -> ExitCode {
         }
         Command::Coordinator(args) => {
             init_logging("info");
+            lifecycle::abort_on_panic();
             daemon::coordinator(args)
         }
         Command::Server(args) => {
             init_logging("info");
+            lifecycle::abort_on_panic();
             daemon::server(args)
         }
         Command::Cluster(cmd) => {

@@ -52,7 +52,8 @@ pub struct TooLarge {
     pub max_memory: u64,
 }
 
-fn gib(b: u64) -> String {
+/// `b` bytes in GiB (one decimal) or, below 1 GiB, in MiB.
+pub fn gib(b: u64) -> String {
     if b >= 1 << 30 {
         format!("{:.1} GiB", b as f64 / (1u64 << 30) as f64)
     } else {

@@ -12,6 +12,7 @@
 
 pub mod client_leases;
 pub mod exactly_once;
+pub mod faults;
 pub mod lease;
 pub mod migration;
 pub mod recovery;

@@ -419,8 +419,9 @@ impl Dispatch for MasterService {
         let req = decode_or_reply!(call, WriteRequest<'_>);
         let table = table_or_reply!(call, req.table);
         let r = self.mutate(table, req.key, req.rpc, kind::VERSION, |e, rpc| {
-            e.write_rpc(table, req.key, req.value, &req.rules, rpc)
-                .map(|version| (version, [0; 8]))
+            let version = e.write_rpc(table, req.key, req.value, &req.rules, rpc)?;
+            super::faults::after_write(req.key);
+            Ok((version, [0; 8]))
         });
         self.send_durable(call, r.status, r.payload);
     }

@@ -490,6 +490,8 @@ fn status(out: &mut Out<'_>, t: &Target) -> Result<(), Failure> {
                         v["eo_clients"] = json!(st.eo_clients);
                         v["eo_results"] = json!(st.eo_results);
                         v["eo_bytes"] = json!(st.eo_bytes);
+                        v["replication"] = json!(st.replication);
+                        v["under_replicated"] = json!(st.under_replicated);
                     }
                     Some(Err(e)) => v["error"] = json!(e.to_string()),
                     None => {}
@@ -573,6 +575,20 @@ fn status(out: &mut Out<'_>, t: &Target) -> Result<(), Failure> {
             out.line(&format!(
                 "transport    server {}: {} ({})",
                 s.id, st.transport, st.transport_choice
+            ))?;
+        }
+    }
+    // How each master's log is replicated now; under-replicated ones first say so.
+    for (s, st) in servers.iter().zip(&stats) {
+        if let Some(Ok(st)) = st {
+            let tablets = if st.under_replicated && st.tablets > 0 {
+                format!(" (its {} tablet(s) are under-replicated)", st.tablets)
+            } else {
+                String::new()
+            };
+            out.line(&format!(
+                "replication  server {}: {}{tablets}",
+                s.id, st.replication
             ))?;
         }
     }

@@ -7,6 +7,13 @@
 //! [`Replication::reply_when_durable`], which queues it with a ticket; the thread replies once a
 //! sync round that started after the ticket was taken has completed.
 //!
+//! How many replicas: `min(--replicas, other backups the coordinator lists as up)`, at least
+//! one ([`ReplicaManager::target`]); with fewer than `--replicas` the master is under-replicated,
+//! which [`Replication::describe`] and [`Replication::under_replicated`] report (for `status`)
+//! and the log says when it starts and ends. A backup that did not answer stays in the count
+//! (it is only kept from new replicas for `BACKUP_BACKOFF`) until the coordinator drops it;
+//! the shell reports it to the coordinator at once while writes wait for it.
+//!
 //! A backup that says this master was declared dead (`CALLER_NOT_IN_CLUSTER`) fences it: no
 //! queued write is acknowledged (clients are told to refresh their tablet map) and
 //! [`Replication::fenced`] turns true; the server process exits (see `node.rs`).
@@ -100,8 +107,10 @@ impl Waiter {
 enum Round {
     /// Everything observed is on every replica.
     Durable,
-    /// Too few backups for too long: writes are answered `RETRY` with this explanation (the
-    /// data stays in memory and is replicated once backups join).
+    /// Replicas that could not be placed for too long (no other backup up, or the ones up
+    /// unreachable or refusing): writes are answered `RETRY` with this explanation (the data
+    /// stays in memory and is replicated once a backup can take it). Fewer backups up than R
+    /// is not this: the log is then kept on the ones up (under-replicated).
     Short(String),
     /// Declared dead, or stopping.
     Fenced,

@@ -390,11 +390,7 @@ impl Shell {
             self.mark_replicated();
             if actions.is_empty() {
                 if self.mgr.synced() {
-                    if let Some(t) = self.short_since.take() {
-                        tracing::info!(after = ?t.elapsed(), "enough backups again: writes are acknowledged");
-                    }
-                    self.report_health();
-                    return Round::Durable;
+                    return self.durable();
                 }
                 if self.mgr.short_of_backups() {
                     // Tell the coordinator now about backups that did not answer: until it
@@ -428,7 +424,21 @@ impl Shell {
                 }
             }
             self.execute(&actions);
+            if self.mgr.synced() {
+                // Everything observed is durable; replicas still being made (a backup joined,
+                // so the target rose) go on in the next rounds without holding writes back.
+                return self.durable();
+            }
         }
+    }
+
+    /// A round ends durable.
+    fn durable(&mut self) -> Round {
+        if let Some(t) = self.short_since.take() {
+            tracing::info!(after = ?t.elapsed(), "enough backups again: writes are acknowledged");
+        }
+        self.report_health();
+        Round::Durable
     }
 
     /// The `status` line and the log after a durable round: whether the log is

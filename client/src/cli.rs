@@ -490,6 +490,8 @@ fn status(out: &mut Out<'_>, t: &Target) -> Result<(), Failure> {
                         v["eo_clients"] = json!(st.eo_clients);
                         v["eo_results"] = json!(st.eo_results);
                         v["eo_bytes"] = json!(st.eo_bytes);
+                        v["replication"] = json!(st.replication);
+                        v["under_replicated"] = json!(st.under_replicated);
                     }
                     Some(Err(e)) => v["error"] = json!(e.to_string()),
                     None => {}
@@ -576,6 +578,7 @@ fn status(out: &mut Out<'_>, t: &Target) -> Result<(), Failure> {
             ))?;
         }
     }
+    print_replication(out, servers.iter().zip(&stats))?;
     // Exactly-once state: clients with saved results, the results, their bytes.
     for (s, st) in servers.iter().zip(&stats) {
         if let Some(Ok(st)) = st {
@@ -596,6 +599,33 @@ fn status(out: &mut Out<'_>, t: &Target) -> Result<(), Failure> {
     out.line(&format!("tables       {}", tables.len()))?;
     if !tables.is_empty() {
         print_tables(out, &tables)?;
+    }
+    Ok(())
+}
+
+/// How each master's log is replicated now, or why it is under-replicated (and that its
+/// tablets are).
+fn print_replication<'a>(
+    out: &mut Out<'_>,
+    servers: impl Iterator<
+        Item = (
+            &'a crate::ServerInfo,
+            &'a Option<Result<crate::ServerStats, Error>>,
+        ),
+    >,
+) -> Result<(), Failure> {
+    for (s, st) in servers {
+        if let Some(Ok(st)) = st {
+            let tablets = if st.under_replicated && st.tablets > 0 {
+                format!(" (its {} tablet(s) are under-replicated)", st.tablets)
+            } else {
+                String::new()
+            };
+            out.line(&format!(
+                "replication  server {}: {}{tablets}",
+                s.id, st.replication
+            ))?;
+        }
     }
     Ok(())
 }

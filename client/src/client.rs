@@ -91,7 +91,8 @@ pub struct ServerInfo {
 ///     id: "1.0".into(), budget_bytes: 1 << 30, live_bytes: 0, objects: 0, tablets: 1,
 ///     transport: "tcp".into(), transport_choice: "first choice".into(), poll: "adaptive:200us".into(),
 ///     durability: "memory only: lost if this server crashes".into(),
-///     eo_clients: 0, eo_results: 0, eo_bytes: 0 };
+///     eo_clients: 0, eo_results: 0, eo_bytes: 0,
+///     replication: "memory only (--replicas 0)".into(), under_replicated: false };
 /// assert_eq!(s.transport, "tcp");
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,6 +121,10 @@ pub struct ServerStats {
     pub eo_results: u64,
     /// Exactly-once state: bytes it takes.
     pub eo_bytes: u64,
+    /// How its log is replicated now, or why it is under-replicated.
+    pub replication: String,
+    /// Some segment of its log has fewer replicas than its `--replicas`.
+    pub under_replicated: bool,
 }
 
 /// Exactly-once bookkeeping: rpc ids in flight and the ack id that follows from them. (The
@@ -598,6 +603,8 @@ impl Client {
                     eo_clients: r.eo_clients,
                     eo_results: r.eo_results,
                     eo_bytes: r.eo_bytes,
+                    replication: r.replication.to_string(),
+                    under_replicated: r.under_replicated,
                 }
             });
         match r {

@@ -3,8 +3,12 @@
 //! writes, rolls heads, and a model cleaner relocates data into survivor segments and drops
 //! cleaned ones. Backups crash (losing their replicas) and new ones join.
 //!
-//! After **every** message delivered (with R = 1, except while a lost backup's replicas are
-//! being re-made: R replicas survive R − 1 lost backups together with the master), the checker
+//! Backups crash down to one (fewer than R: the log is then under-replicated, kept on every
+//! backup up) and join again (R is restored in the background).
+//!
+//! After **every** message delivered (except while a lost backup's replicas are being re-made
+//! and some segment had a single complete replica: k replicas survive k − 1 lost backups together
+//! with the master), the checker
 //! runs the coordinator's recovery rule (`coordinator::recovery::choose_log`, the code recovery
 //! runs) on what the live backups hold — the digest of the replica with the highest segment id,
 //! every segment it names — and asserts that every acknowledged write is in that log (no acknowledged write is
@@ -158,8 +162,9 @@ struct Sim {
     next_backup: u64,
     loss: f64,
     checks: u64,
-    /// R = 1 and a backup crashed: until re-replication completes, a master crash would lose
-    /// data (R = 1 survives no backup loss together with the master's), so no checks.
+    /// A backup crashed while some segment had one complete replica: until re-replication
+    /// completes, a master crash would lose data (one replica survives no backup loss together
+    /// with the master's), so no checks.
     degraded: bool,
 }
 
@@ -326,12 +331,13 @@ impl Sim {
                 self.log.clean(&self.mgr, &mut self.rng);
                 self.sync();
             }
-            75..=84 if self.backups.len() > self.mgr.replicas() + 1 && self.mgr.synced() => {
-                // A backup crashes (at most one at a time: the log is synced before the next).
+            75..=84 if self.backups.len() > 1 && self.mgr.synced() => {
+                // A backup crashes (at most one at a time: the log is synced before the next),
+                // down to one backup: with fewer than R left the log is under-replicated.
                 let ids: Vec<ServerId> = self.backups.keys().copied().collect();
                 let dead = ids[self.rng.gen_range(0..ids.len())];
                 self.backups.remove(&dead);
-                self.degraded = self.mgr.replicas() == 1;
+                self.degraded = self.mgr.health().min_copies <= 1;
                 self.check();
                 self.mgr.backup_down(dead);
                 while !self.sync() {}
@@ -353,7 +359,8 @@ impl Sim {
 fn run(seed: u64) {
     let mut rng = SmallRng::seed_from_u64(seed);
     let r = rng.gen_range(1..=3);
-    let nb = r + rng.gen_range(1..=3);
+    // Fewer backups than R too: the log starts under-replicated.
+    let nb = rng.gen_range(1..=r + 3);
     let mut backups = BTreeMap::new();
     for i in 0..nb as u64 {
         backups.insert(ServerId(100 + i), Backup::default());

@@ -264,11 +264,33 @@ pub fn replicas_for(servers: usize, requested: Option<usize>) -> Result<usize> {
     }
 }
 
+/// What `cluster up` says when `r` replicas cannot be kept after one of `servers` crashes: the
+/// survivors' masters then have `servers − 2` other backups each.
+pub fn replication_warning(servers: usize, r: usize) -> Option<String> {
+    let left = servers.saturating_sub(2);
+    if r == 0 || servers == 0 || left >= r {
+        return None;
+    }
+    let after = if left == 0 {
+        "no other backup: the survivor acknowledges no write (and recovers no tablet) until a server joins".to_string()
+    } else {
+        format!("{left} other backup(s): they keep serving with {left} replica(s) per segment (under-replicated, shown by `faascache status`) until servers join")
+    };
+    Some(format!(
+        "--replicas {r} cannot be kept after a crash with {servers} servers: each surviving master has {after}; use --servers {} for full replication after one crash",
+        r + 2
+    ))
+}
+
 fn up(o: &Options, dir: &Path) -> Result<()> {
     // The main thread polls for signals while it starts the children (and stops those already
     // started if one comes), then while the cluster runs; a second signal during the shutdown
     // exits at once (the children have had their SIGTERM).
     let stop = Termination::delivered()?;
+    if let Some(w) = replication_warning(o.servers, o.replicas) {
+        tracing::warn!("{w}");
+        eprintln!("faascache: warning: {w}");
+    }
     let servers = o.servers;
     let transport = o.transport.as_str();
     let mut started = match start_until(o, dir, &|| stop.requested()) {
@@ -466,4 +488,30 @@ fn down(dir: &Path) -> Result<()> {
         eprintln!("faascache: cluster in {} stopped", dir.display());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn warns_when_one_crash_leaves_fewer_than_r_backups() {
+        // 3 servers, R = 2: a survivor has 1 other backup.
+        let w = replication_warning(3, 2).expect("a warning");
+        assert!(
+            w.contains("--replicas 2") && w.contains("1 replica(s)") && w.contains("--servers 4"),
+            "{w}"
+        );
+        // 2 servers, R = 1: the survivor has none.
+        let w = replication_warning(2, 1).expect("a warning");
+        assert!(w.contains("no other backup"), "{w}");
+        // Enough servers, memory only, the defaults of `cluster up`.
+        assert_eq!(replication_warning(4, 2), None);
+        assert_eq!(replication_warning(3, 0), None);
+        assert_eq!(replication_warning(1, 0), None);
+        for n in 3..8 {
+            let r = replicas_for(n, None).unwrap();
+            assert_eq!(replication_warning(n, r), None, "{n} servers, R = {r}");
+        }
+    }
 }

@@ -61,6 +61,12 @@ fn cluster_up_use_and_stop() {
     );
     let loc = wait_up(&mut up, &cdir.join("coordinator.locator"), T);
     assert!(loc.starts_with("tcp:host=127.0.0.1,port="), "{loc}");
+    // Two servers keep R = 1 only while both are up: `up` says so.
+    let log = std::fs::read_to_string(dir.join("up.log")).unwrap();
+    assert!(
+        log.contains("warning: --replicas 1 cannot be kept after a crash with 2 servers"),
+        "{log}"
+    );
     let pids: Vec<u32> = std::fs::read_dir(cdir.join("pids"))
         .unwrap()
         .map(|e| {

@@ -160,9 +160,8 @@ impl Master {
         let master = match self.replication.replicas() {
             0 => DURABILITY.to_string(),
             r => format!(
-                "replicas {r}: an acknowledged write is in DRAM here and on {r} backups of other servers, so it survives the crash of this master and of up to {} of those backups, and — where those backups use --durability disk — their restart ({})",
+                "replicas {r}: an acknowledged write is in DRAM here and on {r} backups of other servers (while fewer are up: on every one, at least one; see replication), so it survives the crash of this master and of up to {} of those backups, and — where those backups use --durability disk — their restart",
                 r - 1,
-                self.replication.describe(),
             ),
         };
         match self.backup.get() {

@@ -15,7 +15,8 @@
 //! Each key's check-and-apply runs under one of [`SHARDS`] locks, so a tombstone and an object
 //! of the same key replayed by two threads cannot interleave. Segments are fetched by
 //! [`FETCHERS`] threads. The reply goes out only after what was replayed is on this master's
-//! own replicas.
+//! own replicas — as many as it keeps now: `--replicas`, or fewer (at least one) while fewer
+//! other backups are up (see `replication`), so recovery never waits for backups that are gone.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -179,9 +180,10 @@ pub enum RecoverError {
     /// A segment could not be replayed.
     #[error(transparent)]
     Segment(#[from] SegmentError),
-    /// The replayed data did not reach this master's replicas in time.
-    #[error("the recovered data did not reach this master's replicas in time")]
-    NotDurable,
+    /// The replayed data did not reach this master's replicas in time (with the replication's
+    /// state: e.g. no other backup is up).
+    #[error("the recovered data did not reach this master's replicas in time: {0}")]
+    NotDurable(String),
 }
 
 impl RecoverError {
@@ -191,7 +193,7 @@ impl RecoverError {
             RecoverError::BadTable(_) => Status::REQUEST_FORMAT_ERROR,
             RecoverError::CreateTable(_) => Status::INTERNAL_ERROR,
             RecoverError::Segment(_) => Status::SEGMENT_RECOVERY_FAILED,
-            RecoverError::NotDurable => Status::RETRY,
+            RecoverError::NotDurable(_) => Status::RETRY,
         }
     }
 }
@@ -369,7 +371,7 @@ pub fn recover(
         return Err(e.into());
     }
     if !master.replication.wait_durable(DURABLE_TIMEOUT) {
-        return Err(RecoverError::NotDurable);
+        return Err(RecoverError::NotDurable(master.replication.describe()));
     }
     let resp = RecoverTabletsResponse {
         objects: replay.objects.load(Ordering::Relaxed),

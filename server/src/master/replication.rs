@@ -6,17 +6,27 @@
 //! `server/tests/replication_sim.rs`.
 //!
 //! Invariants (what recovery relies on, see `docs/operations.md`):
-//! * **Every segment has `r` replicas on distinct backups, none on this server.** A replica lost
-//!   (backup crashed, write refused) is replaced on another backup, written from offset 0.
+//! * **Every segment has `target` replicas on distinct backups, none on this server**, where
+//!   `target = min(r, backups up besides this server)` but at least 1 (with `r ≥ 1`): with fewer
+//!   backups than `r` the log is *under-replicated* rather than never acknowledged; with none, no
+//!   write is acknowledged (a write only in this master's DRAM would not survive its crash). A
+//!   replica lost (backup crashed, write refused) is replaced on another backup, written from
+//!   offset 0; when backups join, the target rises and the missing replicas are made.
+//! * **A segment is durable** when it has as many complete replicas as it needs: `target` for
+//!   bytes no replica set has acknowledged yet; for bytes already acknowledged, the number of
+//!   replicas they were acknowledged on (capped by `target`). So a replica lost with a backup
+//!   up to replace it must be re-made before the next acknowledgement, but a replica added
+//!   because a backup joined (the target rose) is made in the background without holding
+//!   writes back.
 //! * **The newest durable digest names a complete log.** The head's bytes — its digest first
 //!   of all — are sent only once every segment with a smaller id (earlier heads, cleaner
-//!   survivors it names) is complete on all its replicas. So a digest that reached a backup
-//!   never names a segment whose replicas lack acknowledged bytes.
+//!   survivors it names) is durable. So a digest that reached a backup never names a segment
+//!   without complete replicas.
 //! * **A replica is freed only when no durable digest can name its segment.** A segment that
 //!   left the log (cleaned) is freed on its backups once a head with a larger id, whose digest
-//!   does not name it, is durable (its digest prefix acknowledged by all its replicas).
-//! * **Acknowledged means on every replica**: [`ReplicaManager::synced`] holds only when every
-//!   segment observed is complete; the shell acknowledges writes only then.
+//!   does not name it, is durable (its digest prefix acknowledged by `target` replicas).
+//! * **Acknowledged means durable**: [`ReplicaManager::synced`] holds only when every segment
+//!   observed is durable; the shell acknowledges writes only then.
 //! * Bytes of a segment are sent only while it is unchanged in memory: the shell keeps the
 //!   cleaner off incomplete segments ([`ReplicaManager::is_complete`]); a segment found
 //!   compacted while incomplete loses its incomplete replicas (freed) and is written anew.
@@ -95,21 +105,87 @@ struct Replica {
     busy: bool,
 }
 
+/// What of a segment was last durable: its length, whether closed, on how many replicas.
+#[derive(Debug, Clone, Copy)]
+struct Durable {
+    length: u32,
+    closed: bool,
+    copies: usize,
+}
+
 #[derive(Debug, Clone)]
 struct Seg {
     info: SegmentInfo,
     replicas: Vec<Replica>,
     /// Backups that lost or refused a replica of this segment: not chosen again for it.
     excluded: BTreeSet<ServerId>,
+    /// The last time the segment was durable (see [`Seg::durable`]).
+    durable: Option<Durable>,
 }
 
 impl Seg {
-    fn complete(&self, r: usize) -> bool {
-        self.replicas.len() >= r
-            && self
-                .replicas
-                .iter()
-                .all(|x| !x.busy && x.acked >= self.info.length && (!self.info.closed || x.closed))
+    fn replica_complete(&self, x: &Replica) -> bool {
+        !x.busy && x.acked >= self.info.length && (!self.info.closed || x.closed)
+    }
+
+    /// Every replica placed is complete, and there are `target` of them (the cleaner may touch
+    /// the segment: no bytes of it are being sent).
+    fn complete(&self, target: usize) -> bool {
+        self.replicas.len() >= target && self.replicas.iter().all(|x| self.replica_complete(x))
+    }
+
+    /// Replicas holding every byte of the segment.
+    fn complete_copies(&self) -> usize {
+        self.replicas
+            .iter()
+            .filter(|x| self.replica_complete(x))
+            .count()
+    }
+
+    /// Complete replicas the segment needs before a write in it is acknowledged: `target` for
+    /// bytes (or a close) not yet durable; else as many as it was durable on, at most `target`.
+    fn need(&self, target: usize) -> usize {
+        match self.durable {
+            Some(d) if d.length >= self.info.length && (d.closed || !self.info.closed) => {
+                d.copies.min(target)
+            }
+            _ => target,
+        }
+    }
+
+    fn is_durable(&self, target: usize) -> bool {
+        self.complete_copies() >= self.need(target)
+    }
+
+    /// Records what is durable now, if the segment is.
+    fn note_durable(&mut self, target: usize) {
+        if self.is_durable(target) {
+            self.durable = Some(Durable {
+                length: self.info.length,
+                closed: self.info.closed,
+                copies: self.complete_copies(),
+            });
+        }
+    }
+}
+
+/// How well a master's log is replicated (for `status` and the log).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Health {
+    /// Replicas per segment asked for (`--replicas`).
+    pub r: usize,
+    /// Backups up besides this server, as the coordinator lists them.
+    pub available: usize,
+    /// Replicas per segment kept now: `min(r, available)`, at least 1.
+    pub target: usize,
+    /// Fewest complete replicas of any segment (`r` for an empty log).
+    pub min_copies: usize,
+}
+
+impl Health {
+    /// Some segment has fewer than `r` complete replicas.
+    pub fn under_replicated(&self) -> bool {
+        self.min_copies < self.r
     }
 }
 
@@ -127,6 +203,8 @@ pub struct ReplicaManager {
     durable_head: Option<(u64, BTreeSet<u64>)>,
     fenced: bool,
     rr: usize,
+    /// Backups up besides this server (the last list given to `next_actions`).
+    available: usize,
 }
 
 impl ReplicaManager {
@@ -141,6 +219,32 @@ impl ReplicaManager {
             durable_head: None,
             fenced: false,
             rr: 0,
+            available: 0,
+        }
+    }
+
+    /// Replicas per segment kept now: `min(r, backups up)`, but at least 1 if `r ≥ 1` (a master
+    /// with no backup up acknowledges nothing).
+    pub fn target(&self) -> usize {
+        if self.r == 0 {
+            0
+        } else {
+            self.r.min(self.available).max(1)
+        }
+    }
+
+    /// How well the log is replicated now.
+    pub fn health(&self) -> Health {
+        Health {
+            r: self.r,
+            available: self.available,
+            target: self.target(),
+            min_copies: self
+                .segs
+                .values()
+                .map(Seg::complete_copies)
+                .min()
+                .unwrap_or(self.r),
         }
     }
 
@@ -156,6 +260,7 @@ impl ReplicaManager {
 
     /// A new snapshot of the log (every segment in memory).
     pub fn observe(&mut self, log: &[SegmentInfo]) {
+        let target = self.target();
         let present: BTreeSet<u64> = log.iter().map(|s| s.id).collect();
         // Segments that left the log: their replicas wait for a digest that drops them.
         let gone: Vec<u64> = self
@@ -180,12 +285,13 @@ impl ReplicaManager {
                             info: info.clone(),
                             replicas: Vec::new(),
                             excluded: BTreeSet::new(),
+                            durable: None,
                         },
                     );
                 }
                 Some(seg) => {
                     let compacted = seg.info.identity != info.identity;
-                    if compacted && !seg.complete(self.r) {
+                    if compacted && !seg.complete(target) {
                         // The bytes changed under incomplete replicas: start them over.
                         for x in seg.replicas.drain(..) {
                             self.stale.push((x.backup, info.id));
@@ -208,6 +314,17 @@ impl ReplicaManager {
     /// The next actions, given the backups that are up (this server excluded by the
     /// manager). Marks the replicas written as busy until [`ReplicaManager::on_result`].
     pub fn next_actions(&mut self, backups: &[ServerId]) -> Vec<Action> {
+        self.next_actions_avoiding(backups, &[])
+    }
+
+    /// [`ReplicaManager::next_actions`], placing no new replica on `avoid` (backups that are up
+    /// as far as the coordinator knows but did not answer a moment ago: they still count
+    /// towards the target, so an unreachable backup never lowers the replication).
+    pub fn next_actions_avoiding(
+        &mut self,
+        backups: &[ServerId],
+        avoid: &[ServerId],
+    ) -> Vec<Action> {
         let mut out = Vec::new();
         if self.fenced {
             return out;
@@ -215,8 +332,13 @@ impl ReplicaManager {
         for (backup, segment) in self.stale.drain(..) {
             out.push(Action::Free { backup, segment });
         }
-        let candidates: Vec<ServerId> = backups.iter().copied().filter(|&b| b != self.me).collect();
-        let r = self.r;
+        let up: BTreeSet<ServerId> = backups.iter().copied().filter(|&b| b != self.me).collect();
+        self.available = up.len();
+        let candidates: Vec<ServerId> = up.into_iter().filter(|b| !avoid.contains(b)).collect();
+        let r = self.target();
+        for seg in self.segs.values_mut() {
+            seg.note_durable(r);
+        }
         let mut earlier_complete = true;
         let ids: Vec<u64> = self.segs.keys().copied().collect();
         for id in ids {
@@ -258,7 +380,7 @@ impl ReplicaManager {
                     }
                 }
             }
-            if !seg.complete(r) {
+            if !seg.is_durable(r) {
                 earlier_complete = false;
             }
         }
@@ -296,12 +418,14 @@ impl ReplicaManager {
         };
         match outcome {
             WriteOutcome::Ok => {
+                let target = self.target();
                 if let Some(seg) = self.segs.get_mut(&segment) {
                     if let Some(x) = seg.replicas.iter_mut().find(|x| x.backup == backup) {
                         x.busy = false;
                         x.acked = x.acked.max(to);
                         x.closed |= close;
                     }
+                    seg.note_durable(target);
                 }
                 self.note_durable_digest(segment);
             }
@@ -343,25 +467,30 @@ impl ReplicaManager {
         {
             return;
         }
-        let durable = seg.replicas.len() >= self.r && seg.replicas.iter().all(|x| x.acked >= *end);
+        let target = self.target();
+        let durable =
+            target > 0 && seg.replicas.iter().filter(|x| x.acked >= *end).count() >= target;
         if durable {
             self.durable_head = Some((segment, names.iter().copied().collect()));
         }
     }
 
-    /// Whether every observed segment is complete on all its replicas (acknowledge writes).
+    /// Whether every observed segment is durable (acknowledge writes).
     pub fn synced(&self) -> bool {
-        !self.fenced && self.segs.values().all(|s| s.complete(self.r))
+        let target = self.target();
+        !self.fenced && self.segs.values().all(|s| s.is_durable(target))
     }
 
     /// Whether some segment lacks a replica and no backup is left to place it on.
     pub fn short_of_backups(&self) -> bool {
-        self.segs.values().any(|s| s.replicas.len() < self.r)
+        let target = self.target();
+        self.segs.values().any(|s| s.replicas.len() < target)
     }
 
     /// Whether segment `id` is complete on all its replicas (the cleaner may touch it).
     pub fn is_complete(&self, id: u64) -> bool {
-        self.segs.get(&id).is_some_and(|s| s.complete(self.r))
+        let target = self.target();
+        self.segs.get(&id).is_some_and(|s| s.complete(target))
     }
 
     /// Backups holding replicas (for `status`): (segments, replicas).
@@ -552,6 +681,108 @@ mod tests {
         m.on_result(&a[0], WriteOutcome::Fenced);
         assert!(m.fenced() && !m.synced());
         assert!(m.next_actions(&[b(1)]).is_empty());
+    }
+
+    /// Fewer backups than R: the log is kept on every backup there is (under-replicated) and
+    /// writes are acknowledged; with no backup at all, nothing is.
+    #[test]
+    fn too_few_backups_degrade_to_the_ones_up_but_never_to_none() {
+        let mut m = ReplicaManager::new(ME, 2);
+        m.observe(&[seg(1, false, true, 100), seg(2, true, false, 60)]);
+        loop {
+            let a = m.next_actions(&[b(1)]);
+            if a.is_empty() {
+                break;
+            }
+            assert!(a
+                .iter()
+                .all(|x| matches!(x, Action::Write { backup, .. } if *backup == b(1))));
+            ack_all(&mut m, &a);
+        }
+        assert!(
+            m.synced(),
+            "R = 2 with one backup up: acknowledged on that one"
+        );
+        assert!(!m.short_of_backups());
+        let h = m.health();
+        assert_eq!((h.r, h.available, h.target, h.min_copies), (2, 1, 1, 1));
+        assert!(h.under_replicated());
+        // The backup dies and none is left: nothing more is acknowledged.
+        m.backup_down(b(1));
+        m.observe(&[seg(1, false, true, 100), seg(2, true, false, 70)]);
+        assert!(m.next_actions(&[]).is_empty());
+        assert!(!m.synced() && m.short_of_backups());
+        assert_eq!(m.health().target, 1);
+    }
+
+    /// A backup that joins raises the target: the missing replicas are made, but bytes already
+    /// acknowledged do not wait for them; new bytes need both replicas.
+    #[test]
+    fn a_joining_backup_restores_r_without_holding_writes_back() {
+        let mut m = ReplicaManager::new(ME, 2);
+        m.observe(&[seg(1, false, true, 100), seg(2, true, false, 60)]);
+        while let a @ [_, ..] = &m.next_actions(&[b(1)])[..] {
+            let a = a.to_vec();
+            ack_all(&mut m, &a);
+        }
+        assert!(m.synced());
+        // b(2) joins: both segments get a replica there.
+        let a = m.next_actions(&[b(1), b(2)]);
+        let to_b2: Vec<u64> = a
+            .iter()
+            .filter_map(|x| match x {
+                Action::Write {
+                    backup, segment, ..
+                } if *backup == b(2) => Some(*segment),
+                _ => None,
+            })
+            .collect();
+        assert!(to_b2.contains(&1), "{a:?}");
+        assert!(
+            m.synced(),
+            "what was acknowledged stays acknowledged meanwhile"
+        );
+        assert!(
+            !m.is_complete(1),
+            "the cleaner keeps off a segment being sent"
+        );
+        ack_all(&mut m, &a);
+        while let a @ [_, ..] = &m.next_actions(&[b(1), b(2)])[..] {
+            let a = a.to_vec();
+            ack_all(&mut m, &a);
+        }
+        assert!(m.synced());
+        assert!(!m.health().under_replicated());
+        assert_eq!(m.complete_replicas(1).len(), 2);
+        // New bytes in the head are acknowledged only on both.
+        m.observe(&[seg(1, false, true, 100), seg(2, true, false, 90)]);
+        let a = m.next_actions(&[b(1), b(2)]);
+        assert_eq!(a.len(), 2, "{a:?}");
+        m.on_result(&a[0], WriteOutcome::Ok);
+        assert!(!m.synced());
+        m.on_result(&a[1], WriteOutcome::Ok);
+        assert!(m.synced());
+    }
+
+    /// A backup the coordinator still lists but that did not answer counts towards R: its
+    /// replica is re-made elsewhere if possible, and writes wait rather than being acknowledged
+    /// on fewer replicas.
+    #[test]
+    fn an_unreachable_backup_does_not_lower_the_target() {
+        let mut m = ReplicaManager::new(ME, 2);
+        m.observe(&[seg(1, true, false, 100)]);
+        let a = m.next_actions_avoiding(&[b(1), b(2)], &[b(2)]);
+        assert_eq!(a.len(), 1, "{a:?}");
+        ack_all(&mut m, &a);
+        assert!(m.next_actions_avoiding(&[b(1), b(2)], &[b(2)]).is_empty());
+        assert!(!m.synced() && m.short_of_backups());
+        assert_eq!(m.health().target, 2);
+        // A replica lost while another backup can take it: re-made before acknowledging.
+        let a = m.next_actions(&[b(1), b(2), b(3)]);
+        ack_all(&mut m, &a);
+        assert!(m.synced());
+        m.backup_down(b(1));
+        assert!(!m.synced());
     }
 
     #[test]

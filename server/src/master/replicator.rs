@@ -7,6 +7,13 @@
 //! [`Replication::reply_when_durable`], which queues it with a ticket; the thread replies once a
 //! sync round that started after the ticket was taken has completed.
 //!
+//! How many replicas: `min(--replicas, other backups the coordinator lists as up)`, at least
+//! one ([`ReplicaManager::target`]); with fewer than `--replicas` the master is under-replicated,
+//! which [`Replication::describe`] and [`Replication::under_replicated`] report (for `status`)
+//! and the log says when it starts and ends. A backup that did not answer stays in the count
+//! (it is only kept from new replicas for `BACKUP_BACKOFF`) until the coordinator drops it;
+//! the shell reports it to the coordinator at once while writes wait for it.
+//!
 //! A backup that says this master was declared dead (`CALLER_NOT_IN_CLUSTER`) fences it: no
 //! queued write is acknowledged (clients are told to refresh their tablet map) and
 //! [`Replication::fenced`] turns true; the server process exits (see `node.rs`).
@@ -27,7 +34,7 @@ use faascache_transport::CoordinatorLocator;
 use faascache_transport::{ClientConfig, Opcode, PendingRpc, ServiceLocator, Session, Status};
 use parking_lot::{Condvar, Mutex};
 
-use super::replication::{Action, ReplicaManager, SegmentInfo, WriteOutcome};
+use super::replication::{Action, Health, ReplicaManager, SegmentInfo, WriteOutcome};
 use faascache_storage::{Engine, LogSegment};
 
 /// How long the backup RPCs of one round may take, all together (they run in parallel):
@@ -100,8 +107,10 @@ impl Waiter {
 enum Round {
     /// Everything observed is on every replica.
     Durable,
-    /// Too few backups for too long: writes are answered `RETRY` with this explanation (the
-    /// data stays in memory and is replicated once backups join).
+    /// Replicas that could not be placed for too long (no other backup up, or the ones up
+    /// unreachable or refusing): writes are answered `RETRY` with this explanation (the data
+    /// stays in memory and is replicated once a backup can take it). Fewer backups up than R
+    /// is not this: the log is then kept on the ones up (under-replicated).
     Short(String),
     /// Declared dead, or stopping.
     Fenced,
@@ -118,6 +127,7 @@ pub struct Replication {
     fenced: AtomicBool,
     stop: AtomicBool,
     status: Mutex<String>,
+    under_replicated: AtomicBool,
 }
 
 impl std::fmt::Debug for Replication {
@@ -138,6 +148,7 @@ impl Replication {
             wake: Condvar::new(),
             fenced: AtomicBool::new(false),
             stop: AtomicBool::new(false),
+            under_replicated: AtomicBool::new(false),
             status: Mutex::new(if replicas == 0 {
                 "memory only (--replicas 0)".into()
             } else {
@@ -159,6 +170,12 @@ impl Replication {
     /// One line for `status`.
     pub fn describe(&self) -> String {
         self.status.lock().clone()
+    }
+
+    /// Whether some segment of the log has fewer than `--replicas` complete replicas (too few
+    /// backups up, or replicas being re-made); [`Replication::describe`] says why.
+    pub fn under_replicated(&self) -> bool {
+        self.under_replicated.load(Ordering::Acquire)
     }
 
     /// Reply once everything in the log now is on every replica (at once without replication).
@@ -215,6 +232,27 @@ pub trait ReplicationHost: Send + Sync + 'static {
     /// must not acknowledge then, even if a backup took the data.
     fn may_acknowledge(&self) -> Result<(), &'static str> {
         Ok(())
+    }
+}
+
+/// The `status` line of a master's replication (`segs` segments, `reps` replicas placed).
+fn health_text(h: &Health, segs: usize, reps: usize) -> String {
+    if !h.under_replicated() {
+        return format!(
+            "{} replicas per segment on {} backups ({segs} segments, {reps} replicas)",
+            h.r, h.available
+        );
+    }
+    if h.available < h.r {
+        format!(
+            "UNDER-REPLICATED: R={} but {} other backup(s) up: writes are acknowledged on {} replica(s); the least-replicated segment has {}; full replication returns when more servers join ({segs} segments, {reps} replicas)",
+            h.r, h.available, h.target, h.min_copies
+        )
+    } else {
+        format!(
+            "UNDER-REPLICATED: re-replicating to R={} on {} other backups up; the least-replicated segment has {} ({segs} segments, {reps} replicas)",
+            h.r, h.available, h.min_copies
+        )
     }
 }
 
@@ -341,29 +379,38 @@ impl Shell {
             self.refresh_backups(false);
             self.observe();
             let ids: Vec<ServerId> = self.backups.iter().map(|b| b.0).collect();
-            let actions = self.mgr.next_actions(&ids);
+            let now = Instant::now();
+            let avoid: Vec<ServerId> = self
+                .backoff
+                .iter()
+                .filter(|(_, until)| now < **until)
+                .map(|(id, _)| *id)
+                .collect();
+            let actions = self.mgr.next_actions_avoiding(&ids, &avoid);
             self.mark_replicated();
             if actions.is_empty() {
                 if self.mgr.synced() {
-                    if let Some(t) = self.short_since.take() {
-                        tracing::info!(after = ?t.elapsed(), "enough backups again: writes are acknowledged");
-                    }
-                    let (segs, reps) = self.mgr.counts();
-                    *self.rep().status.lock() = format!(
-                        "{} replicas per segment on {} backups ({segs} segments, {reps} replicas)",
-                        self.mgr.replicas(),
-                        self.backups.len()
-                    );
-                    return Round::Durable;
+                    return self.durable();
                 }
                 if self.mgr.short_of_backups() {
+                    // Tell the coordinator now about backups that did not answer: until it
+                    // drops them from the list they count as up and writes wait for them.
+                    self.send_hints();
                     let since = *self.short_since.get_or_insert_with(Instant::now);
                     if since.elapsed() > SHORT_GRACE {
-                        let msg = format!(
-                            "not enough backups: {} replicas per segment needed, {} other backup(s) up; writes are not acknowledged until more servers join (or restart the masters with a lower --replicas)",
-                            self.mgr.replicas(),
-                            self.backups.len()
-                        );
+                        let h = self.mgr.health();
+                        let msg = if h.available == 0 {
+                            format!(
+                                "UNDER-REPLICATED: no other backup is up (R={}): writes are not acknowledged until a server joins (a write only in this master's memory would not survive its crash)",
+                                h.r
+                            )
+                        } else {
+                            format!(
+                                "UNDER-REPLICATED: {} replica(s) per segment needed (R={}, {} other backup(s) up) but some cannot be placed (unreachable, full or refusing); writes are not acknowledged until they can",
+                                h.target, h.r, h.available
+                            )
+                        };
+                        self.rep().under_replicated.store(true, Ordering::Release);
                         let mut st = self.rep().status.lock();
                         if *st != msg {
                             tracing::warn!("{msg}");
@@ -377,7 +424,45 @@ impl Shell {
                 }
             }
             self.execute(&actions);
+            if self.mgr.synced() {
+                // Everything observed is durable; replicas still being made (a backup joined,
+                // so the target rose) go on in the next rounds without holding writes back.
+                return self.durable();
+            }
         }
+    }
+
+    /// A round ends durable.
+    fn durable(&mut self) -> Round {
+        if let Some(t) = self.short_since.take() {
+            tracing::info!(after = ?t.elapsed(), "enough backups again: writes are acknowledged");
+        }
+        self.report_health();
+        Round::Durable
+    }
+
+    /// The `status` line and the log after a durable round: whether the log is
+    /// under-replicated, and why.
+    fn report_health(&mut self) {
+        let h = self.mgr.health();
+        let (segs, reps) = self.mgr.counts();
+        let text = health_text(&h, segs, reps);
+        let was = self
+            .rep()
+            .under_replicated
+            .swap(h.under_replicated(), Ordering::AcqRel);
+        match (was, h.under_replicated()) {
+            (false, true) => tracing::warn!(
+                replicas = h.r,
+                other_backups_up = h.available,
+                kept = h.target,
+                fewest = h.min_copies,
+                "{text}"
+            ),
+            (true, false) => tracing::info!("fully replicated again: {text}"),
+            _ => {}
+        }
+        *self.rep().status.lock() = text;
     }
 
     fn observe(&mut self) {
@@ -526,8 +611,9 @@ impl Shell {
         if !self.hints.contains(&backup) {
             self.hints.push(backup);
         }
+        // It stays in the list (it still counts towards the target until the coordinator
+        // drops it) but gets no new replica during the backoff.
         self.backoff.insert(backup, Instant::now() + BACKUP_BACKOFF);
-        self.backups.retain(|b| b.0 != backup);
         self.mgr.backup_down(backup);
         // Ask the list again soon: the coordinator decides whether it crashed.
         self.listed_at = None;

@@ -753,6 +753,7 @@ impl Dispatch for MasterService {
         let m = &self.master;
         let stats = m.engine.stats();
         let durability = m.durability();
+        let replication = m.replication.describe();
         let (transport, transport_choice) = m.transport.lock().clone();
         let resp = GetServerInfoResponse {
             server_id: m.server_id(),
@@ -767,6 +768,8 @@ impl Dispatch for MasterService {
             eo_clients: m.results.clients() as u64,
             eo_results: m.results.len() as u64,
             eo_bytes: m.results.bytes() as u64,
+            replication: &replication,
+            under_replicated: m.replication.under_replicated(),
         };
         call.reply_with(Status::OK, |b| resp.encode(b));
     }

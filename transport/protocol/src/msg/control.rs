@@ -309,7 +309,9 @@ impl Request<'_> for GetServerInfoRequest {
 /// `GetServerInfo` reply: server id `u64`, memory budget bytes `u64`, live log bytes `u64`,
 /// objects `u64`, owned tablets `u32`, transport (`u16` len), poll mode (`u16` len), durability
 /// (`u16` len, what an acknowledged write survives), transport choice (`u16` len: why this
-/// transport, e.g. `first choice` or the preferred alternatives that failed).
+/// transport, e.g. `first choice` or the preferred alternatives that failed), exactly-once
+/// clients, results and bytes (`u64` each), replication (`u16` len: how the log is replicated
+/// now), under-replicated `u8` (0/1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GetServerInfoResponse<'a> {
     /// Id.
@@ -336,6 +338,11 @@ pub struct GetServerInfoResponse<'a> {
     pub eo_results: u64,
     /// Exactly-once state: bytes of memory the saved results and their clients take.
     pub eo_bytes: u64,
+    /// How the master's log is replicated now (e.g. "2 replicas per segment on 2 backups", or
+    /// why it is under-replicated); empty for a server that does not replicate.
+    pub replication: &'a str,
+    /// Some segment of the master's log has fewer replicas than `--replicas` asks.
+    pub under_replicated: bool,
 }
 
 impl<'a> Message<'a> for GetServerInfoResponse<'a> {
@@ -352,7 +359,9 @@ impl<'a> Message<'a> for GetServerInfoResponse<'a> {
             .bytes_u16(self.transport_choice.as_bytes())
             .u64(self.eo_clients)
             .u64(self.eo_results)
-            .u64(self.eo_bytes);
+            .u64(self.eo_bytes)
+            .bytes_u16(self.replication.as_bytes())
+            .u8(u8::from(self.under_replicated));
     }
     fn decode(buf: &'a [u8]) -> Result<Self, MsgError> {
         decode_all(buf, |r| {
@@ -369,6 +378,17 @@ impl<'a> Message<'a> for GetServerInfoResponse<'a> {
                 eo_clients: r.u64()?,
                 eo_results: r.u64()?,
                 eo_bytes: r.u64()?,
+                replication: read_str(r, "replication", 1024)?,
+                under_replicated: match r.u8()? {
+                    0 => false,
+                    1 => true,
+                    value => {
+                        return Err(MsgError::BadField {
+                            field: "under_replicated",
+                            value: value.into(),
+                        })
+                    }
+                },
             })
         })
     }
@@ -439,6 +459,8 @@ mod tests {
             eo_clients: 5,
             eo_results: 6,
             eo_bytes: 700,
+            replication: "UNDER-REPLICATED: R=2 but 1 other backup(s) up",
+            under_replicated: true,
         });
         assert!(R.contains(10) && R.contains(20) && !R.contains(21));
         let bad = TabletRange {

@@ -134,6 +134,98 @@ fn wait_masters(c: &Client, n: usize) -> Result<()> {
     }
 }
 
+/// The watcher: after the kill, polls the server list and the tablet map to mark when the
+/// victim is listed crashed and when its tablets are served elsewhere and it is removed.
+fn spawn_watcher(
+    admin: Client,
+    marks: Arc<Mutex<Marks>>,
+    stop: Arc<AtomicBool>,
+    victim_loc: String,
+    filled: TableId,
+) -> std::thread::JoinHandle<Result<()>> {
+    std::thread::spawn(move || -> Result<()> {
+        while marks.lock().map(|m| m.killed.is_none()).unwrap_or(true) {
+            if stop.load(Ordering::Acquire) {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        while !stop.load(Ordering::Acquire) {
+            let servers = admin.servers().unwrap_or_default();
+            let v = servers.iter().find(|s| s.locator == victim_loc);
+            let listed_up = v.is_some_and(|s| s.status == "up");
+            let on_victim = admin
+                .tablets(filled)
+                .map(|ts| ts.iter().any(|t| t.master == victim_loc))
+                .unwrap_or(true);
+            let now = Instant::now();
+            let mut m = marks.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+            if !listed_up && m.crashed.is_none() {
+                m.crashed = Some(now);
+            }
+            // Recovery ends with the tablets served elsewhere and the server removed.
+            let removed = v.is_none_or(|s| s.status == "removed");
+            if m.crashed.is_some() && !on_victim && removed && m.recovered.is_none() {
+                m.recovered = Some(now);
+                return Ok(());
+            }
+            drop(m);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    })
+}
+
+/// What `report` checks after the recovery.
+struct Checked<'a> {
+    filled: TableId,
+    n: u64,
+    key_size: usize,
+    value: &'a [u8],
+    fill_mb: u64,
+}
+
+/// Checks that the recovered data reads back and prints the phases' table.
+fn report(
+    client: &Client,
+    c: &Checked<'_>,
+    m: &Marks,
+    victim_loc: &str,
+    reader_loc: &str,
+    hists: &[LatencyHist],
+    failed: &[u64; 4],
+) -> Result<()> {
+    let (filled, n, value) = (c.filled, c.n, c.value);
+    // The recovered data reads back.
+    for i in (0..n).step_by((n as usize / 100).max(1)) {
+        let o = client
+            .read(filled, &key(i, c.key_size))
+            .with_context(|| format!("object {i} of the crashed master after its recovery"))?;
+        if o.value != value {
+            bail!("object {i} of the crashed master came back wrong after its recovery");
+        }
+    }
+    let (Some(killed), Some(crashed), Some(recovered)) = (m.killed, m.crashed, m.recovered) else {
+        bail!("the run ended without a kill, a crash and a recovery mark: {m:?}");
+    };
+    println!(
+        "recovery of {victim_loc} ({n} objects, {} MiB): detected {:.2} s after the kill, replay {:.2} s",
+        c.fill_mb,
+        (crashed - killed).as_secs_f64(),
+        (recovered - crashed).as_secs_f64()
+    );
+    println!("| reads of one object on {reader_loc} | reads | failed | p50 | p99 | p99.9 | max |");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    for (i, h) in hists.iter().enumerate() {
+        let s = h.summary();
+        println!(
+            "| {} | {} | {} | {:.1} µs | {:.1} µs | {:.1} µs | {:.1} µs |",
+            PHASES[i], s.samples, failed[i], s.p50_us, s.p99_us, s.p999_us, s.max_us
+        );
+    }
+    Ok(())
+}
+
 /// Runs `recoveryReads`; prints the table and returns the per-phase histograms.
 pub fn run(opts: &Opts) -> Result<Vec<LatencyHist>> {
     let locator = coordinator_locator(opts)?;
@@ -181,40 +273,13 @@ pub fn run(opts: &Opts) -> Result<Vec<LatencyHist>> {
     // The phase marks, set by the watcher thread.
     let marks = Arc::new(Mutex::new(Marks::default()));
     let stop = Arc::new(AtomicBool::new(false));
-    let watcher = {
-        let (marks, stop, victim_loc) = (marks.clone(), stop.clone(), victim_loc.clone());
-        std::thread::spawn(move || -> Result<()> {
-            while marks.lock().map(|m| m.killed.is_none()).unwrap_or(true) {
-                if stop.load(Ordering::Acquire) {
-                    return Ok(());
-                }
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            while !stop.load(Ordering::Acquire) {
-                let servers = admin.servers().unwrap_or_default();
-                let v = servers.iter().find(|s| s.locator == victim_loc);
-                let listed_up = v.is_some_and(|s| s.status == "up");
-                let on_victim = admin
-                    .tablets(filled)
-                    .map(|ts| ts.iter().any(|t| t.master == victim_loc))
-                    .unwrap_or(true);
-                let now = Instant::now();
-                let mut m = marks.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
-                if !listed_up && m.crashed.is_none() {
-                    m.crashed = Some(now);
-                }
-                // Recovery ends with the tablets served elsewhere and the server removed.
-                let removed = v.is_none_or(|s| s.status == "removed");
-                if m.crashed.is_some() && !on_victim && removed && m.recovered.is_none() {
-                    m.recovered = Some(now);
-                    return Ok(());
-                }
-                drop(m);
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            Ok(())
-        })
-    };
+    let watcher = spawn_watcher(
+        admin,
+        marks.clone(),
+        stop.clone(),
+        victim_loc.clone(),
+        filled,
+    );
 
     let mut hists: Vec<LatencyHist> = PHASES.iter().map(|_| LatencyHist::new()).collect();
     let mut failed = [0u64; 4];
@@ -261,35 +326,21 @@ pub fn run(opts: &Opts) -> Result<Vec<LatencyHist>> {
     stop.store(true, Ordering::Release);
     let _ = watcher.join();
 
-    // The recovered data reads back.
-    for i in (0..n).step_by((n as usize / 100).max(1)) {
-        let o = client
-            .read(filled, &key(i, opts.key_size))
-            .with_context(|| format!("object {i} of the crashed master after its recovery"))?;
-        if o.value != value {
-            bail!("object {i} of the crashed master came back wrong after its recovery");
-        }
-    }
-    let (k, c, r) = (
-        m.killed.expect("killed"),
-        m.crashed.expect("crashed"),
-        m.recovered.expect("recovered"),
-    );
-    println!(
-        "recovery of {victim_loc} ({n} objects, {} MiB): detected {:.2} s after the kill, replay {:.2} s",
-        opts.recovery_fill_mb,
-        (c - k).as_secs_f64(),
-        (r - c).as_secs_f64()
-    );
-    println!("| reads of one object on {reader_loc} | reads | failed | p50 | p99 | p99.9 | max |");
-    println!("|---|---:|---:|---:|---:|---:|---:|");
-    for (i, h) in hists.iter().enumerate() {
-        let s = h.summary();
-        println!(
-            "| {} | {} | {} | {:.1} µs | {:.1} µs | {:.1} µs | {:.1} µs |",
-            PHASES[i], s.samples, failed[i], s.p50_us, s.p99_us, s.p999_us, s.max_us
-        );
-    }
+    report(
+        &client,
+        &Checked {
+            filled,
+            n,
+            key_size: opts.key_size,
+            value: &value,
+            fill_mb: opts.recovery_fill_mb,
+        },
+        &m,
+        &victim_loc,
+        &reader_loc,
+        &hists,
+        &failed,
+    )?;
     Ok(hists)
 }
 

@@ -218,6 +218,59 @@ impl ClusterIo for Sim {
     }
 }
 
+/// Whether a backup of this kind is dead (never answers again).
+fn dead(k: Kind) -> bool {
+    matches!(k, Kind::DeadHung | Kind::DeadRefusing)
+}
+
+/// The replays the simulation saw, and the time each listing of replicas took.
+fn check_replays(sim: &Sim, segments: u64) {
+    // No acknowledged segment lost: every replay names a gapless prefix `1..=k` of the log,
+    // each segment on backups that hold it; and the whole log unless each of the segments left
+    // out is held by crashed backups only (declared crashed from round SLOW_ROUNDS on: with
+    // every replica of the head lost, the newest surviving digest is the log).
+    let lost = |seg: u64, round: usize| {
+        round >= SLOW_ROUNDS
+            && sim
+                .backups
+                .values()
+                .filter(|b| b.holds.contains(&seg))
+                .all(|b| dead(b.kind))
+    };
+    for (round, got) in sim.recovered.lock().unwrap().iter() {
+        let named: Vec<u64> = got.iter().map(|s| s.0).collect();
+        let k = named.len() as u64;
+        assert_eq!(
+            named,
+            (1..=k).collect::<Vec<_>>(),
+            "round {round}: a replay named {named:?}"
+        );
+        for seg in k + 1..=segments {
+            assert!(
+                lost(seg, *round),
+                "round {round}: a replay of {named:?} left out segment {seg} of {segments}, which a backup that may still answer holds: acknowledged writes lost"
+            );
+        }
+        for (seg, holders) in got {
+            assert!(!holders.is_empty(), "segment {seg} named without a backup");
+            for h in holders {
+                let loc = &sim.ids[h];
+                assert!(
+                    sim.backups[loc].holds.contains(seg),
+                    "segment {seg} said to be on {loc}, which does not hold it"
+                );
+            }
+        }
+    }
+    // One deadline per round, not one per backup.
+    for (round, (took, deadline)) in sim.listing.lock().unwrap().iter() {
+        assert!(
+            *took <= *deadline + HEALTHY_MAX,
+            "round {round}: listing replicas took {took:?} of virtual time (deadline {deadline:?}): the backups were asked one after another"
+        );
+    }
+}
+
 fn run(seed: u64) {
     let mut rng = SmallRng::seed_from_u64(seed);
     let n = rng.gen_range(3..=8usize);
@@ -279,7 +332,6 @@ fn run(seed: u64) {
                 .insert(seg);
         }
     }
-    let dead = |k: Kind| matches!(k, Kind::DeadHung | Kind::DeadRefusing);
     let available = (1..=segments).all(|seg| {
         backups
             .values()
@@ -322,50 +374,7 @@ fn run(seed: u64) {
         }
     }
 
-    // No acknowledged segment lost: every replay names a gapless prefix `1..=k` of the log,
-    // each segment on backups that hold it; and the whole log unless each of the segments left
-    // out is held by crashed backups only (declared crashed from round SLOW_ROUNDS on: with
-    // every replica of the head lost, the newest surviving digest is the log).
-    let lost = |seg: u64, round: usize| {
-        round >= SLOW_ROUNDS
-            && sim
-                .backups
-                .values()
-                .filter(|b| b.holds.contains(&seg))
-                .all(|b| dead(b.kind))
-    };
-    for (round, got) in sim.recovered.lock().unwrap().iter() {
-        let named: Vec<u64> = got.iter().map(|s| s.0).collect();
-        let k = named.len() as u64;
-        assert_eq!(
-            named,
-            (1..=k).collect::<Vec<_>>(),
-            "round {round}: a replay named {named:?}"
-        );
-        for seg in k + 1..=segments {
-            assert!(
-                lost(seg, *round),
-                "round {round}: a replay of {named:?} left out segment {seg} of {segments}, which a backup that may still answer holds: acknowledged writes lost"
-            );
-        }
-        for (seg, holders) in got {
-            assert!(!holders.is_empty(), "segment {seg} named without a backup");
-            for h in holders {
-                let loc = &sim.ids[h];
-                assert!(
-                    sim.backups[loc].holds.contains(seg),
-                    "segment {seg} said to be on {loc}, which does not hold it"
-                );
-            }
-        }
-    }
-    // One deadline per round, not one per backup.
-    for (round, (took, deadline)) in sim.listing.lock().unwrap().iter() {
-        assert!(
-            *took <= *deadline + HEALTHY_MAX,
-            "round {round}: listing replicas took {took:?} of virtual time (deadline {deadline:?}): the backups were asked one after another"
-        );
-    }
+    check_replays(&sim, segments);
     let owners: Vec<(ServerId, TabletState)> = sim.read(|st| {
         st.tablet_map(table)
             .expect("the table")

@@ -18,7 +18,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cluster_util::*;
-use faascache_launch::Launch;
 use faascache_protocol::msg::control::GetServerInfoRequest;
 use faascache_protocol::msg::coordinator::*;
 use faascache_protocol::msg::Services;
@@ -28,40 +27,6 @@ use faascache_transport::call;
 /// stalled reads for 10-20 s), with room for a master-lease renewal delayed by CPU contention on
 /// a shared 2-core machine (one run saw 0.97 s; typical is under 40 ms).
 const MAX_READ: Duration = Duration::from_millis(2500);
-
-/// A server started with extra environment variables.
-fn server_env(
-    dir: &std::path::Path,
-    coord: &str,
-    name: &str,
-    extra: &[&str],
-    env: &[(&str, &str)],
-) -> (Proc, String) {
-    let lf = dir.join(format!("{name}.locator"));
-    let lfs = lf.to_str().unwrap().to_string();
-    let mut args = vec![
-        "server",
-        "--coordinator",
-        coord,
-        "--memory",
-        "48MiB",
-        "--poll",
-        "block",
-        "--no-pin",
-        "--listen",
-        "tcp:host=127.0.0.1,port=0",
-        "--locator-file",
-        &lfs,
-    ];
-    args.extend_from_slice(extra);
-    let mut p = Launch::new(name, BIN, dir.join(format!("{name}.log")))
-        .args(&args)
-        .envs(env.iter().copied())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{e}"));
-    let loc = wait_up(&mut p, &lf, T);
-    (p, loc)
-}
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]

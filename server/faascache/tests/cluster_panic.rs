@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 
 use cluster_util::*;
 use faascache_client::{Client, ClientOptions};
-use faascache_launch::Launch;
 
 /// SIGABRT on Linux.
 const SIGABRT: i32 = 6;
@@ -26,32 +25,8 @@ fn client(coord: &str) -> Client {
 }
 
 /// A replicating server; `env` goes to its process.
-fn server_env(dir: &std::path::Path, coord: &str, name: &str, env: &[(&str, &str)]) -> Proc {
-    let lf = dir.join(format!("{name}.locator"));
-    let lfs = lf.to_str().unwrap().to_string();
-    let args = [
-        "server",
-        "--coordinator",
-        coord,
-        "--memory",
-        "48MiB",
-        "--poll",
-        "block",
-        "--no-pin",
-        "--listen",
-        "tcp:host=127.0.0.1,port=0",
-        "--replicas",
-        "1",
-        "--locator-file",
-        &lfs,
-    ];
-    let mut p = Launch::new(name, BIN, dir.join(format!("{name}.log")))
-        .args(args)
-        .envs(env.iter().copied())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{e}"));
-    wait_up(&mut p, &lf, T);
-    p
+fn replicating(dir: &std::path::Path, coord: &str, name: &str, env: &[(&str, &str)]) -> Proc {
+    server_env(dir, coord, name, &["--replicas", "1"], env).0
 }
 
 #[test]
@@ -60,7 +35,7 @@ fn handler_panic_ends_the_master_and_its_tablets_are_recovered() {
     let (_coord, cloc) =
         coordinator_with(dir.path(), 0, "coordinator", &["--heartbeat-timeout", "2s"]);
     // The victim first, alone: the table's tablets all go to it.
-    let mut victim = server_env(
+    let mut victim = replicating(
         dir.path(),
         &cloc,
         "victim",
@@ -72,8 +47,8 @@ fn handler_panic_ends_the_master_and_its_tablets_are_recovered() {
     let mut raw = Raw::new(&cloc);
     assert!(raw.tablets(t).iter().all(|x| x.2 == victim_loc.trim()));
     // Backups for its replicas, and the masters that take its tablets over.
-    let _s2 = server_env(dir.path(), &cloc, "server-2", &[]);
-    let _s3 = server_env(dir.path(), &cloc, "server-3", &[]);
+    let _s2 = replicating(dir.path(), &cloc, "server-2", &[]);
+    let _s3 = replicating(dir.path(), &cloc, "server-3", &[]);
     let mut acked = Vec::new();
     for i in 0..100 {
         let (k, v) = (format!("k{i}"), format!("v{i}"));

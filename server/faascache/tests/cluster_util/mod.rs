@@ -138,6 +138,41 @@ pub fn server_with(dir: &Path, coord: &str, name: &str, extra: &[&str]) -> (Proc
     (p, loc)
 }
 
+/// A server on TCP loopback started with extra flags and environment variables (test-only
+/// fault hooks such as `FAASCACHE_TEST_DISK_FAULTS` or `FAASCACHE_TEST_PANIC_ON_WRITE`).
+pub fn server_env(
+    dir: &std::path::Path,
+    coord: &str,
+    name: &str,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> (Proc, String) {
+    let lf = dir.join(format!("{name}.locator"));
+    let lfs = lf.to_str().unwrap().to_string();
+    let mut args = vec![
+        "server",
+        "--coordinator",
+        coord,
+        "--memory",
+        "48MiB",
+        "--poll",
+        "block",
+        "--no-pin",
+        "--listen",
+        "tcp:host=127.0.0.1,port=0",
+        "--locator-file",
+        &lfs,
+    ];
+    args.extend_from_slice(extra);
+    let mut p = Launch::new(name, BIN, dir.join(format!("{name}.log")))
+        .args(&args)
+        .envs(env.iter().copied())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let loc = wait_up(&mut p, &lf, T);
+    (p, loc)
+}
+
 pub fn connect(loc: &str) -> Session {
     let l: ServiceLocator = loc.parse().unwrap();
     faascache_transport::connect(&l, ClientConfig::default()).unwrap()

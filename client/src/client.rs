@@ -462,6 +462,7 @@ impl Client {
         let req = CreateTableRequest {
             name,
             server_span: span.max(1),
+            backing: None,
         };
         let id = self.coord_call(&req, name, |r| r.table_id)?;
         self.remember_table(name, id);

@@ -770,6 +770,8 @@ impl Dispatch for MasterService {
             eo_bytes: m.results.bytes() as u64,
             replication: &replication,
             under_replicated: m.replication.under_replicated(),
+            // Filled in by the backed tables (issue 16).
+            cache: Default::default(),
         };
         call.reply_with(Status::OK, |b| resp.encode(b));
     }

@@ -228,6 +228,7 @@ impl Raw {
             &CreateTableRequest {
                 name,
                 server_span: span,
+                backing: None,
             },
             |r| r.table_id,
         )

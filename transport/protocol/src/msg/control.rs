@@ -12,6 +12,7 @@
 //!    `DropTabletOwnership` (S answers `UNKNOWN_TABLET` from then on, clients refresh the map).
 
 use super::common::{ServerId, MAX_LOCATOR_LEN};
+use super::faas::CacheInfo;
 use super::{
     decode_all, read_bool, read_count, read_key, read_str, read_value, write_count, Empty, Message,
     MsgError, Request,
@@ -311,7 +312,8 @@ impl Request<'_> for GetServerInfoRequest {
 /// (`u16` len, what an acknowledged write survives), transport choice (`u16` len: why this
 /// transport, e.g. `first choice` or the preferred alternatives that failed), exactly-once
 /// clients, results and bytes (`u64` each), replication (`u16` len: how the log is replicated
-/// now), under-replicated `u8` (0/1).
+/// now), under-replicated `u8` (0/1), then (absent from older servers: decoded as the
+/// default) the backed tables' counters ([`CacheInfo`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GetServerInfoResponse<'a> {
     /// Id.
@@ -343,6 +345,8 @@ pub struct GetServerInfoResponse<'a> {
     pub replication: &'a str,
     /// Some segment of the master's log has fewer replicas than `--replicas` asks.
     pub under_replicated: bool,
+    /// Backed tables: write-back queue, hits and misses, store errors.
+    pub cache: CacheInfo<'a>,
 }
 
 impl<'a> Message<'a> for GetServerInfoResponse<'a> {
@@ -362,6 +366,7 @@ impl<'a> Message<'a> for GetServerInfoResponse<'a> {
             .u64(self.eo_bytes)
             .bytes_u16(self.replication.as_bytes())
             .u8(u8::from(self.under_replicated));
+        self.cache.write(&mut Writer::new(out));
     }
     fn decode(buf: &'a [u8]) -> Result<Self, MsgError> {
         decode_all(buf, |r| {
@@ -388,6 +393,11 @@ impl<'a> Message<'a> for GetServerInfoResponse<'a> {
                             value: value.into(),
                         })
                     }
+                },
+                cache: if r.remaining() == 0 {
+                    CacheInfo::default()
+                } else {
+                    CacheInfo::read(r)?
                 },
             })
         })
@@ -446,7 +456,9 @@ mod tests {
             }],
         });
         round_trip!(GetServerInfoRequest);
-        round_trip!(GetServerInfoResponse {
+        // No round_trip!: a reply without the trailing cache counters (an older server's) is
+        // valid, so one prefix decodes.
+        let info = GetServerInfoResponse {
             server_id: ServerId::new(1, 2),
             budget_bytes: 1 << 30,
             live_bytes: 5,
@@ -461,7 +473,23 @@ mod tests {
             eo_bytes: 700,
             replication: "UNDER-REPLICATED: R=2 but 1 other backup(s) up",
             under_replicated: true,
-        });
+            cache: CacheInfo {
+                dirty_objects: 3,
+                last_error: "s3: 503",
+                ..CacheInfo::default()
+            },
+        };
+        let buf = info.to_vec();
+        assert_eq!(GetServerInfoResponse::decode(&buf).unwrap(), info);
+        let old_len = buf.len() - (14 * 8 + 2 + "s3: 503".len());
+        let old = GetServerInfoResponse::decode(&buf[..old_len]).unwrap();
+        assert_eq!(old.cache, CacheInfo::default());
+        for cut in (1..buf.len()).filter(|&c| c != old_len) {
+            assert!(GetServerInfoResponse::decode(&buf[..cut]).is_err(), "{cut}");
+        }
+        let mut longer = buf.clone();
+        longer.push(0);
+        assert!(GetServerInfoResponse::decode(&longer).is_err());
         assert!(R.contains(10) && R.contains(20) && !R.contains(21));
         let bad = TabletRange {
             table_id: 1,

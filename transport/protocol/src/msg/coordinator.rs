@@ -2,6 +2,7 @@
 //! the tablet map, split and migration, client ids.
 
 use super::common::{ClientLease, ServerId, Services, MAX_LOCATOR_LEN, MAX_TABLE_NAME_LEN};
+use super::faas::TableBacking;
 use super::{decode_all, read_count, read_str, write_count, Empty, Message, MsgError, Request};
 use crate::wire::codec::{Reader, Writer};
 use crate::wire::Opcode;
@@ -243,14 +244,18 @@ impl<'a> Message<'a> for GetServerListResponse<'a> {
 }
 
 /// `CreateTable`: name (`u16` len, UTF-8, 1..=1024 bytes), server span `u32` (number of
-/// tablets, spread over that many masters round-robin; 0 is taken as 1). Creating a table that
-/// exists returns its id (`OK`), so a retried create is harmless.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// tablets, spread over that many masters round-robin; 0 is taken as 1), then optionally a
+/// backing (presence byte + [`TableBacking`]; absent bytes mean none). Creating a table that
+/// exists with the same backing returns its id (`OK`), so a retried create is harmless; with
+/// another backing it is refused (`OBJECT_EXISTS`, detail naming the existing backing).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CreateTableRequest<'a> {
     /// Table name.
     pub name: &'a str,
     /// Tablets / masters to spread over.
     pub server_span: u32,
+    /// The table's object store and cache parameters (a backed table), if any.
+    pub backing: Option<TableBacking>,
 }
 
 /// Reply carrying a table id `u64` (`CreateTable`, `GetTableId`).
@@ -273,15 +278,25 @@ fn read_name<'a>(r: &mut Reader<'a>) -> Result<&'a str, MsgError> {
 
 impl<'a> Message<'a> for CreateTableRequest<'a> {
     fn encode(&self, out: &mut Vec<u8>) {
-        Writer::new(out)
-            .bytes_u16(self.name.as_bytes())
-            .u32(self.server_span);
+        let mut w = Writer::new(out);
+        w.bytes_u16(self.name.as_bytes()).u32(self.server_span);
+        if let Some(b) = &self.backing {
+            TableBacking::write_opt(Some(b), &mut w);
+        }
     }
     fn decode(buf: &'a [u8]) -> Result<Self, MsgError> {
         decode_all(buf, |r| {
+            let name = read_name(r)?;
+            let server_span = r.u32()?;
+            let backing = if r.remaining() == 0 {
+                None
+            } else {
+                TableBacking::read_opt(r)?
+            };
             Ok(CreateTableRequest {
-                name: read_name(r)?,
-                server_span: r.u32()?,
+                name,
+                server_span,
+                backing,
             })
         })
     }
@@ -801,10 +816,33 @@ mod tests {
                 locator: "tcp:host=a,port=2"
             }]
         });
-        round_trip!(CreateTableRequest {
+        // No round_trip!: the optional trailing backing makes one prefix valid (below).
+        let plain = CreateTableRequest {
             name: "users",
-            server_span: 3
-        });
+            server_span: 3,
+            backing: None,
+        };
+        assert_eq!(CreateTableRequest::decode(&plain.to_vec()).unwrap(), plain);
+        // With a backing (an older client's request, without one, stays valid).
+        let with = CreateTableRequest {
+            name: "photos",
+            server_span: 2,
+            backing: Some(crate::msg::faas::TableBacking::new(
+                "s3://b/p",
+                crate::msg::faas::WritePolicy::WriteBack,
+            )),
+        };
+        let buf = with.to_vec();
+        assert_eq!(CreateTableRequest::decode(&buf).unwrap(), with);
+        for cut in 1..buf.len() {
+            let r = CreateTableRequest::decode(&buf[..cut]);
+            // Only the cut right after the span decodes (as a table without a backing).
+            if cut == 2 + 6 + 4 {
+                assert_eq!(r.unwrap().backing, None);
+            } else {
+                assert!(r.is_err(), "prefix of {cut} bytes decoded");
+            }
+        }
         round_trip!(TableIdResponse { table_id: 7 });
         round_trip!(DropTableRequest(TableNameRequest { name: "t" }));
         round_trip!(GetTableIdRequest(TableNameRequest { name: "t" }));

@@ -18,12 +18,13 @@
 //!
 //! Modules: [`common`] (reject rules, exactly-once header, server ids, error replies),
 //! [`master`] (`0x01xx`), [`coordinator`] (`0x02xx`), [`backup`] (`0x03xx`), [`control`]
-//! (`0x04xx`).
+//! (`0x04xx`), [`faas`] (backed tables: `GetTableConfig` `0x0210`, master RPCs `0x05xx`).
 
 pub mod backup;
 pub mod common;
 pub mod control;
 pub mod coordinator;
+pub mod faas;
 pub mod master;
 
 pub use common::{

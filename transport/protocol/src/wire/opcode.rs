@@ -185,6 +185,7 @@ macro_rules! for_each_rpc {
         CheckClientLeases = 0x020E => check_client_leases,
         /// A backup's server asks which crashed masters to fence (those not fully recovered).
         GetFencedMasters = 0x020F => get_fenced_masters,
+        GetTableConfig = 0x0210 => get_table_config,
         // ---- backup (payloads: `msg::backup`)
         /// Master → backup: write (open, append, close) a replica of a log segment.
         BackupWrite = 0x0301 => backup_write,
@@ -211,6 +212,10 @@ macro_rules! for_each_rpc {
         GetServerInfo = 0x0406 => get_server_info,
         /// Coordinator → recovery master: replay a crashed master's tablets from its replicas.
         RecoverTablets = 0x0407 => recover_tablets,
+        // ---- FaaS layer: backed tables (payloads: `msg::faas`)
+        FlushObjects = 0x0501 => flush_objects,
+        InvalidateObjects = 0x0502 => invalidate_objects,
+        ReadObject = 0x0503 => read_object,
         /// Test-only opcode that no built-in handler serves (exercises `UNIMPLEMENTED_REQUEST`).
         TestUnserved = 0xF001 => test_unserved,
         /// Test-only opcode for handlers written by tests.

@@ -57,6 +57,9 @@ statuses! {
     EXPIRED_LEASE = 27, "the client's lease has expired: get a new lease (a new client id) from the coordinator; an RPC already sent under the old lease has an unknown outcome";
     NOT_SERVING = 28, "this master has not heard from the coordinator within its lease and stopped serving: refresh the tablet map and retry";
     BACKUP_STORAGE_ERROR = 29, "the backup cannot store the replica on its disk (full, read-only or failing; the detail says which): place it on another backup; the backup's operator must fix the disk";
+    STORE_UNAVAILABLE = 30, "the table's backing object store failed or did not answer (the detail says how): retry later; if it lasts, check the store";
+    STORE_REJECTED = 31, "the table's backing object store refused the request (credentials, bucket or key; the detail says which): fix the table's backing or the servers' store credentials";
+    WRITE_BACK_FULL = 32, "the master's write-back backlog is at its limit because the store is slow or down: retry after a delay; `faascache status` shows the backlog and the store's errors";
     REQUEST_TOO_LARGE = 100, "the request payload exceeds the protocol maximum (8 MiB + 64 KiB): split it";
     BAD_PROTOCOL_VERSION = 101, "the peer speaks another protocol version: run the same FaaSCache version on both sides";
     SHUTTING_DOWN = 102, "the server is shutting down: retry on another server or after restart";

@@ -7,6 +7,7 @@
 
 #![deny(unsafe_code)]
 
+pub mod backed;
 pub mod backup;
 pub mod coordinator;
 pub mod master;

@@ -95,7 +95,9 @@ impl Replay<'_> {
                 {
                     return Ok(());
                 }
-                if retry_full(|| engine.write_versioned(o.table, o.key, o.value, o.version))? {
+                if retry_full(|| {
+                    engine.write_versioned_as(o.table, o.key, o.value, o.version, !o.dirty)
+                })? {
                     self.objects.fetch_add(1, Ordering::Relaxed);
                     self.bytes
                         .fetch_add((o.key.len() + o.value.len()) as u64, Ordering::Relaxed);

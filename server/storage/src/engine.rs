@@ -178,6 +178,19 @@ pub struct EngineStats {
     pub cleaner: CleanerCounters,
 }
 
+/// What [`Engine::remove_clean`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RemoveClean {
+    /// Removed; the version it had.
+    Removed(u64),
+    /// Not removed: dirty (not yet in the backing store).
+    Dirty,
+    /// Not removed: at another version than asked.
+    Changed,
+    /// There was no such object.
+    Absent,
+}
+
 /// Source of the timestamps stored in objects: seconds, monotonic enough for cleaning ages.
 pub trait Clock: Send + Sync + std::fmt::Debug {
     /// Seconds since an arbitrary epoch, below 2^31.
@@ -402,13 +415,27 @@ impl Engine {
     /// Stores an object at a version chosen elsewhere — an object migrated from another
     /// master, or replayed by recovery — unless this engine already holds the key at that
     /// version or a newer one. Returns whether it was stored. Versions handed out afterwards
-    /// are larger than `version`.
+    /// are larger than `version`. The object is dirty (see [`Engine::write_versioned_as`]).
     pub fn write_versioned(
         &self,
         table: TableId,
         key: &[u8],
         value: &[u8],
         version: u64,
+    ) -> Result<bool, StorageError> {
+        self.write_versioned_as(table, key, value, version, false)
+    }
+
+    /// [`Engine::write_versioned`] keeping the object's clean/dirty state (`clean`: it is in
+    /// the backing store). A clean copy at the version already held dirty replaces it: the
+    /// same version was written back (a recovery may replay the dirty copy first).
+    pub fn write_versioned_as(
+        &self,
+        table: TableId,
+        key: &[u8],
+        value: &[u8],
+        version: u64,
+        clean: bool,
     ) -> Result<bool, StorageError> {
         check_key(key)?;
         self.check_value(key, value)?;
@@ -418,7 +445,11 @@ impl Engine {
         let next = checked_next_version(version)?;
         let inner = &self.inner;
         let (info, mut g, existing) = inner.locate(table, key)?;
-        if existing.as_ref().is_some_and(|e| e.version >= version) {
+        let cleaned = clean
+            && existing
+                .as_ref()
+                .is_some_and(|e| e.version == version && !e.found.clean);
+        if !cleaned && existing.as_ref().is_some_and(|e| e.version >= version) {
             inner.next_version.fetch_max(next, Ordering::Relaxed);
             return Ok(false);
         }
@@ -429,11 +460,69 @@ impl Engine {
             key,
             value,
             existing,
-            false,
+            clean,
             Some(version),
             None,
         )?;
         Ok(true)
+    }
+
+    /// Rewrites an object at its current version as clean — e.g. with the store's ETag once a
+    /// write-back upload finished — if it is still at `version`. Returns whether it did (false:
+    /// absent or written meanwhile, so it stays dirty and queued).
+    pub fn replace_clean(
+        &self,
+        table: TableId,
+        key: &[u8],
+        value: &[u8],
+        version: u64,
+    ) -> Result<bool, StorageError> {
+        check_key(key)?;
+        self.check_value(key, value)?;
+        let inner = &self.inner;
+        let (info, mut g, existing) = inner.locate(table, key)?;
+        match existing {
+            Some(e) if e.version == version => {
+                inner.put_locked(
+                    &mut g,
+                    &info,
+                    table,
+                    key,
+                    value,
+                    Some(e),
+                    true,
+                    Some(version),
+                    None,
+                )?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// Removes an object only if it is clean (in its backing store) and, when `version` is
+    /// given, still at that version: how an invalidation drops a cached copy without losing a
+    /// write that is not yet in the store.
+    pub fn remove_clean(
+        &self,
+        table: TableId,
+        key: &[u8],
+        version: Option<u64>,
+    ) -> Result<RemoveClean, StorageError> {
+        let inner = &self.inner;
+        let (info, mut g, existing) = inner.locate(table, key)?;
+        let Some(old) = existing else {
+            return Ok(RemoveClean::Absent);
+        };
+        if !old.found.clean {
+            return Ok(RemoveClean::Dirty);
+        }
+        if version.is_some_and(|v| v != old.version) {
+            return Ok(RemoveClean::Changed);
+        }
+        inner
+            .remove_locked(&mut g, &info, table, key, old, None)
+            .map(RemoveClean::Removed)
     }
 
     fn write_with(

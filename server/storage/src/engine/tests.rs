@@ -69,3 +69,74 @@ fn versions_near_the_top_are_refused_so_the_counter_never_wraps() {
     assert_eq!(v1, MAX_VERSION);
     assert_eq!(v2, MAX_VERSION + 1);
 }
+
+fn cache_engine() -> Engine {
+    let e = Engine::new(EngineConfig::with_memory(64 << 20)).expect("engine");
+    e.create_table(
+        1,
+        TableOptions {
+            evictable: true,
+            ..TableOptions::default()
+        },
+    )
+    .expect("table");
+    e
+}
+
+#[test]
+fn replace_clean_keeps_the_version_and_only_at_that_version() {
+    let e = cache_engine();
+    let v = e.write(1, b"k", b"dirty", &RejectRules::NONE).unwrap();
+    assert_eq!(e.is_dirty(1, b"k").unwrap(), Some(true));
+    // A write came in meanwhile: the upload of `v` must not mark the newer value clean.
+    let v2 = e.write(1, b"k", b"newer", &RejectRules::NONE).unwrap();
+    assert!(!e.replace_clean(1, b"k", b"with-etag", v).unwrap());
+    assert_eq!(e.is_dirty(1, b"k").unwrap(), Some(true));
+    assert!(e.replace_clean(1, b"k", b"with-etag", v2).unwrap());
+    assert_eq!(e.is_dirty(1, b"k").unwrap(), Some(false));
+    let mut out = Vec::new();
+    assert_eq!(e.read(1, b"k", &RejectRules::NONE, &mut out).unwrap(), v2);
+    assert_eq!(out, b"with-etag");
+    assert!(!e.replace_clean(1, b"absent", b"x", 1).unwrap());
+    // Versions handed out later still grow.
+    assert!(e.write(1, b"k", b"x", &RejectRules::NONE).unwrap() > v2);
+}
+
+#[test]
+fn remove_clean_never_drops_a_dirty_object() {
+    let e = cache_engine();
+    let v = e.write(1, b"d", b"dirty", &RejectRules::NONE).unwrap();
+    assert_eq!(e.remove_clean(1, b"d", None).unwrap(), RemoveClean::Dirty);
+    let c = e
+        .write_clean(1, b"c", b"clean", &RejectRules::must_not_exist())
+        .unwrap();
+    assert_eq!(
+        e.remove_clean(1, b"c", Some(c + 100)).unwrap(),
+        RemoveClean::Changed
+    );
+    assert_eq!(
+        e.remove_clean(1, b"c", Some(c)).unwrap(),
+        RemoveClean::Removed(c)
+    );
+    assert_eq!(e.remove_clean(1, b"c", None).unwrap(), RemoveClean::Absent);
+    let mut out = Vec::new();
+    assert_eq!(e.read(1, b"d", &RejectRules::NONE, &mut out).unwrap(), v);
+}
+
+#[test]
+fn replay_keeps_the_dirty_bit_and_a_clean_copy_wins_at_equal_version() {
+    let e = cache_engine();
+    // A clean fill replays clean; a dirty write replays dirty.
+    assert!(e.write_versioned_as(1, b"f", b"v", 5, true).unwrap());
+    assert_eq!(e.is_dirty(1, b"f").unwrap(), Some(false));
+    assert!(e.write_versioned_as(1, b"w", b"v", 6, false).unwrap());
+    assert_eq!(e.is_dirty(1, b"w").unwrap(), Some(true));
+    // The written-back copy of version 6 replaces the dirty one; the dirty one never
+    // replaces the clean one.
+    assert!(e.write_versioned_as(1, b"w", b"v+etag", 6, true).unwrap());
+    assert_eq!(e.is_dirty(1, b"w").unwrap(), Some(false));
+    assert!(!e.write_versioned_as(1, b"w", b"v", 6, false).unwrap());
+    assert_eq!(e.is_dirty(1, b"w").unwrap(), Some(false));
+    // An older version never replaces a newer one, clean or not.
+    assert!(!e.write_versioned_as(1, b"w", b"old", 4, true).unwrap());
+}

@@ -19,11 +19,47 @@ pub const MAX_LOCATOR_LEN: usize = 4096;
 /// Longest human-readable detail in an [`ErrorReply`].
 pub const MAX_DETAIL_LEN: usize = 4096;
 
-/// The 64-bit hash of a key that places it in a tablet: XXH3-64 with seed 0. Part of the
-/// protocol: clients and masters must agree (the storage engine's `key_hash` is the same).
+/// The 64-bit hash of a key that places it in a tablet: XXH3-64 with seed 0 — of the whole
+/// key, except for a chunk key ([`chunk_key`]), which hashes as its object's key so that an
+/// object's chunks live in its tablet (recovered and migrated with it). Part of the protocol:
+/// clients and masters must agree (the storage engine's `key_hash` is the same).
 #[inline]
 pub fn key_hash(key: &[u8]) -> u64 {
-    xxhash_rust::xxh3::xxh3_64(key)
+    xxhash_rust::xxh3::xxh3_64(chunk_parent(key).unwrap_or(key))
+}
+
+/// Bytes a chunk key adds to its object's key: `00 FC`, object id `u64` BE, index `u32` BE,
+/// `FC 00`. Keys of backed tables are object-store keys, which never hold a NUL, so no client
+/// key of a backed table has this form; a key of another table that happens to is merely
+/// placed with its prefix.
+pub const CHUNK_SUFFIX_LEN: usize = 16;
+
+/// The key of chunk `index` of version `object_id` of the object at `key` (a large object of a
+/// backed table is a manifest at its key plus chunks at these keys).
+pub fn chunk_key(key: &[u8], object_id: u64, index: u32) -> Vec<u8> {
+    let mut k = Vec::with_capacity(key.len() + CHUNK_SUFFIX_LEN);
+    k.extend_from_slice(key);
+    k.extend_from_slice(&[0x00, 0xFC]);
+    k.extend_from_slice(&object_id.to_be_bytes());
+    k.extend_from_slice(&index.to_be_bytes());
+    k.extend_from_slice(&[0xFC, 0x00]);
+    k
+}
+
+/// The object key a chunk key belongs to, or `None` if `key` is not a chunk key.
+#[inline]
+pub fn chunk_parent(key: &[u8]) -> Option<&[u8]> {
+    let n = key.len();
+    if n > CHUNK_SUFFIX_LEN
+        && key[n - CHUNK_SUFFIX_LEN] == 0x00
+        && key[n - CHUNK_SUFFIX_LEN + 1] == 0xFC
+        && key[n - 2] == 0xFC
+        && key[n - 1] == 0x00
+    {
+        Some(&key[..n - CHUNK_SUFFIX_LEN])
+    } else {
+        None
+    }
 }
 
 /// Checks a key against the protocol limits (1..=65 535 bytes).
@@ -391,6 +427,14 @@ mod tests {
         assert_eq!((id.index(), id.generation()), (3, 9));
         assert_eq!(id.to_string(), "3.9");
         assert!(check_key(b"").is_err() && check_key(&[0; MAX_KEY_LEN + 1]).is_err());
+        // Chunks hash (and so are placed) with their object.
+        let c = chunk_key(b"photos/a.jpg", 77, 3);
+        assert_eq!(c.len(), 12 + CHUNK_SUFFIX_LEN);
+        assert_eq!(chunk_parent(&c), Some(&b"photos/a.jpg"[..]));
+        assert_eq!(key_hash(&c), key_hash(b"photos/a.jpg"));
+        assert_ne!(key_hash(&chunk_key(b"b", 77, 3)), key_hash(b"photos/a.jpg"));
+        assert_eq!(chunk_parent(b"photos/a.jpg"), None);
+        assert_eq!(chunk_parent(&c[CHUNK_SUFFIX_LEN - 1..]), None);
         assert!(check_value(&vec![0; MAX_VALUE_LEN + 1]).is_err());
         let long = "é".repeat(MAX_DETAIL_LEN);
         let e = ErrorReply {

@@ -28,8 +28,9 @@ pub mod faas;
 pub mod master;
 
 pub use common::{
-    check_key, check_value, key_hash, ClientLease, ErrorReply, ExactlyOnce, RejectRules, ServerId,
-    Services, MAX_KEY_LEN, MAX_LOCATOR_LEN, MAX_MULTI_ITEMS, MAX_TABLE_NAME_LEN, MAX_VALUE_LEN,
+    check_key, check_value, chunk_key, chunk_parent, key_hash, ClientLease, ErrorReply,
+    ExactlyOnce, RejectRules, ServerId, Services, CHUNK_SUFFIX_LEN, MAX_KEY_LEN, MAX_LOCATOR_LEN,
+    MAX_MULTI_ITEMS, MAX_TABLE_NAME_LEN, MAX_VALUE_LEN,
 };
 
 use crate::wire::codec::{CodecError, Reader, Writer};

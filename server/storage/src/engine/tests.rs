@@ -72,14 +72,8 @@ fn versions_near_the_top_are_refused_so_the_counter_never_wraps() {
 
 fn cache_engine() -> Engine {
     let e = Engine::new(EngineConfig::with_memory(64 << 20)).expect("engine");
-    e.create_table(
-        1,
-        TableOptions {
-            evictable: true,
-            ..TableOptions::default()
-        },
-    )
-    .expect("table");
+    e.create_table(1, TableOptions { evictable: true })
+        .expect("table");
     e
 }
 

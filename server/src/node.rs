@@ -61,6 +61,12 @@ pub struct NodeConfig {
     pub replicas: usize,
     /// The backup service, or `None` (`--no-backup`).
     pub backup: Option<BackupConfig>,
+    /// Credentials and endpoints of the object stores behind backed tables (`--store-config`,
+    /// the environment; never from the coordinator).
+    pub store_settings: faascache_objstore::Settings,
+    /// Most dirty (not yet uploaded) bytes of write-back tables this master holds before it
+    /// answers writes `WRITE_BACK_FULL`; `None`: a quarter of `memory_bytes`.
+    pub write_back_limit: Option<u64>,
 }
 
 /// Why a server could not start.

@@ -286,6 +286,9 @@ pub fn server(args: ServerArgs) -> Result<()> {
             durability: args.durability,
             capacity_bytes: args.backup_capacity,
         }),
+        // Flags for these arrive with the backed tables' server options (issue 16).
+        store_settings: Default::default(),
+        write_back_limit: None,
     };
     if args.durability == faascache_server::backup::Durability::Disk && args.backup_dir.is_none() {
         anyhow::bail!("--durability disk needs --backup-dir DIR (where the replicas are written)");

@@ -59,6 +59,8 @@ pub fn cluster(masters: usize) -> Cluster {
                 // With more than one master, every write goes through replication.
                 replicas: usize::from(masters > 1),
                 backup: Some(faascache_server::backup::BackupConfig::default()),
+                store_settings: Default::default(),
+                write_back_limit: None,
             })
             .expect("master starts")
         })

@@ -41,6 +41,29 @@ use faascache_storage::{Engine, LogSegment};
 /// a backup that has not answered by then counts as down and its replicas are placed
 /// elsewhere, so one dead backup delays a write by at most this, not this per action.
 pub const BACKUP_RPC_TIMEOUT: Duration = Duration::from_secs(3);
+/// Most bytes of replica data one window of a replication round has in flight (each action's
+/// request is a copy of its bytes until answered): a round that replicates more is sent in
+/// windows, one after the other.
+pub const MAX_ROUND_BYTES: usize = 32 << 20;
+
+/// The end of the window of `actions` starting at `start`: as many actions as fit in `budget`
+/// bytes of writes (frees cost nothing), and always at least one.
+pub(crate) fn window_end(actions: &[Action], start: usize, budget: usize) -> usize {
+    let mut bytes = 0usize;
+    let mut end = start;
+    while end < actions.len() {
+        let len = match actions[end] {
+            Action::Write { from, to, .. } => to.saturating_sub(from) as usize,
+            Action::Free { .. } => 0,
+        };
+        if end > start && bytes + len > budget {
+            break;
+        }
+        bytes += len;
+        end += 1;
+    }
+    end
+}
 /// Connecting to a backup gives up after this long (a dead host must not hold the round).
 const BACKUP_CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 /// A backup we could not reach is not tried again for this long.
@@ -506,7 +529,20 @@ impl Shell {
         }
     }
 
+    /// Sends a round's actions in windows of at most [`MAX_ROUND_BYTES`] of replica data, each
+    /// answered (or timed out) before the next is built, so the copies a round holds stay
+    /// bounded however much it replicates (a whole log re-sent to a new backup).
     fn execute(&mut self, actions: &[Action]) {
+        let mut down: Vec<ServerId> = Vec::new();
+        let mut start = 0;
+        while start < actions.len() {
+            let end = window_end(actions, start, MAX_ROUND_BYTES);
+            self.execute_window(&actions[start..end], &mut down);
+            start = end;
+        }
+    }
+
+    fn execute_window(&mut self, actions: &[Action], down: &mut Vec<ServerId>) {
         let me = self.master.server_id();
         let mut pending: Vec<(usize, Option<PendingRpc>)> = Vec::with_capacity(actions.len());
         for (i, a) in actions.iter().enumerate() {
@@ -562,9 +598,8 @@ impl Shell {
             let sent = self.session(backup).and_then(|s| s.send(op, &payload).ok());
             pending.push((i, sent));
         }
-        // One deadline for the whole round: every RPC went out at once above.
+        // One deadline for the whole window: every RPC went out at once above.
         let deadline = Instant::now() + BACKUP_RPC_TIMEOUT;
-        let mut down: Vec<ServerId> = Vec::new();
         for (i, p) in pending {
             let a = &actions[i];
             let backup = match a {
@@ -717,5 +752,61 @@ impl Shell {
             }
             Err(e) => tracing::debug!(error = %e, "cannot refresh the backup list"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(from: u32, to: u32) -> Action {
+        Action::Write {
+            backup: ServerId(1),
+            segment: 1,
+            from,
+            to,
+            checksum: 0,
+            open: false,
+            close: false,
+        }
+    }
+
+    #[test]
+    fn windows_bound_the_bytes_in_flight() {
+        let seg = 8 << 20;
+        // A new backup receiving a 10-segment log: 80 MiB in one round.
+        let mut actions: Vec<Action> = (0..10).map(|_| write(0, seg)).collect();
+        actions.insert(
+            3,
+            Action::Free {
+                backup: ServerId(2),
+                segment: 9,
+            },
+        );
+        let mut start = 0;
+        let mut windows = Vec::new();
+        while start < actions.len() {
+            let end = window_end(&actions, start, MAX_ROUND_BYTES);
+            let bytes: usize = actions[start..end]
+                .iter()
+                .map(|a| match a {
+                    Action::Write { from, to, .. } => (to - from) as usize,
+                    Action::Free { .. } => 0,
+                })
+                .sum();
+            assert!(bytes <= MAX_ROUND_BYTES, "window of {bytes} bytes");
+            windows.push(end - start);
+            start = end;
+        }
+        assert_eq!(windows.iter().sum::<usize>(), actions.len());
+        assert_eq!(
+            windows,
+            vec![5, 4, 2],
+            "4 segments (+ the free) per 32 MiB window"
+        );
+        // One action larger than the budget still goes (alone).
+        let big = [write(0, 64 << 20), write(0, 1)];
+        assert_eq!(window_end(&big, 0, MAX_ROUND_BYTES), 1);
+        assert_eq!(window_end(&big, 1, MAX_ROUND_BYTES), 2);
     }
 }

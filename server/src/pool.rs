@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
+use faascache_transport::AbortOnUnwind;
 use parking_lot::{Condvar, Mutex};
 
 type Job = Box<dyn FnOnce() + Send + 'static>;
@@ -162,29 +163,10 @@ fn work(s: &Shared) {
         };
         // A job that panics may leave what it changed half-done: the process ends rather than
         // serve on (and the pool would otherwise lose the worker and its `running` count).
-        let guard = AbortOnUnwind(s.name);
+        let guard = AbortOnUnwind::new("a worker pool's job", s.name);
         job();
         std::mem::forget(guard);
         s.queue.lock().running -= 1;
-    }
-}
-
-/// Aborts the process if dropped during unwinding: armed around a job, forgotten after it.
-struct AbortOnUnwind(&'static str);
-
-impl Drop for AbortOnUnwind {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            tracing::error!(
-                pool = self.0,
-                "a worker's job panicked: aborting the process (its state may be inconsistent)"
-            );
-            eprintln!(
-                "faascache: a job of the {} pool panicked: aborting the process",
-                self.0
-            );
-            std::process::abort();
-        }
     }
 }
 

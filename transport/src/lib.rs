@@ -62,7 +62,9 @@ pub use error::{Error, Result};
 pub use faascache_protocol::wire::{Opcode, Status};
 pub use locator::{Locator, LocatorError, ServiceLocator, TransportKind};
 pub use poll::PollMode;
-pub use server::{DispatchConfig, Handler, IncomingRpc, NoHandler, Responder, ServerHandle};
+pub use server::{
+    AbortOnUnwind, DispatchConfig, Handler, IncomingRpc, NoHandler, Responder, ServerHandle,
+};
 pub use session::{ClientConfig, PendingRpc, Session};
 pub use sys::process_cpu_time;
 

@@ -244,7 +244,7 @@ pub(crate) fn run_rpc(
     // A handler that panics may have left the service's state half-changed (an engine between
     // its log append and its hash-table insert): serving on would serve that state. The process
     // ends instead; a dead master is what recovery handles.
-    let guard = AbortOnUnwind(opcode);
+    let guard = AbortOnUnwind::new("an RPC handler", opcode.name());
     handler.handle(&mut call);
     std::mem::forget(guard);
     match call.state {
@@ -268,17 +268,34 @@ pub(crate) fn run_rpc(
     }
 }
 
-/// Aborts the process if dropped during unwinding: armed around a handler, disarmed
-/// (forgotten) when the handler returns.
-struct AbortOnUnwind(Opcode);
+/// Aborts the process if dropped while its thread unwinds from a panic. Armed around work whose
+/// panic could leave shared state half-changed (an RPC handler, a worker pool's job), disarmed
+/// with `std::mem::forget` when the work returns: serving on from such state would be worse
+/// than the crash, which recovery handles.
+#[derive(Debug)]
+pub struct AbortOnUnwind {
+    what: &'static str,
+    name: &'static str,
+}
+
+impl AbortOnUnwind {
+    /// A guard for `what` (e.g. "an RPC handler") named `name` (e.g. the opcode).
+    pub fn new(what: &'static str, name: &'static str) -> AbortOnUnwind {
+        AbortOnUnwind { what, name }
+    }
+}
 
 impl Drop for AbortOnUnwind {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            tracing::error!(opcode = ?self.0, "an RPC handler panicked: aborting the process (its state may be inconsistent)");
+            tracing::error!(
+                what = self.what,
+                name = self.name,
+                "panicked: aborting the process (its state may be inconsistent)"
+            );
             eprintln!(
-                "faascache: an RPC handler ({:?}) panicked: aborting the process",
-                self.0
+                "faascache: {} ({}) panicked: aborting the process",
+                self.what, self.name
             );
             std::process::abort();
         }

@@ -328,13 +328,8 @@ fn up(o: &Options, dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Starts a coordinator and `servers` servers as child processes and waits until all are up.
-pub fn start(o: &Options, dir: &Path) -> Result<Started> {
-    start_until(o, dir, &|| false)
-}
-
-/// [`start`], giving up with [`Interrupted`] (and stopping what it started) once `cancel` says
-/// so.
+/// Starts a coordinator and `servers` servers as child processes and waits until all are up,
+/// giving up with [`Interrupted`] (and stopping what it started) once `cancel` says so.
 pub fn start_until(o: &Options, dir: &Path, cancel: &dyn Fn() -> bool) -> Result<Started> {
     let (servers, transport, memory, timeout) =
         (o.servers, o.transport.as_str(), o.memory, o.timeout);

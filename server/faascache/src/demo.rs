@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crate::units::parse_size;
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args;
 use faascache_client::{Client, RejectRules, WriteOptions};
 use faascache_transport::PollMode;
@@ -63,10 +63,13 @@ pub fn run(a: DemoArgs) -> Result<()> {
         .poll
         .unwrap_or_else(|| super::cluster::default_poll(a.servers));
     eprintln!("faascache demo: servers poll in {poll} mode");
+    // Ctrl-C / SIGTERM: while the cluster starts, it stops what it started; during the
+    // workload, the main thread stops the cluster; a second signal exits at once.
+    let stop = crate::lifecycle::Termination::delivered()?;
     let t = Instant::now();
     let replicas = super::cluster::replicas_for(a.servers, None)?;
     eprintln!("faascache demo: each master keeps {replicas} backup replica(s) of its log on the other servers");
-    let cluster = super::cluster::start(
+    let cluster = super::cluster::start_until(
         &super::cluster::Options {
             servers: a.servers,
             transport: a.transport.clone(),
@@ -78,14 +81,41 @@ pub fn run(a: DemoArgs) -> Result<()> {
             client_lease_term: None,
         },
         &a.dir,
-    )?;
+        &|| stop.requested(),
+    );
+    let cluster = match cluster {
+        Err(e) if e.is::<super::cluster::Interrupted>() => {
+            bail!(
+                "terminated by a signal while the cluster was starting; its processes are stopped"
+            )
+        }
+        r => r?,
+    };
     println!(
         "cluster up in {:.2} s: coordinator {} (logs in {})",
         t.elapsed().as_secs_f64(),
         cluster.coordinator,
         cluster.dir.join("logs").display()
     );
-    let result = workload(&cluster.coordinator, a.servers, n);
+    eprintln!("faascache demo: running the workload (Ctrl-C stops the demo and its cluster)");
+    let (coordinator, servers) = (cluster.coordinator.clone(), a.servers);
+    let work = std::thread::Builder::new()
+        .name("demo-workload".into())
+        .spawn(move || workload(&coordinator, servers, n))
+        .context("cannot start the workload thread")?;
+    let result = loop {
+        if work.is_finished() {
+            break work
+                .join()
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("the demo workload panicked")));
+        }
+        if stop.recv_timeout(Duration::from_millis(100)).is_ok() {
+            eprintln!("faascache demo: terminated by a signal: stopping the cluster");
+            break Err(anyhow::anyhow!(
+                "terminated by a signal during the workload; the cluster is stopped"
+            ));
+        }
+    };
     cluster.stop();
     println!("cluster stopped");
     result

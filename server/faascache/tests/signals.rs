@@ -6,7 +6,9 @@
 //! * a server starting with as much `--memory` as the machine takes (up to 16 GiB, to stay kind
 //!   to a shared machine) exits within 2 s of a SIGTERM sent as its start-up begins;
 //! * a serving server and coordinator exit within 2 s;
-//! * `faascache cluster up` interrupted while its servers start stops them and exits.
+//! * `faascache cluster up` interrupted while its servers start stops them and exits;
+//! * `faascache demo` interrupted during its workload stops its cluster and says so;
+//! * a second SIGTERM during a serving server's shutdown ends it at once (status 1).
 
 mod cluster_util;
 
@@ -203,4 +205,81 @@ fn cluster_up_interrupted_while_starting_stops_its_servers() {
     for pid in pids {
         assert!(!alive(pid), "child {pid} still runs");
     }
+}
+
+#[test]
+fn demo_interrupted_during_its_workload_stops_its_cluster() {
+    let dir = tempdir("sig-demo");
+    let ddir = dir.path().join("demo");
+    let ddirs = ddir.to_str().unwrap();
+    // Enough objects that the workload is still running when the signal comes.
+    let mut demo = launch(
+        dir.path(),
+        "demo",
+        &[
+            "demo",
+            "--servers",
+            "2",
+            "--objects",
+            "5000000",
+            "--dir",
+            ddirs,
+        ],
+    );
+    wait_log(&mut demo, "running the workload", T);
+    let pids: Vec<u32> = std::fs::read_dir(ddir.join("pids"))
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok()?.trim().parse().ok())
+        .collect();
+    assert_eq!(pids.len(), 3, "coordinator and two servers");
+    std::thread::sleep(Duration::from_millis(300));
+    let t = Instant::now();
+    demo.terminate();
+    // The cluster's stop gives each child up to 5 s after its SIGTERM.
+    let st = demo
+        .wait_until(t + Duration::from_secs(15))
+        .unwrap_or_else(|| panic!("demo still runs 15 s after SIGTERM:\n{}", log(&demo)));
+    eprintln!("demo exited ({st}) {:?} after SIGTERM", t.elapsed());
+    let l = log(&demo);
+    assert!(!st.success(), "an interrupted demo reports it:\n{l}");
+    assert!(
+        l.contains("terminated by a signal during the workload"),
+        "{l}"
+    );
+    for pid in pids {
+        assert!(!alive(pid), "child {pid} still runs after the demo ended");
+    }
+}
+
+#[test]
+fn a_second_signal_cuts_a_serving_servers_shutdown_short() {
+    let dir = tempdir("sig-second");
+    let (_coord, cloc) = coordinator_tcp(dir.path(), 0, "coordinator");
+    // The shutdown of a serving server takes ~0.5 s (it leaves the cluster): a second SIGTERM
+    // 20 ms after the first lands in it. Should a shutdown ever finish first, try again.
+    for attempt in 0..3 {
+        let (mut server, _) = server(dir.path(), &cloc, &format!("server-{attempt}"));
+        let pid = server.pid();
+        let t = Instant::now();
+        faascache_launch::pid::signal(pid, faascache_launch::pid::Sig::Term);
+        std::thread::sleep(Duration::from_millis(20));
+        faascache_launch::pid::signal(pid, faascache_launch::pid::Sig::Term);
+        let st = server
+            .wait_until(t + PROMPT)
+            .unwrap_or_else(|| panic!("server still runs after two SIGTERMs:\n{}", log(&server)));
+        let l = log(&server);
+        if st.success() && !l.contains("second termination signal") {
+            eprintln!("attempt {attempt}: the shutdown ended within 20 ms; again");
+            continue;
+        }
+        assert_eq!(st.code(), Some(1), "forced exit status:\n{l}");
+        assert!(
+            l.contains("a second termination signal during the shutdown: exiting at once"),
+            "{l}"
+        );
+        eprintln!("forced exit {:?} after the first SIGTERM", t.elapsed());
+        return;
+    }
+    panic!("three shutdowns each ended within 20 ms: no second signal could cut one short");
 }

@@ -30,6 +30,9 @@ pub const BACKUP_EXPANSION: usize = 2;
 /// Evict clean objects of cache tables when live data exceeds this fraction of memory:
 /// above it cleaning costs grow fast (cost ∝ u / (1 - u)).
 pub const EVICT_LIVE_FRACTION: f64 = 0.85;
+/// An eviction pass chooses segments until they free about this fraction of the budget (at
+/// least two segments' worth).
+pub const EVICT_TARGET_FRACTION: f64 = 0.05;
 
 /// How many entries ahead of relocation the cleaner prefetches: enough to cover a DRAM miss
 /// with the work of relocating the entries in between.
@@ -74,6 +77,13 @@ pub trait LogEntryHandlers {
     /// layer, a tombstone whose object's segment has left the log. Used to recount segments
     /// so compaction sees the space. Optional.
     fn is_obsolete(&self, _ty: EntryType, _body: &[u8]) -> bool {
+        false
+    }
+    /// Whether an eviction pass would probably drop this entry rather than relocate it (for
+    /// the object layer: an object written clean, of an evictable table). An estimate from
+    /// the entry alone, without locks; used to choose which segments to evict from.
+    /// Optional: by default nothing is evictable.
+    fn may_evict(&self, _ty: EntryType, _body: &[u8]) -> bool {
         false
     }
     /// Decides whether the entry at `old` is live; if so copies it with `to.append` and
@@ -302,6 +312,50 @@ fn recount_tombstones(
     }
 }
 
+/// Segments to evict from, oldest first: those whose survivors (what eviction would not drop,
+/// estimated from the entries) fit in `room`, skipping segments that would give back almost
+/// nothing (mostly dirty objects, which are never evicted and would otherwise hold the oldest
+/// places forever), until the chosen ones free about [`EVICT_TARGET_FRACTION`] of the budget.
+fn choose_for_eviction(
+    log: &Log,
+    handlers: &dyn LogEntryHandlers,
+    cands: &[Candidate],
+    room: usize,
+) -> Vec<Arc<Segment>> {
+    let sb = log.config.seglet_bytes;
+    let target = (log.arena.budget() as f64 * EVICT_TARGET_FRACTION) as usize;
+    let target = target.max(2 * log.config.seglets_per_segment());
+    let (mut chosen, mut total, mut freed) = (Vec::new(), 0usize, 0usize);
+    for c in cands {
+        let mut survive = 0usize;
+        for (addr, _) in entries_of(log, &c.seg) {
+            log.with_entry(addr, |h, body| {
+                if handlers.timestamp(h.ty, body).is_some() && !handlers.may_evict(h.ty, body) {
+                    survive += body.len() + 16;
+                }
+            });
+        }
+        let survive = survive.min(c.live);
+        if c.live > 0 && survive * 10 > c.live * 9 {
+            continue;
+        }
+        if total + survive > room {
+            continue;
+        }
+        total += survive;
+        freed += c
+            .seg
+            .seglets()
+            .len()
+            .saturating_sub((survive + 64).div_ceil(sb));
+        chosen.push(c.seg.clone());
+        if freed >= target {
+            break;
+        }
+    }
+    chosen
+}
+
 fn entries_of(log: &Log, seg: &Segment) -> Vec<(u64, EntryHeader)> {
     let mut v = Vec::new();
     seg.for_each_entry(&log.arena, &log.seglets, |addr, h| v.push((addr, h)));
@@ -388,22 +442,27 @@ fn combined(
     // lost at the end of each survivor.
     let room =
         (log.config.reserve_seglets() * log.config.seglet_bytes).saturating_sub(seg_bytes / 2);
-    let mut chosen = Vec::new();
-    let mut total = 0;
-    for c in cands.iter() {
-        if total + c.live > room {
-            if evict || c.live == 0 {
-                continue;
+    let chosen = if evict {
+        choose_for_eviction(log, handlers, cands, room)
+    } else {
+        let mut chosen = Vec::new();
+        let mut total = 0;
+        for c in cands.iter() {
+            if total + c.live > room {
+                if c.live == 0 {
+                    continue;
+                }
+                break;
             }
-            break;
+            // Cleaning a nearly full segment gains nothing unless we evict from it.
+            if c.live * 10 > seg_bytes * 9 && !chosen.is_empty() {
+                break;
+            }
+            total += c.live;
+            chosen.push(c.seg.clone());
         }
-        // Cleaning a nearly full segment gains nothing unless we evict from it.
-        if !evict && c.live * 10 > seg_bytes * 9 && !chosen.is_empty() {
-            break;
-        }
-        total += c.live;
-        chosen.push(c.seg.clone());
-    }
+        chosen
+    };
     if chosen.is_empty() {
         return CleanReport::default();
     }

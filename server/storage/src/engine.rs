@@ -28,6 +28,7 @@ use super::format::{
 use super::hashtable::{Found, HashTable, StripeGuard};
 use super::log::{AppendError, HeadMetadata, Log};
 
+mod cache;
 mod cleaning;
 mod multi;
 mod replication;
@@ -176,6 +177,8 @@ pub struct EngineStats {
     pub hash_table_bytes: usize,
     /// Cleaner counters.
     pub cleaner: CleanerCounters,
+    /// Clean cache objects re-appended at the head on a hit ([`Engine::promote_if_old`]).
+    pub promoted: u64,
 }
 
 /// What [`Engine::remove_clean`] did.
@@ -224,6 +227,8 @@ pub(crate) struct Inner {
     stop: AtomicBool,
     /// Seglets a pending shrink wants free; the cleaner evicts while it is set.
     shrink_target: AtomicU64,
+    /// Promotion on hits (`engine/cache.rs`): the horizon and when it was computed.
+    promotion: cache::Promotion,
     /// Decides whether a completion record is still needed (the master's exactly-once table);
     /// without one every record is dead.
     completion_live: RwLock<Option<CompletionLiveness>>,
@@ -279,6 +284,7 @@ impl Engine {
             wake_lock: Mutex::new(false),
             stop: AtomicBool::new(false),
             shrink_target: AtomicU64::new(u64::MAX),
+            promotion: cache::Promotion::default(),
             completion_live: RwLock::new(None),
         });
         let cleaner = if background {
@@ -656,6 +662,7 @@ impl Engine {
             segments: segs.len(),
             hash_table_bytes: inner.ht.bytes() + inner.ht.overflow_buckets() * 64,
             cleaner: inner.counters.snapshot(),
+            promoted: inner.promotion.promoted(),
         }
     }
 

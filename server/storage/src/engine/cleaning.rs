@@ -133,16 +133,29 @@ impl Inner {
         let now = self.clock.now();
         let r = cleaner::clean_pass(&self.log, self, self, now, want, evict, self.log_too_long());
         self.counters.add(&r);
+        // Live bytes under the eviction threshold, yet the pass left no room for a new head
+        // segment (the slack at the end of each segment counts as used): a cache that evicted
+        // nothing now would answer every write NoSpace. Evict instead.
+        let cfg = &self.log.config;
+        let a = &self.log.arena;
+        let short = a.in_use() + cfg.reserve_seglets() + cfg.seglets_per_segment() > a.budget();
+        if short && !evict && want == Want::Auto && self.any_evictable() {
+            let r = cleaner::clean_pass(&self.log, self, self, now, want, true, false);
+            self.counters.add(&r);
+            return r;
+        }
         r
     }
 
-    fn should_evict(&self, want: Want) -> bool {
-        let any_evictable = self
-            .tables
+    fn any_evictable(&self) -> bool {
+        self.tables
             .read()
             .values()
-            .any(|t| t.evictable.load(Ordering::Relaxed));
-        if !any_evictable {
+            .any(|t| t.evictable.load(Ordering::Relaxed))
+    }
+
+    fn should_evict(&self, want: Want) -> bool {
+        if !self.any_evictable() {
             return false;
         }
         if want == Want::Shrink || want == Want::Evict {
@@ -210,6 +223,17 @@ impl LogEntryHandlers for Inner {
             // Headers, digests, safe versions and table stats are rewritten in every head.
             _ => None,
         }
+    }
+
+    fn may_evict(&self, ty: EntryType, body: &[u8]) -> bool {
+        ty == EntryType::Object
+            && body.len() >= format::OBJECT_FIXED
+            && le32(body, 16) & format::DIRTY_BIT == 0
+            && self
+                .tables
+                .read()
+                .get(&le32(body, 4))
+                .is_some_and(|t| t.evictable.load(Ordering::Relaxed))
     }
 
     fn relocate(

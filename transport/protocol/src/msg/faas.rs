@@ -7,7 +7,8 @@
 //! * Master RPCs (`0x05xx`): `FlushObjects` (wait until dirty objects are in the store),
 //!   `InvalidateObjects` (drop clean copies after a change made outside the cache),
 //!   `ReadObject` (a byte range of an object with its store metadata; objects above one value's
-//!   limit are read piece by piece).
+//!   limit are read piece by piece), `CheckBacking` (a master checks a backing with its
+//!   credentials before a table is created on it).
 
 use super::common::RejectRules;
 use super::{decode_all, read_count, read_key, read_str, write_count, Message, MsgError, Request};
@@ -455,6 +456,34 @@ impl Message<'_> for InvalidateResponse {
     }
 }
 
+/// `CheckBacking` (master): url (`u16` len, ≤ [`MAX_BACKING_URL_LEN`]). The master opens the
+/// store with its own credentials and checks them and the bucket/container with one request;
+/// reply empty on success, else `STORE_REJECTED` (credentials, no such bucket, bad URL) or
+/// `STORE_UNAVAILABLE` with the store's message. Clients call it before creating a backed
+/// table, so a wrong backing is refused when it is given rather than at the first miss.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckBackingRequest<'a> {
+    /// The backing URL.
+    pub url: &'a str,
+}
+
+impl<'a> Message<'a> for CheckBackingRequest<'a> {
+    fn encode(&self, out: &mut Vec<u8>) {
+        Writer::new(out).bytes_u16(self.url.as_bytes());
+    }
+    fn decode(buf: &'a [u8]) -> Result<Self, MsgError> {
+        decode_all(buf, |r| {
+            Ok(CheckBackingRequest {
+                url: read_str(r, "backing url", MAX_BACKING_URL_LEN)?,
+            })
+        })
+    }
+}
+impl<'a> Request<'a> for CheckBackingRequest<'a> {
+    const OPCODE: Opcode = Opcode::CheckBacking;
+    type Response<'b> = super::Empty;
+}
+
 /// An object's store metadata: ETag (unquoted), content type, last-modified (ms since the
 /// epoch, 0 unknown), user metadata (lower-case names). Wire: etag (`u16` len), content type
 /// (`u16` len), last-modified `u64`, count `u32`, then name (`u16` len) value (`u16` len) pairs.
@@ -620,6 +649,7 @@ mod tests {
     #[test]
     fn round_trips() {
         round_trip!(GetTableConfigRequest { table_id: 7 });
+        round_trip!(CheckBackingRequest { url: "swift://c/p" });
         round_trip!(TableConfigResponse {
             name: "photos",
             backing: Some(backing()),

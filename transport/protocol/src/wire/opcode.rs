@@ -216,6 +216,7 @@ macro_rules! for_each_rpc {
         FlushObjects = 0x0501 => flush_objects,
         InvalidateObjects = 0x0502 => invalidate_objects,
         ReadObject = 0x0503 => read_object,
+        CheckBacking = 0x0504 => check_backing,
         /// Test-only opcode that no built-in handler serves (exercises `UNIMPLEMENTED_REQUEST`).
         TestUnserved = 0xF001 => test_unserved,
         /// Test-only opcode for handlers written by tests.

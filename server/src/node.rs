@@ -201,7 +201,14 @@ pub fn start(cfg: NodeConfig) -> Result<Node, NodeError> {
     let engine = Engine::new(engine_cfg)?;
     let transport = cfg.listen.first().kind().to_string();
     let master = Arc::new(
-        Master::new(engine, &transport, &cfg.dispatch.poll.to_string()).with_replicas(cfg.replicas),
+        Master::new(engine, &transport, &cfg.dispatch.poll.to_string())
+            .with_replicas(cfg.replicas)
+            .with_backed(crate::backed::BackedTables::new(
+                cfg.store_settings.clone(),
+                Some(Arc::new(crate::backed::registry::CoordinatorSource::new(
+                    cfg.coordinator.clone(),
+                ))),
+            )),
     );
     let backup = cfg.backup.clone().map(BackupService::open).transpose()?;
     if let Some(b) = &backup {

@@ -182,6 +182,9 @@ pub enum RecoverError {
     /// A segment could not be replayed.
     #[error(transparent)]
     Segment(#[from] SegmentError),
+    /// Whether a recovered table is backed could not be learnt from the coordinator.
+    #[error(transparent)]
+    Config(#[from] crate::backed::registry::ConfigError),
     /// The replayed data did not reach this master's replicas in time (with the replication's
     /// state: e.g. no other backup is up).
     #[error("the recovered data did not reach this master's replicas in time: {0}")]
@@ -196,6 +199,7 @@ impl RecoverError {
             RecoverError::CreateTable(_) => Status::INTERNAL_ERROR,
             RecoverError::Segment(_) => Status::SEGMENT_RECOVERY_FAILED,
             RecoverError::NotDurable(_) => Status::RETRY,
+            RecoverError::Config(e) => e.status(),
         }
     }
 }
@@ -303,8 +307,18 @@ pub fn recover(
         let Ok(table) = TableId::try_from(r.table_id) else {
             return Err(RecoverError::BadTable(r.table_id));
         };
-        match master.engine.create_table(table, TableOptions::default()) {
-            Ok(()) | Err(StorageError::TableExists(_)) => {}
+        // Learn first whether the table is backed (it is then evictable), before serving it.
+        let evictable = master.backed.learn(table)?.is_some();
+        match master
+            .engine
+            .create_table(table, TableOptions { evictable })
+        {
+            Ok(()) => {}
+            Err(StorageError::TableExists(_)) if evictable => master
+                .engine
+                .set_evictable(table, true)
+                .map_err(RecoverError::CreateTable)?,
+            Err(StorageError::TableExists(_)) => {}
             Err(e) => return Err(RecoverError::CreateTable(e)),
         }
     }

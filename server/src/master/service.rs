@@ -18,7 +18,9 @@ use faascache_transport::{Dispatch, Status};
 use super::exactly_once::{Attempt, Begin, Outcome, Tracked};
 use super::tablets::Range;
 use super::{storage_status, table_id, Master};
-use faascache_storage::{RejectRules, Rpc, StorageError, TableId, TableOptions, WriteOp};
+use crate::backed::read::Served;
+use crate::backed::registry::ConfigError;
+use faascache_storage::{RejectRules, Rpc, StorageError, TableId, WriteOp};
 
 /// Most bytes of a multi-read reply: items beyond it are answered `RETRY` (the client asks
 /// again), so a reply stays under the protocol's maximum payload (8 MiB + 64 KiB).
@@ -364,8 +366,13 @@ impl MasterService {
 
     /// Run a tablet-control step off the dispatch core, serialised with every other one by
     /// `Master::table_ops` (so a table's data is never dropped while another step creates or
-    /// fills it), and reply `OK` when it is done.
-    fn control(&self, call: &mut IncomingRpc<'_>, step: impl FnOnce() + Send + 'static) {
+    /// fills it), and reply `OK` when it is done (or the step's failure: the coordinator
+    /// retries it).
+    fn control(
+        &self,
+        call: &mut IncomingRpc<'_>,
+        step: impl FnOnce() -> Result<(), ConfigError> + Send + 'static,
+    ) {
         let place = match self.master.pools.control.reserve() {
             Ok(p) => p,
             Err(busy) => return fail(call, Status::RETRY, 0, &busy.to_string()),
@@ -376,20 +383,22 @@ impl MasterService {
         let master = self.master.clone();
         place.submit(move || {
             let _serial = master.table_ops.lock();
-            step();
-            responder.reply(Status::OK, &[]);
+            match step() {
+                Ok(()) => responder.reply(Status::OK, &[]),
+                Err(e) => {
+                    tracing::warn!(error = %e, "tablet-control step failed");
+                    let detail = e.to_string();
+                    responder.reply_vec(
+                        e.status(),
+                        ErrorReply {
+                            version: 0,
+                            detail: &detail,
+                        }
+                        .to_vec(),
+                    )
+                }
+            }
         });
-    }
-
-    fn ensure_table(&self, table: TableId) {
-        match self
-            .master
-            .engine
-            .create_table(table, TableOptions::default())
-        {
-            Ok(()) | Err(StorageError::TableExists(_)) => {}
-            Err(e) => tracing::error!(table, error = %e, "cannot create table"),
-        }
     }
 }
 
@@ -399,6 +408,9 @@ thread_local! {
 
 impl Dispatch for MasterService {
     fn read(&self, call: &mut IncomingRpc<'_>) {
+        if self.master.backed.any() && crate::backed::rpc::read(&self.master, call) {
+            return;
+        }
         READ_BUF.with(|b| {
             let mut buf = b.borrow_mut();
             buf.clear();
@@ -492,6 +504,24 @@ impl Dispatch for MasterService {
                 };
                 if let Err(s) = own.check_read(table, key_hash(it.key)) {
                     item(out, s, 0);
+                    continue;
+                }
+                if let Some(t) = crate::backed::rpc::backed(m, it.table) {
+                    match crate::backed::rpc::multi_read_item(m, &t, it.key) {
+                        Served::Data { version, data, .. } => {
+                            if out.len() - base + data.len() > MULTI_READ_BUDGET && i > 0 {
+                                item(out, Status::RETRY, 0);
+                                full = true;
+                                continue;
+                            }
+                            out.extend_from_slice(&Status::OK.0.to_le_bytes());
+                            out.extend_from_slice(&version.to_le_bytes());
+                            out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+                            out.extend_from_slice(&data);
+                        }
+                        Served::Fail(s, version, _) => item(out, s, version),
+                        Served::Miss | Served::Revalidate { .. } => item(out, Status::RETRY, 0),
+                    }
                     continue;
                 }
                 let at = out.len();
@@ -627,7 +657,7 @@ impl Dispatch for MasterService {
         };
         let this = self.clone();
         self.control(call, move || {
-            this.ensure_table(r.table);
+            this.master.prepare_table(r.table)?;
             this.master.ownership.write().take(r);
             tracing::info!(
                 table = r.table,
@@ -635,6 +665,7 @@ impl Dispatch for MasterService {
                 end = r.end,
                 "took tablet ownership"
             );
+            Ok(())
         });
     }
 
@@ -646,6 +677,9 @@ impl Dispatch for MasterService {
         let master = self.master.clone();
         self.control(call, move || {
             let table_gone = master.ownership.write().drop_range(r);
+            if table_gone {
+                master.backed.forget(r.table);
+            }
             tracing::info!(
                 table = r.table,
                 start = r.start,
@@ -654,6 +688,7 @@ impl Dispatch for MasterService {
                 "dropped tablet ownership"
             );
             delete_range(&master, r, table_gone);
+            Ok(())
         });
     }
 
@@ -664,9 +699,10 @@ impl Dispatch for MasterService {
         };
         let (this, source) = (self.clone(), req.source);
         self.control(call, move || {
-            this.ensure_table(r.table);
+            this.master.prepare_table(r.table)?;
             this.master.ownership.write().prepare_incoming(r);
             tracing::info!(table = r.table, start = r.start, end = r.end, %source, "prepared to receive a tablet");
+            Ok(())
         });
     }
 
@@ -747,6 +783,14 @@ impl Dispatch for MasterService {
                 }
             }
         });
+    }
+
+    fn read_object(&self, call: &mut IncomingRpc<'_>) {
+        crate::backed::rpc::read_object(&self.master, call)
+    }
+
+    fn invalidate_objects(&self, call: &mut IncomingRpc<'_>) {
+        crate::backed::rpc::invalidate(&self.master, call)
     }
 
     fn get_server_info(&self, call: &mut IncomingRpc<'_>) {

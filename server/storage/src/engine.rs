@@ -14,7 +14,7 @@
 use parking_lot::{Condvar, Mutex, RwLock};
 use std::collections::HashMap;
 use std::ops::RangeInclusive;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -228,7 +228,7 @@ pub(crate) struct Inner {
     /// Seglets a pending shrink wants free; the cleaner evicts while it is set.
     shrink_target: AtomicU64,
     /// Promotion on hits (`engine/cache.rs`): the horizon and when it was computed.
-    promotion: cache::Promotion,
+    promotion: Promotion,
     /// Decides whether a completion record is still needed (the master's exactly-once table);
     /// without one every record is dead.
     completion_live: RwLock<Option<CompletionLiveness>>,
@@ -248,6 +248,22 @@ impl std::fmt::Debug for Inner {
 pub struct Engine {
     inner: Arc<Inner>,
     cleaner: Option<JoinHandle<()>>,
+}
+
+/// The promotion horizon (cached) and the count of promotions (`engine/cache.rs`).
+#[derive(Debug, Default)]
+pub(crate) struct Promotion {
+    /// Engine-clock second at which `horizon` was computed (0: never).
+    computed_at: AtomicU32,
+    /// Objects written before this second are promoted on a hit.
+    horizon: AtomicU32,
+    promoted: AtomicU64,
+}
+
+impl Promotion {
+    pub(crate) fn promoted(&self) -> u64 {
+        self.promoted.load(Ordering::Relaxed)
+    }
 }
 
 struct Existing {
@@ -284,7 +300,7 @@ impl Engine {
             wake_lock: Mutex::new(false),
             stop: AtomicBool::new(false),
             shrink_target: AtomicU64::new(u64::MAX),
-            promotion: cache::Promotion::default(),
+            promotion: Promotion::default(),
             completion_live: RwLock::new(None),
         });
         let cleaner = if background {

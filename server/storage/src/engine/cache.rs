@@ -11,28 +11,10 @@
 //! every hit), at the price of one copy of the object per promotion. Dirty objects are never
 //! evicted and are not promoted.
 
-use std::sync::atomic::AtomicU32;
-
 use super::*;
 
 /// How often (engine-clock seconds) the horizon is recomputed from the segments.
 const HORIZON_REFRESH_SECS: u32 = 1;
-
-/// The promotion horizon (cached) and the count of promotions.
-#[derive(Debug, Default)]
-pub(crate) struct Promotion {
-    /// Engine-clock second at which `horizon` was computed (0: never).
-    computed_at: AtomicU32,
-    /// Objects written before this second are promoted on a hit.
-    horizon: AtomicU32,
-    promoted: AtomicU64,
-}
-
-impl Promotion {
-    pub(crate) fn promoted(&self) -> u64 {
-        self.promoted.load(Ordering::Relaxed)
-    }
-}
 
 impl Inner {
     /// The median data age of the log's segments: objects written before it are in the older

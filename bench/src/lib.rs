@@ -8,6 +8,7 @@
 #![deny(unsafe_code)]
 
 pub mod churn;
+pub mod faas;
 pub mod cli;
 pub mod driver;
 pub mod drivers;

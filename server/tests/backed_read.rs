@@ -33,11 +33,17 @@ struct Rig {
     master: Arc<Master>,
     _server: ServerHandle,
     session: Session,
-    store: Arc<Faulty<MemoryStore>>,
+    store: Arc<Faulty<Arc<dyn ObjectStore>>>,
 }
 
 fn rig(memory: usize, backing: TableBacking) -> Rig {
+    rig_on(memory, backing, Arc::new(MemoryStore::new("mem")))
+}
+
+/// A master whose table `TABLE` is backed by `store` (counted and faulted by a `Faulty`).
+fn rig_on(memory: usize, backing: TableBacking, store: Arc<dyn ObjectStore>) -> Rig {
     let fixed = Arc::new(FixedConfigs::default());
+    let backing_url = backing.url.clone();
     fixed.insert(TABLE as u32, "t", Some(backing));
     fixed.insert(
         MISSING as u32,
@@ -45,8 +51,8 @@ fn rig(memory: usize, backing: TableBacking) -> Rig {
         Some(TableBacking::new("s3://nobucket", WritePolicy::WriteBack)),
     );
     let backed = BackedTables::new(Settings::default(), Some(fixed));
-    let store = Arc::new(Faulty::new(MemoryStore::new("mem")));
-    backed.inject_store(URL, store.clone());
+    let store = Arc::new(Faulty::new(store));
+    backed.inject_store(&backing_url, store.clone());
     backed.inject_store(
         "s3://nobucket",
         Arc::new(MemoryStore::missing_bucket("nobucket")),
@@ -444,4 +450,121 @@ fn multi_read_items_that_miss_are_fetched_and_retried() {
         std::thread::sleep(Duration::from_millis(10));
     }
     assert_eq!(gets(&rig), 1);
+}
+
+/// Read-through from the real stores (moto; Swift through s3api and its native API) of
+/// objects put directly into the store, at the sizes functions move.
+fn real_store_read_through(which: &str) {
+    let test = format!("backed_read_through_{which}");
+    let env = match which {
+        "moto" => faascache_testkit::stores::moto(&test),
+        _ => faascache_testkit::stores::swift(&test),
+    };
+    let Some(env) = env else { return };
+    let prefix = format!(
+        "{test}-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    let (url, settings) = real_settings(which, env, &prefix);
+    let store = faascache_objstore::open(&url, &settings, &Default::default()).unwrap();
+    store.check().unwrap();
+    let rig = rig_on(
+        200 << 20,
+        TableBacking::new(&url, WritePolicy::WriteBack),
+        store,
+    );
+    const MIB: usize = 1 << 20;
+    for (i, n) in [0, 1, MIB - 1, MIB, MIB + 1, 64 * MIB]
+        .into_iter()
+        .enumerate()
+    {
+        let key = format!("obj-{n}");
+        let body = pattern(n, i as u8 + 1);
+        put(&rig, &key, body.clone());
+        let before = gets(&rig);
+        assert_eq!(whole(&rig, key.as_bytes()), body, "{which}: {n} bytes");
+        assert_eq!(gets(&rig), before + 1, "{which}: one GET per miss");
+        let (_, total, meta, _) = piece(&rig, key.as_bytes(), 0, 1).unwrap();
+        assert_eq!(total, n as u64);
+        assert!(!meta.etag.is_empty(), "{which}: the ETag is kept");
+        assert_eq!(meta.content_type, "text/x-test", "{which}");
+        if n <= 1 {
+            assert_eq!(read(&rig, key.as_bytes()).unwrap(), body);
+        }
+        assert_eq!(
+            gets(&rig),
+            before + 1,
+            "{which}: then served from the cache"
+        );
+    }
+    assert_eq!(
+        read(&rig, b"absent").unwrap_err().0,
+        Status::OBJECT_DOESNT_EXIST
+    );
+}
+
+fn real_settings(
+    which: &str,
+    env: &faascache_testkit::stores::StoreEnv,
+    prefix: &str,
+) -> (String, Settings) {
+    use faascache_objstore::config::{S3Settings, SwiftSettings};
+    use faascache_objstore::Secret;
+    let mut settings = Settings::default();
+    let url = match which {
+        "swift-native" => {
+            settings.swift = SwiftSettings {
+                auth_url: Some(env.var("ST_AUTH").into()),
+                user: Some(env.var("ST_USER").into()),
+                key: Some(Secret::new(env.var("ST_KEY"))),
+                ..Default::default()
+            };
+            format!("swift://{}/{prefix}", env.var("FAASCACHE_SWIFT_CONTAINER"))
+        }
+        _ => {
+            let (endpoint, bucket, user, key) = if which == "moto" {
+                (
+                    env.var("FAASCACHE_MOTO_ENDPOINT"),
+                    env.var("FAASCACHE_MOTO_BUCKET"),
+                    "moto-test",
+                    "moto-secret",
+                )
+            } else {
+                (
+                    env.var("FAASCACHE_SWIFT_S3_ENDPOINT"),
+                    env.var("FAASCACHE_SWIFT_CONTAINER"),
+                    env.var("ST_USER"),
+                    env.var("ST_KEY"),
+                )
+            };
+            settings.s3 = S3Settings {
+                endpoint: Some(endpoint.into()),
+                region: Some("us-east-1".into()),
+                access_key_id: Some(user.into()),
+                secret_access_key: Some(Secret::new(key)),
+                ..Default::default()
+            };
+            format!("s3://{bucket}/{prefix}")
+        }
+    };
+    (url, settings)
+}
+
+#[test]
+fn read_through_from_moto() {
+    real_store_read_through("moto");
+}
+
+#[test]
+fn read_through_from_swift_s3_api() {
+    real_store_read_through("swift-s3");
+}
+
+#[test]
+fn read_through_from_swift_native_api() {
+    real_store_read_through("swift-native");
 }

@@ -369,6 +369,17 @@ fn pass_through(
         }
         at = hi;
     }
+    if at < end {
+        let f = StoreFailure {
+            status: Status::STORE_UNAVAILABLE,
+            detail: format!("the store sent {at} bytes of an object of {len} bytes (retry)"),
+        };
+        for (resp, want, ..) in wants {
+            let (st, p) = Served::store(&f).encode(want);
+            resp.reply_vec(st, p);
+        }
+        return Ok(());
+    }
     for (resp, want, _, _, data) in wants {
         let s = Served::Data {
             version: 0,

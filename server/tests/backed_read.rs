@@ -27,6 +27,7 @@ use faascache_transport::{
 
 const TABLE: u64 = 1;
 const MISSING: u64 = 2;
+const SCRATCH: u64 = 3;
 const URL: &str = "s3://bucket/prefix";
 
 struct Rig {
@@ -50,6 +51,11 @@ fn rig_on(memory: usize, backing: TableBacking, store: Arc<dyn ObjectStore>) -> 
         "m",
         Some(TableBacking::new("s3://nobucket", WritePolicy::WriteBack)),
     );
+    fixed.insert(
+        SCRATCH as u32,
+        "s",
+        Some(TableBacking::new("", WritePolicy::Ephemeral)),
+    );
     let backed = BackedTables::new(Settings::default(), Some(fixed));
     let store = Arc::new(Faulty::new(store));
     backed.inject_store(&backing_url, store.clone());
@@ -72,7 +78,7 @@ fn rig_on(memory: usize, backing: TableBacking, store: Arc<dyn ObjectStore>) -> 
     )
     .unwrap();
     let session = session_to(&server);
-    for table_id in [TABLE, MISSING] {
+    for table_id in [TABLE, MISSING, SCRATCH] {
         let r = TakeTabletOwnershipRequest(TabletRange {
             table_id,
             start_hash: 0,
@@ -417,6 +423,12 @@ fn store_errors_are_unavailable_or_rejected() {
     let (s, detail) = read_on(&rig.session, MISSING, b"k").unwrap_err();
     assert_eq!(s, Status::STORE_REJECTED, "{detail}");
     assert!(detail.contains("nobucket"), "{detail}");
+    let (s, detail) = read_on(&rig.session, SCRATCH, b"k").unwrap_err();
+    assert_eq!(
+        s,
+        Status::OBJECT_DOESNT_EXIST,
+        "no store, no read-through: {detail}"
+    );
     let (s, detail) = read(&rig, &[0xFF, 0xFE]).unwrap_err();
     assert_eq!(s, Status::STORE_REJECTED, "{detail}");
     assert!(detail.contains("UTF-8"), "{detail}");
@@ -567,4 +579,62 @@ fn read_through_from_swift_s3_api() {
 #[test]
 fn read_through_from_swift_native_api() {
     real_store_read_through("swift-native");
+}
+
+/// A configuration source that cannot answer (the coordinator is unreachable).
+#[derive(Debug)]
+struct Unreachable;
+
+impl faascache_server::backed::registry::ConfigSource for Unreachable {
+    fn table_config(
+        &self,
+        table: u32,
+    ) -> Result<
+        Option<faascache_server::backed::registry::TableConfig>,
+        faascache_server::backed::registry::ConfigError,
+    > {
+        Err(
+            faascache_server::backed::registry::ConfigError::Coordinator {
+                table,
+                source: CallError::Failed(faascache_protocol::msg::Failure {
+                    status: Status::RETRY,
+                    version: 0,
+                    detail: "coordinator unreachable (test)".into(),
+                }),
+            },
+        )
+    }
+}
+
+#[test]
+fn a_range_is_not_served_until_its_table_config_is_known() {
+    let backed = BackedTables::new(Settings::default(), Some(Arc::new(Unreachable)));
+    let engine = Engine::new(EngineConfig::with_memory(32 << 20)).unwrap();
+    let master = Arc::new(Master::new(engine, "tcp", "spin").with_backed(backed));
+    let server = serve(
+        &"tcp:host=127.0.0.1,port=0".parse().unwrap(),
+        Arc::new(DispatchHandler(MasterService {
+            master: master.clone(),
+        })),
+        DispatchConfig {
+            cores: 1,
+            pin: false,
+            ..DispatchConfig::default()
+        },
+    )
+    .unwrap();
+    let session = session_to(&server);
+    let r = TakeTabletOwnershipRequest(TabletRange {
+        table_id: TABLE,
+        start_hash: 0,
+        end_hash: u64::MAX,
+    });
+    let (s, detail) = failed(call(&session, &r, T, |_| ()).unwrap_err());
+    assert_eq!(s, Status::RETRY, "{detail}");
+    assert!(detail.contains("coordinator unreachable"), "{detail}");
+    assert_eq!(master.served_ranges(), 0, "the range is not served");
+    assert_eq!(
+        read_on(&session, TABLE, b"k").unwrap_err().0,
+        Status::UNKNOWN_TABLET
+    );
 }

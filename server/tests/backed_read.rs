@@ -9,7 +9,9 @@ use std::time::Duration;
 use faascache_objstore::{Fault, Faulty, MemoryStore, ObjectStore, Op, PutMeta, Settings};
 use faascache_protocol::msg::common::chunk_key;
 use faascache_protocol::msg::common::{ExactlyOnce, RejectRules};
-use faascache_protocol::msg::control::{TabletRange, TakeTabletOwnershipRequest};
+use faascache_protocol::msg::control::{
+    DropTabletOwnershipRequest, TabletRange, TakeTabletOwnershipRequest,
+};
 use faascache_protocol::msg::faas::{
     InvalidateRequest, ObjectMeta, ReadObjectRequest, TableBacking, WritePolicy,
     MAX_READ_OBJECT_PIECE,
@@ -637,4 +639,31 @@ fn a_range_is_not_served_until_its_table_config_is_known() {
         read_on(&session, TABLE, b"k").unwrap_err().0,
         Status::UNKNOWN_TABLET
     );
+}
+
+#[test]
+fn a_fill_that_ends_after_its_range_left_leaves_nothing() {
+    let rig = rig(32 << 20, backing(|_| {}));
+    put(&rig, "moving", b"v".to_vec());
+    rig.store
+        .script(Some(Op::Get), Fault::Delay(Duration::from_millis(500)));
+    let reader = session_to(&rig._server);
+    std::thread::scope(|s| {
+        let h = s.spawn(|| read_on(&reader, TABLE, b"moving"));
+        std::thread::sleep(Duration::from_millis(150));
+        let h_key = faascache_protocol::msg::key_hash(b"moving");
+        let r = DropTabletOwnershipRequest(TabletRange {
+            table_id: TABLE,
+            start_hash: h_key,
+            end_hash: h_key,
+        });
+        call(&rig.session, &r, T, |_| ()).unwrap();
+        assert_eq!(h.join().unwrap().unwrap_err().0, Status::UNKNOWN_TABLET);
+    });
+    let mut buf = Vec::new();
+    assert!(rig
+        .master
+        .engine
+        .read(TABLE as u32, b"moving", &RejectRules::NONE, &mut buf)
+        .is_err());
 }

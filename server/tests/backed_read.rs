@@ -667,3 +667,44 @@ fn a_fill_that_ends_after_its_range_left_leaves_nothing() {
         .read(TABLE as u32, b"moving", &RejectRules::NONE, &mut buf)
         .is_err());
 }
+
+/// Hit vs miss latency against moto (printed; run with `--nocapture` to see the numbers).
+#[test]
+fn hits_are_much_cheaper_than_read_through_on_moto() {
+    let Some(env) = faascache_testkit::stores::moto("hits_vs_misses") else {
+        return;
+    };
+    let prefix = format!("hits-vs-misses-{}", std::process::id());
+    let (url, settings) = real_settings("moto", env, &prefix);
+    let store = faascache_objstore::open(&url, &settings, &Default::default()).unwrap();
+    let rig = rig_on(
+        64 << 20,
+        TableBacking::new(&url, WritePolicy::WriteBack),
+        store,
+    );
+    let p50 = |mut v: Vec<Duration>| {
+        v.sort();
+        v[v.len() / 2]
+    };
+    for size in [1024usize, 128 * 1024] {
+        let n = 20;
+        for i in 0..n {
+            put(&rig, &format!("{size}/{i}"), pattern(size, i as u8));
+        }
+        let mut misses = Vec::new();
+        for i in 0..n {
+            let t = std::time::Instant::now();
+            read(&rig, format!("{size}/{i}").as_bytes()).unwrap();
+            misses.push(t.elapsed());
+        }
+        let mut hits = Vec::new();
+        for r in 0..10 * n {
+            let t = std::time::Instant::now();
+            read(&rig, format!("{size}/{}", r % n).as_bytes()).unwrap();
+            hits.push(t.elapsed());
+        }
+        let (miss, hit) = (p50(misses), p50(hits));
+        println!("moto {size} B: miss (read-through) p50 {miss:?}, hit p50 {hit:?}");
+        assert!(hit * 3 < miss, "{size} B: hit {hit:?} vs miss {miss:?}");
+    }
+}

@@ -268,7 +268,11 @@ pub struct Opts {
     #[arg(long, value_name = "URL")]
     pub faas_store: Option<String>,
     /// faas: object sizes, bytes
-    #[arg(long, value_delimiter = ',', default_value = "1000,16000,128000,1000000,8000000")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "1000,16000,128000,1000000,8000000"
+    )]
     pub faas_sizes: Vec<usize>,
     /// faas: scale of the number of objects per size (200 at ≤ 128 KB, 50 at 1 MB, 20 above)
     #[arg(long, default_value_t = 1.0, value_name = "X")]

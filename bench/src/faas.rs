@@ -109,7 +109,10 @@ fn measure_size(c: &Client, url: &str, run: &str, size: usize, scale: f64) -> Re
     }
     for k in &keys {
         let t = Instant::now();
-        match store.get(k, None).with_context(|| format!("store GET {k}"))? {
+        match store
+            .get(k, None)
+            .with_context(|| format!("store GET {k}"))?
+        {
             GetResult::Found { body, .. } if body.len() == size => {}
             _ => bail!("store GET {k}: not the {size} bytes just written"),
         }

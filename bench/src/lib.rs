@@ -8,10 +8,10 @@
 #![deny(unsafe_code)]
 
 pub mod churn;
-pub mod faas;
 pub mod cli;
 pub mod driver;
 pub mod drivers;
+pub mod faas;
 pub mod floor;
 pub mod hist;
 pub mod keys;

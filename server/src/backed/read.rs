@@ -34,6 +34,13 @@ pub(crate) fn not_found() -> Served {
     )
 }
 
+/// A hit keeps a clean object cached: one in the older half of the log is appended again at
+/// the head (`Engine::promote_if_old`; eviction takes the oldest segments first). Errors are
+/// ignored: the read is served either way.
+fn promote(m: &Master, t: &BackedTable, key: &[u8], version: u64) {
+    let _ = m.engine.promote_if_old(t.id, key, version);
+}
+
 /// Serve `key` from the engine (no store access).
 pub fn serve(m: &Master, t: &BackedTable, key: &[u8], rules: &RejectRules, want: Want) -> Served {
     serve_with(m, t, key, rules, want, true)
@@ -79,6 +86,9 @@ fn serve_with(
             etag: env.meta.etag.clone(),
         };
     }
+    if matches!(want, Want::Read | Want::Piece { offset: 0, .. }) {
+        promote(m, t, key, version);
+    }
     match (env.kind, want) {
         (Kind::Manifest(mf), Want::Read) => Served::Fail(
             Status::OBJECT_TOO_LARGE,
@@ -99,8 +109,12 @@ fn serve_with(
                 let ck = chunk_key(key, mf.object_id, i);
                 let mut cbuf = Vec::new();
                 let chunk = match m.engine.read(t.id, &ck, &RejectRules::NONE, &mut cbuf) {
-                    Ok(_) => match envelope::decode(&cbuf) {
-                        Ok(c) if c.kind == Kind::Chunk => Some(c.data.len()),
+                    Ok(cv) => match envelope::decode(&cbuf) {
+                        Ok(c) if c.kind == Kind::Chunk => {
+                            // Chunks age like objects: keep the read ones (see promote).
+                            promote(m, t, &ck, cv);
+                            Some(c.data.len())
+                        }
                         _ => None,
                     },
                     Err(_) => None,

@@ -12,8 +12,8 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use faascache_protocol::msg::faas::{
-    FlushRequest, FlushResponse, GetTableConfigRequest, InvalidateRequest, InvalidateResponse,
-    ObjectMeta, ReadObjectRequest, TableBacking, MAX_READ_OBJECT_PIECE,
+    CheckBackingRequest, FlushRequest, FlushResponse, GetTableConfigRequest, InvalidateRequest,
+    InvalidateResponse, ObjectMeta, ReadObjectRequest, TableBacking, MAX_READ_OBJECT_PIECE,
 };
 use faascache_protocol::msg::{self, Request};
 use faascache_transport::{CallError, Session, Status};
@@ -64,7 +64,56 @@ impl Client {
         backing
             .validate()
             .map_err(|e| Error::InvalidArgument(e.0))?;
+        if backing.has_store() {
+            self.check_backing(&backing.url)?;
+        }
         self.create_table_with(name, span, Some(backing.clone()))
+    }
+
+    /// Asks a master to open the store of `url` with its own credentials and check them and
+    /// the bucket or container (one request to the store): a wrong backing is refused here,
+    /// when it is given, instead of at the first miss. [`Error::StoreRejected`] (credentials,
+    /// no such bucket) or [`Error::StoreUnavailable`] with the store's message. Masters that
+    /// do not know the RPC (older versions) or no master up: `Ok` (nothing could check).
+    pub fn check_backing(&self, url: &str) -> Result<()> {
+        // The store's own timeout (30 s) bounds the master's check; wait a little longer.
+        const CHECK_TIMEOUT: Duration = Duration::from_secs(40);
+        let servers = self.servers()?;
+        let mut last = None;
+        for s in servers.iter().filter(|s| s.status == "up") {
+            let Ok(session) = self.master_session(&s.locator) else {
+                continue;
+            };
+            match faascache_transport::call(
+                &session,
+                &CheckBackingRequest { url },
+                CHECK_TIMEOUT,
+                |_| (),
+            ) {
+                Ok(()) => return Ok(()),
+                Err(CallError::Failed(f)) if f.status == Status::UNIMPLEMENTED_REQUEST => {
+                    return Ok(())
+                }
+                Err(CallError::Failed(f)) if f.status == Status::SERVICE_NOT_AVAILABLE => {}
+                Err(CallError::Failed(f)) => {
+                    return Err(crate::client::failure_error(&f, ""));
+                }
+                Err(CallError::Malformed(e)) => {
+                    return Err(crate::client::malformed(CheckBackingRequest::OPCODE, e))
+                }
+                Err(CallError::Transport(e)) => {
+                    self.forget_master(&s.locator);
+                    last = Some(Error::from_transport(
+                        e,
+                        &format!("server at {}", s.locator),
+                    ));
+                }
+            }
+        }
+        match last {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 
     /// The backing of table `name` (`None`: a plain table).

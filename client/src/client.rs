@@ -855,7 +855,7 @@ pub(crate) fn failure_error(f: &Failure, table: &str) -> Error {
     }
 }
 
-fn malformed(op: faascache_transport::Opcode, e: MsgError) -> Error {
+pub(crate) fn malformed(op: faascache_transport::Opcode, e: MsgError) -> Error {
     Error::Protocol(format!("malformed {op} reply: {e}"))
 }
 

@@ -296,6 +296,20 @@ impl BackedTables {
         s
     }
 
+    /// Check a backing URL with this server's credentials (`CheckBacking`): open the store (an
+    /// already opened one is reused; a new one is not kept, so clients cannot grow the set of
+    /// open stores) and check its credentials and bucket with one request. Blocking: call it
+    /// on a pool thread.
+    pub fn check_url(&self, url: &str) -> Result<(), StoreFailure> {
+        let known = self.stores.lock().get(url).cloned();
+        let store = match known {
+            Some(s) => s?,
+            None => faascache_objstore::open(url, &self.settings, &self.options)
+                .map_err(|e| StoreFailure::rejected(format!("cannot open the store {url}: {e}")))?,
+        };
+        store.check().map_err(|e| StoreFailure::of(&e))
+    }
+
     /// Test hook: use `store` for the backing URL `url` (before a table with it is learnt).
     pub fn inject_store(&self, url: &str, store: Arc<dyn ObjectStore>) {
         self.stores.lock().insert(url.to_string(), Ok(store));

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use faascache_protocol::msg::faas::{InvalidateRequest, ReadObjectRequest};
+use faascache_protocol::msg::faas::{CheckBackingRequest, InvalidateRequest, ReadObjectRequest};
 use faascache_protocol::msg::master::ReadRequest;
 use faascache_protocol::msg::{key_hash, ErrorReply, Message};
 use faascache_storage::RejectRules;
@@ -186,6 +186,40 @@ pub fn invalidate(m: &Arc<Master>, call: &mut IncomingRpc<'_>) {
             responder.reply_vec(
                 s,
                 ErrorReply {
+                    version: 0,
+                    detail: &detail,
+                }
+                .to_vec(),
+            )
+        }
+    });
+}
+
+/// `CheckBacking`: open the store of a backing URL with this server's credentials and check
+/// them and its bucket, on the `store-fetch` pool (the reply is deferred).
+pub fn check_backing(m: &Arc<Master>, call: &mut IncomingRpc<'_>) {
+    let url = match CheckBackingRequest::decode(call.payload()) {
+        Ok(r) => r.url.to_string(),
+        Err(e) => {
+            let detail = format!("malformed CheckBacking request: {e}");
+            return fail(call, e.status(), &detail);
+        }
+    };
+    let place = match m.reads.pool().reserve() {
+        Ok(p) => p,
+        Err(busy) => return fail(call, Status::RETRY, &busy.to_string()),
+    };
+    let Some(responder) = call.defer() else {
+        return;
+    };
+    let m = m.clone();
+    place.submit(move || match m.backed.check_url(&url) {
+        Ok(()) => responder.reply(Status::OK, &[]),
+        Err(f) => {
+            let detail = format!("backing {url}: {}", f.detail);
+            responder.reply(
+                f.status,
+                &ErrorReply {
                     version: 0,
                     detail: &detail,
                 }

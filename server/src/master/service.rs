@@ -793,6 +793,10 @@ impl Dispatch for MasterService {
         crate::backed::rpc::invalidate(&self.master, call)
     }
 
+    fn check_backing(&self, call: &mut IncomingRpc<'_>) {
+        crate::backed::rpc::check_backing(&self.master, call)
+    }
+
     fn get_server_info(&self, call: &mut IncomingRpc<'_>) {
         let m = &self.master;
         let stats = m.engine.stats();

@@ -209,6 +209,38 @@ pub fn decode(value: &[u8]) -> Result<Envelope<'_>, EnvelopeError> {
     })
 }
 
+/// Where a whole object's bytes start in a stored value, without decoding (or allocating) the
+/// metadata: `Some(offset)` for a `Whole` envelope (or a legacy value: 0), `None` for any other
+/// kind or a value that does not decode (the caller takes the general path). The hit path of
+/// `Read` uses it to answer straight from the engine's buffer.
+pub fn whole_data_offset(value: &[u8]) -> Option<usize> {
+    if value.first() != Some(&MAGIC) {
+        return Some(0);
+    }
+    if value.len() < FIXED || value[1] != FORMAT || value[2] != 0 {
+        return None;
+    }
+    let mut at = FIXED;
+    let len16 = |at: usize| -> Option<usize> {
+        Some(u16::from_le_bytes(value.get(at..at + 2)?.try_into().ok()?) as usize)
+    };
+    // ETag, content type: u16 length + bytes; last-modified u64; user metadata count u32 and
+    // pairs of u16-length strings.
+    for _ in 0..2 {
+        at += 2 + len16(at)?;
+    }
+    at += 8;
+    let n = u32::from_le_bytes(value.get(at..at + 4)?.try_into().ok()?) as usize;
+    at += 4;
+    if n > faascache_protocol::msg::faas::MAX_USER_META {
+        return None;
+    }
+    for _ in 0..2 * n {
+        at += 2 + len16(at)?;
+    }
+    (at <= value.len()).then_some(at)
+}
+
 /// Bytes of a manifest's payload.
 pub const MANIFEST_LEN: usize = Manifest::LEN;
 
@@ -276,6 +308,34 @@ mod tests {
         // A value without the magic byte is a legacy whole object.
         let e = decode(b"plain").unwrap();
         assert!(e.legacy && e.data == b"plain" && e.kind == Kind::Whole);
+    }
+
+    #[test]
+    fn whole_data_offset_agrees_with_decode() {
+        for (kind, data) in [(Kind::Whole, &b"hello"[..]), (Kind::Whole, &b""[..])] {
+            let v = to_vec(kind, 3, &meta(), data);
+            let at = whole_data_offset(&v).unwrap();
+            assert_eq!(&v[at..], decode(&v).unwrap().data);
+        }
+        let m = Manifest {
+            total_len: 5,
+            chunk_len: 4,
+            chunks: 2,
+            object_id: 1,
+        };
+        assert_eq!(
+            whole_data_offset(&to_vec(Kind::Manifest(m), 0, &meta(), b"")),
+            None
+        );
+        assert_eq!(
+            whole_data_offset(&to_vec(Kind::Deleted, 0, &meta(), b"")),
+            None
+        );
+        assert_eq!(whole_data_offset(b"legacy"), Some(0));
+        let v = to_vec(Kind::Whole, 1, &meta(), b"x");
+        for cut in 1..header_len(&meta()) {
+            assert_eq!(whole_data_offset(&v[..cut]), None, "{cut}");
+        }
     }
 
     #[test]

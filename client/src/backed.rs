@@ -64,9 +64,27 @@ impl Client {
         backing
             .validate()
             .map_err(|e| Error::InvalidArgument(e.0))?;
-        if backing.has_store() {
+        // A table of that name exists: the coordinator answers (same id, or which backing it
+        // has); only a new table's store is checked.
+        let exists = !matches!(self.table_config(name), Err(Error::NoSuchTable(_)));
+        if backing.has_store() && !exists {
             self.check_backing(&backing.url)?;
         }
+        self.create_table_with(name, span, Some(backing.clone()))
+    }
+
+    /// [`Client::create_backed_table`] without asking a server to check the store first (the
+    /// servers may get their credentials later; a wrong backing then shows at the first miss
+    /// or upload, as `StoreRejected`).
+    pub fn create_backed_table_unchecked(
+        &self,
+        name: &str,
+        span: u32,
+        backing: &TableBacking,
+    ) -> Result<TableId> {
+        backing
+            .validate()
+            .map_err(|e| Error::InvalidArgument(e.0))?;
         self.create_table_with(name, span, Some(backing.clone()))
     }
 

@@ -733,7 +733,8 @@ fn table_create(
     let c = t.connect()?;
     let id = match &backing {
         None => c.create_table(name, span)?,
-        Some(b) => c.create_backed_table(name, span, b)?,
+        Some(bk) if b.no_check => c.create_backed_table_unchecked(name, span, bk)?,
+        Some(bk) => c.create_backed_table(name, span, bk)?,
     };
     let (url, policy) = backing_cells(backing.as_ref());
     if t.json {

@@ -39,6 +39,10 @@ pub struct BackingArgs {
     /// Ephemeral tables only: remove objects this long after they were written [default: keep]
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub ttl: Option<Duration>,
+    /// Create the table without a server first checking the store (credentials, bucket) —
+    /// e.g. when the servers get their credentials later
+    #[arg(long)]
+    pub no_check: bool,
 }
 
 /// Why a command-line argument was refused (the text says what to pass instead).

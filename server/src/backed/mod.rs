@@ -7,5 +7,7 @@
 
 pub mod counters;
 pub mod envelope;
+pub mod upload;
+pub mod writeback;
 
 pub use counters::Counters;

@@ -323,7 +323,7 @@ impl MasterService {
                     .map(|_| ())
             } else {
                 m.engine
-                    .write_versioned(table, o.key, o.value, o.version)
+                    .write_versioned_as(table, o.key, o.value, o.version, o.clean)
                     .map(|_| ())
             };
             if let Err(e) = res {

@@ -201,7 +201,9 @@ pub fn start(cfg: NodeConfig) -> Result<Node, NodeError> {
     let engine = Engine::new(engine_cfg)?;
     let transport = cfg.listen.first().kind().to_string();
     let master = Arc::new(
-        Master::new(engine, &transport, &cfg.dispatch.poll.to_string()).with_replicas(cfg.replicas),
+        Master::new(engine, &transport, &cfg.dispatch.poll.to_string())
+            .with_replicas(cfg.replicas)
+            .with_write_back_limit(cfg.write_back_limit.unwrap_or(cfg.memory_bytes as u64 / 4)),
     );
     let backup = cfg.backup.clone().map(BackupService::open).transpose()?;
     if let Some(b) = &backup {

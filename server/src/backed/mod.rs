@@ -7,6 +7,7 @@
 
 pub mod counters;
 pub mod envelope;
+pub mod flush;
 pub mod upload;
 pub mod writeback;
 

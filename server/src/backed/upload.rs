@@ -26,6 +26,8 @@ pub enum FlushEnd {
     Done(Flushed),
     /// Its time ran out: this many objects are still dirty.
     TimedOut(u64),
+    /// Not started: too many flushes wait already (answer `RETRY`).
+    Busy,
 }
 
 /// Called once when a flush ends (on a worker thread).
@@ -133,16 +135,15 @@ impl WriteBack {
     }
 
     /// Call `reply` when every key `which` selects among those queued now is clean, or with
-    /// [`FlushEnd::TimedOut`] after `timeout`. `Err(reply)` if too many flushes wait already.
-    pub fn flush(
-        &self,
-        which: impl Fn(&Key) -> bool,
-        timeout: Duration,
-        reply: FlushReply,
-    ) -> Result<(), FlushReply> {
+    /// [`FlushEnd::TimedOut`] after `timeout` ([`FlushEnd::Busy`] at once if too many flushes
+    /// wait already).
+    pub fn flush(&self, which: impl Fn(&Key) -> bool, timeout: Duration, reply: FlushReply) {
         let mut st = self.shared.state.lock();
         match st.queue.wait(which) {
-            Err(()) => Err(reply),
+            Err(()) => {
+                drop(st);
+                reply(FlushEnd::Busy);
+            }
             Ok(None) => {
                 drop(st);
                 reply(FlushEnd::Done(Flushed {
@@ -150,14 +151,12 @@ impl WriteBack {
                     objects: 0,
                     bytes: 0,
                 }));
-                Ok(())
             }
             Ok(Some(id)) => {
                 let deadline = self.shared.now() + timeout.as_millis() as u64;
                 st.flushes.insert(id, (deadline, reply));
                 drop(st);
                 self.shared.cv.notify_all();
-                Ok(())
             }
         }
     }

@@ -37,6 +37,9 @@ pub use service::MasterService;
 pub const DURABILITY: &str =
     "memory only (--replicas 0): an acknowledged write is lost if its master crashes";
 
+/// The write-back limit of a master built without one (tests): 64 MiB.
+pub const DEFAULT_WRITE_BACK_LIMIT: u64 = 64 << 20;
+
 /// The master's worker pools (threads are started as work arrives).
 #[derive(Debug)]
 pub(crate) struct Pools {
@@ -88,6 +91,10 @@ pub struct Master {
     /// Transport serving clients and why it was chosen (set once serving).
     transport: parking_lot::Mutex<(String, String)>,
     poll: String,
+    /// The backed tables' counters (`status`).
+    pub counters: crate::backed::Counters,
+    /// The backed tables' write-back queue and worker (issue 16).
+    pub writeback: crate::backed::upload::WriteBack,
 }
 
 impl replicator::ReplicationHost for Master {
@@ -125,7 +132,15 @@ impl Master {
             lease: lease::MasterLease::default(),
             transport: parking_lot::Mutex::new((transport.to_string(), "first choice".into())),
             poll: poll.to_string(),
+            counters: crate::backed::Counters::default(),
+            writeback: crate::backed::upload::WriteBack::new(DEFAULT_WRITE_BACK_LIMIT),
         }
+    }
+
+    /// Limit the dirty bytes of write-back tables on this master (`--write-back-limit`).
+    pub fn with_write_back_limit(mut self, limit: u64) -> Master {
+        self.writeback = crate::backed::upload::WriteBack::new(limit);
+        self
     }
 
     /// Keep `replicas` backup copies of every segment (start the thread with

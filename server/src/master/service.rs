@@ -749,12 +749,17 @@ impl Dispatch for MasterService {
         });
     }
 
+    fn flush_objects(&self, call: &mut IncomingRpc<'_>) {
+        crate::backed::flush::flush_objects(&self.master, call)
+    }
+
     fn get_server_info(&self, call: &mut IncomingRpc<'_>) {
         let m = &self.master;
         let stats = m.engine.stats();
         let durability = m.durability();
         let replication = m.replication.describe();
         let (transport, transport_choice) = m.transport.lock().clone();
+        let last_error = m.counters.last_error();
         let resp = GetServerInfoResponse {
             server_id: m.server_id(),
             budget_bytes: stats.budget_bytes as u64,
@@ -770,8 +775,7 @@ impl Dispatch for MasterService {
             eo_bytes: m.results.bytes() as u64,
             replication: &replication,
             under_replicated: m.replication.under_replicated(),
-            // Filled in by the backed tables (issue 16).
-            cache: Default::default(),
+            cache: crate::backed::flush::cache_info(m, &last_error),
         };
         call.reply_with(Status::OK, |b| resp.encode(b));
     }

@@ -3,12 +3,24 @@
 //! metadata with the bytes); a miss reads through from the store, a write is uploaded later
 //! (write-back), at once (write-through) or never (ephemeral).
 //!
-//! Reading order: [`envelope`] (the stored value) → [`counters`] (what `status` shows).
+//! Reading order: [`registry`] (which tables are backed, their stores) → [`envelope`] (the
+//! stored value) → [`read`] (hits from the engine) → [`flight`] (single flight) → [`fill`] (fetches from the store,
+//! chunks, admission) → [`invalidate`] → [`rpc`] (the handlers) → [`counters`] (what
+//! `status` shows).
 
+pub mod cache;
 pub mod counters;
 pub mod envelope;
+pub mod fill;
+pub mod flight;
 pub mod flush;
+pub mod invalidate;
+pub mod read;
+pub mod registry;
+pub mod rpc;
 pub mod upload;
+pub mod write;
 pub mod writeback;
 
 pub use counters::Counters;
+pub use registry::{BackedTable, BackedTables, StoreFailure};

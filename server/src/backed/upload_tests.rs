@@ -133,7 +133,8 @@ fn the_worker_drains_in_order_and_answers_flushes() {
         Box::new(move |end| tx.send(end).unwrap()),
     );
     match rx.recv_timeout(Duration::from_secs(30)).unwrap() {
-        FlushEnd::Done(f) => assert_eq!((f.objects, f.bytes), (20, 40)),
+        // (Some may have been uploaded before the flush arrived.)
+        FlushEnd::Done(f) => assert!(f.objects <= 20 && f.bytes == 2 * f.objects, "{f:?}"),
         other => panic!("flush did not finish: {other:?}"),
     }
     for i in 0..20u8 {

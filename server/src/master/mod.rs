@@ -19,6 +19,7 @@ pub mod recovery;
 pub mod replication;
 pub mod replicator;
 pub mod service;
+mod service_backed;
 pub mod tablets;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -91,8 +92,12 @@ pub struct Master {
     /// Transport serving clients and why it was chosen (set once serving).
     transport: parking_lot::Mutex<(String, String)>,
     poll: String,
+    /// Which tables are backed by an object store, and their stores (issue 16).
+    pub backed: crate::backed::BackedTables,
     /// The backed tables' counters (`status`).
     pub counters: crate::backed::Counters,
+    /// The backed tables' read path: fetch pool, single flight, negative cache.
+    pub reads: crate::backed::cache::Reads,
     /// The backed tables' write-back queue and worker (issue 16).
     pub writeback: crate::backed::upload::WriteBack,
 }
@@ -132,7 +137,9 @@ impl Master {
             lease: lease::MasterLease::default(),
             transport: parking_lot::Mutex::new((transport.to_string(), "first choice".into())),
             poll: poll.to_string(),
+            backed: crate::backed::BackedTables::default(),
             counters: crate::backed::Counters::default(),
+            reads: crate::backed::cache::Reads::default(),
             writeback: crate::backed::upload::WriteBack::new(DEFAULT_WRITE_BACK_LIMIT),
         }
     }
@@ -141,6 +148,36 @@ impl Master {
     pub fn with_write_back_limit(mut self, limit: u64) -> Master {
         self.writeback = crate::backed::upload::WriteBack::new(limit);
         self
+    }
+
+    /// Learn tables' backings (and open their stores) with `backed`.
+    pub fn with_backed(mut self, backed: crate::backed::BackedTables) -> Master {
+        self.backed = backed;
+        self
+    }
+
+    /// Make sure the engine has `table`, learning first whether it is backed (a backed table is
+    /// evictable: its clean objects are a cache of the store). Runs on a control or recovery
+    /// thread, before a range of the table is served.
+    pub(crate) fn prepare_table(
+        &self,
+        table: TableId,
+    ) -> Result<(), crate::backed::registry::ConfigError> {
+        let evictable = self.backed.learn(table)?.is_some();
+        match self
+            .engine
+            .create_table(table, faascache_storage::TableOptions { evictable })
+        {
+            Ok(()) => {}
+            Err(StorageError::TableExists(_)) if evictable => {
+                if let Err(e) = self.engine.set_evictable(table, true) {
+                    tracing::error!(table, error = %e, "cannot make a backed table evictable");
+                }
+            }
+            Err(StorageError::TableExists(_)) => {}
+            Err(e) => tracing::error!(table, error = %e, "cannot create table"),
+        }
+        Ok(())
     }
 
     /// Keep `replicas` backup copies of every segment (start the thread with

@@ -182,6 +182,9 @@ pub enum RecoverError {
     /// A segment could not be replayed.
     #[error(transparent)]
     Segment(#[from] SegmentError),
+    /// Whether a recovered table is backed could not be learnt from the coordinator.
+    #[error(transparent)]
+    Config(#[from] crate::backed::registry::ConfigError),
     /// The replayed data did not reach this master's replicas in time (with the replication's
     /// state: e.g. no other backup is up).
     #[error("the recovered data did not reach this master's replicas in time: {0}")]
@@ -196,6 +199,7 @@ impl RecoverError {
             RecoverError::CreateTable(_) => Status::INTERNAL_ERROR,
             RecoverError::Segment(_) => Status::SEGMENT_RECOVERY_FAILED,
             RecoverError::NotDurable(_) => Status::RETRY,
+            RecoverError::Config(e) => e.status(),
         }
     }
 }
@@ -303,8 +307,18 @@ pub fn recover(
         let Ok(table) = TableId::try_from(r.table_id) else {
             return Err(RecoverError::BadTable(r.table_id));
         };
-        match master.engine.create_table(table, TableOptions::default()) {
-            Ok(()) | Err(StorageError::TableExists(_)) => {}
+        // Learn first whether the table is backed (it is then evictable), before serving it.
+        let evictable = master.backed.learn(table)?.is_some();
+        match master
+            .engine
+            .create_table(table, TableOptions { evictable })
+        {
+            Ok(()) => {}
+            Err(StorageError::TableExists(_)) if evictable => master
+                .engine
+                .set_evictable(table, true)
+                .map_err(RecoverError::CreateTable)?,
+            Err(StorageError::TableExists(_)) => {}
             Err(e) => return Err(RecoverError::CreateTable(e)),
         }
     }
@@ -375,6 +389,19 @@ pub fn recover(
     if !master.replication.wait_durable(DURABLE_TIMEOUT) {
         return Err(RecoverError::NotDurable(master.replication.describe()));
     }
+    // Every dirty object of a backed table recovered here goes back on the upload queue.
+    let mut requeued = 0;
+    for r in &req.ranges {
+        if let Ok(table) = TableId::try_from(r.table_id) {
+            let range = super::tablets::Range {
+                table,
+                start: r.start_hash,
+                end: r.end_hash,
+            };
+            requeued += crate::backed::write::requeue(master, range)
+                .map_err(|e| RecoverError::Segment(SegmentError::Replay(e)))?;
+        }
+    }
     let resp = RecoverTabletsResponse {
         objects: replay.objects.load(Ordering::Relaxed),
         bytes: replay.bytes.load(Ordering::Relaxed),
@@ -388,6 +415,7 @@ pub fn recover(
         objects = resp.objects,
         removed = replay.removed.load(Ordering::Relaxed),
         completions = replay.completions.load(Ordering::Relaxed),
+        requeued,
         read_mib = resp.read_bytes >> 20,
         seconds = secs,
         mb_per_s = resp.read_bytes as f64 / 1e6 / secs.max(1e-9),

@@ -18,7 +18,9 @@ use faascache_transport::{Dispatch, Status};
 use super::exactly_once::{Attempt, Begin, Outcome, Tracked};
 use super::tablets::Range;
 use super::{storage_status, table_id, Master};
-use faascache_storage::{RejectRules, Rpc, StorageError, TableId, TableOptions, WriteOp};
+use crate::backed::read::Served;
+use crate::backed::registry::ConfigError;
+use faascache_storage::{RejectRules, Rpc, StorageError, TableId, WriteOp};
 
 /// Most bytes of a multi-read reply: items beyond it are answered `RETRY` (the client asks
 /// again), so a reply stays under the protocol's maximum payload (8 MiB + 64 KiB).
@@ -177,7 +179,7 @@ macro_rules! table_or_reply {
 }
 
 /// Why a tracked mutation was not run.
-fn not_run(status: Status, detail: &str) -> SavedReply {
+pub(super) fn not_run(status: Status, detail: &str) -> SavedReply {
     SavedReply {
         status,
         version: 0,
@@ -190,7 +192,7 @@ impl MasterService {
     /// it — tracked (writing its completion record) when given an [`Rpc`] — and returns the
     /// version and, for an increment, the new value; `kind` says how to build the reply.
     /// Returns the reply to send (the caller holds no lock).
-    fn mutate(
+    pub(super) fn mutate(
         &self,
         table: TableId,
         key: &[u8],
@@ -258,7 +260,12 @@ impl MasterService {
     /// Reply to a mutation once the log as it is now is on every replica (at once without
     /// replication). Retries answered from a saved result wait the same way, so no reply
     /// acknowledges a write before it is durable.
-    fn send_durable(&self, call: &mut IncomingRpc<'_>, status: Status, payload: Vec<u8>) {
+    pub(super) fn send_durable(
+        &self,
+        call: &mut IncomingRpc<'_>,
+        status: Status,
+        payload: Vec<u8>,
+    ) {
         let rep = &self.master.replication;
         if rep.replicas() == 0 {
             return call.reply_with(status, |b| b.extend_from_slice(&payload));
@@ -316,7 +323,12 @@ impl MasterService {
         }
         // Objects keep their source versions; a later item for the same key (re-sent because
         // it was written meanwhile) carries a larger one and replaces it.
+        let backed = crate::backed::write::backed(m, table);
         for o in &req.objects {
+            if let (Some(t), false, false) = (&backed, o.removed, o.clean) {
+                // Queued before it is written: the worker uploads the current value anyway.
+                crate::backed::write::written(m, t, o.key, o.value.len());
+            }
             let res = if o.removed {
                 m.engine
                     .remove(table, o.key, &RejectRules::NONE)
@@ -364,8 +376,13 @@ impl MasterService {
 
     /// Run a tablet-control step off the dispatch core, serialised with every other one by
     /// `Master::table_ops` (so a table's data is never dropped while another step creates or
-    /// fills it), and reply `OK` when it is done.
-    fn control(&self, call: &mut IncomingRpc<'_>, step: impl FnOnce() + Send + 'static) {
+    /// fills it), and reply `OK` when it is done (or the step's failure: the coordinator
+    /// retries it).
+    fn control(
+        &self,
+        call: &mut IncomingRpc<'_>,
+        step: impl FnOnce() -> Result<(), ConfigError> + Send + 'static,
+    ) {
         let place = match self.master.pools.control.reserve() {
             Ok(p) => p,
             Err(busy) => return fail(call, Status::RETRY, 0, &busy.to_string()),
@@ -376,20 +393,22 @@ impl MasterService {
         let master = self.master.clone();
         place.submit(move || {
             let _serial = master.table_ops.lock();
-            step();
-            responder.reply(Status::OK, &[]);
+            match step() {
+                Ok(()) => responder.reply(Status::OK, &[]),
+                Err(e) => {
+                    tracing::warn!(error = %e, "tablet-control step failed");
+                    let detail = e.to_string();
+                    responder.reply_vec(
+                        e.status(),
+                        ErrorReply {
+                            version: 0,
+                            detail: &detail,
+                        }
+                        .to_vec(),
+                    )
+                }
+            }
         });
-    }
-
-    fn ensure_table(&self, table: TableId) {
-        match self
-            .master
-            .engine
-            .create_table(table, TableOptions::default())
-        {
-            Ok(()) | Err(StorageError::TableExists(_)) => {}
-            Err(e) => tracing::error!(table, error = %e, "cannot create table"),
-        }
     }
 }
 
@@ -399,6 +418,9 @@ thread_local! {
 
 impl Dispatch for MasterService {
     fn read(&self, call: &mut IncomingRpc<'_>) {
+        if self.master.backed.any() && crate::backed::rpc::read(&self.master, call) {
+            return;
+        }
         READ_BUF.with(|b| {
             let mut buf = b.borrow_mut();
             buf.clear();
@@ -418,6 +440,9 @@ impl Dispatch for MasterService {
     fn write(&self, call: &mut IncomingRpc<'_>) {
         let req = decode_or_reply!(call, WriteRequest<'_>);
         let table = table_or_reply!(call, req.table);
+        if let Some(t) = crate::backed::write::backed(&self.master, table) {
+            return self.backed_single(call, &t, req.key, Some(req.value), &req.rules, req.rpc);
+        }
         let r = self.mutate(table, req.key, req.rpc, kind::VERSION, |e, rpc| {
             let version = e.write_rpc(table, req.key, req.value, &req.rules, rpc)?;
             super::faults::after_write(req.key);
@@ -429,6 +454,9 @@ impl Dispatch for MasterService {
     fn remove(&self, call: &mut IncomingRpc<'_>) {
         let req = decode_or_reply!(call, RemoveRequest<'_>);
         let table = table_or_reply!(call, req.table);
+        if let Some(t) = crate::backed::write::backed(&self.master, table) {
+            return self.backed_single(call, &t, req.key, None, &req.rules, req.rpc);
+        }
         let r = self.mutate(table, req.key, req.rpc, kind::VERSION, |e, rpc| {
             e.remove_rpc(table, req.key, &req.rules, rpc)
                 .map(|v| (v.unwrap_or(0), [0; 8]))
@@ -439,6 +467,9 @@ impl Dispatch for MasterService {
     fn increment(&self, call: &mut IncomingRpc<'_>) {
         let req = decode_or_reply!(call, IncrementRequest<'_>);
         let table = table_or_reply!(call, req.table);
+        if crate::backed::write::backed(&self.master, table).is_some() {
+            return Self::backed_increment(call);
+        }
         let rr = req.rules;
         let r = match req.delta {
             Number::I64(d) => self.mutate(table, req.key, req.rpc, kind::I64, |e, rpc| {
@@ -494,6 +525,24 @@ impl Dispatch for MasterService {
                     item(out, s, 0);
                     continue;
                 }
+                if let Some(t) = crate::backed::rpc::backed(m, it.table) {
+                    match crate::backed::rpc::multi_read_item(m, &t, it.key) {
+                        Served::Data { version, data, .. } => {
+                            if out.len() - base + data.len() > MULTI_READ_BUDGET && i > 0 {
+                                item(out, Status::RETRY, 0);
+                                full = true;
+                                continue;
+                            }
+                            out.extend_from_slice(&Status::OK.0.to_le_bytes());
+                            out.extend_from_slice(&version.to_le_bytes());
+                            out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+                            out.extend_from_slice(&data);
+                        }
+                        Served::Fail(s, version, _) => item(out, s, version),
+                        Served::Miss | Served::Revalidate { .. } => item(out, Status::RETRY, 0),
+                    }
+                    continue;
+                }
                 let at = out.len();
                 item(out, Status::OK, 0);
                 match m.engine.read(table, it.key, &RejectRules::NONE, out) {
@@ -543,6 +592,12 @@ impl Dispatch for MasterService {
                 ack_id: req.ack_id,
                 lease: req.lease,
             };
+            if let Some(t) = crate::backed::write::backed(&self.master, table) {
+                let r =
+                    self.backed_mutation(&t, it.key, Some(it.value), &it.rules, rpc, kind::MULTI);
+                items.push(multi_result(&r));
+                continue;
+            }
             let r = self.mutate(table, it.key, rpc, kind::MULTI, |e, rpc| {
                 e.write_rpc(op.table, op.key, op.value, &op.rules, rpc)
                     .map(|v| (v, [0; 8]))
@@ -569,6 +624,11 @@ impl Dispatch for MasterService {
                 ack_id: req.ack_id,
                 lease: req.lease,
             };
+            if let Some(t) = crate::backed::write::backed(&self.master, table) {
+                let r = self.backed_mutation(&t, it.key, None, &it.rules, rpc, kind::MULTI);
+                items.push(multi_result(&r));
+                continue;
+            }
             let r = self.mutate(table, it.key, rpc, kind::MULTI, |e, rpc| {
                 e.remove_rpc(table, it.key, &it.rules, rpc)
                     .map(|v| (v.unwrap_or(0), [0; 8]))
@@ -627,7 +687,7 @@ impl Dispatch for MasterService {
         };
         let this = self.clone();
         self.control(call, move || {
-            this.ensure_table(r.table);
+            this.master.prepare_table(r.table)?;
             this.master.ownership.write().take(r);
             tracing::info!(
                 table = r.table,
@@ -635,6 +695,7 @@ impl Dispatch for MasterService {
                 end = r.end,
                 "took tablet ownership"
             );
+            Ok(())
         });
     }
 
@@ -646,6 +707,10 @@ impl Dispatch for MasterService {
         let master = self.master.clone();
         self.control(call, move || {
             let table_gone = master.ownership.write().drop_range(r);
+            if table_gone {
+                master.backed.forget(r.table);
+                master.writeback.drop_table(r.table);
+            }
             tracing::info!(
                 table = r.table,
                 start = r.start,
@@ -654,6 +719,7 @@ impl Dispatch for MasterService {
                 "dropped tablet ownership"
             );
             delete_range(&master, r, table_gone);
+            Ok(())
         });
     }
 
@@ -664,9 +730,10 @@ impl Dispatch for MasterService {
         };
         let (this, source) = (self.clone(), req.source);
         self.control(call, move || {
-            this.ensure_table(r.table);
+            this.master.prepare_table(r.table)?;
             this.master.ownership.write().prepare_incoming(r);
             tracing::info!(table = r.table, start = r.start, end = r.end, %source, "prepared to receive a tablet");
+            Ok(())
         });
     }
 
@@ -747,6 +814,14 @@ impl Dispatch for MasterService {
                 }
             }
         });
+    }
+
+    fn read_object(&self, call: &mut IncomingRpc<'_>) {
+        crate::backed::rpc::read_object(&self.master, call)
+    }
+
+    fn invalidate_objects(&self, call: &mut IncomingRpc<'_>) {
+        crate::backed::rpc::invalidate(&self.master, call)
     }
 
     fn flush_objects(&self, call: &mut IncomingRpc<'_>) {

@@ -1,0 +1,201 @@
+//! The master's RPC handlers for backed tables' reads (`Read`, `ReadObject`, `MultiRead`
+//! items) and `InvalidateObjects`, called from `master::service` once the registry says the
+//! table is backed.
+
+use std::sync::Arc;
+
+use faascache_protocol::msg::faas::{InvalidateRequest, ReadObjectRequest};
+use faascache_protocol::msg::master::ReadRequest;
+use faascache_protocol::msg::{key_hash, ErrorReply, Message};
+use faascache_storage::RejectRules;
+use faascache_transport::server::IncomingRpc;
+use faascache_transport::Status;
+
+use super::read::{Served, Want};
+use super::registry::BackedTable;
+use crate::master::{table_id, Master};
+
+const NOT_OWNER: &str = "this master does not own the key's tablet: refresh the tablet map";
+
+fn fail(call: &mut IncomingRpc<'_>, status: Status, detail: &str) {
+    call.reply_with(status, |b| ErrorReply { version: 0, detail }.encode(b));
+}
+
+/// The backed table `wire` names, if any (no cost unless a backed table was ever served).
+#[inline]
+pub fn backed(m: &Master, wire: u64) -> Option<Arc<BackedTable>> {
+    if !m.backed.any() {
+        return None;
+    }
+    m.backed.get(table_id(wire)?)
+}
+
+/// Whether this master may serve `key` of `table` now (else the failure was replied).
+fn check(m: &Master, call: &mut IncomingRpc<'_>, t: &BackedTable, key: &[u8]) -> bool {
+    if let Err(why) = m.check_serving() {
+        fail(call, Status::NOT_SERVING, why);
+        return false;
+    }
+    if let Err(s) = m.ownership.read().check_read(t.id, key_hash(key)) {
+        fail(call, s, NOT_OWNER);
+        return false;
+    }
+    true
+}
+
+fn reply(call: &mut IncomingRpc<'_>, s: Served, want: Want) {
+    let (st, p) = s.encode(want);
+    call.reply_with(st, |b| b.extend_from_slice(&p));
+}
+
+fn serve_call(
+    m: &Arc<Master>,
+    call: &mut IncomingRpc<'_>,
+    t: &Arc<BackedTable>,
+    key: &[u8],
+    rules: RejectRules,
+    want: Want,
+) {
+    if !check(m, call, t, key) {
+        return;
+    }
+    if let Some(s) = super::flight::read(m, t, key, rules, want, || call.defer().map(Some)) {
+        reply(call, s, want);
+    }
+}
+
+/// `Read` of a backed table: `false` if the table is not backed (the caller serves it).
+pub fn read(m: &Arc<Master>, call: &mut IncomingRpc<'_>) -> bool {
+    let (t, key, rules) = match ReadRequest::decode(call.payload()) {
+        Ok(r) => match backed(m, r.table) {
+            Some(t) => (t, r.key.to_vec(), r.rules),
+            None => return false,
+        },
+        Err(_) => return false,
+    };
+    serve_call(m, call, &t, &key, rules, Want::Read);
+    true
+}
+
+/// `ReadObject`: a piece of an object of a backed table (or of any table: a plain value is
+/// served as an object without metadata).
+pub fn read_object(m: &Arc<Master>, call: &mut IncomingRpc<'_>) {
+    let req = match ReadObjectRequest::decode(call.payload()) {
+        Ok(r) => r,
+        Err(e) => {
+            let detail = format!("malformed ReadObject request: {e}");
+            return fail(call, e.status(), &detail);
+        }
+    };
+    let want = Want::Piece {
+        offset: req.offset,
+        max_len: req.max_len,
+    };
+    let Some(table) = table_id(req.table) else {
+        return fail(
+            call,
+            Status::TABLE_DOESNT_EXIST,
+            "table ids are below 2^32: no such table",
+        );
+    };
+    let (key, rules) = (req.key.to_vec(), req.rules);
+    match m.backed.get(table) {
+        Some(t) => serve_call(m, call, &t, &key, rules, want),
+        None => plain_piece(m, call, table, &key, &rules, want),
+    }
+}
+
+/// `ReadObject` of a table that is not backed: the value itself, as an object without
+/// metadata.
+fn plain_piece(
+    m: &Master,
+    call: &mut IncomingRpc<'_>,
+    table: faascache_storage::TableId,
+    key: &[u8],
+    rules: &RejectRules,
+    want: Want,
+) {
+    if let Err(why) = m.check_serving() {
+        return fail(call, Status::NOT_SERVING, why);
+    }
+    let own = m.ownership.read();
+    if let Err(s) = own.check_read(table, key_hash(key)) {
+        return fail(call, s, NOT_OWNER);
+    }
+    let mut buf = Vec::new();
+    let s = match m.engine.read(table, key, rules, &mut buf) {
+        Ok(version) => {
+            let Want::Piece { offset, max_len } = want else {
+                return;
+            };
+            let from = offset.min(buf.len() as u64) as usize;
+            let to = from + (max_len as usize).min(buf.len() - from);
+            Served::Data {
+                version,
+                total_len: buf.len() as u64,
+                meta: Default::default(),
+                data: buf[from..to].to_vec(),
+            }
+        }
+        Err(e) => Served::storage(&e),
+    };
+    drop(own);
+    reply(call, s, want);
+}
+
+/// A `MultiRead` item of a backed table: the answer now, or `RETRY` while it is fetched.
+pub fn multi_read_item(m: &Arc<Master>, t: &Arc<BackedTable>, key: &[u8]) -> Served {
+    super::flight::read_item(m, t, key)
+}
+
+/// `InvalidateObjects`.
+pub fn invalidate(m: &Arc<Master>, call: &mut IncomingRpc<'_>) {
+    let req = match InvalidateRequest::decode(call.payload()) {
+        Ok(r) => r,
+        Err(e) => {
+            let detail = format!("malformed InvalidateObjects request: {e}");
+            return fail(call, e.status(), &detail);
+        }
+    };
+    let Some(t) = table_id(req.table).and_then(|id| m.backed.get(id)) else {
+        return fail(
+            call,
+            Status::REQUEST_FORMAT_ERROR,
+            "the table is not backed by an object store here (nothing to invalidate)",
+        );
+    };
+    if let Err(why) = m.check_serving() {
+        return fail(call, Status::NOT_SERVING, why);
+    }
+    if !req.prefix {
+        if let Err(s) = m.ownership.read().check_read(t.id, key_hash(req.key)) {
+            return fail(call, s, NOT_OWNER);
+        }
+        let r = super::invalidate::key(m, t.id, req.key);
+        return call.reply_with(Status::OK, |b| r.encode(b));
+    }
+    let place = match m.reads.pool().reserve() {
+        Ok(p) => p,
+        Err(busy) => return fail(call, Status::RETRY, &busy.to_string()),
+    };
+    let prefix = req.key.to_vec();
+    let Some(responder) = call.defer() else {
+        return;
+    };
+    let m = m.clone();
+    place.submit(move || match super::invalidate::prefix(&m, t.id, &prefix) {
+        Ok(r) => responder.reply_vec(Status::OK, r.to_vec()),
+        Err(e) => {
+            let (s, _) = e.status();
+            let detail = e.to_string();
+            responder.reply_vec(
+                s,
+                ErrorReply {
+                    version: 0,
+                    detail: &detail,
+                }
+                .to_vec(),
+            )
+        }
+    });
+}

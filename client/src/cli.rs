@@ -1,5 +1,7 @@
 //! The client subcommands of the `faascache` binary: `status`, `table create|drop|list`, `put`,
-//! `get`, `rm`, `incr`, `shell` (one client, commands from stdin: [`shell`]).
+//! `get`, `rm`, `incr`, `flush`, `invalidate`, `shell` (one client, commands from stdin:
+//! [`shell`]). Tables backed by an object store: `table create NAME --backing URL` with the
+//! flags of [`BackingArgs`] (`docs/faas.md`).
 //!
 //! The binary flattens [`ClientCommand`] into its own subcommands and calls [`run`]:
 //!
@@ -35,9 +37,12 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 use serde_json::json;
 
-use crate::{Client, ClientOptions, Error, Object};
+use crate::{Client, ClientOptions, Error, Object, TableBacking};
 
+mod args;
 pub mod shell;
+
+pub use args::{parse_duration, parse_policy, parse_size, ArgError, BackingArgs, DurationError};
 
 /// The cluster directory used when neither `--dir` nor `--coordinator` is given (the default of
 /// `faascache cluster up`).
@@ -144,6 +149,30 @@ pub enum ClientCommand {
         #[command(flatten)]
         target: Target,
     },
+    /// Wait until the dirty objects of a backed table (or just KEY) are in its store, at most
+    /// --timeout; prints how many objects and bytes were uploaded
+    Flush {
+        /// Table name
+        table: String,
+        /// Only this key
+        key: Option<String>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Drop cached clean copies after a change made in the store outside the cache: one KEY, or
+    /// every key starting with --prefix P (`--prefix ''`: the whole table); dirty copies are kept
+    Invalidate {
+        /// Table name
+        table: String,
+        /// Key
+        #[arg(conflicts_with = "prefix")]
+        key: Option<String>,
+        /// Every key starting with this
+        #[arg(long, value_name = "P")]
+        prefix: Option<String>,
+        #[command(flatten)]
+        target: Target,
+    },
     /// Add DELTA (default 1) to the 8-byte integer stored at KEY and print the new value
     Incr {
         /// Table name
@@ -178,6 +207,8 @@ pub enum TableCommand {
         #[arg(long, default_value_t = 1, value_name = "N")]
         span: u32,
         #[command(flatten)]
+        backing: BackingArgs,
+        #[command(flatten)]
         target: Target,
     },
     /// Drop a table and all its objects
@@ -192,60 +223,6 @@ pub enum TableCommand {
         #[command(flatten)]
         target: Target,
     },
-}
-
-/// Parses `500ms`, `5s`, `2m`, `1h` or a number of seconds (`1.5`).
-///
-/// ```
-/// use std::time::Duration;
-/// use faascache_client::cli::parse_duration;
-/// assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
-/// assert_eq!(parse_duration("1.5").unwrap(), Duration::from_millis(1500));
-/// assert!(parse_duration("soon").is_err());
-/// ```
-pub fn parse_duration(s: &str) -> Result<Duration, DurationError> {
-    let s = s.trim();
-    let (num, unit) = match s.find(|c: char| c.is_ascii_alphabetic()) {
-        Some(i) => s.split_at(i),
-        None => (s, "s"),
-    };
-    let v: f64 = num
-        .trim()
-        .parse()
-        .map_err(|_| DurationError::Number(s.to_string()))?;
-    let secs = match unit {
-        "us" | "µs" => v / 1e6,
-        "ms" => v / 1e3,
-        "s" => v,
-        "m" => v * 60.0,
-        "h" => v * 3600.0,
-        _ => {
-            return Err(DurationError::Unit {
-                unit: unit.to_string(),
-                arg: s.to_string(),
-            })
-        }
-    };
-    Duration::try_from_secs_f64(secs).map_err(|_| DurationError::Range(s.to_string()))
-}
-
-/// Why a `--timeout` (or other duration) argument was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum DurationError {
-    /// The number does not parse.
-    #[error("bad duration {0:?}: use e.g. 500ms, 5s, 1m")]
-    Number(String),
-    /// Unknown unit.
-    #[error("bad duration unit {unit:?} in {arg:?}: use us, ms, s, m or h")]
-    Unit {
-        /// The unit given.
-        unit: String,
-        /// The whole argument.
-        arg: String,
-    },
-    /// Negative, not finite, or too large for a `Duration`.
-    #[error("bad duration {0:?}: must be a non-negative number of at most 2^64 seconds")]
-    Range(String),
 }
 
 /// Why a cluster directory gives no coordinator locator.
@@ -387,9 +364,12 @@ pub fn run_with(
     let (json, r) = match &cmd {
         ClientCommand::Status { target } => (target.json, status(out, target)),
         ClientCommand::Table { cmd } => match cmd {
-            TableCommand::Create { name, span, target } => {
-                (target.json, table_create(out, target, name, *span))
-            }
+            TableCommand::Create {
+                name,
+                span,
+                backing,
+                target,
+            } => (target.json, table_create(out, target, name, *span, backing)),
             TableCommand::Drop { name, target } => (target.json, table_drop(out, target, name)),
             TableCommand::List { target } => (target.json, table_list(out, target)),
         },
@@ -407,6 +387,18 @@ pub fn run_with(
             delta,
             target,
         } => (target.json, incr(out, target, table, key, *delta)),
+        ClientCommand::Flush { table, key, target } => {
+            (target.json, flush(out, target, table, key.as_deref()))
+        }
+        ClientCommand::Invalidate {
+            table,
+            key,
+            prefix,
+            target,
+        } => (
+            target.json,
+            invalidate(out, target, table, key.as_deref(), prefix.as_deref()),
+        ),
         ClientCommand::Shell { untracked, target } => {
             (false, shell_cmd(out, stdin, target, *untracked))
         }
@@ -473,31 +465,7 @@ fn status(out: &mut Out<'_>, t: &Target) -> Result<(), Failure> {
         let servers: Vec<serde_json::Value> = servers
             .iter()
             .zip(&stats)
-            .map(|(s, st)| {
-                let mut v = json!({
-                    "id": s.id, "services": s.services, "status": s.status, "locator": s.locator,
-                });
-                match st {
-                    Some(Ok(st)) => {
-                        v["memory_budget_bytes"] = json!(st.budget_bytes);
-                        v["live_bytes"] = json!(st.live_bytes);
-                        v["objects"] = json!(st.objects);
-                        v["tablets"] = json!(st.tablets);
-                        v["transport"] = json!(st.transport);
-                        v["transport_choice"] = json!(st.transport_choice);
-                        v["poll"] = json!(st.poll);
-                        v["durability"] = json!(st.durability);
-                        v["eo_clients"] = json!(st.eo_clients);
-                        v["eo_results"] = json!(st.eo_results);
-                        v["eo_bytes"] = json!(st.eo_bytes);
-                        v["replication"] = json!(st.replication);
-                        v["under_replicated"] = json!(st.under_replicated);
-                    }
-                    Some(Err(e)) => v["error"] = json!(e.to_string()),
-                    None => {}
-                }
-                v
-            })
+            .map(|(s, st)| server_json(s, st))
             .collect();
         return print_json(
             out,
@@ -592,6 +560,17 @@ fn status(out: &mut Out<'_>, t: &Target) -> Result<(), Failure> {
         }
     }
     for (s, st) in servers.iter().zip(&stats) {
+        if let Some(Ok(st)) = st {
+            if st.cache != crate::CacheStats::default() {
+                out.line(&format!(
+                    "cache        server {}: {}",
+                    s.id,
+                    cache_text(&st.cache)
+                ))?;
+            }
+        }
+    }
+    for (s, st) in servers.iter().zip(&stats) {
         if let Some(Err(e)) = st {
             out.line(&format!("warning      {}: {e}", s.locator))?;
         }
@@ -601,6 +580,37 @@ fn status(out: &mut Out<'_>, t: &Target) -> Result<(), Failure> {
         print_tables(out, &tables)?;
     }
     Ok(())
+}
+
+/// One server of `status --json`: its list entry and what it says about itself.
+fn server_json(
+    s: &crate::ServerInfo,
+    st: &Option<Result<crate::ServerStats, Error>>,
+) -> serde_json::Value {
+    let mut v = json!({
+        "id": s.id, "services": s.services, "status": s.status, "locator": s.locator,
+    });
+    match st {
+        Some(Ok(st)) => {
+            v["memory_budget_bytes"] = json!(st.budget_bytes);
+            v["live_bytes"] = json!(st.live_bytes);
+            v["objects"] = json!(st.objects);
+            v["tablets"] = json!(st.tablets);
+            v["transport"] = json!(st.transport);
+            v["transport_choice"] = json!(st.transport_choice);
+            v["poll"] = json!(st.poll);
+            v["durability"] = json!(st.durability);
+            v["eo_clients"] = json!(st.eo_clients);
+            v["eo_results"] = json!(st.eo_results);
+            v["eo_bytes"] = json!(st.eo_bytes);
+            v["replication"] = json!(st.replication);
+            v["under_replicated"] = json!(st.under_replicated);
+            v["cache"] = cache_json(&st.cache);
+        }
+        Some(Err(e)) => v["error"] = json!(e.to_string()),
+        None => {}
+    }
+    v
 }
 
 /// How each master's log is replicated now, or why it is under-replicated (and that its
@@ -628,6 +638,43 @@ fn print_replication<'a>(
         }
     }
     Ok(())
+}
+
+fn cache_json(c: &crate::CacheStats) -> serde_json::Value {
+    json!({
+        "dirty_objects": c.dirty_objects, "dirty_bytes": c.dirty_bytes,
+        "oldest_dirty_ms": c.oldest_dirty_ms, "dirty_limit_bytes": c.dirty_limit_bytes,
+        "uploads": c.uploads, "upload_errors": c.upload_errors,
+        "hits": c.hits, "misses": c.misses, "negative_hits": c.negative_hits,
+        "store_reads": c.store_reads, "store_read_errors": c.store_read_errors,
+        "not_admitted": c.not_admitted, "invalidated": c.invalidated, "evicted": c.evicted,
+        "last_error": c.last_error,
+    })
+}
+
+/// One line of a master's backed-table counters for `status`.
+fn cache_text(c: &crate::CacheStats) -> String {
+    let mut s = format!(
+        "dirty {} objects, {} of {} (oldest {:.1}s); uploads {} ({} failed); hits {}, misses {}, negative {}; store reads {} ({} failed); not admitted {}, invalidated {}, evicted {}",
+        c.dirty_objects,
+        mib(c.dirty_bytes),
+        mib(c.dirty_limit_bytes),
+        c.oldest_dirty_ms as f64 / 1000.0,
+        c.uploads,
+        c.upload_errors,
+        c.hits,
+        c.misses,
+        c.negative_hits,
+        c.store_reads,
+        c.store_read_errors,
+        c.not_admitted,
+        c.invalidated,
+        c.evicted,
+    );
+    if !c.last_error.is_empty() {
+        s.push_str(&format!("; last store error: {}", c.last_error));
+    }
+    s
 }
 
 fn kib(b: u64) -> String {
@@ -675,13 +722,85 @@ fn print_table(out: &mut Out<'_>, header: &[&str], rows: Vec<Vec<String>>) -> Re
     Ok(())
 }
 
-fn table_create(out: &mut Out<'_>, t: &Target, name: &str, span: u32) -> Result<(), Failure> {
+fn table_create(
+    out: &mut Out<'_>,
+    t: &Target,
+    name: &str,
+    span: u32,
+    b: &BackingArgs,
+) -> Result<(), Failure> {
+    let backing = b.to_backing().map_err(|e| Failure::Usage(e.0))?;
     let c = t.connect()?;
-    let id = c.create_table(name, span)?;
+    let id = match &backing {
+        None => c.create_table(name, span)?,
+        Some(b) => c.create_backed_table(name, span, b)?,
+    };
+    let (url, policy) = backing_cells(backing.as_ref());
     if t.json {
-        print_json(out, json!({ "name": name, "id": id }))
+        print_json(
+            out,
+            json!({ "name": name, "id": id, "backing": url, "policy": policy }),
+        )
+    } else if backing.is_some() {
+        out.line(&format!(
+            "table {name} has id {id} (backing {url}, {policy})"
+        ))
     } else {
         out.line(&format!("table {name} has id {id}"))
+    }
+}
+
+/// A table's backing and policy as `table list` shows them (`-` for a plain table).
+fn backing_cells(b: Option<&TableBacking>) -> (String, String) {
+    match b {
+        None => ("-".into(), "-".into()),
+        Some(b) if b.url.is_empty() => ("(none)".into(), b.policy.to_string()),
+        Some(b) => (b.url.clone(), b.policy.to_string()),
+    }
+}
+
+fn flush(out: &mut Out<'_>, t: &Target, table: &str, key: Option<&str>) -> Result<(), Failure> {
+    let c = t.connect()?;
+    let id = c.table_id(table)?;
+    let r = c.flush(id, key.map(str::as_bytes), t.timeout)?;
+    if t.json {
+        print_json(out, json!({ "objects": r.objects, "bytes": r.bytes }))
+    } else {
+        out.line(&format!(
+            "flushed {table}: {} objects, {} bytes uploaded",
+            r.objects, r.bytes
+        ))
+    }
+}
+
+fn invalidate(
+    out: &mut Out<'_>,
+    t: &Target,
+    table: &str,
+    key: Option<&str>,
+    prefix: Option<&str>,
+) -> Result<(), Failure> {
+    if key.is_none() && prefix.is_none() {
+        return Err(Failure::Usage(
+            "give a KEY or --prefix P (--prefix '' for the whole table)".into(),
+        ));
+    }
+    let c = t.connect()?;
+    let id = c.table_id(table)?;
+    let r = match (key, prefix) {
+        (Some(k), _) => c.invalidate(id, k.as_bytes())?,
+        (_, p) => c.invalidate_prefix(id, p.unwrap_or_default().as_bytes())?,
+    };
+    if t.json {
+        print_json(
+            out,
+            json!({ "invalidated": r.invalidated, "kept_dirty": r.kept_dirty }),
+        )
+    } else {
+        out.line(&format!(
+            "invalidated {} objects of {table} ({} dirty kept: newer than the store)",
+            r.invalidated, r.kept_dirty
+        ))
     }
 }
 
@@ -698,18 +817,47 @@ fn table_drop(out: &mut Out<'_>, t: &Target, name: &str) -> Result<(), Failure> 
 fn table_list(out: &mut Out<'_>, t: &Target) -> Result<(), Failure> {
     let c = t.connect()?;
     let tables = c.list_tables()?;
+    let mut cells = Vec::with_capacity(tables.len());
+    for t in &tables {
+        cells.push(match c.table_config(&t.name) {
+            Ok(b) => backing_cells(b.as_ref()),
+            // A coordinator from before backed tables (no GetTableConfig): list the rest.
+            Err(Error::Protocol(_)) => ("?".into(), "?".into()),
+            Err(e) => return Err(e.into()),
+        });
+    }
     if t.json {
         print_json(
             out,
             json!(tables
                 .iter()
-                .map(|t| json!({ "id": t.id, "name": t.name, "tablets": t.tablets }))
+                .zip(&cells)
+                .map(|(t, (url, policy))| json!({
+                    "id": t.id, "name": t.name, "tablets": t.tablets,
+                    "backing": url, "policy": policy,
+                }))
                 .collect::<Vec<_>>()),
         )
     } else if tables.is_empty() {
         out.line("no tables (create one with `faascache table create NAME`)")
     } else {
-        print_tables(out, &tables)
+        print_table(
+            out,
+            &["ID", "NAME", "TABLETS", "BACKING", "POLICY"],
+            tables
+                .iter()
+                .zip(cells)
+                .map(|(t, (url, policy))| {
+                    vec![
+                        t.id.to_string(),
+                        t.name.clone(),
+                        t.tablets.to_string(),
+                        url,
+                        policy,
+                    ]
+                })
+                .collect(),
+        )
     }
 }
 
@@ -822,126 +970,4 @@ fn incr(out: &mut Out<'_>, t: &Target, table: &str, key: &str, delta: i64) -> Re
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use clap::Parser;
-
-    #[derive(Parser, Debug)]
-    struct Cli {
-        #[command(subcommand)]
-        cmd: ClientCommand,
-    }
-
-    fn parse(args: &[&str]) -> ClientCommand {
-        Cli::try_parse_from(std::iter::once("faascache").chain(args.iter().copied()))
-            .unwrap_or_else(|e| panic!("{args:?}: {e}"))
-            .cmd
-    }
-
-    #[test]
-    fn commands_parse() {
-        match parse(&[
-            "put",
-            "users",
-            "alice",
-            "-",
-            "--coordinator",
-            "tcp:host=h,port=1",
-        ]) {
-            ClientCommand::Put { value, target, .. } => {
-                assert_eq!(value, "-");
-                assert_eq!(target.locator().unwrap(), "tcp:host=h,port=1");
-            }
-            c => panic!("{c:?}"),
-        }
-        match parse(&["incr", "t", "k", "-5", "--json"]) {
-            ClientCommand::Incr { delta, target, .. } => {
-                assert_eq!(delta, -5);
-                assert!(target.json);
-            }
-            c => panic!("{c:?}"),
-        }
-        match parse(&["incr", "t", "k"]) {
-            ClientCommand::Incr { delta, .. } => assert_eq!(delta, 1),
-            c => panic!("{c:?}"),
-        }
-        match parse(&[
-            "table",
-            "create",
-            "users",
-            "--span",
-            "3",
-            "--timeout",
-            "250ms",
-        ]) {
-            ClientCommand::Table {
-                cmd: TableCommand::Create { span, target, .. },
-            } => {
-                assert_eq!(span, 3);
-                assert_eq!(target.timeout, Duration::from_millis(250));
-            }
-            c => panic!("{c:?}"),
-        }
-        assert!(matches!(parse(&["status"]), ClientCommand::Status { .. }));
-        assert!(Cli::try_parse_from([
-            "faascache",
-            "get",
-            "t",
-            "k",
-            "--dir",
-            "d",
-            "--coordinator",
-            "c"
-        ])
-        .is_err());
-    }
-
-    #[test]
-    fn missing_cluster_dir_gives_a_hint() {
-        let e = locator_from_dir(Path::new("/nonexistent/faascache-test-dir"))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("no cluster at /nonexistent/faascache-test-dir"),
-            "{e}"
-        );
-        assert!(e.contains("faascache cluster up"), "{e}");
-        let code = run(parse(&[
-            "get",
-            "t",
-            "k",
-            "--dir",
-            "/nonexistent/faascache-test-dir",
-        ]));
-        assert_eq!(code, ExitCode::from(1));
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("5s").unwrap(), Duration::from_secs(5));
-        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
-        assert_eq!(parse_duration("100us").unwrap(), Duration::from_micros(100));
-        assert!(parse_duration("-1s").is_err());
-        assert!(parse_duration("5 fortnights").is_err());
-    }
-
-    #[test]
-    fn durations_beyond_range_are_errors_not_panics() {
-        // 1e23 seconds does not fit a Duration (Duration::from_secs_f64 would panic).
-        let e = parse_duration("99999999999999999999999").unwrap_err();
-        assert_eq!(e, DurationError::Range("99999999999999999999999".into()));
-        assert!(e.to_string().contains("non-negative"), "{e}");
-        assert!(matches!(
-            parse_duration("1e9999h"),
-            Err(DurationError::Unit { .. })
-        ));
-        assert_eq!(
-            parse_duration("-1s"),
-            Err(DurationError::Range("-1s".into()))
-        );
-        assert!(matches!(
-            parse_duration("soon"),
-            Err(DurationError::Number(_))
-        ));
-    }
-}
+mod tests;

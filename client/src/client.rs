@@ -22,12 +22,14 @@ use faascache_protocol::msg::coordinator::{
     CreateTableRequest, DropTableRequest, GetServerListRequest, GetTableIdRequest,
     GetTabletMapRequest, ListTablesRequest, TableNameRequest,
 };
+use faascache_protocol::msg::faas::TableBacking;
 use faascache_protocol::msg::{self, Failure, MsgError, Request, Services};
 use faascache_transport::CallError;
 use faascache_transport::CoordinatorLocator;
 use faascache_transport::{ServiceLocator, Session, Status};
 use parking_lot::{Mutex, RwLock};
 
+use crate::cache_stats::CacheStats;
 use crate::error::{disposition, Disposition, Error, Result, TableId};
 use crate::lease_state::Leases;
 use crate::options::ClientOptions;
@@ -92,7 +94,8 @@ pub struct ServerInfo {
 ///     transport: "tcp".into(), transport_choice: "first choice".into(), poll: "adaptive:200us".into(),
 ///     durability: "memory only: lost if this server crashes".into(),
 ///     eo_clients: 0, eo_results: 0, eo_bytes: 0,
-///     replication: "memory only (--replicas 0)".into(), under_replicated: false };
+///     replication: "memory only (--replicas 0)".into(), under_replicated: false,
+///     cache: Default::default() };
 /// assert_eq!(s.transport, "tcp");
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,6 +128,9 @@ pub struct ServerStats {
     pub replication: String,
     /// Some segment of its log has fewer replicas than its `--replicas`.
     pub under_replicated: bool,
+    /// Backed tables: write-back backlog, hits, misses, store errors (zeros from a server
+    /// without backed tables or from before them).
+    pub cache: CacheStats,
 }
 
 /// Exactly-once bookkeeping: rpc ids in flight and the ack id that follows from them. (The
@@ -423,6 +429,11 @@ impl Client {
                         Ok(v) => return Ok(v),
                         Err(CallError::Failed(fail)) => match disposition(fail.status) {
                             Disposition::Retry | Disposition::RefreshTablets => fail.to_string(),
+                            _ if fail.status == Status::OBJECT_EXISTS
+                                && R::OPCODE == CreateTableRequest::OPCODE =>
+                            {
+                                return Err(Error::TableExists(fail.detail));
+                            }
                             _ => return Err(failure_error(&fail, table)),
                         },
                         Err(CallError::Malformed(e)) => return Err(malformed(R::OPCODE, e)),
@@ -458,11 +469,21 @@ impl Client {
     /// # Ok::<(), faascache_client::Error>(())
     /// ```
     pub fn create_table(&self, name: &str, span: u32) -> Result<TableId> {
+        self.create_table_with(name, span, None)
+    }
+
+    /// [`Client::create_table`] with an optional backing (see `create_backed_table`).
+    pub(crate) fn create_table_with(
+        &self,
+        name: &str,
+        span: u32,
+        backing: Option<TableBacking>,
+    ) -> Result<TableId> {
         check_table_name(name)?;
         let req = CreateTableRequest {
             name,
             server_span: span.max(1),
-            backing: None,
+            backing,
         };
         let id = self.coord_call(&req, name, |r| r.table_id)?;
         self.remember_table(name, id);
@@ -479,7 +500,7 @@ impl Client {
     pub fn drop_table(&self, name: &str) -> Result<()> {
         check_table_name(name)?;
         let r = self.coord_call(&DropTableRequest(TableNameRequest { name }), name, |_| ());
-        self.forget_table(name);
+        self.forget_table_name(name);
         r
     }
 
@@ -507,7 +528,7 @@ impl Client {
         self.inner.table_names.write().insert(id, name.to_string());
     }
 
-    fn forget_table(&self, name: &str) {
+    pub(crate) fn forget_table_name(&self, name: &str) {
         if let Some(id) = self.inner.table_ids.write().remove(name) {
             self.inner.table_names.write().remove(&id);
             self.inner.tablets.write().remove(&id);
@@ -606,6 +627,7 @@ impl Client {
                     eo_bytes: r.eo_bytes,
                     replication: r.replication.to_string(),
                     under_replicated: r.under_replicated,
+                    cache: CacheStats::from(&r.cache),
                 }
             });
         match r {
@@ -670,7 +692,7 @@ impl Client {
 
     /// Drops the cached map of `table` if it is still `stale` (another thread may have
     /// refreshed it already).
-    pub(crate) fn invalidate(&self, table: TableId) {
+    pub(crate) fn invalidate_map(&self, table: TableId) {
         self.inner.tablets.write().remove(&table);
     }
 
@@ -722,7 +744,7 @@ impl Client {
                 Err(e) => return Err(e),
                 Ok(map) => match map.lookup(hash) {
                     None => {
-                        self.invalidate(table);
+                        self.invalidate_map(table);
                         format!(
                             "no master owns key hash {hash:#018x} of {} yet",
                             self.table_label(table)
@@ -730,7 +752,7 @@ impl Client {
                     }
                     Some(tablet) => match self.master_session(&tablet.master) {
                         Err(e) if e.is_transient() => {
-                            self.invalidate(table);
+                            self.invalidate_map(table);
                             e.to_string()
                         }
                         Err(e) => return Err(e),
@@ -739,12 +761,12 @@ impl Client {
                             Err(Attempt::Fail(e)) => return Err(e),
                             Err(Attempt::Retry(c)) => c,
                             Err(Attempt::Refresh(c)) => {
-                                self.invalidate(table);
+                                self.invalidate_map(table);
                                 c
                             }
                             Err(Attempt::Reconnect(c)) => {
                                 self.forget_master(&tablet.master);
-                                self.invalidate(table);
+                                self.invalidate_map(table);
                                 c
                             }
                         },
@@ -808,6 +830,16 @@ pub(crate) fn failure_error(f: &Failure, table: &str) -> Error {
             return Error::NotANumber;
         }
         return Error::InvalidArgument(f.detail.clone());
+    }
+    if !f.detail.is_empty() {
+        let d = f.detail.clone();
+        match f.status {
+            Status::STORE_UNAVAILABLE => return Error::StoreUnavailable(d),
+            Status::STORE_REJECTED => return Error::StoreRejected(d),
+            Status::WRITE_BACK_FULL => return Error::WriteBackFull(d),
+            Status::OBJECT_TOO_LARGE => return Error::ObjectTooLarge(d),
+            _ => {}
+        }
     }
     let with_detail = |m: String| {
         if f.detail.is_empty() {

@@ -87,7 +87,7 @@ impl Enumerate<'_> {
                     return Ok(());
                 }
                 // A hole at the end of an incomplete map: look again before concluding.
-                client.invalidate(table);
+                client.invalidate_map(table);
                 let map = client.tablet_map(table)?;
                 if map.next_from(from).is_none() {
                     self.next_hash = None;

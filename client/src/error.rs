@@ -30,6 +30,10 @@ pub enum Error {
     /// No table has this name (or id).
     #[error("no table named {0:?}: create it with `create_table` (CLI: `faascache table create NAME`) or check the name")]
     NoSuchTable(String),
+    /// A table of this name exists with another backing (a table's backing never changes);
+    /// the text names the backing it has.
+    #[error("{0}")]
+    TableExists(String),
     /// The object does not exist (or a reject rule required it to exist and it does not).
     #[error("the object does not exist")]
     NoSuchObject,
@@ -90,6 +94,21 @@ pub enum Error {
     /// lease and goes on.
     #[error("the outcome of this mutation is unknown: an attempt got no answer and then the client's lease expired (the process was paused or cut off for longer than the lease term); read the object back and decide whether to repeat the mutation")]
     LeaseExpired,
+    /// A backed table's object store failed or did not answer (the detail says how). For a
+    /// write-through write: the cache has the object (dirty, uploaded later), the store not yet.
+    #[error("the table's object store is unavailable: {0}; retry later, and if it lasts check the store (`faascache status` shows each server's last store error)")]
+    StoreUnavailable(String),
+    /// A backed table's object store refused the request: credentials, bucket or a key the
+    /// store does not accept (the detail says which).
+    #[error("the table's object store refused the request: {0}; fix the key, the table's backing or the servers' store credentials (--store-config, AWS_*/OS_*/ST_* variables)")]
+    StoreRejected(String),
+    /// The master's write-back backlog is at its limit (the store is slow or down): back-pressure.
+    #[error("the write-back backlog is full: {0}; retry after a delay (`faascache status` shows the backlog and the store's errors)")]
+    WriteBackFull(String),
+    /// The object is larger than one reply (the detail gives its size); [`crate::Client::read`]
+    /// falls back to [`crate::Client::read_object`] by itself, other calls report this.
+    #[error("the object is too large for one reply: {0}; read it with read_object (CLI: faascache get reads it in pieces)")]
+    ObjectTooLarge(String),
 }
 
 /// Result alias.
@@ -149,6 +168,10 @@ impl Error {
                 reason: status.to_string(),
             },
             Status::EXPIRED_LEASE => Error::LeaseExpired,
+            Status::STORE_UNAVAILABLE => Error::StoreUnavailable(status.to_string()),
+            Status::STORE_REJECTED => Error::StoreRejected(status.to_string()),
+            Status::WRITE_BACK_FULL => Error::WriteBackFull(status.to_string()),
+            Status::OBJECT_TOO_LARGE => Error::ObjectTooLarge(status.to_string()),
             s => Error::Server(s.to_string()),
         }
     }
@@ -190,6 +213,18 @@ impl Error {
     /// ```
     pub fn is_transient(&self) -> bool {
         matches!(self, Error::Timeout { .. } | Error::Unavailable { .. })
+    }
+
+    /// Whether the error is about a backed table's object store and may pass by itself: the
+    /// store was unavailable, or the write-back backlog was full. Retry after a delay.
+    ///
+    /// ```
+    /// use faascache_client::Error;
+    /// assert!(Error::WriteBackFull("12 MiB dirty".into()).is_store_backpressure());
+    /// assert!(!Error::StoreRejected("no such bucket".into()).is_store_backpressure());
+    /// ```
+    pub fn is_store_backpressure(&self) -> bool {
+        matches!(self, Error::StoreUnavailable(_) | Error::WriteBackFull(_))
     }
 }
 
@@ -238,6 +273,21 @@ mod tests {
             Error::from_status(Status(999), "t", 0),
             Error::Server(m) if m.contains("999")
         ));
+    }
+
+    #[test]
+    fn store_statuses_map_to_their_own_errors_and_are_not_retried_inside() {
+        for (s, want) in [
+            (Status::STORE_UNAVAILABLE, "StoreUnavailable"),
+            (Status::STORE_REJECTED, "StoreRejected"),
+            (Status::WRITE_BACK_FULL, "WriteBackFull"),
+            (Status::OBJECT_TOO_LARGE, "ObjectTooLarge"),
+        ] {
+            let e = Error::from_status(s, "t", 0);
+            assert!(format!("{e:?}").starts_with(want), "{s}: {e:?}");
+            assert_eq!(disposition(s), Disposition::Fail, "{s}");
+            assert!(!e.is_transient());
+        }
     }
 
     #[test]

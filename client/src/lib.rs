@@ -41,6 +41,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod backed;
+mod cache_stats;
 #[cfg(feature = "cli")]
 pub mod cli;
 mod client;
@@ -55,9 +57,14 @@ mod pending;
 pub mod retry;
 pub mod tablets;
 
+pub use backed::ObjectInfo;
+pub use cache_stats::CacheStats;
 pub use client::{Client, Object, ServerInfo, ServerStats, TableInfo};
 pub use enumerate::{Entry, Enumerate};
 pub use error::{Error, Result, TableId};
+pub use faascache_protocol::msg::faas::{
+    FlushResponse, InvalidateResponse, ObjectMeta, TableBacking, WritePolicy,
+};
 pub use multi::WriteItem;
 pub use options::{ClientOptions, ReadOptions, RejectRules, WriteOptions};
 pub use pending::Pending;

@@ -21,6 +21,12 @@ use std::time::Instant;
 /// larger calls run in waves, each acknowledged before the next.
 pub const MULTI_MUTATION_WAVE: usize = 2048;
 
+/// The shortest wait before items answered `RETRY` are asked again (then doubling up to
+/// `ClientOptions::max_backoff`, bounded by the call's timeout): a backed table answers `RETRY`
+/// for an object it is fetching from its store, which takes milliseconds, so re-asking after
+/// the default 100 µs would only add load.
+pub const RETRY_ITEM_BACKOFF: std::time::Duration = std::time::Duration::from_millis(1);
+
 use faascache_protocol::msg::master::{
     MultiReadItem, MultiReadRequest, MultiReadResponse, MultiRemoveItem, MultiRemoveRequest,
     MultiResponse, MultiWriteItem, MultiWriteRequest,
@@ -265,6 +271,7 @@ impl Client {
         let mut backoff = self.backoff();
         let mut cause = String::new();
         let mut lease_refused = false;
+        let mut told_to_wait = false;
         while !pending.is_empty() {
             if !cause.is_empty() && backoff.remaining(Instant::now()).is_zero() {
                 for &i in &pending {
@@ -297,7 +304,7 @@ impl Client {
             );
             let mut again = Vec::new();
             for &i in &unresolved {
-                self.invalidate(keys[i].0);
+                self.invalidate_map(keys[i].0);
                 cause = format!("no master owns key hash {:#018x} yet", keys[i].1);
             }
             again.extend(unresolved);
@@ -314,7 +321,7 @@ impl Client {
                     Err(e) if e.is_transient() => {
                         self.forget_master(&b.master);
                         for &i in &b.items {
-                            self.invalidate(keys[i].0);
+                            self.invalidate_map(keys[i].0);
                         }
                         cause = e.to_string();
                         again.extend(b.items);
@@ -370,8 +377,9 @@ impl Client {
                             cause: c,
                         } => {
                             if refresh {
-                                self.invalidate(keys[i].0);
+                                self.invalidate_map(keys[i].0);
                             }
+                            told_to_wait |= !refresh && !lease;
                             lease_refused |= lease;
                             cause = c;
                             again.push(i);
@@ -388,6 +396,9 @@ impl Client {
             }
             again.sort_unstable();
             pending = again;
+            if std::mem::take(&mut told_to_wait) {
+                backoff.at_least(RETRY_ITEM_BACKOFF);
+            }
             if !pending.is_empty() && !backoff.sleep() {
                 for &i in &pending {
                     results[i] = Some(Err(self.timeout_error(cause.clone())));

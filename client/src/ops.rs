@@ -14,7 +14,9 @@ use crate::options::{ReadOptions, WriteOptions};
 use crate::retry::Backoff;
 
 impl Client {
-    /// Reads an object. [`Error::NoSuchObject`] if there is none.
+    /// Reads an object. [`Error::NoSuchObject`] if there is none. An object of a backed table
+    /// larger than one reply (the master answers `OBJECT_TOO_LARGE`) is read piece by piece
+    /// with [`Client::read_object`] instead, so `value` may then exceed the 1 MiB value limit.
     ///
     /// ```no_run
     /// let c = faascache_client::Client::connect("tcp:host=127.0.0.1,port=12246")?;
@@ -43,7 +45,13 @@ impl Client {
     /// ```
     pub fn read_with(&self, table: TableId, key: &[u8], opts: &ReadOptions) -> Result<Object> {
         check_key(key)?;
-        self.read_tracked(table, key, opts, &mut self.backoff())
+        match self.read_tracked(table, key, opts, &mut self.backoff()) {
+            Err(Error::ObjectTooLarge(_)) => {
+                let (_, value, version) = self.read_object_with(table, key, opts.reject)?;
+                Ok(Object { value, version })
+            }
+            r => r,
+        }
     }
 
     /// A read with a given back-off (deadline).

@@ -296,7 +296,7 @@ impl<T> Pending<T> {
                 Ok(v) => return Ok(v),
                 Err(f) => match disposition(f.status) {
                     Disposition::Retry => {}
-                    Disposition::RefreshTablets => self.client.invalidate(self.table),
+                    Disposition::RefreshTablets => self.client.invalidate_map(self.table),
                     _ => {
                         if f.status == Status::TABLE_DOESNT_EXIST {
                             return Err(Error::NoSuchTable(self.client.table_label(self.table)));
@@ -317,7 +317,7 @@ impl<T> Pending<T> {
                 if let Some(m) = &master {
                     self.client.forget_master(m);
                 }
-                self.client.invalidate(self.table);
+                self.client.invalidate_map(self.table);
             }
             None => {}
         }

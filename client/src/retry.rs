@@ -112,6 +112,22 @@ impl Backoff {
         Some((half + Duration::from_nanos(jitter)).min(left))
     }
 
+    /// Makes the next delays at least `floor` (still at most the maximum): for answers that
+    /// mean "wait a little", such as a backed table's `RETRY` for an object being fetched from
+    /// its store, where re-asking after 100 µs only adds load.
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// let now = Instant::now();
+    /// let mut b = faascache_client::Backoff::new(Duration::from_micros(100), Duration::from_millis(50),
+    ///                                            now + Duration::from_secs(1));
+    /// b.at_least(Duration::from_millis(1));
+    /// assert!(b.next_delay(now).unwrap() >= Duration::from_micros(500));
+    /// ```
+    pub fn at_least(&mut self, floor: Duration) {
+        self.next = self.next.max(floor.min(self.max));
+    }
+
     /// Sleeps for [`Backoff::next_delay`]; returns `false` (without sleeping) once the deadline
     /// has passed.
     ///
@@ -166,6 +182,34 @@ mod tests {
         assert!(b.next_delay(now).unwrap() <= Duration::from_millis(3));
         assert!(b.next_delay(now + Duration::from_millis(3)).is_none());
         assert!(b.next_delay(now + Duration::from_secs(9)).is_none());
+    }
+
+    #[test]
+    fn a_floor_raises_the_delays_but_not_past_the_cap() {
+        let now = Instant::now();
+        let mut b = Backoff::new(
+            Duration::from_micros(100),
+            Duration::from_millis(50),
+            now + Duration::from_secs(100),
+        );
+        b.at_least(Duration::from_millis(1));
+        let mut nominal = Duration::from_millis(1);
+        let mut total = Duration::ZERO;
+        for _ in 0..12 {
+            let d = b.next_delay(now).unwrap();
+            assert!(d >= nominal / 2 && d <= nominal, "{d:?} vs {nominal:?}");
+            total += d;
+            nominal = (nominal * 2).min(Duration::from_millis(50));
+            b.at_least(Duration::from_millis(1)); // asked every round: no effect once above
+        }
+        assert!(total <= Duration::from_millis(1 + 2 + 4 + 8 + 16 + 32 + 6 * 50));
+        let mut low = Backoff::new(
+            Duration::ZERO,
+            Duration::from_micros(10),
+            now + Duration::from_secs(1),
+        );
+        low.at_least(Duration::from_millis(1));
+        assert!(low.next_delay(now).unwrap() <= Duration::from_micros(10));
     }
 
     #[test]

@@ -67,6 +67,15 @@ pub enum ClusterCommand {
         /// The coordinator's client lease term (its --client-lease-term) [default: 30s]
         #[arg(long, value_name = "DURATION", value_parser = crate::units::parse_duration)]
         client_lease_term: Option<Duration>,
+        /// The servers' object-store settings file (their --store-config; backed tables). The
+        /// servers also inherit this process's environment (AWS_*, OS_*, ST_*,
+        /// FAASCACHE_STORE_CONFIG)
+        #[arg(long, value_name = "FILE")]
+        store_config: Option<PathBuf>,
+        /// The servers' --write-back-limit (units B, KiB, MiB, GiB) [default: a quarter of
+        /// --memory]
+        #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+        write_back_limit: Option<usize>,
     },
     /// Stop a cluster started by `cluster up` (its supervisor, or its children if the supervisor
     /// is gone)
@@ -104,6 +113,8 @@ pub fn run(cmd: ClusterCommand) -> Result<()> {
             replicas,
             durability,
             client_lease_term,
+            store_config,
+            write_back_limit,
         } => up(
             &Options {
                 servers,
@@ -114,6 +125,8 @@ pub fn run(cmd: ClusterCommand) -> Result<()> {
                 replicas: replicas_for(servers, replicas)?,
                 durability,
                 client_lease_term,
+                store_config,
+                write_back_limit,
             },
             &dir,
         ),
@@ -246,6 +259,10 @@ pub struct Options {
     pub durability: faascache_server::backup::Durability,
     /// The coordinator's client lease term (its default if `None`).
     pub client_lease_term: Option<Duration>,
+    /// The servers' `--store-config`.
+    pub store_config: Option<PathBuf>,
+    /// The servers' `--write-back-limit`.
+    pub write_back_limit: Option<usize>,
 }
 
 /// Replicas for `servers` servers: the requested number if possible (a clear error if not),
@@ -342,6 +359,15 @@ pub fn start_until(o: &Options, dir: &Path, cancel: &dyn Fn() -> bool) -> Result
     if servers == 0 {
         bail!("--servers must be at least 1");
     }
+    // The servers may run in another directory: give them the file's absolute path.
+    let store_config = match &o.store_config {
+        Some(f) => Some(
+            std::fs::canonicalize(f)
+                .with_context(|| format!("cannot find --store-config {}", f.display()))?,
+        ),
+        None => None,
+    };
+
     if !matches!(transport, "tcp" | "udp") {
         bail!("--transport {transport:?} is not supported by `cluster up`: use tcp or udp");
     }
@@ -427,6 +453,12 @@ pub fn start_until(o: &Options, dir: &Path, cancel: &dyn Fn() -> bool) -> Result
                 "--backup-dir".into(),
                 bdir.display().to_string(),
             ]);
+        }
+        if let Some(f) = &store_config {
+            args.extend(["--store-config".into(), f.display().to_string()]);
+        }
+        if let Some(l) = o.write_back_limit {
+            args.extend(["--write-back-limit".into(), l.to_string()]);
         }
         c.spawn(&name, &args)?;
     }

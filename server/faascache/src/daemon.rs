@@ -147,6 +147,15 @@ pub struct ServerArgs {
     /// Most replica bytes this backup keeps (units B, KiB, MiB, GiB)
     #[arg(long, value_name = "SIZE", default_value = "4GiB", value_parser = parse_size)]
     pub backup_capacity: usize,
+    /// Credentials and endpoints of the object stores behind backed tables: a TOML file with
+    /// [s3] and [swift] tables (docs/faas.md, "Credentials"). Without it, FAASCACHE_STORE_CONFIG
+    /// names the file; the environment (AWS_*, OS_*, ST_*) fills what the file leaves unset
+    #[arg(long, value_name = "FILE")]
+    pub store_config: Option<PathBuf>,
+    /// Most dirty (not yet uploaded) bytes of write-back tables this master holds before it
+    /// answers writes WRITE_BACK_FULL (units B, KiB, MiB, GiB) [default: a quarter of --memory]
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub write_back_limit: Option<usize>,
     /// Refuse to start unless a kernel-bypass alternative of --listen (dpdk:, infrc:) serves,
     /// instead of falling back to a kernel transport
     #[arg(long)]
@@ -244,6 +253,26 @@ pub fn coordinator(args: CoordinatorArgs) -> Result<()> {
     Ok(())
 }
 
+/// The object-store settings of a server: `--store-config` (or `FAASCACHE_STORE_CONFIG`) under
+/// the environment; a named file that is missing or does not parse stops the start.
+fn store_settings(args: &ServerArgs) -> Result<faascache_objstore::Settings> {
+    if args.write_back_limit == Some(0) {
+        anyhow::bail!("--write-back-limit must be above 0 (it bounds the dirty bytes of write-back tables; e.g. 256MiB)");
+    }
+    let file = args.store_config.as_deref();
+    faascache_objstore::Settings::resolve(faascache_objstore::Settings::default(), file)
+        .with_context(|| match file {
+            Some(f) => format!(
+                "cannot use --store-config {}: fix the file (TOML with [s3] and [swift] tables, see docs/faas.md) or leave the flag out",
+                f.display()
+            ),
+            None => format!(
+                "cannot read the object-store settings named by ${}: fix the file or unset the variable",
+                faascache_objstore::config::CONFIG_ENV
+            ),
+        })
+}
+
 /// How often the coordinator daemon asks its storage whether it still leads.
 const LEADERSHIP_CHECK: Duration = Duration::from_millis(500);
 
@@ -255,6 +284,7 @@ pub fn server(args: ServerArgs) -> Result<()> {
     // Before anything is reserved or started: a --memory that cannot fit is refused now, with
     // the numbers, instead of being ended by the OOM killer once the log fills.
     crate::memcheck::check(args.memory as u64, &crate::memcheck::limits())?;
+    let store_settings = store_settings(&args)?;
     let coordinator: CoordinatorLocator = args.coordinator.parse().with_context(|| {
         format!(
             "bad --coordinator locator {:?} (expected e.g. tcp:host=127.0.0.1,port=12246 or zk:127.0.0.1:2181)",
@@ -286,9 +316,8 @@ pub fn server(args: ServerArgs) -> Result<()> {
             durability: args.durability,
             capacity_bytes: args.backup_capacity,
         }),
-        // Flags for these arrive with the backed tables' server options (issue 16).
-        store_settings: Default::default(),
-        write_back_limit: None,
+        store_settings,
+        write_back_limit: args.write_back_limit.map(|b| b as u64),
     };
     if args.durability == faascache_server::backup::Durability::Disk && args.backup_dir.is_none() {
         anyhow::bail!("--durability disk needs --backup-dir DIR (where the replicas are written)");

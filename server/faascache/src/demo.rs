@@ -76,6 +76,8 @@ pub fn run(a: DemoArgs) -> Result<()> {
             replicas,
             durability: faascache_server::backup::Durability::Memory,
             client_lease_term: None,
+            store_config: None,
+            write_back_limit: None,
         },
         &a.dir,
     )?;

@@ -670,6 +670,8 @@ macro_rules! decode_or_reply {
     };
 }
 
+mod tables;
+
 /// The coordinator's [`Dispatch`] service.
 #[derive(Debug, Clone)]
 pub struct CoordinatorService {
@@ -764,64 +766,23 @@ impl Dispatch for CoordinatorService {
     }
 
     fn create_table(&self, call: &mut IncomingRpc<'_>) {
-        let req = decode_or_reply!(call, CreateTableRequest<'_>);
-        let (name, span) = (req.name.to_string(), req.server_span);
-        let c = self.c.clone();
-        self.c.defer(call, move |r| match c.transition(|st| st.create_table(&name, span)) {
-            Ok((id, sends)) => {
-                if !sends.is_empty() {
-                    tracing::info!(table = %name, id, span, "table created");
-                }
-                // Masters own their tablets before the client hears of the table.
-                if let Err(e) = c.send_all(sends) {
-                    tracing::warn!(table = %name, error = %e, "a master did not take its tablet; clients will retry");
-                }
-                r.reply_vec(Status::OK, TableIdResponse { table_id: id }.to_vec());
-            }
-            Err(f) => reply_fail(r, f.into()),
-        });
+        self.on_create_table(call)
     }
 
     fn drop_table(&self, call: &mut IncomingRpc<'_>) {
-        let req = decode_or_reply!(call, DropTableRequest<'_>);
-        let name = req.0.name.to_string();
-        let c = self.c.clone();
-        self.c.defer(call, move |r| match c.transition(|st| st.drop_table(&name).map(|a| ((), a))) {
-            Ok(((), sends)) => {
-                tracing::info!(table = %name, "table dropped");
-                if let Err(e) = c.send_all(sends) {
-                    tracing::warn!(table = %name, error = %e, "a master did not drop its tablet");
-                }
-                r.reply(Status::OK, &[]);
-            }
-            Err(f) => reply_fail(r, f.into()),
-        });
+        self.on_drop_table(call)
     }
 
     fn get_table_id(&self, call: &mut IncomingRpc<'_>) {
-        let req = decode_or_reply!(call, GetTableIdRequest<'_>);
-        let r = self.c.state.lock().table_id(req.0.name);
-        match r {
-            Ok(id) => call.reply_with(Status::OK, |b| TableIdResponse { table_id: id }.encode(b)),
-            Err(e) => fail_now(call, e.into()),
-        }
+        self.on_get_table_id(call)
     }
 
     fn list_tables(&self, call: &mut IncomingRpc<'_>) {
-        let _ = decode_or_reply!(call, ListTablesRequest);
-        let st = self.c.state.lock();
-        let resp = ListTablesResponse {
-            tables: st
-                .tables()
-                .into_iter()
-                .map(|(t, n)| TableEntry {
-                    id: t.id,
-                    name: &t.name,
-                    tablets: n,
-                })
-                .collect(),
-        };
-        call.reply_with(Status::OK, |b| resp.encode(b));
+        self.on_list_tables(call)
+    }
+
+    fn get_table_config(&self, call: &mut IncomingRpc<'_>) {
+        self.on_get_table_config(call)
     }
 
     fn get_tablet_map(&self, call: &mut IncomingRpc<'_>) {

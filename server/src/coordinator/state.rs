@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use faascache_protocol::msg::control::TabletRange;
 use faascache_protocol::msg::coordinator::{ServerStatus, TabletState};
+use faascache_protocol::msg::faas::TableBacking;
 use faascache_protocol::msg::{ServerId, Services};
 use faascache_transport::Status;
 
@@ -43,6 +44,8 @@ pub struct TableRecord {
     pub id: u64,
     /// Name.
     pub name: String,
+    /// The object store behind the table (`None`: a plain table); fixed at creation.
+    pub backing: Option<TableBacking>,
 }
 
 /// A tablet of the map.
@@ -127,6 +130,26 @@ pub enum CoordError {
     /// Too many tables.
     #[error("table ids are exhausted (2^32 - 1 tables created)")]
     TooManyTables,
+    /// The backing of a new table is not valid (the text says what to pass instead).
+    #[error("{0}")]
+    BadBacking(String),
+    /// The table exists with another backing (a backing never changes).
+    #[error("table {name:?} exists with {}: drop it first or use another name", describe_backing(.existing.as_ref()))]
+    OtherBacking {
+        /// Table.
+        name: String,
+        /// Its backing.
+        existing: Option<TableBacking>,
+    },
+}
+
+/// How errors and listings name a table's backing: `backing s3://b/p (write-back)` or `no backing`.
+pub fn describe_backing(b: Option<&TableBacking>) -> String {
+    match b {
+        None => "no backing".to_string(),
+        Some(b) if b.url.is_empty() => format!("no store ({})", b.policy),
+        Some(b) => format!("backing {} ({})", b.url, b.policy),
+    }
 }
 
 impl CoordError {
@@ -139,6 +162,8 @@ impl CoordError {
             CoordError::NoSuchServer(_) => Status::SERVER_DOESNT_EXIST,
             CoordError::Conflict(_) => Status::RETRY,
             CoordError::TooManyTables => Status::NO_TABLE_SPACE,
+            CoordError::BadBacking(_) => Status::REQUEST_FORMAT_ERROR,
+            CoordError::OtherBacking { .. } => Status::OBJECT_EXISTS,
         }
     }
 }
@@ -229,6 +254,14 @@ impl CoordinatorState {
             .get(name)
             .map(|t| t.id)
             .ok_or_else(|| CoordError::NoSuchTable(name.to_string()))
+    }
+
+    /// A table's name and backing by id.
+    pub fn table_config(&self, id: u64) -> Result<&TableRecord, CoordError> {
+        self.tables
+            .values()
+            .find(|t| t.id == id)
+            .ok_or(CoordError::NoSuchTableId(id))
     }
 
     /// Tables with their tablet counts, by name.
@@ -440,13 +473,34 @@ impl CoordinatorState {
 
     // ---- tables --------------------------------------------------------------------------------
 
-    /// Create a table of `span` tablets over up masters (an existing name returns its id).
+    /// Create a plain table of `span` tablets over up masters (an existing name returns its id).
     pub fn create_table(
         &mut self,
         name: &str,
         span: u32,
     ) -> Result<(u64, Vec<Action>), CoordError> {
+        self.create_table_with(name, span, None)
+    }
+
+    /// Create a table, backed by an object store if `backing` is given (validated first). An
+    /// existing name returns its id if its backing is the same, else [`CoordError::OtherBacking`].
+    pub fn create_table_with(
+        &mut self,
+        name: &str,
+        span: u32,
+        backing: Option<TableBacking>,
+    ) -> Result<(u64, Vec<Action>), CoordError> {
+        if let Some(b) = &backing {
+            b.validate()
+                .map_err(|e| CoordError::BadBacking(e.to_string()))?;
+        }
         if let Some(t) = self.tables.get(name) {
+            if t.backing != backing {
+                return Err(CoordError::OtherBacking {
+                    name: name.to_string(),
+                    existing: t.backing.clone(),
+                });
+            }
             return Ok((t.id, Vec::new()));
         }
         let masters: Vec<ServerId> = self.up_masters().iter().map(|s| s.id).collect();
@@ -463,6 +517,7 @@ impl CoordinatorState {
             TableRecord {
                 id,
                 name: name.to_string(),
+                backing,
             },
         );
         let span = span.max(1) as u64;

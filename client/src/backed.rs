@@ -1,0 +1,449 @@
+//! Tables backed by an object store (`docs/faas.md`): creating them, their configuration,
+//! `flush` (wait until dirty objects are in the store), `invalidate` (drop clean copies after a
+//! change made outside the cache) and `read_object` (an object of any size with its store
+//! metadata, read piece by piece with `ReadObject`).
+//!
+//! Whole-table calls (`flush(table, None, ..)`, `invalidate_prefix`) go to every master that
+//! owns a tablet of the table (from a fresh tablet map) and sum the answers; a master that
+//! answers a retryable status, or whose session fails, is asked again after a back-off.
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use faascache_protocol::msg::faas::{
+    FlushRequest, FlushResponse, GetTableConfigRequest, InvalidateRequest, InvalidateResponse,
+    ObjectMeta, ReadObjectRequest, TableBacking, MAX_READ_OBJECT_PIECE,
+};
+use faascache_protocol::msg::{self, Request};
+use faascache_transport::{CallError, Session, Status};
+
+use crate::client::{check_key, Attempt, Client};
+use crate::error::{Error, Result, TableId};
+use crate::options::RejectRules;
+use crate::retry::Backoff;
+
+/// How often [`Client::read_object`] starts over because the object changed between pieces
+/// before it reports [`Error::VersionMismatch`].
+pub const READ_OBJECT_RESTARTS: u32 = 8;
+/// What `read_object` reserves up front at most (the rest grows as pieces arrive), so that a
+/// damaged length cannot make the client allocate without bound.
+const RESERVE_MAX: u64 = 64 << 20;
+/// Extra time a flush's RPC may take beyond the flush's own timeout (the master's answer).
+const FLUSH_MARGIN: Duration = Duration::from_secs(2);
+
+/// An object read with [`Client::read_object_to`]: its store metadata, version and length.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    /// ETag, content type, last modified, user metadata.
+    pub meta: ObjectMeta,
+    /// The object's version in the cache.
+    pub version: u64,
+    /// Bytes written to the sink.
+    pub len: u64,
+}
+
+impl Client {
+    /// Creates a table backed by an object store (or an ephemeral table without one), spread
+    /// over `span` masters; returns its id. Creating it again with the same backing returns the
+    /// same id; with another backing, [`Error::TableExists`] names the backing it has.
+    ///
+    /// ```no_run
+    /// use faascache_client::{Client, TableBacking, WritePolicy};
+    /// let c = Client::connect("tcp:host=127.0.0.1,port=12246")?;
+    /// let photos = c.create_backed_table("photos", 2,
+    ///     &TableBacking::new("s3://bucket/photos", WritePolicy::WriteBack))?;
+    /// # Ok::<(), faascache_client::Error>(())
+    /// ```
+    pub fn create_backed_table(
+        &self,
+        name: &str,
+        span: u32,
+        backing: &TableBacking,
+    ) -> Result<TableId> {
+        backing
+            .validate()
+            .map_err(|e| Error::InvalidArgument(e.0))?;
+        self.create_table_with(name, span, Some(backing.clone()))
+    }
+
+    /// The backing of table `name` (`None`: a plain table).
+    ///
+    /// ```no_run
+    /// let c = faascache_client::Client::connect("tcp:host=127.0.0.1,port=12246")?;
+    /// if let Some(b) = c.table_config("photos")? {
+    ///     println!("{} ({})", b.url, b.policy);
+    /// }
+    /// # Ok::<(), faascache_client::Error>(())
+    /// ```
+    pub fn table_config(&self, name: &str) -> Result<Option<TableBacking>> {
+        let id = self.table_id(name)?;
+        let r = self.coord_call(&GetTableConfigRequest { table_id: id }, name, |r| r.backing);
+        if let Err(Error::NoSuchTable(_)) = &r {
+            self.forget_table_name(name); // dropped (and maybe created again): ask afresh
+        }
+        r
+    }
+
+    /// Waits until the objects of `table` that are dirty now (or just `key`) are in the store,
+    /// at most `timeout`; returns how many objects and bytes were uploaded meanwhile. Past the
+    /// timeout: [`Error::Timeout`] with the master's "N objects still dirty; store: ..." text.
+    ///
+    /// ```no_run
+    /// let c = faascache_client::Client::connect("tcp:host=127.0.0.1,port=12246")?;
+    /// let t = c.table_id("photos")?;
+    /// let done = c.flush(t, None, std::time::Duration::from_secs(30))?;
+    /// println!("{} objects, {} bytes uploaded", done.objects, done.bytes);
+    /// # Ok::<(), faascache_client::Error>(())
+    /// ```
+    pub fn flush(
+        &self,
+        table: TableId,
+        key: Option<&[u8]>,
+        timeout: Duration,
+    ) -> Result<FlushResponse> {
+        let timeout_ms = timeout.as_millis().min(u32::MAX as u128) as u32;
+        let mut backoff = self.backoff_until(timeout + FLUSH_MARGIN);
+        let req = FlushRequest {
+            table,
+            key: key.unwrap_or_default(),
+            timeout_ms,
+        };
+        let call = |s: &Session, left: Duration| {
+            faascache_transport::call(s, &req, left, |r| r).map_err(|e| flush_timeout(e, timeout))
+        };
+        let parts = match key {
+            Some(k) => {
+                check_key(k)?;
+                vec![self.on_master(
+                    table,
+                    msg::key_hash(k),
+                    &mut backoff,
+                    |s, left| match call(s, left) {
+                        Err(Ok(e)) => Err(Attempt::Fail(e)),
+                        Ok(v) => Ok(v),
+                        Err(Err(e)) => self.classify(table, FlushRequest::OPCODE, Err(e)),
+                    },
+                )?]
+            }
+            None => self.on_every_master(table, FlushRequest::OPCODE, &mut backoff, call)?,
+        };
+        Ok(parts
+            .iter()
+            .fold(FlushResponse::default(), |a, p| FlushResponse {
+                objects: a.objects + p.objects,
+                bytes: a.bytes + p.bytes,
+            }))
+    }
+
+    /// Drops the clean cached copy of `key` (after the object changed in the store outside the
+    /// cache); a dirty copy is kept (it is newer than the store's) and counted as such.
+    ///
+    /// ```no_run
+    /// let c = faascache_client::Client::connect("tcp:host=127.0.0.1,port=12246")?;
+    /// let t = c.table_id("photos")?;
+    /// let r = c.invalidate(t, b"cat.jpg")?;
+    /// println!("{} dropped, {} dirty kept", r.invalidated, r.kept_dirty);
+    /// # Ok::<(), faascache_client::Error>(())
+    /// ```
+    pub fn invalidate(&self, table: TableId, key: &[u8]) -> Result<InvalidateResponse> {
+        check_key(key)?;
+        let req = InvalidateRequest {
+            table,
+            prefix: false,
+            key,
+        };
+        self.on_master(table, msg::key_hash(key), &mut self.backoff(), |s, left| {
+            let r = faascache_transport::call(s, &req, left, |r| r);
+            self.classify(table, InvalidateRequest::OPCODE, r)
+        })
+    }
+
+    /// Drops the clean cached copies of every key of `table` starting with `prefix` (empty:
+    /// the whole table) on every master; dirty copies are kept and counted.
+    ///
+    /// ```no_run
+    /// let c = faascache_client::Client::connect("tcp:host=127.0.0.1,port=12246")?;
+    /// let t = c.table_id("photos")?;
+    /// let r = c.invalidate_prefix(t, b"2024/")?;
+    /// # Ok::<(), faascache_client::Error>(())
+    /// ```
+    pub fn invalidate_prefix(&self, table: TableId, prefix: &[u8]) -> Result<InvalidateResponse> {
+        if prefix.len() > msg::MAX_KEY_LEN {
+            return Err(Error::TooLarge {
+                what: "prefix",
+                len: prefix.len(),
+                max: msg::MAX_KEY_LEN,
+            });
+        }
+        let req = InvalidateRequest {
+            table,
+            prefix: true,
+            key: prefix,
+        };
+        let parts = self.on_every_master(
+            table,
+            InvalidateRequest::OPCODE,
+            &mut self.backoff(),
+            |s, left| faascache_transport::call(s, &req, left, |r| r).map_err(Err),
+        )?;
+        Ok(parts
+            .iter()
+            .fold(InvalidateResponse::default(), |a, p| InvalidateResponse {
+                invalidated: a.invalidated + p.invalidated,
+                kept_dirty: a.kept_dirty + p.kept_dirty,
+            }))
+    }
+
+    /// Reads a whole object of a backed table, whatever its size, with its store metadata and
+    /// version: piece by piece (`ReadObject`, 1 MiB each), starting over if the object changes
+    /// between pieces (at most [`READ_OBJECT_RESTARTS`] times, then [`Error::VersionMismatch`]).
+    ///
+    /// ```no_run
+    /// let c = faascache_client::Client::connect("tcp:host=127.0.0.1,port=12246")?;
+    /// let t = c.table_id("photos")?;
+    /// let (meta, bytes, version) = c.read_object(t, b"big.tar")?;
+    /// println!("{} bytes, etag {}", bytes.len(), meta.etag);
+    /// # Ok::<(), faascache_client::Error>(())
+    /// ```
+    pub fn read_object(&self, table: TableId, key: &[u8]) -> Result<(ObjectMeta, Vec<u8>, u64)> {
+        self.read_object_with(table, key, RejectRules::NONE)
+    }
+
+    /// [`Client::read_object`] under reject rules (checked by the master on every piece).
+    pub(crate) fn read_object_with(
+        &self,
+        table: TableId,
+        key: &[u8],
+        rules: RejectRules,
+    ) -> Result<(ObjectMeta, Vec<u8>, u64)> {
+        check_key(key)?;
+        let mut last = 0;
+        for _ in 0..=READ_OBJECT_RESTARTS {
+            let mut data = Vec::new();
+            let r = self.read_pieces(table, key, rules, |total, piece| {
+                if let Some(total) = total {
+                    data.reserve(total.min(RESERVE_MAX) as usize);
+                }
+                data.extend_from_slice(piece);
+                Ok(())
+            })?;
+            match r {
+                Ok((meta, version)) => return Ok((meta, data, version)),
+                Err(changed_to) => last = changed_to,
+            }
+        }
+        Err(Error::VersionMismatch { current: last })
+    }
+
+    /// Streams an object of any size into `out` (one piece in memory at a time). If the
+    /// object changes after the first piece was written, the bytes written cannot be taken
+    /// back: [`Error::VersionMismatch`] (read it again).
+    ///
+    /// ```no_run
+    /// let c = faascache_client::Client::connect("tcp:host=127.0.0.1,port=12246")?;
+    /// let t = c.table_id("photos")?;
+    /// let mut f = std::fs::File::create("/tmp/big.tar").unwrap();
+    /// let info = c.read_object_to(t, b"big.tar", &mut f)?;
+    /// println!("{} bytes at version {}", info.len, info.version);
+    /// # Ok::<(), faascache_client::Error>(())
+    /// ```
+    pub fn read_object_to(
+        &self,
+        table: TableId,
+        key: &[u8],
+        out: &mut impl Write,
+    ) -> Result<ObjectInfo> {
+        check_key(key)?;
+        let mut len = 0u64;
+        let r = self.read_pieces(table, key, RejectRules::NONE, |_, piece| {
+            out.write_all(piece)
+                .map_err(|e| Error::InvalidArgument(format!("writing the object failed: {e}")))?;
+            len += piece.len() as u64;
+            Ok(())
+        })?;
+        match r {
+            Ok((meta, version)) => Ok(ObjectInfo { meta, version, len }),
+            Err(current) => Err(Error::VersionMismatch { current }),
+        }
+    }
+
+    /// Reads the pieces of an object in order into `sink` (`Some(total)` with the first).
+    /// `Ok(Err(v))`: the object moved to version `v` after the first piece.
+    fn read_pieces(
+        &self,
+        table: TableId,
+        key: &[u8],
+        rules: RejectRules,
+        mut sink: impl FnMut(Option<u64>, &[u8]) -> Result<()>,
+    ) -> Result<std::result::Result<(ObjectMeta, u64), u64>> {
+        let mut offset = 0u64;
+        let mut first: Option<(ObjectMeta, u64, u64)> = None;
+        loop {
+            let req = ReadObjectRequest {
+                table,
+                rules,
+                key,
+                offset,
+                max_len: MAX_READ_OBJECT_PIECE,
+            };
+            let mut backoff = self.backoff();
+            let (version, total, meta, data) =
+                self.on_master(table, msg::key_hash(key), &mut backoff, |s, left| {
+                    let r = faascache_transport::call(s, &req, left, |r| {
+                        (r.version, r.total_len, r.meta, r.data.to_vec())
+                    });
+                    self.classify(table, ReadObjectRequest::OPCODE, r)
+                })?;
+            match &first {
+                None => {
+                    sink(Some(total), &data)?;
+                    first = Some((meta, version, total));
+                }
+                Some((_, v, t)) if *v != version || *t != total => return Ok(Err(version)),
+                Some(_) => sink(None, &data)?,
+            }
+            offset += data.len() as u64;
+            if offset >= total {
+                let (meta, version, _) = first.unwrap_or_default();
+                return Ok(Ok((meta, version)));
+            }
+            if data.is_empty() {
+                return Err(Error::Protocol(format!(
+                    "a ReadObject reply carried no bytes at offset {offset} of {total}"
+                )));
+            }
+        }
+    }
+
+    /// Runs `f` once on every master owning a tablet of `table` (fresh tablet map), asking
+    /// again those that answer a retryable status until the back-off's deadline.
+    /// `f` returns `Err(Ok(e))` for a final error of its own, `Err(Err(e))` to classify.
+    fn on_every_master<T>(
+        &self,
+        table: TableId,
+        opcode: faascache_transport::Opcode,
+        backoff: &mut Backoff,
+        mut f: impl FnMut(
+            &Session,
+            Duration,
+        ) -> std::result::Result<T, std::result::Result<Error, CallError>>,
+    ) -> Result<Vec<T>> {
+        let mut done = BTreeSet::new();
+        let mut out = Vec::new();
+        loop {
+            let masters: BTreeSet<String> = self
+                .tablets(table)?
+                .into_iter()
+                .map(|t| t.master)
+                .filter(|m| !done.contains(m))
+                .collect();
+            let mut cause = None;
+            for m in masters {
+                let s = match self.master_session(&m) {
+                    Err(e) if e.is_transient() => {
+                        cause = Some(e.to_string());
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                    Ok(s) => s,
+                };
+                let r = match f(&s, backoff.remaining(Instant::now())) {
+                    Ok(v) => Ok(v),
+                    Err(Ok(e)) => return Err(e),
+                    Err(Err(e)) => self.classify(table, opcode, Err(e)),
+                };
+                match r {
+                    Ok(v) => {
+                        out.push(v);
+                        done.insert(m);
+                    }
+                    Err(Attempt::Fail(e)) => return Err(e),
+                    Err(Attempt::Retry(c) | Attempt::Refresh(c)) => cause = Some(c),
+                    Err(Attempt::Reconnect(c)) => {
+                        self.forget_master(&m);
+                        cause = Some(c);
+                    }
+                }
+            }
+            let Some(cause) = cause else {
+                return Ok(out);
+            };
+            tracing::debug!(%cause, table, "whole-table call: asking again");
+            if !backoff.sleep() {
+                return Err(self.timeout_error(cause));
+            }
+        }
+    }
+
+    fn backoff_until(&self, d: Duration) -> Backoff {
+        let o = self.options();
+        Backoff::new(o.min_backoff, o.max_backoff, Instant::now() + d)
+    }
+}
+
+/// A flush that timed out on the master (`TIMEOUT` with "N objects still dirty; store: ...")
+/// is final: [`Error::Timeout`] with the master's text. Other failures are classified.
+fn flush_timeout(e: CallError, timeout: Duration) -> std::result::Result<Error, CallError> {
+    match e {
+        CallError::Failed(f) if f.status == Status::TIMEOUT => Ok(Error::Timeout {
+            timeout,
+            cause: if f.detail.is_empty() {
+                "objects are still dirty".into()
+            } else {
+                f.detail
+            },
+        }),
+        e => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use faascache_protocol::msg::Failure;
+
+    #[test]
+    fn a_flush_timeout_keeps_the_masters_text() {
+        let f = Failure {
+            status: Status::TIMEOUT,
+            version: 0,
+            detail: "3 objects still dirty; store: connection refused".into(),
+        };
+        let e = flush_timeout(CallError::Failed(f), Duration::from_secs(4)).unwrap();
+        assert!(e.to_string().contains("3 objects still dirty"), "{e}");
+        assert!(matches!(e, Error::Timeout { timeout, .. } if timeout == Duration::from_secs(4)));
+        let f = Failure {
+            status: Status::RETRY,
+            version: 0,
+            detail: String::new(),
+        };
+        assert!(flush_timeout(CallError::Failed(f), Duration::ZERO).is_err());
+    }
+
+    #[test]
+    fn store_failures_keep_their_details() {
+        use crate::client::failure_error;
+        for (status, detail) in [
+            (Status::STORE_UNAVAILABLE, "GET s3://b/k: connection reset"),
+            (Status::STORE_REJECTED, "bucket b does not exist"),
+            (Status::WRITE_BACK_FULL, "64 MiB dirty, limit 64 MiB"),
+            (Status::OBJECT_TOO_LARGE, "the object is 5000000 bytes"),
+        ] {
+            let f = Failure {
+                status,
+                version: 0,
+                detail: detail.into(),
+            };
+            let e = failure_error(&f, "t");
+            assert!(e.to_string().contains(detail), "{status}: {e}");
+            let want = match status {
+                Status::STORE_UNAVAILABLE => Error::StoreUnavailable(detail.into()),
+                Status::STORE_REJECTED => Error::StoreRejected(detail.into()),
+                Status::WRITE_BACK_FULL => Error::WriteBackFull(detail.into()),
+                _ => Error::ObjectTooLarge(detail.into()),
+            };
+            assert_eq!(e, want);
+        }
+    }
+}

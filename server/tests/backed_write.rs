@@ -269,3 +269,50 @@ fn bad_keys_and_increments_are_refused_before_writing() {
     );
     assert_eq!(dirty(&rig), (0, 0));
 }
+
+#[test]
+fn migrated_objects_keep_their_dirty_bit_and_dirty_ones_are_uploaded() {
+    use faascache_protocol::msg::control::{
+        MigratedObject, PrepareMigrationRequest, ReceiveMigrationDataRequest,
+    };
+    use faascache_protocol::msg::ServerId;
+    let rig = rig(1 << 20);
+    const IN: u64 = 3;
+    let range = TabletRange {
+        table_id: IN,
+        start_hash: 0,
+        end_hash: u64::MAX,
+    };
+    // Table 3 is not backed: a plain table keeps the bits too (clean stays clean).
+    let prep = PrepareMigrationRequest {
+        range,
+        source: ServerId::new(9, 0),
+    };
+    call(&rig.s, &prep, T, |_| ()).unwrap();
+    let objects = vec![
+        MigratedObject {
+            removed: false,
+            clean: true,
+            key: b"c",
+            value: b"x",
+            version: 5,
+        },
+        MigratedObject {
+            removed: false,
+            clean: false,
+            key: b"d",
+            value: b"y",
+            version: 6,
+        },
+    ];
+    let req = ReceiveMigrationDataRequest {
+        range,
+        objects,
+        completions: Vec::new(),
+    };
+    call(&rig.s, &req, T, |_| ()).unwrap();
+    let e = &rig.master.engine;
+    assert_eq!(e.is_dirty(IN as u32, b"c").unwrap(), Some(false));
+    assert_eq!(e.is_dirty(IN as u32, b"d").unwrap(), Some(true));
+    assert_eq!(dirty(&rig), (0, 0), "not backed: nothing queued");
+}

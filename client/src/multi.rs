@@ -150,6 +150,16 @@ pub(crate) enum ItemOutcome<T> {
     },
 }
 
+/// The least wait before items answered this way are asked again: [`RETRY_ITEM_BACKOFF`] for
+/// "retry later" (`RETRY`, `NO_TABLE_SPACE`), nothing more for a stale map or lease.
+fn wait_floor(refresh: bool, lease: bool) -> std::time::Duration {
+    if refresh || lease {
+        std::time::Duration::ZERO
+    } else {
+        RETRY_ITEM_BACKOFF
+    }
+}
+
 /// What an item's non-OK status means.
 fn item_failure<T>(
     client: &Client,
@@ -271,7 +281,6 @@ impl Client {
         let mut backoff = self.backoff();
         let mut cause = String::new();
         let mut lease_refused = false;
-        let mut told_to_wait = false;
         while !pending.is_empty() {
             if !cause.is_empty() && backoff.remaining(Instant::now()).is_zero() {
                 for &i in &pending {
@@ -379,7 +388,7 @@ impl Client {
                             if refresh {
                                 self.invalidate_map(keys[i].0);
                             }
-                            told_to_wait |= !refresh && !lease;
+                            backoff.at_least(wait_floor(refresh, lease));
                             lease_refused |= lease;
                             cause = c;
                             again.push(i);
@@ -396,9 +405,6 @@ impl Client {
             }
             again.sort_unstable();
             pending = again;
-            if std::mem::take(&mut told_to_wait) {
-                backoff.at_least(RETRY_ITEM_BACKOFF);
-            }
             if !pending.is_empty() && !backoff.sleep() {
                 for &i in &pending {
                     results[i] = Some(Err(self.timeout_error(cause.clone())));
@@ -712,5 +718,14 @@ mod tests {
         let mut early = vec![None, Some(Error::NoSuchObject), None];
         let out = merge(&mut early, vec![0, 2], vec![Ok(10u64), Ok(30)]);
         assert_eq!(out, vec![Ok(10), Err(Error::NoSuchObject), Ok(30)]);
+    }
+
+    #[test]
+    fn retry_items_wait_at_least_a_millisecond() {
+        use std::time::Duration;
+        assert_eq!(wait_floor(false, false), RETRY_ITEM_BACKOFF);
+        assert!(RETRY_ITEM_BACKOFF >= Duration::from_millis(1));
+        assert_eq!(wait_floor(true, false), Duration::ZERO);
+        assert_eq!(wait_floor(false, true), Duration::ZERO);
     }
 }

@@ -9,7 +9,9 @@ use std::time::Duration;
 use faascache_objstore::{Fault, Faulty, MemoryStore, ObjectStore, Op, PutMeta, Settings};
 use faascache_protocol::msg::common::chunk_key;
 use faascache_protocol::msg::common::{ExactlyOnce, RejectRules};
-use faascache_protocol::msg::control::{TabletRange, TakeTabletOwnershipRequest};
+use faascache_protocol::msg::control::{
+    DropTabletOwnershipRequest, TabletRange, TakeTabletOwnershipRequest,
+};
 use faascache_protocol::msg::faas::{
     InvalidateRequest, ObjectMeta, ReadObjectRequest, TableBacking, WritePolicy,
     MAX_READ_OBJECT_PIECE,
@@ -27,26 +29,38 @@ use faascache_transport::{
 
 const TABLE: u64 = 1;
 const MISSING: u64 = 2;
+const SCRATCH: u64 = 3;
 const URL: &str = "s3://bucket/prefix";
 
 struct Rig {
     master: Arc<Master>,
     _server: ServerHandle,
     session: Session,
-    store: Arc<Faulty<MemoryStore>>,
+    store: Arc<Faulty<Arc<dyn ObjectStore>>>,
 }
 
 fn rig(memory: usize, backing: TableBacking) -> Rig {
+    rig_on(memory, backing, Arc::new(MemoryStore::new("mem")))
+}
+
+/// A master whose table `TABLE` is backed by `store` (counted and faulted by a `Faulty`).
+fn rig_on(memory: usize, backing: TableBacking, store: Arc<dyn ObjectStore>) -> Rig {
     let fixed = Arc::new(FixedConfigs::default());
+    let backing_url = backing.url.clone();
     fixed.insert(TABLE as u32, "t", Some(backing));
     fixed.insert(
         MISSING as u32,
         "m",
         Some(TableBacking::new("s3://nobucket", WritePolicy::WriteBack)),
     );
+    fixed.insert(
+        SCRATCH as u32,
+        "s",
+        Some(TableBacking::new("", WritePolicy::Ephemeral)),
+    );
     let backed = BackedTables::new(Settings::default(), Some(fixed));
-    let store = Arc::new(Faulty::new(MemoryStore::new("mem")));
-    backed.inject_store(URL, store.clone());
+    let store = Arc::new(Faulty::new(store));
+    backed.inject_store(&backing_url, store.clone());
     backed.inject_store(
         "s3://nobucket",
         Arc::new(MemoryStore::missing_bucket("nobucket")),
@@ -66,7 +80,7 @@ fn rig(memory: usize, backing: TableBacking) -> Rig {
     )
     .unwrap();
     let session = session_to(&server);
-    for table_id in [TABLE, MISSING] {
+    for table_id in [TABLE, MISSING, SCRATCH] {
         let r = TakeTabletOwnershipRequest(TabletRange {
             table_id,
             start_hash: 0,
@@ -411,6 +425,12 @@ fn store_errors_are_unavailable_or_rejected() {
     let (s, detail) = read_on(&rig.session, MISSING, b"k").unwrap_err();
     assert_eq!(s, Status::STORE_REJECTED, "{detail}");
     assert!(detail.contains("nobucket"), "{detail}");
+    let (s, detail) = read_on(&rig.session, SCRATCH, b"k").unwrap_err();
+    assert_eq!(
+        s,
+        Status::OBJECT_DOESNT_EXIST,
+        "no store, no read-through: {detail}"
+    );
     let (s, detail) = read(&rig, &[0xFF, 0xFE]).unwrap_err();
     assert_eq!(s, Status::STORE_REJECTED, "{detail}");
     assert!(detail.contains("UTF-8"), "{detail}");
@@ -444,4 +464,247 @@ fn multi_read_items_that_miss_are_fetched_and_retried() {
         std::thread::sleep(Duration::from_millis(10));
     }
     assert_eq!(gets(&rig), 1);
+}
+
+/// Read-through from the real stores (moto; Swift through s3api and its native API) of
+/// objects put directly into the store, at the sizes functions move.
+fn real_store_read_through(which: &str) {
+    let test = format!("backed_read_through_{which}");
+    let env = match which {
+        "moto" => faascache_testkit::stores::moto(&test),
+        _ => faascache_testkit::stores::swift(&test),
+    };
+    let Some(env) = env else { return };
+    let prefix = format!(
+        "{test}-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    let (url, settings) = real_settings(which, env, &prefix);
+    let store = faascache_objstore::open(&url, &settings, &Default::default()).unwrap();
+    store.check().unwrap();
+    let rig = rig_on(
+        200 << 20,
+        TableBacking::new(&url, WritePolicy::WriteBack),
+        store,
+    );
+    const MIB: usize = 1 << 20;
+    for (i, n) in [0, 1, MIB - 1, MIB, MIB + 1, 64 * MIB]
+        .into_iter()
+        .enumerate()
+    {
+        let key = format!("obj-{n}");
+        let body = pattern(n, i as u8 + 1);
+        put(&rig, &key, body.clone());
+        let before = gets(&rig);
+        assert_eq!(whole(&rig, key.as_bytes()), body, "{which}: {n} bytes");
+        assert_eq!(gets(&rig), before + 1, "{which}: one GET per miss");
+        let (_, total, meta, _) = piece(&rig, key.as_bytes(), 0, 1).unwrap();
+        assert_eq!(total, n as u64);
+        assert!(!meta.etag.is_empty(), "{which}: the ETag is kept");
+        assert_eq!(meta.content_type, "text/x-test", "{which}");
+        if n <= 1 {
+            assert_eq!(read(&rig, key.as_bytes()).unwrap(), body);
+        }
+        assert_eq!(
+            gets(&rig),
+            before + 1,
+            "{which}: then served from the cache"
+        );
+    }
+    assert_eq!(
+        read(&rig, b"absent").unwrap_err().0,
+        Status::OBJECT_DOESNT_EXIST
+    );
+}
+
+fn real_settings(
+    which: &str,
+    env: &faascache_testkit::stores::StoreEnv,
+    prefix: &str,
+) -> (String, Settings) {
+    use faascache_objstore::config::{S3Settings, SwiftSettings};
+    use faascache_objstore::Secret;
+    let mut settings = Settings::default();
+    let url = match which {
+        "swift-native" => {
+            settings.swift = SwiftSettings {
+                auth_url: Some(env.var("ST_AUTH").into()),
+                user: Some(env.var("ST_USER").into()),
+                key: Some(Secret::new(env.var("ST_KEY"))),
+                ..Default::default()
+            };
+            format!("swift://{}/{prefix}", env.var("FAASCACHE_SWIFT_CONTAINER"))
+        }
+        _ => {
+            let (endpoint, bucket, user, key) = if which == "moto" {
+                (
+                    env.var("FAASCACHE_MOTO_ENDPOINT"),
+                    env.var("FAASCACHE_MOTO_BUCKET"),
+                    "moto-test",
+                    "moto-secret",
+                )
+            } else {
+                (
+                    env.var("FAASCACHE_SWIFT_S3_ENDPOINT"),
+                    env.var("FAASCACHE_SWIFT_CONTAINER"),
+                    env.var("ST_USER"),
+                    env.var("ST_KEY"),
+                )
+            };
+            settings.s3 = S3Settings {
+                endpoint: Some(endpoint.into()),
+                region: Some("us-east-1".into()),
+                access_key_id: Some(user.into()),
+                secret_access_key: Some(Secret::new(key)),
+                ..Default::default()
+            };
+            format!("s3://{bucket}/{prefix}")
+        }
+    };
+    (url, settings)
+}
+
+#[test]
+fn read_through_from_moto() {
+    real_store_read_through("moto");
+}
+
+#[test]
+fn read_through_from_swift_s3_api() {
+    real_store_read_through("swift-s3");
+}
+
+#[test]
+fn read_through_from_swift_native_api() {
+    real_store_read_through("swift-native");
+}
+
+/// A configuration source that cannot answer (the coordinator is unreachable).
+#[derive(Debug)]
+struct Unreachable;
+
+impl faascache_server::backed::registry::ConfigSource for Unreachable {
+    fn table_config(
+        &self,
+        table: u32,
+    ) -> Result<
+        Option<faascache_server::backed::registry::TableConfig>,
+        faascache_server::backed::registry::ConfigError,
+    > {
+        Err(
+            faascache_server::backed::registry::ConfigError::Coordinator {
+                table,
+                source: CallError::Failed(faascache_protocol::msg::Failure {
+                    status: Status::RETRY,
+                    version: 0,
+                    detail: "coordinator unreachable (test)".into(),
+                }),
+            },
+        )
+    }
+}
+
+#[test]
+fn a_range_is_not_served_until_its_table_config_is_known() {
+    let backed = BackedTables::new(Settings::default(), Some(Arc::new(Unreachable)));
+    let engine = Engine::new(EngineConfig::with_memory(32 << 20)).unwrap();
+    let master = Arc::new(Master::new(engine, "tcp", "spin").with_backed(backed));
+    let server = serve(
+        &"tcp:host=127.0.0.1,port=0".parse().unwrap(),
+        Arc::new(DispatchHandler(MasterService {
+            master: master.clone(),
+        })),
+        DispatchConfig {
+            cores: 1,
+            pin: false,
+            ..DispatchConfig::default()
+        },
+    )
+    .unwrap();
+    let session = session_to(&server);
+    let r = TakeTabletOwnershipRequest(TabletRange {
+        table_id: TABLE,
+        start_hash: 0,
+        end_hash: u64::MAX,
+    });
+    let (s, detail) = failed(call(&session, &r, T, |_| ()).unwrap_err());
+    assert_eq!(s, Status::RETRY, "{detail}");
+    assert!(detail.contains("coordinator unreachable"), "{detail}");
+    assert_eq!(master.served_ranges(), 0, "the range is not served");
+    assert_eq!(
+        read_on(&session, TABLE, b"k").unwrap_err().0,
+        Status::UNKNOWN_TABLET
+    );
+}
+
+#[test]
+fn a_fill_that_ends_after_its_range_left_leaves_nothing() {
+    let rig = rig(32 << 20, backing(|_| {}));
+    put(&rig, "moving", b"v".to_vec());
+    rig.store
+        .script(Some(Op::Get), Fault::Delay(Duration::from_millis(500)));
+    let reader = session_to(&rig._server);
+    std::thread::scope(|s| {
+        let h = s.spawn(|| read_on(&reader, TABLE, b"moving"));
+        std::thread::sleep(Duration::from_millis(150));
+        let h_key = faascache_protocol::msg::key_hash(b"moving");
+        let r = DropTabletOwnershipRequest(TabletRange {
+            table_id: TABLE,
+            start_hash: h_key,
+            end_hash: h_key,
+        });
+        call(&rig.session, &r, T, |_| ()).unwrap();
+        assert_eq!(h.join().unwrap().unwrap_err().0, Status::UNKNOWN_TABLET);
+    });
+    let mut buf = Vec::new();
+    assert!(rig
+        .master
+        .engine
+        .read(TABLE as u32, b"moving", &RejectRules::NONE, &mut buf)
+        .is_err());
+}
+
+/// Hit vs miss latency against moto (printed; run with `--nocapture` to see the numbers).
+#[test]
+fn hits_are_much_cheaper_than_read_through_on_moto() {
+    let Some(env) = faascache_testkit::stores::moto("hits_vs_misses") else {
+        return;
+    };
+    let prefix = format!("hits-vs-misses-{}", std::process::id());
+    let (url, settings) = real_settings("moto", env, &prefix);
+    let store = faascache_objstore::open(&url, &settings, &Default::default()).unwrap();
+    let rig = rig_on(
+        64 << 20,
+        TableBacking::new(&url, WritePolicy::WriteBack),
+        store,
+    );
+    let p50 = |mut v: Vec<Duration>| {
+        v.sort();
+        v[v.len() / 2]
+    };
+    for size in [1024usize, 128 * 1024] {
+        let n = 20;
+        for i in 0..n {
+            put(&rig, &format!("{size}/{i}"), pattern(size, i as u8));
+        }
+        let mut misses = Vec::new();
+        for i in 0..n {
+            let t = std::time::Instant::now();
+            read(&rig, format!("{size}/{i}").as_bytes()).unwrap();
+            misses.push(t.elapsed());
+        }
+        let mut hits = Vec::new();
+        for r in 0..10 * n {
+            let t = std::time::Instant::now();
+            read(&rig, format!("{size}/{}", r % n).as_bytes()).unwrap();
+            hits.push(t.elapsed());
+        }
+        let (miss, hit) = (p50(misses), p50(hits));
+        println!("moto {size} B: miss (read-through) p50 {miss:?}, hit p50 {hit:?}");
+        assert!(hit * 3 < miss, "{size} B: hit {hit:?} vs miss {miss:?}");
+    }
 }

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use faascache_objstore::{ETag, GetStream, ObjectReader};
 use faascache_protocol::msg::common::{chunk_key, CHUNK_SUFFIX_LEN};
 use faascache_protocol::msg::faas::ObjectMeta;
+use faascache_protocol::msg::key_hash;
 use faascache_storage::{RejectRules, RemoveClean, StorageError};
 use faascache_transport::Status;
 
@@ -203,16 +204,25 @@ fn read_exact_len(r: &mut impl Read, out: &mut Vec<u8>, len: u64) -> Result<(), 
 
 /// Write a clean copy unless a client wrote the key meanwhile.
 fn insert(m: &Master, t: &BackedTable, key: &[u8], env: &[u8]) -> Outcome {
-    match m
-        .engine
-        .write_clean(t.id, key, env, &RejectRules::must_not_exist())
-    {
+    match write_owned(m, t, key, env) {
         Ok(_) | Err(StorageError::ObjectExists { .. }) => Outcome::Engine,
         Err(e) => {
             tracing::debug!(table = t.name, error = %e, "cannot cache a fetched object");
             Outcome::All(storage_retry(&e))
         }
     }
+}
+
+/// `write_clean` (must not exist) while this master still owns the key's tablet: a fill that
+/// ends after the range moved away leaves nothing behind (a chunk key hashes like its object).
+fn write_owned(m: &Master, t: &BackedTable, key: &[u8], env: &[u8]) -> Result<u64, StorageError> {
+    let own = m.ownership.read();
+    if own.check_read(t.id, key_hash(key)).is_err() {
+        // Answered UNKNOWN_TABLET: the reader refreshes its tablet map.
+        return Err(StorageError::UnknownTable(t.id));
+    }
+    m.engine
+        .write_clean(t.id, key, env, &RejectRules::must_not_exist())
 }
 
 fn storage_retry(e: &StorageError) -> Served {
@@ -282,10 +292,7 @@ fn fill_chunked(
             return Err(e);
         }
         let ck = chunk_key(key, mf.object_id, i);
-        if let Err(e) = m
-            .engine
-            .write_clean(t.id, &ck, &buf, &RejectRules::must_not_exist())
-        {
+        if let Err(e) = write_owned(m, t, &ck, &buf) {
             undo(i);
             return Ok(Outcome::All(storage_retry(&e)));
         }
@@ -368,6 +375,17 @@ fn pass_through(
             }
         }
         at = hi;
+    }
+    if at < end {
+        let f = StoreFailure {
+            status: Status::STORE_UNAVAILABLE,
+            detail: format!("the store sent {at} bytes of an object of {len} bytes (retry)"),
+        };
+        for (resp, want, ..) in wants {
+            let (st, p) = Served::store(&f).encode(want);
+            resp.reply_vec(st, p);
+        }
+        return Ok(());
     }
     for (resp, want, _, _, data) in wants {
         let s = Served::Data {

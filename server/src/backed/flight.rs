@@ -24,6 +24,8 @@ pub(crate) fn read(
     defer: impl FnOnce() -> Option<Option<Responder>>,
 ) -> Option<Served> {
     let job = match serve(m, t, key, &rules, want) {
+        // An ephemeral table without a store has nothing to read through.
+        Served::Miss if !t.backing.has_store() => return Some(not_found()),
         Served::Miss => {
             if m.reads.is_negative(t.id, key, m.now_ms()) {
                 Counters::bump(&m.counters.negative_hits);

@@ -7,6 +7,7 @@
 //! runs on the bounded `store-fetch` pool (full → `RETRY`).
 
 use faascache_protocol::msg::common::chunk_key;
+use faascache_protocol::msg::key_hash;
 use faascache_storage::{RejectRules, RemoveClean, StorageError, TableId};
 use faascache_transport::Status;
 
@@ -189,11 +190,21 @@ pub(crate) fn finish(m: &Master, table: TableId, key: &[u8]) -> Vec<Waiter> {
 pub(crate) fn answer_from_engine(m: &Master, t: &BackedTable, key: &[u8], waiters: Vec<Waiter>) {
     for w in waiters {
         let Some(r) = w.responder else { continue };
-        let s = match serve(m, t, key, &w.rules, w.want) {
-            // Revalidated just now (a stale stamp from a slow clock): serve what is there.
-            Served::Revalidate { .. } => serve_with(m, t, key, &w.rules, w.want, false),
-            s => s,
+        let own = m.ownership.read();
+        let s = if own.check_read(t.id, key_hash(key)).is_err() {
+            Served::Fail(
+                Status::UNKNOWN_TABLET,
+                0,
+                "this master no longer owns the key's tablet: refresh the tablet map".into(),
+            )
+        } else {
+            match serve(m, t, key, &w.rules, w.want) {
+                // Revalidated just now (a stale stamp from a slow clock): serve what is there.
+                Served::Revalidate { .. } => serve_with(m, t, key, &w.rules, w.want, false),
+                s => s,
+            }
         };
+        drop(own);
         let (st, p) = s.encode(w.want);
         r.reply_vec(st, p);
     }

@@ -30,19 +30,6 @@ pub fn backed(m: &Master, wire: u64) -> Option<Arc<BackedTable>> {
     m.backed.get(table_id(wire)?)
 }
 
-/// Whether this master may serve `key` of `table` now (else the failure was replied).
-fn check(m: &Master, call: &mut IncomingRpc<'_>, t: &BackedTable, key: &[u8]) -> bool {
-    if let Err(why) = m.check_serving() {
-        fail(call, Status::NOT_SERVING, why);
-        return false;
-    }
-    if let Err(s) = m.ownership.read().check_read(t.id, key_hash(key)) {
-        fail(call, s, NOT_OWNER);
-        return false;
-    }
-    true
-}
-
 fn reply(call: &mut IncomingRpc<'_>, s: Served, want: Want) {
     let (st, p) = s.encode(want);
     call.reply_with(st, |b| b.extend_from_slice(&p));
@@ -56,10 +43,18 @@ fn serve_call(
     rules: RejectRules,
     want: Want,
 ) {
-    if !check(m, call, t, key) {
-        return;
+    if let Err(why) = m.check_serving() {
+        return fail(call, Status::NOT_SERVING, why);
     }
-    if let Some(s) = super::flight::read(m, t, key, rules, want, || call.defer().map(Some)) {
+    // Ownership is held across the engine read, as for every other table.
+    let own = m.ownership.read();
+    if let Err(s) = own.check_read(t.id, key_hash(key)) {
+        drop(own);
+        return fail(call, s, NOT_OWNER);
+    }
+    let answer = super::flight::read(m, t, key, rules, want, || call.defer().map(Some));
+    drop(own);
+    if let Some(s) = answer {
         reply(call, s, want);
     }
 }

@@ -69,6 +69,24 @@ pub struct NodeConfig {
     pub write_back_limit: Option<u64>,
 }
 
+/// The master over `engine`, with its backed tables' registry and write-back worker (the
+/// dirty-bytes limit: `--write-back-limit`, else a quarter of memory).
+fn new_master(cfg: &NodeConfig, engine: Engine, transport: &str) -> Arc<Master> {
+    let master = Arc::new(
+        Master::new(engine, transport, &cfg.dispatch.poll.to_string())
+            .with_replicas(cfg.replicas)
+            .with_backed(crate::backed::BackedTables::new(
+                cfg.store_settings.clone(),
+                Some(Arc::new(crate::backed::registry::CoordinatorSource::new(
+                    cfg.coordinator.clone(),
+                ))),
+            ))
+            .with_write_back_limit(cfg.write_back_limit.unwrap_or(cfg.memory_bytes as u64 / 4)),
+    );
+    crate::backed::write::start(&master);
+    master
+}
+
 /// Why a server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -200,16 +218,7 @@ pub fn start(cfg: NodeConfig) -> Result<Node, NodeError> {
     }
     let engine = Engine::new(engine_cfg)?;
     let transport = cfg.listen.first().kind().to_string();
-    let master = Arc::new(
-        Master::new(engine, &transport, &cfg.dispatch.poll.to_string())
-            .with_replicas(cfg.replicas)
-            .with_backed(crate::backed::BackedTables::new(
-                cfg.store_settings.clone(),
-                Some(Arc::new(crate::backed::registry::CoordinatorSource::new(
-                    cfg.coordinator.clone(),
-                ))),
-            )),
-    );
+    let master = new_master(&cfg, engine, &transport);
     let backup = cfg.backup.clone().map(BackupService::open).transpose()?;
     if let Some(b) = &backup {
         master.set_backup(b.clone());

@@ -13,10 +13,14 @@ pub mod counters;
 pub mod envelope;
 pub mod fill;
 pub mod flight;
+pub mod flush;
 pub mod invalidate;
 pub mod read;
 pub mod registry;
 pub mod rpc;
+pub mod upload;
+pub mod write;
+pub mod writeback;
 
 pub use counters::Counters;
 pub use registry::{BackedTable, BackedTables, StoreFailure};

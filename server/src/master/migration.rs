@@ -84,10 +84,13 @@ pub struct MigrationStats {
     pub completions: u64,
 }
 
+/// An object to send: removed, clean, key, value, version.
+type Item = (bool, bool, Vec<u8>, Vec<u8>, u64);
+
 struct Sender<'a> {
     session: Session,
     range: TabletRange,
-    batch: Vec<(bool, Vec<u8>, Vec<u8>, u64)>,
+    batch: Vec<Item>,
     bytes: usize,
     master: &'a Master,
     r: Range,
@@ -102,7 +105,16 @@ impl Sender<'_> {
         version: u64,
     ) -> Result<(), MigrationError> {
         self.bytes += key.len() + value.len() + 16;
-        self.batch.push((removed, key, value, version));
+        // A backed table's object already in its store stays clean at the target.
+        let clean = !removed
+            && self
+                .master
+                .engine
+                .is_dirty(self.r.table, &key)
+                .ok()
+                .flatten()
+                == Some(false);
+        self.batch.push((removed, clean, key, value, version));
         if self.bytes >= BATCH_BYTES {
             self.flush()?;
         }
@@ -119,8 +131,9 @@ impl Sender<'_> {
             objects: self
                 .batch
                 .iter()
-                .map(|(removed, k, v, ver)| MigratedObject {
+                .map(|(removed, clean, k, v, ver)| MigratedObject {
                     removed: *removed,
+                    clean: *clean,
                     key: k,
                     value: v,
                     version: *ver,

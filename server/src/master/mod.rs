@@ -19,6 +19,7 @@ pub mod recovery;
 pub mod replication;
 pub mod replicator;
 pub mod service;
+mod service_backed;
 pub mod tablets;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -36,6 +37,9 @@ pub use service::MasterService;
 /// What an acknowledged write survives without replication (shown by `status`).
 pub const DURABILITY: &str =
     "memory only (--replicas 0): an acknowledged write is lost if its master crashes";
+
+/// The write-back limit of a master built without one (tests): 64 MiB.
+pub const DEFAULT_WRITE_BACK_LIMIT: u64 = 64 << 20;
 
 /// The master's worker pools (threads are started as work arrives).
 #[derive(Debug)]
@@ -94,6 +98,8 @@ pub struct Master {
     pub counters: crate::backed::Counters,
     /// The backed tables' read path: fetch pool, single flight, negative cache.
     pub reads: crate::backed::cache::Reads,
+    /// The backed tables' write-back queue and worker (issue 16).
+    pub writeback: crate::backed::upload::WriteBack,
 }
 
 impl replicator::ReplicationHost for Master {
@@ -134,7 +140,14 @@ impl Master {
             backed: crate::backed::BackedTables::default(),
             counters: crate::backed::Counters::default(),
             reads: crate::backed::cache::Reads::default(),
+            writeback: crate::backed::upload::WriteBack::new(DEFAULT_WRITE_BACK_LIMIT),
         }
+    }
+
+    /// Limit the dirty bytes of write-back tables on this master (`--write-back-limit`).
+    pub fn with_write_back_limit(mut self, limit: u64) -> Master {
+        self.writeback = crate::backed::upload::WriteBack::new(limit);
+        self
     }
 
     /// Learn tables' backings (and open their stores) with `backed`.

@@ -389,6 +389,19 @@ pub fn recover(
     if !master.replication.wait_durable(DURABLE_TIMEOUT) {
         return Err(RecoverError::NotDurable(master.replication.describe()));
     }
+    // Every dirty object of a backed table recovered here goes back on the upload queue.
+    let mut requeued = 0;
+    for r in &req.ranges {
+        if let Ok(table) = TableId::try_from(r.table_id) {
+            let range = super::tablets::Range {
+                table,
+                start: r.start_hash,
+                end: r.end_hash,
+            };
+            requeued += crate::backed::write::requeue(master, range)
+                .map_err(|e| RecoverError::Segment(SegmentError::Replay(e)))?;
+        }
+    }
     let resp = RecoverTabletsResponse {
         objects: replay.objects.load(Ordering::Relaxed),
         bytes: replay.bytes.load(Ordering::Relaxed),
@@ -402,6 +415,7 @@ pub fn recover(
         objects = resp.objects,
         removed = replay.removed.load(Ordering::Relaxed),
         completions = replay.completions.load(Ordering::Relaxed),
+        requeued,
         read_mib = resp.read_bytes >> 20,
         seconds = secs,
         mb_per_s = resp.read_bytes as f64 / 1e6 / secs.max(1e-9),

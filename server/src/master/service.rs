@@ -179,7 +179,7 @@ macro_rules! table_or_reply {
 }
 
 /// Why a tracked mutation was not run.
-fn not_run(status: Status, detail: &str) -> SavedReply {
+pub(super) fn not_run(status: Status, detail: &str) -> SavedReply {
     SavedReply {
         status,
         version: 0,
@@ -192,7 +192,7 @@ impl MasterService {
     /// it — tracked (writing its completion record) when given an [`Rpc`] — and returns the
     /// version and, for an increment, the new value; `kind` says how to build the reply.
     /// Returns the reply to send (the caller holds no lock).
-    fn mutate(
+    pub(super) fn mutate(
         &self,
         table: TableId,
         key: &[u8],
@@ -260,7 +260,12 @@ impl MasterService {
     /// Reply to a mutation once the log as it is now is on every replica (at once without
     /// replication). Retries answered from a saved result wait the same way, so no reply
     /// acknowledges a write before it is durable.
-    fn send_durable(&self, call: &mut IncomingRpc<'_>, status: Status, payload: Vec<u8>) {
+    pub(super) fn send_durable(
+        &self,
+        call: &mut IncomingRpc<'_>,
+        status: Status,
+        payload: Vec<u8>,
+    ) {
         let rep = &self.master.replication;
         if rep.replicas() == 0 {
             return call.reply_with(status, |b| b.extend_from_slice(&payload));
@@ -318,14 +323,19 @@ impl MasterService {
         }
         // Objects keep their source versions; a later item for the same key (re-sent because
         // it was written meanwhile) carries a larger one and replaces it.
+        let backed = crate::backed::write::backed(m, table);
         for o in &req.objects {
+            if let (Some(t), false, false) = (&backed, o.removed, o.clean) {
+                // Queued before it is written: the worker uploads the current value anyway.
+                crate::backed::write::written(m, t, o.key, o.value.len());
+            }
             let res = if o.removed {
                 m.engine
                     .remove(table, o.key, &RejectRules::NONE)
                     .map(|_| ())
             } else {
                 m.engine
-                    .write_versioned(table, o.key, o.value, o.version)
+                    .write_versioned_as(table, o.key, o.value, o.version, o.clean)
                     .map(|_| ())
             };
             if let Err(e) = res {
@@ -430,6 +440,9 @@ impl Dispatch for MasterService {
     fn write(&self, call: &mut IncomingRpc<'_>) {
         let req = decode_or_reply!(call, WriteRequest<'_>);
         let table = table_or_reply!(call, req.table);
+        if let Some(t) = crate::backed::write::backed(&self.master, table) {
+            return self.backed_single(call, &t, req.key, Some(req.value), &req.rules, req.rpc);
+        }
         let r = self.mutate(table, req.key, req.rpc, kind::VERSION, |e, rpc| {
             let version = e.write_rpc(table, req.key, req.value, &req.rules, rpc)?;
             super::faults::after_write(req.key);
@@ -441,6 +454,9 @@ impl Dispatch for MasterService {
     fn remove(&self, call: &mut IncomingRpc<'_>) {
         let req = decode_or_reply!(call, RemoveRequest<'_>);
         let table = table_or_reply!(call, req.table);
+        if let Some(t) = crate::backed::write::backed(&self.master, table) {
+            return self.backed_single(call, &t, req.key, None, &req.rules, req.rpc);
+        }
         let r = self.mutate(table, req.key, req.rpc, kind::VERSION, |e, rpc| {
             e.remove_rpc(table, req.key, &req.rules, rpc)
                 .map(|v| (v.unwrap_or(0), [0; 8]))
@@ -451,6 +467,9 @@ impl Dispatch for MasterService {
     fn increment(&self, call: &mut IncomingRpc<'_>) {
         let req = decode_or_reply!(call, IncrementRequest<'_>);
         let table = table_or_reply!(call, req.table);
+        if crate::backed::write::backed(&self.master, table).is_some() {
+            return Self::backed_increment(call);
+        }
         let rr = req.rules;
         let r = match req.delta {
             Number::I64(d) => self.mutate(table, req.key, req.rpc, kind::I64, |e, rpc| {
@@ -573,6 +592,12 @@ impl Dispatch for MasterService {
                 ack_id: req.ack_id,
                 lease: req.lease,
             };
+            if let Some(t) = crate::backed::write::backed(&self.master, table) {
+                let r =
+                    self.backed_mutation(&t, it.key, Some(it.value), &it.rules, rpc, kind::MULTI);
+                items.push(multi_result(&r));
+                continue;
+            }
             let r = self.mutate(table, it.key, rpc, kind::MULTI, |e, rpc| {
                 e.write_rpc(op.table, op.key, op.value, &op.rules, rpc)
                     .map(|v| (v, [0; 8]))
@@ -599,6 +624,11 @@ impl Dispatch for MasterService {
                 ack_id: req.ack_id,
                 lease: req.lease,
             };
+            if let Some(t) = crate::backed::write::backed(&self.master, table) {
+                let r = self.backed_mutation(&t, it.key, None, &it.rules, rpc, kind::MULTI);
+                items.push(multi_result(&r));
+                continue;
+            }
             let r = self.mutate(table, it.key, rpc, kind::MULTI, |e, rpc| {
                 e.remove_rpc(table, it.key, &it.rules, rpc)
                     .map(|v| (v.unwrap_or(0), [0; 8]))
@@ -679,6 +709,7 @@ impl Dispatch for MasterService {
             let table_gone = master.ownership.write().drop_range(r);
             if table_gone {
                 master.backed.forget(r.table);
+                master.writeback.drop_table(r.table);
             }
             tracing::info!(
                 table = r.table,
@@ -797,12 +828,17 @@ impl Dispatch for MasterService {
         crate::backed::rpc::check_backing(&self.master, call)
     }
 
+    fn flush_objects(&self, call: &mut IncomingRpc<'_>) {
+        crate::backed::flush::flush_objects(&self.master, call)
+    }
+
     fn get_server_info(&self, call: &mut IncomingRpc<'_>) {
         let m = &self.master;
         let stats = m.engine.stats();
         let durability = m.durability();
         let replication = m.replication.describe();
         let (transport, transport_choice) = m.transport.lock().clone();
+        let last_error = m.counters.last_error();
         let resp = GetServerInfoResponse {
             server_id: m.server_id(),
             budget_bytes: stats.budget_bytes as u64,
@@ -818,8 +854,7 @@ impl Dispatch for MasterService {
             eo_bytes: m.results.bytes() as u64,
             replication: &replication,
             under_replicated: m.replication.under_replicated(),
-            // Filled in by the backed tables (issue 16).
-            cache: Default::default(),
+            cache: crate::backed::flush::cache_info(m, &last_error),
         };
         call.reply_with(Status::OK, |b| resp.encode(b));
     }

@@ -14,8 +14,8 @@
 use super::common::{ServerId, MAX_LOCATOR_LEN};
 use super::faas::CacheInfo;
 use super::{
-    decode_all, read_bool, read_count, read_key, read_str, read_value, write_count, Empty, Message,
-    MsgError, Request,
+    decode_all, read_count, read_key, read_str, read_value, write_count, Empty, Message, MsgError,
+    Request,
 };
 use crate::wire::codec::{Reader, Writer};
 use crate::wire::Opcode;
@@ -167,13 +167,17 @@ impl<'a> Request<'a> for MigrateTabletOutRequest<'a> {
     type Response<'b> = Empty;
 }
 
-/// One object in `ReceiveMigrationData`: removed `u8` (1 = the key was removed at the source:
-/// delete it; value then empty), key (`u16` len), value (`u32` len), version `u64` (the
-/// source's version).
+/// One object in `ReceiveMigrationData`: flags `u8` (bit 0 = removed: the key was removed at
+/// the source, delete it, value then empty; bit 1 = clean: a backed table's object that is
+/// already in its object store, so it is not uploaded again; other bits 0), key (`u16` len),
+/// value (`u32` len), version `u64` (the source's version). A sender that knows no flags but
+/// `removed` sends objects as dirty, which is safe (a needless upload at worst).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MigratedObject<'a> {
     /// The key no longer exists at the source.
     pub removed: bool,
+    /// The object is in its backing store (not dirty).
+    pub clean: bool,
     /// Key.
     pub key: &'a [u8],
     /// Value (empty if removed).
@@ -230,7 +234,7 @@ impl<'a> Message<'a> for ReceiveMigrationDataRequest<'a> {
         self.range.write(&mut w);
         write_count(&mut w, self.objects.len());
         for o in &self.objects {
-            w.u8(o.removed as u8)
+            w.u8(o.removed as u8 | (o.clean as u8) << 1)
                 .bytes_u16(o.key)
                 .bytes_u32(o.value)
                 .u64(o.version);
@@ -253,8 +257,16 @@ impl<'a> Message<'a> for ReceiveMigrationDataRequest<'a> {
             let n = read_count(r, "migrated objects", 1 + 2 + 1 + 4 + 8, usize::MAX)?;
             let mut objects = Vec::with_capacity(n);
             for _ in 0..n {
+                let flags = r.u8()?;
+                if flags > 3 {
+                    return Err(MsgError::BadField {
+                        field: "migrated object flags",
+                        value: flags as u64,
+                    });
+                }
                 objects.push(MigratedObject {
-                    removed: read_bool(r, "removed")?,
+                    removed: flags & 1 != 0,
+                    clean: flags & 2 != 0,
                     key: read_key(r)?,
                     value: read_value(r)?,
                     version: r.u64()?,
@@ -433,12 +445,14 @@ mod tests {
             objects: vec![
                 MigratedObject {
                     removed: false,
+                    clean: true,
                     key: b"k",
                     value: b"v",
                     version: 4
                 },
                 MigratedObject {
                     removed: true,
+                    clean: false,
                     key: b"gone",
                     value: b"",
                     version: 5
@@ -500,7 +514,7 @@ mod tests {
         let mut buf = R.to_vec();
         Writer::new(&mut buf)
             .u32(1)
-            .u8(2)
+            .u8(4) // an unknown flag
             .u16(1)
             .u8(b'k')
             .u32(0)

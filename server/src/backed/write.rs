@@ -1,0 +1,194 @@
+//! The write path of backed tables (`docs/faas.md`, "Policies and guarantees"): a write is
+//! wrapped in a `Whole` envelope and written dirty; write-back queues it (refusing with
+//! `WRITE_BACK_FULL` above the limit), write-through queues it and answers once the worker
+//! uploaded it, ephemeral never queues it. A write-back or write-through remove writes a dirty
+//! `Deleted` marker, which the worker turns into a store DELETE and then a real removal.
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use faascache_protocol::msg::faas::{ObjectMeta, WritePolicy};
+use faascache_storage::{StorageError, TableId};
+use faascache_transport::Status;
+
+use super::envelope::{self, Kind};
+use super::registry::BackedTable;
+use super::upload::{upload_one, wall_ms, FlushEnd, Uploader};
+use super::writeback::{Done, Key};
+use super::Counters;
+use crate::master::tablets::Range;
+use crate::master::Master;
+
+/// How long a write-through write waits for its upload (retried meanwhile) before it is
+/// answered `STORE_UNAVAILABLE` (the object stays dirty and queued).
+pub const WRITE_THROUGH_WAIT: Duration = Duration::from_secs(10);
+
+/// Uploads for one master's worker, through the table's store from the registry.
+struct MasterUploader(Weak<Master>);
+
+impl Uploader for MasterUploader {
+    fn upload(&self, key: &Key) -> Option<Done> {
+        let m = self.0.upgrade()?;
+        let Some(t) = m.backed.get(key.0) else {
+            // Not (or no longer) a backed table here: keep the object unless it is gone.
+            return Some(match m.engine.is_dirty(key.0, &key.1) {
+                Ok(Some(true)) => Done::Failed { retryable: true },
+                _ => Done::Clean,
+            });
+        };
+        let store = match t.store() {
+            Ok(s) => s.clone(),
+            Err(f) => {
+                Counters::bump(&m.counters.upload_errors);
+                m.counters.set_last_error(&f.detail);
+                return Some(Done::Failed { retryable: false });
+            }
+        };
+        Some(upload_one(&m.engine, &*store, &m.counters, key.0, &key.1))
+    }
+}
+
+/// Start `master`'s write-back threads (once).
+pub fn start(master: &Arc<Master>) {
+    let weak = Arc::downgrade(master);
+    master
+        .writeback
+        .start(|| Arc::new(MasterUploader(weak)) as Arc<dyn Uploader>);
+}
+
+/// The backed table of `table` on `master` (a cheap lookup; `None` for plain tables).
+pub fn backed(master: &Master, table: TableId) -> Option<Arc<BackedTable>> {
+    if master.backed.any() {
+        master.backed.get(table)
+    } else {
+        None
+    }
+}
+
+/// Why a write to a backed table was refused before anything was written.
+pub type Refusal = (Status, String);
+
+/// Check `key` for the table's store (an ephemeral table without a store takes any key).
+fn check_key(t: &BackedTable, key: &[u8]) -> Result<(), Refusal> {
+    if t.backing.policy == WritePolicy::Ephemeral && t.store().is_err() {
+        return Ok(());
+    }
+    let rejected = |why: String| (Status::STORE_REJECTED, why);
+    let s = std::str::from_utf8(key).map_err(|_| {
+        rejected("the key is not UTF-8: object stores take UTF-8 keys; nothing was written".into())
+    })?;
+    faascache_objstore::validate_key(s, 0)
+        .map_err(|e| rejected(format!("{e}; nothing was written")))
+}
+
+/// The envelope to write for a client's `value` (or a removal marker when `value` is
+/// `None`), after checking the key and the write-back limit.
+pub fn envelope_for(
+    master: &Master,
+    t: &BackedTable,
+    key: &[u8],
+    value: Option<&[u8]>,
+) -> Result<Vec<u8>, Refusal> {
+    check_key(t, key)?;
+    let (kind, data) = match value {
+        Some(v) => (Kind::Whole, v),
+        None => (Kind::Deleted, &[][..]),
+    };
+    let env = envelope::to_vec(kind, wall_ms(), &ObjectMeta::default(), data);
+    if t.backing.policy != WritePolicy::Ephemeral
+        && !master
+            .writeback
+            .admits(&(t.id, key.to_vec()), env.len() as u64)
+    {
+        let g = master.writeback.gauges();
+        let last = master.counters.last_error();
+        return Err((
+            Status::WRITE_BACK_FULL,
+            format!(
+                "this master holds {} dirty bytes of {} objects not yet in the store (limit {}, --write-back-limit); store: {}; retry when the queue drains (faascache flush, status)",
+                g.bytes,
+                g.objects,
+                g.limit,
+                if last.is_empty() { "no error" } else { &last }
+            ),
+        ));
+    }
+    Ok(env)
+}
+
+/// After a write or removal marker of `len` envelope bytes succeeded: queue it for upload
+/// (not for an ephemeral table).
+pub fn written(master: &Master, t: &BackedTable, key: &[u8], len: usize) {
+    if t.backing.policy != WritePolicy::Ephemeral {
+        master.writeback.dirty((t.id, key.to_vec()), len as u64);
+    }
+}
+
+/// Whether a removal of a key of `t` writes a marker (write-back, write-through) or removes
+/// at once (ephemeral).
+pub fn remove_writes_marker(t: &BackedTable) -> bool {
+    t.backing.policy != WritePolicy::Ephemeral
+}
+
+/// Wait until the worker uploaded `key` (write-through), then call `reply` with `Ok(())`, or
+/// with the status and detail when the store failed (the object stays dirty and queued).
+pub fn await_upload(
+    master: &Arc<Master>,
+    table: TableId,
+    key: &[u8],
+    reply: impl FnOnce(Result<(), Refusal>) + Send + 'static,
+) {
+    let m = master.clone();
+    let key = key.to_vec();
+    let which = {
+        let key = key.clone();
+        move |k: &Key| k.0 == table && k.1 == key
+    };
+    master.writeback.flush(
+        which,
+        WRITE_THROUGH_WAIT,
+        Box::new(move |end| match end {
+            FlushEnd::Done(_) => reply(Ok(())),
+            FlushEnd::TimedOut(_) | FlushEnd::Busy => {
+                let last = m.counters.last_error();
+                reply(Err((
+                    Status::STORE_UNAVAILABLE,
+                    format!(
+                        "written to the cache (dirty, queued for upload) but the store did not take it within {} s: {}",
+                        WRITE_THROUGH_WAIT.as_secs(),
+                        if last.is_empty() { "too many uploads waiting" } else { &last }
+                    ),
+                )))
+            }
+        }),
+    );
+}
+
+/// Queue every dirty object of a write-back or write-through table in `r` (after recovery
+/// or a migration in); returns how many.
+pub fn requeue(master: &Master, r: Range) -> Result<u64, StorageError> {
+    let Some(t) = backed(master, r.table) else {
+        return Ok(0);
+    };
+    if t.backing.policy == WritePolicy::Ephemeral {
+        return Ok(0);
+    }
+    let (mut cursor, mut n) = (None, 0);
+    loop {
+        let en = master
+            .engine
+            .enumerate(r.table, r.start..=r.end, cursor, 1 << 20)?;
+        for o in en.objects {
+            if master.engine.is_dirty(r.table, &o.key)? == Some(true) {
+                master
+                    .writeback
+                    .dirty((r.table, o.key), o.value.len() as u64);
+                n += 1;
+            }
+        }
+        match en.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => return Ok(n),
+        }
+    }
+}

@@ -1,0 +1,473 @@
+//! The write-back queue of one master, sans I/O: which dirty objects of write-back tables
+//! still have to reach the store, in what order, and who waits for them (`FlushObjects`).
+//! The worker does the uploads; this module only decides.
+//!
+//! * **Coalescing.** A key is queued once however often it is overwritten: an upload reads
+//!   the object's *current* value from the engine, so one upload covers every write before it.
+//! * **Per-key order.** A key is handed to at most one uploader at a time; a write while it
+//!   uploads makes it run again afterwards ([`Done::Clean`] of a key written meanwhile is
+//!   requeued, and the engine's `replace_clean` refuses the older version anyway).
+//! * **Back-off.** A failed upload is retried after 100 ms, doubling per failure up to 30 s;
+//!   an error a retry cannot fix (credentials, missing bucket) starts at 5 s. Never dropped:
+//!   dirty data leaves the queue only once it is clean (or gone from the engine).
+//! * **Limit.** The dirty bytes queued here are counted; [`Queue::admits`] says whether a
+//!   write of `n` more bytes stays under the limit (`WRITE_BACK_FULL` otherwise).
+//! * **Flush waiters.** A flush names the keys queued when it arrives; it is answered when
+//!   each of them has left the queue (bounded: [`MAX_WAITERS`]).
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+use faascache_storage::TableId;
+
+/// First retry delay after a retryable failure (ms).
+pub const BACKOFF_MIN_MS: u64 = 100;
+/// First retry delay after a failure a retry cannot fix (ms).
+pub const BACKOFF_FATAL_MS: u64 = 5_000;
+/// Longest retry delay (ms).
+pub const BACKOFF_MAX_MS: u64 = 30_000;
+/// Most flushes waiting at once on one master (more are answered `RETRY`).
+pub const MAX_WAITERS: usize = 1024;
+
+/// A queued object: table and key.
+pub type Key = (TableId, Vec<u8>);
+
+#[derive(Debug)]
+struct Entry {
+    /// Bytes of the newest dirty value (counted against the limit).
+    bytes: u64,
+    /// When the oldest write not yet uploaded was queued (ms, master clock).
+    since_ms: u64,
+    /// When it may be uploaded next (ms); `None` while an uploader has it.
+    due: Option<u64>,
+    /// Written again while uploading.
+    again: bool,
+    /// Failures in a row.
+    failures: u32,
+    /// Insertion order, to break ties between equal due times.
+    seq: u64,
+}
+
+/// How an upload ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Done {
+    /// The store has the version read; the engine copy is clean (or was gone/clean already).
+    Clean,
+    /// The object changed during the upload: upload again now.
+    Moved,
+    /// The upload failed; `retryable` says whether a retry may fix it.
+    Failed {
+        /// `objstore::Error::is_retryable`.
+        retryable: bool,
+    },
+}
+
+/// A flush that was answered: its id, and what it waited for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Flushed {
+    /// The id [`Queue::wait`] gave.
+    pub id: u64,
+    /// Objects it waited for.
+    pub objects: u64,
+    /// Their bytes when the flush arrived.
+    pub bytes: u64,
+}
+
+#[derive(Debug)]
+struct Waiter {
+    remaining: HashSet<Key>,
+    objects: u64,
+    bytes: u64,
+}
+
+/// The queue's gauges (for `status`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Gauges {
+    /// Dirty objects queued.
+    pub objects: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Age of the oldest write not yet uploaded (ms; 0 if none).
+    pub oldest_ms: u64,
+    /// The dirty-bytes limit.
+    pub limit: u64,
+}
+
+/// The queue (wrap in a mutex; every call is short).
+#[derive(Debug)]
+pub struct Queue {
+    entries: HashMap<Key, Entry>,
+    /// Keys waiting for an uploader, by (due, seq).
+    ready: BTreeSet<(u64, u64, Key)>,
+    uploading: usize,
+    parallel: usize,
+    bytes: u64,
+    limit: u64,
+    seq: u64,
+    waiters: HashMap<u64, Waiter>,
+    next_waiter: u64,
+}
+
+impl Queue {
+    /// A queue of at most `limit` dirty bytes, with up to `parallel` uploads at once.
+    pub fn new(limit: u64, parallel: usize) -> Queue {
+        Queue {
+            entries: HashMap::new(),
+            ready: BTreeSet::new(),
+            uploading: 0,
+            parallel: parallel.max(1),
+            bytes: 0,
+            limit,
+            seq: 0,
+            waiters: HashMap::new(),
+            next_waiter: 1,
+        }
+    }
+
+    /// Whether a write of `bytes` to `key` keeps the dirty bytes within the limit (an
+    /// overwrite of a queued key counts only what it adds). An empty queue admits any one
+    /// write, so a value larger than the limit is never refused forever.
+    pub fn admits(&self, key: &Key, bytes: u64) -> bool {
+        let old = self.entries.get(key).map_or(0, |e| e.bytes);
+        self.bytes == 0 || self.bytes - old + bytes <= self.limit
+    }
+
+    /// Record that `key` was written (dirty, `bytes` long) at `now`: queue it, or — already
+    /// queued — just count its new size (coalescing).
+    pub fn dirty(&mut self, key: Key, bytes: u64, now: u64) {
+        if let Some(e) = self.entries.get_mut(&key) {
+            self.bytes = self.bytes - e.bytes + bytes;
+            e.bytes = bytes;
+            if e.due.is_none() {
+                e.again = true;
+            }
+            return;
+        }
+        self.seq += 1;
+        self.bytes += bytes;
+        self.ready.insert((now, self.seq, key.clone()));
+        self.entries.insert(
+            key,
+            Entry {
+                bytes,
+                since_ms: now,
+                due: Some(now),
+                again: false,
+                failures: 0,
+                seq: self.seq,
+            },
+        );
+    }
+
+    /// The next key to upload at `now`, if an uploader may start one; the caller must report
+    /// it with [`Queue::done`].
+    pub fn next(&mut self, now: u64) -> Option<Key> {
+        if self.uploading >= self.parallel {
+            return None;
+        }
+        let first = self.ready.first()?;
+        if first.0 > now {
+            return None;
+        }
+        let (_, _, key) = self.ready.pop_first()?;
+        if let Some(e) = self.entries.get_mut(&key) {
+            e.due = None;
+            e.again = false;
+        }
+        self.uploading += 1;
+        Some(key)
+    }
+
+    /// When the next key becomes due (ms), if any is waiting and an uploader is free.
+    pub fn next_due(&self) -> Option<u64> {
+        if self.uploading >= self.parallel {
+            return None;
+        }
+        self.ready.first().map(|r| r.0)
+    }
+
+    /// Report how the upload of `key` (from [`Queue::next`]) ended at `now`; returns the
+    /// flushes this answered.
+    pub fn done(&mut self, key: &Key, how: Done, now: u64) -> Vec<Flushed> {
+        self.uploading = self.uploading.saturating_sub(1);
+        let Some(e) = self.entries.get_mut(key) else {
+            return Vec::new();
+        };
+        let due = match how {
+            Done::Clean if e.again => now,
+            Done::Clean => return self.forget(key),
+            Done::Moved => now,
+            Done::Failed { retryable } => {
+                e.failures = e.failures.saturating_add(1);
+                now + backoff(e.failures, retryable)
+            }
+        };
+        e.again = false;
+        e.due = Some(due);
+        self.ready.insert((due, e.seq, key.clone()));
+        Vec::new()
+    }
+
+    /// Drop `key` (its object is clean or gone) and answer the flushes it completes.
+    fn forget(&mut self, key: &Key) -> Vec<Flushed> {
+        if let Some(e) = self.entries.remove(key) {
+            self.bytes -= e.bytes;
+            if let Some(due) = e.due {
+                self.ready.remove(&(due, e.seq, key.clone()));
+            }
+        }
+        let mut out = Vec::new();
+        self.waiters.retain(|&id, w| {
+            w.remaining.remove(key);
+            if w.remaining.is_empty() {
+                out.push(Flushed {
+                    id,
+                    objects: w.objects,
+                    bytes: w.bytes,
+                });
+                false
+            } else {
+                true
+            }
+        });
+        out
+    }
+
+    /// Drop every queued key of `table` that is not being uploaded (the table was dropped
+    /// here); returns the flushes this answered.
+    pub fn drop_table(&mut self, table: TableId) -> Vec<Flushed> {
+        let keys: Vec<Key> = self
+            .entries
+            .iter()
+            .filter(|(k, e)| k.0 == table && e.due.is_some())
+            .map(|(k, _)| k.clone())
+            .collect();
+        keys.iter().flat_map(|k| self.forget(k)).collect()
+    }
+
+    /// Wait for the keys now queued that `which` selects: `Ok(None)` if there are none (the
+    /// flush is answered at once with 0 objects), `Ok(Some(id))` to be answered by
+    /// [`Queue::done`], `Err(())` if [`MAX_WAITERS`] flushes wait already.
+    #[allow(clippy::result_unit_err)]
+    pub fn wait(&mut self, which: impl Fn(&Key) -> bool) -> Result<Option<u64>, ()> {
+        if self.waiters.len() >= MAX_WAITERS {
+            return Err(());
+        }
+        let mut w = Waiter {
+            remaining: HashSet::new(),
+            objects: 0,
+            bytes: 0,
+        };
+        for (k, e) in &self.entries {
+            if which(k) {
+                w.remaining.insert(k.clone());
+                w.objects += 1;
+                w.bytes += e.bytes;
+            }
+        }
+        if w.remaining.is_empty() {
+            return Ok(None);
+        }
+        let id = self.next_waiter;
+        self.next_waiter += 1;
+        self.waiters.insert(id, w);
+        Ok(Some(id))
+    }
+
+    /// Give up waiting (timeout); returns how many of its objects are still dirty.
+    pub fn cancel(&mut self, id: u64) -> Option<u64> {
+        self.waiters.remove(&id).map(|w| w.remaining.len() as u64)
+    }
+
+    /// Whether `key` is queued.
+    pub fn contains(&self, key: &Key) -> bool {
+        self.entries.contains_key(key)
+    }
+
+    /// The gauges at `now`.
+    pub fn gauges(&self, now: u64) -> Gauges {
+        let oldest = self.entries.values().map(|e| e.since_ms).min();
+        Gauges {
+            objects: self.entries.len() as u64,
+            bytes: self.bytes,
+            oldest_ms: oldest.map_or(0, |t| now.saturating_sub(t)),
+            limit: self.limit,
+        }
+    }
+}
+
+/// The retry delay after `failures` failures in a row (ms).
+pub fn backoff(failures: u32, retryable: bool) -> u64 {
+    let base = if retryable {
+        BACKOFF_MIN_MS
+    } else {
+        BACKOFF_FATAL_MS
+    };
+    let shift = failures.saturating_sub(1).min(20);
+    (base << shift).min(BACKOFF_MAX_MS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn k(s: &str) -> Key {
+        (1, s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn overwrites_coalesce_into_one_upload() {
+        let mut q = Queue::new(1 << 20, 4);
+        q.dirty(k("a"), 10, 0);
+        q.dirty(k("a"), 30, 5);
+        q.dirty(k("b"), 7, 6);
+        let g = q.gauges(10);
+        assert_eq!((g.objects, g.bytes, g.oldest_ms), (2, 37, 10));
+        assert_eq!(q.next(10), Some(k("a")));
+        assert_eq!(q.next(10), Some(k("b")));
+        assert_eq!(q.next(10), None, "each key once");
+        q.done(&k("a"), Done::Clean, 11);
+        q.done(&k("b"), Done::Clean, 11);
+        assert_eq!(
+            q.gauges(12),
+            Gauges {
+                limit: 1 << 20,
+                ..Gauges::default()
+            }
+        );
+    }
+
+    #[test]
+    fn a_key_is_never_uploaded_twice_at_once() {
+        let mut q = Queue::new(1 << 20, 4);
+        q.dirty(k("a"), 1, 0);
+        assert_eq!(q.next(0), Some(k("a")));
+        q.dirty(k("a"), 2, 1); // written while uploading
+        assert_eq!(q.next(1), None, "not while its upload runs");
+        // The upload of the older version finished: the newer one goes next.
+        assert!(q.done(&k("a"), Done::Clean, 2).is_empty());
+        assert!(q.contains(&k("a")));
+        assert_eq!(q.next(2), Some(k("a")));
+        q.done(&k("a"), Done::Moved, 3);
+        assert_eq!(q.next(3), Some(k("a")), "moved: again at once");
+        q.done(&k("a"), Done::Clean, 4);
+        assert!(!q.contains(&k("a")));
+        assert_eq!(q.gauges(4).bytes, 0);
+    }
+
+    #[test]
+    fn parallel_uploads_are_bounded() {
+        let mut q = Queue::new(1 << 20, 2);
+        for s in ["a", "b", "c"] {
+            q.dirty(k(s), 1, 0);
+        }
+        assert!(q.next(0).is_some() && q.next(0).is_some());
+        assert_eq!(q.next(0), None);
+        assert_eq!(q.next_due(), None, "no uploader free");
+        q.done(&k("a"), Done::Clean, 1);
+        assert_eq!(q.next_due(), Some(0));
+        assert_eq!(q.next(1), Some(k("c")));
+    }
+
+    #[test]
+    fn failures_back_off_and_never_drop() {
+        let mut q = Queue::new(1 << 20, 1);
+        q.dirty(k("a"), 5, 0);
+        let mut now = 0;
+        let mut delays = Vec::new();
+        for _ in 0..12 {
+            assert_eq!(q.next(now), Some(k("a")));
+            q.done(&k("a"), Done::Failed { retryable: true }, now);
+            let due = q.next_due().unwrap();
+            assert_eq!(q.next(due - 1), None, "not before its time");
+            delays.push(due - now);
+            now = due;
+        }
+        assert_eq!(&delays[..4], &[100, 200, 400, 800]);
+        assert_eq!(*delays.last().unwrap(), BACKOFF_MAX_MS);
+        assert_eq!(q.gauges(now).objects, 1, "still queued");
+        assert_eq!(backoff(1, false), BACKOFF_FATAL_MS);
+        assert_eq!(backoff(9, false), BACKOFF_MAX_MS);
+        // A success resets nothing but removes it.
+        q.next(now).unwrap();
+        q.done(&k("a"), Done::Clean, now);
+        assert_eq!(q.gauges(now).objects, 0);
+    }
+
+    #[test]
+    fn the_limit_counts_dirty_bytes() {
+        let mut q = Queue::new(100, 1);
+        assert!(q.admits(&k("a"), 500), "an empty queue admits one write");
+        q.dirty(k("a"), 60, 0);
+        assert!(q.admits(&k("b"), 40));
+        assert!(!q.admits(&k("b"), 41));
+        assert!(q.admits(&k("a"), 100), "an overwrite counts what it adds");
+        q.dirty(k("b"), 40, 0);
+        assert!(!q.admits(&k("c"), 1));
+        q.next(0).unwrap();
+        q.done(&k("a"), Done::Clean, 1);
+        assert!(q.admits(&k("c"), 60));
+        assert_eq!(q.gauges(1).limit, 100);
+    }
+
+    #[test]
+    fn flushes_wait_for_the_keys_queued_when_they_arrive() {
+        let mut q = Queue::new(1 << 20, 4);
+        q.dirty(k("a"), 3, 0);
+        q.dirty(k("b"), 4, 0);
+        q.dirty((2, b"a".to_vec()), 5, 0);
+        let all = q.wait(|key| key.0 == 1).unwrap().unwrap();
+        let one = q.wait(|key| *key == k("b")).unwrap().unwrap();
+        assert_eq!(q.wait(|key| key.0 == 9), Ok(None), "nothing to wait for");
+        q.dirty(k("c"), 1, 1); // later: not waited for
+        let a = q.next(1).unwrap();
+        let b = q.next(1).unwrap();
+        assert_eq!((a, b.clone()), (k("a"), k("b")));
+        assert_eq!(
+            q.done(&b, Done::Clean, 2),
+            vec![Flushed {
+                id: one,
+                objects: 1,
+                bytes: 4
+            }]
+        );
+        assert!(q
+            .done(&k("a"), Done::Failed { retryable: true }, 2)
+            .is_empty());
+        let late = q.wait(|key| *key == k("a")).unwrap().unwrap();
+        assert_eq!(
+            q.cancel(late),
+            Some(1),
+            "a timed-out flush names what remains"
+        );
+        let now = 200; // past the back-off of `a`
+        assert_eq!(q.next(now), Some((2, b"a".to_vec())));
+        assert_eq!(q.next(now), Some(k("c")));
+        assert_eq!(q.next(now), Some(k("a")));
+        assert_eq!(
+            q.done(&k("a"), Done::Clean, now),
+            vec![Flushed {
+                id: all,
+                objects: 2,
+                bytes: 7
+            }]
+        );
+    }
+
+    #[test]
+    fn waiters_are_bounded_and_dropped_tables_answer_them() {
+        let mut q = Queue::new(1 << 20, 1);
+        q.dirty(k("a"), 1, 0);
+        q.dirty(k("b"), 1, 0);
+        assert_eq!(q.next(0), Some(k("a")));
+        let mut ids = Vec::new();
+        for _ in 0..MAX_WAITERS {
+            ids.push(q.wait(|key| *key == k("b")).unwrap().unwrap());
+        }
+        assert_eq!(q.wait(|_| true), Err(()));
+        assert_eq!(q.drop_table(1).len(), MAX_WAITERS);
+        assert!(q.contains(&k("a")), "its upload is running: kept");
+        assert!(!q.contains(&k("b")));
+        q.done(&k("a"), Done::Clean, 1);
+        assert_eq!(q.gauges(1).objects, 0);
+    }
+}

@@ -1,0 +1,90 @@
+//! The master's mutations of backed tables (`crate::backed::write`): a write or removal
+//! marker wrapped in an envelope, run through the same ownership and exactly-once path as any
+//! mutation, then queued for upload; a write-through write's reply waits for its upload.
+
+use faascache_protocol::msg::common::{ExactlyOnce, RejectRules};
+use faascache_protocol::msg::{ErrorReply, Message};
+use faascache_transport::server::IncomingRpc;
+use faascache_transport::Status;
+
+use super::service::{fail, kind, not_run, MasterService, SavedReply};
+use crate::backed::registry::BackedTable;
+use crate::backed::write;
+use faascache_protocol::msg::faas::WritePolicy;
+
+impl MasterService {
+    /// Write `value` (or, for `None`, remove) `key` of the backed table `t`; the reply to send
+    /// (the object is queued for upload when the policy says so).
+    pub(super) fn backed_mutation(
+        &self,
+        t: &BackedTable,
+        key: &[u8],
+        value: Option<&[u8]>,
+        rules: &RejectRules,
+        rpc: ExactlyOnce,
+        kind: u8,
+    ) -> SavedReply {
+        let table = t.id;
+        if value.is_none() && !write::remove_writes_marker(t) {
+            return self.mutate(table, key, rpc, kind, |e, rpc| {
+                e.remove_rpc(table, key, rules, rpc)
+                    .map(|v| (v.unwrap_or(0), [0; 8]))
+            });
+        }
+        let env = match write::envelope_for(&self.master, t, key, value) {
+            Ok(env) => env,
+            Err((status, detail)) => return not_run(status, &detail),
+        };
+        let r = self.mutate(table, key, rpc, kind, |e, rpc| {
+            e.write_rpc(table, key, &env, rules, rpc)
+                .map(|v| (v, [0; 8]))
+        });
+        if r.status == Status::OK {
+            write::written(&self.master, t, key, env.len());
+        }
+        r
+    }
+
+    /// A `Write` or `Remove` of a backed table, replied (write-through: once uploaded).
+    pub(super) fn backed_single(
+        &self,
+        call: &mut IncomingRpc<'_>,
+        t: &BackedTable,
+        key: &[u8],
+        value: Option<&[u8]>,
+        rules: &RejectRules,
+        rpc: ExactlyOnce,
+    ) {
+        let r = self.backed_mutation(t, key, value, rules, rpc, kind::VERSION);
+        if r.status != Status::OK || t.backing.policy != WritePolicy::WriteThrough {
+            return self.send_durable(call, r.status, r.payload);
+        }
+        let Some(responder) = call.defer() else {
+            return;
+        };
+        let m = self.master.clone();
+        write::await_upload(&self.master, t.id, key, move |res| match res {
+            Ok(()) => m
+                .replication
+                .reply_when_durable(responder, r.status, r.payload),
+            Err((status, detail)) => responder.reply_vec(
+                status,
+                ErrorReply {
+                    version: r.version,
+                    detail: &detail,
+                }
+                .to_vec(),
+            ),
+        });
+    }
+
+    /// `Increment` of a backed table: refused.
+    pub(super) fn backed_increment(call: &mut IncomingRpc<'_>) {
+        fail(
+            call,
+            Status::REQUEST_FORMAT_ERROR,
+            0,
+            "increment is not supported on backed tables (their values are objects of the store): read, compute and write instead",
+        )
+    }
+}

@@ -1,0 +1,318 @@
+//! The write path of backed tables, in process: a master on loopback TCP whose backed tables'
+//! store is an injected `Faulty<MemoryStore>`, driven over real RPCs. Write-back with the
+//! store down (acknowledged up to the limit, then WRITE_BACK_FULL, nothing lost, drained when
+//! it returns), removal markers, write-through, flush, refusals.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use faascache_objstore::{Faulty, GetResult, MemoryStore, ObjectStore, Settings};
+use faascache_protocol::msg::common::{ExactlyOnce, RejectRules};
+use faascache_protocol::msg::control::{
+    GetServerInfoRequest, TabletRange, TakeTabletOwnershipRequest,
+};
+use faascache_protocol::msg::faas::{FlushRequest, TableBacking, WritePolicy};
+use faascache_protocol::msg::master::{
+    IncrementRequest, Number, ReadRequest, RemoveRequest, WriteRequest,
+};
+use faascache_server::backed::registry::FixedConfigs;
+use faascache_server::backed::BackedTables;
+use faascache_server::master::{Master, MasterService};
+use faascache_storage::{Engine, EngineConfig};
+use faascache_transport::{
+    call, connect, serve, CallError, ClientConfig, DispatchConfig, DispatchHandler, ServerHandle,
+    Session, Status,
+};
+
+const BACK: u64 = 1;
+const THROUGH: u64 = 2;
+const URL: &str = "s3://bucket";
+const T: Duration = Duration::from_secs(30);
+
+struct Rig {
+    master: Arc<Master>,
+    _server: ServerHandle,
+    s: Session,
+    store: Arc<Faulty<MemoryStore>>,
+}
+
+fn rig(limit: u64) -> Rig {
+    let fixed = Arc::new(FixedConfigs::default());
+    fixed.insert(
+        BACK as u32,
+        "b",
+        Some(TableBacking::new(URL, WritePolicy::WriteBack)),
+    );
+    let through = TableBacking::new(URL, WritePolicy::WriteThrough);
+    fixed.insert(THROUGH as u32, "t", Some(through));
+    let backed = BackedTables::new(Settings::default(), Some(fixed));
+    let store = Arc::new(Faulty::new(MemoryStore::new("mem")));
+    backed.inject_store(URL, store.clone());
+    let engine = Engine::new(EngineConfig::with_memory(64 << 20)).unwrap();
+    let master = Arc::new(
+        Master::new(engine, "tcp", "spin")
+            .with_backed(backed)
+            .with_write_back_limit(limit),
+    );
+    faascache_server::backed::write::start(&master);
+    let server = serve(
+        &"tcp:host=127.0.0.1,port=0".parse().unwrap(),
+        Arc::new(DispatchHandler(MasterService {
+            master: master.clone(),
+        })),
+        DispatchConfig {
+            cores: 2,
+            pin: false,
+            ..DispatchConfig::default()
+        },
+    )
+    .unwrap();
+    let s = connect(
+        &server.local_locator().clone().into(),
+        ClientConfig::default(),
+    )
+    .unwrap();
+    for table_id in [BACK, THROUGH] {
+        let r = TakeTabletOwnershipRequest(TabletRange {
+            table_id,
+            start_hash: 0,
+            end_hash: u64::MAX,
+        });
+        call(&s, &r, T, |_| ()).unwrap();
+    }
+    Rig {
+        master,
+        _server: server,
+        s,
+        store,
+    }
+}
+
+type Answer<X> = Result<X, (Status, String)>;
+
+fn failed(e: CallError) -> (Status, String) {
+    match e {
+        CallError::Failed(f) => (f.status, f.detail),
+        e => panic!("transport failure: {e}"),
+    }
+}
+
+fn write(rig: &Rig, table: u64, key: &str, value: &[u8]) -> Answer<u64> {
+    let r = WriteRequest {
+        table,
+        rpc: ExactlyOnce::default(),
+        rules: RejectRules::NONE,
+        key: key.as_bytes(),
+        value,
+    };
+    call(&rig.s, &r, T, |r| r.version).map_err(failed)
+}
+
+fn remove(rig: &Rig, table: u64, key: &str) -> Answer<()> {
+    let r = RemoveRequest {
+        table,
+        rpc: ExactlyOnce::default(),
+        rules: RejectRules::NONE,
+        key: key.as_bytes(),
+    };
+    call(&rig.s, &r, T, |_| ()).map_err(failed)
+}
+
+fn read(rig: &Rig, table: u64, key: &str) -> Answer<Vec<u8>> {
+    let r = ReadRequest {
+        table,
+        rules: RejectRules::NONE,
+        key: key.as_bytes(),
+    };
+    call(&rig.s, &r, T, |r| r.value.to_vec()).map_err(failed)
+}
+
+fn flush(rig: &Rig, table: u64, key: &str, timeout_ms: u32) -> Answer<(u64, u64)> {
+    let r = FlushRequest {
+        table,
+        key: key.as_bytes(),
+        timeout_ms,
+    };
+    call(&rig.s, &r, T, |r| (r.objects, r.bytes)).map_err(failed)
+}
+
+fn stored(rig: &Rig, key: &str) -> Option<Vec<u8>> {
+    match rig.store.inner().get(key, None).unwrap() {
+        GetResult::Found { body, .. } => Some(body.to_vec()),
+        _ => None,
+    }
+}
+
+fn dirty(rig: &Rig) -> (u64, u64) {
+    call(&rig.s, &GetServerInfoRequest, T, |r| {
+        (r.cache.dirty_objects, r.cache.dirty_bytes)
+    })
+    .unwrap()
+}
+
+#[test]
+fn store_down_fills_to_the_limit_then_drains_with_the_last_values() {
+    let rig = rig(64 * 1024);
+    rig.store.set_down(true);
+    let value = |k: usize, round: u8| vec![round; 1000 + k % 7];
+    let mut acked = 0;
+    let full = loop {
+        match write(&rig, BACK, &format!("k/{acked}"), &value(acked, 0)) {
+            Ok(_) => acked += 1,
+            Err(e) => break e,
+        }
+        assert!(acked < 1000, "never refused");
+    };
+    assert_eq!(full.0, Status::WRITE_BACK_FULL, "{}", full.1);
+    assert!(full.1.contains("limit"), "{}", full.1);
+    assert!(
+        (50..=64).contains(&acked),
+        "{acked} writes of ~1 KiB under 64 KiB"
+    );
+    // Overwrites of queued keys that add nothing are still admitted (coalesced).
+    for k in 0..acked {
+        write(&rig, BACK, &format!("k/{k}"), &value(k, 1)).unwrap();
+    }
+    assert_eq!(dirty(&rig).0, acked as u64);
+    // Reads answer from the cache meanwhile.
+    assert_eq!(read(&rig, BACK, "k/3").unwrap(), value(3, 1));
+    let (status, detail) = flush(&rig, BACK, "", 300).unwrap_err();
+    assert_eq!(status, Status::TIMEOUT);
+    assert!(
+        detail.contains("still dirty") && detail.contains("store:"),
+        "{detail}"
+    );
+    assert!(stored(&rig, "k/0").is_none());
+    rig.store.set_down(false);
+    let (objects, _) = flush(&rig, BACK, "", 20_000).unwrap();
+    assert_eq!(objects, acked as u64);
+    for k in 0..acked {
+        assert_eq!(stored(&rig, &format!("k/{k}")), Some(value(k, 1)), "k/{k}");
+    }
+    assert_eq!(dirty(&rig), (0, 0));
+    assert!(rig.master.engine.is_dirty(BACK as u32, b"k/0").unwrap() == Some(false));
+    write(&rig, BACK, "after", b"x").unwrap();
+}
+
+#[test]
+fn removes_are_markers_until_the_store_deleted() {
+    let rig = rig(1 << 20);
+    write(&rig, BACK, "a/b", b"one").unwrap();
+    flush(&rig, BACK, "a/b", 10_000).unwrap();
+    assert_eq!(stored(&rig, "a/b").as_deref(), Some(&b"one"[..]));
+    rig.store.set_down(true);
+    remove(&rig, BACK, "a/b").unwrap();
+    assert_eq!(
+        read(&rig, BACK, "a/b").unwrap_err().0,
+        Status::OBJECT_DOESNT_EXIST
+    );
+    assert_eq!(
+        rig.master.engine.is_dirty(BACK as u32, b"a/b").unwrap(),
+        Some(true)
+    );
+    rig.store.set_down(false);
+    flush(&rig, BACK, "a/b", 10_000).unwrap();
+    assert_eq!(stored(&rig, "a/b"), None);
+    assert_eq!(
+        rig.master.engine.is_dirty(BACK as u32, b"a/b").unwrap(),
+        None
+    );
+}
+
+#[test]
+fn write_through_answers_after_the_upload_or_with_the_store_error() {
+    let rig = rig(1 << 20);
+    write(&rig, THROUGH, "t", b"v1").unwrap();
+    assert_eq!(
+        stored(&rig, "t").as_deref(),
+        Some(&b"v1"[..]),
+        "in the store on reply"
+    );
+    rig.store.set_down(true);
+    let started = Instant::now();
+    let (status, detail) = write(&rig, THROUGH, "t", b"v2").unwrap_err();
+    assert_eq!(status, Status::STORE_UNAVAILABLE, "{detail}");
+    assert!(started.elapsed() >= Duration::from_secs(5));
+    assert_eq!(read(&rig, THROUGH, "t").unwrap(), b"v2", "the cache has it");
+    rig.store.set_down(false);
+    flush(&rig, THROUGH, "", 20_000).unwrap();
+    assert_eq!(stored(&rig, "t").as_deref(), Some(&b"v2"[..]));
+}
+
+#[test]
+fn bad_keys_and_increments_are_refused_before_writing() {
+    let rig = rig(1 << 20);
+    for key in ["/abs", "a//b", "dot/./x"] {
+        let (status, detail) = write(&rig, BACK, key, b"x").unwrap_err();
+        assert_eq!(status, Status::STORE_REJECTED, "{key}: {detail}");
+        assert_eq!(
+            rig.master
+                .engine
+                .is_dirty(BACK as u32, key.as_bytes())
+                .unwrap(),
+            None,
+            "nothing written"
+        );
+    }
+    let r = IncrementRequest {
+        table: BACK,
+        rpc: ExactlyOnce::default(),
+        rules: RejectRules::NONE,
+        key: b"n",
+        delta: Number::I64(1),
+    };
+    let (status, detail) = call(&rig.s, &r, T, |_| ()).map_err(failed).unwrap_err();
+    assert_eq!(status, Status::REQUEST_FORMAT_ERROR);
+    assert!(
+        detail.contains("not supported on backed tables"),
+        "{detail}"
+    );
+    assert_eq!(dirty(&rig), (0, 0));
+}
+
+#[test]
+fn migrated_objects_keep_their_dirty_bit_and_dirty_ones_are_uploaded() {
+    use faascache_protocol::msg::control::{
+        MigratedObject, PrepareMigrationRequest, ReceiveMigrationDataRequest,
+    };
+    use faascache_protocol::msg::ServerId;
+    let rig = rig(1 << 20);
+    const IN: u64 = 3;
+    let range = TabletRange {
+        table_id: IN,
+        start_hash: 0,
+        end_hash: u64::MAX,
+    };
+    // Table 3 is not backed: a plain table keeps the bits too (clean stays clean).
+    let prep = PrepareMigrationRequest {
+        range,
+        source: ServerId::new(9, 0),
+    };
+    call(&rig.s, &prep, T, |_| ()).unwrap();
+    let objects = vec![
+        MigratedObject {
+            removed: false,
+            clean: true,
+            key: b"c",
+            value: b"x",
+            version: 5,
+        },
+        MigratedObject {
+            removed: false,
+            clean: false,
+            key: b"d",
+            value: b"y",
+            version: 6,
+        },
+    ];
+    let req = ReceiveMigrationDataRequest {
+        range,
+        objects,
+        completions: Vec::new(),
+    };
+    call(&rig.s, &req, T, |_| ()).unwrap();
+    let e = &rig.master.engine;
+    assert_eq!(e.is_dirty(IN as u32, b"c").unwrap(), Some(false));
+    assert_eq!(e.is_dirty(IN as u32, b"d").unwrap(), Some(true));
+    assert_eq!(dirty(&rig), (0, 0), "not backed: nothing queued");
+}

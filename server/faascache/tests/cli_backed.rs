@@ -155,12 +155,7 @@ fn backed_tables_from_the_cli() {
         assert_eq!(o.status.code(), Some(2), "{args:?}: {:?}", text(&o));
     }
 
-    // status --json: every up server has its cache counters.
-    let o = run(&["status", "--json"]);
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let s = &v["servers"][0];
-    assert!(s["cache"]["dirty_bytes"].is_u64(), "{s}");
-    assert!(s["cache"]["last_error"].is_string(), "{s}");
+    status_has_cache_counters(&run(&["status", "--json"]));
 
     // Dropping the table forgets its backing: the name can take another.
     assert!(run(&["table", "drop", "photos"]).status.success());
@@ -173,6 +168,14 @@ fn backed_tables_from_the_cli() {
         "--no-check",
     ]);
     assert!(o.status.success(), "{:?}", text(&o));
+}
+
+/// `status --json`: every up server has its cache counters.
+fn status_has_cache_counters(o: &std::process::Output) {
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let s = &v["servers"][0];
+    assert!(s["cache"]["dirty_bytes"].is_u64(), "{s}");
+    assert!(s["cache"]["last_error"].is_string(), "{s}");
 }
 
 #[test]

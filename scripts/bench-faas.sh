@@ -71,7 +71,7 @@ for s in $STORES; do
   esac
   echo "== $s ($url); load before: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$out/faas.md"
   (
-    export "${vars[@]}" 2>/dev/null || true
+    if [ ${#vars[@]} -gt 0 ]; then export "${vars[@]}"; fi
     cluster_up "$s"
     "$bin/faascache-bench" faas --dir "$work/$s" --faas-store "$url" --faas-sizes "$SIZES" \
       --faas-rounds "$ROUNDS" --faas-drain-objects "$DRAIN" 2> >(tee "$out/faas-$s.err" >&2) \

@@ -104,3 +104,38 @@ impl Engine {
         Ok(promoted)
     }
 }
+
+impl Engine {
+    /// Reads bytes `offset..offset + max_len` of an object's value (fewer at its end): appends
+    /// them to `out` and returns the object's version and whole value length. Large objects
+    /// are served a piece at a time without copying whole values.
+    pub fn read_range(
+        &self,
+        table: TableId,
+        key: &[u8],
+        offset: usize,
+        max_len: usize,
+        out: &mut Vec<u8>,
+    ) -> Result<(u64, usize), StorageError> {
+        check_key(key)?;
+        let inner = &self.inner;
+        inner.check_table(table)?;
+        let h = key_hash(key);
+        let g = inner.ht.lock(h, tag(h, table));
+        let mut result = Err(StorageError::ObjectDoesntExist);
+        g.find(|addr| {
+            inner.log.with_entry(addr, |_, body| {
+                let Some(version) = object_matches(body, table, key) else {
+                    return false;
+                };
+                let value = &body[format::OBJECT_FIXED + key.len()..];
+                let from = offset.min(value.len());
+                let to = from + max_len.min(value.len() - from);
+                out.extend_from_slice(&value[from..to]);
+                result = Ok((version, value.len()));
+                true
+            })
+        });
+        result
+    }
+}

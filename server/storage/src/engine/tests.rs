@@ -134,3 +134,22 @@ fn replay_keeps_the_dirty_bit_and_a_clean_copy_wins_at_equal_version() {
     // An older version never replaces a newer one, clean or not.
     assert!(!e.write_versioned_as(1, b"w", b"old", 4, true).unwrap());
 }
+
+#[test]
+fn read_range_reads_a_piece_of_a_value() {
+    let e = engine();
+    let v = e.write(1, b"k", b"0123456789", &RejectRules::NONE).unwrap();
+    let mut out = Vec::new();
+    assert_eq!(e.read_range(1, b"k", 3, 4, &mut out).unwrap(), (v, 10));
+    assert_eq!(out, b"3456");
+    out.clear();
+    assert_eq!(e.read_range(1, b"k", 8, 100, &mut out).unwrap(), (v, 10));
+    assert_eq!(out, b"89");
+    out.clear();
+    assert_eq!(e.read_range(1, b"k", 50, 4, &mut out).unwrap(), (v, 10));
+    assert!(out.is_empty());
+    assert_eq!(
+        e.read_range(1, b"absent", 0, 4, &mut out),
+        Err(StorageError::ObjectDoesntExist)
+    );
+}

@@ -167,3 +167,80 @@ fn bad_input_on_moto() {
     assert_eq!(after.store_reads - before.store_reads, 4, "{after:?}");
     assert!(after.hits - before.hits >= 2, "{after:?}");
 }
+
+/// The status code of an unsigned request to moto (it checks no signatures).
+fn moto_http(endpoint: &str, method: &str, path: &str) -> u16 {
+    use std::io::{Read, Write};
+    let addr = endpoint.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).unwrap();
+    std::str::from_utf8(&head[9..12]).unwrap().parse().unwrap()
+}
+
+/// The bucket removed after the table was created: writes are still acknowledged (write-back),
+/// the flush times out naming the missing bucket, nothing is dropped, and once the bucket is
+/// back the queue drains and the store holds every value.
+#[test]
+fn a_bucket_removed_after_create_loses_nothing() {
+    let Some(env) = faascache_testkit::stores::moto("a_bucket_removed_after_create_loses_nothing")
+    else {
+        return;
+    };
+    let vars = moto_vars(env);
+    let endpoint = env.var("FAASCACHE_MOTO_ENDPOINT");
+    let pairs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let dir = tempdir("bad-gone");
+    let (_cp, coord) = coordinator_tcp(&dir, 0, "coordinator");
+    let (_s, loc) = server_env(&dir, &coord, "s1", &["--replicas", "0"], &pairs);
+    let c = client(&coord);
+    let bucket = unique("gone");
+    assert_eq!(moto_http(endpoint, "PUT", &format!("/{bucket}")), 200);
+    let url = format!("s3://{bucket}/p");
+    let t = c
+        .create_backed_table("t", 1, &TableBacking::new(&url, WritePolicy::WriteBack))
+        .unwrap();
+    assert_eq!(moto_http(endpoint, "DELETE", &format!("/{bucket}")), 204);
+    for k in 0..20 {
+        c.write(t, format!("k/{k}").as_bytes(), format!("v{k}").as_bytes())
+            .unwrap();
+    }
+    match c.flush(t, None, Duration::from_secs(3)) {
+        Err(Error::Timeout { cause: d, .. }) => {
+            eprintln!("flush without the bucket: {d}");
+            assert!(d.contains("still dirty") && d.contains(&bucket), "{d}");
+        }
+        other => panic!("flush without the bucket: expected Timeout, got {other:?}"),
+    }
+    let stats = c.server_stats(&loc).unwrap().cache;
+    assert_eq!(stats.dirty_objects, 20, "{stats:?}");
+    assert!(stats.last_error.contains(&bucket), "{stats:?}");
+
+    assert_eq!(moto_http(endpoint, "PUT", &format!("/{bucket}")), 200);
+    let back = std::time::Instant::now();
+    eventually(Duration::from_secs(90), || {
+        c.flush(t, None, Duration::from_secs(40))
+            .map_err(|e| format!("flush: {e}"))
+    });
+    eprintln!(
+        "bucket back: drained in {:.1} s",
+        back.elapsed().as_secs_f64()
+    );
+    let settings =
+        Settings::from_env_with(|n| vars.iter().find(|(k, _)| *k == n).map(|(_, v)| v.clone()));
+    let store = faascache_objstore::open(&url, &settings, &StoreOptions::default()).unwrap();
+    for k in 0..20 {
+        match store.get(&format!("k/{k}"), None).unwrap() {
+            faascache_objstore::GetResult::Found { body, .. } => {
+                assert_eq!(&body[..], format!("v{k}").as_bytes())
+            }
+            _ => panic!("k/{k} is not in the store"),
+        }
+    }
+}

@@ -11,8 +11,10 @@
 //! store returns). The queue drains (a flush succeeds) and every key's last acknowledged value
 //! is in the store, read there directly.
 //!
+//! A second test SIGSTOPs moto for 20 s instead (a hung store; its data survives SIGCONT).
+//!
 //! Needs moto (`scripts/moto.sh install`): SKIP without it unless `FAASCACHE_REQUIRE` names
-//! `moto`. Takes about 75 s.
+//! `moto`. Takes about 95 s.
 
 mod cluster_util;
 
@@ -118,6 +120,17 @@ impl Moto {
         }
     }
 
+    /// Send `sig` (`STOP`, `CONT`) to moto.
+    fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().expect("moto runs").id();
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &pid.to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{sig} {pid}");
+    }
+
     fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
@@ -153,6 +166,7 @@ struct Outage {
     first_refusal: Option<String>,
     last_refusal: String,
     dirty_at_first_refusal: u64,
+    slowest_ack: Duration,
 }
 
 /// Write for the whole outage: first every key of `last` again, then new keys, then cycle
@@ -162,13 +176,14 @@ fn write_through_outage(
     table: u64,
     loc: &str,
     last: &mut BTreeMap<usize, Vec<u8>>,
+    outage: Duration,
 ) -> Outage {
     let mut o = Outage::default();
     let start = Instant::now();
     let pre = last.len() as u64;
     let mut seq = 0u64;
     let mut next_new = last.len();
-    while start.elapsed() < OUTAGE {
+    while start.elapsed() < outage {
         let key = if seq < pre {
             seq as usize
         } else if o.refused == 0 {
@@ -180,8 +195,10 @@ fn write_through_outage(
             (seq as usize * 7) % (next_new + 8)
         };
         let v = value(key, seq);
+        let sent = Instant::now();
         match c.write(table, format!("k/{key}").as_bytes(), &v) {
             Ok(_) => {
+                o.slowest_ack = o.slowest_ack.max(sent.elapsed());
                 o.acked += 1;
                 last.insert(key, v);
             }
@@ -203,28 +220,30 @@ fn write_through_outage(
     o
 }
 
-#[test]
-fn the_store_down_for_60_s_during_writes() {
-    const TEST: &str = "the_store_down_for_60_s_during_writes";
-    if !faascache_testkit::require::require_or_skip(
-        "moto",
-        TEST,
-        faascache_testkit::stores::moto_missing(),
-    ) {
-        return;
-    }
-    let dir = tempdir("backed-down");
-    let mut moto = Moto::start(&dir);
-    let vars = [
+/// A coordinator and a server (`--write-back-limit 4MiB`) using `moto`, a write-back table on
+/// its bucket, 64 keys written and flushed.
+struct Setup {
+    _procs: (Proc, Proc),
+    coord: String,
+    loc: String,
+    c: Client,
+    table: u64,
+    url: String,
+    vars: Vec<(&'static str, String)>,
+    last: BTreeMap<usize, Vec<u8>>,
+}
+
+fn setup(dir: &Path, moto: &Moto) -> Setup {
+    let vars = vec![
         ("AWS_ENDPOINT_URL", moto.endpoint()),
         ("AWS_ACCESS_KEY_ID", "test".to_string()),
         ("AWS_SECRET_ACCESS_KEY", "test".to_string()),
         ("AWS_REGION", "us-east-1".to_string()),
     ];
     let pairs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let (_cp, coord) = coordinator_tcp(&dir, 0, "coordinator");
-    let (_s, loc) = server_env(
-        &dir,
+    let (cp, coord) = coordinator_tcp(dir, 0, "coordinator");
+    let (sp, loc) = server_env(
+        dir,
         &coord,
         "s1",
         &["--replicas", "0", "--write-back-limit", "4MiB"],
@@ -239,8 +258,6 @@ fn the_store_down_for_60_s_during_writes() {
     let table = c
         .create_backed_table("wb", 1, &TableBacking::new(&url, WritePolicy::WriteBack))
         .unwrap();
-
-    // Before the outage: written and uploaded.
     let mut last = BTreeMap::new();
     for k in 0..64 {
         let v = value(k, 0);
@@ -248,49 +265,23 @@ fn the_store_down_for_60_s_during_writes() {
         last.insert(k, v);
     }
     c.flush(table, None, Duration::from_secs(30)).unwrap();
+    Setup {
+        _procs: (cp, sp),
+        coord,
+        loc,
+        c,
+        table,
+        url,
+        vars,
+        last,
+    }
+}
 
-    moto.kill();
-    let o = write_through_outage(&c, table, &loc, &mut last);
-    let d = o
-        .first_refusal
-        .as_deref()
-        .unwrap_or_else(|| panic!("{} writes in 60 s without the store, none refused", o.acked));
-    eprintln!(
-        "outage: {} writes acknowledged, {} refused; first refusal at {} dirty bytes: {d}",
-        o.acked, o.refused, o.dirty_at_first_refusal
-    );
-    assert!(
-        d.contains("--write-back-limit") && d.contains(&LIMIT.to_string()),
-        "{d}"
-    );
-    // By the end, the refusal names why the queue does not drain: the store's error.
-    let l = &o.last_refusal;
-    eprintln!("last refusal: {l}");
-    assert!(
-        l.contains("Connection refused") && l.contains("--write-back-limit"),
-        "{l}"
-    );
-    // Refused only when the next object would not fit under the limit.
-    let envelope_slack = 2 * VALUE as u64;
-    assert!(
-        o.dirty_at_first_refusal + envelope_slack > LIMIT && o.dirty_at_first_refusal <= LIMIT,
-        "refused at {} dirty bytes (limit {LIMIT})",
-        o.dirty_at_first_refusal
-    );
-    let cache = status_cache(&coord);
-    eprintln!("status --json during the outage: {cache}");
-    assert!(
-        cache["dirty_bytes"].as_u64().unwrap() > LIMIT - envelope_slack,
-        "{cache}"
-    );
-    assert_eq!(cache["dirty_limit_bytes"].as_u64(), Some(LIMIT), "{cache}");
-    assert!(!cache["last_error"].as_str().unwrap().is_empty(), "{cache}");
-
-    // The store returns (empty: moto keeps nothing); the queue drains.
-    moto.up();
+/// The store returned: the queue drains, and every key's last acknowledged value is there.
+fn drains_with_last_values(s: &Setup) {
     let back = Instant::now();
-    let flushed = eventually(Duration::from_secs(120), || {
-        c.flush(table, None, Duration::from_secs(60))
+    let flushed = eventually(Duration::from_secs(150), || {
+        s.c.flush(s.table, None, Duration::from_secs(60))
             .map_err(|e| format!("flush: {e}"))
     });
     eprintln!(
@@ -298,20 +289,19 @@ fn the_store_down_for_60_s_during_writes() {
         back.elapsed().as_secs_f64(),
         flushed.objects
     );
-    let stats = c.server_stats(&loc).unwrap().cache;
+    let stats = s.c.server_stats(&s.loc).unwrap().cache;
     assert_eq!(
         (stats.dirty_objects, stats.dirty_bytes),
         (0, 0),
         "{stats:?}"
     );
     // Writes are acknowledged again.
-    c.write(table, b"k/after", b"x").unwrap();
-
+    s.c.write(s.table, b"k/after", b"x").unwrap();
     let settings =
-        Settings::from_env_with(|n| vars.iter().find(|(k, _)| *k == n).map(|(_, v)| v.clone()));
-    let store = faascache_objstore::open(&url, &settings, &StoreOptions::default()).unwrap();
+        Settings::from_env_with(|n| s.vars.iter().find(|(k, _)| *k == n).map(|(_, v)| v.clone()));
+    let store = faascache_objstore::open(&s.url, &settings, &StoreOptions::default()).unwrap();
     let mut wrong = Vec::new();
-    for (k, v) in &last {
+    for (k, v) in &s.last {
         match store.get(&format!("k/{k}"), None).unwrap() {
             GetResult::Found { body, .. } if body.as_ref() == v.as_slice() => {}
             GetResult::Found { body, .. } => wrong.push(format!(
@@ -325,8 +315,100 @@ fn the_store_down_for_60_s_during_writes() {
         wrong.is_empty(),
         "{} of {} keys lack their last acknowledged value: {:?}",
         wrong.len(),
-        last.len(),
+        s.last.len(),
         &wrong[..wrong.len().min(5)]
     );
-    eprintln!("all {} keys hold their last acknowledged value", last.len());
+    eprintln!(
+        "all {} keys hold their last acknowledged value",
+        s.last.len()
+    );
+}
+
+/// Refused only when the next object would not fit under the limit, naming it.
+fn refused_at_the_limit(o: &Outage) {
+    let d = o
+        .first_refusal
+        .as_deref()
+        .unwrap_or_else(|| panic!("{} writes without the store, none refused", o.acked));
+    eprintln!(
+        "outage: {} writes acknowledged (slowest {:?}), {} refused; first refusal at {} dirty bytes: {d}",
+        o.acked, o.slowest_ack, o.refused, o.dirty_at_first_refusal
+    );
+    assert!(
+        d.contains("--write-back-limit") && d.contains(&LIMIT.to_string()),
+        "{d}"
+    );
+    assert!(
+        o.dirty_at_first_refusal + SLACK > LIMIT && o.dirty_at_first_refusal <= LIMIT,
+        "refused at {} dirty bytes (limit {LIMIT})",
+        o.dirty_at_first_refusal
+    );
+}
+
+/// Two values' envelopes: how far below the limit a refusal may come.
+const SLACK: u64 = 2 * VALUE as u64;
+
+#[test]
+fn the_store_down_for_60_s_during_writes() {
+    const TEST: &str = "the_store_down_for_60_s_during_writes";
+    if !faascache_testkit::require::require_or_skip(
+        "moto",
+        TEST,
+        faascache_testkit::stores::moto_missing(),
+    ) {
+        return;
+    }
+    let dir = tempdir("backed-down");
+    let mut moto = Moto::start(&dir);
+    let mut s = setup(&dir, &moto);
+    moto.kill();
+    let o = write_through_outage(&s.c, s.table, &s.loc, &mut s.last, OUTAGE);
+    refused_at_the_limit(&o);
+    // By the end, the refusal names why the queue does not drain: the store's error.
+    let l = &o.last_refusal;
+    eprintln!("last refusal: {l}");
+    assert!(
+        l.contains("Connection refused") && l.contains("--write-back-limit"),
+        "{l}"
+    );
+    let cache = status_cache(&s.coord);
+    eprintln!("status --json during the outage: {cache}");
+    assert!(
+        cache["dirty_bytes"].as_u64().unwrap() > LIMIT - SLACK,
+        "{cache}"
+    );
+    assert_eq!(cache["dirty_limit_bytes"].as_u64(), Some(LIMIT), "{cache}");
+    assert!(!cache["last_error"].as_str().unwrap().is_empty(), "{cache}");
+    // The store returns (empty: moto keeps nothing, but every key was rewritten meanwhile).
+    moto.up();
+    drains_with_last_values(&s);
+}
+
+/// The store hangs instead (moto SIGSTOPped for 20 s: connections are accepted, never
+/// answered; uploads wait for the store client's 30 s timeout): writes are still acknowledged
+/// at once up to the limit, the server keeps answering, and after SIGCONT (its data intact)
+/// the queue drains.
+#[test]
+fn a_hung_store_stalls_no_write() {
+    const TEST: &str = "a_hung_store_stalls_no_write";
+    if !faascache_testkit::require::require_or_skip(
+        "moto",
+        TEST,
+        faascache_testkit::stores::moto_missing(),
+    ) {
+        return;
+    }
+    let dir = tempdir("backed-hung");
+    let moto = Moto::start(&dir);
+    let mut s = setup(&dir, &moto);
+    moto.signal("STOP");
+    let o = write_through_outage(&s.c, s.table, &s.loc, &mut s.last, Duration::from_secs(20));
+    moto.signal("CONT");
+    refused_at_the_limit(&o);
+    assert!(
+        o.slowest_ack < Duration::from_secs(2),
+        "a write-back write waited {:?} for a hung store",
+        o.slowest_ack
+    );
+    drains_with_last_values(&s);
 }

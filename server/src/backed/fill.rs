@@ -191,6 +191,8 @@ fn fill(
 /// Append exactly `len` bytes of the body to `out` (the store's length must match).
 fn read_exact_len(r: &mut impl Read, out: &mut Vec<u8>, len: u64) -> Result<(), StoreFailure> {
     let before = out.len();
+    // Exact room up front (len is at most a value here): no regrowth while the body streams.
+    out.reserve_exact(len.min(faascache_protocol::msg::MAX_VALUE_LEN as u64) as usize);
     r.take(len).read_to_end(out).map_err(body_error)?;
     let got = (out.len() - before) as u64;
     if got != len {

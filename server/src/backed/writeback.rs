@@ -105,6 +105,10 @@ pub struct Queue {
     seq: u64,
     waiters: HashMap<u64, Waiter>,
     next_waiter: u64,
+    /// Tables with keys backing off after a failed upload: the first success in one of them
+    /// (its store is back) makes all of them due at once instead of each waiting out its own
+    /// back-off (up to 30 s).
+    failing: std::collections::HashSet<TableId>,
 }
 
 impl Queue {
@@ -120,6 +124,7 @@ impl Queue {
             seq: 0,
             waiters: HashMap::new(),
             next_waiter: 1,
+            failing: Default::default(),
         }
     }
 
@@ -189,6 +194,10 @@ impl Queue {
     /// flushes this answered.
     pub fn done(&mut self, key: &Key, how: Done, now: u64) -> Vec<Flushed> {
         self.uploading = self.uploading.saturating_sub(1);
+        let table = key.0;
+        if matches!(how, Done::Clean) && self.failing.remove(&table) {
+            self.store_is_back(table, now);
+        }
         let Some(e) = self.entries.get_mut(key) else {
             return Vec::new();
         };
@@ -198,6 +207,7 @@ impl Queue {
             Done::Moved => now,
             Done::Failed { retryable } => {
                 e.failures = e.failures.saturating_add(1);
+                self.failing.insert(table);
                 now + backoff(e.failures, retryable)
             }
         };
@@ -205,6 +215,22 @@ impl Queue {
         e.due = Some(due);
         self.ready.insert((due, e.seq, key.clone()));
         Vec::new()
+    }
+
+    /// An upload to `table`'s store succeeded after failures: every key of the table waiting
+    /// out a back-off is due now, with its failure count reset.
+    fn store_is_back(&mut self, table: TableId, now: u64) {
+        for (key, e) in self.entries.iter_mut() {
+            if key.0 != table || e.failures == 0 {
+                continue;
+            }
+            e.failures = 0;
+            if let Some(due) = e.due.filter(|&d| d > now) {
+                self.ready.remove(&(due, e.seq, key.clone()));
+                e.due = Some(now);
+                self.ready.insert((now, e.seq, key.clone()));
+            }
+        }
     }
 
     /// Drop `key` (its object is clean or gone) and answer the flushes it completes.
@@ -352,6 +378,33 @@ mod tests {
         q.done(&k("a"), Done::Clean, 4);
         assert!(!q.contains(&k("a")));
         assert_eq!(q.gauges(4).bytes, 0);
+    }
+
+    #[test]
+    fn a_success_after_an_outage_makes_every_waiting_key_due() {
+        let mut q = Queue::new(1 << 20, 1);
+        let x: Key = (2, b"x".to_vec());
+        q.dirty(k("a"), 1, 0);
+        q.dirty(x.clone(), 1, 0);
+        // The stores are down: both keys fail again and again and back off.
+        let mut now = 0;
+        for _ in 0..12 {
+            now = now.max(q.next_due().unwrap());
+            let key = q.next(now).unwrap();
+            q.done(&key, Done::Failed { retryable: true }, now);
+        }
+        let a_due = q.ready.iter().find(|r| r.2 == k("a")).unwrap().0;
+        let x_due = q.ready.iter().find(|r| r.2 == x).unwrap().0;
+        assert!(a_due > now + 1000 && x_due > now + 1000, "backing off");
+        // Table 1's store is back: a new key uploads fine...
+        q.dirty(k("b"), 1, now);
+        assert_eq!(q.next(now), Some(k("b")));
+        q.done(&k("b"), Done::Clean, now);
+        // ...so "a" is due at once, not after its back-off; table 2's key still waits.
+        assert_eq!(q.next(now), Some(k("a")));
+        q.done(&k("a"), Done::Clean, now);
+        assert_eq!(q.next(now), None);
+        assert_eq!(q.next_due(), Some(x_due));
     }
 
     #[test]

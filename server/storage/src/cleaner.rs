@@ -31,7 +31,7 @@ pub const BACKUP_EXPANSION: usize = 2;
 /// above it cleaning costs grow fast (cost ∝ u / (1 - u)).
 pub const EVICT_LIVE_FRACTION: f64 = 0.85;
 /// An eviction pass chooses segments until they free about this fraction of the budget (at
-/// least two segments' worth).
+/// least one segment's worth).
 pub const EVICT_TARGET_FRACTION: f64 = 0.05;
 
 /// How many entries ahead of relocation the cleaner prefetches: enough to cover a DRAM miss
@@ -324,7 +324,7 @@ fn choose_for_eviction(
 ) -> Vec<Arc<Segment>> {
     let sb = log.config.seglet_bytes;
     let target = (log.arena.budget() as f64 * EVICT_TARGET_FRACTION) as usize;
-    let target = target.max(2 * log.config.seglets_per_segment());
+    let target = target.max(log.config.seglets_per_segment());
     let (mut chosen, mut total, mut freed) = (Vec::new(), 0usize, 0usize);
     for c in cands {
         let mut survive = 0usize;

@@ -26,6 +26,9 @@ use faascache_transport::{
 
 const BACK: u64 = 1;
 const THROUGH: u64 = 2;
+/// Ephemeral, no store, objects expire [`TTL_MS`] after they were written.
+const EPH: u64 = 3;
+const TTL_MS: u64 = 1500;
 const URL: &str = "s3://bucket";
 const T: Duration = Duration::from_secs(30);
 
@@ -45,6 +48,9 @@ fn rig(limit: u64) -> Rig {
     );
     let through = TableBacking::new(URL, WritePolicy::WriteThrough);
     fixed.insert(THROUGH as u32, "t", Some(through));
+    let mut eph = TableBacking::new("", WritePolicy::Ephemeral);
+    eph.ttl_ms = TTL_MS;
+    fixed.insert(EPH as u32, "e", Some(eph));
     let backed = BackedTables::new(Settings::default(), Some(fixed));
     let store = Arc::new(Faulty::new(MemoryStore::new("mem")));
     backed.inject_store(URL, store.clone());
@@ -72,7 +78,7 @@ fn rig(limit: u64) -> Rig {
         ClientConfig::default(),
     )
     .unwrap();
-    for table_id in [BACK, THROUGH] {
+    for table_id in [BACK, THROUGH, EPH] {
         let r = TakeTabletOwnershipRequest(TabletRange {
             table_id,
             start_hash: 0,
@@ -315,4 +321,51 @@ fn migrated_objects_keep_their_dirty_bit_and_dirty_ones_are_uploaded() {
     assert_eq!(e.is_dirty(IN as u32, b"c").unwrap(), Some(false));
     assert_eq!(e.is_dirty(IN as u32, b"d").unwrap(), Some(true));
     assert_eq!(dirty(&rig), (0, 0), "not backed: nothing queued");
+}
+
+#[test]
+fn ephemeral_objects_expire_ttl_after_they_were_written() {
+    let rig = rig(1 << 20);
+    let held = |key: &str| {
+        let mut buf = Vec::new();
+        rig.master
+            .engine
+            .read(EPH as u32, key.as_bytes(), &RejectRules::NONE, &mut buf)
+            .is_ok()
+    };
+    for i in 0..50 {
+        write(&rig, EPH, &format!("k{i}"), b"tmp").unwrap();
+    }
+    let written = Instant::now(); // after every first write
+    assert_eq!(read(&rig, EPH, "k0").unwrap(), b"tmp");
+    // Rewritten later: its TTL counts from the newer write.
+    std::thread::sleep(Duration::from_millis(TTL_MS / 2));
+    write(&rig, EPH, "k1", b"newer").unwrap();
+    let rewritten = Instant::now();
+    while written.elapsed() < Duration::from_millis(TTL_MS + 5) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Expired: not served, whether or not the sweeper removed it yet.
+    let (status, detail) = read(&rig, EPH, "k0").unwrap_err();
+    assert_eq!(status, Status::OBJECT_DOESNT_EXIST, "{detail}");
+    if rewritten.elapsed() < Duration::from_millis(TTL_MS) {
+        assert_eq!(read(&rig, EPH, "k1").unwrap(), b"newer");
+    }
+    // The sweeper removes them within its period (max(ttl/4, 1 s)) and a tick.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while held("k2") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        (0..50).filter(|i| *i != 1).all(|i| !held(&format!("k{i}"))),
+        "every expired object removed from the engine"
+    );
+    while held("k1") && Instant::now() < deadline + Duration::from_secs(2) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!held("k1"), "the rewritten one too, later");
+    assert_eq!(dirty(&rig), (0, 0), "never queued for upload");
+    // A new write after expiry is a new object.
+    write(&rig, EPH, "k0", b"again").unwrap();
+    assert_eq!(read(&rig, EPH, "k0").unwrap(), b"again");
 }

@@ -72,6 +72,19 @@ impl BackedTable {
     }
 }
 
+#[cfg(test)]
+impl BackedTable {
+    /// A table without a store (unit tests).
+    pub(crate) fn for_test(id: TableId, backing: TableBacking) -> BackedTable {
+        BackedTable {
+            id,
+            name: format!("t{id}"),
+            backing,
+            store: Err(StoreFailure::rejected("no store in this test")),
+        }
+    }
+}
+
 /// Why a table's configuration could not be learnt.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -235,6 +248,11 @@ impl BackedTables {
     #[inline]
     pub fn get(&self, table: TableId) -> Option<Arc<BackedTable>> {
         self.tables.read().get(&table).and_then(|t| t.clone())
+    }
+
+    /// The backed tables learnt here.
+    pub fn all(&self) -> Vec<Arc<BackedTable>> {
+        self.tables.read().values().flatten().cloned().collect()
     }
 
     /// Whether the table is backed (learnt already).

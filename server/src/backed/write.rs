@@ -48,12 +48,13 @@ impl Uploader for MasterUploader {
     }
 }
 
-/// Start `master`'s write-back threads (once).
+/// Start `master`'s write-back threads and its TTL sweeper ([`super::ttl`]); once per master.
 pub fn start(master: &Arc<Master>) {
     let weak = Arc::downgrade(master);
     master
         .writeback
         .start(|| Arc::new(MasterUploader(weak)) as Arc<dyn Uploader>);
+    super::ttl::start(master);
 }
 
 /// The backed table of `table` on `master` (a cheap lookup; `None` for plain tables).

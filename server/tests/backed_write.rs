@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use faascache_objstore::{Faulty, GetResult, MemoryStore, ObjectStore, Settings};
+use faascache_objstore::{Fault, Faulty, GetResult, MemoryStore, ObjectStore, Op, Settings};
 use faascache_protocol::msg::common::{ExactlyOnce, RejectRules};
 use faascache_protocol::msg::control::{
     GetServerInfoRequest, TabletRange, TakeTabletOwnershipRequest,
@@ -243,6 +243,33 @@ fn write_through_answers_after_the_upload_or_with_the_store_error() {
     rig.store.set_down(false);
     flush(&rig, THROUGH, "", 20_000).unwrap();
     assert_eq!(stored(&rig, "t").as_deref(), Some(&b"v2"[..]));
+}
+
+#[test]
+fn write_through_answers_store_rejected_at_once_for_an_error_no_retry_fixes() {
+    let rig = rig(1 << 20);
+    for status in [403, 401] {
+        let key = format!("r{status}");
+        rig.store.script(Some(Op::Put), Fault::ServerError(status));
+        let started = Instant::now();
+        let (got, detail) = write(&rig, THROUGH, &key, b"v").unwrap_err();
+        assert_eq!(got, Status::STORE_REJECTED, "{status}: {detail}");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "at once, not after the write-through wait: {:?}",
+            started.elapsed()
+        );
+        assert!(detail.contains("refused"), "{detail}");
+        assert_eq!(read(&rig, THROUGH, &key).unwrap(), b"v", "the cache has it");
+        assert_eq!(stored(&rig, &key), None);
+        // Still queued: uploaded on a retry once the store takes it.
+        flush(&rig, THROUGH, &key, 20_000).unwrap();
+        assert_eq!(stored(&rig, &key).as_deref(), Some(&b"v"[..]));
+    }
+    // A retryable failure is still retried within the write.
+    rig.store.script(Some(Op::Put), Fault::ServerError(503));
+    write(&rig, THROUGH, "r", b"w").unwrap();
+    assert_eq!(stored(&rig, "r").as_deref(), Some(&b"w"[..]));
 }
 
 #[test]

@@ -132,7 +132,9 @@ pub fn remove_writes_marker(t: &BackedTable) -> bool {
 }
 
 /// Wait until the worker uploaded `key` (write-through), then call `reply` with `Ok(())`, or
-/// with the status and detail when the store failed (the object stays dirty and queued).
+/// with the status and detail when the store failed (the object stays dirty and queued):
+/// `STORE_REJECTED` at the first failure a retry cannot fix, `STORE_UNAVAILABLE` after
+/// [`WRITE_THROUGH_WAIT`] of retryable ones.
 pub fn await_upload(
     master: &Arc<Master>,
     table: TableId,
@@ -145,11 +147,18 @@ pub fn await_upload(
         let key = key.clone();
         move |k: &Key| k.0 == table && k.1 == key
     };
-    master.writeback.flush(
+    master.writeback.flush_through(
         which,
         WRITE_THROUGH_WAIT,
         Box::new(move |end| match end {
             FlushEnd::Done(_) => reply(Ok(())),
+            FlushEnd::Rejected => reply(Err((
+                Status::STORE_REJECTED,
+                format!(
+                    "written to the cache (dirty, queued for upload) but the store refused it: {}; fix the store (credentials, bucket) — the upload is retried — or remove the object",
+                    m.counters.last_error()
+                ),
+            ))),
             FlushEnd::TimedOut(_) | FlushEnd::Busy => {
                 let last = m.counters.last_error();
                 reply(Err((

@@ -75,6 +75,8 @@ pub struct Flushed {
 #[derive(Debug)]
 struct Waiter {
     remaining: HashSet<Key>,
+    /// Ended by [`Queue::rejected`] when one of its keys fails for good (write-through).
+    fail_fast: bool,
     objects: u64,
     bytes: u64,
 }
@@ -249,10 +251,26 @@ impl Queue {
     /// [`Queue::done`], `Err(())` if [`MAX_WAITERS`] flushes wait already.
     #[allow(clippy::result_unit_err)]
     pub fn wait(&mut self, which: impl Fn(&Key) -> bool) -> Result<Option<u64>, ()> {
+        self.wait_as(which, false)
+    }
+
+    /// [`Queue::wait`], but ended early by [`Queue::rejected`] when an upload of one of its
+    /// keys fails with an error a retry cannot fix (a write-through write's wait).
+    #[allow(clippy::result_unit_err)]
+    pub fn wait_fail_fast(&mut self, which: impl Fn(&Key) -> bool) -> Result<Option<u64>, ()> {
+        self.wait_as(which, true)
+    }
+
+    fn wait_as(
+        &mut self,
+        which: impl Fn(&Key) -> bool,
+        fail_fast: bool,
+    ) -> Result<Option<u64>, ()> {
         if self.waiters.len() >= MAX_WAITERS {
             return Err(());
         }
         let mut w = Waiter {
+            fail_fast,
             remaining: HashSet::new(),
             objects: 0,
             bytes: 0,
@@ -271,6 +289,21 @@ impl Queue {
         self.next_waiter += 1;
         self.waiters.insert(id, w);
         Ok(Some(id))
+    }
+
+    /// The upload of `key` failed with an error a retry cannot fix: end (and return) the
+    /// fail-fast waits that name it. The key stays queued (retried with back-off).
+    pub fn rejected(&mut self, key: &Key) -> Vec<u64> {
+        let ids: Vec<u64> = self
+            .waiters
+            .iter()
+            .filter(|(_, w)| w.fail_fast && w.remaining.contains(key))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &ids {
+            self.waiters.remove(id);
+        }
+        ids
     }
 
     /// Give up waiting (timeout); returns how many of its objects are still dirty.
@@ -451,6 +484,26 @@ mod tests {
                 bytes: 7
             }]
         );
+    }
+
+    #[test]
+    fn a_failure_for_good_ends_only_fail_fast_waits() {
+        let mut q = Queue::new(1 << 20, 1);
+        q.dirty(k("a"), 1, 0);
+        let plain = q.wait(|key| *key == k("a")).unwrap().unwrap();
+        let fast = q.wait_fail_fast(|key| *key == k("a")).unwrap().unwrap();
+        let other = q.wait_fail_fast(|key| key.0 == 9);
+        assert_eq!(other, Ok(None));
+        assert_eq!(q.next(0), Some(k("a")));
+        q.done(&k("a"), Done::Failed { retryable: false }, 0);
+        assert!(q.rejected(&k("b")).is_empty());
+        assert_eq!(q.rejected(&k("a")), vec![fast]);
+        assert!(q.rejected(&k("a")).is_empty(), "once");
+        assert!(q.contains(&k("a")), "still queued");
+        let due = q.next_due().unwrap();
+        q.next(due).unwrap();
+        let done = q.done(&k("a"), Done::Clean, due);
+        assert_eq!(done.iter().map(|f| f.id).collect::<Vec<_>>(), vec![plain]);
     }
 
     #[test]

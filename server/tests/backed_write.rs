@@ -29,6 +29,10 @@ const THROUGH: u64 = 2;
 /// Ephemeral, no store, objects expire [`TTL_MS`] after they were written.
 const EPH: u64 = 3;
 const TTL_MS: u64 = 1500;
+/// Write-back under a prefix of [`PREFIX_LEN`] bytes with the `/` (same store).
+const PREFIXED: u64 = 4;
+const PREFIXED_URL: &str = "s3://bucket/some/prefix";
+const PREFIX_LEN: usize = "some/prefix/".len();
 const URL: &str = "s3://bucket";
 const T: Duration = Duration::from_secs(30);
 
@@ -51,9 +55,12 @@ fn rig(limit: u64) -> Rig {
     let mut eph = TableBacking::new("", WritePolicy::Ephemeral);
     eph.ttl_ms = TTL_MS;
     fixed.insert(EPH as u32, "e", Some(eph));
+    let prefixed = TableBacking::new(PREFIXED_URL, WritePolicy::WriteBack);
+    fixed.insert(PREFIXED as u32, "p", Some(prefixed));
     let backed = BackedTables::new(Settings::default(), Some(fixed));
     let store = Arc::new(Faulty::new(MemoryStore::new("mem")));
     backed.inject_store(URL, store.clone());
+    backed.inject_store(PREFIXED_URL, store.clone());
     let engine = Engine::new(EngineConfig::with_memory(64 << 20)).unwrap();
     let master = Arc::new(
         Master::new(engine, "tcp", "spin")
@@ -78,7 +85,7 @@ fn rig(limit: u64) -> Rig {
         ClientConfig::default(),
     )
     .unwrap();
-    for table_id in [BACK, THROUGH, EPH] {
+    for table_id in [BACK, THROUGH, EPH, PREFIXED] {
         let r = TakeTabletOwnershipRequest(TabletRange {
             table_id,
             start_hash: 0,
@@ -287,6 +294,18 @@ fn bad_keys_and_increments_are_refused_before_writing() {
             "nothing written"
         );
     }
+    // Key length counts the backing's prefix: 1024 bytes in the store at most.
+    let longest = "k".repeat(1024 - PREFIX_LEN);
+    let over = format!("{longest}k");
+    let (status, detail) = write(&rig, PREFIXED, &over, b"x").unwrap_err();
+    assert_eq!(status, Status::STORE_REJECTED, "{detail}");
+    assert!(detail.contains("prefix"), "{detail}");
+    let held = rig.master.engine.is_dirty(PREFIXED as u32, over.as_bytes());
+    assert_eq!(held.unwrap(), None, "nothing written");
+    write(&rig, BACK, &over, b"x").expect("the same key fits without a prefix");
+    write(&rig, PREFIXED, &longest, b"x").expect("the longest key that fits");
+    flush(&rig, BACK, "", 20_000).unwrap();
+    flush(&rig, PREFIXED, "", 20_000).unwrap();
     let r = IncrementRequest {
         table: BACK,
         rpc: ExactlyOnce::default(),

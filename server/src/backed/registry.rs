@@ -61,6 +61,8 @@ pub struct BackedTable {
     pub name: String,
     /// Its backing.
     pub backing: TableBacking,
+    /// Bytes the backing URL's prefix adds to each key in the store (`PREFIX/`).
+    pub prefix_len: usize,
     store: Result<Arc<dyn ObjectStore>, StoreFailure>,
 }
 
@@ -80,6 +82,7 @@ impl BackedTable {
             id,
             name: format!("t{id}"),
             backing,
+            prefix_len: 0,
             store: Err(StoreFailure::rejected("no store in this test")),
         }
     }
@@ -283,10 +286,15 @@ impl BackedTables {
                 )))
             };
             tracing::info!(table, name, url = backing.url, policy = %backing.policy, "backed table");
+            let prefix_len = backing
+                .url
+                .parse::<faascache_objstore::StoreUrl>()
+                .map_or(0, |u| u.prefix_len());
             Arc::new(BackedTable {
                 id: table,
                 name,
                 backing,
+                prefix_len,
                 store,
             })
         });

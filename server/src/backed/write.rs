@@ -69,7 +69,8 @@ pub fn backed(master: &Master, table: TableId) -> Option<Arc<BackedTable>> {
 /// Why a write to a backed table was refused before anything was written.
 pub type Refusal = (Status, String);
 
-/// Check `key` for the table's store (an ephemeral table without a store takes any key).
+/// Check `key` for the table's store, as it will be named there (with the backing's
+/// `PREFIX/`); an ephemeral table without a store takes any key.
 fn check_key(t: &BackedTable, key: &[u8]) -> Result<(), Refusal> {
     if t.backing.policy == WritePolicy::Ephemeral && t.store().is_err() {
         return Ok(());
@@ -78,7 +79,7 @@ fn check_key(t: &BackedTable, key: &[u8]) -> Result<(), Refusal> {
     let s = std::str::from_utf8(key).map_err(|_| {
         rejected("the key is not UTF-8: object stores take UTF-8 keys; nothing was written".into())
     })?;
-    faascache_objstore::validate_key(s, 0)
+    faascache_objstore::validate_key(s, t.prefix_len)
         .map_err(|e| rejected(format!("{e}; nothing was written")))
 }
 

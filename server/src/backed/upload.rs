@@ -182,6 +182,10 @@ impl WriteBack {
                     bytes: 0,
                 }));
             }
+            Ok(Some(id)) if fail_fast && st.queue.refused(id) => {
+                drop(st);
+                reply(FlushEnd::Rejected);
+            }
             Ok(Some(id)) => {
                 let deadline = self.shared.now() + timeout.as_millis() as u64;
                 st.flushes.insert(id, (deadline, reply));

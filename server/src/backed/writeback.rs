@@ -43,6 +43,8 @@ struct Entry {
     again: bool,
     /// Failures in a row.
     failures: u32,
+    /// The last upload failed with an error a retry cannot fix (cleared by a new write).
+    refused: bool,
     /// Insertion order, to break ties between equal due times.
     seq: u64,
 }
@@ -139,6 +141,7 @@ impl Queue {
         if let Some(e) = self.entries.get_mut(&key) {
             self.bytes = self.bytes - e.bytes + bytes;
             e.bytes = bytes;
+            e.refused = false;
             if e.due.is_none() {
                 e.again = true;
             }
@@ -155,6 +158,7 @@ impl Queue {
                 due: Some(now),
                 again: false,
                 failures: 0,
+                refused: false,
                 seq: self.seq,
             },
         );
@@ -200,6 +204,7 @@ impl Queue {
             Done::Moved => now,
             Done::Failed { retryable } => {
                 e.failures = e.failures.saturating_add(1);
+                e.refused = !retryable;
                 now + backoff(e.failures, retryable)
             }
         };
@@ -304,6 +309,22 @@ impl Queue {
             self.waiters.remove(id);
         }
         ids
+    }
+
+    /// End the fail-fast wait `id` if one of its keys' last upload (since its last write)
+    /// failed for good already — before the wait began; returns whether it did.
+    pub fn refused(&mut self, id: u64) -> bool {
+        let Some(w) = self.waiters.get(&id) else {
+            return false;
+        };
+        let refused = w.fail_fast
+            && w.remaining
+                .iter()
+                .any(|k| self.entries.get(k).is_some_and(|e| e.refused));
+        if refused {
+            self.waiters.remove(&id);
+        }
+        refused
     }
 
     /// Give up waiting (timeout); returns how many of its objects are still dirty.
@@ -499,6 +520,16 @@ mod tests {
         assert!(q.rejected(&k("b")).is_empty());
         assert_eq!(q.rejected(&k("a")), vec![fast]);
         assert!(q.rejected(&k("a")).is_empty(), "once");
+        // A wait that begins after the failure ends at once; a new write clears it.
+        let late = q.wait_fail_fast(|key| *key == k("a")).unwrap().unwrap();
+        assert!(q.refused(late) && !q.refused(late));
+        let plain_late = q.wait(|key| *key == k("a")).unwrap().unwrap();
+        assert!(!q.refused(plain_late), "only fail-fast waits");
+        q.cancel(plain_late);
+        q.dirty(k("a"), 1, 0);
+        let fresh = q.wait_fail_fast(|key| *key == k("a")).unwrap().unwrap();
+        assert!(!q.refused(fresh), "written again: waits for its upload");
+        q.cancel(fresh);
         assert!(q.contains(&k("a")), "still queued");
         let due = q.next_due().unwrap();
         q.next(due).unwrap();

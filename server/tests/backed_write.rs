@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use faascache_objstore::{Faulty, GetResult, MemoryStore, ObjectStore, Settings};
+use faascache_objstore::{Fault, Faulty, GetResult, MemoryStore, ObjectStore, Op, Settings};
 use faascache_protocol::msg::common::{ExactlyOnce, RejectRules};
 use faascache_protocol::msg::control::{
     GetServerInfoRequest, TabletRange, TakeTabletOwnershipRequest,
@@ -26,6 +26,13 @@ use faascache_transport::{
 
 const BACK: u64 = 1;
 const THROUGH: u64 = 2;
+/// Ephemeral, no store, objects expire [`TTL_MS`] after they were written.
+const EPH: u64 = 3;
+const TTL_MS: u64 = 1500;
+/// Write-back under a prefix of [`PREFIX_LEN`] bytes with the `/` (same store).
+const PREFIXED: u64 = 4;
+const PREFIXED_URL: &str = "s3://bucket/some/prefix";
+const PREFIX_LEN: usize = "some/prefix/".len();
 const URL: &str = "s3://bucket";
 const T: Duration = Duration::from_secs(30);
 
@@ -45,9 +52,15 @@ fn rig(limit: u64) -> Rig {
     );
     let through = TableBacking::new(URL, WritePolicy::WriteThrough);
     fixed.insert(THROUGH as u32, "t", Some(through));
+    let mut eph = TableBacking::new("", WritePolicy::Ephemeral);
+    eph.ttl_ms = TTL_MS;
+    fixed.insert(EPH as u32, "e", Some(eph));
+    let prefixed = TableBacking::new(PREFIXED_URL, WritePolicy::WriteBack);
+    fixed.insert(PREFIXED as u32, "p", Some(prefixed));
     let backed = BackedTables::new(Settings::default(), Some(fixed));
     let store = Arc::new(Faulty::new(MemoryStore::new("mem")));
     backed.inject_store(URL, store.clone());
+    backed.inject_store(PREFIXED_URL, store.clone());
     let engine = Engine::new(EngineConfig::with_memory(64 << 20)).unwrap();
     let master = Arc::new(
         Master::new(engine, "tcp", "spin")
@@ -72,7 +85,7 @@ fn rig(limit: u64) -> Rig {
         ClientConfig::default(),
     )
     .unwrap();
-    for table_id in [BACK, THROUGH] {
+    for table_id in [BACK, THROUGH, EPH, PREFIXED] {
         let r = TakeTabletOwnershipRequest(TabletRange {
             table_id,
             start_hash: 0,
@@ -240,6 +253,33 @@ fn write_through_answers_after_the_upload_or_with_the_store_error() {
 }
 
 #[test]
+fn write_through_answers_store_rejected_at_once_for_an_error_no_retry_fixes() {
+    let rig = rig(1 << 20);
+    for status in [403, 401] {
+        let key = format!("r{status}");
+        rig.store.script(Some(Op::Put), Fault::ServerError(status));
+        let started = Instant::now();
+        let (got, detail) = write(&rig, THROUGH, &key, b"v").unwrap_err();
+        assert_eq!(got, Status::STORE_REJECTED, "{status}: {detail}");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "at once, not after the write-through wait: {:?}",
+            started.elapsed()
+        );
+        assert!(detail.contains("refused"), "{detail}");
+        assert_eq!(read(&rig, THROUGH, &key).unwrap(), b"v", "the cache has it");
+        assert_eq!(stored(&rig, &key), None);
+        // Still queued: uploaded on a retry once the store takes it.
+        flush(&rig, THROUGH, &key, 20_000).unwrap();
+        assert_eq!(stored(&rig, &key).as_deref(), Some(&b"v"[..]));
+    }
+    // A retryable failure is still retried within the write.
+    rig.store.script(Some(Op::Put), Fault::ServerError(503));
+    write(&rig, THROUGH, "r", b"w").unwrap();
+    assert_eq!(stored(&rig, "r").as_deref(), Some(&b"w"[..]));
+}
+
+#[test]
 fn bad_keys_and_increments_are_refused_before_writing() {
     let rig = rig(1 << 20);
     for key in ["/abs", "a//b", "dot/./x"] {
@@ -254,6 +294,18 @@ fn bad_keys_and_increments_are_refused_before_writing() {
             "nothing written"
         );
     }
+    // Key length counts the backing's prefix: 1024 bytes in the store at most.
+    let longest = "k".repeat(1024 - PREFIX_LEN);
+    let over = format!("{longest}k");
+    let (status, detail) = write(&rig, PREFIXED, &over, b"x").unwrap_err();
+    assert_eq!(status, Status::STORE_REJECTED, "{detail}");
+    assert!(detail.contains("prefix"), "{detail}");
+    let held = rig.master.engine.is_dirty(PREFIXED as u32, over.as_bytes());
+    assert_eq!(held.unwrap(), None, "nothing written");
+    write(&rig, BACK, &over, b"x").expect("the same key fits without a prefix");
+    write(&rig, PREFIXED, &longest, b"x").expect("the longest key that fits");
+    flush(&rig, BACK, "", 20_000).unwrap();
+    flush(&rig, PREFIXED, "", 20_000).unwrap();
     let r = IncrementRequest {
         table: BACK,
         rpc: ExactlyOnce::default(),
@@ -315,4 +367,51 @@ fn migrated_objects_keep_their_dirty_bit_and_dirty_ones_are_uploaded() {
     assert_eq!(e.is_dirty(IN as u32, b"c").unwrap(), Some(false));
     assert_eq!(e.is_dirty(IN as u32, b"d").unwrap(), Some(true));
     assert_eq!(dirty(&rig), (0, 0), "not backed: nothing queued");
+}
+
+#[test]
+fn ephemeral_objects_expire_ttl_after_they_were_written() {
+    let rig = rig(1 << 20);
+    let held = |key: &str| {
+        let mut buf = Vec::new();
+        rig.master
+            .engine
+            .read(EPH as u32, key.as_bytes(), &RejectRules::NONE, &mut buf)
+            .is_ok()
+    };
+    for i in 0..50 {
+        write(&rig, EPH, &format!("k{i}"), b"tmp").unwrap();
+    }
+    let written = Instant::now(); // after every first write
+    assert_eq!(read(&rig, EPH, "k0").unwrap(), b"tmp");
+    // Rewritten later: its TTL counts from the newer write.
+    std::thread::sleep(Duration::from_millis(TTL_MS / 2));
+    write(&rig, EPH, "k1", b"newer").unwrap();
+    let rewritten = Instant::now();
+    while written.elapsed() < Duration::from_millis(TTL_MS + 5) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Expired: not served, whether or not the sweeper removed it yet.
+    let (status, detail) = read(&rig, EPH, "k0").unwrap_err();
+    assert_eq!(status, Status::OBJECT_DOESNT_EXIST, "{detail}");
+    if rewritten.elapsed() < Duration::from_millis(TTL_MS) {
+        assert_eq!(read(&rig, EPH, "k1").unwrap(), b"newer");
+    }
+    // The sweeper removes them within its period (max(ttl/4, 1 s)) and a tick.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while held("k2") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        (0..50).filter(|i| *i != 1).all(|i| !held(&format!("k{i}"))),
+        "every expired object removed from the engine"
+    );
+    while held("k1") && Instant::now() < deadline + Duration::from_secs(2) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!held("k1"), "the rewritten one too, later");
+    assert_eq!(dirty(&rig), (0, 0), "never queued for upload");
+    // A new write after expiry is a new object.
+    write(&rig, EPH, "k0", b"again").unwrap();
+    assert_eq!(read(&rig, EPH, "k0").unwrap(), b"again");
 }

@@ -1,87 +1,184 @@
-//! Write-back, write-through and flush with real processes against real stores: moto's S3
-//! server and Swift's native API (started by the test kit; SKIP when not installed).
+//! Backed tables with real processes against real stores: moto's S3 server, Swift's S3 API
+//! (`s3api`) and Swift's native API (started by the test kit; SKIP when not installed). Each
+//! store covers write-back + flush, write-through, ephemeral, invalidate and revalidation;
+//! the store's side is checked through `faascache_objstore` directly.
 
 mod cluster_util;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use cluster_util::*;
-use faascache_client::{Client, ClientOptions};
-use faascache_objstore::{ClientOptions as StoreOptions, GetResult, ObjectStore, Settings};
+use faascache_client::{Client, ClientOptions, TableId};
+use faascache_objstore::{
+    ClientOptions as StoreOptions, GetResult, ObjectStore, PutMeta, Settings,
+};
 use faascache_protocol::msg::faas::{TableBacking, WritePolicy};
 
-fn stored(s: &dyn ObjectStore, key: &str) -> Option<Vec<u8>> {
-    match s.get(key, None).unwrap() {
-        GetResult::Found { body, .. } => Some(body.to_vec()),
-        _ => None,
-    }
+/// A coordinator and one server whose environment has the store's credentials, a client,
+/// and the store itself under a prefix no other run uses.
+struct Rig {
+    tag: &'static str,
+    c: Client,
+    store: std::sync::Arc<dyn ObjectStore>,
+    url: String,
+    _procs: (Proc, Proc),
+    _dir: TestDir,
 }
 
-/// One server whose environment is `vars`; tables backed by `base/<unique>`.
-fn run(tag: &str, vars: &[(&str, String)], base: &str) {
-    let pairs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let dir = tempdir(tag);
-    let (_cp, coord) = coordinator_tcp(&dir, 0, "coordinator");
-    let (_s, _) = server_env(&dir, &coord, "s1", &["--replicas", "0"], &pairs);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let url = format!("{base}/{tag}-{}-{nanos}", std::process::id());
-    let settings =
-        Settings::from_env_with(|n| vars.iter().find(|(k, _)| *k == n).map(|(_, v)| v.clone()));
-    let store = faascache_objstore::open(&url, &settings, &StoreOptions::default()).unwrap();
-    let c = Client::connect_with(
-        &coord,
-        ClientOptions::default().timeout(Duration::from_secs(30)),
-    )
-    .unwrap();
-    let wb = c
-        .create_backed_table("wb", 1, &TableBacking::new(&url, WritePolicy::WriteBack))
+impl Rig {
+    fn start(tag: &'static str, vars: &[(&str, String)], base: &str) -> Rig {
+        let pairs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let dir = tempdir(tag);
+        let (cp, coord) = coordinator_tcp(&dir, 0, "coordinator");
+        let (sp, _) = server_env(&dir, &coord, "s1", &["--replicas", "0"], &pairs);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let url = format!("{base}/{tag}-{}-{nanos}", std::process::id());
+        let settings =
+            Settings::from_env_with(|n| vars.iter().find(|(k, _)| *k == n).map(|(_, v)| v.clone()));
+        let store = faascache_objstore::open(&url, &settings, &StoreOptions::default()).unwrap();
+        let c = Client::connect_with(
+            &coord,
+            ClientOptions::default().timeout(Duration::from_secs(30)),
+        )
         .unwrap();
-    let wt = c
-        .create_backed_table("wt", 1, &TableBacking::new(&url, WritePolicy::WriteThrough))
-        .unwrap();
-    // Write-through: in the store when the write returns.
-    c.write(wt, b"through/a", b"now").unwrap();
-    assert_eq!(
-        stored(&*store, "through/a").as_deref(),
-        Some(&b"now"[..]),
-        "{tag}"
-    );
-    // Write-back: overwritten, then flushed; the store ends with the last value.
-    for round in 0..3u8 {
-        for k in 0..20 {
-            c.write(wb, format!("back/{k}").as_bytes(), &[round; 300])
-                .unwrap();
+        Rig {
+            tag,
+            c,
+            store,
+            url,
+            _procs: (cp, sp),
+            _dir: dir,
         }
     }
-    c.remove(wb, b"back/0").unwrap();
-    c.flush(wb, None, Duration::from_secs(30)).unwrap();
-    assert_eq!(
-        stored(&*store, "back/0"),
-        None,
-        "{tag}: the removal reached the store"
-    );
-    for k in 1..20 {
-        assert_eq!(
-            stored(&*store, &format!("back/{k}")),
-            Some(vec![2; 300]),
-            "{tag}: back/{k}"
-        );
+
+    fn table(&self, name: &str, policy: WritePolicy, revalidate_ms: u32) -> TableId {
+        let mut b = TableBacking::new(&self.url, policy);
+        b.revalidate_ms = revalidate_ms;
+        self.c.create_backed_table(name, 1, &b).unwrap()
     }
-    // Flush of one key that is clean already: nothing to wait for.
-    assert_eq!(
-        c.flush(wb, Some(b"back/1"), Duration::from_secs(5))
-            .unwrap()
-            .objects,
-        0
-    );
+
+    fn stored(&self, key: &str) -> Option<Vec<u8>> {
+        match self.store.get(key, None).unwrap() {
+            GetResult::Found { body, .. } => Some(body.to_vec()),
+            _ => None,
+        }
+    }
+
+    fn put(&self, key: &str, value: &[u8]) {
+        self.store
+            .put(key, value.to_vec().into(), &PutMeta::default())
+            .unwrap();
+    }
+
+    fn read(&self, t: TableId, key: &str) -> Vec<u8> {
+        self.c.read(t, key.as_bytes()).unwrap().value
+    }
+
+    fn all(&self) {
+        self.write_back_and_flush();
+        self.write_through();
+        self.ephemeral();
+        self.invalidate();
+        self.revalidation();
+    }
+
+    /// Overwritten, one removed, flushed: the store ends with each key's last value.
+    fn write_back_and_flush(&self) {
+        let (tag, c) = (self.tag, &self.c);
+        let wb = self.table("wb", WritePolicy::WriteBack, 0);
+        for round in 0..3u8 {
+            for k in 0..20 {
+                c.write(wb, format!("back/{k}").as_bytes(), &[round; 300])
+                    .unwrap();
+            }
+        }
+        c.remove(wb, b"back/0").unwrap();
+        c.flush(wb, None, Duration::from_secs(30)).unwrap();
+        assert_eq!(
+            self.stored("back/0"),
+            None,
+            "{tag}: the removal reached the store"
+        );
+        for k in 1..20 {
+            let got = self.stored(&format!("back/{k}"));
+            assert_eq!(got, Some(vec![2; 300]), "{tag}: back/{k}");
+        }
+        // A flush of a key that is clean already waits for nothing.
+        let again = c.flush(wb, Some(b"back/1"), Duration::from_secs(5));
+        assert_eq!(again.unwrap().objects, 0, "{tag}");
+    }
+
+    /// In the store when the write returns.
+    fn write_through(&self) {
+        let wt = self.table("wt", WritePolicy::WriteThrough, 0);
+        self.c.write(wt, b"through/a", b"now").unwrap();
+        let got = self.stored("through/a");
+        assert_eq!(got.as_deref(), Some(&b"now"[..]), "{}", self.tag);
+        self.c.write(wt, b"through/a", b"later").unwrap();
+        let got = self.stored("through/a");
+        assert_eq!(got.as_deref(), Some(&b"later"[..]), "{}", self.tag);
+    }
+
+    /// Served from the cache, never in the store (even after the write-back worker ran).
+    fn ephemeral(&self) {
+        let tag = self.tag;
+        let eph = self.table("eph", WritePolicy::Ephemeral, 0);
+        let wb = self.table("eph-wb", WritePolicy::WriteBack, 0);
+        self.c.write(eph, b"eph/a", b"intermediate").unwrap();
+        self.c.write(wb, b"eph/b", b"uploaded").unwrap();
+        self.c.flush(wb, None, Duration::from_secs(30)).unwrap();
+        assert_eq!(self.read(eph, "eph/a"), b"intermediate", "{tag}");
+        assert_eq!(
+            self.stored("eph/b").as_deref(),
+            Some(&b"uploaded"[..]),
+            "{tag}"
+        );
+        assert_eq!(self.stored("eph/a"), None, "{tag}: never uploaded");
+    }
+
+    /// A change made directly in the store is seen after `invalidate`, not before.
+    fn invalidate(&self) {
+        let tag = self.tag;
+        let t = self.table("inv", WritePolicy::WriteBack, 0);
+        self.put("inv/a", b"old");
+        assert_eq!(self.read(t, "inv/a"), b"old", "{tag}: read through");
+        self.put("inv/a", b"new");
+        assert_eq!(
+            self.read(t, "inv/a"),
+            b"old",
+            "{tag}: cached, no revalidation"
+        );
+        let r = self.c.invalidate(t, b"inv/a").unwrap();
+        assert_eq!((r.invalidated, r.kept_dirty), (1, 0), "{tag}");
+        assert_eq!(self.read(t, "inv/a"), b"new", "{tag}: read through again");
+    }
+
+    /// With `--revalidate 1s`, a hit older than 1 s asks the store and sees its change.
+    fn revalidation(&self) {
+        let tag = self.tag;
+        let t = self.table("reval", WritePolicy::WriteBack, 1000);
+        self.put("reval/a", b"v1");
+        assert_eq!(self.read(t, "reval/a"), b"v1", "{tag}");
+        let filled = Instant::now();
+        self.put("reval/a", b"v2");
+        let early = self.read(t, "reval/a");
+        if filled.elapsed() < Duration::from_millis(800) {
+            assert_eq!(early, b"v1", "{tag}: a young hit is served as cached");
+        }
+        std::thread::sleep(Duration::from_millis(1200));
+        assert_eq!(self.read(t, "reval/a"), b"v2", "{tag}: revalidated");
+        // Unchanged since: still the new bytes (a 304 keeps the object).
+        std::thread::sleep(Duration::from_millis(1200));
+        assert_eq!(self.read(t, "reval/a"), b"v2", "{tag}");
+    }
 }
 
 #[test]
-fn write_back_and_write_through_on_moto() {
-    let Some(env) = faascache_testkit::stores::moto("write_back_and_write_through_on_moto") else {
+fn backed_tables_on_moto() {
+    let Some(env) = faascache_testkit::stores::moto("backed_tables_on_moto") else {
         return;
     };
     let vars = vec![
@@ -93,17 +190,31 @@ fn write_back_and_write_through_on_moto() {
         ("AWS_SECRET_ACCESS_KEY", "test".to_string()),
         ("AWS_REGION", "us-east-1".to_string()),
     ];
-    run(
-        "moto",
-        &vars,
-        &format!("s3://{}", env.var("FAASCACHE_MOTO_BUCKET")),
-    );
+    let base = format!("s3://{}", env.var("FAASCACHE_MOTO_BUCKET"));
+    Rig::start("moto", &vars, &base).all();
 }
 
 #[test]
-fn write_back_and_write_through_on_swift() {
-    let Some(env) = faascache_testkit::stores::swift("write_back_and_write_through_on_swift")
-    else {
+fn backed_tables_on_swift_s3_api() {
+    let Some(env) = faascache_testkit::stores::swift("backed_tables_on_swift_s3_api") else {
+        return;
+    };
+    let vars = vec![
+        (
+            "AWS_ENDPOINT_URL",
+            env.var("FAASCACHE_SWIFT_S3_ENDPOINT").to_string(),
+        ),
+        ("AWS_ACCESS_KEY_ID", env.var("ST_USER").to_string()),
+        ("AWS_SECRET_ACCESS_KEY", env.var("ST_KEY").to_string()),
+        ("AWS_REGION", "us-east-1".to_string()),
+    ];
+    let base = format!("s3://{}", env.var("FAASCACHE_SWIFT_CONTAINER"));
+    Rig::start("swift-s3", &vars, &base).all();
+}
+
+#[test]
+fn backed_tables_on_swift_native() {
+    let Some(env) = faascache_testkit::stores::swift("backed_tables_on_swift_native") else {
         return;
     };
     let vars = vec![
@@ -111,9 +222,6 @@ fn write_back_and_write_through_on_swift() {
         ("ST_USER", env.var("ST_USER").to_string()),
         ("ST_KEY", env.var("ST_KEY").to_string()),
     ];
-    run(
-        "swift",
-        &vars,
-        &format!("swift://{}", env.var("FAASCACHE_SWIFT_CONTAINER")),
-    );
+    let base = format!("swift://{}", env.var("FAASCACHE_SWIFT_CONTAINER"));
+    Rig::start("swift-native", &vars, &base).all();
 }

@@ -71,8 +71,8 @@ impl StoreUrl {
             format!("{}/{key}", self.prefix)
         }
     }
-    /// Bytes the prefix adds to a key.
-    pub(crate) fn prefix_len(&self) -> usize {
+    /// Bytes the prefix adds to a key (see [`crate::validate_key`]).
+    pub fn prefix_len(&self) -> usize {
         if self.prefix.is_empty() {
             0
         } else {

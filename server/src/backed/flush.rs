@@ -66,6 +66,13 @@ pub fn flush_objects(master: &std::sync::Arc<Master>, call: &mut IncomingRpc<'_>
             );
             responder.reply_vec(Status::TIMEOUT, error(&detail))
         }
+        FlushEnd::Rejected => {
+            let detail = format!(
+                "the store refused an upload: {}; fix the store (credentials, bucket) or remove the object",
+                m.counters.last_error()
+            );
+            responder.reply_vec(Status::STORE_REJECTED, error(&detail))
+        }
         FlushEnd::Busy => responder.reply_vec(
             Status::RETRY,
             error("this master has the most flushes waiting it keeps (1024): retry shortly"),

@@ -5,7 +5,7 @@
 //!
 //! Reading order: [`registry`] (which tables are backed, their stores) → [`envelope`] (the
 //! stored value) → [`read`] (hits from the engine) → [`flight`] (single flight) → [`fill`] (fetches from the store,
-//! chunks, admission) → [`invalidate`] → [`rpc`] (the handlers) → [`counters`] (what
+//! chunks, admission) → [`invalidate`] → [`ttl`] (ephemeral objects' TTL) → [`rpc`] (the handlers) → [`counters`] (what
 //! `status` shows).
 
 pub mod cache;
@@ -18,6 +18,7 @@ pub mod invalidate;
 pub mod read;
 pub mod registry;
 pub mod rpc;
+pub mod ttl;
 pub mod upload;
 pub mod write;
 pub mod writeback;

@@ -72,6 +72,13 @@ fn serve_with(
             "the object was removed (the removal is not yet in the store)".into(),
         );
     }
+    if super::ttl::expired(t, env.stamp_ms, wall_ms()) {
+        return Served::Fail(
+            Status::OBJECT_DOESNT_EXIST,
+            version,
+            "the object expired (the table's --ttl; it is being removed)".into(),
+        );
+    }
     let reval = t.backing.revalidate_ms as u64;
     if revalidate
         && reval > 0

@@ -61,6 +61,8 @@ pub struct BackedTable {
     pub name: String,
     /// Its backing.
     pub backing: TableBacking,
+    /// Bytes the backing URL's prefix adds to each key in the store (`PREFIX/`).
+    pub prefix_len: usize,
     store: Result<Arc<dyn ObjectStore>, StoreFailure>,
 }
 
@@ -69,6 +71,20 @@ impl BackedTable {
     /// that could not be opened: `STORE_REJECTED`).
     pub fn store(&self) -> Result<&Arc<dyn ObjectStore>, StoreFailure> {
         self.store.as_ref().map_err(Clone::clone)
+    }
+}
+
+#[cfg(test)]
+impl BackedTable {
+    /// A table without a store (unit tests).
+    pub(crate) fn for_test(id: TableId, backing: TableBacking) -> BackedTable {
+        BackedTable {
+            id,
+            name: format!("t{id}"),
+            backing,
+            prefix_len: 0,
+            store: Err(StoreFailure::rejected("no store in this test")),
+        }
     }
 }
 
@@ -237,6 +253,11 @@ impl BackedTables {
         self.tables.read().get(&table).and_then(|t| t.clone())
     }
 
+    /// The backed tables learnt here.
+    pub fn all(&self) -> Vec<Arc<BackedTable>> {
+        self.tables.read().values().flatten().cloned().collect()
+    }
+
     /// Whether the table is backed (learnt already).
     pub fn is_backed(&self, table: TableId) -> bool {
         self.tables.read().get(&table).is_some_and(|t| t.is_some())
@@ -265,10 +286,15 @@ impl BackedTables {
                 )))
             };
             tracing::info!(table, name, url = backing.url, policy = %backing.policy, "backed table");
+            let prefix_len = backing
+                .url
+                .parse::<faascache_objstore::StoreUrl>()
+                .map_or(0, |u| u.prefix_len());
             Arc::new(BackedTable {
                 id: table,
                 name,
                 backing,
+                prefix_len,
                 store,
             })
         });

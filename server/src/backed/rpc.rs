@@ -64,7 +64,7 @@ thread_local! {
     static HIT_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// The common hit — a whole object, no revalidation due — answered from the engine's bytes
+/// The common hit — a whole object of a table without revalidation or TTL — answered from the engine's bytes
 /// with one copy and no allocation. `false`: take the general path.
 fn fast_hit(
     m: &Master,
@@ -72,7 +72,8 @@ fn fast_hit(
     t: &BackedTable,
     req: &ReadRequest<'_>,
 ) -> bool {
-    if t.backing.revalidate_ms > 0 || m.check_serving().is_err() {
+    // Tables with revalidation or a TTL check the envelope's stamp: the general path.
+    if t.backing.revalidate_ms > 0 || super::ttl::applies(t) || m.check_serving().is_err() {
         return false;
     }
     HIT_BUF.with(|b| {

@@ -28,6 +28,10 @@ pub enum FlushEnd {
     TimedOut(u64),
     /// Not started: too many flushes wait already (answer `RETRY`).
     Busy,
+    /// A fail-fast flush ([`WriteBack::flush_through`]): the upload of one of its objects
+    /// failed with an error a retry cannot fix (credentials, bucket, key). The object stays
+    /// dirty and queued.
+    Rejected,
 }
 
 /// Called once when a flush ends (on a worker thread).
@@ -138,8 +142,34 @@ impl WriteBack {
     /// [`FlushEnd::TimedOut`] after `timeout` ([`FlushEnd::Busy`] at once if too many flushes
     /// wait already).
     pub fn flush(&self, which: impl Fn(&Key) -> bool, timeout: Duration, reply: FlushReply) {
+        self.flush_as(which, timeout, reply, false)
+    }
+
+    /// [`WriteBack::flush`], also ended with [`FlushEnd::Rejected`] as soon as an upload of
+    /// one of its objects fails with an error a retry cannot fix (write-through writes).
+    pub fn flush_through(
+        &self,
+        which: impl Fn(&Key) -> bool,
+        timeout: Duration,
+        reply: FlushReply,
+    ) {
+        self.flush_as(which, timeout, reply, true)
+    }
+
+    fn flush_as(
+        &self,
+        which: impl Fn(&Key) -> bool,
+        timeout: Duration,
+        reply: FlushReply,
+        fail_fast: bool,
+    ) {
         let mut st = self.shared.state.lock();
-        match st.queue.wait(which) {
+        let waited = if fail_fast {
+            st.queue.wait_fail_fast(which)
+        } else {
+            st.queue.wait(which)
+        };
+        match waited {
             Err(()) => {
                 drop(st);
                 reply(FlushEnd::Busy);
@@ -151,6 +181,10 @@ impl WriteBack {
                     objects: 0,
                     bytes: 0,
                 }));
+            }
+            Ok(Some(id)) if fail_fast && st.queue.refused(id) => {
+                drop(st);
+                reply(FlushEnd::Rejected);
             }
             Ok(Some(id)) => {
                 let deadline = self.shared.now() + timeout.as_millis() as u64;
@@ -241,7 +275,15 @@ fn run(shared: &Shared, up: &dyn Uploader) {
         let done = {
             let mut st = shared.state.lock();
             let f = st.queue.done(&key, how, shared.now());
-            take(&mut st, f)
+            let mut done = take(&mut st, f);
+            if how == (Done::Failed { retryable: false }) {
+                for id in st.queue.rejected(&key) {
+                    if let Some((_, r)) = st.flushes.remove(&id) {
+                        done.push((r, FlushEnd::Rejected));
+                    }
+                }
+            }
+            done
         };
         shared.cv.notify_all();
         answer(done);

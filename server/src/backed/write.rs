@@ -48,12 +48,13 @@ impl Uploader for MasterUploader {
     }
 }
 
-/// Start `master`'s write-back threads (once).
+/// Start `master`'s write-back threads and its TTL sweeper ([`super::ttl`]); once per master.
 pub fn start(master: &Arc<Master>) {
     let weak = Arc::downgrade(master);
     master
         .writeback
         .start(|| Arc::new(MasterUploader(weak)) as Arc<dyn Uploader>);
+    super::ttl::start(master);
 }
 
 /// The backed table of `table` on `master` (a cheap lookup; `None` for plain tables).
@@ -68,7 +69,8 @@ pub fn backed(master: &Master, table: TableId) -> Option<Arc<BackedTable>> {
 /// Why a write to a backed table was refused before anything was written.
 pub type Refusal = (Status, String);
 
-/// Check `key` for the table's store (an ephemeral table without a store takes any key).
+/// Check `key` for the table's store, as it will be named there (with the backing's
+/// `PREFIX/`); an ephemeral table without a store takes any key.
 fn check_key(t: &BackedTable, key: &[u8]) -> Result<(), Refusal> {
     if t.backing.policy == WritePolicy::Ephemeral && t.store().is_err() {
         return Ok(());
@@ -77,7 +79,7 @@ fn check_key(t: &BackedTable, key: &[u8]) -> Result<(), Refusal> {
     let s = std::str::from_utf8(key).map_err(|_| {
         rejected("the key is not UTF-8: object stores take UTF-8 keys; nothing was written".into())
     })?;
-    faascache_objstore::validate_key(s, 0)
+    faascache_objstore::validate_key(s, t.prefix_len)
         .map_err(|e| rejected(format!("{e}; nothing was written")))
 }
 
@@ -131,7 +133,9 @@ pub fn remove_writes_marker(t: &BackedTable) -> bool {
 }
 
 /// Wait until the worker uploaded `key` (write-through), then call `reply` with `Ok(())`, or
-/// with the status and detail when the store failed (the object stays dirty and queued).
+/// with the status and detail when the store failed (the object stays dirty and queued):
+/// `STORE_REJECTED` at the first failure a retry cannot fix, `STORE_UNAVAILABLE` after
+/// [`WRITE_THROUGH_WAIT`] of retryable ones.
 pub fn await_upload(
     master: &Arc<Master>,
     table: TableId,
@@ -144,11 +148,18 @@ pub fn await_upload(
         let key = key.clone();
         move |k: &Key| k.0 == table && k.1 == key
     };
-    master.writeback.flush(
+    master.writeback.flush_through(
         which,
         WRITE_THROUGH_WAIT,
         Box::new(move |end| match end {
             FlushEnd::Done(_) => reply(Ok(())),
+            FlushEnd::Rejected => reply(Err((
+                Status::STORE_REJECTED,
+                format!(
+                    "written to the cache (dirty, queued for upload) but the store refused it: {}; fix the store (credentials, bucket) — the upload is retried — or remove the object",
+                    m.counters.last_error()
+                ),
+            ))),
             FlushEnd::TimedOut(_) | FlushEnd::Busy => {
                 let last = m.counters.last_error();
                 reply(Err((

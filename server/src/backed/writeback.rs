@@ -43,6 +43,8 @@ struct Entry {
     again: bool,
     /// Failures in a row.
     failures: u32,
+    /// The last upload failed with an error a retry cannot fix (cleared by a new write).
+    refused: bool,
     /// Insertion order, to break ties between equal due times.
     seq: u64,
 }
@@ -75,6 +77,8 @@ pub struct Flushed {
 #[derive(Debug)]
 struct Waiter {
     remaining: HashSet<Key>,
+    /// Ended by [`Queue::rejected`] when one of its keys fails for good (write-through).
+    fail_fast: bool,
     objects: u64,
     bytes: u64,
 }
@@ -142,6 +146,7 @@ impl Queue {
         if let Some(e) = self.entries.get_mut(&key) {
             self.bytes = self.bytes - e.bytes + bytes;
             e.bytes = bytes;
+            e.refused = false;
             if e.due.is_none() {
                 e.again = true;
             }
@@ -158,6 +163,7 @@ impl Queue {
                 due: Some(now),
                 again: false,
                 failures: 0,
+                refused: false,
                 seq: self.seq,
             },
         );
@@ -208,6 +214,7 @@ impl Queue {
             Done::Failed { retryable } => {
                 e.failures = e.failures.saturating_add(1);
                 self.failing.insert(table);
+                e.refused = !retryable;
                 now + backoff(e.failures, retryable)
             }
         };
@@ -275,10 +282,26 @@ impl Queue {
     /// [`Queue::done`], `Err(())` if [`MAX_WAITERS`] flushes wait already.
     #[allow(clippy::result_unit_err)]
     pub fn wait(&mut self, which: impl Fn(&Key) -> bool) -> Result<Option<u64>, ()> {
+        self.wait_as(which, false)
+    }
+
+    /// [`Queue::wait`], but ended early by [`Queue::rejected`] when an upload of one of its
+    /// keys fails with an error a retry cannot fix (a write-through write's wait).
+    #[allow(clippy::result_unit_err)]
+    pub fn wait_fail_fast(&mut self, which: impl Fn(&Key) -> bool) -> Result<Option<u64>, ()> {
+        self.wait_as(which, true)
+    }
+
+    fn wait_as(
+        &mut self,
+        which: impl Fn(&Key) -> bool,
+        fail_fast: bool,
+    ) -> Result<Option<u64>, ()> {
         if self.waiters.len() >= MAX_WAITERS {
             return Err(());
         }
         let mut w = Waiter {
+            fail_fast,
             remaining: HashSet::new(),
             objects: 0,
             bytes: 0,
@@ -297,6 +320,37 @@ impl Queue {
         self.next_waiter += 1;
         self.waiters.insert(id, w);
         Ok(Some(id))
+    }
+
+    /// The upload of `key` failed with an error a retry cannot fix: end (and return) the
+    /// fail-fast waits that name it. The key stays queued (retried with back-off).
+    pub fn rejected(&mut self, key: &Key) -> Vec<u64> {
+        let ids: Vec<u64> = self
+            .waiters
+            .iter()
+            .filter(|(_, w)| w.fail_fast && w.remaining.contains(key))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &ids {
+            self.waiters.remove(id);
+        }
+        ids
+    }
+
+    /// End the fail-fast wait `id` if one of its keys' last upload (since its last write)
+    /// failed for good already — before the wait began; returns whether it did.
+    pub fn refused(&mut self, id: u64) -> bool {
+        let Some(w) = self.waiters.get(&id) else {
+            return false;
+        };
+        let refused = w.fail_fast
+            && w.remaining
+                .iter()
+                .any(|k| self.entries.get(k).is_some_and(|e| e.refused));
+        if refused {
+            self.waiters.remove(&id);
+        }
+        refused
     }
 
     /// Give up waiting (timeout); returns how many of its objects are still dirty.
@@ -504,6 +558,36 @@ mod tests {
                 bytes: 7
             }]
         );
+    }
+
+    #[test]
+    fn a_failure_for_good_ends_only_fail_fast_waits() {
+        let mut q = Queue::new(1 << 20, 1);
+        q.dirty(k("a"), 1, 0);
+        let plain = q.wait(|key| *key == k("a")).unwrap().unwrap();
+        let fast = q.wait_fail_fast(|key| *key == k("a")).unwrap().unwrap();
+        let other = q.wait_fail_fast(|key| key.0 == 9);
+        assert_eq!(other, Ok(None));
+        assert_eq!(q.next(0), Some(k("a")));
+        q.done(&k("a"), Done::Failed { retryable: false }, 0);
+        assert!(q.rejected(&k("b")).is_empty());
+        assert_eq!(q.rejected(&k("a")), vec![fast]);
+        assert!(q.rejected(&k("a")).is_empty(), "once");
+        // A wait that begins after the failure ends at once; a new write clears it.
+        let late = q.wait_fail_fast(|key| *key == k("a")).unwrap().unwrap();
+        assert!(q.refused(late) && !q.refused(late));
+        let plain_late = q.wait(|key| *key == k("a")).unwrap().unwrap();
+        assert!(!q.refused(plain_late), "only fail-fast waits");
+        q.cancel(plain_late);
+        q.dirty(k("a"), 1, 0);
+        let fresh = q.wait_fail_fast(|key| *key == k("a")).unwrap().unwrap();
+        assert!(!q.refused(fresh), "written again: waits for its upload");
+        q.cancel(fresh);
+        assert!(q.contains(&k("a")), "still queued");
+        let due = q.next_due().unwrap();
+        q.next(due).unwrap();
+        let done = q.done(&k("a"), Done::Clean, due);
+        assert_eq!(done.iter().map(|f| f.id).collect::<Vec<_>>(), vec![plain]);
     }
 
     #[test]

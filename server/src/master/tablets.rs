@@ -267,6 +267,20 @@ impl Ownership {
             .count()
     }
 
+    /// The ranges of `table` this master serves and may write (not migrating, not incoming).
+    pub fn serving_ranges(&self, table: TableId) -> Vec<Range> {
+        self.tables.get(&table).map_or_else(Vec::new, |v| {
+            v.iter()
+                .filter(|o| matches!(o.state, RangeState::Serving))
+                .map(|o| Range {
+                    table,
+                    start: o.start,
+                    end: o.end,
+                })
+                .collect()
+        })
+    }
+
     /// Does this master hold any range (any state) of `table`?
     pub fn has_table(&self, table: TableId) -> bool {
         self.tables.contains_key(&table)

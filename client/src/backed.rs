@@ -43,6 +43,14 @@ pub struct ObjectInfo {
     pub len: u64,
 }
 
+/// `backing`, if it is one a coordinator accepts (else why not, as `InvalidArgument`).
+fn checked(backing: &TableBacking) -> Result<&TableBacking> {
+    backing
+        .validate()
+        .map_err(|e| Error::InvalidArgument(e.0))?;
+    Ok(backing)
+}
+
 impl Client {
     /// Creates a table backed by an object store (or an ephemeral table without one), spread
     /// over `span` masters; returns its id. Creating it again with the same backing returns the
@@ -61,16 +69,14 @@ impl Client {
         span: u32,
         backing: &TableBacking,
     ) -> Result<TableId> {
-        backing
-            .validate()
-            .map_err(|e| Error::InvalidArgument(e.0))?;
+        let backing = checked(backing)?;
         // A table of that name exists: the coordinator answers (same id, or which backing it
         // has); only a new table's store is checked.
         let exists = !matches!(self.table_config(name), Err(Error::NoSuchTable(_)));
         if backing.has_store() && !exists {
             self.check_backing(&backing.url)?;
         }
-        self.create_table_with(name, span, Some(backing.clone()))
+        self.create_backed_table_unchecked(name, span, backing)
     }
 
     /// [`Client::create_backed_table`] without asking a server to check the store first (the
@@ -82,10 +88,7 @@ impl Client {
         span: u32,
         backing: &TableBacking,
     ) -> Result<TableId> {
-        backing
-            .validate()
-            .map_err(|e| Error::InvalidArgument(e.0))?;
-        self.create_table_with(name, span, Some(backing.clone()))
+        self.create_table_with(name, span, Some(checked(backing)?.clone()))
     }
 
     /// Asks a master to open the store of `url` with its own credentials and check them and

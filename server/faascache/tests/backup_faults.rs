@@ -208,11 +208,16 @@ fn full_backup_disk_is_reported_and_the_replica_goes_elsewhere() {
             "the full backup has not logged its disk error".into()
         })
     });
+    // The master logs the refusal when the backup's reply arrives, just after the backup
+    // logged its error: wait for it too.
+    eventually(T, || {
+        let w = std::fs::read_to_string(&wlog).unwrap_or_default();
+        faascache_testkit::check(
+            w.contains("BACKUP_STORAGE_ERROR") && w.contains("disk is full"),
+            || format!("the master has not logged the refusal; its log: {w}"),
+        )
+    });
     let w = std::fs::read_to_string(&wlog).unwrap_or_default();
-    assert!(
-        w.contains("BACKUP_STORAGE_ERROR") && w.contains("disk is full"),
-        "the master's log: {w}"
-    );
     assert!(!w.contains("this is a bug"), "the master's log: {w}");
     let status = call(&connect(&full_loc), &GetServerInfoRequest, T, |r| {
         r.durability.to_string()

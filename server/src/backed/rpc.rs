@@ -106,13 +106,18 @@ fn fast_hit(
 
 /// `Read` of a backed table: `false` if the table is not backed (the caller serves it).
 pub fn read(m: &Arc<Master>, call: &mut IncomingRpc<'_>) -> bool {
+    // Which table, from the borrowed payload: a read of a table that is not backed costs no
+    // copy (the payload is copied only to answer a backed one, as replying borrows the call).
+    let backed_table = match ReadRequest::decode(call.payload()) {
+        Ok(r) => backed(m, r.table),
+        Err(_) => None,
+    };
+    let Some(t) = backed_table else {
+        return false;
+    };
     let payload = call.payload().to_vec();
-    let (t, req) = match ReadRequest::decode(&payload) {
-        Ok(r) => match backed(m, r.table) {
-            Some(t) => (t, r),
-            None => return false,
-        },
-        Err(_) => return false,
+    let Ok(req) = ReadRequest::decode(&payload) else {
+        return false;
     };
     if fast_hit(m, call, &t, &req) {
         return true;

@@ -357,9 +357,14 @@ impl Engine {
             addrs.clear();
             g.all(&mut addrs);
             for &addr in &addrs {
-                let Some(len) = inner.log.with_entry(addr, |h, body| {
-                    (h.ty == EntryType::Object && le32(body, 4) == table).then_some(h.total_len())
-                }) else {
+                let Some(len) =
+                    inner
+                        .log
+                        .with_entry_prefix(addr, format::OBJECT_FIXED, |h, body| {
+                            (h.ty == EntryType::Object && le32(body, 4) == table)
+                                .then_some(h.total_len())
+                        })
+                else {
                     continue;
                 };
                 let f = g.find_addr(addr).expect("listed above");
@@ -393,17 +398,22 @@ impl Engine {
         let h = key_hash(key);
         let g = inner.ht.lock(h, tag(h, table));
         let mut result = Err(StorageError::ObjectDoesntExist);
+        let fixed = format::OBJECT_FIXED + key.len();
         let found = g.find(|addr| {
-            inner.log.with_entry(addr, |_, body| {
-                let Some(version) = object_matches(body, table, key) else {
-                    return false;
-                };
-                result = check_rules(rules, Some(version)).map(|()| {
-                    out.extend_from_slice(&body[format::OBJECT_FIXED + key.len()..]);
-                    version
-                });
-                true
-            })
+            // The key is checked on the entry's first bytes and the value copied once, straight
+            // from the log (a large value is never gathered first).
+            let Some((h, version)) = inner.log.with_entry_prefix(addr, fixed, |h, prefix| {
+                object_matches(prefix, table, key).map(|v| (h, v))
+            }) else {
+                return false;
+            };
+            result = check_rules(rules, Some(version)).map(|()| {
+                inner
+                    .log
+                    .read_body(addr, &h, fixed, h.body_len - fixed, out);
+                version
+            });
+            true
         });
         if found.is_none() {
             check_rules(rules, None)?;
@@ -775,12 +785,14 @@ impl Inner {
 
     fn lookup(&self, g: &StripeGuard<'_>, table: TableId, key: &[u8]) -> Option<Existing> {
         let mut info = None;
+        let fixed = format::OBJECT_FIXED + key.len();
         let found = g.find(|addr| {
-            self.log.with_entry(addr, |h, body| {
-                let Some(version) = object_matches(body, table, key) else {
+            // The fixed part and key only: a large entry is not gathered to be compared.
+            self.log.with_entry_prefix(addr, fixed, |h, prefix| {
+                let Some(version) = object_matches(prefix, table, key) else {
                     return false;
                 };
-                info = Some((version, h.total_len(), body.len() - format::OBJECT_FIXED));
+                info = Some((version, h.total_len(), h.body_len - format::OBJECT_FIXED));
                 true
             })
         })?;

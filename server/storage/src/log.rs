@@ -346,4 +346,28 @@ impl Log {
     pub fn with_entry<R>(&self, addr: u64, f: impl FnOnce(EntryHeader, &[u8]) -> R) -> R {
         segment::with_entry(&self.arena, &self.seglets, addr, f)
     }
+
+    /// Calls `f` with the entry's header and the first `prefix_len` bytes of its body (see
+    /// [`segment::with_entry_prefix`]).
+    pub fn with_entry_prefix<R>(
+        &self,
+        addr: u64,
+        prefix_len: usize,
+        f: impl FnOnce(EntryHeader, &[u8]) -> R,
+    ) -> R {
+        segment::with_entry_prefix(&self.arena, &self.seglets, addr, prefix_len, f)
+    }
+
+    /// Appends body bytes `from..from + len` of the entry at `addr` to `out` (see
+    /// [`segment::read_body`]).
+    pub fn read_body(
+        &self,
+        addr: u64,
+        h: &EntryHeader,
+        from: usize,
+        len: usize,
+        out: &mut Vec<u8>,
+    ) {
+        segment::read_body(&self.arena, &self.seglets, addr, h, from, len, out)
+    }
 }

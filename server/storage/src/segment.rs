@@ -117,22 +117,15 @@ pub fn read_log(arena: &Arena, seglets: &SegletTable, mut addr: u64, mut dst: &m
     }
 }
 
-/// Calls `f(header, body)` for the entry at `addr`. The body is borrowed from the arena when
-/// the entry lies in one seglet (the common case) and gathered into a buffer otherwise.
-/// `addr` must be a published entry the caller may read (see the module's "one audited place").
+/// The header of the entry at `addr` (a published entry the caller may read).
 #[inline]
 #[allow(unsafe_code)]
-pub fn with_entry<R>(
-    arena: &Arena,
-    seglets: &SegletTable,
-    addr: u64,
-    f: impl FnOnce(EntryHeader, &[u8]) -> R,
-) -> R {
+fn entry_header(arena: &Arena, seglets: &SegletTable, addr: u64) -> EntryHeader {
     let sb = arena.seglet_bytes();
     let room = sb - (addr as usize & (sb - 1));
     // Read exactly the header (its first byte gives its length): bytes past a short header
     // at the segment's tail may be unpublished, being written by the segment's writer.
-    let h = if room >= 5 {
+    if room >= 5 {
         // SAFETY: the first byte of a published entry the caller may read (module docs), in
         // this seglet; then its whole header, at most 5 bytes, also in it (room ≥ 5). Both
         // borrows end inside the closures.
@@ -147,7 +140,40 @@ pub fn with_entry<R>(
         read_log(arena, seglets, addr, &mut hdr[..hl]);
         format::decode_entry_header(&hdr[..hl], addr as usize)
     }
-    .expect("log entry header in memory is corrupt");
+    .expect("log entry header in memory is corrupt")
+}
+
+/// The log address `k` bytes after `addr` within one entry, following seglet chains (`k`
+/// must be inside the entry, not at its end).
+fn advance(arena: &Arena, seglets: &SegletTable, mut addr: u64, mut k: usize) -> u64 {
+    let sb = arena.seglet_bytes() as u64;
+    loop {
+        let room = (sb - (addr & (sb - 1))) as usize;
+        if k < room {
+            return addr + k as u64;
+        }
+        k -= room;
+        let next = seglets.next(arena.seglet_of(addr));
+        assert!(next != NO_SEGLET, "log read ran off the end of a segment");
+        addr = arena.seglet_addr(next);
+    }
+}
+
+/// Calls `f(header, body)` for the entry at `addr`. The body is borrowed from the arena when
+/// the entry lies in one seglet (the common case) and gathered into a buffer otherwise (use
+/// [`with_entry_prefix`] and [`read_body`] to read part of a large entry without that copy).
+/// `addr` must be a published entry the caller may read (see the module's "one audited place").
+#[inline]
+#[allow(unsafe_code)]
+pub fn with_entry<R>(
+    arena: &Arena,
+    seglets: &SegletTable,
+    addr: u64,
+    f: impl FnOnce(EntryHeader, &[u8]) -> R,
+) -> R {
+    let sb = arena.seglet_bytes();
+    let room = sb - (addr as usize & (sb - 1));
+    let h = entry_header(arena, seglets, addr);
     if h.total_len() <= room {
         // SAFETY: the body lies in the entry's seglet (total_len ≤ room); it is published and
         // the caller's stripe or segment ownership (module docs) outlives `f`.
@@ -157,6 +183,60 @@ pub fn with_entry<R>(
         read_log(arena, seglets, addr, &mut whole);
         f(h, &whole[h.header_len..])
     }
+}
+
+/// Calls `f(header, prefix)` with the first `min(prefix_len, body_len)` bytes of the body of
+/// the entry at `addr`: borrowed when they lie in one seglet, else gathered (never more than
+/// `prefix_len` bytes). With [`read_body`], a large entry is checked and read in part without
+/// copying all of it. `addr` as for [`with_entry`].
+#[inline]
+#[allow(unsafe_code)]
+pub fn with_entry_prefix<R>(
+    arena: &Arena,
+    seglets: &SegletTable,
+    addr: u64,
+    prefix_len: usize,
+    f: impl FnOnce(EntryHeader, &[u8]) -> R,
+) -> R {
+    let sb = arena.seglet_bytes();
+    let room = sb - (addr as usize & (sb - 1));
+    let h = entry_header(arena, seglets, addr);
+    let n = prefix_len.min(h.body_len);
+    if h.header_len + n <= room {
+        // SAFETY: these `n` body bytes lie in the entry's seglet (header + n ≤ room); they are
+        // published and the caller's stripe or segment ownership outlives `f`.
+        unsafe { arena.with_slice(addr + h.header_len as u64, n, |prefix| f(h, prefix)) }
+    } else {
+        let mut prefix = vec![0u8; h.header_len + n];
+        read_log(arena, seglets, addr, &mut prefix);
+        f(h, &prefix[h.header_len..])
+    }
+}
+
+/// Appends body bytes `from..from + len` of the entry at `addr` (whose header is `h`) to
+/// `out`, copied straight from its seglets. The range must lie in the body. `addr` as for
+/// [`with_entry`].
+pub fn read_body(
+    arena: &Arena,
+    seglets: &SegletTable,
+    addr: u64,
+    h: &EntryHeader,
+    from: usize,
+    len: usize,
+    out: &mut Vec<u8>,
+) {
+    assert!(
+        from.checked_add(len).is_some_and(|end| end <= h.body_len),
+        "read_body: range {from}+{len} outside a body of {} bytes",
+        h.body_len
+    );
+    if len == 0 {
+        return;
+    }
+    let start = advance(arena, seglets, addr, h.header_len + from);
+    let old = out.len();
+    out.resize(old + len, 0);
+    read_log(arena, seglets, start, &mut out[old..]);
 }
 
 /// One segment in memory.

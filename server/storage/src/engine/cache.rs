@@ -71,18 +71,21 @@ impl Engine {
         }
         // A promotion happens at most once per object per half a log's age: a fresh buffer
         // is cheap enough, and `put_locked` uses the engine's scratch buffer itself.
-        let mut value = Vec::new();
-        let old = inner.log.with_entry(e.found.addr, |_, body| {
-            let ts = format::le32(body, 16) & !format::DIRTY_BIT;
-            let old = ts < horizon && ts < now;
-            if old {
-                value.extend_from_slice(&body[format::OBJECT_FIXED + key.len()..]);
-            }
-            old
-        });
+        let addr = e.found.addr;
+        let (h, old) = inner
+            .log
+            .with_entry_prefix(addr, format::OBJECT_FIXED, |h, fixed| {
+                let ts = format::le32(fixed, 16) & !format::DIRTY_BIT;
+                (h, ts < horizon && ts < now)
+            });
         if !old {
             return Ok(false);
         }
+        let mut value = Vec::new();
+        let at = format::OBJECT_FIXED + key.len();
+        inner
+            .log
+            .read_body(addr, &h, at, h.body_len - at, &mut value);
         let promoted = match inner.put_locked(
             &mut g,
             &info,
@@ -123,18 +126,21 @@ impl Engine {
         let h = key_hash(key);
         let g = inner.ht.lock(h, tag(h, table));
         let mut result = Err(StorageError::ObjectDoesntExist);
+        let fixed = format::OBJECT_FIXED + key.len();
         g.find(|addr| {
-            inner.log.with_entry(addr, |_, body| {
-                let Some(version) = object_matches(body, table, key) else {
-                    return false;
-                };
-                let value = &body[format::OBJECT_FIXED + key.len()..];
-                let from = offset.min(value.len());
-                let to = from + max_len.min(value.len() - from);
-                out.extend_from_slice(&value[from..to]);
-                result = Ok((version, value.len()));
-                true
-            })
+            // Only the object's fixed part and key are looked at; the range is copied straight
+            // from the log (a value of many seglets is never gathered whole).
+            let Some((h, version)) = inner.log.with_entry_prefix(addr, fixed, |h, prefix| {
+                object_matches(prefix, table, key).map(|v| (h, v))
+            }) else {
+                return false;
+            };
+            let value_len = h.body_len - fixed;
+            let from = offset.min(value_len);
+            let n = max_len.min(value_len - from);
+            inner.log.read_body(addr, &h, fixed + from, n, out);
+            result = Ok((version, value_len));
+            true
         });
         result
     }

@@ -153,3 +153,35 @@ fn read_range_reads_a_piece_of_a_value() {
         Err(StorageError::ObjectDoesntExist)
     );
 }
+
+#[test]
+fn large_values_read_whole_and_in_ranges_across_seglets() {
+    let e = engine();
+    // Values of many seglets (64 KiB each), a key that shifts them off seglet alignment.
+    let value: Vec<u8> = (0..700_001u32).map(|i| (i * 7 + i / 251) as u8).collect();
+    for key in [&b"k"[..], &[b'x'; 300][..]] {
+        let v = e.write(1, key, &value, &RejectRules::NONE).unwrap();
+        let mut out = vec![9u8; 3];
+        assert_eq!(e.read(1, key, &RejectRules::NONE, &mut out).unwrap(), v);
+        assert!(
+            out[..3] == [9, 9, 9] && out[3..] == value[..],
+            "appended whole"
+        );
+        let seglet = 64 * 1024;
+        for (from, len) in [
+            (0, 1),
+            (seglet - 40, 80),
+            (seglet * 3 + 5, seglet * 2),
+            (123_456, 500_000),
+            (699_999, 10),
+            (700_001, 10),
+            (0, 1 << 20),
+        ] {
+            out.clear();
+            let (got_v, total) = e.read_range(1, key, from, len, &mut out).unwrap();
+            assert_eq!((got_v, total), (v, value.len()));
+            let end = (from + len).min(value.len());
+            assert!(out[..] == value[from.min(end)..end], "range {from}+{len}");
+        }
+    }
+}

@@ -7,16 +7,17 @@
 //! owns a tablet of the table (from a fresh tablet map) and sum the answers; a master that
 //! answers a retryable status, or whose session fails, is asked again after a back-off.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
 use std::io::Write;
 use std::time::{Duration, Instant};
 
 use faascache_protocol::msg::faas::{
     CheckBackingRequest, FlushRequest, FlushResponse, GetTableConfigRequest, InvalidateRequest,
-    InvalidateResponse, ObjectMeta, ReadObjectRequest, TableBacking, MAX_READ_OBJECT_PIECE,
+    InvalidateResponse, ObjectMeta, ReadObjectRequest, ReadObjectResponse, TableBacking,
+    MAX_READ_OBJECT_PIECE,
 };
-use faascache_protocol::msg::{self, Request};
-use faascache_transport::{CallError, Session, Status};
+use faascache_protocol::msg::{self, Message, Request};
+use faascache_transport::{CallError, PendingRpc, Session, Status};
 
 use crate::client::{check_key, Attempt, Client};
 use crate::error::{Error, Result, TableId};
@@ -340,6 +341,12 @@ impl Client {
 
     /// Reads the pieces of an object in order into `sink` (`Some(total)` with the first).
     /// `Ok(Err(v))`: the object moved to version `v` after the first piece.
+    ///
+    /// The first piece goes through the retrying path (it learns the length and the master);
+    /// the rest are pipelined on that master's session, [`PIECE_WINDOW`] in flight, so a large
+    /// object streams instead of paying a round trip per MiB. Anything unexpected in the
+    /// window (an error status, a lost session, a short piece) hands the rest back to the
+    /// retrying path, which classifies it.
     fn read_pieces(
         &self,
         table: TableId,
@@ -357,31 +364,97 @@ impl Client {
                 offset,
                 max_len: MAX_READ_OBJECT_PIECE,
             };
+            let payload = req.to_vec();
             let mut backoff = self.backoff();
-            let (version, total, meta, data) =
+            let (session, reply, piece) =
                 self.on_master(table, msg::key_hash(key), &mut backoff, |s, left| {
-                    let r = faascache_transport::call(s, &req, left, |r| {
-                        (r.version, r.total_len, r.meta, r.data.to_vec())
-                    });
+                    let r = s
+                        .call(ReadObjectRequest::OPCODE, &payload, left)
+                        .map_err(CallError::Transport)
+                        .and_then(|(status, reply)| {
+                            let piece = decode_piece(status, &reply)?;
+                            Ok((s.clone(), reply, piece))
+                        });
                     self.classify(table, ReadObjectRequest::OPCODE, r)
                 })?;
+            let data = &reply[piece.data.clone()];
+            let (version, total) = (piece.version, piece.total);
             match &first {
                 None => {
-                    sink(Some(total), &data)?;
-                    first = Some((meta, version, total));
+                    sink(Some(total), data)?;
+                    first = Some((piece.meta, version, total));
                 }
                 Some((_, v, t)) if *v != version || *t != total => return Ok(Err(version)),
-                Some(_) => sink(None, &data)?,
+                Some(_) => sink(None, data)?,
             }
             offset += data.len() as u64;
+            if offset < total && data.is_empty() {
+                return Err(Error::Protocol(format!(
+                    "a ReadObject reply carried no bytes at offset {offset} of {total}"
+                )));
+            }
+            if offset < total {
+                match self.read_window(&session, &req, offset, version, total, &mut sink)? {
+                    Window::Reached(at) => offset = at,
+                    Window::Changed(v) => return Ok(Err(v)),
+                }
+            }
             if offset >= total {
                 let (meta, version, _) = first.unwrap_or_default();
                 return Ok(Ok((meta, version)));
             }
-            if data.is_empty() {
-                return Err(Error::Protocol(format!(
-                    "a ReadObject reply carried no bytes at offset {offset} of {total}"
-                )));
+        }
+    }
+
+    /// Pipelines the pieces from `offset` to `total` of version `version` on `session`, up to
+    /// [`PIECE_WINDOW`] in flight, into `sink` in order. Stops at the first piece that is not
+    /// a full piece of that version (or any failure) and says how far it got; the caller goes
+    /// on from there with its retrying path.
+    fn read_window(
+        &self,
+        session: &Session,
+        base: &ReadObjectRequest<'_>,
+        mut offset: u64,
+        version: u64,
+        total: u64,
+        sink: &mut impl FnMut(Option<u64>, &[u8]) -> Result<()>,
+    ) -> Result<Window> {
+        let piece = MAX_READ_OBJECT_PIECE as u64;
+        let deadline = self.backoff();
+        let mut inflight: VecDeque<PendingRpc> = VecDeque::with_capacity(PIECE_WINDOW);
+        let mut next = offset;
+        loop {
+            while inflight.len() < PIECE_WINDOW && next < total {
+                let req = ReadObjectRequest {
+                    offset: next,
+                    ..*base
+                };
+                match session.send(ReadObjectRequest::OPCODE, &req.to_vec()) {
+                    Ok(p) => inflight.push_back(p),
+                    Err(_) => break,
+                }
+                next += piece;
+            }
+            let Some(mut p) = inflight.pop_front() else {
+                return Ok(Window::Reached(offset));
+            };
+            let Ok((status, reply)) = p.wait(deadline.remaining(Instant::now())) else {
+                return Ok(Window::Reached(offset));
+            };
+            let Ok(got) = decode_piece(status, &reply) else {
+                return Ok(Window::Reached(offset));
+            };
+            if got.version != version || got.total != total {
+                return Ok(Window::Changed(got.version));
+            }
+            let want = piece.min(total - offset) as usize;
+            if got.data.len() != want {
+                return Ok(Window::Reached(offset));
+            }
+            sink(None, &reply[got.data])?;
+            offset += want as u64;
+            if offset >= total {
+                return Ok(Window::Reached(offset));
             }
         }
     }
@@ -454,6 +527,43 @@ impl Client {
 
 /// A flush that timed out on the master (`TIMEOUT` with "N objects still dirty; store: ...")
 /// is final: [`Error::Timeout`] with the master's text. Other failures are classified.
+/// Pieces of one object in flight at once after the first (bounds the replies buffered to
+/// this many MiB).
+const PIECE_WINDOW: usize = 4;
+
+/// How far a pipelined window of pieces got.
+enum Window {
+    /// Every piece before this offset was handed to the sink.
+    Reached(u64),
+    /// The object changed to this version.
+    Changed(u64),
+}
+
+/// A decoded `ReadObject` reply whose data stays in the reply buffer (no copy).
+struct Piece {
+    version: u64,
+    total: u64,
+    meta: ObjectMeta,
+    /// Where the data is in the reply.
+    data: std::ops::Range<usize>,
+}
+
+fn decode_piece(status: Status, reply: &[u8]) -> std::result::Result<Piece, CallError> {
+    match msg::decode_reply::<ReadObjectResponse<'_>>(status, reply) {
+        Ok(r) => {
+            let at = r.data.as_ptr() as usize - reply.as_ptr() as usize;
+            Ok(Piece {
+                version: r.version,
+                total: r.total_len,
+                meta: r.meta,
+                data: at..at + r.data.len(),
+            })
+        }
+        Err(Ok(f)) => Err(CallError::Failed(f)),
+        Err(Err(e)) => Err(CallError::Malformed(e)),
+    }
+}
+
 fn flush_timeout(e: CallError, timeout: Duration) -> std::result::Result<Error, CallError> {
     match e {
         CallError::Failed(f) if f.status == Status::TIMEOUT => Ok(Error::Timeout {

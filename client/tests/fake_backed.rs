@@ -207,7 +207,10 @@ fn large_objects_are_read_in_pieces_and_restarted_when_they_change() {
     let (_, data, version) = c.read_object(1, b"big").unwrap();
     assert_eq!(version, 11);
     assert!(data == body(11), "no mix of versions");
-    assert_eq!(script.lock().pieces, 2 + 3);
+    // The first pass stops at the piece that changed; the pieces after it were already in
+    // flight (pipelined) and are answered too. Then 3 pieces of v11.
+    let pieces = script.lock().pieces;
+    assert!((2 + 3..=3 + 3).contains(&pieces), "{pieces} pieces");
 
     // Streaming: the same bytes into a writer.
     let mut out = Vec::new();

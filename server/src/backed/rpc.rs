@@ -191,65 +191,71 @@ fn fast_piece(
     let Ok(env) = decode(&peek) else {
         return false;
     };
-    let mut data = Vec::new();
-    let total = match env.kind {
+    // The reply is built in one buffer of its exact size: the head, then the bytes read
+    // straight from the log (one copy, one allocation).
+    let (total, from) = match env.kind {
         Kind::Whole => {
             let at = peek.len() - env.data.len();
-            let total = (value_len - at) as u64;
-            let from = offset.min(total) as usize;
-            let n = (max_len as u64).min(total - from as u64) as usize;
-            match m.engine.read_range(t.id, key, at + from, n, &mut data) {
-                Ok((v, _)) if v == version => total,
+            ((value_len - at) as u64, at)
+        }
+        Kind::Manifest(mf) => (mf.total_len, 0),
+        _ => return false,
+    };
+    let n = (max_len as u64).min(total.saturating_sub(offset)) as usize;
+    let mut out = Vec::new();
+    faascache_protocol::msg::faas::ReadObjectResponse::encode_head(
+        version, total, &env.meta, n, &mut out,
+    );
+    let head = out.len();
+    out.reserve_exact(n);
+    match env.kind {
+        Kind::Whole => {
+            let start = from + offset.min(total) as usize;
+            match m.engine.read_range(t.id, key, start, n, &mut out) {
+                Ok((v, _)) if v == version => {}
                 _ => return false,
             }
         }
         Kind::Manifest(mf) => {
-            let end = mf.total_len.min(offset.saturating_add(max_len as u64));
+            let end = offset + n as u64;
             let mut at = offset;
             while at < end {
                 let Some((i, within)) = mf.locate(at) else {
-                    break;
+                    return false;
                 };
                 let ck = faascache_protocol::msg::common::chunk_key(key, mf.object_id, i);
-                let mut head = Vec::with_capacity(CHUNK_HEADER);
-                let Ok((cv, clen)) = m.engine.read_range(t.id, &ck, 0, CHUNK_HEADER, &mut head)
+                let mut hv = Vec::with_capacity(CHUNK_HEADER);
+                let Ok((cv, clen)) = m.engine.read_range(t.id, &ck, 0, CHUNK_HEADER, &mut hv)
                 else {
                     return false;
                 };
-                match decode(&head) {
-                    Ok(c) if c.kind == Kind::Chunk && head.len() == CHUNK_HEADER => {}
+                match decode(&hv) {
+                    Ok(c) if c.kind == Kind::Chunk && hv.len() == CHUNK_HEADER => {}
                     _ => return false,
                 }
-                let n = ((end - at) as usize).min(clen - CHUNK_HEADER - within as usize);
-                if n == 0
+                let k = ((end - at) as usize).min(clen - CHUNK_HEADER - within as usize);
+                if k == 0
                     || m.engine
-                        .read_range(t.id, &ck, CHUNK_HEADER + within as usize, n, &mut data)
+                        .read_range(t.id, &ck, CHUNK_HEADER + within as usize, k, &mut out)
                         .is_err()
                 {
                     return false;
                 }
                 let _ = m.engine.promote_if_old(t.id, &ck, cv);
-                at += n as u64;
+                at += k as u64;
             }
-            mf.total_len
         }
         _ => return false,
-    };
+    }
+    if out.len() != head + n {
+        return false;
+    }
     drop(own);
     Counters::bump(&m.counters.hits);
     if offset == 0 {
         let _ = m.engine.promote_if_old(t.id, key, version);
     }
-    call.reply_with(Status::OK, |out| {
-        faascache_protocol::msg::faas::ReadObjectResponse::encode_head(
-            version,
-            total,
-            &env.meta,
-            data.len(),
-            out,
-        );
-        out.extend_from_slice(&data);
-    });
+    call.reply_with(Status::OK, |buf| std::mem::swap(buf, &mut out));
     true
 }
 

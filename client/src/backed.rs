@@ -387,8 +387,10 @@ impl Client {
                 Some((_, v, t)) if *v != version || *t != total => return Ok(Err(version)),
                 Some(_) => sink(None, data)?,
             }
-            offset += data.len() as u64;
-            if offset < total && data.is_empty() {
+            let got = data.len();
+            offset += got as u64;
+            session.recycle(reply);
+            if offset < total && got == 0 {
                 return Err(Error::Protocol(format!(
                     "a ReadObject reply carried no bytes at offset {offset} of {total}"
                 )));
@@ -452,6 +454,7 @@ impl Client {
                 return Ok(Window::Reached(offset));
             }
             sink(None, &reply[got.data])?;
+            session.recycle(reply);
             offset += want as u64;
             if offset >= total {
                 return Ok(Window::Reached(offset));

@@ -53,6 +53,9 @@ pub struct NodeConfig {
     pub require_bypass: bool,
     /// Log memory of the master, bytes.
     pub memory_bytes: usize,
+    /// Free log memory kept faulted in ahead of the log, bytes (`None`: the engine's default;
+    /// see `EngineConfig::warm_ahead_bytes`).
+    pub warm_ahead_bytes: Option<usize>,
     /// Dispatch cores and polling.
     pub dispatch: DispatchConfig,
     /// Give up enlisting after this long.
@@ -208,7 +211,10 @@ fn connect(loc: &CoordinatorLocator) -> Result<Session, faascache_transport::Err
 /// Start a server: engine, master service, backup service, enlistment, replication,
 /// heartbeats.
 pub fn start(cfg: NodeConfig) -> Result<Node, NodeError> {
-    let engine_cfg = EngineConfig::with_memory(cfg.memory_bytes);
+    let mut engine_cfg = EngineConfig::with_memory(cfg.memory_bytes);
+    if let Some(w) = cfg.warm_ahead_bytes {
+        engine_cfg.warm_ahead_bytes = w;
+    }
     if cfg.replicas > 0 && engine_cfg.segment_bytes > crate::backup::MAX_REPLICA_BYTES {
         return Err(NodeError::Config(faascache_storage::ConfigError(format!(
             "segments of {} bytes exceed the largest replica a backup takes ({} bytes)",

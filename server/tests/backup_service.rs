@@ -54,6 +54,7 @@ fn images(segment_bytes: usize, objects: u32, value_len: usize) -> Vec<Image> {
         log_id: M.0,
         background_cleaner: false,
         cleaner_reserve_seglets: None,
+        warm_ahead_bytes: 0,
     })
     .unwrap();
     e.create_table(1, TableOptions::default()).unwrap();

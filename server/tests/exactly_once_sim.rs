@@ -62,6 +62,7 @@ fn engine_config() -> EngineConfig {
         log_id: 1,
         background_cleaner: false,
         cleaner_reserve_seglets: None,
+        warm_ahead_bytes: 0,
     }
 }
 

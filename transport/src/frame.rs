@@ -18,7 +18,9 @@ use std::io::{self, IoSlice, Read, Write};
 use std::sync::Arc;
 
 use crate::conn_limits::ByteBudget;
-use crate::limits::{STREAM_BIG_GROW_MIN, STREAM_READ_BUFFER, STREAM_READ_BUFFER_INITIAL};
+use crate::limits::{
+    MAX_PAYLOAD, STREAM_BIG_GROW_MIN, STREAM_READ_BUFFER, STREAM_READ_BUFFER_INITIAL,
+};
 use crate::wire::{DecodeError, Header, HEADER_LEN};
 
 /// A frame's payload: borrowed from the read buffer, or an owned buffer for a large frame.
@@ -87,6 +89,10 @@ pub(crate) struct FrameReader {
     charged: usize,
     /// Bytes read so far (to tell whether a read made progress).
     bytes_read: u64,
+    /// A large payload buffer the consumer gave back ([`FrameReader::give_spare`]): the next
+    /// large frame that fits is received into it, without a fresh allocation (and its page
+    /// faults) or regrowth.
+    spare: Option<Vec<u8>>,
 }
 
 /// For a header that failed to decode: can we still address a reply? Only if the magic is ours
@@ -130,6 +136,29 @@ impl FrameReader {
             budget: None,
             charged: 0,
             bytes_read: 0,
+            spare: None,
+        }
+    }
+
+    /// Keep `buf` (a large frame's payload the consumer is done with) for the next large
+    /// frame. Only buffers larger than the read buffer and at most [`MAX_PAYLOAD`] are kept,
+    /// one at a time; a server's reader keeps one only if the budget holds its capacity (it is
+    /// charged while kept, and given back when used, replaced or released as idle).
+    pub(crate) fn give_spare(&mut self, buf: Vec<u8>) {
+        let cap = buf.capacity();
+        if cap <= STREAM_READ_BUFFER || cap > MAX_PAYLOAD {
+            return;
+        }
+        self.drop_spare();
+        if self.take(cap) {
+            self.spare = Some(buf);
+        }
+    }
+
+    /// Drop the spare buffer, giving back its charge.
+    fn drop_spare(&mut self) {
+        if let Some(old) = self.spare.take() {
+            self.give(old.capacity());
         }
     }
 
@@ -168,6 +197,7 @@ impl FrameReader {
     /// Give the read buffer back (to be allocated again on the next read) if it holds nothing:
     /// for connections gone quiet.
     pub(crate) fn release_idle_buffer(&mut self) {
+        self.drop_spare();
         if self.big.is_none() && self.start == self.end && !self.buf.is_empty() {
             let extra = self.buf.len().saturating_sub(STREAM_READ_BUFFER_INITIAL);
             self.buf = Vec::new();
@@ -218,7 +248,22 @@ impl FrameReader {
                     return Ok(Handed::Stop(ReadStop::NoBudget));
                 }
                 let have = self.end - self.start - HEADER_LEN;
-                let mut v = vec![0u8; len.min(have.max(STREAM_BIG_GROW_MIN))];
+                let mut v = match self.spare.take() {
+                    // Memory already held: take the whole length at once (the frame's own
+                    // charge, taken above, now covers it).
+                    Some(mut v) if v.capacity() >= len => {
+                        self.give(v.capacity());
+                        v.clear();
+                        v.resize(len, 0);
+                        v
+                    }
+                    other => {
+                        if let Some(small) = other {
+                            self.give(small.capacity());
+                        }
+                        vec![0u8; len.min(have.max(STREAM_BIG_GROW_MIN))]
+                    }
+                };
                 v[..have].copy_from_slice(&self.buf[self.start + HEADER_LEN..self.end]);
                 self.start = 0;
                 self.end = 0;
@@ -406,6 +451,100 @@ mod tests {
                 assert!(p.iter().enumerate().all(|(j, &b)| b == (i + j) as u8));
             }
         }
+    }
+
+    #[test]
+    fn a_spare_buffer_receives_the_next_big_frame_that_fits() {
+        let frame = |id: u64, n: usize| {
+            let p: Vec<u8> = (0..n).map(|j| (j as u8) ^ (id as u8)).collect();
+            Header::request(2, id, n as u32).encode_message(&p)
+        };
+        let mut data = frame(1, 300_000);
+        data.extend_from_slice(&frame(2, 900_000));
+        data.extend_from_slice(&frame(3, 200_000));
+        let mut src = Chunks {
+            data,
+            pos: 0,
+            step: 50_000,
+        };
+        let mut r = FrameReader::new().exhaustive();
+        // A spare that fits the first big frame (300 KB) is used; the next ones get their own.
+        r.give_spare(Vec::with_capacity(400_000));
+        let spare = vec![0xAAu8; 1 << 20];
+        let spare_ptr = spare.as_ptr();
+        let mut got = Vec::new();
+        let stop = r.read_frames(&mut src, &mut |h, p| {
+            got.push((h.request_id, p.into_vec()));
+            true
+        });
+        assert!(matches!(stop, Ok(ReadStop::WouldBlock)), "{stop:?}");
+        assert_eq!(got.len(), 3);
+        for (id, v) in &got {
+            let n = [300_000, 900_000, 200_000][*id as usize - 1];
+            assert_eq!(v.len(), n);
+            assert!(v
+                .iter()
+                .enumerate()
+                .all(|(j, &b)| b == (j as u8) ^ (*id as u8)));
+        }
+        // Frame 1 (300 KB) went into the 400 KB spare.
+        assert!(got[0].1.capacity() >= 400_000);
+        // Again, with the 1 MiB spare given: the 900 KB frame lands in it.
+        let mut src = Chunks {
+            data: frame(4, 900_000),
+            pos: 0,
+            step: 50_000,
+        };
+        r.give_spare(spare);
+        let mut out = None;
+        let _ = r.read_frames(&mut src, &mut |_, p| {
+            out = Some(p.into_vec());
+            true
+        });
+        let v = out.expect("frame 4");
+        assert_eq!(v.as_ptr(), spare_ptr, "received into the spare");
+        assert!(v.len() == 900_000 && v.iter().enumerate().all(|(j, &b)| b == (j as u8) ^ 4));
+        // Buffers the reader would not keep: too small, or larger than a payload can be.
+        r.give_spare(Vec::with_capacity(1000));
+        assert!(r.spare.is_none());
+        r.give_spare(Vec::with_capacity(crate::limits::MAX_PAYLOAD + 1));
+        assert!(r.spare.is_none());
+    }
+
+    #[test]
+    fn a_servers_spare_buffer_is_charged_to_the_budget_and_given_back() {
+        let budget = Arc::new(ByteBudget::new(3 << 20));
+        let mut r = FrameReader::with_budget(budget.clone()).exhaustive();
+        let base = budget.used();
+        r.give_spare(vec![0u8; 1 << 20]);
+        assert_eq!(budget.used(), base + (1 << 20), "a kept spare is charged");
+        // A frame received into it: while it arrives the frame's length is charged, not both.
+        let p = vec![5u8; 800_000];
+        let mut src = Chunks {
+            data: Header::request(2, 1, p.len() as u32).encode_message(&p),
+            pos: 0,
+            step: 100_000,
+        };
+        let mut got = None;
+        let _ = r.read_frames(&mut src, &mut |_, p| {
+            got = Some(p.into_vec());
+            true
+        });
+        assert!(got.is_some_and(|v| v == p));
+        assert!(
+            budget.used() <= base + STREAM_READ_BUFFER,
+            "all given back once handed out"
+        );
+        // Kept again, then released when the connection goes quiet.
+        r.give_spare(vec![0u8; 1 << 20]);
+        assert!(budget.used() >= base + (1 << 20));
+        r.release_idle_buffer();
+        assert_eq!(budget.used(), 0);
+        // A budget that cannot hold it: not kept.
+        let tight = Arc::new(ByteBudget::new(1000));
+        let mut r = FrameReader::with_budget(tight.clone());
+        r.give_spare(vec![0u8; 1 << 20]);
+        assert!(r.spare.is_none() && tight.used() == 0);
     }
 
     /// A maximum-size header and part of its body: the reader holds what arrived (not the

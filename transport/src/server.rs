@@ -190,6 +190,25 @@ impl<'a> IncomingRpc<'a> {
         fill(self.out);
         self.state = ReplyState::Replied(status);
     }
+    /// Build a reply straight in the response buffer (which starts empty) and decide after:
+    /// `build` returns the status to send it with, or `None` to leave the RPC unanswered (what
+    /// it wrote is discarded) so that another path can answer. `false` if not sent.
+    pub fn try_reply_with(&mut self, build: impl FnOnce(&mut Vec<u8>) -> Option<Status>) -> bool {
+        if self.state != ReplyState::None {
+            return false;
+        }
+        self.out.clear();
+        match build(self.out) {
+            Some(status) => {
+                self.state = ReplyState::Replied(status);
+                true
+            }
+            None => {
+                self.out.clear();
+                false
+            }
+        }
+    }
     /// Take the RPC off the dispatch thread: complete it later, from any thread, with the
     /// returned [`Responder`]. At most once per RPC (and not after `reply`): returns `None` then.
     pub fn defer(&mut self) -> Option<Responder> {

@@ -82,6 +82,9 @@ pub(crate) trait ClientChannel: Send + Sync + 'static {
     ) -> std::result::Result<(), LinkError>;
     /// The caller gave up on `request_id` (datagram transports drop its state).
     fn cancel(&self, _request_id: u64) {}
+    /// A reply's payload the caller is done with, to receive a later large reply into
+    /// (stream transports keep one; default: dropped).
+    fn recycle(&self, _buf: Vec<u8>) {}
     /// Close the underlying connection (last handle dropped).
     fn close(&self) {}
 }
@@ -182,6 +185,12 @@ impl Session {
     pub fn call(&self, op: Opcode, payload: &[u8], timeout: Duration) -> Result<(Status, Vec<u8>)> {
         let mut p = self.send(op, payload)?;
         p.wait(timeout)
+    }
+
+    /// Give back a reply's payload once done with it: a stream session receives its next large
+    /// reply into it (no fresh allocation, no page faults). Optional; other buffers are dropped.
+    pub fn recycle(&self, buf: Vec<u8>) {
+        self.inner.chan.recycle(buf);
     }
 
     /// Send an RPC without waiting (pipelining). Wait for it with [`PendingRpc::wait`].

@@ -156,6 +156,11 @@ pub struct ServerArgs {
     /// answers writes WRITE_BACK_FULL (units B, KiB, MiB, GiB) [default: a quarter of --memory]
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub write_back_limit: Option<usize>,
+    /// Free log memory kept faulted in ahead of the log head by a background thread, so that
+    /// writes do not take page faults (units B, KiB, MiB, GiB); as much as --memory faults the
+    /// whole log in at start (resident memory is then --memory from the start); 0 = off
+    #[arg(long, value_name = "SIZE", default_value = "64MiB", value_parser = parse_size)]
+    pub warm_ahead: usize,
     /// Refuse to start unless a kernel-bypass alternative of --listen (dpdk:, infrc:) serves,
     /// instead of falling back to a kernel transport
     #[arg(long)]
@@ -302,6 +307,7 @@ pub fn server(args: ServerArgs) -> Result<()> {
         listen,
         require_bypass: args.require_bypass,
         memory_bytes: args.memory,
+        warm_ahead_bytes: Some(args.warm_ahead),
         dispatch: DispatchConfig {
             cores: args.cores,
             pin: !args.no_pin,

@@ -20,6 +20,7 @@ mod daemon;
 mod demo;
 mod lifecycle;
 mod memcheck;
+mod sys;
 mod units;
 
 use std::process::ExitCode;
@@ -75,6 +76,7 @@ fn main() -> ExitCode {
         Command::Server(args) => {
             init_logging("info");
             lifecycle::abort_on_panic();
+            sys::keep_freed_memory();
             daemon::server(args)
         }
         Command::Cluster(cmd) => {

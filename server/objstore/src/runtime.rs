@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::{Stream, StreamExt};
+use futures_util::{FutureExt, Stream, StreamExt};
 
 use crate::error::{Error, Result};
 
@@ -95,6 +95,8 @@ pub(crate) struct BlockingStream<S> {
     stream: S,
     current: Bytes,
     map: fn(&str, String) -> Error,
+    /// The stream said it ended (it is not asked again).
+    ended: bool,
 }
 
 impl<S> BlockingStream<S> {
@@ -104,6 +106,7 @@ impl<S> BlockingStream<S> {
             stream,
             current: Bytes::new(),
             map,
+            ended: false,
         }
     }
 }
@@ -113,27 +116,98 @@ where
     S: Stream<Item = std::result::Result<Bytes, E>> + Unpin + Send,
     E: std::fmt::Display,
 {
+    /// One trip to the runtime per call: it waits for the next piece, then also takes every
+    /// piece already there, up to `buf.len()` (a body arriving in 16 KiB frames is not one
+    /// thread hand-off per frame).
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        while self.current.is_empty() {
-            let stream = &mut self.stream;
-            let map = self.map;
-            let store = self.rt.store.clone();
-            let next = self.rt.run("reading a body", async move {
-                match stream.next().await {
-                    None => Ok(None),
-                    Some(Ok(b)) => Ok(Some(b)),
-                    Some(Err(e)) => Err(map(&store, e.to_string())),
-                }
-            });
-            match next {
-                Ok(Some(b)) => self.current = b,
-                Ok(None) => return Ok(0),
-                Err(e) => return Err(crate::error_to_io(e)),
-            }
+        if buf.is_empty() || (self.ended && self.current.is_empty()) {
+            return Ok(0);
         }
-        let n = buf.len().min(self.current.len());
-        buf[..n].copy_from_slice(&self.current[..n]);
-        bytes::Buf::advance(&mut self.current, n);
-        Ok(n)
+        if !self.current.is_empty() {
+            let n = buf.len().min(self.current.len());
+            buf[..n].copy_from_slice(&self.current[..n]);
+            bytes::Buf::advance(&mut self.current, n);
+            return Ok(n);
+        }
+        let (stream, current, map) = (&mut self.stream, &mut self.current, self.map);
+        let ended = &mut self.ended;
+        let store = &self.rt.store;
+        let filled = self.rt.run("reading a body", async move {
+            let mut n = 0;
+            loop {
+                let next = if n == 0 {
+                    stream.next().await
+                } else {
+                    // Only what is ready now: never wait with bytes in hand.
+                    match stream.next().now_or_never() {
+                        Some(next) => next,
+                        None => return Ok(n),
+                    }
+                };
+                let mut b = match next {
+                    None => {
+                        *ended = true;
+                        return Ok(n);
+                    }
+                    Some(Ok(b)) => b,
+                    Some(Err(e)) => return Err(map(store, e.to_string())),
+                };
+                let k = (buf.len() - n).min(b.len());
+                buf[n..n + k].copy_from_slice(&b[..k]);
+                bytes::Buf::advance(&mut b, k);
+                n += k;
+                if !b.is_empty() || n == buf.len() {
+                    *current = b;
+                    return Ok(n);
+                }
+            }
+        });
+        filled.map_err(crate::error_to_io)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frames(n: usize, size: usize) -> Vec<std::result::Result<Bytes, String>> {
+        (0..n)
+            .map(|i| Ok(Bytes::from(vec![i as u8; size])))
+            .collect()
+    }
+
+    fn rt() -> Arc<Rt> {
+        Rt::new("test".into(), 1, Duration::from_secs(5)).unwrap()
+    }
+
+    fn err(store: &str, e: String) -> Error {
+        Error::Config(format!("{store}: {e}"))
+    }
+
+    #[test]
+    fn a_read_takes_every_ready_frame_and_keeps_the_rest() {
+        let s = futures_util::stream::iter(frames(100, 1000));
+        let mut r = BlockingStream::new(rt(), s, err);
+        let mut buf = vec![0u8; 10_500];
+        // All frames are ready: one read fills the buffer, across 11 frames.
+        assert_eq!(r.read(&mut buf).unwrap(), 10_500);
+        assert!(buf[..1000].iter().all(|&b| b == 0) && buf[10_000..].iter().all(|&b| b == 10));
+        // The rest of frame 10 was kept.
+        let mut rest = Vec::new();
+        r.read_to_end(&mut rest).unwrap();
+        assert_eq!(rest.len(), 100_000 - 10_500);
+        assert!(rest[..500].iter().all(|&b| b == 10) && rest[500..1500].iter().all(|&b| b == 11));
+        // Ended: it stays ended.
+        assert_eq!(r.read(&mut buf).unwrap(), 0);
+    }
+
+    #[test]
+    fn an_error_in_the_body_is_an_io_error() {
+        let mut items = frames(3, 10);
+        items.push(Err("connection reset".into()));
+        let mut r = BlockingStream::new(rt(), futures_util::stream::iter(items), err);
+        let mut out = Vec::new();
+        let e = r.read_to_end(&mut out).unwrap_err();
+        assert!(e.to_string().contains("connection reset"), "{e}");
     }
 }

@@ -191,8 +191,8 @@ fn fast_piece(
     let Ok(env) = decode(&peek) else {
         return false;
     };
-    // The reply is built in one buffer of its exact size: the head, then the bytes read
-    // straight from the log (one copy, one allocation).
+    // The reply is built in the call's response buffer (a reused one on a thread serving
+    // large replies): the head, then the bytes read straight from the log (one copy).
     let (total, from) = match env.kind {
         Kind::Whole => {
             let at = peek.len() - env.data.len();
@@ -202,52 +202,23 @@ fn fast_piece(
         _ => return false,
     };
     let n = (max_len as u64).min(total.saturating_sub(offset)) as usize;
-    let mut out = Vec::new();
-    faascache_protocol::msg::faas::ReadObjectResponse::encode_head(
-        version, total, &env.meta, n, &mut out,
-    );
-    let head = out.len();
-    out.reserve_exact(n);
-    match env.kind {
-        Kind::Whole => {
-            let start = from + offset.min(total) as usize;
-            match m.engine.read_range(t.id, key, start, n, &mut out) {
-                Ok((v, _)) if v == version => {}
-                _ => return false,
+    let sent = call.try_reply_with(|out| {
+        faascache_protocol::msg::faas::ReadObjectResponse::encode_head(
+            version, total, &env.meta, n, out,
+        );
+        let head = out.len();
+        out.reserve(n);
+        let read = match env.kind {
+            Kind::Whole => {
+                let start = from + offset.min(total) as usize;
+                matches!(m.engine.read_range(t.id, key, start, n, out), Ok((v, _)) if v == version)
             }
-        }
-        Kind::Manifest(mf) => {
-            let end = offset + n as u64;
-            let mut at = offset;
-            while at < end {
-                let Some((i, within)) = mf.locate(at) else {
-                    return false;
-                };
-                let ck = faascache_protocol::msg::common::chunk_key(key, mf.object_id, i);
-                let mut hv = Vec::with_capacity(CHUNK_HEADER);
-                let Ok((cv, clen)) = m.engine.read_range(t.id, &ck, 0, CHUNK_HEADER, &mut hv)
-                else {
-                    return false;
-                };
-                match decode(&hv) {
-                    Ok(c) if c.kind == Kind::Chunk && hv.len() == CHUNK_HEADER => {}
-                    _ => return false,
-                }
-                let k = ((end - at) as usize).min(clen - CHUNK_HEADER - within as usize);
-                if k == 0
-                    || m.engine
-                        .read_range(t.id, &ck, CHUNK_HEADER + within as usize, k, &mut out)
-                        .is_err()
-                {
-                    return false;
-                }
-                let _ = m.engine.promote_if_old(t.id, &ck, cv);
-                at += k as u64;
-            }
-        }
-        _ => return false,
-    }
-    if out.len() != head + n {
+            Kind::Manifest(mf) => chunk_range(m, t, key, mf, offset, offset + n as u64, out),
+            _ => false,
+        };
+        (read && out.len() == head + n).then_some(Status::OK)
+    });
+    if !sent {
         return false;
     }
     drop(own);
@@ -255,7 +226,46 @@ fn fast_piece(
     if offset == 0 {
         let _ = m.engine.promote_if_old(t.id, key, version);
     }
-    call.reply_with(Status::OK, |buf| std::mem::swap(buf, &mut out));
+    true
+}
+
+/// Append bytes `at..end` of a chunked object (manifest `mf`) to `out`, chunk by chunk,
+/// straight from the log; `false` if a chunk is missing or not what the manifest says.
+fn chunk_range(
+    m: &Master,
+    t: &BackedTable,
+    key: &[u8],
+    mf: super::envelope::Manifest,
+    mut at: u64,
+    end: u64,
+    out: &mut Vec<u8>,
+) -> bool {
+    use super::envelope::{decode, Kind};
+    let mut hv = Vec::with_capacity(CHUNK_HEADER);
+    while at < end {
+        let Some((i, within)) = mf.locate(at) else {
+            return false;
+        };
+        let ck = faascache_protocol::msg::common::chunk_key(key, mf.object_id, i);
+        hv.clear();
+        let Ok((cv, clen)) = m.engine.read_range(t.id, &ck, 0, CHUNK_HEADER, &mut hv) else {
+            return false;
+        };
+        match decode(&hv) {
+            Ok(c) if c.kind == Kind::Chunk && hv.len() == CHUNK_HEADER => {}
+            _ => return false,
+        }
+        let k = ((end - at) as usize).min(clen - CHUNK_HEADER - within as usize);
+        if k == 0
+            || m.engine
+                .read_range(t.id, &ck, CHUNK_HEADER + within as usize, k, out)
+                .is_err()
+        {
+            return false;
+        }
+        let _ = m.engine.promote_if_old(t.id, &ck, cv);
+        at += k as u64;
+    }
     true
 }
 

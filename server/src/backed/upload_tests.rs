@@ -18,6 +18,7 @@ fn engine() -> Engine {
         log_id: 1,
         background_cleaner: false,
         cleaner_reserve_seglets: None,
+        warm_ahead_bytes: 0,
     })
     .unwrap();
     e.create_table(1, TableOptions { evictable: true }).unwrap();

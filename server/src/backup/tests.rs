@@ -66,6 +66,7 @@ fn images() -> Vec<Image> {
         log_id: M.0,
         background_cleaner: false,
         cleaner_reserve_seglets: None,
+        warm_ahead_bytes: 0,
     };
     let e = Engine::new(cfg).unwrap();
     e.create_table(1, TableOptions::default()).unwrap();

@@ -47,7 +47,15 @@ pub struct EngineConfig {
     /// Seglets kept back for the cleaner's survivor segments so it can always make progress.
     /// `None` reserves two segments' worth.
     pub cleaner_reserve_seglets: Option<usize>,
+    /// Free log memory a background thread keeps faulted in ahead of the log head (with the
+    /// background cleaner only): writes opening fresh segments copy into resident pages instead
+    /// of taking page faults on a dispatch core. `memory_bytes` or more faults the whole log
+    /// in at start (resident memory is then the budget from the start); 0 turns it off.
+    pub warm_ahead_bytes: usize,
 }
+
+/// Default of [`EngineConfig::warm_ahead_bytes`]: a few segments' worth.
+pub const DEFAULT_WARM_AHEAD_BYTES: usize = 64 << 20;
 
 impl EngineConfig {
     /// A configuration with `memory_bytes` of log memory and every other field at its default.
@@ -62,6 +70,7 @@ impl EngineConfig {
             log_id: 0,
             background_cleaner: true,
             cleaner_reserve_seglets: None,
+            warm_ahead_bytes: DEFAULT_WARM_AHEAD_BYTES,
         }
     }
 

@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use super::cleaner::{self, CleanReport, CleanerCounters, Fate, LogEntryHandlers, Relocator, Want};
 use super::config::{EngineConfig, HASH_LOCK_STRIPES, MAX_KEY_LEN, MAX_VALUE_LEN};
+
 use super::error::{ConfigError, ResizeError, StorageError};
 use super::format::{
     self, le16, le32, le64, CompletionRecord, EntryType, ObjectView, TableStat, TombstoneView,
@@ -248,6 +249,8 @@ impl std::fmt::Debug for Inner {
 pub struct Engine {
     inner: Arc<Inner>,
     cleaner: Option<JoinHandle<()>>,
+    /// Faults in the free log memory the next segments will use (the arena's `warm_up`).
+    warmer: Option<JoinHandle<()>>,
 }
 
 /// The promotion horizon (cached) and the count of promotions (`engine/cache.rs`).
@@ -286,6 +289,7 @@ impl Engine {
     /// Starts an engine with an injected clock (tests and simulation).
     pub fn with_clock(config: EngineConfig, clock: Arc<dyn Clock>) -> Result<Engine, ConfigError> {
         let background = config.background_cleaner;
+        let config_warm_ahead = config.warm_ahead_bytes;
         let buckets = config.buckets();
         let log = Log::new(config)?;
         let inner = Arc::new(Inner {
@@ -314,7 +318,25 @@ impl Engine {
         } else {
             None
         };
-        Ok(Engine { inner, cleaner })
+        let warm_ahead = config_warm_ahead;
+        let warmer = if background && warm_ahead > 0 {
+            let inner2 = inner.clone();
+            Some(
+                std::thread::Builder::new()
+                    .name("faascache-warm".into())
+                    .spawn(move || inner2.log.arena.warm_loop(warm_ahead, &inner2.stop))
+                    .map_err(|e| {
+                        ConfigError(format!("cannot start the log warm-up thread: {e}"))
+                    })?,
+            )
+        } else {
+            None
+        };
+        Ok(Engine {
+            inner,
+            cleaner,
+            warmer,
+        })
     }
 
     /// Creates a table.
@@ -719,6 +741,9 @@ impl Drop for Engine {
         self.inner.stop.store(true, Ordering::Relaxed);
         self.inner.poke_cleaner();
         if let Some(t) = self.cleaner.take() {
+            let _ = t.join();
+        }
+        if let Some(t) = self.warmer.take() {
             let _ = t.join();
         }
     }

@@ -27,7 +27,7 @@ pub mod segment;
 mod sys;
 
 pub use cleaner::{CleanReport, CleanerCounters, Want};
-pub use config::EngineConfig;
+pub use config::{EngineConfig, DEFAULT_WARM_AHEAD_BYTES};
 pub use engine::{
     check_rules, key_hash, Clock, CompletionLiveness, Engine, EngineStats, EnumeratedObject,
     Enumeration, LogSegment, RejectRules, RemoveClean, Rpc, SystemClock, TableId, TableOptions,

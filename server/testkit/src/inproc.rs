@@ -54,6 +54,7 @@ pub fn cluster(masters: usize) -> Cluster {
                 listen: listen.clone(),
                 require_bypass: false,
                 memory_bytes: 64 << 20,
+                warm_ahead_bytes: None,
                 dispatch: dispatch(),
                 enlist_timeout: Duration::from_secs(10),
                 // With more than one master, every write goes through replication.

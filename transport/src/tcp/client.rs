@@ -20,6 +20,9 @@ struct TcpClient {
     /// Writer lock (keeps frames whole) and a scratch buffer that batches small frames into
     /// one `write`.
     writer: Mutex<Vec<u8>>,
+    /// A large reply buffer given back by the caller ([`Session::recycle`]), handed to the
+    /// reader on its next progress (its own lock: the poller holds the reader's while it waits).
+    spare: Mutex<Option<Vec<u8>>>,
 }
 
 /// Batches at most this many bytes are copied into one buffer and written with one `write`;
@@ -40,6 +43,7 @@ pub(crate) fn connect(loc: &Locator, cfg: &ClientConfig) -> Result<Session> {
                     stream: s,
                     reader: Mutex::new(FrameReader::new()),
                     writer: Mutex::new(Vec::new()),
+                    spare: Mutex::new(None),
                 };
                 return Ok(Session::new(Box::new(chan), loc.clone(), cfg.poll));
             }
@@ -114,6 +118,9 @@ impl ClientChannel for TcpClient {
 
     fn progress(&self, wait: Option<Duration>, out: &mut Vec<Delivery>) -> Result<(), LinkError> {
         let mut reader = self.reader.lock();
+        if let Some(v) = self.spare.lock().take() {
+            reader.give_spare(v);
+        }
         let mut violation = None;
         let mut read =
             |reader: &mut FrameReader, out: &mut Vec<Delivery>| -> Result<(), LinkError> {
@@ -147,6 +154,10 @@ impl ClientChannel for TcpClient {
             }
         }
         Ok(())
+    }
+
+    fn recycle(&self, buf: Vec<u8>) {
+        *self.spare.lock() = Some(buf);
     }
 
     fn close(&self) {

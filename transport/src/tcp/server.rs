@@ -25,7 +25,7 @@ use parking_lot::Mutex;
 use crate::conn_limits::{ByteBudget, ConnLimits, RefusalLog};
 use crate::error::{Error, Result};
 use crate::frame::{write_frame, FrameError, FrameReader, Payload, ReadStop};
-use crate::limits::{DISPATCH_MAX_BLOCK, STREAM_MAX_QUEUED_REPLY_BYTES};
+use crate::limits::{DISPATCH_MAX_BLOCK, MAX_MESSAGE, STREAM_MAX_QUEUED_REPLY_BYTES};
 use crate::locator::Locator;
 use crate::server::{
     run_rpc, DispatchConfig, Handler, Outcome, ReplySink, Responder, Route, ServerHandle,
@@ -143,7 +143,7 @@ pub(crate) fn serve(
             rr: 0,
             handler: handler.clone(),
             out: Vec::new(),
-            pool: Vec::new(),
+            pool: Buffers::default(),
             hot: None,
             limits: limits.clone(),
             last_sweep: Instant::now(),
@@ -210,7 +210,7 @@ struct Dispatcher {
     handler: Arc<dyn Handler>,
     out: Vec<u8>,
     /// Reply buffers handed back after their frame was written (no allocation per reply).
-    pool: Vec<Vec<u8>>,
+    pool: Buffers,
     /// The connection that last delivered requests. While spinning, it is read directly before
     /// asking epoll (one syscall instead of `epoll_wait` + `read` for a single busy client).
     hot: Option<u64>,
@@ -221,14 +221,41 @@ struct Dispatcher {
     waiting: usize,
 }
 
-/// Most reply buffers a dispatcher keeps for reuse, and the largest it keeps.
+/// Most reply buffers a dispatcher keeps for reuse, and the largest it keeps among them.
 const POOL_MAX: usize = 1024;
 const POOL_MAX_BUF: usize = 64 * 1024;
+/// Large reply buffers (up to a message) a dispatcher keeps: a thread serving 1 MiB replies
+/// reuses them instead of allocating (and faulting in) a fresh megabyte per reply.
+const POOL_BIG_MAX: usize = 2;
 
-fn recycle(pool: &mut Vec<Vec<u8>>, mut v: Vec<u8>) {
-    if pool.len() < POOL_MAX && v.capacity() != 0 && v.capacity() <= POOL_MAX_BUF {
+/// A dispatcher's spare reply buffers: many small ones, a few large ones.
+#[derive(Default)]
+struct Buffers {
+    small: Vec<Vec<u8>>,
+    big: Vec<Vec<u8>>,
+}
+
+impl Buffers {
+    /// Keep `v` if there is room for it.
+    fn recycle(&mut self, mut v: Vec<u8>) {
+        let cap = v.capacity();
+        let list = match cap {
+            0 => return,
+            c if c <= POOL_MAX_BUF && self.small.len() < POOL_MAX => &mut self.small,
+            c if c > POOL_MAX_BUF && c <= MAX_MESSAGE && self.big.len() < POOL_BIG_MAX => {
+                &mut self.big
+            }
+            _ => return,
+        };
         v.clear();
-        pool.push(v);
+        list.push(v);
+    }
+
+    /// A buffer for the next reply: a large one after a large reply (replies of one thread
+    /// tend to come in runs of one size), else a small one.
+    fn next(&mut self, after_big: bool) -> Vec<u8> {
+        let big = if after_big { self.big.pop() } else { None };
+        big.or_else(|| self.small.pop()).unwrap_or_default()
     }
 }
 
@@ -497,6 +524,7 @@ impl Dispatcher {
         let outq = &mut c.outq;
         let queued = &mut c.queued;
         let mut bad_frame = false;
+        let spare = &mut None;
         let r = c
             .reader
             .read_frames(&mut c.stream, &mut |h: Header, p: Payload<'_>| {
@@ -509,20 +537,31 @@ impl Dispatcher {
                     let sink: Arc<dyn ReplySink> = inbox.clone();
                     Responder::new(sink, Route::Conn(id), h.opcode, h.request_id)
                 };
-                let (status, body) = match run_rpc(handler, &h, p.as_slice(), out, &mut defer) {
-                    // Hand the filled buffer to the queue, keep a pooled one for the next reply.
+                let outcome = run_rpc(handler, &h, p.as_slice(), out, &mut defer);
+                let (status, body) = match outcome {
+                    // Hand the filled buffer to the queue, keep a pooled one for the next reply;
+                    // a large request's buffer receives the next large request (no allocation).
                     Outcome::Reply(s) => {
-                        (s, std::mem::replace(out, pool.pop().unwrap_or_default()))
+                        if let Payload::Owned(v) = p {
+                            *spare = Some(v);
+                        }
+                        let after_big = out.len() > POOL_MAX_BUF;
+                        (s, std::mem::replace(out, pool.next(after_big)))
                     }
                     Outcome::Echo => match p {
                         Payload::Owned(v) => (Status::OK, v),
                         Payload::Borrowed(b) => {
-                            let mut v = pool.pop().unwrap_or_default();
+                            let mut v = pool.next(false);
                             v.extend_from_slice(b);
                             (Status::OK, v)
                         }
                     },
-                    Outcome::Deferred => return true,
+                    Outcome::Deferred => {
+                        if let Payload::Owned(v) = p {
+                            *spare = Some(v);
+                        }
+                        return true;
+                    }
                 };
                 let rh = Header::response(h.opcode, h.request_id, status.0, body.len() as u32);
                 *queued += HEADER_LEN + body.len();
@@ -534,6 +573,9 @@ impl Dispatcher {
                 // Stop reading when too many reply bytes wait (client not reading): backpressure.
                 *queued < STREAM_MAX_QUEUED_REPLY_BYTES
             });
+        if let Some(v) = spare.take() {
+            c.reader.give_spare(v);
+        }
         if c.reader.bytes_read() != read_before {
             c.last_rx = Instant::now();
         }
@@ -610,7 +652,7 @@ impl Dispatcher {
                 Ok(pos) if pos == HEADER_LEN + f.payload.len() => {
                     c.queued -= pos;
                     if let Some(f) = c.outq.pop_front() {
-                        recycle(&mut self.pool, f.payload);
+                        self.pool.recycle(f.payload);
                     }
                 }
                 Ok(pos) => {
@@ -642,7 +684,7 @@ fn write_batch(
     s: &mut TcpStream,
     q: &mut VecDeque<OutFrame>,
     queued: &mut usize,
-    pool: &mut Vec<Vec<u8>>,
+    pool: &mut Buffers,
 ) -> io::Result<bool> {
     use std::io::{IoSlice, Write};
     // UIO_MAXIOV is 1024: up to 512 frames (header + payload) per writev, slices on the stack.
@@ -673,7 +715,7 @@ fn write_batch(
             written -= len;
             *queued -= len;
             if let Some(f) = q.pop_front() {
-                recycle(pool, f.payload);
+                pool.recycle(f.payload);
             }
         } else {
             f.pos = written;

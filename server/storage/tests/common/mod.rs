@@ -34,6 +34,7 @@ pub fn small_config(memory: usize) -> EngineConfig {
         log_id: 1,
         background_cleaner: false,
         cleaner_reserve_seglets: None,
+        warm_ahead_bytes: 0,
     }
 }
 

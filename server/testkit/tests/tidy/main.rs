@@ -55,6 +55,8 @@ const UNSAFE_ALLOWED: &[&str] = &[
     // The OS and FFI wrappers of the transport: another thread's CPU clock (rustix has none),
     // sendmmsg/recvmmsg/GSO, libibverbs, DPDK.
     "transport/src/sys.rs",
+    // glibc's mallopt for the server binary (keep freed memory mapped).
+    "server/faascache/src/sys.rs",
     "transport/src/datagram/sys.rs",
     "transport/src/verbs/sys.rs",
     // Two `Qp::post_send` calls: registered memory that must outlive the send.

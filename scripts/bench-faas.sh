@@ -6,7 +6,11 @@
 #
 #   scripts/bench-faas.sh [OUT_DIR]        (default bench/results/faas-<date>)
 #   STORES="swift-s3 swift moto"  SERVERS=2  REPLICAS=1  POLL=block  ROUNDS=1  DRAIN=400
-#   SIZES=1000,16000,128000,1000000,8000000
+#   SIZES=1000,16000,128000,1000000,8000000  MEMORY=1GiB  WARM=$MEMORY
+#
+# Steady state: each server faults its whole log in at start (--warm-ahead $WARM) and the
+# script waits for that before measuring, as a server that has run for a while has its log
+# memory resident. WARM=64MiB (the server's default) measures a freshly started server.
 #
 # Needs release builds: cargo build --release -p faascache -p faascache-bench
 # (binaries from $CARGO_TARGET_DIR/release, default target/release); starts Swift and moto
@@ -19,6 +23,8 @@ REPLICAS=${REPLICAS:-1}
 POLL=${POLL:-block}
 ROUNDS=${ROUNDS:-1}
 DRAIN=${DRAIN:-400}
+MEMORY=${MEMORY:-1GiB}
+WARM=${WARM:-$MEMORY}
 SIZES=${SIZES:-1000,16000,128000,1000000,8000000}
 out=${1:-bench/results/faas-$(date -u +%Y-%m-%d)}
 mkdir -p "$out"
@@ -41,11 +47,23 @@ cluster_up() { # NAME
   wait_file "$d/coordinator.locator"
   for n in $(seq "$SERVERS"); do
     "$bin/faascache" server --coordinator "$(cat "$d/coordinator.locator")" \
-      --listen tcp:host=127.0.0.1,port=0 --memory 2GiB --poll "$POLL" --no-pin \
-      --replicas "$REPLICAS" --locator-file "$d/server-$n.run" >/dev/null 2>"$d/server-$n.log" &
+      --listen tcp:host=127.0.0.1,port=0 --memory "$MEMORY" --warm-ahead "$WARM" --poll "$POLL" \
+      --no-pin --replicas "$REPLICAS" --locator-file "$d/server-$n.run" >/dev/null 2>"$d/server-$n.log" &
     echo $! > "$work/$1-server-$n.pid"
     wait_file "$d/server-$n.run"
   done
+  wait_warm "$1"
+}
+rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+wait_warm() { # NAME: until every server's resident memory stops growing (its warm-up is done)
+  local last=-1 now
+  for _ in $(seq 600); do
+    now=0
+    for f in "$work/$1"-server-*.pid; do now=$((now + $(rss_kib "$(cat "$f")"))); done
+    [ "$now" -eq "$last" ] && { echo "servers warm: $((now / 1024)) MiB resident" >&2; return 0; }
+    last=$now; sleep 0.5
+  done
+  echo "servers still warming after 300 s" >&2
 }
 cluster_down() { # NAME
   for p in $(cat "$work/$1"-*.pid); do kill "$p" 2>/dev/null || true; done

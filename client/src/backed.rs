@@ -355,7 +355,7 @@ impl Client {
         mut sink: impl FnMut(Option<u64>, &[u8]) -> Result<()>,
     ) -> Result<std::result::Result<(ObjectMeta, u64), u64>> {
         let mut offset = 0u64;
-        let mut first: Option<(ObjectMeta, u64, u64)> = None;
+        let mut first: Option<(ObjectMeta, Identity)> = None;
         loop {
             let req = ReadObjectRequest {
                 table,
@@ -378,14 +378,18 @@ impl Client {
                     self.classify(table, ReadObjectRequest::OPCODE, r)
                 })?;
             let data = &reply[piece.data.clone()];
-            let (version, total) = (piece.version, piece.total);
-            match &first {
+            let total = piece.total;
+            match &mut first {
                 None => {
                     sink(Some(total), data)?;
-                    first = Some((piece.meta, version, total));
+                    first = Some((piece.meta.clone(), Identity::of(&piece)));
                 }
-                Some((_, v, t)) if *v != version || *t != total => return Ok(Err(version)),
-                Some(_) => sink(None, data)?,
+                Some((_, id)) => {
+                    if !id.accept(&piece) {
+                        return Ok(Err(piece.version));
+                    }
+                    sink(None, data)?
+                }
             }
             let got = data.len();
             offset += got as u64;
@@ -396,31 +400,32 @@ impl Client {
                 )));
             }
             if offset < total {
-                match self.read_window(&session, &req, offset, version, total, &mut sink)? {
+                let id = &mut first.as_mut().expect("set by the first piece").1;
+                match self.read_window(&session, &req, offset, id, &mut sink)? {
                     Window::Reached(at) => offset = at,
                     Window::Changed(v) => return Ok(Err(v)),
                 }
             }
             if offset >= total {
-                let (meta, version, _) = first.unwrap_or_default();
-                return Ok(Ok((meta, version)));
+                let (meta, id) = first.expect("set by the first piece");
+                return Ok(Ok((meta, id.version)));
             }
         }
     }
 
-    /// Pipelines the pieces from `offset` to `total` of version `version` on `session`, up to
+    /// Pipelines the pieces from `offset` to the end of the object `id` on `session`, up to
     /// [`PIECE_WINDOW`] in flight, into `sink` in order. Stops at the first piece that is not
-    /// a full piece of that version (or any failure) and says how far it got; the caller goes
+    /// a full piece of that object (or any failure) and says how far it got; the caller goes
     /// on from there with its retrying path.
     fn read_window(
         &self,
         session: &Session,
         base: &ReadObjectRequest<'_>,
         mut offset: u64,
-        version: u64,
-        total: u64,
+        id: &mut Identity,
         sink: &mut impl FnMut(Option<u64>, &[u8]) -> Result<()>,
     ) -> Result<Window> {
+        let total = id.total;
         let piece = MAX_READ_OBJECT_PIECE as u64;
         let deadline = self.backoff();
         let mut inflight: VecDeque<PendingRpc> = VecDeque::with_capacity(PIECE_WINDOW);
@@ -446,7 +451,7 @@ impl Client {
             let Ok(got) = decode_piece(status, &reply) else {
                 return Ok(Window::Reached(offset));
             };
-            if got.version != version || got.total != total {
+            if !id.accept(&got) {
                 return Ok(Window::Changed(got.version));
             }
             let want = piece.min(total - offset) as usize;
@@ -542,6 +547,42 @@ enum Window {
     Changed(u64),
 }
 
+/// What ties the pieces of one read together: the object's version and length — or, for a
+/// piece served while the object is still being filled from the store (version 0, the master
+/// answers it from the chunks already written), its length and the store's ETag.
+#[derive(Debug, Clone)]
+struct Identity {
+    version: u64,
+    total: u64,
+    etag: String,
+}
+
+impl Identity {
+    fn of(p: &Piece) -> Identity {
+        Identity {
+            version: p.version,
+            total: p.total,
+            etag: p.meta.etag.clone(),
+        }
+    }
+
+    /// Whether `p` is a piece of this object (then a version it brings is adopted).
+    fn accept(&mut self, p: &Piece) -> bool {
+        if p.total != self.total {
+            return false;
+        }
+        if p.version == self.version {
+            return true;
+        }
+        let filling = p.version == 0 || self.version == 0;
+        if filling && !self.etag.is_empty() && p.meta.etag == self.etag {
+            self.version = self.version.max(p.version);
+            return true;
+        }
+        false
+    }
+}
+
 /// A decoded `ReadObject` reply whose data stays in the reply buffer (no copy).
 struct Piece {
     version: u64,
@@ -584,6 +625,42 @@ fn flush_timeout(e: CallError, timeout: Duration) -> std::result::Result<Error, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn piece(version: u64, total: u64, etag: &str) -> Piece {
+        Piece {
+            version,
+            total,
+            meta: ObjectMeta {
+                etag: etag.into(),
+                ..ObjectMeta::default()
+            },
+            data: 0..0,
+        }
+    }
+
+    #[test]
+    fn pieces_of_an_object_being_filled_are_tied_by_length_and_etag() {
+        // First piece answered during the fill (version 0), later ones from the cache.
+        let mut id = Identity::of(&piece(0, 100, "\"e1\""));
+        assert!(id.accept(&piece(0, 100, "\"e1\"")));
+        assert!(id.accept(&piece(7, 100, "\"e1\"")));
+        assert_eq!(id.version, 7, "the cached version is adopted");
+        assert!(id.accept(&piece(7, 100, "\"e1\"")));
+        assert!(
+            !id.accept(&piece(8, 100, "\"e1\"")),
+            "another cached version"
+        );
+        // Another object: other ETag, other length, or no ETag to compare.
+        let mut id = Identity::of(&piece(0, 100, "\"e1\""));
+        assert!(!id.accept(&piece(7, 100, "\"e2\"")));
+        assert!(!id.accept(&piece(0, 101, "\"e1\"")));
+        let mut id = Identity::of(&piece(0, 100, ""));
+        assert!(!id.accept(&piece(7, 100, "")));
+        // Cached first, a fill piece of the same store object after it.
+        let mut id = Identity::of(&piece(5, 100, "\"e1\""));
+        assert!(id.accept(&piece(0, 100, "\"e1\"")));
+        assert_eq!(id.version, 5);
+    }
     use faascache_protocol::msg::Failure;
 
     #[test]

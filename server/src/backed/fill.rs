@@ -298,6 +298,7 @@ fn fill_chunked(
             undo(i);
             return Ok(Outcome::All(storage_retry(&e)));
         }
+        answer_early(m, t, key, mf, &meta, i as u64 * clen as u64 + n);
     }
     let env = envelope::to_vec(Kind::Manifest(mf), stamp, &meta, &[]);
     let out = insert(m, t, key, &env);
@@ -313,6 +314,68 @@ fn fill_chunked(
         undo(chunks);
     }
     Ok(out)
+}
+
+/// Answer the readers waiting for pieces that lie in the first `written` bytes of an object
+/// being filled, from its chunks already written, without waiting for the rest of the store's
+/// stream: a large miss streams to its reader. Such a piece has version 0 (the object is not
+/// stored yet); the client ties it to the later pieces by length and ETag.
+fn answer_early(
+    m: &Master,
+    t: &BackedTable,
+    key: &[u8],
+    mf: Manifest,
+    meta: &ObjectMeta,
+    written: u64,
+) {
+    let piece_end = |w: &read::Waiter| match w.want {
+        Want::Piece { offset, max_len } if offset < mf.total_len => {
+            Some(offset + (max_len as u64).min(mf.total_len - offset))
+        }
+        _ => None,
+    };
+    let ready: Vec<read::Waiter> = {
+        let mut flights = m.reads.flights.lock();
+        let Some(ws) = flights.get_mut(&(t.id, key.to_vec())) else {
+            return;
+        };
+        let (ready, wait) = std::mem::take(ws).into_iter().partition(|w| {
+            w.responder.is_some() && w.rules.is_none() && piece_end(w).is_some_and(|e| e <= written)
+        });
+        *ws = wait;
+        ready
+    };
+    for w in ready {
+        let (Want::Piece { offset, .. }, Some(end), Some(r)) = (w.want, piece_end(&w), w.responder)
+        else {
+            continue;
+        };
+        let own = m.ownership.read();
+        let mut data = Vec::with_capacity((end - offset) as usize);
+        let s = if own.check_read(t.id, key_hash(key)).is_err() {
+            Served::Fail(
+                Status::UNKNOWN_TABLET,
+                0,
+                "this master no longer owns the key's tablet: refresh the tablet map".into(),
+            )
+        } else if read::chunk_range(m, t, key, mf, offset, end, &mut data) {
+            Served::Data {
+                version: 0,
+                total_len: mf.total_len,
+                meta: meta.clone(),
+                data,
+            }
+        } else {
+            Served::Fail(
+                Status::RETRY,
+                0,
+                "the object is being fetched from the store: ask again".into(),
+            )
+        };
+        drop(own);
+        let (st, p) = s.encode(w.want);
+        r.reply_vec(st, p);
+    }
 }
 
 /// Give each waiter its piece of an object that is not cached, in one pass over the stream.

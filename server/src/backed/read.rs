@@ -245,3 +245,45 @@ pub(crate) fn answer_all(waiters: Vec<Waiter>, s: &Served) {
 pub(crate) fn missing() -> Served {
     not_found()
 }
+
+/// Bytes of a chunk's envelope header (no metadata).
+pub(crate) const CHUNK_HEADER: usize = envelope::FIXED + 2 + 2 + 8 + 4;
+
+/// Append bytes `at..end` of a chunked object (manifest `mf`) to `out`, chunk by chunk,
+/// straight from the log; `false` if a chunk is missing or not what the manifest says.
+pub(crate) fn chunk_range(
+    m: &Master,
+    t: &BackedTable,
+    key: &[u8],
+    mf: super::envelope::Manifest,
+    mut at: u64,
+    end: u64,
+    out: &mut Vec<u8>,
+) -> bool {
+    let mut hv = Vec::with_capacity(CHUNK_HEADER);
+    while at < end {
+        let Some((i, within)) = mf.locate(at) else {
+            return false;
+        };
+        let ck = faascache_protocol::msg::common::chunk_key(key, mf.object_id, i);
+        hv.clear();
+        let Ok((cv, clen)) = m.engine.read_range(t.id, &ck, 0, CHUNK_HEADER, &mut hv) else {
+            return false;
+        };
+        match envelope::decode(&hv) {
+            Ok(c) if c.kind == Kind::Chunk && hv.len() == CHUNK_HEADER => {}
+            _ => return false,
+        }
+        let k = ((end - at) as usize).min(clen - CHUNK_HEADER - within as usize);
+        if k == 0
+            || m.engine
+                .read_range(t.id, &ck, CHUNK_HEADER + within as usize, k, out)
+                .is_err()
+        {
+            return false;
+        }
+        let _ = m.engine.promote_if_old(t.id, &ck, cv);
+        at += k as u64;
+    }
+    true
+}

@@ -158,8 +158,6 @@ pub fn read_object(m: &Arc<Master>, call: &mut IncomingRpc<'_>) {
     }
 }
 
-/// Bytes of a chunk's envelope header (no metadata).
-const CHUNK_HEADER: usize = super::envelope::FIXED + 2 + 2 + 8 + 4;
 /// How much of a value is read to decode its envelope's header (and a manifest).
 const PEEK: usize = 16 * 1024;
 
@@ -213,7 +211,9 @@ fn fast_piece(
                 let start = from + offset.min(total) as usize;
                 matches!(m.engine.read_range(t.id, key, start, n, out), Ok((v, _)) if v == version)
             }
-            Kind::Manifest(mf) => chunk_range(m, t, key, mf, offset, offset + n as u64, out),
+            Kind::Manifest(mf) => {
+                super::read::chunk_range(m, t, key, mf, offset, offset + n as u64, out)
+            }
             _ => false,
         };
         (read && out.len() == head + n).then_some(Status::OK)
@@ -225,46 +225,6 @@ fn fast_piece(
     Counters::bump(&m.counters.hits);
     if offset == 0 {
         let _ = m.engine.promote_if_old(t.id, key, version);
-    }
-    true
-}
-
-/// Append bytes `at..end` of a chunked object (manifest `mf`) to `out`, chunk by chunk,
-/// straight from the log; `false` if a chunk is missing or not what the manifest says.
-fn chunk_range(
-    m: &Master,
-    t: &BackedTable,
-    key: &[u8],
-    mf: super::envelope::Manifest,
-    mut at: u64,
-    end: u64,
-    out: &mut Vec<u8>,
-) -> bool {
-    use super::envelope::{decode, Kind};
-    let mut hv = Vec::with_capacity(CHUNK_HEADER);
-    while at < end {
-        let Some((i, within)) = mf.locate(at) else {
-            return false;
-        };
-        let ck = faascache_protocol::msg::common::chunk_key(key, mf.object_id, i);
-        hv.clear();
-        let Ok((cv, clen)) = m.engine.read_range(t.id, &ck, 0, CHUNK_HEADER, &mut hv) else {
-            return false;
-        };
-        match decode(&hv) {
-            Ok(c) if c.kind == Kind::Chunk && hv.len() == CHUNK_HEADER => {}
-            _ => return false,
-        }
-        let k = ((end - at) as usize).min(clen - CHUNK_HEADER - within as usize);
-        if k == 0
-            || m.engine
-                .read_range(t.id, &ck, CHUNK_HEADER + within as usize, k, out)
-                .is_err()
-        {
-            return false;
-        }
-        let _ = m.engine.promote_if_old(t.id, &ck, cv);
-        at += k as u64;
     }
     true
 }

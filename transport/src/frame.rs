@@ -261,7 +261,15 @@ impl FrameReader {
                         if let Some(small) = other {
                             self.give(small.capacity());
                         }
-                        vec![0u8; len.min(have.max(STREAM_BIG_GROW_MIN))]
+                        // A client (no budget) trusts its server's length (at most
+                        // MAX_PAYLOAD, checked by decode): one allocation, no regrowth. A
+                        // server's buffer grows as the bytes arrive.
+                        let first = if self.budget.is_none() {
+                            len
+                        } else {
+                            len.min(have.max(STREAM_BIG_GROW_MIN))
+                        };
+                        vec![0u8; first]
                     }
                 };
                 v[..have].copy_from_slice(&self.buf[self.start + HEADER_LEN..self.end]);

@@ -194,18 +194,9 @@ impl Arena {
             return Some(0);
         }
         for &s in &next {
-            let addr = self.seglet_addr(s) as usize;
-            // SAFETY: one whole seglet inside our mapping. MADV_POPULATE_WRITE faults its pages
-            // in writable without touching their contents, so a writer that got the seglet
-            // meanwhile is unaffected.
-            let r = unsafe {
-                mm::madvise(
-                    self.base.as_ptr().add(addr).cast(),
-                    self.seglet_bytes,
-                    Advice::LinuxPopulateWrite,
-                )
-            };
-            if r.is_err() {
+            // MADV_POPULATE_WRITE faults the pages in writable without touching their contents,
+            // so a writer that got the seglet meanwhile is unaffected.
+            if self.advise(s, Advice::LinuxPopulateWrite).is_err() {
                 return None;
             }
         }
@@ -291,18 +282,26 @@ impl Arena {
         if self.seglet_bytes < page_size() {
             return;
         }
-        let addr = self.seglet_addr(seglet) as usize;
         // Failure (which the kernel does not report for a valid range) only leaves the memory
-        // resident.
-        // SAFETY: the range is one whole seglet inside our mapping and free: nobody holds or
-        // reads it. MADV_DONTNEED on private anonymous memory zero-fills it on next touch.
-        let _ = unsafe {
+        // resident. The seglet is free: nobody holds or reads it, and MADV_DONTNEED on private
+        // anonymous memory zero-fills it on next touch.
+        let _ = self.advise(seglet, Advice::LinuxDontNeed);
+    }
+
+    /// `madvise` on one whole seglet. Only advice that cannot break a reader or writer of the
+    /// seglet is passed here: `LinuxDontNeed` on free seglets, `LinuxPopulateWrite` on any.
+    fn advise(&self, seglet: u32, advice: Advice) -> rustix::io::Result<()> {
+        let addr = self.seglet_addr(seglet) as usize;
+        // SAFETY: the range is one whole seglet inside our mapping (seglet < total_seglets, as
+        // every seglet number the arena hands out or takes back); the callers' advice keeps
+        // its contents valid for whoever owns it (see above).
+        unsafe {
             mm::madvise(
                 self.base.as_ptr().add(addr).cast(),
                 self.seglet_bytes,
-                Advice::LinuxDontNeed,
+                advice,
             )
-        };
+        }
     }
 
     /// Copies `src` into the arena at `addr`.

@@ -164,25 +164,14 @@ fn advance(arena: &Arena, seglets: &SegletTable, mut addr: u64, mut k: usize) ->
 /// [`with_entry_prefix`] and [`read_body`] to read part of a large entry without that copy).
 /// `addr` must be a published entry the caller may read (see the module's "one audited place").
 #[inline]
-#[allow(unsafe_code)]
 pub fn with_entry<R>(
     arena: &Arena,
     seglets: &SegletTable,
     addr: u64,
     f: impl FnOnce(EntryHeader, &[u8]) -> R,
 ) -> R {
-    let sb = arena.seglet_bytes();
-    let room = sb - (addr as usize & (sb - 1));
-    let h = entry_header(arena, seglets, addr);
-    if h.total_len() <= room {
-        // SAFETY: the body lies in the entry's seglet (total_len ≤ room); it is published and
-        // the caller's stripe or segment ownership (module docs) outlives `f`.
-        unsafe { arena.with_slice(addr + h.header_len as u64, h.body_len, |body| f(h, body)) }
-    } else {
-        let mut whole = vec![0u8; h.total_len()];
-        read_log(arena, seglets, addr, &mut whole);
-        f(h, &whole[h.header_len..])
-    }
+    // The whole body is the longest prefix.
+    with_entry_prefix(arena, seglets, addr, usize::MAX, f)
 }
 
 /// Calls `f(header, prefix)` with the first `min(prefix_len, body_len)` bytes of the body of

@@ -74,6 +74,16 @@ impl ByteBudget {
             .is_ok()
     }
 
+    /// Reserve `n` bytes for a buffer kept for reuse, only while at most half the limit is
+    /// used with it: kept buffers never crowd out the requests being received.
+    pub(crate) fn try_take_spare(&self, n: usize) -> bool {
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| {
+                u.checked_add(n).filter(|&t| t <= self.limit / 2)
+            })
+            .is_ok()
+    }
+
     /// Return `n` bytes taken earlier.
     pub(crate) fn give(&self, n: usize) {
         self.used.fetch_sub(n, Ordering::AcqRel);

@@ -142,15 +142,17 @@ impl FrameReader {
 
     /// Keep `buf` (a large frame's payload the consumer is done with) for the next large
     /// frame. Only buffers larger than the read buffer and at most [`MAX_PAYLOAD`] are kept,
-    /// one at a time; a server's reader keeps one only if the budget holds its capacity (it is
-    /// charged while kept, and given back when used, replaced or released as idle).
+    /// one at a time; a server's reader keeps one only while the budget stays at most half
+    /// used with it (it is charged while kept, and given back when used, replaced or released
+    /// as idle).
     pub(crate) fn give_spare(&mut self, buf: Vec<u8>) {
         let cap = buf.capacity();
         if cap <= STREAM_READ_BUFFER || cap > MAX_PAYLOAD {
             return;
         }
         self.drop_spare();
-        if self.take(cap) {
+        if self.budget.as_ref().is_none_or(|b| b.try_take_spare(cap)) {
+            self.charged += cap;
             self.spare = Some(buf);
         }
     }
@@ -548,8 +550,8 @@ mod tests {
         assert!(budget.used() >= base + (1 << 20));
         r.release_idle_buffer();
         assert_eq!(budget.used(), 0);
-        // A budget that cannot hold it: not kept.
-        let tight = Arc::new(ByteBudget::new(1000));
+        // A budget that would be over half used with it: not kept.
+        let tight = Arc::new(ByteBudget::new((2 << 20) - 1));
         let mut r = FrameReader::with_budget(tight.clone());
         r.give_spare(vec![0u8; 1 << 20]);
         assert!(r.spare.is_none() && tight.used() == 0);

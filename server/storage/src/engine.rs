@@ -417,30 +417,18 @@ impl Engine {
         check_key(key)?;
         let inner = &self.inner;
         inner.check_table(table)?;
-        let h = key_hash(key);
-        let g = inner.ht.lock(h, tag(h, table));
-        let mut result = Err(StorageError::ObjectDoesntExist);
         let fixed = format::OBJECT_FIXED + key.len();
-        let found = g.find(|addr| {
-            // The key is checked on the entry's first bytes and the value copied once, straight
-            // from the log (a large value is never gathered first).
-            let Some((h, version)) = inner.log.with_entry_prefix(addr, fixed, |h, prefix| {
-                object_matches(prefix, table, key).map(|v| (h, v))
-            }) else {
-                return false;
+        inner.with_object(table, key, |found| {
+            let Some((addr, h, version)) = found else {
+                check_rules(rules, None)?;
+                return Err(StorageError::ObjectDoesntExist);
             };
-            result = check_rules(rules, Some(version)).map(|()| {
-                inner
-                    .log
-                    .read_body(addr, &h, fixed, h.body_len - fixed, out);
-                version
-            });
-            true
-        });
-        if found.is_none() {
-            check_rules(rules, None)?;
-        }
-        result
+            check_rules(rules, Some(version))?;
+            inner
+                .log
+                .read_body(addr, &h, fixed, h.body_len - fixed, out);
+            Ok(version)
+        })
     }
 
     /// Writes an object (dirty, if its table is a cache); returns the new version.
@@ -806,6 +794,30 @@ impl Inner {
         let g = self.ht.lock(h, tag(h, table));
         let existing = self.lookup(&g, table, key);
         Ok((info, g, existing))
+    }
+
+    /// Under the key's stripe, `f` with the object `key` of `table` if there is one: its entry's
+    /// address, header and version. Only the entry's fixed part and key are looked at (a
+    /// value of many seglets is never gathered); `f` copies what it wants with `read_body`.
+    fn with_object<R>(
+        &self,
+        table: TableId,
+        key: &[u8],
+        f: impl FnOnce(Option<(u64, format::EntryHeader, u64)>) -> R,
+    ) -> R {
+        let h = key_hash(key);
+        let g = self.ht.lock(h, tag(h, table));
+        let fixed = format::OBJECT_FIXED + key.len();
+        let mut hit = None;
+        g.find(|addr| {
+            let found = self.log.with_entry_prefix(addr, fixed, |h, prefix| {
+                object_matches(prefix, table, key).map(|v| (h, v))
+            });
+            found.map(|(h, v)| hit = Some((addr, h, v))).is_some()
+        });
+        let r = f(hit);
+        drop(g);
+        r
     }
 
     fn lookup(&self, g: &StripeGuard<'_>, table: TableId, key: &[u8]) -> Option<Existing> {

@@ -123,25 +123,14 @@ impl Engine {
         check_key(key)?;
         let inner = &self.inner;
         inner.check_table(table)?;
-        let h = key_hash(key);
-        let g = inner.ht.lock(h, tag(h, table));
-        let mut result = Err(StorageError::ObjectDoesntExist);
         let fixed = format::OBJECT_FIXED + key.len();
-        g.find(|addr| {
-            // Only the object's fixed part and key are looked at; the range is copied straight
-            // from the log (a value of many seglets is never gathered whole).
-            let Some((h, version)) = inner.log.with_entry_prefix(addr, fixed, |h, prefix| {
-                object_matches(prefix, table, key).map(|v| (h, v))
-            }) else {
-                return false;
-            };
+        inner.with_object(table, key, |found| {
+            let (addr, h, version) = found.ok_or(StorageError::ObjectDoesntExist)?;
             let value_len = h.body_len - fixed;
             let from = offset.min(value_len);
             let n = max_len.min(value_len - from);
             inner.log.read_body(addr, &h, fixed + from, n, out);
-            result = Ok((version, value_len));
-            true
-        });
-        result
+            Ok((version, value_len))
+        })
     }
 }

@@ -11,6 +11,9 @@
 #
 #   scripts/bench-recovery-reads.sh [OUT_DIR]      (default bench/results/recovery-reads-<date>)
 #   FILL_MB=300  POLL=busy  SERVER_POLL=block  BEFORE=5  AFTER=2
+#   SERVER_BIN=DIR   directory of the `faascache` binary run as coordinator and servers (default:
+#                    the bench's release dir), e.g. an older build's, to compare servers with one
+#                    bench client
 #
 # Needs release builds: cargo build --release -p faascache -p faascache-bench
 # (binaries from $CARGO_TARGET_DIR/release, default target/release).
@@ -24,7 +27,8 @@ AFTER=${AFTER:-2}
 out=${1:-bench/results/recovery-reads-$(date -u +%Y-%m-%d)}
 mkdir -p "$out"
 bin=${CARGO_TARGET_DIR:-target}/release
-[ -x "$bin/faascache" ] && [ -x "$bin/faascache-bench" ] || { echo "build first: cargo build --release -p faascache -p faascache-bench" >&2; exit 1; }
+sbin=${SERVER_BIN:-$bin}
+[ -x "$sbin/faascache" ] && [ -x "$bin/faascache-bench" ] || { echo "build first: cargo build --release -p faascache -p faascache-bench" >&2; exit 1; }
 work=$(mktemp -d)
 pids=()
 cleanup() {
@@ -35,13 +39,13 @@ trap cleanup EXIT
 wait_file() { for _ in $(seq 200); do [ -s "$1" ] && return 0; sleep 0.05; done; echo "timed out waiting for $1" >&2; exit 1; }
 mem=$(( FILL_MB * 3 + 256 ))MiB
 
-"$bin/faascache" coordinator --listen tcp:host=127.0.0.1,port=0 --storage "file:$work/coord" \
+"$sbin/faascache" coordinator --listen tcp:host=127.0.0.1,port=0 --storage "file:$work/coord" \
   --poll block --locator-file "$work/coordinator.locator" >/dev/null 2>"$work/coordinator.log" &
 pids+=($!)
 wait_file "$work/coordinator.locator"
 coord=$(cat "$work/coordinator.locator")
 server() { # N
-  "$bin/faascache" server --coordinator "$coord" --listen tcp:host=127.0.0.1,port=0 \
+  "$sbin/faascache" server --coordinator "$coord" --listen tcp:host=127.0.0.1,port=0 \
     --memory "$mem" --poll "$SERVER_POLL" --no-pin --replicas 1 \
     --locator-file "$work/server-$1.run" >/dev/null 2>"$work/server-$1.log" &
   pids+=($!)
@@ -58,7 +62,7 @@ server 2
   echo "server-3 (Y) up" >&2
 ) &
 watcher=$!
-echo "load before: $(cut -d' ' -f1-3 /proc/loadavg); client poll $POLL, servers poll $SERVER_POLL, fill $FILL_MB MiB"
+echo "load before: $(cut -d' ' -f1-3 /proc/loadavg); client poll $POLL, servers poll $SERVER_POLL, fill $FILL_MB MiB; servers $sbin/faascache"
 "$bin/faascache-bench" recoveryReads --coordinator "$coord" --poll "$POLL" \
   --recovery-reader "$(cat "$work/server-1.run")" --recovery-victim "$(cat "$work/server-2.run")" \
   --recovery-victim-pid "$(cat "$work/server-2.pid")" --recovery-fill-mb "$FILL_MB" \

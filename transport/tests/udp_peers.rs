@@ -1,6 +1,10 @@
-//! A real UDP server facing 10,000 spoofed sources (one socket, one source port each, on
+//! A real UDP server facing 50,000 spoofed sources (one socket, one source port each, on
 //! 127.0.0.1), each starting an RPC and never acknowledging: server memory stays within the
 //! documented bound on peer state, and a normal client keeps being served meanwhile.
+//!
+//! 50,000 (the issue asked for 10,000) because peer state without the cap costs ~750 B a source:
+//! 10,000 stayed under the 16 MiB bound even with the cap and idle expiry switched off; 50,000
+//! grow such a server by ~32 MiB, while with them the growth is flat (~3.5 MiB).
 
 use std::net::UdpSocket;
 use std::sync::Arc;
@@ -39,7 +43,7 @@ fn echo_datagram(session: u32, payload: &[u8]) -> Vec<u8> {
 }
 
 #[test]
-fn ten_thousand_spoofed_udp_sources_keep_server_memory_bounded() {
+fn fifty_thousand_spoofed_udp_sources_keep_server_memory_bounded() {
     let server = serve(
         &"udp:host=127.0.0.1,port=0".parse().unwrap(),
         Arc::new(NoHandler),
@@ -58,7 +62,7 @@ fn ten_thousand_spoofed_udp_sources_keep_server_memory_bounded() {
     let before = rss_bytes();
     let mut worst = Duration::ZERO;
     let payload = vec![0x5a; 200];
-    for src in 0..10_000u32 {
+    for src in 0..50_000u32 {
         let s = UdpSocket::bind("127.0.0.1:0").unwrap();
         s.send_to(
             &echo_datagram(src.wrapping_mul(2_654_435_761) | 1, &payload),
@@ -80,7 +84,7 @@ fn ten_thousand_spoofed_udp_sources_keep_server_memory_bounded() {
     // response, ~300 bytes, then a tombstone) each; 16 MiB leaves room for allocator noise.
     let cap = 16 << 20;
     eprintln!(
-        "10,000 spoofed sources: server process RSS grew {} KiB (cap {} KiB, {} peers max); \
+        "50,000 spoofed sources: server process RSS grew {} KiB (cap {} KiB, {} peers max); \
          normal echo worst latency {worst:?}",
         grown / 1024,
         cap / 1024,

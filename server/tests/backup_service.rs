@@ -140,6 +140,7 @@ fn write(
         flags,
         certificate: rc(cert),
         data,
+        epoch: 0,
     };
     call(s, &req, T, |_: Empty| ())
 }
@@ -181,7 +182,16 @@ fn replicate(s: &Session, master: ServerId, img: &Image, pieces: usize, close: b
 }
 
 fn get_replicas(s: &Session, master: ServerId) -> BackupGetReplicasResponse {
-    call(s, &BackupGetReplicasRequest { master }, T, |r| r).unwrap()
+    call(
+        s,
+        &BackupGetReplicasRequest {
+            master,
+            min_epoch: 0,
+        },
+        T,
+        |r| r,
+    )
+    .unwrap()
 }
 
 fn recovery_data(
@@ -534,6 +544,7 @@ fn garbage_gets_an_error_and_the_server_keeps_serving() {
             checksum: 0,
         },
         data: b"ab",
+        epoch: 0,
     }
     .to_vec();
     payloads.push(w.clone());

@@ -14,13 +14,23 @@
 //! every segment it names — and asserts that every acknowledged write is in that log (no acknowledged write is
 //! ever lost, at any instant) and that no segment the digest names is missing.
 //!
+//! Backups the master gave up on (a lost message) keep their replicas: stale, open copies. So
+//! the checker also lets random subsets of backups be unreachable (the rest answering): recovery
+//! may then wait, but if it completes, its log must hold every acknowledged write. Backups list
+//! replicas as the real ones do: open replicas below the master's recorded replica epoch are
+//! left out (`replica_usable`); the simulated coordinator records an epoch when the manager
+//! asks (`epoch_to_record`), over the same lossy network.
+//!
 //! `SIM_SEEDS` (default 50) seeds run; a failure prints its seed (`SIM_SEED=<n>` reruns one).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use faascache_protocol::msg::backup::{BackupGetReplicasResponse, LogDigestInfo, ReplicaInfo};
+use faascache_protocol::msg::backup::{
+    replica_usable, BackupGetReplicasResponse, LogDigestInfo, ReplicaInfo,
+};
 use faascache_protocol::msg::ServerId;
-use faascache_server::coordinator::recovery::choose_log;
+use faascache_server::coordinator::recovery::{choose_log, LogLocation, Unreachable};
 use faascache_server::master::replication::{Action, ReplicaManager, SegmentInfo, WriteOutcome};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -148,10 +158,10 @@ impl Log {
     }
 }
 
-/// A backup: segment → (length, closed).
+/// A backup: segment → (length, closed, epoch).
 #[derive(Debug, Default, Clone)]
 struct Backup {
-    replicas: BTreeMap<u64, (u32, bool)>,
+    replicas: BTreeMap<u64, (u32, bool, u64)>,
 }
 
 struct Sim {
@@ -164,24 +174,32 @@ struct Sim {
     checks: u64,
     /// A backup crashed while some segment had one complete replica: until re-replication
     /// completes, a master crash would lose data (one replica survives no backup loss together
-    /// with the master's), so no checks.
+    /// with the master), so no checks.
     degraded: bool,
+    /// The replica epoch the coordinator recorded for the master.
+    recorded: u64,
+    /// Recoveries with some backups unreachable that completed (and were checked).
+    partial_checks: u64,
 }
 
 impl Sim {
-    fn check(&mut self) {
-        if self.degraded {
-            return;
-        }
-        self.checks += 1;
-        // What each backup would answer to `BackupGetReplicas`, fed to the coordinator's rule
-        // (`choose_log`, the code recovery runs).
+    /// What the backups not in `unreachable` answer to `BackupGetReplicas` (as a backup does:
+    /// usable replicas only, the digest of the newest), and the longest usable replica of each
+    /// segment among them.
+    fn listings(&self, unreachable: &BTreeSet<ServerId>) -> (Vec<Listing>, BTreeMap<u64, u32>) {
         let mut have: BTreeMap<u64, u32> = BTreeMap::new();
         let mut listings = Vec::new();
-        for (id, b) in &self.backups {
+        for (id, b) in self
+            .backups
+            .iter()
+            .filter(|(id, _)| !unreachable.contains(id))
+        {
             let mut digest: Option<LogDigestInfo> = None;
             let mut replicas = Vec::new();
-            for (&seg, &(len, closed)) in &b.replicas {
+            for (&seg, &(len, closed, epoch)) in &b.replicas {
+                if !replica_usable(closed, epoch, self.recorded) {
+                    continue;
+                }
                 let e = have.entry(seg).or_insert(0);
                 *e = (*e).max(len);
                 replicas.push(ReplicaInfo {
@@ -204,17 +222,16 @@ impl Sim {
                 BackupGetReplicasResponse { replicas, digest },
             ));
         }
-        if !listings.iter().any(|l| l.2.digest.is_some()) {
-            assert!(
-                !self.log.acked.iter().any(|&a| a),
-                "acknowledged writes but no digest on any backup"
-            );
-            return;
-        }
-        let loc = match choose_log(ME, &listings, &[]) {
-            Ok(l) => l,
-            Err(e) => panic!("recovery would wait forever: {e}"),
-        };
+        (listings, have)
+    }
+
+    /// Every acknowledged write is in the log `choose_log` found.
+    fn assert_complete(
+        &self,
+        loc: &LogLocation,
+        have: &BTreeMap<u64, u32>,
+        unreachable: &BTreeSet<ServerId>,
+    ) {
         let head = loc.segments.last().map_or(0, |s| s.0);
         let names: BTreeSet<u64> = loc.segments.iter().map(|s| s.0).collect();
         for (i, places) in self.log.places.iter().enumerate() {
@@ -226,8 +243,56 @@ impl Sim {
                 .any(|(seg, end)| names.contains(seg) && have.get(seg).is_some_and(|l| l >= end));
             assert!(
                 found,
-                "acknowledged write {i} (at {places:?}) is not in the recoverable log (digest of {head}: {names:?}; replicas: {have:?})"
+                "acknowledged write {i} (at {places:?}) is not in the recoverable log (digest of {head}: {names:?}; replicas: {have:?}; unreachable: {unreachable:?}; recorded epoch {})",
+                self.recorded
             );
+        }
+    }
+
+    fn check(&mut self) {
+        if self.degraded {
+            return;
+        }
+        self.checks += 1;
+        // What each backup would answer to `BackupGetReplicas`, fed to the coordinator's rule
+        // (`choose_log`, the code recovery runs).
+        let none = BTreeSet::new();
+        let (listings, have) = self.listings(&none);
+        if !listings.iter().any(|l| l.2.digest.is_some()) {
+            assert!(
+                !self.log.acked.iter().any(|&a| a),
+                "acknowledged writes but no digest on any backup"
+            );
+            return;
+        }
+        let loc = match choose_log(ME, &listings, &[]) {
+            Ok(l) => l,
+            Err(e) => panic!("recovery would wait forever: {e}"),
+        };
+        self.assert_complete(&loc, &have, &none);
+        // Some backups unreachable: recovery may wait, but what it completes with is complete.
+        let ids: Vec<ServerId> = self.backups.keys().copied().collect();
+        {
+            let unreachable: BTreeSet<ServerId> = ids
+                .iter()
+                .copied()
+                .filter(|_| self.rng.gen_bool(0.5))
+                .collect();
+            if unreachable.is_empty() || unreachable.len() == ids.len() {
+                return;
+            }
+            let (listings, have) = self.listings(&unreachable);
+            let why: Vec<Unreachable> = unreachable
+                .iter()
+                .map(|&backup| Unreachable {
+                    backup,
+                    reason: "simulated".into(),
+                })
+                .collect();
+            if let Ok(loc) = choose_log(ME, &listings, &why) {
+                self.partial_checks += 1;
+                self.assert_complete(&loc, &have, &unreachable);
+            }
         }
     }
 
@@ -251,6 +316,7 @@ impl Sim {
                 to,
                 open,
                 close,
+                epoch,
                 ..
             } => {
                 let lost = self.rng.gen_bool(self.loss);
@@ -262,13 +328,14 @@ impl Sim {
                 if !lost_request {
                     match b.replicas.get_mut(&segment) {
                         None if open => {
-                            b.replicas.insert(segment, (to, close));
+                            b.replicas.insert(segment, (to, close, epoch));
                         }
                         None => return WriteOutcome::Refused,
                         Some(r) if from > r.0 => return WriteOutcome::Refused,
                         Some(r) => {
                             r.0 = r.0.max(to);
                             r.1 |= close;
+                            r.2 = r.2.max(epoch);
                         }
                     }
                 }
@@ -290,15 +357,27 @@ impl Sim {
             self.mgr.observe(&self.log.snapshot());
             let ids: Vec<ServerId> = self.backups.keys().copied().collect();
             let actions = self.mgr.next_actions(&ids);
-            if actions.is_empty() {
-                break;
-            }
             for a in &actions {
                 let out = self.deliver(a);
                 if matches!(a, Action::Write { .. }) {
                     self.mgr.on_result(a, out);
                 }
                 self.check();
+            }
+            // The coordinator records a raised epoch (the request or its reply may be lost:
+            // then the manager asks again).
+            let due = self.mgr.epoch_to_record();
+            if let Some(e) = due {
+                if !self.rng.gen_bool(self.loss) {
+                    self.recorded = self.recorded.max(e);
+                }
+                if !self.rng.gen_bool(self.loss) && self.recorded >= e {
+                    self.mgr.epoch_recorded(e);
+                }
+                self.check();
+            }
+            if actions.is_empty() && due.is_none() {
+                break;
             }
         }
         if self.mgr.synced() {
@@ -375,6 +454,8 @@ fn run(seed: u64) {
         loss,
         checks: 0,
         degraded: false,
+        recorded: 0,
+        partial_checks: 0,
     };
     let steps = 300;
     for _ in 0..steps {
@@ -383,7 +464,15 @@ fn run(seed: u64) {
     while !sim.sync() {}
     assert!(sim.log.acked.iter().all(|&a| a));
     assert!(sim.checks > 0);
+    PARTIAL.fetch_add(sim.partial_checks, Ordering::Relaxed);
+    EPOCHS.fetch_add(sim.recorded, Ordering::Relaxed);
 }
+
+/// What a backup answers: its id, locator and listing.
+type Listing = (ServerId, String, BackupGetReplicasResponse);
+
+static PARTIAL: AtomicU64 = AtomicU64::new(0);
+static EPOCHS: AtomicU64 = AtomicU64::new(0);
 
 #[test]
 fn no_acknowledged_write_is_ever_unrecoverable() {
@@ -401,4 +490,11 @@ fn no_acknowledged_write_is_ever_unrecoverable() {
             std::panic::resume_unwind(e);
         }
     }
+    // The checks with backups unreachable did run, and stale replicas did arise.
+    let (partial, epochs) = (
+        PARTIAL.load(Ordering::Relaxed),
+        EPOCHS.load(Ordering::Relaxed),
+    );
+    eprintln!("{n} seeds: {partial} recoveries with unreachable backups checked; epochs recorded: {epochs}");
+    assert!(partial > 0 && epochs > 0);
 }

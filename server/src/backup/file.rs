@@ -7,7 +7,7 @@
 //! offset 8192  the replica's bytes (offset o of the replica at 8192 + o)
 //! header: magic "FCBR" u32, version u16, flags u16 (bit 0 closed), master u64, segment u64,
 //!         sequence u64, length u32, certificate length u32, certificate checksum u32,
-//!         reserved (16 zero bytes), crc32c u32 over bytes 0..60
+//!         replica epoch u64, reserved (8 zero bytes), crc32c u32 over bytes 0..60
 //! ```
 //!
 //! Invariants (the crash-safety argument):
@@ -67,6 +67,9 @@ pub struct FileHeader {
     pub certificate: Certificate,
     /// The master closed the segment.
     pub closed: bool,
+    /// The highest replica epoch the master wrote (recovery ignores an open replica below the
+    /// epoch its master recorded at the coordinator). Files written before epochs hold 0.
+    pub epoch: u64,
 }
 
 /// Why a header slot does not decode (the first broken rule).
@@ -195,6 +198,7 @@ impl FileHeader {
         b[24..32].copy_from_slice(&self.sequence.to_le_bytes());
         b[32..36].copy_from_slice(&self.length.to_le_bytes());
         b[36..44].copy_from_slice(&self.certificate.to_bytes());
+        b[44..52].copy_from_slice(&self.epoch.to_le_bytes());
         let crc = crc32c::crc32c(&b[..60]);
         b[60..64].copy_from_slice(&crc.to_le_bytes());
         b
@@ -218,7 +222,7 @@ impl FileHeader {
             return Err(HeaderError::Version(version));
         }
         let flags = u16::from_le_bytes([b[6], b[7]]);
-        if flags & !FLAG_CLOSED != 0 || b[44..60].iter().any(|&x| x != 0) {
+        if flags & !FLAG_CLOSED != 0 || b[52..60].iter().any(|&x| x != 0) {
             return Err(HeaderError::Reserved(flags));
         }
         let h = FileHeader {
@@ -231,6 +235,7 @@ impl FileHeader {
                 checksum: le32(b, 40),
             },
             closed: flags & FLAG_CLOSED != 0,
+            epoch: le64(b, 44),
         };
         if h.length as usize > MAX_REPLICA_BYTES || h.certificate.length > h.length {
             return Err(HeaderError::Lengths {
@@ -286,6 +291,7 @@ pub struct ReplicaFile {
     master: ServerId,
     segment_id: u64,
     next_sequence: u64,
+    epoch: u64,
 }
 
 impl ReplicaFile {
@@ -311,6 +317,7 @@ impl ReplicaFile {
             master,
             segment_id,
             next_sequence: 0,
+            epoch: 0,
         };
         f.write_header(0, Certificate::default(), false)?;
         sync_dir(&mdir)?;
@@ -320,6 +327,11 @@ impl ReplicaFile {
     /// The file's path.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The replica epoch the next header records.
+    pub fn set_epoch(&mut self, epoch: u64) {
+        self.epoch = epoch;
     }
 
     /// Stores `data` at replica offset `offset` and `fdatasync`s it, then records the replica's
@@ -361,6 +373,7 @@ impl ReplicaFile {
             length,
             certificate,
             closed,
+            epoch: self.epoch,
         };
         let slot = SLOT_OFFSETS[(h.sequence % 2) as usize];
         self.file.write_all_at(&h.encode(), slot)?;
@@ -380,6 +393,8 @@ pub struct LoadedReplica {
     pub certificate: Certificate,
     /// Closed by its master.
     pub closed: bool,
+    /// Its replica epoch.
+    pub epoch: u64,
     /// The header slot used was not the newest (a torn or failed last update was dropped).
     pub fell_back: bool,
     /// The file, ready for further writes.
@@ -463,6 +478,7 @@ pub fn load<E: std::fmt::Display>(
                     data,
                     certificate: h.certificate,
                     closed: h.closed,
+                    epoch: h.epoch,
                     fell_back: i > 0,
                     file: ReplicaFile {
                         file,
@@ -470,6 +486,7 @@ pub fn load<E: std::fmt::Display>(
                         master,
                         segment_id,
                         next_sequence,
+                        epoch: h.epoch,
                     },
                 })
             }
@@ -498,6 +515,7 @@ mod tests {
                 checksum: 0xABCD,
             },
             closed: true,
+            epoch: 0x0102_0304_0506_0708,
         };
         let b = h.encode();
         assert_eq!(FileHeader::decode(&b), Ok(h));

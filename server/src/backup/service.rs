@@ -119,7 +119,16 @@ impl BackupService {
 
     /// `BackupGetReplicas` without the RPC: fences `master`, lists its valid replicas.
     pub fn get_replicas(&self, master: ServerId) -> BackupGetReplicasResponse {
-        self.store.get_replicas(master)
+        self.store.get_replicas(master, 0)
+    }
+
+    /// [`Self::get_replicas`] leaving out open replicas below `min_epoch`.
+    pub fn get_replicas_from_epoch(
+        &self,
+        master: ServerId,
+        min_epoch: u64,
+    ) -> BackupGetReplicasResponse {
+        self.store.get_replicas(master, min_epoch)
     }
 
     /// `BackupGetRecoveryData` without the RPC: appends the replica's entries of `ranges` to
@@ -289,7 +298,10 @@ impl Dispatch for BackupService {
             );
         }
         self.offload(&self.recovery, call, move |store| {
-            (Status::OK, store.get_replicas(req.master).to_vec())
+            (
+                Status::OK,
+                store.get_replicas(req.master, req.min_epoch).to_vec(),
+            )
         });
     }
 

@@ -33,7 +33,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use faascache_protocol::msg::backup::{
-    BackupGetReplicasResponse, BackupWriteRequest, LogDigestInfo, ReplicaInfo, MAX_REPLICA_BYTES,
+    replica_usable, BackupGetReplicasResponse, BackupWriteRequest, LogDigestInfo, ReplicaInfo,
+    MAX_REPLICA_BYTES,
 };
 use faascache_protocol::msg::control::TabletRange;
 use faascache_protocol::ServerId;
@@ -88,6 +89,8 @@ struct State {
     data: Vec<u8>,
     cert: Certificate,
     closed: bool,
+    /// The highest replica epoch its master wrote (see `BackupWriteRequest`).
+    epoch: u64,
     fenced: bool,
     freed: bool,
     /// Capacity the segment header declares (≤ MAX_REPLICA_BYTES), once seen.
@@ -332,6 +335,7 @@ impl Store {
             data: l.data,
             cert: l.certificate,
             closed: l.closed,
+            epoch: l.epoch,
             ..State::default()
         };
         st.charge = st.charge();
@@ -447,7 +451,9 @@ impl Store {
         let len = st.data.len();
         if st.closed {
             if end <= len {
-                return Ok(()); // a retry of a write already applied
+                // A retry of a write already applied (a closed replica needs no epoch: it is
+                // complete).
+                return Ok(());
             }
             return Err(refuse(
                 Status::BACKUP_SEGMENT_ALREADY_OPEN,
@@ -490,6 +496,7 @@ impl Store {
                 checksum: req.certificate.checksum,
             };
         }
+        st.epoch = st.epoch.max(req.epoch);
         if req.close() && !st.closed {
             st.closed = true;
             // A closed replica never grows: give back the spare capacity.
@@ -504,8 +511,10 @@ impl Store {
 
         if let Some(io) = io.as_mut() {
             let (length, cert, closed) = (st.data.len() as u32, st.cert, st.closed);
+            let epoch = st.epoch;
             drop(st);
-            let written = self.write_file(io, &replica, offset, req.data, length, cert, closed);
+            let meta = (length, cert, closed, epoch);
+            let written = self.write_file(io, &replica, offset, req.data, meta);
             if written.is_ok() && self.disk_error.lock().is_some() {
                 tracing::info!("the backup's disk accepts replica writes again");
                 *self.disk_error.lock() = None;
@@ -538,17 +547,17 @@ impl Store {
         Ok(())
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Writes `data` at `offset` of the replica's file and a header recording `meta`: (bytes
+    /// written, certificate, closed, epoch).
     fn write_file(
         &self,
         io: &mut Io,
         r: &Replica,
         offset: usize,
         data: &[u8],
-        length: u32,
-        cert: Certificate,
-        closed: bool,
+        meta: (u32, Certificate, bool, u64),
     ) -> std::io::Result<()> {
+        let (length, cert, closed, epoch) = meta;
         let Some(dir) = &self.config.dir else {
             return Ok(());
         };
@@ -556,7 +565,10 @@ impl Store {
             io.file = Some(ReplicaFile::create(dir, r.master, r.segment_id)?);
         }
         match io.file.as_mut() {
-            Some(f) => f.write(offset, data, length, cert, closed),
+            Some(f) => {
+                f.set_epoch(epoch);
+                f.write(offset, data, length, cert, closed)
+            }
             None => Ok(()),
         }
     }
@@ -734,8 +746,14 @@ impl Store {
         self.save_fences();
     }
 
-    /// `BackupGetReplicas`: fences `master`, lists its valid replicas and the newest digest.
-    pub(crate) fn get_replicas(&self, master: ServerId) -> BackupGetReplicasResponse {
+    /// `BackupGetReplicas`: fences `master`, lists its valid replicas and the newest digest
+    /// among them. Open replicas below `min_epoch` are stale copies the master gave up on
+    /// ([`replica_usable`]): neither listed nor a source of the digest.
+    pub(crate) fn get_replicas(
+        &self,
+        master: ServerId,
+        min_epoch: u64,
+    ) -> BackupGetReplicasResponse {
         let (newly, mut list): (bool, Vec<Arc<Replica>>) = {
             let mut map = self.map.lock();
             let newly = map.fenced.insert(master);
@@ -761,6 +779,11 @@ impl Store {
             }
             if st.data.is_empty() {
                 tracing::debug!(%master, segment = r.segment_id, "empty replica (nothing written yet) not listed");
+                continue;
+            }
+            if !replica_usable(st.closed, st.epoch, min_epoch) {
+                tracing::info!(%master, segment = r.segment_id, epoch = st.epoch, min_epoch, length = st.data.len(),
+                    "stale open replica (its master gave up on it and recorded a higher epoch) not offered for recovery");
                 continue;
             }
             match recovery::validate(&st.data, st.cert) {
@@ -836,7 +859,7 @@ impl Store {
 
     fn flush_one(&self, r: &Arc<Replica>) -> bool {
         let mut io = r.io.lock();
-        let (from, bytes, length, cert, closed) = {
+        let (from, bytes, meta) = {
             let mut st = r.state.lock();
             st.queued = false;
             if st.freed {
@@ -847,12 +870,10 @@ impl Store {
             (
                 from,
                 st.data[from..].to_vec(),
-                len as u32,
-                st.cert,
-                st.closed,
+                (len as u32, st.cert, st.closed, st.epoch),
             )
         };
-        match self.write_file(&mut io, r, from, &bytes, length, cert, closed) {
+        match self.write_file(&mut io, r, from, &bytes, meta) {
             Ok(()) => {
                 *self.disk_error.lock() = None;
                 true

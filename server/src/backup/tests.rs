@@ -121,6 +121,7 @@ fn req<'a>(
             checksum: cert.checksum,
         },
         data,
+        epoch: 0,
     }
 }
 
@@ -928,6 +929,7 @@ fn concurrent_writers_and_the_flusher() {
     }
 }
 
+mod epochs;
 mod fences;
 
 /// `BackupFree` on a dispatch thread frees the memory at once and leaves the file to the write

@@ -161,6 +161,7 @@ mod tests {
             sessions,
             &BackupGetReplicasRequest {
                 master: ServerId(7),
+                min_epoch: 0,
             },
             timeout,
             |r| r.replicas.len(),

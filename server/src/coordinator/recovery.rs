@@ -261,7 +261,11 @@ fn locate_log<C: ClusterIo>(c: &C, crashed: &ServerRecord) -> Result<LogLocation
     if backups.is_empty() {
         return Err(LogError::NoBackups);
     }
-    let req = BackupGetReplicasRequest { master: crashed.id };
+    // Open replicas below the epoch the master recorded are stale copies it gave up on.
+    let req = BackupGetReplicasRequest {
+        master: crashed.id,
+        min_epoch: crashed.replica_epoch,
+    };
     let mut listings = Vec::new();
     let mut unreachable = Vec::new();
     // All at once, one deadline: a dead backup costs LIST_TIMEOUT once, not once each.

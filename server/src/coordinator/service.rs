@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use faascache_protocol::msg::backup::{
     BackupGetReplicasRequest, BackupGetReplicasResponse, BackupRecoveryDoneRequest,
-    GetFencedMastersRequest, GetFencedMastersResponse, MAX_FENCED_MASTERS,
+    GetFencedMastersRequest, GetFencedMastersResponse, SetReplicaEpochRequest, MAX_FENCED_MASTERS,
 };
 use faascache_protocol::msg::control::{
     DropTabletOwnershipRequest, MigrateTabletOutRequest, PrepareMigrationRequest,
@@ -728,6 +728,23 @@ impl Dispatch for CoordinatorService {
             }),
             Err(e) => fail_now(call, e.into()),
         }
+    }
+
+    /// Records a master's replica epoch; answers once it is persisted (a master acknowledges
+    /// nothing more until then).
+    fn set_replica_epoch(&self, call: &mut IncomingRpc<'_>) {
+        let req = decode_or_reply!(call, SetReplicaEpochRequest);
+        let c = self.c.clone();
+        // Deferred like the other persisting transitions (they wait for external storage).
+        self.c.defer(call, move |r| {
+            match c.transition(|st| Ok(((), st.set_replica_epoch(req.server, req.epoch)?))) {
+                Ok(_) => {
+                    tracing::info!(server = %req.server, epoch = req.epoch, "replica epoch recorded: recovery ignores older open replicas of this master");
+                    r.reply_vec(Status::OK, Vec::new());
+                }
+                Err(f) => reply_fail(r, f.into()),
+            }
+        });
     }
 
     fn get_fenced_masters(&self, call: &mut IncomingRpc<'_>) {

@@ -35,6 +35,9 @@ pub struct ServerRecord {
     pub locator: String,
     /// Status.
     pub status: ServerStatus,
+    /// The replica epoch the master last recorded (`SetReplicaEpoch`): its recovery ignores
+    /// open replicas below it. 0 until it loses an open replica.
+    pub replica_epoch: u64,
 }
 
 /// A table.
@@ -393,6 +396,7 @@ impl CoordinatorState {
                 services,
                 locator: locator.to_string(),
                 status: ServerStatus::Up,
+                replica_epoch: 0,
             },
         );
         self.last_heard.insert(id.index(), now);
@@ -406,6 +410,26 @@ impl CoordinatorState {
             Some(s) if s.status == ServerStatus::Up => {
                 self.last_heard.insert(id.index(), now);
                 Ok(())
+            }
+            _ => Err(CoordError::NoSuchServer(id)),
+        }
+    }
+
+    /// A master records its replica epoch (kept if higher; persisted). `Err` if `id` is not an
+    /// up server: a master declared crashed must not acknowledge writes any more.
+    pub fn set_replica_epoch(
+        &mut self,
+        id: ServerId,
+        epoch: u64,
+    ) -> Result<Vec<Action>, CoordError> {
+        match self.servers.get_mut(&id.index()) {
+            Some(s) if s.id == id && s.status == ServerStatus::Up => {
+                if epoch > s.replica_epoch {
+                    s.replica_epoch = epoch;
+                    Ok(vec![Action::Persist])
+                } else {
+                    Ok(Vec::new())
+                }
             }
             _ => Err(CoordError::NoSuchServer(id)),
         }

@@ -30,6 +30,15 @@
 //! * Bytes of a segment are sent only while it is unchanged in memory: the shell keeps the
 //!   cleaner off incomplete segments ([`ReplicaManager::is_complete`]); a segment found
 //!   compacted while incomplete loses its incomplete replicas (freed) and is written anew.
+//! * **No stale replica is offered to recovery (replica epochs, as in RAMCloud).** A replica
+//!   that leaves a segment's set before it was closed (its backup did not answer, refused, or
+//!   the segment was compacted under it) may stay on its backup, open, without the bytes
+//!   acknowledged later. Losing one raises the master's replica epoch; every open replica it
+//!   keeps is written the new epoch (a write that may add no bytes); only then is the epoch
+//!   recorded at the coordinator ([`ReplicaManager::epoch_to_record`]), and no write is
+//!   acknowledged before that ([`ReplicaManager::synced`]). Recovery asks backups for replicas
+//!   that are closed or carry at least the recorded epoch. Until the record, the lost copy is
+//!   still usable and still holds every acknowledged byte (nothing was acknowledged since).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -74,6 +83,8 @@ pub enum Action {
         open: bool,
         /// Segment closed: close the replica.
         close: bool,
+        /// The master's replica epoch (the backup keeps the highest it was sent).
+        epoch: u64,
     },
     /// `BackupFree` (fire and forget).
     Free {
@@ -103,6 +114,10 @@ struct Replica {
     acked: u32,
     closed: bool,
     busy: bool,
+    /// Highest epoch sent to it (the backup may hold it even if the write is unanswered).
+    epoch_sent: u64,
+    /// Highest epoch it acknowledged.
+    epoch_acked: u64,
 }
 
 /// What of a segment was last durable: its length, whether closed, on how many replicas.
@@ -205,6 +220,10 @@ pub struct ReplicaManager {
     rr: usize,
     /// Backups up besides this server (the last list given to `next_actions`).
     available: usize,
+    /// The replica epoch: raised when an open replica is lost.
+    epoch: u64,
+    /// The epoch the coordinator has recorded.
+    recorded: u64,
 }
 
 impl ReplicaManager {
@@ -220,7 +239,50 @@ impl ReplicaManager {
             fenced: false,
             rr: 0,
             available: 0,
+            epoch: 0,
+            recorded: 0,
         }
+    }
+
+    /// A replica left its segment's set: if it was not closed, the copy its backup may keep
+    /// is stale from now on, so the epoch rises above anything sent to it.
+    fn lost(epoch: &mut u64, x: &Replica) {
+        if !x.closed && x.epoch_sent >= *epoch {
+            *epoch = x.epoch_sent + 1;
+        }
+    }
+
+    /// The replica epoch now, and the one the coordinator has recorded.
+    pub fn epochs(&self) -> (u64, u64) {
+        (self.epoch, self.recorded)
+    }
+
+    /// The epoch to record at the coordinator now, if one is due: the epoch rose, every
+    /// segment is durable again (a segment whose only replicas were lost has its new ones: until
+    /// then the lost copy may be the only one holding its acknowledged bytes) and every open
+    /// replica kept has acknowledged the epoch.
+    pub fn epoch_to_record(&self) -> Option<u64> {
+        if self.epoch == self.recorded || self.fenced {
+            return None;
+        }
+        let target = self.target();
+        let ready = self.segs.values().all(|s| {
+            s.is_durable(target)
+                && s.replicas
+                    .iter()
+                    .all(|x| x.closed || (x.epoch_acked >= self.epoch && !x.busy))
+        });
+        ready.then_some(self.epoch)
+    }
+
+    /// The coordinator recorded `epoch`.
+    pub fn epoch_recorded(&mut self, epoch: u64) {
+        self.recorded = self.recorded.max(epoch);
+    }
+
+    /// The coordinator refused to record the epoch: this master was declared crashed.
+    pub fn fence(&mut self) {
+        self.fenced = true;
     }
 
     /// Replicas per segment kept now: `min(r, backups up)`, but at least 1 if `r ≥ 1` (a master
@@ -294,6 +356,7 @@ impl ReplicaManager {
                     if compacted && !seg.complete(target) {
                         // The bytes changed under incomplete replicas: start them over.
                         for x in seg.replicas.drain(..) {
+                            Self::lost(&mut self.epoch, &x);
                             self.stale.push((x.backup, info.id));
                             seg.excluded.insert(x.backup);
                         }
@@ -357,17 +420,23 @@ impl ReplicaManager {
                     acked: 0,
                     closed: false,
                     busy: false,
+                    epoch_sent: 0,
+                    epoch_acked: 0,
                 });
             }
             self.rr = self.rr.wrapping_add(1);
             // A head is written only after everything before it is complete.
             let may_write = !seg.info.head || earlier_complete;
+            // A replica kept open through an epoch change is written the new epoch (with
+            // whatever bytes are due; a write adding none if there are none).
             if may_write {
                 for x in seg.replicas.iter_mut().filter(|x| !x.busy) {
                     let more = x.acked < seg.info.length;
                     let close = seg.info.closed && !x.closed;
-                    if more || close {
+                    let stamp = !x.closed && x.epoch_acked < self.epoch;
+                    if more || close || stamp {
                         x.busy = true;
+                        x.epoch_sent = x.epoch_sent.max(self.epoch);
                         out.push(Action::Write {
                             backup: x.backup,
                             segment: id,
@@ -376,6 +445,7 @@ impl ReplicaManager {
                             checksum: seg.info.checksum,
                             open: x.acked == 0,
                             close: seg.info.closed,
+                            epoch: self.epoch,
                         });
                     }
                 }
@@ -411,6 +481,7 @@ impl ReplicaManager {
             segment,
             to,
             close,
+            epoch,
             ..
         } = *action
         else {
@@ -424,6 +495,7 @@ impl ReplicaManager {
                         x.busy = false;
                         x.acked = x.acked.max(to);
                         x.closed |= close;
+                        x.epoch_acked = x.epoch_acked.max(epoch);
                     }
                     seg.note_durable(target);
                 }
@@ -431,6 +503,9 @@ impl ReplicaManager {
             }
             WriteOutcome::Refused => {
                 if let Some(seg) = self.segs.get_mut(&segment) {
+                    for x in seg.replicas.iter().filter(|x| x.backup == backup) {
+                        Self::lost(&mut self.epoch, x);
+                    }
                     seg.replicas.retain(|x| x.backup != backup);
                     seg.excluded.insert(backup);
                 }
@@ -444,6 +519,9 @@ impl ReplicaManager {
     /// A backup crashed (or left): its replicas are gone; they are placed elsewhere.
     pub fn backup_down(&mut self, backup: ServerId) {
         for seg in self.segs.values_mut() {
+            for x in seg.replicas.iter().filter(|x| x.backup == backup) {
+                Self::lost(&mut self.epoch, x);
+            }
             seg.replicas.retain(|x| x.backup != backup);
         }
         for holders in self.retired.values_mut() {
@@ -478,7 +556,9 @@ impl ReplicaManager {
     /// Whether every observed segment is durable (acknowledge writes).
     pub fn synced(&self) -> bool {
         let target = self.target();
-        !self.fenced && self.segs.values().all(|s| s.is_durable(target))
+        !self.fenced
+            && self.epoch == self.recorded
+            && self.segs.values().all(|s| s.is_durable(target))
     }
 
     /// Whether some segment lacks a replica and no backup is left to place it on.
@@ -625,12 +705,27 @@ mod tests {
         m.backup_down(b(1));
         assert!(!m.synced());
         let a = m.next_actions(&[b(2), b(3)]);
-        assert_eq!(a.len(), 1);
-        let Action::Write { backup, open, .. } = a[0] else {
+        // The replacement, and the epoch stamp of the replica kept (its copy on b(1) is stale).
+        assert_eq!(a.len(), 2, "{a:?}");
+        let new = a
+            .iter()
+            .find(|x| matches!(x, Action::Write { open: true, .. }))
+            .unwrap();
+        let Action::Write { backup, .. } = *new else {
             panic!()
         };
-        assert!(open && backup != b(1));
-        m.on_result(&a[0], WriteOutcome::Refused);
+        assert!(backup != b(1));
+        assert!(a.iter().any(|x| matches!(
+            x,
+            Action::Write {
+                open: false,
+                from: 100,
+                to: 100,
+                epoch: 1,
+                ..
+            }
+        )));
+        m.on_result(new, WriteOutcome::Refused);
         // The refusing backup gets a free and is not chosen again for this segment.
         let a = m.next_actions(&[b(2), b(3), b(4)]);
         assert!(a.contains(&Action::Free { backup, segment: 1 }));
@@ -792,5 +887,83 @@ mod tests {
         assert!(m.next_actions(&[b(1)]).is_empty());
         assert!(m.synced());
         assert!(m.is_complete(1));
+    }
+
+    #[test]
+    fn losing_an_open_replica_raises_the_epoch_and_holds_acks_until_it_is_recorded() {
+        let mut m = ReplicaManager::new(ME, 2);
+        let up = [b(1), b(2), b(3)];
+        m.observe(&[seg(1, true, false, 100)]);
+        let a = m.next_actions(&up);
+        ack_all(&mut m, &a);
+        assert!(m.synced());
+        assert_eq!(m.epochs(), (0, 0));
+        assert_eq!(m.epoch_to_record(), None);
+        let holders = m.complete_replicas(1);
+        let (lost, kept) = (holders[0], holders[1]);
+        let third = *up.iter().find(|x| !holders.contains(x)).unwrap();
+        // More bytes; the backup of one replica does not answer: its copy (100 bytes, open)
+        // is stale from now on.
+        m.observe(&[seg(1, true, false, 150)]);
+        for x in m.next_actions(&up) {
+            let lost_one = matches!(x, Action::Write { backup, .. } if backup == lost);
+            let outcome = if lost_one {
+                WriteOutcome::BackupDown
+            } else {
+                WriteOutcome::Ok
+            };
+            m.on_result(&x, outcome);
+        }
+        assert_eq!(m.epochs(), (1, 0));
+        assert!(!m.synced());
+        assert_eq!(m.epoch_to_record(), None, "the kept replica has epoch 0");
+        // The replacement is written at epoch 1, and the kept replica is stamped with a write
+        // that adds no bytes.
+        let a = m.next_actions(&[kept, third]);
+        assert!(
+            a.iter()
+                .all(|x| matches!(x, Action::Write { epoch: 1, .. })),
+            "{a:?}"
+        );
+        assert!(a.iter().any(|x| matches!(x,
+            Action::Write { backup, from: 150, to: 150, .. } if *backup == kept)));
+        assert!(a.iter().any(|x| matches!(x,
+            Action::Write { backup, from: 0, to: 150, open: true, .. } if *backup == third)));
+        ack_all(&mut m, &a);
+        assert!(
+            !m.synced(),
+            "no acknowledgement before the coordinator has the epoch"
+        );
+        assert_eq!(m.epoch_to_record(), Some(1));
+        m.epoch_recorded(1);
+        assert!(m.synced());
+        assert!(m.next_actions(&[kept, third]).is_empty());
+        // Losing a backup that holds only closed replicas changes no epoch.
+        m.observe(&[seg(1, false, true, 150), seg(2, true, false, 60)]);
+        while let a @ [_, ..] = &m.next_actions(&[kept, third])[..] {
+            let a = a.to_vec();
+            ack_all(&mut m, &a);
+        }
+        m.observe(&[seg(1, false, true, 150)]);
+        m.backup_down(third);
+        assert_eq!(m.epochs(), (1, 1));
+    }
+
+    #[test]
+    fn an_unanswered_stamp_raises_the_epoch_again() {
+        let mut m = ReplicaManager::new(ME, 2);
+        m.observe(&[seg(1, true, false, 100)]);
+        let a = m.next_actions(&[b(1), b(2), b(3)]);
+        ack_all(&mut m, &a);
+        let holders = m.complete_replicas(1);
+        m.backup_down(holders[0]);
+        assert_eq!(m.epochs(), (1, 0));
+        // The stamp of epoch 1 to the other holder goes unanswered: that copy may carry epoch
+        // 1, so recording 1 would not exclude it.
+        let a = m.next_actions(&[holders[1]]);
+        for x in &a {
+            m.on_result(x, WriteOutcome::BackupDown);
+        }
+        assert_eq!(m.epochs(), (2, 0));
     }
 }

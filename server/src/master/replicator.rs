@@ -23,7 +23,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use faascache_protocol::msg::backup::{BackupFreeRequest, BackupWriteRequest, ReplicaCertificate};
+use faascache_protocol::msg::backup::{
+    BackupFreeRequest, BackupWriteRequest, ReplicaCertificate, SetReplicaEpochRequest,
+};
 use faascache_protocol::msg::coordinator::{
     GetServerListRequest, HintServerCrashedRequest, ServerStatus,
 };
@@ -72,6 +74,8 @@ const BACKUP_BACKOFF: Duration = Duration::from_secs(2);
 const BACKUP_LIST_REFRESH: Duration = Duration::from_secs(1);
 /// Sync rounds also run this often without writes (cleaner survivors, frees, lost backups).
 const IDLE_ROUND: Duration = Duration::from_millis(20);
+/// How long recording a replica epoch at the coordinator may take.
+const EPOCH_RECORD_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long writes wait for missing backups before they are answered `RETRY`.
 const SHORT_GRACE: Duration = Duration::from_secs(2);
 
@@ -412,6 +416,9 @@ impl Shell {
             let actions = self.mgr.next_actions_avoiding(&ids, &avoid);
             self.mark_replicated();
             if actions.is_empty() {
+                if let Some(round) = self.record_epoch() {
+                    return round;
+                }
                 if self.mgr.synced() {
                     return self.durable();
                 }
@@ -447,10 +454,60 @@ impl Shell {
                 }
             }
             self.execute(&actions);
+            if let Some(round) = self.record_epoch() {
+                return round;
+            }
             if self.mgr.synced() {
                 // Everything observed is durable; replicas still being made (a backup joined,
                 // so the target rose) go on in the next rounds without holding writes back.
                 return self.durable();
+            }
+        }
+    }
+
+    /// Records a raised replica epoch at the coordinator once every open replica has it (see
+    /// `replication`): `None` if nothing was due or it is recorded; else how the round ends —
+    /// `Fenced` if the coordinator no longer lists this master, `Short` (writes answered
+    /// `RETRY`, tried again next round) if it could not be reached.
+    fn record_epoch(&mut self) -> Option<Round> {
+        let epoch = self.mgr.epoch_to_record()?;
+        if self
+            .coord_session
+            .as_ref()
+            .is_none_or(|s| s.failure().is_some())
+        {
+            self.coord_session = self.coordinator.connect(ClientConfig::default()).ok();
+        }
+        let req = SetReplicaEpochRequest {
+            server: self.master.server_id(),
+            epoch,
+        };
+        let answer = match &self.coord_session {
+            Some(s) => call(s, &req, EPOCH_RECORD_TIMEOUT, |_| ()),
+            None => {
+                let why = format!("the coordinator is unreachable: cannot record replica epoch {epoch}; writes wait (answered RETRY)");
+                tracing::warn!("{why}");
+                return Some(Round::Short(why));
+            }
+        };
+        match answer {
+            Ok(()) => {
+                tracing::info!(
+                    epoch,
+                    "replica epoch recorded at the coordinator (a lost open replica is stale)"
+                );
+                self.mgr.epoch_recorded(epoch);
+                None
+            }
+            Err(e) if e.status() == Some(Status::SERVER_DOESNT_EXIST) => {
+                tracing::error!(error = %e, "the coordinator refused our replica epoch: this master was declared dead");
+                self.mgr.fence();
+                Some(Round::Fenced)
+            }
+            Err(e) => {
+                let why = format!("cannot record replica epoch {epoch} at the coordinator ({e}); writes wait (answered RETRY)");
+                tracing::warn!("{why}");
+                Some(Round::Short(why))
             }
         }
     }
@@ -555,6 +612,7 @@ impl Shell {
                     checksum,
                     open,
                     close,
+                    epoch,
                 } => {
                     let Some(h) = self.handles.get(&segment) else {
                         // Left the log since the snapshot: the next round frees it.
@@ -582,6 +640,7 @@ impl Shell {
                             checksum,
                         },
                         data: &self.buf,
+                        epoch,
                     };
                     (backup, req.to_vec(), Opcode::BackupWrite)
                 }
@@ -768,6 +827,7 @@ mod tests {
             checksum: 0,
             open: false,
             close: false,
+            epoch: 0,
         }
     }
 

@@ -12,6 +12,9 @@ const STATE_MAGIC: &[u8; 4] = b"FCCS";
 /// Format 2 adds each table's optional backing (a presence byte, then `TableBacking`'s wire
 /// encoding). A state without backed tables is still written as format 1, so a build from
 /// before backed tables reads it; format 1 reads as tables without backings.
+/// Format 3: format 2 and, at the end, the masters' replica epochs (written only when some
+/// master recorded one, so other states keep the older formats).
+const STATE_VERSION_EPOCHS: u32 = 3;
 const STATE_VERSION: u32 = 2;
 const STATE_VERSION_PLAIN: u32 = 1;
 /// Counters (versions, ids) read back must be below this: each grows by one per operation, so
@@ -66,9 +69,14 @@ pub enum StateDecodeError {
     BadMagic,
     /// Written by another build.
     #[error(
-        "coordinator state: format version {0} is not supported (this build reads {STATE_VERSION_PLAIN} and {STATE_VERSION})"
+        "coordinator state: format version {0} is not supported (this build reads {STATE_VERSION_PLAIN} to {STATE_VERSION_EPOCHS})"
     )]
     Version(u32),
+    /// A replica epoch names a server the state does not list.
+    #[error(
+        "coordinator state: a replica epoch names server {0}, which the server list does not hold"
+    )]
+    EpochOfUnknownServer(ServerId),
     /// A table's backing does not decode.
     #[error("coordinator state: table {table:?} has a bad backing: {error}")]
     Backing {
@@ -147,8 +155,16 @@ impl CoordinatorState {
     pub fn encode(&self) -> Vec<u8> {
         let mut buf = Vec::new();
         let mut w = Writer::new(&mut buf);
-        let backed = self.tables.values().any(|t| t.backing.is_some());
-        let version = if backed {
+        let epochs: Vec<(ServerId, u64)> = self
+            .servers
+            .values()
+            .filter(|s| s.replica_epoch > 0)
+            .map(|s| (s.id, s.replica_epoch))
+            .collect();
+        let backed = !epochs.is_empty() || self.tables.values().any(|t| t.backing.is_some());
+        let version = if !epochs.is_empty() {
+            STATE_VERSION_EPOCHS
+        } else if backed {
             STATE_VERSION
         } else {
             STATE_VERSION_PLAIN
@@ -185,6 +201,12 @@ impl CoordinatorState {
                 .u64(t.owner.0)
                 .u8(state.as_u8());
         }
+        if !epochs.is_empty() {
+            w.u32(epochs.len() as u32);
+            for (id, epoch) in epochs {
+                w.u64(id.0).u64(epoch);
+            }
+        }
         buf
     }
 
@@ -195,7 +217,10 @@ impl CoordinatorState {
             return Err(StateDecodeError::BadMagic);
         }
         let v = r.u32()?;
-        if v != STATE_VERSION && v != STATE_VERSION_PLAIN {
+        if !matches!(
+            v,
+            STATE_VERSION_PLAIN | STATE_VERSION | STATE_VERSION_EPOCHS
+        ) {
             return Err(StateDecodeError::Version(v));
         }
         let mut s = CoordinatorState {
@@ -240,6 +265,7 @@ impl CoordinatorState {
                     services,
                     locator,
                     status,
+                    replica_epoch: 0,
                 },
             );
         }
@@ -247,7 +273,7 @@ impl CoordinatorState {
         for _ in 0..n {
             let id = r.u64()?;
             let name = text(r.bytes_u16()?, "a table name")?;
-            let backing = if v == STATE_VERSION {
+            let backing = if v >= STATE_VERSION {
                 TableBacking::read_opt(&mut r).map_err(|error| StateDecodeError::Backing {
                     table: name.clone(),
                     error,
@@ -273,6 +299,17 @@ impl CoordinatorState {
                 owner,
                 state,
             });
+        }
+        if v == STATE_VERSION_EPOCHS {
+            let n = r.u32()?;
+            for _ in 0..n {
+                let id = ServerId(r.u64()?);
+                let epoch = r.u64()?;
+                match s.servers.get_mut(&id.index()) {
+                    Some(rec) if rec.id == id => rec.replica_epoch = epoch,
+                    _ => return Err(StateDecodeError::EpochOfUnknownServer(id)),
+                }
+            }
         }
         r.finish()?;
         s.next_client_id = s.client_id_ceiling;
@@ -343,7 +380,7 @@ mod tests {
         TableBacking::new(url, policy)
     }
 
-    use super::super::{CoordError, Status};
+    use super::super::{Action, CoordError, Status};
     use faascache_protocol::msg::faas::WritePolicy;
 
     #[test]
@@ -405,6 +442,38 @@ mod tests {
         assert_ne!(new_id, id);
         assert_eq!(c.table_config(new_id).unwrap().backing, Some(sw));
         c.check().unwrap();
+    }
+
+    #[test]
+    fn replica_epochs_are_kept_raised_only_and_survive_a_restart() {
+        let mut c = two_masters();
+        let ids: Vec<ServerId> = c.server_list(Services(0)).1.iter().map(|s| s.id).collect();
+        let before = c.encode();
+        assert_eq!(before[4..8], 1u32.to_le_bytes());
+        assert_eq!(c.set_replica_epoch(ids[0], 3), Ok(vec![Action::Persist]));
+        // Lower or equal: kept, nothing to persist.
+        assert_eq!(c.set_replica_epoch(ids[0], 2), Ok(vec![]));
+        assert_eq!(c.set_replica_epoch(ids[0], 3), Ok(vec![]));
+        assert_eq!(c.server(ids[0]).unwrap().replica_epoch, 3);
+        // An unknown server (or a stale id of its slot) is refused.
+        let stale = ServerId::new(ids[1].index(), 99);
+        assert!(c.set_replica_epoch(stale, 1).is_err());
+        let bytes = c.encode();
+        assert_eq!(bytes[4..8], 3u32.to_le_bytes());
+        let back = CoordinatorState::decode(&bytes).unwrap();
+        assert_eq!(back.server(ids[0]).unwrap().replica_epoch, 3);
+        assert_eq!(back.server(ids[1]).unwrap().replica_epoch, 0);
+        assert_eq!(back.encode(), bytes);
+        for cut in 0..bytes.len() {
+            assert!(
+                CoordinatorState::decode(&bytes[..cut]).is_err(),
+                "cut {cut}"
+            );
+        }
+        // A crashed master may record nothing more.
+        c.tick(std::time::Duration::from_secs(3600));
+        assert_eq!(c.server(ids[0]).unwrap().status, ServerStatus::Removed);
+        assert!(c.set_replica_epoch(ids[0], 4).is_err());
     }
 
     #[test]

@@ -67,9 +67,16 @@ impl ReplicaCertificate {
 }
 
 /// `BackupWrite` (master → backup): master `u64`, segment id `u64`, offset `u32`, flags `u8`
-/// ([`Self::OPEN`] | [`Self::CLOSE`]; other bits reserved), certificate (8), data (`u32` len).
-/// Reply: empty, sent once the bytes are buffered (memory durability) or on disk (disk
-/// durability).
+/// ([`Self::OPEN`] | [`Self::CLOSE`]; other bits reserved), certificate (8), data (`u32` len),
+/// replica epoch `u64` (trailing; absent = 0). Reply: empty, sent once the bytes are buffered
+/// (memory durability) or on disk (disk durability).
+///
+/// The epoch: a master raises it when it loses a replica of a segment that was not closed
+/// (the lost copy may be stale: later acknowledged bytes are not on it), writes the new epoch
+/// to every open replica it still has, and then records it at the coordinator
+/// (`SetReplicaEpoch`) before it acknowledges another write. The backup keeps the highest
+/// epoch written to each replica; recovery ignores open replicas below the recorded epoch
+/// ([`BackupGetReplicasRequest::min_epoch`]).
 ///
 /// Rules (checked by the decoder): `certificate.length == offset + data.len()`. Checked by the
 /// backup: `OPEN` creates an unknown replica (`RETRY` if the backup is full); without `OPEN` an
@@ -92,6 +99,8 @@ pub struct BackupWriteRequest<'a> {
     pub certificate: ReplicaCertificate,
     /// The bytes.
     pub data: &'a [u8],
+    /// The master's replica epoch for this segment (see above): the backup keeps the highest.
+    pub epoch: u64,
 }
 
 impl BackupWriteRequest<'_> {
@@ -102,7 +111,7 @@ impl BackupWriteRequest<'_> {
     /// Every flag this build knows.
     pub const KNOWN_FLAGS: u8 = Self::OPEN | Self::CLOSE;
     /// Fixed part of the encoding (everything but the data bytes).
-    pub const FIXED_LEN: usize = 8 + 8 + 4 + 1 + ReplicaCertificate::LEN + 4;
+    pub const FIXED_LEN: usize = 8 + 8 + 4 + 1 + ReplicaCertificate::LEN + 4 + 8;
 
     /// Is `OPEN` set?
     pub fn open(&self) -> bool {
@@ -127,6 +136,7 @@ impl<'a> Message<'a> for BackupWriteRequest<'a> {
             .u8(self.flags);
         self.certificate.write(&mut w);
         w.bytes_u32(self.data);
+        w.u64(self.epoch);
     }
     fn decode(buf: &'a [u8]) -> Result<Self, MsgError> {
         decode_all(buf, |r| {
@@ -137,6 +147,8 @@ impl<'a> Message<'a> for BackupWriteRequest<'a> {
                 flags: r.u8()?,
                 certificate: ReplicaCertificate::read(r)?,
                 data: r.bytes_u32()?,
+                // Trailing: a writer without epochs sends none (epoch 0).
+                epoch: if r.remaining() == 0 { 0 } else { r.u64()? },
             };
             if req.flags & !Self::KNOWN_FLAGS != 0 {
                 return Err(MsgError::BadField {
@@ -188,25 +200,37 @@ impl Request<'_> for BackupFreeRequest {
 }
 
 /// `BackupGetReplicas` (coordinator → every backup, when recovery of `master` starts): master
-/// `u64`. From then on the backup refuses every `BackupWrite` of that master with
-/// `CALLER_NOT_IN_CLUSTER` (fencing a zombie). Reply: [`BackupGetReplicasResponse`].
+/// `u64`, min epoch `u64` (trailing; absent = 0). From then on the backup refuses every
+/// `BackupWrite` of that master with `CALLER_NOT_IN_CLUSTER` (fencing a zombie). Reply:
+/// [`BackupGetReplicasResponse`], which leaves out open replicas whose epoch is below
+/// `min_epoch` (stale copies the master gave up on: see [`BackupWriteRequest`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BackupGetReplicasRequest {
     /// The crashed master.
     pub master: ServerId,
+    /// The replica epoch the master last recorded at the coordinator.
+    pub min_epoch: u64,
 }
 
 impl Message<'_> for BackupGetReplicasRequest {
     fn encode(&self, out: &mut Vec<u8>) {
-        Writer::new(out).u64(self.master.0);
+        Writer::new(out).u64(self.master.0).u64(self.min_epoch);
     }
     fn decode(buf: &[u8]) -> Result<Self, MsgError> {
         decode_all(buf, |r| {
             Ok(BackupGetReplicasRequest {
                 master: ServerId(r.u64()?),
+                min_epoch: if r.remaining() == 0 { 0 } else { r.u64()? },
             })
         })
     }
+}
+
+/// Whether a replica may be used by recovery: a closed replica holds its whole segment; an
+/// open one only if its epoch is at least the one its master recorded (a lower epoch is a copy
+/// the master gave up on, and bytes it acknowledged later may be missing from it).
+pub fn replica_usable(closed: bool, epoch: u64, min_epoch: u64) -> bool {
+    closed || epoch >= min_epoch
 }
 impl Request<'_> for BackupGetReplicasRequest {
     const OPCODE: Opcode = Opcode::BackupGetReplicas;
@@ -410,6 +434,38 @@ impl Request<'_> for BackupRecoveryDoneRequest {
     type Response<'b> = Empty;
 }
 
+/// `SetReplicaEpoch` (master → coordinator): server id `u64`, epoch `u64`. The master lost a
+/// replica of a segment it had not closed, raised its replica epoch, wrote it to every open
+/// replica it keeps, and now records it: recovery will ignore open replicas with a lower epoch.
+/// The coordinator keeps the highest epoch, persisted, and answers once it is durable; it
+/// refuses (`SERVER_DOESNT_EXIST`) a server that is not up (declared crashed: the master must
+/// acknowledge nothing more). Reply empty.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SetReplicaEpochRequest {
+    /// The master.
+    pub server: ServerId,
+    /// Its replica epoch.
+    pub epoch: u64,
+}
+
+impl Message<'_> for SetReplicaEpochRequest {
+    fn encode(&self, out: &mut Vec<u8>) {
+        Writer::new(out).u64(self.server.0).u64(self.epoch);
+    }
+    fn decode(buf: &[u8]) -> Result<Self, MsgError> {
+        decode_all(buf, |r| {
+            Ok(SetReplicaEpochRequest {
+                server: ServerId(r.u64()?),
+                epoch: r.u64()?,
+            })
+        })
+    }
+}
+impl Request<'_> for SetReplicaEpochRequest {
+    const OPCODE: Opcode = Opcode::SetReplicaEpoch;
+    type Response<'b> = Empty;
+}
+
 /// Most masters in a `GetFencedMasters` reply (the crashed masters of a cluster awaiting
 /// recovery; a cluster has far fewer servers).
 pub const MAX_FENCED_MASTERS: usize = 65_536;
@@ -475,19 +531,61 @@ mod tests {
                 checksum: 0xDEAD_BEEF,
             },
             data,
+            epoch: 7,
         }
     }
 
     #[test]
+    fn a_write_without_an_epoch_has_epoch_0() {
+        let mut bytes = write(0, BackupWriteRequest::OPEN, b"abc").to_vec();
+        bytes.truncate(bytes.len() - 8);
+        assert_eq!(BackupWriteRequest::decode(&bytes).unwrap().epoch, 0);
+        let bytes = M.0.to_le_bytes();
+        let req = BackupGetReplicasRequest::decode(&bytes).unwrap();
+        assert_eq!(req.min_epoch, 0);
+        assert!(replica_usable(true, 0, 5));
+        assert!(replica_usable(false, 5, 5));
+        assert!(!replica_usable(false, 4, 5));
+    }
+
+    /// `round_trip!` for a message with a trailing optional `u64`: the one prefix without it
+    /// decodes too (as an older sender's message).
+    macro_rules! round_trip_trailing_u64 {
+        ($m:expr, $t:ty) => {{
+            let m = $m;
+            let buf = m.to_vec();
+            assert_eq!(<$t>::decode(&buf).unwrap(), m);
+            for cut in 0..buf.len() {
+                let r = <$t>::decode(&buf[..cut]);
+                assert_eq!(r.is_ok(), cut == buf.len() - 8, "prefix of {cut} bytes");
+            }
+            let mut longer = buf.clone();
+            longer.push(0);
+            assert!(<$t>::decode(&longer).is_err(), "trailing byte accepted");
+        }};
+    }
+
+    #[test]
     fn backup_messages_round_trip() {
-        round_trip!(write(0, BackupWriteRequest::OPEN, b"segment bytes"));
-        round_trip!(write(13, BackupWriteRequest::CLOSE, b"more"));
-        round_trip!(write(17, 0, b""));
+        type W<'a> = BackupWriteRequest<'a>;
+        round_trip_trailing_u64!(write(0, BackupWriteRequest::OPEN, b"segment bytes"), W<'_>);
+        round_trip_trailing_u64!(write(13, BackupWriteRequest::CLOSE, b"more"), W<'_>);
+        round_trip_trailing_u64!(write(17, 0, b""), W<'_>);
         round_trip!(BackupFreeRequest {
             master: M,
             segment_id: 3
         });
-        round_trip!(BackupGetReplicasRequest { master: M });
+        round_trip!(SetReplicaEpochRequest {
+            server: M,
+            epoch: 12
+        });
+        round_trip_trailing_u64!(
+            BackupGetReplicasRequest {
+                master: M,
+                min_epoch: 3
+            },
+            BackupGetReplicasRequest
+        );
         round_trip!(BackupGetReplicasResponse {
             replicas: vec![
                 ReplicaInfo {

@@ -186,6 +186,8 @@ macro_rules! for_each_rpc {
         /// A backup's server asks which crashed masters to fence (those not fully recovered).
         GetFencedMasters = 0x020F => get_fenced_masters,
         GetTableConfig = 0x0210 => get_table_config,
+        /// Master → coordinator: record its replica epoch (open replicas below it are stale).
+        SetReplicaEpoch = 0x0211 => set_replica_epoch,
         // ---- backup (payloads: `msg::backup`)
         /// Master → backup: write (open, append, close) a replica of a log segment.
         BackupWrite = 0x0301 => backup_write,

@@ -1,7 +1,9 @@
 //! A partitioned backup during a write stream (issue 15), with real processes on loopback.
 //!
 //! Four servers with `--replicas 2`; a client streams writes to one master; one of the backups
-//! holding that master's head replica is frozen with SIGSTOP. That is the nasty partition: its
+//! holding that master's head replica is frozen with SIGSTOP. A second test freezes both backups
+//! holding the head (five servers): the round still waits one deadline for the two together,
+//! not one after the other (the old serial wait took two). That is the nasty partition: its
 //! TCP connections stay open and accept bytes, but nothing answers. The master's replication
 //! round gives up on it after one round deadline ([`ROUND_DEADLINE`]), re-replicates the
 //! head on the spare backup and acknowledges; later writes never wait for the frozen backup
@@ -63,10 +65,21 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 #[test]
 fn partitioned_backup_delays_writes_by_one_round_deadline_at_most() {
+    partition(1);
+}
+
+#[test]
+fn two_partitioned_backups_cost_one_round_deadline_together() {
+    partition(2);
+}
+
+/// `frozen` of the backups holding the master's head (R = 2) are frozen under the write stream;
+/// 3 + `frozen` servers, so that the head can be re-replicated on spares.
+fn partition(frozen: usize) {
     let dir = tempdir("backup-partition");
     let (_coord, cloc) = coordinator(dir.path(), 0, "coordinator");
     let mut servers: Vec<(Proc, String, PathBuf)> = Vec::new();
-    for i in 1..=4 {
+    for i in 1..=3 + frozen {
         let bdir = dir.path().join(format!("replicas-{i}"));
         let bdirs = bdir.to_str().unwrap().to_string();
         let (p, loc) = server_with(
@@ -88,7 +101,7 @@ fn partitioned_backup_delays_writes_by_one_round_deadline_at_most() {
         .unwrap()
         .0;
 
-    // Warm up; the master's head is then on two of the three other servers.
+    // Warm up; the master's head is then on two of the other servers.
     for i in 0..300 {
         c.write(table, format!("warm{i}").as_bytes(), &VALUE)
             .unwrap();
@@ -97,16 +110,26 @@ fn partitioned_backup_delays_writes_by_one_round_deadline_at_most() {
         let h: Vec<usize> = (0..servers.len())
             .filter(|&i| i != m && holds_replica_of(&servers[i].2, m_id))
             .collect();
-        if h.is_empty() {
-            Err("no backup has written a replica file of the master yet".to_string())
+        if h.len() < frozen {
+            Err(format!(
+                "{} backup(s) wrote a replica file of the master, {frozen} wanted",
+                h.len()
+            ))
         } else {
             Ok(h)
         }
     });
-    let b = holders[0];
-    let b_loc = servers[b].1.clone();
+    let stop: Vec<usize> = holders[..frozen].to_vec();
+    let stop_locs: Vec<String> = stop.iter().map(|&b| servers[b].1.clone()).collect();
+    let thaw = |servers: &[(Proc, String, PathBuf)]| {
+        for &b in &stop {
+            signal(&servers[b].0, "-CONT");
+        }
+    };
 
-    signal(&servers[b].0, "-STOP");
+    for &b in &stop {
+        signal(&servers[b].0, "-STOP");
+    }
     let stopped = Instant::now();
     // (start offset from the SIGSTOP, latency) of every write while the backup is frozen.
     let mut lat: Vec<(Duration, Duration)> = Vec::new();
@@ -117,8 +140,8 @@ fn partitioned_backup_delays_writes_by_one_round_deadline_at_most() {
         let r = c.write(table, format!("p{n}").as_bytes(), &VALUE);
         let took = start.elapsed();
         if let Err(e) = r {
-            signal(&servers[b].0, "-CONT");
-            panic!("write {n} failed while a backup was frozen: {e:?}");
+            thaw(&servers);
+            panic!("write {n} failed while {frozen} backup(s) were frozen: {e:?}");
         }
         lat.push((start - stopped, took));
     }
@@ -130,19 +153,19 @@ fn partitioned_backup_delays_writes_by_one_round_deadline_at_most() {
                     services: Services(0),
                 },
                 |r| {
-                    r.servers
-                        .iter()
-                        .any(|s| s.locator == b_loc && s.status == ServerStatus::Up)
+                    r.servers.iter().any(|s| {
+                        stop_locs.contains(&s.locator.to_string()) && s.status == ServerStatus::Up
+                    })
                 },
             )
             .map_err(|e| format!("server list: {e}"))?;
         if up {
-            Err("the frozen backup is still listed up".to_string())
+            Err("a frozen backup is still listed up".to_string())
         } else {
             Ok(stopped.elapsed())
         }
     });
-    signal(&servers[b].0, "-CONT");
+    thaw(&servers);
 
     let (slow_at, slowest) = lat.iter().copied().max_by_key(|x| x.1).unwrap();
     let mut sorted: Vec<Duration> = lat.iter().map(|x| x.1).collect();
@@ -155,8 +178,8 @@ fn partitioned_backup_delays_writes_by_one_round_deadline_at_most() {
         .collect();
     let later_max = later.iter().copied().max().unwrap_or_default();
     eprintln!(
-        "frozen backup server-{}: {} writes in {PARTITION:?}; p50 {:?}, p99 {:?}, max {slowest:?} (started {slow_at:?} after SIGSTOP); {} writes from {settled_from:?}: max {later_max:?}; listed down by {declared:?} after SIGSTOP",
-        b + 1,
+        "frozen backup(s) {:?}: {} writes in {PARTITION:?}; p50 {:?}, p99 {:?}, max {slowest:?} (started {slow_at:?} after SIGSTOP); {} writes from {settled_from:?}: max {later_max:?}; listed down by {declared:?} after SIGSTOP",
+        stop.iter().map(|b| b + 1).collect::<Vec<_>>(),
         lat.len(),
         percentile(&sorted, 0.5),
         percentile(&sorted, 0.99),
@@ -167,10 +190,10 @@ fn partitioned_backup_delays_writes_by_one_round_deadline_at_most() {
         slowest >= ROUND_DEADLINE / 2,
         "no write waited for the frozen backup (slowest {slowest:?}): the partition was not exercised"
     );
-    // ...but for one round deadline, not one per action or per retry.
+    // ...but for one round deadline, not one per backup, action or retry.
     assert!(
         slowest <= ROUND_DEADLINE + SLACK,
-        "a write took {slowest:?} while one backup was frozen: more than one round deadline ({ROUND_DEADLINE:?}) + {SLACK:?}"
+        "a write took {slowest:?} while {frozen} backup(s) were frozen: more than one round deadline ({ROUND_DEADLINE:?}) + {SLACK:?}"
     );
     // Later writes go to the replacement backup and are fast again.
     assert!(

@@ -15,8 +15,7 @@
 
 mod cluster_util;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use cluster_util::*;
@@ -39,25 +38,6 @@ const PARTITION: Duration = Duration::from_secs(9);
 /// again (its session is backed off 2 s, the coordinator removes it from the list soon after).
 const SETTLE: Duration = Duration::from_secs(3);
 const VALUE: [u8; 200] = [7u8; 200];
-
-/// SIGSTOP / SIGCONT a process this test started.
-fn signal(p: &Proc, sig: &str) {
-    let ok = Command::new("kill")
-        .args([sig, &p.pid().to_string()])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(ok, "kill {sig} {} failed", p.pid());
-}
-
-/// Whether the replica directory `dir` holds a replica file of master `id`.
-fn holds_replica_of(dir: &Path, id: u64) -> bool {
-    std::fs::read_dir(dir.join(format!("{id:016x}")))
-        .map(|rd| {
-            rd.filter_map(Result::ok)
-                .any(|e| e.file_name().to_string_lossy().ends_with(".replica"))
-        })
-        .unwrap_or(false)
-}
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]

@@ -16,7 +16,6 @@
 mod cluster_util;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use cluster_util::*;
@@ -29,24 +28,6 @@ const VALUE: [u8; 200] = [9u8; 200];
 /// How long reads are watched after M and Y are killed: detection (2 s heartbeat timeout) plus
 /// the master-lease wait plus a recovery, with room to spare on a loaded machine.
 const WATCH: Duration = Duration::from_secs(15);
-
-fn signal(p: &Proc, sig: &str) {
-    let ok = Command::new("kill")
-        .args([sig, &p.pid().to_string()])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(ok, "kill {sig} {} failed", p.pid());
-}
-
-/// Whether `dir` holds a replica file of master `id`.
-fn holds_replica_of(dir: &Path, id: u64) -> bool {
-    std::fs::read_dir(dir.join(format!("{id:016x}")))
-        .map(|rd| {
-            rd.filter_map(Result::ok)
-                .any(|e| e.file_name().to_string_lossy().ends_with(".replica"))
-        })
-        .unwrap_or(false)
-}
 
 fn start(dir: &Path, cloc: &str, name: &str, bdir: &Path) -> (Proc, String) {
     server_with(

@@ -29,15 +29,6 @@ const LEASE_BOUND: Duration = Duration::from_millis(2500);
 /// How long the thawed zombie is read from.
 const ZOMBIE_READS: Duration = Duration::from_secs(2);
 
-/// SIGSTOP / SIGCONT a process this test started.
-fn signal(p: &Proc, sig: &str) {
-    let ok = Command::new("kill")
-        .args([sig, &p.pid().to_string()])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(ok, "kill {sig} {} failed", p.pid());
-}
-
 /// A read of `key` sent straight to the master behind `s` (the old map's choice).
 fn read_at(s: &Session, table: u64, key: &[u8]) -> Result<Vec<u8>, CallError> {
     let req = ReadRequest {

@@ -391,6 +391,26 @@ fn half_term(sent: Instant, lease: ClientLease) -> Instant {
         .unwrap_or(sent + Duration::from_secs(3600))
 }
 
+/// Send `sig` (e.g. `-STOP`, `-CONT`) to a process this test started.
+pub fn signal(p: &Proc, sig: &str) {
+    let ok = std::process::Command::new("kill")
+        .args([sig, &p.pid().to_string()])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "kill {sig} {} failed", p.pid());
+}
+
+/// Whether the replica directory `dir` (a server's `--backup-dir`) holds a replica file of
+/// master `id`.
+pub fn holds_replica_of(dir: &Path, id: u64) -> bool {
+    std::fs::read_dir(dir.join(format!("{id:016x}")))
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .any(|e| e.file_name().to_string_lossy().ends_with(".replica"))
+        })
+        .unwrap_or(false)
+}
+
 /// The status of a failed call.
 pub fn status<X: std::fmt::Debug>(r: Result<X, CallError>) -> Status {
     match r {

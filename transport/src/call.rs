@@ -1,6 +1,6 @@
 //! Request/response calls over a [`Session`]: encode a [`Request`], wait for the reply and decode
-//! it with the protocol's reply convention ([`decode_reply`]). A convenience for control paths
-//! and tests; the client library's hot path has its own.
+//! it with the protocol's reply convention ([`decode_reply`]). Control paths, tests and the
+//! client library's single-object operations use it.
 
 use std::time::Duration;
 
@@ -34,8 +34,7 @@ impl CallError {
 }
 
 /// Send `req` on `session`, wait up to `timeout` and decode the reply into an owned value via
-/// `f` (the reply buffer is borrowed only inside `f`). A convenience for control paths and
-/// tests; the client library's hot path has its own.
+/// `f` (the reply buffer is borrowed only inside `f`, then recycled into the session if large).
 pub fn call<'a, R, T>(
     session: &Session,
     req: &R,
@@ -54,5 +53,10 @@ where
         Err(Ok(failure)) => Err(CallError::Failed(failure)),
         Err(Err(e)) => Err(CallError::Malformed(e)),
     };
+    // `f` copied what it keeps: a large reply buffer receives the session's next large reply
+    // (no fresh allocation and page faults per megabyte read).
+    if reply.capacity() > crate::limits::STREAM_READ_BUFFER {
+        session.recycle(reply);
+    }
     out
 }

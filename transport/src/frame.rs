@@ -264,14 +264,19 @@ impl FrameReader {
                             self.give(small.capacity());
                         }
                         // A client (no budget) trusts its server's length (at most
-                        // MAX_PAYLOAD, checked by decode): one allocation, no regrowth. A
-                        // server's buffer grows as the bytes arrive.
+                        // MAX_PAYLOAD, checked by decode): the whole length at once. A
+                        // server reserves the whole length (charged above) but fills — and so
+                        // faults in — only what arrives: the buffer never moves as it grows,
+                        // so stalled senders cannot fragment the heap into more memory than
+                        // the budget allows.
                         let first = if self.budget.is_none() {
                             len
                         } else {
                             len.min(have.max(STREAM_BIG_GROW_MIN))
                         };
-                        vec![0u8; first]
+                        let mut v = Vec::with_capacity(len);
+                        v.resize(first, 0);
+                        v
                     }
                 };
                 v[..have].copy_from_slice(&self.buf[self.start + HEADER_LEN..self.end]);

@@ -593,6 +593,7 @@ fn disk_backup_restarts_from_its_directory() {
         dir: Some(dir.path().to_path_buf()),
         durability: Durability::Disk,
         capacity_bytes: 64 * MAX_REPLICA_BYTES,
+        warm_bytes: 0,
     };
     let before;
     {
@@ -641,6 +642,7 @@ fn measure_write_throughput() {
             dir: (durability == Durability::Disk).then(|| dir.path().to_path_buf()),
             durability,
             capacity_bytes: 64 * MAX_REPLICA_BYTES,
+            warm_bytes: 0,
         })
         .unwrap();
         let (_server, s) = start(&svc);
@@ -692,6 +694,7 @@ fn fences_persist_across_restarts_and_follow_the_coordinator() {
         dir: Some(dir.path().to_path_buf()),
         durability: Durability::Memory,
         capacity_bytes: 64 * MAX_REPLICA_BYTES,
+        warm_bytes: 0,
     };
     let third = ServerId::new(3, 1);
     let c0 = imgs[0].prefixes[0];

@@ -321,6 +321,7 @@ pub fn server(args: ServerArgs) -> Result<()> {
             dir: args.backup_dir.clone(),
             durability: args.durability,
             capacity_bytes: args.backup_capacity,
+            warm_bytes: args.warm_ahead.min(64 << 20),
         }),
         store_settings,
         write_back_limit: args.write_back_limit.map(|b| b as u64),

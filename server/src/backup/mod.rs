@@ -24,6 +24,7 @@
 pub mod faults;
 pub mod fences;
 pub mod file;
+mod frames;
 mod lock;
 pub mod recovery;
 pub mod service;
@@ -100,6 +101,9 @@ pub struct BackupConfig {
     /// its segment header (at most [`MAX_REPLICA_BYTES`]; all of it until that header arrived),
     /// a closed one its length. An `OPEN` that does not fit is answered `RETRY`.
     pub capacity_bytes: usize,
+    /// Bytes of full-size replica frames kept faulted in ahead of use (see `frames.rs`); the
+    /// server passes `min(--warm-ahead, 64 MiB)`. 0: replicas allocate on their first write.
+    pub warm_bytes: usize,
 }
 
 impl Default for BackupConfig {
@@ -108,6 +112,7 @@ impl Default for BackupConfig {
             dir: None,
             durability: Durability::Memory,
             capacity_bytes: DEFAULT_CAPACITY_BYTES,
+            warm_bytes: 0,
         }
     }
 }

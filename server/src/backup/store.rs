@@ -43,6 +43,7 @@ use parking_lot::{Condvar, Mutex};
 
 use super::fences::{self, Fences};
 use super::file::{self, ReplicaFile};
+use super::frames::{Frames, FRAME_BYTES};
 use super::lock::{take_lock, LockFile};
 use super::recovery;
 use super::{BackupConfig, BackupError, BackupStats, Durability, FLUSH_INTERVAL};
@@ -182,6 +183,8 @@ pub(crate) struct Store {
     unlink: Mutex<Vec<Arc<Replica>>>,
     /// The last replica-file write that failed, for `status` (cleared by a write that works).
     disk_error: Mutex<Option<String>>,
+    /// Memory for full-size replicas, faulted in ahead.
+    frames: Frames,
     _lock: Option<LockFile>,
 }
 
@@ -223,6 +226,7 @@ impl Store {
             }
             None => None,
         };
+        let frames = Frames::new(config.warm_bytes);
         let store = Store {
             config,
             map: Mutex::new(Map::default()),
@@ -235,6 +239,7 @@ impl Store {
             fence_io: Mutex::new(()),
             unlink: Mutex::new(Vec::new()),
             disk_error: Mutex::new(None),
+            frames,
             _lock: lock,
         };
         if let Some(dir) = store.config.dir.clone() {
@@ -378,6 +383,7 @@ impl Store {
         };
         let state = State {
             declared,
+            data: self.frames.take(declared),
             ..State::default()
         };
         let charge = state.charge().max(req.end());
@@ -499,8 +505,11 @@ impl Store {
         st.epoch = st.epoch.max(req.epoch);
         if req.close() && !st.closed {
             st.closed = true;
-            // A closed replica never grows: give back the spare capacity.
-            st.data.shrink_to_fit();
+            // A closed replica never grows: give back the spare capacity (a frame nearly full
+            // stays whole, to be reused when freed).
+            if st.data.capacity() != FRAME_BYTES || st.data.len() < FRAME_BYTES / 4 * 3 {
+                st.data.shrink_to_fit();
+            }
         }
         if st.declared.is_none() {
             st.declared = declared_capacity(&st.data);
@@ -616,7 +625,7 @@ impl Store {
         self.bytes
             .fetch_sub(st.data.len() as u64, Ordering::Relaxed);
         st.charge = 0;
-        st.data = Vec::new();
+        self.frames.give(std::mem::take(&mut st.data));
         true
     }
 

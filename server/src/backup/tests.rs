@@ -603,6 +603,7 @@ fn cfg(dir: &Path, durability: Durability) -> BackupConfig {
         dir: Some(dir.to_path_buf()),
         durability,
         capacity_bytes: DEFAULT_CAPACITY_BYTES,
+        warm_bytes: 0,
     }
 }
 

@@ -602,8 +602,12 @@ impl Shell {
     fn execute_window(&mut self, actions: &[Action], down: &mut Vec<ServerId>) {
         let me = self.master.server_id();
         let mut pending: Vec<(usize, Option<PendingRpc>)> = Vec::with_capacity(actions.len());
+        // A write's request is built in `self.buf` (its log bytes read straight into it) and
+        // sent before the next is built.
+        let mut buf = std::mem::take(&mut self.buf);
         for (i, a) in actions.iter().enumerate() {
-            let (backup, payload, op) = match *a {
+            buf.clear();
+            let (backup, op) = match *a {
                 Action::Write {
                     backup,
                     segment,
@@ -619,10 +623,6 @@ impl Shell {
                         pending.push((i, None));
                         continue;
                     };
-                    self.buf.clear();
-                    self.master
-                        .engine()
-                        .read_segment(h, from as usize, to as usize, &mut self.buf);
                     let mut flags = 0;
                     if open {
                         flags |= BackupWriteRequest::OPEN;
@@ -639,24 +639,28 @@ impl Shell {
                             length: to,
                             checksum,
                         },
-                        data: &self.buf,
+                        data: &[],
                         epoch,
                     };
-                    (backup, req.to_vec(), Opcode::BackupWrite)
+                    let engine = self.master.engine();
+                    req.encode_filled(&mut buf, |out| {
+                        engine.read_segment(h, from as usize, to as usize, out);
+                    });
+                    (backup, Opcode::BackupWrite)
                 }
-                Action::Free { backup, segment } => (
-                    backup,
+                Action::Free { backup, segment } => {
                     BackupFreeRequest {
                         master: me,
                         segment_id: segment,
                     }
-                    .to_vec(),
-                    Opcode::BackupFree,
-                ),
+                    .encode(&mut buf);
+                    (backup, Opcode::BackupFree)
+                }
             };
-            let sent = self.session(backup).and_then(|s| s.send(op, &payload).ok());
+            let sent = self.session(backup).and_then(|s| s.send(op, &buf).ok());
             pending.push((i, sent));
         }
+        self.buf = buf;
         // One deadline for the whole window: every RPC went out at once above.
         let deadline = Instant::now() + BACKUP_RPC_TIMEOUT;
         for (i, p) in pending {

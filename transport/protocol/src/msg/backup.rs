@@ -127,6 +127,29 @@ impl BackupWriteRequest<'_> {
     }
 }
 
+impl BackupWriteRequest<'_> {
+    /// Encodes this request with its data appended to `out` by `fill` rather than copied from
+    /// `self.data` (ignored): a master reads its log straight into the request. `fill` should
+    /// append `certificate.length - offset` bytes; the length field says what it appended, so
+    /// the message is well-formed either way (a backup refuses one whose certificate length
+    /// then differs).
+    pub fn encode_filled(&self, out: &mut Vec<u8>, fill: impl FnOnce(&mut Vec<u8>)) {
+        let mut w = Writer::new(out);
+        w.u64(self.master.0)
+            .u64(self.segment_id)
+            .u32(self.offset)
+            .u8(self.flags);
+        self.certificate.write(&mut w);
+        let len_at = out.len();
+        out.extend_from_slice(&[0; 4]);
+        let start = out.len();
+        fill(out);
+        let n = u32::try_from(out.len() - start).unwrap_or(u32::MAX);
+        out[len_at..start].copy_from_slice(&n.to_le_bytes());
+        Writer::new(out).u64(self.epoch);
+    }
+}
+
 impl<'a> Message<'a> for BackupWriteRequest<'a> {
     fn encode(&self, out: &mut Vec<u8>) {
         let mut w = Writer::new(out);
@@ -533,6 +556,22 @@ mod tests {
             data,
             epoch: 7,
         }
+    }
+
+    #[test]
+    fn a_filled_write_encodes_as_the_write_with_its_data() {
+        let data = b"segment bytes read from the log";
+        let whole = write(5, BackupWriteRequest::OPEN, data);
+        let head = BackupWriteRequest { data: &[], ..whole };
+        let mut out = vec![0xAA];
+        head.encode_filled(&mut out, |o| o.extend_from_slice(data));
+        assert_eq!(out[0], 0xAA, "appended after what `out` held");
+        assert_eq!(&out[1..], &whole.to_vec()[..]);
+        // A fill of the wrong length still frames: the backup sees the certificate mismatch.
+        let mut short = Vec::new();
+        head.encode_filled(&mut short, |o| o.extend_from_slice(&data[1..]));
+        let e = BackupWriteRequest::decode(&short).unwrap_err();
+        assert!(format!("{e:?}").contains("certificate.length"), "{e:?}");
     }
 
     #[test]

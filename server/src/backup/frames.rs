@@ -10,9 +10,11 @@
 //! RAMCloud's backups keep a fixed set of segment frames. Smaller segments (tests, small
 //! `--segment-size`) get an exact allocation.
 //!
-//! Bounded: at most `ready` frames wait in the pool (`BackupConfig::warm_bytes`); the frames
+//! The warmer starts with the first full-size replica (a server nobody replicates to keeps
+//! no frames). Bounded: at most `ready` frames wait in the pool (`BackupConfig::warm_bytes`); the frames
 //! in use are bounded by the backup's capacity like any replica memory.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -37,6 +39,8 @@ struct Inner {
     wake: Condvar,
     /// How many frames the pool keeps ready.
     target: usize,
+    /// Whether the warmer thread was started.
+    started: AtomicBool,
 }
 
 /// The pool of ready frames of one backup.
@@ -60,17 +64,24 @@ impl Frames {
             pool: Mutex::new(Pool::default()),
             wake: Condvar::new(),
             target: warm_bytes / FRAME_BYTES,
+            started: AtomicBool::new(false),
         });
-        if inner.target > 0 {
-            let weak = Arc::downgrade(&inner);
-            let spawned = std::thread::Builder::new()
-                .name("backup-frames".into())
-                .spawn(move || warm_loop(&weak));
-            if let Err(e) = spawned {
-                tracing::warn!(error = %e, "cannot start the backup's frame warmer; replicas allocate on first write");
-            }
-        }
         Frames { inner }
+    }
+
+    /// Start the warmer on the first full-size replica: a server that no master uses as a
+    /// backup (`--replicas 0` clusters, a lone server) never faults frames in.
+    fn start_warmer(&self) {
+        if self.inner.started.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        let weak = Arc::downgrade(&self.inner);
+        let spawned = std::thread::Builder::new()
+            .name("backup-frames".into())
+            .spawn(move || warm_loop(&weak));
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "cannot start the backup's frame warmer; replicas allocate on first write");
+        }
     }
 
     /// Memory for a new replica whose segment declares `declared` bytes (`None`: not known
@@ -78,6 +89,7 @@ impl Frames {
     pub(crate) fn take(&self, declared: Option<usize>) -> Vec<u8> {
         let cap = declared.unwrap_or(0).min(MAX_REPLICA_BYTES);
         if cap > FRAME_BYTES / 2 && self.inner.target > 0 {
+            self.start_warmer();
             let mut p = self.inner.pool.lock();
             let frame = p.ready.pop();
             p.wanted = true;
@@ -157,6 +169,14 @@ mod tests {
     #[test]
     fn full_size_replicas_get_ready_frames_and_freed_frames_return() {
         let f = Frames::new(2 * FRAME_BYTES);
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(f.ready(), 0, "no frame before the first full-size replica");
+        let first = f.take(Some(FRAME_BYTES));
+        assert_eq!(
+            first.capacity(),
+            FRAME_BYTES,
+            "allocated while the pool warms"
+        );
         until("two frames ready", || f.ready() == 2);
         let a = f.take(Some(FRAME_BYTES));
         assert_eq!(a.capacity(), FRAME_BYTES);

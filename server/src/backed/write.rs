@@ -83,24 +83,26 @@ fn check_key(t: &BackedTable, key: &[u8]) -> Result<(), Refusal> {
         .map_err(|e| rejected(format!("{e}; nothing was written")))
 }
 
-/// The envelope to write for a client's `value` (or a removal marker when `value` is
-/// `None`), after checking the key and the write-back limit.
-pub fn envelope_for(
+/// The envelope header to write before a client's `value` (or a removal marker when `value`
+/// is `None`; the stored value is the header followed by the client's bytes), after checking
+/// the key and the write-back limit.
+pub fn envelope_head_for(
     master: &Master,
     t: &BackedTable,
     key: &[u8],
     value: Option<&[u8]>,
 ) -> Result<Vec<u8>, Refusal> {
     check_key(t, key)?;
-    let (kind, data) = match value {
-        Some(v) => (Kind::Whole, v),
-        None => (Kind::Deleted, &[][..]),
+    let kind = if value.is_some() {
+        Kind::Whole
+    } else {
+        Kind::Deleted
     };
-    let env = envelope::to_vec(kind, wall_ms(), &ObjectMeta::default(), data);
+    let mut head = Vec::new();
+    envelope::encode(&mut head, kind, wall_ms(), &ObjectMeta::default(), &[]);
+    let len = head.len() + value.map_or(0, <[u8]>::len);
     if t.backing.policy != WritePolicy::Ephemeral
-        && !master
-            .writeback
-            .admits(&(t.id, key.to_vec()), env.len() as u64)
+        && !master.writeback.admits(&(t.id, key.to_vec()), len as u64)
     {
         let g = master.writeback.gauges();
         let last = master.counters.last_error();
@@ -115,7 +117,7 @@ pub fn envelope_for(
             ),
         ));
     }
-    Ok(env)
+    Ok(head)
 }
 
 /// After a write or removal marker of `len` envelope bytes succeeded: queue it for upload

@@ -31,16 +31,17 @@ impl MasterService {
                     .map(|v| (v.unwrap_or(0), [0; 8]))
             });
         }
-        let env = match write::envelope_for(&self.master, t, key, value) {
-            Ok(env) => env,
+        let head = match write::envelope_head_for(&self.master, t, key, value) {
+            Ok(head) => head,
             Err((status, detail)) => return not_run(status, &detail),
         };
+        let data = value.unwrap_or_default();
         let r = self.mutate(table, key, rpc, kind, |e, rpc| {
-            e.write_rpc(table, key, &env, rules, rpc)
+            e.write_rpc_parts(table, key, [&head, data], rules, rpc)
                 .map(|v| (v, [0; 8]))
         });
         if r.status == Status::OK {
-            write::written(&self.master, t, key, env.len());
+            write::written(&self.master, t, key, head.len() + data.len());
         }
         r
     }

@@ -23,15 +23,14 @@ use super::cleaner::{self, CleanReport, CleanerCounters, Fate, LogEntryHandlers,
 use super::config::{EngineConfig, HASH_LOCK_STRIPES, MAX_KEY_LEN, MAX_VALUE_LEN};
 
 use super::error::{ConfigError, ResizeError, StorageError};
-use super::format::{
-    self, le16, le32, le64, CompletionRecord, EntryType, ObjectView, TableStat, TombstoneView,
-};
+use super::format::{self, le16, le32, le64, EntryType, TableStat, TombstoneView};
 use super::hashtable::{Found, HashTable, StripeGuard};
 use super::log::{AppendError, HeadMetadata, Log};
 
 mod cache;
 mod cleaning;
 mod multi;
+mod put;
 mod replication;
 mod rpc;
 pub use replication::LogSegment;
@@ -713,12 +712,13 @@ impl Engine {
     }
 
     fn check_value(&self, key: &[u8], value: &[u8]) -> Result<(), StorageError> {
+        self.check_value_len(key, value.len())
+    }
+
+    fn check_value_len(&self, key: &[u8], len: usize) -> Result<(), StorageError> {
         let max = self.max_value_len(key.len());
-        if value.len() > max {
-            return Err(StorageError::ValueTooLarge {
-                len: value.len(),
-                max,
-            });
+        if len > max {
+            return Err(StorageError::ValueTooLarge { len, max });
         }
         Ok(())
     }
@@ -865,7 +865,8 @@ impl Inner {
         SCRATCH.with(|s| {
             let mut body = s.borrow_mut();
             format::encode_tombstone(&mut body, &t);
-            let addr = self.append_tracked(EntryType::Tombstone, &body, now, rec.as_ref())?;
+            let addr =
+                self.append_tracked(EntryType::Tombstone, &[&body[..]], now, rec.as_ref())?;
             self.log.add_live(addr, entry_len(body.len()) as i64);
             Ok::<(), StorageError>(())
         })?;
@@ -874,95 +875,6 @@ impl Inner {
         info.objects.fetch_sub(1, Ordering::Relaxed);
         info.bytes.fetch_sub(old.kv_len as i64, Ordering::Relaxed);
         Ok(old.version)
-    }
-
-    /// Appends `body` and, when the mutation is tracked, its completion record in the same
-    /// append (one certificate covers both or neither); returns the address of `body`.
-    fn append_tracked(
-        &self,
-        ty: EntryType,
-        body: &[u8],
-        now: u32,
-        rec: Option<&CompletionRecord>,
-    ) -> Result<u64, StorageError> {
-        let Some(rec) = rec else {
-            return self.append(ty, body, now);
-        };
-        let mut rb = Vec::with_capacity(format::COMPLETION_BODY);
-        format::encode_completion(&mut rb, rec);
-        let r = self
-            .log
-            .append_pair((ty, body), (EntryType::Completion, &rb), now, self);
-        let [a, r] = self.append_result(r, body.len() + rb.len())?;
-        self.log.add_live(r, entry_len(rb.len()) as i64);
-        Ok(a)
-    }
-
-    /// Appends a completion record on its own (a tracked mutation that changed nothing).
-    fn append_completion(&self, rec: &CompletionRecord) -> Result<(), StorageError> {
-        let mut rb = Vec::with_capacity(format::COMPLETION_BODY);
-        format::encode_completion(&mut rb, rec);
-        let addr = self.append(EntryType::Completion, &rb, rec.timestamp)?;
-        self.log.add_live(addr, entry_len(rb.len()) as i64);
-        Ok(())
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn put_locked(
-        &self,
-        g: &mut StripeGuard<'_>,
-        info: &TableInfo,
-        table: TableId,
-        key: &[u8],
-        value: &[u8],
-        existing: Option<Existing>,
-        clean: bool,
-        version: Option<u64>,
-        rpc: Option<&Rpc>,
-    ) -> Result<u64, StorageError> {
-        let now = self.clock.now();
-        let version = match version {
-            Some(v) => {
-                // Keep the master-wide counter above every version stored here.
-                let next = checked_next_version(v)?;
-                self.next_version.fetch_max(next, Ordering::Relaxed);
-                v
-            }
-            None => self.next_version.fetch_add(1, Ordering::Relaxed),
-        };
-        let o = ObjectView {
-            table,
-            version,
-            timestamp: now,
-            dirty: !clean,
-            key,
-            value,
-        };
-        let rec = rpc.map(|r| r.record(table, key, now, Status::OK, version, Some(value)));
-        let (addr, len) = SCRATCH.with(|s| {
-            let mut body = s.borrow_mut();
-            format::encode_object(&mut body, &o);
-            let addr = self.append_tracked(EntryType::Object, &body, now, rec.as_ref())?;
-            Ok::<_, StorageError>((addr, entry_len(body.len())))
-        })?;
-        self.log.add_live(addr, len as i64);
-        match existing {
-            Some(old) => {
-                g.replace(old.found.slot, addr, clean);
-                self.log.add_live(old.found.addr, -(old.entry_len as i64));
-                info.bytes.fetch_add(
-                    (key.len() + value.len()) as i64 - old.kv_len as i64,
-                    Ordering::Relaxed,
-                );
-            }
-            None => {
-                g.insert(addr, clean);
-                info.objects.fetch_add(1, Ordering::Relaxed);
-                info.bytes
-                    .fetch_add((key.len() + value.len()) as i64, Ordering::Relaxed);
-            }
-        }
-        Ok(version)
     }
 
     fn append(&self, ty: EntryType, body: &[u8], now: u32) -> Result<u64, StorageError> {

@@ -106,37 +106,51 @@ impl Log {
         meta: &dyn HeadMetadata,
         now: u32,
     ) -> Result<u64, AppendError> {
-        if body.len() > self.max_entry_body() {
+        self.append_parts(ty, &[body], timestamp, meta, now)
+    }
+
+    /// [`Log::append`] of a body given in parts (an object's head and its value, written
+    /// straight from the request).
+    pub fn append_parts(
+        &self,
+        ty: EntryType,
+        body: &[&[u8]],
+        timestamp: Option<u32>,
+        meta: &dyn HeadMetadata,
+        now: u32,
+    ) -> Result<u64, AppendError> {
+        if parts_len(body) > self.max_entry_body() {
             return Err(AppendError::TooLarge);
         }
         let mut st = self.state.lock();
         if let Some(head) = &st.head {
-            if let Some(addr) = head.append(&self.arena, ty, body, timestamp) {
+            if let Some(addr) = head.append_parts(&self.arena, ty, body, timestamp) {
                 return Ok(addr);
             }
         }
         self.roll_head_locked(&mut st, meta, now, self.config.reserve_seglets())?;
         let head = st.head.as_ref().expect("just opened");
-        head.append(&self.arena, ty, body, timestamp)
+        head.append_parts(&self.arena, ty, body, timestamp)
             .ok_or(AppendError::TooLarge)
     }
 
     /// Appends two entries to the head in one step (the second is small: a completion
     /// record): both land in the same segment, and its certificate covers both or neither.
-    /// Both carry timestamp `now`.
+    /// Both carry timestamp `now`. The first body is given in parts.
     pub fn append_pair(
         &self,
-        first: (EntryType, &[u8]),
+        first: (EntryType, &[&[u8]]),
         second: (EntryType, &[u8]),
         now: u32,
         meta: &dyn HeadMetadata,
     ) -> Result<[u64; 2], AppendError> {
-        if first.1.len() + second.1.len() > self.max_entry_body() {
+        if parts_len(first.1) + second.1.len() > self.max_entry_body() {
             return Err(AppendError::TooLarge);
         }
+        let second_body = [second.1];
         let (a, b) = (
             (first.0, first.1, Some(now)),
-            (second.0, second.1, Some(now)),
+            (second.0, &second_body[..], Some(now)),
         );
         let mut st = self.state.lock();
         if let Some(head) = &st.head {
@@ -370,4 +384,9 @@ impl Log {
     ) {
         segment::read_body(&self.arena, &self.seglets, addr, h, from, len, out)
     }
+}
+
+/// Bytes of a body given in parts.
+fn parts_len(body: &[&[u8]]) -> usize {
+    body.iter().map(|p| p.len()).sum()
 }

@@ -228,6 +228,9 @@ pub fn read_body(
     read_log(arena, seglets, start, &mut out[old..]);
 }
 
+/// An entry to append: its type, its body in parts, its timestamp (objects, tombstones).
+pub type Part<'a> = (EntryType, &'a [&'a [u8]], Option<u32>);
+
 /// One segment in memory.
 #[derive(Debug)]
 pub struct Segment {
@@ -407,32 +410,45 @@ impl Segment {
         body: &[u8],
         timestamp: Option<u32>,
     ) -> Option<u64> {
+        self.append_entries(arena, &[(ty, &[body], timestamp)])
+            .map(|[a, _]| a)
+    }
+
+    /// [`Segment::append`] of a body given in parts (written one after the other).
+    pub fn append_parts(
+        &self,
+        arena: &Arena,
+        ty: EntryType,
+        body: &[&[u8]],
+        timestamp: Option<u32>,
+    ) -> Option<u64> {
         self.append_entries(arena, &[(ty, body, timestamp)])
             .map(|[a, _]| a)
     }
 
-    /// Appends two entries at once: the certificate is published once, after both, so a
-    /// replica or a reader of the certificate sees both or neither. Returns their addresses.
+    /// Appends two entries at once (bodies in parts): the certificate is published once, after
+    /// both, so a replica or a reader of the certificate sees both or neither. Returns their
+    /// addresses.
     pub fn append_pair(
         &self,
         arena: &Arena,
-        first: (EntryType, &[u8], Option<u32>),
-        second: (EntryType, &[u8], Option<u32>),
+        first: Part<'_>,
+        second: Part<'_>,
     ) -> Option<[u64; 2]> {
         self.append_entries(arena, &[first, second])
     }
 
     /// Appends one or two entries and publishes the certificate once; the addresses of the
     /// first two (the second is 0 when there is one entry).
-    fn append_entries(
-        &self,
-        arena: &Arena,
-        entries: &[(EntryType, &[u8], Option<u32>)],
-    ) -> Option<[u64; 2]> {
+    fn append_entries(&self, arena: &Arena, entries: &[Part<'_>]) -> Option<[u64; 2]> {
         assert!(!self.is_closed(), "append to closed segment {}", self.id);
+        let body_len = |b: &[&[u8]]| b.iter().map(|p| p.len()).sum::<usize>();
         let total: usize = entries
             .iter()
-            .map(|(_, b, _)| 1 + format::length_bytes(b.len()) + b.len())
+            .map(|(_, b, _)| {
+                let n = body_len(b);
+                1 + format::length_bytes(n) + n
+            })
             .sum();
         if self.len() + total > self.capacity() {
             return None;
@@ -441,23 +457,27 @@ impl Segment {
         let (mut at, mut crc) = ((c >> 32) as usize, c as u32);
         let mut addrs = [0u64; 2];
         for (i, &(ty, body, timestamp)) in entries.iter().enumerate() {
+            let n = body_len(body);
             let mut hdr = [0u8; 5];
-            let hn = format::encode_entry_header(ty, body.len(), &mut hdr);
+            let hn = format::encode_entry_header(ty, n, &mut hdr);
             self.write_at(arena, at, &hdr[..hn]);
-            self.write_at(arena, at + hn, body);
+            let mut off = at + hn;
+            for part in body {
+                self.write_at(arena, off, part);
+                off += part.len();
+            }
             crc = crc32c::crc32c_append(crc, &hdr[..hn]);
             if let Some(slot) = addrs.get_mut(i) {
                 *slot = self.addr_of(arena, at);
             }
             if matches!(ty, EntryType::Tombstone | EntryType::Completion) {
-                self.tombstone_bytes
-                    .fetch_add(hn + body.len(), Ordering::Relaxed);
+                self.tombstone_bytes.fetch_add(hn + n, Ordering::Relaxed);
             }
             if let Some(ts) = timestamp {
                 self.ts_sum.fetch_add(ts as u64, Ordering::Relaxed);
                 self.ts_count.fetch_add(1, Ordering::Relaxed);
             }
-            at += hn + body.len();
+            at += hn + n;
         }
         self.cert
             .store(((at as u64) << 32) | crc as u64, Ordering::Release);

@@ -97,14 +97,27 @@ impl Engine {
         rules: &RejectRules,
         rpc: Option<&Rpc>,
     ) -> Result<u64, StorageError> {
+        self.write_rpc_parts(table, key, [value, &[]], rules, rpc)
+    }
+
+    /// [`Engine::write_rpc`] of the value `value[0]` followed by `value[1]` (a backed table's
+    /// envelope header and the client's bytes), copied once, into the log.
+    pub fn write_rpc_parts(
+        &self,
+        table: TableId,
+        key: &[u8],
+        value: [&[u8]; 2],
+        rules: &RejectRules,
+        rpc: Option<&Rpc>,
+    ) -> Result<u64, StorageError> {
         check_key(key)?;
-        self.check_value(key, value)?;
+        self.check_value_len(key, value[0].len() + value[1].len())?;
         let inner = &self.inner;
         let (info, mut g, existing) = inner.locate(table, key)?;
         if let Err(e) = check_rules(rules, existing.as_ref().map(|e| e.version)) {
             return Err(inner.refuse(table, key, rpc, e));
         }
-        inner.put_locked(&mut g, &info, table, key, value, existing, false, None, rpc)
+        inner.put_parts(&mut g, &info, table, key, value, existing, false, None, rpc)
     }
 
     /// [`Engine::remove`], tracked when `rpc` is given (a remove of a missing key records its

@@ -18,6 +18,10 @@ use super::Counters;
 
 /// Uploads running at once on one master.
 pub const PARALLEL: usize = 4;
+/// Milliseconds a written key waits before its upload may start ([`Queue::with_settle`]): long
+/// enough for the write's acknowledgement to leave first (about 1 ms for 1 MB here), short
+/// beside a store PUT (10 ms and more); `faascache flush` and write-through do not wait it.
+pub const WRITE_BACK_SETTLE_MS: u64 = 5;
 
 /// How a flush ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,7 +93,7 @@ impl WriteBack {
         WriteBack {
             shared: Arc::new(Shared {
                 state: Mutex::new(State {
-                    queue: Queue::new(limit, PARALLEL),
+                    queue: Queue::new(limit, PARALLEL).with_settle(WRITE_BACK_SETTLE_MS),
                     flushes: HashMap::new(),
                     stop: false,
                 }),

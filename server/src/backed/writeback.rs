@@ -113,9 +113,21 @@ pub struct Queue {
     /// (its store is back) makes all of them due at once instead of each waiting out its own
     /// back-off (up to 30 s).
     failing: std::collections::HashSet<TableId>,
+    /// Milliseconds a newly queued key waits before its upload may start (see
+    /// [`Queue::with_settle`]).
+    settle: u64,
 }
 
 impl Queue {
+    /// A newly dirty key becomes due `ms` after its write, not at once: the write's
+    /// acknowledgement (replication, reply) does not share the node's CPU with its own upload,
+    /// and overwrites within the window coalesce. A flush or a write-through wait makes the
+    /// keys it names due at once.
+    pub fn with_settle(mut self, ms: u64) -> Queue {
+        self.settle = ms;
+        self
+    }
+
     /// A queue of at most `limit` dirty bytes, with up to `parallel` uploads at once.
     pub fn new(limit: u64, parallel: usize) -> Queue {
         Queue {
@@ -129,6 +141,7 @@ impl Queue {
             waiters: HashMap::new(),
             next_waiter: 1,
             failing: Default::default(),
+            settle: 0,
         }
     }
 
@@ -154,13 +167,14 @@ impl Queue {
         }
         self.seq += 1;
         self.bytes += bytes;
-        self.ready.insert((now, self.seq, key.clone()));
+        let due = now.saturating_add(self.settle);
+        self.ready.insert((due, self.seq, key.clone()));
         self.entries.insert(
             key,
             Entry {
                 bytes,
                 since_ms: now,
-                due: Some(now),
+                due: Some(due),
                 again: false,
                 failures: 0,
                 refused: false,
@@ -306,11 +320,18 @@ impl Queue {
             objects: 0,
             bytes: 0,
         };
-        for (k, e) in &self.entries {
+        for (k, e) in self.entries.iter_mut() {
             if which(k) {
                 w.remaining.insert(k.clone());
                 w.objects += 1;
                 w.bytes += e.bytes;
+                // Waited for: no settling (a back-off after a failure stays).
+                if let Some(due) = e.due.filter(|_| e.failures == 0 && self.settle > 0) {
+                    let early = due.saturating_sub(self.settle).max(e.since_ms);
+                    self.ready.remove(&(due, e.seq, k.clone()));
+                    self.ready.insert((early, e.seq, k.clone()));
+                    e.due = Some(early);
+                }
             }
         }
         if w.remaining.is_empty() {
@@ -414,6 +435,27 @@ mod tests {
                 ..Gauges::default()
             }
         );
+    }
+
+    #[test]
+    fn a_new_key_settles_unless_a_flush_waits_for_it() {
+        let mut q = Queue::new(1 << 20, 4).with_settle(5);
+        q.dirty(k("a"), 10, 100);
+        q.dirty(k("b"), 10, 101);
+        assert_eq!(q.next(104), None, "settling");
+        assert_eq!(q.next_due(), Some(105));
+        assert_eq!(q.next(105), Some(k("a")));
+        // An overwrite while queued keeps its place; a flush of `b` makes it due at once.
+        q.dirty(k("b"), 20, 102);
+        assert_eq!(q.wait(|key| *key == k("b")), Ok(Some(1)));
+        assert_eq!(q.next_due(), Some(101));
+        assert_eq!(q.next(102), Some(k("b")));
+        // A key backing off after a failure is not hurried by a flush.
+        q.done(&k("b"), Done::Failed { retryable: true }, 103);
+        let backing_off = q.next_due().unwrap();
+        assert!(backing_off > 110, "{backing_off}");
+        q.wait(|key| *key == k("b")).unwrap();
+        assert_eq!(q.next_due(), Some(backing_off));
     }
 
     #[test]

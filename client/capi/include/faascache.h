@@ -180,7 +180,7 @@ faascache_status faascache_create_table(const faascache_client *client,
                                         uint32_t span,
                                         uint64_t *id_out);
 
-// Drops a table and every object in it (no error if there is none).
+// Drops a table and every object in it; `FAASCACHE_STATUS_NO_SUCH_TABLE` if there is none.
 //
 // # Safety
 // `client` is a live handle; `name` a NUL-terminated string.

@@ -225,7 +225,7 @@ pub unsafe extern "C" fn faascache_create_table(
     })
 }
 
-/// Drops a table and every object in it (no error if there is none).
+/// Drops a table and every object in it; `FAASCACHE_STATUS_NO_SUCH_TABLE` if there is none.
 ///
 /// # Safety
 /// `client` is a live handle; `name` a NUL-terminated string.

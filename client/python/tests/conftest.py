@@ -85,3 +85,18 @@ def table(client, request):
     client.create_table(name)
     yield name
     client.drop_table(name)
+
+
+# Under CI=true nothing may be skipped: a skipped test fails the run.
+_skipped = []
+
+
+def pytest_runtest_logreport(report):
+    if report.skipped:
+        _skipped.append(report.nodeid)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if os.environ.get("CI") == "true" and _skipped:
+        sys.stderr.write(f"CI=true: {len(_skipped)} test(s) skipped, which CI does not allow: {_skipped}\n")
+        session.exitstatus = 1

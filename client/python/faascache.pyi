@@ -46,8 +46,27 @@ class Client:
         exc: Optional[BaseException],
         tb: Optional[TracebackType],
     ) -> bool: ...
-    def create_table(self, name: str, span: int = 1) -> int:
-        """Creates a table spread over ``span`` masters, or returns the existing one's id."""
+    def create_table(
+        self,
+        name: str,
+        span: int = 1,
+        *,
+        backing: Optional[str] = None,
+        policy: Optional[str] = None,
+        ttl: Optional[float] = None,
+    ) -> int:
+        """Creates a table spread over ``span`` masters, or returns the existing one's id.
+        ``backing="s3://bucket/prefix"`` or ``"swift://container/prefix"``: a cache of that store
+        (``policy`` ``"write-back"`` (default) or ``"write-through"``); ``policy="ephemeral"``
+        without a backing: objects expire ``ttl`` seconds after their write. Another backing
+        under the same name raises ``TableExists``; a store the servers cannot use,
+        ``StoreError``."""
+    def flush(self, table: Table, key: Optional[BytesLike] = None, timeout: float = 30.0) -> Tuple[int, int]:
+        """Waits until a backed table's dirty objects (or ``key``) are in its store; returns
+        ``(objects, bytes)`` uploaded meanwhile. Raises ``Timeout``."""
+    def invalidate(self, table: Table, key: BytesLike, *, prefix: bool = False) -> Tuple[int, int]:
+        """Drops the clean cached copy of ``key`` (``prefix=True``: of every key starting with
+        it) in a backed table; returns ``(invalidated, kept_dirty)``."""
     def get_table_id(self, name: str) -> int:
         """The id of table ``name``; raises ``NoSuchTable``."""
     def drop_table(self, name: str) -> None:

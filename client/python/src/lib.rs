@@ -12,7 +12,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use faascache_client::{
-    Client as RustClient, ClientOptions, RejectRules, TableId, WriteItem, WriteOptions,
+    Client as RustClient, ClientOptions, RejectRules, TableBacking, TableId, WriteItem,
+    WriteOptions, WritePolicy,
 };
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyMemoryView, PyString, PyTuple};
@@ -94,6 +95,48 @@ fn locator_in(dir: &Path) -> PyResult<String> {
     }
 }
 
+/// A duration in seconds, checked: finite, positive, at most a day.
+fn seconds(s: f64, what: &str) -> PyResult<Duration> {
+    if !(s.is_finite() && s > 0.0 && s <= 86_400.0) {
+        return Err(InvalidArgument::new_err(format!(
+            "{what} must be a number of seconds in (0, 86400], not {s}"
+        )));
+    }
+    Ok(Duration::from_secs_f64(s))
+}
+
+/// The backing of `create_table`'s arguments (`None`: a plain table).
+fn table_backing(
+    url: Option<String>,
+    policy: Option<String>,
+    ttl: Option<f64>,
+) -> PyResult<Option<TableBacking>> {
+    let policy = match policy.as_deref() {
+        None if url.is_none() => {
+            if ttl.is_some() {
+                return Err(InvalidArgument::new_err(
+                    "ttl is for policy=\"ephemeral\" tables",
+                ));
+            }
+            return Ok(None);
+        }
+        None => WritePolicy::WriteBack,
+        Some(p) => WritePolicy::parse(p).ok_or_else(|| {
+            InvalidArgument::new_err(format!(
+                "policy must be \"write-back\", \"write-through\" or \"ephemeral\", not {p:?}"
+            ))
+        })?,
+    };
+    let mut backing = TableBacking::new(url.unwrap_or_default(), policy);
+    if let Some(ttl) = ttl {
+        backing.ttl_ms = seconds(ttl, "ttl")?
+            .as_millis()
+            .try_into()
+            .unwrap_or(u64::MAX);
+    }
+    Ok(Some(backing))
+}
+
 fn reject(if_version: Option<u64>, if_absent: bool) -> PyResult<WriteOptions> {
     let rules = match (if_version, if_absent) {
         (Some(_), true) => {
@@ -150,11 +193,7 @@ impl Client {
         dir: Option<PathBuf>,
         timeout: f64,
     ) -> PyResult<Self> {
-        if !(timeout.is_finite() && timeout > 0.0 && timeout <= 86_400.0) {
-            return Err(InvalidArgument::new_err(format!(
-                "timeout must be a number of seconds in (0, 86400], not {timeout}"
-            )));
-        }
+        let timeout = seconds(timeout, "timeout")?;
         let locator = match (coordinator, dir) {
             (Some(_), Some(_)) => {
                 return Err(InvalidArgument::new_err(
@@ -165,7 +204,7 @@ impl Client {
             (None, Some(d)) => locator_in(&d)?,
             (None, None) => locator_in(Path::new(DEFAULT_DIR))?,
         };
-        let opts = ClientOptions::default().timeout(Duration::from_secs_f64(timeout));
+        let opts = ClientOptions::default().timeout(timeout);
         let loc = locator.clone();
         let inner = py
             .detach(move || RustClient::connect_with(&loc, opts))
@@ -213,10 +252,67 @@ impl Client {
         format!("faascache.Client(coordinator={:?}{state})", self.locator)
     }
 
-    /// Creates a table spread over `span` masters (or returns the existing one's id).
-    #[pyo3(signature = (name, span=1))]
-    fn create_table(&self, py: Python<'_>, name: String, span: u32) -> PyResult<TableId> {
-        self.call(py, |c| c.create_table(&name, span.max(1)))
+    /// Creates a table spread over `span` masters (or returns the existing one's id). With
+    /// `backing="s3://bucket/prefix"` or `"swift://container/prefix"` the table caches that
+    /// object store (`policy`: `"write-back"`, `"write-through"`); `policy="ephemeral"` without
+    /// a backing makes an ephemeral table whose objects expire `ttl` seconds after their write
+    /// (None: when the table is dropped). A table of this name with another backing raises
+    /// `TableExists`.
+    #[pyo3(signature = (name, span=1, *, backing=None, policy=None, ttl=None))]
+    fn create_table(
+        &self,
+        py: Python<'_>,
+        name: String,
+        span: u32,
+        backing: Option<String>,
+        policy: Option<String>,
+        ttl: Option<f64>,
+    ) -> PyResult<TableId> {
+        let Some(backing) = table_backing(backing, policy, ttl)? else {
+            return self.call(py, |c| c.create_table(&name, span.max(1)));
+        };
+        self.call(py, |c| c.create_backed_table(&name, span.max(1), &backing))
+    }
+
+    /// Waits until the dirty objects of a backed table (or just `key`) are in its store, at most
+    /// `timeout` seconds; returns `(objects, bytes)` uploaded meanwhile. Raises `Timeout`.
+    #[pyo3(signature = (table, key=None, timeout=30.0))]
+    fn flush<'py>(
+        &self,
+        py: Python<'py>,
+        table: &Bound<'py, PyAny>,
+        key: Option<&Bound<'py, PyAny>>,
+        timeout: f64,
+    ) -> PyResult<(u64, u64)> {
+        let table = Table::from_py(table)?;
+        let key = key.map(|k| byte_arg(k, "key")).transpose()?;
+        let timeout = seconds(timeout, "timeout")?;
+        let r = self.call(py, |c| c.flush(table.id(c)?, key.as_deref(), timeout))?;
+        Ok((r.objects, r.bytes))
+    }
+
+    /// Drops the clean cached copy of `key` in a backed table (after it changed in the store);
+    /// with `prefix=True`, of every key starting with `key` (`b""`: the whole table). Returns
+    /// `(invalidated, kept_dirty)`: dirty copies are newer than the store's and stay.
+    #[pyo3(signature = (table, key, *, prefix=false))]
+    fn invalidate<'py>(
+        &self,
+        py: Python<'py>,
+        table: &Bound<'py, PyAny>,
+        key: &Bound<'py, PyAny>,
+        prefix: bool,
+    ) -> PyResult<(u64, u64)> {
+        let table = Table::from_py(table)?;
+        let key = byte_arg(key, "key")?;
+        let r = self.call(py, |c| {
+            let t = table.id(c)?;
+            if prefix {
+                c.invalidate_prefix(t, &key)
+            } else {
+                c.invalidate(t, &key)
+            }
+        })?;
+        Ok((r.invalidated, r.kept_dirty))
     }
 
     /// The id of the table `name`; raises `NoSuchTable` if there is none.

@@ -60,6 +60,46 @@ def test_tables(client):
         client.drop_table("py_tables")
 
 
+def test_backed_tables(client):
+    eph = client.create_table("py_eph", policy="ephemeral", ttl=1.0)
+    assert client.create_table("py_eph", policy="ephemeral", ttl=1.0) == eph
+    client.put(eph, b"k", b"v")
+    assert client.get(eph, b"k") == b"v"
+    deadline = time.monotonic() + 20
+    while True:  # removed after its TTL (by the master's sweep)
+        try:
+            client.get(eph, b"k")
+        except faascache.NotFound:
+            break
+        assert time.monotonic() < deadline, "the ephemeral object outlived its TTL by 19 s"
+        time.sleep(0.2)
+    client.put(eph, b"k2", b"v")
+    assert client.flush(eph, timeout=5) == (0, 0), "an ephemeral table has nothing to upload"
+    # An ephemeral object is in no store: invalidation keeps it (counted as dirty).
+    assert client.invalidate(eph, b"k2") == (0, 1)
+    # (The prefix form may also count the expired object not yet swept: at least k2.)
+    invalidated, kept = client.invalidate(eph, b"", prefix=True)
+    assert invalidated == 0 and kept >= 1
+    assert client.get(eph, b"k2") == b"v"
+    client.create_table("py_plain")
+    with pytest.raises(faascache.TableExists):
+        client.create_table("py_plain", policy="ephemeral")
+    with pytest.raises(faascache.InvalidArgument, match="policy"):
+        client.create_table("py_x", policy="sometimes")
+    with pytest.raises(faascache.InvalidArgument, match="ttl"):
+        client.create_table("py_x", ttl=3)
+    with pytest.raises(faascache.InvalidArgument):
+        client.create_table("py_x", backing="ftp://nowhere")
+    t0 = time.monotonic()
+    with pytest.raises(faascache.StoreError):
+        client.create_table("py_s3", backing="s3://no-credentials-here")
+    assert time.monotonic() - t0 < 9
+    with pytest.raises(faascache.NoSuchTable):
+        client.get_table_id("py_s3")
+    client.drop_table("py_eph")
+    client.drop_table("py_plain")
+
+
 def test_missing_objects(client, table):
     with pytest.raises(faascache.NotFound):
         client.get(table, b"nobody")

@@ -12,6 +12,17 @@ import pytest
 
 import faascache
 
+def stop(pids):
+    """SIGSTOP each process and wait until the kernel shows it stopped (kill() returns before)."""
+    for p in pids:
+        os.kill(p, signal.SIGSTOP)
+    deadline = time.monotonic() + 5
+    for p in pids:
+        while open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[0] != "T":
+            assert time.monotonic() < deadline, f"process {p} did not stop"
+            time.sleep(0.001)
+
+
 ALL_ERRORS = [
     "NotFound", "NoSuchTable", "ObjectExists", "VersionMismatch", "Timeout", "Unavailable",
     "TooLarge", "NotANumber", "BadLocator", "InvalidArgument", "LeaseExpired", "StoreError",
@@ -223,8 +234,7 @@ def test_timeout_when_the_servers_are_frozen(cluster, table):
     c.put(table, b"k", b"v")
     pids = cluster.server_pids()
     assert pids, "the cluster has servers"
-    for p in pids:
-        os.kill(p, signal.SIGSTOP)
+    stop(pids)
     try:
         t0 = time.monotonic()
         with pytest.raises((faascache.Timeout, faascache.Unavailable)) as e:
@@ -278,8 +288,7 @@ def test_the_gil_is_released_while_waiting(cluster, table):
             pass
         done.set()
 
-    for p in pids:
-        os.kill(p, signal.SIGSTOP)
+    stop(pids)
     try:
         t = threading.Thread(target=blocked)
         t.start()

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The Python client (client/python): build and install it the way a user does
+# (`pip install client/python`, maturin through pip's build isolation), then run its pytest suite
+# against a local cluster (`faascache cluster up`, started by the suite's conftest.py).
+#
+#   scripts/python-client.sh [PYTEST ARGS...]
+#
+# Settings (environment): PY_CLIENT_VENV (default target/python-client-venv), PYTHON (default
+# python3, at least 3.9), CARGO_TARGET_DIR (default target/: maturin's build shares it).
+# Under CI=true a skipped test fails the run (conftest.py). `.ci/run` runs this script.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+PYTHON=${PYTHON:-python3}
+VENV=${PY_CLIENT_VENV:-$ROOT/target/python-client-venv}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+
+log() { echo "python-client.sh: $*" >&2; }
+
+"$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 9))' || {
+  log "$PYTHON is $("$PYTHON" --version 2>&1); the client needs CPython >= 3.9"; exit 1; }
+
+if [ ! -x "$VENV/bin/python" ]; then
+  log "creating a venv in $VENV"
+  mkdir -p "$(dirname "$VENV")"
+  if ! "$PYTHON" -m venv "$VENV" 2>/dev/null; then
+    log "$PYTHON -m venv failed; installing python3-venv"
+    apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+    "$PYTHON" -m venv "$VENV"
+  fi
+fi
+"$VENV/bin/python" -m pip install -q --upgrade pip
+"$VENV/bin/python" -m pip install -q maturin pytest
+
+log "building the faascache binary (the tests' cluster)"
+cargo build -q -p faascache
+export FAASCACHE_BIN=$CARGO_TARGET_DIR/debug/faascache
+
+log "pip install client/python"
+t0=$(date +%s)
+"$VENV/bin/python" -m pip install -q --force-reinstall --no-deps client/python
+log "built and installed in $(( $(date +%s) - t0 )) s"
+
+# From the repository root the `faascache` that imports is the installed one (no such folder here).
+"$VENV/bin/python" -c 'import faascache, sys; print("python-client.sh: faascache", faascache.__version__, "on Python", sys.version.split()[0], file=sys.stderr)'
+exec "$VENV/bin/python" -m pytest -p no:cacheprovider -q -rs client/python/tests "$@"

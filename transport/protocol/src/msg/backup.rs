@@ -129,7 +129,8 @@ impl BackupWriteRequest<'_> {
 
 impl BackupWriteRequest<'_> {
     /// Encodes this request with its data appended to `out` by `fill` rather than copied from
-    /// `self.data` (ignored): a master reads its log straight into the request. `fill` should
+    /// `self.data` (ignored by this function; `encode` fills it from there): a master reads its
+    /// log straight into the request. `fill` should
     /// append `certificate.length - offset` bytes; the length field says what it appended, so
     /// the message is well-formed either way (a backup refuses one whose certificate length
     /// then differs).
@@ -152,14 +153,7 @@ impl BackupWriteRequest<'_> {
 
 impl<'a> Message<'a> for BackupWriteRequest<'a> {
     fn encode(&self, out: &mut Vec<u8>) {
-        let mut w = Writer::new(out);
-        w.u64(self.master.0)
-            .u64(self.segment_id)
-            .u32(self.offset)
-            .u8(self.flags);
-        self.certificate.write(&mut w);
-        w.bytes_u32(self.data);
-        w.u64(self.epoch);
+        self.encode_filled(out, |o| o.extend_from_slice(self.data));
     }
     fn decode(buf: &'a [u8]) -> Result<Self, MsgError> {
         decode_all(buf, |r| {

@@ -54,7 +54,7 @@ fn samples(seed: u64, data: &[u8]) -> Vec<Vec<u8>> {
                     closed: i % 2 == 0,
                 })
                 .collect(),
-            digest: (seed % 3 != 0).then(|| LogDigestInfo {
+            digest: (!seed.is_multiple_of(3)).then(|| LogDigestInfo {
                 segment_id: seed,
                 segments: (0..seed % 7).collect(),
             }),

@@ -88,13 +88,13 @@ fn writer(cloc: &str, t: u64, stop: &AtomicBool, progress: &AtomicU64) -> (Acked
     while !stop.load(Ordering::Relaxed) || seq < 2000 {
         seq += 1;
         progress.store(seq, Ordering::Relaxed);
-        let key = if seq % 3 == 0 {
+        let key = if seq.is_multiple_of(3) {
             format!("new{seq}")
         } else {
             format!("hot{}", seq % 200)
         }
         .into_bytes();
-        if seq % 17 == 0 {
+        if seq.is_multiple_of(17) {
             let rpc = w.eo();
             let req = RemoveRequest {
                 table: t,

@@ -282,7 +282,7 @@ impl Dispatcher {
             // the inbox has news (deferred replies).
             tick = tick.wrapping_add(1);
             if spinning
-                && tick % HOT_TRIES_PER_EPOLL != 0
+                && !tick.is_multiple_of(HOT_TRIES_PER_EPOLL)
                 && !self.inboxes[self.index].pending.load(Ordering::Relaxed)
             {
                 if let Some(id) = self.hot {

@@ -24,6 +24,9 @@ use crate::error::{Error, Result, TableId};
 use crate::options::RejectRules;
 use crate::retry::Backoff;
 
+mod piece;
+pub use piece::ObjectPiece;
+
 /// How often [`Client::read_object`] starts over because the object changed between pieces
 /// before it reports [`Error::VersionMismatch`].
 pub const READ_OBJECT_RESTARTS: u32 = 8;

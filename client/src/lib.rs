@@ -57,7 +57,7 @@ mod pending;
 pub mod retry;
 pub mod tablets;
 
-pub use backed::ObjectInfo;
+pub use backed::{ObjectInfo, ObjectPiece};
 pub use cache_stats::CacheStats;
 pub use client::{Client, Object, ServerInfo, ServerStats, TableInfo};
 pub use enumerate::{Entry, Enumerate};

@@ -3,6 +3,7 @@
 //! * `faascache coordinator --listen LOCATOR [--storage file:DIR]`
 //! * `faascache server --coordinator LOCATOR --listen LOCATOR --memory 1GiB [--cores N] [--poll MODE]`
 //! * `faascache cluster up|down` — a local cluster of child processes (see `cluster.rs`)
+//! * `faascache gateway --listen ADDR` — the S3 and Swift endpoint (`faascache-gateway`)
 //! * `faascache demo` — a local cluster, a short workload with its latency, then shutdown
 //! * client commands (`status`, `table`, `put`, `get`, `rm`, `incr`, ...) from
 //!   `faascache_client::cli`
@@ -18,6 +19,7 @@ mod bypass;
 mod cluster;
 mod daemon;
 mod demo;
+mod gateway;
 mod lifecycle;
 mod memcheck;
 mod sys;
@@ -44,6 +46,9 @@ enum Command {
     /// Start or stop a local cluster of child processes on 127.0.0.1
     #[command(subcommand)]
     Cluster(cluster::ClusterCommand),
+    /// Serve the S3 and Swift APIs in front of the cluster's backed tables (an endpoint for
+    /// unmodified boto3, AWS CLI and python-swiftclient code)
+    Gateway(gateway::GatewayArgs),
     /// Start a local 3-server cluster, run a short workload through the client, print its
     /// latency, and stop the cluster
     Demo(demo::DemoArgs),
@@ -82,6 +87,10 @@ fn main() -> ExitCode {
         Command::Cluster(cmd) => {
             init_logging("info");
             cluster::run(cmd)
+        }
+        Command::Gateway(args) => {
+            init_logging("info");
+            gateway::run(args)
         }
         Command::Demo(args) => {
             init_logging("warn");

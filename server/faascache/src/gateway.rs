@@ -1,0 +1,160 @@
+//! `faascache gateway`: the S3- and Swift-compatible endpoint (`faascache-gateway`), finding
+//! the cluster like the client commands (`--dir` or `--coordinator`) and the object store like
+//! the servers (the environment's AWS_* / ST_* / OS_* settings, `--store-config`).
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use clap::Args;
+use faascache_client::cli::{locator_from_dir, DEFAULT_CLUSTER_DIR};
+use faascache_gateway::{AutoTables, GatewayConfig};
+use faascache_objstore::{Scheme, Settings};
+use faascache_protocol::msg::faas::WritePolicy;
+
+use crate::units::parse_size;
+
+/// Which store a bucket's auto table is backed by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackingKind {
+    /// `s3://BUCKET`
+    S3,
+    /// `swift://CONTAINER`
+    Swift,
+    /// No auto tables: serve only tables created with `faascache table create`
+    None,
+}
+
+/// `faascache gateway`.
+#[derive(Debug, Args)]
+pub struct GatewayArgs {
+    /// Address to serve S3 and Swift on (HTTP)
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9100")]
+    pub listen: SocketAddr,
+    /// Coordinator service locator (as for the client commands)
+    #[arg(long, value_name = "LOCATOR", conflicts_with = "dir")]
+    pub coordinator: Option<String>,
+    /// Local cluster directory (reads DIR/coordinator.locator) [default: .faascache-cluster]
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Credentials and endpoints of the object store (TOML with [s3] and [swift]; see
+    /// docs/faas.md); the environment (AWS_*, ST_*, OS_*) fills what the file leaves unset
+    #[arg(long, value_name = "FILE")]
+    pub store_config: Option<PathBuf>,
+    /// The store behind buckets served on first use [default: swift when ST_AUTH or
+    /// OS_AUTH_URL is set, else s3 when AWS settings are, else none]
+    #[arg(long, value_enum, value_name = "KIND")]
+    pub backing: Option<BackingKind>,
+    /// Only these buckets (comma-separated) get a backed table on first use
+    #[arg(
+        long,
+        value_name = "B1,B2,...",
+        value_delimiter = ',',
+        conflicts_with = "no_auto_tables"
+    )]
+    pub buckets: Option<Vec<String>>,
+    /// Serve only tables created by hand (`faascache table create`)
+    #[arg(long)]
+    pub no_auto_tables: bool,
+    /// Write policy of the tables the gateway creates
+    #[arg(long, value_name = "POLICY", default_value = "write-back", value_parser = parse_policy)]
+    pub policy: WritePolicy,
+    /// Serve requests without checking signatures (only when no credentials are configured;
+    /// anyone who can reach the port can then read and write)
+    #[arg(long)]
+    pub no_auth: bool,
+    /// Most client connections at once (more are closed when accepted)
+    #[arg(long, value_name = "N", default_value_t = 1024)]
+    pub max_connections: usize,
+    /// Bytes of request bodies held in memory at once over all requests (units B, KiB, MiB,
+    /// GiB): uploads beyond it are answered SlowDown, a single larger one EntityTooLarge
+    #[arg(long, value_name = "SIZE", default_value = "1GiB", value_parser = parse_size)]
+    pub max_buffer: usize,
+    /// Threads serving HTTP
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    pub threads: usize,
+    /// Most cluster and store calls in flight at once (threads of the blocking pool)
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    pub max_calls: usize,
+    /// Log every request (method, path, status) at info level
+    #[arg(long)]
+    pub access_log: bool,
+}
+
+fn parse_policy(s: &str) -> std::result::Result<WritePolicy, String> {
+    WritePolicy::parse(s)
+        .ok_or_else(|| format!("unknown policy {s:?}: use write-back, write-through or ephemeral"))
+}
+
+fn default_scheme(s: &Settings) -> Option<Scheme> {
+    if s.swift.auth_url.is_some() {
+        Some(Scheme::Swift)
+    } else if s.s3.access_key_id.is_some() || s.s3.endpoint.is_some() {
+        Some(Scheme::S3)
+    } else {
+        None
+    }
+}
+
+/// The key pairs requests may be signed with: the S3 keys and the Swift user/key (as Swift's
+/// s3api takes them).
+fn credentials(s: &Settings) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    if let (Some(a), Some(k)) = (&s.s3.access_key_id, &s.s3.secret_access_key) {
+        out.push((a.clone(), k.expose().to_string()));
+    }
+    if let (Some(u), Some(k)) = (&s.swift.user, &s.swift.key) {
+        out.push((u.clone(), k.expose().to_string()));
+    }
+    if let (Some(u), Some(k)) = (&s.swift.username, &s.swift.password) {
+        out.push((u.clone(), k.expose().to_string()));
+    }
+    out
+}
+
+/// Run the gateway until the process is ended.
+pub fn run(args: GatewayArgs) -> Result<()> {
+    let locator = match (&args.coordinator, &args.dir) {
+        (Some(c), _) => c.clone(),
+        (None, d) => locator_from_dir(d.as_deref().unwrap_or(Path::new(DEFAULT_CLUSTER_DIR)))?,
+    };
+    let file = args.store_config.as_deref();
+    let settings = Settings::resolve(Settings::default(), file).with_context(|| {
+        "cannot read the object-store settings (--store-config or FAASCACHE_STORE_CONFIG): fix the file or leave it out"
+    })?;
+    let scheme = match args.backing {
+        Some(BackingKind::S3) => Some(Scheme::S3),
+        Some(BackingKind::Swift) => Some(Scheme::Swift),
+        Some(BackingKind::None) => None,
+        None => default_scheme(&settings),
+    };
+    let auto = match (&args.buckets, args.no_auto_tables) {
+        (_, true) => AutoTables::Off,
+        (Some(list), false) => AutoTables::Only(list.iter().cloned().collect::<BTreeSet<_>>()),
+        (None, false) => AutoTables::All,
+    };
+    let credentials = credentials(&settings);
+    if args.no_auth && !credentials.is_empty() {
+        anyhow::bail!("--no-auth with credentials configured: requests are checked against them; leave --no-auth out");
+    }
+    let cfg = GatewayConfig {
+        listen: args.listen,
+        locator,
+        scheme,
+        auto,
+        policy: args.policy,
+        settings,
+        credentials,
+        no_auth: args.no_auth,
+        max_connections: args.max_connections,
+        max_buffer: args.max_buffer as u64,
+        threads: args.threads,
+        max_calls: args.max_calls,
+        access_log: args.access_log,
+    };
+    faascache_gateway::run(cfg, |addr| {
+        println!("gateway listening on http://{addr} (S3: endpoint_url=http://{addr}; Swift: http://{addr}/auth/v1.0)");
+    })?;
+    Ok(())
+}

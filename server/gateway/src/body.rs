@@ -1,0 +1,204 @@
+//! Request and response bodies: reading a client's upload within the gateway's memory budget
+//! (with its MD5, an idle timeout and a size limit), and streaming an object's pieces to a
+//! client from a blocking producer through a small bounded channel.
+
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use md5::{Digest, Md5};
+use tokio::sync::mpsc;
+
+use crate::error::{GwError, GwResult};
+
+/// Bytes of request and response bodies the gateway holds at once, over all requests.
+#[derive(Debug)]
+pub struct Budget {
+    used: AtomicU64,
+    limit: u64,
+}
+
+/// Bytes taken from a [`Budget`], given back on drop.
+#[derive(Debug)]
+pub struct Grant {
+    budget: Arc<Budget>,
+    n: u64,
+}
+
+impl Drop for Grant {
+    fn drop(&mut self) {
+        self.budget.used.fetch_sub(self.n, Ordering::AcqRel);
+    }
+}
+
+impl Budget {
+    /// A budget of `limit` bytes.
+    pub fn new(limit: u64) -> Arc<Budget> {
+        Arc::new(Budget {
+            used: AtomicU64::new(0),
+            limit,
+        })
+    }
+
+    /// The limit.
+    pub fn limit(&self) -> u64 {
+        self.limit
+    }
+
+    /// Bytes held now.
+    pub fn used(&self) -> u64 {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    /// Take `n` bytes, or say why not (`SlowDown`: retry; `EntityTooLarge`: never fits).
+    pub fn take(self: &Arc<Budget>, n: u64) -> GwResult<Grant> {
+        if n > self.limit {
+            return Err(GwError::EntityTooLarge(format!(
+                "{n} bytes is more than this gateway buffers for one request ({} bytes, --max-buffer)",
+                self.limit
+            )));
+        }
+        let mut cur = self.used.load(Ordering::Relaxed);
+        loop {
+            if cur + n > self.limit {
+                return Err(GwError::SlowDown(format!(
+                    "the gateway holds {cur} of its {} bytes of request buffers; retry shortly",
+                    self.limit
+                )));
+            }
+            match self
+                .used
+                .compare_exchange(cur, cur + n, Ordering::AcqRel, Ordering::Relaxed)
+            {
+                Ok(_) => {
+                    return Ok(Grant {
+                        budget: self.clone(),
+                        n,
+                    })
+                }
+                Err(now) => cur = now,
+            }
+        }
+    }
+}
+
+/// How long a client may leave an upload without sending a byte.
+pub const IDLE: Duration = Duration::from_secs(30);
+
+/// An upload read into memory: its chunks, MD5 (hex) and the budget it holds.
+#[derive(Debug)]
+pub struct Upload {
+    /// The bytes, as they arrived.
+    pub chunks: Vec<Bytes>,
+    /// Total length.
+    pub len: u64,
+    /// MD5 of the bytes, lower-case hex.
+    pub md5_hex: String,
+    /// The raw MD5.
+    pub md5: [u8; 16],
+    /// Held until the upload is written.
+    pub grant: Grant,
+}
+
+/// Read `body` (announcing `declared` bytes, if it did) within `budget`: refuses at once a
+/// declared length over the limit, and a body longer than it declared.
+pub async fn read<S, E>(
+    mut body: S,
+    declared: Option<u64>,
+    budget: &Arc<Budget>,
+) -> GwResult<Upload>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    let mut grant = budget.take(declared.unwrap_or(0))?;
+    let mut h = Md5::new();
+    let mut chunks = Vec::new();
+    let mut len = 0u64;
+    loop {
+        let next = match tokio::time::timeout(IDLE, body.next()).await {
+            Ok(n) => n,
+            Err(_) => {
+                return Err(GwError::InvalidArgument(format!(
+                    "no bytes of the body arrived for {} s (RequestTimeout)",
+                    IDLE.as_secs()
+                )))
+            }
+        };
+        let Some(chunk) = next else { break };
+        let chunk =
+            chunk.map_err(|e| GwError::InvalidArgument(format!("reading the body: {e}")))?;
+        len += chunk.len() as u64;
+        match declared {
+            Some(d) if len > d => {
+                return Err(GwError::InvalidArgument(format!(
+                    "the body is longer than its Content-Length ({d})"
+                )))
+            }
+            Some(_) => {}
+            None => {
+                let more = budget.take(chunk.len() as u64)?;
+                grant = merge(grant, more);
+            }
+        }
+        h.update(&chunk);
+        chunks.push(chunk);
+    }
+    if let Some(d) = declared {
+        if len < d {
+            return Err(GwError::InvalidArgument(format!(
+                "the body ended after {len} of its {d} bytes (IncompleteBody)"
+            )));
+        }
+    }
+    let md5: [u8; 16] = h.finalize().into();
+    Ok(Upload {
+        chunks,
+        len,
+        md5_hex: hex(&md5),
+        md5,
+        grant,
+    })
+}
+
+fn merge(mut a: Grant, mut b: Grant) -> Grant {
+    a.n += b.n;
+    b.n = 0;
+    a
+}
+
+/// Lower-case hex.
+pub fn hex(b: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut s = String::with_capacity(b.len() * 2);
+    for x in b {
+        let _ = write!(s, "{x:02x}");
+    }
+    s
+}
+
+/// A response body fed by a producer on another thread: at most 2 pieces wait in between.
+#[derive(Debug)]
+pub struct Piped {
+    rx: mpsc::Receiver<Result<Bytes, std::io::Error>>,
+}
+
+/// The producer's end.
+pub type Feed = mpsc::Sender<Result<Bytes, std::io::Error>>;
+
+/// A channel for a streamed body.
+pub fn pipe() -> (Feed, Piped) {
+    let (tx, rx) = mpsc::channel(2);
+    (tx, Piped { rx })
+}
+
+impl Stream for Piped {
+    type Item = Result<Bytes, std::io::Error>;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.rx.poll_recv(cx)
+    }
+}

@@ -1,0 +1,193 @@
+//! The S3 operations beyond single objects: CopyObject, ListObjectsV2, ListBuckets.
+
+use std::time::SystemTime;
+
+use s3s::dto::{self, Timestamp};
+use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result};
+
+use crate::error::GwError;
+use crate::objects::{self, NewMeta, PIECE};
+use crate::s3::{blocking, Conditions, S3Front};
+
+/// CopyObject: read the source (within the gateway's buffer budget), write the target with
+/// the source's metadata (`COPY`, the default) or the request's (`REPLACE`).
+pub(crate) async fn copy_object(
+    f: &S3Front,
+    req: S3Request<dto::CopyObjectInput>,
+) -> S3Result<S3Response<dto::CopyObjectOutput>> {
+    let i = req.input;
+    let (src_bucket, src_key) = match &i.copy_source {
+        dto::CopySource::Bucket { bucket, key, .. } => (bucket.to_string(), key.to_string()),
+        _ => {
+            return Err(S3Error::with_message(
+                S3ErrorCode::NotImplemented,
+                "copying from an access point is not supported",
+            ))
+        }
+    };
+    let replace = i
+        .metadata_directive
+        .as_ref()
+        .is_some_and(|d| d.as_str() == dto::MetadataDirective::REPLACE);
+    if !replace && src_bucket == i.bucket && src_key == i.key {
+        return Err(S3Error::with_message(
+            S3ErrorCode::InvalidRequest,
+            "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes.",
+        ));
+    }
+    let cond = Conditions {
+        if_match: i.copy_source_if_match,
+        if_none_match: i.copy_source_if_none_match,
+        if_modified_since: i.copy_source_if_modified_since,
+        if_unmodified_since: i.copy_source_if_unmodified_since,
+    };
+    let gw = f.gw.clone();
+    let (content_type, metadata, bucket, key) = (i.content_type, i.metadata, i.bucket, i.key);
+    let (etag, modified) = blocking(move || {
+        let src = gw.buckets.get(&src_bucket)?;
+        let (info, first) = objects::first_piece(&src, &src_key, 0, PIECE)?;
+        // A failed copy condition is a 412 whichever header it was.
+        cond.check(&info).map_err(|e| match e {
+            GwError::NotModified => GwError::PreconditionFailed,
+            e => e,
+        })?;
+        let grant = gw.budget.take(info.len)?;
+        let mut chunks = vec![bytes::Bytes::from(first.data.clone())];
+        let mut at = first.data.len() as u64;
+        while at < info.len {
+            let b = objects::next_piece(&src, &src_key, at, PIECE, &first)?;
+            at += b.len() as u64;
+            chunks.push(b);
+        }
+        let md5 = {
+            use md5::{Digest, Md5};
+            let mut h = Md5::new();
+            for c in &chunks {
+                h.update(c);
+            }
+            let d: [u8; 16] = h.finalize().into();
+            crate::body::hex(&d)
+        };
+        let meta = if replace {
+            crate::s3::new_meta(content_type, metadata)
+        } else {
+            NewMeta {
+                content_type: Some(info.content_type.clone()),
+                user: info.user.clone(),
+            }
+        };
+        let etag = gw
+            .buckets
+            .with(&bucket, |b| objects::put(b, &key, &meta, chunks, &md5))?;
+        drop(grant);
+        Ok((etag, SystemTime::now()))
+    })
+    .await?;
+    Ok(S3Response::new(dto::CopyObjectOutput {
+        copy_object_result: Some(dto::CopyObjectResult {
+            e_tag: Some(dto::ETag::Strong(etag)),
+            last_modified: Some(Timestamp::from(modified)),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }))
+}
+
+/// ListObjectsV2 over the store (after a flush of the table's dirty objects). The
+/// continuation token is the last key (or common prefix) returned.
+pub(crate) async fn list_objects_v2(
+    f: &S3Front,
+    req: S3Request<dto::ListObjectsV2Input>,
+) -> S3Result<S3Response<dto::ListObjectsV2Output>> {
+    let i = req.input;
+    let max = i.max_keys.unwrap_or(1000);
+    if max < 0 {
+        return Err(S3Error::with_message(
+            S3ErrorCode::InvalidArgument,
+            "max-keys must be a non-negative integer",
+        ));
+    }
+    let gw = f.gw.clone();
+    let prefix = i.prefix.clone().unwrap_or_default();
+    let delimiter = i.delimiter.clone();
+    let start = i
+        .continuation_token
+        .clone()
+        .or_else(|| i.start_after.clone());
+    let bucket = i.bucket.clone();
+    let page = if max == 0 {
+        objects::Listing::default()
+    } else {
+        blocking(move || {
+            gw.buckets.with(&bucket, |b| {
+                objects::list(
+                    b,
+                    &prefix,
+                    delimiter.as_deref(),
+                    start.as_deref(),
+                    max as usize,
+                )
+            })
+        })
+        .await?
+    };
+    let key_count = (page.objects.len() + page.prefixes.len()) as i32;
+    let contents: Vec<dto::Object> = page
+        .objects
+        .into_iter()
+        .map(|o| dto::Object {
+            e_tag: Some(dto::ETag::Strong(o.etag)),
+            key: Some(o.key),
+            last_modified: o.last_modified.map(Timestamp::from),
+            size: Some(i64::try_from(o.len).unwrap_or(i64::MAX)),
+            storage_class: Some(dto::ObjectStorageClass::from_static(
+                dto::ObjectStorageClass::STANDARD,
+            )),
+            ..Default::default()
+        })
+        .collect();
+    let prefixes: Vec<dto::CommonPrefix> = page
+        .prefixes
+        .into_iter()
+        .map(|p| dto::CommonPrefix { prefix: Some(p) })
+        .collect();
+    Ok(S3Response::new(dto::ListObjectsV2Output {
+        name: Some(i.bucket),
+        prefix: Some(i.prefix.unwrap_or_default()),
+        max_keys: Some(max),
+        key_count: Some(key_count),
+        continuation_token: i.continuation_token,
+        is_truncated: Some(page.next.is_some()),
+        next_continuation_token: page.next,
+        contents: (!contents.is_empty()).then_some(contents),
+        common_prefixes: (!prefixes.is_empty()).then_some(prefixes),
+        delimiter: i.delimiter,
+        encoding_type: i.encoding_type,
+        start_after: i.start_after,
+        ..Default::default()
+    }))
+}
+
+/// ListBuckets: the cluster's tables.
+pub(crate) async fn list_buckets(f: &S3Front) -> S3Result<S3Response<dto::ListBucketsOutput>> {
+    let gw = f.gw.clone();
+    let names = blocking(move || gw.buckets.list()).await?;
+    let started = Timestamp::from(f.gw.started);
+    let buckets = names
+        .into_iter()
+        .filter(|n| !n.starts_with(crate::multipart::TABLE_PREFIX))
+        .map(|n| dto::Bucket {
+            name: Some(n),
+            creation_date: Some(started.clone()),
+            ..Default::default()
+        })
+        .collect();
+    Ok(S3Response::new(dto::ListBucketsOutput {
+        buckets: Some(buckets),
+        owner: Some(dto::Owner {
+            display_name: Some("faascache".into()),
+            id: Some("faascache".into()),
+        }),
+        ..Default::default()
+    }))
+}

@@ -406,14 +406,22 @@ impl Client {
                 })?;
             let data = &reply[piece.data.clone()];
             let total = piece.total;
+            if first.is_none() {
+                if from > total {
+                    return Err(Error::InvalidArgument(format!(
+                        "the range starts at byte {from}, past the end of the object ({total} bytes)"
+                    )));
+                }
+                end = end.min(total);
+            }
+            if offset + data.len() as u64 > end {
+                return Err(Error::Protocol(format!(
+                    "a ReadObject reply at offset {offset} carried {} bytes, past {end}",
+                    data.len()
+                )));
+            }
             match &mut first {
                 None => {
-                    if from > total {
-                        return Err(Error::InvalidArgument(format!(
-                            "the range starts at byte {from}, past the end of the object ({total} bytes)"
-                        )));
-                    }
-                    end = end.min(total);
                     sink(Some(total), data)?;
                     first = Some((piece.meta.clone(), Identity::of(&piece)));
                 }
@@ -430,11 +438,6 @@ impl Client {
             if offset < end && got == 0 {
                 return Err(Error::Protocol(format!(
                     "a ReadObject reply carried no bytes at offset {offset} of {total}"
-                )));
-            }
-            if offset > end {
-                return Err(Error::Protocol(format!(
-                    "a ReadObject reply carried bytes past {end} (to {offset} of {total})"
                 )));
             }
             if offset < end {

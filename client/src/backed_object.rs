@@ -22,8 +22,10 @@ impl Client {
     /// nothing is written), `read_object` and [`Client::head_object`] return them. A
     /// `last_modified_ms` of 0 is set to the write's wall-clock time; the ETag is kept as
     /// given (e.g. the body's MD5 in hex) until the upload replaces it with the store's. At
-    /// most one value (1 MiB, less the key and the metadata: [`Error::InvalidArgument`]
-    /// beyond). A plain table: [`Error::InvalidArgument`].
+    /// most one value: above 1 MiB [`Error::TooLarge`]; a value that fits but not with its
+    /// key and envelope is refused by the master as for `write` ([`Error::InvalidArgument`],
+    /// "value of N bytes is too large"). Metadata over the protocol's limits (2048 bytes a
+    /// field, 64 pairs): [`Error::InvalidArgument`]. A plain table: [`Error::InvalidArgument`].
     ///
     /// ```no_run
     /// use faascache_client::{Client, ObjectMeta};

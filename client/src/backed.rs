@@ -36,7 +36,8 @@ const RESERVE_MAX: u64 = 64 << 20;
 /// Extra time a flush's RPC may take beyond the flush's own timeout (the master's answer).
 const FLUSH_MARGIN: Duration = Duration::from_secs(2);
 
-/// An object read with [`Client::read_object_to`]: its store metadata, version and length.
+/// An object read with [`Client::read_object_to`] or [`Client::read_object_range_to`]: its
+/// store metadata, version and length, and how many bytes were written to the sink.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectInfo {
     /// ETag, content type, last modified, user metadata.
@@ -45,6 +46,8 @@ pub struct ObjectInfo {
     pub version: u64,
     /// Bytes written to the sink.
     pub len: u64,
+    /// Length of the whole object (`len` for a whole read; a range may be shorter).
+    pub total_len: u64,
 }
 
 /// `backing`, if it is one a coordinator accepts (else why not, as `InvalidArgument`).
@@ -295,7 +298,7 @@ impl Client {
         let mut last = 0;
         for _ in 0..=READ_OBJECT_RESTARTS {
             let mut data = Vec::new();
-            let r = self.read_pieces(table, key, rules, |total, piece| {
+            let r = self.read_pieces(table, key, rules, (0, None), |total, piece| {
                 if let Some(total) = total {
                     data.reserve(total.min(RESERVE_MAX) as usize);
                 }
@@ -303,7 +306,7 @@ impl Client {
                 Ok(())
             })?;
             match r {
-                Ok((meta, version)) => return Ok((meta, data, version)),
+                Ok((meta, version, _)) => return Ok((meta, data, version)),
                 Err(changed_to) => last = changed_to,
             }
         }
@@ -329,43 +332,67 @@ impl Client {
         out: &mut impl Write,
     ) -> Result<ObjectInfo> {
         check_key(key)?;
+        self.read_range_to(table, key, (0, None), out)
+    }
+
+    /// Streams bytes `range.0 .. range.0 + range.1` (to the end when `None`) of an object into
+    /// `out`, clamped to the object's length; `Err(InvalidArgument)` if the range starts past
+    /// the end.
+    pub(crate) fn read_range_to(
+        &self,
+        table: TableId,
+        key: &[u8],
+        range: (u64, Option<u64>),
+        out: &mut impl Write,
+    ) -> Result<ObjectInfo> {
         let mut len = 0u64;
-        let r = self.read_pieces(table, key, RejectRules::NONE, |_, piece| {
+        let r = self.read_pieces(table, key, RejectRules::NONE, range, |_, piece| {
             out.write_all(piece)
                 .map_err(|e| Error::InvalidArgument(format!("writing the object failed: {e}")))?;
             len += piece.len() as u64;
             Ok(())
         })?;
         match r {
-            Ok((meta, version)) => Ok(ObjectInfo { meta, version, len }),
+            Ok((meta, version, total_len)) => Ok(ObjectInfo {
+                meta,
+                version,
+                len,
+                total_len,
+            }),
             Err(current) => Err(Error::VersionMismatch { current }),
         }
     }
 
-    /// Reads the pieces of an object in order into `sink` (`Some(total)` with the first).
-    /// `Ok(Err(v))`: the object moved to version `v` after the first piece.
+    /// Reads the pieces of bytes `range.0 .. range.0 + range.1` (to the end when `None`) of an
+    /// object, clamped to its length, in order into `sink` (`Some(total)` with the first);
+    /// returns the metadata, version and the whole object's length. A range starting past the
+    /// end is [`Error::InvalidArgument`] (at the end: no bytes). `Ok(Err(v))`: the object
+    /// moved to version `v` after the first piece.
     ///
     /// The first piece goes through the retrying path (it learns the length and the master);
     /// the rest are pipelined on that master's session, [`PIECE_WINDOW`] in flight, so a large
     /// object streams instead of paying a round trip per MiB. Anything unexpected in the
     /// window (an error status, a lost session, a short piece) hands the rest back to the
     /// retrying path, which classifies it.
-    fn read_pieces(
+    pub(crate) fn read_pieces(
         &self,
         table: TableId,
         key: &[u8],
         rules: RejectRules,
+        (from, len): (u64, Option<u64>),
         mut sink: impl FnMut(Option<u64>, &[u8]) -> Result<()>,
-    ) -> Result<std::result::Result<(ObjectMeta, u64), u64>> {
-        let mut offset = 0u64;
+    ) -> Result<std::result::Result<(ObjectMeta, u64, u64), u64>> {
+        let mut offset = from;
         let mut first: Option<(ObjectMeta, Identity)> = None;
+        // Where the range ends: known (clamped to the object) once the first piece is in.
+        let mut end = from.saturating_add(len.unwrap_or(u64::MAX));
         loop {
             let req = ReadObjectRequest {
                 table,
                 rules,
                 key,
                 offset,
-                max_len: MAX_READ_OBJECT_PIECE,
+                max_len: (end - offset).min(MAX_READ_OBJECT_PIECE as u64) as u32,
             };
             let payload = req.to_vec();
             let mut backoff = self.backoff();
@@ -382,6 +409,20 @@ impl Client {
                 })?;
             let data = &reply[piece.data.clone()];
             let total = piece.total;
+            if first.is_none() {
+                if from > total {
+                    return Err(Error::InvalidArgument(format!(
+                        "the range starts at byte {from}, past the end of the object ({total} bytes)"
+                    )));
+                }
+                end = end.min(total);
+            }
+            if offset + data.len() as u64 > end {
+                return Err(Error::Protocol(format!(
+                    "a ReadObject reply at offset {offset} carried {} bytes, past {end}",
+                    data.len()
+                )));
+            }
             match &mut first {
                 None => {
                     sink(Some(total), data)?;
@@ -397,38 +438,38 @@ impl Client {
             let got = data.len();
             offset += got as u64;
             session.recycle(reply);
-            if offset < total && got == 0 {
+            if offset < end && got == 0 {
                 return Err(Error::Protocol(format!(
                     "a ReadObject reply carried no bytes at offset {offset} of {total}"
                 )));
             }
-            if offset < total {
+            if offset < end {
                 let id = &mut first.as_mut().expect("set by the first piece").1;
-                match self.read_window(&session, &req, offset, id, &mut sink)? {
+                match self.read_window(&session, &req, (offset, end), id, &mut sink)? {
                     Window::Reached(at) => offset = at,
                     Window::Changed(v) => return Ok(Err(v)),
                 }
             }
-            if offset >= total {
+            if offset >= end {
                 let (meta, id) = first.expect("set by the first piece");
-                return Ok(Ok((meta, id.version)));
+                return Ok(Ok((meta, id.version, total)));
             }
         }
     }
 
-    /// Pipelines the pieces from `offset` to the end of the object `id` on `session`, up to
-    /// [`PIECE_WINDOW`] in flight, into `sink` in order. Stops at the first piece that is not
-    /// a full piece of that object (or any failure) and says how far it got; the caller goes
-    /// on from there with its retrying path.
+    /// Pipelines the pieces from `offset` to `end` (at most the end of the object `id`) on
+    /// `session`, up to [`PIECE_WINDOW`] in flight, into `sink` in order. Stops at the first
+    /// piece that is not a full piece of that object (or any failure) and says how far it
+    /// got; the caller goes on from there with its retrying path.
     fn read_window(
         &self,
         session: &Session,
         base: &ReadObjectRequest<'_>,
-        mut offset: u64,
+        (mut offset, end): (u64, u64),
         id: &mut Identity,
         sink: &mut impl FnMut(Option<u64>, &[u8]) -> Result<()>,
     ) -> Result<Window> {
-        let total = id.total;
+        let total = end.min(id.total);
         let piece = MAX_READ_OBJECT_PIECE as u64;
         let deadline = self.backoff();
         let mut inflight: VecDeque<PendingRpc> = VecDeque::with_capacity(PIECE_WINDOW);
@@ -437,6 +478,7 @@ impl Client {
             while inflight.len() < PIECE_WINDOW && next < total {
                 let req = ReadObjectRequest {
                     offset: next,
+                    max_len: piece.min(total - next) as u32,
                     ..*base
                 };
                 match session.send(ReadObjectRequest::OPCODE, &req.to_vec()) {

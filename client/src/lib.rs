@@ -42,6 +42,7 @@
 #![forbid(unsafe_code)]
 
 pub mod backed;
+mod backed_object;
 mod cache_stats;
 #[cfg(feature = "cli")]
 pub mod cli;

@@ -296,3 +296,67 @@ fn unreachable_cluster_is_reported() {
         Err(Error::BadLocator(_))
     ));
 }
+
+/// `write_object`, `head_object` and range reads against a real master, on an ephemeral backed
+/// table (no store needed); `write_object` on a plain table is refused.
+#[test]
+fn objects_with_metadata_on_an_ephemeral_table() {
+    use faascache_client::{ObjectMeta, TableBacking, WritePolicy};
+    let c = cluster(1);
+    let cl = client(&c);
+    let t = cl
+        .create_backed_table("scratch", 1, &TableBacking::new("", WritePolicy::Ephemeral))
+        .unwrap();
+    let meta = ObjectMeta {
+        etag: "abc".into(),
+        content_type: "application/json".into(),
+        last_modified_ms: 0,
+        user: vec![("Owner".into(), "me".into())],
+    };
+    let body: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let v = cl.write_object(t, b"o.json", &meta, &body).unwrap();
+    let (m, len, version) = cl.head_object(t, b"o.json").unwrap();
+    assert_eq!((len, version), (body.len() as u64, v));
+    assert_eq!(
+        (m.etag.as_str(), m.content_type.as_str()),
+        ("abc", "application/json")
+    );
+    assert_eq!(m.user, vec![("owner".to_string(), "me".to_string())]);
+    assert!(m.last_modified_ms > 0, "stamped by the master");
+    let (m2, data, _) = cl.read_object(t, b"o.json").unwrap();
+    assert_eq!((m2, data), (m.clone(), body.clone()));
+    let mut out = Vec::new();
+    let info = cl
+        .read_object_range_to(t, b"o.json", 1000, Some(5000), &mut out)
+        .unwrap();
+    assert_eq!(out, &body[1000..6000]);
+    assert_eq!(
+        (info.len, info.total_len, info.version),
+        (5000, body.len() as u64, v)
+    );
+    assert!(matches!(
+        cl.read_object_range_to(t, b"o.json", body.len() as u64 + 1, None, &mut out),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert_eq!(cl.head_object(t, b"none").unwrap_err(), Error::NoSuchObject);
+    // Conditional: create-only.
+    let create = WriteOptions::default().reject(RejectRules::must_not_exist());
+    assert!(matches!(
+        cl.write_object_with(t, b"o.json", &meta, b"x", &create),
+        Err(Error::ObjectExists)
+    ));
+    // Refused before sending: metadata over the protocol's limits.
+    let mut long = meta.clone();
+    long.etag = "e".repeat(5000);
+    assert!(matches!(
+        cl.write_object(t, b"k", &long, b"x"),
+        Err(Error::InvalidArgument(_))
+    ));
+    // A plain table.
+    let plain = cl.create_table("plain", 1).unwrap();
+    let e = cl.write_object(plain, b"k", &meta, b"x").unwrap_err();
+    assert!(
+        matches!(&e, Error::InvalidArgument(d) if d.contains("WriteObject needs a table backed")),
+        "{e}"
+    );
+}

@@ -4,7 +4,9 @@
 //!   the version changes between pieces; `read` falls back to it on `OBJECT_TOO_LARGE`;
 //! - `flush` and `invalidate` send the key and the timeout and return the master's counts;
 //!   a master's `TIMEOUT` for a flush keeps its text;
-//! - multi-read items answered `RETRY` are asked again after at least ~1 ms, not at once.
+//! - multi-read items answered `RETRY` are asked again after at least ~1 ms, not at once;
+//! - `head_object` asks for 0 bytes; `read_object_range_to` asks for just its range, across
+//!   piece boundaries, and refuses a range past the end.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -216,6 +218,7 @@ fn large_objects_are_read_in_pieces_and_restarted_when_they_change() {
     let mut out = Vec::new();
     let info = c.read_object_to(1, b"big", &mut out).unwrap();
     assert_eq!((info.len, info.version), (SIZE as u64, 11));
+    assert_eq!(info.total_len, SIZE as u64);
     assert!(out == body(11));
 
     // A plain read answered OBJECT_TOO_LARGE falls back to read_object.
@@ -275,4 +278,59 @@ fn multi_read_items_answered_retry_are_asked_again_after_a_pause() {
             w[1] - w[0]
         );
     }
+}
+
+#[test]
+fn head_object_and_ranges_read_only_what_they_name() {
+    let (_s, c, script) = setup("fake-backed-range");
+    let size = SIZE as u64;
+    let pieces = || std::mem::take(&mut script.lock().pieces);
+    let (meta, total, version) = c.head_object(1, b"big").unwrap();
+    assert_eq!((total, version), (size, 10));
+    assert_eq!(meta.content_type, "application/x-test");
+    assert_eq!(pieces(), 1, "one ReadObject of 0 bytes");
+    let body = body(10);
+    let mib = 1u64 << 20;
+    // (offset, len, ReadObject calls): 1 MiB pieces from the offset, the last one short.
+    for (off, len, calls) in [
+        (0, Some(1), 1),
+        (mib - 3, Some(7), 1),
+        (mib - 1, Some(mib + 2), 2),
+        (5, None, 3),
+        (2 * mib, Some(size), 1),
+        (size - 1, None, 1),
+        (size, None, 1),
+        (size, Some(0), 1),
+        (17, Some(0), 1),
+        (3, Some(u64::MAX), 3),
+    ] {
+        let mut out = Vec::new();
+        let info = c
+            .read_object_range_to(1, b"big", off, len, &mut out)
+            .unwrap();
+        let end = len.map_or(size, |l| off.saturating_add(l).min(size));
+        assert!(out == body[off as usize..end as usize], "{off}+{len:?}");
+        assert_eq!(
+            (info.len, info.total_len, info.version),
+            (end - off, size, 10)
+        );
+        assert_eq!(info.meta.etag, "\"v10\"");
+        assert_eq!(pieces(), calls, "{off}+{len:?}");
+    }
+    // Past the end: refused, with the object's length.
+    let e = c
+        .read_object_range_to(1, b"big", size + 1, None, &mut Vec::new())
+        .unwrap_err();
+    assert!(
+        matches!(&e, Error::InvalidArgument(m) if m.contains("past the end") && m.contains(&size.to_string())),
+        "{e}"
+    );
+    // The object changes between the pieces of a range: the bytes written cannot be taken
+    // back.
+    pieces();
+    script.lock().bump_after = Some(1);
+    let e = c
+        .read_object_range_to(1, b"big", 10, Some(2 * mib), &mut Vec::new())
+        .unwrap_err();
+    assert_eq!(e, Error::VersionMismatch { current: 11 });
 }

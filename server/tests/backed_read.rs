@@ -352,6 +352,46 @@ fn large_objects_are_chunked_and_served_at_any_offset() {
     }
 }
 
+/// A `ReadObject` of 0 bytes (the client's `head_object`) answers the metadata and the whole
+/// length without data: on a miss of a large object (it reads through and fills the chunks),
+/// on the hit after it, on a small object, and at or past the end.
+#[test]
+fn a_read_object_of_no_bytes_is_the_metadata_and_length() {
+    let rig = rig(64 << 20, backing(|_| {}));
+    let n = 3 * (1 << 20) + 17;
+    let body = pattern(n, 9);
+    put(&rig, "head/big", body.clone());
+    put(&rig, "head/small", b"tiny".to_vec());
+    for key in ["head/big", "head/small"] {
+        let len = if key == "head/big" { n as u64 } else { 4 };
+        for (off, pass) in [
+            (0, "miss"),
+            (0, "hit"),
+            (len, "at the end"),
+            (len + 9, "past"),
+        ] {
+            let (version, total, meta, data) = piece(&rig, key.as_bytes(), off, 0).unwrap();
+            assert_eq!((total, data.len()), (len, 0), "{key} {pass}");
+            assert_eq!(meta.content_type, "text/x-test", "{key} {pass}");
+            assert!(!meta.etag.is_empty(), "{key} {pass}");
+            if pass == "miss" {
+                // A large miss may answer before its fill ends (version 0): wait for the end.
+                let deadline = std::time::Instant::now() + Duration::from_secs(20);
+                while piece(&rig, key.as_bytes(), 0, 0).unwrap().0 == 0 {
+                    assert!(std::time::Instant::now() < deadline, "{key}: never cached");
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            } else {
+                assert!(version > 0, "{key} {pass}: cached");
+            }
+        }
+    }
+    assert_eq!(gets(&rig), 2, "one store read per object");
+    assert_eq!(whole(&rig, b"head/big"), body);
+    let (status, _) = piece(&rig, b"head/none", 0, 0).unwrap_err();
+    assert_eq!(status, Status::OBJECT_DOESNT_EXIST);
+}
+
 #[test]
 fn an_evicted_chunk_makes_the_object_a_miss() {
     let rig = rig(64 << 20, backing(|_| {}));

@@ -1,7 +1,8 @@
 //! The write path of backed tables, in process: a master on loopback TCP whose backed tables'
 //! store is an injected `Faulty<MemoryStore>`, driven over real RPCs. Write-back with the
 //! store down (acknowledged up to the limit, then WRITE_BACK_FULL, nothing lost, drained when
-//! it returns), removal markers, write-through, flush, refusals.
+//! it returns), removal markers, write-through, flush, refusals; `WriteObject` (metadata in
+//! the envelope, uploaded with the bytes).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,7 +12,9 @@ use faascache_protocol::msg::common::{ExactlyOnce, RejectRules};
 use faascache_protocol::msg::control::{
     GetServerInfoRequest, TabletRange, TakeTabletOwnershipRequest,
 };
-use faascache_protocol::msg::faas::{FlushRequest, TableBacking, WritePolicy};
+use faascache_protocol::msg::faas::{
+    FlushRequest, ObjectMeta, ReadObjectRequest, TableBacking, WriteObjectRequest, WritePolicy,
+};
 use faascache_protocol::msg::master::{
     IncrementRequest, Number, ReadRequest, RemoveRequest, WriteRequest,
 };
@@ -414,4 +417,244 @@ fn ephemeral_objects_expire_ttl_after_they_were_written() {
     // A new write after expiry is a new object.
     write(&rig, EPH, "k0", b"again").unwrap();
     assert_eq!(read(&rig, EPH, "k0").unwrap(), b"again");
+}
+
+fn write_object(rig: &Rig, table: u64, key: &str, meta: &ObjectMeta, value: &[u8]) -> Answer<u64> {
+    let r = WriteObjectRequest {
+        table,
+        rpc: ExactlyOnce::default(),
+        rules: RejectRules::NONE,
+        key: key.as_bytes(),
+        meta: meta.clone(),
+        value,
+    };
+    call(&rig.s, &r, T, |r| r.version).map_err(failed)
+}
+
+/// `ReadObject` of `max_len` bytes from 0: version, total length, metadata, data.
+fn read_object(
+    rig: &Rig,
+    table: u64,
+    key: &str,
+    max_len: u32,
+) -> Answer<(u64, u64, ObjectMeta, Vec<u8>)> {
+    let r = ReadObjectRequest {
+        table,
+        rules: RejectRules::NONE,
+        key: key.as_bytes(),
+        offset: 0,
+        max_len,
+    };
+    call(&rig.s, &r, T, |r| {
+        (r.version, r.total_len, r.meta, r.data.to_vec())
+    })
+    .map_err(failed)
+}
+
+fn gateway_meta() -> ObjectMeta {
+    ObjectMeta {
+        etag: "5d41402abc4b2a76b9719d911017c592".into(),
+        content_type: "text/plain; charset=utf-8".into(),
+        last_modified_ms: 0,
+        user: vec![
+            ("Owner".into(), "me".into()),
+            ("colour-space".into(), "sRGB".into()),
+        ],
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+#[test]
+fn write_object_keeps_its_metadata_in_the_cache_and_uploads_it() {
+    let rig = rig(1 << 20);
+    let before = now_ms();
+    let v = write_object(&rig, BACK, "o/hello.txt", &gateway_meta(), b"hello").unwrap();
+    let after = now_ms();
+    let (version, total, meta, data) = read_object(&rig, BACK, "o/hello.txt", 1 << 20).unwrap();
+    assert_eq!((version, total, data.as_slice()), (v, 5, &b"hello"[..]));
+    assert_eq!(
+        meta.etag,
+        gateway_meta().etag,
+        "kept as given until uploaded"
+    );
+    assert_eq!(meta.content_type, "text/plain; charset=utf-8");
+    let user = vec![
+        ("owner".into(), "me".into()),
+        ("colour-space".into(), "sRGB".into()),
+    ];
+    assert_eq!(meta.user, user, "names in lower case");
+    assert!(
+        (before..=after).contains(&meta.last_modified_ms),
+        "0 is stamped with the write's time"
+    );
+    // Metadata and length without the bytes.
+    let (hv, htotal, hmeta, hdata) = read_object(&rig, BACK, "o/hello.txt", 0).unwrap();
+    assert_eq!((hv, htotal, &hmeta, hdata.len()), (v, 5, &meta, 0));
+    assert_eq!(read(&rig, BACK, "o/hello.txt").unwrap(), b"hello");
+    // After the upload the store has the content type and the user metadata, and the cache
+    // the store's ETag.
+    flush(&rig, BACK, "o/hello.txt", 10_000).unwrap();
+    let stored_meta = match rig.store.inner().get("o/hello.txt", None).unwrap() {
+        GetResult::Found { body, meta } => {
+            assert_eq!(&body[..], b"hello");
+            meta
+        }
+        _ => panic!("not uploaded"),
+    };
+    assert_eq!(
+        stored_meta.content_type.as_deref(),
+        Some("text/plain; charset=utf-8")
+    );
+    assert_eq!(
+        stored_meta.user_meta.get("owner").map(String::as_str),
+        Some("me")
+    );
+    assert_eq!(
+        stored_meta
+            .user_meta
+            .get("colour-space")
+            .map(String::as_str),
+        Some("sRGB")
+    );
+    let (_, _, clean, _) = read_object(&rig, BACK, "o/hello.txt", 0).unwrap();
+    assert_eq!(clean.etag, stored_meta.etag.as_str(), "the store's ETag");
+    assert_eq!(clean.content_type, meta.content_type);
+    assert_eq!(clean.user, meta.user);
+    assert_eq!(clean.last_modified_ms, meta.last_modified_ms);
+    // A given last-modified is kept; reject rules apply as for Write.
+    let mut given = gateway_meta();
+    given.last_modified_ms = 1_600_000_000_000;
+    write_object(&rig, BACK, "o/dated", &given, b"d").unwrap();
+    let (_, _, m, _) = read_object(&rig, BACK, "o/dated", 0).unwrap();
+    assert_eq!(m.last_modified_ms, 1_600_000_000_000);
+    let r = WriteObjectRequest {
+        table: BACK,
+        rpc: ExactlyOnce::default(),
+        rules: RejectRules::must_not_exist(),
+        key: b"o/dated",
+        meta: given,
+        value: b"again",
+    };
+    let (status, _) = call(&rig.s, &r, T, |r| r.version)
+        .map_err(failed)
+        .unwrap_err();
+    assert_eq!(status, Status::OBJECT_EXISTS);
+    flush(&rig, BACK, "", 10_000).unwrap();
+    assert_eq!(stored(&rig, "o/dated").as_deref(), Some(&b"d"[..]));
+}
+
+#[test]
+fn write_object_through_and_ephemeral() {
+    let rig = rig(1 << 20);
+    write_object(&rig, THROUGH, "t/o", &gateway_meta(), b"through").unwrap();
+    match rig.store.inner().get("t/o", None).unwrap() {
+        GetResult::Found { body, meta } => {
+            assert_eq!(&body[..], b"through", "in the store on reply");
+            assert_eq!(
+                meta.content_type.as_deref(),
+                Some("text/plain; charset=utf-8")
+            );
+            assert_eq!(meta.user_meta.get("owner").map(String::as_str), Some("me"));
+        }
+        _ => panic!("not in the store on reply"),
+    }
+    // Write-through with the store down: the store's error, the object cached dirty.
+    rig.store.script(Some(Op::Put), Fault::ServerError(403));
+    let (status, detail) = write_object(&rig, THROUGH, "t/p", &gateway_meta(), b"p").unwrap_err();
+    assert_eq!(status, Status::STORE_REJECTED, "{detail}");
+    let (_, _, meta, data) = read_object(&rig, THROUGH, "t/p", 100).unwrap();
+    assert_eq!(
+        (meta.content_type.as_str(), data.as_slice()),
+        ("text/plain; charset=utf-8", &b"p"[..])
+    );
+    flush(&rig, THROUGH, "", 20_000).unwrap();
+    // Ephemeral: kept with its metadata, never queued.
+    let v = write_object(&rig, EPH, "e/o", &gateway_meta(), b"tmp").unwrap();
+    let (version, total, meta, data) = read_object(&rig, EPH, "e/o", 100).unwrap();
+    assert_eq!((version, total, data.as_slice()), (v, 3, &b"tmp"[..]));
+    assert_eq!(meta.etag, gateway_meta().etag);
+    assert_eq!(meta.user[0], ("owner".to_string(), "me".to_string()));
+    assert_eq!(dirty(&rig), (0, 0), "never queued for upload");
+}
+
+#[test]
+fn write_object_refusals() {
+    let rig = rig(1 << 20);
+    // A plain table.
+    const PLAIN: u64 = 9;
+    let r = TakeTabletOwnershipRequest(TabletRange {
+        table_id: PLAIN,
+        start_hash: 0,
+        end_hash: u64::MAX,
+    });
+    call(&rig.s, &r, T, |_| ()).unwrap();
+    let (status, detail) = write_object(&rig, PLAIN, "k", &gateway_meta(), b"v").unwrap_err();
+    assert_eq!(status, Status::REQUEST_FORMAT_ERROR);
+    assert!(
+        detail.contains("WriteObject needs a table backed"),
+        "{detail}"
+    );
+    assert_eq!(
+        read(&rig, PLAIN, "k").unwrap_err().0,
+        Status::OBJECT_DOESNT_EXIST
+    );
+    write(&rig, PLAIN, "k", b"plain").expect("Write still works there");
+    // Too large for one value with its envelope: the error Write gives, nothing written.
+    let big = vec![1u8; 1 << 20];
+    let (status, detail) = write_object(&rig, BACK, "big", &gateway_meta(), &big).unwrap_err();
+    assert_eq!(status, Status::REQUEST_FORMAT_ERROR, "{detail}");
+    assert!(detail.contains("too large"), "{detail}");
+    let (wstatus, wdetail) = write(&rig, BACK, "big", &big).unwrap_err();
+    assert_eq!(wstatus, status, "{wdetail}");
+    assert_eq!(
+        rig.master.engine.is_dirty(BACK as u32, b"big").unwrap(),
+        None
+    );
+    // Metadata the store cannot carry, a key it refuses: refused before anything is written.
+    let mut bad = gateway_meta();
+    bad.user.push(("bad name".into(), "x".into()));
+    let (status, detail) = write_object(&rig, BACK, "m", &bad, b"v").unwrap_err();
+    assert_eq!(status, Status::STORE_REJECTED, "{detail}");
+    assert!(
+        detail.contains("bad name") && detail.contains("nothing was written"),
+        "{detail}"
+    );
+    let mut bad = gateway_meta();
+    bad.user[0].1 = "caf\u{e9}".into();
+    assert_eq!(
+        write_object(&rig, BACK, "m", &bad, b"v").unwrap_err().0,
+        Status::STORE_REJECTED
+    );
+    assert_eq!(rig.master.engine.is_dirty(BACK as u32, b"m").unwrap(), None);
+    let (status, _) = write_object(&rig, BACK, "/abs", &gateway_meta(), b"v").unwrap_err();
+    assert_eq!(status, Status::STORE_REJECTED);
+    // The ephemeral table without a store takes any metadata.
+    let mut odd = gateway_meta();
+    odd.user.push(("any name".into(), "caf\u{e9}".into()));
+    write_object(&rig, EPH, "e/odd", &odd, b"v").unwrap();
+    assert_eq!(dirty(&rig), (0, 0));
+}
+
+#[test]
+fn write_object_is_refused_past_the_write_back_limit() {
+    let rig = rig(16 * 1024);
+    rig.store.set_down(true);
+    let value = vec![3u8; 4000];
+    let mut refused = None;
+    for i in 0..20 {
+        if let Err(e) = write_object(&rig, BACK, &format!("w/{i}"), &gateway_meta(), &value) {
+            refused = Some(e);
+            break;
+        }
+    }
+    let (status, detail) = refused.expect("refused past the limit");
+    assert_eq!(status, Status::WRITE_BACK_FULL, "{detail}");
+    rig.store.set_down(false);
+    flush(&rig, BACK, "", 20_000).unwrap();
 }

@@ -83,14 +83,41 @@ fn check_key(t: &BackedTable, key: &[u8]) -> Result<(), Refusal> {
         .map_err(|e| rejected(format!("{e}; nothing was written")))
 }
 
+/// Check a `WriteObject`'s metadata for the table's store, as it will be uploaded (the
+/// store's rules: `faascache_objstore::PutMeta::validate`; an ephemeral table without a store
+/// takes any), and complete it: user-metadata names in lower case (as the stores hand them
+/// back), a last-modified of 0 stamped `now`.
+fn object_meta(t: &BackedTable, meta: &ObjectMeta, now: u64) -> Result<ObjectMeta, Refusal> {
+    let mut m = meta.clone();
+    for (k, _) in &mut m.user {
+        k.make_ascii_lowercase();
+    }
+    if m.last_modified_ms == 0 {
+        m.last_modified_ms = now;
+    }
+    if t.backing.has_store() {
+        let put = faascache_objstore::PutMeta {
+            content_type: Some(m.content_type.clone()).filter(|c| !c.is_empty()),
+            user_meta: m.user.iter().cloned().collect(),
+        };
+        put.validate().map_err(|e| {
+            let why = format!("{e}; nothing was written");
+            (Status::STORE_REJECTED, why)
+        })?;
+    }
+    Ok(m)
+}
+
 /// The envelope header to write before a client's `value` (or a removal marker when `value`
 /// is `None`; the stored value is the header followed by the client's bytes), after checking
-/// the key and the write-back limit.
+/// the key and the write-back limit. `meta`: a `WriteObject`'s metadata (checked and
+/// completed as [`object_meta`] says); `None` for a `Write` (empty metadata).
 pub fn envelope_head_for(
     master: &Master,
     t: &BackedTable,
     key: &[u8],
     value: Option<&[u8]>,
+    meta: Option<&ObjectMeta>,
 ) -> Result<Vec<u8>, Refusal> {
     check_key(t, key)?;
     let kind = if value.is_some() {
@@ -98,8 +125,13 @@ pub fn envelope_head_for(
     } else {
         Kind::Deleted
     };
+    let now = wall_ms();
+    let meta = match meta {
+        Some(m) => object_meta(t, m, now)?,
+        None => ObjectMeta::default(),
+    };
     let mut head = Vec::new();
-    envelope::encode(&mut head, kind, wall_ms(), &ObjectMeta::default(), &[]);
+    envelope::encode(&mut head, kind, now, &meta, &[]);
     let len = head.len() + value.map_or(0, <[u8]>::len);
     if t.backing.policy != WritePolicy::Ephemeral
         && !master.writeback.admits(&(t.id, key.to_vec()), len as u64)

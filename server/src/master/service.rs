@@ -441,7 +441,8 @@ impl Dispatch for MasterService {
         let req = decode_or_reply!(call, WriteRequest<'_>);
         let table = table_or_reply!(call, req.table);
         if let Some(t) = crate::backed::write::backed(&self.master, table) {
-            return self.backed_single(call, &t, req.key, Some(req.value), &req.rules, req.rpc);
+            let value = Some(req.value);
+            return self.backed_single(call, &t, req.key, value, None, &req.rules, req.rpc);
         }
         let r = self.mutate(table, req.key, req.rpc, kind::VERSION, |e, rpc| {
             let version = e.write_rpc(table, req.key, req.value, &req.rules, rpc)?;
@@ -455,7 +456,7 @@ impl Dispatch for MasterService {
         let req = decode_or_reply!(call, RemoveRequest<'_>);
         let table = table_or_reply!(call, req.table);
         if let Some(t) = crate::backed::write::backed(&self.master, table) {
-            return self.backed_single(call, &t, req.key, None, &req.rules, req.rpc);
+            return self.backed_single(call, &t, req.key, None, None, &req.rules, req.rpc);
         }
         let r = self.mutate(table, req.key, req.rpc, kind::VERSION, |e, rpc| {
             e.remove_rpc(table, req.key, &req.rules, rpc)
@@ -593,8 +594,15 @@ impl Dispatch for MasterService {
                 lease: req.lease,
             };
             if let Some(t) = crate::backed::write::backed(&self.master, table) {
-                let r =
-                    self.backed_mutation(&t, it.key, Some(it.value), &it.rules, rpc, kind::MULTI);
+                let r = self.backed_mutation(
+                    &t,
+                    it.key,
+                    Some(it.value),
+                    None,
+                    &it.rules,
+                    rpc,
+                    kind::MULTI,
+                );
                 items.push(multi_result(&r));
                 continue;
             }
@@ -625,7 +633,7 @@ impl Dispatch for MasterService {
                 lease: req.lease,
             };
             if let Some(t) = crate::backed::write::backed(&self.master, table) {
-                let r = self.backed_mutation(&t, it.key, None, &it.rules, rpc, kind::MULTI);
+                let r = self.backed_mutation(&t, it.key, None, None, &it.rules, rpc, kind::MULTI);
                 items.push(multi_result(&r));
                 continue;
             }
@@ -814,6 +822,16 @@ impl Dispatch for MasterService {
                 }
             }
         });
+    }
+
+    fn write_object(&self, call: &mut IncomingRpc<'_>) {
+        let req = decode_or_reply!(call, faascache_protocol::msg::faas::WriteObjectRequest<'_>);
+        let table = table_or_reply!(call, req.table);
+        let Some(t) = crate::backed::write::backed(&self.master, table) else {
+            return Self::plain_write_object(call);
+        };
+        let (key, value, meta) = (req.key, Some(req.value), Some(&req.meta));
+        self.backed_single(call, &t, key, value, meta, &req.rules, req.rpc);
     }
 
     fn read_object(&self, call: &mut IncomingRpc<'_>) {

@@ -1,8 +1,10 @@
 //! The master's mutations of backed tables (`crate::backed::write`): a write or removal
 //! marker wrapped in an envelope, run through the same ownership and exactly-once path as any
 //! mutation, then queued for upload; a write-through write's reply waits for its upload.
+//! `WriteObject` is the same write with the object's metadata in its envelope.
 
 use faascache_protocol::msg::common::{ExactlyOnce, RejectRules};
+use faascache_protocol::msg::faas::ObjectMeta;
 use faascache_protocol::msg::{ErrorReply, Message};
 use faascache_transport::server::IncomingRpc;
 use faascache_transport::Status;
@@ -13,13 +15,16 @@ use crate::backed::write;
 use faascache_protocol::msg::faas::WritePolicy;
 
 impl MasterService {
-    /// Write `value` (or, for `None`, remove) `key` of the backed table `t`; the reply to send
-    /// (the object is queued for upload when the policy says so).
+    /// Write `value` (or, for `None`, remove) `key` of the backed table `t`, with `meta` in
+    /// the envelope when given (`WriteObject`); the reply to send (the object is queued for
+    /// upload when the policy says so).
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn backed_mutation(
         &self,
         t: &BackedTable,
         key: &[u8],
         value: Option<&[u8]>,
+        meta: Option<&ObjectMeta>,
         rules: &RejectRules,
         rpc: ExactlyOnce,
         kind: u8,
@@ -31,7 +36,7 @@ impl MasterService {
                     .map(|v| (v.unwrap_or(0), [0; 8]))
             });
         }
-        let head = match write::envelope_head_for(&self.master, t, key, value) {
+        let head = match write::envelope_head_for(&self.master, t, key, value, meta) {
             Ok(head) => head,
             Err((status, detail)) => return not_run(status, &detail),
         };
@@ -46,17 +51,20 @@ impl MasterService {
         r
     }
 
-    /// A `Write` or `Remove` of a backed table, replied (write-through: once uploaded).
+    /// A `Write`, `WriteObject` (with `meta`) or `Remove` of a backed table, replied
+    /// (write-through: once uploaded).
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn backed_single(
         &self,
         call: &mut IncomingRpc<'_>,
         t: &BackedTable,
         key: &[u8],
         value: Option<&[u8]>,
+        meta: Option<&ObjectMeta>,
         rules: &RejectRules,
         rpc: ExactlyOnce,
     ) {
-        let r = self.backed_mutation(t, key, value, rules, rpc, kind::VERSION);
+        let r = self.backed_mutation(t, key, value, meta, rules, rpc, kind::VERSION);
         if r.status != Status::OK || t.backing.policy != WritePolicy::WriteThrough {
             return self.send_durable(call, r.status, r.payload);
         }
@@ -77,6 +85,17 @@ impl MasterService {
                 .to_vec(),
             ),
         });
+    }
+
+    /// `WriteObject` of a table that is not backed: refused (its values are not objects with
+    /// metadata).
+    pub(super) fn plain_write_object(call: &mut IncomingRpc<'_>) {
+        fail(
+            call,
+            Status::REQUEST_FORMAT_ERROR,
+            0,
+            "WriteObject needs a table backed by an object store (or an ephemeral table): this table is plain, use Write; nothing was written",
+        )
     }
 
     /// `Increment` of a backed table: refused.

@@ -8,10 +8,14 @@
 //!   `InvalidateObjects` (drop clean copies after a change made outside the cache),
 //!   `ReadObject` (a byte range of an object with its store metadata; objects above one value's
 //!   limit are read piece by piece), `CheckBacking` (a master checks a backing with its
-//!   credentials before a table is created on it).
+//!   credentials before a table is created on it), `WriteObject` (a `Write` of a backed table
+//!   that carries the object's metadata: content type, user metadata, ETag, last-modified).
 
-use super::common::RejectRules;
-use super::{decode_all, read_count, read_key, read_str, write_count, Message, MsgError, Request};
+use super::common::{ExactlyOnce, RejectRules};
+use super::master::VersionResponse;
+use super::{
+    decode_all, read_count, read_key, read_str, read_value, write_count, Message, MsgError, Request,
+};
 use crate::wire::codec::{Reader, Writer};
 use crate::wire::Opcode;
 
@@ -500,6 +504,36 @@ pub struct ObjectMeta {
 }
 
 impl ObjectMeta {
+    /// Check the limits [`ObjectMeta::read`] enforces (each field ≤ [`MAX_META_FIELD_LEN`]
+    /// bytes, ≤ [`MAX_USER_META`] pairs), so that an encoding is not refused (or, past
+    /// 65 535 bytes, cannot be written).
+    pub fn check(&self) -> Result<(), MsgError> {
+        let field = |field: &'static str, s: &str| {
+            if s.len() > MAX_META_FIELD_LEN {
+                return Err(MsgError::TooLong {
+                    field,
+                    len: s.len(),
+                    max: MAX_META_FIELD_LEN,
+                });
+            }
+            Ok(())
+        };
+        field("etag", &self.etag)?;
+        field("content type", &self.content_type)?;
+        if self.user.len() > MAX_USER_META {
+            return Err(MsgError::TooMany {
+                what: "user metadata",
+                count: self.user.len() as u64,
+                max: MAX_USER_META as u64,
+            });
+        }
+        for (k, v) in &self.user {
+            field("metadata name", k)?;
+            field("metadata value", v)?;
+        }
+        Ok(())
+    }
+
     /// Append the encoding.
     pub fn write(&self, w: &mut Writer<'_>) {
         w.bytes_u16(self.etag.as_bytes())
@@ -630,6 +664,57 @@ impl<'a> Message<'a> for ReadObjectResponse<'a> {
     }
 }
 
+/// `WriteObject` (master): table `u64`, exactly-once header (40), reject rules (9), key (`u16`
+/// len), metadata ([`ObjectMeta`]'s encoding and limits), value (`u32` len, ≤ 1 MiB). Reply
+/// [`VersionResponse`]. A `Write` of a backed table (same key checks, write-back limit,
+/// write-through wait, exactly-once and reject rules) whose stored envelope carries `meta`
+/// instead of empty metadata: its content type and user metadata are uploaded with the bytes;
+/// a last-modified of 0 is stamped with the write's wall-clock time; the ETag is kept until
+/// the upload replaces it with the store's. On a plain table: `REQUEST_FORMAT_ERROR`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteObjectRequest<'a> {
+    /// Table id.
+    pub table: u64,
+    /// Exactly-once header.
+    pub rpc: ExactlyOnce,
+    /// Conditions.
+    pub rules: RejectRules,
+    /// Key.
+    pub key: &'a [u8],
+    /// The object's metadata.
+    pub meta: ObjectMeta,
+    /// The object's bytes.
+    pub value: &'a [u8],
+}
+
+impl<'a> Message<'a> for WriteObjectRequest<'a> {
+    fn encode(&self, out: &mut Vec<u8>) {
+        let mut w = Writer::new(out);
+        w.u64(self.table);
+        self.rpc.write(&mut w);
+        self.rules.write(&mut w);
+        w.bytes_u16(self.key);
+        self.meta.write(&mut w);
+        w.bytes_u32(self.value);
+    }
+    fn decode(buf: &'a [u8]) -> Result<Self, MsgError> {
+        decode_all(buf, |r| {
+            Ok(WriteObjectRequest {
+                table: r.u64()?,
+                rpc: ExactlyOnce::read(r)?,
+                rules: RejectRules::read(r)?,
+                key: read_key(r)?,
+                meta: ObjectMeta::read(r)?,
+                value: read_value(r)?,
+            })
+        })
+    }
+}
+impl<'a> Request<'a> for WriteObjectRequest<'a> {
+    const OPCODE: Opcode = Opcode::WriteObject;
+    type Response<'b> = VersionResponse;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -704,6 +789,106 @@ mod tests {
             },
             data: b"xyz",
         });
+    }
+
+    fn meta() -> ObjectMeta {
+        ObjectMeta {
+            etag: "9e107d9d372bb6826bd81d3542a419d6".into(),
+            content_type: "text/plain".into(),
+            last_modified_ms: 0,
+            user: vec![("owner".into(), "me".into()), ("k".into(), String::new())],
+        }
+    }
+
+    fn write_object(meta: ObjectMeta, value: &[u8]) -> WriteObjectRequest<'_> {
+        WriteObjectRequest {
+            table: 4,
+            rpc: ExactlyOnce {
+                client_id: 3,
+                rpc_id: 9,
+                ack_id: 8,
+                lease: super::super::ClientLease {
+                    expiration: 30_000,
+                    timestamp: 1_000,
+                },
+            },
+            rules: RejectRules::version_is(7),
+            key: b"a/b.txt",
+            meta,
+            value,
+        }
+    }
+
+    #[test]
+    fn write_object_round_trips() {
+        round_trip!(write_object(meta(), b"hello"));
+        round_trip!(write_object(ObjectMeta::default(), b""));
+        let big = vec![7u8; crate::msg::MAX_VALUE_LEN];
+        round_trip!(write_object(meta(), &big));
+        assert_eq!(WriteObjectRequest::OPCODE.as_u16(), 0x0505);
+    }
+
+    #[test]
+    fn write_object_bad_lengths_are_refused() {
+        let ok = write_object(meta(), b"v").to_vec();
+        // The value's length field is the last 4 bytes before the 1-byte value.
+        let at = ok.len() - 1 - 4;
+        for len in [0u32, 2, 1 << 20, (1 << 20) + 1, u32::MAX] {
+            let mut b = ok.clone();
+            b[at..at + 4].copy_from_slice(&len.to_le_bytes());
+            assert!(WriteObjectRequest::decode(&b).is_err(), "value len {len}");
+        }
+        // A value over the limit, with all its bytes present.
+        let over = vec![0u8; crate::msg::MAX_VALUE_LEN + 1];
+        let b = write_object(meta(), &over).to_vec();
+        assert!(WriteObjectRequest::decode(&b).is_err());
+        // Metadata over its limits: a long field, too many pairs, a huge declared count.
+        let mut long = meta();
+        long.content_type = "x".repeat(MAX_META_FIELD_LEN + 1);
+        assert!(long.check().is_err());
+        assert!(WriteObjectRequest::decode(&write_object(long, b"v").to_vec()).is_err());
+        let mut many = meta();
+        many.user = (0..=MAX_USER_META)
+            .map(|i| (format!("k{i}"), "v".into()))
+            .collect();
+        assert!(many.check().is_err());
+        assert!(WriteObjectRequest::decode(&write_object(many, b"v").to_vec()).is_err());
+        assert!(meta().check().is_ok());
+        let mut b = Vec::new();
+        let mut w = Writer::new(&mut b);
+        w.u64(1);
+        ExactlyOnce::default().write(&mut w);
+        RejectRules::NONE.write(&mut w);
+        w.bytes_u16(b"k")
+            .bytes_u16(b"")
+            .bytes_u16(b"")
+            .u64(0)
+            .u32(u32::MAX);
+        assert!(
+            WriteObjectRequest::decode(&b).is_err(),
+            "count past the bytes"
+        );
+        // An empty key, bad UTF-8 in the metadata.
+        let mut b = Vec::new();
+        let mut w = Writer::new(&mut b);
+        w.u64(1);
+        ExactlyOnce::default().write(&mut w);
+        RejectRules::NONE.write(&mut w);
+        w.bytes_u16(b"").bytes_u16(b"").bytes_u16(b"").u64(0).u32(0);
+        w.bytes_u32(b"v");
+        assert!(WriteObjectRequest::decode(&b).is_err(), "empty key");
+        let mut b = Vec::new();
+        let mut w = Writer::new(&mut b);
+        w.u64(1);
+        ExactlyOnce::default().write(&mut w);
+        RejectRules::NONE.write(&mut w);
+        w.bytes_u16(b"k")
+            .bytes_u16(&[0xff])
+            .bytes_u16(b"")
+            .u64(0)
+            .u32(0);
+        w.bytes_u32(b"v");
+        assert!(WriteObjectRequest::decode(&b).is_err(), "etag not UTF-8");
     }
 
     #[test]

@@ -219,6 +219,8 @@ macro_rules! for_each_rpc {
         InvalidateObjects = 0x0502 => invalidate_objects,
         ReadObject = 0x0503 => read_object,
         CheckBacking = 0x0504 => check_backing,
+        /// Write an object of a backed table with its store metadata (exactly-once, reject rules).
+        WriteObject = 0x0505 => write_object,
         /// Test-only opcode that no built-in handler serves (exercises `UNIMPLEMENTED_REQUEST`).
         TestUnserved = 0xF001 => test_unserved,
         /// Test-only opcode for handlers written by tests.

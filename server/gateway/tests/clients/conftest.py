@@ -30,8 +30,12 @@ NORMALIZATIONS (the only differences allowed between the two records; see `norm`
   7. ListBuckets: only which of this run's buckets are listed (the account holds others;
      Swift's CreationDate is a fixed 2009 date).
   8. Bodies are recorded as MD5 and length.
-  9. Swift's native API: X-Timestamp, X-Trans-Id, X-Openstack-Request-Id, Date are dropped;
-     Last-Modified is normalized as in 2; listing entries' last_modified as in 2.
+  9. Swift's native API: X-Timestamp, X-Put-Timestamp, X-Trans-Id, X-Openstack-Request-Id,
+     Date, Connection, Transfer-Encoding, Vary, X-Storage-Policy are dropped; Last-Modified and
+     listing entries' last_modified are normalized as in 2; the `swift` CLI's Meta Mtime (the
+     local file's mtime) becomes "<mtime>"; `aws s3 ls` lines lose their dates.
+ 10. A multi-range GET (206 multipart/byteranges): only the status and the media type without
+     its random boundary.
 Client-side settings (same for both targets): path-style addressing, region us-east-1, SigV4,
 no retries. DeleteObjects gets a Content-MD5 header added (botocore >= 1.36 only sends a CRC32
 checksum, which Swift 2.30's s3api refuses: 400 InvalidRequest "Missing required header for

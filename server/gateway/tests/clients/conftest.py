@@ -17,7 +17,7 @@ NORMALIZATIONS (the only differences allowed between the two records; see `norm`
   1. Request ids, x-amz-id-2, x-trans-id, Date and Server headers are never recorded.
   2. Dates (LastModified, Initiated, CreationDate, Last-Modified headers) are replaced by their
      form: "<recent>" (a datetime within an hour of now) or "<datetime>" (any other valid one);
-     HTTP-date headers by "<http-date>" when they parse as RFC 7231 IMF-fixdate.
+     HTTP-date headers likewise, when they are RFC 7231 IMF-fixdate (else "<bad http-date ...>").
   3. A multipart ETag '"<32 hex>-N"' is recorded as "<multipart-etag>-N" (the algorithm may
      differ); a single-part ETag (the MD5 of the body, quoted) is recorded as is.
   4. UploadId, ContinuationToken and NextContinuationToken values are opaque: "<upload-id>",
@@ -36,6 +36,7 @@ NORMALIZATIONS (the only differences allowed between the two records; see `norm`
      local file's mtime) becomes "<mtime>"; `aws s3 ls` lines lose their dates.
  10. A multi-range GET (206 multipart/byteranges): only the status and the media type without
      its random boundary.
+ 11. This run's bucket names (PREFIX-RUNID-N, one per test and target) become "<bucket>".
 Client-side settings (same for both targets): path-style addressing, region us-east-1, SigV4,
 no retries. DeleteObjects gets a Content-MD5 header added (botocore >= 1.36 only sends a CRC32
 checksum, which Swift 2.30's s3api refuses: 400 InvalidRequest "Missing required header for
@@ -197,7 +198,7 @@ class Record:
         del self.steps[:]
 
     def add(self, label, outcome):
-        self.steps.append([label, outcome])
+        self.steps.append([label, scrub(outcome)])
         return outcome
 
     def s3(self, label, fn, **kwargs):
@@ -220,6 +221,17 @@ def rec(request):
     target = request.getfixturevalue("target")
     scenario = f"{request.module.__name__}::{request.function.__name__}"
     return Record(target, scenario)
+
+
+def scrub(v):
+    """This run's bucket names (unique per test and target) become "<bucket>"."""
+    if isinstance(v, dict):
+        return {scrub(k): scrub(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [scrub(x) for x in v]
+    if isinstance(v, str):
+        return re.sub(rf"\b[a-z]+-{RUN}-\d+\b", "<bucket>", v)
+    return v
 
 
 def _now():

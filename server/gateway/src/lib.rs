@@ -14,7 +14,6 @@
 
 pub mod body;
 pub mod buckets;
-mod compat;
 pub mod error;
 pub mod multipart;
 pub mod objects;

@@ -176,7 +176,7 @@ pub fn put(b: &Bucket, key: &str, meta: &NewMeta, body: Vec<Bytes>, md5: &str) -
             last_modified_ms: 0,
             user: meta.user.clone(),
         };
-        match crate::compat::write_object(b.client(), b.table, key_str(key)?, &m, &value) {
+        match b.client().write_object(b.table, key_str(key)?, &m, &value) {
             Ok(_) => return Ok(md5.to_string()),
             Err(ClientError::TooLarge { .. }) => {}
             Err(e) => return Err(e.into()),

@@ -210,6 +210,12 @@ impl Buckets {
     }
 
     fn create_auto(&self, name: &str, scheme: Scheme) -> GwResult<Bucket> {
+        self.create_table(name, scheme, false)
+    }
+
+    /// A backed table for bucket `name` of the store; `make`: create the bucket in the store
+    /// if it has none (CreateBucket, Swift's container PUT), else answer `NoSuchBucket`.
+    fn create_table(&self, name: &str, scheme: Scheme, make: bool) -> GwResult<Bucket> {
         let _one = self.creating.lock();
         if let Some(b) = self.existing(name)? {
             return Ok(b);
@@ -221,6 +227,13 @@ impl Buckets {
         let store = self.open(&url)?;
         match store.check() {
             Ok(()) => {}
+            Err(faascache_objstore::Error::NoSuchBucket { .. }) if make => {
+                store.create_bucket().map_err(|e| match e {
+                    faascache_objstore::Error::Config(m) => GwError::AccessDenied(m),
+                    e => e.into(),
+                })?;
+                self.missing.lock().remove(name);
+            }
             Err(faascache_objstore::Error::NoSuchBucket { .. }) => {
                 return Err(self.remember_missing(name))
             }
@@ -257,8 +270,8 @@ impl Buckets {
             .collect())
     }
 
-    /// Create bucket `name`: a backed table over the store's bucket of that name (which must
-    /// exist: the gateway does not create buckets in the store), or `Ok(false)` if it exists.
+    /// Create bucket `name`: a backed table over the store's bucket of that name (created in
+    /// the store first if it has none and the store can), or `Ok(false)` if the table exists.
     pub fn create(&self, name: &str) -> GwResult<bool> {
         if self.existing(name)?.is_some() {
             return Ok(false);
@@ -268,8 +281,27 @@ impl Buckets {
                 "this gateway has no object store configured (AWS_* or ST_* settings); create tables with `faascache table create`".into(),
             ));
         };
-        let b = self.create_auto(name, scheme)?;
+        validate_name(name)?;
+        let b = self.create_table(name, scheme, true)?;
         self.known.write().insert(name.to_string(), Arc::new(b));
         Ok(true)
+    }
+}
+
+/// S3's bucket naming rules (3–63 lower-case letters, digits, `-` and `.`, starting and ending
+/// with a letter or digit), which Swift containers made through S3 follow too.
+pub fn validate_name(name: &str) -> GwResult<()> {
+    let ok = (3..=63).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && name.as_bytes()[0].is_ascii_alphanumeric()
+        && name.as_bytes()[name.len() - 1].is_ascii_alphanumeric();
+    if ok {
+        Ok(())
+    } else {
+        Err(GwError::InvalidArgument(format!(
+            "bucket name {name:?}: 3 to 63 lower-case letters, digits, `-` and `.`, beginning and ending with a letter or digit"
+        )))
     }
 }

@@ -39,6 +39,9 @@ pub enum GwError {
     /// A range outside the object.
     #[error("the requested range is not satisfiable (object of {0} bytes)")]
     InvalidRange(u64),
+    /// A multipart part (not the last) below S3's 5 MiB minimum.
+    #[error("{0}")]
+    EntityTooSmall(String),
     /// Larger than this gateway accepts.
     #[error("{0}")]
     EntityTooLarge(String),

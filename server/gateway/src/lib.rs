@@ -15,13 +15,16 @@
 pub mod body;
 pub mod buckets;
 pub mod error;
+mod fixup;
 pub mod multipart;
 pub mod objects;
 pub mod s3;
+mod s3_common;
 mod s3_more;
+pub mod shared;
+mod staging;
 pub mod swift;
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -31,13 +34,13 @@ use faascache_client::{Client, ClientOptions, WritePolicy};
 use faascache_objstore::{Scheme, Settings};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use parking_lot::Mutex;
 use s3s::auth::{S3Auth, SecretKey};
 use s3s::service::{S3Service, S3ServiceBuilder};
 use tokio::sync::Semaphore;
 
 pub use buckets::AutoTables;
 pub use error::{GwError, GwResult};
+pub use shared::{OpCounts, Shared};
 
 /// How a gateway runs.
 #[derive(Debug, Clone)]
@@ -70,66 +73,6 @@ pub struct GatewayConfig {
     pub access_log: bool,
 }
 
-/// Per-operation request counts.
-#[derive(Debug, Default)]
-pub struct OpCounts(Mutex<BTreeMap<&'static str, u64>>);
-
-impl OpCounts {
-    /// Count one request of `op`.
-    pub fn count(&self, op: &'static str) {
-        *self.0.lock().entry(op).or_default() += 1;
-    }
-    /// A snapshot.
-    pub fn snapshot(&self) -> BTreeMap<&'static str, u64> {
-        self.0.lock().clone()
-    }
-}
-
-/// What every request handler shares.
-#[derive(Debug)]
-pub struct Shared {
-    /// Buckets → tables.
-    pub buckets: buckets::Buckets,
-    /// Body memory budget.
-    pub budget: Arc<body::Budget>,
-    /// Byte totals.
-    pub totals: objects::Totals,
-    /// Request counts per operation.
-    pub ops: OpCounts,
-    /// Failed requests.
-    pub errors: AtomicU64,
-    /// When the gateway started (ListBuckets' creation dates).
-    pub started: SystemTime,
-    /// Swift logins: token → account user.
-    pub tokens: swift::Tokens,
-    /// The accepted credentials.
-    pub credentials: Vec<(String, String)>,
-    /// Whether unsigned requests are served.
-    pub no_auth: bool,
-    uploads: OnceLock<multipart::Uploads>,
-    client: Arc<Client>,
-}
-
-impl Shared {
-    /// The multipart staging tables (created on first use).
-    pub fn uploads(&self) -> GwResult<&multipart::Uploads> {
-        multipart::open_lazily(&self.uploads, &self.client)
-    }
-
-    /// The status as JSON (`GET /_faascache/status`).
-    pub fn status(&self) -> serde_json::Value {
-        serde_json::json!({
-            "operations": self.ops.snapshot(),
-            "errors": self.errors.load(Ordering::Relaxed),
-            "bytes_in": self.totals.bytes_in.load(Ordering::Relaxed),
-            "bytes_out": self.totals.bytes_out.load(Ordering::Relaxed),
-            "direct_puts": self.totals.direct_puts.load(Ordering::Relaxed),
-            "buffered_bytes": self.budget.used(),
-            "buffer_limit": self.budget.limit(),
-        })
-    }
-}
-
 /// Signatures are checked against the configured key pairs.
 #[derive(Debug)]
 struct Keys(Vec<(String, String)>);
@@ -141,10 +84,11 @@ impl S3Auth for Keys {
             .iter()
             .find(|(a, _)| a == access_key)
             .map(|(_, s)| SecretKey::from(s.as_str()))
+            // As Swift's s3api answers (and without telling which keys exist).
             .ok_or_else(|| {
                 s3s::S3Error::with_message(
-                    s3s::S3ErrorCode::InvalidAccessKeyId,
-                    "The AWS Access Key Id you provided does not exist in our records.",
+                    s3s::S3ErrorCode::SignatureDoesNotMatch,
+                    "The request signature we calculated does not match the signature you provided. Check your key and signing method.",
                 )
             })
     }
@@ -211,7 +155,7 @@ pub fn run(cfg: GatewayConfig, ready: impl FnOnce(SocketAddr)) -> Result<(), Sta
         ops: OpCounts::default(),
         errors: AtomicU64::new(0),
         started: SystemTime::now(),
-        tokens: swift::Tokens::default(),
+        tokens: shared::Tokens::default(),
         credentials: cfg.credentials.clone(),
         no_auth: cfg.no_auth,
         uploads: OnceLock::new(),
@@ -280,6 +224,12 @@ async fn serve(
     }
 }
 
+/// Methods either API has operations for (others: 405, not s3s's 501).
+fn known_method(m: &http::Method) -> bool {
+    use http::Method as M;
+    [M::GET, M::HEAD, M::PUT, M::POST, M::DELETE, M::OPTIONS].contains(m) || m.as_str() == "COPY"
+}
+
 /// Paths the Swift API owns; everything else is S3.
 fn is_swift(path: &str) -> bool {
     path.starts_with("/auth/") || path == "/auth" || path.starts_with("/v1/") || path == "/info"
@@ -297,10 +247,21 @@ async fn route(
             .header("content-type", "application/json")
             .body(s3s::Body::from(gw.status().to_string()))
             .unwrap_or_default()
+    } else if !known_method(&method) {
+        fixup::method_not_allowed(&method)
     } else if is_swift(&path) {
         swift::handle(gw, req.map(s3s::Body::from)).await
     } else {
+        let query = req.uri().query().unwrap_or_default().to_string();
+        let copy_source = req
+            .headers()
+            .get("x-amz-copy-source")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         match s3.call(req.map(s3s::Body::from)).await {
+            Ok(r) if r.status().is_client_error() => {
+                fixup::s3_error(r, &path, &query, copy_source.as_deref())
+            }
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(error = ?e, "gateway: S3 request failed");

@@ -15,13 +15,10 @@
 //! gateway makes), not S3's `MD5-of-MD5s-N` (see `docs/faas.md`).
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use faascache_client::{
-    Client, Error as ClientError, RejectRules, TableBacking, TableId, WriteOptions, WritePolicy,
-};
+use faascache_client::{Client, Error as ClientError, RejectRules, WriteOptions};
 use md5::{Digest, Md5};
 use s3s::dto::{self, Timestamp};
 use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result};
@@ -30,43 +27,18 @@ use serde_json::{json, Value};
 use crate::body;
 use crate::error::{GwError, GwResult};
 use crate::objects::{self, NewMeta};
-use crate::s3::{blocking, to_s3, S3Front};
+use crate::s3_common::{blocking, to_s3, S3Front};
+use crate::staging::Uploads;
+pub use crate::staging::TABLE_PREFIX;
 
-/// Names of the gateway's own tables start with this (hidden from ListBuckets).
-pub const TABLE_PREFIX: &str = "faascache-gateway-";
-const RECORDS: &str = "faascache-gateway-uploads";
-const PARTS: &str = "faascache-gateway-parts";
-/// Staged parts are dropped this long after they were written.
-const PART_TTL_MS: u64 = 7 * 24 * 3600 * 1000;
 /// Bytes of one staged chunk (one cluster value with room for its envelope).
 pub const CHUNK: usize = (1 << 20) - 8 * 1024;
 /// S3's limits.
 const MAX_PART_NUMBER: i32 = 10_000;
 const MAX_PART_SIZE: u64 = 5 << 30;
+const MIN_PART_SIZE: u64 = 5 << 20;
 /// Conditional updates of a record before giving up (each lost race is another part landing).
 const CAS_TRIES: usize = 64;
-
-/// The staging tables of one gateway.
-#[derive(Debug)]
-pub struct Uploads {
-    records: TableId,
-    parts: TableId,
-}
-
-impl Uploads {
-    /// Find or create the staging tables.
-    pub fn open(c: &Client) -> Result<Uploads, ClientError> {
-        let records = match c.table_id(RECORDS) {
-            Ok(t) => t,
-            Err(ClientError::NoSuchTable(_)) => c.create_table(RECORDS, 1)?,
-            Err(e) => return Err(e),
-        };
-        let mut b = TableBacking::new("", WritePolicy::Ephemeral);
-        b.ttl_ms = PART_TTL_MS;
-        let parts = c.create_backed_table_unchecked(PARTS, 1, &b)?;
-        Ok(Uploads { records, parts })
-    }
-}
 
 fn new_upload_id() -> String {
     format!("{:032x}", rand::random::<u128>())
@@ -115,7 +87,7 @@ pub(crate) async fn create(
     req: S3Request<dto::CreateMultipartUploadInput>,
 ) -> S3Result<S3Response<dto::CreateMultipartUploadOutput>> {
     let i = req.input;
-    let meta = crate::s3::new_meta(i.content_type, i.metadata);
+    let meta = crate::s3_common::new_meta(i.content_type, i.metadata);
     meta.validate().map_err(to_s3)?;
     let gw = f.gw.clone();
     let (bucket, key) = (i.bucket, i.key);
@@ -171,7 +143,7 @@ pub(crate) async fn upload_part(
         }
     };
     if let Some(md5) = &i.content_md5 {
-        crate::s3::check_md5(md5, &up.md5)?;
+        crate::s3_common::check_md5(md5, &up.md5)?;
     }
     let gw = f.gw.clone();
     let etag = up.md5_hex.clone();
@@ -242,6 +214,12 @@ pub(crate) async fn complete(
     f: &S3Front,
     req: S3Request<dto::CompleteMultipartUploadInput>,
 ) -> S3Result<S3Response<dto::CompleteMultipartUploadOutput>> {
+    let host = req
+        .headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost")
+        .to_string();
     let i = req.input;
     let named: Vec<(i32, String)> = i
         .multipart_upload
@@ -275,8 +253,13 @@ pub(crate) async fn complete(
         let (rec, _) = record(c, u, &id, &bucket, &key)?;
         let have = parts_of(&rec);
         let mut total = 0u64;
-        for (n, etag) in &named {
+        for (idx, (n, etag)) in named.iter().enumerate() {
             match have.get(n) {
+                Some((_, size, _, _)) if idx + 1 < named.len() && *size < MIN_PART_SIZE => {
+                    return Err(GwError::EntityTooSmall(format!(
+                        "Your proposed upload is smaller than the minimum allowed object size: part {n} has {size} bytes; every part but the last needs at least {MIN_PART_SIZE}"
+                    )))
+                }
                 Some((e, size, _, _)) if e == etag => total += size,
                 _ => {
                     return Err(GwError::InvalidPart(format!(
@@ -298,7 +281,12 @@ pub(crate) async fn complete(
         }
         let md5: [u8; 16] = h.finalize().into();
         let meta = NewMeta {
-            content_type: rec["content_type"].as_str().map(str::to_string),
+            content_type: Some(
+                rec["content_type"]
+                    .as_str()
+                    .unwrap_or(crate::objects::DEFAULT_CONTENT_TYPE)
+                    .to_string(),
+            ),
             user: serde_json::from_value(rec["user"].clone()).unwrap_or_default(),
         };
         let etag = gw
@@ -310,6 +298,7 @@ pub(crate) async fn complete(
     })
     .await?;
     Ok(S3Response::new(dto::CompleteMultipartUploadOutput {
+        location: Some(format!("http://{host}/{b2}/{k2}")),
         bucket: Some(b2),
         key: Some(k2),
         e_tag: Some(dto::ETag::Strong(etag)),
@@ -338,6 +327,7 @@ pub(crate) async fn list_parts(
     f: &S3Front,
     req: S3Request<dto::ListPartsInput>,
 ) -> S3Result<S3Response<dto::ListPartsOutput>> {
+    let owner = crate::s3_common::owner(req.credentials.as_ref());
     let i = req.input;
     let gw = f.gw.clone();
     let (bucket, key, id) = (i.bucket.clone(), i.key.clone(), i.upload_id.clone());
@@ -373,21 +363,78 @@ pub(crate) async fn list_parts(
         upload_id: Some(i.upload_id),
         is_truncated: Some(truncated),
         max_parts: Some(max as i32),
-        part_number_marker: i.part_number_marker,
+        part_number_marker: Some(marker),
+        initiator: Some(dto::Initiator {
+            display_name: owner.display_name.clone(),
+            id: owner.id.clone(),
+        }),
+        owner: Some(owner),
+        storage_class: Some(dto::StorageClass::from_static(dto::StorageClass::STANDARD)),
         next_part_number_marker: next,
         parts: Some(parts),
         ..Default::default()
     }))
 }
 
-/// The staging tables, opened on first use.
-pub(crate) fn open_lazily<'a>(
-    cell: &'a std::sync::OnceLock<Uploads>,
-    c: &Arc<Client>,
-) -> GwResult<&'a Uploads> {
-    if let Some(u) = cell.get() {
-        return Ok(u);
-    }
-    let u = Uploads::open(c)?;
-    Ok(cell.get_or_init(|| u))
+/// ListMultipartUploads: the uploads of `bucket` not yet completed or aborted, by key then
+/// start time (read from the records table; at most 1000).
+pub(crate) async fn list_uploads(
+    f: &S3Front,
+    req: S3Request<dto::ListMultipartUploadsInput>,
+) -> S3Result<S3Response<dto::ListMultipartUploadsOutput>> {
+    let owner = crate::s3_common::owner(req.credentials.as_ref());
+    let i = req.input;
+    let gw = f.gw.clone();
+    let (bucket, prefix) = (i.bucket.clone(), i.prefix.clone().unwrap_or_default());
+    let mut found = blocking(move || {
+        gw.buckets.get(&bucket)?;
+        let u = gw.uploads()?;
+        let mut out = Vec::new();
+        for e in gw.buckets.client().enumerate(u.records) {
+            let e = e?;
+            let Ok(v) = serde_json::from_slice::<Value>(&e.value) else {
+                continue;
+            };
+            let key = v["key"].as_str().unwrap_or_default().to_string();
+            if v["bucket"] == bucket.as_str() && key.starts_with(&prefix) {
+                let id = String::from_utf8_lossy(&e.key).into_owned();
+                out.push((key, v["initiated_ms"].as_u64().unwrap_or(0), id));
+            }
+        }
+        Ok(out)
+    })
+    .await?;
+    found.sort();
+    let max = i.max_uploads.unwrap_or(1000).clamp(1, 1000) as usize;
+    let truncated = found.len() > max;
+    let uploads: Vec<dto::MultipartUpload> = found
+        .into_iter()
+        .take(max)
+        .map(|(key, ms, id)| dto::MultipartUpload {
+            initiated: Some(Timestamp::from(
+                UNIX_EPOCH + std::time::Duration::from_millis(ms),
+            )),
+            initiator: Some(dto::Initiator {
+                display_name: owner.display_name.clone(),
+                id: owner.id.clone(),
+            }),
+            key: Some(key),
+            owner: Some(owner.clone()),
+            storage_class: Some(dto::StorageClass::from_static(dto::StorageClass::STANDARD)),
+            upload_id: Some(id),
+            ..Default::default()
+        })
+        .collect();
+    Ok(S3Response::new(dto::ListMultipartUploadsOutput {
+        bucket: Some(i.bucket),
+        is_truncated: Some(truncated),
+        key_marker: Some(i.key_marker.unwrap_or_default()),
+        upload_id_marker: Some(i.upload_id_marker.unwrap_or_default()),
+        next_key_marker: Some(String::new()),
+        next_upload_id_marker: Some(String::new()),
+        max_uploads: Some(max as i32),
+        prefix: i.prefix,
+        uploads: (!uploads.is_empty()).then_some(uploads),
+        ..Default::default()
+    }))
 }

@@ -7,7 +7,7 @@ use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result};
 
 use crate::error::GwError;
 use crate::objects::{self, NewMeta, PIECE};
-use crate::s3::{blocking, Conditions, S3Front};
+use crate::s3_common::{blocking, Conditions, S3Front};
 
 /// CopyObject: read the source (within the gateway's buffer budget), write the target with
 /// the source's metadata (`COPY`, the default) or the request's (`REPLACE`).
@@ -69,7 +69,7 @@ pub(crate) async fn copy_object(
             crate::body::hex(&d)
         };
         let meta = if replace {
-            crate::s3::new_meta(content_type, metadata)
+            crate::s3_common::new_meta(content_type, metadata)
         } else {
             NewMeta {
                 content_type: Some(info.content_type.clone()),
@@ -132,12 +132,18 @@ pub(crate) async fn list_objects_v2(
         .await?
     };
     let key_count = (page.objects.len() + page.prefixes.len()) as i32;
+    // `encoding-type=url` (boto3 asks for it): names percent-encoded, `/` kept.
+    let url = i
+        .encoding_type
+        .as_ref()
+        .is_some_and(|e| e.as_str() == dto::EncodingType::URL);
+    let enc = |s: String| if url { url_encode(&s) } else { s };
     let contents: Vec<dto::Object> = page
         .objects
         .into_iter()
         .map(|o| dto::Object {
             e_tag: Some(dto::ETag::Strong(o.etag)),
-            key: Some(o.key),
+            key: Some(enc(o.key)),
             last_modified: o.last_modified.map(Timestamp::from),
             size: Some(i64::try_from(o.len).unwrap_or(i64::MAX)),
             storage_class: Some(dto::ObjectStorageClass::from_static(
@@ -149,11 +155,13 @@ pub(crate) async fn list_objects_v2(
     let prefixes: Vec<dto::CommonPrefix> = page
         .prefixes
         .into_iter()
-        .map(|p| dto::CommonPrefix { prefix: Some(p) })
+        .map(|p| dto::CommonPrefix {
+            prefix: Some(enc(p)),
+        })
         .collect();
     Ok(S3Response::new(dto::ListObjectsV2Output {
         name: Some(i.bucket),
-        prefix: Some(i.prefix.unwrap_or_default()),
+        prefix: Some(enc(i.prefix.unwrap_or_default())),
         max_keys: Some(max),
         key_count: Some(key_count),
         continuation_token: i.continuation_token,
@@ -161,15 +169,100 @@ pub(crate) async fn list_objects_v2(
         next_continuation_token: page.next,
         contents: (!contents.is_empty()).then_some(contents),
         common_prefixes: (!prefixes.is_empty()).then_some(prefixes),
-        delimiter: i.delimiter,
+        delimiter: i.delimiter.map(enc),
         encoding_type: i.encoding_type,
-        start_after: i.start_after,
+        start_after: i.start_after.map(enc),
+        ..Default::default()
+    }))
+}
+
+/// ListObjects (version 1): the same listing with a marker; every entry names its owner.
+pub(crate) async fn list_objects_v1(
+    f: &S3Front,
+    req: S3Request<dto::ListObjectsInput>,
+) -> S3Result<S3Response<dto::ListObjectsOutput>> {
+    let owner = crate::s3_common::owner(req.credentials.as_ref());
+    let i = req.input;
+    let max = i.max_keys.unwrap_or(1000);
+    if max < 0 {
+        return Err(S3Error::with_message(
+            S3ErrorCode::InvalidArgument,
+            "max-keys must be a non-negative integer",
+        ));
+    }
+    let gw = f.gw.clone();
+    let (bucket, prefix, delimiter, marker) = (
+        i.bucket.clone(),
+        i.prefix.clone().unwrap_or_default(),
+        i.delimiter.clone(),
+        i.marker.clone(),
+    );
+    let page = if max == 0 {
+        objects::Listing::default()
+    } else {
+        blocking(move || {
+            gw.buckets.with(&bucket, |b| {
+                objects::list(
+                    b,
+                    &prefix,
+                    delimiter.as_deref(),
+                    marker.as_deref(),
+                    max as usize,
+                )
+            })
+        })
+        .await?
+    };
+    let url = i
+        .encoding_type
+        .as_ref()
+        .is_some_and(|e| e.as_str() == dto::EncodingType::URL);
+    let enc = |s: String| if url { url_encode(&s) } else { s };
+    let truncated = page.next.is_some();
+    let next_marker = page.next.filter(|_| i.delimiter.is_some()).map(enc);
+    let contents: Vec<dto::Object> = page
+        .objects
+        .into_iter()
+        .map(|o| dto::Object {
+            e_tag: Some(dto::ETag::Strong(o.etag)),
+            key: Some(enc(o.key)),
+            last_modified: o.last_modified.map(Timestamp::from),
+            size: Some(i64::try_from(o.len).unwrap_or(i64::MAX)),
+            owner: Some(owner.clone()),
+            storage_class: Some(dto::ObjectStorageClass::from_static(
+                dto::ObjectStorageClass::STANDARD,
+            )),
+            ..Default::default()
+        })
+        .collect();
+    let prefixes: Vec<dto::CommonPrefix> = page
+        .prefixes
+        .into_iter()
+        .map(|p| dto::CommonPrefix {
+            prefix: Some(enc(p)),
+        })
+        .collect();
+    Ok(S3Response::new(dto::ListObjectsOutput {
+        name: Some(i.bucket),
+        prefix: Some(enc(i.prefix.unwrap_or_default())),
+        marker: Some(enc(i.marker.unwrap_or_default())),
+        next_marker,
+        max_keys: Some(max),
+        is_truncated: Some(truncated),
+        contents: (!contents.is_empty()).then_some(contents),
+        common_prefixes: (!prefixes.is_empty()).then_some(prefixes),
+        delimiter: i.delimiter.map(enc),
+        encoding_type: i.encoding_type,
         ..Default::default()
     }))
 }
 
 /// ListBuckets: the cluster's tables.
-pub(crate) async fn list_buckets(f: &S3Front) -> S3Result<S3Response<dto::ListBucketsOutput>> {
+pub(crate) async fn list_buckets(
+    f: &S3Front,
+    owner: Option<String>,
+) -> S3Result<S3Response<dto::ListBucketsOutput>> {
+    let owner = owner.unwrap_or_else(|| "anonymous".into());
     let gw = f.gw.clone();
     let names = blocking(move || gw.buckets.list()).await?;
     let started = Timestamp::from(f.gw.started);
@@ -185,9 +278,31 @@ pub(crate) async fn list_buckets(f: &S3Front) -> S3Result<S3Response<dto::ListBu
     Ok(S3Response::new(dto::ListBucketsOutput {
         buckets: Some(buckets),
         owner: Some(dto::Owner {
-            display_name: Some("faascache".into()),
-            id: Some("faascache".into()),
+            display_name: Some(owner.clone()),
+            id: Some(owner),
         }),
         ..Default::default()
     }))
+}
+
+/// Percent-encode everything but RFC 3986's unreserved characters and `/` (what S3 and
+/// Swift's s3api do for `encoding-type=url`).
+fn url_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'/') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn url_encoding_keeps_slashes_and_unreserved() {
+        assert_eq!(super::url_encode("a/b c+d%é"), "a/b%20c%2Bd%25%C3%A9");
+    }
 }

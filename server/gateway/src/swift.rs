@@ -1,15 +1,8 @@
 //! The Swift API subset (`/auth/v1.0`, `/v1/AUTH_account/container[/object]`).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
-use parking_lot::Mutex;
-
-use crate::Shared;
-
-/// Swift login tokens: token → user.
-#[derive(Debug, Default)]
-pub struct Tokens(pub Mutex<HashMap<String, String>>);
+use crate::shared::Shared;
 
 /// Serve one Swift request.
 pub async fn handle(

@@ -58,6 +58,16 @@ pub trait ObjectStore: Send + Sync + Debug {
     /// Delete an object; deleting a missing object succeeds.
     fn delete(&self, key: &str) -> Result<()>;
 
+    /// Create the bucket or container; `Ok(true)` if it was created, `Ok(false)` if it
+    /// existed. Stores that cannot (S3 through `object_store`, which has no bucket API) answer
+    /// [`crate::Error::Config`] saying so.
+    fn create_bucket(&self) -> Result<bool> {
+        Err(crate::Error::Config(format!(
+            "{} cannot create buckets through FaaSCache: create it with the store's own tools",
+            self.describe()
+        )))
+    }
+
     /// Up to `limit` (1..=[`crate::MAX_LIST_LIMIT`]) objects whose keys start with `prefix`
     /// (a plain string prefix, not a directory), after `start_after`, in key order.
     fn list(&self, prefix: &str, start_after: Option<&str>, limit: usize) -> Result<ListPage>;
@@ -87,6 +97,9 @@ impl<S: ObjectStore + ?Sized> ObjectStore for std::sync::Arc<S> {
     }
     fn list(&self, prefix: &str, start_after: Option<&str>, limit: usize) -> Result<ListPage> {
         (**self).list(prefix, start_after, limit)
+    }
+    fn create_bucket(&self) -> Result<bool> {
+        (**self).create_bucket()
     }
 }
 

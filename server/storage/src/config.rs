@@ -83,7 +83,9 @@ impl EngineConfig {
                 self.seglet_bytes
             ));
         }
-        if !self.segment_bytes.is_multiple_of(self.seglet_bytes) || self.segment_bytes < self.seglet_bytes {
+        if !self.segment_bytes.is_multiple_of(self.seglet_bytes)
+            || self.segment_bytes < self.seglet_bytes
+        {
             return bad(format!(
                 "segment size {} must be a non-zero multiple of the seglet size {}",
                 self.segment_bytes, self.seglet_bytes

@@ -295,7 +295,8 @@ impl VerbsClient {
         match wait.filter(|w| !w.is_zero()) {
             None => {
                 r.idle += 1;
-                if r.idle.is_multiple_of(SIDE_CHANNEL_CHECK_EVERY) && side_channel_closed(&self.tcp) {
+                if r.idle.is_multiple_of(SIDE_CHANNEL_CHECK_EVERY) && side_channel_closed(&self.tcp)
+                {
                     return Err(VerbsError::Other("connection closed by the server".into()));
                 }
             }

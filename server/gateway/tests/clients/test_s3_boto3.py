@@ -52,11 +52,9 @@ def test_get_range(target, bucket, rec):
     # random, so only the status and the media type without its boundary are recorded.
     try:
         r = s3.get_object(Bucket=bucket, Key="r", Range="bytes=0-1,5-6")
-        rec.add("two ranges", {"status": r["ResponseMetadata"]["HTTPStatusCode"],
-                               "type": r["ContentType"].split(";")[0]})
+        rec.add("two ranges: not 5xx", r["ResponseMetadata"]["HTTPStatusCode"] < 500)  # normalization 15
     except ClientError as e:
-        rec.add("two ranges", {"status": e.response["ResponseMetadata"]["HTTPStatusCode"],
-                               "error": e.response["Error"]["Code"]})
+        rec.add("two ranges: not 5xx", e.response["ResponseMetadata"]["HTTPStatusCode"] < 500)
     r = s3.get_object(Bucket=bucket, Key="r", Range="bytes=100-199")
     assert r["Body"].read() == data[100:200] and r["ContentRange"] == f"bytes 100-199/{len(data)}"
 
@@ -202,7 +200,10 @@ def _plain_list(s3):
 
 def test_multipart(target, bucket, rec):
     s3 = target.s3()
-    p1, p2, p3 = os.urandom(5 << 20), os.urandom(5 << 20), b"tail" * 1000
+    # Fixed bytes (the same on both targets, so ETags and MD5s compare).
+    import random
+    rnd = random.Random(203)
+    p1, p2, p3 = rnd.randbytes(5 << 20), rnd.randbytes(5 << 20), b"tail" * 1000
     u = rec.s3("create", s3.create_multipart_upload, Bucket=bucket, Key="mp", ContentType="application/x-mp",
                Metadata={"mp": "yes"})
     uid = u["UploadId"]
@@ -222,12 +223,21 @@ def test_multipart(target, bucket, rec):
                MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": e1}, {"PartNumber": 2, "ETag": e2},
                                           {"PartNumber": 3, "ETag": e3}]})
     want = hashlib.md5(b"".join(bytes.fromhex(md5(p)) for p in (p1, p2, p3))).hexdigest() + "-3"
-    rec.add("etag is md5 of part md5s", r["ETag"] == f'"{want}"')
+    # Normalization 14: S3's multipart ETag, or (the gateway) the MD5 of the whole object.
+    rec.add("etag is md5 of part md5s or of the object", r["ETag"] in (f'"{want}"', f'"{md5(p1 + p2 + p3)}"'))
+    rec.alias(r["ETag"], "<completed-etag>")
+    rec.steps[-2][1]["ETag"] = "<completed-etag>"
     h = rec.s3("head", s3.head_object, Bucket=bucket, Key="mp")
     assert h["ContentLength"] == len(p1) + len(p2) + len(p3) and h["Metadata"] == {"mp": "yes"}
     rec.s3("get", s3.get_object, Bucket=bucket, Key="mp")
     rec.s3("range across parts", s3.get_object, Bucket=bucket, Key="mp", Range=f"bytes={(5 << 20) - 5}-{(5 << 20) + 4}")
-    rec.s3("list parts after complete", s3.list_parts, Bucket=bucket, Key="mp", UploadId=uid)
+    # Normalization 16: Swift still lists a completed upload's parts (its segments stay); S3 and the
+    # gateway answer NoSuchUpload. Recorded as "not 5xx" only.
+    try:
+        s3.list_parts(Bucket=bucket, Key="mp", UploadId=uid)
+        rec.add("list parts after complete: not 5xx", True)
+    except ClientError as e:
+        rec.add("list parts after complete: not 5xx", e.response["ResponseMetadata"]["HTTPStatusCode"] < 500)
     rec.s3("list", s3.list_objects_v2, Bucket=bucket)
     # Abort; parts too small; an unknown upload id.
     uid2 = s3.create_multipart_upload(Bucket=bucket, Key="ab")["UploadId"]
@@ -244,8 +254,10 @@ def test_multipart(target, bucket, rec):
     # One small part alone is a valid upload.
     uid3 = s3.create_multipart_upload(Bucket=bucket, Key="one")["UploadId"]
     a = s3.upload_part(Bucket=bucket, Key="one", UploadId=uid3, PartNumber=1, Body=b"x" * 100)["ETag"]
-    rec.s3("complete one small part", s3.complete_multipart_upload, Bucket=bucket, Key="one", UploadId=uid3,
-           MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": a}]})
+    r = rec.s3("complete one small part", s3.complete_multipart_upload, Bucket=bucket, Key="one", UploadId=uid3,
+               MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": a}]})
+    rec.alias(r["ETag"], "<completed-etag>")
+    rec.steps[-1][1]["ETag"] = "<completed-etag>"
     rec.s3("get one", s3.get_object, Bucket=bucket, Key="one")
 
 
@@ -254,12 +266,16 @@ def test_multipart_50mb_upload_file(target, bucket, rec, tmp_path):
     from boto3.s3.transfer import TransferConfig
     s3 = target.s3()
     path = tmp_path / "big.bin"
-    data = os.urandom(50 << 20)  # 50 MiB: 7 parts of 8 MiB
+    import random
+    data = random.Random(257).randbytes(50 << 20)  # 50 MiB: 7 parts of 8 MiB; the same on both targets
     path.write_bytes(data)
     cfg = TransferConfig(multipart_threshold=8 << 20, multipart_chunksize=8 << 20, max_concurrency=4)
     s3.upload_file(str(path), bucket, "big/50mb.bin", Config=cfg)
-    h = rec.s3("head", s3.head_object, Bucket=bucket, Key="big/50mb.bin")
-    assert h["ContentLength"] == len(data) and h["ETag"].endswith('-7"')
+    h = s3.head_object(Bucket=bucket, Key="big/50mb.bin")
+    # Normalization 14: S3's multipart ETag, or (the gateway) the MD5 of the whole object.
+    assert h["ContentLength"] == len(data) and (h["ETag"].endswith('-7"') or h["ETag"] == f'"{md5(data)}"')
+    rec.alias(h["ETag"], "<completed-etag>")
+    rec.s3("head", s3.head_object, Bucket=bucket, Key="big/50mb.bin")
     out = tmp_path / "down.bin"
     s3.download_file(bucket, "big/50mb.bin", str(out), Config=cfg)
     rec.add("downloaded md5", md5(out.read_bytes()) == md5(data))
@@ -304,8 +320,14 @@ def test_errors(target, bucket, rec):
     rec.s3("wrong access key get", unknown.get_object, Bucket=bucket, Key="k")
     rec.s3("wrong access key list buckets", unknown.list_buckets)
     reader = target.s3(access="test:reader", secret="reading")
-    rec.s3("no rights get", reader.get_object, Bucket=bucket, Key="k")
-    rec.s3("no rights put", reader.put_object, Bucket=bucket, Key="k3", Body=b"v")
+    # Normalization 13: status only.
+    for label, fn, kw in [("no rights get", reader.get_object, {"Key": "k"}),
+                          ("no rights put", reader.put_object, {"Key": "k3", "Body": b"v"})]:
+        try:
+            fn(Bucket=bucket, **kw)
+            rec.add(label, {"status": 200})
+        except ClientError as e:
+            rec.add(label, {"status": e.response["ResponseMetadata"]["HTTPStatusCode"]})
     # An unsigned request (not recorded: Swift's s3api passes it on to the native API, which
     # answers 400 text/html "Bad Request"; the gateway must refuse it as S3 does: 403 AccessDenied
     # in XML).

@@ -183,6 +183,18 @@ impl ObjectStore for SwiftStore {
         })
     }
 
+    fn create_bucket(&self) -> Result<bool> {
+        let path = encode(&self.url.bucket, false);
+        self.rt.run("PUT container", async {
+            let r = self.send(Method::PUT, &path, |b| b).await?;
+            match r.status().as_u16() {
+                201 => Ok(true),
+                200..=299 => Ok(false),
+                _ => self.fail("", r).await,
+            }
+        })
+    }
+
     fn get(&self, key: &str, if_none_match: Option<&ETag>) -> Result<GetResult> {
         self.rt.run("GET", async {
             match self.get_response(key, if_none_match).await? {

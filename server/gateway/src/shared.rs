@@ -1,0 +1,76 @@
+//! What every request handler shares (a leaf module: the front ends and `run` use it).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::SystemTime;
+
+use faascache_client::Client;
+use parking_lot::Mutex;
+
+use crate::error::GwResult;
+use crate::{body, buckets, objects, staging};
+
+/// Swift login tokens: token → user.
+#[derive(Debug, Default)]
+pub struct Tokens(pub Mutex<HashMap<String, String>>);
+
+/// Per-operation request counts.
+#[derive(Debug, Default)]
+pub struct OpCounts(Mutex<BTreeMap<&'static str, u64>>);
+
+impl OpCounts {
+    /// Count one request of `op`.
+    pub fn count(&self, op: &'static str) {
+        *self.0.lock().entry(op).or_default() += 1;
+    }
+    /// A snapshot.
+    pub fn snapshot(&self) -> BTreeMap<&'static str, u64> {
+        self.0.lock().clone()
+    }
+}
+
+/// What every request handler shares.
+#[derive(Debug)]
+pub struct Shared {
+    /// Buckets → tables.
+    pub buckets: buckets::Buckets,
+    /// Body memory budget.
+    pub budget: Arc<body::Budget>,
+    /// Byte totals.
+    pub totals: objects::Totals,
+    /// Request counts per operation.
+    pub ops: OpCounts,
+    /// Failed requests.
+    pub errors: AtomicU64,
+    /// When the gateway started (ListBuckets' creation dates).
+    pub started: SystemTime,
+    /// Swift logins: token → account user.
+    pub tokens: Tokens,
+    /// The accepted credentials.
+    pub credentials: Vec<(String, String)>,
+    /// Whether unsigned requests are served.
+    pub no_auth: bool,
+    pub(crate) uploads: OnceLock<staging::Uploads>,
+    pub(crate) client: Arc<Client>,
+}
+
+impl Shared {
+    /// The multipart staging tables (created on first use).
+    pub fn uploads(&self) -> GwResult<&staging::Uploads> {
+        staging::open_lazily(&self.uploads, &self.client)
+    }
+
+    /// The status as JSON (`GET /_faascache/status`).
+    pub fn status(&self) -> serde_json::Value {
+        serde_json::json!({
+            "operations": self.ops.snapshot(),
+            "errors": self.errors.load(Ordering::Relaxed),
+            "bytes_in": self.totals.bytes_in.load(Ordering::Relaxed),
+            "bytes_out": self.totals.bytes_out.load(Ordering::Relaxed),
+            "direct_puts": self.totals.direct_puts.load(Ordering::Relaxed),
+            "buffered_bytes": self.budget.used(),
+            "buffer_limit": self.budget.limit(),
+        })
+    }
+}

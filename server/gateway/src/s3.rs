@@ -227,7 +227,7 @@ impl S3Front {
 
 /// Send the pieces `[from, end)` of the object `first` began to `feed`; stops when the
 /// reader goes away. A failure ends the body early (the client sees a short response).
-fn stream_rest(
+pub(crate) fn stream_rest(
     b: &crate::buckets::Bucket,
     key: &str,
     mut from: u64,

@@ -24,6 +24,7 @@ mod s3_more;
 pub mod shared;
 mod staging;
 pub mod swift;
+mod tokens;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -1,6 +1,6 @@
 //! What every request handler shares (a leaf module: the front ends and `run` use it).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
@@ -11,9 +11,7 @@ use parking_lot::Mutex;
 use crate::error::GwResult;
 use crate::{body, buckets, objects, staging};
 
-/// Swift login tokens: token → user.
-#[derive(Debug, Default)]
-pub struct Tokens(pub Mutex<HashMap<String, String>>);
+pub use crate::tokens::Tokens;
 
 /// Per-operation request counts.
 #[derive(Debug, Default)]

@@ -50,7 +50,9 @@ NORMALIZATIONS (the only differences allowed between the two records; see `norm`
      NoSuchUpload; recorded as "not 5xx" only.
  13. A user the store knows but who has no rights on the account (test:reader) is recorded by
      HTTP status only: Swift answers AccessDenied; the gateway has one identity (the store
-     credentials it is given) and answers SignatureDoesNotMatch, also 403, for any other key.
+     credentials it is given) and answers SignatureDoesNotMatch, also 403, for any other key;
+     through the Swift API it refuses such a user at login (401) where Swift refuses the
+     request (403): recorded as "refused".
 Client-side settings (same for both targets): path-style addressing, region us-east-1, SigV4,
 no retries. DeleteObjects gets a Content-MD5 header added (botocore >= 1.36 only sends a CRC32
 checksum, which Swift 2.30's s3api refuses: 400 InvalidRequest "Missing required header for

@@ -281,27 +281,8 @@ impl Buckets {
                 "this gateway has no object store configured (AWS_* or ST_* settings); create tables with `faascache table create`".into(),
             ));
         };
-        validate_name(name)?;
         let b = self.create_table(name, scheme, true)?;
         self.known.write().insert(name.to_string(), Arc::new(b));
         Ok(true)
-    }
-}
-
-/// S3's bucket naming rules (3–63 lower-case letters, digits, `-` and `.`, starting and ending
-/// with a letter or digit), which Swift containers made through S3 follow too.
-pub fn validate_name(name: &str) -> GwResult<()> {
-    let ok = (3..=63).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
-        && name.as_bytes()[0].is_ascii_alphanumeric()
-        && name.as_bytes()[name.len() - 1].is_ascii_alphanumeric();
-    if ok {
-        Ok(())
-    } else {
-        Err(GwError::InvalidArgument(format!(
-            "bucket name {name:?}: 3 to 63 lower-case letters, digits, `-` and `.`, beginning and ending with a letter or digit"
-        )))
     }
 }

@@ -80,6 +80,10 @@ pub struct GatewayArgs {
     /// Log every request (method, path, status) at info level
     #[arg(long)]
     pub access_log: bool,
+    /// How the gateway's cluster calls wait for replies: spin, adaptive[:SPIN] (spin briefly,
+    /// then block) or block (least CPU)
+    #[arg(long, value_name = "MODE", default_value = "adaptive")]
+    pub poll: faascache_transport::PollMode,
 }
 
 fn parse_policy(s: &str) -> std::result::Result<WritePolicy, String> {
@@ -152,6 +156,7 @@ pub fn run(args: GatewayArgs) -> Result<()> {
         threads: args.threads,
         max_calls: args.max_calls,
         access_log: args.access_log,
+        poll: args.poll,
     };
     faascache_gateway::run(cfg, |addr| {
         println!("gateway listening on http://{addr} (S3: endpoint_url=http://{addr}; Swift: http://{addr}/auth/v1.0)");

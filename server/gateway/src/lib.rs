@@ -72,6 +72,8 @@ pub struct GatewayConfig {
     pub max_calls: usize,
     /// Log one line per request at `info`.
     pub access_log: bool,
+    /// How cluster calls wait for their replies.
+    pub poll: faascache_client::transport::PollMode,
 }
 
 /// Signatures are checked against the configured key pairs.
@@ -136,7 +138,12 @@ pub fn run(cfg: GatewayConfig, ready: impl FnOnce(SocketAddr)) -> Result<(), Sta
     if cfg.credentials.is_empty() && !cfg.no_auth {
         return Err(StartError::NoCredentials);
     }
-    let opts = ClientOptions::default().timeout(Duration::from_secs(30));
+    let opts = ClientOptions::default()
+        .timeout(Duration::from_secs(30))
+        .transport(faascache_client::transport::ClientConfig {
+            poll: cfg.poll,
+            ..Default::default()
+        });
     let client = Arc::new(Client::connect_with(&cfg.locator, opts).map_err(|source| {
         StartError::Cluster {
             locator: cfg.locator.clone(),

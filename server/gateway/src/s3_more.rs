@@ -100,65 +100,22 @@ pub(crate) async fn list_objects_v2(
     req: S3Request<dto::ListObjectsV2Input>,
 ) -> S3Result<S3Response<dto::ListObjectsV2Output>> {
     let i = req.input;
-    let max = i.max_keys.unwrap_or(1000);
-    if max < 0 {
-        return Err(S3Error::with_message(
-            S3ErrorCode::InvalidArgument,
-            "max-keys must be a non-negative integer",
-        ));
-    }
-    let gw = f.gw.clone();
-    let prefix = i.prefix.clone().unwrap_or_default();
-    let delimiter = i.delimiter.clone();
     let start = i
         .continuation_token
         .clone()
         .or_else(|| i.start_after.clone());
-    let bucket = i.bucket.clone();
-    let page = if max == 0 {
-        objects::Listing::default()
-    } else {
-        blocking(move || {
-            gw.buckets.with(&bucket, |b| {
-                objects::list(
-                    b,
-                    &prefix,
-                    delimiter.as_deref(),
-                    start.as_deref(),
-                    max as usize,
-                )
-            })
-        })
-        .await?
+    let q = Query {
+        bucket: i.bucket.clone(),
+        prefix: i.prefix.clone().unwrap_or_default(),
+        delimiter: i.delimiter.clone(),
+        start,
+        max: i.max_keys.unwrap_or(1000),
     };
+    let max = q.max;
+    let page = fetch(f, q).await?;
     let key_count = (page.objects.len() + page.prefixes.len()) as i32;
-    // `encoding-type=url` (boto3 asks for it): names percent-encoded, `/` kept.
-    let url = i
-        .encoding_type
-        .as_ref()
-        .is_some_and(|e| e.as_str() == dto::EncodingType::URL);
-    let enc = |s: String| if url { url_encode(&s) } else { s };
-    let contents: Vec<dto::Object> = page
-        .objects
-        .into_iter()
-        .map(|o| dto::Object {
-            e_tag: Some(dto::ETag::Strong(o.etag)),
-            key: Some(enc(o.key)),
-            last_modified: o.last_modified.map(Timestamp::from),
-            size: Some(i64::try_from(o.len).unwrap_or(i64::MAX)),
-            storage_class: Some(dto::ObjectStorageClass::from_static(
-                dto::ObjectStorageClass::STANDARD,
-            )),
-            ..Default::default()
-        })
-        .collect();
-    let prefixes: Vec<dto::CommonPrefix> = page
-        .prefixes
-        .into_iter()
-        .map(|p| dto::CommonPrefix {
-            prefix: Some(enc(p)),
-        })
-        .collect();
+    let enc = encoder(i.encoding_type.as_ref());
+    let (contents, prefixes) = entries(page.objects, page.prefixes, &enc, None);
     Ok(S3Response::new(dto::ListObjectsV2Output {
         name: Some(i.bucket),
         prefix: Some(enc(i.prefix.unwrap_or_default())),
@@ -169,9 +126,9 @@ pub(crate) async fn list_objects_v2(
         next_continuation_token: page.next,
         contents: (!contents.is_empty()).then_some(contents),
         common_prefixes: (!prefixes.is_empty()).then_some(prefixes),
-        delimiter: i.delimiter.map(enc),
+        delimiter: i.delimiter.map(&enc),
         encoding_type: i.encoding_type,
-        start_after: i.start_after.map(enc),
+        start_after: i.start_after.map(&enc),
         ..Default::default()
     }))
 }
@@ -183,65 +140,19 @@ pub(crate) async fn list_objects_v1(
 ) -> S3Result<S3Response<dto::ListObjectsOutput>> {
     let owner = crate::s3_common::owner(req.credentials.as_ref());
     let i = req.input;
-    let max = i.max_keys.unwrap_or(1000);
-    if max < 0 {
-        return Err(S3Error::with_message(
-            S3ErrorCode::InvalidArgument,
-            "max-keys must be a non-negative integer",
-        ));
-    }
-    let gw = f.gw.clone();
-    let (bucket, prefix, delimiter, marker) = (
-        i.bucket.clone(),
-        i.prefix.clone().unwrap_or_default(),
-        i.delimiter.clone(),
-        i.marker.clone(),
-    );
-    let page = if max == 0 {
-        objects::Listing::default()
-    } else {
-        blocking(move || {
-            gw.buckets.with(&bucket, |b| {
-                objects::list(
-                    b,
-                    &prefix,
-                    delimiter.as_deref(),
-                    marker.as_deref(),
-                    max as usize,
-                )
-            })
-        })
-        .await?
+    let q = Query {
+        bucket: i.bucket.clone(),
+        prefix: i.prefix.clone().unwrap_or_default(),
+        delimiter: i.delimiter.clone(),
+        start: i.marker.clone(),
+        max: i.max_keys.unwrap_or(1000),
     };
-    let url = i
-        .encoding_type
-        .as_ref()
-        .is_some_and(|e| e.as_str() == dto::EncodingType::URL);
-    let enc = |s: String| if url { url_encode(&s) } else { s };
+    let max = q.max;
+    let page = fetch(f, q).await?;
+    let enc = encoder(i.encoding_type.as_ref());
     let truncated = page.next.is_some();
-    let next_marker = page.next.filter(|_| i.delimiter.is_some()).map(enc);
-    let contents: Vec<dto::Object> = page
-        .objects
-        .into_iter()
-        .map(|o| dto::Object {
-            e_tag: Some(dto::ETag::Strong(o.etag)),
-            key: Some(enc(o.key)),
-            last_modified: o.last_modified.map(Timestamp::from),
-            size: Some(i64::try_from(o.len).unwrap_or(i64::MAX)),
-            owner: Some(owner.clone()),
-            storage_class: Some(dto::ObjectStorageClass::from_static(
-                dto::ObjectStorageClass::STANDARD,
-            )),
-            ..Default::default()
-        })
-        .collect();
-    let prefixes: Vec<dto::CommonPrefix> = page
-        .prefixes
-        .into_iter()
-        .map(|p| dto::CommonPrefix {
-            prefix: Some(enc(p)),
-        })
-        .collect();
+    let next_marker = page.next.filter(|_| i.delimiter.is_some()).map(&enc);
+    let (contents, prefixes) = entries(page.objects, page.prefixes, &enc, Some(&owner));
     Ok(S3Response::new(dto::ListObjectsOutput {
         name: Some(i.bucket),
         prefix: Some(enc(i.prefix.unwrap_or_default())),
@@ -251,7 +162,7 @@ pub(crate) async fn list_objects_v1(
         is_truncated: Some(truncated),
         contents: (!contents.is_empty()).then_some(contents),
         common_prefixes: (!prefixes.is_empty()).then_some(prefixes),
-        delimiter: i.delimiter.map(enc),
+        delimiter: i.delimiter.map(&enc),
         encoding_type: i.encoding_type,
         ..Default::default()
     }))
@@ -283,6 +194,79 @@ pub(crate) async fn list_buckets(
         }),
         ..Default::default()
     }))
+}
+
+/// What a listing asks for.
+struct Query {
+    bucket: String,
+    prefix: String,
+    delimiter: Option<String>,
+    start: Option<String>,
+    max: i32,
+}
+
+/// One page of a listing (none for `max-keys=0`).
+async fn fetch(f: &S3Front, q: Query) -> S3Result<objects::Listing> {
+    if q.max < 0 {
+        return Err(S3Error::with_message(
+            S3ErrorCode::InvalidArgument,
+            "max-keys must be a non-negative integer",
+        ));
+    }
+    if q.max == 0 {
+        return Ok(objects::Listing::default());
+    }
+    let gw = f.gw.clone();
+    blocking(move || {
+        gw.buckets.with(&q.bucket, |b| {
+            objects::list(
+                b,
+                &q.prefix,
+                q.delimiter.as_deref(),
+                q.start.as_deref(),
+                q.max as usize,
+            )
+        })
+    })
+    .await
+}
+
+/// Names as the listing returns them: percent-encoded (`/` kept) for `encoding-type=url`,
+/// which boto3 asks for.
+fn encoder(t: Option<&dto::EncodingType>) -> impl Fn(String) -> String {
+    let url = t.is_some_and(|e| e.as_str() == dto::EncodingType::URL);
+    move |s: String| if url { url_encode(&s) } else { s }
+}
+
+/// A listing page's objects and common prefixes as S3 lists them (names through `enc`; each
+/// object with `owner` when given: ListObjects v1 names it, v2 does not unless asked).
+fn entries(
+    objects: Vec<objects::Listed>,
+    prefixes: Vec<String>,
+    enc: &dyn Fn(String) -> String,
+    owner: Option<&dto::Owner>,
+) -> (Vec<dto::Object>, Vec<dto::CommonPrefix>) {
+    let contents = objects
+        .into_iter()
+        .map(|o| dto::Object {
+            e_tag: Some(dto::ETag::Strong(o.etag)),
+            key: Some(enc(o.key)),
+            last_modified: o.last_modified.map(Timestamp::from),
+            size: Some(i64::try_from(o.len).unwrap_or(i64::MAX)),
+            owner: owner.cloned(),
+            storage_class: Some(dto::ObjectStorageClass::from_static(
+                dto::ObjectStorageClass::STANDARD,
+            )),
+            ..Default::default()
+        })
+        .collect();
+    let prefixes = prefixes
+        .into_iter()
+        .map(|p| dto::CommonPrefix {
+            prefix: Some(enc(p)),
+        })
+        .collect();
+    (contents, prefixes)
 }
 
 /// Percent-encode everything but RFC 3986's unreserved characters and `/` (what S3 and

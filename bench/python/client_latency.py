@@ -3,6 +3,7 @@
 
     bench/python/client_latency.py --dir CLUSTER_DIR [--redis-port 6379] [--n 3000]
                                    [--sizes 100,16000] [--cold 15]
+                                   [--gateway http://127.0.0.1:PORT --gateway-key KEY:SECRET]
 
 Needs the `faascache` package (scripts/python-client.sh installs it into
 target/python-client-venv) and, for the Redis rows, the `redis` package and a Redis server.
@@ -70,6 +71,8 @@ def main():
     ap.add_argument("--n", type=int, default=3000, help="timed gets per size and client")
     ap.add_argument("--sizes", default="100,16000", help="value sizes in bytes")
     ap.add_argument("--cold", type=int, default=15, help="fresh processes for the cold start")
+    ap.add_argument("--gateway", default="", help="`faascache gateway` URL on the same cluster (adds boto3 rows)")
+    ap.add_argument("--gateway-key", default="", help="access key:secret the gateway checks signatures with")
     a = ap.parse_args()
     if a.n < 1 or a.cold < 1:
         sys.exit("--n and --cold must be at least 1")
@@ -118,6 +121,12 @@ def main():
     if rc is not None:
         rows.append(("redis-py", "redis",
                      f"c = redis.Redis(host='127.0.0.1', port={a.redis_port})", f"c.get('k{size}')"))
+    if a.gateway:
+        key, secret = a.gateway_key.split(":", 1)
+        rows.append(("boto3 via faascache gateway", "boto3",
+                     f"c = boto3.client('s3', endpoint_url={a.gateway!r}, aws_access_key_id={key!r}, "
+                     f"aws_secret_access_key={secret!r}, region_name='us-east-1')",
+                     f"c.get_object(Bucket='pybench', Key='k{size}')['Body'].read()"))
     for name, module, connect, get in rows:
         i, f, w = cold(module, connect, get, size, a.cold)
         print(f"| {name} | {i:.2f} | {f:.2f} | {w:.1f} |")

@@ -24,8 +24,9 @@ use crate::error::{GwError, GwResult};
 
 /// Bytes of one piece read from the cluster (the master's limit).
 pub const PIECE: u32 = 1 << 20;
-/// The largest object written to the cluster as one value (the engine's 1 MiB less room for
-/// the key, the envelope and the metadata); larger ones go to the store directly.
+/// Objects up to this size are always written to the cluster as one value (the engine's 1 MiB
+/// less the most room the key, the envelope and the metadata take); a little larger ones are
+/// too when their metadata is small; larger ones go to the store directly.
 pub const INLINE_MAX: usize = (1 << 20) - 8 * 1024;
 /// How long a large write or a listing waits for the key's (the table's) queued writes to
 /// reach the store first.
@@ -165,24 +166,41 @@ pub fn head(b: &Bucket, key: &str) -> GwResult<Info> {
 pub fn put(b: &Bucket, key: &str, meta: &NewMeta, body: Vec<Bytes>, md5: &str) -> GwResult<String> {
     meta.validate()?;
     let len: usize = body.iter().map(Bytes::len).sum();
-    if len <= INLINE_MAX {
+    let m = ObjectMeta {
+        etag: md5.to_string(),
+        content_type: meta.content_type.clone().unwrap_or_default(),
+        last_modified_ms: 0,
+        user: meta.user.clone(),
+    };
+    if len + envelope_room(&m) <= VALUE_MAX {
         let mut value = Vec::with_capacity(len);
         for c in &body {
             value.extend_from_slice(c);
         }
-        let m = ObjectMeta {
-            etag: md5.to_string(),
-            content_type: meta.content_type.clone().unwrap_or_default(),
-            last_modified_ms: 0,
-            user: meta.user.clone(),
+        let k = key_str(key)?;
+        let r = if b.backing.is_some() {
+            b.client().write_object(b.table, k, &m, &value)
+        } else {
+            // A plain table keeps bytes only: no metadata, no ETag.
+            b.client().write(b.table, k, &value)
         };
-        match b.client().write_object(b.table, key_str(key)?, &m, &value) {
+        match r {
             Ok(_) => return Ok(md5.to_string()),
             Err(ClientError::TooLarge { .. }) => {}
             Err(e) => return Err(e.into()),
         }
     }
     put_direct(b, key, meta, body)
+}
+
+/// The largest value the cluster stores (its engine's limit).
+const VALUE_MAX: usize = 1 << 20;
+
+/// Bytes a backed-table value needs beside the object's own: the envelope's header and the
+/// metadata, with room to spare for the engine's per-object header.
+fn envelope_room(m: &ObjectMeta) -> usize {
+    let user: usize = m.user.iter().map(|(k, v)| k.len() + v.len() + 4).sum();
+    256 + m.etag.len() + m.content_type.len() + user
 }
 
 /// Write a large object to the store directly, then drop the cached copy.

@@ -3,12 +3,12 @@
 //! the servers (the environment's AWS_* / ST_* / OS_* settings, `--store-config`).
 
 use std::collections::BTreeSet;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::Args;
-use faascache_client::cli::{locator_from_dir, DEFAULT_CLUSTER_DIR};
+use faascache_client::cli::{locator_from_dir, DEFAULT_CLUSTER_DIR, GATEWAYS_DIR};
 use faascache_gateway::{AutoTables, GatewayConfig};
 use faascache_objstore::{Scheme, Settings};
 use faascache_protocol::msg::faas::WritePolicy;
@@ -115,7 +115,15 @@ fn credentials(s: &Settings) -> Vec<(String, String)> {
 
 /// Run the gateway until the process is ended.
 pub fn run(args: GatewayArgs) -> Result<()> {
-    let locator = match (&args.coordinator, &args.dir) {
+    // Found through a cluster directory: `faascache status` finds the gateway there too.
+    let cluster_dir = match (&args.coordinator, &args.dir) {
+        (Some(_), _) => None,
+        (None, d) => Some(
+            d.clone()
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_CLUSTER_DIR)),
+        ),
+    };
+    let locator = match (&args.coordinator, &cluster_dir) {
         (Some(c), _) => c.clone(),
         (None, d) => locator_from_dir(d.as_deref().unwrap_or(Path::new(DEFAULT_CLUSTER_DIR)))?,
     };
@@ -153,8 +161,55 @@ pub fn run(args: GatewayArgs) -> Result<()> {
         max_calls: args.max_calls,
         access_log: args.access_log,
     };
+    let mut addr_file = None;
     faascache_gateway::run(cfg, |addr| {
         println!("gateway listening on http://{addr} (S3: endpoint_url=http://{addr}; Swift: http://{addr}/auth/v1.0)");
+        if let Some(dir) = &cluster_dir {
+            addr_file = AddrFile::write(dir, addr);
+        }
     })?;
+    drop(addr_file);
     Ok(())
+}
+
+/// `DIR/gateways/<port>.addr`: where `faascache status --dir DIR` finds a running gateway.
+/// Removed when the gateway ends by a signal (SIGINT, SIGTERM, SIGHUP) or returns; a file left
+/// by a killed gateway is shown by `status` as not answering.
+struct AddrFile(PathBuf);
+
+impl AddrFile {
+    fn write(dir: &Path, addr: SocketAddr) -> Option<AddrFile> {
+        let file = dir.join(GATEWAYS_DIR).join(format!("{}.addr", addr.port()));
+        let url = format!("http://{}\n", reachable(addr));
+        let written = std::fs::create_dir_all(file.parent().unwrap_or(dir))
+            .and_then(|()| std::fs::write(&file, url));
+        if let Err(e) = written {
+            tracing::warn!(file = %file.display(), error = %e, "gateway: cannot write the address file; `faascache status` will not list this gateway (use --gateway URL)");
+            return None;
+        }
+        let f = file.clone();
+        let handler = ctrlc::set_handler(move || {
+            let _ = std::fs::remove_file(&f);
+            std::process::exit(0);
+        });
+        if let Err(e) = handler {
+            tracing::warn!(error = %e, "gateway: cannot install the signal handler; the address file stays when the gateway is stopped");
+        }
+        Some(AddrFile(file))
+    }
+}
+
+impl Drop for AddrFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// An address a local client can connect to (an unspecified listen address: loopback).
+fn reachable(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => (Ipv4Addr::LOCALHOST, addr.port()).into(),
+        IpAddr::V6(ip) if ip.is_unspecified() => (Ipv6Addr::LOCALHOST, addr.port()).into(),
+        _ => addr,
+    }
 }

@@ -55,19 +55,21 @@ pub(crate) enum GatewayError {
     File(String),
 }
 
+/// A gateway to ask: the file it was found in (if any), its URL or why there is none.
+type Found = (Option<PathBuf>, Result<String, GatewayError>);
+
 /// The gateways to show: `explicit` ones (`--gateway`, waited for up to `timeout`), else those
 /// named in `dir/gateways` (each waited for at most [`DIR_TIMEOUT`]); asked in parallel.
 pub(crate) fn collect(dir: Option<&Path>, explicit: &[String], timeout: Duration) -> Vec<Gateway> {
-    let (found, wait): (Vec<(Option<PathBuf>, Result<String, GatewayError>)>, _) =
-        if explicit.is_empty() {
-            (
-                dir.map(discover).unwrap_or_default(),
-                timeout.min(DIR_TIMEOUT),
-            )
-        } else {
-            let urls = explicit.iter().map(|u| (None, Ok(u.clone()))).collect();
-            (urls, timeout)
-        };
+    let (found, wait): (Vec<Found>, _) = if explicit.is_empty() {
+        (
+            dir.map(discover).unwrap_or_default(),
+            timeout.min(DIR_TIMEOUT),
+        )
+    } else {
+        let urls = explicit.iter().map(|u| (None, Ok(u.clone()))).collect();
+        (urls, timeout)
+    };
     std::thread::scope(|s| {
         let handles: Vec<_> = found
             .into_iter()
@@ -91,7 +93,7 @@ pub(crate) fn collect(dir: Option<&Path>, explicit: &[String], timeout: Duration
 }
 
 /// The address files of `dir/gateways`, in name order.
-fn discover(dir: &Path) -> Vec<(Option<PathBuf>, Result<String, GatewayError>)> {
+fn discover(dir: &Path) -> Vec<Found> {
     let Ok(rd) = std::fs::read_dir(dir.join(GATEWAYS_DIR)) else {
         return Vec::new();
     };

@@ -5,6 +5,7 @@
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
 use clap::Args;
@@ -161,47 +162,42 @@ pub fn run(args: GatewayArgs) -> Result<()> {
         max_calls: args.max_calls,
         access_log: args.access_log,
     };
-    let mut addr_file = None;
-    faascache_gateway::run(cfg, |addr| {
+    // The address file, once written: removed when a signal ends the gateway.
+    let addr_file: Arc<Mutex<Option<PathBuf>>> = Arc::default();
+    let on_signal = addr_file.clone();
+    ctrlc::set_handler(move || {
+        if let Some(f) = on_signal.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = std::fs::remove_file(f);
+        }
+        std::process::exit(0);
+    })
+    .context("cannot install the signal handler")?;
+    let result = faascache_gateway::run(cfg, |addr| {
         println!("gateway listening on http://{addr} (S3: endpoint_url=http://{addr}; Swift: http://{addr}/auth/v1.0)");
         if let Some(dir) = &cluster_dir {
-            addr_file = AddrFile::write(dir, addr);
+            *addr_file.lock().unwrap_or_else(|e| e.into_inner()) = write_addr_file(dir, addr);
         }
-    })?;
-    drop(addr_file);
+    });
+    if let Some(f) = addr_file.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        let _ = std::fs::remove_file(f);
+    }
+    result?;
     Ok(())
 }
 
-/// `DIR/gateways/<port>.addr`: where `faascache status --dir DIR` finds a running gateway.
-/// Removed when the gateway ends by a signal (SIGINT, SIGTERM, SIGHUP) or returns; a file left
-/// by a killed gateway is shown by `status` as not answering.
-struct AddrFile(PathBuf);
-
-impl AddrFile {
-    fn write(dir: &Path, addr: SocketAddr) -> Option<AddrFile> {
-        let file = dir.join(GATEWAYS_DIR).join(format!("{}.addr", addr.port()));
-        let url = format!("http://{}\n", reachable(addr));
-        let written = std::fs::create_dir_all(file.parent().unwrap_or(dir))
-            .and_then(|()| std::fs::write(&file, url));
-        if let Err(e) = written {
-            tracing::warn!(file = %file.display(), error = %e, "gateway: cannot write the address file; `faascache status` will not list this gateway (use --gateway URL)");
-            return None;
+/// Write `DIR/gateways/<port>.addr`, where `faascache status --dir DIR` finds a running
+/// gateway (a file left by a killed gateway is shown as not answering); `None` if it cannot.
+fn write_addr_file(dir: &Path, addr: SocketAddr) -> Option<PathBuf> {
+    let file = dir.join(GATEWAYS_DIR).join(format!("{}.addr", addr.port()));
+    let url = format!("http://{}\n", reachable(addr));
+    let written = std::fs::create_dir_all(file.parent().unwrap_or(dir))
+        .and_then(|()| std::fs::write(&file, url));
+    match written {
+        Ok(()) => Some(file),
+        Err(e) => {
+            tracing::warn!(file = %file.display(), error = %e, "gateway: cannot write the address file; `faascache status --dir` will not list this gateway (use --gateway URL)");
+            None
         }
-        let f = file.clone();
-        let handler = ctrlc::set_handler(move || {
-            let _ = std::fs::remove_file(&f);
-            std::process::exit(0);
-        });
-        if let Err(e) = handler {
-            tracing::warn!(error = %e, "gateway: cannot install the signal handler; the address file stays when the gateway is stopped");
-        }
-        Some(AddrFile(file))
-    }
-}
-
-impl Drop for AddrFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
     }
 }
 

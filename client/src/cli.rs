@@ -40,9 +40,11 @@ use serde_json::json;
 use crate::{Client, ClientOptions, Error, Object, TableBacking};
 
 mod args;
+mod gateways;
 pub mod shell;
 
 pub use args::{parse_duration, parse_policy, parse_size, ArgError, BackingArgs, DurationError};
+pub use gateways::{DIR_TIMEOUT, GATEWAYS_DIR};
 
 /// The cluster directory used when neither `--dir` nor `--coordinator` is given (the default of
 /// `faascache cluster up`).
@@ -100,8 +102,12 @@ pub struct Target {
 /// ```
 #[derive(Debug, Clone, Subcommand)]
 pub enum ClientCommand {
-    /// Show the cluster: coordinator, transport, servers and tables
+    /// Show the cluster: coordinator, transport, servers, tables, and the gateways of --dir
     Status {
+        /// Show this gateway (http://HOST:PORT; repeatable) instead of those the cluster
+        /// directory names (DIR/gateways/*.addr)
+        #[arg(long, value_name = "URL")]
+        gateway: Vec<String>,
         #[command(flatten)]
         target: Target,
     },
@@ -362,7 +368,7 @@ pub fn run_with(
 ) -> ExitCode {
     let out = &mut Out(stdout);
     let (json, r) = match &cmd {
-        ClientCommand::Status { target } => (target.json, status(out, target)),
+        ClientCommand::Status { gateway, target } => (target.json, status(out, target, gateway)),
         ClientCommand::Table { cmd } => match cmd {
             TableCommand::Create {
                 name,
@@ -449,8 +455,13 @@ fn print_json(out: &mut Out<'_>, v: serde_json::Value) -> Result<(), Failure> {
     out.line(&v.to_string())
 }
 
-fn status(out: &mut Out<'_>, t: &Target) -> Result<(), Failure> {
+fn status(out: &mut Out<'_>, t: &Target, gateway: &[String]) -> Result<(), Failure> {
     let c = t.connect()?;
+    let dir = t
+        .coordinator
+        .is_none()
+        .then(|| t.dir.clone().unwrap_or(DEFAULT_CLUSTER_DIR.into()));
+    let gws = gateways::collect(dir.as_deref(), gateway, t.timeout);
     let transport = c.transport()?;
     let servers = c.servers()?;
     let tables = c.list_tables()?;
@@ -476,6 +487,7 @@ fn status(out: &mut Out<'_>, t: &Target) -> Result<(), Failure> {
                 "tables": tables.iter().map(|t| json!({
                     "id": t.id, "name": t.name, "tablets": t.tablets,
                 })).collect::<Vec<_>>(),
+                "gateways": gateways::to_json(&gws),
             }),
         );
     }
@@ -579,7 +591,7 @@ fn status(out: &mut Out<'_>, t: &Target) -> Result<(), Failure> {
     if !tables.is_empty() {
         print_tables(out, &tables)?;
     }
-    Ok(())
+    gateways::text(&gws).iter().try_for_each(|l| out.line(l))
 }
 
 /// One server of `status --json`: its list entry and what it says about itself.

@@ -3,12 +3,13 @@
 //! the servers (the environment's AWS_* / ST_* / OS_* settings, `--store-config`).
 
 use std::collections::BTreeSet;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
 use clap::Args;
-use faascache_client::cli::{locator_from_dir, DEFAULT_CLUSTER_DIR};
+use faascache_client::cli::{locator_from_dir, DEFAULT_CLUSTER_DIR, GATEWAYS_DIR};
 use faascache_gateway::{AutoTables, GatewayConfig};
 use faascache_objstore::{Scheme, Settings};
 use faascache_protocol::msg::faas::WritePolicy;
@@ -119,7 +120,15 @@ fn credentials(s: &Settings) -> Vec<(String, String)> {
 
 /// Run the gateway until the process is ended.
 pub fn run(args: GatewayArgs) -> Result<()> {
-    let locator = match (&args.coordinator, &args.dir) {
+    // Found through a cluster directory: `faascache status` finds the gateway there too.
+    let cluster_dir = match (&args.coordinator, &args.dir) {
+        (Some(_), _) => None,
+        (None, d) => Some(
+            d.clone()
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_CLUSTER_DIR)),
+        ),
+    };
+    let locator = match (&args.coordinator, &cluster_dir) {
         (Some(c), _) => c.clone(),
         (None, d) => locator_from_dir(d.as_deref().unwrap_or(Path::new(DEFAULT_CLUSTER_DIR)))?,
     };
@@ -158,8 +167,50 @@ pub fn run(args: GatewayArgs) -> Result<()> {
         access_log: args.access_log,
         poll: args.poll,
     };
-    faascache_gateway::run(cfg, |addr| {
+    // The address file, once written: removed when a signal ends the gateway.
+    let addr_file: Arc<Mutex<Option<PathBuf>>> = Arc::default();
+    let on_signal = addr_file.clone();
+    ctrlc::set_handler(move || {
+        if let Some(f) = on_signal.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = std::fs::remove_file(f);
+        }
+        std::process::exit(0);
+    })
+    .context("cannot install the signal handler")?;
+    let result = faascache_gateway::run(cfg, |addr| {
         println!("gateway listening on http://{addr} (S3: endpoint_url=http://{addr}; Swift: http://{addr}/auth/v1.0)");
-    })?;
+        if let Some(dir) = &cluster_dir {
+            *addr_file.lock().unwrap_or_else(|e| e.into_inner()) = write_addr_file(dir, addr);
+        }
+    });
+    if let Some(f) = addr_file.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        let _ = std::fs::remove_file(f);
+    }
+    result?;
     Ok(())
+}
+
+/// Write `DIR/gateways/<port>.addr`, where `faascache status --dir DIR` finds a running
+/// gateway (a file left by a killed gateway is shown as not answering); `None` if it cannot.
+fn write_addr_file(dir: &Path, addr: SocketAddr) -> Option<PathBuf> {
+    let file = dir.join(GATEWAYS_DIR).join(format!("{}.addr", addr.port()));
+    let url = format!("http://{}\n", reachable(addr));
+    let written = std::fs::create_dir_all(file.parent().unwrap_or(dir))
+        .and_then(|()| std::fs::write(&file, url));
+    match written {
+        Ok(()) => Some(file),
+        Err(e) => {
+            tracing::warn!(file = %file.display(), error = %e, "gateway: cannot write the address file; `faascache status --dir` will not list this gateway (use --gateway URL)");
+            None
+        }
+    }
+}
+
+/// An address a local client can connect to (an unspecified listen address: loopback).
+fn reachable(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => (Ipv4Addr::LOCALHOST, addr.port()).into(),
+        IpAddr::V6(ip) if ip.is_unspecified() => (Ipv6Addr::LOCALHOST, addr.port()).into(),
+        _ => addr,
+    }
 }

@@ -140,6 +140,14 @@ where
                 )))
             }
             Some(_) => {}
+            // Without a declared length the body is taken as it comes: once longer than the
+            // whole budget it can never fit (not a "retry later").
+            None if len > budget.limit() => {
+                return Err(GwError::EntityTooLarge(format!(
+                    "the body is longer than this gateway buffers for one request ({} bytes, --max-buffer)",
+                    budget.limit()
+                )))
+            }
             None => {
                 let more = budget.take(chunk.len() as u64)?;
                 grant = merge(grant, more);
@@ -200,5 +208,124 @@ impl Stream for Piped {
     type Item = Result<Bytes, std::io::Error>;
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         self.rx.poll_recv(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(chunks: &[&'static str]) -> impl Stream<Item = Result<Bytes, String>> + Unpin {
+        let v: Vec<Result<Bytes, String>> = chunks
+            .iter()
+            .map(|c| Ok(Bytes::from_static(c.as_bytes())))
+            .collect();
+        futures_util::stream::iter(v)
+    }
+
+    /// MD5("hello world").
+    const HELLO_MD5: &str = "5eb63bbbe01eeed093cb22bb8f5acdc3";
+
+    #[tokio::test]
+    async fn a_body_is_read_whole_with_its_md5() {
+        let b = Budget::new(100);
+        for declared in [Some(11), None] {
+            let u = read(body(&["hello", " ", "world"]), declared, &b)
+                .await
+                .unwrap();
+            assert_eq!((u.len, u.md5_hex.as_str()), (11, HELLO_MD5));
+            assert_eq!(hex(&u.md5), HELLO_MD5);
+            assert_eq!(u.chunks.concat(), b"hello world");
+            assert_eq!(b.used(), 11, "held while the upload is");
+            drop(u);
+            assert_eq!(b.used(), 0);
+        }
+        let u = read(body(&[]), Some(0), &b).await.unwrap();
+        assert_eq!(u.md5_hex, "d41d8cd98f00b204e9800998ecf8427e");
+    }
+
+    #[tokio::test]
+    async fn a_body_must_be_as_long_as_it_declared() {
+        let b = Budget::new(100);
+        let e = read(body(&["hello", " world"]), Some(20), &b)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&e, GwError::InvalidArgument(m) if m.contains("IncompleteBody")),
+            "{e:?}"
+        );
+        let e = read(body(&["hello", " world"]), Some(7), &b)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&e, GwError::InvalidArgument(m) if m.contains("longer than its Content-Length")),
+            "{e:?}"
+        );
+        let broken = futures_util::stream::iter(vec![
+            Ok(Bytes::from_static(b"ab")),
+            Err("connection reset".to_string()),
+        ]);
+        let e = read(broken, None, &b).await.unwrap_err();
+        assert!(
+            matches!(&e, GwError::InvalidArgument(m) if m.contains("connection reset")),
+            "{e:?}"
+        );
+        assert_eq!(b.used(), 0, "failed reads give their bytes back");
+    }
+
+    #[tokio::test]
+    async fn the_budget_refuses_what_never_fits_and_what_does_not_fit_now() {
+        let b = Budget::new(10);
+        // Declared over the limit: never fits.
+        let e = read(body(&["x"]), Some(11), &b).await.unwrap_err();
+        assert!(matches!(e, GwError::EntityTooLarge(_)), "{e:?}");
+        // Undeclared, grows past the limit: never fits either.
+        let e = read(body(&["123456", "123456"]), None, &b)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, GwError::EntityTooLarge(_)), "{e:?}");
+        assert_eq!(b.used(), 0);
+        // Fits the limit but not what is left of it now: retry.
+        let held = b.take(8).unwrap();
+        let e = read(body(&["12345"]), Some(5), &b).await.unwrap_err();
+        assert!(matches!(e, GwError::SlowDown(_)), "{e:?}");
+        let e = read(body(&["123", "45"]), None, &b).await.unwrap_err();
+        assert!(matches!(e, GwError::SlowDown(_)), "{e:?}");
+        assert_eq!(b.used(), 8);
+        drop(held);
+        let u = read(body(&["12345"]), Some(5), &b).await.unwrap();
+        assert_eq!(u.len, 5);
+    }
+
+    #[test]
+    fn grants_are_given_back_on_drop() {
+        let b = Budget::new(10);
+        let g1 = b.take(4).unwrap();
+        let g2 = b.take(6).unwrap();
+        assert_eq!(b.used(), 10);
+        assert!(matches!(b.take(1), Err(GwError::SlowDown(_))));
+        assert!(matches!(b.take(11), Err(GwError::EntityTooLarge(_))));
+        let both = merge(g1, g2);
+        assert_eq!(b.used(), 10, "merging moves bytes, it does not free them");
+        let zero = b.take(0).unwrap();
+        drop(zero);
+        assert_eq!(b.used(), 10);
+        drop(both);
+        assert_eq!(b.used(), 0);
+        assert_eq!(b.limit(), 10);
+        // Many threads taking and giving back end at zero.
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    for _ in 0..1000 {
+                        if let Ok(g) = b.take(3) {
+                            assert!(b.used() <= 10);
+                            drop(g);
+                        }
+                    }
+                });
+            }
+        });
+        assert_eq!(b.used(), 0);
     }
 }

@@ -16,6 +16,7 @@ pub mod body;
 pub mod buckets;
 pub mod error;
 mod fixup;
+mod metrics;
 pub mod multipart;
 pub mod objects;
 pub mod s3;
@@ -29,7 +30,7 @@ mod tokens;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use faascache_client::{Client, ClientOptions, WritePolicy};
 use faascache_objstore::{Scheme, Settings};
@@ -41,6 +42,7 @@ use tokio::sync::Semaphore;
 
 pub use buckets::AutoTables;
 pub use error::{GwError, GwResult};
+pub use metrics::{Latency, Requests};
 pub use shared::{OpCounts, Shared};
 
 /// How a gateway runs.
@@ -162,6 +164,7 @@ pub fn run(cfg: GatewayConfig, ready: impl FnOnce(SocketAddr)) -> Result<(), Sta
         totals: objects::Totals::default(),
         ops: OpCounts::default(),
         errors: AtomicU64::new(0),
+        requests: metrics::Requests::default(),
         started: SystemTime::now(),
         tokens: shared::Tokens::default(),
         credentials: cfg.credentials.clone(),
@@ -250,14 +253,36 @@ async fn route(
     log: bool,
 ) -> http::Response<s3s::Body> {
     let (method, path) = (req.method().clone(), req.uri().path().to_string());
-    let resp = if path == "/_faascache/status" && method == http::Method::GET {
-        http::Response::builder()
+    if path == "/_faascache/status" && method == http::Method::GET {
+        // Not counted: watching the gateway does not change its numbers.
+        return http::Response::builder()
             .header("content-type", "application/json")
             .body(s3s::Body::from(gw.status().to_string()))
-            .unwrap_or_default()
-    } else if !known_method(&method) {
-        fixup::method_not_allowed(&method)
-    } else if is_swift(&path) {
+            .unwrap_or_default();
+    }
+    let start = Instant::now();
+    let (resp, op) = metrics::Requests::run(dispatch(gw, s3, req, &method, &path)).await;
+    let status = resp.status();
+    gw.requests.record(op, status.as_u16(), start.elapsed());
+    if status.is_server_error() || status.is_client_error() {
+        gw.errors.fetch_add(1, Ordering::Relaxed);
+    }
+    if log {
+        tracing::info!(target: "gateway::access", %method, %path, op, status = status.as_u16(), ms = start.elapsed().as_millis() as u64);
+    }
+    resp
+}
+
+async fn dispatch(
+    gw: &Arc<Shared>,
+    s3: &S3Service,
+    req: http::Request<Incoming>,
+    method: &http::Method,
+    path: &str,
+) -> http::Response<s3s::Body> {
+    if !known_method(method) {
+        fixup::method_not_allowed(method)
+    } else if is_swift(path) {
         swift::handle(gw, req.map(s3s::Body::from)).await
     } else {
         let query = req.uri().query().unwrap_or_default().to_string();
@@ -268,7 +293,7 @@ async fn route(
             .map(str::to_string);
         match s3.call(req.map(s3s::Body::from)).await {
             Ok(r) if r.status().is_client_error() => {
-                fixup::s3_error(r, &path, &query, copy_source.as_deref())
+                fixup::s3_error(r, path, &query, copy_source.as_deref())
             }
             Ok(r) => r,
             Err(e) => {
@@ -279,12 +304,5 @@ async fn route(
                     .unwrap_or_default()
             }
         }
-    };
-    if resp.status().is_server_error() || resp.status().is_client_error() {
-        gw.errors.fetch_add(1, Ordering::Relaxed);
     }
-    if log {
-        tracing::info!(target: "gateway::access", %method, %path, status = resp.status().as_u16());
-    }
-    resp
 }

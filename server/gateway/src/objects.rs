@@ -289,38 +289,72 @@ fn after_prefix(p: &str) -> String {
     format!("{p}\u{10FFFF}")
 }
 
-fn list_store(
+/// Whether the continuation `c` is a common prefix of a listing of `prefix` grouped by `d`:
+/// the prefix, then the rest up to its first delimiter, ending with it. An object named like a
+/// folder (`photos/` listed under the prefix `photos/`) is not one.
+fn is_common_prefix(c: &str, prefix: &str, d: &str) -> bool {
+    c.strip_prefix(prefix)
+        .is_some_and(|rest| rest.find(d).is_some_and(|i| i + d.len() == rest.len()))
+}
+
+/// The common prefix `key` falls in, if any.
+fn group_of(key: &str, prefix: &str, d: &str) -> Option<String> {
+    let rest = key.get(prefix.len()..)?;
+    rest.find(d)
+        .map(|i| key[..prefix.len() + i + d.len()].to_string())
+}
+
+/// [`list`] on the store itself.
+pub(crate) fn list_store(
     store: &dyn ObjectStore,
     prefix: &str,
     delimiter: Option<&str>,
     start_after: Option<&str>,
     max: usize,
 ) -> GwResult<Listing> {
+    list_in_pages(store, prefix, delimiter, start_after, max, MAX_KEYS)
+}
+
+/// [`list_store`], asking the store for `store_page` keys at a time.
+fn list_in_pages(
+    store: &dyn ObjectStore,
+    prefix: &str,
+    delimiter: Option<&str>,
+    start_after: Option<&str>,
+    max: usize,
+    store_page: usize,
+) -> GwResult<Listing> {
+    let delimiter = delimiter.filter(|d| !d.is_empty());
+    let max = max.max(1);
     let mut out = Listing::default();
     let mut cursor = start_after.map(str::to_string);
+    // The common prefix whose keys are being skipped (returned already).
+    let mut skipping: Option<String> = None;
     // A continuation at a common prefix already returned skips the rest of it.
     if let (Some(d), Some(c)) = (delimiter, &cursor) {
-        if c.starts_with(prefix) && c.ends_with(d) {
+        if is_common_prefix(c, prefix, d) {
+            skipping = Some(c.clone());
             cursor = Some(after_prefix(c));
         }
     }
     let mut last: Option<String> = None;
     loop {
-        let page = store.list(prefix, cursor.as_deref(), MAX_KEYS)?;
+        let page = store.list(prefix, cursor.as_deref(), store_page)?;
         let mut jumped = false;
         for e in page.entries {
+            let group = delimiter.and_then(|d| group_of(&e.key, prefix, d));
+            // A key sorting after the skip mark yet in the skipped prefix (one with U+10FFFF).
+            if group.is_some() && group == skipping {
+                continue;
+            }
             if out.objects.len() + out.prefixes.len() >= max {
                 out.next = last;
                 return Ok(out);
             }
-            let group = delimiter.and_then(|d| {
-                let rest = e.key.get(prefix.len()..)?;
-                rest.find(d)
-                    .map(|i| e.key[..prefix.len() + i + d.len()].to_string())
-            });
             if let Some(p) = group {
                 cursor = Some(after_prefix(&p));
                 out.prefixes.push(p.clone());
+                skipping = Some(p.clone());
                 last = Some(p);
                 // The store lists the rest of this prefix next: skip it.
                 jumped = true;
@@ -344,3 +378,6 @@ fn list_store(
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

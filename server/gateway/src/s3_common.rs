@@ -323,4 +323,217 @@ mod tests {
         ];
         assert_eq!(base64_md5(&md5), "1B2M2Y8AsgTpgAmY7PhCfg==");
     }
+
+    use std::time::{Duration, UNIX_EPOCH};
+
+    /// Last modified at 1,700,000,000.4 s (headers carry whole seconds).
+    const MODIFIED: u64 = 1_700_000_000;
+
+    fn info() -> Info {
+        Info {
+            etag: "abc".into(),
+            len: 3,
+            content_type: "text/plain".into(),
+            last_modified: UNIX_EPOCH + Duration::from_millis(MODIFIED * 1000 + 400),
+            user: Vec::new(),
+        }
+    }
+
+    fn at(secs: u64) -> Option<Timestamp> {
+        Some(Timestamp::from(UNIX_EPOCH + Duration::from_secs(secs)))
+    }
+
+    fn tag(t: &str) -> Option<ETagCondition> {
+        Some(ETagCondition::ETag(S3ETag::Strong(t.into())))
+    }
+
+    /// What `check` answers: "200", "304" or "412".
+    fn answer(c: &Conditions) -> &'static str {
+        match c.check(&info()) {
+            Ok(()) => "200",
+            Err(GwError::NotModified) => "304",
+            Err(GwError::PreconditionFailed) => "412",
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+
+    #[test]
+    fn each_condition_alone() {
+        let (past, now, future) = (at(MODIFIED - 60), at(MODIFIED), at(MODIFIED + 60));
+        let cases = [
+            (Conditions::default(), "200"),
+            // If-Match: the ETag, `*`, another.
+            (
+                Conditions {
+                    if_match: tag("abc"),
+                    ..Default::default()
+                },
+                "200",
+            ),
+            (
+                Conditions {
+                    if_match: Some(ETagCondition::Any),
+                    ..Default::default()
+                },
+                "200",
+            ),
+            (
+                Conditions {
+                    if_match: tag("xyz"),
+                    ..Default::default()
+                },
+                "412",
+            ),
+            // If-None-Match: the ETag, `*`, another.
+            (
+                Conditions {
+                    if_none_match: tag("abc"),
+                    ..Default::default()
+                },
+                "304",
+            ),
+            (
+                Conditions {
+                    if_none_match: Some(ETagCondition::Any),
+                    ..Default::default()
+                },
+                "304",
+            ),
+            (
+                Conditions {
+                    if_none_match: tag("xyz"),
+                    ..Default::default()
+                },
+                "200",
+            ),
+            // If-Modified-Since: before, at (the same second), after.
+            (
+                Conditions {
+                    if_modified_since: past.clone(),
+                    ..Default::default()
+                },
+                "200",
+            ),
+            (
+                Conditions {
+                    if_modified_since: now.clone(),
+                    ..Default::default()
+                },
+                "304",
+            ),
+            (
+                Conditions {
+                    if_modified_since: future.clone(),
+                    ..Default::default()
+                },
+                "304",
+            ),
+            // If-Unmodified-Since: before, at, after.
+            (
+                Conditions {
+                    if_unmodified_since: past,
+                    ..Default::default()
+                },
+                "412",
+            ),
+            (
+                Conditions {
+                    if_unmodified_since: now,
+                    ..Default::default()
+                },
+                "200",
+            ),
+            (
+                Conditions {
+                    if_unmodified_since: future,
+                    ..Default::default()
+                },
+                "200",
+            ),
+        ];
+        for (i, (c, want)) in cases.iter().enumerate() {
+            assert_eq!(answer(c), *want, "case {i}: {c:?}");
+        }
+    }
+
+    #[test]
+    fn combinations_are_each_evaluated_as_swift_does() {
+        let (past, future) = (at(MODIFIED - 60), at(MODIFIED + 60));
+        let cases = [
+            // A matching If-Match does not excuse a failed If-Unmodified-Since (RFC 9110 would
+            // ignore the date).
+            (
+                Conditions {
+                    if_match: tag("abc"),
+                    if_unmodified_since: past.clone(),
+                    ..Default::default()
+                },
+                "412",
+            ),
+            // A non-matching If-None-Match does not excuse an unchanged If-Modified-Since (RFC
+            // 9110 would ignore the date).
+            (
+                Conditions {
+                    if_none_match: tag("xyz"),
+                    if_modified_since: future.clone(),
+                    ..Default::default()
+                },
+                "304",
+            ),
+            (
+                Conditions {
+                    if_none_match: tag("xyz"),
+                    if_modified_since: past.clone(),
+                    ..Default::default()
+                },
+                "200",
+            ),
+            // 412 is decided before 304.
+            (
+                Conditions {
+                    if_match: tag("xyz"),
+                    if_none_match: tag("abc"),
+                    ..Default::default()
+                },
+                "412",
+            ),
+            (
+                Conditions {
+                    if_unmodified_since: past.clone(),
+                    if_modified_since: future.clone(),
+                    ..Default::default()
+                },
+                "412",
+            ),
+            (
+                Conditions {
+                    if_match: tag("abc"),
+                    if_none_match: tag("abc"),
+                    ..Default::default()
+                },
+                "304",
+            ),
+            (
+                Conditions {
+                    if_match: tag("abc"),
+                    if_none_match: tag("xyz"),
+                    if_modified_since: past.clone(),
+                    if_unmodified_since: future.clone(),
+                },
+                "200",
+            ),
+            (
+                Conditions {
+                    if_match: Some(ETagCondition::Any),
+                    if_none_match: tag("xyz"),
+                    if_modified_since: future,
+                    if_unmodified_since: past,
+                },
+                "412",
+            ),
+        ];
+        for (i, (c, want)) in cases.iter().enumerate() {
+            assert_eq!(answer(c), *want, "case {i}: {c:?}");
+        }
+    }
 }

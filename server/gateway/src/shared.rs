@@ -1,32 +1,16 @@
 //! What every request handler shares (a leaf module: the front ends and `run` use it).
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
 use faascache_client::Client;
-use parking_lot::Mutex;
 
 use crate::error::GwResult;
-use crate::{body, buckets, objects, staging};
+use crate::{body, buckets, metrics, objects, staging};
 
+pub use crate::metrics::OpCounts;
 pub use crate::tokens::Tokens;
-
-/// Per-operation request counts.
-#[derive(Debug, Default)]
-pub struct OpCounts(Mutex<BTreeMap<&'static str, u64>>);
-
-impl OpCounts {
-    /// Count one request of `op`.
-    pub fn count(&self, op: &'static str) {
-        *self.0.lock().entry(op).or_default() += 1;
-    }
-    /// A snapshot.
-    pub fn snapshot(&self) -> BTreeMap<&'static str, u64> {
-        self.0.lock().clone()
-    }
-}
 
 /// What every request handler shares.
 #[derive(Debug)]
@@ -39,8 +23,10 @@ pub struct Shared {
     pub totals: objects::Totals,
     /// Request counts per operation.
     pub ops: OpCounts,
-    /// Failed requests.
+    /// Failed requests (status 4xx or 5xx).
     pub errors: AtomicU64,
+    /// Requests by status class, latency by operation.
+    pub requests: metrics::Requests,
     /// When the gateway started (ListBuckets' creation dates).
     pub started: SystemTime,
     /// Swift logins: token → account user.
@@ -61,7 +47,14 @@ impl Shared {
 
     /// The status as JSON (`GET /_faascache/status`).
     pub fn status(&self) -> serde_json::Value {
+        let (requests, latency) = self.requests.to_json();
+        let uptime = SystemTime::now()
+            .duration_since(self.started)
+            .map_or(0, |d| d.as_secs());
         serde_json::json!({
+            "uptime_s": uptime,
+            "requests": requests,
+            "latency_us": latency,
             "operations": self.ops.snapshot(),
             "errors": self.errors.load(Ordering::Relaxed),
             "bytes_in": self.totals.bytes_in.load(Ordering::Relaxed),

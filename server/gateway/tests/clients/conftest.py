@@ -53,6 +53,18 @@ NORMALIZATIONS (the only differences allowed between the two records; see `norm`
      credentials it is given) and answers SignatureDoesNotMatch, also 403, for any other key;
      through the Swift API it refuses such a user at login (401) where Swift refuses the
      request (403): recorded as "refused".
+ 17. Streaming (aws-chunked) uploads (test_s3_chunked.py: STREAMING-AWS4-HMAC-SHA256-PAYLOAD
+     with chained chunk signatures, STREAMING-UNSIGNED-PAYLOAD-TRAILER with a CRC32 trailer):
+     Swift 2.30's s3api refuses any request with Content-Encoding aws-chunked, that
+     x-amz-content-sha256 or an x-amz-decoded-content-length header at once, 501 NotImplemented
+     ("Transfering payloads in multiple chunks using aws-chunked is not supported.", checked
+     before any signature, so a tampered chunk signature gets it too), and stores nothing; S3
+     and the gateway accept them. The outcome each target must give is asserted (Swift: 501
+     NotImplemented; the gateway: 200 with the MD5 of the decoded bytes as ETag and the same
+     bytes read back by boto3, a tampered chunk signature 403 SignatureDoesNotMatch) and
+     recorded as "<aws-chunked: as expected of the target>" when it holds, as is otherwise;
+     what a GET finds after a refused upload is recorded as is. UNSIGNED-PAYLOAD is compared
+     without normalization.
 Client-side settings (same for both targets): path-style addressing, region us-east-1, SigV4,
 no retries. DeleteObjects gets a Content-MD5 header added (botocore >= 1.36 only sends a CRC32
 checksum, which Swift 2.30's s3api refuses: 400 InvalidRequest "Missing required header for

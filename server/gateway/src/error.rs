@@ -39,6 +39,12 @@ pub enum GwError {
     /// A range outside the object.
     #[error("the requested range is not satisfiable (object of {0} bytes)")]
     InvalidRange(u64),
+    /// The body's checksum (MD5 or `x-amz-checksum-*`) is not the one the request gave.
+    #[error("{0}")]
+    BadDigest(String),
+    /// A chunk signature of an `aws-chunked` upload does not match.
+    #[error("the signature of a chunk of the body does not match")]
+    SignatureMismatch,
     /// A multipart part (not the last) below S3's 5 MiB minimum.
     #[error("{0}")]
     EntityTooSmall(String),

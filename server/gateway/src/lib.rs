@@ -14,6 +14,7 @@
 
 pub mod body;
 pub mod buckets;
+mod checksum;
 pub mod error;
 mod fixup;
 mod metrics;

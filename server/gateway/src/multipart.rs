@@ -133,8 +133,11 @@ pub(crate) async fn upload_part(
             "a part is at most 5 GiB".into(),
         )));
     }
+    let sums = crate::checksum::hasher_for(&req.headers);
     let up = match i.body {
-        Some(b) => body::read(b, declared, &f.gw.budget).await.map_err(to_s3)?,
+        Some(b) => body::read(b, declared, &f.gw.budget, sums)
+            .await
+            .map_err(to_s3)?,
         None => {
             return Err(S3Error::with_message(
                 S3ErrorCode::IncompleteBody,
@@ -145,6 +148,8 @@ pub(crate) async fn upload_part(
     if let Some(md5) = &i.content_md5 {
         crate::s3_common::check_md5(md5, &up.md5)?;
     }
+    let trailers = req.trailing_headers.and_then(|t| t.take());
+    crate::checksum::verify(&up.checksums, &req.headers, trailers.as_ref()).map_err(to_s3)?;
     let gw = f.gw.clone();
     let etag = up.md5_hex.clone();
     let (bucket, key, id, n) = (i.bucket, i.key, i.upload_id, i.part_number);

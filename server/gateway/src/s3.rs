@@ -7,6 +7,7 @@ use s3s::dto::{self, Timestamp};
 use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result, S3};
 
 use crate::body;
+use crate::checksum;
 use crate::objects;
 pub use crate::s3_common::S3Front;
 use crate::s3_common::{
@@ -57,23 +58,23 @@ impl S3 for S3Front {
         req: S3Request<dto::PutObjectInput>,
     ) -> S3Result<S3Response<dto::PutObjectOutput>> {
         self.gw.ops.count("PutObject");
+        let (headers, trailers) = (req.headers, req.trailing_headers);
         let i = req.input;
         let declared = i.content_length.and_then(|l| u64::try_from(l).ok());
+        let sums = checksum::hasher_for(&headers);
         let up = match i.body {
-            Some(b) => body::read(b, declared, &self.gw.budget)
-                .await
-                .map_err(to_s3)?,
-            None => body::read(
-                futures_util::stream::empty::<Result<bytes::Bytes, std::io::Error>>(),
-                Some(0),
-                &self.gw.budget,
-            )
-            .await
-            .map_err(to_s3)?,
-        };
+            Some(b) => body::read(b, declared, &self.gw.budget, sums).await,
+            None => {
+                let none = futures_util::stream::empty::<Result<bytes::Bytes, std::io::Error>>();
+                body::read(none, Some(0), &self.gw.budget, sums).await
+            }
+        }
+        .map_err(to_s3)?;
         if let Some(md5) = &i.content_md5 {
             check_md5(md5, &up.md5)?;
         }
+        let trailers = trailers.and_then(|t| t.take());
+        checksum::verify(&up.checksums, &headers, trailers.as_ref()).map_err(to_s3)?;
         crate::objects::Totals::add(&self.gw.totals.bytes_in, up.len);
         let ct = i
             .content_type

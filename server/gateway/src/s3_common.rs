@@ -56,6 +56,11 @@ pub(crate) fn to_s3(e: GwError) -> S3Error {
         GwError::PreconditionFailed => (C::PreconditionFailed, e.to_string()),
         GwError::NotModified => (C::NotModified, e.to_string()),
         GwError::InvalidRange(_) => (C::InvalidRange, e.to_string()),
+        GwError::BadDigest(m) => (C::BadDigest, m.clone()),
+        GwError::SignatureMismatch => (
+            C::SignatureDoesNotMatch,
+            "The request signature we calculated does not match the signature you provided. Check your key and signing method.".to_string(),
+        ),
         GwError::EntityTooLarge(m) => (C::EntityTooLarge, m.clone()),
         GwError::EntityTooSmall(m) => (C::EntityTooSmall, m.clone()),
         GwError::SlowDown(m) => (C::SlowDown, m.clone()),

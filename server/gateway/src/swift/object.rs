@@ -251,7 +251,14 @@ pub(crate) async fn put(
         return gw_error(&e);
     }
     let expected = header(h, "etag").map(|e| e.trim_matches('"').to_ascii_lowercase());
-    let up = match body::read(req.into_body(), declared, &gw.budget).await {
+    let up = match body::read(
+        req.into_body(),
+        declared,
+        &gw.budget,
+        s3s::checksum::ChecksumHasher::default(),
+    )
+    .await
+    {
         Ok(u) => u,
         Err(e) => return gw_error(&e),
     };

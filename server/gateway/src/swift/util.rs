@@ -461,6 +461,8 @@ pub(crate) fn gw_error(e: &GwError) -> Resp {
             error(StatusCode::NOT_FOUND, None)
         }
         E::PreconditionFailed => error(StatusCode::PRECONDITION_FAILED, None),
+        E::BadDigest(m) => error(StatusCode::UNPROCESSABLE_ENTITY, Some(m)),
+        E::SignatureMismatch => error(StatusCode::UNAUTHORIZED, None),
         E::NotModified => respond::<&str>(StatusCode::NOT_MODIFIED, &[], s3s::Body::empty()),
         E::InvalidRange(_) => error(StatusCode::RANGE_NOT_SATISFIABLE, None),
         E::AccessDenied(m) => error(StatusCode::FORBIDDEN, Some(m)),

@@ -220,3 +220,29 @@ def test_garbage_requests(target, bucket):
             status = int(data.split()[1])
             assert status < 500, (req[:40], data[:300])
     still_serves(target, bucket)
+
+
+def test_wrong_checksum_is_refused(target, bucket):
+    """A PUT whose x-amz-checksum-crc32 (or Content-MD5) does not match its bytes is refused with
+    400 BadDigest and stores nothing, as S3 does (the refusals are checked on the gateway only:
+    Swift 2.30's s3api does not check x-amz-checksum-*); a right checksum is taken by both."""
+    import base64
+    import zlib
+    body = b"integrity matters" * 100
+    right = base64.b64encode(zlib.crc32(body).to_bytes(4, "big")).decode()
+    wrong = base64.b64encode((zlib.crc32(body) ^ 1).to_bytes(4, "big")).decode()
+    s3 = target.s3()
+    status, _, reply = raw(target, "PUT", f"/{bucket}/crc-good", body, {"x-amz-checksum-crc32": right})
+    assert status == 200, reply
+    assert s3.get_object(Bucket=bucket, Key="crc-good")["Body"].read() == body
+    if target.is_gateway:
+        status, headers, reply = raw(target, "PUT", f"/{bucket}/crc-bad", body,
+                                     {"x-amz-checksum-crc32": wrong})
+        assert_clear_4xx(status, headers, reply, "PUT with a wrong CRC32")
+        assert xml_code(reply) == "BadDigest", reply
+        md5 = base64.b64encode(hashlib.md5(b"other").digest()).decode()
+        status, headers, reply = raw(target, "PUT", f"/{bucket}/crc-bad", body, {"Content-MD5": md5})
+        assert xml_code(reply) == "BadDigest", reply
+        with pytest.raises(Exception):
+            s3.head_object(Bucket=bucket, Key="crc-bad")
+        still_serves(target, bucket)

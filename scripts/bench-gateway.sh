@@ -252,11 +252,12 @@ done
   echo
   echo "- gateway hit ≤ 1/10 of Swift's GET p50 at ≤ 1 MB through boto3 (gateway S3 vs Swift s3api): **$ratio_ok**"
   if [ -n "${gw_c1[1000]:-}" ]; then
-    for cpoll in busy block; do
-      added=$(awk -v g="${gw_c1[1000]}" -v r="${rust_p50[$cpoll]}" 'BEGIN{printf "%.1f", g - r}')
-      verdict=$(awk -v a="$added" 'BEGIN{print (a <= 100 ? "met" : "not met")}')
-      echo "- the gateway adds ≤ 100 µs p50 over the native client at 1 KB (wrk -c1 ${gw_c1[1000]} µs − Rust client --poll $cpoll ${rust_p50[$cpoll]} µs = $added µs): **$verdict**"
-    done
+    # Against the faster of the Rust client's two rows: under load a spinning client can lose
+    # its core and come out slower than a blocking one.
+    best=$(printf '%s\n' "${rust_p50[busy]}" "${rust_p50[block]}" | sort -g | head -1)
+    added=$(awk -v g="${gw_c1[1000]}" -v r="$best" 'BEGIN{printf "%.1f", g - r}')
+    verdict=$(awk -v a="$added" 'BEGIN{print (a <= 100 ? "met" : "not met")}')
+    echo "- the gateway adds ≤ 100 µs p50 over the native client at 1 KB (wrk -c1 ${gw_c1[1000]} µs − the faster Rust client row $best µs (busy ${rust_p50[busy]}, block ${rust_p50[block]}) = $added µs): **$verdict**"
     verdict=$(awk -v r="${gw1_tput[1000]}" 'BEGIN{print (r >= 20000 ? "met" : "not met")}')
     per_core=$(awk -v r="${gw1_tput[1000]}" -v c="$gw1_cores" 'BEGIN{printf "%.0f", (c > 0 ? r / c : 0)}')
     echo "- one gateway core ≥ 20 K GET/s of 1 KB (--threads 1, the gateway pinned to CPU 0, wrk -c$WRK_CONNECTIONS on the other CPU(s) with the servers and whatever else runs there: ${gw1_tput[1000]} req/s, the gateway using $gw1_cores cores, $per_core req/s per gateway CPU-second): **$verdict**"

@@ -114,6 +114,11 @@ def timed(fn):
     return (time.perf_counter() - t0) * 1e3, (time.process_time() - c0) * 1e3, r
 
 
+def frac(x):
+    """A ratio as 1/N below 1, as N× above."""
+    return f"1/{1 / x:.1f}" if x < 1 else f"{x:.2f}×"
+
+
 def human(size):
     for unit, n in (("MB", 1_000_000), ("KB", 1_000)):
         if size >= n and size % n == 0:
@@ -188,7 +193,7 @@ def report(a, targets, results):
         pr = results[("gw-s3", size, "PUT")]["p50_ms"] / results[("swift-s3", size, "PUT")]["p50_ms"]
         ratio = r["gw-s3"] / r["swift-s3"]
         verdict = ("met" if ratio <= 0.1 else "NOT met") if size <= 1_000_000 else "(no target)"
-        print(f"| {human(size)} | 1/{1 / ratio:.1f} | {verdict} | 1/{r['swift'] / r['gw-swift']:.1f} | 1/{1 / pr:.1f} |")
+        print(f"| {human(size)} | {frac(ratio)} | {verdict} | {frac(r['gw-swift'] / r['swift'])} | {frac(pr)} |")
     if a.json:
         with open(a.json, "w") as f:
             json.dump([{"target": k[0], "size": k[1], "op": k[2], **v} for k, v in results.items()], f, indent=1)

@@ -81,9 +81,10 @@ pub struct GatewayArgs {
     /// Log every request (method, path, status) at info level
     #[arg(long)]
     pub access_log: bool,
-    /// How the gateway's cluster calls wait for replies: spin, adaptive[:SPIN] (spin briefly,
-    /// then block) or block (least CPU)
-    #[arg(long, value_name = "MODE", default_value = "adaptive")]
+    /// How the gateway's cluster calls wait for replies: block (least CPU; the default: a
+    /// gateway shares its node's cores, and spinning calls slowed it — docs/benchmarks.md §12),
+    /// adaptive[:SPIN] (spin briefly, then block) or spin
+    #[arg(long, value_name = "MODE", default_value = "block")]
     pub poll: faascache_transport::PollMode,
 }
 

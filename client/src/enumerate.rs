@@ -6,8 +6,10 @@
 //! tablet, a tablet map refreshed in the middle (split, migration) resumes where it stopped. An
 //! object that exists for the whole enumeration is returned exactly once; objects written or
 //! removed meanwhile may or may not appear.
-
-use std::collections::VecDeque;
+//!
+//! [`Client::enumerate_page`] is the same walk one batch at a time, with the position in the
+//! caller's hands (for a caller that cannot borrow the client across calls, such as the Python
+//! binding's iterator); [`Client::enumerate`] is built on it.
 
 use faascache_protocol::msg::master::EnumerateRequest;
 use faascache_protocol::msg::Request;
@@ -18,7 +20,7 @@ use crate::error::{Result, TableId};
 /// Soft limit on key + value bytes per `Enumerate` reply.
 const BATCH_BYTES: u32 = 256 * 1024;
 
-/// An object returned by [`Client::enumerate`].
+/// An object returned by [`Client::enumerate`] or [`Client::enumerate_page`].
 ///
 /// ```
 /// let e = faascache_client::Entry { key: b"k".to_vec(), value: b"v".to_vec(), version: 1 };
@@ -32,6 +34,29 @@ pub struct Entry {
     pub value: Vec<u8>,
     /// Version.
     pub version: u64,
+}
+
+/// One batch of an enumeration; see [`Client::enumerate_page`].
+///
+/// ```
+/// let p = faascache_client::EnumeratePage { entries: Vec::new(), next: None };
+/// assert!(p.is_last());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct EnumeratePage {
+    /// Objects whose key hash is at least the page's `from` and below `next` (at most one
+    /// `Enumerate` reply's worth: about 256 KiB of keys and values). May be empty even when
+    /// `next` is `Some` (an empty tablet, or an empty stretch of one).
+    pub entries: Vec<Entry>,
+    /// The key hash to pass as `from` for the next page; `None`: the table is done.
+    pub next: Option<u64>,
+}
+
+impl EnumeratePage {
+    /// Whether this is the table's last page (`next` is `None`).
+    pub fn is_last(&self) -> bool {
+        self.next.is_none()
+    }
 }
 
 /// Iterator over the objects of a table; see [`Client::enumerate`]. After an error it ends.
@@ -48,7 +73,8 @@ pub struct Enumerate<'c> {
     table: TableId,
     /// Next key hash to look at; `None` once the whole hash space is done.
     next_hash: Option<u64>,
-    buf: VecDeque<Entry>,
+    /// The rest of the current page.
+    buf: std::vec::IntoIter<Entry>,
 }
 
 impl Client {
@@ -68,30 +94,44 @@ impl Client {
             client: self,
             table,
             next_hash: Some(0),
-            buf: VecDeque::new(),
+            buf: Vec::new().into_iter(),
         }
     }
-}
 
-impl Enumerate<'_> {
-    /// Fetches the next batch into `buf` (may be empty); advances the position.
-    fn fetch(&mut self, from: u64) -> Result<()> {
-        let client = self.client;
-        let table = self.table;
-        let mut backoff = client.backoff();
+    /// One batch of `table`'s objects: those from key hash `from` on, up to the end of a
+    /// reply (about 256 KiB of keys and values) or of the tablet holding `from`. Start with
+    /// `from = 0` and continue with each page's `next` until it is `None`; a page may be empty
+    /// with more to come. The pages hold no borrow of the client and no state on the servers,
+    /// so a caller may keep the cursor anywhere and resume later (or never). The guarantees
+    /// are those of [`Client::enumerate`], which is built on this: an object that exists for
+    /// the whole paging is returned exactly once.
+    ///
+    /// ```no_run
+    /// let c = faascache_client::Client::connect("tcp:host=127.0.0.1,port=12246")?;
+    /// let t = c.table_id("users")?;
+    /// let mut from = Some(0);
+    /// while let Some(f) = from {
+    ///     let page = c.enumerate_page(t, f)?;
+    ///     for e in &page.entries {
+    ///         println!("{:?} = {} bytes", e.key, e.value.len());
+    ///     }
+    ///     from = page.next;
+    /// }
+    /// # Ok::<(), faascache_client::Error>(())
+    /// ```
+    pub fn enumerate_page(&self, table: TableId, from: u64) -> Result<EnumeratePage> {
+        let mut backoff = self.backoff();
         loop {
-            let map = client.tablet_map(table)?;
+            let map = self.tablet_map(table)?;
             let Some(tablet) = map.next_from(from).cloned() else {
                 if map.is_complete() || map.tablets().is_empty() {
-                    self.next_hash = None;
-                    return Ok(());
+                    return Ok(EnumeratePage::default());
                 }
                 // A hole at the end of an incomplete map: look again before concluding.
-                client.invalidate_map(table);
-                let map = client.tablet_map(table)?;
+                self.invalidate_map(table);
+                let map = self.tablet_map(table)?;
                 if map.next_from(from).is_none() {
-                    self.next_hash = None;
-                    return Ok(());
+                    return Ok(EnumeratePage::default());
                 }
                 continue;
             };
@@ -99,8 +139,8 @@ impl Enumerate<'_> {
             // attempt from the map current then: a map refreshed after `UNKNOWN_TABLET` (split,
             // migration) yields the new tablet's range.
             let hash = from.max(tablet.start);
-            let (objects, next, end) = client.on_master(table, hash, &mut backoff, |s, left| {
-                let map = client.tablet_map(table).map_err(|e| {
+            let (objects, next, end) = self.on_master(table, hash, &mut backoff, |s, left| {
+                let map = self.tablet_map(table).map_err(|e| {
                     if e.is_transient() {
                         Attempt::Retry(e.to_string())
                     } else {
@@ -131,21 +171,23 @@ impl Enumerate<'_> {
                         .collect();
                     (objs, r.next_cursor, tablet.end)
                 });
-                client.classify(table, EnumerateRequest::OPCODE, r)
+                self.classify(table, EnumerateRequest::OPCODE, r)
             })?;
-            self.buf.extend(objects);
-            match next {
-                Some(c) if c > hash => self.next_hash = Some(c),
+            let next = match next {
+                Some(c) if c > hash => Some(c),
                 Some(_) => {
                     // A cursor that does not move would loop forever.
                     return Err(crate::Error::Protocol(format!(
                         "enumeration of {} did not advance at key hash {hash:#018x}",
-                        client.table_label(table)
+                        self.table_label(table)
                     )));
                 }
-                None => self.next_hash = end.checked_add(1),
-            }
-            return Ok(());
+                None => end.checked_add(1),
+            };
+            return Ok(EnumeratePage {
+                entries: objects,
+                next,
+            });
         }
     }
 }
@@ -155,13 +197,19 @@ impl Iterator for Enumerate<'_> {
 
     fn next(&mut self) -> Option<Result<Entry>> {
         loop {
-            if let Some(e) = self.buf.pop_front() {
+            if let Some(e) = self.buf.next() {
                 return Some(Ok(e));
             }
             let from = self.next_hash?;
-            if let Err(e) = self.fetch(from) {
-                self.next_hash = None;
-                return Some(Err(e));
+            match self.client.enumerate_page(self.table, from) {
+                Ok(page) => {
+                    self.buf = page.entries.into_iter();
+                    self.next_hash = page.next;
+                }
+                Err(e) => {
+                    self.next_hash = None;
+                    return Some(Err(e));
+                }
             }
         }
     }

@@ -61,7 +61,7 @@ pub mod tablets;
 pub use backed::{ObjectInfo, ObjectPiece};
 pub use cache_stats::CacheStats;
 pub use client::{Client, Object, ServerInfo, ServerStats, TableInfo};
-pub use enumerate::{Entry, Enumerate};
+pub use enumerate::{Entry, Enumerate, EnumeratePage};
 pub use error::{Error, Result, TableId};
 pub use faascache_protocol::msg::faas::{
     FlushResponse, InvalidateResponse, ObjectMeta, TableBacking, WritePolicy,

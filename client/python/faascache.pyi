@@ -11,7 +11,7 @@ A client must not be used in a child process after fork(): create a new one ther
 """
 
 from types import TracebackType
-from typing import Iterable, List, Mapping, Optional, Tuple, Type, Union
+from typing import Iterable, Iterator, List, Mapping, Optional, Tuple, Type, Union
 
 __version__: str
 
@@ -100,8 +100,21 @@ class Client:
         self, table: Table, items: Union[Mapping[BytesLike, BytesLike], Iterable[Tuple[BytesLike, BytesLike]]]
     ) -> List[int]:
         """Writes many objects; returns their new versions in order."""
-    def enumerate(self, table: Table) -> List[Tuple[bytes, bytes, int]]:
-        """Every object of the table as ``(key, value, version)``, in no particular order."""
+    def enumerate(self, table: Table) -> Iterator[Tuple[bytes, bytes, int]]:
+        """An iterator over every object of the table as ``(key, value, version)``, in no
+        particular order (an ``Enumeration``). It fetches one batch (about 256 KiB) at a time as it
+        is consumed, so any table enumerates in bounded memory; ``list(c.enumerate(t))`` collects
+        it all. A table name is looked up at once (``NoSuchTable``); other errors are raised by the
+        iteration, which then ends. An object that exists for the whole iteration comes exactly
+        once."""
+
+class Enumeration(Iterator[Tuple[bytes, bytes, int]]):
+    """The iterator of ``Client.enumerate`` (not created directly). It holds at most one batch
+    and a reference to its client: after ``close()`` its next fetch raises ``InvalidArgument``.
+    One thread at a time per iterator."""
+
+    def __iter__(self) -> "Enumeration": ...
+    def __next__(self) -> Tuple[bytes, bytes, int]: ...
 
 class Error(Exception):
     """Base class of every FaaSCache error."""

@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use faascache_client::{
-    Client as RustClient, ClientOptions, RejectRules, TableBacking, TableId, WriteItem,
+    Client as RustClient, ClientOptions, Entry, RejectRules, TableBacking, TableId, WriteItem,
     WriteOptions, WritePolicy,
 };
 use pyo3::prelude::*;
@@ -470,26 +470,78 @@ impl Client {
             .collect()
     }
 
-    /// Every object of `table` as a list of `(key, value, version)`, in no particular order.
-    fn enumerate<'py>(
-        &self,
-        py: Python<'py>,
-        table: &Bound<'py, PyAny>,
-    ) -> PyResult<Vec<EntryTuple<'py>>> {
+    /// An iterator over every object of `table` as `(key, value, version)`, in no particular
+    /// order. It fetches one batch at a time (about 256 KiB of keys and values), with the GIL
+    /// released, as it is consumed: a table of any size enumerates in bounded memory. A table
+    /// name is looked up now (`NoSuchTable`); other errors are raised by the iteration, which
+    /// then ends. An object that exists for the whole iteration comes exactly once.
+    fn enumerate(slf: Bound<'_, Self>, table: &Bound<'_, PyAny>) -> PyResult<Enumeration> {
+        let py = slf.py();
         let table = Table::from_py(table)?;
-        let entries = self.call(py, |c| {
-            c.enumerate(table.id(c)?).collect::<Result<Vec<_>, _>>()
-        })?;
-        Ok(entries
-            .into_iter()
-            .map(|e| {
-                (
-                    PyBytes::new(py, &e.key),
-                    PyBytes::new(py, &e.value),
-                    e.version,
-                )
-            })
-            .collect())
+        let table = slf.get().call(py, |c| table.id(c))?;
+        Ok(Enumeration {
+            client: slf.unbind(),
+            table,
+            next: Some(0),
+            buf: Vec::new().into_iter(),
+        })
+    }
+}
+
+/// The iterator of `Client.enumerate`: yields `(key, value, version)` and holds at most one
+/// batch. It keeps a reference to its `Client`, not a clone of the Rust client: after
+/// `close()` its next fetch raises `InvalidArgument`. One iterator is for one thread at a time
+/// (a concurrent `next()` raises `RuntimeError`); the client itself may be shared.
+#[pyclass(module = "faascache")]
+struct Enumeration {
+    client: Py<Client>,
+    table: TableId,
+    /// The key hash the next batch starts at; `None` once the table is done (or after an error).
+    next: Option<u64>,
+    /// The rest of the current batch.
+    buf: std::vec::IntoIter<Entry>,
+}
+
+#[pymethods]
+impl Enumeration {
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__<'py>(&mut self, py: Python<'py>) -> PyResult<Option<EntryTuple<'py>>> {
+        loop {
+            if let Some(e) = self.buf.next() {
+                let key = PyBytes::new(py, &e.key);
+                return Ok(Some((key, PyBytes::new(py, &e.value), e.version)));
+            }
+            let Some(from) = self.next else {
+                return Ok(None);
+            };
+            let table = self.table;
+            match self
+                .client
+                .get()
+                .call(py, |c| c.enumerate_page(table, from))
+            {
+                Ok(page) => {
+                    self.buf = page.entries.into_iter();
+                    self.next = page.next;
+                }
+                Err(e) => {
+                    self.next = None;
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    fn __repr__(&self) -> String {
+        let state = if self.next.is_none() && self.buf.as_slice().is_empty() {
+            ", done"
+        } else {
+            ""
+        };
+        format!("faascache.Enumeration(table={}{state})", self.table)
     }
 }
 
@@ -498,6 +550,7 @@ impl Client {
 #[pymodule]
 fn faascache(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Client>()?;
+    m.add_class::<Enumeration>()?;
     errors::register(m)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

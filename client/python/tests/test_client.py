@@ -173,10 +173,81 @@ def test_multi(client, table):
 def test_enumerate(client, table):
     want = {f"k{i}".encode(): f"v{i}".encode() for i in range(50)}
     client.multi_put(table, want)
-    got = client.enumerate(table)
+    it = client.enumerate(table)
+    assert isinstance(it, faascache.Enumeration) and iter(it) is it
+    got = list(it)
     assert {k: v for k, v, _ in got} == want
-    assert all(ver > 0 for _, _, ver in got)
+    assert all(isinstance(k, bytes) and isinstance(ver, int) and ver > 0 for k, _, ver in got)
     assert len(got) == 50
+    assert list(it) == [] and next(it, None) is None, "an exhausted iterator stays exhausted"
+    tid = client.get_table_id(table)
+    assert sorted(client.enumerate(tid)) == sorted(got), "by id too"
+    with pytest.raises(faascache.NoSuchTable):
+        client.enumerate("no_such_table_here")
+    with pytest.raises(TypeError):
+        client.enumerate(1.5)
+    with pytest.raises(TypeError):
+        faascache.Enumeration()
+
+
+BATCH_BYTES = 256 * 1024  # the Rust client's Enumerate batch (client/src/enumerate.rs)
+
+
+def test_enumerate_a_table_larger_than_a_batch(client):
+    """Several batches per tablet (3 x BATCH_BYTES of values over two masters): every key comes
+    exactly once; an iterator can stop early, be dropped, or outlive its client's close()."""
+    name = "py_enum_big"
+    client.create_table(name, span=2)
+    try:
+        value = bytes(range(256)) * 32  # 8 KiB
+        n = 3 * BATCH_BYTES // len(value)
+        keys = [f"big{i:04}".encode() for i in range(n)]
+        for i in range(0, n, 16):
+            client.multi_put(name, {k: value for k in keys[i : i + 16]})
+        seen = {}
+        for k, v, ver in client.enumerate(name):
+            assert v == value and ver > 0
+            seen[k] = seen.get(k, 0) + 1
+        assert sorted(seen) == keys and set(seen.values()) == {1}, "every key exactly once"
+
+        # Partial consumption: a few items, then the iterator is dropped (and a second one is
+        # abandoned before its first item); the client goes on working.
+        it = client.enumerate(name)
+        first = [next(it) for _ in range(5)]
+        assert len({k for k, _, _ in first}) == 5
+        del it
+        client.enumerate(name)
+        import gc
+
+        gc.collect()
+        assert len(list(client.enumerate(name))) == n
+        assert client.get(name, keys[0]) == value
+    finally:
+        client.drop_table(name)
+
+
+def test_enumerate_after_close_and_drop(cluster, table):
+    c = faascache.Client(coordinator=cluster.locator, timeout=10)
+    c.multi_put(table, {f"k{i}": b"v" for i in range(10)})
+    it = c.enumerate(table)
+    assert next(it)[1] == b"v"  # the first batch is in memory: the rest of it still comes
+    c.close()
+    assert len(list(it)) == 9
+    with pytest.raises(faascache.InvalidArgument, match="closed"):
+        c.enumerate(table)
+    # A table dropped in the middle of an enumeration (1 MiB: more than the first batch): the
+    # next fetch raises, and then the iterator is exhausted.
+    with faascache.Client(coordinator=cluster.locator, timeout=10) as c2:
+        c2.create_table("py_enum_dropped", span=2)
+        c2.multi_put("py_enum_dropped", {f"k{i}": bytes(64 << 10) for i in range(16)})
+        it = c2.enumerate("py_enum_dropped")
+        next(it)
+        c2.drop_table("py_enum_dropped")
+        with pytest.raises(faascache.NoSuchTable):
+            list(it)
+        assert list(it) == [], "after an error the iterator is exhausted"
+        with pytest.raises(faascache.NoSuchTable):
+            next(c2.enumerate(2**40))  # an unknown id: raised by the first fetch
 
 
 def test_limits_and_bad_arguments(client, table):

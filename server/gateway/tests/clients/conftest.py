@@ -74,6 +74,7 @@ import base64
 import datetime
 import email.utils
 import hashlib
+import http.client
 import io
 import json
 import os
@@ -399,3 +400,18 @@ def pytest_sessionfinish(session, exitstatus):
     if os.environ.get("CI") == "true" and _skipped:
         sys.stderr.write(f"CI=true: {len(_skipped)} test(s) skipped, which CI does not allow: {_skipped}\n")
         session.exitstatus = 1
+
+
+def send_raw(target, method, path, headers, body=b"", timeout=60):
+    """(status, lower-case headers, body) of one request sent as is (http.client: no URL
+    normalization, no retries)."""
+    c = http.client.HTTPConnection(target.host, target.port, timeout=timeout)
+    try:
+        c.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
+        for k, v in headers.items():
+            c.putheader(k, v)
+        c.endheaders(body)
+        r = c.getresponse()
+        return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
+    finally:
+        c.close()

@@ -5,7 +5,6 @@ they run against Swift too where Swift meets the same contract (so the tests the
 checked), except path traversal, where Swift (like AWS) stores `../x` as a literal key: the
 gateway must refuse it (400), Swift's behaviour is asserted as the documented alternative."""
 import hashlib
-import http.client
 import re
 import socket
 import threading
@@ -17,7 +16,7 @@ from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from conftest import KEY, REGION, USER, admin, unique
+from conftest import KEY, REGION, USER, admin, send_raw, unique
 
 
 def signed(target, method, path, body=b"", headers=None, payload_hash=None):
@@ -35,17 +34,7 @@ def signed(target, method, path, body=b"", headers=None, payload_hash=None):
 
 def raw(target, method, path, body=b"", headers=None, timeout=30):
     """Send a signed request with http.client (no URL normalization); (status, headers, body)."""
-    h = signed(target, method, path, body, headers)
-    c = http.client.HTTPConnection(target.host, target.port, timeout=timeout)
-    try:
-        c.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
-        for k, v in h.items():
-            c.putheader(k, v)
-        c.endheaders(body)
-        r = c.getresponse()
-        return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
-    finally:
-        c.close()
+    return send_raw(target, method, path, signed(target, method, path, body, headers), body, timeout)
 
 
 def xml_code(body):

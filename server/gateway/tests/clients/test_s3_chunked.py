@@ -17,12 +17,11 @@ import base64
 import datetime
 import hashlib
 import hmac
-import http.client
 import re
 import urllib.parse
 import zlib
 
-from conftest import KEY, REGION, USER, compare_records, md5
+from conftest import KEY, REGION, USER, compare_records, md5, send_raw
 
 SIZE = 200 * 1024
 CHUNK = 64 * 1024
@@ -120,17 +119,7 @@ def crc32_b64(data):
 
 
 def send(target, method, path, headers, body):
-    """(status, lower-case headers, body) of one request sent as is (http.client, no retries)."""
-    c = http.client.HTTPConnection(target.host, target.port, timeout=60)
-    try:
-        c.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
-        for k, v in headers.items():
-            c.putheader(k, v)
-        c.endheaders(body)
-        r = c.getresponse()
-        return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
-    finally:
-        c.close()
+    return send_raw(target, method, path, headers, body)
 
 
 def code(body):

@@ -157,7 +157,10 @@ pub(crate) async fn upload_part(
         let c = gw.buckets.client();
         let u = gw.uploads()?;
         record(c, u, &id, &bucket, &key)?;
-        let data: Vec<u8> = up.chunks.iter().flat_map(|c| c.iter().copied()).collect();
+        let mut data = Vec::with_capacity(up.chunks.iter().map(|c| c.len()).sum());
+        for c in &up.chunks {
+            data.extend_from_slice(c);
+        }
         let pieces: Vec<&[u8]> = if data.is_empty() { vec![&[][..]] } else { data.chunks(CHUNK).collect() };
         for (ci, piece) in pieces.iter().enumerate() {
             c.write(u.parts, chunk_key(&id, n, ci).as_bytes(), piece)?;

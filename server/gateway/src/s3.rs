@@ -30,12 +30,12 @@ impl S3 for S3Front {
     ) -> S3Result<S3Response<dto::HeadObjectOutput>> {
         self.gw.ops.count("HeadObject");
         let i = req.input;
-        let cond = Conditions {
-            if_match: i.if_match,
-            if_none_match: i.if_none_match,
-            if_modified_since: i.if_modified_since,
-            if_unmodified_since: i.if_unmodified_since,
-        };
+        let cond = Conditions::new(
+            i.if_match,
+            i.if_none_match,
+            i.if_modified_since,
+            i.if_unmodified_since,
+        );
         let gw = self.gw.clone();
         let info = blocking(move || {
             let info = gw.buckets.with(&i.bucket, |b| objects::head(b, &i.key))?;

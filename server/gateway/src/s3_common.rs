@@ -138,6 +138,21 @@ pub(crate) struct Conditions {
 }
 
 impl Conditions {
+    /// The four conditional headers (or the four `x-amz-copy-source-if-*` of a copy).
+    pub(crate) fn new(
+        if_match: Option<ETagCondition>,
+        if_none_match: Option<ETagCondition>,
+        if_modified_since: Option<Timestamp>,
+        if_unmodified_since: Option<Timestamp>,
+    ) -> Conditions {
+        Conditions {
+            if_match,
+            if_none_match,
+            if_modified_since,
+            if_unmodified_since,
+        }
+    }
+
     pub(crate) fn check(&self, info: &Info) -> GwResult<()> {
         let modified = secs(info.last_modified);
         let failed = self
@@ -180,12 +195,12 @@ impl S3Front {
         req: S3Request<dto::GetObjectInput>,
     ) -> S3Result<S3Response<dto::GetObjectOutput>> {
         let i = req.input;
-        let cond = Conditions {
-            if_match: i.if_match,
-            if_none_match: i.if_none_match,
-            if_modified_since: i.if_modified_since,
-            if_unmodified_since: i.if_unmodified_since,
-        };
+        let cond = Conditions::new(
+            i.if_match,
+            i.if_none_match,
+            i.if_modified_since,
+            i.if_unmodified_since,
+        );
         let range = i.range;
         let gw = self.gw.clone();
         let (bucket, key) = (i.bucket, i.key);
@@ -233,7 +248,9 @@ impl S3Front {
                 span.end.saturating_sub(1)
             ));
         }
-        let mut data = first.data.clone();
+        // The bytes leave the piece (no copy); what identifies the object stays for the rest.
+        let mut first = first;
+        let mut data = std::mem::take(&mut first.data);
         data.truncate((span.end - span.start) as usize);
         crate::objects::Totals::add(&self.gw.totals.bytes_out, span.end - span.start);
         if span.start + data.len() as u64 >= span.end {

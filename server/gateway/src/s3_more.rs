@@ -35,12 +35,12 @@ pub(crate) async fn copy_object(
             "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes.",
         ));
     }
-    let cond = Conditions {
-        if_match: i.copy_source_if_match,
-        if_none_match: i.copy_source_if_none_match,
-        if_modified_since: i.copy_source_if_modified_since,
-        if_unmodified_since: i.copy_source_if_unmodified_since,
-    };
+    let cond = Conditions::new(
+        i.copy_source_if_match,
+        i.copy_source_if_none_match,
+        i.copy_source_if_modified_since,
+        i.copy_source_if_unmodified_since,
+    );
     let gw = f.gw.clone();
     let (content_type, metadata, bucket, key) = (i.content_type, i.metadata, i.bucket, i.key);
     let (etag, modified) = blocking(move || {

@@ -79,11 +79,11 @@ pub trait LogEntryHandlers {
     fn is_obsolete(&self, _ty: EntryType, _body: &[u8]) -> bool {
         false
     }
-    /// Whether an eviction pass would probably drop this entry rather than relocate it (for
-    /// the object layer: an object written clean, of an evictable table). An estimate from
-    /// the entry alone, without locks; used to choose which segments to evict from.
-    /// Optional: by default nothing is evictable.
-    fn may_evict(&self, _ty: EntryType, _body: &[u8]) -> bool {
+    /// Whether an eviction pass would probably drop the entry at `addr` rather than relocate
+    /// it (for the object layer: a clean object of an evictable table, or one no longer
+    /// live). An estimate — the object may change before the pass reaches it; used to choose
+    /// which segments to evict from. Optional: by default nothing is evictable.
+    fn may_evict(&self, _ty: EntryType, _body: &[u8], _addr: u64) -> bool {
         false
     }
     /// Decides whether the entry at `old` is live; if so copies it with `to.append` and
@@ -330,7 +330,8 @@ fn choose_for_eviction(
         let mut survive = 0usize;
         for (addr, _) in entries_of(log, &c.seg) {
             log.with_entry(addr, |h, body| {
-                if handlers.timestamp(h.ty, body).is_some() && !handlers.may_evict(h.ty, body) {
+                if handlers.timestamp(h.ty, body).is_some() && !handlers.may_evict(h.ty, body, addr)
+                {
                     survive += body.len() + 16;
                 }
             });

@@ -225,15 +225,31 @@ impl LogEntryHandlers for Inner {
         }
     }
 
-    fn may_evict(&self, ty: EntryType, body: &[u8]) -> bool {
-        ty == EntryType::Object
-            && body.len() >= format::OBJECT_FIXED
-            && le32(body, 16) & format::DIRTY_BIT == 0
-            && self
-                .tables
-                .read()
-                .get(&le32(body, 4))
-                .is_some_and(|t| t.evictable.load(Ordering::Relaxed))
+    fn may_evict(&self, ty: EntryType, body: &[u8], addr: u64) -> bool {
+        if ty != EntryType::Object || body.len() < format::OBJECT_FIXED {
+            return false;
+        }
+        let table = le32(body, 4);
+        let evictable = self
+            .tables
+            .read()
+            .get(&table)
+            .is_some_and(|t| t.evictable.load(Ordering::Relaxed));
+        if !evictable {
+            return false;
+        }
+        if le32(body, 16) & format::DIRTY_BIT == 0 {
+            return true;
+        }
+        // Written dirty (a write-back or write-through write): the log's bit never changes,
+        // so ask the hash table whether it was uploaded since (clean now) or is gone.
+        let kl = le16(body, 20) as usize;
+        let Some(key) = body.get(format::OBJECT_FIXED..format::OBJECT_FIXED + kl) else {
+            return false;
+        };
+        let h = key_hash(key);
+        let g = self.ht.lock(h, tag(h, table));
+        g.find_addr(addr).is_none_or(|found| found.clean)
     }
 
     fn relocate(

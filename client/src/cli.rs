@@ -1,5 +1,5 @@
 //! The client subcommands of the `faascache` binary: `status`, `table create|drop|list`, `put`,
-//! `get`, `rm`, `incr`, `flush`, `invalidate`, `shell` (one client, commands from stdin:
+//! `get`, `rm`, `incr`, `flush`, `invalidate`, `resize`, `shell` (one client, commands from stdin:
 //! [`shell`]). Tables backed by an object store: `table create NAME --backing URL` with the
 //! flags of [`BackingArgs`] (`docs/faas.md`).
 //!
@@ -38,8 +38,10 @@ use clap::{Args, Subcommand};
 use serde_json::json;
 
 use crate::{Client, ClientOptions, Error, Object, TableBacking};
+use format::{cache_json, cache_text, kib, mib};
 
 mod args;
+mod format;
 mod gateways;
 pub mod shell;
 
@@ -176,6 +178,18 @@ pub enum ClientCommand {
         /// Every key starting with this
         #[arg(long, value_name = "P")]
         prefix: Option<String>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Change a server's log memory now: grow (up to its --max-memory) or shrink (evicting
+    /// clean objects of backed tables; never a dirty object or one of a plain table — refused,
+    /// with the bytes still needed, when those do not fit)
+    Resize {
+        /// The server: its id as `status` shows it (2.0), its index (2) or its locator
+        server: String,
+        /// The new size (units B, KiB, MiB, GiB)
+        #[arg(value_parser = parse_size)]
+        size: u64,
         #[command(flatten)]
         target: Target,
     },
@@ -405,6 +419,11 @@ pub fn run_with(
             target.json,
             invalidate(out, target, table, key.as_deref(), prefix.as_deref()),
         ),
+        ClientCommand::Resize {
+            server,
+            size,
+            target,
+        } => (target.json, resize(out, target, server, *size)),
         ClientCommand::Shell { untracked, target } => {
             (false, shell_cmd(out, stdin, target, *untracked))
         }
@@ -601,6 +620,7 @@ fn server_json(
 ) -> serde_json::Value {
     let mut v = json!({
         "id": s.id, "services": s.services, "status": s.status, "locator": s.locator,
+        "coordinator_memory_budget_bytes": s.budget_bytes,
     });
     match st {
         Some(Ok(st)) => {
@@ -652,49 +672,12 @@ fn print_replication<'a>(
     Ok(())
 }
 
-fn cache_json(c: &crate::CacheStats) -> serde_json::Value {
-    json!({
-        "dirty_objects": c.dirty_objects, "dirty_bytes": c.dirty_bytes,
-        "oldest_dirty_ms": c.oldest_dirty_ms, "dirty_limit_bytes": c.dirty_limit_bytes,
-        "uploads": c.uploads, "upload_errors": c.upload_errors,
-        "hits": c.hits, "misses": c.misses, "negative_hits": c.negative_hits,
-        "store_reads": c.store_reads, "store_read_errors": c.store_read_errors,
-        "not_admitted": c.not_admitted, "invalidated": c.invalidated, "evicted": c.evicted,
-        "last_error": c.last_error,
-    })
-}
-
-/// One line of a master's backed-table counters for `status`.
-fn cache_text(c: &crate::CacheStats) -> String {
-    let mut s = format!(
-        "dirty {} objects, {} of {} (oldest {:.1}s); uploads {} ({} failed); hits {}, misses {}, negative {}; store reads {} ({} failed); not admitted {}, invalidated {}, evicted {}",
-        c.dirty_objects,
-        mib(c.dirty_bytes),
-        mib(c.dirty_limit_bytes),
-        c.oldest_dirty_ms as f64 / 1000.0,
-        c.uploads,
-        c.upload_errors,
-        c.hits,
-        c.misses,
-        c.negative_hits,
-        c.store_reads,
-        c.store_read_errors,
-        c.not_admitted,
-        c.invalidated,
-        c.evicted,
-    );
-    if !c.last_error.is_empty() {
-        s.push_str(&format!("; last store error: {}", c.last_error));
+fn resize(out: &mut Out<'_>, t: &Target, server: &str, size: u64) -> Result<(), Failure> {
+    let r = t.connect()?.resize_server(server, size)?;
+    if t.json {
+        return print_json(out, format::resize_json(&r));
     }
-    s
-}
-
-fn kib(b: u64) -> String {
-    format!("{:.1} KiB", b as f64 / 1024.0)
-}
-
-fn mib(b: u64) -> String {
-    format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0))
+    out.line(&format::resize_text(&r))
 }
 
 fn print_tables(out: &mut Out<'_>, tables: &[crate::TableInfo]) -> Result<(), Failure> {

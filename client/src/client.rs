@@ -71,7 +71,7 @@ pub struct TableInfo {
 /// ```
 /// let s = faascache_client::ServerInfo {
 ///     id: "1.0".into(), services: "master".into(), status: "up".into(),
-///     locator: "tcp:host=127.0.0.1,port=12247".into() };
+///     locator: "tcp:host=127.0.0.1,port=12247".into(), budget_bytes: 1 << 30 };
 /// assert_eq!(s.status, "up");
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,6 +84,8 @@ pub struct ServerInfo {
     pub status: String,
     /// Its service locator.
     pub locator: String,
+    /// Its log memory budget as the coordinator last heard it (0: not known yet).
+    pub budget_bytes: u64,
 }
 
 /// What a server reports about itself ([`Client::server_stats`]; shown by `faascache status`).
@@ -591,6 +593,7 @@ impl Client {
                     services: s.services.to_string(),
                     status: s.status.to_string(),
                     locator: s.locator.to_string(),
+                    budget_bytes: s.budget_bytes,
                 })
                 .collect()
         })
@@ -838,6 +841,7 @@ pub(crate) fn failure_error(f: &Failure, table: &str) -> Error {
             Status::STORE_REJECTED => return Error::StoreRejected(d),
             Status::WRITE_BACK_FULL => return Error::WriteBackFull(d),
             Status::OBJECT_TOO_LARGE => return Error::ObjectTooLarge(d),
+            Status::RESIZE_REFUSED => return Error::ResizeRefused(d),
             _ => {}
         }
     }

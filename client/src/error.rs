@@ -82,6 +82,10 @@ pub enum Error {
     /// or one of them has a bug.
     #[error("protocol error: {0}; run the same FaaSCache version on client and servers")]
     Protocol(String),
+    /// A server refused a memory resize (the detail says why: data it may not evict does not
+    /// fit, below its minimum, above its `--max-memory`); its budget is unchanged.
+    #[error("the server refused the resize: {0}")]
+    ResizeRefused(String),
     /// The server answered with a status this client does not expect here.
     #[error("server error: {0}")]
     Server(String),
@@ -172,6 +176,7 @@ impl Error {
             Status::STORE_REJECTED => Error::StoreRejected(status.to_string()),
             Status::WRITE_BACK_FULL => Error::WriteBackFull(status.to_string()),
             Status::OBJECT_TOO_LARGE => Error::ObjectTooLarge(status.to_string()),
+            Status::RESIZE_REFUSED => Error::ResizeRefused(status.to_string()),
             s => Error::Server(s.to_string()),
         }
     }

@@ -41,6 +41,7 @@
 
 #![forbid(unsafe_code)]
 
+mod admin;
 pub mod backed;
 mod backed_object;
 mod cache_stats;
@@ -58,6 +59,7 @@ mod pending;
 pub mod retry;
 pub mod tablets;
 
+pub use admin::ResizeReport;
 pub use backed::{ObjectInfo, ObjectPiece};
 pub use cache_stats::CacheStats;
 pub use client::{Client, Object, ServerInfo, ServerStats, TableInfo};

@@ -53,6 +53,9 @@ pub struct NodeConfig {
     pub require_bypass: bool,
     /// Log memory of the master, bytes.
     pub memory_bytes: usize,
+    /// The most log memory a live resize may grow it to (address space reserved at start,
+    /// not memory); `None` or less than `memory_bytes`: `memory_bytes` (no growth).
+    pub max_memory_bytes: Option<usize>,
     /// Free log memory kept faulted in ahead of the log, bytes (`None`: the engine's default;
     /// see `EngineConfig::warm_ahead_bytes`).
     pub warm_ahead_bytes: Option<usize>,
@@ -86,6 +89,9 @@ fn new_master(cfg: &NodeConfig, engine: Engine, transport: &str) -> Arc<Master> 
             ))
             .with_write_back_limit(cfg.write_back_limit.unwrap_or(cfg.memory_bytes as u64 / 4)),
     );
+    if cfg.write_back_limit.is_none() {
+        master.write_back_follows_memory();
+    }
     crate::backed::write::start(&master);
     master
 }
@@ -212,6 +218,7 @@ fn connect(loc: &CoordinatorLocator) -> Result<Session, faascache_transport::Err
 /// heartbeats.
 pub fn start(cfg: NodeConfig) -> Result<Node, NodeError> {
     let mut engine_cfg = EngineConfig::with_memory(cfg.memory_bytes);
+    engine_cfg.max_memory_bytes = cfg.max_memory_bytes.unwrap_or(0).max(cfg.memory_bytes);
     if let Some(w) = cfg.warm_ahead_bytes {
         engine_cfg.warm_ahead_bytes = w;
     }
@@ -465,6 +472,7 @@ fn heartbeat_once(
     let sent = Instant::now();
     let req = HeartbeatRequest {
         server_id: master.server_id(),
+        budget_bytes: master.engine.memory_bytes().0 as u64,
     };
     match call(s, &req, HEARTBEAT_RPC_TIMEOUT, |r| {
         (r.cluster_time, r.lease_ms)

@@ -123,7 +123,16 @@ fn queries_answer_while_the_state_is_slowly_persisted() {
     let until = Instant::now() + 2 * SLOW_SET;
     while storage.finished.load(Ordering::SeqCst) == 0 && Instant::now() < until {
         let start = Instant::now();
-        call(&s, &HeartbeatRequest { server_id: a }, T, |_| ()).expect("heartbeat answered");
+        call(
+            &s,
+            &HeartbeatRequest {
+                server_id: a,
+                budget_bytes: 0,
+            },
+            T,
+            |_| (),
+        )
+        .expect("heartbeat answered");
         let servers = call(
             &s,
             &GetServerListRequest {

@@ -112,6 +112,11 @@ pub struct ServerArgs {
     /// Log memory of the master (bytes; units B, KiB, MiB, GiB, TiB); at least 32MiB
     #[arg(long, value_name = "SIZE", default_value = "1GiB", value_parser = parse_size)]
     pub memory: usize,
+    /// The most log memory a live resize (`faascache resize`, the node agent) may give this
+    /// server: reserved as address space at start, not as memory (units as --memory); checked
+    /// against the machine's and the cgroup's memory like --memory [default: --memory, no growth]
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub max_memory: Option<usize>,
     /// Dispatch threads (each pinned to a core)
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub cores: usize,
@@ -288,7 +293,9 @@ pub fn server(args: ServerArgs) -> Result<()> {
     let stop = Termination::starting("checking the configuration")?;
     // Before anything is reserved or started: a --memory that cannot fit is refused now, with
     // the numbers, instead of being ended by the OOM killer once the log fills.
-    crate::memcheck::check(args.memory as u64, &crate::memcheck::limits())?;
+    let limits = crate::memcheck::limits();
+    crate::memcheck::check(args.memory as u64, &limits)?;
+    let max_memory = crate::memcheck::max_memory(args.memory, args.max_memory, &limits)?;
     let store_settings = store_settings(&args)?;
     let coordinator: CoordinatorLocator = args.coordinator.parse().with_context(|| {
         format!(
@@ -307,6 +314,7 @@ pub fn server(args: ServerArgs) -> Result<()> {
         listen,
         require_bypass: args.require_bypass,
         memory_bytes: args.memory,
+        max_memory_bytes: Some(max_memory),
         warm_ahead_bytes: Some(args.warm_ahead),
         dispatch: DispatchConfig {
             cores: args.cores,

@@ -86,6 +86,39 @@ pub fn check(memory: u64, limits: &[(u64, LimitSource)]) -> Result<(), TooLarge>
     })
 }
 
+/// The `--max-memory` a server starts with: the one asked for, checked like `--memory`
+/// against the limits and against `memory`; not asked, `memory` (a server grows only when
+/// its operator reserved room for it: the reservation's bookkeeping costs 24 bytes of
+/// memory per 64 KiB of it).
+pub fn max_memory(
+    memory: usize,
+    asked: Option<usize>,
+    limits: &[(u64, LimitSource)],
+) -> anyhow::Result<usize> {
+    let Some(m) = asked else {
+        return Ok(memory);
+    };
+    if m < memory {
+        anyhow::bail!(
+            "--max-memory {} is below --memory {}: give at least --memory (or leave it out)",
+            gib(m as u64),
+            gib(memory as u64)
+        );
+    }
+    match check(m as u64, limits) {
+        Ok(()) => Ok(m),
+        Err(e) => anyhow::bail!(
+            "--max-memory {} does not fit: a server grown to it would need about {}, but {} {}; \
+             lower --max-memory to at most {}",
+            gib(m as u64),
+            gib(e.needed),
+            e.limited_by,
+            gib(e.limit),
+            gib(e.max_memory)
+        ),
+    }
+}
+
 /// `MemTotal` in bytes from the text of `/proc/meminfo`.
 pub fn parse_meminfo(text: &str) -> Option<u64> {
     let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
@@ -184,6 +217,18 @@ mod tests {
         assert!(msg.contains("--memory 1024.0 GiB does not fit"), "{msg}");
         assert!(msg.contains("MemTotal"), "{msg}");
         assert!(msg.contains("lower --memory to at most 22."), "{msg}");
+        // --max-memory: checked the same way; by default --memory.
+        let lim = [(24 * GIB, LimitSource::Machine)];
+        assert_eq!(max_memory(1 << 30, None, &lim).unwrap(), 1 << 30);
+        assert_eq!(max_memory(1 << 30, Some(2 << 30), &lim).unwrap(), 2 << 30);
+        let e = max_memory(1 << 30, Some(1 << 20), &lim)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("below --memory"), "{e}");
+        let e = max_memory(1 << 30, Some(1 << 40), &lim)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--max-memory 1024.0 GiB does not fit"), "{e}");
         // The smallest limit wins and is named.
         let both = [
             (24 * GIB, LimitSource::Machine),

@@ -120,6 +120,11 @@ impl WriteBack {
         });
     }
 
+    /// Change the dirty-bytes limit ([`Queue::set_limit`](super::writeback::Queue::set_limit)).
+    pub fn set_limit(&self, limit: u64) {
+        self.shared.state.lock().queue.set_limit(limit);
+    }
+
     /// Whether a write of `bytes` to `key` stays under the dirty-bytes limit.
     pub fn admits(&self, key: &Key, bytes: u64) -> bool {
         self.shared.state.lock().queue.admits(key, bytes)

@@ -145,6 +145,12 @@ impl Queue {
         }
     }
 
+    /// Change the dirty-bytes limit (the master's memory was resized); bytes already dirty
+    /// above it stay queued, new writes wait until the queue is under it again.
+    pub fn set_limit(&mut self, limit: u64) {
+        self.limit = limit;
+    }
+
     /// Whether a write of `bytes` to `key` keeps the dirty bytes within the limit (an
     /// overwrite of a queued key counts only what it adds). An empty queue admits any one
     /// write, so a value larger than the limit is never refused forever.

@@ -713,6 +713,7 @@ impl Dispatch for CoordinatorService {
             let mut st = self.c.state.lock();
             let r = st.heartbeat(req.server_id, now);
             if r.is_ok() {
+                st.record_budget(req.server_id, req.budget_bytes);
                 // Recorded under the state lock: a crash marked later sees this grant.
                 self.c.record_grant(&st, req.server_id);
             }
@@ -776,6 +777,7 @@ impl Dispatch for CoordinatorService {
                     services: s.services,
                     status: s.status,
                     locator: &s.locator,
+                    budget_bytes: st.budget(s.id),
                 })
                 .collect(),
         };

@@ -208,6 +208,8 @@ pub struct CoordinatorState {
     next_client_id: u64,
     /// Volatile: when each up server was last heard from.
     last_heard: BTreeMap<u32, Duration>,
+    /// Volatile: each server's log memory budget as its last heartbeat said (issue 18).
+    budgets: BTreeMap<u32, u64>,
     /// Volatile: round-robin start for the next table.
     rr: usize,
     /// A server not heard from for this long is marked crashed.
@@ -226,6 +228,7 @@ impl Default for CoordinatorState {
             client_id_ceiling: 1,
             next_client_id: 1,
             last_heard: BTreeMap::new(),
+            budgets: BTreeMap::new(),
             rr: 0,
             heartbeat_timeout: Duration::from_secs(15),
         }
@@ -412,6 +415,21 @@ impl CoordinatorState {
                 Ok(())
             }
             _ => Err(CoordError::NoSuchServer(id)),
+        }
+    }
+
+    /// Record an up server's memory budget from its heartbeat (0: not said, kept as it was).
+    pub fn record_budget(&mut self, id: ServerId, bytes: u64) {
+        if bytes > 0 && self.server(id).is_some() {
+            self.budgets.insert(id.index(), bytes);
+        }
+    }
+
+    /// A server's memory budget as last heard (0: not known).
+    pub fn budget(&self, id: ServerId) -> u64 {
+        match self.server(id) {
+            Some(_) => self.budgets.get(&id.index()).copied().unwrap_or(0),
+            None => 0,
         }
     }
 

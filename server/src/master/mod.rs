@@ -11,6 +11,7 @@
 //! thread. `NoSpace` from the engine becomes `RETRY` (the cleaner is freeing room).
 
 pub mod client_leases;
+pub mod elastic;
 pub mod exactly_once;
 pub mod faults;
 pub mod lease;
@@ -50,6 +51,8 @@ pub(crate) struct Pools {
     pub migrate: crate::pool::WorkerPool,
     /// Recoveries of a crashed master's tablets onto this one.
     pub recovery: crate::pool::WorkerPool,
+    /// Memory resizes (`ResizeMemory`): one at a time, a few waiting.
+    pub resize: crate::pool::WorkerPool,
 }
 
 impl Default for Pools {
@@ -59,6 +62,7 @@ impl Default for Pools {
             control: WorkerPool::new("control", 1, 256),
             migrate: WorkerPool::new("migrate", 1, 4),
             recovery: WorkerPool::new("recovery", 2, 16),
+            resize: WorkerPool::new("resize", 1, 4),
         }
     }
 }
@@ -100,6 +104,8 @@ pub struct Master {
     pub reads: crate::backed::cache::Reads,
     /// The backed tables' write-back queue and worker (issue 16).
     pub writeback: crate::backed::upload::WriteBack,
+    /// The write-back limit is a quarter of the memory budget and follows resizes.
+    write_back_follows_memory: std::sync::atomic::AtomicBool,
 }
 
 impl replicator::ReplicationHost for Master {
@@ -141,6 +147,7 @@ impl Master {
             counters: crate::backed::Counters::default(),
             reads: crate::backed::cache::Reads::default(),
             writeback: crate::backed::upload::WriteBack::new(DEFAULT_WRITE_BACK_LIMIT),
+            write_back_follows_memory: std::sync::atomic::AtomicBool::new(false),
         }
     }
 

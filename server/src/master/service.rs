@@ -824,6 +824,29 @@ impl Dispatch for MasterService {
         });
     }
 
+    fn resize_memory(&self, call: &mut IncomingRpc<'_>) {
+        let req = decode_or_reply!(call, faascache_protocol::msg::elastic::ResizeMemoryRequest);
+        let place = match self.master.pools.resize.reserve() {
+            Ok(p) => p,
+            Err(busy) => return fail(call, Status::RETRY, 0, &busy.to_string()),
+        };
+        let Some(responder) = call.defer() else {
+            return;
+        };
+        let master = self.master.clone();
+        place.submit(move || match master.resize(req.bytes) {
+            Ok(r) => responder.reply_vec(Status::OK, r.to_vec()),
+            Err(e) => responder.reply_vec(
+                Status::RESIZE_REFUSED,
+                ErrorReply {
+                    version: 0,
+                    detail: &e.to_string(),
+                }
+                .to_vec(),
+            ),
+        });
+    }
+
     fn write_object(&self, call: &mut IncomingRpc<'_>) {
         let req = decode_or_reply!(call, faascache_protocol::msg::faas::WriteObjectRequest<'_>);
         let table = table_or_reply!(call, req.table);

@@ -675,6 +675,13 @@ impl Engine {
         Ok(existing.map(|e| !e.found.clean))
     }
 
+    /// The log memory budget now and the most [`Engine::resize`] may grow it to (the space
+    /// reserved at start), bytes. Cheap: two loads.
+    pub fn memory_bytes(&self) -> (usize, usize) {
+        let (arena, seglet) = (&self.inner.log.arena, self.inner.log.config.seglet_bytes);
+        (arena.budget() * seglet, arena.total_seglets() * seglet)
+    }
+
     /// Counters.
     pub fn stats(&self) -> EngineStats {
         let inner = &self.inner;

@@ -210,7 +210,7 @@ pub enum ResizeError {
         needed: usize,
     },
     /// Above the address space reserved at start.
-    #[error("cannot grow to {requested} bytes: the engine reserved {max} bytes at start (raise the maximum memory and restart)")]
+    #[error("cannot grow to {requested} bytes: the engine reserved {max} bytes at start (a server reserves --max-memory: restart it with a larger one)")]
     AboveReservation {
         /// Requested size.
         requested: usize,

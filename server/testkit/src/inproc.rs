@@ -54,6 +54,7 @@ pub fn cluster(masters: usize) -> Cluster {
                 listen: listen.clone(),
                 require_bypass: false,
                 memory_bytes: 64 << 20,
+                max_memory_bytes: Some(256 << 20),
                 warm_ahead_bytes: None,
                 dispatch: dispatch(),
                 enlist_timeout: Duration::from_secs(10),

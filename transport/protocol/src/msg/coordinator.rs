@@ -65,22 +65,29 @@ impl Message<'_> for EnlistServerResponse {
     }
 }
 
-/// `ServerHeartbeat`: server id `u64`. Reply: empty `OK`, or `SERVER_DOESNT_EXIST` if the
-/// coordinator does not list the id as up (the server then enlists again).
+/// `ServerHeartbeat`: server id `u64`, then (absent from older servers: 0) its log memory
+/// budget `u64` now (the coordinator's view of every server's memory, issue 18). Reply: empty
+/// `OK`, or `SERVER_DOESNT_EXIST` if the coordinator does not list the id as up (the server
+/// then enlists again).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HeartbeatRequest {
     /// The sender.
     pub server_id: ServerId,
+    /// Its log memory budget, bytes (0: not said).
+    pub budget_bytes: u64,
 }
 
 impl Message<'_> for HeartbeatRequest {
     fn encode(&self, out: &mut Vec<u8>) {
-        Writer::new(out).u64(self.server_id.0);
+        Writer::new(out)
+            .u64(self.server_id.0)
+            .u64(self.budget_bytes);
     }
     fn decode(buf: &[u8]) -> Result<Self, MsgError> {
         decode_all(buf, |r| {
             Ok(HeartbeatRequest {
                 server_id: ServerId(r.u64()?),
+                budget_bytes: if r.remaining() == 0 { 0 } else { r.u64()? },
             })
         })
     }
@@ -202,9 +209,12 @@ pub struct ServerEntry<'a> {
     pub status: ServerStatus,
     /// Service locator.
     pub locator: &'a str,
+    /// Its log memory budget as its last heartbeat said (0: not known yet).
+    pub budget_bytes: u64,
 }
 
-/// `GetServerList` reply: list version `u64` (grows with every change), count `u32`, entries.
+/// `GetServerList` reply: list version `u64` (grows with every change), count `u32`, entries,
+/// then (absent from older coordinators: all 0) each entry's memory budget `u64`, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GetServerListResponse<'a> {
     /// Version of the list.
@@ -224,6 +234,9 @@ impl<'a> Message<'a> for GetServerListResponse<'a> {
                 .u8(s.status.as_u8())
                 .bytes_u16(s.locator.as_bytes());
         }
+        for s in &self.servers {
+            w.u64(s.budget_bytes);
+        }
     }
     fn decode(buf: &'a [u8]) -> Result<Self, MsgError> {
         decode_all(buf, |r| {
@@ -236,7 +249,13 @@ impl<'a> Message<'a> for GetServerListResponse<'a> {
                     services: Services::read(r)?,
                     status: ServerStatus::read(r)?,
                     locator: read_str(r, "locator", MAX_LOCATOR_LEN)?,
+                    budget_bytes: 0,
                 });
+            }
+            if r.remaining() > 0 {
+                for s in &mut servers {
+                    s.budget_bytes = r.u64()?;
+                }
             }
             Ok(GetServerListResponse { version, servers })
         })
@@ -786,167 +805,6 @@ impl Message<'_> for CheckClientLeasesResponse {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::super::testutil::round_trip;
-    use super::*;
-
-    #[test]
-    fn coordinator_messages_round_trip() {
-        round_trip!(EnlistServerRequest {
-            services: Services::MASTER,
-            locator: "tcp:host=127.0.0.1,port=1",
-            previous_id: ServerId::new(1, 2)
-        });
-        round_trip!(EnlistServerResponse {
-            server_id: ServerId::new(4, 1)
-        });
-        round_trip!(HeartbeatRequest {
-            server_id: ServerId::new(4, 1)
-        });
-        round_trip!(GetServerListRequest {
-            services: Services(0)
-        });
-        round_trip!(GetServerListResponse {
-            version: 3,
-            servers: vec![ServerEntry {
-                id: ServerId::new(1, 1),
-                services: Services(3),
-                status: ServerStatus::Crashed,
-                locator: "tcp:host=a,port=2"
-            }]
-        });
-        // No round_trip!: the optional trailing backing makes one prefix valid (below).
-        let plain = CreateTableRequest {
-            name: "users",
-            server_span: 3,
-            backing: None,
-        };
-        assert_eq!(CreateTableRequest::decode(&plain.to_vec()).unwrap(), plain);
-        // With a backing (an older client's request, without one, stays valid).
-        let with = CreateTableRequest {
-            name: "photos",
-            server_span: 2,
-            backing: Some(crate::msg::faas::TableBacking::new(
-                "s3://b/p",
-                crate::msg::faas::WritePolicy::WriteBack,
-            )),
-        };
-        let buf = with.to_vec();
-        assert_eq!(CreateTableRequest::decode(&buf).unwrap(), with);
-        for cut in 1..buf.len() {
-            let r = CreateTableRequest::decode(&buf[..cut]);
-            // Only the cut right after the span decodes (as a table without a backing).
-            if cut == 2 + 6 + 4 {
-                assert_eq!(r.unwrap().backing, None);
-            } else {
-                assert!(r.is_err(), "prefix of {cut} bytes decoded");
-            }
-        }
-        round_trip!(TableIdResponse { table_id: 7 });
-        round_trip!(DropTableRequest(TableNameRequest { name: "t" }));
-        round_trip!(GetTableIdRequest(TableNameRequest { name: "t" }));
-        round_trip!(ListTablesRequest);
-        round_trip!(ListTablesResponse {
-            tables: vec![TableEntry {
-                id: 1,
-                name: "a",
-                tablets: 2
-            }]
-        });
-        round_trip!(GetTabletMapRequest { table_id: 0 });
-        round_trip!(GetTabletMapResponse {
-            version: 9,
-            tablets: vec![TabletEntry {
-                table_id: 1,
-                start_hash: 0,
-                end_hash: u64::MAX,
-                owner: ServerId::new(2, 1),
-                locator: "tcp:host=b,port=3",
-                state: TabletState::Migrating
-            }]
-        });
-        round_trip!(SplitTabletRequest {
-            table_id: 1,
-            split_hash: 1 << 63
-        });
-        round_trip!(MigrateTabletRequest {
-            table_id: 1,
-            start_hash: 0,
-            end_hash: 5,
-            target: ServerId::new(3, 1)
-        });
-        round_trip!(GetClientLeaseRequest { client_id: 4 });
-        round_trip!(ReleaseClientLeaseRequest { client_id: 4 });
-        round_trip!(CheckClientLeasesRequest {
-            client_ids: vec![1, 2, 3]
-        });
-        round_trip!(CheckClientLeasesResponse {
-            cluster_time: 9,
-            expirations: vec![0, 10]
-        });
-        round_trip!(HeartbeatResponse {
-            cluster_time: 77,
-            lease_ms: 750
-        });
-        round_trip!(HintServerCrashedRequest {
-            server: ServerId::new(2, 3)
-        });
-        round_trip!(ClientLeaseResponse {
-            client_id: 11,
-            lease: ClientLease {
-                expiration: 30_500,
-                timestamp: 500
-            },
-            term_ms: 30_000
-        });
-    }
-
-    #[test]
-    fn bad_fields() {
-        let mut buf = Vec::new();
-        Writer::new(&mut buf).u32(8).u16(0).u64(0);
-        assert!(matches!(
-            EnlistServerRequest::decode(&buf),
-            Err(MsgError::BadField {
-                field: "services",
-                ..
-            })
-        ));
-        let mut buf = Vec::new();
-        Writer::new(&mut buf).u16(2).raw(&[0xff, 0xfe]).u32(1);
-        assert_eq!(
-            CreateTableRequest::decode(&buf),
-            Err(MsgError::NotUtf8 {
-                field: "table name"
-            })
-        );
-        let mut buf = Vec::new();
-        Writer::new(&mut buf).u16(0).u32(1);
-        assert!(CreateTableRequest::decode(&buf).is_err());
-        let mut buf = Vec::new();
-        Writer::new(&mut buf)
-            .u64(1)
-            .u32(1)
-            .u64(1)
-            .u64(0)
-            .u64(u64::MAX)
-            .u64(1)
-            .u16(0)
-            .u8(9);
-        assert!(matches!(
-            GetTabletMapResponse::decode(&buf),
-            Err(MsgError::BadField { .. })
-        ));
-        let mut buf = Vec::new();
-        Writer::new(&mut buf).u64(1).u32(u32::MAX);
-        assert!(matches!(
-            GetServerListResponse::decode(&buf),
-            Err(MsgError::TooMany { .. })
-        ));
-    }
-}
-
 /// `HintServerCrashed` (server → coordinator): the sender could not reach server `u64`. The
 /// coordinator pings it itself and marks it crashed (starting recovery) only if it does not
 /// answer. Reply empty.
@@ -972,3 +830,6 @@ impl Request<'_> for HintServerCrashedRequest {
     const OPCODE: Opcode = Opcode::HintServerCrashed;
     type Response<'b> = Empty;
 }
+
+#[cfg(test)]
+mod tests;

@@ -18,12 +18,14 @@
 //!
 //! Modules: [`common`] (reject rules, exactly-once header, server ids, error replies),
 //! [`master`] (`0x01xx`), [`coordinator`] (`0x02xx`), [`backup`] (`0x03xx`), [`control`]
-//! (`0x04xx`), [`faas`] (backed tables: `GetTableConfig` `0x0210`, master RPCs `0x05xx`).
+//! (`0x04xx`), [`faas`] (backed tables: `GetTableConfig` `0x0210`, master RPCs `0x05xx`),
+//! [`elastic`] (`ResizeMemory` `0x0408`).
 
 pub mod backup;
 pub mod common;
 pub mod control;
 pub mod coordinator;
+pub mod elastic;
 pub mod faas;
 pub mod master;
 
@@ -413,6 +415,8 @@ mod tests {
             let _ = ReceiveMigrationDataRequest::decode(b);
             let _ = GetServerInfoRequest::decode(b);
             let _ = GetServerInfoResponse::decode(b);
+            let _ = super::elastic::ResizeMemoryRequest::decode(b);
+            let _ = super::elastic::ResizeMemoryResponse::decode(b);
             let _ = BackupWriteRequest::decode(b);
             let _ = BackupFreeRequest::decode(b);
             let _ = BackupGetReplicasRequest::decode(b);

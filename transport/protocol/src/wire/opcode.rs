@@ -214,6 +214,9 @@ macro_rules! for_each_rpc {
         GetServerInfo = 0x0406 => get_server_info,
         /// Coordinator → recovery master: replay a crashed master's tablets from its replicas.
         RecoverTablets = 0x0407 => recover_tablets,
+        /// Any master: change its log memory budget now (grow, or shrink by cleaning and
+        /// evicting clean objects of backed tables; `msg::elastic`).
+        ResizeMemory = 0x0408 => resize_memory,
         // ---- FaaS layer: backed tables (payloads: `msg::faas`)
         FlushObjects = 0x0501 => flush_objects,
         InvalidateObjects = 0x0502 => invalidate_objects,

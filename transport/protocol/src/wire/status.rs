@@ -61,6 +61,7 @@ statuses! {
     STORE_REJECTED = 31, "the table's backing object store refused the request (credentials, bucket or key; the detail says which): fix the table's backing or the servers' store credentials";
     WRITE_BACK_FULL = 32, "the master's write-back backlog is at its limit because the store is slow or down: retry after a delay; `faascache status` shows the backlog and the store's errors";
     OBJECT_TOO_LARGE = 33, "the object is larger than one reply (the detail gives its size): read it in pieces with ReadObject (the clients' read_object does) or through the S3/Swift endpoint";
+    RESIZE_REFUSED = 34, "the server cannot take that memory size (the detail says why: data it may not evict does not fit, below its minimum, or above the memory reserved at start with --max-memory); the budget is unchanged";
     REQUEST_TOO_LARGE = 100, "the request payload exceeds the protocol maximum (8 MiB + 64 KiB): split it";
     BAD_PROTOCOL_VERSION = 101, "the peer speaks another protocol version: run the same FaaSCache version on both sides";
     SHUTTING_DOWN = 102, "the server is shutting down: retry on another server or after restart";

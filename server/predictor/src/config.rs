@@ -51,6 +51,11 @@ pub struct PredictorConfig {
     /// fits (about a millisecond at 256 samples); every few runs is fresh enough, and a
     /// function at the maturity boundary is retrained as soon as it reaches `min_runs`.
     pub retrain_every: u64,
+    /// An input whose feature exceeds the largest value of that feature in the training set by
+    /// more than this factor (default 1.25), or that has a feature the training set never had
+    /// above 0 (a new format), gets the booked memory: a tree cannot extrapolate, it answers
+    /// with its largest leaf, and for size features a larger input means more memory.
+    pub max_extrapolation: f64,
     /// The value a feature takes in a sample that lacks it (default −1). The features are sizes,
     /// dimensions and parameters (non-negative), so a tree can split missing ones apart.
     pub missing_value: f64,
@@ -76,6 +81,7 @@ impl Default for PredictorConfig {
             max_features: 32,
             max_feature_name: 128,
             retrain_every: 4,
+            max_extrapolation: 1.25,
             missing_value: -1.0,
             max_depth: 10,
             min_samples_leaf: 3,

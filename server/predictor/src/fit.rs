@@ -31,6 +31,8 @@ pub(crate) struct Fitted {
     pub margin: f64,
     /// Mean relative error of the held-out predictions, before any margin.
     pub validation_error: f64,
+    /// The largest value of each feature in the training set.
+    pub max_seen: Vec<f64>,
 }
 
 /// Why fitting failed (smartcore's error, as text: it has no structure to act on).
@@ -98,7 +100,11 @@ pub(crate) fn train(
     let q = cfg.margin_quantile.clamp(0.0, 1.0);
     let idx = ((q * n as f64).ceil() as usize).clamp(1, n) - 1;
     let all: Vec<&[f64]> = rows.iter().map(Vec::as_slice).collect();
+    let max_seen = (0..width)
+        .map(|j| rows.iter().map(|r| r[j]).fold(f64::NEG_INFINITY, f64::max))
+        .collect();
     Ok(Fitted {
+        max_seen,
         tree: fit_tree(&all, logs, width, cfg)?,
         width,
         margin: ratios[idx].max(1.0),
@@ -107,6 +113,20 @@ pub(crate) fn train(
 }
 
 impl Fitted {
+    /// Whether `row` lies beyond the training set: some feature above `slack` times its largest
+    /// seen value (or a feature seen only as 0 or missing now positive, e.g. a new format). A
+    /// tree cannot extrapolate (it answers its largest leaf), and the features are sizes, so
+    /// a larger input than any seen is the one most likely to be under-predicted.
+    pub fn beyond(&self, row: &[f64], slack: f64) -> bool {
+        row.iter().zip(&self.max_seen).any(|(&v, &m)| {
+            if m > 0.0 {
+                v > m * slack
+            } else {
+                v > 0.0
+            }
+        })
+    }
+
     /// The model's estimate in bytes for one feature row of `self.width` values, before margins.
     pub fn estimate(&self, row: Vec<f64>) -> Option<f64> {
         debug_assert_eq!(row.len(), self.width);

@@ -89,7 +89,11 @@ impl FunctionModel {
 
     /// The prediction in bytes for `row` from a fitted model: estimate × margin × (1 + factor)
     /// + additive margin, rounded up to the bucket. Not capped at booked.
+    /// None when the row lies beyond the training set (`cfg.max_extrapolation`).
     pub fn with_margin(fitted: &Fitted, row: Vec<f64>, cfg: &PredictorConfig) -> Option<(u64, u64)> {
+        if fitted.beyond(&row, cfg.max_extrapolation) {
+            return None;
+        }
         let estimate = fitted.estimate(row)?;
         let padded = estimate * fitted.margin * (1.0 + cfg.margin_factor.max(0.0)) + cfg.margin_bytes as f64;
         let bucket = cfg.bucket_bytes.max(1);

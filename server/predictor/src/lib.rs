@@ -5,7 +5,9 @@
 //! memory the tenant booked and the peak it used. Before each new invocation,
 //! [`Predictor::predict`] says how much memory to give it: the booked memory until the
 //! function's model is mature, then the model's estimate plus a safety margin, never above the
-//! booked memory (the platform enforces that limit anyway).
+//! booked memory (the platform enforces that limit anyway). An input larger than any the
+//! model was trained on (by `max_extrapolation`) gets the booked memory too: trees do not
+//! extrapolate.
 //!
 //! **Model.** Per function, a regression tree (smartcore's `DecisionTreeRegressor`) over the
 //! features, fitted to the logarithm of the peak (see `fit.rs` for why). OFC used a J48
@@ -60,8 +62,8 @@ pub type Features = BTreeMap<String, f64>;
 /// Where a prediction came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
-    /// The booked memory: the function is unknown, its model is not mature, or the features are
-    /// invalid.
+    /// The booked memory: the function is unknown, its model is not mature, the features are
+    /// invalid, or the input lies beyond the model's training set (`max_extrapolation`).
     Booked,
     /// The function's mature model, with its margin.
     Model,

@@ -17,7 +17,7 @@ use smartcore::tree::decision_tree_regressor::{
     DecisionTreeRegressor, DecisionTreeRegressorParameters,
 };
 
-use crate::PredictorConfig;
+use crate::config::PredictorConfig;
 
 type Tree = DecisionTreeRegressor<f64, f64, DenseMatrix<f64>, Vec<f64>>;
 
@@ -54,7 +54,12 @@ fn matrix(rows: &[&[f64]], width: usize) -> Result<DenseMatrix<f64>, FitError> {
     DenseMatrix::new(rows.len(), width, values, false).map_err(|e| FitError(e.to_string()))
 }
 
-fn fit_tree(rows: &[&[f64]], y: Vec<f64>, width: usize, cfg: &PredictorConfig) -> Result<Tree, FitError> {
+fn fit_tree(
+    rows: &[&[f64]],
+    y: Vec<f64>,
+    width: usize,
+    cfg: &PredictorConfig,
+) -> Result<Tree, FitError> {
     let x = matrix(rows, width)?;
     Tree::fit(&x, &y, params(cfg)).map_err(|e| FitError(e.to_string()))
 }
@@ -71,7 +76,9 @@ pub(crate) fn train(
     let n = rows.len();
     let folds = cfg.folds.clamp(2, n.max(2));
     if n < 2 * folds || width == 0 {
-        return Err(FitError(format!("{n} samples of {width} features: too few to validate")));
+        return Err(FitError(format!(
+            "{n} samples of {width} features: too few to validate"
+        )));
     }
     let logs: Vec<f64> = peaks.iter().map(|&p| (p.max(1) as f64).ln()).collect();
     let mut ratios = Vec::with_capacity(n);
@@ -88,7 +95,9 @@ pub(crate) fn train(
         }
         let tree = fit_tree(&train_rows, train_y, width, cfg)?;
         let held_rows: Vec<&[f64]> = held.iter().map(|&i| rows[i].as_slice()).collect();
-        let predicted = tree.predict(&matrix(&held_rows, width)?).map_err(|e| FitError(e.to_string()))?;
+        let predicted = tree
+            .predict(&matrix(&held_rows, width)?)
+            .map_err(|e| FitError(e.to_string()))?;
         for (&i, p) in held.iter().zip(predicted) {
             let estimate = p.exp();
             let actual = peaks[i] as f64;
@@ -118,13 +127,9 @@ impl Fitted {
     /// tree cannot extrapolate (it answers its largest leaf), and the features are sizes, so
     /// a larger input than any seen is the one most likely to be under-predicted.
     pub fn beyond(&self, row: &[f64], slack: f64) -> bool {
-        row.iter().zip(&self.max_seen).any(|(&v, &m)| {
-            if m > 0.0 {
-                v > m * slack
-            } else {
-                v > 0.0
-            }
-        })
+        row.iter()
+            .zip(&self.max_seen)
+            .any(|(&v, &m)| if m > 0.0 { v > m * slack } else { v > 0.0 })
     }
 
     /// The model's estimate in bytes for one feature row of `self.width` values, before margins.

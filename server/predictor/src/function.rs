@@ -13,8 +13,8 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::PredictorConfig;
 use crate::fit::{self, Fitted};
-use crate::PredictorConfig;
 
 /// One observed invocation.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -65,7 +65,12 @@ impl FunctionModel {
 
     /// The feature row for `features` in this function's name order (`width` values): unknown
     /// names are ignored, missing ones take `cfg.missing_value`.
-    pub fn row(&self, features: &BTreeMap<String, f64>, width: usize, cfg: &PredictorConfig) -> Vec<f64> {
+    pub fn row(
+        &self,
+        features: &BTreeMap<String, f64>,
+        width: usize,
+        cfg: &PredictorConfig,
+    ) -> Vec<f64> {
         self.names[..width]
             .iter()
             .map(|n| features.get(n).copied().unwrap_or(cfg.missing_value))
@@ -90,14 +95,21 @@ impl FunctionModel {
     /// The prediction in bytes for `row` from a fitted model: estimate × margin × (1 + factor)
     /// + additive margin, rounded up to the bucket. Not capped at booked.
     /// None when the row lies beyond the training set (`cfg.max_extrapolation`).
-    pub fn with_margin(fitted: &Fitted, row: Vec<f64>, cfg: &PredictorConfig) -> Option<(u64, u64)> {
+    pub fn with_margin(
+        fitted: &Fitted,
+        row: Vec<f64>,
+        cfg: &PredictorConfig,
+    ) -> Option<(u64, u64)> {
         if fitted.beyond(&row, cfg.max_extrapolation) {
             return None;
         }
         let estimate = fitted.estimate(row)?;
-        let padded = estimate * fitted.margin * (1.0 + cfg.margin_factor.max(0.0)) + cfg.margin_bytes as f64;
+        let padded =
+            estimate * fitted.margin * (1.0 + cfg.margin_factor.max(0.0)) + cfg.margin_bytes as f64;
         let bucket = cfg.bucket_bytes.max(1);
-        let bytes = (padded.ceil() as u64).div_ceil(bucket).saturating_mul(bucket);
+        let bytes = (padded.ceil() as u64)
+            .div_ceil(bucket)
+            .saturating_mul(bucket);
         Some((estimate.ceil() as u64, bytes))
     }
 
@@ -119,13 +131,20 @@ impl FunctionModel {
             }
         }
         let x = self.learn_row(features, cfg);
-        self.samples.push_back(Sample { seq: self.runs, x, peak: peak.max(1), booked });
+        self.samples.push_back(Sample {
+            seq: self.runs,
+            x,
+            peak: peak.max(1),
+            booked,
+        });
         self.runs += 1;
         let pending = match self.trained_through {
             None => self.runs,
             Some(t) => self.runs - 1 - t,
         };
-        if self.runs >= cfg.min_runs && (self.fitted.is_none() || pending >= cfg.retrain_every.max(1)) {
+        if self.runs >= cfg.min_runs
+            && (self.fitted.is_none() || pending >= cfg.retrain_every.max(1))
+        {
             while self.samples.len() > cfg.max_samples.max(1) {
                 self.samples.pop_front();
             }

@@ -15,8 +15,9 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::PredictorConfig;
+use crate::error::PredictorError;
 use crate::function::FunctionModel;
-use crate::{Predictor, PredictorConfig, PredictorError};
 
 const FORMAT: &str = "faascache-predictor";
 const VERSION: u32 = 1;
@@ -41,9 +42,24 @@ struct FileIn {
     functions: BTreeMap<String, FunctionModel>,
 }
 
-pub(crate) fn save(p: &Predictor, path: &Path) -> Result<(), PredictorError> {
-    let io = |source| PredictorError::Io { path: path.to_path_buf(), source };
-    let body = FileOut { format: FORMAT, version: VERSION, clock: p.clock, functions: &p.functions };
+/// The functions and the clock, as the predictor holds them.
+type State = (u64, BTreeMap<String, FunctionModel>);
+
+pub(crate) fn save(
+    path: &Path,
+    clock: u64,
+    functions: &BTreeMap<String, FunctionModel>,
+) -> Result<(), PredictorError> {
+    let io = |source| PredictorError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let body = FileOut {
+        format: FORMAT,
+        version: VERSION,
+        clock,
+        functions,
+    };
     let bytes = serde_json::to_vec(&body).map_err(|e| io(e.into()))?;
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
@@ -60,63 +76,85 @@ pub(crate) fn save(p: &Predictor, path: &Path) -> Result<(), PredictorError> {
     Ok(())
 }
 
-pub(crate) fn load(path: &Path, cfg: PredictorConfig) -> Result<Predictor, PredictorError> {
+/// Reads a file and refits its models; a missing file is an empty state.
+pub(crate) fn load(path: &Path, cfg: &PredictorConfig) -> Result<State, PredictorError> {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Predictor::new(cfg)),
-        Err(source) => return Err(PredictorError::Io { path: path.to_path_buf(), source }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((0, BTreeMap::new())),
+        Err(source) => {
+            return Err(PredictorError::Io {
+                path: path.to_path_buf(),
+                source,
+            })
+        }
     };
-    let corrupt = |reason: String| PredictorError::Corrupt { path: path.to_path_buf(), reason };
+    let corrupt = |reason: String| PredictorError::Corrupt {
+        path: path.to_path_buf(),
+        reason,
+    };
     let header: Header = serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
     if header.format != FORMAT {
-        return Err(corrupt(format!("format {:?}, expected {FORMAT:?}", header.format)));
+        return Err(corrupt(format!(
+            "format {:?}, expected {FORMAT:?}",
+            header.format
+        )));
     }
     if header.version != VERSION {
-        return Err(PredictorError::Version { path: path.to_path_buf(), found: header.version, expected: VERSION });
+        return Err(PredictorError::Version {
+            path: path.to_path_buf(),
+            found: header.version,
+            expected: VERSION,
+        });
     }
     let file: FileIn = serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
-    let mut p = Predictor::new(cfg);
-    p.clock = file.clock;
+    let mut functions = BTreeMap::new();
     for (name, mut m) in file.functions {
-        check(&m).map_err(|r| corrupt(format!("function {name:?}: {r}")))?;
+        if let Some(r) = broken(&m) {
+            return Err(corrupt(format!("function {name:?}: {r}")));
+        }
         // A smaller configuration than the file's: trim to it (the model then differs).
-        m.names.truncate(p.cfg.max_features);
+        m.names.truncate(cfg.max_features);
         let width = m.names.len();
         for s in &mut m.samples {
             s.x.truncate(width);
         }
-        let keep = p.cfg.max_samples.max(1) + p.cfg.retrain_every.max(1) as usize;
+        let keep = cfg.max_samples.max(1) + cfg.retrain_every.max(1) as usize;
         while m.samples.len() > keep {
             m.samples.pop_front();
         }
         if let Some(t) = m.trained_through {
-            m.train(t, &p.cfg);
+            m.train(t, cfg);
         }
-        p.functions.insert(name, m);
+        functions.insert(name, m);
     }
-    while p.functions.len() > p.cfg.max_functions.max(1) {
-        let oldest = p.functions.iter().min_by_key(|(_, m)| m.last_used).map(|(n, _)| n.clone());
-        if let Some(n) = oldest {
-            p.functions.remove(&n);
-        }
-    }
-    Ok(p)
+    Ok((file.clock, functions))
 }
 
-/// What JSON's types do not check: the invariants `function.rs` relies on.
-fn check(m: &FunctionModel) -> Result<(), String> {
+/// What JSON's types do not check: the invariants `function.rs` relies on. The broken one, if any.
+fn broken(m: &FunctionModel) -> Option<String> {
     let mut last = None;
     for s in &m.samples {
         if s.x.len() > m.names.len() {
-            return Err(format!("sample {} has {} features for {} names", s.seq, s.x.len(), m.names.len()));
+            return Some(format!(
+                "sample {} has {} features for {} names",
+                s.seq,
+                s.x.len(),
+                m.names.len()
+            ));
         }
         if s.x.iter().any(|v| !v.is_finite()) || s.peak == 0 {
-            return Err(format!("sample {} has a non-finite feature or a zero peak", s.seq));
+            return Some(format!(
+                "sample {} has a non-finite feature or a zero peak",
+                s.seq
+            ));
         }
         if last.is_some_and(|l| s.seq <= l) || s.seq >= m.runs {
-            return Err(format!("sample {} is out of order (runs {})", s.seq, m.runs));
+            return Some(format!(
+                "sample {} is out of order (runs {})",
+                s.seq, m.runs
+            ));
         }
         last = Some(s.seq);
     }
-    Ok(())
+    None
 }

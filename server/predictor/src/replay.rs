@@ -20,7 +20,10 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use crate::{Features, Predictor, PredictorConfig, PredictorError, Source};
+use crate::config::PredictorConfig;
+use crate::error::PredictorError;
+use crate::predictor::Predictor;
+use crate::types::{Features, Source};
 
 /// One recorded invocation.
 #[derive(Debug, Clone)]
@@ -40,30 +43,63 @@ pub enum ReplayError {
         source: std::io::Error,
     },
     #[error("{path} line {line}: {reason}")]
-    Parse { path: PathBuf, line: usize, reason: String },
+    Parse {
+        path: PathBuf,
+        line: usize,
+        reason: String,
+    },
     #[error(transparent)]
     Predictor(#[from] PredictorError),
 }
 
-const NOT_FEATURES: [&str; 5] = ["function", "booked_bytes", "peak_bytes", "measure", "wall_ms"];
+const NOT_FEATURES: [&str; 5] = [
+    "function",
+    "booked_bytes",
+    "peak_bytes",
+    "measure",
+    "wall_ms",
+];
 
 /// Reads a recorded data set.
 pub fn read_csv(path: &Path) -> Result<Vec<Record>, ReplayError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ReplayError::Io { path: path.to_path_buf(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| ReplayError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let mut lines = text.lines();
-    let header: Vec<&str> = lines.next().unwrap_or_default().split(',').map(str::trim).collect();
+    let header: Vec<&str> = lines
+        .next()
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .collect();
     let col = |name: &str| header.iter().position(|h| *h == name);
-    let parse_err = |line: usize, reason: String| ReplayError::Parse { path: path.to_path_buf(), line, reason };
-    let (Some(fc), Some(bc), Some(pc)) = (col("function"), col("booked_bytes"), col("peak_bytes")) else {
-        return Err(parse_err(1, "need columns function, booked_bytes, peak_bytes".into()));
+    let parse_err = |line: usize, reason: String| ReplayError::Parse {
+        path: path.to_path_buf(),
+        line,
+        reason,
+    };
+    let (Some(fc), Some(bc), Some(pc)) = (col("function"), col("booked_bytes"), col("peak_bytes"))
+    else {
+        return Err(parse_err(
+            1,
+            "need columns function, booked_bytes, peak_bytes".into(),
+        ));
     };
     let mut out = Vec::new();
     for (i, line) in lines.enumerate().filter(|(_, l)| !l.trim().is_empty()) {
         let cells: Vec<&str> = line.split(',').map(str::trim).collect();
         if cells.len() != header.len() {
-            return Err(parse_err(i + 2, format!("{} cells for {} columns", cells.len(), header.len())));
+            return Err(parse_err(
+                i + 2,
+                format!("{} cells for {} columns", cells.len(), header.len()),
+            ));
         }
-        let int = |c: usize| cells[c].parse::<u64>().map_err(|e| parse_err(i + 2, format!("{}: {e}", header[c])));
+        let int = |c: usize| {
+            cells[c]
+                .parse::<u64>()
+                .map_err(|e| parse_err(i + 2, format!("{}: {e}", header[c])))
+        };
         let mut features = Features::new();
         for (h, cell) in header.iter().zip(&cells) {
             if NOT_FEATURES.contains(h) || cell.is_empty() {
@@ -74,7 +110,12 @@ pub fn read_csv(path: &Path) -> Result<Vec<Record>, ReplayError> {
                 Err(_) => features.insert(format!("{h}={cell}"), 1.0),
             };
         }
-        out.push(Record { function: cells[fc].to_string(), booked: int(bc)?, peak: int(pc)?, features });
+        out.push(Record {
+            function: cells[fc].to_string(),
+            booked: int(bc)?,
+            peak: int(pc)?,
+            features,
+        });
     }
     Ok(out)
 }
@@ -195,7 +236,10 @@ impl Report {
 pub fn replay(records: &[Record], cfg: PredictorConfig) -> Result<Report, ReplayError> {
     let bucket = cfg.bucket_bytes.max(1);
     let mut p = Predictor::new(cfg);
-    let mut r = Report { bucket, ..Report::default() };
+    let mut r = Report {
+        bucket,
+        ..Report::default()
+    };
     for rec in records {
         let t = Instant::now();
         let pred = p.predict(&rec.function, &rec.features, rec.booked);
@@ -246,11 +290,19 @@ fn row(f: &mut fmt::Formatter<'_>, name: &str, what: &str, t: &Tally) -> fmt::Re
 
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "bucket {} MiB; MiB figures are means per prediction", self.bucket >> 20)?;
+        writeln!(
+            f,
+            "bucket {} MiB; MiB figures are means per prediction",
+            self.bucket >> 20
+        )?;
         writeln!(f)?;
         writeln!(f, "| function | predictions | n | exact or over | within bucket | mean over (MiB) | booked mean over (MiB) | booked / ours | under | worst miss (MiB) |")?;
         writeln!(f, "|---|---|---|---|---|---|---|---|---|---|")?;
-        for (name, r) in self.functions.iter().chain([(&"all".to_string(), &self.overall)]) {
+        for (name, r) in self
+            .functions
+            .iter()
+            .chain([(&"all".to_string(), &self.overall)])
+        {
             row(f, name, "all", &r.all)?;
             row(f, name, "model", &r.model)?;
         }

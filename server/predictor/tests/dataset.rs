@@ -27,16 +27,37 @@ fn dataset() -> PathBuf {
 fn recorded_data_set_meets_the_targets() {
     let path = dataset();
     let records = read_csv(&path).unwrap();
-    assert!(records.len() >= 300, "{} has {} rows", path.display(), records.len());
+    assert!(
+        records.len() >= 300,
+        "{} has {} rows",
+        path.display(),
+        records.len()
+    );
     let report = replay(&records, PredictorConfig::default()).unwrap();
-    println!("{}: {} invocations\n{report}", path.display(), records.len());
+    println!(
+        "{}: {} invocations\n{report}",
+        path.display(),
+        records.len()
+    );
 
     let all = &report.overall.all;
-    assert!(all.exact_or_over_rate() >= 0.95, "exact or over {:.3}", all.exact_or_over_rate());
-    assert!(all.over_ratio() >= 3.0, "booked over-prediction / ours = {:.2}", all.over_ratio());
+    assert!(
+        all.exact_or_over_rate() >= 0.95,
+        "exact or over {:.3}",
+        all.exact_or_over_rate()
+    );
+    assert!(
+        all.over_ratio() >= 3.0,
+        "booked over-prediction / ours = {:.2}",
+        all.over_ratio()
+    );
     for (name, f) in &report.functions {
         assert!(f.model.n > 0, "{name}: its model never matured");
     }
     // Generous: a tree walk is microseconds; this only catches a pathological slowdown.
-    assert!(report.predict_p50_ns() < 1_000_000, "predict p50 {} ns", report.predict_p50_ns());
+    assert!(
+        report.predict_p50_ns() < 1_000_000,
+        "predict p50 {} ns",
+        report.predict_p50_ns()
+    );
 }

@@ -92,9 +92,9 @@ impl FunctionModel {
         self.row(features, self.names.len(), cfg)
     }
 
-    /// The prediction in bytes for `row` from a fitted model: estimate × margin × (1 + factor)
-    /// + additive margin, rounded up to the bucket. Not capped at booked.
-    /// None when the row lies beyond the training set (`cfg.max_extrapolation`).
+    /// The estimate and the prediction in bytes for `row` from a fitted model: the prediction is
+    /// estimate × margin × (1 + factor) plus the additive margin, rounded up to the bucket, not
+    /// capped at booked. None when the row lies beyond the training set (`max_extrapolation`).
     pub fn with_margin(
         fitted: &Fitted,
         row: Vec<f64>,

@@ -72,7 +72,7 @@ fn unexplained_memory_stays_booked() {
     // Peaks unrelated to the features: the validation error stays above the bound.
     let mut p = Predictor::new(PredictorConfig::default());
     for i in 0..100u64 {
-        let noise = (i * 2_654_435_761 % 1000) as u64;
+        let noise = i * 2_654_435_761 % 1000;
         p.observe(
             "random",
             &features(size(i), 0.0),

@@ -188,10 +188,12 @@ fn features(m: &Map<String, Value>) -> Result<Option<BTreeMap<String, f64>>, Api
     let f = match m.get("features") {
         None | Some(Value::Null) => return Ok(None),
         Some(Value::Object(f)) => f,
-        Some(v) => return Err(ApiError::invalid(format!(
+        Some(v) => {
+            return Err(ApiError::invalid(format!(
             "features must be an object of name: number (e.g. {{\"input_bytes\": 4096}}), not {}",
             kind(v)
-        ))),
+        )))
+        }
     };
     if f.len() > MAX_FEATURES {
         return Err(ApiError::invalid(format!(

@@ -210,7 +210,57 @@ fn a_refused_shrink_is_shown_not_fatal() {
 }
 
 /// (method, path, content type, body, expected status, expected text in the error).
-type Case<'a> = (&'a str, &'a str, &'a str, String, u16, &'a str);
+type Case = (
+    &'static str,
+    String,
+    &'static str,
+    String,
+    u16,
+    &'static str,
+);
+
+/// Every kind of bad request, against an agent that has one sandbox, "live", created and not
+/// started. One line per case (hence no rustfmt).
+#[rustfmt::skip]
+fn bad_cases() -> Vec<Case> {
+    let j = "application/json";
+    let s = |x: &str| x.to_string();
+    let sb = "/v1/sandboxes".to_string();
+    let n0 = create_body("n", 0);
+    let big = format!(r#"{{"id":"x","function":"f","booked_bytes":1,"pad":"{}"}}"#, "a".repeat(70_000));
+    vec![
+        ("POST", sb.clone(), j, s("{"), 400, "not valid JSON"),
+        ("POST", sb.clone(), j, s(r#"{"id":"a","function":"f","booked_bytes":1"#), 400, "not valid JSON"),
+        ("POST", sb.clone(), j, s("[]"), 400, "JSON object"),
+        ("POST", sb.clone(), j, s(""), 400, "no body"),
+        ("POST", sb.clone(), j, n0.replace(":0,", ":-1,"), 422, "negative"),
+        ("POST", sb.clone(), j, n0.clone(), 422, "it is 0"),
+        ("POST", sb.clone(), j, create_body("n", (1 << 40) + 1), 422, "larger than 1 TiB"),
+        ("POST", sb.clone(), j, n0.replace(":0,", ":1e30,"), 422, "larger than 1 TiB"),
+        ("POST", sb.clone(), j, n0.replace(":0,", ":99999999999999999999999999,"), 422, "larger than 1 TiB"),
+        ("POST", sb.clone(), j, n0.replace(":0,", ":2.5,"), 422, "fraction"),
+        ("POST", sb.clone(), j, s(r#"{"id":"n","function":"f","booked_bytes":1,"features":{"w":"wide"}}"#), 422, "finite number"),
+        ("POST", sb.clone(), j, s(r#"{"id":"n","function":"f","booked_bytes":1,"cgroup":"/etc"}"#), 422, "not under"),
+        ("POST", sb.clone(), j, s(r#"{"id":"n","function":"f","booked_bytes":1,"mem":1}"#), 422, "unknown field"),
+        ("POST", sb.clone(), j, s(r#"{"id":"bad id","function":"f","booked_bytes":1}"#), 422, "contains ' '"),
+        ("POST", sb.clone(), j, create_body("live", GIB), 409, "already exists"),
+        ("POST", sb.clone(), "text/plain", create_body("n", GIB), 415, "application/json"),
+        ("POST", sb.clone(), j, big, 413, "larger than 65536 bytes"),
+        ("POST", s("/v1/sandboxes/ghost/start"), j, s(""), 404, "no sandbox \"ghost\""),
+        ("POST", s("/v1/sandboxes/ghost/finish"), j, s(r#"{"peak_bytes":5}"#), 404, "no sandbox"),
+        ("DELETE", s("/v1/sandboxes/ghost"), j, s(""), 404, "no sandbox"),
+        ("GET", s("/v1/sandboxes/ghost"), j, s(""), 404, "no sandbox"),
+        ("POST", s("/v1/sandboxes/live/finish"), j, s(""), 409, "not running"),
+        ("POST", s("/v1/sandboxes/live/finish"), j, s(r#"{"peak_bytes":-1}"#), 422, "negative"),
+        ("POST", s("/v1/sandboxes/live/start"), j, s(r#"{"features":5}"#), 422, "features must be an object"),
+        ("POST", s("/v1/sandboxes/live/stop"), j, s(""), 404, "no action"),
+        ("POST", s("/v1/sandboxes/live"), j, s(""), 405, "use GET or DELETE"),
+        ("PUT", sb.clone(), j, s("{}"), 405, "use POST"),
+        ("GET", s("/v2/anything"), j, s(""), 404, "no such endpoint"),
+        ("DELETE", s("/v1/sandboxes/a%20b"), j, s(""), 422, "contains '%'"),
+        ("DELETE", format!("/v1/sandboxes/{}", "a".repeat(200)), j, s(""), 422, "1 to 128 bytes"),
+    ]
+}
 
 #[test]
 fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
@@ -222,234 +272,7 @@ fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
         Some(&create_body("live", GIB)),
     );
     assert_eq!(code, 201);
-    let json = "application/json";
-    let big = format!(
-        r#"{{"id":"x","function":"f","booked_bytes":1,"pad":"{}"}}"#,
-        "a".repeat(70_000)
-    );
-    let cases: Vec<Case<'_>> = vec![
-        (
-            "POST",
-            "/v1/sandboxes",
-            json,
-            "{".into(),
-            400,
-            "not valid JSON",
-        ),
-        (
-            "POST",
-            "/v1/sandboxes",
-            json,
-            r#"{"id":"a","function":"f","booked_bytes":1"#.into(),
-            400,
-            "not valid JSON",
-        ),
-        (
-            "POST",
-            "/v1/sandboxes",
-            json,
-            "[]".into(),
-            400,
-            "JSON object",
-        ),
-        ("POST", "/v1/sandboxes", json, "".into(), 400, "no body"),
-        (
-            "POST",
-            "/v1/sandboxes",
-            json,
-            create_body("n", 0).replace("booked_bytes\":0", "booked_bytes\":-1"),
-            422,
-            "negative",
-        ),
-        (
-            "POST",
-            "/v1/sandboxes",
-            json,
-            create_body("n", 0),
-            422,
-            "it is 0",
-        ),
-        (
-            "POST",
-            "/v1/sandboxes",
-            json,
-            create_body("n", (1 << 40) + 1),
-            422,
-            "larger than 1 TiB",
-        ),
-        (
-            "POST",
-            "/v1/sandboxes",
-            json,
-            create_body("n", 0).replace(":0,", ":1e30,"),
-            422,
-            "larger than 1 TiB",
-        ),
-        (
-            "POST",
-            "/v1/sandboxes",
-            json,
-            create_body("n", 0).replace(":0,", ":99999999999999999999999999,"),
-            422,
-            "larger than 1 TiB",
-        ),
-        (
-            "POST",
-            "/v1/sandboxes",
-            json,
-            create_body("n", 0).replace(":0,", ":2.5,"),
-            422,
-            "fraction",
-        ),
-        (
-            "POST",
-            "/v1/sandboxes",
-            json,
-            r#"{"id":"n","function":"f","booked_bytes":1,"features":{"w":"wide"}}"#.into(),
-            422,
-            "finite number",
-        ),
-        (
-            "POST",
-            "/v1/sandboxes",
-            json,
-            r#"{"id":"n","function":"f","booked_bytes":1,"cgroup":"/etc"}"#.into(),
-            422,
-            "not under",
-        ),
-        (
-            "POST",
-            "/v1/sandboxes",
-            json,
-            r#"{"id":"n","function":"f","booked_bytes":1,"mem":1}"#.into(),
-            422,
-            "unknown field",
-        ),
-        (
-            "POST",
-            "/v1/sandboxes",
-            json,
-            r#"{"id":"bad id","function":"f","booked_bytes":1}"#.into(),
-            422,
-            "contains ' '",
-        ),
-        (
-            "POST",
-            "/v1/sandboxes",
-            json,
-            create_body("live", GIB),
-            409,
-            "already exists",
-        ),
-        (
-            "POST",
-            "/v1/sandboxes",
-            "text/plain",
-            create_body("n", GIB),
-            415,
-            "application/json",
-        ),
-        (
-            "POST",
-            "/v1/sandboxes",
-            json,
-            big,
-            413,
-            "larger than 65536 bytes",
-        ),
-        (
-            "POST",
-            "/v1/sandboxes/ghost/start",
-            json,
-            "".into(),
-            404,
-            "no sandbox \"ghost\"",
-        ),
-        (
-            "POST",
-            "/v1/sandboxes/ghost/finish",
-            json,
-            r#"{"peak_bytes":5}"#.into(),
-            404,
-            "no sandbox",
-        ),
-        (
-            "DELETE",
-            "/v1/sandboxes/ghost",
-            json,
-            "".into(),
-            404,
-            "no sandbox",
-        ),
-        (
-            "GET",
-            "/v1/sandboxes/ghost",
-            json,
-            "".into(),
-            404,
-            "no sandbox",
-        ),
-        (
-            "POST",
-            "/v1/sandboxes/live/finish",
-            json,
-            "".into(),
-            409,
-            "not running",
-        ),
-        (
-            "POST",
-            "/v1/sandboxes/live/finish",
-            json,
-            r#"{"peak_bytes":-1}"#.into(),
-            422,
-            "negative",
-        ),
-        (
-            "POST",
-            "/v1/sandboxes/live/start",
-            json,
-            r#"{"features":5}"#.into(),
-            422,
-            "features must be an object",
-        ),
-        (
-            "POST",
-            "/v1/sandboxes/live/stop",
-            json,
-            "".into(),
-            404,
-            "no action",
-        ),
-        (
-            "POST",
-            "/v1/sandboxes/live",
-            json,
-            "".into(),
-            405,
-            "use GET or DELETE",
-        ),
-        ("PUT", "/v1/sandboxes", json, "{}".into(), 405, "use POST"),
-        (
-            "GET",
-            "/v2/anything",
-            json,
-            "".into(),
-            404,
-            "no such endpoint",
-        ),
-        (
-            "DELETE",
-            "/v1/sandboxes/a%20b",
-            json,
-            "".into(),
-            422,
-            "contains '%'",
-        ),
-    ];
-    let long_id = format!("/v1/sandboxes/{}", "a".repeat(200));
-    let mut cases = cases;
-    cases.push(("DELETE", &long_id, json, "".into(), 422, "1 to 128 bytes"));
+    let cases = bad_cases();
     let before = status(f.addr);
     for (method, path, ct, body, code, text) in &cases {
         let req = format!(

@@ -4,6 +4,8 @@
 //! * `faascache server --coordinator LOCATOR --listen LOCATOR --memory 1GiB [--cores N] [--poll MODE]`
 //! * `faascache cluster up|down` — a local cluster of child processes (see `cluster.rs`)
 //! * `faascache gateway --listen ADDR` — the S3 and Swift endpoint (`faascache-gateway`)
+//! * `faascache agent --listen ADDR` — the node agent (`faascache-agent`): sandbox events in,
+//!   cache resizes out
 //! * `faascache demo` — a local cluster, a short workload with its latency, then shutdown
 //! * client commands (`status`, `table`, `put`, `get`, `rm`, `incr`, ...) from
 //!   `faascache_client::cli`
@@ -15,6 +17,7 @@
 
 #![deny(unsafe_code)]
 
+mod agent;
 mod bypass;
 mod cluster;
 mod daemon;
@@ -49,6 +52,9 @@ enum Command {
     /// Serve the S3 and Swift APIs in front of the cluster's backed tables (an endpoint for
     /// unmodified boto3, AWS CLI and python-swiftclient code)
     Gateway(gateway::GatewayArgs),
+    /// Run the node agent: take sandbox events from the FaaS platform (HTTP), watch memory,
+    /// resize the local cache so sandboxes never run short
+    Agent(agent::AgentArgs),
     /// Start a local 3-server cluster, run a short workload through the client, print its
     /// latency, and stop the cluster
     Demo(demo::DemoArgs),
@@ -91,6 +97,10 @@ fn main() -> ExitCode {
         Command::Gateway(args) => {
             init_logging("info");
             gateway::run(args)
+        }
+        Command::Agent(args) => {
+            init_logging("info");
+            agent::run(args)
         }
         Command::Demo(args) => {
             init_logging("warn");

@@ -4,7 +4,7 @@
 //! "Elasticity: the node agent").
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -80,9 +80,13 @@ pub struct AgentArgs {
     /// cache is taken to fill its budget)
     #[arg(long, value_name = "PID")]
     pub cache_pid: Option<u32>,
-    /// Where the memory model keeps what it learns (the booked model keeps nothing)
+    /// Where the memory predictor keeps what it learns (DIR/predictor.json, loaded at start);
+    /// without it, it learns afresh at every start
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+    /// Reserve each sandbox's booked memory instead of the predictor's estimate
+    #[arg(long)]
+    pub booked_only: bool,
     /// Without a server: an in-memory cache of this budget (to try the API and the policy)
     #[arg(long, value_name = "SIZE", value_parser = parse_size, conflicts_with_all = ["resize_command", "server"])]
     pub fake_cache: Option<usize>,
@@ -126,22 +130,6 @@ fn parse_amount(s: &str) -> std::result::Result<Amount, String> {
     }
 }
 
-/// THE PLACE WHERE THE SERVER'S RESIZE RPC PLUGS IN: a [`Resizer`] for server `server` of the
-/// cluster found through `dir` (its coordinator.locator) or `coordinator`, calling the client's
-/// resize (`faascache resize SERVER SIZE`) for `resize` and reading the server's budget for
-/// `budget`. Until that call exists, this refuses to start.
-fn cluster_resizer(
-    dir: Option<&Path>,
-    coordinator: Option<&str>,
-    server: &str,
-) -> Result<Box<dyn Resizer>> {
-    let _ = (dir, coordinator);
-    bail!(
-        "resizing server {server} through the cluster is not built yet (it needs the client's resize call); \
-         use --resize-command CMD or --fake-cache SIZE for now"
-    )
-}
-
 fn resizer(args: &AgentArgs) -> Result<Box<dyn Resizer>> {
     if let Some(size) = args.fake_cache {
         tracing::warn!(
@@ -156,7 +144,11 @@ fn resizer(args: &AgentArgs) -> Result<Box<dyn Resizer>> {
         ));
     }
     match &args.server {
-        Some(id) => cluster_resizer(args.dir.as_deref(), args.coordinator.as_deref(), id),
+        Some(id) => Ok(Box::new(crate::agent_links::ClusterResizer::connect(
+            args.dir.as_deref(),
+            args.coordinator.as_deref(),
+            id,
+        )?)),
         None => bail!(
             "nothing to resize: give --server ID (with --dir or --coordinator), --resize-command CMD, or --fake-cache SIZE"
         ),
@@ -207,7 +199,14 @@ pub fn run(args: AgentArgs) -> Result<()> {
     let resizer = resizer(&args)?;
     let cfg = config(&args);
     tracing::info!(node_bytes = first.total, used_bytes = first.used, policy = ?cfg.policy, "agent: starting");
-    let agent = Arc::new(Agent::new(cfg, node, resizer, Box::new(BookedModel)));
+    let model: Box<dyn faascache_agent::MemoryModel> = if args.booked_only {
+        Box::new(BookedModel)
+    } else {
+        Box::new(crate::agent_links::PredictorModel::open(
+            args.state_dir.as_deref(),
+        )?)
+    };
+    let agent = Arc::new(Agent::new(cfg, node, resizer, model));
     agent
         .spawn_sampler()
         .context("cannot start the sampler thread")?;
@@ -256,11 +255,5 @@ mod tests {
         assert_eq!(parse_amount("512MiB"), Ok(Amount::Bytes(512 << 20)));
         let e = parse_amount("3 furlongs").unwrap_err();
         assert!(e.contains("share of the node"), "{e}");
-    }
-
-    #[test]
-    fn the_cluster_resizer_is_not_connected_yet() {
-        let e = cluster_resizer(None, None, "1").err().unwrap();
-        assert!(e.to_string().contains("--resize-command"), "{e}");
     }
 }

@@ -18,6 +18,7 @@
 #![deny(unsafe_code)]
 
 mod agent;
+mod agent_links;
 mod bypass;
 mod cluster;
 mod daemon;

@@ -16,15 +16,8 @@ VENV=${AGENT_VENV:-$CARGO_TARGET_DIR/agent-venv}
 
 log() { echo "agent-python.sh: $*" >&2; }
 
-if [ ! -x "$VENV/bin/python" ]; then
-  log "creating a venv in $VENV"
-  mkdir -p "$(dirname "$VENV")"
-  if ! "$PYTHON" -m venv "$VENV" 2>/dev/null; then
-    log "$PYTHON -m venv failed; installing python3-venv"
-    apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
-    "$PYTHON" -m venv "$VENV"
-  fi
-fi
+. "$ROOT/scripts/lib/venv.sh"
+make_venv "$VENV"
 "$VENV/bin/python" -m pytest --version >/dev/null 2>&1 || "$VENV/bin/python" -m pip install -q pytest
 
 log "building the faascache binary"

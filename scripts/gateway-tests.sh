@@ -33,15 +33,8 @@ log() { echo "gateway-tests.sh: $*" >&2; }
 "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 9))' || {
   log "$PYTHON is $("$PYTHON" --version 2>&1); the suite needs CPython >= 3.9"; exit 1; }
 
-if [ ! -x "$VENV/bin/python" ]; then
-  log "creating a venv in $VENV"
-  mkdir -p "$(dirname "$VENV")"
-  if ! "$PYTHON" -m venv "$VENV" 2>/dev/null; then
-    log "$PYTHON -m venv failed; installing python3-venv"
-    apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
-    "$PYTHON" -m venv "$VENV"
-  fi
-fi
+. "$ROOT/scripts/lib/venv.sh"
+make_venv "$VENV"
 if ! "$VENV/bin/python" -c 'import boto3, awscli, swiftclient, pytest, PIL, requests' 2>/dev/null; then
   "$VENV/bin/python" -m pip install -q --upgrade pip
   "$VENV/bin/python" -m pip install -q boto3 awscli python-swiftclient pytest Pillow requests

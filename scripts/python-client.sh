@@ -20,15 +20,8 @@ log() { echo "python-client.sh: $*" >&2; }
 "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 9))' || {
   log "$PYTHON is $("$PYTHON" --version 2>&1); the client needs CPython >= 3.9"; exit 1; }
 
-if [ ! -x "$VENV/bin/python" ]; then
-  log "creating a venv in $VENV"
-  mkdir -p "$(dirname "$VENV")"
-  if ! "$PYTHON" -m venv "$VENV" 2>/dev/null; then
-    log "$PYTHON -m venv failed; installing python3-venv"
-    apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
-    "$PYTHON" -m venv "$VENV"
-  fi
-fi
+. "$ROOT/scripts/lib/venv.sh"
+make_venv "$VENV"
 "$VENV/bin/python" -m pip install -q --upgrade pip
 "$VENV/bin/python" -m pip install -q maturin pytest
 

@@ -32,18 +32,6 @@ fn unique(tag: &str) -> String {
     format!("{tag}-{}-{nanos}", std::process::id())
 }
 
-fn moto_vars(env: &faascache_testkit::stores::StoreEnv) -> Vec<(&'static str, String)> {
-    vec![
-        (
-            "AWS_ENDPOINT_URL",
-            env.var("FAASCACHE_MOTO_ENDPOINT").to_string(),
-        ),
-        ("AWS_ACCESS_KEY_ID", "test".into()),
-        ("AWS_SECRET_ACCESS_KEY", "test".into()),
-        ("AWS_REGION", "us-east-1".into()),
-    ]
-}
-
 /// `faascache table create NAME --backing URL`: exit status and stderr.
 fn cli_create(coord: &str, name: &str, url: &str) -> (bool, String) {
     let o = Command::new(BIN)

@@ -15,20 +15,8 @@ use faascache_objstore::{ClientOptions as StoreOptions, GetResult, Settings};
 use faascache_protocol::msg::control::GetServerInfoRequest;
 use faascache_protocol::msg::faas::{TableBacking, WritePolicy};
 
-fn store_env(env: &faascache_testkit::stores::StoreEnv) -> Vec<(&'static str, String)> {
-    vec![
-        (
-            "AWS_ENDPOINT_URL",
-            env.var("FAASCACHE_MOTO_ENDPOINT").to_string(),
-        ),
-        ("AWS_ACCESS_KEY_ID", "test".into()),
-        ("AWS_SECRET_ACCESS_KEY", "test".into()),
-        ("AWS_REGION", "us-east-1".into()),
-    ]
-}
-
 fn crash_run(run: u64, env: &faascache_testkit::stores::StoreEnv) {
-    let vars = store_env(env);
+    let vars = moto_vars(env);
     let pairs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let dir = tempdir("backed-crash");
     let (_cp, coord) = coordinator_tcp(&dir, 0, "coordinator");

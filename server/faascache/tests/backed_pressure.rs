@@ -67,15 +67,7 @@ fn a_working_set_3x_the_memory_under_a_zipfian_load() {
     else {
         return;
     };
-    let vars = [
-        (
-            "AWS_ENDPOINT_URL",
-            env.var("FAASCACHE_MOTO_ENDPOINT").to_string(),
-        ),
-        ("AWS_ACCESS_KEY_ID", "test".to_string()),
-        ("AWS_SECRET_ACCESS_KEY", "test".to_string()),
-        ("AWS_REGION", "us-east-1".to_string()),
-    ];
+    let vars = moto_vars(env);
     let pairs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let dir = tempdir("backed-pressure");
     let (_cp, coord) = coordinator_tcp(&dir, 0, "coordinator");

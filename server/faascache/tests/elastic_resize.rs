@@ -138,15 +138,7 @@ fn shrink_under_load_evicts_clean_objects_only_and_grows_back_at_once() {
     let Some(env) = faascache_testkit::stores::moto("shrink_under_load") else {
         return;
     };
-    let vars = [
-        (
-            "AWS_ENDPOINT_URL",
-            env.var("FAASCACHE_MOTO_ENDPOINT").to_string(),
-        ),
-        ("AWS_ACCESS_KEY_ID", "test".to_string()),
-        ("AWS_SECRET_ACCESS_KEY", "test".to_string()),
-        ("AWS_REGION", "us-east-1".to_string()),
-    ];
+    let vars = moto_vars(env);
     let pairs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let dir = tempdir("elastic-resize");
     let (_cp, coord) = coordinator_tcp(&dir, 0, "coordinator");

@@ -418,3 +418,17 @@ pub fn status<X: std::fmt::Debug>(r: Result<X, CallError>) -> Status {
         other => panic!("expected a server error, got {other:?}"),
     }
 }
+
+/// The AWS variables that point an S3 client (or a server's backed tables) at the test kit's
+/// moto server.
+pub fn moto_vars(env: &faascache_testkit::stores::StoreEnv) -> Vec<(&'static str, String)> {
+    vec![
+        (
+            "AWS_ENDPOINT_URL",
+            env.var("FAASCACHE_MOTO_ENDPOINT").to_string(),
+        ),
+        ("AWS_ACCESS_KEY_ID", "test".into()),
+        ("AWS_SECRET_ACCESS_KEY", "test".into()),
+        ("AWS_REGION", "us-east-1".into()),
+    ]
+}

@@ -32,13 +32,6 @@ fn body(table: &str, i: usize) -> Vec<u8> {
     tag.bytes().cycle().take(OBJECT).collect()
 }
 
-fn rss_bytes(pid: u32) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = s.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    let kb: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
-    kb * 1024
-}
-
 /// Write with the documented back-pressure retried; any other error fails the test.
 fn write_retrying(
     c: &Client,
@@ -186,7 +179,7 @@ fn shrink_under_load_evicts_clean_objects_only_and_grows_back_at_once() {
     }
     c.flush(wb, None, Duration::from_secs(300)).unwrap();
     let before = c.server_stats(&loc).unwrap();
-    let rss_before = rss_bytes(sp.pid());
+    let rss_before = rss_bytes(sp.pid()) as u64;
     eprintln!(
         "{CLEAN} objects written and flushed in {:.1} s; live {} MiB of {} MiB; RSS {} MiB",
         t.elapsed().as_secs_f64(),
@@ -236,7 +229,7 @@ fn shrink_under_load_evicts_clean_objects_only_and_grows_back_at_once() {
         )
     });
     let after = c.server_stats(&loc).unwrap();
-    let rss_after = rss_bytes(sp.pid());
+    let rss_after = rss_bytes(sp.pid()) as u64;
     eprintln!(
         "shrink 1 GiB -> 256 MiB under load: {report}; wall {:.1} ms; RSS {} -> {} MiB; {} writes \
          ({} pushed back), {} checked reads meanwhile",

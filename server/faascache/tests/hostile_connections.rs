@@ -22,17 +22,6 @@ const MAX_BUFFERED: usize = 64 << 20;
 /// Allocator and bookkeeping noise allowed above the documented bound.
 const SLACK: usize = 32 << 20;
 
-fn rss_of(pid: u32) -> usize {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = s.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse::<usize>()
-        .unwrap()
-        * 1024
-}
-
 fn open_files_limit() -> usize {
     let s = std::fs::read_to_string("/proc/self/limits").unwrap();
     let line = s.lines().find(|l| l.starts_with("Max open files")).unwrap();
@@ -136,7 +125,7 @@ fn hostile_connections_do_not_pin_memory_or_stop_normal_clients() {
     let table = c.create_table("t", 1);
     c.write(table, b"k", b"value").unwrap();
     let mut quiet = timed_reads(&mut c, table, 300);
-    let base = rss_of(pid);
+    let base = rss_bytes(pid);
 
     let stalled: Vec<TcpStream> = (0..STALLED).map(|_| stall_big(&addr)).collect();
     let one_byte: Vec<TcpStream> = (0..ONE_BYTE)
@@ -151,7 +140,7 @@ fn hostile_connections_do_not_pin_memory_or_stop_normal_clients() {
     let peak = (0..20)
         .map(|_| {
             std::thread::sleep(Duration::from_millis(20));
-            rss_of(pid)
+            rss_bytes(pid)
         })
         .max()
         .unwrap();
@@ -184,7 +173,7 @@ fn hostile_connections_do_not_pin_memory_or_stop_normal_clients() {
     });
     eprintln!("hostile: all closed {:?} after the attack", start.elapsed());
     timed_reads(&mut c, table, 10);
-    let after = rss_of(pid);
+    let after = rss_bytes(pid);
     eprintln!("hostile: server RSS {} MiB after the attack", after >> 20);
     assert!(
         after < bound,

@@ -432,3 +432,11 @@ pub fn moto_vars(env: &faascache_testkit::stores::StoreEnv) -> Vec<(&'static str
         ("AWS_REGION", "us-east-1".into()),
     ]
 }
+
+/// The resident memory of process `pid` in bytes (`VmRSS` of `/proc/PID/status`).
+pub fn rss_bytes(pid: u32) -> usize {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = s.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    let kb: usize = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kb * 1024
+}

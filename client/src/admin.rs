@@ -1,10 +1,10 @@
-//! Administration through the client: live memory resize of a server (issue 18), and finding a
-//! server by the name `faascache status` shows.
+//! Administration through the client: live memory resize of a server and draining a server
+//! out of the cluster (issue 18), and finding a server by the name `faascache status` shows.
 
 use std::time::Duration;
 
-use faascache_protocol::msg::elastic::ResizeMemoryRequest;
-use faascache_protocol::msg::Request;
+use faascache_protocol::msg::elastic::{DrainServerRequest, ResizeMemoryRequest};
+use faascache_protocol::msg::{Request, ServerId};
 use faascache_transport::CallError;
 
 use crate::client::{failure_error, malformed};
@@ -35,7 +35,68 @@ pub struct ResizeReport {
 /// relocate live data moves it at hundreds of MB/s).
 pub const RESIZE_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// What a drain did ([`Client::drain_server`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DrainReport {
+    /// The server drained (its id as `status` showed it).
+    pub server: String,
+    /// Its locator.
+    pub locator: String,
+    /// Tablets moved to other masters.
+    pub tablets_moved: u32,
+    /// The server acknowledged that it retires (stops heartbeating and exits after a grace
+    /// period). If not, it was removed anyway; if it still runs it re-enlists as a new empty
+    /// server and should be stopped.
+    pub retired: bool,
+    /// Time the coordinator spent on the drain.
+    pub elapsed: Duration,
+}
+
+/// How long a drain may take before the client stops waiting (it migrates every tablet of the
+/// server: gigabytes at hundreds of MB/s, plus waits for migrations already running).
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(1800);
+
 impl Client {
+    /// Moves every tablet of the server `server` ([`Client::find_server`] names) to other
+    /// masters and removes it from the cluster: no write is lost (writes to a moving tablet
+    /// wait for the move; dirty objects of backed tables move with it and are written back by
+    /// the new owner). The server then exits. Waits up to [`DRAIN_TIMEOUT`]; one attempt.
+    ///
+    /// ```no_run
+    /// let c = faascache_client::Client::connect("tcp:host=127.0.0.1,port=12246")?;
+    /// let r = c.drain_server("2")?;
+    /// println!("{} tablets moved off {} in {:?}", r.tablets_moved, r.server, r.elapsed);
+    /// # Ok::<(), faascache_client::Error>(())
+    /// ```
+    pub fn drain_server(&self, server: &str) -> Result<DrainReport> {
+        let info = self.find_server(server)?;
+        if info.status != "up" {
+            return Err(Error::InvalidArgument(format!(
+                "server {} is {}, not up: only a running server can be drained",
+                info.id, info.status
+            )));
+        }
+        let id = parse_server_id(&info.id)?;
+        let s = self.coordinator_session()?;
+        let req = DrainServerRequest { server: id };
+        let r = faascache_transport::call(&s, &req, DRAIN_TIMEOUT, |r| DrainReport {
+            server: info.id.clone(),
+            locator: info.locator.clone(),
+            tablets_moved: r.tablets_moved,
+            retired: r.retired,
+            elapsed: Duration::from_micros(r.elapsed_us),
+        });
+        match r {
+            Ok(v) => Ok(v),
+            Err(CallError::Failed(f)) => Err(failure_error(&f, "")),
+            Err(CallError::Malformed(e)) => Err(malformed(DrainServerRequest::OPCODE, e)),
+            Err(CallError::Transport(e)) => Err(Error::from_transport(
+                e,
+                &format!("coordinator at {}", self.coordinator()),
+            )),
+        }
+    }
+
     /// The server `name` names: its id as `status` shows it (`2.0`), its index alone (`2`:
     /// the up server with that index), or its service locator.
     ///
@@ -116,4 +177,15 @@ impl Client {
             )),
         }
     }
+}
+
+/// A server id as `status` shows it (`index.generation`).
+fn parse_server_id(id: &str) -> Result<ServerId> {
+    let bad =
+        || Error::InvalidArgument(format!("bad server id {id:?} (expected index.generation)"));
+    let (i, g) = id.split_once('.').ok_or_else(bad)?;
+    Ok(ServerId::new(
+        i.parse().map_err(|_| bad())?,
+        g.parse().map_err(|_| bad())?,
+    ))
 }

@@ -1,5 +1,5 @@
 //! The client subcommands of the `faascache` binary: `status`, `table create|drop|list`, `put`,
-//! `get`, `rm`, `incr`, `flush`, `invalidate`, `resize`, `shell` (one client, commands from stdin:
+//! `get`, `rm`, `incr`, `flush`, `invalidate`, `resize`, `drain`, `shell` (one client, commands from stdin:
 //! [`shell`]). Tables backed by an object store: `table create NAME --backing URL` with the
 //! flags of [`BackingArgs`] (`docs/faas.md`).
 //!
@@ -190,6 +190,14 @@ pub enum ClientCommand {
         /// The new size (units B, KiB, MiB, GiB)
         #[arg(value_parser = parse_size)]
         size: u64,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Move every tablet of a server to other masters and remove it from the cluster (no write
+    /// is lost; dirty objects of backed tables move with their tablets); the server then exits
+    Drain {
+        /// The server: its id as `status` shows it (2.0), its index (2) or its locator
+        server: String,
         #[command(flatten)]
         target: Target,
     },
@@ -424,6 +432,7 @@ pub fn run_with(
             size,
             target,
         } => (target.json, resize(out, target, server, *size)),
+        ClientCommand::Drain { server, target } => (target.json, drain(out, target, server)),
         ClientCommand::Shell { untracked, target } => {
             (false, shell_cmd(out, stdin, target, *untracked))
         }
@@ -468,6 +477,22 @@ impl Out<'_> {
             .write_all(b)
             .map_err(|e| Failure::Usage(format!("cannot write to stdout: {e}")))
     }
+}
+
+fn resize(out: &mut Out<'_>, t: &Target, server: &str, size: u64) -> Result<(), Failure> {
+    let r = t.connect()?.resize_server(server, size)?;
+    if t.json {
+        return print_json(out, format::resize_json(&r));
+    }
+    out.line(&format::resize_text(&r))
+}
+
+fn drain(out: &mut Out<'_>, t: &Target, server: &str) -> Result<(), Failure> {
+    let r = t.connect()?.drain_server(server)?;
+    if t.json {
+        return print_json(out, format::drain_json(&r));
+    }
+    out.line(&format::drain_text(&r))
 }
 
 fn print_json(out: &mut Out<'_>, v: serde_json::Value) -> Result<(), Failure> {
@@ -670,14 +695,6 @@ fn print_replication<'a>(
         }
     }
     Ok(())
-}
-
-fn resize(out: &mut Out<'_>, t: &Target, server: &str, size: u64) -> Result<(), Failure> {
-    let r = t.connect()?.resize_server(server, size)?;
-    if t.json {
-        return print_json(out, format::resize_json(&r));
-    }
-    out.line(&format::resize_text(&r))
 }
 
 fn print_tables(out: &mut Out<'_>, tables: &[crate::TableInfo]) -> Result<(), Failure> {

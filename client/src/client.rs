@@ -304,7 +304,7 @@ impl Client {
 
     // ---- sessions --------------------------------------------------------------------------
 
-    fn coordinator_session(&self) -> Result<Session> {
+    pub(crate) fn coordinator_session(&self) -> Result<Session> {
         let mut g = self.inner.coordinator.lock();
         if let Some(s) = g.as_ref() {
             if s.failure().is_none() {

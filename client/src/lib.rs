@@ -59,7 +59,7 @@ mod pending;
 pub mod retry;
 pub mod tablets;
 
-pub use admin::ResizeReport;
+pub use admin::{DrainReport, ResizeReport};
 pub use backed::{ObjectInfo, ObjectPiece};
 pub use cache_stats::CacheStats;
 pub use client::{Client, Object, ServerInfo, ServerStats, TableInfo};

@@ -155,6 +155,11 @@ impl Node {
     pub fn fenced(&self) -> bool {
         self.master.replication.fenced() || self.declared_dead.load(Ordering::Acquire)
     }
+    /// Whether the coordinator drained and removed this server and its grace period is over
+    /// (it should exit with success: see [`crate::master::elastic::RETIRE_GRACE`]).
+    pub fn retired(&self) -> bool {
+        self.master.retired()
+    }
     /// Stop.
     pub fn shutdown(mut self) {
         self.stop_all();
@@ -381,6 +386,10 @@ fn heartbeat_loop(
     let mut down_since: Option<Instant> = None;
     let mut lapsed = false;
     while !stop.load(Ordering::Acquire) {
+        if master.retiring_since().is_some() {
+            // Drained and being removed: a heartbeat now would re-enlist us.
+            return;
+        }
         let now = Instant::now();
         if next > now {
             // Short slices: a stopping node does not wait out a whole period.

@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use crate::ResizeReport;
+use crate::{DrainReport, ResizeReport};
 
 pub(super) fn cache_json(c: &crate::CacheStats) -> serde_json::Value {
     json!({
@@ -72,5 +72,29 @@ pub(super) fn resize_json(r: &ResizeReport) -> serde_json::Value {
         "max_bytes": r.max_bytes, "live_bytes": r.live_bytes,
         "evicted_objects": r.evicted_objects, "relocated_bytes": r.relocated_bytes,
         "server_us": r.server_time.as_micros() as u64,
+    })
+}
+
+/// `drain`, as text.
+pub(super) fn drain_text(r: &DrainReport) -> String {
+    let retired = if r.retired {
+        "it retires and exits"
+    } else {
+        "it did not acknowledge retiring: if it still runs it re-enlists as a new empty server, stop it"
+    };
+    format!(
+        "server {} ({}): {} tablets moved to other masters in {:.3} s; removed from the cluster; {retired}",
+        r.server,
+        r.locator,
+        r.tablets_moved,
+        r.elapsed.as_secs_f64()
+    )
+}
+
+/// `drain --json`.
+pub(super) fn drain_json(r: &DrainReport) -> serde_json::Value {
+    json!({
+        "server": r.server, "locator": r.locator, "tablets_moved": r.tablets_moved,
+        "retired": r.retired, "elapsed_us": r.elapsed.as_micros() as u64,
     })
 }

@@ -67,6 +67,9 @@ pub enum ClusterCommand {
         /// The coordinator's client lease term (its --client-lease-term) [default: 30s]
         #[arg(long, value_name = "DURATION", value_parser = crate::units::parse_duration)]
         client_lease_term: Option<Duration>,
+        /// The coordinator's --rebalance: tablets follow the servers' memory budgets
+        #[arg(long)]
+        rebalance: bool,
         /// The servers' object-store settings file (their --store-config; backed tables). The
         /// servers also inherit this process's environment (AWS_*, OS_*, ST_*,
         /// FAASCACHE_STORE_CONFIG)
@@ -113,6 +116,7 @@ pub fn run(cmd: ClusterCommand) -> Result<()> {
             replicas,
             durability,
             client_lease_term,
+            rebalance,
             store_config,
             write_back_limit,
         } => up(
@@ -125,6 +129,7 @@ pub fn run(cmd: ClusterCommand) -> Result<()> {
                 replicas: replicas_for(servers, replicas)?,
                 durability,
                 client_lease_term,
+                rebalance,
                 store_config,
                 write_back_limit,
             },
@@ -259,6 +264,8 @@ pub struct Options {
     pub durability: faascache_server::backup::Durability,
     /// The coordinator's client lease term (its default if `None`).
     pub client_lease_term: Option<Duration>,
+    /// The coordinator's `--rebalance`.
+    pub rebalance: bool,
     /// The servers' `--store-config`.
     pub store_config: Option<PathBuf>,
     /// The servers' `--write-back-limit`.
@@ -413,6 +420,9 @@ pub fn start_until(o: &Options, dir: &Path, cancel: &dyn Fn() -> bool) -> Result
             "--client-lease-term".into(),
             format!("{}ms", t.as_millis().max(1)),
         ]);
+    }
+    if o.rebalance {
+        coord_args.push("--rebalance".into());
     }
     c.spawn("coordinator", &coord_args)?;
     let coordinator = c.wait_file(

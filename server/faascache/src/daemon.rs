@@ -33,6 +33,11 @@ pub struct CoordinatorArgs {
     /// requests (e.g. 30s, 2s)
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
     pub client_lease_term: Duration,
+    /// Move tablets between masters in the background so that each holds a share proportional
+    /// to its memory budget: a server that joins takes a share of the tablets, and one that
+    /// grows (faascache resize) takes more. One move at a time, every 2 s at most
+    #[arg(long)]
+    pub rebalance: bool,
     /// Dispatch threads
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub cores: usize,
@@ -214,6 +219,7 @@ pub fn coordinator(args: CoordinatorArgs) -> Result<()> {
         },
         heartbeat_timeout: args.heartbeat_timeout,
         client_lease_term: args.client_lease_term,
+        rebalance: args.rebalance,
         ..CoordinatorConfig::default()
     };
     // With zk: storage, `start` waits (as a standby) until this process leads: keep answering
@@ -352,6 +358,15 @@ pub fn server(args: ServerArgs) -> Result<()> {
     }
     loop {
         match stop.recv_timeout(Duration::from_millis(100)) {
+            Err(mpsc::RecvTimeoutError::Timeout) if node.retired() => {
+                tracing::warn!("drained and removed from the cluster (faascache drain): exiting");
+                println!(
+                    "server {} drained and removed: exiting",
+                    node.master().server_id()
+                );
+                node.shutdown();
+                return Ok(());
+            }
             Err(mpsc::RecvTimeoutError::Timeout) if !node.fenced() => continue,
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 // Declared dead: our tablets are being recovered elsewhere; serving on would

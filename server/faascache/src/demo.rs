@@ -79,6 +79,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
             replicas,
             durability: faascache_server::backup::Durability::Memory,
             client_lease_term: None,
+            rebalance: false,
             store_config: None,
             write_back_limit: None,
         },

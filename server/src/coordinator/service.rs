@@ -21,8 +21,8 @@ use faascache_protocol::msg::backup::{
     GetFencedMastersRequest, GetFencedMastersResponse, SetReplicaEpochRequest, MAX_FENCED_MASTERS,
 };
 use faascache_protocol::msg::control::{
-    DropTabletOwnershipRequest, MigrateTabletOutRequest, PrepareMigrationRequest,
-    RecoverTabletsRequest, RecoverTabletsResponse, TakeTabletOwnershipRequest,
+    DropTabletOwnershipRequest, RecoverTabletsRequest, RecoverTabletsResponse,
+    TakeTabletOwnershipRequest,
 };
 use faascache_protocol::msg::coordinator::*;
 use faascache_protocol::msg::{ErrorReply, Message, MsgError, Request, ServerId, Services};
@@ -39,9 +39,7 @@ use crate::pool::WorkerPool;
 use super::cluster_io::{ClusterIo, ControlSendError, TransitionError};
 use super::external::{ExternalStorage, ExternalStorageError};
 use super::leases::{LeaseTable, Renewal};
-use super::state::{
-    Action, Control, CoordError, CoordinatorState, MigrationPlan, StateDecodeError,
-};
+use super::state::{Action, Control, CoordError, CoordinatorState, StateDecodeError};
 
 /// Threads checking crash hints (each check may take two 500 ms pings).
 pub const HINT_THREADS: usize = 2;
@@ -88,6 +86,9 @@ pub struct CoordinatorConfig {
     pub client_lease_term: Duration,
     /// Most client leases held at once (beyond: `RETRY`).
     pub max_client_leases: usize,
+    /// Move tablets between masters in the background so each holds a share proportional to
+    /// its memory budget (`--rebalance`; see `state::drain`).
+    pub rebalance: bool,
 }
 
 impl Default for CoordinatorConfig {
@@ -97,6 +98,7 @@ impl Default for CoordinatorConfig {
             heartbeat_timeout: Duration::from_secs(15),
             client_lease_term: Duration::from_millis(super::leases::DEFAULT_TERM_MS),
             max_client_leases: super::leases::DEFAULT_MAX_LEASES,
+            rebalance: false,
         }
     }
 }
@@ -295,6 +297,15 @@ pub fn start(
             .spawn(move || super::recovery::recovery_loop(&*c3, &stop3))
             .map_err(StartError::Thread)?,
     );
+    if cfg.rebalance {
+        let (c4, stop4) = (coordinator.clone(), stop.clone());
+        threads.push(
+            std::thread::Builder::new()
+                .name("coord-rebalance".into())
+                .spawn(move || c4.rebalance_loop(&stop4))
+                .map_err(StartError::Thread)?,
+        );
+    }
     let service = CoordinatorService {
         c: coordinator.clone(),
     };
@@ -478,30 +489,6 @@ impl Coordinator {
         first
     }
 
-    fn run_migration(&self, plan: &MigrationPlan) -> Result<(), MigrationError> {
-        self.rpc(
-            &plan.target.1,
-            &PrepareMigrationRequest {
-                range: plan.range,
-                source: plan.source.0,
-            },
-            CONTROL_TIMEOUT,
-            |_| (),
-        )
-        .map_err(MigrationError::Prepare)?;
-        self.rpc(
-            &plan.source.1,
-            &MigrateTabletOutRequest {
-                range: plan.range,
-                target: plan.target.0,
-                target_locator: &plan.target.1,
-            },
-            MIGRATE_TIMEOUT,
-            |_| (),
-        )
-        .map_err(MigrationError::Copy)
-    }
-
     /// A lease for the new id `id`, as a reply.
     fn grant(&self, id: u64) -> Result<ClientLeaseResponse, Fail> {
         let now = self.clock.now_ms();
@@ -670,6 +657,7 @@ macro_rules! decode_or_reply {
     };
 }
 
+mod drain;
 mod tables;
 
 /// The coordinator's [`Dispatch`] service.
@@ -850,44 +838,11 @@ impl Dispatch for CoordinatorService {
     }
 
     fn migrate_tablet(&self, call: &mut IncomingRpc<'_>) {
-        let req = decode_or_reply!(call, MigrateTabletRequest);
-        let c = self.c.clone();
-        self.c.defer(call, move |r| {
-            let place = match c.migrations.reserve() {
-                Ok(p) => p,
-                Err(busy) => return reply_fail(r, Fail(Status::RETRY, busy.to_string())),
-            };
-            let plan = match c.transition(|st| {
-                st.begin_migration(req.table_id, req.start_hash, req.end_hash, req.target).map(|p| (p, Vec::new()))
-            }) {
-                Ok((plan, _)) => plan,
-                Err(f) => return reply_fail(r, f.into()),
-            };
-            tracing::info!(table = req.table_id, source = %plan.source.0, target = %plan.target.0, "migration started");
-            // The copy can take long: on a migration worker, so the coordinator's worker keeps
-            // serving (a place was reserved before the migration began).
-            let c2 = c.clone();
-            place.submit(move || {
-                let outcome = c2.run_migration(&plan);
-                match outcome {
-                    Ok(()) => match c2.transition(|st| Ok(((), st.finish_migration(&plan)))) {
-                        Ok(((), sends)) => {
-                            let sent = c2.send_all(sends);
-                            tracing::info!(table = req.table_id, target = %plan.target.0, ?sent, "migration finished");
-                            r.reply(Status::OK, &[]);
-                        }
-                        Err(f) => reply_fail(r, f.into()),
-                    },
-                    Err(e) => {
-                        tracing::warn!(table = req.table_id, error = %e, "migration failed; the source keeps the tablet");
-                        if let Ok(((), sends)) = c2.transition(|st| Ok(((), st.abort_migration(&plan)))) {
-                            let _ = c2.send_all(sends);
-                        }
-                        reply_fail(r, Fail(Status::INTERNAL_ERROR, format!("migration failed: {e}")));
-                    }
-                }
-            });
-        });
+        self.on_migrate_tablet(call)
+    }
+
+    fn drain_server(&self, call: &mut IncomingRpc<'_>) {
+        self.on_drain_server(call)
     }
 
     /// The check runs on a hint worker (a ping of a dead server takes its timeout); one check

@@ -18,10 +18,12 @@ use faascache_protocol::msg::faas::TableBacking;
 use faascache_protocol::msg::{ServerId, Services};
 use faascache_transport::Status;
 
+mod drain;
 mod migration;
 mod persist;
 mod recovery;
 
+pub use drain::{DrainStep, TabletMove};
 pub use persist::{InvariantError, StateDecodeError};
 
 /// A server in the list.
@@ -210,6 +212,9 @@ pub struct CoordinatorState {
     last_heard: BTreeMap<u32, Duration>,
     /// Volatile: each server's log memory budget as its last heartbeat said (issue 18).
     budgets: BTreeMap<u32, u64>,
+    /// Volatile: servers being drained (`DrainServer`): nothing new is placed on them. A
+    /// restarted coordinator forgets a drain in progress (run `faascache drain` again).
+    draining: std::collections::BTreeSet<u32>,
     /// Volatile: round-robin start for the next table.
     rr: usize,
     /// A server not heard from for this long is marked crashed.
@@ -229,6 +234,7 @@ impl Default for CoordinatorState {
             next_client_id: 1,
             last_heard: BTreeMap::new(),
             budgets: BTreeMap::new(),
+            draining: std::collections::BTreeSet::new(),
             rr: 0,
             heartbeat_timeout: Duration::from_secs(15),
         }
@@ -297,10 +303,12 @@ impl CoordinatorState {
         Ok((self.tablet_map_version, v))
     }
 
+    /// The up masters that new tablets may go to (not being drained).
     fn up_masters(&self) -> Vec<&ServerRecord> {
         self.servers
             .values()
             .filter(|s| s.status == ServerStatus::Up && s.services.has(Services::MASTER))
+            .filter(|s| !self.draining.contains(&s.id.index()))
             .collect()
     }
 

@@ -14,9 +14,52 @@ use std::time::Instant;
 use faascache_protocol::msg::elastic::ResizeMemoryResponse;
 use faascache_storage::ResizeError;
 
+use faascache_protocol::msg::ServerId;
+
 use super::Master;
 
+/// A `RetireServer` for another server id (an earlier process at this address).
+#[derive(Debug, thiserror::Error)]
+#[error("this server is {me}, not {asked}: not retiring (the request is for another process)")]
+pub struct NotThisServer {
+    /// This server's id.
+    pub me: ServerId,
+    /// The id in the request.
+    pub asked: ServerId,
+}
+
+/// How long a retired server keeps serving after `RetireServer` before it exits: its backup
+/// replicas stay readable while their masters (which see it leave the server list within about
+/// a second) write new replicas elsewhere, and a recovery already reading them finishes.
+pub const RETIRE_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
 impl Master {
+    /// The coordinator drained this server (it owns no tablet) and is removing it: stop
+    /// heartbeating (a removed server that heartbeats would re-enlist) and exit after
+    /// [`RETIRE_GRACE`]. `Err` if `id` is not this server's id (a retire meant for an earlier
+    /// process at this address). Idempotent.
+    pub fn retire(&self, id: ServerId) -> Result<(), NotThisServer> {
+        let me = self.server_id();
+        if id != me {
+            return Err(NotThisServer { me, asked: id });
+        }
+        if self.retiring.set(Instant::now()).is_ok() {
+            tracing::warn!(server = %me, grace = ?RETIRE_GRACE, tablets = self.ownership.read().served_ranges(), "drained and retired by the coordinator: heartbeats stopped; exiting after the grace period");
+        }
+        Ok(())
+    }
+
+    /// When this server was told to retire, if it was.
+    pub fn retiring_since(&self) -> Option<Instant> {
+        self.retiring.get().copied()
+    }
+
+    /// Retired, and the grace period is over: the process should exit.
+    pub fn retired(&self) -> bool {
+        self.retiring_since()
+            .is_some_and(|t| t.elapsed() >= RETIRE_GRACE)
+    }
+
     /// Change the log memory budget to `bytes` now (see the module docs). When the write-back
     /// limit follows the memory (no `--write-back-limit`), it becomes a quarter of the new
     /// budget.

@@ -106,6 +106,8 @@ pub struct Master {
     pub writeback: crate::backed::upload::WriteBack,
     /// The write-back limit is a quarter of the memory budget and follows resizes.
     write_back_follows_memory: std::sync::atomic::AtomicBool,
+    /// When the coordinator told this server to retire (`RetireServer`, after a drain).
+    retiring: std::sync::OnceLock<std::time::Instant>,
 }
 
 impl replicator::ReplicationHost for Master {
@@ -148,6 +150,7 @@ impl Master {
             reads: crate::backed::cache::Reads::default(),
             writeback: crate::backed::upload::WriteBack::new(DEFAULT_WRITE_BACK_LIMIT),
             write_back_follows_memory: std::sync::atomic::AtomicBool::new(false),
+            retiring: std::sync::OnceLock::new(),
         }
     }
 

@@ -847,6 +847,14 @@ impl Dispatch for MasterService {
         });
     }
 
+    fn retire_server(&self, call: &mut IncomingRpc<'_>) {
+        let req = decode_or_reply!(call, faascache_protocol::msg::elastic::RetireServerRequest);
+        match self.master.retire(req.server) {
+            Ok(()) => call.reply(Status::OK, &[]),
+            Err(e) => fail(call, Status::SERVER_DOESNT_EXIST, 0, &e.to_string()),
+        }
+    }
+
     fn write_object(&self, call: &mut IncomingRpc<'_>) {
         let req = decode_or_reply!(call, faascache_protocol::msg::faas::WriteObjectRequest<'_>);
         let table = table_or_reply!(call, req.table);

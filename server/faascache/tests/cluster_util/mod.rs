@@ -77,6 +77,11 @@ pub fn coordinator_with(dir: &Path, port: u16, tag: &str, extra: &[&str]) -> (Pr
     start_coordinator(dir, station, tag, extra)
 }
 
+/// A coordinator over TCP on 127.0.0.1 (any port) with extra flags, whatever the test transport.
+pub fn coordinator_tcp_with(dir: &Path, tag: &str, extra: &[&str]) -> (Proc, String) {
+    start_coordinator(dir, tcp_station(0), tag, extra)
+}
+
 /// A coordinator over TCP on 127.0.0.1 and `port` (0 = any), whatever the test transport.
 pub fn coordinator_tcp(dir: &Path, port: u16, tag: &str) -> (Proc, String) {
     start_coordinator(dir, tcp_station(port), tag, &[])

@@ -19,7 +19,7 @@
 //! Modules: [`common`] (reject rules, exactly-once header, server ids, error replies),
 //! [`master`] (`0x01xx`), [`coordinator`] (`0x02xx`), [`backup`] (`0x03xx`), [`control`]
 //! (`0x04xx`), [`faas`] (backed tables: `GetTableConfig` `0x0210`, master RPCs `0x05xx`),
-//! [`elastic`] (`ResizeMemory` `0x0408`).
+//! [`elastic`] (`ResizeMemory` `0x0408`, `DrainServer` `0x0212`, `RetireServer` `0x0409`).
 
 pub mod backup;
 pub mod common;
@@ -417,6 +417,9 @@ mod tests {
             let _ = GetServerInfoResponse::decode(b);
             let _ = super::elastic::ResizeMemoryRequest::decode(b);
             let _ = super::elastic::ResizeMemoryResponse::decode(b);
+            let _ = super::elastic::DrainServerRequest::decode(b);
+            let _ = super::elastic::DrainServerResponse::decode(b);
+            let _ = super::elastic::RetireServerRequest::decode(b);
             let _ = BackupWriteRequest::decode(b);
             let _ = BackupFreeRequest::decode(b);
             let _ = BackupGetReplicasRequest::decode(b);

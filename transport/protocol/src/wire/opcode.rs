@@ -188,6 +188,8 @@ macro_rules! for_each_rpc {
         GetTableConfig = 0x0210 => get_table_config,
         /// Master → coordinator: record its replica epoch (open replicas below it are stale).
         SetReplicaEpoch = 0x0211 => set_replica_epoch,
+        /// Move every tablet off a server and remove it from the cluster (`msg::elastic`).
+        DrainServer = 0x0212 => drain_server,
         // ---- backup (payloads: `msg::backup`)
         /// Master → backup: write (open, append, close) a replica of a log segment.
         BackupWrite = 0x0301 => backup_write,
@@ -217,6 +219,8 @@ macro_rules! for_each_rpc {
         /// Any master: change its log memory budget now (grow, or shrink by cleaning and
         /// evicting clean objects of backed tables; `msg::elastic`).
         ResizeMemory = 0x0408 => resize_memory,
+        /// Coordinator → a drained server: stop heartbeating, hand off, exit (`msg::elastic`).
+        RetireServer = 0x0409 => retire_server,
         // ---- FaaS layer: backed tables (payloads: `msg::faas`)
         FlushObjects = 0x0501 => flush_objects,
         InvalidateObjects = 0x0502 => invalidate_objects,

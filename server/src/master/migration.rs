@@ -17,8 +17,11 @@ use faascache_protocol::msg::control::{
     MigratedCompletion, MigratedObject, ReceiveMigrationDataRequest, TabletRange,
     MAX_MIGRATED_COMPLETIONS,
 };
+use faascache_protocol::msg::Message;
 use faascache_transport::{call, CallError};
-use faascache_transport::{ClientConfig, LocatorError, ServiceLocator, Session, Status};
+use faascache_transport::{
+    ClientConfig, LocatorError, Opcode, PendingRpc, ServiceLocator, Session, Status,
+};
 
 use super::tablets::{NotServing, Range};
 use super::Master;
@@ -30,6 +33,9 @@ pub const BATCH_BYTES: usize = 512 * 1024;
 pub const FREEZE_BELOW_KEYS: usize = 64;
 /// At most this many re-send rounds before freezing anyway (a writer faster than the copy).
 pub const MAX_RESEND_ROUNDS: usize = 8;
+/// Batches of the bulk copy in flight at once (each waits for the target's replicas: a window
+/// keeps the link and the target's backups busy while one batch is being made durable).
+pub const WINDOW: usize = 4;
 /// Timeout of one batch RPC.
 pub const RPC_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a batch is retried while the target answers `RETRY` (out of memory).
@@ -94,6 +100,11 @@ struct Sender<'a> {
     bytes: usize,
     master: &'a Master,
     r: Range,
+    /// Bulk batches sent and not yet answered (at most `window`), with their payloads.
+    in_flight: std::collections::VecDeque<(PendingRpc, Vec<u8>)>,
+    /// [`WINDOW`] during the bulk copy; 1 (each batch answered before the next) for the
+    /// re-sends, where one key may be sent twice and the later value must land last.
+    window: usize,
 }
 
 impl Sender<'_> {
@@ -140,9 +151,47 @@ impl Sender<'_> {
                 })
                 .collect(),
         };
-        self.send(&req)?;
+        if self.window > 1 {
+            let payload = req.to_vec();
+            while self.in_flight.len() >= self.window {
+                self.complete_oldest()?;
+            }
+            match self.session.send(Opcode::ReceiveMigrationData, &payload) {
+                Ok(rpc) => self.in_flight.push_back((rpc, payload)),
+                Err(_) => self.resend(&payload)?,
+            }
+        } else {
+            self.send(&req)?;
+        }
         self.batch.clear();
         self.bytes = 0;
+        Ok(())
+    }
+
+    /// Wait for the oldest batch in flight; one not answered OK is sent again the careful way
+    /// (which retries `RETRY` and reports other failures).
+    fn complete_oldest(&mut self) -> Result<(), MigrationError> {
+        let Some((mut rpc, payload)) = self.in_flight.pop_front() else {
+            return Ok(());
+        };
+        if let Ok((Status::OK, _)) = rpc.wait(RPC_TIMEOUT) {
+            return Ok(());
+        }
+        self.resend(&payload)
+    }
+
+    fn resend(&self, payload: &[u8]) -> Result<(), MigrationError> {
+        let req = ReceiveMigrationDataRequest::decode(payload)
+            .expect("a request this sender encoded decodes");
+        self.send(&req)
+    }
+
+    /// Wait for every batch in flight; later batches go one at a time.
+    fn settle(&mut self) -> Result<(), MigrationError> {
+        while !self.in_flight.is_empty() {
+            self.complete_oldest()?;
+        }
+        self.window = 1;
         Ok(())
     }
 
@@ -247,6 +296,8 @@ pub fn migrate_out(
             bytes: 0,
             master,
             r,
+            in_flight: std::collections::VecDeque::new(),
+            window: WINDOW,
         };
         let mut stats = MigrationStats::default();
         let mut cursor = None;
@@ -265,6 +316,7 @@ pub fn migrate_out(
             }
         }
         s.flush()?;
+        s.settle()?;
         for _ in 0..MAX_RESEND_ROUNDS {
             let keys = mig.take_dirty();
             let small = keys.len() <= FREEZE_BELOW_KEYS;

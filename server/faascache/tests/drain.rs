@@ -15,6 +15,9 @@
 //! 256 MiB server owning 6 tablets; a 768 MiB server joins and ends up with 4 of them (shares
 //! 1.5 and 4.5), every object readable.
 //!
+//! `a_drain_with_nowhere_to_go_is_refused_and_changes_nothing`: draining the only master fails
+//! with the reason, and the server stays up, serving and placed on.
+//!
 //! The first SKIPs without moto unless `FAASCACHE_REQUIRE` names `moto`.
 
 mod cluster_util;
@@ -317,4 +320,42 @@ fn a_joining_server_takes_a_share_by_memory_budget() {
         let o = c.read(t, format!("k{i}").as_bytes()).unwrap();
         assert_eq!(o.value, format!("v{i}").as_bytes());
     }
+}
+
+#[test]
+fn a_drain_with_nowhere_to_go_is_refused_and_changes_nothing() {
+    let dir = tempdir("drain-refused");
+    let (_cp, coord) = coordinator_tcp(&dir, 0, "coordinator");
+    let (mut s1, l1) = start_server(&dir, &coord, "s1", "128MiB", "0", &[]);
+    let c = Client::connect(&coord).unwrap();
+    let t = c.create_table("t", 2).unwrap();
+    write(&c, t, "k", b"v");
+    let drain = |server: &str| {
+        std::process::Command::new(BIN)
+            .args(["drain", server, "--coordinator", &coord])
+            .output()
+            .unwrap()
+    };
+    // The only master: its tablets have nowhere to go.
+    let out = drain("1");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("no other master"),
+        "{err}"
+    );
+    // Nothing changed: still up, still serving, placed on again.
+    assert!(s1
+        .wait_until(Instant::now() + Duration::from_secs(1))
+        .is_none());
+    assert_eq!(c.find_server("1").unwrap().status, "up");
+    assert_eq!(c.read(t, b"k").unwrap().value, b"v");
+    c.create_table("u", 1).unwrap();
+    assert_eq!(tablets_of(&c, &l1), 3);
+    // An unknown server is named as such.
+    let out = drain("9.9");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("no server \"9.9\""),
+        "{err}"
+    );
 }

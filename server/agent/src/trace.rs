@@ -184,6 +184,8 @@ pub struct TraceReport {
     pub exact_or_over: u64,
     pub over_bytes: u128,
     pub booked_over_bytes: u128,
+    /// Predictions under the peak, and the largest shortfall in bytes.
+    pub worst_miss: u64,
     /// Would-be OOMs: excursions of cache + actual use above the node, their total time and
     /// the largest excess in bytes.
     pub oom_moments: u64,
@@ -244,7 +246,7 @@ impl TraceReport {
             "min_cache_bytes": self.min_cache, "max_cache_bytes": self.max_cache,
             "exact_or_over": self.exact_or_over_rate(),
             "mean_over_bytes": self.mean_over(), "booked_mean_over_bytes": self.booked_mean_over(),
-            "over_ratio": self.over_ratio(),
+            "over_ratio": self.over_ratio(), "worst_miss_bytes": self.worst_miss,
             "would_be_ooms": self.oom_moments, "oom_s": self.oom_time.as_secs_f64(),
             "oom_worst_bytes": self.oom_worst, "min_headroom_bytes": self.min_headroom,
             "resizes": {"pressure": self.resizes[0], "predicted": self.resizes[1],
@@ -542,6 +544,8 @@ impl Sim<'_, '_> {
         if predicted >= inv.peak {
             self.r.exact_or_over += 1;
             self.r.over_bytes += u128::from(predicted - inv.peak);
+        } else {
+            self.r.worst_miss = self.r.worst_miss.max(inv.peak - predicted);
         }
         self.r.booked_over_bytes += u128::from(inv.booked.saturating_sub(inv.peak));
         self.r.invocations += 1;

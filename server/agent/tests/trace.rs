@@ -11,6 +11,7 @@ use std::time::Duration;
 use faascache_agent::trace::{arrival_times, run, Arrivals, Invocation, Sizing, TraceConfig};
 use faascache_agent::{AgentError, MemoryModel};
 use faascache_predictor::replay::read_csv;
+use faascache_predictor::PredictorConfig;
 
 const MIB: u64 = 1 << 20;
 
@@ -30,7 +31,7 @@ fn oracle_reclaims_most_then_predictor_then_booked() {
             ..TraceConfig::default()
         };
         let booked = run(&trace, &cfg, Sizing::Booked);
-        let mut learner = model::Learner::new();
+        let mut learner = model::Learner::with(PredictorConfig::default());
         let predicted = run(&trace, &cfg, Sizing::Model(&mut learner));
         let oracle = run(&trace, &cfg, Sizing::Oracle);
         for r in [&booked, &predicted, &oracle] {
@@ -61,6 +62,8 @@ fn oracle_reclaims_most_then_predictor_then_booked() {
         assert_eq!(booked.exact_or_over, 240);
         assert_eq!(booked.over_bytes, booked.booked_over_bytes);
         assert_eq!((oracle.exact_or_over, oracle.over_bytes), (240, 0));
+        assert_eq!((oracle.worst_miss, booked.worst_miss), (0, 0));
+        assert_eq!(predicted.worst_miss > 0, predicted.exact_or_over < 240);
         assert_eq!(oracle.over_ratio(), None);
         assert!(predicted.exact_or_over_rate() >= 0.95, "{predicted:?}");
         assert!(predicted.over_ratio().is_some_and(|x| x > 1.0));
@@ -110,6 +113,7 @@ fn under_predictions_show_as_would_be_ooms_and_pressure() {
     let wrong = run(&trace, &cfg, Sizing::Model(&mut tiny));
     assert_eq!(wrong.invocations, 10);
     assert_eq!(wrong.exact_or_over, 0);
+    assert_eq!(wrong.worst_miss, 584 * MIB);
     assert!(wrong.oom_moments >= 1, "{wrong:?}");
     assert!(wrong.oom_worst > 0 && wrong.min_headroom == 0);
     assert!(wrong.oom_time > Duration::ZERO);

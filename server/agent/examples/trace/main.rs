@@ -6,14 +6,16 @@
 //! ```text
 //! cargo run --release -p faascache-agent --example trace -- bench/faas/data/memory-2026-12-07.csv \
 //!     [--seed 1] [--node-memory 4GiB] [--rate 4] [--keep-alive 30] [--burst ON,OFF] \
-//!     [--time-scale 1] [--idle-fraction 1] [--others 0] [--grow-free 0.4] [--json]
+//!     [--time-scale 1] [--idle-fraction 1] [--others 0] [--grow-free 0.4] \
+//!     [--predictor JSON] [--json]
 //! ```
 //!
 //! `--rate` is arrivals per second (Poisson; with `--burst ON,OFF` seconds, at that rate during
 //! each ON and none during OFF); `--keep-alive` seconds an idle sandbox is kept warm;
 //! `--time-scale` multiplies recorded wall times; `--idle-fraction` is an idle sandbox's memory
 //! as a fraction of its last peak; `--others` memory used by the rest of the node; `--grow-free`
-//! the policy's `grow_free` (default OFC's 0.4). Sizes take B, KiB, MiB, GiB.
+//! the policy's `grow_free` (default OFC's 0.4); `--predictor` overrides fields of the
+//! predictor's configuration, as `evaluate`'s second argument does. Sizes take B, KiB, MiB, GiB.
 
 mod model;
 
@@ -23,6 +25,7 @@ use std::time::Duration;
 
 use faascache_agent::trace::{run, Arrivals, Sizing, TraceConfig, TraceReport};
 use faascache_predictor::replay::read_csv;
+use faascache_predictor::PredictorConfig;
 use serde_json::json;
 
 const MIB: f64 = (1u64 << 20) as f64;
@@ -49,8 +52,16 @@ fn num(s: &str) -> Result<f64, String> {
         .ok_or_else(|| format!("{s:?} is not a non-negative number"))
 }
 
-fn parse(args: &[String]) -> Result<(PathBuf, TraceConfig, bool), String> {
+struct Args {
+    path: PathBuf,
+    cfg: TraceConfig,
+    predictor: PredictorConfig,
+    json: bool,
+}
+
+fn parse(args: &[String]) -> Result<Args, String> {
     let mut cfg = TraceConfig::default();
+    let mut predictor = PredictorConfig::default();
     let (mut path, mut as_json) = (None, false);
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -72,6 +83,9 @@ fn parse(args: &[String]) -> Result<(PathBuf, TraceConfig, bool), String> {
             "--idle-fraction" => cfg.idle_fraction = num(v)?.min(1.0),
             "--others" => cfg.others = size(v)?,
             "--grow-free" => cfg.policy.grow_free = num(v)?.min(1.0),
+            "--predictor" => {
+                predictor = serde_json::from_str(v).map_err(|e| format!("--predictor: {e}"))?;
+            }
             "--burst" => {
                 let (on, off) = v.split_once(',').ok_or("--burst takes ON,OFF seconds")?;
                 cfg.arrivals = Arrivals::OnOff {
@@ -85,16 +99,22 @@ fn parse(args: &[String]) -> Result<(PathBuf, TraceConfig, bool), String> {
     if cfg.rate <= 0.0 {
         return Err("--rate must be above 0".into());
     }
-    Ok((path.ok_or("give a data set (CSV)")?, cfg, as_json))
+    Ok(Args {
+        path: path.ok_or("give a data set (CSV)")?,
+        cfg,
+        predictor,
+        json: as_json,
+    })
 }
 
 fn row(name: &str, r: &TraceReport) -> String {
     format!(
-        "| {name} | {:.3} | {:.3} | {:.0} | {:.1} % | {:.1} | {} | {} ({:.2} s, worst {:.1} MiB) | {:.0} | {} ({}/{}/{}) |",
+        "| {name} | {:.3} | {:.3} | {:.0} | {:.1} % (worst miss {:.1} MiB) | {:.1} | {} | {} ({:.2} s, worst {:.1} MiB) | {:.0} | {} ({}/{}/{}) |",
         r.of_booked_free(),
         r.of_actual_free(),
         r.mean_cache / MIB,
         100.0 * r.exact_or_over_rate(),
+        r.worst_miss as f64 / MIB,
         r.mean_over() / MIB,
         r.over_ratio().map_or("—".into(), |x| format!("{x:.1}×")),
         r.oom_moments,
@@ -110,10 +130,15 @@ fn row(name: &str, r: &TraceReport) -> String {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let (path, cfg, as_json) = match parse(&args) {
+    let Args {
+        path,
+        cfg,
+        predictor,
+        json: as_json,
+    } = match parse(&args) {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("trace: {e}\nusage: trace DATA.csv [--seed N] [--node-memory SIZE] [--rate R] [--keep-alive S] [--burst ON,OFF] [--time-scale X] [--idle-fraction F] [--others SIZE] [--grow-free F] [--json]");
+            eprintln!("trace: {e}\nusage: trace DATA.csv [--seed N] [--node-memory SIZE] [--rate R] [--keep-alive S] [--burst ON,OFF] [--time-scale X] [--idle-fraction F] [--others SIZE] [--grow-free F] [--predictor JSON] [--json]");
             return ExitCode::from(2);
         }
     };
@@ -126,7 +151,7 @@ fn main() -> ExitCode {
     };
     let trace = model::invocations(&records);
     let booked = run(&trace, &cfg, Sizing::Booked);
-    let mut learner = model::Learner::new();
+    let mut learner = model::Learner::with(predictor);
     let predicted = run(&trace, &cfg, Sizing::Model(&mut learner));
     let oracle = run(&trace, &cfg, Sizing::Oracle);
     if as_json {

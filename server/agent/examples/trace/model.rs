@@ -10,12 +10,12 @@ use faascache_agent::{AgentError, MemoryModel};
 use faascache_predictor::replay::Record;
 use faascache_predictor::{Predictor, PredictorConfig};
 
-/// A fresh predictor learning online.
+/// A fresh predictor learning online (`PredictorConfig::default()` is the evaluated one).
 pub struct Learner(pub Predictor);
 
 impl Learner {
-    pub fn new() -> Self {
-        Learner(Predictor::new(PredictorConfig::default()))
+    pub fn with(cfg: PredictorConfig) -> Self {
+        Learner(Predictor::new(cfg))
     }
 }
 

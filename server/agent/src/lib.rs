@@ -9,7 +9,8 @@
 //! Reading order: [`policy`] (the target and the hysteresis, pure), [`memory`] (readers of
 //! meminfo and cgroup v1/v2 files), [`registry`] (sandboxes and functions, bounded),
 //! [`request`] (validation of the API's bodies), [`agent`] (events, sampling, resizing),
-//! [`api`] (HTTP). [`model::MemoryModel`] and [`resizer::Resizer`] are the two seams: the
+//! [`api`] (HTTP); [`trace`] replays an invocation trace through the policy in virtual time.
+//! [`model::MemoryModel`] and [`resizer::Resizer`] are the two seams: the
 //! memory predictor and the server's resize call plug in there.
 
 #![deny(unsafe_code)]
@@ -25,6 +26,7 @@ pub mod registry;
 pub mod request;
 pub mod resizer;
 pub mod status;
+pub mod trace;
 
 pub use agent::{Agent, AgentConfig};
 pub use api::{serve, ApiConfig};

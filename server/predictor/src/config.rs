@@ -29,6 +29,29 @@ pub struct PredictorConfig {
     /// 0.98): with it, about 2 % of held-out samples would still be under-predicted before the
     /// other two margins, which is what `margin_factor` and the bucket round-up absorb.
     pub margin_quantile: f64,
+    /// Take that quantile only over the held-out samples inside their fold's training range
+    /// (all of them when fewer than `folds` are), since an input beyond it gets booked memory
+    /// anyway (default false: tried, it did not lower over-prediction on either recorded data
+    /// set and added a miss on the long one — 4 under-predictions, worst 80.8 MiB, against 3 and
+    /// 38.9 MiB; `docs/benchmarks.md` §13.1).
+    pub margin_in_range_only: bool,
+    /// Without a usable model (before `min_runs`, while immature, or for an input beyond the
+    /// training set), predict from the *envelope* of the samples instead of the booked memory:
+    /// the smallest peak among the samples that dominate the input — every feature at least the
+    /// input's, the same one-hot categories — times this factor, plus `margin_bytes`, rounded
+    /// up to the bucket (default 1.25; 0 turns it off). It assumes memory does not fall as
+    /// every feature grows (sizes, dimensions, parameters); an input no sample dominates, or
+    /// with a feature no sample had, still gets the booked memory.
+    pub envelope_margin: f64,
+    /// Also cap the model's prediction at the envelope's when both exist (default true): both
+    /// are upper bounds, and with few samples the model's margin (the largest held-out ratio)
+    /// is often the looser one.
+    pub envelope_caps_model: bool,
+    /// When no sample dominates but the input is inside the box of the largest values seen
+    /// (no feature above its largest seen value), use the largest peak seen (default true).
+    pub envelope_box: bool,
+    /// Samples needed before the envelope is used (default 5).
+    pub envelope_min_runs: u64,
     /// Extra multiplicative margin on top of the quantile (default 0.05): the quantile is of
     /// the past, and a new input can be a little larger than any seen.
     pub margin_factor: f64,
@@ -79,6 +102,11 @@ impl Default for PredictorConfig {
             max_validation_error: 0.6,
             folds: 5,
             margin_quantile: 0.98,
+            margin_in_range_only: false,
+            envelope_margin: 1.25,
+            envelope_min_runs: 5,
+            envelope_caps_model: true,
+            envelope_box: true,
             margin_factor: 0.05,
             margin_bytes: 4 * MIB,
             bucket_bytes: 16 * MIB,

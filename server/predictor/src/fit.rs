@@ -81,7 +81,8 @@ pub(crate) fn train(
         )));
     }
     let logs: Vec<f64> = peaks.iter().map(|&p| (p.max(1) as f64).ln()).collect();
-    let mut ratios = Vec::with_capacity(n);
+    // Held-out ratios of the samples inside their fold's training range, and of all of them.
+    let (mut ratios, mut all_ratios) = (Vec::with_capacity(n), Vec::with_capacity(n));
     let mut rel_err = 0.0;
     for f in 0..folds {
         let (mut train_rows, mut train_y, mut held) = (Vec::new(), Vec::new(), Vec::new());
@@ -93,6 +94,7 @@ pub(crate) fn train(
                 train_y.push(logs[i]);
             }
         }
+        let fold_max = max_seen(&train_rows, width);
         let tree = fit_tree(&train_rows, train_y, width, cfg)?;
         let held_rows: Vec<&[f64]> = held.iter().map(|&i| rows[i].as_slice()).collect();
         let predicted = tree
@@ -101,24 +103,44 @@ pub(crate) fn train(
         for (&i, p) in held.iter().zip(predicted) {
             let estimate = p.exp();
             let actual = peaks[i] as f64;
-            ratios.push(actual / estimate);
+            all_ratios.push(actual / estimate);
+            if !beyond(&rows[i], &fold_max, cfg.max_extrapolation) {
+                ratios.push(actual / estimate);
+            }
             rel_err += (estimate - actual).abs() / actual;
         }
     }
+    // Too few in range to take a quantile of: use every held-out sample.
+    if !cfg.margin_in_range_only || ratios.len() < folds {
+        ratios = all_ratios;
+    }
     ratios.sort_by(f64::total_cmp);
     let q = cfg.margin_quantile.clamp(0.0, 1.0);
-    let idx = ((q * n as f64).ceil() as usize).clamp(1, n) - 1;
+    let m = ratios.len();
+    let idx = ((q * m as f64).ceil() as usize).clamp(1, m) - 1;
     let all: Vec<&[f64]> = rows.iter().map(Vec::as_slice).collect();
-    let max_seen = (0..width)
-        .map(|j| rows.iter().map(|r| r[j]).fold(f64::NEG_INFINITY, f64::max))
-        .collect();
     Ok(Fitted {
-        max_seen,
+        max_seen: max_seen(&all, width),
         tree: fit_tree(&all, logs, width, cfg)?,
         width,
         margin: ratios[idx].max(1.0),
         validation_error: rel_err / n as f64,
     })
+}
+
+/// The largest value of each feature over `rows`.
+fn max_seen(rows: &[&[f64]], width: usize) -> Vec<f64> {
+    (0..width)
+        .map(|j| rows.iter().map(|r| r[j]).fold(f64::NEG_INFINITY, f64::max))
+        .collect()
+}
+
+/// Whether `row` lies beyond a training set whose largest values are `max_seen` (see
+/// [`Fitted::beyond`]).
+fn beyond(row: &[f64], max_seen: &[f64], slack: f64) -> bool {
+    row.iter()
+        .zip(max_seen)
+        .any(|(&v, &m)| if m > 0.0 { v > m * slack } else { v > 0.0 })
 }
 
 impl Fitted {
@@ -127,9 +149,7 @@ impl Fitted {
     /// tree cannot extrapolate (it answers its largest leaf), and the features are sizes, so
     /// a larger input than any seen is the one most likely to be under-predicted.
     pub fn beyond(&self, row: &[f64], slack: f64) -> bool {
-        row.iter()
-            .zip(&self.max_seen)
-            .any(|(&v, &m)| if m > 0.0 { v > m * slack } else { v > 0.0 })
+        beyond(row, &self.max_seen, slack)
     }
 
     /// The model's estimate in bytes for one feature row of `self.width` values, before margins.

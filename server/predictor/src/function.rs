@@ -77,6 +77,45 @@ impl FunctionModel {
             .collect()
     }
 
+    /// The envelope prediction (`PredictorConfig::envelope_margin`): bytes, not capped at
+    /// booked; None when off, too few runs, a feature is unknown, or no sample dominates.
+    pub fn envelope(&self, features: &BTreeMap<String, f64>, cfg: &PredictorConfig) -> Option<u64> {
+        if cfg.envelope_margin <= 0.0 || self.runs < cfg.envelope_min_runs.max(1) {
+            return None;
+        }
+        let unknown = |(n, v): (&String, &f64)| *v > 0.0 && !self.names.contains(n);
+        if features.iter().any(unknown) {
+            return None;
+        }
+        let width = self.names.len();
+        let row = self.row(features, width, cfg);
+        let dominates = |s: &&Sample| {
+            (0..width).all(|j| s.x.get(j).copied().unwrap_or(cfg.missing_value) >= row[j])
+        };
+        let dominated = self.samples.iter().filter(dominates).map(|s| s.peak).min();
+        // Else, inside the box of the largest values seen: the largest peak seen.
+        let inside = || {
+            let within = (0..width).all(|j| {
+                let top = self
+                    .samples
+                    .iter()
+                    .map(|s| s.x.get(j).copied().unwrap_or(cfg.missing_value));
+                row[j] <= top.fold(f64::NEG_INFINITY, f64::max)
+            });
+            (cfg.envelope_box && within)
+                .then(|| self.samples.iter().map(|s| s.peak).max())
+                .flatten()
+        };
+        let peak = dominated.or_else(inside)?;
+        let padded = peak as f64 * cfg.envelope_margin + cfg.margin_bytes as f64;
+        let bucket = cfg.bucket_bytes.max(1);
+        Some(
+            (padded.ceil() as u64)
+                .div_ceil(bucket)
+                .saturating_mul(bucket),
+        )
+    }
+
     /// Learns the names of `features` not yet known (within the bounds) and returns its row.
     fn learn_row(&mut self, features: &BTreeMap<String, f64>, cfg: &PredictorConfig) -> Vec<f64> {
         for name in features.keys() {

@@ -75,18 +75,30 @@ impl Predictor {
         let Some(model) = self.functions.get(function) else {
             return fallback;
         };
-        let Some(fitted) = model.mature(&self.cfg) else {
-            return fallback;
-        };
-        let row = model.row(features, fitted.width, &self.cfg);
-        match FunctionModel::with_margin(fitted, row, &self.cfg) {
-            Some((estimate, bytes)) => Prediction {
-                bytes: bytes.min(booked),
-                source: Source::Model,
-                estimate: Some(estimate),
-                capped: bytes > booked,
+        let fitted = model.mature(&self.cfg);
+        let modelled = fitted.and_then(|f| {
+            FunctionModel::with_margin(f, model.row(features, f.width, &self.cfg), &self.cfg)
+        });
+        match (modelled, model.envelope(features, &self.cfg)) {
+            (Some((estimate, bytes)), env) => {
+                let bytes = match env {
+                    Some(e) if self.cfg.envelope_caps_model => bytes.min(e),
+                    _ => bytes,
+                };
+                Prediction {
+                    bytes: bytes.min(booked),
+                    source: Source::Model,
+                    estimate: Some(estimate),
+                    capped: bytes > booked,
+                }
+            }
+            (None, Some(bytes)) if bytes < booked => Prediction {
+                bytes,
+                source: Source::Envelope,
+                estimate: None,
+                capped: false,
             },
-            None => fallback,
+            _ => fallback,
         }
     }
 

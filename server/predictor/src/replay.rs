@@ -32,6 +32,9 @@ pub struct Record {
     pub booked: u64,
     pub peak: u64,
     pub features: Features,
+    /// The run's wall time in milliseconds (column `wall_ms`, if present): not a feature, the
+    /// trace replayer of `faascache-agent` uses it as the invocation's duration.
+    pub wall_ms: Option<f64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +82,7 @@ pub fn read_csv(path: &Path) -> Result<Vec<Record>, ReplayError> {
         line,
         reason,
     };
+    let wc = col("wall_ms");
     let (Some(fc), Some(bc), Some(pc)) = (col("function"), col("booked_bytes"), col("peak_bytes"))
     else {
         return Err(parse_err(
@@ -115,6 +119,7 @@ pub fn read_csv(path: &Path) -> Result<Vec<Record>, ReplayError> {
             booked: int(bc)?,
             peak: int(pc)?,
             features,
+            wall_ms: wc.and_then(|c| cells[c].parse::<f64>().ok()),
         });
     }
     Ok(out)
@@ -197,6 +202,8 @@ pub struct FunctionReport {
     pub all: Tally,
     /// The model's predictions only.
     pub model: Tally,
+    /// The envelope's predictions only (no usable model yet).
+    pub envelope: Tally,
     pub booked: u64,
     pub final_validation_error: Option<f64>,
     pub final_margin: Option<f64>,
@@ -247,8 +254,10 @@ pub fn replay(records: &[Record], cfg: PredictorConfig) -> Result<Report, Replay
         let f = r.functions.entry(rec.function.clone()).or_default();
         f.booked = f.booked.max(rec.booked);
         f.all.add(pred.bytes, rec.peak, rec.booked, bucket);
-        if pred.source == Source::Model {
-            f.model.add(pred.bytes, rec.peak, rec.booked, bucket);
+        match pred.source {
+            Source::Model => f.model.add(pred.bytes, rec.peak, rec.booked, bucket),
+            Source::Envelope => f.envelope.add(pred.bytes, rec.peak, rec.booked, bucket),
+            Source::Booked => {}
         }
         let t = Instant::now();
         p.observe(&rec.function, &rec.features, rec.booked, rec.peak)?;
@@ -263,6 +272,7 @@ pub fn replay(records: &[Record], cfg: PredictorConfig) -> Result<Report, Replay
         }
         r.overall.all.merge(&f.all);
         r.overall.model.merge(&f.model);
+        r.overall.envelope.merge(&f.envelope);
         r.overall.trainings += f.trainings;
         r.overall.train_micros += f.train_micros;
     }
@@ -305,6 +315,7 @@ impl fmt::Display for Report {
         {
             row(f, name, "all", &r.all)?;
             row(f, name, "model", &r.model)?;
+            row(f, name, "envelope", &r.envelope)?;
         }
         writeln!(f)?;
         for (name, r) in &self.functions {

@@ -13,6 +13,8 @@ pub enum Source {
     Booked,
     /// The function's mature model, with its margin.
     Model,
+    /// No usable model: the envelope of the samples (`PredictorConfig::envelope_margin`).
+    Envelope,
 }
 
 /// A prediction of an invocation's peak memory.

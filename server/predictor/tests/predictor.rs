@@ -35,9 +35,17 @@ fn trained(cfg: PredictorConfig, runs: u64) -> Predictor {
     p
 }
 
+/// The defaults without the envelope: the model's own rules.
+fn model_only() -> PredictorConfig {
+    PredictorConfig {
+        envelope_margin: 0.0,
+        ..PredictorConfig::default()
+    }
+}
+
 #[test]
 fn booked_until_mature_then_model() {
-    let cfg = PredictorConfig::default();
+    let cfg = model_only();
     let min_runs = cfg.min_runs;
     let p = trained(cfg.clone(), min_runs - 1);
     let f = features(4.0 * MIB as f64, 0.0);
@@ -70,7 +78,7 @@ fn booked_until_mature_then_model() {
 #[test]
 fn unexplained_memory_stays_booked() {
     // Peaks unrelated to the features: the validation error stays above the bound.
-    let mut p = Predictor::new(PredictorConfig::default());
+    let mut p = Predictor::new(model_only());
     for i in 0..100u64 {
         let noise = i * 2_654_435_761 % 1000;
         p.observe(
@@ -87,6 +95,55 @@ fn unexplained_memory_stays_booked() {
     assert_eq!(
         p.predict("random", &features(1e6, 0.0), BOOKED).source,
         Source::Booked
+    );
+}
+
+#[test]
+fn envelope_before_maturity() {
+    let cfg = PredictorConfig::default();
+    assert!(cfg.envelope_margin > 0.0 && cfg.envelope_min_runs < cfg.min_runs);
+    let too_few = trained(cfg.clone(), cfg.envelope_min_runs - 1);
+    let small = features(size(0), 0.0);
+    assert_eq!(
+        too_few.predict("resize", &small, BOOKED).source,
+        Source::Booked
+    );
+
+    let p = trained(cfg.clone(), cfg.min_runs - 1);
+    assert!(!p.stats("resize").unwrap().mature);
+    // Sizes seen so far (kinds 0 and 1 alternate), smallest first.
+    let mut seen: Vec<(f64, u64)> = (0..cfg.min_runs - 1)
+        .map(|i| (size(i), peak(i, size(i))))
+        .collect();
+    seen.sort_by(|a, b| a.0.total_cmp(&b.0));
+    for &(s, _) in &seen {
+        let pr = p.predict("resize", &features(s, 0.0), BOOKED);
+        // Every seen sample of kind ≥ 0 and size ≥ s dominates; the smallest peak among them.
+        let bound = seen
+            .iter()
+            .filter(|(t, _)| *t >= s)
+            .map(|(_, pk)| *pk)
+            .min()
+            .unwrap();
+        let want = ((bound as f64 * cfg.envelope_margin) as u64 + cfg.margin_bytes)
+            .div_ceil(cfg.bucket_bytes)
+            * cfg.bucket_bytes;
+        assert_eq!(pr.source, Source::Envelope, "size {s}");
+        assert!(
+            pr.bytes >= want - cfg.bucket_bytes && pr.bytes <= want,
+            "{pr:?} vs {want}"
+        );
+        assert!(pr.bytes >= peak(0, s) && pr.bytes < BOOKED, "{pr:?}");
+    }
+    let largest = seen.last().unwrap().0;
+    let beyond = p.predict("resize", &features(largest * 1.01, 0.0), BOOKED);
+    assert_eq!(beyond.source, Source::Booked, "larger than any seen input");
+    let mut new_kind = features(seen[0].0, 0.0);
+    new_kind.insert("format=GIF".into(), 1.0);
+    assert_eq!(
+        p.predict("resize", &new_kind, BOOKED).source,
+        Source::Booked,
+        "a category never seen"
     );
 }
 

@@ -44,6 +44,9 @@ impl Master {
             return Err(NotThisServer { me, asked: id });
         }
         if self.retiring.set(Instant::now()).is_ok() {
+            // Its log holds no tablet any more, and the coordinator frees its replicas next:
+            // nothing is written to backups from now on.
+            self.replication.stop();
             tracing::warn!(server = %me, grace = ?RETIRE_GRACE, tablets = self.ownership.read().served_ranges(), "drained and retired by the coordinator: heartbeats stopped; exiting after the grace period");
         }
         Ok(())

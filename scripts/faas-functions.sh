@@ -27,6 +27,7 @@ PACKAGES=(
   boto3==1.44.18
   python-swiftclient==4.11.0
   redis==8.2.0
+  hiredis==3.5.0  # redis-py's C parser: 8 MB GETs ~30 % faster, a fair Redis baseline
   numpy==2.4.6
   scikit-learn==1.9.1
   pytest==9.2.0

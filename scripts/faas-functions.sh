@@ -65,6 +65,9 @@ install_client() {
     wheel=$(ls -t "$CARGO_TARGET_DIR"/wheels/faascache-*.whl 2>/dev/null | head -n 1 || true)
   fi
   if [ -z "$wheel" ] || [ ! -f "$wheel" ]; then
+    if "$VENV/bin/python" -c 'import faascache' 2>/dev/null; then
+      log "no FaaSCache client wheel; keeping the client already in the venv"; return 0
+    fi
     log "no FaaSCache client wheel (target/wheels/faascache-*.whl, or FAASCACHE_WHEEL):" \
       "the 'faascache' store kind is unavailable (build one: cd client/python && maturin build --release)"
     return 0

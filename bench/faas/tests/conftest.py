@@ -209,3 +209,55 @@ def swift():
 def prefix():
     """Keys of this session live under a prefix of their own (the stores are shared)."""
     return f"faas-tests/{uuid.uuid4().hex[:12]}/"
+
+
+def faascache_bin():
+    env = os.environ.get("FAASCACHE_BIN")
+    if env:
+        return env
+    for profile in ("release", "debug"):
+        p = os.path.join(ROOT, "target", profile, "faascache")
+        if os.path.exists(p):
+            return p
+    return None
+
+
+@pytest.fixture(scope="session")
+def faascache_cluster(moto, tmp_path_factory):
+    """A two-server `faascache cluster up` whose servers reach moto (backed tables), or a skip
+    when the Python client's wheel was not installed or there is no faascache binary."""
+    try:
+        import faascache  # noqa: F401
+    except ImportError:
+        need("faascache", "the FaaSCache Python client is not in the venv (no wheel at install): "
+                          "the faascache store kind is not tested")
+    exe = faascache_bin()
+    if not exe:
+        need("faascache", "no faascache binary (FAASCACHE_BIN or target/{release,debug}/faascache): "
+                          "the faascache store kind is not tested")
+    cfg, _bucket = moto
+    work = tmp_path_factory.mktemp("cluster")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "OS_", "ST_", "FAASCACHE_STORE"))}
+    env.update(AWS_ENDPOINT_URL=cfg["endpoint"], AWS_ACCESS_KEY_ID=cfg["access_key"],
+               AWS_SECRET_ACCESS_KEY=cfg["secret_key"], AWS_REGION=cfg["region"])
+    log = open(work / "cluster-up.log", "wb")
+    proc = subprocess.Popen([exe, "cluster", "up", "--dir", str(work / "c"), "--servers", "2",
+                             "--memory", "64MiB", "--poll", "block"],
+                            stdout=log, stderr=subprocess.STDOUT, env=env)
+    locator = work / "c" / "coordinator.locator"
+    deadline = time.monotonic() + 60
+    while not (locator.exists() and locator.read_text().strip()):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            log.close()
+            pytest.fail(f"faascache cluster up did not come up: {(work / 'cluster-up.log').read_text()[-2000:]}")
+        time.sleep(0.05)
+    try:
+        yield locator.read_text().strip()
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()

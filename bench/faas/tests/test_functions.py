@@ -307,3 +307,31 @@ def test_swift(proxy, swift, prefix, inputs):
         check_result(res, out, len(inputs["image.png"]))
         with Image.open(io.BytesIO(out)) as img:
             assert max(img.size) == 64
+
+
+# --- FaaSCache (the Python client straight to the cluster) -------------------------------------
+
+def test_faascache(warm, moto, faascache_cluster, prefix, inputs):
+    """The `faascache` kind: a backed table over moto; the input is read through the cache (a
+    miss, then hits), the model (over 1 MiB) too, and the outputs reach moto after a flush."""
+    import faascache
+
+    cfg, bucket = moto
+    client = faascache.Client(faascache_cluster)
+    table = "faas-" + prefix.split("/")[1]
+    client.create_table(table, backing=f"s3://{bucket}/{prefix}in", policy="write-back")
+    store = {"kind": "faascache", "coordinator": faascache_cluster}
+    args = {"store": store, "input": {"bucket": table, "key": "image.png"},
+            "output": {"bucket": table, "key": "thumb.png"}, "params": {"size": 64}}
+    first = warm("thumbnail").run(args)
+    second = warm("thumbnail").run(args)
+    out = client.get(table, "thumb.png")
+    check_result(second, out, len(inputs["image.png"]))
+    assert first["output_sha256"] == second["output_sha256"]
+    model = {"bucket": table, "key": "model.pkl"}
+    res = warm("infer").run(dict(args, output={"bucket": table, "key": "class.json"}, params={"model": model}))
+    assert res["model_loaded"] and res["model_bytes"] == len(inputs["model.pkl"])
+    assert json.loads(client.get(table, "class.json"))["class"] in range(10)
+    client.flush(table)
+    s3 = faasio.store(cfg)
+    assert s3.get(bucket, prefix + "in/thumb.png") == out

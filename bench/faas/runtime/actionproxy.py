@@ -25,8 +25,12 @@ Protocol (the contract: /work/notes/faas-contract.md, copied in bench/faas/READM
   method → 405. Every error body is `{"error": "..."}`; nothing a client sends stops the process.
 
 One request at a time (a single-threaded `http.server`): a container runs one activation at a
-time, as OpenWhisk's Python runtime does. HTTP/1.1 keep-alive; a connection idle for
-`--idle-timeout` seconds is closed so one stuck client cannot hold the container forever.
+time, as OpenWhisk's Python runtime does. Each response closes its connection (`Connection:
+close`) unless `--keep-alive` is given: a single-threaded server serving a kept-alive connection
+cannot accept another one, so a client that pools connections and opens a second one would
+wait; a fresh loopback connection costs a fraction of a millisecond. With `--keep-alive`, a
+client must use one connection at a time. Either way a connection that stalls mid-request or
+idles for `--idle-timeout` seconds (default 60) is closed, so no client holds the container.
 
 Output: the one line `actionproxy listening on 127.0.0.1:PORT` goes to stdout once the socket
 accepts connections; after it, stdout is pointed at stderr (the action's `print`s and the
@@ -205,6 +209,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         return body
 
     def do_POST(self):
+        if not self.server.keep_alive:
+            self.close_connection = True
         try:
             if self.path not in ("/init", "/run"):
                 self.close_connection = True
@@ -246,8 +252,9 @@ class Server(http.server.HTTPServer):
 
     allow_reuse_address = True
 
-    def __init__(self, addr, max_body, idle_timeout, verbose):
+    def __init__(self, addr, max_body, idle_timeout, verbose, keep_alive=False):
         super().__init__(addr, Handler)
+        self.keep_alive = keep_alive
         self.action = Action()
         self.max_body = max_body
         self.idle_timeout = idle_timeout
@@ -263,13 +270,15 @@ def main():
     ap.add_argument("--port", type=int, default=8080, help="0 picks a free port (printed)")
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--max-body", type=int, default=64 * MIB, help="bytes (default 64 MiB)")
-    ap.add_argument("--idle-timeout", type=float, default=300.0,
-                    help="seconds a connection may stay idle or stall mid-request (default 300)")
+    ap.add_argument("--idle-timeout", type=float, default=60.0,
+                    help="seconds a connection may stay idle or stall mid-request (default 60)")
+    ap.add_argument("--keep-alive", action="store_true",
+                    help="keep connections open between requests (one client connection at a time)")
     ap.add_argument("--verbose", action="store_true", help="log every request to stderr")
     opts = ap.parse_args()
 
     sys.path.insert(0, FUNCTIONS)
-    server = Server((opts.host, opts.port), opts.max_body, opts.idle_timeout, opts.verbose)
+    server = Server((opts.host, opts.port), opts.max_body, opts.idle_timeout, opts.verbose, opts.keep_alive)
     host, port = server.server_address[:2]
     sys.stdout.write(f"actionproxy listening on {host}:{port}\n")
     sys.stdout.flush()

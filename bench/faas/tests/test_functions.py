@@ -272,6 +272,30 @@ def test_environment_and_garbage(proxy):
     assert p.alive()
 
 
+def test_connections(proxy):
+    """By default each response closes its connection, so a client holding one open does not
+    block the next; with --keep-alive one connection serves many requests."""
+    import http.client
+
+    code = {"value": {"code": "def main(args):\n    return {'n': args.get('n', 0)}\n"}}
+    p = proxy()
+    assert p.request("/init", code)[0] == 200
+    held = http.client.HTTPConnection(p.host, p.port, timeout=10)
+    held.request("POST", "/run", body=json.dumps({"value": {"n": 1}}))
+    resp = held.getresponse()
+    assert resp.getheader("Connection") == "close" and json.loads(resp.read()) == {"n": 1}
+    assert p.request("/run", {"value": {"n": 2}}) == (200, {"n": 2})  # while `held` is open
+    held.close()
+    q = proxy("--keep-alive")
+    assert q.request("/init", code)[0] == 200
+    conn = http.client.HTTPConnection(q.host, q.port, timeout=10)
+    for n in range(3):
+        conn.request("POST", "/run", body=json.dumps({"value": {"n": n}}))
+        resp = conn.getresponse()
+        assert resp.getheader("Connection") != "close" and json.loads(resp.read()) == {"n": n}
+    conn.close()
+
+
 def test_binary_init(proxy):
     """`binary: true`: a base64 zip with __main__.py and a module beside it, as OpenWhisk allows."""
     buf = io.BytesIO()

@@ -52,8 +52,8 @@ def main(args: dict) -> dict:
             with open(args["model_path"], "rb") as f:
                 _MODELS[ident] = pickle.loads(f.read())
         return faasio.run_local(args, lambda data, p: process(data, p, _MODELS[ident]))
-    st = faasio.store(args["store"])
     t = faasio.Timings()
+    st = faasio.store(args["store"], t)
     params = args.get("params") or {}
     where = params.get("model")
     if not isinstance(where, dict) or "bucket" not in where or "key" not in where:

@@ -39,8 +39,8 @@ def main(args: dict) -> dict:
             with open(args["output_path"], "wb") as f:
                 f.write(out)
         return dict(extra, input_bytes=sum(map(len, parts)), output_bytes=len(out))
-    st = faasio.store(args["store"])
     t = faasio.Timings()
+    st = faasio.store(args["store"], t)
     src = args["input"]
     keys = src.get("keys") or [src["key"]]
     parts = [t.get(st, src["bucket"], k) for k in keys]

@@ -58,6 +58,7 @@ import zipfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 FUNCTIONS = os.path.normpath(os.path.join(HERE, "..", "functions"))
 MIB = 1 << 20
+MAX_UNZIPPED = 512 * MIB  # a binary action's unpacked size (OpenWhisk's zips are at most 48 MB packed)
 
 
 class ProtocolError(Exception):
@@ -110,10 +111,13 @@ class Action:
     def _unzip(code):
         """A base64 zip with `__main__.py`: unpack it privately; return (source, path)."""
         try:
-            raw = base64.b64decode(code, validate=True)
+            raw = base64.b64decode(code)
             with zipfile.ZipFile(io.BytesIO(raw)) as z:
                 if "__main__.py" not in z.namelist():
                     raise ProtocolError(502, "the zip has no __main__.py")
+                unpacked = sum(m.file_size for m in z.infolist())
+                if unpacked > MAX_UNZIPPED:
+                    raise ProtocolError(502, f"the zip unpacks to {unpacked} bytes, over {MAX_UNZIPPED}")
                 where = tempfile.mkdtemp(prefix="actionproxy-")
                 for member in z.infolist():
                     target = os.path.realpath(os.path.join(where, member.filename))
@@ -166,6 +170,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def log_message(self, fmt, *args):
         if self.server.verbose:
             sys.stderr.write("actionproxy: " + (fmt % args) + "\n")
+
+    def send_error(self, code, message=None, explain=None):
+        """http.server's own refusals (bad request line, headers too long, unknown method) as JSON."""
+        self.close_connection = True
+        try:
+            self.send_json(code, {"error": message or self.responses.get(code, ("error",))[0]})
+        except OSError:
+            pass
 
     def send_json(self, status, payload):
         body = payload if isinstance(payload, bytes) else json.dumps(payload).encode("utf-8")

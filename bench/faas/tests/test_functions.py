@@ -28,7 +28,7 @@ import gen_inputs
 import train_model
 
 RESULT_FIELDS = {"extract_ms", "transform_ms", "load_ms", "input_bytes", "output_bytes",
-                 "output_sha256", "outputs"}
+                 "output_sha256", "outputs", "cold", "connect_ms"}
 
 
 def sha(data):
@@ -268,6 +268,8 @@ def test_environment_and_garbage(proxy):
         s.recv(1024)
     with socket.create_connection((p.host, p.port)) as s:
         s.sendall(b"POST /run HTTP/1.1\r\nContent-Length: 100\r\n\r\n{")  # then hang up
+    status, body = p.request("/run", b"{}", method="FROB")  # http.server's own refusal, as JSON
+    assert status == 501 and "error" in body
     assert p.request("/run", {"value": {}, "activation_id": "abc"}) == (200, {"id": "abc"})
     assert p.alive()
 

@@ -361,3 +361,54 @@ def test_faascache(warm, moto, faascache_cluster, prefix, inputs):
     client.flush(table)
     s3 = faasio.store(cfg)
     assert s3.get(bucket, prefix + "in/thumb.png") == out
+
+
+# --- the generated inputs ----------------------------------------------------------------------
+
+def test_gen_inputs_manifest(warm, moto, prefix, tmp_path):
+    """gen_inputs.py: the same seed gives the same bytes; every manifest entry, run through its
+    proxy against moto, returns the output the manifest expects (the driver's check)."""
+    import subprocess
+
+    from conftest import FAAS, PYTHON
+
+    outs = []
+    for d in ("a", "b"):
+        cmd = [PYTHON, f"{FAAS}/gen_inputs.py", "--out", str(tmp_path / d), "--seed", "7", "--sizes", "16KB,32KB"]
+        subprocess.run(cmd, check=True, capture_output=True)
+        outs.append(tmp_path / d)
+    files = sorted(p.name for p in outs[0].iterdir())
+    assert files == sorted(p.name for p in outs[1].iterdir())
+    for name in files:
+        assert (outs[0] / name).read_bytes() == (outs[1] / name).read_bytes(), name
+    m = json.loads((outs[0] / "manifest.json").read_text())
+    assert m["sizes"] == ["16KB", "32KB"] and m["seed"] == 7
+    functions = {e["function"] for e in m["entries"]}
+    assert functions == {"thumbnail", "blur", "convert", "infer", "resample", "wordcount", "wcmap", "wcreduce"}
+
+    cfg, bucket = moto
+    st = faasio.store(cfg)
+    base = prefix + "gen/"
+    st.put(bucket, base + "model.pkl", (outs[0] / "model.pkl").read_bytes())
+    map_outputs = {}
+    for e in [e for e in m["entries"] if e["path"]] + [e for e in m["entries"] if not e["path"]]:
+        if e["path"]:
+            data = (outs[0] / e["path"]).read_bytes()
+            assert len(data) == e["bytes"]
+            if e["kind"] != "image":  # images are within 10 %, audio and text exact
+                assert len(data) == {"16KB": 16 << 10, "32KB": 32 << 10}[e["size_label"]] or e["function"] == "wcmap"
+            st.put(bucket, base + e["path"], data)
+            src = {"bucket": bucket, "key": base + e["path"]}
+        else:
+            src = {"bucket": bucket, "keys": map_outputs[e["pipeline"]]}
+        params = dict(e["params"])
+        if e["function"] == "infer":
+            params["model"] = {"bucket": bucket, "key": base + "model.pkl"}
+        out_key = base + "out/" + e["function"] + "/" + (e["path"] or e["pipeline"])
+        res = warm(e["function"]).run({"store": cfg, "input": src, "output": {"bucket": bucket, "key": out_key},
+                                       "params": params})
+        assert res["output_sha256"] == e["expected"]["output_sha256"], e
+        assert res["output_bytes"] == e["expected"]["output_bytes"]
+        if e["function"] == "wcmap":
+            map_outputs.setdefault(e["pipeline"], []).append(out_key)
+    assert sum(len(v) for v in map_outputs.values()) == 2 * m["parts"]

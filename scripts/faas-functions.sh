@@ -69,7 +69,7 @@ install_client() {
       log "no FaaSCache client wheel; keeping the client already in the venv"; return 0
     fi
     log "no FaaSCache client wheel (target/wheels/faascache-*.whl, or FAASCACHE_WHEEL):" \
-      "the 'faascache' store kind is unavailable (build one: cd client/python && maturin build --release)"
+      "the 'faascache' store kind is unavailable (build one: CARGO_TARGET_DIR=target maturin build --release -m client/python/Cargo.toml)"
     return 0
   fi
   if "$VENV/bin/python" -m pip install -q --disable-pip-version-check --force-reinstall --no-deps "$wheel"; then

@@ -3,13 +3,16 @@
 OpenWhisk-style action: `main(args)` does the I/O, `process(data, params)` the work, so the FaaS
 harness can swap the local file for an object store (boto3) without touching the work.
 
-args: `input_path` (local file), optional `output_path`, `size` (the box's side in pixels,
-default 256).
+Parameters: `size` (the box's side in pixels, default 256) — in `args["params"]` in store mode
+(the contract's ARGS, through faasio), at the top of `args` beside `input_path` and optional
+`output_path` in the local mode of record_memory.py.
 """
 
 import io
 
 from PIL import Image
+
+import faasio
 
 
 def process(data: bytes, params: dict) -> bytes:
@@ -26,10 +29,5 @@ def process(data: bytes, params: dict) -> bytes:
 
 
 def main(args: dict) -> dict:
-    with open(args["input_path"], "rb") as f:
-        data = f.read()
-    result = process(data, args)
-    if args.get("output_path"):
-        with open(args["output_path"], "wb") as f:
-            f.write(result)
-    return {"input_bytes": len(data), "output_bytes": len(result)}
+    """Store mode (the contract's ARGS) or the local mode of record_memory.py; see faasio."""
+    return faasio.run_single(args, process)

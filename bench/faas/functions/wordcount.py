@@ -2,13 +2,17 @@
 
 OpenWhisk-style action: `main(args)` does the I/O, `process(data, params)` the work.
 
-args: `input_path` (local file), optional `output_path`, `top` (keep the `top` most common
-words; 0, the default, keeps all).
+Parameters: `top` (keep the `top` most common words; 0, the default, keeps all) — in
+`args["params"]` in store mode (the contract's ARGS, through faasio), at the top of `args` beside
+`input_path` and optional `output_path` in the local mode of record_memory.py. The map-reduce
+pipeline's stages are `wcmap.py` and `wcreduce.py` (same tokenizer).
 """
 
 import json
 import re
 from collections import Counter
+
+import faasio
 
 WORD = re.compile(r"\w+")
 
@@ -22,10 +26,5 @@ def process(data: bytes, params: dict) -> bytes:
 
 
 def main(args: dict) -> dict:
-    with open(args["input_path"], "rb") as f:
-        data = f.read()
-    result = process(data, args)
-    if args.get("output_path"):
-        with open(args["output_path"], "wb") as f:
-            f.write(result)
-    return {"input_bytes": len(data), "output_bytes": len(result)}
+    """Store mode (the contract's ARGS) or the local mode of record_memory.py; see faasio."""
+    return faasio.run_single(args, process)

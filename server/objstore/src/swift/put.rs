@@ -119,10 +119,14 @@ impl PutStream for SwiftPut {
                 detail: "a write after the PUT ended".into(),
             });
         };
-        let sent = self.rt.run(
-            "PUT body",
-            async move { Ok(tx.send(Ok(data)).await.is_ok()) },
-        )?;
+        // Without a trip to the runtime while the channel has room.
+        let sent = match tx.try_send(Ok(data)) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+            Err(mpsc::error::TrySendError::Full(piece)) => self
+                .rt
+                .run("PUT body", async move { Ok(tx.send(piece).await.is_ok()) })?,
+        };
         if sent {
             return Ok(());
         }

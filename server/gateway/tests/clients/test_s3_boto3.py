@@ -289,6 +289,26 @@ def test_multipart_50mb_upload_file(target, bucket, rec, tmp_path):
     rec.s3("last 1000 bytes", s3.get_object, Bucket=bucket, Key="big/50mb.bin", Range="bytes=-1000")
 
 
+def test_large_put_bad_digest_stores_nothing(target, bucket, rec):
+    """A PUT over one cached value (streamed to the store by the gateway) whose Content-MD5 does
+    not match: BadDigest, and neither a new object nor a change to the old one is stored."""
+    import base64
+    import random
+    s3 = target.s3()
+    old = random.Random(401).randbytes(3 << 20)
+    new = random.Random(402).randbytes(20 << 20)  # longer than one 8 MiB store part
+    rec.s3("put old", s3.put_object, Bucket=bucket, Key="big", Body=old)
+    wrong = base64.b64encode(hashlib.md5(b"something else").digest()).decode()
+    rec.s3("put with a wrong Content-MD5", s3.put_object, Bucket=bucket, Key="big", Body=new, ContentMD5=wrong)
+    rec.s3("put new key with a wrong Content-MD5", s3.put_object, Bucket=bucket, Key="fresh", Body=new,
+           ContentMD5=wrong)
+    rec.s3("old object unchanged", s3.get_object, Bucket=bucket, Key="big")
+    rec.s3("no new object", s3.head_object, Bucket=bucket, Key="fresh")
+    good = base64.b64encode(hashlib.md5(new).digest()).decode()
+    rec.s3("put with the right Content-MD5", s3.put_object, Bucket=bucket, Key="big", Body=new, ContentMD5=good)
+    rec.s3("new object", s3.get_object, Bucket=bucket, Key="big")
+
+
 def test_buckets(target, rec):
     s3 = target.s3()
     name = unique()

@@ -182,7 +182,7 @@ where
 /// `aws-chunked` upload as an error of the body stream; its type is private to `s3s`, so it is
 /// recognized by its text (pinned by the `s3s` version in Cargo.toml; the real-client test
 /// `test_s3_chunked.py` checks the answer).
-fn body_error(e: &str) -> GwError {
+pub(crate) fn body_error(e: &str) -> GwError {
     if e.contains("SignatureMismatch") {
         GwError::SignatureMismatch
     } else {

@@ -17,6 +17,7 @@ pub mod buckets;
 mod checksum;
 pub mod error;
 mod fixup;
+mod ingest;
 mod metrics;
 pub mod multipart;
 pub mod objects;

@@ -19,12 +19,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use faascache_client::{Client, Error as ClientError, RejectRules, WriteOptions};
+use faascache_objstore::{Payload, PutMeta};
 use md5::{Digest, Md5};
 use s3s::dto::{self, Timestamp};
 use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result};
 use serde_json::{json, Value};
 
 use crate::body;
+use crate::buckets::Bucket;
 use crate::error::{GwError, GwResult};
 use crate::objects::{self, NewMeta};
 use crate::s3_common::{blocking, to_s3, S3Front};
@@ -157,19 +159,37 @@ pub(crate) async fn upload_part(
         let c = gw.buckets.client();
         let u = gw.uploads()?;
         record(c, u, &id, &bucket, &key)?;
-        let mut data = Vec::with_capacity(up.chunks.iter().map(|c| c.len()).sum());
-        for c in &up.chunks {
-            data.extend_from_slice(c);
+        // Staged in values of at most CHUNK bytes, cut from the body as it arrived (one
+        // value's copy at a time, not a second copy of the part).
+        let mut count = 0usize;
+        let mut piece: Vec<u8> =
+            Vec::with_capacity(CHUNK.min(up.chunks.iter().map(|c| c.len()).sum()));
+        for mut chunk in up.chunks.iter().cloned() {
+            while !chunk.is_empty() {
+                let k = (CHUNK - piece.len()).min(chunk.len());
+                piece.extend_from_slice(&chunk.split_to(k));
+                if piece.len() == CHUNK {
+                    c.write(u.parts, chunk_key(&id, n, count).as_bytes(), &piece)?;
+                    count += 1;
+                    piece.clear();
+                }
+            }
         }
-        let pieces: Vec<&[u8]> = if data.is_empty() { vec![&[][..]] } else { data.chunks(CHUNK).collect() };
-        for (ci, piece) in pieces.iter().enumerate() {
-            c.write(u.parts, chunk_key(&id, n, ci).as_bytes(), piece)?;
+        if !piece.is_empty() || count == 0 {
+            c.write(u.parts, chunk_key(&id, n, count).as_bytes(), &piece)?;
+            count += 1;
         }
-        let entry = json!({"etag": up.md5_hex, "size": up.len, "chunks": pieces.len(), "modified_ms": now_ms()});
+        let entry =
+            json!({"etag": up.md5_hex, "size": up.len, "chunks": count, "modified_ms": now_ms()});
         for _ in 0..CAS_TRIES {
             let (mut rec, version) = record(c, u, &id, &bucket, &key)?;
             rec["parts"][n.to_string()] = entry.clone();
-            match c.write_with(u.records, id.as_bytes(), rec.to_string().as_bytes(), &only_if_version(version)) {
+            match c.write_with(
+                u.records,
+                id.as_bytes(),
+                rec.to_string().as_bytes(),
+                &only_if_version(version),
+            ) {
                 Ok(_) => return Ok(()),
                 Err(ClientError::VersionMismatch { .. }) => continue,
                 Err(ClientError::NoSuchObject) => return Err(GwError::NoSuchUpload(id.clone())),
@@ -276,18 +296,6 @@ pub(crate) async fn complete(
                 }
             }
         }
-        let grant = gw.budget.take(total)?;
-        let mut chunks = Vec::new();
-        let mut h = Md5::new();
-        for (n, _) in &named {
-            let (_, _, count, _) = have[n];
-            for ci in 0..count {
-                let (_, data, _) = c.read_object(u.parts, chunk_key(&id, *n, ci).as_bytes())?;
-                h.update(&data);
-                chunks.push(Bytes::from(data));
-            }
-        }
-        let md5: [u8; 16] = h.finalize().into();
         let meta = NewMeta {
             content_type: Some(
                 rec["content_type"]
@@ -297,9 +305,18 @@ pub(crate) async fn complete(
             ),
             user: serde_json::from_value(rec["user"].clone()).unwrap_or_default(),
         };
-        let etag = gw
-            .buckets
-            .with(&bucket, |b| objects::put(b, &key, &meta, chunks, &body::hex(&md5)))?;
+        let parts: Vec<Staged> = named
+            .iter()
+            .map(|(n, _)| {
+                let (etag, size, chunks, _) = &have[n];
+                Staged { n: *n, etag: etag.clone(), size: *size, chunks: *chunks }
+            })
+            .collect();
+        let etag = multipart_etag(&parts)?;
+        let largest = parts.iter().map(|p| p.size).max().unwrap_or(0).min(ALIGN_MAX);
+        let grant = gw.budget.take(2 * largest + CHUNK as u64)?;
+        gw.buckets
+            .with(&bucket, |b| assemble(b, u, &id, &key, &meta, &parts, total))?;
         drop(grant);
         discard(c, u, &id, &rec);
         Ok(etag)
@@ -312,6 +329,130 @@ pub(crate) async fn complete(
         e_tag: Some(dto::ETag::Strong(etag)),
         ..Default::default()
     }))
+}
+
+/// A part named by a completion, as staged.
+struct Staged {
+    n: i32,
+    etag: String,
+    size: u64,
+    chunks: usize,
+}
+
+/// Parts up to this size keep their boundaries in an S3 store (each is held whole while it
+/// uploads, two at most); larger ones are re-cut into the store's own parts (the store's
+/// ETag then differs from the completion's; docs/faas.md).
+const ALIGN_MAX: u64 = 64 << 20;
+
+/// S3's ETag of a multipart object: the MD5 of the parts' binary MD5s, then `-N`.
+fn multipart_etag(parts: &[Staged]) -> GwResult<String> {
+    let mut h = Md5::new();
+    for p in parts {
+        let raw = (0..p.etag.len())
+            .step_by(2)
+            .map(|i| {
+                p.etag
+                    .get(i..i + 2)
+                    .and_then(|x| u8::from_str_radix(x, 16).ok())
+            })
+            .collect::<Option<Vec<u8>>>()
+            .filter(|r| r.len() == 16)
+            .ok_or_else(|| {
+                GwError::Internal(format!("part {} has no MD5 ETag: {:?}", p.n, p.etag))
+            })?;
+        h.update(&raw);
+    }
+    Ok(format!("{}-{}", body::hex(&h.finalize()), parts.len()))
+}
+
+/// Read part `p`'s staged chunk `ci`.
+fn staged_chunk(c: &Client, u: &Uploads, id: &str, p: &Staged, ci: usize) -> GwResult<Bytes> {
+    match c.read_object(u.parts, chunk_key(id, p.n, ci).as_bytes()) {
+        Ok((_, data, _)) => Ok(Bytes::from(data)),
+        Err(ClientError::NoSuchObject) => Err(GwError::InvalidPart(format!(
+            "part {} of upload {id} is no longer staged (expired); upload it again",
+            p.n
+        ))),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Write the completed object: streamed part by part into the store (one store part per
+/// part where the store has parts), or, for a bucket without a store, into the cluster when
+/// it fits one value.
+fn assemble(
+    b: &Bucket,
+    u: &Uploads,
+    id: &str,
+    key: &str,
+    meta: &NewMeta,
+    parts: &[Staged],
+    total: u64,
+) -> GwResult<()> {
+    let c = b.client();
+    let check = |p: &Staged, h: Md5| -> GwResult<()> {
+        if body::hex(&h.finalize()) != p.etag {
+            return Err(GwError::InvalidPart(format!(
+                "part {} of upload {id} changed while staged; upload it again",
+                p.n
+            )));
+        }
+        Ok(())
+    };
+    let Some(store) = &b.store else {
+        if total > objects::INLINE_MAX as u64 {
+            return Err(GwError::EntityTooLarge(format!(
+                "bucket {} has no object store behind it, and objects larger than {} bytes are written to the store",
+                b.name,
+                objects::INLINE_MAX
+            )));
+        }
+        let (mut chunks, mut whole) = (Vec::new(), Md5::new());
+        for p in parts {
+            let mut h = Md5::new();
+            for ci in 0..p.chunks {
+                let data = staged_chunk(c, u, id, p, ci)?;
+                h.update(&data);
+                whole.update(&data);
+                chunks.push(data);
+            }
+            check(p, h)?;
+        }
+        objects::put(b, key, meta, chunks, &body::hex(&whole.finalize()))?;
+        return Ok(());
+    };
+    meta.validate()?;
+    let k = key.as_bytes();
+    // A queued (older) write of the key must reach the store before this one does.
+    c.flush(b.table, Some(k), objects::FLUSH_WAIT)?;
+    let pm = PutMeta {
+        content_type: meta.content_type.clone(),
+        user_meta: meta.user.iter().cloned().collect(),
+    };
+    let mut w = store.put_stream(key, &pm)?;
+    let mut aligned = w.keeps_parts();
+    for p in parts {
+        aligned &= p.size <= ALIGN_MAX;
+        let mut h = Md5::new();
+        let mut held = Vec::new();
+        for ci in 0..p.chunks {
+            let data = staged_chunk(c, u, id, p, ci)?;
+            h.update(&data);
+            if aligned {
+                held.push(data);
+            } else {
+                w.write(data)?;
+            }
+        }
+        // Checked before the part is sent (a streamed one: before the object is committed).
+        check(p, h)?;
+        if aligned {
+            w.write_part(Payload::from(held))?;
+        }
+    }
+    w.finish()?;
+    c.invalidate(b.table, k)?;
+    Ok(())
 }
 
 pub(crate) async fn abort(
@@ -445,4 +586,38 @@ pub(crate) async fn list_uploads(
         uploads: (!uploads.is_empty()).then_some(uploads),
         ..Default::default()
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn staged(n: i32, data: &[u8]) -> Staged {
+        Staged {
+            n,
+            etag: body::hex(&Md5::digest(data)),
+            size: data.len() as u64,
+            chunks: 1,
+        }
+    }
+
+    #[test]
+    fn the_etag_is_the_md5_of_the_part_md5s() {
+        // S3's answer for parts "a" * 5 MiB and "b": computed by hand from the definition.
+        let (a, b) = (vec![b'a'; 5 << 20], b"b".to_vec());
+        let mut h = Md5::new();
+        h.update(Md5::digest(&a));
+        h.update(Md5::digest(&b));
+        let want = format!("{}-2", body::hex(&h.finalize()));
+        assert_eq!(
+            multipart_etag(&[staged(1, &a), staged(2, &b)]).unwrap(),
+            want
+        );
+        // One part: the MD5 of its MD5, then -1 (not the MD5 of the bytes).
+        let one = multipart_etag(&[staged(1, b"x")]).unwrap();
+        assert!(one.ends_with("-1") && !one.starts_with(&body::hex(&Md5::digest(b"x"))));
+        let mut bad = staged(1, b"x");
+        bad.etag = "not-hex".into();
+        assert!(matches!(multipart_etag(&[bad]), Err(GwError::Internal(_))));
+    }
 }

@@ -6,8 +6,8 @@
 use s3s::dto::{self, Timestamp};
 use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result, S3};
 
-use crate::body;
 use crate::checksum;
+use crate::ingest;
 use crate::objects;
 pub use crate::s3_common::S3Front;
 use crate::s3_common::{
@@ -62,40 +62,29 @@ impl S3 for S3Front {
         let i = req.input;
         let declared = i.content_length.and_then(|l| u64::try_from(l).ok());
         let sums = checksum::hasher_for(&headers);
+        let ct = i
+            .content_type
+            .or_else(|| Some(S3_DEFAULT_CONTENT_TYPE.to_string()));
+        let target = ingest::Target {
+            bucket: i.bucket,
+            key: i.key,
+            meta: new_meta(ct, i.metadata),
+        };
         let up = match i.body {
-            Some(b) => body::read(b, declared, &self.gw.budget, sums).await,
+            Some(b) => ingest::receive(&self.gw, target, b, declared, sums).await,
             None => {
                 let none = futures_util::stream::empty::<Result<bytes::Bytes, std::io::Error>>();
-                body::read(none, Some(0), &self.gw.budget, sums).await
+                ingest::receive(&self.gw, target, none, Some(0), sums).await
             }
         }
         .map_err(to_s3)?;
+        // A failed check drops `up`: a streamed write is aborted, nothing is stored.
         if let Some(md5) = &i.content_md5 {
             check_md5(md5, &up.md5)?;
         }
         let trailers = trailers.and_then(|t| t.take());
         checksum::verify(&up.checksums, &headers, trailers.as_ref()).map_err(to_s3)?;
-        crate::objects::Totals::add(&self.gw.totals.bytes_in, up.len);
-        let ct = i
-            .content_type
-            .or_else(|| Some(S3_DEFAULT_CONTENT_TYPE.to_string()));
-        let meta = new_meta(ct, i.metadata);
-        let gw = self.gw.clone();
-        let (bucket, key) = (i.bucket, i.key);
-        let etag_s = blocking(move || {
-            let body::Upload {
-                chunks,
-                md5_hex,
-                grant,
-                ..
-            } = up;
-            let r = gw
-                .buckets
-                .with(&bucket, |b| objects::put(b, &key, &meta, chunks, &md5_hex));
-            drop(grant);
-            r
-        })
-        .await?;
+        let etag_s = up.commit(&self.gw).await.map_err(to_s3)?;
         Ok(S3Response::new(dto::PutObjectOutput {
             e_tag: etag(&etag_s),
             ..Default::default()

@@ -232,6 +232,10 @@ impl<S: ObjectStore> ObjectStore for Faulty<S> {
         self.inject(Op::Put, body.len())?;
         self.inner.put(key, body, meta)
     }
+    fn put_stream(&self, key: &str, meta: &PutMeta) -> Result<Box<dyn crate::PutStream + '_>> {
+        self.inject(Op::Put, 0)?;
+        self.inner.put_stream(key, meta)
+    }
     fn head(&self, key: &str) -> Result<Option<ObjectMeta>> {
         self.inject(Op::Head, 0)?;
         self.inner.head(key)

@@ -21,21 +21,25 @@ pub mod faulty;
 mod memory;
 mod runtime;
 mod s3;
+mod s3_put;
 mod store;
 mod swift;
 mod types;
+mod upload;
 
 pub use config::{ClientOptions, Scheme, Secret, Settings, StoreUrl};
 pub use error::{Error, Result};
 pub use faulty::{Fault, Faulty, Op, RandomFaults};
 pub use memory::MemoryStore;
 pub use s3::S3Store;
+pub use store::Buffered;
 pub use store::ObjectStore;
 pub use swift::SwiftStore;
 pub use types::{
     validate_key, ETag, GetResult, GetStream, ListEntry, ListPage, ObjectMeta, ObjectReader,
     Payload, PutMeta, PutResult, MAX_KEY_LEN, MAX_LIST_LIMIT, MAX_PREALLOC, MAX_USER_META_BYTES,
 };
+pub use upload::{PutStream, MIN_PART_SIZE, PART_SIZE};
 
 use std::sync::Arc;
 

@@ -42,6 +42,15 @@ impl Rt {
         Ok(Arc::new(Rt { rt, store, timeout }))
     }
 
+    /// Start `fut` on this runtime (it runs while the caller does other things).
+    pub(crate) fn spawn<F>(&self, fut: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.rt.spawn(fut)
+    }
+
     /// Run `fut` to completion on this runtime, or fail with [`Error::Timeout`].
     pub(crate) fn run<T>(
         &self,

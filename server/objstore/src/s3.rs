@@ -32,9 +32,9 @@ use crate::types::{
 /// An S3 bucket (and prefix); see the module documentation.
 #[derive(Debug)]
 pub struct S3Store {
-    url: StoreUrl,
-    rt: Arc<Rt>,
-    s3: Arc<AmazonS3>,
+    pub(crate) url: StoreUrl,
+    pub(crate) rt: Arc<Rt>,
+    pub(crate) s3: Arc<AmazonS3>,
 }
 
 /// The codes in S3 error bodies that mean the credentials themselves are wrong.
@@ -206,7 +206,7 @@ fn transport_failure(e: &object_store::Error) -> Option<(HttpErrorKind, String)>
     kind.map(|k| (k, root))
 }
 
-fn map_error(
+pub(crate) fn map_error(
     store: &str,
     bucket: &str,
     key: &str,
@@ -274,6 +274,21 @@ fn map_error(
     }
 }
 
+/// Content type and user metadata as `object_store` attributes.
+fn attributes_of(meta: &PutMeta) -> Attributes {
+    let mut attributes = Attributes::new();
+    if let Some(ct) = &meta.content_type {
+        attributes.insert(Attribute::ContentType, AttributeValue::from(ct.clone()));
+    }
+    for (k, v) in &meta.user_meta {
+        attributes.insert(
+            Attribute::Metadata(k.to_ascii_lowercase().into()),
+            AttributeValue::from(v.clone()),
+        );
+    }
+    attributes
+}
+
 fn body_error(store: &str, text: String) -> Error {
     Error::Unavailable {
         store: store.into(),
@@ -332,16 +347,7 @@ impl ObjectStore for S3Store {
     fn put(&self, key: &str, body: Payload, meta: &PutMeta) -> Result<PutResult> {
         let path = self.path(key)?;
         meta.validate()?;
-        let mut attributes = Attributes::new();
-        if let Some(ct) = &meta.content_type {
-            attributes.insert(Attribute::ContentType, AttributeValue::from(ct.clone()));
-        }
-        for (k, v) in &meta.user_meta {
-            attributes.insert(
-                Attribute::Metadata(k.to_ascii_lowercase().into()),
-                AttributeValue::from(v.clone()),
-            );
-        }
+        let attributes = attributes_of(meta);
         let payload: PutPayload = body.into_chunks().into_iter().collect();
         let opts = PutOptions {
             attributes,
@@ -363,6 +369,12 @@ impl ObjectStore for S3Store {
             }),
             Err(e) => Err(self.error(key, &e)),
         }
+    }
+
+    fn put_stream(&self, key: &str, meta: &PutMeta) -> Result<Box<dyn crate::PutStream + '_>> {
+        let path = self.path(key)?;
+        meta.validate()?;
+        Ok(Box::new(self.start_put(key, path, attributes_of(meta))))
     }
 
     fn head(&self, key: &str) -> Result<Option<ObjectMeta>> {

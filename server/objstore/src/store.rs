@@ -2,8 +2,14 @@
 
 use std::fmt::Debug;
 
+use bytes::Bytes;
+
 use crate::error::Result;
-use crate::types::{read_all, ETag, GetResult, GetStream, ListPage, ObjectMeta, Payload, PutMeta};
+use crate::types::{
+    read_all, validate_key, ETag, GetResult, GetStream, ListPage, ObjectMeta, Payload, PutMeta,
+    PutResult,
+};
+use crate::upload::PutStream;
 
 /// One bucket or container (and a key prefix within it), seen through one API.
 ///
@@ -50,7 +56,15 @@ pub trait ObjectStore: Send + Sync + Debug {
     fn get_stream(&self, key: &str, if_none_match: Option<&ETag>) -> Result<GetStream>;
 
     /// Write a whole object (replacing any), with its content type and user metadata.
-    fn put(&self, key: &str, body: Payload, meta: &PutMeta) -> Result<crate::PutResult>;
+    fn put(&self, key: &str, body: Payload, meta: &PutMeta) -> Result<PutResult>;
+
+    /// Write an object piece by piece with a bounded buffer ([`crate::PutStream`]; the
+    /// default collects it and makes one `put`). The key and metadata are checked first.
+    fn put_stream(&self, key: &str, meta: &PutMeta) -> Result<Box<dyn PutStream + '_>> {
+        validate_key(key, 0)?;
+        meta.validate()?;
+        Ok(Box::new(Buffered::new(self, key, meta)))
+    }
 
     /// An object's metadata, or `None` if there is no such object.
     fn head(&self, key: &str) -> Result<Option<ObjectMeta>>;
@@ -86,8 +100,11 @@ impl<S: ObjectStore + ?Sized> ObjectStore for std::sync::Arc<S> {
     fn get_stream(&self, key: &str, if_none_match: Option<&ETag>) -> Result<GetStream> {
         (**self).get_stream(key, if_none_match)
     }
-    fn put(&self, key: &str, body: Payload, meta: &PutMeta) -> Result<crate::PutResult> {
+    fn put(&self, key: &str, body: Payload, meta: &PutMeta) -> Result<PutResult> {
         (**self).put(key, body, meta)
+    }
+    fn put_stream(&self, key: &str, meta: &PutMeta) -> Result<Box<dyn PutStream + '_>> {
+        (**self).put_stream(key, meta)
     }
     fn head(&self, key: &str) -> Result<Option<ObjectMeta>> {
         (**self).head(key)
@@ -112,4 +129,71 @@ pub(crate) fn check_limit(limit: usize) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// A [`PutStream`] that collects the object and makes one `put` of it (for stores with no
+/// streaming write of their own: the memory store, tests).
+#[derive(Debug)]
+pub struct Buffered<'a, S: ObjectStore + ?Sized> {
+    store: &'a S,
+    key: String,
+    meta: PutMeta,
+    chunks: Vec<Bytes>,
+}
+
+impl<'a, S: ObjectStore + ?Sized> Buffered<'a, S> {
+    /// A stream writing `key` of `store` at the end.
+    pub fn new(store: &'a S, key: &str, meta: &PutMeta) -> Self {
+        Buffered {
+            store,
+            key: key.to_string(),
+            meta: meta.clone(),
+            chunks: Vec::new(),
+        }
+    }
+}
+
+impl<S: ObjectStore + ?Sized> PutStream for Buffered<'_, S> {
+    fn write(&mut self, data: Bytes) -> Result<()> {
+        if !data.is_empty() {
+            self.chunks.push(data);
+        }
+        Ok(())
+    }
+
+    fn finish(self: Box<Self>) -> Result<PutResult> {
+        let Buffered {
+            store,
+            key,
+            meta,
+            chunks,
+        } = *self;
+        store.put(&key, Payload::from(chunks), &meta)
+    }
+
+    fn abort(self: Box<Self>) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::MemoryStore;
+
+    #[test]
+    fn a_buffered_stream_stores_on_finish_only() {
+        let m = MemoryStore::new("b");
+        let mut w = m.put_stream("k", &PutMeta::default()).unwrap();
+        w.write(Bytes::from_static(b"hello ")).unwrap();
+        w.write_part(Payload::from(b"world".to_vec())).unwrap();
+        assert!(matches!(m.get("k", None).unwrap(), GetResult::NotFound));
+        w.finish().unwrap();
+        match m.get("k", None).unwrap() {
+            GetResult::Found { body, .. } => assert_eq!(&body[..], b"hello world"),
+            other => panic!("{other:?}"),
+        }
+        let mut w = m.put_stream("gone", &PutMeta::default()).unwrap();
+        w.write(Bytes::from_static(b"x")).unwrap();
+        w.abort();
+        assert!(matches!(m.get("gone", None).unwrap(), GetResult::NotFound));
+    }
 }

@@ -251,10 +251,16 @@ pub(crate) async fn put(
         return gw_error(&e);
     }
     let expected = header(h, "etag").map(|e| e.trim_matches('"').to_ascii_lowercase());
-    let up = match body::read(
+    let target = crate::ingest::Target {
+        bucket: container,
+        key,
+        meta,
+    };
+    let up = match crate::ingest::receive(
+        gw,
+        target,
         req.into_body(),
         declared,
-        &gw.budget,
         s3s::checksum::ChecksumHasher::default(),
     )
     .await
@@ -262,26 +268,11 @@ pub(crate) async fn put(
         Ok(u) => u,
         Err(e) => return gw_error(&e),
     };
+    // A mismatch drops `up`: a streamed write is aborted, nothing is stored.
     if expected.is_some_and(|e| e != up.md5_hex) {
         return error(StatusCode::UNPROCESSABLE_ENTITY, None);
     }
-    objects::Totals::add(&gw.totals.bytes_in, up.len);
-    let g = gw.clone();
-    let r = blocking(move || {
-        let body::Upload {
-            chunks,
-            md5_hex,
-            grant,
-            ..
-        } = up;
-        let r = g.buckets.with(&container, |b| {
-            objects::put(b, &key, &meta, chunks, &md5_hex)
-        });
-        drop(grant);
-        r
-    })
-    .await;
-    match r {
+    match up.commit(gw).await {
         Ok(etag) => created(&etag, Vec::new()),
         Err(e) => gw_error(&e),
     }

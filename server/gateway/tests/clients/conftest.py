@@ -40,9 +40,12 @@ NORMALIZATIONS (the only differences allowed between the two records; see `norm`
  12. DeleteObjects' Deleted and Errors lists are compared sorted (Swift 2.30 answers them in
      an order of its own, not the request's).
  14. The ETag of an object completed from a multipart upload is recorded as "<completed-etag>"
-     (Record.alias): Swift gives S3's MD5-of-part-MD5s-N; the gateway gives the MD5 of the whole
-     object, which is the ETag the store gives the single PUT the gateway makes of it (so the
-     ETag does not change when the object is written back; docs/faas.md).
+     (Record.alias). CompleteMultipartUpload itself answers S3's MD5-of-part-MD5s-N on both
+     targets (asserted). Afterwards HEAD, GET and listings give the stored object's ETag: Swift's
+     s3api keeps S3's form (the object is its SLO); the gateway gives its store's, and with the
+     Swift native API behind it (as here) that is the MD5 of the whole object (the gateway
+     streams the parts into one plain Swift object); with an S3 store it is the store's own
+     multipart ETag, equal to the completion's (docs/faas.md).
  15. A GET with two ranges: Swift answers 206 multipart/byteranges, the gateway 400
      InvalidArgument (S3 itself does not serve several ranges in one GET); recorded as
      "not 5xx" only.

@@ -8,6 +8,7 @@
 //! token expired: log in again once and repeat the request.
 
 mod auth;
+mod put;
 mod wire;
 
 use std::sync::Arc;
@@ -271,6 +272,12 @@ impl ObjectStore for SwiftStore {
                 _ => self.fail(key, r).await,
             }
         })
+    }
+
+    fn put_stream(&self, key: &str, meta: &PutMeta) -> Result<Box<dyn crate::PutStream + '_>> {
+        let path = self.object_path(key)?;
+        meta.validate()?;
+        Ok(Box::new(self.start_put(key, &path, meta)?))
     }
 
     fn head(&self, key: &str) -> Result<Option<ObjectMeta>> {

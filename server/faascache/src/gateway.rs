@@ -69,7 +69,9 @@ pub struct GatewayArgs {
     #[arg(long, value_name = "N", default_value_t = 1024)]
     pub max_connections: usize,
     /// Bytes of request bodies held in memory at once over all requests (units B, KiB, MiB,
-    /// GiB): uploads beyond it are answered SlowDown, a single larger one EntityTooLarge
+    /// GiB): a large PUT streams to the store holding 19 MiB of it, a multipart part or a copy
+    /// is held whole; requests beyond the budget are answered SlowDown, a part or copy larger
+    /// than all of it EntityTooLarge
     #[arg(long, value_name = "SIZE", default_value = "1GiB", value_parser = parse_size)]
     pub max_buffer: usize,
     /// Threads serving HTTP

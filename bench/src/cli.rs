@@ -11,7 +11,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("render", "re-render Markdown (--markdown or stdout) and plots (--plots) from a results --json file"),
     ("list", "list the tests"),
     ("churn", "FaaSCache: N short-lived clients (one tracked write each), then a long-lived writer; exactly-once state and clients/s"),
-    ("faas", "FaaSCache backed tables against a real store (--faas-store): store GET/PUT, miss (read-through), hit, write-back PUT per size; write-back drain rate and its cost to reads (issue 16)"),
+    ("backed", "FaaSCache backed tables against a real store (--faas-store): store GET/PUT, miss (read-through), hit, write-back PUT per size; write-back drain rate and its cost to reads (issue 16)"),
     ("recoveryReads", "FaaSCache: read p50/p99 on a node before and while its backup serves the recovery of another, SIGKILLed, master (issue 15)"),
 ];
 
@@ -19,7 +19,7 @@ pub(crate) const AFTER_HELP: &str = "\
 Tests: floor echo readDist readDistRandom writeDist writeDistRandom readThroughput writeThroughput
        multiRead_oneMaster multiWrite_oneMaster readVaryingKeyLength writeVaryingKeyLength
        ycsbA ycsbB ycsbC ycsbD ycsbE ycsbF mix memory compare render list churn
-       recoveryReads
+       recoveryReads backed faas
 
 Load models: closed loop by default (each client keeps --pipeline requests in flight; latency per
 request from its batch's send time). --rate R switches to an open loop: Poisson arrivals at R ops/s
@@ -263,21 +263,21 @@ pub struct Opts {
     #[arg(long, default_value_t = 2.0, value_name = "S")]
     pub recovery_after: f64,
 
-    /// faas: the object store the backed tables use (`s3://BUCKET[/PREFIX]` or
+    /// backed: the object store the backed tables use (`s3://BUCKET[/PREFIX]` or
     /// `swift://CONTAINER[/PREFIX]`); credentials from the environment, as the servers'
     #[arg(long, value_name = "URL")]
     pub faas_store: Option<String>,
-    /// faas: object sizes, bytes
+    /// backed: object sizes, bytes
     #[arg(
         long,
         value_delimiter = ',',
         default_value = "1000,16000,128000,1000000,8000000"
     )]
     pub faas_sizes: Vec<usize>,
-    /// faas: scale of the number of objects per size (200 at ≤ 128 KB, 50 at 1 MB, 20 above)
+    /// backed: scale of the number of objects per size (200 at ≤ 128 KB, 50 at 1 MB, 20 above)
     #[arg(long, default_value_t = 1.0, value_name = "X")]
     pub faas_rounds: f64,
-    /// faas: 128 KB objects written and flushed to measure the write-back drain (0: skip)
+    /// backed: 128 KB objects written and flushed to measure the write-back drain (0: skip)
     #[arg(long, default_value_t = 400, value_name = "N")]
     pub faas_drain_objects: usize,
 }

@@ -17,6 +17,7 @@ pub mod cgroup;
 pub mod invoker;
 pub mod load;
 pub mod manifest;
+pub mod plots;
 pub mod report;
 pub mod runner;
 pub mod sandbox;

@@ -138,6 +138,12 @@ impl Results {
                 &self.cdf_series(backends),
             )?;
             eprintln!("wrote {}", svg.display());
+            let bars = super::plots::etl_bars(&j.with_extension(""), &self.cells)?;
+            eprintln!(
+                "wrote {} E/T/L plots ({}.etl-*.svg)",
+                bars.len(),
+                j.with_extension("").display()
+            );
         }
         self.check(opts, backends)
     }

@@ -10,6 +10,7 @@
 //!
 //! Dropping a backend stops what it started.
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -181,6 +182,7 @@ impl Backend {
                 let p = port()?;
                 let log = std::fs::File::create(work.join("gateway.log"))?;
                 let mut c = Command::new(bin)
+                    .process_group(0)
                     .args(["gateway", "--listen", &format!("127.0.0.1:{p}"), "--dir"])
                     .arg(&dir)
                     .envs(swift.env())
@@ -216,6 +218,7 @@ impl Backend {
             "redis" => {
                 let p = port()?;
                 let mut c = Command::new("redis-server")
+                    .process_group(0)
                     .args([
                         "--port",
                         &p.to_string(),
@@ -249,6 +252,7 @@ impl Backend {
         let dir = work.join(format!("cluster-{name}"));
         let log = std::fs::File::create(work.join(format!("cluster-{name}.log")))?;
         let mut c = Command::new(&self.bin)
+            .process_group(0)
             .args([
                 "cluster",
                 "up",

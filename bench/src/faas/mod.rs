@@ -209,6 +209,12 @@ fn upload(swift: &Swift, m: &Manifest, trace: &Trace) -> Result<()> {
 }
 
 fn actions(opts: &Opts, s: &Setup) -> Result<Vec<Action>> {
+    if !(16..=1 << 20).contains(&opts.faas_memory_mb) {
+        bail!(
+            "--faas-memory-mb {} out of range (16 MiB to 1 TiB)",
+            opts.faas_memory_mb
+        );
+    }
     opts.faas_functions
         .iter()
         .map(|f| {

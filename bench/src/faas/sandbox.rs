@@ -8,6 +8,7 @@
 //! process and removes the cgroup.
 
 use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -107,7 +108,10 @@ impl Sandbox {
         let log_path = rt.log_dir.join(format!("{id}.log"));
         let log = std::fs::File::create(&log_path)
             .with_context(|| format!("creating {}", log_path.display()))?;
+        // Its own process group: a terminal's Ctrl-C reaches the harness only, which then stops
+        // dispatching, lets running invocations end and destroys the sandboxes itself.
         let mut child = Command::new(&rt.python)
+            .process_group(0)
             .arg(&rt.proxy)
             .arg("--port")
             .arg(port.to_string())

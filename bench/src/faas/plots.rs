@@ -60,11 +60,11 @@ fn one(path: &Path, function: &str, cs: &[&Cell]) -> Result<()> {
     chart
         .configure_mesh()
         .disable_x_mesh()
-        .x_labels(n.max(1))
+        // Key points every half bar; a bar's label goes at its centre (i + 0.5).
+        .x_labels(2 * n + 1)
         .x_label_formatter(&|x| {
-            let i = x.floor() as usize;
-            if (x - x.floor() - 0.5).abs() < 1e-9 || x.fract() == 0.0 {
-                labels.get(i).cloned().unwrap_or_default()
+            if (x.fract() - 0.5).abs() < 1e-6 {
+                labels.get(x.floor() as usize).cloned().unwrap_or_default()
             } else {
                 String::new()
             }

@@ -208,14 +208,15 @@ fn upload(swift: &Swift, m: &Manifest, trace: &Trace) -> Result<()> {
     Ok(())
 }
 
-fn actions(opts: &Opts, s: &Setup) -> Result<Vec<Action>> {
+/// The actions of `functions` (a replayed trace's tenants may name others than `--faas-functions`).
+fn actions(opts: &Opts, s: &Setup, functions: &[String]) -> Result<Vec<Action>> {
     if !(16..=1 << 20).contains(&opts.faas_memory_mb) {
         bail!(
             "--faas-memory-mb {} out of range (16 MiB to 1 TiB)",
             opts.faas_memory_mb
         );
     }
-    opts.faas_functions
+    functions
         .iter()
         .map(|f| {
             if !cgroup::valid_name(f) {
@@ -326,7 +327,10 @@ pub fn run(opts: &Opts) -> Result<()> {
         max_per_function: opts.faas_max_sandboxes.clamp(1, 64),
         acquire_timeout: Duration::from_secs(300),
     };
-    let inv = Invoker::new(rt, cgroups, actions(opts, &s)?, cfg);
+    let mut functions: Vec<String> = trace.tenants.iter().map(|t| t.function.clone()).collect();
+    functions.sort();
+    functions.dedup();
+    let inv = Invoker::new(rt, cgroups, actions(opts, &s, &functions)?, cfg);
     let expected = trace
         .arrivals
         .iter()

@@ -57,6 +57,10 @@ pub struct Trace {
     pub duration_s: f64,
     pub tenants: Vec<Tenant>,
     pub arrivals: Vec<Arrive>,
+    /// The inputs the indices name: one tag per manifest entry (`function size path`), so a
+    /// replay against other inputs is refused instead of running different work.
+    #[serde(default)]
+    pub inputs: Vec<String>,
 }
 
 /// Parses `periodic` / `poisson`.
@@ -111,6 +115,7 @@ pub fn generate(tenants: Vec<Tenant>, warmup_s: f64, duration_s: f64, seed: u64)
     }
     arrivals.sort_by_key(|a| (a.at_us, a.tenant));
     Ok(Trace {
+        inputs: Vec::new(),
         version: 1,
         seed,
         warmup_s,
@@ -129,8 +134,8 @@ impl Trace {
         Ok(())
     }
 
-    /// Reads and checks a trace (`n_inputs`: the manifest's entries).
-    pub fn load(path: &Path, n_inputs: usize) -> Result<Trace> {
+    /// Reads and checks a trace against the manifest's entry tags (`inputs`).
+    pub fn load(path: &Path, inputs: &[String]) -> Result<Trace> {
         let len = std::fs::metadata(path)
             .with_context(|| format!("reading {}", path.display()))?
             .len();
@@ -143,13 +148,25 @@ impl Trace {
         let text = std::fs::read(path)?;
         let t: Trace = serde_json::from_slice(&text)
             .with_context(|| format!("{}: not a faas trace", path.display()))?;
-        t.check(n_inputs)
+        t.check(inputs)
             .with_context(|| format!("{}", path.display()))?;
         Ok(t)
     }
 
     /// A trace that can be run: known version, bounded, indices in range, times in order.
-    pub fn check(&self, n_inputs: usize) -> Result<()> {
+    pub fn check(&self, inputs: &[String]) -> Result<()> {
+        let n_inputs = inputs.len();
+        if !self.inputs.is_empty() {
+            for a in &self.arrivals {
+                let (was, now) = (self.inputs.get(a.input), inputs.get(a.input));
+                if was != now {
+                    bail!(
+                        "input {} was {was:?} when the trace was made, is {now:?} now: replay with the same inputs (--faas-inputs, --seed, --faas-input-sizes)",
+                        a.input
+                    );
+                }
+            }
+        }
         if self.version != 1 {
             bail!("trace version {} (this harness reads 1)", self.version);
         }
@@ -255,15 +272,23 @@ mod tests {
         let p = d.path().join("trace.json");
         let t = generate(vec![tenant(Arrival::Poisson, 20.0)], 0.5, 1.0, 9).unwrap();
         t.save(&p).unwrap();
-        assert_eq!(Trace::load(&p, 2).unwrap(), t);
-        assert!(Trace::load(&p, 1).is_err(), "input 1 out of range");
+        let tags = vec!["f 16KB a.png".to_string(), "f 1MB b.png".to_string()];
+        assert_eq!(Trace::load(&p, &tags).unwrap(), t);
+        assert!(Trace::load(&p, &tags[..1]).is_err(), "input 1 out of range");
+        let mut tagged = t.clone();
+        tagged.inputs = tags.clone();
+        tagged.save(&p).unwrap();
+        assert_eq!(Trace::load(&p, &tags).unwrap(), tagged);
+        let other = vec![tags[0].clone(), "f 1MB c.png".to_string()];
+        let e = Trace::load(&p, &other).unwrap_err();
+        assert!(format!("{e:#}").contains("same inputs"), "{e:#}");
         let mut bad = t.clone();
         bad.arrivals.swap(0, 1);
         bad.save(&p).unwrap();
-        assert!(Trace::load(&p, 2).is_err(), "out of order");
+        assert!(Trace::load(&p, &tags).is_err(), "out of order");
         std::fs::write(&p, b"{\"version\": 1}").unwrap();
-        assert!(Trace::load(&p, 2).is_err());
+        assert!(Trace::load(&p, &tags).is_err());
         std::fs::write(&p, b"not json").unwrap();
-        assert!(Trace::load(&p, 2).is_err());
+        assert!(Trace::load(&p, &tags).is_err());
     }
 }

@@ -84,6 +84,21 @@ impl Manifest {
         Ok(m)
     }
 
+    /// One tag per entry (`function size path`): what a trace's input indices mean.
+    pub fn tags(&self) -> Vec<String> {
+        self.entries
+            .iter()
+            .map(|e| {
+                format!(
+                    "{} {} {}",
+                    e.function,
+                    e.size_label,
+                    e.path.as_deref().unwrap_or("-")
+                )
+            })
+            .collect()
+    }
+
     /// Indices of the single-stage entries of `function` whose size label is in `sizes`.
     pub fn select(&self, function: &str, sizes: &[String]) -> Vec<usize> {
         self.entries

@@ -282,8 +282,12 @@ pub fn run(opts: &Opts) -> Result<()> {
     let swift = Swift::ensure(&s.root)?;
     let m = inputs(opts, &s)?;
     let trace = match &opts.faas_trace {
-        Some(p) => Trace::load(p, m.entries.len())?,
-        None => load::generate(tenants(opts, &s, &m)?, s.warmup, s.duration, opts.seed)?,
+        Some(p) => Trace::load(p, &m.tags())?,
+        None => {
+            let mut t = load::generate(tenants(opts, &s, &m)?, s.warmup, s.duration, opts.seed)?;
+            t.inputs = m.tags();
+            t
+        }
     };
     let trace_path = opts
         .faas_save_trace

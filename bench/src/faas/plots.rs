@@ -118,6 +118,7 @@ mod tests {
             run_ms: 21.0,
             cold_ms: None,
             queued_ms: 0.0,
+            connect_ms: 0.0,
         };
         let rs = vec![
             r("blur", "swift"),

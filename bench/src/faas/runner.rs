@@ -179,6 +179,7 @@ fn one(
         run_ms: r.run.as_secs_f64() * 1000.0,
         cold_ms: r.cold.map(|d| d.as_secs_f64() * 1000.0),
         queued_ms: queued.as_secs_f64() * 1000.0,
+        connect_ms: v.get("connect_ms").and_then(Value::as_f64).unwrap_or(0.0),
     };
     Ok(Done {
         record,

@@ -22,6 +22,9 @@ pub struct Record {
     pub cold_ms: Option<f64>,
     /// Arrival to dispatch (queueing in the load generator).
     pub queued_ms: f64,
+    /// Making the store's client in the function (first use in a sandbox; not in E or L).
+    #[serde(default)]
+    pub connect_ms: f64,
 }
 
 /// Median and p99 of a sample.
@@ -197,6 +200,7 @@ mod tests {
             run_ms: run,
             cold_ms: cold.then_some(100.0),
             queued_ms: 0.0,
+            connect_ms: 0.0,
         }
     }
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Backed tables against real object stores (issue 16): `faascache-bench faas` for OpenStack
+# Backed tables against real object stores (issue 16): `faascache-bench backed` for OpenStack
 # Swift through its S3 API, Swift's native API, and moto, each in one run against a fresh
 # cluster (coordinator + SERVERS servers, --replicas REPLICAS) whose servers get the store's
 # credentials from the environment, as functions' nodes would.
@@ -91,7 +91,7 @@ for s in $STORES; do
   (
     if [ ${#vars[@]} -gt 0 ]; then export "${vars[@]}"; fi
     cluster_up "$s"
-    "$bin/faascache-bench" faas --dir "$work/$s" --faas-store "$url" --faas-sizes "$SIZES" \
+    "$bin/faascache-bench" backed --dir "$work/$s" --faas-store "$url" --faas-sizes "$SIZES" \
       --faas-rounds "$ROUNDS" --faas-drain-objects "$DRAIN" 2> >(tee "$out/faas-$s.err" >&2) \
       | tee -a "$out/faas.md"
     cluster_down "$s"

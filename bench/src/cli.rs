@@ -11,7 +11,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("render", "re-render Markdown (--markdown or stdout) and plots (--plots) from a results --json file"),
     ("list", "list the tests"),
     ("churn", "FaaSCache: N short-lived clients (one tracked write each), then a long-lived writer; exactly-once state and clients/s"),
-    ("faas", "FaaSCache backed tables against a real store (--faas-store): store GET/PUT, miss (read-through), hit, write-back PUT per size; write-back drain rate and its cost to reads (issue 16)"),
+    ("backed", "FaaSCache backed tables against a real store (--faas-store): store GET/PUT, miss (read-through), hit, write-back PUT per size; write-back drain rate and its cost to reads (issue 16)"),
     ("recoveryReads", "FaaSCache: read p50/p99 on a node before and while its backup serves the recovery of another, SIGKILLed, master (issue 15)"),
 ];
 
@@ -19,7 +19,7 @@ pub(crate) const AFTER_HELP: &str = "\
 Tests: floor echo readDist readDistRandom writeDist writeDistRandom readThroughput writeThroughput
        multiRead_oneMaster multiWrite_oneMaster readVaryingKeyLength writeVaryingKeyLength
        ycsbA ycsbB ycsbC ycsbD ycsbE ycsbF mix memory compare render list churn
-       recoveryReads
+       recoveryReads backed faas
 
 Load models: closed loop by default (each client keeps --pipeline requests in flight; latency per
 request from its batch's send time). --rate R switches to an open loop: Poisson arrivals at R ops/s
@@ -263,23 +263,90 @@ pub struct Opts {
     #[arg(long, default_value_t = 2.0, value_name = "S")]
     pub recovery_after: f64,
 
-    /// faas: the object store the backed tables use (`s3://BUCKET[/PREFIX]` or
+    /// backed: the object store the backed tables use (`s3://BUCKET[/PREFIX]` or
     /// `swift://CONTAINER[/PREFIX]`); credentials from the environment, as the servers'
     #[arg(long, value_name = "URL")]
     pub faas_store: Option<String>,
-    /// faas: object sizes, bytes
+    /// backed: object sizes, bytes
     #[arg(
         long,
         value_delimiter = ',',
         default_value = "1000,16000,128000,1000000,8000000"
     )]
     pub faas_sizes: Vec<usize>,
-    /// faas: scale of the number of objects per size (200 at ≤ 128 KB, 50 at 1 MB, 20 above)
+    /// backed: scale of the number of objects per size (200 at ≤ 128 KB, 50 at 1 MB, 20 above)
     #[arg(long, default_value_t = 1.0, value_name = "X")]
     pub faas_rounds: f64,
-    /// faas: 128 KB objects written and flushed to measure the write-back drain (0: skip)
+    /// backed: 128 KB objects written and flushed to measure the write-back drain (0: skip)
     #[arg(long, default_value_t = 400, value_name = "N")]
     pub faas_drain_objects: usize,
+
+    /// faas (the evaluation harness): short run with assertions — one tenant per function,
+    /// 16KB and 1MB inputs, a few seconds per backend, every output checked
+    #[arg(long)]
+    pub quick: bool,
+    /// faas: backends compared, in order (swift = Swift direct, the ratios' baseline; gateway;
+    /// faascache = the Python client to the cluster; redis = Redis in front of Swift)
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "swift,gateway,faascache,redis",
+        value_name = "B"
+    )]
+    pub faas_backends: Vec<String>,
+    /// faas: functions, one tenant each (single-stage functions of bench/faas/functions)
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "thumbnail,blur,convert,resample,infer,wordcount",
+        value_name = "F"
+    )]
+    pub faas_functions: Vec<String>,
+    /// faas: input sizes (gen_inputs.py labels) [default: 16KB,128KB,1MB,3MB,8MB; --quick: 16KB,1MB]
+    #[arg(long, value_delimiter = ',', value_name = "SIZE")]
+    pub faas_input_sizes: Vec<String>,
+    /// faas: inputs made by gen_inputs.py (DIR/manifest.json) [default: generated into target/faas-inputs-SEED]
+    #[arg(long, value_name = "DIR")]
+    pub faas_inputs: Option<PathBuf>,
+    /// faas: invocations per second per tenant
+    #[arg(long, default_value_t = 1.0, value_name = "R")]
+    pub faas_rate: f64,
+    /// faas: arrival process of every tenant: poisson or periodic
+    #[arg(long, default_value = "poisson", value_name = "P")]
+    pub faas_arrival: String,
+    /// faas: measured seconds per backend [default: 60; --quick: 6]
+    #[arg(long, value_name = "S")]
+    pub faas_duration: Option<f64>,
+    /// faas: warm-up seconds per backend, run but not reported [default: 10; --quick: 3]
+    #[arg(long, value_name = "S")]
+    pub faas_warmup: Option<f64>,
+    /// faas: replay this trace (JSON saved by an earlier run) instead of drawing arrivals
+    #[arg(long, value_name = "FILE")]
+    pub faas_trace: Option<PathBuf>,
+    /// faas: save the trace here [default: next to --json, else target/faas-trace.json]
+    #[arg(long, value_name = "FILE")]
+    pub faas_save_trace: Option<PathBuf>,
+    /// faas: seconds an idle sandbox is kept warm
+    #[arg(long, default_value_t = 600.0, value_name = "S")]
+    pub faas_keep_alive: f64,
+    /// faas: most sandboxes per function
+    #[arg(long, default_value_t = 2, value_name = "N")]
+    pub faas_max_sandboxes: usize,
+    /// faas: invoker threads (invocations in flight)
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    pub faas_workers: usize,
+    /// faas: booked memory per sandbox (its cgroup's limit), MiB
+    #[arg(long, default_value_t = 512, value_name = "MIB")]
+    pub faas_memory_mb: u64,
+    /// faas: run sandboxes without memory cgroups
+    #[arg(long)]
+    pub faas_no_cgroups: bool,
+    /// faas: the functions' interpreter [default: $CARGO_TARGET_DIR or target, /faas-venv/bin/python]
+    #[arg(long, value_name = "PATH")]
+    pub faas_python: Option<PathBuf>,
+    /// faas: the faascache binary (cluster, gateway) [default: next to this one]
+    #[arg(long, value_name = "PATH")]
+    pub faas_bin: Option<PathBuf>,
 }
 
 impl Opts {

@@ -7,6 +7,7 @@
 
 #![deny(unsafe_code)]
 
+pub mod backed;
 pub mod churn;
 pub mod cli;
 pub mod driver;

@@ -20,6 +20,7 @@ fn run(opts: &Opts) -> Result<()> {
     match opts.test.as_str() {
         "churn" => faascache_bench::churn::run_and_check(opts).map(|_| ()),
         "recoveryReads" => faascache_bench::recovery_reads::run(opts).map(|_| ()),
+        "backed" => faascache_bench::backed::run(opts),
         "faas" => faascache_bench::faas::run(opts),
         "list" => {
             for t in suite::TESTS {

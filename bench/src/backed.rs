@@ -1,4 +1,4 @@
-//! `faascache-bench faas`: backed tables against a real object store (issue 16), in one run.
+//! `faascache-bench backed` (formerly `faascache-bench faas`; its flags keep the `--faas-` prefix): backed tables against a real object store (issue 16), in one run.
 //!
 //! Against a running cluster (`--dir`/`--coordinator`) whose servers have the store's
 //! credentials (environment or `--store-config`), and the same credentials in this process's
@@ -77,7 +77,7 @@ fn coordinator(opts: &Opts) -> Result<String> {
         (Some(l), _) => Ok(l.clone()),
         (None, Some(d)) => faascache_client::cli::locator_from_dir(std::path::Path::new(d))
             .map_err(|e| anyhow::anyhow!(e)),
-        (None, None) => bail!("faas needs --coordinator or --dir (a running cluster)"),
+        (None, None) => bail!("backed needs --coordinator or --dir (a running cluster)"),
     }
 }
 

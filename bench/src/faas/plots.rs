@@ -1,0 +1,139 @@
+//! The E/T/L stacked bars: one SVG per function, one bar per input size × backend, stacked
+//! Extract (bottom), Transform, Load medians (warm invocations), in milliseconds.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, Result};
+use plotters::prelude::*;
+
+use super::stats::Cell;
+
+const PARTS: [(&str, RGBColor); 3] = [
+    ("Extract (read input)", RGBColor(31, 119, 180)),
+    ("Transform", RGBColor(255, 127, 14)),
+    ("Load (write output)", RGBColor(44, 160, 44)),
+];
+
+fn err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
+    anyhow!("plot: {e:?}")
+}
+
+/// Writes `<stem>.etl-<function>.svg` for each function of `cells`; the files written.
+pub fn etl_bars(stem: &Path, cells: &[Cell]) -> Result<Vec<PathBuf>> {
+    let mut functions: Vec<&str> = cells.iter().map(|c| c.function.as_str()).collect();
+    functions.dedup();
+    let mut out = Vec::new();
+    for f in functions {
+        let cs: Vec<&Cell> = cells.iter().filter(|c| c.function == f).collect();
+        let path = PathBuf::from(format!("{}.etl-{f}.svg", stem.display()));
+        one(&path, f, &cs)?;
+        out.push(path);
+    }
+    Ok(out)
+}
+
+fn one(path: &Path, function: &str, cs: &[&Cell]) -> Result<()> {
+    let top = cs
+        .iter()
+        .map(|c| c.extract.p50 + c.transform.p50 + c.load.p50)
+        .fold(0.0, f64::max)
+        .max(1.0)
+        * 1.15;
+    let n = cs.len();
+    let width = (160 + 70 * n as u32).clamp(480, 2400);
+    let root = SVGBackend::new(path, (width, 520)).into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    let labels: Vec<String> = cs
+        .iter()
+        .map(|c| format!("{} {}", c.size, c.backend))
+        .collect();
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            format!("{function}: E / T / L medians per input size and backend"),
+            ("sans-serif", 18),
+        )
+        .margin(12)
+        .x_label_area_size(70)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0f64..n as f64, 0f64..top)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        // Key points every half bar; a bar's label goes at its centre (i + 0.5).
+        .x_labels(2 * n + 1)
+        .x_label_formatter(&|x| {
+            if (x.fract() - 0.5).abs() < 1e-6 {
+                labels.get(x.floor() as usize).cloned().unwrap_or_default()
+            } else {
+                String::new()
+            }
+        })
+        .y_desc("milliseconds (median, warm)")
+        .draw()
+        .map_err(err)?;
+    for (k, (name, color)) in PARTS.iter().enumerate() {
+        let bars = cs.iter().enumerate().map(|(i, c)| {
+            let parts = [c.extract.p50, c.transform.p50, c.load.p50];
+            let base: f64 = parts[..k].iter().sum();
+            let x = i as f64;
+            Rectangle::new(
+                [(x + 0.15, base), (x + 0.85, base + parts[k])],
+                color.filled(),
+            )
+        });
+        let c = *color;
+        chart
+            .draw_series(bars)
+            .map_err(err)?
+            .label(*name)
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], c.filled()));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+        .map_err(err)?;
+    root.present().map_err(err)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::faas::stats::{cells, Record};
+
+    #[test]
+    fn writes_one_svg_per_function() {
+        let r = |f: &str, b: &str| Record {
+            backend: b.into(),
+            function: f.into(),
+            size: "16KB".into(),
+            input_bytes: 16384,
+            extract_ms: 10.0,
+            transform_ms: 2.0,
+            load_ms: 8.0,
+            run_ms: 21.0,
+            cold_ms: None,
+            queued_ms: 0.0,
+            connect_ms: 0.0,
+        };
+        let rs = vec![
+            r("blur", "swift"),
+            r("blur", "gateway"),
+            r("thumbnail", "swift"),
+        ];
+        let cs = cells(&rs, &["swift".into(), "gateway".into()], "swift");
+        let d = tempfile::tempdir().unwrap();
+        let files = etl_bars(&d.path().join("run"), &cs).unwrap();
+        assert_eq!(files.len(), 2);
+        let svg = std::fs::read_to_string(&files[0]).unwrap();
+        assert!(
+            svg.contains("<svg") && svg.contains("blur"),
+            "{}",
+            &svg[..200.min(svg.len())]
+        );
+    }
+}

@@ -1,0 +1,215 @@
+//! The harness's results: metadata, per-backend outcomes, the cells, the table, `--json`, a CDF
+//! plot of invocation times, and the assertions of the run.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Result};
+use serde::Serialize;
+
+use super::invoker::PoolStats;
+use super::runner::Outcome;
+use super::stats::{cells, table, Cell, Record};
+use crate::cli::Opts;
+
+/// Errors kept per backend in the JSON (the count is always exact).
+const MAX_ERRORS_KEPT: usize = 50;
+
+/// One backend's totals.
+#[derive(Debug, Clone, Serialize)]
+pub struct BackendSummary {
+    pub name: String,
+    pub invocations: usize,
+    pub measured: usize,
+    pub errors: usize,
+    pub mismatches: usize,
+    pub first_errors: Vec<String>,
+}
+
+/// Everything a run reports.
+#[derive(Debug, Serialize)]
+pub struct Results {
+    pub date: String,
+    pub load_before: String,
+    pub load_after: String,
+    pub command: String,
+    pub quick: bool,
+    pub sizes: Vec<String>,
+    pub duration_s: f64,
+    pub warmup_s: f64,
+    pub trace: PathBuf,
+    pub notes: Vec<String>,
+    pub backends: Vec<BackendSummary>,
+    pub pool: PoolStats,
+    pub cells: Vec<Cell>,
+    pub records: Vec<Record>,
+    /// (function, size) pairs the trace measures: each must have invocations on every backend.
+    #[serde(skip)]
+    pub expected: std::collections::BTreeSet<(String, String)>,
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+impl Results {
+    pub fn new(
+        opts: &Opts,
+        sizes: &[String],
+        run_s: (f64, f64),
+        trace: &Path,
+        notes: Vec<String>,
+    ) -> Results {
+        Results {
+            date: crate::procinfo::utc_now(),
+            load_before: loadavg(),
+            load_after: String::new(),
+            command: std::env::args().collect::<Vec<_>>().join(" "),
+            quick: opts.quick,
+            sizes: sizes.to_vec(),
+            duration_s: run_s.1,
+            warmup_s: run_s.0,
+            trace: trace.to_path_buf(),
+            notes,
+            backends: Vec::new(),
+            pool: PoolStats::default(),
+            cells: Vec::new(),
+            records: Vec::new(),
+            expected: Default::default(),
+        }
+    }
+
+    /// Adds a backend's outcome (warm-up invocations are counted but not reported).
+    pub fn add_backend(&mut self, name: &str, o: Outcome) {
+        let mismatches = o
+            .errors
+            .iter()
+            .filter(|e| e.starts_with("OUTPUT MISMATCH"))
+            .count();
+        let measured: Vec<Record> = o
+            .done
+            .iter()
+            .filter(|d| !d.warmup)
+            .map(|d| d.record.clone())
+            .collect();
+        self.backends.push(BackendSummary {
+            name: name.into(),
+            invocations: o.done.len(),
+            measured: measured.len(),
+            errors: o.errors.len(),
+            mismatches,
+            first_errors: o.errors.iter().take(MAX_ERRORS_KEPT).cloned().collect(),
+        });
+        self.records.extend(measured);
+    }
+
+    /// Builds the cells, prints the table, writes JSON and plots, then checks the run.
+    pub fn finish(mut self, opts: &Opts, backends: &[String]) -> Result<()> {
+        self.load_after = loadavg();
+        self.cells = cells(&self.records, backends, "swift");
+        println!("{}", table(&self.cells));
+        for b in &self.backends {
+            println!(
+                "- {}: {} invocations ({} measured), {} errors, {} output mismatches",
+                b.name, b.invocations, b.measured, b.errors, b.mismatches
+            );
+        }
+        let p = &self.pool;
+        println!(
+            "- sandboxes: {} cold starts, {} warm, {} OOM kills, {} failed, {} expired (keep-alive)",
+            p.cold_starts, p.warm_starts, p.oom_kills, p.failed, p.expired
+        );
+        for n in &self.notes {
+            println!("- {n}");
+        }
+        println!(
+            "- load average before/after: {} / {}",
+            self.load_before, self.load_after
+        );
+        if let Some(j) = &opts.json {
+            let f = std::fs::File::create(j)?;
+            serde_json::to_writer_pretty(std::io::BufWriter::new(f), &self)?;
+            eprintln!("wrote {}", j.display());
+            let svg = j.with_extension("cdf.svg");
+            crate::plot::cdf_svg(
+                &svg,
+                "FaaS invocation time (/run round trip) per backend",
+                &self.cdf_series(backends),
+            )?;
+            eprintln!("wrote {}", svg.display());
+            let bars = super::plots::etl_bars(&j.with_extension(""), &self.cells)?;
+            eprintln!(
+                "wrote {} E/T/L plots ({}.etl-*.svg)",
+                bars.len(),
+                j.with_extension("").display()
+            );
+        }
+        self.check(opts, backends)
+    }
+
+    fn cdf_series(&self, backends: &[String]) -> Vec<(String, Vec<(f64, f64)>)> {
+        backends
+            .iter()
+            .map(|b| {
+                let mut v: Vec<f64> = self
+                    .records
+                    .iter()
+                    .filter(|r| r.backend == *b)
+                    .map(|r| r.run_ms * 1000.0)
+                    .collect();
+                v.sort_by(f64::total_cmp);
+                let n = v.len() as f64;
+                (
+                    b.clone(),
+                    v.iter()
+                        .enumerate()
+                        .map(|(i, x)| (*x, (i + 1) as f64 / n))
+                        .collect(),
+                )
+            })
+            .collect()
+    }
+
+    /// The run's assertions: no output mismatch ever; with `--quick`, no error and every
+    /// backend × function × size with measured invocations.
+    fn check(&self, opts: &Opts, backends: &[String]) -> Result<()> {
+        let mism: usize = self.backends.iter().map(|b| b.mismatches).sum();
+        if mism > 0 {
+            bail!("{mism} outputs differ from what Swift holds or the manifest expects (see above / the JSON)");
+        }
+        if !opts.quick {
+            return Ok(());
+        }
+        let errs: usize = self.backends.iter().map(|b| b.errors).sum();
+        if errs > 0 {
+            let first: Vec<&String> = self
+                .backends
+                .iter()
+                .flat_map(|b| b.first_errors.iter())
+                .take(5)
+                .collect();
+            bail!("{errs} invocations failed, e.g. {first:#?}");
+        }
+        let funcs: std::collections::BTreeSet<(&str, &str)> = self
+            .records
+            .iter()
+            .map(|r| (r.function.as_str(), r.size.as_str()))
+            .collect();
+        for b in backends {
+            for (f, s) in &funcs {
+                if !self
+                    .cells
+                    .iter()
+                    .any(|c| c.backend == *b && c.function == *f && c.size == *s && c.n > 0)
+                {
+                    bail!("no measured invocation of {f} at {s} on {b}");
+                }
+            }
+        }
+        if self.records.is_empty() {
+            bail!("no measured invocation at all");
+        }
+        Ok(())
+    }
+}

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The Python client (client/python): build and install it the way a user does
-# (`pip install client/python`, maturin through pip's build isolation), then run its pytest suite
+# (pip builds the wheel from client/python, maturin through pip's build isolation; the wheel is
+# left in $CARGO_TARGET_DIR/wheels for scripts/faas-functions.sh), then run its pytest suite
 # against a local cluster (`faascache cluster up`, started by the suite's conftest.py).
 #
 #   scripts/python-client.sh [PYTEST ARGS...]
@@ -29,9 +30,12 @@ log "building the faascache binary (the tests' cluster)"
 cargo build -q -p faascache
 export FAASCACHE_BIN=$CARGO_TARGET_DIR/debug/faascache
 
-log "pip install client/python"
+log "pip wheel client/python (into $CARGO_TARGET_DIR/wheels, for the FaaS functions' suite too), pip install it"
 t0=$(date +%s)
-"$VENV/bin/python" -m pip install -q --force-reinstall --no-deps client/python
+mkdir -p "$CARGO_TARGET_DIR/wheels"
+rm -f "$CARGO_TARGET_DIR"/wheels/faascache-*.whl
+"$VENV/bin/python" -m pip wheel -q --no-deps -w "$CARGO_TARGET_DIR/wheels" client/python
+"$VENV/bin/python" -m pip install -q --force-reinstall --no-deps "$CARGO_TARGET_DIR"/wheels/faascache-*.whl
 log "built and installed in $(( $(date +%s) - t0 )) s"
 
 # From the repository root the `faascache` that imports is the installed one (no such folder here).

@@ -102,6 +102,13 @@ fn streaming(b: Backend) {
         w.write(Bytes::copy_from_slice(c)).unwrap();
     }
     w.abort();
+    // Aborted right after its last piece, with pieces still queued for the wire: the body must
+    // be broken off, not ended (a chunked PUT that ends is a complete object to Swift).
+    let mut w = s.put_stream("queued", &PutMeta::default()).unwrap();
+    for c in big.chunks(MIB).take(4) {
+        w.write(Bytes::copy_from_slice(c)).unwrap();
+    }
+    w.abort();
     let mut w = s.put_stream("never", &PutMeta::default()).unwrap();
     w.write(Bytes::from(pattern(MIB, 6))).unwrap();
     drop(w);
@@ -113,6 +120,11 @@ fn streaming(b: Backend) {
         b.name()
     );
     assert!(body_of(&*s, "never").is_none(), "{}", b.name());
+    assert!(
+        body_of(&*s, "queued").is_none(),
+        "{}: an upload aborted with pieces queued was stored",
+        b.name()
+    );
     for k in ["small", "big", "parts"] {
         s.delete(k).unwrap();
     }

@@ -2,6 +2,7 @@
 //! body fed through a channel of two pieces. Aborting breaks the body off before its end, so
 //! Swift stores nothing.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -22,6 +23,8 @@ pub(crate) struct SwiftPut {
     rt: Arc<Rt>,
     tx: Option<mpsc::Sender<Piece>>,
     task: Option<JoinHandle<Result<PutResult>>>,
+    /// Set by an abort, read by the body stream before each piece and at its end.
+    aborted: Arc<AtomicBool>,
 }
 
 impl SwiftStore {
@@ -30,9 +33,29 @@ impl SwiftStore {
         let t = self.rt.run("log in", self.token(false))?;
         let url = format!("{}/{path}", t.storage_url.trim_end_matches('/'));
         let (tx, rx) = mpsc::channel::<Piece>(2);
-        let body = futures_util::stream::unfold(rx, |mut rx| async move {
-            rx.recv().await.map(|piece| (piece, rx))
-        });
+        let aborted = Arc::new(AtomicBool::new(false));
+        let body = futures_util::stream::unfold(
+            (rx, aborted.clone(), false),
+            |(mut rx, aborted, done)| async move {
+                if done {
+                    return None;
+                }
+                // An abort ends the body with an error — never with its end — even when pieces
+                // are still queued or the sender is gone: the request then fails (no terminating
+                // chunk is sent) and Swift stores nothing.
+                let broken = || std::io::Error::other("upload aborted");
+                if aborted.load(Ordering::Acquire) {
+                    return Some((Err(broken()), (rx, aborted, true)));
+                }
+                match rx.recv().await {
+                    Some(_) | None if aborted.load(Ordering::Acquire) => {
+                        Some((Err(broken()), (rx, aborted, true)))
+                    }
+                    Some(piece) => Some((piece, (rx, aborted, false))),
+                    None => None,
+                }
+            },
+        );
         let mut b = self
             .client
             .request(Method::PUT, url)
@@ -74,6 +97,7 @@ impl SwiftStore {
             rt: self.rt.clone(),
             tx: Some(tx),
             task: Some(task),
+            aborted,
         })
     }
 }
@@ -98,10 +122,14 @@ impl SwiftPut {
     }
 
     fn abort_now(&mut self) {
-        if let Some(tx) = self.tx.take() {
-            // Break the body off: the request fails, Swift keeps nothing.
-            let _ = tx.try_send(Err(std::io::Error::other("upload aborted")));
+        if self.task.is_none() {
+            return; // finished (or already aborted): nothing to break off
         }
+        // Break the body off: the stream fails at its next poll whatever is queued, the request
+        // fails, Swift keeps nothing. (Aborting the task alone would not do: the connection's
+        // own task goes on sending the body to its end.)
+        self.aborted.store(true, Ordering::Release);
+        self.tx = None;
         if let Some(t) = self.task.take() {
             t.abort();
         }

@@ -35,7 +35,7 @@ pub const FREEZE_BELOW_KEYS: usize = 64;
 pub const MAX_RESEND_ROUNDS: usize = 8;
 /// Batches of the bulk copy in flight at once (each waits for the target's replicas: a window
 /// keeps the link and the target's backups busy while one batch is being made durable).
-pub const WINDOW: usize = 1; // 4 broke the DPDK crash test (cluster_durability over dpdk): one at a time until understood
+pub const WINDOW: usize = 4;
 /// Timeout of one batch RPC.
 pub const RPC_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a batch is retried while the target answers `RETRY` (out of memory).

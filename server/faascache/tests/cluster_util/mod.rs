@@ -198,12 +198,23 @@ pub struct Raw {
 
 impl Raw {
     pub fn new(coord: &str) -> Raw {
-        let s = connect(coord);
-        let sent = Instant::now();
-        let (client_id, lease) = call(&s, &GetClientLeaseRequest { client_id: 0 }, T, |r| {
-            (r.client_id, r.lease)
-        })
-        .unwrap();
+        // Like the real client, a broken coordinator session is reopened and the call retried
+        // (for up to `T`): over the datagram transports a loaded machine can starve the
+        // coordinator's poller past the 1.5 s silence that aborts an RPC.
+        let deadline = Instant::now() + T;
+        let (s, sent, (client_id, lease)) = loop {
+            let s = connect(coord);
+            let sent = Instant::now();
+            match call(&s, &GetClientLeaseRequest { client_id: 0 }, T, |r| {
+                (r.client_id, r.lease)
+            }) {
+                Ok(got) => break (s, sent, got),
+                Err(CallError::Transport(e)) if Instant::now() < deadline => {
+                    eprintln!("Raw::new: coordinator session broke ({e}); reconnecting");
+                }
+                Err(e) => panic!("GetClientLease from {coord}: {e:?}"),
+            }
+        };
         Raw {
             renew_at: half_term(sent, lease),
             coord_loc: coord.into(),

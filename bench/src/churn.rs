@@ -117,7 +117,15 @@ pub fn run(opts: &Opts) -> Result<ChurnOutcome> {
             loc
         }
     };
-    let copts = ClientOptions::default().timeout(Duration::from_millis(opts.timeout_ms));
+    let mut copts = ClientOptions::default().timeout(Duration::from_millis(opts.timeout_ms));
+    if opts.poll == crate::net::PollMode::Block {
+        // More churning threads than cores: waiting clients sleep instead of spinning on
+        // recv, leaving the cores to the coordinator and the master.
+        copts = copts.transport(faascache_transport::ClientConfig {
+            poll: faascache_transport::PollMode::Block,
+            ..faascache_transport::ClientConfig::default()
+        });
+    }
     let admin = Client::connect_with(&locator, copts.clone()).context("connecting")?;
     admin.create_table("churn", 1)?;
     let mut out = ChurnOutcome {

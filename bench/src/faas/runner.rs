@@ -112,17 +112,30 @@ pub fn run_trace(
         let total = trace.arrivals.len();
         let (out, finished) = (&out, &finished);
         let progress = s.spawn(move || {
+            // A bar redrawn in place on a terminal; a line every 10 s in a log (CI).
+            let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+            let every = if tty { 500 } else { 10_000 };
+            let mut last: Option<Instant> = None;
             while !quiet
                 && finished.load(Ordering::Relaxed) < total
                 && !STOP.load(Ordering::Relaxed)
             {
-                let errs = out.lock().map_or(0, |o| o.errors.len());
-                eprint!(
-                    "\r  {backend}: {}/{total} invocations, {errs} errors, {:.0} s   ",
-                    finished.load(Ordering::Relaxed),
-                    start.elapsed().as_secs_f64()
-                );
-                std::thread::sleep(Duration::from_millis(500));
+                if last.is_none_or(|t| t.elapsed() >= Duration::from_millis(every)) {
+                    last = Some(Instant::now());
+                    let errs = out.lock().map_or(0, |o| o.errors.len());
+                    let (n, secs) = (
+                        finished.load(Ordering::Relaxed),
+                        start.elapsed().as_secs_f64(),
+                    );
+                    let line =
+                        format!("  {backend}: {n}/{total} invocations, {errs} errors, {secs:.0} s");
+                    if tty {
+                        eprint!("\r{line}   ");
+                    } else {
+                        eprintln!("{line}");
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(100));
             }
         });
         for (i, a) in trace.arrivals.iter().enumerate() {

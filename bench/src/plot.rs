@@ -19,8 +19,26 @@ const COLORS: [RGBColor; 8] = [
 /// A named series of (ops/s, p50 µs, p99 µs) points.
 pub type ThroughputSeries = (String, Vec<(f64, f64, f64)>);
 
-fn err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
+/// A plotters error as ours.
+pub(crate) fn err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
     anyhow!("plot: {e:?}")
+}
+
+/// Draws the legend (boxed, at `pos`) and writes the file.
+pub(crate) fn finish<'a, CT: plotters::coord::CoordTranslate>(
+    chart: &mut ChartContext<'a, SVGBackend<'a>, CT>,
+    root: &DrawingArea<SVGBackend<'a>, plotters::coord::Shift>,
+    pos: SeriesLabelPosition,
+) -> Result<()> {
+    chart
+        .configure_series_labels()
+        .position(pos)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+        .map_err(err)?;
+    root.present().map_err(err)?;
+    Ok(())
 }
 
 /// CDF plot: x = latency (µs, log scale), y = fraction of requests ≤ x.
@@ -61,15 +79,7 @@ pub fn cdf_svg(path: &Path, title: &str, series: &[(String, Vec<(f64, f64)>)]) -
             .label(name.as_str())
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2)));
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()
-        .map_err(err)?;
-    root.present().map_err(err)?;
-    Ok(())
+    finish(&mut chart, &root, SeriesLabelPosition::LowerRight)
 }
 
 /// Latency vs throughput: one p50 line (solid) and one p99 line (dots) per series.
@@ -128,15 +138,7 @@ pub fn latency_throughput_svg(path: &Path, title: &str, series: &[ThroughputSeri
             ))
             .map_err(err)?;
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()
-        .map_err(err)?;
-    root.present().map_err(err)?;
-    Ok(())
+    finish(&mut chart, &root, SeriesLabelPosition::UpperLeft)
 }
 
 /// Writes the standard plots for a set of records into `dir`; returns the files written.

@@ -3,20 +3,17 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{anyhow, Result};
+use anyhow::Result;
 use plotters::prelude::*;
 
 use super::stats::Cell;
+use crate::plot::{err, finish};
 
 const PARTS: [(&str, RGBColor); 3] = [
     ("Extract (read input)", RGBColor(31, 119, 180)),
     ("Transform", RGBColor(255, 127, 14)),
     ("Load (write output)", RGBColor(44, 160, 44)),
 ];
-
-fn err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
-    anyhow!("plot: {e:?}")
-}
 
 /// Writes `<stem>.etl-<function>.svg` for each function of `cells`; the files written.
 pub fn etl_bars(stem: &Path, cells: &[Cell]) -> Result<Vec<PathBuf>> {
@@ -89,15 +86,7 @@ fn one(path: &Path, function: &str, cs: &[&Cell]) -> Result<()> {
             .label(*name)
             .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], c.filled()));
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()
-        .map_err(err)?;
-    root.present().map_err(err)?;
-    Ok(())
+    finish(&mut chart, &root, SeriesLabelPosition::UpperLeft)
 }
 
 #[cfg(test)]

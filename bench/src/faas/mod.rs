@@ -13,6 +13,7 @@
 //! direct, cold and warm counts; as a table, `--json FILE`, and SVG plots next to the JSON.
 
 pub mod backends;
+pub mod cachestats;
 pub mod cgroup;
 pub mod invoker;
 pub mod load;
@@ -355,7 +356,8 @@ pub fn run(opts: &Opts) -> Result<()> {
         }
         let r = run_backend(opts, &s, &swift, &inv, &m, &trace, b, work.path());
         inv.clear();
-        results.add_backend(b, r?);
+        let (outcome, cache) = r?;
+        results.add_backend(b, outcome, cache);
     }
     results.pool = inv.stats();
     drop(inv);
@@ -375,9 +377,20 @@ fn run_backend(
     trace: &Trace,
     name: &str,
     work: &Path,
-) -> Result<runner::Outcome> {
+) -> Result<(runner::Outcome, Option<cachestats::Summary>)> {
     eprintln!("faas: backend {name}: starting");
     let backend = Backend::start(name, swift, work, &s.bin, &[IN_BUCKET, OUT_BUCKET])?;
+    // The cache's counters once a second while the trace runs (backends with a cluster).
+    let sampler = match &backend.cluster {
+        Some(dir) => {
+            let loc = std::fs::read_to_string(dir.join("coordinator.locator"))?;
+            Some(cachestats::Sampler::start(
+                loc.trim(),
+                Duration::from_secs(1),
+            )?)
+        }
+        None => None,
+    };
     let workers = opts.faas_workers.clamp(1, 256);
     let prefix = format!(
         "{}-{}/{name}",
@@ -392,6 +405,7 @@ fn run_backend(
     let t0 = std::time::Instant::now();
     let mut out = runner::run_trace(inv, m, trace, target, workers, opts.quiet);
     let ran = t0.elapsed();
+    let cache = sampler.map(cachestats::Sampler::stop);
     backend.flush(&[OUT_BUCKET])?;
     drop(backend);
     let store = swift.store(OUT_BUCKET)?;
@@ -407,5 +421,5 @@ fn run_backend(
     );
     out.errors
         .extend(bad.iter().map(|b| format!("OUTPUT MISMATCH {b}")));
-    Ok(out)
+    Ok((out, cache))
 }

@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use plotters::prelude::*;
 
+use super::cachestats::Summary;
 use super::stats::Cell;
-use crate::plot::{err, finish};
+use crate::plot::{err, finish, COLORS};
 
 const PARTS: [(&str, RGBColor); 3] = [
     ("Extract (read input)", RGBColor(31, 119, 180)),
@@ -89,6 +90,74 @@ fn one(path: &Path, function: &str, cs: &[&Cell]) -> Result<()> {
     finish(&mut chart, &root, SeriesLabelPosition::UpperLeft)
 }
 
+/// Writes `<stem>.cache.svg`: each cached backend's live log bytes (solid) and dirty bytes
+/// (dotted) over the run, MiB against seconds, with the masters' budget in the title. `None`
+/// when no backend has samples.
+pub fn cache_memory(stem: &Path, runs: &[(String, Summary)]) -> Result<Option<PathBuf>> {
+    let runs: Vec<&(String, Summary)> = runs.iter().filter(|r| !r.1.samples.is_empty()).collect();
+    if runs.is_empty() {
+        return Ok(None);
+    }
+    const MIB: f64 = (1u64 << 20) as f64;
+    let xmax = runs
+        .iter()
+        .flat_map(|r| r.1.samples.iter().map(|s| s.t_s))
+        .fold(1.0, f64::max);
+    let ymax = runs
+        .iter()
+        .flat_map(|r| r.1.samples.iter().map(|s| s.live_bytes.max(s.dirty_bytes)))
+        .max()
+        .unwrap_or(0) as f64
+        / MIB
+        * 1.15
+        + 1.0;
+    let budget = runs.iter().map(|r| r.1.budget_bytes).max().unwrap_or(0) as f64 / MIB;
+    let path = PathBuf::from(format!("{}.cache.svg", stem.display()));
+    let out = path.clone();
+    let root = SVGBackend::new(&path, (900, 520)).into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            format!("cache memory over the run (masters' budget {budget:.0} MiB)"),
+            ("sans-serif", 18),
+        )
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0.0..xmax, 0.0..ymax)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc("seconds since the backend's run started")
+        .y_desc("MiB: live log (solid), dirty (dotted)")
+        .draw()
+        .map_err(err)?;
+    for (i, (name, sum)) in runs.iter().map(|r| (&r.0, &r.1)).enumerate() {
+        let c = COLORS[i % COLORS.len()];
+        chart
+            .draw_series(LineSeries::new(
+                sum.samples
+                    .iter()
+                    .map(|s| (s.t_s, s.live_bytes as f64 / MIB)),
+                c.stroke_width(2),
+            ))
+            .map_err(err)?
+            .label(format!("{name} live"))
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2)));
+        chart
+            .draw_series(
+                sum.samples
+                    .iter()
+                    .map(|s| Circle::new((s.t_s, s.dirty_bytes as f64 / MIB), 2, c.filled())),
+            )
+            .map_err(err)?
+            .label(format!("{name} dirty"))
+            .legend(move |(x, y)| Circle::new((x + 9, y), 2, c.filled()));
+    }
+    finish(&mut chart, &root, SeriesLabelPosition::UpperLeft)?;
+    Ok(Some(out))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,6 +192,33 @@ mod tests {
             svg.contains("<svg") && svg.contains("blur"),
             "{}",
             &svg[..200.min(svg.len())]
+        );
+    }
+
+    #[test]
+    fn cache_memory_plots_the_sampled_backends_only() {
+        use crate::faas::cachestats::{summarize, Sample};
+        let d = tempfile::tempdir().unwrap();
+        let stem = d.path().join("run");
+        assert!(cache_memory(&stem, &[("swift".into(), Summary::default())])
+            .unwrap()
+            .is_none());
+        let s = |t: f64, live: u64| Sample {
+            t_s: t,
+            budget_bytes: 1 << 30,
+            live_bytes: live,
+            dirty_bytes: live / 4,
+            ..Sample::default()
+        };
+        let sum = summarize(vec![s(0.0, 1 << 20), s(1.0, 8 << 20), s(2.0, 6 << 20)], 0);
+        let path = cache_memory(&stem, &[("gateway".into(), sum)])
+            .unwrap()
+            .unwrap();
+        let svg = std::fs::read_to_string(path).unwrap();
+        assert!(
+            svg.contains("<svg") && svg.contains("gateway live"),
+            "{}",
+            &svg[..200]
         );
     }
 }

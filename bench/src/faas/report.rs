@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Result};
 use serde::Serialize;
 
+use super::cachestats::Summary;
 use super::invoker::PoolStats;
 use super::runner::Outcome;
 use super::stats::{cells, table, Cell, Record};
@@ -23,6 +24,9 @@ pub struct BackendSummary {
     pub errors: usize,
     pub mismatches: usize,
     pub first_errors: Vec<String>,
+    /// The cluster's counters over the run (backends with a cache: gateway, faascache).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache: Option<Summary>,
 }
 
 /// Everything a run reports.
@@ -81,7 +85,7 @@ impl Results {
     }
 
     /// Adds a backend's outcome (warm-up invocations are counted but not reported).
-    pub fn add_backend(&mut self, name: &str, o: Outcome) {
+    pub fn add_backend(&mut self, name: &str, o: Outcome, cache: Option<Summary>) {
         let mismatches = o
             .errors
             .iter()
@@ -100,6 +104,7 @@ impl Results {
             errors: o.errors.len(),
             mismatches,
             first_errors: o.errors.iter().take(MAX_ERRORS_KEPT).cloned().collect(),
+            cache,
         });
         self.records.extend(measured);
     }
@@ -114,6 +119,9 @@ impl Results {
                 "- {}: {} invocations ({} measured), {} errors, {} output mismatches",
                 b.name, b.invocations, b.measured, b.errors, b.mismatches
             );
+            if let Some(c) = &b.cache {
+                println!("  {}", cache_line(c));
+            }
         }
         let p = &self.pool;
         println!(
@@ -138,6 +146,14 @@ impl Results {
                 &self.cdf_series(backends),
             )?;
             eprintln!("wrote {}", svg.display());
+            let runs: Vec<(String, Summary)> = self
+                .backends
+                .iter()
+                .filter_map(|b| b.cache.clone().map(|c| (b.name.clone(), c)))
+                .collect();
+            if let Some(p) = super::plots::cache_memory(&j.with_extension(""), &runs)? {
+                eprintln!("wrote {}", p.display());
+            }
             let bars = super::plots::etl_bars(&j.with_extension(""), &self.cells)?;
             eprintln!(
                 "wrote {} E/T/L plots ({}.etl-*.svg)",
@@ -211,5 +227,55 @@ impl Results {
             bail!("no measured invocation at all");
         }
         Ok(())
+    }
+}
+
+/// One line of the cache's counters for the summary.
+fn cache_line(c: &Summary) -> String {
+    const MIB: f64 = (1u64 << 20) as f64;
+    let ratio = c
+        .hit_ratio
+        .map_or("no reads".to_string(), |r| format!("{:.1} %", r * 100.0));
+    format!(
+        "cache: hits {ratio} ({} hits, all local: one node; {} misses read through), write-back lag p50 {:.0} ms / max {} ms, {} uploads, {} evicted, peak {:.1} MiB live of {:.0} MiB{}",
+        c.hits,
+        c.misses,
+        c.wb_lag_p50_ms,
+        c.wb_lag_max_ms,
+        c.uploads,
+        c.evicted,
+        c.peak_live_bytes as f64 / MIB,
+        c.budget_bytes as f64 / MIB,
+        if c.failed_samples > 0 {
+            format!(" ({} samples failed)", c.failed_samples)
+        } else {
+            String::new()
+        }
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_line_says_ratio_lag_and_memory() {
+        let c = Summary {
+            hits: 90,
+            misses: 10,
+            hit_ratio: Some(0.9),
+            wb_lag_p50_ms: 12.0,
+            wb_lag_max_ms: 40,
+            peak_live_bytes: 3 << 20,
+            budget_bytes: 1 << 30,
+            ..Summary::default()
+        };
+        let l = cache_line(&c);
+        assert!(l.contains("hits 90.0 %") && l.contains("10 misses"), "{l}");
+        assert!(
+            l.contains("p50 12 ms / max 40 ms") && l.contains("3.0 MiB live of 1024 MiB"),
+            "{l}"
+        );
+        assert!(cache_line(&Summary::default()).contains("no reads"));
     }
 }

@@ -17,6 +17,7 @@ pub mod cgroup;
 pub mod invoker;
 pub mod load;
 pub mod manifest;
+pub mod pipeline;
 pub mod plots;
 pub mod report;
 pub mod runner;
@@ -154,7 +155,12 @@ fn tenants(opts: &Opts, s: &Setup, m: &Manifest) -> Result<Vec<Tenant>> {
     let arrival = load::parse_arrival(&opts.faas_arrival)?;
     let mut out = Vec::new();
     for f in &opts.faas_functions {
-        let inputs = m.select(f, &s.sizes);
+        let inputs = if f == pipeline::PIPELINE {
+            m.pipelines(&s.sizes)
+                .with_context(|| format!("{}", m.dir.display()))?
+        } else {
+            m.select(f, &s.sizes)
+        };
         if inputs.is_empty() {
             bail!(
                 "no inputs of {f} at sizes {:?} in {}",
@@ -181,7 +187,7 @@ fn upload(swift: &Swift, m: &Manifest, trace: &Trace) -> Result<()> {
     let mut paths: Vec<String> = trace
         .arrivals
         .iter()
-        .filter_map(|a| m.entries[a.input].path.clone())
+        .flat_map(|a| m.input_paths(a.input))
         .collect();
     if let Some(model) = &m.model {
         if trace.tenants.iter().any(|t| t.function == "infer") {
@@ -331,7 +337,11 @@ pub fn run(opts: &Opts) -> Result<()> {
         max_per_function: opts.faas_max_sandboxes.clamp(1, 64),
         acquire_timeout: Duration::from_secs(300),
     };
-    let mut functions: Vec<String> = trace.tenants.iter().map(|t| t.function.clone()).collect();
+    let mut functions: Vec<String> = trace
+        .tenants
+        .iter()
+        .flat_map(|t| pipeline::stages(&t.function))
+        .collect();
     functions.sort();
     functions.dedup();
     let inv = Invoker::new(rt, cgroups, actions(opts, &s, &functions)?, cfg);
@@ -340,10 +350,13 @@ pub fn run(opts: &Opts) -> Result<()> {
         .iter()
         .filter(|a| !a.warmup)
         .map(|a| {
-            (
-                m.entries[a.input].function.clone(),
-                m.entries[a.input].size_label.clone(),
-            )
+            let f = &trace.tenants[a.tenant].function;
+            let f = if f == pipeline::PIPELINE {
+                f
+            } else {
+                &m.entries[a.input].function
+            };
+            (f.clone(), m.entries[a.input].size_label.clone())
         })
         .collect();
     let mut results =
@@ -402,7 +415,7 @@ fn run_backend(
         out.done.len(),
         ran.as_secs_f64(),
         out.errors.len(),
-        out.done.len(),
+        out.done.iter().map(|d| d.outputs.len()).sum::<usize>(),
         bad.len()
     );
     out.errors

@@ -409,7 +409,7 @@ fn run_backend(
     drop(backend);
     let store = swift.store(OUT_BUCKET)?;
     let bad = runner::check_outputs(store.as_ref(), &out.done);
-    runner::delete_outputs(store.as_ref(), &out.done);
+    runner::delete_outputs(store.as_ref(), &out.done, &out.orphans);
     eprintln!(
         "faas: backend {name}: {} invocations in {:.1} s, {} errors, {} outputs read back from Swift, {} mismatches",
         out.done.len(),

@@ -47,6 +47,17 @@ pub struct Done {
 pub struct Outcome {
     pub done: Vec<Done>,
     pub errors: Vec<String>,
+    /// Outputs written by the stages of pipelines that then failed (not checked; deleted).
+    pub orphans: Vec<String>,
+}
+
+/// A pipeline that failed after some of its maps had written their outputs.
+#[derive(Debug, thiserror::Error)]
+#[error("{error:#}")]
+struct PipelineFailed {
+    /// Not a `source`: its chain is in the message already.
+    error: anyhow::Error,
+    written: Vec<String>,
 }
 
 /// The backend a trace runs against.
@@ -113,7 +124,12 @@ pub fn run_trace(
                 let mut o = out.lock().unwrap_or_else(|e| e.into_inner());
                 match r {
                     Ok(d) => o.done.push(d),
-                    Err(e) => o.errors.push(format!("arrival {i}: {e:#}")),
+                    Err(e) => {
+                        if let Some(p) = e.downcast_ref::<PipelineFailed>() {
+                            o.orphans.extend(p.written.iter().cloned());
+                        }
+                        o.errors.push(format!("arrival {i}: {e:#}"));
+                    }
                 }
                 finished.fetch_add(1, Ordering::Relaxed);
             });
@@ -295,13 +311,21 @@ fn run_pipeline(
             })
             .collect()
     });
-    let maps = maps.into_iter().collect::<Result<Vec<Stage>>>()?;
+    let written: Vec<String> = maps.iter().flatten().map(|s| s.out.key.clone()).collect();
+    let failed = |error| PipelineFailed {
+        error,
+        written: written.clone(),
+    };
+    let maps = maps
+        .into_iter()
+        .collect::<Result<Vec<Stage>>>()
+        .map_err(failed)?;
     let keys: Vec<&str> = maps.iter().map(|s| s.out.key.as_str()).collect();
     let (mut args, _) = args_for(m, reduce, t, i);
     let key = format!("{base}/reduce");
     args["input"] = json!({"bucket": OUT_BUCKET, "keys": keys});
     args["output"]["key"] = json!(key);
-    let red = stage(inv, m, reduce, &args, key)?;
+    let red = stage(inv, m, reduce, &args, key).map_err(failed)?;
     let etl = critical_path(&maps.iter().map(|s| s.etl).collect::<Vec<_>>(), red.etl);
     let first = maps
         .iter()
@@ -366,9 +390,35 @@ pub fn check_outputs(out: &dyn faascache_objstore::ObjectStore, done: &[Done]) -
     bad
 }
 
-/// Deletes the outputs of `done` (after checking; best effort).
-pub fn delete_outputs(out: &dyn faascache_objstore::ObjectStore, done: &[Done]) {
-    for d in done.iter().flat_map(|d| &d.outputs) {
-        let _ = out.delete(&d.key);
+/// Deletes the outputs of `done` (after checking) and the `orphans` (best effort).
+pub fn delete_outputs(
+    out: &dyn faascache_objstore::ObjectStore,
+    done: &[Done],
+    orphans: &[String],
+) {
+    for k in done
+        .iter()
+        .flat_map(|d| &d.outputs)
+        .map(|o| &o.key)
+        .chain(orphans)
+    {
+        let _ = out.delete(k);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_pipeline_keeps_its_message_and_its_written_outputs() {
+        let e: anyhow::Error = PipelineFailed {
+            error: anyhow!("sandbox down").context("wcreduce"),
+            written: vec!["p/map00".into()],
+        }
+        .into();
+        assert_eq!(format!("{e:#}"), "wcreduce: sandbox down");
+        let p = e.downcast_ref::<PipelineFailed>().unwrap();
+        assert_eq!(p.written, vec!["p/map00".to_string()]);
     }
 }

@@ -294,11 +294,12 @@ pub struct Opts {
         value_name = "B"
     )]
     pub faas_backends: Vec<String>,
-    /// faas: functions, one tenant each (single-stage functions of bench/faas/functions)
+    /// faas: functions, one tenant each (single-stage functions of bench/faas/functions, and
+    /// wcpipeline: the word-count map-reduce, wcmap ×parts then wcreduce, through the store)
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "thumbnail,blur,convert,resample,infer,wordcount",
+        default_value = "thumbnail,blur,convert,resample,infer,wordcount,wcpipeline",
         value_name = "F"
     )]
     pub faas_functions: Vec<String>,

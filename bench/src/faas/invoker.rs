@@ -33,6 +33,8 @@ pub struct Invocation {
     pub result: Value,
     /// `/run` round trip, as the invoker saw it.
     pub run: Duration,
+    /// When the `/run` request was sent.
+    pub started: Instant,
     /// Cold start time when this invocation started the sandbox.
     pub cold: Option<Duration>,
     pub sandbox: String,
@@ -128,6 +130,7 @@ impl Invoker {
                 Ok(Invocation {
                     result,
                     run,
+                    started: t,
                     cold,
                     sandbox: id,
                 })

@@ -192,6 +192,14 @@ impl Trace {
                     a.at_us
                 );
             }
+            let pipeline = self.tenants[a.tenant].function == super::pipeline::PIPELINE;
+            if pipeline && !inputs[a.input].starts_with(super::pipeline::REDUCE) {
+                bail!(
+                    "arrival {i}: a pipeline tenant's input must be a {} entry, is {:?}",
+                    super::pipeline::REDUCE,
+                    inputs[a.input]
+                );
+            }
             if a.warmup != ((a.at_us as f64) < self.warmup_s * 1e6) {
                 bail!("arrival {i}: warm-up flag disagrees with its time");
             }
@@ -290,5 +298,51 @@ mod tests {
         assert!(Trace::load(&p, &tags).is_err());
         std::fs::write(&p, b"not json").unwrap();
         assert!(Trace::load(&p, &tags).is_err());
+    }
+
+    #[test]
+    fn pipeline_tenant_round_trip() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("trace.json");
+        let tags: Vec<String> = [
+            "wordcount 16KB text-16KB.txt",
+            "wcmap 16KB text-16KB.part0.txt",
+            "wcreduce 16KB -",
+            "wcmap 1MB text-1MB.part0.txt",
+            "wcreduce 1MB -",
+        ]
+        .map(String::from)
+        .to_vec();
+        let mut pipe = tenant(Arrival::Poisson, 5.0);
+        pipe.function = super::super::pipeline::PIPELINE.into();
+        pipe.inputs = vec![2, 4];
+        let mut single = tenant(Arrival::Periodic, 3.0);
+        single.inputs = vec![0];
+        let mut t = generate(vec![single, pipe], 1.0, 2.0, 5).unwrap();
+        t.inputs = tags.clone();
+        t.save(&p).unwrap();
+        let back = Trace::load(&p, &tags).unwrap();
+        assert_eq!(back, t, "exact replay");
+        let piped: Vec<usize> = back
+            .arrivals
+            .iter()
+            .filter(|a| a.tenant == 1)
+            .map(|a| a.input)
+            .collect();
+        assert!(piped.contains(&2) && piped.contains(&4), "{piped:?}");
+        // A pipeline tenant whose input is not a reduce entry is refused.
+        let mut bad = t.clone();
+        bad.tenants[1].inputs = vec![1];
+        for a in bad.arrivals.iter_mut().filter(|a| a.tenant == 1) {
+            a.input = 1;
+        }
+        bad.save(&p).unwrap();
+        let e = Trace::load(&p, &tags).unwrap_err();
+        assert!(format!("{e:#}").contains("wcreduce"), "{e:#}");
+        // An old trace (no `inputs` tags) still loads.
+        let mut old = serde_json::to_value(&t).unwrap();
+        old.as_object_mut().unwrap().remove("inputs");
+        std::fs::write(&p, old.to_string()).unwrap();
+        assert_eq!(Trace::load(&p, &tags).unwrap().arrivals, t.arrivals);
     }
 }

@@ -31,6 +31,12 @@ pub struct Entry {
     pub size_label: String,
     #[serde(default)]
     pub pipeline: Option<String>,
+    /// A pipeline's map: which part of its input this is (0-based), of `parts`.
+    #[serde(default)]
+    pub part: Option<u64>,
+    /// A pipeline's map and reduce entries: the number of map parts.
+    #[serde(default)]
+    pub parts: Option<u64>,
     #[serde(default)]
     pub expected: Option<Expected>,
 }

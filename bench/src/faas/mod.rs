@@ -18,6 +18,7 @@ pub mod cgroup;
 pub mod invoker;
 pub mod load;
 pub mod manifest;
+pub mod pipeline;
 pub mod plots;
 pub mod report;
 pub mod runner;
@@ -155,7 +156,12 @@ fn tenants(opts: &Opts, s: &Setup, m: &Manifest) -> Result<Vec<Tenant>> {
     let arrival = load::parse_arrival(&opts.faas_arrival)?;
     let mut out = Vec::new();
     for f in &opts.faas_functions {
-        let inputs = m.select(f, &s.sizes);
+        let inputs = if f == pipeline::PIPELINE {
+            m.pipelines(&s.sizes)
+                .with_context(|| format!("{}", m.dir.display()))?
+        } else {
+            m.select(f, &s.sizes)
+        };
         if inputs.is_empty() {
             bail!(
                 "no inputs of {f} at sizes {:?} in {}",
@@ -182,7 +188,7 @@ fn upload(swift: &Swift, m: &Manifest, trace: &Trace) -> Result<()> {
     let mut paths: Vec<String> = trace
         .arrivals
         .iter()
-        .filter_map(|a| m.entries[a.input].path.clone())
+        .flat_map(|a| m.input_paths(a.input))
         .collect();
     if let Some(model) = &m.model {
         if trace.tenants.iter().any(|t| t.function == "infer") {
@@ -332,7 +338,11 @@ pub fn run(opts: &Opts) -> Result<()> {
         max_per_function: opts.faas_max_sandboxes.clamp(1, 64),
         acquire_timeout: Duration::from_secs(300),
     };
-    let mut functions: Vec<String> = trace.tenants.iter().map(|t| t.function.clone()).collect();
+    let mut functions: Vec<String> = trace
+        .tenants
+        .iter()
+        .flat_map(|t| pipeline::stages(&t.function))
+        .collect();
     functions.sort();
     functions.dedup();
     let inv = Invoker::new(rt, cgroups, actions(opts, &s, &functions)?, cfg);
@@ -341,10 +351,13 @@ pub fn run(opts: &Opts) -> Result<()> {
         .iter()
         .filter(|a| !a.warmup)
         .map(|a| {
-            (
-                m.entries[a.input].function.clone(),
-                m.entries[a.input].size_label.clone(),
-            )
+            let f = &trace.tenants[a.tenant].function;
+            let f = if f == pipeline::PIPELINE {
+                f
+            } else {
+                &m.entries[a.input].function
+            };
+            (f.clone(), m.entries[a.input].size_label.clone())
         })
         .collect();
     let mut results =
@@ -410,13 +423,13 @@ fn run_backend(
     drop(backend);
     let store = swift.store(OUT_BUCKET)?;
     let bad = runner::check_outputs(store.as_ref(), &out.done);
-    runner::delete_outputs(store.as_ref(), &out.done);
+    runner::delete_outputs(store.as_ref(), &out.done, &out.orphans);
     eprintln!(
         "faas: backend {name}: {} invocations in {:.1} s, {} errors, {} outputs read back from Swift, {} mismatches",
         out.done.len(),
         ran.as_secs_f64(),
         out.errors.len(),
-        out.done.len(),
+        out.done.iter().map(|d| d.outputs.len()).sum::<usize>(),
         bad.len()
     );
     out.errors

@@ -8,12 +8,13 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Result};
+use anyhow::{anyhow, bail, Result};
 use serde_json::{json, Value};
 
-use super::invoker::Invoker;
+use super::invoker::{Invocation, Invoker};
 use super::load::Trace;
 use super::manifest::{sha256_hex, Manifest};
+use super::pipeline::{critical_path, Etl, PIPELINE};
 use super::stats::Record;
 
 /// Set by Ctrl-C: dispatching stops, the run unwinds and cleans up.
@@ -23,14 +24,22 @@ pub static STOP: AtomicBool = AtomicBool::new(false);
 pub const IN_BUCKET: &str = "faas-in";
 pub const OUT_BUCKET: &str = "faas-out";
 
-/// One finished invocation, before checking.
+/// An output object to read back from Swift and check.
+#[derive(Debug, Clone)]
+pub struct Output {
+    pub key: String,
+    /// What the function returned as its output's SHA-256.
+    pub sha256: String,
+    /// What the manifest expects, when it says.
+    pub expected: Option<String>,
+}
+
+/// One finished invocation (or pipeline: its maps' outputs and the reduce's), before checking.
 #[derive(Debug, Clone)]
 pub struct Done {
     pub record: Record,
     pub warmup: bool,
-    pub out_key: String,
-    pub sha256: String,
-    pub expected: Option<String>,
+    pub outputs: Vec<Output>,
 }
 
 /// What a backend's run produced.
@@ -38,6 +47,17 @@ pub struct Done {
 pub struct Outcome {
     pub done: Vec<Done>,
     pub errors: Vec<String>,
+    /// Outputs written by the stages of pipelines that then failed (not checked; deleted).
+    pub orphans: Vec<String>,
+}
+
+/// A pipeline that failed after some of its maps had written their outputs.
+#[derive(Debug, thiserror::Error)]
+#[error("{error:#}")]
+struct PipelineFailed {
+    /// Not a `source`: its chain is in the message already.
+    error: anyhow::Error,
+    written: Vec<String>,
 }
 
 /// The backend a trace runs against.
@@ -104,7 +124,12 @@ pub fn run_trace(
                 let mut o = out.lock().unwrap_or_else(|e| e.into_inner());
                 match r {
                     Ok(d) => o.done.push(d),
-                    Err(e) => o.errors.push(format!("arrival {i}: {e:#}")),
+                    Err(e) => {
+                        if let Some(p) = e.downcast_ref::<PipelineFailed>() {
+                            o.orphans.extend(p.written.iter().cloned());
+                        }
+                        o.errors.push(format!("arrival {i}: {e:#}"));
+                    }
                 }
                 finished.fetch_add(1, Ordering::Relaxed);
             });
@@ -169,18 +194,20 @@ fn one(
 ) -> Result<Done> {
     let a = &trace.arrivals[i];
     let queued = due.elapsed();
+    if trace.tenants.get(a.tenant).map(|t| t.function.as_str()) == Some(PIPELINE) {
+        let (mut record, outputs) = run_pipeline(inv, m, a.input, target, i)?;
+        record.queued_ms = queued.as_secs_f64() * 1000.0;
+        return Ok(Done {
+            record,
+            warmup: a.warmup,
+            outputs,
+        });
+    }
     let e = &m.entries[a.input];
     let (args, out_key) = args_for(m, a.input, target, i);
     let r = inv.invoke(&e.function, &args)?;
     let v = &r.result;
-    let sha = v
-        .get("output_sha256")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
-    if sha.len() != 64 {
-        bail!("{} returned no output_sha256: {}", e.function, v);
-    }
+    let sha = output_sha256(&e.function, v)?;
     let record = Record {
         backend: target.name.into(),
         function: e.function.clone(),
@@ -197,41 +224,201 @@ fn one(
     Ok(Done {
         record,
         warmup: a.warmup,
-        out_key,
-        sha256: sha,
-        expected: e.expected.as_ref().map(|x| x.output_sha256.clone()),
+        outputs: vec![Output {
+            key: out_key,
+            sha256: sha,
+            expected: e.expected.as_ref().map(|x| x.output_sha256.clone()),
+        }],
     })
+}
+
+/// The `output_sha256` a function returned (an error if it gave none).
+fn output_sha256(function: &str, v: &Value) -> Result<String> {
+    let sha = v
+        .get("output_sha256")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    if sha.len() != 64 {
+        bail!("{function} returned no output_sha256: {v}");
+    }
+    Ok(sha)
+}
+
+/// One stage's invocation, its output and E/T/L.
+struct Stage {
+    inv: Invocation,
+    out: Output,
+    etl: Etl,
+}
+
+/// Runs stage `entry` with `args` writing `key`.
+fn stage(inv: &Invoker, m: &Manifest, entry: usize, args: &Value, key: String) -> Result<Stage> {
+    let e = &m.entries[entry];
+    let r = inv.invoke(&e.function, args)?;
+    let v = &r.result;
+    let out = Output {
+        key,
+        sha256: output_sha256(&e.function, v)?,
+        expected: e.expected.as_ref().map(|x| x.output_sha256.clone()),
+    };
+    let etl = Etl {
+        extract: num(v, "extract_ms"),
+        transform: num(v, "transform_ms"),
+        load: num(v, "load_ms"),
+    };
+    Ok(Stage { inv: r, out, etl })
+}
+
+/// One arrival of the pipeline tenant: the maps of the pipeline whose reduce entry is `reduce`
+/// run concurrently, one scoped thread each (at most 64; the arrival's worker waits for them —
+/// the maps never go through the worker pool, so pipelines cannot starve it of threads; a map
+/// beyond `--faas-max-sandboxes` waits for a free `wcmap` sandbox, holding none), each writing
+/// its counts to the backend under test; then the reduce reads them there and writes the
+/// total. The record: end-to-end from the first map's `/run` to the reduce's answer; E/T/L the
+/// critical path ([`critical_path`]); cold if any stage started its sandbox (the critical
+/// path's cold start time, likewise).
+fn run_pipeline(
+    inv: &Invoker,
+    m: &Manifest,
+    reduce: usize,
+    t: Target<'_>,
+    i: usize,
+) -> Result<(Record, Vec<Output>)> {
+    let p = m.pipeline(reduce)?;
+    let r = &m.entries[reduce];
+    let base = format!("{}/{i:07}-{PIPELINE}-{}", t.prefix, r.size_label);
+    let maps: Vec<Result<Stage>> = std::thread::scope(|s| {
+        let handles: Vec<_> = p
+            .maps
+            .iter()
+            .enumerate()
+            .map(|(part, &entry)| {
+                let base = &base;
+                s.spawn(move || {
+                    let (mut args, _) = args_for(m, entry, t, i);
+                    let key = format!("{base}/map{part:02}");
+                    args["output"]["key"] = json!(key);
+                    stage(inv, m, entry, &args, key)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow!("a map thread panicked")))
+            })
+            .collect()
+    });
+    let written: Vec<String> = maps.iter().flatten().map(|s| s.out.key.clone()).collect();
+    let failed = |error| PipelineFailed {
+        error,
+        written: written.clone(),
+    };
+    let maps = maps
+        .into_iter()
+        .collect::<Result<Vec<Stage>>>()
+        .map_err(failed)?;
+    let keys: Vec<&str> = maps.iter().map(|s| s.out.key.as_str()).collect();
+    let (mut args, _) = args_for(m, reduce, t, i);
+    let key = format!("{base}/reduce");
+    args["input"] = json!({"bucket": OUT_BUCKET, "keys": keys});
+    args["output"]["key"] = json!(key);
+    let red = stage(inv, m, reduce, &args, key).map_err(failed)?;
+    let etl = critical_path(&maps.iter().map(|s| s.etl).collect::<Vec<_>>(), red.etl);
+    let first = maps
+        .iter()
+        .map(|s| s.inv.started)
+        .min()
+        .unwrap_or(red.inv.started);
+    let end = red.inv.started + red.inv.run;
+    fn ms(d: Duration) -> f64 {
+        d.as_secs_f64() * 1000.0
+    }
+    let stage_max = |f: fn(&Stage) -> f64| maps.iter().map(f).fold(0.0, f64::max);
+    let cold = maps.iter().chain([&red]).any(|s| s.inv.cold.is_some());
+    let cold_of = |s: &Stage| s.inv.cold.map_or(0.0, ms);
+    let connect_of = |s: &Stage| {
+        s.inv
+            .result
+            .get("connect_ms")
+            .and_then(Value::as_f64)
+            .unwrap_or(0.0)
+    };
+    let record = Record {
+        backend: t.name.into(),
+        function: PIPELINE.into(),
+        size: r.size_label.clone(),
+        input_bytes: p.maps.iter().map(|&e| m.entries[e].bytes).sum(),
+        extract_ms: etl.extract,
+        transform_ms: etl.transform,
+        load_ms: etl.load,
+        run_ms: ms(end.saturating_duration_since(first)),
+        cold_ms: cold.then(|| stage_max(cold_of) + cold_of(&red)),
+        queued_ms: 0.0,
+        connect_ms: stage_max(connect_of) + connect_of(&red),
+    };
+    let mut outputs: Vec<Output> = maps.into_iter().map(|s| s.out).collect();
+    outputs.push(red.out);
+    Ok((record, outputs))
 }
 
 /// Reads every output of `done` back from `out` (Swift) and compares; the mismatches.
 pub fn check_outputs(out: &dyn faascache_objstore::ObjectStore, done: &[Done]) -> Vec<String> {
     let mut bad = Vec::new();
-    for d in done {
-        match out.get(&d.out_key, None) {
+    for d in done.iter().flat_map(|d| &d.outputs) {
+        match out.get(&d.key, None) {
             Ok(faascache_objstore::GetResult::Found { body, .. }) => {
                 let got = sha256_hex(&body);
                 if got != d.sha256 {
                     bad.push(format!(
                         "{}: Swift has sha256 {got}, the function returned {}",
-                        d.out_key, d.sha256
+                        d.key, d.sha256
                     ));
                 } else if d.expected.as_ref().is_some_and(|x| *x != got) {
                     bad.push(format!(
                         "{}: sha256 {got}, the manifest expects {:?}",
-                        d.out_key, d.expected
+                        d.key, d.expected
                     ));
                 }
             }
-            Ok(other) => bad.push(format!("{}: not in Swift ({other:?})", d.out_key)),
-            Err(e) => bad.push(format!("{}: reading it back from Swift: {e}", d.out_key)),
+            Ok(other) => bad.push(format!("{}: not in Swift ({other:?})", d.key)),
+            Err(e) => bad.push(format!("{}: reading it back from Swift: {e}", d.key)),
         }
     }
     bad
 }
 
-/// Deletes the outputs of `done` (after checking; best effort).
-pub fn delete_outputs(out: &dyn faascache_objstore::ObjectStore, done: &[Done]) {
-    for d in done {
-        let _ = out.delete(&d.out_key);
+/// Deletes the outputs of `done` (after checking) and the `orphans` (best effort).
+pub fn delete_outputs(
+    out: &dyn faascache_objstore::ObjectStore,
+    done: &[Done],
+    orphans: &[String],
+) {
+    for k in done
+        .iter()
+        .flat_map(|d| &d.outputs)
+        .map(|o| &o.key)
+        .chain(orphans)
+    {
+        let _ = out.delete(k);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_pipeline_keeps_its_message_and_its_written_outputs() {
+        let e: anyhow::Error = PipelineFailed {
+            error: anyhow!("sandbox down").context("wcreduce"),
+            written: vec!["p/map00".into()],
+        }
+        .into();
+        assert_eq!(format!("{e:#}"), "wcreduce: sandbox down");
+        let p = e.downcast_ref::<PipelineFailed>().unwrap();
+        assert_eq!(p.written, vec!["p/map00".to_string()]);
     }
 }

@@ -2,8 +2,10 @@
 //! `memory.limit_in_bytes` (v1) or `memory.max` (v2) = the function's booked memory, OOM kills
 //! read back from `memory.oom_control` (v1) or `memory.events` (v2).
 //!
-//! Paths: v1 `<root>/memory/faascache-bench/<name>`, v2 `<root>/faascache-bench/<name>` (the
-//! memory controller enabled in the parents' `cgroup.subtree_control`). Without a writable
+//! Paths: v1 `<root>/memory/faascache-bench/run-<pid>/<name>`, v2
+//! `<root>/faascache-bench/run-<pid>/<name>` (the memory controller enabled in the parents'
+//! `cgroup.subtree_control`): a directory per run, so two runs on one machine never touch each
+//! other's sandboxes; a run's start removes the directories of runs whose process is gone. Without a writable
 //! memory controller sandboxes run without a limit and the report says so ([`Cgroups::note`]).
 //! Names are checked ([`valid_name`]) so a function name cannot walk out of the parent.
 
@@ -28,8 +30,10 @@ pub enum Kind {
 #[derive(Debug, Clone)]
 pub struct Cgroups {
     pub kind: Kind,
-    /// The parent directory (`.../faascache-bench`); empty for [`Kind::None`].
+    /// This run's directory (`.../faascache-bench/run-<pid>`); empty for [`Kind::None`].
     pub parent: PathBuf,
+    /// The harness's directory above every run's (`.../faascache-bench`).
+    top: PathBuf,
     /// Why there is no controller (for the report), or which one is used.
     pub note: String,
 }
@@ -76,13 +80,15 @@ impl Cgroups {
         let v1 = root.join("memory");
         let mut reasons = Vec::new();
         if v1.join("memory.limit_in_bytes").exists() {
-            let parent = v1.join(PARENT);
+            let top = v1.join(PARENT);
+            let parent = run_dir(&top);
             match std::fs::create_dir_all(&parent) {
                 Ok(()) => {
                     return Cgroups {
                         kind: Kind::V1,
                         note: format!("cgroup v1 memory controller ({})", parent.display()),
                         parent,
+                        top,
                     }
                 }
                 Err(e) => reasons.push(format!("cannot create {}: {e}", parent.display())),
@@ -91,9 +97,11 @@ impl Cgroups {
         let controllers =
             std::fs::read_to_string(root.join("cgroup.controllers")).unwrap_or_default();
         if controllers.split_whitespace().any(|c| c == "memory") {
-            let parent = root.join(PARENT);
+            let top = root.join(PARENT);
+            let parent = run_dir(&top);
             let made = std::fs::create_dir_all(&parent)
                 .and_then(|()| enable_memory(&root.join("cgroup.subtree_control")))
+                .and_then(|()| enable_memory(&top.join("cgroup.subtree_control")))
                 .and_then(|()| enable_memory(&parent.join("cgroup.subtree_control")));
             match made {
                 Ok(()) => {
@@ -101,6 +109,7 @@ impl Cgroups {
                         kind: Kind::V2,
                         note: format!("cgroup v2 memory controller ({})", parent.display()),
                         parent,
+                        top,
                     }
                 }
                 Err(e) => reasons.push(format!("cgroup v2 at {}: {e}", parent.display())),
@@ -112,6 +121,7 @@ impl Cgroups {
         Cgroups {
             kind: Kind::None,
             parent: PathBuf::new(),
+            top: PathBuf::new(),
             note: format!(
                 "sandboxes run WITHOUT memory limits: {}",
                 reasons.join("; ")
@@ -124,6 +134,7 @@ impl Cgroups {
         Cgroups {
             kind: Kind::None,
             parent: PathBuf::new(),
+            top: PathBuf::new(),
             note: format!("sandboxes run WITHOUT memory limits: {why}"),
         }
     }
@@ -162,23 +173,62 @@ impl Cgroups {
         Ok(Some(cg))
     }
 
-    /// Removes every leftover sandbox cgroup under the parent (start of a run).
+    /// Start of a run: removes what is left in this run's directory (a reused pid) and the
+    /// directories of runs whose process is gone, with their sandboxes (and sandbox cgroups
+    /// of the older layout, made straight under the harness's directory). Runs still alive
+    /// are left alone.
     pub fn sweep(&self) {
         if self.kind == Kind::None {
             return;
         }
-        if let Ok(rd) = std::fs::read_dir(&self.parent) {
-            for e in rd.flatten() {
-                if e.path().is_dir() {
-                    Cgroup {
-                        kind: self.kind,
-                        path: e.path(),
-                    }
-                    .remove();
+        self.empty(&self.parent);
+        let Ok(rd) = std::fs::read_dir(&self.top) else {
+            return;
+        };
+        for e in rd.flatten() {
+            let path = e.path();
+            if !path.is_dir() || path == self.parent {
+                continue;
+            }
+            let name = e.file_name().to_string_lossy().into_owned();
+            match name.strip_prefix("run-").map(str::parse::<u32>) {
+                Some(Ok(pid)) if run_alive(pid) => {}
+                Some(_) => {
+                    self.empty(&path);
+                    self.cgroup(path).remove();
                 }
+                None => self.cgroup(path).remove(),
             }
         }
     }
+
+    /// Removes every cgroup directly under `dir`.
+    fn empty(&self, dir: &Path) {
+        if let Ok(rd) = std::fs::read_dir(dir) {
+            for e in rd.flatten().filter(|e| e.path().is_dir()) {
+                self.cgroup(e.path()).remove();
+            }
+        }
+    }
+
+    fn cgroup(&self, path: PathBuf) -> Cgroup {
+        Cgroup {
+            kind: self.kind,
+            path,
+        }
+    }
+}
+
+/// This run's directory under the harness's.
+fn run_dir(top: &Path) -> PathBuf {
+    top.join(format!("run-{}", std::process::id()))
+}
+
+/// Whether the run of process `pid` is still going: the process exists and is the harness
+/// (`faascache-bench`; a reused pid of another program does not count).
+fn run_alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .is_ok_and(|c| c.trim_end().starts_with("faascache-ben"))
 }
 
 fn enable_memory(subtree_control: &Path) -> std::io::Result<()> {
@@ -312,5 +362,31 @@ mod tests {
         assert_eq!(lim, (128u64 << 20).to_string());
         std::fs::write(cg.path().join("memory.oom_control"), "oom_kill 1\n").unwrap();
         assert_eq!(cg.oom_kills(), 1);
+    }
+
+    #[test]
+    fn sweep_removes_dead_runs_and_old_layout_but_not_live_runs() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("memory")).unwrap();
+        std::fs::write(d.path().join("memory/memory.limit_in_bytes"), "0").unwrap();
+        let c = Cgroups::detect(d.path());
+        let top = d.path().join("memory").join(PARENT);
+        assert_eq!(c.parent, top.join(format!("run-{}", std::process::id())));
+        // A dead run with a sandbox, a sandbox of the old layout, a leftover of this run.
+        let dead = top.join("run-4294967295");
+        std::fs::create_dir_all(dead.join("thumbnail-1")).unwrap();
+        std::fs::create_dir_all(top.join("blur-3")).unwrap();
+        std::fs::create_dir_all(c.parent.join("convert-2")).unwrap();
+        c.sweep();
+        assert!(!dead.exists());
+        assert!(!top.join("blur-3").exists());
+        assert!(c.parent.exists() && !c.parent.join("convert-2").exists());
+    }
+
+    #[test]
+    fn a_run_is_alive_only_while_its_harness_process_is() {
+        assert!(!run_alive(4_294_967_295));
+        // pid 1 exists but is not faascache-bench.
+        assert!(!run_alive(1));
     }
 }

@@ -129,7 +129,7 @@ pub struct Opts {
     /// `mix` test: fraction of reads (the rest are overwrites)
     #[arg(long, default_value_t = 0.9, value_name = "F")]
     pub read_fraction: f64,
-    /// Client polling mode: busy (non-blocking socket, spin) or block
+    /// Client polling mode: busy (non-blocking socket, spin) or block (churn: busy = the client library's default, spin 200 µs then block; block = sleep while waiting, for more client threads than cores)
     #[arg(long, value_enum, default_value_t = PollMode::Busy)]
     pub poll: PollMode,
     /// Pin client thread i to core LIST[i % len] (comma-separated)

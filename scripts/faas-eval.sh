@@ -5,7 +5,8 @@
 # direct (S3 API), the FaaSCache gateway in front of Swift, the Python client straight to the
 # cluster, Redis in front of Swift. Every output is read back from Swift and its SHA-256 checked
 # against what the function returned and what gen_inputs.py expects; any failed invocation, any
-# mismatch or an empty cell fails the run. A few minutes on a 2-core machine.
+# mismatch, an empty cell or a cached backend (gateway, Python client) with under 50 % of its
+# reads hitting the cache fails the run. A few minutes on a 2-core machine.
 #
 #   scripts/faas-eval.sh [OUT.json]          (default $CARGO_TARGET_DIR/faas-quick.json)
 #

@@ -188,7 +188,8 @@ impl Results {
     }
 
     /// The run's assertions: no output mismatch ever; with `--quick`, no error and every
-    /// backend × function × size with measured invocations.
+    /// backend × function × size with measured invocations, and every cached backend with at
+    /// least [`QUICK_MIN_HIT_RATIO`] of its reads hits.
     fn check(&self, opts: &Opts, backends: &[String]) -> Result<()> {
         let mism: usize = self.backends.iter().map(|b| b.mismatches).sum();
         if mism > 0 {
@@ -226,8 +227,44 @@ impl Results {
         if self.records.is_empty() {
             bail!("no measured invocation at all");
         }
+        let cold = cache_problems(&self.backends);
+        if !cold.is_empty() {
+            bail!("{}", cold.join("; "));
+        }
         Ok(())
     }
+}
+
+/// Least hit ratio a cached backend must reach in a `--quick` run: its trace reads every input
+/// several times, so only the first read of each may miss (about 85 % hits measured).
+pub const QUICK_MIN_HIT_RATIO: f64 = 0.5;
+
+/// The cached backends whose reads did not come from DRAM: a cache that silently passed every
+/// read through to the store would still produce right outputs, so this is checked apart.
+fn cache_problems(backends: &[BackendSummary]) -> Vec<String> {
+    backends
+        .iter()
+        .filter_map(|b| {
+            let c = b.cache.as_ref()?;
+            match c.hit_ratio {
+                Some(r) if r >= QUICK_MIN_HIT_RATIO => None,
+                Some(r) => Some(format!(
+                    "backend {}: only {:.1} % of reads hit the cache ({} hits, {} misses; at least {:.0} % expected)",
+                    b.name,
+                    r * 100.0,
+                    c.hits,
+                    c.misses,
+                    QUICK_MIN_HIT_RATIO * 100.0
+                )),
+                None => Some(format!(
+                    "backend {}: the cache saw no read at all ({} samples, {} failed)",
+                    b.name,
+                    c.samples.len(),
+                    c.failed_samples
+                )),
+            }
+        })
+        .collect()
 }
 
 /// One line of the cache's counters for the summary.
@@ -277,5 +314,32 @@ mod tests {
             "{l}"
         );
         assert!(cache_line(&Summary::default()).contains("no reads"));
+    }
+
+    #[test]
+    fn a_cache_that_served_no_hits_fails_the_quick_run() {
+        let b = |name: &str, cache: Option<Summary>| BackendSummary {
+            name: name.into(),
+            invocations: 1,
+            measured: 1,
+            errors: 0,
+            mismatches: 0,
+            first_errors: Vec::new(),
+            cache,
+        };
+        let ratio = |r: Option<f64>| Summary {
+            hit_ratio: r,
+            ..Summary::default()
+        };
+        let ok = [b("swift", None), b("gateway", Some(ratio(Some(0.85))))];
+        assert!(cache_problems(&ok).is_empty());
+        let bad = [
+            b("gateway", Some(ratio(Some(0.1)))),
+            b("faascache", Some(ratio(None))),
+        ];
+        let p = cache_problems(&bad);
+        assert_eq!(p.len(), 2);
+        assert!(p[0].contains("only 10.0 %"), "{p:?}");
+        assert!(p[1].contains("no read at all"), "{p:?}");
     }
 }

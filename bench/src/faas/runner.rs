@@ -205,31 +205,35 @@ fn one(
     }
     let e = &m.entries[a.input];
     let (args, out_key) = args_for(m, a.input, target, i);
-    let r = inv.invoke(&e.function, &args)?;
-    let v = &r.result;
-    let sha = output_sha256(&e.function, v)?;
+    let st = stage(inv, m, a.input, &args, out_key)?;
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     let record = Record {
         backend: target.name.into(),
         function: e.function.clone(),
         size: e.size_label.clone(),
         input_bytes: e.bytes,
-        extract_ms: num(v, "extract_ms"),
-        transform_ms: num(v, "transform_ms"),
-        load_ms: num(v, "load_ms"),
-        run_ms: r.run.as_secs_f64() * 1000.0,
-        cold_ms: r.cold.map(|d| d.as_secs_f64() * 1000.0),
-        queued_ms: queued.as_secs_f64() * 1000.0,
-        connect_ms: v.get("connect_ms").and_then(Value::as_f64).unwrap_or(0.0),
+        extract_ms: st.etl.extract,
+        transform_ms: st.etl.transform,
+        load_ms: st.etl.load,
+        run_ms: ms(st.inv.run),
+        cold_ms: st.inv.cold.map(ms),
+        queued_ms: ms(queued),
+        connect_ms: connect_ms(&st),
     };
     Ok(Done {
         record,
         warmup: a.warmup,
-        outputs: vec![Output {
-            key: out_key,
-            sha256: sha,
-            expected: e.expected.as_ref().map(|x| x.output_sha256.clone()),
-        }],
+        outputs: vec![st.out],
     })
+}
+
+/// The time the function spent making its store's client (first use in a sandbox).
+fn connect_ms(s: &Stage) -> f64 {
+    s.inv
+        .result
+        .get("connect_ms")
+        .and_then(Value::as_f64)
+        .unwrap_or(0.0)
 }
 
 /// The `output_sha256` a function returned (an error if it gave none).
@@ -252,7 +256,8 @@ struct Stage {
     etl: Etl,
 }
 
-/// Runs stage `entry` with `args` writing `key`.
+/// Runs the function of manifest entry `entry` with `args` writing `key` (a single-stage
+/// invocation, or one stage of a pipeline).
 fn stage(inv: &Invoker, m: &Manifest, entry: usize, args: &Value, key: String) -> Result<Stage> {
     let e = &m.entries[entry];
     let r = inv.invoke(&e.function, args)?;
@@ -339,13 +344,6 @@ fn run_pipeline(
     let stage_max = |f: fn(&Stage) -> f64| maps.iter().map(f).fold(0.0, f64::max);
     let cold = maps.iter().chain([&red]).any(|s| s.inv.cold.is_some());
     let cold_of = |s: &Stage| s.inv.cold.map_or(0.0, ms);
-    let connect_of = |s: &Stage| {
-        s.inv
-            .result
-            .get("connect_ms")
-            .and_then(Value::as_f64)
-            .unwrap_or(0.0)
-    };
     let record = Record {
         backend: t.name.into(),
         function: PIPELINE.into(),
@@ -357,7 +355,7 @@ fn run_pipeline(
         run_ms: ms(end.saturating_duration_since(first)),
         cold_ms: cold.then(|| stage_max(cold_of) + cold_of(&red)),
         queued_ms: 0.0,
-        connect_ms: stage_max(connect_of) + connect_of(&red),
+        connect_ms: stage_max(connect_ms) + connect_ms(&red),
     };
     let mut outputs: Vec<Output> = maps.into_iter().map(|s| s.out).collect();
     outputs.push(red.out);

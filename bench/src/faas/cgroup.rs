@@ -178,6 +178,11 @@ impl Cgroups {
     /// of the older layout, made straight under the harness's directory). Runs still alive
     /// are left alone.
     pub fn sweep(&self) {
+        self.sweep_with(run_alive)
+    }
+
+    /// [`Cgroups::sweep`] with `alive` saying whether a run's process is still going.
+    fn sweep_with(&self, alive: impl Fn(u32) -> bool) {
         if self.kind == Kind::None {
             return;
         }
@@ -192,7 +197,7 @@ impl Cgroups {
             }
             let name = e.file_name().to_string_lossy().into_owned();
             match name.strip_prefix("run-").map(str::parse::<u32>) {
-                Some(Ok(pid)) if run_alive(pid) => {}
+                Some(Ok(pid)) if alive(pid) => {}
                 Some(_) => {
                     self.empty(&path);
                     self.cgroup(path).remove();
@@ -350,12 +355,18 @@ mod tests {
         assert!(c.create("../x", 1).is_err());
     }
 
-    #[test]
-    fn v1_layout_on_a_fake_root() {
+    /// A fake cgroup v1 root with a memory controller, and the harness's cgroups on it.
+    fn fake_v1() -> (tempfile::TempDir, Cgroups) {
         let d = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(d.path().join("memory")).unwrap();
         std::fs::write(d.path().join("memory/memory.limit_in_bytes"), "0").unwrap();
         let c = Cgroups::detect(d.path());
+        (d, c)
+    }
+
+    #[test]
+    fn v1_layout_on_a_fake_root() {
+        let (_d, c) = fake_v1();
         assert_eq!(c.kind, Kind::V1);
         let cg = c.create("f-1", 128 << 20).unwrap().unwrap();
         let lim = std::fs::read_to_string(cg.path().join("memory.limit_in_bytes")).unwrap();
@@ -366,10 +377,7 @@ mod tests {
 
     #[test]
     fn sweep_removes_dead_runs_and_old_layout_but_not_live_runs() {
-        let d = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(d.path().join("memory")).unwrap();
-        std::fs::write(d.path().join("memory/memory.limit_in_bytes"), "0").unwrap();
-        let c = Cgroups::detect(d.path());
+        let (d, c) = fake_v1();
         let top = d.path().join("memory").join(PARENT);
         assert_eq!(c.parent, top.join(format!("run-{}", std::process::id())));
         // A dead run with a sandbox, a sandbox of the old layout, a leftover of this run.
@@ -377,7 +385,11 @@ mod tests {
         std::fs::create_dir_all(dead.join("thumbnail-1")).unwrap();
         std::fs::create_dir_all(top.join("blur-3")).unwrap();
         std::fs::create_dir_all(c.parent.join("convert-2")).unwrap();
-        c.sweep();
+        // A live run (pid 7, as `alive` says) with a sandbox: left alone.
+        let live = top.join("run-7");
+        std::fs::create_dir_all(live.join("infer-4")).unwrap();
+        c.sweep_with(|pid| pid == 7);
+        assert!(live.join("infer-4").exists());
         assert!(!dead.exists());
         assert!(!top.join("blur-3").exists());
         assert!(c.parent.exists() && !c.parent.join("convert-2").exists());

@@ -6,6 +6,9 @@
 use std::io::Write;
 
 use faascache_protocol::msg::faas::{ObjectMeta, WriteObjectRequest};
+use faascache_protocol::msg::large::{
+    CommitObjectRequest, WriteObjectChunkRequest, MAX_CHUNKS, MAX_CHUNK_DATA,
+};
 use faascache_protocol::msg::{self, Request};
 
 use crate::backed::ObjectInfo;
@@ -21,11 +24,15 @@ impl Client {
     /// letters, digits and `-`; values printable ASCII; else [`Error::StoreRejected`] and
     /// nothing is written), `read_object` and [`Client::head_object`] return them. A
     /// `last_modified_ms` of 0 is set to the write's wall-clock time; the ETag is kept as
-    /// given (e.g. the body's MD5 in hex) until the upload replaces it with the store's. At
-    /// most one value: above 1 MiB [`Error::TooLarge`]; a value that fits but not with its
-    /// key and envelope is refused by the master as for `write` ([`Error::InvalidArgument`],
-    /// "value of N bytes is too large"). Metadata over the protocol's limits (2048 bytes a
-    /// field, 64 pairs): [`Error::InvalidArgument`]. A plain table: [`Error::InvalidArgument`].
+    /// given (e.g. the body's MD5 in hex) until the upload replaces it with the store's.
+    /// **Large objects**: a value above [`MAX_CHUNK_DATA`] (1 MiB − 4 KiB) is sent in chunks of
+    /// that size, then committed: readers see the old object until the commit and the whole
+    /// new one after it, never a part (up to 4,096 chunks, about 4 GiB; beyond,
+    /// [`Error::TooLarge`]). Each chunk counts against the write-back limit as it arrives
+    /// and the whole object at the commit; a client that dies mid-write leaves chunks the
+    /// master removes after its `--orphan-chunk-age`. Metadata over the protocol's limits
+    /// (2048 bytes a field, 64 pairs): [`Error::InvalidArgument`]. A plain table:
+    /// [`Error::InvalidArgument`].
     ///
     /// ```no_run
     /// use faascache_client::{Client, ObjectMeta};
@@ -69,9 +76,12 @@ impl Client {
         opts: &WriteOptions,
     ) -> Result<u64> {
         check_key(key)?;
-        check_value(value)?;
         meta.check()
             .map_err(|e| Error::InvalidArgument(format!("object metadata: {e}")))?;
+        if value.len() > MAX_CHUNK_DATA as usize {
+            return self.write_chunked(table, key, meta, value, opts);
+        }
+        check_value(value)?;
         let guard = self.begin_rpc()?;
         let op = WriteObjectRequest::OPCODE;
         let hash = msg::key_hash(key);
@@ -89,6 +99,75 @@ impl Client {
                     key,
                     meta: meta.clone(),
                     value,
+                };
+                faascache_transport::call(s, &req, left, |r| r.version)
+            },
+        )
+    }
+
+    /// A large object: its chunks (`WriteObjectChunk`, untracked: a retry writes the same bytes
+    /// again), then the commit that makes them the object at once (`CommitObject`, tracked).
+    fn write_chunked(
+        &self,
+        table: TableId,
+        key: &[u8],
+        meta: &ObjectMeta,
+        value: &[u8],
+        opts: &WriteOptions,
+    ) -> Result<u64> {
+        let chunk_len = MAX_CHUNK_DATA as usize;
+        let chunks = value.len().div_ceil(chunk_len);
+        if chunks > MAX_CHUNKS as usize {
+            return Err(Error::TooLarge {
+                what: "object",
+                len: value.len(),
+                max: MAX_CHUNKS as usize * chunk_len,
+            });
+        }
+        let object_id = new_object_id();
+        let hash = msg::key_hash(key);
+        for (index, data) in value.chunks(chunk_len).enumerate() {
+            let req = WriteObjectChunkRequest {
+                table,
+                key,
+                object_id,
+                index: index as u32,
+                data,
+            };
+            let op = WriteObjectChunkRequest::OPCODE;
+            self.on_master(table, hash, &mut self.backoff(), |s, left| {
+                let r = faascache_transport::call(s, &req, left, |r| r.version);
+                self.classify(table, op, r)
+            })
+            .map_err(|e| match e {
+                // A plain table: the value is simply too large for it.
+                Error::InvalidArgument(d) if d.contains("this table is plain") => Error::TooLarge {
+                    what: "value",
+                    len: value.len(),
+                    max: msg::MAX_VALUE_LEN,
+                },
+                e => e,
+            })?;
+        }
+        let guard = self.begin_rpc()?;
+        let op = CommitObjectRequest::OPCODE;
+        self.on_master_tracked(
+            table,
+            hash,
+            &guard,
+            &mut self.backoff(),
+            op,
+            |s, left, rpc| {
+                let req = CommitObjectRequest {
+                    table,
+                    rpc,
+                    rules: opts.reject,
+                    key,
+                    meta: meta.clone(),
+                    total_len: value.len() as u64,
+                    chunk_len: chunk_len as u32,
+                    chunks: chunks as u32,
+                    object_id,
                 };
                 faascache_transport::call(s, &req, left, |r| r.version)
             },
@@ -144,4 +223,20 @@ impl Client {
         check_key(key)?;
         self.read_range_to(table, key, (offset, len), out)
     }
+}
+
+/// A fresh object id for a large write: random (the standard library's per-process random
+/// hash keys) and never repeated within the process (a counter).
+fn new_object_id() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(NEXT.fetch_add(1, Ordering::Relaxed));
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.finish()
 }

@@ -76,7 +76,9 @@ impl Client {
         })
     }
 
-    /// Writes (creates or overwrites) an object; returns its new version.
+    /// Writes (creates or overwrites) an object; returns its new version. A value above the
+    /// 1 MiB value limit is written to a backed table in chunks, as [`Client::write_object`]
+    /// does (a plain table: [`Error::TooLarge`]).
     ///
     /// ```no_run
     /// let c = faascache_client::Client::connect("tcp:host=127.0.0.1,port=12246")?;
@@ -112,6 +114,12 @@ impl Client {
         opts: &WriteOptions,
     ) -> Result<u64> {
         check_key(key)?;
+        if value.len() > msg::MAX_VALUE_LEN {
+            // Large values are objects of backed tables, written in chunks (a plain table
+            // answers TooLarge).
+            let meta = faascache_protocol::msg::faas::ObjectMeta::default();
+            return self.write_object_with(table, key, &meta, value, opts);
+        }
         check_value(value)?;
         self.write_tracked(
             table,

@@ -73,6 +73,9 @@ pub struct NodeConfig {
     /// Most dirty (not yet uploaded) bytes of write-back tables this master holds before it
     /// answers writes `WRITE_BACK_FULL`; `None`: a quarter of `memory_bytes`.
     pub write_back_limit: Option<u64>,
+    /// How long chunks of a large write wait for their commit before they are removed
+    /// (`--orphan-chunk-age`; `backed::chunked`).
+    pub orphan_chunk_age: Duration,
 }
 
 /// The master over `engine`, with its backed tables' registry and write-back worker (the
@@ -92,6 +95,7 @@ fn new_master(cfg: &NodeConfig, engine: Engine, transport: &str) -> Arc<Master> 
     if cfg.write_back_limit.is_none() {
         master.write_back_follows_memory();
     }
+    master.chunked.set_orphan_age(cfg.orphan_chunk_age);
     crate::backed::write::start(&master);
     master
 }

@@ -8,12 +8,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use faascache_objstore::{Fault, Faulty, GetResult, MemoryStore, ObjectStore, Op, Settings};
-use faascache_protocol::msg::common::{ExactlyOnce, RejectRules};
+use faascache_protocol::msg::common::{chunk_key, ExactlyOnce, RejectRules};
 use faascache_protocol::msg::control::{
     GetServerInfoRequest, TabletRange, TakeTabletOwnershipRequest,
 };
 use faascache_protocol::msg::faas::{
     FlushRequest, ObjectMeta, ReadObjectRequest, TableBacking, WriteObjectRequest, WritePolicy,
+};
+use faascache_protocol::msg::large::{
+    CommitObjectRequest, WriteObjectChunkRequest, MAX_CHUNK_DATA,
 };
 use faascache_protocol::msg::master::{
     IncrementRequest, Number, ReadRequest, RemoveRequest, WriteRequest,
@@ -657,4 +660,281 @@ fn write_object_is_refused_past_the_write_back_limit() {
     assert_eq!(status, Status::WRITE_BACK_FULL, "{detail}");
     rig.store.set_down(false);
     flush(&rig, BACK, "", 20_000).unwrap();
+}
+
+// ---- Large objects written in chunks (`WriteObjectChunk` + `CommitObject`).
+
+fn chunk(rig: &Rig, table: u64, key: &str, object_id: u64, index: u32, data: &[u8]) -> Answer<u64> {
+    let r = WriteObjectChunkRequest {
+        table,
+        key: key.as_bytes(),
+        object_id,
+        index,
+        data,
+    };
+    call(&rig.s, &r, T, |r| r.version).map_err(failed)
+}
+
+fn commit(
+    rig: &Rig,
+    table: u64,
+    key: &str,
+    object_id: u64,
+    len: usize,
+    meta: &ObjectMeta,
+) -> Answer<u64> {
+    let chunk_len = MAX_CHUNK_DATA;
+    let r = CommitObjectRequest {
+        table,
+        rpc: ExactlyOnce::default(),
+        rules: RejectRules::NONE,
+        key: key.as_bytes(),
+        meta: meta.clone(),
+        total_len: len as u64,
+        chunk_len,
+        chunks: len.div_ceil(chunk_len as usize) as u32,
+        object_id,
+    };
+    call(&rig.s, &r, T, |r| r.version).map_err(failed)
+}
+
+/// Every chunk of `value` under `object_id`, then the commit.
+fn write_large(rig: &Rig, table: u64, key: &str, object_id: u64, value: &[u8]) -> Answer<u64> {
+    for (i, c) in value.chunks(MAX_CHUNK_DATA as usize).enumerate() {
+        chunk(rig, table, key, object_id, i as u32, c)?;
+    }
+    commit(rig, table, key, object_id, value.len(), &gateway_meta())
+}
+
+/// The whole object read piece by piece.
+fn read_large(rig: &Rig, table: u64, key: &str) -> Answer<(u64, Vec<u8>)> {
+    let mut out = Vec::new();
+    loop {
+        let r = ReadObjectRequest {
+            table,
+            rules: RejectRules::NONE,
+            key: key.as_bytes(),
+            offset: out.len() as u64,
+            max_len: 1 << 20,
+        };
+        let (version, total, data) =
+            call(&rig.s, &r, T, |r| (r.version, r.total_len, r.data.to_vec())).map_err(failed)?;
+        out.extend_from_slice(&data);
+        if out.len() as u64 >= total {
+            return Ok((version, out));
+        }
+    }
+}
+
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
+}
+
+fn chunk_state(rig: &Rig, table: u64, key: &str, object_id: u64, i: u32) -> Option<bool> {
+    let ck = chunk_key(key.as_bytes(), object_id, i);
+    rig.master
+        .engine
+        .stat(table as u32, &ck)
+        .unwrap()
+        .map(|s| s.clean)
+}
+
+/// Wait until `f` holds (the sweep runs every 250 ms).
+fn eventually(what: &str, f: impl Fn() -> bool) {
+    let end = Instant::now() + Duration::from_secs(10);
+    while !f() {
+        assert!(Instant::now() < end, "not within 10 s: {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn large_objects_are_invisible_until_committed_then_uploaded_whole() {
+    let rig = rig(64 << 20);
+    let value = pattern(MAX_CHUNK_DATA as usize * 5 / 2, 7);
+    let key = "big/photo.raw";
+    // Two of three chunks: the commit names the missing one and changes nothing.
+    chunk(&rig, BACK, key, 42, 0, &value[..MAX_CHUNK_DATA as usize]).unwrap();
+    chunk(
+        &rig,
+        BACK,
+        key,
+        42,
+        1,
+        &value[MAX_CHUNK_DATA as usize..2 * MAX_CHUNK_DATA as usize],
+    )
+    .unwrap();
+    let (status, detail) = commit(&rig, BACK, key, 42, value.len(), &gateway_meta()).unwrap_err();
+    assert_eq!(status, Status::REQUEST_FORMAT_ERROR, "{detail}");
+    assert!(
+        detail.contains("chunk 2 of 3") && detail.contains("missing"),
+        "{detail}"
+    );
+    assert_eq!(
+        read_object(&rig, BACK, key, 16).unwrap_err().0,
+        Status::OBJECT_DOESNT_EXIST,
+        "chunks alone are no object"
+    );
+    assert_eq!(dirty(&rig), (0, 0), "chunks are not queued on their own");
+    // A chunk of the wrong length is named too.
+    chunk(&rig, BACK, key, 42, 2, b"short").unwrap();
+    let (_, detail) = commit(&rig, BACK, key, 42, value.len(), &gateway_meta()).unwrap_err();
+    assert!(detail.contains("5 bytes long"), "{detail}");
+    chunk(
+        &rig,
+        BACK,
+        key,
+        42,
+        2,
+        &value[2 * MAX_CHUNK_DATA as usize..],
+    )
+    .unwrap();
+    let v = commit(&rig, BACK, key, 42, value.len(), &gateway_meta()).unwrap();
+    let (rv, got) = read_large(&rig, BACK, key).unwrap();
+    assert_eq!(rv, v);
+    assert!(got == value, "read back as written");
+    let (_, total, meta, _) = read_object(&rig, BACK, key, 0).unwrap();
+    assert_eq!(
+        (total, meta.content_type.as_str()),
+        (value.len() as u64, "text/plain; charset=utf-8")
+    );
+    assert_eq!(
+        dirty(&rig),
+        (1, value.len() as u64),
+        "the whole object counts as dirty"
+    );
+    assert_eq!(
+        chunk_state(&rig, BACK, key, 42, 0),
+        Some(false),
+        "dirty until uploaded"
+    );
+    // Write-back uploads the whole object with its metadata; then the chunks become clean.
+    flush(&rig, BACK, key, 20_000).unwrap();
+    assert!(
+        stored(&rig, key).unwrap() == value,
+        "the store has every byte"
+    );
+    match rig.store.inner().get(key, None).unwrap() {
+        GetResult::Found { meta, .. } => {
+            assert_eq!(
+                meta.content_type.as_deref(),
+                Some("text/plain; charset=utf-8")
+            );
+            assert_eq!(meta.user_meta.get("owner").map(String::as_str), Some("me"));
+        }
+        _ => panic!("not uploaded"),
+    }
+    eventually("chunks marked clean", || {
+        (0..3).all(|i| chunk_state(&rig, BACK, key, 42, i) == Some(true))
+    });
+    assert!(rig.master.chunked.is_empty(), "the write is settled");
+    // A small object over it: the large one's chunks go.
+    write_object(&rig, BACK, key, &gateway_meta(), b"small now").unwrap();
+    eventually("old chunks removed", || {
+        (0..3).all(|i| chunk_state(&rig, BACK, key, 42, i).is_none())
+    });
+    assert_eq!(read(&rig, BACK, key).unwrap(), b"small now");
+    flush(&rig, BACK, key, 20_000).unwrap();
+    assert_eq!(stored(&rig, key).as_deref(), Some(&b"small now"[..]));
+}
+
+#[test]
+fn large_objects_write_through_ephemeral_and_above_the_stream_threshold() {
+    let rig = rig(256 << 20);
+    // Write-through: the commit answers once the store has it.
+    let value = pattern(MAX_CHUNK_DATA as usize + 10, 1);
+    write_large(&rig, THROUGH, "t/big", 7, &value).unwrap();
+    assert!(
+        stored(&rig, "t/big").unwrap() == value,
+        "in the store at the answer"
+    );
+    // Ephemeral: kept dirty, never uploaded.
+    write_large(&rig, EPH, "e/big", 8, &value).unwrap();
+    assert!(read_large(&rig, EPH, "e/big").unwrap().1 == value);
+    assert!(stored(&rig, "e/big").is_none());
+    assert_eq!(chunk_state(&rig, EPH, "e/big", 8, 1), Some(false));
+    // Above the one-PUT threshold: streamed to the store chunk by chunk.
+    let big = pattern(17 << 20, 3);
+    write_large(&rig, BACK, "b/huge", 9, &big).unwrap();
+    flush(&rig, BACK, "b/huge", 30_000).unwrap();
+    assert!(
+        stored(&rig, "b/huge").unwrap() == big,
+        "streamed upload has every byte"
+    );
+    // A table that is not backed: refused with the reason.
+    let (status, detail) = chunk(&rig, 99, "k", 1, 0, b"x").unwrap_err();
+    assert_eq!(status, Status::REQUEST_FORMAT_ERROR, "{detail}");
+    assert!(detail.contains("this table is plain"), "{detail}");
+}
+
+#[test]
+fn abandoned_and_replaced_large_writes_leave_no_chunks() {
+    let rig = rig(64 << 20);
+    rig.master
+        .chunked
+        .set_orphan_age(Duration::from_millis(300));
+    let c = MAX_CHUNK_DATA as usize;
+    let value = pattern(2 * c, 5);
+    // A client that died after two chunks: removed after the orphan age; a late commit is
+    // refused and changes nothing.
+    chunk(&rig, BACK, "a/orphan", 11, 0, &value[..c]).unwrap();
+    chunk(&rig, BACK, "a/orphan", 11, 1, &value[c..]).unwrap();
+    eventually("orphan chunks removed", || {
+        (0..2).all(|i| chunk_state(&rig, BACK, "a/orphan", 11, i).is_none())
+    });
+    let (status, detail) =
+        commit(&rig, BACK, "a/orphan", 11, value.len(), &gateway_meta()).unwrap_err();
+    assert_eq!(status, Status::REQUEST_FORMAT_ERROR, "{detail}");
+    assert_eq!(
+        read_object(&rig, BACK, "a/orphan", 0).unwrap_err().0,
+        Status::OBJECT_DOESNT_EXIST
+    );
+    // With the store down, a second large write over a first (both dirty): the first's
+    // chunks are removed, the last value reaches the store once it is back.
+    rig.store.set_down(true);
+    write_large(&rig, BACK, "a/twice", 21, &value).unwrap();
+    let second = pattern(3 * c - 1, 9);
+    write_large(&rig, BACK, "a/twice", 22, &second).unwrap();
+    eventually("the first write's chunks removed", || {
+        (0..2).all(|i| chunk_state(&rig, BACK, "a/twice", 21, i).is_none())
+    });
+    assert_eq!(
+        chunk_state(&rig, BACK, "a/twice", 22, 2),
+        Some(false),
+        "the second's kept dirty"
+    );
+    assert!(read_large(&rig, BACK, "a/twice").unwrap().1 == second);
+    // A removal over a large object: its chunks go once the removal is in the store.
+    write_large(&rig, BACK, "a/gone", 31, &value).unwrap();
+    remove(&rig, BACK, "a/gone").unwrap();
+    rig.store.set_down(false);
+    flush(&rig, BACK, "", 30_000).unwrap();
+    assert!(stored(&rig, "a/twice").unwrap() == second);
+    assert!(stored(&rig, "a/gone").is_none());
+    eventually("every chunk settled", || rig.master.chunked.is_empty());
+    for i in 0..3 {
+        assert_eq!(chunk_state(&rig, BACK, "a/twice", 22, i), Some(true));
+    }
+    for i in 0..2 {
+        assert_eq!(chunk_state(&rig, BACK, "a/gone", 31, i), None);
+    }
+    // Past the write-back limit a chunk is refused with the reason.
+    let small = rig_limit_refusal();
+    assert_eq!(small.0, Status::WRITE_BACK_FULL, "{}", small.1);
+}
+
+/// A chunk past a small write-back limit with the store down.
+fn rig_limit_refusal() -> (Status, String) {
+    let rig = rig(3 << 20);
+    rig.store.set_down(true);
+    let data = vec![1u8; MAX_CHUNK_DATA as usize];
+    for i in 0..8 {
+        if let Err(e) = write_large(&rig, BACK, &format!("l/{i}"), 100 + i, &data) {
+            rig.store.set_down(false);
+            return e;
+        }
+    }
+    panic!("never refused");
 }

@@ -166,6 +166,11 @@ pub struct ServerArgs {
     /// answers writes WRITE_BACK_FULL (units B, KiB, MiB, GiB) [default: a quarter of --memory]
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub write_back_limit: Option<usize>,
+    /// How long the chunks of a large object being written (values above 1 MiB, sent in
+    /// chunks and then committed) wait for the next chunk or the commit before they are
+    /// removed as abandoned by a client that died mid-write
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
+    pub orphan_chunk_age: Duration,
     /// Free log memory kept faulted in ahead of the log head by a background thread, so that
     /// writes do not take page faults (units B, KiB, MiB, GiB); as much as --memory faults the
     /// whole log in at start (resident memory is then --memory from the start); 0 = off
@@ -339,6 +344,7 @@ pub fn server(args: ServerArgs) -> Result<()> {
         }),
         store_settings,
         write_back_limit: args.write_back_limit.map(|b| b as u64),
+        orphan_chunk_age: args.orphan_chunk_age,
     };
     if args.durability == faascache_server::backup::Durability::Disk && args.backup_dir.is_none() {
         anyhow::bail!("--durability disk needs --backup-dir DIR (where the replicas are written)");

@@ -27,6 +27,8 @@ mod swift;
 mod types;
 mod upload;
 
+/// The byte buffers of [`Payload`] and [`PutStream::write`].
+pub use bytes::Bytes;
 pub use config::{ClientOptions, Scheme, Secret, Settings, StoreUrl};
 pub use error::{Error, Result};
 pub use faulty::{Fault, Faulty, Op, RandomFaults};

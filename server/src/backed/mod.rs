@@ -4,19 +4,25 @@
 //! (write-back), at once (write-through) or never (ephemeral).
 //!
 //! Reading order: [`registry`] (which tables are backed, their stores) → [`envelope`] (the
-//! stored value) → [`read`] (hits from the engine) → [`flight`] (single flight) → [`fill`] (fetches from the store,
-//! chunks, admission) → [`invalidate`] → [`ttl`] (ephemeral objects' TTL) → [`rpc`] (the handlers) → [`counters`] (what
-//! `status` shows).
+//! stored value) → [`read`] (hits from the engine) → [`flight`] (single flight) → [`fill`]
+//! (fetches from the store, chunks, admission) → [`write`] and [`upload`] (write-back) →
+//! [`chunked`] (large objects written by clients) → [`invalidate`] → [`ttl`] (ephemeral
+//! objects' TTL) → [`requeue`] (after recovery and migration) → [`rpc`] (the handlers) →
+//! [`counters`] (what `status` shows).
 
 pub mod cache;
+pub mod checks;
+pub mod chunked;
 pub mod counters;
 pub mod envelope;
 pub mod fill;
 pub mod flight;
 pub mod flush;
 pub mod invalidate;
+pub mod pending;
 pub mod read;
 pub mod registry;
+pub mod requeue;
 pub mod rpc;
 pub mod ttl;
 pub mod upload;

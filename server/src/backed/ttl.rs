@@ -1,5 +1,6 @@
 //! The TTL of ephemeral tables (`--ttl`, `TableBacking::ttl_ms`): an object is removed
-//! `ttl_ms` after it was written (its envelope's `stamp_ms`).
+//! `ttl_ms` after it was written (its envelope's `stamp_ms`). The same thread settles the
+//! chunks of large writes (`super::chunked::sweep`) every tick.
 //!
 //! * **Reads.** An expired object not yet swept is answered `OBJECT_DOESNT_EXIST`
 //!   ([`expired`], checked by the read path).
@@ -152,6 +153,16 @@ fn run(weak: &Weak<Master>) {
     loop {
         std::thread::sleep(TICK);
         let Some(m) = weak.upgrade() else { return };
+        if !m.chunked.is_empty() {
+            let s = super::chunked::sweep(&m);
+            if s.removed + s.cleaned > 0 {
+                tracing::debug!(
+                    removed = s.removed,
+                    cleaned = s.cleaned,
+                    "large writes settled"
+                );
+            }
+        }
         let tables: Vec<_> = m.backed.all().into_iter().filter(|t| applies(t)).collect();
         next.retain(|id, _| tables.iter().any(|t| t.id == *id));
         cursors.retain(|(id, _), _| tables.iter().any(|t| t.id == *id));

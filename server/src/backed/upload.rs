@@ -381,12 +381,92 @@ pub fn upload_one(
                 Err(_) => Done::Moved,
             }
         }
-        // Manifests and chunks come from the store (fills): nothing to upload.
-        Kind::Manifest(_) | Kind::Chunk => match engine.mark_clean(table, key, version) {
-            Ok(true) => Done::Clean,
-            _ => Done::Moved,
-        },
+        Kind::Manifest(mf) => {
+            let meta = PutMeta {
+                content_type: Some(env.meta.content_type.clone()).filter(|c| !c.is_empty()),
+                user_meta: env.meta.user.iter().cloned().collect(),
+            };
+            let etag = match upload_chunks(engine, store, table, key, name, mf, &meta) {
+                Ok(etag) => etag,
+                Err(Some(e)) => return fail(e),
+                // A chunk is gone: the object was replaced meanwhile (the retry uploads the
+                // new value) — or lost, which the log says.
+                Err(None) => return Done::Failed { retryable: true },
+            };
+            Counters::bump(&counters.uploads);
+            let mut m = env.meta.clone();
+            m.etag = etag;
+            // The chunks are marked clean by `chunked::sweep` once the manifest is.
+            let clean = envelope::to_vec(Kind::Manifest(mf), wall_ms(), &m, &[]);
+            match engine.replace_clean(table, key, &clean, version) {
+                Ok(true) => Done::Clean,
+                _ => Done::Moved,
+            }
+        }
+        // A large write's chunk is uploaded with its manifest: nothing to do on its own.
+        Kind::Chunk => Done::Clean,
     }
+}
+
+/// Objects up to this size are uploaded with one PUT (held whole for it); larger ones are
+/// streamed (S3 multipart, Swift chunked transfer), one chunk in memory at a time.
+pub const STREAM_ABOVE: u64 = 16 << 20;
+
+/// Upload the object of manifest `mf` at `key` from its chunks; its ETag. `Err(None)` when a
+/// chunk is missing or not the length the manifest says.
+fn upload_chunks(
+    engine: &Engine,
+    store: &dyn ObjectStore,
+    table: TableId,
+    key: &[u8],
+    name: &str,
+    mf: envelope::Manifest,
+    meta: &PutMeta,
+) -> Result<String, Option<faascache_objstore::Error>> {
+    let mut buf = Vec::new();
+    let mut chunk =
+        |i: u32| -> Result<faascache_objstore::Bytes, Option<faascache_objstore::Error>> {
+            let ck = faascache_protocol::msg::common::chunk_key(key, mf.object_id, i);
+            buf.clear();
+            let want = (mf.total_len - i as u64 * mf.chunk_len as u64).min(mf.chunk_len as u64);
+            let ok = engine
+                .read(table, &ck, &RejectRules::NONE, &mut buf)
+                .is_ok();
+            match envelope::decode(&buf) {
+                Ok(c) if ok && c.kind == Kind::Chunk && c.data.len() as u64 == want => {
+                    Ok(faascache_objstore::Bytes::copy_from_slice(c.data))
+                }
+                _ => {
+                    tracing::warn!(
+                        table,
+                        key = name,
+                        chunk = i,
+                        "write-back: a chunk of a large object is missing; retrying later"
+                    );
+                    Err(None)
+                }
+            }
+        };
+    if mf.total_len <= STREAM_ABOVE {
+        let parts = (0..mf.chunks)
+            .map(&mut chunk)
+            .collect::<Result<Vec<_>, _>>()?;
+        return store
+            .put(name, parts.into(), meta)
+            .map(|r| r.etag.as_str().to_string())
+            .map_err(Some);
+    }
+    let mut up = store.put_stream(name, meta).map_err(Some)?;
+    for i in 0..mf.chunks {
+        let sent = chunk(i).and_then(|c| up.write(c).map_err(Some));
+        if let Err(e) = sent {
+            up.abort();
+            return Err(e);
+        }
+    }
+    up.finish()
+        .map(|r| r.etag.as_str().to_string())
+        .map_err(Some)
 }
 
 #[cfg(test)]

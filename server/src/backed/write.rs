@@ -8,7 +8,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use faascache_protocol::msg::faas::{ObjectMeta, WritePolicy};
-use faascache_storage::{StorageError, TableId};
+use faascache_storage::TableId;
 use faascache_transport::Status;
 
 use super::envelope::{self, Kind};
@@ -16,7 +16,6 @@ use super::registry::BackedTable;
 use super::upload::{upload_one, wall_ms, FlushEnd, Uploader};
 use super::writeback::{Done, Key};
 use super::Counters;
-use crate::master::tablets::Range;
 use crate::master::Master;
 
 /// How long a write-through write waits for its upload (retried meanwhile) before it is
@@ -66,47 +65,8 @@ pub fn backed(master: &Master, table: TableId) -> Option<Arc<BackedTable>> {
     }
 }
 
-/// Why a write to a backed table was refused before anything was written.
-pub type Refusal = (Status, String);
-
-/// Check `key` for the table's store, as it will be named there (with the backing's
-/// `PREFIX/`); an ephemeral table without a store takes any key.
-fn check_key(t: &BackedTable, key: &[u8]) -> Result<(), Refusal> {
-    if t.backing.policy == WritePolicy::Ephemeral && t.store().is_err() {
-        return Ok(());
-    }
-    let rejected = |why: String| (Status::STORE_REJECTED, why);
-    let s = std::str::from_utf8(key).map_err(|_| {
-        rejected("the key is not UTF-8: object stores take UTF-8 keys; nothing was written".into())
-    })?;
-    faascache_objstore::validate_key(s, t.prefix_len)
-        .map_err(|e| rejected(format!("{e}; nothing was written")))
-}
-
-/// Check a `WriteObject`'s metadata for the table's store, as it will be uploaded (the
-/// store's rules: `faascache_objstore::PutMeta::validate`; an ephemeral table without a store
-/// takes any), and complete it: user-metadata names in lower case (as the stores hand them
-/// back), a last-modified of 0 stamped `now`.
-fn object_meta(t: &BackedTable, meta: &ObjectMeta, now: u64) -> Result<ObjectMeta, Refusal> {
-    let mut m = meta.clone();
-    for (k, _) in &mut m.user {
-        k.make_ascii_lowercase();
-    }
-    if m.last_modified_ms == 0 {
-        m.last_modified_ms = now;
-    }
-    if t.backing.has_store() {
-        let put = faascache_objstore::PutMeta {
-            content_type: Some(m.content_type.clone()).filter(|c| !c.is_empty()),
-            user_meta: m.user.iter().cloned().collect(),
-        };
-        put.validate().map_err(|e| {
-            let why = format!("{e}; nothing was written");
-            (Status::STORE_REJECTED, why)
-        })?;
-    }
-    Ok(m)
-}
+use super::checks::{admit, check_key, object_meta};
+pub use super::checks::{written, Refusal};
 
 /// The envelope header to write before a client's `value` (or a removal marker when `value`
 /// is `None`; the stored value is the header followed by the client's bytes), after checking
@@ -133,31 +93,8 @@ pub fn envelope_head_for(
     let mut head = Vec::new();
     envelope::encode(&mut head, kind, now, &meta, &[]);
     let len = head.len() + value.map_or(0, <[u8]>::len);
-    if t.backing.policy != WritePolicy::Ephemeral
-        && !master.writeback.admits(&(t.id, key.to_vec()), len as u64)
-    {
-        let g = master.writeback.gauges();
-        let last = master.counters.last_error();
-        return Err((
-            Status::WRITE_BACK_FULL,
-            format!(
-                "this master holds {} dirty bytes of {} objects not yet in the store (limit {}, --write-back-limit); store: {}; retry when the queue drains (faascache flush, status)",
-                g.bytes,
-                g.objects,
-                g.limit,
-                if last.is_empty() { "no error" } else { &last }
-            ),
-        ));
-    }
+    admit(master, t, key, len as u64)?;
     Ok(head)
-}
-
-/// After a write or removal marker of `len` envelope bytes succeeded: queue it for upload
-/// (not for an ephemeral table).
-pub fn written(master: &Master, t: &BackedTable, key: &[u8], len: usize) {
-    if t.backing.policy != WritePolicy::Ephemeral {
-        master.writeback.dirty((t.id, key.to_vec()), len as u64);
-    }
 }
 
 /// Whether a removal of a key of `t` writes a marker (write-back, write-through) or removes
@@ -207,33 +144,4 @@ pub fn await_upload(
             }
         }),
     );
-}
-
-/// Queue every dirty object of a write-back or write-through table in `r` (after recovery
-/// or a migration in); returns how many.
-pub fn requeue(master: &Master, r: Range) -> Result<u64, StorageError> {
-    let Some(t) = backed(master, r.table) else {
-        return Ok(0);
-    };
-    if t.backing.policy == WritePolicy::Ephemeral {
-        return Ok(0);
-    }
-    let (mut cursor, mut n) = (None, 0);
-    loop {
-        let en = master
-            .engine
-            .enumerate(r.table, r.start..=r.end, cursor, 1 << 20)?;
-        for o in en.objects {
-            if master.engine.is_dirty(r.table, &o.key)? == Some(true) {
-                master
-                    .writeback
-                    .dirty((r.table, o.key), o.value.len() as u64);
-                n += 1;
-            }
-        }
-        match en.next_cursor {
-            Some(c) => cursor = Some(c),
-            None => return Ok(n),
-        }
-    }
 }

@@ -104,6 +104,8 @@ pub struct Master {
     pub reads: crate::backed::cache::Reads,
     /// The backed tables' write-back queue and worker (issue 16).
     pub writeback: crate::backed::upload::WriteBack,
+    /// Large writes whose chunks are not settled yet (`backed::chunked`).
+    pub chunked: crate::backed::pending::Pending,
     /// The write-back limit is a quarter of the memory budget and follows resizes.
     write_back_follows_memory: std::sync::atomic::AtomicBool,
     /// When the coordinator told this server to retire (`RetireServer`, after a drain).
@@ -149,6 +151,7 @@ impl Master {
             counters: crate::backed::Counters::default(),
             reads: crate::backed::cache::Reads::default(),
             writeback: crate::backed::upload::WriteBack::new(DEFAULT_WRITE_BACK_LIMIT),
+            chunked: crate::backed::pending::Pending::default(),
             write_back_follows_memory: std::sync::atomic::AtomicBool::new(false),
             retiring: std::sync::OnceLock::new(),
         }

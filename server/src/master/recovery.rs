@@ -398,7 +398,7 @@ pub fn recover(
                 start: r.start_hash,
                 end: r.end_hash,
             };
-            requeued += crate::backed::write::requeue(master, range)
+            requeued += crate::backed::requeue::requeue(master, range)
                 .map_err(|e| RecoverError::Segment(SegmentError::Replay(e)))?;
         }
     }

@@ -327,7 +327,7 @@ impl MasterService {
         for o in &req.objects {
             if let (Some(t), false, false) = (&backed, o.removed, o.clean) {
                 // Queued before it is written: the worker uploads the current value anyway.
-                crate::backed::write::written(m, t, o.key, o.value.len());
+                crate::backed::requeue::migrated(m, t, o.key, o.value);
             }
             let res = if o.removed {
                 m.engine
@@ -863,6 +863,30 @@ impl Dispatch for MasterService {
         };
         let (key, value, meta) = (req.key, Some(req.value), Some(&req.meta));
         self.backed_single(call, &t, key, value, meta, &req.rules, req.rpc);
+    }
+
+    fn write_object_chunk(&self, call: &mut IncomingRpc<'_>) {
+        let req = decode_or_reply!(
+            call,
+            faascache_protocol::msg::large::WriteObjectChunkRequest<'_>
+        );
+        let table = table_or_reply!(call, req.table);
+        let Some(t) = crate::backed::write::backed(&self.master, table) else {
+            return Self::plain_large_write(call);
+        };
+        self.backed_chunk(call, &t, &req);
+    }
+
+    fn commit_object(&self, call: &mut IncomingRpc<'_>) {
+        let req = decode_or_reply!(
+            call,
+            faascache_protocol::msg::large::CommitObjectRequest<'_>
+        );
+        let table = table_or_reply!(call, req.table);
+        let Some(t) = crate::backed::write::backed(&self.master, table) else {
+            return Self::plain_large_write(call);
+        };
+        self.backed_commit(call, &t, &req);
     }
 
     fn read_object(&self, call: &mut IncomingRpc<'_>) {

@@ -1,7 +1,8 @@
 //! The master's mutations of backed tables (`crate::backed::write`): a write or removal
 //! marker wrapped in an envelope, run through the same ownership and exactly-once path as any
 //! mutation, then queued for upload; a write-through write's reply waits for its upload.
-//! `WriteObject` is the same write with the object's metadata in its envelope.
+//! `WriteObject` is the same write with the object's metadata in its envelope;
+//! `WriteObjectChunk` and `CommitObject` write a large object (`crate::backed::chunked`).
 
 use faascache_protocol::msg::common::{ExactlyOnce, RejectRules};
 use faascache_protocol::msg::faas::ObjectMeta;
@@ -11,8 +12,10 @@ use faascache_transport::Status;
 
 use super::service::{fail, kind, not_run, MasterService, SavedReply};
 use crate::backed::registry::BackedTable;
-use crate::backed::write;
+use crate::backed::{chunked, write};
+use faascache_protocol::msg::common::chunk_key;
 use faascache_protocol::msg::faas::WritePolicy;
+use faascache_protocol::msg::large::{CommitObjectRequest, WriteObjectChunkRequest};
 
 impl MasterService {
     /// Write `value` (or, for `None`, remove) `key` of the backed table `t`, with `meta` in
@@ -40,6 +43,7 @@ impl MasterService {
             Ok(head) => head,
             Err((status, detail)) => return not_run(status, &detail),
         };
+        let old = chunked::previous(&self.master, table, key);
         let data = value.unwrap_or_default();
         let r = self.mutate(table, key, rpc, kind, |e, rpc| {
             e.write_rpc_parts(table, key, [&head, data], rules, rpc)
@@ -47,8 +51,67 @@ impl MasterService {
         });
         if r.status == Status::OK {
             write::written(&self.master, t, key, head.len() + data.len());
+            chunked::replaced(&self.master, t, key, old, None);
         }
         r
+    }
+
+    /// `WriteObjectChunk`: store a chunk of a large write dirty, untracked (idempotent),
+    /// replied once durable.
+    pub(super) fn backed_chunk(
+        &self,
+        call: &mut IncomingRpc<'_>,
+        t: &BackedTable,
+        req: &WriteObjectChunkRequest<'_>,
+    ) {
+        let (table, key) = (t.id, req.key);
+        let head = match chunked::chunk_head(
+            &self.master,
+            t,
+            key,
+            req.object_id,
+            req.index,
+            req.data.len(),
+        ) {
+            Ok(head) => head,
+            Err((status, detail)) => return fail(call, status, 0, &detail),
+        };
+        let ck = chunk_key(key, req.object_id, req.index);
+        // Ownership is checked on the object's key; the chunk key hashes like it.
+        let r = self.mutate(
+            table,
+            &ck,
+            ExactlyOnce::UNTRACKED,
+            kind::VERSION,
+            |e, rpc| {
+                e.write_rpc_parts(table, &ck, [&head, req.data], &RejectRules::NONE, rpc)
+                    .map(|v| (v, [0; 8]))
+            },
+        );
+        self.send_durable(call, r.status, r.payload)
+    }
+
+    /// `CommitObject`: make a large write's chunks the object (as `WriteObject` would: tracked,
+    /// reject rules, write-back queue, write-through wait).
+    pub(super) fn backed_commit(
+        &self,
+        call: &mut IncomingRpc<'_>,
+        t: &BackedTable,
+        req: &CommitObjectRequest<'_>,
+    ) {
+        let m = &self.master;
+        let (table, key) = (t.id, req.key);
+        let env = match chunked::begin_commit(m, t, req) {
+            Ok(env) => env,
+            Err((status, detail)) => return fail(call, status, 0, &detail),
+        };
+        let old = chunked::previous(m, table, key);
+        let r = self.mutate(table, key, req.rpc, kind::VERSION, |e, rpc| {
+            e.write_rpc_parts(table, key, [&env, &[]], &req.rules, rpc)
+                .map(|v| (v, [0; 8]))
+        });
+        chunked::end_commit(m, t, req, r.status == Status::OK, old);
+        self.reply_backed(call, t, key, r)
     }
 
     /// A `Write`, `WriteObject` (with `meta`) or `Remove` of a backed table, replied
@@ -65,6 +128,17 @@ impl MasterService {
         rpc: ExactlyOnce,
     ) {
         let r = self.backed_mutation(t, key, value, meta, rules, rpc, kind::VERSION);
+        self.reply_backed(call, t, key, r)
+    }
+
+    /// Reply to a mutation of `key` of `t` (write-through: once uploaded).
+    fn reply_backed(
+        &self,
+        call: &mut IncomingRpc<'_>,
+        t: &BackedTable,
+        key: &[u8],
+        r: super::service::SavedReply,
+    ) {
         if r.status != Status::OK || t.backing.policy != WritePolicy::WriteThrough {
             return self.send_durable(call, r.status, r.payload);
         }
@@ -95,6 +169,16 @@ impl MasterService {
             Status::REQUEST_FORMAT_ERROR,
             0,
             "WriteObject needs a table backed by an object store (or an ephemeral table): this table is plain, use Write; nothing was written",
+        )
+    }
+
+    /// `WriteObjectChunk` or `CommitObject` of a table that is not backed: refused.
+    pub(super) fn plain_large_write(call: &mut IncomingRpc<'_>) {
+        fail(
+            call,
+            Status::REQUEST_FORMAT_ERROR,
+            0,
+            "values above 1 MiB are written in chunks, which needs a table backed by an object store (or an ephemeral table): this table is plain; nothing was written",
         )
     }
 

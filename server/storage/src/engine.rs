@@ -268,6 +268,17 @@ impl Promotion {
     }
 }
 
+/// What [`Engine::stat`] tells about an object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ObjectStat {
+    /// Its version.
+    pub version: u64,
+    /// Bytes of its value.
+    pub value_len: usize,
+    /// Whether it is clean (in its backing store).
+    pub clean: bool,
+}
+
 struct Existing {
     found: Found,
     version: u64,
@@ -667,6 +678,40 @@ impl Engine {
             }
             _ => Ok(false),
         }
+    }
+
+    /// An object's version, value length and whether it is clean, without copying its value
+    /// (`None` if it does not exist).
+    pub fn stat(&self, table: TableId, key: &[u8]) -> Result<Option<ObjectStat>, StorageError> {
+        let (_, _g, existing) = self.inner.locate(table, key)?;
+        Ok(existing.map(|e| ObjectStat {
+            version: e.version,
+            value_len: e.kv_len.saturating_sub(key.len()),
+            clean: e.found.clean,
+        }))
+    }
+
+    /// Reads at most the first `max` bytes of an object's value into `out` (appended); returns
+    /// its version and whole value length. For a header in front of a large value.
+    pub fn read_prefix(
+        &self,
+        table: TableId,
+        key: &[u8],
+        max: usize,
+        out: &mut Vec<u8>,
+    ) -> Result<(u64, usize), StorageError> {
+        check_key(key)?;
+        let inner = &self.inner;
+        inner.check_table(table)?;
+        let fixed = format::OBJECT_FIXED + key.len();
+        inner.with_object(table, key, |found| {
+            let Some((addr, h, version)) = found else {
+                return Err(StorageError::ObjectDoesntExist);
+            };
+            let len = h.body_len - fixed;
+            inner.log.read_body(addr, &h, fixed, len.min(max), out);
+            Ok((version, len))
+        })
     }
 
     /// Whether the object is dirty (`None` if it does not exist).

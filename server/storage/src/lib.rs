@@ -30,8 +30,8 @@ pub use cleaner::{CleanReport, CleanerCounters, Want};
 pub use config::{EngineConfig, DEFAULT_WARM_AHEAD_BYTES};
 pub use engine::{
     check_rules, key_hash, Clock, CompletionLiveness, Engine, EngineStats, EnumeratedObject,
-    Enumeration, LogSegment, RejectRules, RemoveClean, Rpc, SystemClock, TableId, TableOptions,
-    WriteOp, MAX_VERSION,
+    Enumeration, LogSegment, ObjectStat, RejectRules, RemoveClean, Rpc, SystemClock, TableId,
+    TableOptions, WriteOp, MAX_VERSION,
 };
 pub use error::{ConfigError, FormatError, ResizeError, StorageError};
 pub use format::CompletionRecord;

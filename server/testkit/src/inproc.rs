@@ -63,6 +63,7 @@ pub fn cluster(masters: usize) -> Cluster {
                 backup: Some(faascache_server::backup::BackupConfig::default()),
                 store_settings: Default::default(),
                 write_back_limit: None,
+                orphan_chunk_age: faascache_server::backed::pending::DEFAULT_ORPHAN_AGE,
             })
             .expect("master starts")
         })

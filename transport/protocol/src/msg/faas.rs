@@ -9,7 +9,9 @@
 //!   `ReadObject` (a byte range of an object with its store metadata; objects above one value's
 //!   limit are read piece by piece), `CheckBacking` (a master checks a backing with its
 //!   credentials before a table is created on it), `WriteObject` (a `Write` of a backed table
-//!   that carries the object's metadata: content type, user metadata, ETag, last-modified).
+//!   that carries the object's metadata: content type, user metadata, ETag, last-modified),
+//!   `WriteObjectChunk` + `CommitObject` (an object above one value's limit, written in
+//!   chunks and made visible at once: [`super::large`]).
 
 use super::common::{ExactlyOnce, RejectRules};
 use super::master::VersionResponse;

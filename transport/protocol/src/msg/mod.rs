@@ -27,6 +27,7 @@ pub mod control;
 pub mod coordinator;
 pub mod elastic;
 pub mod faas;
+pub mod large;
 pub mod master;
 
 pub use common::{

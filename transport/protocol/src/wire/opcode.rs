@@ -228,6 +228,10 @@ macro_rules! for_each_rpc {
         CheckBacking = 0x0504 => check_backing,
         /// Write an object of a backed table with its store metadata (exactly-once, reject rules).
         WriteObject = 0x0505 => write_object,
+        /// One chunk of a large object of a backed table, invisible until committed.
+        WriteObjectChunk = 0x0506 => write_object_chunk,
+        /// Make a large object's chunks the object (exactly-once, reject rules).
+        CommitObject = 0x0507 => commit_object,
         /// Test-only opcode that no built-in handler serves (exercises `UNIMPLEMENTED_REQUEST`).
         TestUnserved = 0xF001 => test_unserved,
         /// Test-only opcode for handlers written by tests.

@@ -250,6 +250,18 @@ def test_enumerate_after_close_and_drop(cluster, table):
             next(c2.enumerate(2**40))  # an unknown id: raised by the first fetch
 
 
+def test_large_values_go_in_chunks_to_a_backed_table(client):
+    big = client.create_table("py_big", policy="ephemeral")
+    body = bytes(range(256)) * (5 * 4096 + 3)  # 5 MiB + 768 bytes
+    v = client.put(big, b"out/blurred.png", body)
+    got, version = client.get_versioned(big, b"out/blurred.png")
+    assert got == body and version == v
+    assert client.put(big, b"out/blurred.png", b"small") > v
+    assert client.get(big, b"out/blurred.png") == b"small"
+    with pytest.raises(faascache.ObjectExists):
+        client.put(big, b"out/blurred.png", body, if_absent=True)
+
+
 def test_limits_and_bad_arguments(client, table):
     with pytest.raises(faascache.TooLarge, match="value"):
         client.put(table, b"huge", bytes(64 << 20))

@@ -6,9 +6,7 @@
 use std::io::Write;
 
 use faascache_protocol::msg::faas::{ObjectMeta, WriteObjectRequest};
-use faascache_protocol::msg::large::{
-    CommitObjectRequest, WriteObjectChunkRequest, MAX_CHUNKS, MAX_CHUNK_DATA,
-};
+use faascache_protocol::msg::large::MAX_CHUNK_DATA;
 use faascache_protocol::msg::{self, Request};
 
 use crate::backed::ObjectInfo;
@@ -105,8 +103,8 @@ impl Client {
         )
     }
 
-    /// A large object: its chunks (`WriteObjectChunk`, untracked: a retry writes the same bytes
-    /// again), then the commit that makes them the object at once (`CommitObject`, tracked).
+    /// A large object through an [`ObjectWriter`](crate::ObjectWriter): its chunks, then the
+    /// commit.
     fn write_chunked(
         &self,
         table: TableId,
@@ -115,63 +113,9 @@ impl Client {
         value: &[u8],
         opts: &WriteOptions,
     ) -> Result<u64> {
-        let chunk_len = MAX_CHUNK_DATA as usize;
-        let chunks = value.len().div_ceil(chunk_len);
-        if chunks > MAX_CHUNKS as usize {
-            return Err(Error::TooLarge {
-                what: "object",
-                len: value.len(),
-                max: MAX_CHUNKS as usize * chunk_len,
-            });
-        }
-        let object_id = new_object_id();
-        let hash = msg::key_hash(key);
-        for (index, data) in value.chunks(chunk_len).enumerate() {
-            let req = WriteObjectChunkRequest {
-                table,
-                key,
-                object_id,
-                index: index as u32,
-                data,
-            };
-            let op = WriteObjectChunkRequest::OPCODE;
-            self.on_master(table, hash, &mut self.backoff(), |s, left| {
-                let r = faascache_transport::call(s, &req, left, |r| r.version);
-                self.classify(table, op, r)
-            })
-            .map_err(|e| match e {
-                // A plain table: the value is simply too large for it.
-                Error::InvalidArgument(d) if d.contains("this table is plain") => Error::TooLarge {
-                    what: "value",
-                    len: value.len(),
-                    max: msg::MAX_VALUE_LEN,
-                },
-                e => e,
-            })?;
-        }
-        let guard = self.begin_rpc()?;
-        let op = CommitObjectRequest::OPCODE;
-        self.on_master_tracked(
-            table,
-            hash,
-            &guard,
-            &mut self.backoff(),
-            op,
-            |s, left, rpc| {
-                let req = CommitObjectRequest {
-                    table,
-                    rpc,
-                    rules: opts.reject,
-                    key,
-                    meta: meta.clone(),
-                    total_len: value.len() as u64,
-                    chunk_len: chunk_len as u32,
-                    chunks: chunks as u32,
-                    object_id,
-                };
-                faascache_transport::call(s, &req, left, |r| r.version)
-            },
-        )
+        let mut w = self.object_writer(table, key)?;
+        w.write(value)?;
+        w.commit(meta, opts)
     }
 
     /// The metadata, whole length and version of an object, without its bytes (one
@@ -223,20 +167,4 @@ impl Client {
         check_key(key)?;
         self.read_range_to(table, key, (offset, len), out)
     }
-}
-
-/// A fresh object id for a large write: random (the standard library's per-process random
-/// hash keys) and never repeated within the process (a counter).
-fn new_object_id() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(NEXT.fetch_add(1, Ordering::Relaxed));
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    h.finish()
 }

@@ -53,6 +53,7 @@ pub mod error;
 pub mod lease;
 mod lease_state;
 mod multi;
+mod object_writer;
 mod ops;
 pub mod options;
 mod pending;
@@ -69,6 +70,7 @@ pub use faascache_protocol::msg::faas::{
     FlushResponse, InvalidateResponse, ObjectMeta, TableBacking, WritePolicy,
 };
 pub use multi::WriteItem;
+pub use object_writer::ObjectWriter;
 pub use options::{ClientOptions, ReadOptions, RejectRules, WriteOptions};
 pub use pending::Pending;
 pub use retry::Backoff;

@@ -462,6 +462,26 @@ fn large_objects_are_written_in_chunks() {
         Err(Error::ObjectExists)
     ));
     assert_eq!(cl.read(t, b"o/1").unwrap().value.len(), 3 << 20);
+    // Piece by piece (a gateway's PUT body): odd piece sizes, one chunk in memory.
+    let body: Vec<u8> = (0..(2 << 20) + 4321).map(|j| (j % 241) as u8).collect();
+    let mut w = cl.object_writer(t, b"o/pieces").unwrap();
+    for piece in body.chunks(7_777) {
+        w.write(piece).unwrap();
+    }
+    assert_eq!(w.len(), body.len() as u64);
+    let v = w.commit(&meta, &WriteOptions::default()).unwrap();
+    let (_, data, version) = cl.read_object(t, b"o/pieces").unwrap();
+    assert!(data == body && version == v);
+    // Dropped without a commit: no object; a small one is written whole at the commit.
+    let mut w = cl.object_writer(t, b"o/dropped").unwrap();
+    w.write(&body).unwrap();
+    drop(w);
+    assert_eq!(cl.read(t, b"o/dropped"), Err(Error::NoSuchObject));
+    let mut w = cl.object_writer(t, b"o/tiny").unwrap();
+    w.write(b"ab").unwrap();
+    w.write(b"c").unwrap();
+    w.commit(&meta, &WriteOptions::default()).unwrap();
+    assert_eq!(cl.read(t, b"o/tiny").unwrap().value, b"abc");
     // A plain table keeps its 1 MiB limit.
     let plain = cl.create_table("plain", 1).unwrap();
     assert!(matches!(

@@ -31,6 +31,46 @@ struct Shared(*const faascache_client);
 // SAFETY: `faascache_client` wraps a `Send + Sync` client; the C API documents sharing it.
 unsafe impl Send for Shared {}
 
+/// A value above 1 MiB to a backed table: written in chunks, read back whole.
+#[test]
+fn large_values_of_a_backed_table() {
+    let cl = cluster(1);
+    let c = connect(&cl.locator());
+    let rust = ::faascache_client::Client::connect(&cl.locator()).unwrap();
+    let backing =
+        ::faascache_client::TableBacking::new("", ::faascache_client::WritePolicy::Ephemeral);
+    let bt = rust.create_backed_table("abi_big", 1, &backing).unwrap();
+    let big: Vec<u8> = (0..(3 << 20) + 5).map(|i: usize| (i % 253) as u8).collect();
+    let (mut v, mut out) = (0u64, vec![0u8; big.len()]);
+    let (mut len, mut rv) = (out.len(), 0u64);
+    // SAFETY: valid pointers and lengths for every argument.
+    unsafe {
+        let s = faascache_write(
+            c,
+            bt,
+            b"big".as_ptr(),
+            3,
+            big.as_ptr(),
+            big.len(),
+            null(),
+            &mut v,
+        );
+        assert_eq!(s, faascache_status::Ok, "{}", last_error());
+        let s = faascache_read(
+            c,
+            bt,
+            b"big".as_ptr(),
+            3,
+            out.as_mut_ptr(),
+            &mut len,
+            &mut rv,
+        );
+        assert_eq!(s, faascache_status::Ok, "{}", last_error());
+        faascache_free(c);
+    }
+    assert!(len == big.len() && out == big && rv == v);
+}
+
 #[test]
 fn edge_cases_and_threads() {
     let cl = cluster(1);
@@ -138,37 +178,6 @@ fn edge_cases_and_threads() {
         assert_eq!(s, faascache_status::TooLarge);
         let name = CStr::from_ptr(faascache_status_name(s as i32));
         assert_eq!(name, c"FAASCACHE_STATUS_TOO_LARGE");
-        // The same value to a backed table is written in chunks and read back whole.
-        let rust = ::faascache_client::Client::connect(&cl.locator()).unwrap();
-        let backing =
-            ::faascache_client::TableBacking::new("", ::faascache_client::WritePolicy::Ephemeral);
-        let bt = rust.create_backed_table("abi_big", 1, &backing).unwrap();
-        let big: Vec<u8> = (0..(3 << 20) + 5).map(|i: usize| (i % 253) as u8).collect();
-        let mut v = 0u64;
-        let s = faascache_write(
-            c,
-            bt,
-            b"big".as_ptr(),
-            3,
-            big.as_ptr(),
-            big.len(),
-            null(),
-            &mut v,
-        );
-        assert_eq!(s, faascache_status::Ok, "{}", last_error());
-        let mut out = vec![0u8; big.len()];
-        let (mut len, mut rv) = (out.len(), 0u64);
-        let s = faascache_read(
-            c,
-            bt,
-            b"big".as_ptr(),
-            3,
-            out.as_mut_ptr(),
-            &mut len,
-            &mut rv,
-        );
-        assert_eq!(s, faascache_status::Ok, "{}", last_error());
-        assert!(len == big.len() && out == big && rv == v);
     }
 
     // Eight threads, one handle: increments are not lost.

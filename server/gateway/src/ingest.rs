@@ -3,12 +3,20 @@
 //! is streamed to the store as it arrives ([`faascache_objstore::PutStream`]), so a request
 //! holds at most about two store parts and a batch in memory whatever the object's size.
 //!
-//! The streaming path: once the body outgrows [`objects::INLINE_MAX`], a blocking task flushes
-//! any queued write of the key (so the store never ends with an older version), opens the
-//! store's streaming write and writes the batches the async side sends it through a channel of
-//! one; the async side reads the body (idle timeout, declared length, MD5, checksums). The
-//! caller checks the digests, then [`Received::commit`] finishes the write and drops the
-//! cached copy; dropping a [`Received`] instead aborts it (the store keeps nothing).
+//! The streaming path: once the body outgrows [`objects::INLINE_MAX`], a blocking task writes
+//! the batches the async side sends it through a channel of one; the async side reads the body
+//! (idle timeout, declared length, MD5, checksums). The caller checks the digests, then
+//! [`Received::commit`] finishes the write; dropping a [`Received`] instead abandons it
+//! (nothing changes for readers). Where the task writes:
+//!
+//! * **into the cache** when the bucket is a backed table and the body declares a length up to
+//!   the table's admission limit (`--admit-max`, 64 MiB by default): the object is written in
+//!   chunks ([`faascache_client::ObjectWriter`]) and committed with the body's MD5 as its ETag,
+//!   then follows the table's policy like a small PUT (write-back by default) — later reads
+//!   hit DRAM;
+//! * **to the store directly** otherwise (longer, or a chunked body of unknown length): it
+//!   flushes any queued write of the key (so the store never ends with an older version),
+//!   streams to the store's writer and drops the cached copy.
 
 use std::sync::Arc;
 
@@ -19,7 +27,10 @@ use md5::{Digest, Md5};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use faascache_client::{ObjectMeta, WriteOptions};
+
 use crate::body::{self, Grant, IDLE};
+use crate::buckets::Bucket;
 use crate::error::{GwError, GwResult};
 use crate::objects::{self, NewMeta, Totals, FLUSH_WAIT, INLINE_MAX};
 use crate::shared::Shared;
@@ -45,7 +56,8 @@ pub struct Target {
 
 enum Msg {
     Data(Vec<Bytes>),
-    Commit,
+    /// The body is complete and its digests checked; its MD5 in hex.
+    Commit(String),
 }
 
 enum Inner {
@@ -99,7 +111,7 @@ impl Received {
             }
             Inner::Streaming { tx, task, _grant } => {
                 // A send fails only when the writer ended already: its result says why.
-                let _ = tx.send(Msg::Commit).await;
+                let _ = tx.send(Msg::Commit(self.md5_hex)).await;
                 join(task).await
             }
         }
@@ -161,7 +173,7 @@ where
                 // Declared small yet longer: caught above; never streamed.
                 return Err(GwError::Internal("a small body grew".into()));
             }
-            writer = Some(start_writer(gw, &target)?);
+            writer = Some(start_writer(gw, &target, declared)?);
         }
         if let Some((tx, _)) = &writer {
             if batch_len >= BATCH {
@@ -227,53 +239,99 @@ where
     }
 }
 
-/// Start the blocking task that writes to the store.
+/// Start the blocking task that writes the body (into the cache, or to the store: see the
+/// module documentation).
 fn start_writer(
     gw: &Arc<Shared>,
     target: &Target,
+    declared: Option<u64>,
 ) -> GwResult<(mpsc::Sender<Msg>, JoinHandle<GwResult<String>>)> {
     target.meta.validate()?;
     let (tx, mut rx) = mpsc::channel::<Msg>(1);
     let (gw, t) = (gw.clone(), target.clone());
     let task = tokio::task::spawn_blocking(move || {
         gw.buckets.with(&t.bucket, |b| {
-            let Some(store) = &b.store else {
-                return Err(GwError::EntityTooLarge(format!(
-                    "bucket {} has no object store behind it, and objects larger than {INLINE_MAX} bytes are written to the store",
-                    b.name
-                )));
-            };
-            let k = t.key.as_bytes();
-            if k.is_empty() {
+            if t.key.is_empty() {
                 return Err(GwError::InvalidKey("the key is empty".into()));
             }
-            // A queued (older) write of the key must reach the store before this one does.
-            b.client().flush(b.table, Some(k), FLUSH_WAIT)?;
-            let pm = PutMeta {
-                content_type: t.meta.content_type.clone(),
-                user_meta: t.meta.user.iter().cloned().collect(),
-            };
-            let mut w = store.put_stream(&t.key, &pm)?;
-            loop {
-                match rx.blocking_recv() {
-                    Some(Msg::Data(chunks)) => {
-                        for c in chunks {
-                            w.write(c)?;
-                        }
-                    }
-                    Some(Msg::Commit) => break,
-                    // The request failed (a bad digest, a broken body): nothing is stored.
-                    None => {
-                        w.abort();
-                        return Err(GwError::InvalidArgument("the upload was abandoned".into()));
-                    }
-                }
+            let cached = b
+                .backing
+                .as_ref()
+                .is_some_and(|bk| declared.is_some_and(|d| d <= bk.admit_max()));
+            if cached {
+                write_cached(b, &t, &mut rx)
+            } else {
+                write_direct(&gw, b, &t, &mut rx)
             }
-            let r = w.finish()?;
-            Totals::add(&gw.totals.direct_puts, 1);
-            b.client().invalidate(b.table, k)?;
-            Ok(r.etag.as_str().to_string())
         })
     });
     Ok((tx, task))
+}
+
+/// Write the body into the cache in chunks, then commit it with its MD5 as the ETag.
+fn write_cached(b: &Bucket, t: &Target, rx: &mut mpsc::Receiver<Msg>) -> GwResult<String> {
+    let mut w = b.client().object_writer(b.table, t.key.as_bytes())?;
+    let md5 = loop {
+        match rx.blocking_recv() {
+            Some(Msg::Data(chunks)) => {
+                for c in chunks {
+                    w.write(&c)?;
+                }
+            }
+            Some(Msg::Commit(md5)) => break md5,
+            // The request failed: the chunks sent are never committed (the master removes
+            // them after its --orphan-chunk-age).
+            None => return Err(GwError::InvalidArgument("the upload was abandoned".into())),
+        }
+    };
+    let meta = ObjectMeta {
+        etag: md5.clone(),
+        content_type: t.meta.content_type.clone().unwrap_or_default(),
+        last_modified_ms: 0,
+        user: t.meta.user.clone(),
+    };
+    w.commit(&meta, &WriteOptions::default())?;
+    Ok(md5)
+}
+
+/// Stream the body to the store, then drop the cached copy.
+fn write_direct(
+    gw: &Shared,
+    b: &Bucket,
+    t: &Target,
+    rx: &mut mpsc::Receiver<Msg>,
+) -> GwResult<String> {
+    let Some(store) = &b.store else {
+        return Err(GwError::EntityTooLarge(format!(
+            "bucket {} has no object store behind it, and objects larger than {INLINE_MAX} bytes are written to the store",
+            b.name
+        )));
+    };
+    let k = t.key.as_bytes();
+    // A queued (older) write of the key must reach the store before this one does.
+    b.client().flush(b.table, Some(k), FLUSH_WAIT)?;
+    let pm = PutMeta {
+        content_type: t.meta.content_type.clone(),
+        user_meta: t.meta.user.iter().cloned().collect(),
+    };
+    let mut w = store.put_stream(&t.key, &pm)?;
+    loop {
+        match rx.blocking_recv() {
+            Some(Msg::Data(chunks)) => {
+                for c in chunks {
+                    w.write(c)?;
+                }
+            }
+            Some(Msg::Commit(_)) => break,
+            // The request failed (a bad digest, a broken body): nothing is stored.
+            None => {
+                w.abort();
+                return Err(GwError::InvalidArgument("the upload was abandoned".into()));
+            }
+        }
+    }
+    let r = w.finish()?;
+    Totals::add(&gw.totals.direct_puts, 1);
+    b.client().invalidate(b.table, k)?;
+    Ok(r.etag.as_str().to_string())
 }

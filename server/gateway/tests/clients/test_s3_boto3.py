@@ -309,6 +309,33 @@ def test_large_put_bad_digest_stores_nothing(target, bucket, rec):
     rec.s3("new object", s3.get_object, Bucket=bucket, Key="big")
 
 
+def test_large_put_is_cached_then_written_back(target, bucket):
+    """A 6 MiB PUT (over one cached value, under the admission limit): the gateway writes it into
+    the cache in chunks (not to the store directly) and answers with the body's MD5; reads return
+    it whole; write-back puts it in Swift with its metadata. The same calls against Swift."""
+    import random
+    from conftest import admin, flush
+    s3 = target.s3()
+    body = random.Random(611).randbytes(6 << 20)
+    status = lambda: requests.get(f"{target.s3_url}/_faascache/status", timeout=10).json()
+    before = status()["direct_puts"] if target.is_gateway else None
+    r = s3.put_object(Bucket=bucket, Key="out/big.bin", Body=body, ContentType="image/png",
+                      Metadata={"stage": "blur"})
+    assert r["ETag"] == f'"{md5(body)}"'
+    if target.is_gateway:
+        assert status()["direct_puts"] == before, "written into the cache, not to the store"
+    got = s3.get_object(Bucket=bucket, Key="out/big.bin")
+    assert got["Body"].read() == body and got["ETag"] == r["ETag"]
+    part = s3.get_object(Bucket=bucket, Key="out/big.bin", Range="bytes=3145720-3145739")
+    assert part["Body"].read() == body[3145720:3145740]
+    if target.is_gateway:
+        done = flush(bucket, "out/big.bin")
+        assert done.returncode == 0, done.stderr
+    headers, stored = admin().get_object(bucket, "out/big.bin")
+    assert stored == body, "the store has every byte"
+    assert headers["content-type"] == "image/png" and headers["x-object-meta-stage"] == "blur"
+
+
 def test_buckets(target, rec):
     s3 = target.s3()
     name = unique()

@@ -147,25 +147,24 @@ fn measure_size(c: &Client, url: &str, run: &str, size: usize, scale: f64) -> Re
             }
         }
     }
-    if size < MAX_WRITE {
-        for i in 0..n {
-            let b = body(size, 1_000_000 + i as u64);
-            let t = Instant::now();
-            c.write(table, format!("s{size}/w{i}").as_bytes(), &b)?;
-            row.wb_put.record(t.elapsed());
-        }
-        // Leave nothing dirty behind for the next size's numbers.
-        c.flush(table, None, Duration::from_secs(600))
-            .context("flushing the write-back PUTs")?;
-        for i in 0..n {
-            let b = body(size, 2_000_000 + i as u64);
-            let key = format!("s{size}/d{i}");
-            let t = Instant::now();
-            c.write(table, key.as_bytes(), &b)?;
-            row.wb_put_drained.record(t.elapsed());
-            c.flush(table, Some(key.as_bytes()), Duration::from_secs(600))
-                .context("flushing a write-back PUT")?;
-        }
+    // Above one value (1 MiB) the client writes in chunks and one commit.
+    for i in 0..n {
+        let b = body(size, 1_000_000 + i as u64);
+        let t = Instant::now();
+        c.write(table, format!("s{size}/w{i}").as_bytes(), &b)?;
+        row.wb_put.record(t.elapsed());
+    }
+    // Leave nothing dirty behind for the next size's numbers.
+    c.flush(table, None, Duration::from_secs(600))
+        .context("flushing the write-back PUTs")?;
+    for i in 0..n {
+        let b = body(size, 2_000_000 + i as u64);
+        let key = format!("s{size}/d{i}");
+        let t = Instant::now();
+        c.write(table, key.as_bytes(), &b)?;
+        row.wb_put_drained.record(t.elapsed());
+        c.flush(table, Some(key.as_bytes()), Duration::from_secs(600))
+            .context("flushing a write-back PUT")?;
     }
     Ok(row)
 }

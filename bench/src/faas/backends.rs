@@ -117,6 +117,10 @@ impl Swift {
     }
 }
 
+/// Log memory of each server of a backend's private cluster (`cluster up --memory`; servers
+/// cannot grow past it: `cluster up` has no `--max-memory`).
+pub const CLUSTER_MEMORY: u64 = 512 << 20;
+
 /// A started backend.
 #[derive(Debug)]
 pub struct Backend {
@@ -263,7 +267,7 @@ impl Backend {
                 "--poll",
                 "block",
                 "--memory",
-                "512MiB",
+                &format!("{}B", CLUSTER_MEMORY),
                 "--dir",
             ])
             .arg(&dir)

@@ -440,7 +440,7 @@ pub struct AgentSpec<'a> {
     pub cluster: &'a Path,
     /// The server the agent resizes: its name in the cluster (`server-1`).
     pub server: &'a str,
-    /// Largest cache the agent asks for (the server cannot grow past its `--max-memory`).
+    /// Largest cache the agent asks for (the server's `--max-memory`: it cannot grow past it).
     pub max_cache: u64,
     /// Logs, the address file and the state directory go here.
     pub work: &'a Path,

@@ -399,7 +399,8 @@ fn run_backend(
     Option<agent::Summary>,
 )> {
     eprintln!("faas: backend {name}: starting");
-    let backend = Backend::start(name, swift, work, &s.bin, &[IN_BUCKET, OUT_BUCKET])?;
+    let grow = opts.faas_agent.then_some(backends::AGENT_MAX_MEMORY);
+    let backend = Backend::start(name, swift, work, &s.bin, &[IN_BUCKET, OUT_BUCKET], grow)?;
     // The node agent beside the cluster's first server (--faas-agent): the invoker tells it
     // about the sandboxes started from now on; its status is sampled once a second.
     let node_agent = match (&backend.cluster, opts.faas_agent) {
@@ -408,7 +409,7 @@ fn run_backend(
                 bin: &s.bin,
                 cluster: dir,
                 server: "server-1",
-                max_cache: backends::CLUSTER_MEMORY,
+                max_cache: backends::AGENT_MAX_MEMORY,
                 work,
                 name,
             })

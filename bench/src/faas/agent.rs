@@ -494,7 +494,7 @@ impl AgentProcess {
         let log = std::fs::File::create(&log_path)
             .with_context(|| format!("creating {}", log_path.display()))?;
         use std::os::unix::process::CommandExt;
-        let child = Command::new(spec.bin)
+        let mut child = Command::new(spec.bin)
             .process_group(0)
             .args(agent_args(spec, &locator, pid))
             .stdin(Stdio::null())
@@ -502,36 +502,47 @@ impl AgentProcess {
             .stderr(log)
             .spawn()
             .with_context(|| format!("starting {} agent", spec.bin.display()))?;
-        let mut a = AgentProcess {
-            child,
-            link: Arc::new(AgentLink::new("http://127.0.0.1:1")?),
-        };
-        let t = Instant::now();
-        loop {
-            if let Ok(Some(s)) = a.child.try_wait() {
-                bail!(
-                    "faascache agent exited ({s}) before it was ready; log {}",
-                    log_path.display()
-                );
+        match wait_ready(&mut child, &addr, &log_path) {
+            Ok(link) => Ok(AgentProcess {
+                child,
+                link: Arc::new(link),
+            }),
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                Err(e)
             }
-            if let Ok(url) = std::fs::read_to_string(&addr) {
-                let url = url.trim();
-                if url.starts_with("http://") {
-                    let link = AgentLink::new(url)?;
-                    if link.request(reqwest::Method::GET, "/healthz", None).is_ok() {
-                        a.link = Arc::new(link);
-                        return Ok(a);
-                    }
+        }
+    }
+}
+
+/// Waits (30 s at most) until the agent `child` has written its address to `addr` and answers
+/// `/healthz` there.
+fn wait_ready(child: &mut Child, addr: &Path, log_path: &Path) -> Result<AgentLink> {
+    let t = Instant::now();
+    loop {
+        if let Ok(Some(s)) = child.try_wait() {
+            bail!(
+                "faascache agent exited ({s}) before it was ready; log {}",
+                log_path.display()
+            );
+        }
+        if let Ok(url) = std::fs::read_to_string(addr) {
+            let url = url.trim();
+            if url.starts_with("http://") {
+                let link = AgentLink::new(url)?;
+                if link.request(reqwest::Method::GET, "/healthz", None).is_ok() {
+                    return Ok(link);
                 }
             }
-            if t.elapsed() > Duration::from_secs(30) {
-                bail!(
-                    "faascache agent was not ready within 30 s; log {}",
-                    log_path.display()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
         }
+        if t.elapsed() > Duration::from_secs(30) {
+            bail!(
+                "faascache agent was not ready within 30 s; log {}",
+                log_path.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -678,5 +689,87 @@ mod tests {
         let c = link.counts();
         assert_eq!((c.failed, c.sent()), (3, 0));
         assert!(link.first_error().unwrap().contains("POST /v1/sandboxes"));
+    }
+
+    #[test]
+    fn an_agent_that_cannot_start_is_a_clear_error() {
+        let d = tempfile::tempdir().unwrap();
+        let spec = AgentSpec {
+            bin: Path::new("/bin/false"),
+            cluster: d.path(),
+            server: "server-1",
+            max_cache: 1 << 30,
+            work: d.path(),
+            name: "gateway",
+        };
+        let e = AgentProcess::start(&spec).unwrap_err();
+        assert!(
+            format!("{e:#}").contains("run/server-1.locator"),
+            "no cluster: {e:#}"
+        );
+        std::fs::create_dir_all(d.path().join("run")).unwrap();
+        std::fs::create_dir_all(d.path().join("pids")).unwrap();
+        std::fs::write(
+            d.path().join("run/server-1.locator"),
+            "tcp:host=127.0.0.1,port=1\n",
+        )
+        .unwrap();
+        std::fs::write(d.path().join("pids/server-1.pid"), "x").unwrap();
+        let e = AgentProcess::start(&spec).unwrap_err();
+        assert!(format!("{e:#}").contains("pid file of server-1"), "{e:#}");
+        std::fs::write(d.path().join("pids/server-1.pid"), "4242\n").unwrap();
+        let e = AgentProcess::start(&spec).unwrap_err();
+        assert!(
+            format!("{e:#}").contains("exited (exit status: 1) before it was ready"),
+            "{e:#}"
+        );
+    }
+
+    /// A one-shot listener answering its first request with `status` and `body`; its URL.
+    fn answer_once(status: u16, body: Vec<u8>) -> String {
+        use std::io::{BufRead, BufReader, Write};
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", l.local_addr().unwrap());
+        std::thread::spawn(move || {
+            let (mut c, _) = l.accept().unwrap();
+            let mut r = BufReader::new(c.try_clone().unwrap());
+            let mut line = String::new();
+            while r.read_line(&mut line).is_ok_and(|n| n > 2) {
+                line.clear();
+            }
+            let head = format!(
+                "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = c.write_all(head.as_bytes());
+            let _ = c.write_all(&body);
+        });
+        url
+    }
+
+    #[test]
+    fn bad_answers_are_clear_errors() {
+        let l = AgentLink::new(&answer_once(200, b"<html>".to_vec())).unwrap();
+        let e = l.status().unwrap_err().to_string();
+        assert!(e.contains("HTTP 200 with a body that is not JSON"), "{e}");
+        let l = AgentLink::new(&answer_once(200, vec![b' '; MAX_BODY + 10])).unwrap();
+        let e = l.status().unwrap_err().to_string();
+        assert!(e.contains("answer over 4194304 bytes"), "{e}");
+        let l = AgentLink::new(&answer_once(
+            422,
+            br#"{"error": "booked_bytes must be above 0"}"#.to_vec(),
+        ))
+        .unwrap();
+        assert!(!l.created("a", "f", 1, &[], None));
+        assert_eq!(
+            l.first_error().unwrap(),
+            "POST /v1/sandboxes: HTTP 422: booked_bytes must be above 0"
+        );
+        let l = AgentLink::new(&answer_once(500, b"plain text".to_vec())).unwrap();
+        assert!(!l.destroyed("a"));
+        assert!(l.first_error().unwrap().ends_with("HTTP 500: plain text"));
+        let l = AgentLink::new(&answer_once(200, br#"{"cache": {}}"#.to_vec())).unwrap();
+        let e = parse_status(&l.status().unwrap(), 0.0).unwrap_err();
+        assert!(e.to_string().contains("cache.budget_bytes"), "{e}");
     }
 }

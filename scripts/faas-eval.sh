@@ -9,8 +9,8 @@
 # reads hitting the cache fails the run. With --faas-agent the cached backends run the node agent
 # (`faascache agent`) beside their first server and the invoker sends it every sandbox's events;
 # an event that failed or a sandbox the agent did not count fails the run too (the agent costs
-# no measurable time: 44-55 s with it, 52 s without, on 2 cores at load 3-4). A few minutes on a
-# 2-core machine.
+# no measurable time: 44-67 s with it, 52 s without, on 2 cores at load 3-5.5). A few minutes
+# on a 2-core machine.
 #
 #   scripts/faas-eval.sh [OUT.json]          (default $CARGO_TARGET_DIR/faas-quick.json)
 #

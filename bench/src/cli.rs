@@ -348,6 +348,11 @@ pub struct Opts {
     /// faas: the faascache binary (cluster, gateway) [default: next to this one]
     #[arg(long, value_name = "PATH")]
     pub faas_bin: Option<PathBuf>,
+    /// faas: run the node agent (`faascache agent`) beside the cluster's first server for the
+    /// cached backends (gateway, faascache), send it every sandbox's events (created, start,
+    /// finish, DELETE) and sample its status: cache budget vs sandbox memory over time
+    #[arg(long)]
+    pub faas_agent: bool,
 }
 
 impl Opts {

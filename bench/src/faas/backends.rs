@@ -117,6 +117,13 @@ impl Swift {
     }
 }
 
+/// Log memory of each server of a backend's private cluster at start (`cluster up --memory`).
+pub const CLUSTER_MEMORY: u64 = 512 << 20;
+
+/// How far the node agent may grow a server (`cluster up --max-memory`, `--faas-agent` only:
+/// without it the servers cannot grow).
+pub const AGENT_MAX_MEMORY: u64 = 2 << 30;
+
 /// A started backend.
 #[derive(Debug)]
 pub struct Backend {
@@ -160,13 +167,15 @@ fn tcp_open(port: u16) -> bool {
 
 impl Backend {
     /// Starts backend `name` (`swift`, `gateway`, `faascache`, `redis`); `work` holds logs and
-    /// the cluster's directory; `bin` is the `faascache` binary.
+    /// the cluster's directory; `bin` is the `faascache` binary; `max_memory` the cluster's
+    /// servers' `--max-memory` (room for the node agent to grow them).
     pub fn start(
         name: &str,
         swift: &Swift,
         work: &Path,
         bin: &Path,
         buckets: &[&str],
+        max_memory: Option<u64>,
     ) -> Result<Backend> {
         let mut b = Backend {
             name: name.into(),
@@ -178,7 +187,7 @@ impl Backend {
         match name {
             "swift" => b.store = swift.s3_args(&swift.s3_endpoint),
             "gateway" => {
-                let dir = b.cluster_up(swift, work, name)?;
+                let dir = b.cluster_up(swift, work, name, max_memory)?;
                 let p = port()?;
                 let log = std::fs::File::create(work.join("gateway.log"))?;
                 let mut c = Command::new(bin)
@@ -198,7 +207,7 @@ impl Backend {
                 b.store = swift.s3_args(&format!("http://127.0.0.1:{p}"));
             }
             "faascache" => {
-                let dir = b.cluster_up(swift, work, name)?;
+                let dir = b.cluster_up(swift, work, name, max_memory)?;
                 for bucket in buckets {
                     b.faascache(
                         &[
@@ -248,9 +257,18 @@ impl Backend {
         Ok(b)
     }
 
-    fn cluster_up(&mut self, swift: &Swift, work: &Path, name: &str) -> Result<PathBuf> {
+    fn cluster_up(
+        &mut self,
+        swift: &Swift,
+        work: &Path,
+        name: &str,
+        max_memory: Option<u64>,
+    ) -> Result<PathBuf> {
         let dir = work.join(format!("cluster-{name}"));
         let log = std::fs::File::create(work.join(format!("cluster-{name}.log")))?;
+        let grow: Vec<String> = max_memory
+            .map(|m| vec!["--max-memory".into(), format!("{m}B")])
+            .unwrap_or_default();
         let mut c = Command::new(&self.bin)
             .process_group(0)
             .args([
@@ -263,9 +281,10 @@ impl Backend {
                 "--poll",
                 "block",
                 "--memory",
-                "512MiB",
-                "--dir",
+                &format!("{}B", CLUSTER_MEMORY),
             ])
+            .args(&grow)
+            .arg("--dir")
             .arg(&dir)
             .envs(swift.env())
             .stdout(log.try_clone()?)

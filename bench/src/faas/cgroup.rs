@@ -282,6 +282,13 @@ impl Cgroup {
             .ok()
     }
 
+    /// Restarts the peak from the current use (v1: `0` into `memory.max_usage_in_bytes`), so
+    /// that [`Cgroup::peak_bytes`] after a run is that run's peak. False where the peak cannot
+    /// be reset (v2's `memory.peak` is the cgroup's life-long peak here).
+    pub fn reset_peak(&self) -> bool {
+        self.kind == Kind::V1 && self.write("memory.max_usage_in_bytes", "0").is_ok()
+    }
+
     /// Kills what is left in the cgroup and removes it (best effort, bounded to ~1 s).
     pub fn remove(&self) {
         let deadline = Instant::now() + Duration::from_secs(1);

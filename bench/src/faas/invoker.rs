@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, Result};
 use serde_json::Value;
 
+use super::agent::{AgentLink, Features};
 use super::cgroup::Cgroups;
 use super::sandbox::{Action, RunError, Runtime, Sandbox};
 
@@ -75,6 +76,8 @@ pub struct Invoker {
     shared: Arc<Shared>,
     seq: AtomicU64,
     reaper: Option<std::thread::JoinHandle<()>>,
+    /// The node agent new sandboxes are announced to (`--faas-agent`; per backend).
+    agent: Mutex<Option<Arc<AgentLink>>>,
 }
 
 impl Invoker {
@@ -99,6 +102,7 @@ impl Invoker {
             shared,
             seq: AtomicU64::new(0),
             reaper: Some(reaper),
+            agent: Mutex::new(None),
         }
     }
 
@@ -116,12 +120,29 @@ impl Invoker {
             .clone()
     }
 
+    /// Sandboxes started from now on are announced to `agent` (`None`: to no agent); each
+    /// keeps telling the agent that saw it start about its runs and its end.
+    pub fn set_agent(&self, agent: Option<Arc<AgentLink>>) {
+        *self.agent.lock().unwrap_or_else(|e| e.into_inner()) = agent;
+    }
+
     /// Runs `function` once with `args`.
     pub fn invoke(&self, function: &str, args: &Value) -> Result<Invocation> {
-        let (mut sb, cold) = self.acquire(function)?;
+        self.invoke_with(function, args, &[])
+    }
+
+    /// Runs `function` once with `args`; `features` describe the invocation to the node agent
+    /// (`created` of a sandbox it starts, `start`).
+    pub fn invoke_with(
+        &self,
+        function: &str,
+        args: &Value,
+        features: Features<'_>,
+    ) -> Result<Invocation> {
+        let (mut sb, cold) = self.acquire(function, features)?;
         let activation = format!("{}-{}", sb.id, self.seq.fetch_add(1, Ordering::Relaxed));
         let t = Instant::now();
-        let res = sb.run(args, &activation);
+        let res = sb.run_with(args, &activation, features);
         let run = t.elapsed();
         let id = sb.id.clone();
         match res {
@@ -157,7 +178,11 @@ impl Invoker {
         self.shared.stats.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn acquire(&self, function: &str) -> Result<(Sandbox, Option<Duration>)> {
+    fn acquire(
+        &self,
+        function: &str,
+        features: Features<'_>,
+    ) -> Result<(Sandbox, Option<Duration>)> {
         let action = self
             .actions
             .get(function)
@@ -178,7 +203,16 @@ impl Invoker {
                 drop(pools);
                 let n = self.seq.fetch_add(1, Ordering::Relaxed);
                 let id = format!("{function}-{n}");
-                return match Sandbox::start(&self.rt, &self.cgroups, action, &id) {
+                let agent = self.agent.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                let started = Sandbox::start_with(
+                    &self.rt,
+                    &self.cgroups,
+                    action,
+                    &id,
+                    agent.as_ref(),
+                    features,
+                );
+                return match started {
                     Ok(sb) => {
                         self.lock_stats().cold_starts += 1;
                         let cold = sb.start_time;

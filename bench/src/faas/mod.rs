@@ -12,9 +12,11 @@
 //! × input size the E/T/L medians and p99, the end-to-end `/run` time and its ratio to Swift
 //! direct, cold and warm counts; as a table, `--json FILE`, and SVG plots next to the JSON.
 
+pub mod agent;
 pub mod backends;
 pub mod cachestats;
 pub mod cgroup;
+pub mod http;
 pub mod invoker;
 pub mod load;
 pub mod manifest;
@@ -368,9 +370,10 @@ pub fn run(opts: &Opts) -> Result<()> {
             bail!("interrupted");
         }
         let r = run_backend(opts, &s, &swift, &inv, &m, &trace, b, work.path());
+        inv.set_agent(None);
         inv.clear();
-        let (outcome, cache) = r?;
-        results.add_backend(b, outcome, cache);
+        let (outcome, cache, agent) = r?;
+        results.add_backend(b, outcome, cache, agent);
     }
     results.pool = inv.stats();
     drop(inv);
@@ -390,9 +393,34 @@ fn run_backend(
     trace: &Trace,
     name: &str,
     work: &Path,
-) -> Result<(runner::Outcome, Option<cachestats::Summary>)> {
+) -> Result<(
+    runner::Outcome,
+    Option<cachestats::Summary>,
+    Option<agent::Summary>,
+)> {
     eprintln!("faas: backend {name}: starting");
-    let backend = Backend::start(name, swift, work, &s.bin, &[IN_BUCKET, OUT_BUCKET])?;
+    let grow = opts.faas_agent.then_some(backends::AGENT_MAX_MEMORY);
+    let backend = Backend::start(name, swift, work, &s.bin, &[IN_BUCKET, OUT_BUCKET], grow)?;
+    // The node agent beside the cluster's first server (--faas-agent): the invoker tells it
+    // about the sandboxes started from now on; its status is sampled once a second.
+    let node_agent = match (&backend.cluster, opts.faas_agent) {
+        (Some(dir), true) => {
+            let a = agent::AgentProcess::start(&agent::AgentSpec {
+                bin: &s.bin,
+                cluster: dir,
+                server: "server-1",
+                max_cache: backends::AGENT_MAX_MEMORY,
+                work,
+                name,
+            })
+            .with_context(|| format!("starting the node agent of the {name} backend"))?;
+            eprintln!("faas: backend {name}: node agent at {}", a.link.base);
+            inv.set_agent(Some(a.link.clone()));
+            let sampler = agent::Sampler::start(a.link.clone(), Duration::from_secs(1))?;
+            Some((a, sampler))
+        }
+        _ => None,
+    };
     // The cache's counters once a second while the trace runs (backends with a cluster).
     let sampler = match &backend.cluster {
         Some(dir) => {
@@ -419,6 +447,14 @@ fn run_backend(
     let mut out = runner::run_trace(inv, m, trace, target, workers, opts.quiet);
     let ran = t0.elapsed();
     let cache = sampler.map(cachestats::Sampler::stop);
+    // The sandboxes go while the agent still runs (their DELETE events), then the agent.
+    inv.set_agent(None);
+    inv.clear();
+    let agent = node_agent.map(|(a, sampler)| {
+        let sum = sampler.stop();
+        drop(a);
+        sum
+    });
     backend.flush(&[OUT_BUCKET])?;
     drop(backend);
     let store = swift.store(OUT_BUCKET)?;
@@ -434,5 +470,5 @@ fn run_backend(
     );
     out.errors
         .extend(bad.iter().map(|b| format!("OUTPUT MISMATCH {b}")));
-    Ok((out, cache))
+    Ok((out, cache, agent))
 }

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use plotters::prelude::*;
 
+use super::agent::Summary as AgentSummary;
 use super::cachestats::Summary;
 use super::stats::Cell;
 use crate::plot::{err, finish, COLORS};
@@ -158,6 +159,92 @@ pub fn cache_memory(stem: &Path, runs: &[(String, Summary)]) -> Result<Option<Pa
     Ok(Some(out))
 }
 
+/// Writes `<stem>.agent.svg`: for each backend run with the node agent, the cache's budget
+/// (solid), the sandboxes' reserved memory (dashed) and their observed memory (dots) over the
+/// run, MiB against seconds. `None` when no backend has samples.
+pub fn agent_memory(stem: &Path, runs: &[(String, AgentSummary)]) -> Result<Option<PathBuf>> {
+    let runs: Vec<&(String, AgentSummary)> =
+        runs.iter().filter(|r| !r.1.samples.is_empty()).collect();
+    if runs.is_empty() {
+        return Ok(None);
+    }
+    const MIB: f64 = (1u64 << 20) as f64;
+    let xmax = runs
+        .iter()
+        .flat_map(|r| r.1.samples.iter().map(|s| s.t_s))
+        .fold(1.0, f64::max);
+    let ymax = runs
+        .iter()
+        .flat_map(|r| {
+            r.1.samples
+                .iter()
+                .map(|s| s.budget_bytes.max(s.reserved_bytes).max(s.observed_bytes))
+        })
+        .max()
+        .unwrap_or(0) as f64
+        / MIB
+        * 1.15
+        + 1.0;
+    let path = PathBuf::from(format!("{}.agent.svg", stem.display()));
+    let out = path.clone();
+    let root = SVGBackend::new(&path, (900, 520)).into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            "node agent: cache budget vs sandbox memory over the run",
+            ("sans-serif", 18),
+        )
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0.0..xmax, 0.0..ymax)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc("seconds since the backend's run started")
+        .y_desc("MiB: cache budget (solid), sandboxes reserved (dashed), observed (dots)")
+        .draw()
+        .map_err(err)?;
+    for (i, (name, sum)) in runs.iter().map(|r| (&r.0, &r.1)).enumerate() {
+        let c = COLORS[i % COLORS.len()];
+        let series = |f: fn(&super::agent::Sample) -> u64| {
+            sum.samples
+                .iter()
+                .map(move |s| (s.t_s, f(s) as f64 / MIB))
+                .collect::<Vec<_>>()
+        };
+        chart
+            .draw_series(LineSeries::new(
+                series(|s| s.budget_bytes),
+                c.stroke_width(2),
+            ))
+            .map_err(err)?
+            .label(format!("{name} cache budget"))
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2)));
+        chart
+            .draw_series(DashedLineSeries::new(
+                series(|s| s.reserved_bytes),
+                6,
+                4,
+                c.stroke_width(2),
+            ))
+            .map_err(err)?
+            .label(format!("{name} sandboxes reserved"))
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 6, y)], c.stroke_width(2)));
+        chart
+            .draw_series(
+                series(|s| s.observed_bytes)
+                    .into_iter()
+                    .map(|p| Circle::new(p, 2, c.filled())),
+            )
+            .map_err(err)?
+            .label(format!("{name} sandboxes observed"))
+            .legend(move |(x, y)| Circle::new((x + 9, y), 2, c.filled()));
+    }
+    finish(&mut chart, &root, SeriesLabelPosition::UpperRight)?;
+    Ok(Some(out))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -217,6 +304,42 @@ mod tests {
         let svg = std::fs::read_to_string(path).unwrap();
         assert!(
             svg.contains("<svg") && svg.contains("gateway live"),
+            "{}",
+            &svg[..200]
+        );
+    }
+
+    #[test]
+    fn agent_memory_plots_the_backends_with_samples() {
+        use crate::faas::agent::{summarize, Sample};
+        let d = tempfile::tempdir().unwrap();
+        let stem = d.path().join("run");
+        assert!(
+            agent_memory(&stem, &[("gateway".into(), AgentSummary::default())])
+                .unwrap()
+                .is_none()
+        );
+        let s = |t: f64, budget: u64, reserved: u64| Sample {
+            t_s: t,
+            budget_bytes: budget,
+            reserved_bytes: reserved,
+            observed_bytes: reserved / 2,
+            ..Sample::default()
+        };
+        let sum = summarize(
+            vec![s(0.0, 512 << 20, 0), s(1.0, 256 << 20, 300 << 20)],
+            0,
+            None,
+        );
+        let path = agent_memory(&stem, &[("faascache".into(), sum)])
+            .unwrap()
+            .unwrap();
+        assert_eq!(path, d.path().join("run.agent.svg"));
+        let svg = std::fs::read_to_string(path).unwrap();
+        assert!(
+            svg.contains("<svg")
+                && svg.contains("faascache cache budget")
+                && svg.contains("faascache sandboxes reserved"),
             "{}",
             &svg[..200]
         );

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Result};
 use serde::Serialize;
 
+use super::agent::Summary as AgentSummary;
 use super::cachestats::Summary;
 use super::invoker::PoolStats;
 use super::runner::Outcome;
@@ -27,6 +28,9 @@ pub struct BackendSummary {
     /// The cluster's counters over the run (backends with a cache: gateway, faascache).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cache: Option<Summary>,
+    /// The node agent's side (`--faas-agent`): events sent, its status over the run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent: Option<AgentSummary>,
 }
 
 /// Everything a run reports.
@@ -85,7 +89,13 @@ impl Results {
     }
 
     /// Adds a backend's outcome (warm-up invocations are counted but not reported).
-    pub fn add_backend(&mut self, name: &str, o: Outcome, cache: Option<Summary>) {
+    pub fn add_backend(
+        &mut self,
+        name: &str,
+        o: Outcome,
+        cache: Option<Summary>,
+        agent: Option<AgentSummary>,
+    ) {
         let mismatches = o
             .errors
             .iter()
@@ -105,6 +115,7 @@ impl Results {
             mismatches,
             first_errors: o.errors.iter().take(MAX_ERRORS_KEPT).cloned().collect(),
             cache,
+            agent,
         });
         self.records.extend(measured);
     }
@@ -121,6 +132,9 @@ impl Results {
             );
             if let Some(c) = &b.cache {
                 println!("  {}", cache_line(c));
+            }
+            if let Some(a) = &b.agent {
+                println!("  {}", agent_line(a));
             }
         }
         let p = &self.pool;
@@ -152,6 +166,14 @@ impl Results {
                 .filter_map(|b| b.cache.clone().map(|c| (b.name.clone(), c)))
                 .collect();
             if let Some(p) = super::plots::cache_memory(&j.with_extension(""), &runs)? {
+                eprintln!("wrote {}", p.display());
+            }
+            let agents: Vec<(String, AgentSummary)> = self
+                .backends
+                .iter()
+                .filter_map(|b| b.agent.clone().map(|a| (b.name.clone(), a)))
+                .collect();
+            if let Some(p) = super::plots::agent_memory(&j.with_extension(""), &agents)? {
                 eprintln!("wrote {}", p.display());
             }
             let bars = super::plots::etl_bars(&j.with_extension(""), &self.cells)?;
@@ -231,6 +253,10 @@ impl Results {
         if !cold.is_empty() {
             bail!("{}", cold.join("; "));
         }
+        let agent = agent_problems(&self.backends);
+        if !agent.is_empty() {
+            bail!("{}", agent.join("; "));
+        }
         Ok(())
     }
 }
@@ -265,6 +291,69 @@ fn cache_problems(backends: &[BackendSummary]) -> Vec<String> {
             }
         })
         .collect()
+}
+
+/// With `--quick`, the backends whose node agent did not see every sandbox: an event that
+/// failed, none sent, or the agent's own counts of created and destroyed sandboxes differing
+/// from the invoker's (every sandbox is destroyed before the agent stops).
+fn agent_problems(backends: &[BackendSummary]) -> Vec<String> {
+    backends
+        .iter()
+        .filter_map(|b| {
+            let a = b.agent.as_ref()?;
+            let e = &a.events;
+            let why = if e.failed > 0 {
+                format!(
+                    "{} failed events, the first: {}",
+                    e.failed,
+                    a.first_event_error.as_deref().unwrap_or("?")
+                )
+            } else if e.created == 0 {
+                "no sandbox was announced to it".to_string()
+            } else if a.samples.is_empty() {
+                format!(
+                    "no status sample ({} failed: {})",
+                    a.failed_samples,
+                    a.first_sample_error.as_deref().unwrap_or("?")
+                )
+            } else if (a.agent_created, a.agent_destroyed) != (e.created, e.destroyed) {
+                format!(
+                    "it counted {} sandboxes created and {} destroyed, the invoker sent {} and {}",
+                    a.agent_created, a.agent_destroyed, e.created, e.destroyed
+                )
+            } else {
+                return None;
+            };
+            Some(format!("backend {}: node agent: {why}", b.name))
+        })
+        .collect()
+}
+
+/// One line of the node agent's side for the summary.
+fn agent_line(a: &AgentSummary) -> String {
+    const MIB: f64 = (1u64 << 20) as f64;
+    let e = &a.events;
+    format!(
+        "agent: {} events sent (created {}, start {}, finish {}, DELETE {}), {} failed; cache budget {:.0}–{:.0} MiB, {} resizes, {} refused; sandbox memory reserved ≤ {:.1} MiB, observed ≤ {:.1} MiB; {} status samples{}",
+        e.sent(),
+        e.created,
+        e.started,
+        e.finished,
+        e.destroyed,
+        e.failed,
+        a.budget_min_bytes as f64 / MIB,
+        a.budget_max_bytes as f64 / MIB,
+        a.resizes,
+        a.refusals,
+        a.reserved_max_bytes as f64 / MIB,
+        a.observed_max_bytes as f64 / MIB,
+        a.samples.len(),
+        if a.failed_samples > 0 {
+            format!(" ({} failed)", a.failed_samples)
+        } else {
+            String::new()
+        }
+    )
 }
 
 /// One line of the cache's counters for the summary.
@@ -326,6 +415,7 @@ mod tests {
             mismatches: 0,
             first_errors: Vec::new(),
             cache,
+            agent: None,
         };
         let ratio = |r: Option<f64>| Summary {
             hit_ratio: r,
@@ -341,5 +431,66 @@ mod tests {
         assert_eq!(p.len(), 2);
         assert!(p[0].contains("only 10.0 %"), "{p:?}");
         assert!(p[1].contains("no read at all"), "{p:?}");
+    }
+
+    #[test]
+    fn agent_line_and_quick_checks() {
+        use crate::faas::agent::{EventCounts, Sample};
+        let ok = AgentSummary {
+            events: EventCounts {
+                created: 3,
+                started: 9,
+                finished: 9,
+                destroyed: 3,
+                failed: 0,
+            },
+            agent_created: 3,
+            agent_destroyed: 3,
+            budget_min_bytes: 256 << 20,
+            budget_max_bytes: 512 << 20,
+            resizes: 2,
+            reserved_max_bytes: 3 << 20,
+            observed_max_bytes: 1 << 20,
+            samples: vec![Sample::default()],
+            ..AgentSummary::default()
+        };
+        let l = agent_line(&ok);
+        assert!(
+            l.contains("24 events sent (created 3, start 9, finish 9, DELETE 3), 0 failed"),
+            "{l}"
+        );
+        assert!(
+            l.contains("budget 256–512 MiB, 2 resizes") && l.contains("reserved ≤ 3.0 MiB"),
+            "{l}"
+        );
+        let b = |agent: AgentSummary| BackendSummary {
+            name: "gateway".into(),
+            invocations: 1,
+            measured: 1,
+            errors: 0,
+            mismatches: 0,
+            first_errors: Vec::new(),
+            cache: None,
+            agent: Some(agent),
+        };
+        assert!(agent_problems(&[b(ok.clone())]).is_empty());
+        let mut failed = ok.clone();
+        failed.events.failed = 1;
+        failed.first_event_error = Some("HTTP 409".into());
+        let mut lost = ok.clone();
+        lost.agent_destroyed = 2;
+        let mut none = ok.clone();
+        none.events.created = 0;
+        let p = agent_problems(&[b(failed), b(lost), b(none)]);
+        assert_eq!(p.len(), 3, "{p:?}");
+        assert!(
+            p[0].contains("1 failed events, the first: HTTP 409"),
+            "{p:?}"
+        );
+        assert!(
+            p[1].contains("counted 3 sandboxes created and 2 destroyed"),
+            "{p:?}"
+        );
+        assert!(p[2].contains("no sandbox was announced"), "{p:?}");
     }
 }

@@ -260,7 +260,7 @@ struct Stage {
 /// invocation, or one stage of a pipeline).
 fn stage(inv: &Invoker, m: &Manifest, entry: usize, args: &Value, key: String) -> Result<Stage> {
     let e = &m.entries[entry];
-    let r = inv.invoke(&e.function, args)?;
+    let r = inv.invoke_with(&e.function, args, &[("input_bytes", e.bytes as f64)])?;
     let v = &r.result;
     let out = Output {
         key,

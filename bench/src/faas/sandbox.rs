@@ -11,12 +11,13 @@ use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{json, Value};
 
+use super::agent::{AgentLink, Features};
 use super::cgroup::{Cgroup, Cgroups};
 
 /// Longest wait for a proxy's "listening" line.
@@ -78,30 +79,28 @@ pub struct Sandbox {
     pub idle_since: Instant,
     /// Cold start: spawn → listening → `/init` answered.
     pub start_time: Duration,
+    /// The node agent told about this sandbox (`--faas-agent`), once it accepted `created`.
+    agent: Option<Arc<AgentLink>>,
 }
 
-/// A free TCP port on 127.0.0.1 (bound and released: another process could take it first; the
-/// proxy then fails to listen and the start is reported).
-pub fn free_port() -> Result<u16> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").context("binding a free port")?;
-    Ok(l.local_addr()?.port())
-}
-
-/// The blocking HTTP client sandboxes share (no proxies from the environment: loopback only).
-pub fn http_client(timeout: Duration) -> Result<reqwest::blocking::Client> {
-    #[allow(deprecated)] // the provider faascache-objstore installs too
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::blocking::Client::builder()
-        .no_proxy()
-        .timeout(timeout)
-        .pool_max_idle_per_host(1)
-        .build()
-        .context("building the HTTP client")
-}
+pub use super::http::{free_port, http_client};
 
 impl Sandbox {
     /// Starts a proxy for `action` in a fresh cgroup `id` and initialises it (a cold start).
     pub fn start(rt: &Runtime, cgroups: &Cgroups, action: &Action, id: &str) -> Result<Sandbox> {
+        Sandbox::start_with(rt, cgroups, action, id, None, &[])
+    }
+
+    /// [`Sandbox::start`], telling `agent` (`created`, with `features`) once the process is in
+    /// its cgroup and before `/init`; the sandbox then tells it about its runs and its end.
+    pub fn start_with(
+        rt: &Runtime,
+        cgroups: &Cgroups,
+        action: &Action,
+        id: &str,
+        agent: Option<&Arc<AgentLink>>,
+        features: Features<'_>,
+    ) -> Result<Sandbox> {
         let t0 = Instant::now();
         let cgroup = cgroups.create(id, action.memory)?;
         let port = free_port()?;
@@ -140,7 +139,16 @@ impl Sandbox {
             http: http_client(rt.timeout)?,
             idle_since: Instant::now(),
             start_time: Duration::ZERO,
+            agent: None,
         };
+        // The memory is the sandbox's from here on: the agent hears of it before `/init` (a
+        // failed start below drops the sandbox, which sends `DELETE`).
+        if let Some(a) = agent {
+            let cg = sb.cgroup.as_ref().map(Cgroup::path);
+            if a.created(id, &action.name, action.memory, features, cg) {
+                sb.agent = Some(a.clone());
+            }
+        }
         sb.wait_listening(&log_path)?;
         sb.init(action)?;
         sb.start_time = t0.elapsed();
@@ -227,6 +235,27 @@ impl Sandbox {
         Ok(())
     }
 
+    /// [`Sandbox::run`] between the agent's `start` (with `features`) and `finish` (with the
+    /// run's peak when the cgroup gives one); a plain run without an agent. The agent's errors
+    /// are counted by its link and never fail the run.
+    pub fn run_with(
+        &mut self,
+        args: &Value,
+        activation: &str,
+        features: Features<'_>,
+    ) -> Result<Value, RunError> {
+        let Some(agent) = self.agent.clone() else {
+            return self.run(args, activation);
+        };
+        let reset = self.cgroup.as_ref().is_some_and(Cgroup::reset_peak);
+        agent.started(&self.id, features);
+        let r = self.run(args, activation);
+        // v2's peak covers the sandbox's whole life: let the agent measure instead.
+        let peak = if reset { self.peak_bytes() } else { None };
+        agent.finished(&self.id, peak);
+        r
+    }
+
     /// One invocation: `POST /run` with `args`; the action's result.
     pub fn run(&mut self, args: &Value, activation: &str) -> Result<Value, RunError> {
         let deadline = std::time::SystemTime::now()
@@ -303,6 +332,9 @@ impl Drop for Sandbox {
         let _ = self.child.wait();
         if let Some(cg) = &self.cgroup {
             cg.remove();
+        }
+        if let Some(a) = &self.agent {
+            a.destroyed(&self.id);
         }
     }
 }

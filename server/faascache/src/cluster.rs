@@ -79,6 +79,10 @@ pub enum ClusterCommand {
         /// --memory]
         #[arg(long, value_name = "SIZE", value_parser = parse_size)]
         write_back_limit: Option<usize>,
+        /// The servers' --max-memory: how far `faascache resize` (or the node agent) may grow
+        /// each one (units B, KiB, MiB, GiB) [default: --memory, no growth]
+        #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+        max_memory: Option<usize>,
     },
     /// Stop a cluster started by `cluster up` (its supervisor, or its children if the supervisor
     /// is gone)
@@ -119,6 +123,7 @@ pub fn run(cmd: ClusterCommand) -> Result<()> {
             rebalance,
             store_config,
             write_back_limit,
+            max_memory,
         } => up(
             &Options {
                 servers,
@@ -132,6 +137,7 @@ pub fn run(cmd: ClusterCommand) -> Result<()> {
                 rebalance,
                 store_config,
                 write_back_limit,
+                max_memory,
             },
             &dir,
         ),
@@ -270,6 +276,8 @@ pub struct Options {
     pub store_config: Option<PathBuf>,
     /// The servers' `--write-back-limit`.
     pub write_back_limit: Option<usize>,
+    /// The servers' `--max-memory`.
+    pub max_memory: Option<usize>,
 }
 
 /// Replicas for `servers` servers: the requested number if possible (a clear error if not),
@@ -464,6 +472,9 @@ pub fn start_until(o: &Options, dir: &Path, cancel: &dyn Fn() -> bool) -> Result
         }
         if let Some(l) = o.write_back_limit {
             args.extend(["--write-back-limit".into(), l.to_string()]);
+        }
+        if let Some(m) = o.max_memory {
+            args.extend(["--max-memory".into(), m.to_string()]);
         }
         c.spawn(&name, &args)?;
     }

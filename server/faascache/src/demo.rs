@@ -82,6 +82,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
             rebalance: false,
             store_config: None,
             write_back_limit: None,
+            max_memory: None,
         },
         &a.dir,
         &|| stop.requested(),

@@ -782,6 +782,8 @@ fn large_objects_are_invisible_until_committed_then_uploaded_whole() {
     chunk(&rig, BACK, key, 42, 2, b"short").unwrap();
     let (_, detail) = commit(&rig, BACK, key, 42, value.len(), &gateway_meta()).unwrap_err();
     assert!(detail.contains("5 bytes long"), "{detail}");
+    // Down until the flush below: the object stays dirty meanwhile.
+    rig.store.set_down(true);
     chunk(
         &rig,
         BACK,
@@ -811,6 +813,7 @@ fn large_objects_are_invisible_until_committed_then_uploaded_whole() {
         "dirty until uploaded"
     );
     // Write-back uploads the whole object with its metadata; then the chunks become clean.
+    rig.store.set_down(false);
     flush(&rig, BACK, key, 20_000).unwrap();
     assert!(
         stored(&rig, key).unwrap() == value,
@@ -929,6 +932,18 @@ fn abandoned_and_replaced_large_writes_leave_no_chunks() {
 fn rig_limit_refusal() -> (Status, String) {
     let rig = rig(3 << 20);
     rig.store.set_down(true);
+    // Chunks of writes not committed yet count too: two writes in flight cannot hold more
+    // than the limit between them.
+    let data = vec![2u8; MAX_CHUNK_DATA as usize];
+    for i in 0..3 {
+        chunk(&rig, BACK, "l/a", 90, i, &data).unwrap();
+    }
+    let (status, detail) = chunk(&rig, BACK, "l/b", 91, 0, &data).unwrap_err();
+    assert_eq!(status, Status::WRITE_BACK_FULL, "{detail}");
+    rig.master.chunked.set_orphan_age(Duration::from_millis(1));
+    eventually("the writes in flight abandoned", || {
+        rig.master.chunked.is_empty()
+    });
     let data = vec![1u8; MAX_CHUNK_DATA as usize];
     for i in 0..8 {
         if let Err(e) = write_large(&rig, BACK, &format!("l/{i}"), 100 + i, &data) {

@@ -68,9 +68,14 @@ pub(crate) fn admit(
     {
         return Ok(());
     }
+    Err(full(master))
+}
+
+/// The `WRITE_BACK_FULL` refusal, with the queue's state and the store's last error.
+pub(crate) fn full(master: &Master) -> Refusal {
     let g = master.writeback.gauges();
     let last = master.counters.last_error();
-    Err((
+    (
         Status::WRITE_BACK_FULL,
         format!(
             "this master holds {} dirty bytes of {} objects not yet in the store (limit {}, --write-back-limit); store: {}; retry when the queue drains (faascache flush, status)",
@@ -79,7 +84,7 @@ pub(crate) fn admit(
             g.limit,
             if last.is_empty() { "no error" } else { &last }
         ),
-    ))
+    )
 }
 
 /// After a write or removal marker of `len` envelope bytes succeeded: queue it for upload

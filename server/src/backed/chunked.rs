@@ -54,8 +54,17 @@ pub fn chunk_head(
     len: usize,
 ) -> Result<Vec<u8>, Refusal> {
     checks::check_key(t, key)?;
-    checks::admit(m, t, key, len as u64)?;
-    m.chunked.note(id(t.id, key, object_id), index, false)?;
+    // Chunks not committed yet count against the write-back limit with the queued objects
+    // (one write alone may exceed it, as one object may).
+    let writing = m.chunked.writing_bytes();
+    if t.backing.policy != WritePolicy::Ephemeral {
+        let g = m.writeback.gauges();
+        if g.bytes + writing > 0 && g.bytes + writing + len as u64 > g.limit {
+            return Err(checks::full(m));
+        }
+    }
+    m.chunked
+        .note(id(t.id, key, object_id), index, len as u64, false)?;
     let mut head = Vec::new();
     envelope::encode(
         &mut head,
@@ -195,7 +204,7 @@ pub fn replaced(m: &Master, t: &BackedTable, key: &[u8], old: Option<Manifest>, 
 
 /// A dirty chunk found after a recovery or migration in: track its write again (Committed if
 /// the manifest at its key names it). `false` if `key` is not a chunk key.
-pub fn recovered(m: &Master, table: TableId, key: &[u8]) -> bool {
+pub fn recovered(m: &Master, table: TableId, key: &[u8], len: usize) -> bool {
     let Some(parent) = chunk_parent(key) else {
         return false;
     };
@@ -205,7 +214,10 @@ pub fn recovered(m: &Master, table: TableId, key: &[u8]) -> bool {
     };
     let (oid, index) = (u64::from_be_bytes(oid), u32::from_be_bytes(index));
     let committed = manifest_at(m, table, parent).is_some_and(|(mf, _)| mf.object_id == oid);
-    if let Err((_, why)) = m.chunked.note(id(table, parent, oid), index, committed) {
+    if let Err((_, why)) = m
+        .chunked
+        .note(id(table, parent, oid), index, len as u64, committed)
+    {
         tracing::warn!(
             table,
             why,
@@ -239,7 +251,7 @@ pub fn sweep(m: &Master) -> Settled {
                 }
                 // A manifest may name it already (its chunks arrived by migration before it).
                 if manifest_at(m, table, &key).is_some_and(|(mf, _)| mf.object_id == oid) {
-                    let _ = m.chunked.note((table, key, oid), 0, true);
+                    let _ = m.chunked.note((table, key, oid), 0, 0, true);
                     continue;
                 }
                 true

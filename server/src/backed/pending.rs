@@ -37,6 +37,8 @@ pub struct Entry {
     pub state: State,
     /// Highest chunk index seen + 1 (the chunks to remove if abandoned).
     pub chunks: u32,
+    /// Bytes of the chunks written (a chunk written twice counts twice: an over-estimate).
+    pub bytes: u64,
 }
 
 /// The large writes of one master whose chunks are not settled (see the module's doc).
@@ -79,7 +81,13 @@ impl Pending {
 
     /// Note chunk `index` of a write (a chunk was written or replayed); `committed` when its
     /// manifest already names it. Refused when too many writes are tracked.
-    pub fn note(&self, id: Id, index: u32, committed: bool) -> Result<(), (Status, String)> {
+    pub fn note(
+        &self,
+        id: Id,
+        index: u32,
+        bytes: u64,
+        committed: bool,
+    ) -> Result<(), (Status, String)> {
         let mut map = self.map.lock();
         if map.len() >= MAX_PENDING && !map.contains_key(&id) {
             return Err((
@@ -90,8 +98,10 @@ impl Pending {
         let e = map.entry(id).or_insert(Entry {
             state: State::Writing(Instant::now()),
             chunks: 0,
+            bytes: 0,
         });
         e.chunks = e.chunks.max(index.saturating_add(1));
+        e.bytes = e.bytes.saturating_add(bytes);
         e.state = match e.state {
             State::Removing => {
                 return Err((
@@ -129,6 +139,7 @@ impl Pending {
                     Entry {
                         state: State::Committed,
                         chunks,
+                        bytes: 0,
                     },
                 );
                 Ok(())
@@ -143,6 +154,16 @@ impl Pending {
                 e.state = State::Writing(Instant::now());
             }
         }
+    }
+
+    /// Bytes of chunks of writes not committed yet (not in the write-back queue's count).
+    pub fn writing_bytes(&self) -> u64 {
+        self.map
+            .lock()
+            .values()
+            .filter(|e| matches!(e.state, State::Writing(_)))
+            .map(|e| e.bytes)
+            .sum()
     }
 
     /// Every tracked write, as it is now.

@@ -16,7 +16,7 @@ use crate::master::Master;
 /// (`chunked::recovered`) to be uploaded with its manifest.
 pub fn migrated(master: &Master, t: &BackedTable, key: &[u8], value: &[u8]) {
     let kind = envelope::decode(value).ok().map(|e| e.kind);
-    if kind == Some(Kind::Chunk) && super::chunked::recovered(master, t.id, key) {
+    if kind == Some(Kind::Chunk) && super::chunked::recovered(master, t.id, key, value.len()) {
         return;
     }
     let bytes = match kind {
@@ -47,7 +47,9 @@ pub fn requeue(master: &Master, r: Range) -> Result<u64, StorageError> {
             }
             let kind = envelope::decode(&o.value).ok().map(|e| e.kind);
             // A large write's chunk is uploaded with its manifest, or removed if none names it.
-            if kind == Some(Kind::Chunk) && super::chunked::recovered(master, r.table, &o.key) {
+            if kind == Some(Kind::Chunk)
+                && super::chunked::recovered(master, r.table, &o.key, o.value.len())
+            {
                 continue;
             }
             if ephemeral {

@@ -26,8 +26,8 @@ impl Client {
     /// **Large objects**: a value above [`MAX_CHUNK_DATA`] (1 MiB − 4 KiB) is sent in chunks of
     /// that size, then committed: readers see the old object until the commit and the whole
     /// new one after it, never a part (up to 4,096 chunks, about 4 GiB; beyond,
-    /// [`Error::TooLarge`]). Each chunk counts against the write-back limit as it arrives
-    /// and the whole object at the commit; a client that dies mid-write leaves chunks the
+    /// [`Error::TooLarge`]). A chunk is refused [`Error::WriteBackFull`] while other dirty
+    /// data holds the master's write-back limit; a client that dies mid-write leaves chunks the
     /// master removes after its `--orphan-chunk-age`. Metadata over the protocol's limits
     /// (2048 bytes a field, 64 pairs): [`Error::InvalidArgument`]. A plain table:
     /// [`Error::InvalidArgument`].

@@ -2,6 +2,7 @@
 //! conditional form. The machinery they share (sessions, tablet maps, exactly-once ids,
 //! retries) is in `client.rs`.
 
+use faascache_protocol::msg::large::MAX_CHUNK_DATA;
 use faascache_protocol::msg::master::{
     IncrementRequest, Number, ReadRequest, RemoveRequest, WriteRequest,
 };
@@ -121,14 +122,26 @@ impl Client {
             return self.write_object_with(table, key, &meta, value, opts);
         }
         check_value(value)?;
-        self.write_tracked(
+        let r = self.write_tracked(
             table,
             key,
             value,
             opts,
             &self.begin_rpc()?,
             &mut self.backoff(),
-        )
+        );
+        match r {
+            // Within 1 MiB but not with a backed table's envelope: in chunks after all.
+            Err(Error::InvalidArgument(d))
+                if value.len() > MAX_CHUNK_DATA as usize
+                    && d.starts_with("value of ")
+                    && d.contains("too large") =>
+            {
+                let meta = faascache_protocol::msg::faas::ObjectMeta::default();
+                self.write_object_with(table, key, &meta, value, opts)
+            }
+            r => r,
+        }
     }
 
     /// A write with a given rpc id (first attempt or a retry of a pipelined one).

@@ -448,6 +448,10 @@ fn large_objects_are_written_in_chunks() {
         assert_eq!((version, m.content_type.as_str()), (v, "image/png"));
         assert_eq!(cl.read(t, key.as_bytes()).unwrap().value.len(), len);
     }
+    // Within 1 MiB but too long for one value with its envelope: `write` goes in chunks.
+    let edge = vec![5u8; msg::MAX_VALUE_LEN - 1];
+    cl.write(t, b"o/edge", &edge).unwrap();
+    assert!(cl.read(t, b"o/edge").unwrap().value == edge);
     // `write` (as the Python client's put) over a large object, then a small one over it.
     let body = vec![9u8; 2 << 20];
     let v = cl.write(t, b"o/0", &body).unwrap();

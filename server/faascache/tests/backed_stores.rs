@@ -1,6 +1,7 @@
 //! Backed tables with real processes against real stores: moto's S3 server, Swift's S3 API
 //! (`s3api`) and Swift's native API (started by the test kit; SKIP when not installed). Each
-//! store covers write-back + flush, write-through, ephemeral, invalidate and revalidation;
+//! store covers objects of 0 B to 20 MiB written back and through, write-back + flush,
+//! write-through, ephemeral, invalidate and revalidation;
 //! the store's side is checked through `faascache_objstore` directly.
 
 mod cluster_util;
@@ -78,11 +79,51 @@ impl Rig {
     }
 
     fn all(&self) {
+        self.sizes();
         self.write_back_and_flush();
         self.write_through();
         self.ephemeral();
         self.invalidate();
         self.revalidation();
+    }
+
+    /// Objects of 0 B to 20 MiB written back — above one value in chunks and a commit, above
+    /// 16 MiB streamed to the store — and through: the store ends with every byte; they read
+    /// back from the cache, and the largest through the store again after an invalidation.
+    fn sizes(&self) {
+        let (tag, c) = (self.tag, &self.c);
+        let wb = self.table("sizes", WritePolicy::WriteBack, 0);
+        let body = |n: usize| (0..n).map(|i| (i * 31 + n) as u8).collect::<Vec<u8>>();
+        let one = faascache_protocol::msg::MAX_VALUE_LEN;
+        let sizes = [0, 1, one - 1, one, one + 1, 20 << 20];
+        for n in sizes {
+            c.write(wb, format!("size/{n}").as_bytes(), &body(n))
+                .unwrap_or_else(|e| panic!("{tag}: write of {n} bytes: {e}"));
+        }
+        c.flush(wb, None, Duration::from_secs(120)).unwrap();
+        for n in sizes {
+            let key = format!("size/{n}");
+            assert!(
+                self.stored(&key) == Some(body(n)),
+                "{tag}: {n} bytes in the store"
+            );
+            assert!(
+                self.read(wb, &key) == body(n),
+                "{tag}: {n} bytes from the cache"
+            );
+        }
+        let big = format!("size/{}", 20 << 20);
+        c.invalidate(wb, big.as_bytes()).unwrap();
+        assert!(
+            self.read(wb, &big) == body(20 << 20),
+            "{tag}: read through again"
+        );
+        let wt = self.table("sizes-wt", WritePolicy::WriteThrough, 0);
+        c.write(wt, b"size/through", &body(3 << 20)).unwrap();
+        assert!(
+            self.stored("size/through") == Some(body(3 << 20)),
+            "{tag}: through"
+        );
     }
 
     /// Overwritten, one removed, flushed: the store ends with each key's last value.

@@ -54,17 +54,19 @@ pub fn chunk_head(
     len: usize,
 ) -> Result<Vec<u8>, Refusal> {
     checks::check_key(t, key)?;
-    // Chunks not committed yet count against the write-back limit with the queued objects
-    // (one write alone may exceed it, as one object may).
-    let writing = m.chunked.writing_bytes();
+    // The other writes' chunks not committed yet count against the write-back limit with the
+    // queued objects; this write's own do not, so one write may exceed the limit, as one
+    // object may, and the writes in flight hold at most the limit plus one write.
+    let wid = id(t.id, key, object_id);
     if t.backing.policy != WritePolicy::Ephemeral {
+        let (_, others) = m.chunked.writing_bytes(&wid);
         let g = m.writeback.gauges();
-        if g.bytes + writing > 0 && g.bytes + writing + len as u64 > g.limit {
+        let others = others + g.bytes;
+        if others > 0 && others + len as u64 > g.limit {
             return Err(checks::full(m));
         }
     }
-    m.chunked
-        .note(id(t.id, key, object_id), index, len as u64, false)?;
+    m.chunked.note(wid, index, len as u64, false)?;
     let mut head = Vec::new();
     envelope::encode(
         &mut head,
@@ -76,8 +78,8 @@ pub fn chunk_head(
     Ok(head)
 }
 
-/// Start the commit `req` of `t`: check it (key, metadata, write-back limit over the whole
-/// object, every chunk present with its length) and return the manifest's envelope. The
+/// Start the commit `req` of `t`: check it (key, metadata, every chunk present with its
+/// length) and return the manifest's envelope. The
 /// write is Committed until [`end_commit`] says whether the manifest was written.
 pub fn begin_commit(
     m: &Master,
@@ -89,9 +91,9 @@ pub fn begin_commit(
     let meta = checks::object_meta(t, &req.meta, now)?;
     let wid = id(t.id, req.key, req.object_id);
     m.chunked.begin_commit(wid.clone(), req.chunks)?;
-    let checked =
-        check_chunks(m, t, req).and_then(|()| checks::admit(m, t, req.key, req.total_len));
-    if let Err(e) = checked {
+    // No write-back limit here: the chunks were admitted as they came, and the commit adds no
+    // bytes (they move from the write in flight to the queue).
+    if let Err(e) = check_chunks(m, t, req) {
         m.chunked.undo_commit(&wid);
         return Err(e);
     }

@@ -156,14 +156,14 @@ impl Pending {
         }
     }
 
-    /// Bytes of chunks of writes not committed yet (not in the write-back queue's count).
-    pub fn writing_bytes(&self) -> u64 {
-        self.map
-            .lock()
-            .values()
-            .filter(|e| matches!(e.state, State::Writing(_)))
-            .map(|e| e.bytes)
-            .sum()
+    /// Bytes of chunks of writes not committed yet (not in the write-back queue's count):
+    /// `id`'s own, and the other writes'.
+    pub fn writing_bytes(&self, id: &Id) -> (u64, u64) {
+        let map = self.map.lock();
+        let writing = |e: &&Entry| matches!(e.state, State::Writing(_));
+        let own = map.get(id).filter(writing).map_or(0, |e| e.bytes);
+        let all: u64 = map.values().filter(writing).map(|e| e.bytes).sum();
+        (own, all - own)
     }
 
     /// Every tracked write, as it is now.

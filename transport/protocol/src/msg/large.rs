@@ -74,8 +74,8 @@ impl<'a> Request<'a> for WriteObjectChunkRequest<'a> {
 /// `CommitObject` (master): table `u64`, exactly-once header (40), reject rules (9), key
 /// (`u16` len), metadata ([`ObjectMeta`]), total length `u64`, chunk length `u32`, chunk count
 /// `u32`, object id `u64`. Reply [`VersionResponse`]. Makes the chunks written with
-/// `object_id` the object at `key`, at once for readers, as `WriteObject` would (write-back
-/// limit counted over the whole object, write-through wait, exactly-once and reject rules);
+/// `object_id` the object at `key`, at once for readers, as `WriteObject` would (write-through
+/// wait, exactly-once and reject rules; the write-back limit was applied to the chunks);
 /// the chunks of the version it replaces are removed. Every chunk must be present with its
 /// length (`chunk_len`, the last one the rest), else `REQUEST_FORMAT_ERROR` naming the first
 /// one missing and nothing changes.

@@ -1,39 +1,24 @@
 //! Writing an object of a backed table whose bytes arrive in pieces, of any size up to
-//! [`MAX_CHUNKS`] × [`MAX_CHUNK_DATA`] (about 4 GiB), holding at most [`WINDOW`] + 1 chunks in
-//! memory: what the S3/Swift gateway does with a PUT body. Full chunks are sent as they fill
-//! (`WriteObjectChunk`, untracked: a retry writes the same bytes again), [`WINDOW`] in flight
-//! on the master's session; a chunk whose pipelined send failed (a moved tablet, a lost
-//! session, a `RETRY`) is sent again through the retrying path. The commit (`CommitObject`,
-//! tracked) waits for every chunk and makes them the object at once. An object that ends
-//! within one chunk is written whole (`WriteObject`) at the commit instead.
+//! [`MAX_CHUNKS`] × [`MAX_CHUNK_DATA`] (about 4 GiB), holding one chunk in memory: what the
+//! S3/Swift gateway does with a PUT body. Full chunks are sent as they fill
+//! (`WriteObjectChunk`, untracked: a retry writes the same bytes again); the commit
+//! (`CommitObject`, tracked) makes them the object at once. An object that ends within one
+//! chunk is written whole (`WriteObject`) at the commit instead.
 
 use faascache_protocol::msg::faas::ObjectMeta;
 use faascache_protocol::msg::large::{
     CommitObjectRequest, WriteObjectChunkRequest, MAX_CHUNKS, MAX_CHUNK_DATA,
 };
-use faascache_protocol::msg::{self, Message, Request};
-use faascache_transport::{PendingRpc, Status};
-use std::collections::VecDeque;
-use std::time::Instant;
+use faascache_protocol::msg::{self, Request};
 
 use crate::client::{check_key, Client};
 use crate::error::{Error, Result, TableId};
 use crate::options::WriteOptions;
 
-/// Chunks of one write in flight at once.
-pub const WINDOW: usize = 4;
-
-/// A chunk sent and not yet answered: its bytes (to send it again) and its RPC (`None`: the
-/// pipelined send could not start).
-struct InFlight {
-    index: u32,
-    data: Vec<u8>,
-    rpc: Option<PendingRpc>,
-}
-
 /// A large write in progress ([`Client::object_writer`]). Dropped without
 /// [`ObjectWriter::commit`], nothing changes for readers; the chunks sent are removed by the
 /// master after its `--orphan-chunk-age`.
+#[derive(Debug)]
 pub struct ObjectWriter<'c> {
     client: &'c Client,
     table: TableId,
@@ -42,19 +27,6 @@ pub struct ObjectWriter<'c> {
     buf: Vec<u8>,
     sent: u32,
     len: u64,
-    inflight: VecDeque<InFlight>,
-}
-
-impl std::fmt::Debug for ObjectWriter<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ObjectWriter")
-            .field("table", &self.table)
-            .field("object_id", &self.object_id)
-            .field("len", &self.len)
-            .field("sent", &self.sent)
-            .field("in_flight", &self.inflight.len())
-            .finish_non_exhaustive()
-    }
 }
 
 impl Client {
@@ -81,7 +53,6 @@ impl Client {
             buf: Vec::new(),
             sent: 0,
             len: 0,
-            inflight: VecDeque::with_capacity(WINDOW),
         })
     }
 }
@@ -112,8 +83,8 @@ impl ObjectWriter<'_> {
         let chunk = MAX_CHUNK_DATA as usize;
         while !data.is_empty() {
             if self.buf.is_empty() && data.len() > chunk {
-                // A whole chunk straight from the caller's bytes.
-                self.send(data[..chunk].to_vec())?;
+                // A whole chunk straight from the caller's bytes (no copy).
+                self.send(&data[..chunk])?;
                 data = &data[chunk..];
                 continue;
             }
@@ -124,7 +95,7 @@ impl ObjectWriter<'_> {
             // commit (an object of one chunk is then written whole).
             if self.buf.len() == chunk && !data.is_empty() {
                 let full = std::mem::take(&mut self.buf);
-                self.send(full)?;
+                self.send(&full)?;
             }
         }
         Ok(())
@@ -139,10 +110,7 @@ impl ObjectWriter<'_> {
         }
         if !self.buf.is_empty() {
             let last = std::mem::take(&mut self.buf);
-            self.send(last)?;
-        }
-        while !self.inflight.is_empty() {
-            self.settle_one()?;
+            self.send(&last)?;
         }
         let guard = c.begin_rpc()?;
         let op = CommitObjectRequest::OPCODE;
@@ -170,53 +138,14 @@ impl ObjectWriter<'_> {
         )
     }
 
-    /// Send `data` as the next chunk, pipelined: once [`WINDOW`] chunks are in flight, the
-    /// oldest is waited for first.
-    fn send(&mut self, data: Vec<u8>) -> Result<()> {
-        if self.inflight.len() >= WINDOW {
-            self.settle_one()?;
-        }
-        let index = self.sent;
-        self.sent += 1;
-        let req = WriteObjectChunkRequest {
-            table: self.table,
-            key: &self.key,
-            object_id: self.object_id,
-            index,
-            data: &data,
-        };
-        let rpc = self
-            .client
-            .master_session_for(self.table, &self.key)
-            .ok()
-            .and_then(|s| s.send(WriteObjectChunkRequest::OPCODE, &req.to_vec()).ok());
-        self.inflight.push_back(InFlight { index, data, rpc });
-        Ok(())
-    }
-
-    /// Wait for the oldest chunk in flight; send it again through the retrying path if its
-    /// pipelined send did not succeed.
-    fn settle_one(&mut self) -> Result<()> {
-        let Some(f) = self.inflight.pop_front() else {
-            return Ok(());
-        };
-        if let Some(mut rpc) = f.rpc {
-            let left = self.client.backoff().remaining(Instant::now());
-            if matches!(rpc.wait(left), Ok((Status::OK, _))) {
-                return Ok(());
-            }
-        }
-        self.send_retrying(f.index, &f.data)
-    }
-
-    /// Send chunk `index` until it is stored, refused for good, or the client's timeout.
-    fn send_retrying(&self, index: u32, data: &[u8]) -> Result<()> {
+    /// Send chunk `self.sent`.
+    fn send(&mut self, data: &[u8]) -> Result<()> {
         let (c, table) = (self.client, self.table);
         let req = WriteObjectChunkRequest {
             table,
             key: &self.key,
             object_id: self.object_id,
-            index,
+            index: self.sent,
             data,
         };
         let op = WriteObjectChunkRequest::OPCODE;
@@ -238,6 +167,7 @@ impl ObjectWriter<'_> {
             },
             e => e,
         })?;
+        self.sent += 1;
         Ok(())
     }
 }

@@ -77,7 +77,10 @@ impl Client {
         meta.check()
             .map_err(|e| Error::InvalidArgument(format!("object metadata: {e}")))?;
         if value.len() > MAX_CHUNK_DATA as usize {
-            return self.write_chunked(table, key, meta, value, opts);
+            // A large object through an `ObjectWriter`: its chunks, then the commit.
+            let mut w = self.object_writer(table, key)?;
+            w.write(value)?;
+            return w.commit(meta, opts);
         }
         check_value(value)?;
         let guard = self.begin_rpc()?;
@@ -101,21 +104,6 @@ impl Client {
                 faascache_transport::call(s, &req, left, |r| r.version)
             },
         )
-    }
-
-    /// A large object through an [`ObjectWriter`](crate::ObjectWriter): its chunks, then the
-    /// commit.
-    fn write_chunked(
-        &self,
-        table: TableId,
-        key: &[u8],
-        meta: &ObjectMeta,
-        value: &[u8],
-        opts: &WriteOptions,
-    ) -> Result<u64> {
-        let mut w = self.object_writer(table, key)?;
-        w.write(value)?;
-        w.commit(meta, opts)
     }
 
     /// The metadata, whole length and version of an object, without its bytes (one

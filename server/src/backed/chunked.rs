@@ -139,7 +139,7 @@ fn manifest_at(m: &Master, table: TableId, key: &[u8]) -> Option<(Manifest, u64)
     let mut buf = Vec::new();
     let (version, len) = m
         .engine
-        .read_prefix(table, key, HEAD_BYTES, &mut buf)
+        .read_range(table, key, 0, HEAD_BYTES, &mut buf)
         .ok()?;
     let decoded = match envelope::decode(&buf) {
         Ok(e) => Some(e.kind),

@@ -691,29 +691,6 @@ impl Engine {
         }))
     }
 
-    /// Reads at most the first `max` bytes of an object's value into `out` (appended); returns
-    /// its version and whole value length. For a header in front of a large value.
-    pub fn read_prefix(
-        &self,
-        table: TableId,
-        key: &[u8],
-        max: usize,
-        out: &mut Vec<u8>,
-    ) -> Result<(u64, usize), StorageError> {
-        check_key(key)?;
-        let inner = &self.inner;
-        inner.check_table(table)?;
-        let fixed = format::OBJECT_FIXED + key.len();
-        inner.with_object(table, key, |found| {
-            let Some((addr, h, version)) = found else {
-                return Err(StorageError::ObjectDoesntExist);
-            };
-            let len = h.body_len - fixed;
-            inner.log.read_body(addr, &h, fixed, len.min(max), out);
-            Ok((version, len))
-        })
-    }
-
     /// Whether the object is dirty (`None` if it does not exist).
     pub fn is_dirty(&self, table: TableId, key: &[u8]) -> Result<Option<bool>, StorageError> {
         let (_, _g, existing) = self.inner.locate(table, key)?;

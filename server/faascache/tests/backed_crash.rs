@@ -31,7 +31,7 @@ fn crash_run(run: u64, env: &faascache_testkit::stores::StoreEnv) {
     let (_cp, coord) = coordinator_tcp(&dir, 0, "coordinator");
     let mut servers: Vec<(Proc, String)> = (1..=3)
         .map(|i| {
-            let extra = ["--replicas", "2", "--orphan-chunk-age", "8s"];
+            let extra = ["--replicas", "2", "--orphan-chunk-age", "4s"];
             server_env(&dir, &coord, &format!("s{i}"), &extra, &pairs)
         })
         .collect();
@@ -132,7 +132,7 @@ fn crash_run(run: u64, env: &faascache_testkit::stores::StoreEnv) {
     );
     // The other's chunks, replayed dirty and tracked, were removed after the orphan age: its
     // commit finds them missing and changes nothing.
-    std::thread::sleep(Duration::from_secs(12).saturating_sub(killed.elapsed()));
+    std::thread::sleep(Duration::from_secs(6).saturating_sub(killed.elapsed()));
     let refused = eventually(Duration::from_secs(20), || {
         match cut(1).commit(&mut raw, T) {
             Err(CallError::Failed(f)) if f.detail.contains("missing") => Ok(f),

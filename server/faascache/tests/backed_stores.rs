@@ -1,8 +1,8 @@
 //! Backed tables with real processes against real stores: moto's S3 server, Swift's S3 API
 //! (`s3api`) and Swift's native API (started by the test kit; SKIP when not installed). Each
-//! store covers objects of 0 B to 20 MiB written back and through, write-back + flush,
-//! write-through, ephemeral, invalidate and revalidation;
-//! the store's side is checked through `faascache_objstore` directly.
+//! store covers objects of 0 B to 64 MiB written back and read through (3 MiB written
+//! through), write-back + flush, write-through, ephemeral, invalidate and revalidation; the
+//! store's side is checked through `faascache_objstore` directly.
 
 mod cluster_util;
 
@@ -31,7 +31,9 @@ impl Rig {
         let pairs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let dir = tempdir(tag);
         let (cp, coord) = coordinator_tcp(&dir, 0, "coordinator");
-        let (sp, _) = server_env(&dir, &coord, "s1", &["--replicas", "0"], &pairs);
+        // Room for a 64 MiB object (written back, and read through).
+        let extra = ["--replicas", "0", "--memory", "256MiB"];
+        let (sp, _) = server_env(&dir, &coord, "s1", &extra, &pairs);
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
@@ -87,7 +89,7 @@ impl Rig {
         self.revalidation();
     }
 
-    /// Objects of 0 B to 20 MiB written back — above one value in chunks and a commit, above
+    /// Objects of 0 B to 64 MiB written back — above one value in chunks and a commit, above
     /// 16 MiB streamed to the store — and through: the store ends with every byte; they read
     /// back from the cache, and the largest through the store again after an invalidation.
     fn sizes(&self) {
@@ -95,7 +97,7 @@ impl Rig {
         let wb = self.table("sizes", WritePolicy::WriteBack, 0);
         let body = |n: usize| (0..n).map(|i| (i * 31 + n) as u8).collect::<Vec<u8>>();
         let one = faascache_protocol::msg::MAX_VALUE_LEN;
-        let sizes = [0, 1, one - 1, one, one + 1, 20 << 20];
+        let sizes = [0, 1, one - 1, one, one + 1, 20 << 20, 64 << 20];
         for n in sizes {
             c.write(wb, format!("size/{n}").as_bytes(), &body(n))
                 .unwrap_or_else(|e| panic!("{tag}: write of {n} bytes: {e}"));
@@ -112,12 +114,14 @@ impl Rig {
                 "{tag}: {n} bytes from the cache"
             );
         }
-        let big = format!("size/{}", 20 << 20);
-        c.invalidate(wb, big.as_bytes()).unwrap();
-        assert!(
-            self.read(wb, &big) == body(20 << 20),
-            "{tag}: read through again"
-        );
+        for n in [20 << 20, 64 << 20] {
+            let key = format!("size/{n}");
+            c.invalidate(wb, key.as_bytes()).unwrap();
+            assert!(
+                self.read(wb, &key) == body(n),
+                "{tag}: {n} bytes read through"
+            );
+        }
         let wt = self.table("sizes-wt", WritePolicy::WriteThrough, 0);
         c.write(wt, b"size/through", &body(3 << 20)).unwrap();
         assert!(

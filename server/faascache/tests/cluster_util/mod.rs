@@ -158,8 +158,6 @@ pub fn server_env(
         "server",
         "--coordinator",
         coord,
-        "--memory",
-        "48MiB",
         "--poll",
         "block",
         "--no-pin",
@@ -168,6 +166,10 @@ pub fn server_env(
         "--locator-file",
         &lfs,
     ];
+    // 48 MiB of log unless `extra` says otherwise.
+    if !extra.contains(&"--memory") {
+        args.extend(["--memory", "48MiB"]);
+    }
     args.extend_from_slice(extra);
     let mut p = Launch::new(name, BIN, dir.join(format!("{name}.log")))
         .args(&args)

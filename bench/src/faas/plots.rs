@@ -4,12 +4,16 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
 use super::agent::Summary as AgentSummary;
 use super::cachestats::Summary;
 use super::stats::Cell;
 use crate::plot::{err, finish, COLORS};
+
+/// A chart of MiB against seconds (the memory-over-time plots).
+type TimeChart<'a> = ChartContext<'a, SVGBackend<'a>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
 
 const PARTS: [(&str, RGBColor); 3] = [
     ("Extract (read input)", RGBColor(31, 119, 180)),
@@ -114,14 +118,53 @@ pub fn cache_memory(stem: &Path, runs: &[(String, Summary)]) -> Result<Option<Pa
         + 1.0;
     let budget = runs.iter().map(|r| r.1.budget_bytes).max().unwrap_or(0) as f64 / MIB;
     let path = PathBuf::from(format!("{}.cache.svg", stem.display()));
-    let out = path.clone();
-    let root = SVGBackend::new(&path, (900, 520)).into_drawing_area();
+    let caption = format!("cache memory over the run (masters' budget {budget:.0} MiB)");
+    let y_desc = "MiB: live log (solid), dirty (dotted)";
+    let legend = SeriesLabelPosition::UpperLeft;
+    over_time(&path, &caption, y_desc, (xmax, ymax), legend, |chart| {
+        for (i, (name, sum)) in runs.iter().map(|r| (&r.0, &r.1)).enumerate() {
+            let c = COLORS[i % COLORS.len()];
+            chart
+                .draw_series(LineSeries::new(
+                    sum.samples
+                        .iter()
+                        .map(|s| (s.t_s, s.live_bytes as f64 / MIB)),
+                    c.stroke_width(2),
+                ))
+                .map_err(err)?
+                .label(format!("{name} live"))
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2))
+                });
+            chart
+                .draw_series(
+                    sum.samples
+                        .iter()
+                        .map(|s| Circle::new((s.t_s, s.dirty_bytes as f64 / MIB), 2, c.filled())),
+                )
+                .map_err(err)?
+                .label(format!("{name} dirty"))
+                .legend(move |(x, y)| Circle::new((x + 9, y), 2, c.filled()));
+        }
+        Ok(())
+    })?;
+    Ok(Some(path))
+}
+
+/// The chart both memory plots share: `caption`, MiB (`y_desc`) against seconds, up to
+/// `xmax` × `ymax`; `draw` adds the series; the legend at `legend`; written to `path`.
+fn over_time(
+    path: &Path,
+    caption: &str,
+    y_desc: &str,
+    (xmax, ymax): (f64, f64),
+    legend: SeriesLabelPosition,
+    draw: impl FnOnce(&mut TimeChart<'_>) -> Result<()>,
+) -> Result<()> {
+    let root = SVGBackend::new(path, (900, 520)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
     let mut chart = ChartBuilder::on(&root)
-        .caption(
-            format!("cache memory over the run (masters' budget {budget:.0} MiB)"),
-            ("sans-serif", 18),
-        )
+        .caption(caption, ("sans-serif", 18))
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(60)
@@ -130,33 +173,11 @@ pub fn cache_memory(stem: &Path, runs: &[(String, Summary)]) -> Result<Option<Pa
     chart
         .configure_mesh()
         .x_desc("seconds since the backend's run started")
-        .y_desc("MiB: live log (solid), dirty (dotted)")
+        .y_desc(y_desc)
         .draw()
         .map_err(err)?;
-    for (i, (name, sum)) in runs.iter().map(|r| (&r.0, &r.1)).enumerate() {
-        let c = COLORS[i % COLORS.len()];
-        chart
-            .draw_series(LineSeries::new(
-                sum.samples
-                    .iter()
-                    .map(|s| (s.t_s, s.live_bytes as f64 / MIB)),
-                c.stroke_width(2),
-            ))
-            .map_err(err)?
-            .label(format!("{name} live"))
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2)));
-        chart
-            .draw_series(
-                sum.samples
-                    .iter()
-                    .map(|s| Circle::new((s.t_s, s.dirty_bytes as f64 / MIB), 2, c.filled())),
-            )
-            .map_err(err)?
-            .label(format!("{name} dirty"))
-            .legend(move |(x, y)| Circle::new((x + 9, y), 2, c.filled()));
-    }
-    finish(&mut chart, &root, SeriesLabelPosition::UpperLeft)?;
-    Ok(Some(out))
+    draw(&mut chart)?;
+    finish(&mut chart, &root, legend)
 }
 
 /// Writes `<stem>.agent.svg`: for each backend run with the node agent, the cache's budget
@@ -186,63 +207,53 @@ pub fn agent_memory(stem: &Path, runs: &[(String, AgentSummary)]) -> Result<Opti
         * 1.15
         + 1.0;
     let path = PathBuf::from(format!("{}.agent.svg", stem.display()));
-    let out = path.clone();
-    let root = SVGBackend::new(&path, (900, 520)).into_drawing_area();
-    root.fill(&WHITE).map_err(err)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            "node agent: cache budget vs sandbox memory over the run",
-            ("sans-serif", 18),
-        )
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(60)
-        .build_cartesian_2d(0.0..xmax, 0.0..ymax)
-        .map_err(err)?;
-    chart
-        .configure_mesh()
-        .x_desc("seconds since the backend's run started")
-        .y_desc("MiB: cache budget (solid), sandboxes reserved (dashed), observed (dots)")
-        .draw()
-        .map_err(err)?;
-    for (i, (name, sum)) in runs.iter().map(|r| (&r.0, &r.1)).enumerate() {
-        let c = COLORS[i % COLORS.len()];
-        let series = |f: fn(&super::agent::Sample) -> u64| {
-            sum.samples
-                .iter()
-                .map(move |s| (s.t_s, f(s) as f64 / MIB))
-                .collect::<Vec<_>>()
-        };
-        chart
-            .draw_series(LineSeries::new(
-                series(|s| s.budget_bytes),
-                c.stroke_width(2),
-            ))
-            .map_err(err)?
-            .label(format!("{name} cache budget"))
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2)));
-        chart
-            .draw_series(DashedLineSeries::new(
-                series(|s| s.reserved_bytes),
-                6,
-                4,
-                c.stroke_width(2),
-            ))
-            .map_err(err)?
-            .label(format!("{name} sandboxes reserved"))
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 6, y)], c.stroke_width(2)));
-        chart
-            .draw_series(
-                series(|s| s.observed_bytes)
-                    .into_iter()
-                    .map(|p| Circle::new(p, 2, c.filled())),
-            )
-            .map_err(err)?
-            .label(format!("{name} sandboxes observed"))
-            .legend(move |(x, y)| Circle::new((x + 9, y), 2, c.filled()));
-    }
-    finish(&mut chart, &root, SeriesLabelPosition::UpperRight)?;
-    Ok(Some(out))
+    let caption = "node agent: cache budget vs sandbox memory over the run";
+    let y_desc = "MiB: cache budget (solid), sandboxes reserved (dashed), observed (dots)";
+    let legend = SeriesLabelPosition::UpperRight;
+    over_time(&path, caption, y_desc, (xmax, ymax), legend, |chart| {
+        for (i, (name, sum)) in runs.iter().map(|r| (&r.0, &r.1)).enumerate() {
+            let c = COLORS[i % COLORS.len()];
+            let series = |f: fn(&super::agent::Sample) -> u64| {
+                sum.samples
+                    .iter()
+                    .map(move |s| (s.t_s, f(s) as f64 / MIB))
+                    .collect::<Vec<_>>()
+            };
+            chart
+                .draw_series(LineSeries::new(
+                    series(|s| s.budget_bytes),
+                    c.stroke_width(2),
+                ))
+                .map_err(err)?
+                .label(format!("{name} cache budget"))
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2))
+                });
+            chart
+                .draw_series(DashedLineSeries::new(
+                    series(|s| s.reserved_bytes),
+                    6,
+                    4,
+                    c.stroke_width(2),
+                ))
+                .map_err(err)?
+                .label(format!("{name} sandboxes reserved"))
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 6, y)], c.stroke_width(2))
+                });
+            chart
+                .draw_series(
+                    series(|s| s.observed_bytes)
+                        .into_iter()
+                        .map(|p| Circle::new(p, 2, c.filled())),
+                )
+                .map_err(err)?
+                .label(format!("{name} sandboxes observed"))
+                .legend(move |(x, y)| Circle::new((x + 9, y), 2, c.filled()));
+        }
+        Ok(())
+    })?;
+    Ok(Some(path))
 }
 
 #[cfg(test)]

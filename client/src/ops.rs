@@ -132,11 +132,7 @@ impl Client {
         );
         match r {
             // Within 1 MiB but not with a backed table's envelope: in chunks after all.
-            Err(Error::InvalidArgument(d))
-                if value.len() > MAX_CHUNK_DATA as usize
-                    && d.starts_with("value of ")
-                    && d.contains("too large") =>
-            {
+            Err(Error::ObjectTooLarge(_)) if value.len() > MAX_CHUNK_DATA as usize => {
                 let meta = faascache_protocol::msg::faas::ObjectMeta::default();
                 self.write_object_with(table, key, &meta, value, opts)
             }

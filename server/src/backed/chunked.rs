@@ -136,7 +136,15 @@ fn check_chunks(m: &Master, t: &BackedTable, req: &CommitObjectRequest<'_>) -> R
 
 /// The manifest stored at `key` now, if it is one (and its version and cleanliness).
 fn manifest_at(m: &Master, table: TableId, key: &[u8]) -> Option<(Manifest, u64)> {
+    // The kind byte first: a write over any object asks this, and most are not manifests.
     let mut buf = Vec::new();
+    m.engine
+        .read_range(table, key, 0, envelope::FIXED, &mut buf)
+        .ok()?;
+    if !envelope::is_manifest(&buf) {
+        return None;
+    }
+    buf.clear();
     let (version, len) = m
         .engine
         .read_range(table, key, 0, HEAD_BYTES, &mut buf)

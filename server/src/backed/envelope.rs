@@ -111,6 +111,13 @@ fn kind_byte(k: &Kind) -> u8 {
     }
 }
 
+/// Whether a value starting with `prefix` (at least its first 3 bytes) is a manifest's
+/// envelope: a look at the kind byte, so a caller need not copy a whole value to find out.
+pub fn is_manifest(prefix: &[u8]) -> bool {
+    // 1: `kind_byte` of a manifest.
+    prefix.len() >= 3 && prefix[0] == MAGIC && prefix[2] == 1
+}
+
 /// Appends the envelope of `data` (or of a manifest / removal: `data` empty) to `out`.
 pub fn encode(out: &mut Vec<u8>, kind: Kind, stamp_ms: u64, meta: &ObjectMeta, data: &[u8]) {
     let mut w = Writer::new(out);
@@ -255,6 +262,27 @@ mod tests {
             last_modified_ms: 1_765_000_000_000,
             user: vec![("owner".into(), "fn-resize".into())],
         }
+    }
+
+    #[test]
+    fn the_kind_byte_alone_tells_a_manifest() {
+        let mf = Manifest {
+            total_len: 3 << 20,
+            chunk_len: 1 << 20,
+            chunks: 3,
+            object_id: 9,
+        };
+        let v = to_vec(Kind::Manifest(mf), 1, &meta(), &[]);
+        assert!(is_manifest(&v[..FIXED]) && is_manifest(&v));
+        assert!(!is_manifest(
+            &to_vec(Kind::Whole, 1, &meta(), b"x")[..FIXED]
+        ));
+        assert!(!is_manifest(&to_vec(Kind::Chunk, 1, &meta(), b"x")));
+        assert!(
+            !is_manifest(b"\x01\x01\x01 a legacy value"),
+            "no magic byte"
+        );
+        assert!(!is_manifest(&v[..2]), "too short to tell");
     }
 
     #[test]

@@ -43,8 +43,16 @@ impl MasterService {
             Ok(head) => head,
             Err((status, detail)) => return not_run(status, &detail),
         };
-        let old = chunked::previous(&self.master, table, key);
         let data = value.unwrap_or_default();
+        let room = self.master.engine.max_value_len(key.len());
+        if head.len() + data.len() > room {
+            let detail = format!(
+                "a value of {} bytes does not fit one value of this table with its envelope ({room} bytes): write it in chunks (WriteObjectChunk, then CommitObject; the clients do this for values above one chunk); nothing was written",
+                data.len()
+            );
+            return not_run(Status::OBJECT_TOO_LARGE, &detail);
+        }
+        let old = chunked::previous(&self.master, table, key);
         let r = self.mutate(table, key, rpc, kind, |e, rpc| {
             e.write_rpc_parts(table, key, [&head, data], rules, rpc)
                 .map(|v| (v, [0; 8]))
